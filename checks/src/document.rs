@@ -1,0 +1,150 @@
+//! The sweep document: everything a sweep found, as `patrol sweep --format
+//! json` prints it and as the report, history and email read it.
+//!
+//! Produced by the coordinator (in `patrol-agent`), consumed by
+//! `patrol-report`. It lives here so that the report never depends on the
+//! agent's internals.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{CheckOutcome, Selector, Status};
+
+/// Current version of the sweep document format.
+pub const DOCUMENT_VERSION: u32 = 1;
+
+/// Where a node of the expected set ended up. Every node of the expected
+/// set is in exactly one state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    /// Answered; every check passed.
+    Ok,
+    /// Answered; at least one check is warn, fail or error.
+    Failing,
+    /// Believed alive, but did not answer before the deadline.
+    NoAnswer,
+    /// SWIM said down or left, at the start or during the sweep.
+    Down,
+}
+
+impl NodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Ok => "ok",
+            NodeState::Failing => "failing",
+            NodeState::NoAnswer => "no_answer",
+            NodeState::Down => "down",
+        }
+    }
+}
+
+impl std::fmt::Display for NodeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One node's line in the sweep document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeEntry {
+    pub name: String,
+    /// The node's gossip address, `ip:port`.
+    pub addr: String,
+    pub tags: BTreeMap<String, String>,
+    pub state: NodeState,
+    /// Joined after the sweep started (not in the expected set) but answered.
+    pub late_joiner: bool,
+    /// Milliseconds from the sweep start until the request reached the node,
+    /// as reported by the node (None when it never answered).
+    pub reached_ms: Option<u64>,
+    /// Milliseconds from the sweep start until the coordinator had the answer.
+    pub answered_ms: Option<u64>,
+    /// How long the node spent running its checks, in milliseconds.
+    pub checks_ms: Option<u64>,
+    /// Check outcomes in the order the node reported them.
+    pub checks: Vec<CheckOutcome>,
+}
+
+impl NodeEntry {
+    /// Worst status among this node's checks (Pass when it has none).
+    pub fn worst(&self) -> Status {
+        self.checks
+            .iter()
+            .map(|c| c.status)
+            .max_by_key(|s| s.badness())
+            .unwrap_or(Status::Pass)
+    }
+}
+
+/// Counts by state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateCounts {
+    /// Size of the expected set (membership snapshot at the start, after the
+    /// node filter).
+    pub expected: u64,
+    pub ok: u64,
+    pub failing: u64,
+    pub no_answer: u64,
+    pub down: u64,
+    /// Nodes outside the expected set that answered anyway.
+    pub late_joiners: u64,
+}
+
+/// Where the time went.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SweepTiming {
+    /// Request reached 50% / 99% / 100% of the nodes that answered (ms).
+    pub reached_p50_ms: Option<u64>,
+    pub reached_p99_ms: Option<u64>,
+    pub reached_max_ms: Option<u64>,
+    /// Last answer in at the coordinator (ms from start).
+    pub last_answer_ms: Option<u64>,
+    /// The sweep was complete (everyone accounted for, or deadline) (ms).
+    pub completed_ms: u64,
+}
+
+/// A whole sweep.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepDocument {
+    pub version: u32,
+    /// 16 hex digits.
+    pub sweep_id: String,
+    /// Cluster name (from the config); part of the history scope.
+    pub cluster: String,
+    /// Name of the coordinating node.
+    pub coordinator: String,
+    /// Unix time of the start, milliseconds.
+    pub started_at_unix_ms: u64,
+    /// The deadline the sweep was given, milliseconds after the start.
+    pub deadline_ms: u64,
+    pub selector: Selector,
+    /// Node filter by tags (all must match).
+    pub node_filter: BTreeMap<String, String>,
+    pub counts: StateCounts,
+    /// Every node of the expected set plus late joiners, sorted by name.
+    pub nodes: Vec<NodeEntry>,
+    pub timing: SweepTiming,
+}
+
+impl SweepDocument {
+    /// Recompute `counts` from `nodes` (used by producers and by tests).
+    pub fn recount(&mut self) {
+        let mut c = StateCounts::default();
+        for n in &self.nodes {
+            if n.late_joiner {
+                c.late_joiners += 1;
+            } else {
+                c.expected += 1;
+            }
+            match n.state {
+                NodeState::Ok => c.ok += 1,
+                NodeState::Failing => c.failing += 1,
+                NodeState::NoAnswer => c.no_answer += 1,
+                NodeState::Down => c.down += 1,
+            }
+        }
+        self.counts = c;
+    }
+}

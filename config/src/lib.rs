@@ -1,0 +1,1 @@
+//! Patrol configuration: the TOML model, defaults and validation.

@@ -1,0 +1,2 @@
+//! `patrol-agent`: the daemon binary.
+fn main() {}

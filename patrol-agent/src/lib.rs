@@ -1,0 +1,1 @@
+//! The Patrol agent library.

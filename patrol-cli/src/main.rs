@@ -1,0 +1,78 @@
+//! `patrol`: the command-line tool. One module per subcommand; each is a
+//! thin layer that parses, loads config and calls a library.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod check;
+mod config_cmd;
+mod demo;
+mod keys;
+mod members;
+mod report;
+mod sweep;
+
+/// Patrol: inspect a whole fleet in seconds.
+#[derive(Debug, Parser)]
+#[command(name = "patrol", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List the members of the mesh as an agent sees them.
+    Members(members::Args),
+    /// Run a sweep across the fleet through any agent.
+    Sweep(sweep::Args),
+    /// Run checks on this machine, with no mesh.
+    Check(check::Args),
+    /// Render or send the report of a stored sweep.
+    Report(report::Args),
+    /// Manage cluster keys.
+    #[command(subcommand)]
+    Keys(keys::Command),
+    /// Validate configuration files.
+    #[command(subcommand)]
+    Config(config_cmd::Command),
+    /// Start a local mesh on loopback, sweep this machine, write a report.
+    Demo(demo::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PATROL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("patrol: cannot start the runtime: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Members(a) => members::run(a).await,
+            Command::Sweep(a) => sweep::run(a).await,
+            Command::Check(a) => check::run(a).await,
+            Command::Report(a) => report::run(a).await,
+            Command::Keys(c) => keys::run(c).await,
+            Command::Config(c) => config_cmd::run(c).await,
+            Command::Demo(a) => demo::run(a).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("patrol: {e:#}");
+            ExitCode::from(3)
+        }
+    }
+}

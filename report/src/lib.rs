@@ -1,0 +1,1 @@
+//! Patrol report: aggregation, history, rendering and mail.

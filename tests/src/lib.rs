@@ -1,0 +1,1 @@
+//! Patrol integration-test support: the cluster harness and the simulator.
