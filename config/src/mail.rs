@@ -1,0 +1,71 @@
+//! The `[mail]` and `[report]` sections: how the daily report is sent and
+//! where reports and sweep history are kept.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// How to talk to the SMTP server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    /// Plain SMTP upgraded with STARTTLS (required).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (SMTPS, usually port 465).
+    Tls,
+    /// No TLS at all: only for a local relay.
+    Plain,
+}
+
+/// `[mail]`: the SMTP server and the message. With no `[mail]` section (or
+/// no `smtp_host`), reports are written as `.eml` files instead.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailSection {
+    pub smtp_host: Option<String>,
+    pub smtp_port: Option<u16>,
+    #[serde(default)]
+    pub security: SmtpSecurity,
+    pub username: Option<String>,
+    /// File holding the SMTP password (never the password itself).
+    pub password_file: Option<PathBuf>,
+    pub from: String,
+    pub to: Vec<String>,
+    /// Prefix of the subject, default `[patrol]`.
+    #[serde(default = "default_subject_prefix")]
+    pub subject_prefix: String,
+}
+
+fn default_subject_prefix() -> String {
+    "[patrol]".to_string()
+}
+
+/// `[report]`: where reports and history live.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSection {
+    /// Directory holding every stored sweep.
+    #[serde(default = "default_history_dir")]
+    pub history_dir: PathBuf,
+    /// Directory where rendered reports and `.eml` files are written.
+    #[serde(default = "default_out_dir")]
+    pub out_dir: PathBuf,
+}
+
+fn default_history_dir() -> PathBuf {
+    PathBuf::from("/var/lib/patrol/history")
+}
+
+fn default_out_dir() -> PathBuf {
+    PathBuf::from("/var/lib/patrol/reports")
+}
+
+impl Default for ReportSection {
+    fn default() -> Self {
+        ReportSection {
+            history_dir: default_history_dir(),
+            out_dir: default_out_dir(),
+        }
+    }
+}

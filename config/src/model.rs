@@ -1,0 +1,444 @@
+//! The config model and its loader.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::duration::serde_duration;
+use crate::{ConfigError, MailSection, Problem, ReportSection};
+
+/// Where the agent and the CLI look when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/patrol/patrol.toml";
+
+/// `[node]`: who this agent is and how it joins the mesh.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// Node name, unique in the cluster. Default: the hostname.
+    #[serde(default = "default_name")]
+    pub name: String,
+    /// Cluster name; authenticated with every packet, so two clusters that
+    /// share a key still cannot mix.
+    #[serde(default = "default_cluster")]
+    pub cluster: String,
+    /// UDP address the gossip socket binds. Port 0 picks a free port.
+    #[serde(default = "default_bind")]
+    pub bind: SocketAddr,
+    /// Address other nodes use to reach this one (default: `bind`, which
+    /// then must not be unspecified).
+    pub advertise: Option<SocketAddr>,
+    /// `host:port` of nodes to join through; tried in turn until one answers.
+    #[serde(default)]
+    pub seeds: Vec<String>,
+    /// Free-form labels carried with the membership, e.g. `role = "etcd"`.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// The cluster keyring (made by `patrol keys generate`, mode 0600).
+    #[serde(default = "default_key_file")]
+    pub key_file: PathBuf,
+}
+
+/// `[control]`: the TCP listener the CLI talks to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlSection {
+    #[serde(default = "default_control_listen")]
+    pub listen: SocketAddr,
+}
+
+/// `[sweep]`: how this node takes part in sweeps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepSection {
+    /// Sweeps this node runs checks for at once; more are answered `error`.
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent: usize,
+    /// Deadline of a sweep coordinated here when the request names none.
+    #[serde(default = "default_deadline", with = "serde_duration")]
+    pub default_deadline: Duration,
+}
+
+/// `[checks]`: settings shared by every check this node runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChecksSection {
+    /// Built-in profiles whose checks this node runs, e.g. `["k8s-node"]`.
+    #[serde(default)]
+    pub profiles: Vec<String>,
+    /// How many checks run at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Timeout of a check that sets none.
+    #[serde(default = "default_check_timeout", with = "serde_duration")]
+    pub default_timeout: Duration,
+}
+
+/// A whole config file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub node: NodeSection,
+    pub control: ControlSection,
+    pub sweep: SweepSection,
+    pub checks: ChecksSection,
+    /// Raw `[[check]]` tables, in file order; `patrol-checks` parses them
+    /// and reports problems as `check[INDEX].KEY`.
+    pub check: Vec<toml::Table>,
+    pub mail: Option<MailSection>,
+    pub report: ReportSection,
+    /// The file this was loaded from (for error messages).
+    pub source: PathBuf,
+}
+
+fn default_name() -> String {
+    hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+fn default_cluster() -> String {
+    "default".to_string()
+}
+fn default_bind() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 7946))
+}
+fn default_key_file() -> PathBuf {
+    PathBuf::from("/etc/patrol/cluster.key")
+}
+fn default_control_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7947))
+}
+fn default_max_concurrent() -> usize {
+    2
+}
+fn default_deadline() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_concurrency() -> usize {
+    8
+}
+fn default_check_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        NodeSection {
+            name: default_name(),
+            cluster: default_cluster(),
+            bind: default_bind(),
+            advertise: None,
+            seeds: Vec::new(),
+            tags: BTreeMap::new(),
+            key_file: default_key_file(),
+        }
+    }
+}
+impl Default for ControlSection {
+    fn default() -> Self {
+        ControlSection {
+            listen: default_control_listen(),
+        }
+    }
+}
+impl Default for SweepSection {
+    fn default() -> Self {
+        SweepSection {
+            max_concurrent: default_max_concurrent(),
+            default_deadline: default_deadline(),
+        }
+    }
+}
+impl Default for ChecksSection {
+    fn default() -> Self {
+        ChecksSection {
+            profiles: Vec::new(),
+            concurrency: default_concurrency(),
+            default_timeout: default_check_timeout(),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node: NodeSection::default(),
+            control: ControlSection::default(),
+            sweep: SweepSection::default(),
+            checks: ChecksSection::default(),
+            check: Vec::new(),
+            mail: None,
+            report: ReportSection::default(),
+            source: PathBuf::from("(built-in defaults)"),
+        }
+    }
+}
+
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "node", "control", "sweep", "checks", "check", "mail", "report",
+];
+
+impl Config {
+    /// Read and validate a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::single(path, "", format!("cannot read the file: {e}")))?;
+        Config::parse(&text, path)
+    }
+
+    /// Parse and validate config text; `file` names it in problems.
+    pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
+        let mut problems = Vec::new();
+        let mut push = |key: &str, message: String| {
+            problems.push(Problem {
+                file: file.to_path_buf(),
+                key: key.to_string(),
+                message,
+            })
+        };
+        let table: toml::Table = match toml::from_str(text) {
+            Ok(t) => t,
+            Err(e) => {
+                return Err(ConfigError::single(
+                    file,
+                    "",
+                    format!("not valid TOML: {}", e.to_string().trim_end()),
+                ))
+            }
+        };
+        for key in table.keys() {
+            if !TOP_LEVEL_KEYS.contains(&key.as_str()) {
+                push(
+                    key,
+                    format!(
+                        "unknown key (expected one of: {})",
+                        TOP_LEVEL_KEYS.join(", ")
+                    ),
+                );
+            }
+        }
+        let node: NodeSection = section(&table, "node", &mut push).unwrap_or_default();
+        let control: ControlSection = section(&table, "control", &mut push).unwrap_or_default();
+        let sweep: SweepSection = section(&table, "sweep", &mut push).unwrap_or_default();
+        let checks: ChecksSection = section(&table, "checks", &mut push).unwrap_or_default();
+        let report: ReportSection = section(&table, "report", &mut push).unwrap_or_default();
+        let mail: Option<MailSection> = if table.contains_key("mail") {
+            section(&table, "mail", &mut push)
+        } else {
+            None
+        };
+        let mut check = Vec::new();
+        match table.get("check") {
+            None => {}
+            Some(toml::Value::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    match item {
+                        toml::Value::Table(t) => check.push(t.clone()),
+                        _ => push(
+                            &format!("check[{i}]"),
+                            "expected a table ([[check]])".into(),
+                        ),
+                    }
+                }
+            }
+            Some(_) => push("check", "expected an array of tables ([[check]])".into()),
+        }
+
+        // Semantic validation, every field, every problem.
+        if node.name.trim().is_empty() {
+            push("node.name", "must not be empty".into());
+        }
+        if node.cluster.trim().is_empty() {
+            push("node.cluster", "must not be empty".into());
+        }
+        if node.advertise.is_none() && node.bind.ip().is_unspecified() && table.contains_key("node")
+        {
+            // Binding 0.0.0.0 needs an address others can reach.
+            push(
+                "node.advertise",
+                format!(
+                    "required when node.bind ({}) is an unspecified address: give the address other nodes reach this one at",
+                    node.bind
+                ),
+            );
+        }
+        if let Some(adv) = node.advertise {
+            if adv.ip().is_unspecified() || adv.port() == 0 {
+                push(
+                    "node.advertise",
+                    format!("{adv} cannot be reached by others (expected a concrete ip:port)"),
+                );
+            }
+        }
+        for (i, seed) in node.seeds.iter().enumerate() {
+            if seed
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .is_none()
+            {
+                push(
+                    &format!("node.seeds[{i}]"),
+                    format!("`{seed}` is not host:port"),
+                );
+            }
+        }
+        for (k, v) in &node.tags {
+            if k.is_empty() || k.len() > 64 || v.len() > 128 {
+                push(
+                    &format!("node.tags.{k}"),
+                    "tag keys must be 1-64 bytes and values at most 128 bytes".into(),
+                );
+            }
+        }
+        if node.tags.len() > 16 {
+            push(
+                "node.tags",
+                format!("{} tags; at most 16 are allowed", node.tags.len()),
+            );
+        }
+        if sweep.max_concurrent == 0 {
+            push("sweep.max_concurrent", "must be at least 1".into());
+        }
+        if sweep.default_deadline.is_zero() {
+            push("sweep.default_deadline", "must be longer than 0s".into());
+        }
+        if checks.concurrency == 0 {
+            push("checks.concurrency", "must be at least 1".into());
+        }
+        if checks.default_timeout.is_zero() {
+            push("checks.default_timeout", "must be longer than 0s".into());
+        }
+        if let Some(m) = &mail {
+            if m.to.is_empty() {
+                push("mail.to", "needs at least one recipient".into());
+            }
+            for (i, addr) in m.to.iter().enumerate() {
+                if !addr.contains('@') {
+                    push(
+                        &format!("mail.to[{i}]"),
+                        format!("`{addr}` is not a mail address"),
+                    );
+                }
+            }
+            if !m.from.contains('@') {
+                push("mail.from", format!("`{}` is not a mail address", m.from));
+            }
+            if m.username.is_some() != m.password_file.is_some() {
+                push(
+                    "mail.username",
+                    "username and password_file go together: give both or neither".into(),
+                );
+            }
+        }
+
+        if problems.is_empty() {
+            Ok(Config {
+                node,
+                control,
+                sweep,
+                checks,
+                check,
+                mail,
+                report,
+                source: file.to_path_buf(),
+            })
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+
+    /// The address others reach this node at.
+    pub fn advertise_addr(&self) -> SocketAddr {
+        self.node.advertise.unwrap_or(self.node.bind)
+    }
+}
+
+/// Deserialize one top-level section, reporting its problem with the key.
+fn section<T: DeserializeOwned>(
+    table: &toml::Table,
+    name: &str,
+    push: &mut impl FnMut(&str, String),
+) -> Option<T> {
+    let value = table
+        .get(name)
+        .cloned()
+        .unwrap_or_else(|| toml::Value::Table(toml::Table::new()));
+    match T::deserialize(value) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let msg = e.to_string();
+            let msg = msg.trim_end();
+            // Name the offending key when serde says which.
+            let key = msg
+                .split('`')
+                .nth(1)
+                .filter(|_| msg.starts_with("unknown field"))
+                .map(|k| format!("{name}.{k}"))
+                .unwrap_or_else(|| name.to_string());
+            push(&key, msg.to_string());
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.control.listen, default_control_listen());
+        assert_eq!(c.sweep.max_concurrent, 2);
+    }
+
+    #[test]
+    fn reports_every_problem_with_file_and_key() {
+        let err = parse(
+            r#"
+            bogus = 1
+            [node]
+            name = ""
+            bind = "127.0.0.1:0"
+            seeds = ["nope"]
+            [sweep]
+            max_concurrent = 0
+            [checks]
+            colour = "red"
+            "#,
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "test.toml: bogus: unknown key",
+            "node.name: must not be empty",
+            "node.seeds[0]: `nope` is not host:port",
+            "sweep.max_concurrent: must be at least 1",
+            "checks.colour: unknown field",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+        assert_eq!(err.problems.len(), 5, "{text}");
+    }
+
+    #[test]
+    fn bad_address_names_the_key() {
+        let err = parse("[node]\nbind = \"not-an-address\"\n").unwrap_err();
+        assert_eq!(err.problems[0].key, "node");
+        assert!(err.to_string().contains("address"), "{err}");
+    }
+
+    #[test]
+    fn bad_duration_is_reported() {
+        let err = parse("[checks]\ndefault_timeout = \"5 parsecs\"\n").unwrap_err();
+        assert!(err.to_string().contains("unknown unit"), "{err}");
+    }
+}
