@@ -1,1 +1,5 @@
-//! The Patrol agent library.
+//! The Patrol agent library: the foca mesh glue, the sealed UDP transport,
+//! the sans-IO sweep core, the control channel and the check executor.
+
+pub mod envelope;
+pub mod keyring;

@@ -1,0 +1,1 @@
+//! Cluster keyring (being written).
