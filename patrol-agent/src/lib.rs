@@ -4,3 +4,7 @@
 pub mod envelope;
 pub mod keyring;
 pub mod sweep;
+pub mod codec;
+pub mod identity;
+pub mod membership;
+pub mod transport;

@@ -1,0 +1,96 @@
+//! `NodeId`: a node's identity in the SWIM mesh.
+//!
+//! The cluster-wide unique address of a node (foca's `Identity::Addr`) is
+//! its *name*, not its socket address: a node restarted on another port is
+//! still the same node. Each start draws a fresh `bump` from the clock, so a
+//! restarted node wins the conflict with its old (down) identity, and
+//! `renew` increments it so a node wrongly declared down rejoins at once.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// A node's identity: name (unique in the cluster), gossip address, a bump
+/// that orders incarnations of the same name, and the node's tags.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NodeId {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub bump: u32,
+    pub tags: BTreeMap<String, String>,
+}
+
+impl NodeId {
+    /// A new identity whose bump comes from the wall clock (tenths of a
+    /// second, wrapping), so a restart beats the previous incarnation.
+    pub fn new(name: impl Into<String>, addr: SocketAddr, tags: BTreeMap<String, String>) -> Self {
+        let tenths = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| (d.as_millis() / 100) as u32)
+            .unwrap_or(0);
+        NodeId {
+            name: name.into(),
+            addr,
+            bump: tenths,
+            tags,
+        }
+    }
+
+    /// A stand-in for a seed we know only by address: used as the
+    /// destination of an announce. It never enters the member list (foca
+    /// ignores a message's destination identity).
+    pub fn seed_placeholder(addr: SocketAddr) -> Self {
+        NodeId {
+            name: format!("seed@{addr}"),
+            addr,
+            bump: 0,
+            tags: BTreeMap::new(),
+        }
+    }
+}
+
+impl foca::Identity for NodeId {
+    type Addr = String;
+
+    fn renew(&self) -> Option<Self> {
+        let mut next = self.clone();
+        next.bump = self.bump.wrapping_add(1);
+        Some(next)
+    }
+
+    fn addr(&self) -> String {
+        self.name.clone()
+    }
+
+    fn win_addr_conflict(&self, adversary: &Self) -> bool {
+        // Serial-number arithmetic so the wrap-around still orders.
+        let diff = self.bump.wrapping_sub(adversary.bump);
+        diff != 0 && diff < u32::MAX / 2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use foca::Identity;
+
+    use super::*;
+
+    #[test]
+    fn renewed_identity_wins_and_keeps_the_name() {
+        let a = NodeId::new("a", "127.0.0.1:1".parse().unwrap(), BTreeMap::new());
+        let b = a.renew().unwrap();
+        assert_eq!(a.addr(), b.addr());
+        assert!(b.win_addr_conflict(&a));
+        assert!(!a.win_addr_conflict(&b));
+    }
+
+    #[test]
+    fn bump_order_survives_wrap_around() {
+        let mut a = NodeId::new("a", "127.0.0.1:1".parse().unwrap(), BTreeMap::new());
+        a.bump = u32::MAX;
+        let b = a.renew().unwrap();
+        assert_eq!(b.bump, 0);
+        assert!(b.win_addr_conflict(&a));
+    }
+}
