@@ -1,1 +1,465 @@
-//! Sealed envelope (being written).
+//! The sealed envelope around every UDP packet (and control frame):
+//! XChaCha20-Poly1305 under a key from the cluster [`Keyring`].
+//!
+//! ```text
+//! offset  0        1          5                 29                 len-16   len
+//!         | version | key id  | nonce (24 bytes) | ciphertext ...   | tag (16) |
+//!         |   0x01  | u32 BE  |  random          |                  |          |
+//! ```
+//!
+//! The associated data is `version byte ++ key id (4 bytes, big-endian) ++
+//! cluster name`: the header cannot be altered, and two clusters that
+//! happen to share a key still cannot read each other's packets. Nonces are
+//! 24 random bytes from the OS-seeded CSPRNG, so random nonces never repeat
+//! in practice (2^96 packets before a collision becomes likely).
+//!
+//! **Invariant:** [`Envelope::open`] never panics, whatever the bytes, and
+//! returns plaintext only when the tag verifies under the key the packet
+//! names; anything else is an [`OpenError`] the caller counts and drops.
+//!
+//! Replay protection is not here: a captured packet opens again. The layers
+//! above (foca's incarnations, sweep ids and issue times) refuse stale
+//! messages.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use chacha20poly1305::aead::AeadInPlace;
+use chacha20poly1305::{KeyInit, Tag, XChaCha20Poly1305, XNonce};
+use rand::Rng;
+
+use crate::keyring::{Keyring, SECRET_LEN};
+
+/// The envelope format this code writes and reads.
+pub const VERSION: u8 = 1;
+/// Bytes of the key id (big-endian `u32`).
+pub const KEY_ID_LEN: usize = 4;
+/// Bytes of the XChaCha20 nonce.
+pub const NONCE_LEN: usize = 24;
+/// Bytes of the Poly1305 tag.
+pub const TAG_LEN: usize = 16;
+/// Bytes before the ciphertext: version, key id, nonce.
+pub const HEADER_LEN: usize = 1 + KEY_ID_LEN + NONCE_LEN;
+/// How many bytes sealing adds to a plaintext (header + tag): a payload of
+/// `mtu - OVERHEAD` bytes seals into exactly `mtu` bytes.
+pub const OVERHEAD: usize = HEADER_LEN + TAG_LEN;
+
+/// Longest plaintext [`Envelope::seal`] accepts (16 MiB: far above any UDP
+/// packet or control frame, far below the AEAD's own limit).
+pub const MAX_PLAINTEXT: usize = 16 * 1024 * 1024;
+
+/// Why a packet did not open. Every variant means "drop and count".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    #[error("packet too short ({len} bytes; a sealed packet has at least {OVERHEAD})")]
+    TooShort { len: usize },
+    #[error("unknown envelope version {0} (this node speaks version {VERSION})")]
+    UnknownVersion(u8),
+    #[error("packet sealed with key id {0}, which is not in the keyring")]
+    UnknownKeyId(u32),
+    #[error("packet failed authentication (wrong key, corrupted, or another cluster)")]
+    AuthenticationFailed,
+}
+
+impl OpenError {
+    /// A short stable label for drop counters and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            OpenError::TooShort { .. } => "too_short",
+            OpenError::UnknownVersion(_) => "unknown_version",
+            OpenError::UnknownKeyId(_) => "unknown_key_id",
+            OpenError::AuthenticationFailed => "authentication_failed",
+        }
+    }
+}
+
+/// Why a plaintext could not be sealed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SealError {
+    #[error(
+        "plaintext of {len} bytes is longer than the {MAX_PLAINTEXT} bytes an envelope carries"
+    )]
+    TooLong { len: usize },
+}
+
+/// One key ready to use: its cipher and its associated data.
+#[derive(Clone)]
+struct SealingKey {
+    cipher: XChaCha20Poly1305,
+    /// `VERSION ++ key id ++ cluster`, computed once.
+    aad: Box<[u8]>,
+}
+
+struct Inner {
+    primary: u32,
+    /// The key that seals (also in `keys`, which open).
+    sealing: SealingKey,
+    keys: BTreeMap<u32, SealingKey>,
+    cluster: String,
+}
+
+/// Seals and opens packets for one cluster under one keyring. Cheap to
+/// clone (an `Arc` inside) and safe to use from many tasks at once.
+#[derive(Clone)]
+pub struct Envelope {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Envelope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Envelope")
+            .field("cluster", &self.inner.cluster)
+            .field("primary", &self.inner.primary)
+            .field("key_ids", &self.inner.keys.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Envelope {
+    /// An envelope sealing with the keyring's primary key and opening with
+    /// any of its keys, bound to the cluster name.
+    pub fn new(keyring: Keyring, cluster: &str) -> Envelope {
+        let prepare = |id: u32, secret: &[u8; SECRET_LEN]| {
+            let mut aad = Vec::with_capacity(1 + KEY_ID_LEN + cluster.len());
+            aad.push(VERSION);
+            aad.extend_from_slice(&id.to_be_bytes());
+            aad.extend_from_slice(cluster.as_bytes());
+            SealingKey {
+                cipher: XChaCha20Poly1305::new(&(*secret).into()),
+                aad: aad.into_boxed_slice(),
+            }
+        };
+        let keys = keyring
+            .ids()
+            .filter_map(|id| Some((id, prepare(id, keyring.secret(id)?))))
+            .collect();
+        let primary = keyring.primary_id();
+        Envelope {
+            inner: Arc::new(Inner {
+                primary,
+                sealing: prepare(primary, keyring.primary_secret()),
+                keys,
+                cluster: cluster.to_string(),
+            }),
+        }
+    }
+
+    /// The cluster name bound into every packet.
+    pub fn cluster(&self) -> &str {
+        &self.inner.cluster
+    }
+
+    /// The key id new packets are sealed with.
+    pub fn primary_id(&self) -> u32 {
+        self.inner.primary
+    }
+
+    /// Seal `plaintext` with the primary key, **appending** the packet
+    /// (`plaintext.len() + OVERHEAD` bytes) to `out`. Clear `out` first to
+    /// reuse a buffer.
+    pub fn seal(&self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), SealError> {
+        if plaintext.len() > MAX_PLAINTEXT {
+            return Err(SealError::TooLong {
+                len: plaintext.len(),
+            });
+        }
+        let id = self.inner.primary;
+        let key = &self.inner.sealing;
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rng().fill_bytes(&mut nonce);
+        let start = out.len();
+        out.reserve(plaintext.len() + OVERHEAD);
+        out.push(VERSION);
+        out.extend_from_slice(&id.to_be_bytes());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(plaintext);
+        let body = &mut out[start + HEADER_LEN..];
+        match key
+            .cipher
+            .encrypt_in_place_detached(&XNonce::from(nonce), &key.aad, body)
+        {
+            Ok(tag) => {
+                out.extend_from_slice(&tag);
+                Ok(())
+            }
+            Err(_) => {
+                // Only reachable past the AEAD's length limit, which
+                // MAX_PLAINTEXT keeps us far below.
+                out.truncate(start);
+                Err(SealError::TooLong {
+                    len: plaintext.len(),
+                })
+            }
+        }
+    }
+
+    /// Seal into a new buffer.
+    pub fn seal_to_vec(&self, plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
+        let mut out = Vec::with_capacity(plaintext.len() + OVERHEAD);
+        self.seal(plaintext, &mut out)?;
+        Ok(out)
+    }
+
+    /// Open a packet with the key its key id names; the plaintext, or why
+    /// not. Never panics.
+    pub fn open(&self, packet: &[u8]) -> Result<Vec<u8>, OpenError> {
+        let mut out = Vec::new();
+        self.open_into(packet, &mut out)?;
+        Ok(out)
+    }
+
+    /// Like [`Envelope::open`], but **appends** the plaintext to `out` (left
+    /// as it was on error), so a receive loop can reuse one buffer.
+    pub fn open_into(&self, packet: &[u8], out: &mut Vec<u8>) -> Result<(), OpenError> {
+        let (&version, rest) = packet.split_first().ok_or(OpenError::TooShort { len: 0 })?;
+        if version != VERSION {
+            return Err(OpenError::UnknownVersion(version));
+        }
+        if packet.len() < OVERHEAD {
+            return Err(OpenError::TooShort { len: packet.len() });
+        }
+        let (id_bytes, rest) = rest.split_at(KEY_ID_LEN);
+        let (nonce, rest) = rest.split_at(NONCE_LEN);
+        let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
+        let id = u32::from_be_bytes(
+            id_bytes
+                .try_into()
+                .map_err(|_| OpenError::TooShort { len: packet.len() })?,
+        );
+        let key = self
+            .inner
+            .keys
+            .get(&id)
+            .ok_or(OpenError::UnknownKeyId(id))?;
+        let nonce: [u8; NONCE_LEN] = nonce
+            .try_into()
+            .map_err(|_| OpenError::TooShort { len: packet.len() })?;
+        let tag: [u8; TAG_LEN] = tag
+            .try_into()
+            .map_err(|_| OpenError::TooShort { len: packet.len() })?;
+        let start = out.len();
+        out.extend_from_slice(ciphertext);
+        match key.cipher.decrypt_in_place_detached(
+            &XNonce::from(nonce),
+            &key.aad,
+            &mut out[start..],
+            &Tag::from(tag),
+        ) {
+            Ok(()) => Ok(()),
+            Err(_) => {
+                out.truncate(start);
+                Err(OpenError::AuthenticationFailed)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn envelope() -> Envelope {
+        Envelope::new(Keyring::from_secret(42, [3; SECRET_LEN]), "prod")
+    }
+
+    #[test]
+    fn layout_is_as_documented() {
+        let env = envelope();
+        let packet = env.seal_to_vec(b"hello").unwrap();
+        assert_eq!(packet.len(), 5 + OVERHEAD);
+        assert_eq!(OVERHEAD, 45);
+        assert_eq!(packet[0], VERSION);
+        assert_eq!(&packet[1..5], &42u32.to_be_bytes());
+        assert_ne!(&packet[HEADER_LEN..HEADER_LEN + 5], b"hello");
+        assert_eq!(env.open(&packet).unwrap(), b"hello");
+    }
+
+    #[test]
+    fn seal_appends_and_nonces_differ() {
+        let env = envelope();
+        let mut out = b"prefix".to_vec();
+        env.seal(b"x", &mut out).unwrap();
+        assert_eq!(&out[..6], b"prefix");
+        assert_eq!(env.open(&out[6..]).unwrap(), b"x");
+        let a = env.seal_to_vec(b"same").unwrap();
+        let b = env.seal_to_vec(b"same").unwrap();
+        assert_ne!(a[5..HEADER_LEN], b[5..HEADER_LEN], "nonces repeat");
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn empty_plaintext_round_trips() {
+        let env = envelope();
+        let packet = env.seal_to_vec(b"").unwrap();
+        assert_eq!(packet.len(), OVERHEAD);
+        assert_eq!(env.open(&packet).unwrap(), b"");
+    }
+
+    #[test]
+    fn wrong_key_same_id_fails_authentication() {
+        let ours = envelope();
+        let theirs = Envelope::new(Keyring::from_secret(42, [4; SECRET_LEN]), "prod");
+        let packet = theirs.seal_to_vec(b"join me").unwrap();
+        assert_eq!(ours.open(&packet), Err(OpenError::AuthenticationFailed));
+    }
+
+    #[test]
+    fn other_key_id_is_unknown() {
+        let ours = envelope();
+        let theirs = Envelope::new(Keyring::generate(), "prod");
+        let packet = theirs.seal_to_vec(b"join me").unwrap();
+        assert_eq!(
+            ours.open(&packet),
+            Err(OpenError::UnknownKeyId(theirs.primary_id()))
+        );
+    }
+
+    #[test]
+    fn other_cluster_with_same_key_fails_authentication() {
+        let ours = envelope();
+        let theirs = Envelope::new(Keyring::from_secret(42, [3; SECRET_LEN]), "staging");
+        let packet = theirs.seal_to_vec(b"join me").unwrap();
+        assert_eq!(ours.open(&packet), Err(OpenError::AuthenticationFailed));
+    }
+
+    #[test]
+    fn rejects_other_versions_and_short_packets() {
+        let env = envelope();
+        assert_eq!(env.open(b""), Err(OpenError::TooShort { len: 0 }));
+        assert_eq!(env.open(&[2; 100]), Err(OpenError::UnknownVersion(2)));
+        assert_eq!(env.open(&[1; 10]), Err(OpenError::TooShort { len: 10 }));
+        let mut packet = env.seal_to_vec(b"abc").unwrap();
+        packet[0] = 0;
+        assert_eq!(env.open(&packet), Err(OpenError::UnknownVersion(0)));
+    }
+
+    #[test]
+    fn rotation_old_packets_open_until_the_old_key_is_removed() {
+        let mut ring = Keyring::from_secret(1, [1; SECRET_LEN]);
+        let old = Envelope::new(ring.clone(), "c");
+        let packet_old = old.seal_to_vec(b"old").unwrap();
+
+        ring.install(2, [2; SECRET_LEN]).unwrap();
+        let installed = Envelope::new(ring.clone(), "c");
+        // Installed but not primary: still seals with 1, opens both.
+        assert_eq!(installed.primary_id(), 1);
+        ring.use_primary(2).unwrap();
+        let rotated = Envelope::new(ring.clone(), "c");
+        let packet_new = rotated.seal_to_vec(b"new").unwrap();
+        assert_eq!(&packet_new[1..5], &2u32.to_be_bytes());
+        assert_eq!(installed.open(&packet_new).unwrap(), b"new");
+        assert_eq!(rotated.open(&packet_old).unwrap(), b"old");
+        assert_eq!(old.open(&packet_new), Err(OpenError::UnknownKeyId(2)));
+
+        ring.remove(1).unwrap();
+        let finished = Envelope::new(ring, "c");
+        assert_eq!(finished.open(&packet_old), Err(OpenError::UnknownKeyId(1)));
+        assert_eq!(finished.open(&packet_new).unwrap(), b"new");
+    }
+
+    #[test]
+    fn open_into_leaves_the_buffer_alone_on_error() {
+        let env = envelope();
+        let mut packet = env.seal_to_vec(b"payload").unwrap();
+        let mut out = b"keep".to_vec();
+        env.open_into(&packet, &mut out).unwrap();
+        assert_eq!(out, b"keeppayload");
+        let last = packet.len() - 1;
+        packet[last] ^= 1;
+        assert_eq!(
+            env.open_into(&packet, &mut out),
+            Err(OpenError::AuthenticationFailed)
+        );
+        assert_eq!(out, b"keeppayload");
+    }
+
+    #[test]
+    fn too_long_plaintext_is_refused() {
+        let env = envelope();
+        let big = vec![0u8; MAX_PLAINTEXT + 1];
+        let mut out = Vec::new();
+        assert_eq!(
+            env.seal(&big, &mut out),
+            Err(SealError::TooLong { len: big.len() })
+        );
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn usable_from_many_threads() {
+        let env = envelope();
+        let handles: Vec<_> = (0..4u8)
+            .map(|t| {
+                let env = env.clone();
+                std::thread::spawn(move || {
+                    for i in 0..100u8 {
+                        let msg = [t, i];
+                        let p = env.seal_to_vec(&msg).unwrap();
+                        assert_eq!(env.open(&p).unwrap(), msg);
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(data in proptest::collection::vec(any::<u8>(), 0..2048),
+                      cluster in ".{0,40}") {
+            let env = Envelope::new(Keyring::generate(), &cluster);
+            let packet = env.seal_to_vec(&data).unwrap();
+            prop_assert_eq!(packet.len(), data.len() + OVERHEAD);
+            prop_assert_eq!(env.open(&packet).unwrap(), data);
+        }
+
+        #[test]
+        fn every_single_bit_flip_is_rejected(data in proptest::collection::vec(any::<u8>(), 0..64)) {
+            // Two keys installed, so a flipped key id can also land on a
+            // known key (3 vs 2 differ by one bit).
+            let mut ring = Keyring::from_secret(2, [2; SECRET_LEN]);
+            ring.install(3, [3; SECRET_LEN]).unwrap();
+            let env = Envelope::new(ring, "prod");
+            let packet = env.seal_to_vec(&data).unwrap();
+            for bit in 0..packet.len() * 8 {
+                let mut bad = packet.clone();
+                bad[bit / 8] ^= 1 << (bit % 8);
+                prop_assert!(env.open(&bad).is_err(), "bit {} flipped still opens", bit);
+            }
+        }
+
+        #[test]
+        fn every_truncation_and_extension_is_rejected(data in proptest::collection::vec(any::<u8>(), 0..64),
+                                                      extra in proptest::collection::vec(any::<u8>(), 1..8)) {
+            let env = envelope();
+            let packet = env.seal_to_vec(&data).unwrap();
+            for len in 0..packet.len() {
+                prop_assert!(env.open(&packet[..len]).is_err(), "prefix of {} bytes opens", len);
+            }
+            let mut longer = packet.clone();
+            longer.extend_from_slice(&extra);
+            prop_assert!(env.open(&longer).is_err());
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic_nor_open(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let env = envelope();
+            prop_assert!(env.open(&bytes).is_err());
+        }
+
+        #[test]
+        fn arbitrary_bodies_under_a_valid_header_never_open(
+            body in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let env = envelope();
+            let mut packet = vec![VERSION];
+            packet.extend_from_slice(&42u32.to_be_bytes());
+            packet.extend_from_slice(&body);
+            prop_assert!(env.open(&packet).is_err());
+        }
+    }
+}
