@@ -1,1 +1,29 @@
-//! Patrol report: aggregation, history, rendering and mail.
+//! Patrol report: turn a sweep document into the daily inspection email.
+//!
+//! - [`aggregate`]: headline figures, anomalies grouped across nodes,
+//!   unreachable nodes (pure);
+//! - [`diff`] and [`drift`]: new / persisting / resolved against the
+//!   previous sweep, and values that differ from their peer group (pure);
+//! - [`summary`]: all of that as one [`Report`];
+//! - [`history`]: every sweep stored as JSON, one folder per scope;
+//! - [`render`]: subject, askama HTML and text bodies; [`attachment`]: CSV;
+//! - [`mail`]: the lettre message and SMTP transport;
+//! - [`delivery`]: [`write_report`], [`email_sweep`], [`send_file`];
+//! - [`sample`]: generated sweep documents for tests and benchmarks.
+
+pub mod aggregate;
+pub mod attachment;
+pub mod delivery;
+pub mod diff;
+pub mod drift;
+pub mod error;
+pub mod history;
+pub mod mail;
+pub mod render;
+pub mod sample;
+pub mod summary;
+pub mod text;
+
+pub use delivery::{email_sweep, report_dir, send_file, write_report, Delivery};
+pub use error::ReportError;
+pub use summary::{build, PreviousSweep, Report};

@@ -1,0 +1,119 @@
+//! Mail: the multipart message (text + HTML alternatives, CSV attachment)
+//! and sending it with lettre over SMTP (STARTTLS, implicit TLS or plain
+//! for a local relay, optional authentication).
+
+use std::time::Duration;
+
+use lettre::address::Envelope;
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment, Mailbox, MultiPart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use patrol_config::{MailSection, SmtpSecurity};
+
+use crate::error::ReportError;
+
+/// How long one SMTP exchange may take.
+const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Sender and recipients when no `[mail]` section exists (the message is
+/// then only written as an `.eml` file).
+const FALLBACK_FROM: &str = "patrol@localhost";
+const FALLBACK_TO: &str = "root@localhost";
+
+/// The bodies and attachment of one report message.
+#[derive(Debug, Clone, Copy)]
+pub struct Parts<'a> {
+    pub subject: &'a str,
+    pub text: &'a str,
+    pub html: &'a str,
+    pub csv: &'a str,
+    pub csv_name: &'a str,
+}
+
+fn mailbox(addr: &str, key: &str) -> Result<Mailbox, ReportError> {
+    addr.parse::<Mailbox>()
+        .map_err(|e| ReportError::Message(format!("mail.{key} `{addr}`: {e}")))
+}
+
+/// Build the message: multipart/mixed holding multipart/alternative
+/// (text, HTML) and the CSV attachment.
+pub fn build_message(mail: Option<&MailSection>, parts: Parts<'_>) -> Result<Message, ReportError> {
+    let (from, to): (&str, Vec<&str>) = match mail {
+        Some(m) => (m.from.as_str(), m.to.iter().map(String::as_str).collect()),
+        None => (FALLBACK_FROM, vec![FALLBACK_TO]),
+    };
+    let mut builder = Message::builder()
+        .from(mailbox(from, "from")?)
+        .subject(parts.subject);
+    for addr in to {
+        builder = builder.to(mailbox(addr, "to")?);
+    }
+    let csv_type = ContentType::parse("text/csv; charset=utf-8")
+        .map_err(|e| ReportError::Message(format!("content type: {e}")))?;
+    let body = MultiPart::mixed()
+        .multipart(MultiPart::alternative_plain_html(
+            parts.text.to_string(),
+            parts.html.to_string(),
+        ))
+        .singlepart(
+            Attachment::new(parts.csv_name.to_string()).body(parts.csv.to_string(), csv_type),
+        );
+    builder
+        .multipart(body)
+        .map_err(|e| ReportError::Message(e.to_string()))
+}
+
+fn transport(mail: &MailSection, host: &str) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
+    type T = AsyncSmtpTransport<Tokio1Executor>;
+    let (builder, default_port) = match mail.security {
+        SmtpSecurity::Starttls => (T::starttls_relay(host).map_err(|e| e.to_string())?, 587),
+        SmtpSecurity::Tls => (T::relay(host).map_err(|e| e.to_string())?, 465),
+        SmtpSecurity::Plain => (T::builder_dangerous(host), 25),
+    };
+    let mut builder = builder
+        .port(mail.smtp_port.unwrap_or(default_port))
+        .timeout(Some(SMTP_TIMEOUT));
+    if let (Some(user), Some(file)) = (&mail.username, &mail.password_file) {
+        let password = std::fs::read_to_string(file)
+            .map_err(|e| format!("cannot read mail.password_file {}: {e}", file.display()))?;
+        let password = password.trim_end_matches(['\r', '\n']).to_string();
+        builder = builder.credentials(Credentials::new(user.clone(), password));
+    }
+    Ok(builder.build())
+}
+
+/// Send `message` per `mail`; returns the recipients. The error is the
+/// reason in words (the caller says where the report was kept).
+pub async fn send(mail: &MailSection, message: Message) -> Result<Vec<String>, String> {
+    let host = mail.smtp_host.as_deref().ok_or("no smtp_host in [mail]")?;
+    let t = transport(mail, host)?;
+    t.send(message)
+        .await
+        .map_err(|e| format!("SMTP {host}: {e}"))?;
+    Ok(mail.to.clone())
+}
+
+/// Send an already formatted message (an `.eml` file) to the recipients
+/// of `mail`; returns them.
+pub async fn send_raw(mail: &MailSection, bytes: &[u8]) -> Result<Vec<String>, String> {
+    let host = mail.smtp_host.as_deref().ok_or("no smtp_host in [mail]")?;
+    let from: Address = mail
+        .from
+        .parse()
+        .map_err(|e| format!("mail.from `{}`: {e}", mail.from))?;
+    let to = mail
+        .to
+        .iter()
+        .map(|a| {
+            a.parse::<Address>()
+                .map_err(|e| format!("mail.to `{a}`: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let envelope = Envelope::new(Some(from), to).map_err(|e| e.to_string())?;
+    let t = transport(mail, host)?;
+    t.send_raw(&envelope, bytes)
+        .await
+        .map_err(|e| format!("SMTP {host}: {e}"))?;
+    Ok(mail.to.clone())
+}

@@ -1,0 +1,302 @@
+//! Rendering: the subject line, and askama templates for the HTML body
+//! (built for mail clients: table layout, inline styles, 640 px, no
+//! scripts, colour plus words) and the plain-text body.
+//!
+//! Both bodies stay bounded for huge fleets: at most [`SAMPLE_NODES`] node
+//! names per group and [`MAX_GROUPS`] groups per section; the rest are
+//! counted, and the CSV attachment carries every node.
+
+use askama::Template;
+use patrol_checks::{NodeState, Status};
+
+use crate::diff::{Change, MarkedGroup};
+use crate::drift::Drift;
+use crate::error::ReportError;
+use crate::summary::Report;
+use crate::text::{date, date_time, millis, opt_millis, thousands};
+
+/// Node names shown per group; the rest are counted.
+pub const SAMPLE_NODES: usize = 8;
+/// Groups shown per section; the rest are counted.
+pub const MAX_GROUPS: usize = 200;
+/// Unreachable nodes listed by name.
+pub const MAX_UNREACHABLE: usize = 50;
+
+/// One headline figure.
+pub struct Figure {
+    pub label: &'static str,
+    pub value: String,
+}
+
+/// One anomaly group as shown.
+pub struct GroupView {
+    pub status: &'static str,
+    pub status_colour: &'static str,
+    pub change: String,
+    pub change_colour: &'static str,
+    pub title: String,
+    pub count: String,
+    pub sample: String,
+    pub remediation: String,
+}
+
+/// One drift line as shown.
+pub struct DriftView {
+    pub title: String,
+    pub sample: String,
+    pub peer: String,
+}
+
+/// One unreachable node as shown.
+pub struct NodeView {
+    pub name: String,
+    pub addr: String,
+    pub state: &'static str,
+}
+
+/// What both templates read.
+pub struct View {
+    pub subject: String,
+    pub cluster: String,
+    pub sweep_id: String,
+    pub coordinator: String,
+    pub started: String,
+    pub scope: String,
+    pub compared: String,
+    pub figures: Vec<Figure>,
+    pub groups: Vec<GroupView>,
+    pub groups_more: usize,
+    pub resolved: Vec<GroupView>,
+    pub resolved_more: usize,
+    pub drift: Vec<DriftView>,
+    pub drift_more: usize,
+    pub unreachable: Vec<NodeView>,
+    pub unreachable_total: String,
+    pub unreachable_more: String,
+}
+
+#[derive(Template)]
+#[template(path = "report.html")]
+struct HtmlTemplate<'a> {
+    v: &'a View,
+}
+
+#[derive(Template)]
+#[template(path = "report.txt")]
+struct TextTemplate<'a> {
+    v: &'a View,
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!(
+        "{} {}",
+        thousands(n as u64),
+        if n == 1 { one } else { many }
+    )
+}
+
+/// `[patrol] prod: 3 anomalies (1 new), 2 unreachable - 2026-11-22`.
+pub fn subject(report: &Report, prefix: &str) -> String {
+    let h = &report.aggregate.headline;
+    let unreachable = (h.no_answer + h.down) as usize;
+    let mut s = format!(
+        "{prefix} {}: {} ({} new)",
+        report.cluster,
+        plural(report.groups.len(), "anomaly", "anomalies"),
+        thousands(report.new_groups() as u64)
+    );
+    if unreachable > 0 {
+        s.push_str(&format!(", {} unreachable", thousands(unreachable as u64)));
+    }
+    if !report.drift.is_empty() {
+        s.push_str(&format!(", {} drift", thousands(report.drift.len() as u64)));
+    }
+    s.push_str(&format!(" - {}", date(report.started_at_unix_ms)));
+    s
+}
+
+fn sample(nodes: &[String]) -> String {
+    let mut s = nodes
+        .iter()
+        .take(SAMPLE_NODES)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if nodes.len() > SAMPLE_NODES {
+        s.push_str(&format!(
+            ", ... (+{})",
+            thousands((nodes.len() - SAMPLE_NODES) as u64)
+        ));
+    }
+    s
+}
+
+fn status_colour(s: Status) -> &'static str {
+    match s {
+        Status::Fail => "#b91c1c",
+        Status::Error => "#7c2d12",
+        Status::Warn => "#a16207",
+        Status::Pass => "#15803d",
+    }
+}
+
+fn group_view(m: &MarkedGroup) -> GroupView {
+    let (change, change_colour) = match m.change {
+        Change::New => ("NEW".to_string(), "#b91c1c"),
+        Change::Persisting { since_unix_ms } => (
+            format!("persisting since {}", date(since_unix_ms)),
+            "#57534e",
+        ),
+        Change::Resolved => ("RESOLVED".to_string(), "#15803d"),
+    };
+    let n = m.group.nodes.len();
+    GroupView {
+        status: match m.group.key.status {
+            Status::Fail => "FAIL",
+            Status::Error => "ERROR",
+            Status::Warn => "WARN",
+            Status::Pass => "PASS",
+        },
+        status_colour: status_colour(m.group.key.status),
+        change,
+        change_colour,
+        title: m.group.title(),
+        count: plural(n, "node", "nodes"),
+        sample: sample(&m.group.nodes),
+        remediation: m.group.remediation.clone(),
+    }
+}
+
+fn drift_view(d: &Drift) -> DriftView {
+    DriftView {
+        title: d.title(),
+        sample: sample(&d.nodes),
+        peer: if d.peer_tags.is_empty() {
+            "untagged nodes".to_string()
+        } else {
+            format!("peers: {}", d.peer_tags)
+        },
+    }
+}
+
+/// The view both templates read; `prefix` starts the subject.
+pub fn view(report: &Report, prefix: &str) -> View {
+    let h = &report.aggregate.headline;
+    let figures = vec![
+        Figure {
+            label: "Nodes expected",
+            value: thousands(h.expected),
+        },
+        Figure {
+            label: "OK",
+            value: thousands(h.ok),
+        },
+        Figure {
+            label: "Failing",
+            value: thousands(h.failing),
+        },
+        Figure {
+            label: "No answer",
+            value: thousands(h.no_answer),
+        },
+        Figure {
+            label: "Down",
+            value: thousands(h.down),
+        },
+        Figure {
+            label: "Checks run",
+            value: thousands(h.checks_run),
+        },
+        Figure {
+            label: "Pass rate",
+            value: format!("{:.2} %", h.pass_rate_pct),
+        },
+        Figure {
+            label: "Sweep duration",
+            value: millis(h.duration_ms),
+        },
+        Figure {
+            label: "Reached 99% of nodes",
+            value: opt_millis(h.reached_p99_ms),
+        },
+        Figure {
+            label: "Reached 100% of nodes",
+            value: opt_millis(h.reached_max_ms),
+        },
+    ];
+    let unreachable = &report.aggregate.unreachable;
+    View {
+        subject: subject(report, prefix),
+        cluster: report.cluster.clone(),
+        sweep_id: report.sweep_id.clone(),
+        coordinator: report.coordinator.clone(),
+        started: date_time(report.started_at_unix_ms),
+        scope: report.scope.clone(),
+        compared: match &report.previous {
+            Some((id, at)) => format!("compared with sweep {id} of {}", date_time(*at)),
+            None => "no earlier sweep of this scope: every anomaly is new".to_string(),
+        },
+        figures,
+        groups: report
+            .groups
+            .iter()
+            .take(MAX_GROUPS)
+            .map(group_view)
+            .collect(),
+        groups_more: report.groups.len().saturating_sub(MAX_GROUPS),
+        resolved: report
+            .resolved
+            .iter()
+            .take(MAX_GROUPS)
+            .map(group_view)
+            .collect(),
+        resolved_more: report.resolved.len().saturating_sub(MAX_GROUPS),
+        drift: report
+            .drift
+            .iter()
+            .take(MAX_GROUPS)
+            .map(drift_view)
+            .collect(),
+        drift_more: report.drift.len().saturating_sub(MAX_GROUPS),
+        unreachable: unreachable
+            .iter()
+            .take(MAX_UNREACHABLE)
+            .map(|u| NodeView {
+                name: u.name.clone(),
+                addr: u.addr.clone(),
+                state: match u.state {
+                    NodeState::NoAnswer => "NO ANSWER",
+                    NodeState::Down => "DOWN",
+                    NodeState::Ok => "OK",
+                    NodeState::Failing => "FAILING",
+                },
+            })
+            .collect(),
+        unreachable_total: thousands(unreachable.len() as u64),
+        unreachable_more: if unreachable.len() > MAX_UNREACHABLE {
+            thousands((unreachable.len() - MAX_UNREACHABLE) as u64)
+        } else {
+            String::new()
+        },
+    }
+}
+
+/// The HTML body.
+pub fn html(view: &View) -> Result<String, ReportError> {
+    HtmlTemplate { v: view }
+        .render()
+        .map_err(|source| ReportError::Render {
+            what: "HTML",
+            source,
+        })
+}
+
+/// The plain-text body.
+pub fn text(view: &View) -> Result<String, ReportError> {
+    TextTemplate { v: view }
+        .render()
+        .map_err(|source| ReportError::Render {
+            what: "text",
+            source,
+        })
+}

@@ -1,0 +1,93 @@
+//! The whole report of one sweep: aggregation, the diff against the
+//! previous sweep of the same scope, and drift. Pure: built from documents
+//! already in memory.
+
+use patrol_checks::SweepDocument;
+use serde::{Deserialize, Serialize};
+
+use crate::aggregate::{self, Aggregate};
+use crate::diff::{self, Change, FirstSeen, MarkedGroup, Previous};
+use crate::drift::{self, Drift};
+
+/// The previous sweep of the same scope, as the diff sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct PreviousSweep<'a> {
+    pub doc: &'a SweepDocument,
+    /// First-seen times stored with it in the history, when known.
+    pub first_seen: Option<&'a FirstSeen>,
+}
+
+/// Everything the rendered report shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub cluster: String,
+    pub sweep_id: String,
+    pub coordinator: String,
+    pub started_at_unix_ms: u64,
+    /// `Selector::describe` plus the node filter.
+    pub scope: String,
+    pub aggregate: Aggregate,
+    /// Current anomaly groups marked new or persisting, worst first.
+    pub groups: Vec<MarkedGroup>,
+    /// Groups of the previous sweep that are gone.
+    pub resolved: Vec<MarkedGroup>,
+    pub drift: Vec<Drift>,
+    /// The previous sweep this was compared with (id, start).
+    pub previous: Option<(String, u64)>,
+}
+
+impl Report {
+    /// Number of current groups that are new.
+    pub fn new_groups(&self) -> usize {
+        self.groups
+            .iter()
+            .filter(|g| g.change == Change::New)
+            .count()
+    }
+
+    /// First-seen times to store with this sweep in the history.
+    pub fn first_seen(&self) -> FirstSeen {
+        diff::first_seen(&self.groups, self.started_at_unix_ms)
+    }
+}
+
+/// Scope text of a sweep: what it checked and on which nodes.
+pub fn scope_text(doc: &SweepDocument) -> String {
+    let mut s = doc.selector.describe();
+    if !doc.node_filter.is_empty() {
+        let f: Vec<String> = doc
+            .node_filter
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        s.push_str(&format!(" on nodes {}", f.join(",")));
+    }
+    s
+}
+
+/// Build the report of `doc`, compared with `previous` when given.
+pub fn build(doc: &SweepDocument, previous: Option<PreviousSweep<'_>>) -> Report {
+    let aggregate = aggregate::aggregate(doc);
+    let prev_groups = previous.map(|p| aggregate::group_anomalies(p.doc));
+    let prev = match (previous, prev_groups.as_deref()) {
+        (Some(p), Some(groups)) => Some(Previous {
+            groups,
+            started_at_unix_ms: p.doc.started_at_unix_ms,
+            first_seen: p.first_seen,
+        }),
+        _ => None,
+    };
+    let (groups, resolved) = diff::diff(&aggregate.groups, prev);
+    Report {
+        cluster: doc.cluster.clone(),
+        sweep_id: doc.sweep_id.clone(),
+        coordinator: doc.coordinator.clone(),
+        started_at_unix_ms: doc.started_at_unix_ms,
+        scope: scope_text(doc),
+        drift: drift::find_drift(doc),
+        previous: previous.map(|p| (p.doc.sweep_id.clone(), p.doc.started_at_unix_ms)),
+        aggregate,
+        groups,
+        resolved,
+    }
+}
