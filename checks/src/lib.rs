@@ -5,11 +5,29 @@
 //! A failed check is data ([`Status::Fail`], [`Status::Error`]); a Rust
 //! `Err` from this crate means Patrol itself could not do its job (for
 //! example a check definition that does not parse).
+//!
+//! Flow: [`Catalog::from_config`] parses `[[check]]` tables and built-in
+//! profiles into [`CheckSpec`]s; [`Catalog::select`] picks those a sweep
+//! asks for; [`Runner::run`] observes them through a [`Host`] and returns
+//! one [`CheckOutcome`] per check.
 
+pub mod catalog;
 pub mod document;
+pub mod expect;
+pub mod host;
+pub mod kinds;
 pub mod outcome;
+pub mod runner;
 pub mod selector;
+pub mod spec;
+pub mod version;
 
+pub use catalog::Catalog;
 pub use document::{NodeEntry, NodeState, StateCounts, SweepDocument, SweepTiming};
+pub use expect::Expect;
+pub use host::{FixtureHost, Host, RealHost};
+pub use kinds::CheckKind;
 pub use outcome::{CheckOutcome, Observed, Severity, Status};
+pub use runner::Runner;
 pub use selector::Selector;
+pub use spec::CheckSpec;

@@ -8,3 +8,8 @@ pub mod codec;
 pub mod identity;
 pub mod membership;
 pub mod transport;
+pub mod timers;
+pub mod agent;
+pub mod control;
+pub mod daemon;
+pub mod inspector;

@@ -1,10 +1,247 @@
-//! `patrol check` (not implemented yet).
+//! `patrol check`: run checks on this machine, with no mesh (the way `goss
+//! validate` does). Table (failures first, colour on a terminal) or JSON
+//! (an array of `CheckOutcome`, in definition order).
+//!
+//! Exit codes: 0 all pass, 1 warnings only, 2 at least one `fail` or
+//! `error` (a check that could not observe counts as a failure), 3 Patrol
+//! could not run (config problem, unknown profile or check id).
 
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use patrol_checks::{Catalog, CheckOutcome, RealHost, Runner, Selector, Status};
+use patrol_config::{Config, DEFAULT_CONFIG_PATH};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Config file whose [[check]] tables and [checks] profiles to run
+    /// (default: /etc/patrol/patrol.toml when it exists).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Run a built-in profile (e.g. k8s-node); with --config, only that
+    /// profile's checks.
+    #[arg(long)]
+    profile: Option<String>,
+    /// Run only these check ids.
+    #[arg(long, num_args = 1..)]
+    only: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+}
 
-pub async fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`patrol check` is not implemented yet")
+/// What to run: the catalog, the settings, the node's tags.
+fn plan(args: &Args) -> anyhow::Result<(Catalog, Config)> {
+    let config_path = match (&args.config, &args.profile) {
+        (Some(p), _) => Some(p.clone()),
+        (None, None) if Path::new(DEFAULT_CONFIG_PATH).exists() => Some(PathBuf::from(DEFAULT_CONFIG_PATH)),
+        (None, None) => anyhow::bail!(
+            "no checks to run: pass --config FILE, or --profile {} (no {DEFAULT_CONFIG_PATH} here)",
+            Catalog::builtin_profile_names().join("|")
+        ),
+        (None, Some(_)) => None,
+    };
+    let unknown_profile = |name: &str| {
+        anyhow::anyhow!(
+            "unknown profile `{name}` (built-in profiles: {})",
+            Catalog::builtin_profile_names().join(", ")
+        )
+    };
+    match config_path {
+        Some(path) => {
+            let mut config = Config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+            if let Some(p) = &args.profile {
+                if Catalog::builtin_profile(p).is_none() {
+                    return Err(unknown_profile(p));
+                }
+                if !config.checks.profiles.contains(p) {
+                    config.checks.profiles.push(p.clone());
+                }
+            }
+            let catalog = Catalog::from_config(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+            Ok((catalog, config))
+        }
+        None => {
+            let name = args.profile.as_deref().unwrap_or_default();
+            let catalog = Catalog::builtin_profile(name).ok_or_else(|| unknown_profile(name))?;
+            Ok((catalog, Config::default()))
+        }
+    }
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let (catalog, config) = plan(&args)?;
+    let selector = Selector {
+        checks: args.only.clone(),
+        labels: Vec::new(),
+        profile: args.profile.clone(),
+    };
+    let tags: BTreeMap<String, String> = config.node.tags.clone();
+    for id in &args.only {
+        if !catalog.checks().iter().any(|c| &c.id == id) {
+            anyhow::bail!("--only {id}: no check has that id");
+        }
+    }
+    let checks = catalog.select(&selector, &tags);
+    let start = Instant::now();
+    let runner = Runner::new(Arc::new(RealHost), config.checks.concurrency);
+    let outcomes = runner.run(&checks).await;
+    let elapsed = start.elapsed();
+    match args.format {
+        Format::Json => {
+            let text = serde_json::to_string_pretty(&outcomes).context("encoding JSON")?;
+            println!("{text}");
+        }
+        Format::Table => {
+            let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            print!("{}", render_table(&outcomes, colour));
+            println!("{}", summary(&outcomes, elapsed.as_secs_f64() * 1000.0));
+        }
+    }
+    Ok(ExitCode::from(exit_code(&outcomes)))
+}
+
+/// 0 all pass, 1 warnings only, 2 any fail or error.
+fn exit_code(outcomes: &[CheckOutcome]) -> u8 {
+    if outcomes.iter().any(|o| matches!(o.status, Status::Fail | Status::Error)) {
+        2
+    } else if outcomes.iter().any(|o| o.status == Status::Warn) {
+        1
+    } else {
+        0
+    }
+}
+
+fn summary(outcomes: &[CheckOutcome], ms: f64) -> String {
+    let n = |s: Status| outcomes.iter().filter(|o| o.status == s).count();
+    format!(
+        "{} checks: {} pass, {} warn, {} fail, {} error ({ms:.0} ms)",
+        outcomes.len(),
+        n(Status::Pass),
+        n(Status::Warn),
+        n(Status::Fail),
+        n(Status::Error)
+    )
+}
+
+fn clip(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+/// Failures first (fail, error, warn, pass), then definition order.
+fn render_table(outcomes: &[CheckOutcome], colour: bool) -> String {
+    let mut rows: Vec<&CheckOutcome> = outcomes.iter().collect();
+    rows.sort_by_key(|o| std::cmp::Reverse(o.status.badness()));
+    let cells: Vec<[String; 4]> = rows
+        .iter()
+        .map(|o| {
+            [
+                o.status.as_str().to_uppercase(),
+                o.id.clone(),
+                clip(&o.observed.to_string(), 32),
+                clip(&o.expected, 32),
+            ]
+        })
+        .collect();
+    let header = ["STATUS", "CHECK", "OBSERVED", "EXPECTED"];
+    let mut width = header.map(|h| h.chars().count());
+    for c in &cells {
+        for (w, cell) in width.iter_mut().zip(c) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let pad = |s: &str, w: usize| format!("{s}{}", " ".repeat(w.saturating_sub(s.chars().count())));
+    out.push_str(&format!(
+        "{}  {}  {}  {}  MESSAGE\n",
+        pad(header[0], width[0]),
+        pad(header[1], width[1]),
+        pad(header[2], width[2]),
+        pad(header[3], width[3])
+    ));
+    for (o, c) in rows.iter().zip(&cells) {
+        let status = pad(&c[0], width[0]);
+        let status = if colour {
+            let code = match o.status {
+                Status::Pass => "32",
+                Status::Warn => "33",
+                Status::Fail => "31;1",
+                Status::Error => "35",
+            };
+            format!("\x1b[{code}m{status}\x1b[0m")
+        } else {
+            status
+        };
+        out.push_str(&format!(
+            "{status}  {}  {}  {}  {}\n",
+            pad(&c[1], width[1]),
+            pad(&c[2], width[2]),
+            pad(&c[3], width[3]),
+            clip(&o.message, 160)
+        ));
+        if o.status != Status::Pass && !o.remediation.is_empty() {
+            out.push_str(&format!(
+                "{}  fix: {}\n",
+                " ".repeat(width[0]),
+                o.remediation
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use patrol_checks::{Observed, Severity};
+
+    fn outcome(id: &str, status: Status) -> CheckOutcome {
+        CheckOutcome {
+            id: id.into(),
+            kind: "sysctl".into(),
+            status,
+            severity: Severity::Fail,
+            observed: Observed::Number(1.0),
+            expected: "= 1".into(),
+            message: "observed 1".into(),
+            duration_us: 10,
+            description: String::new(),
+            remediation: "do it".into(),
+        }
+    }
+
+    #[test]
+    fn failures_first_and_exit_codes() {
+        let o = vec![
+            outcome("a", Status::Pass),
+            outcome("b", Status::Warn),
+            outcome("c", Status::Fail),
+        ];
+        let table = render_table(&o, false);
+        let order: Vec<&str> = table.lines().skip(1).filter(|l| !l.trim_start().starts_with("fix:")).map(|l| l.split_whitespace().nth(1).unwrap()).collect();
+        assert_eq!(order, ["c", "b", "a"]);
+        assert!(!table.contains('\x1b'));
+        assert!(render_table(&o, true).contains("\x1b[31;1m"));
+        assert_eq!(exit_code(&o), 2);
+        assert_eq!(exit_code(&o[..2]), 1);
+        assert_eq!(exit_code(&o[..1]), 0);
+        assert_eq!(exit_code(&[outcome("e", Status::Error)]), 2);
+    }
 }

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod check;
 mod config_cmd;
+mod connect;
 mod demo;
 mod keys;
 mod members;

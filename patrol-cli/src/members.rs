@@ -1,10 +1,96 @@
-//! `patrol members` (not implemented yet).
+//! `patrol members`: the mesh as one agent sees it.
 
 use std::process::ExitCode;
 
-#[derive(Debug, clap::Args)]
-pub struct Args {}
+use anyhow::bail;
+use patrol_agent::control::{ControlRequest, ControlResponse};
+use patrol_agent::membership::{MemberInfo, MemberState};
 
-pub async fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`patrol members` is not implemented yet")
+use crate::connect::ControlArgs;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub control: ControlArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let (addr, mut client) = args.control.open(&ControlRequest::Members).await?;
+    let members = match client.recv().await? {
+        ControlResponse::Members(m) => m,
+        ControlResponse::Error(e) => bail!("{addr}: {e}"),
+        other => bail!("{addr}: unexpected reply {other:?}"),
+    };
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&members)?),
+        Format::Table => print!("{}", table(&members)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The members table with a summary line.
+pub fn table(members: &[MemberInfo]) -> String {
+    let rows: Vec<[String; 4]> = members
+        .iter()
+        .map(|m| {
+            let tags = m
+                .tags
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            let name = if m.is_self {
+                format!("{} (this agent)", m.name)
+            } else {
+                m.name.clone()
+            };
+            [name, m.addr.clone(), m.state.as_str().to_string(), tags]
+        })
+        .collect();
+    let headers = ["NAME", "ADDRESS", "STATE", "TAGS"];
+    let mut widths = headers.map(str::len);
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: [&str; 4]| {
+        format!(
+            "{:<w0$}  {:<w1$}  {:<w2$}  {}\n",
+            cells[0],
+            cells[1],
+            cells[2],
+            cells[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        )
+        .trim_end()
+        .to_string()
+            + "\n"
+    };
+    out.push_str(&line(headers));
+    for r in &rows {
+        out.push_str(&line([&r[0], &r[1], &r[2], &r[3]]));
+    }
+    let count = |s: MemberState| members.iter().filter(|m| m.state == s).count();
+    out.push_str(&format!(
+        "{} members: {} alive, {} suspect, {} down, {} left\n",
+        members.len(),
+        count(MemberState::Alive),
+        count(MemberState::Suspect),
+        count(MemberState::Down),
+        count(MemberState::Left)
+    ));
+    out
 }

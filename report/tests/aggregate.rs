@@ -6,77 +6,10 @@ use patrol_report::aggregate::{aggregate, group_anomalies};
 use patrol_report::diff::Change;
 use patrol_report::drift::find_drift;
 use patrol_report::sample::{document, node, outcome};
+
+mod common;
+use common::{day_one, day_two, file_max, somaxconn, swappiness, DAY, T0};
 use patrol_report::{build, PreviousSweep};
-
-const DAY: u64 = 86_400_000;
-const T0: u64 = 1_795_316_400_000; // 2026-11-22 03:00 UTC
-
-fn file_max(v: f64) -> patrol_checks::CheckOutcome {
-    let status = if v >= 1_048_576.0 {
-        Status::Pass
-    } else {
-        Status::Fail
-    };
-    outcome("fs.file-max", status, Observed::Number(v), ">= 1048576")
-}
-
-fn somaxconn(v: f64) -> patrol_checks::CheckOutcome {
-    let status = if v >= 4096.0 {
-        Status::Pass
-    } else {
-        Status::Warn
-    };
-    outcome("net.core.somaxconn", status, Observed::Number(v), ">= 4096")
-}
-
-fn swappiness(v: f64) -> patrol_checks::CheckOutcome {
-    outcome("vm.swappiness", Status::Pass, Observed::Number(v), "any")
-}
-
-/// Five workers: two with a low fs.file-max, one with low somaxconn, one
-/// with swappiness 60; plus one node with no answer and one down.
-fn day_one() -> patrol_checks::SweepDocument {
-    let w = [("role", "worker")];
-    document(
-        "prod",
-        "00000000000000a1",
-        T0,
-        vec![
-            node(
-                "node-a",
-                &w,
-                NodeState::Ok,
-                vec![file_max(65536.0), somaxconn(4096.0), swappiness(0.0)],
-            ),
-            node(
-                "node-b",
-                &w,
-                NodeState::Ok,
-                vec![file_max(65536.0), somaxconn(128.0), swappiness(0.0)],
-            ),
-            node(
-                "node-c",
-                &w,
-                NodeState::Ok,
-                vec![file_max(2_097_152.0), somaxconn(4096.0), swappiness(60.0)],
-            ),
-            node(
-                "node-d",
-                &w,
-                NodeState::Ok,
-                vec![file_max(2_097_152.0), somaxconn(4096.0), swappiness(0.0)],
-            ),
-            node(
-                "node-e",
-                &w,
-                NodeState::Ok,
-                vec![file_max(2_097_152.0), somaxconn(4096.0), swappiness(0.0)],
-            ),
-            node("node-f", &w, NodeState::NoAnswer, vec![]),
-            node("node-g", &w, NodeState::Down, vec![]),
-        ],
-    )
-}
 
 #[test]
 fn headline_counts_states_checks_and_pass_rate() {
@@ -159,49 +92,6 @@ fn without_previous_sweep_every_group_is_new() {
     assert!(r.groups.iter().all(|g| g.change == Change::New));
     assert!(r.resolved.is_empty());
     assert_eq!(r.new_groups(), 2);
-}
-
-/// Day two: node-b fixed somaxconn (resolved), node-a and node-b still
-/// have the low file-max (persisting), node-d now has a new value.
-fn day_two() -> patrol_checks::SweepDocument {
-    let w = [("role", "worker")];
-    document(
-        "prod",
-        "00000000000000a2",
-        T0 + DAY,
-        vec![
-            node(
-                "node-a",
-                &w,
-                NodeState::Ok,
-                vec![file_max(65536.0), somaxconn(4096.0), swappiness(0.0)],
-            ),
-            node(
-                "node-b",
-                &w,
-                NodeState::Ok,
-                vec![file_max(65536.0), somaxconn(4096.0), swappiness(0.0)],
-            ),
-            node(
-                "node-c",
-                &w,
-                NodeState::Ok,
-                vec![file_max(2_097_152.0), somaxconn(4096.0), swappiness(60.0)],
-            ),
-            node(
-                "node-d",
-                &w,
-                NodeState::Ok,
-                vec![file_max(8192.0), somaxconn(4096.0), swappiness(0.0)],
-            ),
-            node(
-                "node-e",
-                &w,
-                NodeState::Ok,
-                vec![file_max(2_097_152.0), somaxconn(4096.0), swappiness(0.0)],
-            ),
-        ],
-    )
 }
 
 #[test]

@@ -1,1 +1,128 @@
-//! Patrol integration-test support: the cluster harness and the simulator.
+//! Patrol integration-test support: a harness that starts real agents on
+//! ephemeral loopback ports (or on an in-memory network), and helpers to
+//! wait for the mesh to reach a state.
+//!
+//! Tests live in `tests/tests/`; the simulator in `src/sim/` and the
+//! `patrol-sim` binary.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use patrol_agent::agent::{self, AgentHandle, AgentSettings, Inspector};
+use patrol_agent::envelope::Envelope;
+use patrol_agent::keyring::Keyring;
+use patrol_agent::membership::{MemberInfo, MemberState};
+use patrol_agent::sweep::SweepSettings;
+use patrol_agent::transport::{MemoryNetwork, Transport};
+use patrol_checks::{CheckOutcome, Selector};
+
+/// An inspector with no checks: for tests about membership only.
+#[derive(Debug, Default)]
+pub struct NoChecks;
+
+impl Inspector for NoChecks {
+    fn inspect(&self, _selector: &Selector) -> Pin<Box<dyn Future<Output = Vec<CheckOutcome>> + Send>> {
+        Box::pin(async { Vec::new() })
+    }
+}
+
+/// A fresh envelope for cluster `test` under a new random key.
+pub fn new_envelope() -> Envelope {
+    Envelope::new(Keyring::generate(), "test")
+}
+
+/// Settings for a test agent.
+pub fn settings(name: &str, seeds: Vec<SocketAddr>, tags: BTreeMap<String, String>) -> AgentSettings {
+    AgentSettings {
+        name: name.to_string(),
+        cluster: "test".to_string(),
+        tags,
+        seeds,
+        advertise: None,
+        sweep: SweepSettings::default(),
+    }
+}
+
+/// Start an agent on a real UDP socket on 127.0.0.1 (port given, or 0).
+pub async fn udp_agent(
+    name: &str,
+    port: u16,
+    seeds: Vec<SocketAddr>,
+    envelope: &Envelope,
+    inspector: Arc<dyn Inspector>,
+) -> AgentHandle {
+    let transport = Transport::udp(SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .expect("bind a loopback UDP socket");
+    agent::start(settings(name, seeds, BTreeMap::new()), transport, envelope.clone(), inspector)
+}
+
+/// Start an agent on an in-memory network.
+pub fn memory_agent(
+    net: &MemoryNetwork,
+    name: &str,
+    seeds: Vec<SocketAddr>,
+    envelope: &Envelope,
+    inspector: Arc<dyn Inspector>,
+) -> AgentHandle {
+    agent::start(settings(name, seeds, BTreeMap::new()), net.attach(), envelope.clone(), inspector)
+}
+
+/// Poll `probe` every 100 ms until it returns `Some`, or panic with
+/// `what` and the last state after `limit`.
+pub async fn wait_for<T, F, Fut>(limit: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let start = tokio::time::Instant::now();
+    let mut last = String::new();
+    while start.elapsed() < limit {
+        match probe().await {
+            Ok(v) => return v,
+            Err(state) => last = state,
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out after {limit:?} waiting for {what}; last state: {last}");
+}
+
+/// The state `agent` reports for member `name`, if listed.
+pub async fn state_of(agent: &AgentHandle, name: &str) -> Option<MemberState> {
+    agent
+        .members()
+        .await
+        .ok()?
+        .into_iter()
+        .find(|m| m.name == name)
+        .map(|m| m.state)
+}
+
+/// Count members by state.
+pub fn count(members: &[MemberInfo], state: MemberState) -> usize {
+    members.iter().filter(|m| m.state == state).count()
+}
+
+/// Wait until every agent lists exactly `n` alive members.
+pub async fn wait_converged(agents: &[AgentHandle], n: usize, limit: Duration) {
+    wait_for(limit, &format!("{} agents to list {n} alive members", agents.len()), || async {
+        let mut worst = None;
+        for a in agents {
+            let members = a.members().await.map_err(|e| e.to_string())?;
+            let alive = count(&members, MemberState::Alive);
+            if alive != n {
+                worst = Some(format!("{} sees {alive} alive", a.name));
+                break;
+            }
+        }
+        match worst {
+            None => Ok(()),
+            Some(w) => Err(w),
+        }
+    })
+    .await
+}

@@ -1,2 +1,82 @@
-//! `patrol-agent`: the daemon binary.
-fn main() {}
+//! `patrol-agent`: the daemon binary. Parses arguments, sets up logging,
+//! loads the config and calls [`patrol_agent::daemon::run`].
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// The Patrol agent: joins the mesh, answers sweeps, serves the CLI.
+#[derive(Debug, Parser)]
+#[command(name = "patrol-agent", version)]
+struct Args {
+    /// Config file.
+    #[arg(long, default_value = patrol_config::DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PATROL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match patrol_config::Config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("patrol-agent: invalid config:\n{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("patrol-agent: cannot start the runtime: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    let result = runtime.block_on(patrol_agent::daemon::run(
+        &config,
+        |ready| {
+            // One machine-readable line, so scripts and tests started with
+            // port 0 learn the real ports.
+            println!(
+                "patrol-agent ready name={} gossip={} control={}",
+                ready.name, ready.gossip, ready.control
+            );
+        },
+        shutdown_signal(),
+    ));
+    match result {
+        Ok(stats) => {
+            tracing::info!(?stats, "left the cluster");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("patrol-agent: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// SIGTERM or ctrl-c.
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,1 +1,357 @@
-//! The sans-IO sweep core (being written).
+//! The sans-IO sweep core: one [`SweepCore`] per node, coordinator for the
+//! sweeps it starts and participant in every sweep that reaches it.
+//!
+//! It imports no tokio and touches no socket or clock. The shell feeds it
+//! packets, control commands, membership changes and timer expiries, each
+//! with the current time, and carries out the [`Effect`]s it returns:
+//! spread a request through foca, send a direct message, schedule a timer,
+//! run checks, report progress, hand over the finished [`SweepDocument`].
+//!
+//! Time comes in two forms: `now`, a monotonic [`Duration`] since any epoch
+//! (virtual in the simulator), and `unix_ms`, wall-clock milliseconds, used
+//! for the document and for request expiry across nodes (a node whose
+//! clock is ahead of the coordinator's by more than the deadline ignores
+//! the request).
+//!
+//! The coordinator's own node takes part like any other: `start` registers
+//! the request with its own participant side at once (the copy that comes
+//! back through the gossip inbox is a duplicate and ignored), and its own
+//! answer is delivered in-process instead of over the network.
+
+mod coordinator;
+pub mod gossip;
+mod participant;
+mod settings;
+pub mod wire;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use patrol_checks::{CheckOutcome, Selector, SweepDocument};
+
+pub use gossip::{RequestGossip, SweepKey};
+pub use settings::SweepSettings;
+pub use wire::{
+    AnswerBody, AnswerChunk, PeerAddr, SweepMessage, SweepRequest, WireError, PROTOCOL_VERSION,
+};
+
+use coordinator::Coordinator;
+use participant::Participant;
+
+/// A mesh member as the sweep core needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Peer {
+    pub(crate) fn peer_addr(&self) -> PeerAddr {
+        PeerAddr {
+            name: self.name.clone(),
+            addr: self.addr,
+        }
+    }
+}
+
+/// A member of the membership snapshot: SWIM alive or suspect is `alive`,
+/// down or left is not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberView {
+    pub peer: Peer,
+    pub alive: bool,
+}
+
+/// The control command that starts a sweep.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartSweep {
+    pub selector: Selector,
+    /// Only members whose tags contain every pair take part.
+    pub node_filter: BTreeMap<String, String>,
+    pub deadline: Duration,
+}
+
+/// What the shell must do on the core's behalf.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Spread this request through the mesh: `foca.add_broadcast(&req.encode())`
+    /// then `foca.broadcast()` at once (eager push).
+    Spread(SweepRequest),
+    /// Send a direct message (UDP, sealed) to `to`.
+    Send { to: SocketAddr, msg: SweepMessage },
+    /// Call [`SweepCore::handle_timer`] with `timer` once `after` has passed.
+    Schedule { after: Duration, timer: SweepTimer },
+    /// Run this node's configured checks matching `selector` (under their
+    /// timeouts), then call [`SweepCore::checks_done`].
+    RunChecks { sweep_id: u64, selector: Selector },
+    /// A sweep this node coordinates made progress.
+    Progress {
+        sweep_id: u64,
+        answered: u64,
+        expected: u64,
+    },
+    /// A sweep this node coordinates is complete (emitted once per sweep).
+    Completed(Box<SweepDocument>),
+}
+
+/// A timer the core asked for; opaque to the shell, handed back as is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SweepTimer(TimerKind);
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum TimerKind {
+    /// Participant: the random answer delay is over; send the answer.
+    SendAnswer(u64),
+    /// Participant: resend the unacked pieces of the answer (attempt n).
+    Resend(u64, u32),
+    /// Participant: the request expired; forget the sweep.
+    Forget(u64),
+    /// Coordinator: look at progress, maybe run the backstop.
+    Tick(u64),
+    /// Coordinator: the deadline.
+    Deadline(u64),
+}
+
+/// One node's sweep logic: coordinator and participant.
+#[derive(Debug)]
+pub struct SweepCore {
+    me: Peer,
+    cluster: String,
+    settings: SweepSettings,
+    rng: Prng,
+    coordinator: Coordinator,
+    participant: Participant,
+}
+
+impl SweepCore {
+    pub fn new(me: Peer, cluster: String, settings: SweepSettings, seed: u64) -> Self {
+        let mut mix = seed;
+        for b in me.name.bytes() {
+            mix = mix.rotate_left(5) ^ u64::from(b);
+        }
+        SweepCore {
+            me,
+            cluster,
+            settings,
+            rng: Prng::new(mix),
+            coordinator: Coordinator::default(),
+            participant: Participant::default(),
+        }
+    }
+
+    pub fn me(&self) -> &Peer {
+        &self.me
+    }
+
+    pub fn settings(&self) -> &SweepSettings {
+        &self.settings
+    }
+
+    /// Number of sweeps this node coordinates right now.
+    pub fn coordinating(&self) -> usize {
+        self.coordinator.active()
+    }
+
+    /// Number of sweeps whose checks this node is running right now.
+    pub fn running_checks(&self) -> usize {
+        self.participant.running()
+    }
+
+    /// Coordinator: snapshot `members` (after the node filter; this node is
+    /// added when missing) as the expected set, spread the request, and take
+    /// part ourselves. Returns the sweep id.
+    pub fn start(
+        &mut self,
+        now: Duration,
+        unix_ms: u64,
+        spec: StartSweep,
+        members: Vec<MemberView>,
+        out: &mut Vec<Effect>,
+    ) -> u64 {
+        let id = self.rng.next_u64();
+        let req = self.coordinator.start(
+            &self.me,
+            &self.cluster,
+            &self.settings,
+            id,
+            now,
+            unix_ms,
+            spec,
+            members,
+            out,
+        );
+        out.push(Effect::Spread(req.clone()));
+        self.handle_request(now, unix_ms, req, out);
+        id
+    }
+
+    /// A request arrived through gossip. Duplicates, expired requests,
+    /// requests already answered and requests whose node filter does not
+    /// match our tags run nothing. When `max_concurrent` sweeps are already
+    /// running, the node answers at once with a single `error` check
+    /// `patrol.busy`, so the coordinator lists it as `failing`, not silent.
+    pub fn handle_request(
+        &mut self,
+        now: Duration,
+        unix_ms: u64,
+        req: SweepRequest,
+        out: &mut Vec<Effect>,
+    ) {
+        self.participant.request(
+            &self.me,
+            &self.settings,
+            &mut self.rng,
+            now,
+            unix_ms,
+            req,
+            false,
+            out,
+        );
+        self.deliver_local(now, out);
+    }
+
+    /// A direct sweep message: backstop request, answer piece or ack.
+    pub fn handle_message(
+        &mut self,
+        now: Duration,
+        unix_ms: u64,
+        from: SocketAddr,
+        msg: SweepMessage,
+        out: &mut Vec<Effect>,
+    ) {
+        match msg {
+            SweepMessage::Request(req) => {
+                self.participant.request(
+                    &self.me,
+                    &self.settings,
+                    &mut self.rng,
+                    now,
+                    unix_ms,
+                    req,
+                    true,
+                    out,
+                );
+            }
+            SweepMessage::Answer(chunk) => {
+                self.coordinator
+                    .answer_chunk(&self.settings, now, from, chunk, out);
+            }
+            SweepMessage::Ack { sweep_id, index } => self.participant.ack(sweep_id, index),
+        }
+        self.deliver_local(now, out);
+    }
+
+    /// Our checks for `sweep_id` finished; the answer goes out after a
+    /// random delay within the request's spread window.
+    pub fn checks_done(
+        &mut self,
+        now: Duration,
+        unix_ms: u64,
+        sweep_id: u64,
+        outcomes: Vec<CheckOutcome>,
+        out: &mut Vec<Effect>,
+    ) {
+        // Expiry is judged on the monotonic clock from the receive time on.
+        let _ = unix_ms;
+        self.participant.checks_done(
+            &self.me,
+            &self.settings,
+            &mut self.rng,
+            now,
+            sweep_id,
+            outcomes,
+            out,
+        );
+        self.deliver_local(now, out);
+    }
+
+    /// SWIM declared `name` down or left: in every sweep we coordinate, an
+    /// expected member that has not answered becomes `down`.
+    pub fn member_down(&mut self, now: Duration, name: &str, out: &mut Vec<Effect>) {
+        self.coordinator.member_down(now, name, out);
+    }
+
+    pub fn handle_timer(
+        &mut self,
+        now: Duration,
+        unix_ms: u64,
+        timer: SweepTimer,
+        out: &mut Vec<Effect>,
+    ) {
+        // Timers are monotonic; the wall clock is taken for API symmetry.
+        let _ = unix_ms;
+        match timer.0 {
+            TimerKind::SendAnswer(id) => {
+                self.participant
+                    .send_answer(&self.settings, &mut self.rng, id, 0, now, out)
+            }
+            TimerKind::Resend(id, attempt) => {
+                self.participant
+                    .send_answer(&self.settings, &mut self.rng, id, attempt, now, out)
+            }
+            TimerKind::Forget(id) => self.participant.forget(id),
+            TimerKind::Tick(id) => self.coordinator.tick(&self.settings, id, now, out),
+            TimerKind::Deadline(id) => self.coordinator.deadline(id, now, out),
+        }
+        self.deliver_local(now, out);
+    }
+
+    /// Answers addressed to ourselves never touch the network: move them
+    /// from `Send` effects to the coordinator side, acks back likewise.
+    fn deliver_local(&mut self, now: Duration, out: &mut Vec<Effect>) {
+        loop {
+            let Some(pos) = out
+                .iter()
+                .position(|e| matches!(e, Effect::Send { to, .. } if *to == self.me.addr))
+            else {
+                return;
+            };
+            let Effect::Send { msg, .. } = out.remove(pos) else {
+                return;
+            };
+            let from = self.me.addr;
+            match msg {
+                SweepMessage::Answer(chunk) => {
+                    self.coordinator
+                        .answer_chunk(&self.settings, now, from, chunk, out)
+                }
+                SweepMessage::Ack { sweep_id, index } => self.participant.ack(sweep_id, index),
+                // A backstop request to ourselves: we always have the request.
+                SweepMessage::Request(_) => {}
+            }
+        }
+    }
+}
+
+/// A small deterministic PRNG (splitmix64) for sweep ids and jitter, so the
+/// core stays reproducible under a seed.
+#[derive(Debug, Clone)]
+pub(crate) struct Prng(u64);
+
+impl Prng {
+    pub(crate) fn new(seed: u64) -> Self {
+        Prng(seed ^ 0x9E37_79B9_7F4A_7C15)
+    }
+
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[0, max)`; zero when `max` is zero.
+    pub(crate) fn below(&mut self, max: Duration) -> Duration {
+        let nanos = max.as_nanos() as u64;
+        if nanos == 0 {
+            return Duration::ZERO;
+        }
+        Duration::from_nanos(self.next_u64() % nanos)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,158 @@
+//! The catalog: every check a node defines (its own `[[check]]` tables
+//! plus the built-in profiles it names), and selection by selector and
+//! node tags.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+use patrol_config::{Config, ConfigError, Problem};
+
+use crate::{CheckSpec, Selector};
+
+/// Built-in profiles: (name, TOML text in the `[[check]]` syntax).
+const PROFILES: &[(&str, &str)] = &[(
+    "k8s-node",
+    include_str!("../../config/profiles/k8s-node.toml"),
+)];
+
+const PROFILE_NAMES: &[&str] = &["k8s-node"];
+
+/// Default timeout of a built-in profile check when no config gives one.
+const PROFILE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Every check a node defines, in order: its own, then the profiles'.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    checks: Vec<CheckSpec>,
+}
+
+impl Catalog {
+    /// The node's `[[check]]` tables plus the built-in profiles named in
+    /// `checks.profiles`. Every problem is reported with the config file
+    /// and a key (`check[3].expect.min`, `checks.profiles[0]`).
+    pub fn from_config(config: &Config) -> Result<Catalog, ConfigError> {
+        let mut problems = Vec::new();
+        let mut checks = Vec::new();
+        let file = &config.source;
+        for (i, table) in config.check.iter().enumerate() {
+            match CheckSpec::from_table(table, config.checks.default_timeout, None) {
+                Ok(spec) => checks.push((format!("check[{i}]"), spec)),
+                Err(list) => problems.extend(list.into_iter().map(|(key, message)| Problem {
+                    file: file.clone(),
+                    key: if key.is_empty() {
+                        format!("check[{i}]")
+                    } else {
+                        format!("check[{i}].{key}")
+                    },
+                    message,
+                })),
+            }
+        }
+        for (i, name) in config.checks.profiles.iter().enumerate() {
+            match parse_profile(name, config.checks.default_timeout) {
+                Some(Ok(list)) => checks.extend(list.into_iter().map(|s| (format!("checks.profiles[{i}]"), s))),
+                Some(Err(e)) => problems.extend(e.problems),
+                None => problems.push(Problem {
+                    file: file.clone(),
+                    key: format!("checks.profiles[{i}]"),
+                    message: format!(
+                        "unknown profile `{name}` (built-in profiles: {})",
+                        PROFILE_NAMES.join(", ")
+                    ),
+                }),
+            }
+        }
+        let mut seen: BTreeMap<String, String> = BTreeMap::new();
+        for (place, spec) in &checks {
+            if let Some(first) = seen.get(&spec.id) {
+                problems.push(Problem {
+                    file: file.clone(),
+                    key: format!("{place}.id"),
+                    message: format!("duplicate check id `{}` (first defined at {first})", spec.id),
+                });
+            } else {
+                seen.insert(spec.id.clone(), place.clone());
+            }
+        }
+        if problems.is_empty() {
+            Ok(Catalog {
+                checks: checks.into_iter().map(|(_, s)| s).collect(),
+            })
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+
+    /// A built-in profile alone (e.g. `k8s-node`), None if unknown.
+    pub fn builtin_profile(name: &str) -> Option<Catalog> {
+        // The built-in profiles are tested to parse; an error here cannot
+        // come from user input.
+        parse_profile(name, PROFILE_TIMEOUT)?
+            .ok()
+            .map(|checks| Catalog { checks })
+    }
+
+    /// Names of the built-in profiles.
+    pub fn builtin_profile_names() -> &'static [&'static str] {
+        PROFILE_NAMES
+    }
+
+    /// Checks matching the selector (empty selector: all) whose `tags`
+    /// match the node's tags.
+    pub fn select(&self, selector: &Selector, node_tags: &BTreeMap<String, String>) -> Vec<CheckSpec> {
+        let ids: BTreeSet<&str> = selector.checks.iter().map(String::as_str).collect();
+        self.checks
+            .iter()
+            .filter(|c| ids.is_empty() || ids.contains(c.id.as_str()))
+            .filter(|c| {
+                selector.labels.is_empty() || c.labels.iter().any(|l| selector.labels.contains(l))
+            })
+            .filter(|c| selector.profile.is_none() || c.profile == selector.profile)
+            .filter(|c| c.runs_on(node_tags))
+            .cloned()
+            .collect()
+    }
+
+    /// Every check, in definition order.
+    pub fn checks(&self) -> &[CheckSpec] {
+        &self.checks
+    }
+
+    pub fn len(&self) -> usize {
+        self.checks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.checks.is_empty()
+    }
+}
+
+/// Parse a built-in profile; None when unknown.
+fn parse_profile(name: &str, default_timeout: Duration) -> Option<Result<Vec<CheckSpec>, ConfigError>> {
+    let (_, text) = PROFILES.iter().find(|(n, _)| *n == name)?;
+    let file = format!("(built-in profile {name})");
+    let table: toml::Table = match toml::from_str(text) {
+        Ok(t) => t,
+        Err(e) => return Some(Err(ConfigError::single(Path::new(&file), "", e.to_string()))),
+    };
+    let mut problems = Vec::new();
+    let mut out = Vec::new();
+    let items = table.get("check").and_then(|c| c.as_array()).cloned().unwrap_or_default();
+    for (i, item) in items.iter().enumerate() {
+        let Some(t) = item.as_table() else { continue };
+        match CheckSpec::from_table(t, default_timeout, Some(name)) {
+            Ok(s) => out.push(s),
+            Err(list) => problems.extend(list.into_iter().map(|(k, m)| Problem {
+                file: file.clone().into(),
+                key: format!("check[{i}].{k}"),
+                message: m,
+            })),
+        }
+    }
+    Some(if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(ConfigError { problems })
+    })
+}

@@ -1,0 +1,214 @@
+//! The check kinds: one module per kind, a closed enum selected by `type`,
+//! and what they share (the [`Finding`] a kind returns, blocking reads).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::expect::{show, Expect};
+use crate::host::Host;
+use crate::Observed;
+
+pub mod clock;
+pub mod command;
+pub mod disk;
+pub mod etcd_health;
+pub mod file_descriptors;
+pub mod kernel_log;
+pub mod kubelet_version;
+pub mod memory;
+pub mod perfdata;
+pub mod process_count;
+pub mod sysctl;
+pub mod systemd_unit;
+mod tls;
+
+pub use tls::TlsFiles;
+
+/// Every check kind, selected by `type = "..."`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum CheckKind {
+    Sysctl(sysctl::Sysctl),
+    ProcessCount(process_count::ProcessCount),
+    KubeletVersion(kubelet_version::KubeletVersion),
+    EtcdHealth(etcd_health::EtcdHealth),
+    Command(command::CommandCheck),
+    Disk(disk::Disk),
+    Memory(memory::Memory),
+    FileDescriptors(file_descriptors::FileDescriptors),
+    KernelLog(kernel_log::KernelLog),
+    SystemdUnit(systemd_unit::SystemdUnit),
+    Clock(clock::Clock),
+}
+
+impl CheckKind {
+    /// Every `type` name.
+    pub const NAMES: &'static [&'static str] = &[
+        "sysctl",
+        "process_count",
+        "kubelet_version",
+        "etcd_health",
+        "command",
+        "disk",
+        "memory",
+        "file_descriptors",
+        "kernel_log",
+        "systemd_unit",
+        "clock",
+    ];
+
+    /// The `type` name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CheckKind::Sysctl(_) => "sysctl",
+            CheckKind::ProcessCount(_) => "process_count",
+            CheckKind::KubeletVersion(_) => "kubelet_version",
+            CheckKind::EtcdHealth(_) => "etcd_health",
+            CheckKind::Command(_) => "command",
+            CheckKind::Disk(_) => "disk",
+            CheckKind::Memory(_) => "memory",
+            CheckKind::FileDescriptors(_) => "file_descriptors",
+            CheckKind::KernelLog(_) => "kernel_log",
+            CheckKind::SystemdUnit(_) => "systemd_unit",
+            CheckKind::Clock(_) => "clock",
+        }
+    }
+
+    /// Checks of the settings serde cannot express: (key, message).
+    pub(crate) fn validate(&self) -> Result<(), (String, String)> {
+        match self {
+            CheckKind::Sysctl(k) => k.validate(),
+            CheckKind::ProcessCount(k) => k.validate(),
+            CheckKind::KubeletVersion(k) => k.validate(),
+            CheckKind::EtcdHealth(k) => k.validate(),
+            CheckKind::Command(k) => k.validate(),
+            CheckKind::Disk(k) => k.validate(),
+            CheckKind::KernelLog(k) => k.validate(),
+            CheckKind::SystemdUnit(k) => k.validate(),
+            CheckKind::Memory(_) | CheckKind::FileDescriptors(_) | CheckKind::Clock(_) => Ok(()),
+        }
+    }
+
+    /// The expectation used when the check gives none.
+    pub(crate) fn default_expect(&self) -> Option<Expect> {
+        match self {
+            CheckKind::KernelLog(_) => Some(Expect {
+                max: Some(0.0),
+                ..Expect::default()
+            }),
+            CheckKind::SystemdUnit(_) => Some(Expect {
+                equals: Some("active".into()),
+                ..Expect::default()
+            }),
+            CheckKind::Clock(_) => Some(Expect {
+                max: Some(100.0),
+                ..Expect::default()
+            }),
+            _ => None,
+        }
+    }
+
+    /// Kinds that judge nothing without an expectation.
+    pub(crate) fn needs_expect(&self) -> bool {
+        matches!(
+            self,
+            CheckKind::Sysctl(_)
+                | CheckKind::ProcessCount(_)
+                | CheckKind::Disk(_)
+                | CheckKind::Memory(_)
+                | CheckKind::FileDescriptors(_)
+        )
+    }
+
+    /// Observe and judge.
+    pub(crate) async fn run(&self, host: &Arc<dyn Host>, expect: &Expect, timeout: Duration) -> Finding {
+        match self {
+            CheckKind::Sysctl(k) => k.run(host, expect).await,
+            CheckKind::ProcessCount(k) => k.run(host, expect).await,
+            CheckKind::KubeletVersion(k) => k.run(host, expect, timeout).await,
+            CheckKind::EtcdHealth(k) => k.run(host, expect, timeout).await,
+            CheckKind::Command(k) => k.run(host, expect, timeout).await,
+            CheckKind::Disk(k) => k.run(host, expect).await,
+            CheckKind::Memory(k) => k.run(host, expect).await,
+            CheckKind::FileDescriptors(k) => k.run(host, expect).await,
+            CheckKind::KernelLog(k) => k.run(host, expect).await,
+            CheckKind::SystemdUnit(k) => k.run(host, expect, timeout).await,
+            CheckKind::Clock(k) => k.run(host, expect, timeout).await,
+        }
+    }
+}
+
+/// How a kind judged its observation, before severity applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    /// A warning in its own right (Nagios exit 1).
+    Warn,
+    /// The expectation missed: becomes the check's severity.
+    Miss,
+    /// Could not observe.
+    Error,
+}
+
+/// What a kind found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub verdict: Verdict,
+    pub observed: Observed,
+    pub expected: String,
+    pub message: String,
+}
+
+impl Finding {
+    /// Could not observe.
+    pub fn error(expected: String, message: impl Into<String>) -> Finding {
+        Finding {
+            verdict: Verdict::Error,
+            observed: Observed::None,
+            expected,
+            message: message.into(),
+        }
+    }
+
+    /// Judge `observed` against `expect`; `what` prefixes the pass message.
+    pub fn judge(observed: Observed, expect: &Expect) -> Finding {
+        let expected = expect.describe();
+        match expect.check(&observed) {
+            Ok(()) => Finding {
+                verdict: Verdict::Pass,
+                message: format!("observed {}", show(&observed)),
+                observed,
+                expected,
+            },
+            Err(why) => Finding {
+                verdict: Verdict::Miss,
+                observed,
+                expected,
+                message: why,
+            },
+        }
+    }
+}
+
+/// Run a blocking read of the host on the blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(
+    host: &Arc<dyn Host>,
+    f: impl FnOnce(&dyn Host) -> T + Send + 'static,
+) -> Result<T, String> {
+    let h = Arc::clone(host);
+    tokio::task::spawn_blocking(move || f(&*h))
+        .await
+        .map_err(|e| format!("internal error: {e}"))
+}
+
+/// A number observation, integral when possible.
+pub(crate) fn number(n: f64) -> Observed {
+    Observed::Number(n)
+}
+
+/// Round to two decimals (percentages in messages).
+pub(crate) fn round2(n: f64) -> f64 {
+    (n * 100.0).round() / 100.0
+}

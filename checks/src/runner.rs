@@ -1,0 +1,114 @@
+//! Running checks: concurrently under a limit, each under its timeout.
+//! Never fails: a check that hangs, floods or panics becomes an `error`
+//! outcome, and the others still finish.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::Semaphore;
+
+use crate::host::Host;
+use crate::kinds::{Finding, Verdict};
+use crate::{CheckOutcome, CheckSpec, Observed, Severity, Status};
+
+/// Runs checks against one host. Cheap to clone; clones share the limit.
+#[derive(Clone)]
+pub struct Runner {
+    host: Arc<dyn Host>,
+    limit: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("available", &self.limit.available_permits())
+            .finish()
+    }
+}
+
+impl Runner {
+    /// `concurrency` checks run at once (at least one).
+    pub fn new(host: Arc<dyn Host>, concurrency: usize) -> Runner {
+        Runner {
+            host,
+            limit: Arc::new(Semaphore::new(concurrency.max(1))),
+        }
+    }
+
+    /// Run `checks`; the outcomes come back in the same order.
+    pub async fn run(&self, checks: &[CheckSpec]) -> Vec<CheckOutcome> {
+        let mut handles = Vec::with_capacity(checks.len());
+        for spec in checks {
+            let spec = spec.clone();
+            let host = Arc::clone(&self.host);
+            let limit = Arc::clone(&self.limit);
+            handles.push(tokio::spawn(async move {
+                // The semaphore is never closed, so acquire cannot fail.
+                let _permit = limit.acquire_owned().await.ok();
+                run_one(&host, &spec).await
+            }));
+        }
+        let mut out = Vec::with_capacity(checks.len());
+        for (handle, spec) in handles.into_iter().zip(checks) {
+            out.push(match handle.await {
+                Ok(o) => o,
+                Err(e) => outcome(
+                    spec,
+                    Finding::error(spec.expect.describe(), format!("the check crashed: {e}")),
+                    0,
+                ),
+            });
+        }
+        out
+    }
+}
+
+/// Run one check under its timeout.
+pub async fn run_one(host: &Arc<dyn Host>, spec: &CheckSpec) -> CheckOutcome {
+    let start = Instant::now();
+    let finding = match tokio::time::timeout(
+        spec.timeout,
+        spec.kind.run(host, &spec.expect, spec.timeout),
+    )
+    .await
+    {
+        Ok(f) => f,
+        Err(_) => Finding::error(
+            spec.expect.describe(),
+            format!(
+                "no result within the {} timeout (check cut off)",
+                patrol_config::format_duration(spec.timeout)
+            ),
+        ),
+    };
+    let us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+    outcome(spec, finding, us)
+}
+
+fn outcome(spec: &CheckSpec, f: Finding, duration_us: u64) -> CheckOutcome {
+    let status = match f.verdict {
+        Verdict::Pass => Status::Pass,
+        Verdict::Warn => Status::Warn,
+        Verdict::Error => Status::Error,
+        Verdict::Miss => match spec.severity {
+            Severity::Warn => Status::Warn,
+            Severity::Fail => Status::Fail,
+        },
+    };
+    CheckOutcome {
+        id: spec.id.clone(),
+        kind: spec.kind.name().to_string(),
+        status,
+        severity: spec.severity,
+        observed: if status == Status::Error && f.observed == Observed::None {
+            Observed::None
+        } else {
+            f.observed
+        },
+        expected: f.expected,
+        message: f.message,
+        duration_us,
+        description: spec.description.clone(),
+        remediation: spec.remediation.clone(),
+    }
+}

@@ -1,0 +1,154 @@
+//! The agent as a daemon: config in, running tasks out. This is what the
+//! `patrol-agent` binary and `patrol demo` call.
+//!
+//! Config becomes running tasks like this: the key file becomes the
+//! envelope; `[[check]]` and `[checks] profiles` become the inspector; the
+//! `[node]` bind address becomes the UDP transport; the agent task starts
+//! and joins through the seeds; the control listener starts on
+//! `[control] listen`. Everything stops on the shutdown future.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use patrol_config::Config;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::agent::{self, AgentHandle, AgentSettings, AgentStats, StopMode};
+use crate::envelope::Envelope;
+use crate::inspector::CatalogInspector;
+use crate::keyring::Keyring;
+use crate::sweep::SweepSettings;
+use crate::transport::Transport;
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(#[from] patrol_config::ConfigError),
+    #[error("{0}")]
+    Key(#[from] crate::keyring::KeyringError),
+    #[error("cannot bind the gossip socket {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot bind the control listener {addr}: {source}")]
+    Control {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Where a started daemon listens.
+#[derive(Debug, Clone)]
+pub struct Ready {
+    pub name: String,
+    pub gossip: SocketAddr,
+    pub control: SocketAddr,
+}
+
+/// A started daemon: the agent and its control listener.
+#[derive(Debug)]
+pub struct Daemon {
+    pub ready: Ready,
+    pub agent: AgentHandle,
+    control_stop: watch::Sender<bool>,
+    control_task: tokio::task::JoinHandle<()>,
+}
+
+impl Daemon {
+    /// Stop: control listener first, then the agent (leaving gracefully or
+    /// not).
+    pub async fn stop(self, mode: StopMode) -> AgentStats {
+        let _ = self.control_stop.send(true);
+        let _ = self.control_task.await;
+        self.agent.stop(mode).await
+    }
+}
+
+/// Resolve `host:port` seeds; unresolvable ones are logged and skipped
+/// (the agent keeps retrying the others).
+pub async fn resolve_seeds(seeds: &[String]) -> Vec<SocketAddr> {
+    let mut out = Vec::new();
+    for seed in seeds {
+        match tokio::net::lookup_host(seed.as_str()).await {
+            Ok(addrs) => out.extend(addrs.take(1)),
+            Err(e) => tracing::warn!(seed = %seed, error = %e, "cannot resolve seed"),
+        }
+    }
+    out
+}
+
+/// Start a daemon from a loaded config and an envelope.
+pub async fn start_with(config: &Config, envelope: Envelope) -> Result<Daemon, StartError> {
+    let catalog = patrol_checks::Catalog::from_config(config)?;
+    let inspector = Arc::new(CatalogInspector::new(
+        catalog,
+        config.node.tags.clone(),
+        config.checks.concurrency,
+    ));
+    let transport = Transport::udp(config.node.bind)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.node.bind,
+            source,
+        })?;
+    let advertise = match config.node.advertise {
+        Some(a) => a,
+        None if config.node.bind.ip().is_unspecified() => {
+            SocketAddr::new([127, 0, 0, 1].into(), transport.local_addr.port())
+        }
+        None => transport.local_addr,
+    };
+    let listener = TcpListener::bind(config.control.listen)
+        .await
+        .map_err(|source| StartError::Control {
+            addr: config.control.listen,
+            source,
+        })?;
+    let control_addr = listener.local_addr().map_err(|source| StartError::Control {
+        addr: config.control.listen,
+        source,
+    })?;
+    let settings = AgentSettings {
+        name: config.node.name.clone(),
+        cluster: config.node.cluster.clone(),
+        tags: config.node.tags.clone(),
+        seeds: resolve_seeds(&config.node.seeds).await,
+        advertise: Some(advertise),
+        sweep: SweepSettings {
+            max_concurrent: config.sweep.max_concurrent,
+            ..SweepSettings::default()
+        },
+    };
+    let agent = agent::start(settings, transport, envelope.clone(), inspector);
+    let (control_stop, stop_rx) = watch::channel(false);
+    let control_task = crate::control::serve(listener, envelope, agent.commander(), stop_rx);
+    Ok(Daemon {
+        ready: Ready {
+            name: config.node.name.clone(),
+            gossip: advertise,
+            control: control_addr,
+        },
+        agent,
+        control_stop,
+        control_task,
+    })
+}
+
+/// Run a daemon from its config file until `shutdown` completes, then leave
+/// the cluster gracefully. `on_ready` hears where it listens.
+pub async fn run(
+    config: &Config,
+    on_ready: impl FnOnce(&Ready),
+    shutdown: impl Future<Output = ()>,
+) -> Result<AgentStats, StartError> {
+    let keyring = Keyring::load(&config.node.key_file)?;
+    let envelope = Envelope::new(keyring, &config.node.cluster);
+    let daemon = start_with(config, envelope).await?;
+    on_ready(&daemon.ready);
+    shutdown.await;
+    Ok(daemon.stop(StopMode::Leave).await)
+}

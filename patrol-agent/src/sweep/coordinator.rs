@@ -1,0 +1,436 @@
+//! The coordinator side of a sweep: the expected set snapshot, answer
+//! reassembly and dedup by (sweep, node), the backstop, and the accounting
+//! that puts every expected node in exactly one state.
+//!
+//! Backstop timing: every `tick` the coordinator looks at the sweep. The
+//! first backstop round runs once the sweep is older than the answer spread
+//! window plus `backstop_min_delay` AND either answers have gone quiet (none
+//! for `backstop_quiet`) or `backstop_deadline_percent` of the deadline has
+//! passed. So a fast, healthy sweep backstops early (answers stop arriving
+//! as soon as the reachable nodes are done) while a sweep whose answers are
+//! still streaming in does not flood nodes that are merely slow. Later
+//! rounds follow after `backstop_interval`, doubling, and never within the
+//! last tick before the deadline.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use patrol_checks::document::DOCUMENT_VERSION;
+use patrol_checks::{NodeEntry, NodeState, Status, SweepDocument, SweepTiming};
+
+use super::wire::{AnswerBody, AnswerChunk, SweepMessage, SweepRequest};
+use super::{Effect, MemberView, Peer, StartSweep, SweepSettings, SweepTimer, TimerKind};
+
+/// Completed sweep ids remembered so late answer pieces still get acked.
+const RECENT_COMPLETED: usize = 256;
+
+#[derive(Debug, Default)]
+pub(crate) struct Coordinator {
+    sweeps: HashMap<u64, Sweep>,
+    recent: VecDeque<u64>,
+}
+
+#[derive(Debug)]
+struct Sweep {
+    doc: SweepDocument,
+    request: SweepRequest,
+    me: String,
+    started_at: Duration,
+    deadline_at: Duration,
+    spread: Duration,
+    expected: BTreeMap<String, Slot>,
+    late: BTreeMap<String, NodeEntry>,
+    partial: HashMap<String, Vec<Option<Vec<u8>>>>,
+    /// Expected nodes that answered.
+    answered: u64,
+    /// Expected nodes that answered or are down.
+    settled: u64,
+    last_answer_at: Option<Duration>,
+    rounds: u32,
+    next_round_at: Option<Duration>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    peer: Peer,
+    state: SlotState,
+}
+
+#[derive(Debug)]
+enum SlotState {
+    Pending,
+    Down,
+    Answered(NodeEntry),
+}
+
+impl Coordinator {
+    pub(crate) fn active(&self) -> usize {
+        self.sweeps.len()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn start(
+        &mut self,
+        me: &Peer,
+        cluster: &str,
+        settings: &SweepSettings,
+        id: u64,
+        now: Duration,
+        unix_ms: u64,
+        spec: StartSweep,
+        members: Vec<MemberView>,
+        out: &mut Vec<Effect>,
+    ) -> SweepRequest {
+        let matches = |tags: &BTreeMap<String, String>| {
+            spec.node_filter.iter().all(|(k, v)| tags.get(k) == Some(v))
+        };
+        let mut expected = BTreeMap::new();
+        for m in members {
+            if matches(&m.peer.tags) && !expected.contains_key(&m.peer.name) {
+                let state = if m.alive {
+                    SlotState::Pending
+                } else {
+                    SlotState::Down
+                };
+                expected.insert(
+                    m.peer.name.clone(),
+                    Slot {
+                        peer: m.peer,
+                        state,
+                    },
+                );
+            }
+        }
+        if matches(&me.tags) {
+            expected
+                .entry(me.name.clone())
+                .or_insert_with(|| Slot {
+                    peer: me.clone(),
+                    state: SlotState::Pending,
+                })
+                .state = SlotState::Pending;
+        }
+        let deadline = spec.deadline.min(settings.max_deadline);
+        let spread = settings.spread_for(expected.len());
+        let request = SweepRequest {
+            id,
+            coordinator: me.peer_addr(),
+            selector: spec.selector.clone(),
+            node_filter: spec.node_filter.clone(),
+            issued_at_unix_ms: unix_ms,
+            deadline_ms: deadline.as_millis() as u64,
+            answer_spread_ms: spread.as_micros().div_ceil(1000).min(u128::from(u32::MAX)) as u32,
+        };
+        let doc = SweepDocument {
+            version: DOCUMENT_VERSION,
+            sweep_id: format!("{id:016x}"),
+            cluster: cluster.to_string(),
+            coordinator: me.name.clone(),
+            started_at_unix_ms: unix_ms,
+            deadline_ms: request.deadline_ms,
+            selector: spec.selector,
+            node_filter: spec.node_filter,
+            counts: Default::default(),
+            nodes: Vec::new(),
+            timing: SweepTiming::default(),
+        };
+        let settled = expected
+            .values()
+            .filter(|s| matches!(s.state, SlotState::Down))
+            .count() as u64;
+        let sweep = Sweep {
+            doc,
+            request: request.clone(),
+            me: me.name.clone(),
+            started_at: now,
+            deadline_at: now + deadline,
+            spread,
+            expected,
+            late: BTreeMap::new(),
+            partial: HashMap::new(),
+            answered: 0,
+            settled,
+            last_answer_at: None,
+            rounds: 0,
+            next_round_at: None,
+        };
+        out.push(Effect::Progress {
+            sweep_id: id,
+            answered: 0,
+            expected: sweep.expected.len() as u64,
+        });
+        out.push(Effect::Schedule {
+            after: deadline,
+            timer: SweepTimer(TimerKind::Deadline(id)),
+        });
+        out.push(Effect::Schedule {
+            after: settings.tick,
+            timer: SweepTimer(TimerKind::Tick(id)),
+        });
+        self.sweeps.insert(id, sweep);
+        self.complete_if_settled(id, now, out);
+        request
+    }
+
+    pub(crate) fn answer_chunk(
+        &mut self,
+        settings: &SweepSettings,
+        now: Duration,
+        from: SocketAddr,
+        chunk: AnswerChunk,
+        out: &mut Vec<Effect>,
+    ) {
+        let id = chunk.sweep_id;
+        let Some(sweep) = self.sweeps.get_mut(&id) else {
+            if self.recent.contains(&id) {
+                out.push(ack(from, &chunk));
+            }
+            return;
+        };
+        let count = usize::from(chunk.count);
+        let index = usize::from(chunk.index);
+        let max_pieces =
+            settings.max_answer_bytes / settings.chunk_payload(chunk.node.len()).max(1) + 1;
+        if count == 0 || index >= count || count > max_pieces {
+            return;
+        }
+        out.push(ack(from, &chunk));
+        if sweep.has_answer(&chunk.node) {
+            return;
+        }
+        if !sweep.partial.contains_key(&chunk.node)
+            && sweep.partial.len() >= sweep.expected.len() + 1024
+        {
+            return;
+        }
+        let parts = sweep.partial.entry(chunk.node.clone()).or_default();
+        if parts.len() != count {
+            *parts = vec![None; count];
+        }
+        parts[index] = Some(chunk.payload);
+        if parts.iter().any(Option::is_none) {
+            return;
+        }
+        let bytes: Vec<u8> = parts.iter().flatten().flatten().copied().collect();
+        sweep.partial.remove(&chunk.node);
+        let Ok(body) = AnswerBody::decode(&bytes) else {
+            return;
+        };
+        sweep.record(now, from, chunk.node, body, out);
+        self.complete_if_settled(id, now, out);
+    }
+
+    pub(crate) fn member_down(&mut self, now: Duration, name: &str, out: &mut Vec<Effect>) {
+        let ids: Vec<u64> = self.sweeps.keys().copied().collect();
+        for id in ids {
+            let Some(sweep) = self.sweeps.get_mut(&id) else {
+                continue;
+            };
+            if let Some(slot) = sweep.expected.get_mut(name) {
+                if matches!(slot.state, SlotState::Pending) {
+                    slot.state = SlotState::Down;
+                    sweep.settled += 1;
+                    out.push(sweep.progress(id));
+                }
+            }
+            self.complete_if_settled(id, now, out);
+        }
+    }
+
+    pub(crate) fn tick(
+        &mut self,
+        settings: &SweepSettings,
+        id: u64,
+        now: Duration,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(sweep) = self.sweeps.get_mut(&id) else {
+            return;
+        };
+        let elapsed = now.saturating_sub(sweep.started_at);
+        let deadline = sweep.deadline_at.saturating_sub(sweep.started_at);
+        let quiet = now.saturating_sub(sweep.last_answer_at.unwrap_or(sweep.started_at))
+            >= settings.backstop_quiet;
+        let late = elapsed * 100 >= deadline * settings.backstop_deadline_percent;
+        let ready = match sweep.next_round_at {
+            None => elapsed >= sweep.spread + settings.backstop_min_delay,
+            Some(at) => now >= at,
+        };
+        let room = sweep.deadline_at.saturating_sub(now) > settings.tick;
+        if ready && (quiet || late) && room {
+            for slot in sweep.expected.values() {
+                if matches!(slot.state, SlotState::Pending) && slot.peer.name != sweep.me {
+                    out.push(Effect::Send {
+                        to: slot.peer.addr,
+                        msg: SweepMessage::Request(sweep.request.clone()),
+                    });
+                }
+            }
+            let wait = settings
+                .backstop_interval
+                .saturating_mul(1u32 << sweep.rounds.min(16));
+            sweep.rounds += 1;
+            sweep.next_round_at = Some(now + wait);
+        }
+        if sweep.deadline_at > now + settings.tick {
+            out.push(Effect::Schedule {
+                after: settings.tick,
+                timer: SweepTimer(TimerKind::Tick(id)),
+            });
+        }
+    }
+
+    pub(crate) fn deadline(&mut self, id: u64, now: Duration, out: &mut Vec<Effect>) {
+        self.complete(id, now, out);
+    }
+
+    fn complete_if_settled(&mut self, id: u64, now: Duration, out: &mut Vec<Effect>) {
+        if self
+            .sweeps
+            .get(&id)
+            .is_some_and(|s| s.settled == s.expected.len() as u64)
+        {
+            self.complete(id, now, out);
+        }
+    }
+
+    fn complete(&mut self, id: u64, now: Duration, out: &mut Vec<Effect>) {
+        let Some(sweep) = self.sweeps.remove(&id) else {
+            return;
+        };
+        if self.recent.len() >= RECENT_COMPLETED {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(id);
+        out.push(Effect::Completed(Box::new(sweep.finish(now))));
+    }
+}
+
+fn ack(to: SocketAddr, chunk: &AnswerChunk) -> Effect {
+    Effect::Send {
+        to,
+        msg: SweepMessage::Ack {
+            sweep_id: chunk.sweep_id,
+            index: chunk.index,
+        },
+    }
+}
+
+impl Sweep {
+    fn has_answer(&self, node: &str) -> bool {
+        self.late.contains_key(node)
+            || self
+                .expected
+                .get(node)
+                .is_some_and(|s| matches!(s.state, SlotState::Answered(_)))
+    }
+
+    fn progress(&self, id: u64) -> Effect {
+        Effect::Progress {
+            sweep_id: id,
+            answered: self.answered,
+            expected: self.expected.len() as u64,
+        }
+    }
+
+    fn record(
+        &mut self,
+        now: Duration,
+        from: SocketAddr,
+        node: String,
+        body: AnswerBody,
+        out: &mut Vec<Effect>,
+    ) {
+        let failing = body.outcomes.iter().any(|o| o.status != Status::Pass);
+        let mut entry = NodeEntry {
+            name: node.clone(),
+            addr: from.to_string(),
+            tags: body.tags,
+            state: if failing {
+                NodeState::Failing
+            } else {
+                NodeState::Ok
+            },
+            late_joiner: false,
+            reached_ms: Some(
+                body.received_unix_ms
+                    .saturating_sub(self.request.issued_at_unix_ms),
+            ),
+            answered_ms: Some(now.saturating_sub(self.started_at).as_millis() as u64),
+            checks_ms: Some(body.checks_ms),
+            checks: body.outcomes,
+        };
+        self.last_answer_at = Some(now);
+        match self.expected.get_mut(&node) {
+            Some(slot) => {
+                // The snapshot's view of the node (address, tags) is what
+                // the filter was applied to; keep it.
+                entry.addr = slot.peer.addr.to_string();
+                entry.tags = slot.peer.tags.clone();
+                if matches!(slot.state, SlotState::Pending) {
+                    self.settled += 1;
+                }
+                // An answer from a node SWIM called down proves it alive.
+                slot.state = SlotState::Answered(entry);
+                self.answered += 1;
+            }
+            None => {
+                entry.late_joiner = true;
+                self.late.insert(node, entry);
+            }
+        }
+        out.push(self.progress(self.request.id));
+    }
+
+    fn finish(self, now: Duration) -> SweepDocument {
+        let mut doc = self.doc;
+        let mut nodes: Vec<NodeEntry> = self
+            .expected
+            .into_values()
+            .map(|slot| match slot.state {
+                SlotState::Answered(entry) => entry,
+                other => NodeEntry {
+                    name: slot.peer.name,
+                    addr: slot.peer.addr.to_string(),
+                    tags: slot.peer.tags,
+                    state: if matches!(other, SlotState::Down) {
+                        NodeState::Down
+                    } else {
+                        NodeState::NoAnswer
+                    },
+                    late_joiner: false,
+                    reached_ms: None,
+                    answered_ms: None,
+                    checks_ms: None,
+                    checks: Vec::new(),
+                },
+            })
+            .collect();
+        nodes.extend(self.late.into_values());
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut reached: Vec<u64> = nodes.iter().filter_map(|n| n.reached_ms).collect();
+        reached.sort_unstable();
+        doc.timing = SweepTiming {
+            reached_p50_ms: percentile(&reached, 50),
+            reached_p99_ms: percentile(&reached, 99),
+            reached_max_ms: reached.last().copied(),
+            last_answer_ms: self
+                .last_answer_at
+                .map(|t| t.saturating_sub(self.started_at).as_millis() as u64),
+            completed_ms: now.saturating_sub(self.started_at).as_millis() as u64,
+        };
+        doc.nodes = nodes;
+        doc.recount();
+        doc
+    }
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[u64], p: usize) -> Option<u64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (sorted.len() * p).div_ceil(100).max(1);
+    sorted.get(rank - 1).copied()
+}

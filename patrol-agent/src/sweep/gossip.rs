@@ -1,0 +1,181 @@
+//! The foca custom-broadcast handler that carries sweep requests through the
+//! mesh.
+//!
+//! foca calls [`RequestGossip::receive_item`] for every request it finds in
+//! a packet (and for the coordinator's own `add_broadcast`). A request is
+//! new when its sweep id was not seen before and it has not expired; only a
+//! new request is handed to the inbox and returned as a key, so foca keeps
+//! re-broadcasting it for its usual number of transmissions and drops every
+//! duplicate. The shell drains the inbox into
+//! [`SweepCore::handle_request`](super::SweepCore::handle_request) and, when
+//! something new arrived, calls `foca.broadcast()` at once (eager push).
+//!
+//! Memory is bounded: ids are forgotten once their request expires, and at
+//! most [`MAX_REMEMBERED`] are kept (the earliest to expire go first).
+
+use std::collections::HashMap;
+use std::sync::mpsc::Sender;
+
+use foca::{BroadcastHandler, Invalidates};
+
+use super::wire::{SweepRequest, WireError};
+
+/// Most sweep ids remembered at once for duplicate suppression.
+pub const MAX_REMEMBERED: usize = 4096;
+
+/// foca broadcast key: the sweep id. Two broadcasts of one sweep are the
+/// same broadcast.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SweepKey(pub u64);
+
+impl Invalidates for SweepKey {
+    fn invalidates(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+/// Wall clock in unix milliseconds (virtual in the simulator).
+pub type UnixClock = Box<dyn Fn() -> u64 + Send>;
+
+/// Decodes requests from foca broadcasts, drops duplicates and expired
+/// ones, and hands new ones to the shell through a channel.
+pub struct RequestGossip {
+    inbox: Sender<SweepRequest>,
+    clock: UnixClock,
+    /// Sweep id -> unix ms when its request expires.
+    seen: HashMap<u64, u64>,
+}
+
+impl std::fmt::Debug for RequestGossip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestGossip")
+            .field("seen", &self.seen.len())
+            .finish()
+    }
+}
+
+impl RequestGossip {
+    /// A handler using the system wall clock for expiry.
+    pub fn new(inbox: Sender<SweepRequest>) -> Self {
+        Self::with_clock(
+            inbox,
+            Box::new(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as u64)
+                    .unwrap_or(0)
+            }),
+        )
+    }
+
+    /// A handler with an injected wall clock (the simulator's virtual time).
+    pub fn with_clock(inbox: Sender<SweepRequest>, clock: UnixClock) -> Self {
+        RequestGossip {
+            inbox,
+            clock,
+            seen: HashMap::new(),
+        }
+    }
+
+    fn remember(&mut self, id: u64, expires: u64, now: u64) {
+        if self.seen.len() >= MAX_REMEMBERED {
+            self.seen.retain(|_, exp| *exp >= now);
+        }
+        if self.seen.len() >= MAX_REMEMBERED {
+            if let Some((&oldest, _)) = self.seen.iter().min_by_key(|(_, exp)| **exp) {
+                self.seen.remove(&oldest);
+            }
+        }
+        self.seen.insert(id, expires);
+    }
+}
+
+impl<T> BroadcastHandler<T> for RequestGossip {
+    type Key = SweepKey;
+    type Error = WireError;
+
+    fn receive_item(
+        &mut self,
+        data: &[u8],
+        _sender: Option<&T>,
+    ) -> Result<Option<SweepKey>, WireError> {
+        let req = SweepRequest::decode(data)?;
+        let now = (self.clock)();
+        let expires = req.expires_at_unix_ms();
+        if self.seen.contains_key(&req.id) || expires < now {
+            return Ok(None);
+        }
+        self.remember(req.id, expires, now);
+        let key = SweepKey(req.id);
+        // A closed inbox means the shell is shutting down: stop spreading.
+        match self.inbox.send(req) {
+            Ok(()) => Ok(Some(key)),
+            Err(_) => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sweep::wire::PeerAddr;
+    use std::sync::mpsc;
+
+    fn req(id: u64, issued: u64) -> SweepRequest {
+        SweepRequest {
+            id,
+            coordinator: PeerAddr {
+                name: "c".into(),
+                addr: "127.0.0.1:1".parse().unwrap(),
+            },
+            selector: Default::default(),
+            node_filter: Default::default(),
+            issued_at_unix_ms: issued,
+            deadline_ms: 1000,
+            answer_spread_ms: 0,
+        }
+    }
+
+    fn handler(now: u64) -> (RequestGossip, mpsc::Receiver<SweepRequest>) {
+        let (tx, rx) = mpsc::channel();
+        (RequestGossip::with_clock(tx, Box::new(move || now)), rx)
+    }
+
+    #[test]
+    fn new_request_is_kept_once() {
+        let (mut h, rx) = handler(10_000);
+        let bytes = req(5, 9_500).encode();
+        let first = BroadcastHandler::<()>::receive_item(&mut h, &bytes, None).unwrap();
+        assert_eq!(first, Some(SweepKey(5)));
+        let again = BroadcastHandler::<()>::receive_item(&mut h, &bytes, None).unwrap();
+        assert_eq!(again, None);
+        assert_eq!(rx.try_iter().count(), 1);
+    }
+
+    #[test]
+    fn expired_request_is_dropped() {
+        let (mut h, rx) = handler(10_000);
+        let bytes = req(5, 8_000).encode();
+        assert_eq!(
+            BroadcastHandler::<()>::receive_item(&mut h, &bytes, None).unwrap(),
+            None
+        );
+        assert_eq!(rx.try_iter().count(), 0);
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        let (mut h, _rx) = handler(0);
+        assert!(BroadcastHandler::<()>::receive_item(&mut h, &[1, 2, 3], None).is_err());
+    }
+
+    #[test]
+    fn memory_is_bounded() {
+        let (mut h, _rx) = handler(10_000);
+        for id in 0..(MAX_REMEMBERED as u64 + 100) {
+            let bytes = req(id, 9_999).encode();
+            BroadcastHandler::<()>::receive_item(&mut h, &bytes, None).unwrap();
+        }
+        assert!(h.seen.len() <= MAX_REMEMBERED);
+    }
+}

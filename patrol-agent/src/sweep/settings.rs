@@ -1,0 +1,86 @@
+//! Tunable sweep settings and their defaults (chosen with the simulator;
+//! see `TUNING.md` next to this file for the measurements behind them).
+
+use std::time::Duration;
+
+/// Sweep settings. `Default` gives the tuned defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepSettings {
+    /// Most sweeps whose checks run at once on this node as a participant.
+    /// A request beyond that gets an immediate `busy` answer (one `error`
+    /// check `patrol.busy`). Default 2.
+    pub max_concurrent: usize,
+    /// Largest encoded sweep message the core emits, in bytes (the shell
+    /// adds its channel byte and the ~45-byte sealed envelope). Answers are
+    /// cut into pieces to fit. Default 1200.
+    pub max_datagram: usize,
+    /// Answer spread window per expected node: the coordinator sets the
+    /// request's window to `expected * answer_spread_per_node`, capped by
+    /// `answer_spread_max`; each participant delays its answer by a random
+    /// time in that window. Default 20 µs per node (10,000 nodes: 200 ms,
+    /// about 50,000 answers/s at the coordinator).
+    pub answer_spread_per_node: Duration,
+    /// Cap of the answer spread window. Default 250 ms.
+    pub answer_spread_max: Duration,
+    /// First wait before resending unacked answer pieces; doubles per
+    /// attempt up to `retry_max`, with ±25% jitter. Default 150 ms.
+    pub retry_initial: Duration,
+    /// Longest wait between resends. Default 800 ms.
+    pub retry_max: Duration,
+    /// How often the coordinator looks at progress. Default 50 ms.
+    pub tick: Duration,
+    /// The backstop (request sent directly to expected, alive members that
+    /// have not answered) runs at the first tick where the sweep is at
+    /// least `backstop_min_delay` old (counted from the end of the answer
+    /// spread window) and either no answer came in for `backstop_quiet`
+    /// or `backstop_deadline_percent` of the deadline has passed.
+    /// Default 300 ms.
+    pub backstop_min_delay: Duration,
+    /// Default 150 ms.
+    pub backstop_quiet: Duration,
+    /// Default 50 (%).
+    pub backstop_deadline_percent: u32,
+    /// Later backstop rounds wait at least this long after the previous
+    /// round, doubling each round. No round starts within the last
+    /// `tick` before the deadline. Default 400 ms.
+    pub backstop_interval: Duration,
+    /// Requests whose deadline is further away than this are refused
+    /// (bounds how long a participant remembers a sweep). Default 10 min.
+    pub max_deadline: Duration,
+    /// Largest answer body the coordinator reassembles, bytes. Default 4 MiB.
+    pub max_answer_bytes: usize,
+}
+
+impl Default for SweepSettings {
+    fn default() -> Self {
+        SweepSettings {
+            max_concurrent: 2,
+            max_datagram: 1200,
+            answer_spread_per_node: Duration::from_micros(20),
+            answer_spread_max: Duration::from_millis(250),
+            retry_initial: Duration::from_millis(150),
+            retry_max: Duration::from_millis(800),
+            tick: Duration::from_millis(50),
+            backstop_min_delay: Duration::from_millis(300),
+            backstop_quiet: Duration::from_millis(150),
+            backstop_deadline_percent: 50,
+            backstop_interval: Duration::from_millis(400),
+            max_deadline: Duration::from_secs(600),
+            max_answer_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+impl SweepSettings {
+    /// Payload bytes per answer piece so that the encoded message stays
+    /// under `max_datagram` (header: version, variant, ids, node name).
+    pub(crate) fn chunk_payload(&self, node_name_len: usize) -> usize {
+        self.max_datagram.saturating_sub(40 + node_name_len).max(64)
+    }
+
+    /// The answer spread window for an expected set of `expected` nodes.
+    pub(crate) fn spread_for(&self, expected: usize) -> Duration {
+        (self.answer_spread_per_node * expected.min(u32::MAX as usize) as u32)
+            .min(self.answer_spread_max)
+    }
+}

@@ -1,0 +1,690 @@
+//! Unit tests that drive the sweep core by hand through a tiny in-test
+//! network: lost packets, duplicates, late answers, replays, a busy node, a
+//! coordinator that hears nothing, members going down, chunked answers.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use patrol_checks::{CheckOutcome, NodeState, Observed, Severity, Status, SweepDocument};
+
+use super::*;
+
+const UNIX0: u64 = 1_800_000_000_000;
+const HOP: Duration = Duration::from_millis(1);
+
+fn addr(i: usize) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 10_000 + i as u16))
+}
+
+fn peer(i: usize) -> Peer {
+    let mut tags = BTreeMap::new();
+    tags.insert(
+        "role".to_string(),
+        if i.is_multiple_of(2) { "even" } else { "odd" }.to_string(),
+    );
+    Peer {
+        name: format!("node-{i:02}"),
+        addr: addr(i),
+        tags,
+    }
+}
+
+fn outcome(id: &str, status: Status) -> CheckOutcome {
+    CheckOutcome {
+        id: id.to_string(),
+        kind: "sysctl".into(),
+        status,
+        severity: Severity::Fail,
+        observed: Observed::Number(1.0),
+        expected: ">= 1".into(),
+        message: format!("{id} is {status}"),
+        duration_us: 10,
+        description: String::new(),
+        remediation: String::new(),
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Ev {
+    Req(usize, SweepRequest),
+    Msg(usize, SocketAddr, SweepMessage),
+    Timer(usize, SweepTimer),
+    ChecksDone(usize, u64),
+}
+
+/// A hand-driven network of sweep cores in virtual time.
+struct Net {
+    cores: Vec<SweepCore>,
+    now: Duration,
+    seq: u64,
+    queue: BTreeMap<(Duration, u64), Ev>,
+    /// Return true to drop the event (only network events are offered).
+    drop: Box<dyn FnMut(&Ev) -> bool>,
+    outcomes: Box<dyn Fn(usize) -> Vec<CheckOutcome>>,
+    check_time: Duration,
+    /// Nodes whose checks never finish.
+    hung: BTreeSet<usize>,
+    /// Nodes that receive nothing and send nothing.
+    dead: BTreeSet<usize>,
+    completed: Vec<SweepDocument>,
+    run_checks: Vec<(usize, u64)>,
+    sent: Vec<(usize, SweepMessage)>,
+    spreads: usize,
+}
+
+impl Net {
+    fn new(n: usize, settings: SweepSettings) -> Net {
+        Net {
+            cores: (0..n)
+                .map(|i| SweepCore::new(peer(i), "test".into(), settings.clone(), 7))
+                .collect(),
+            now: Duration::from_secs(100),
+            seq: 0,
+            queue: BTreeMap::new(),
+            drop: Box::new(|_| false),
+            outcomes: Box::new(|_| vec![outcome("a", Status::Pass)]),
+            check_time: Duration::from_millis(5),
+            hung: BTreeSet::new(),
+            dead: BTreeSet::new(),
+            completed: Vec::new(),
+            run_checks: Vec::new(),
+            sent: Vec::new(),
+            spreads: 0,
+        }
+    }
+
+    fn unix(&self) -> u64 {
+        UNIX0 + self.now.as_millis() as u64
+    }
+
+    fn members(&self) -> Vec<MemberView> {
+        (0..self.cores.len())
+            .map(|i| MemberView {
+                peer: peer(i),
+                alive: true,
+            })
+            .collect()
+    }
+
+    fn push(&mut self, after: Duration, ev: Ev) {
+        self.seq += 1;
+        self.queue.insert((self.now + after, self.seq), ev);
+    }
+
+    fn start(&mut self, coord: usize, deadline: Duration, members: Vec<MemberView>) -> u64 {
+        let mut out = Vec::new();
+        let spec = StartSweep {
+            selector: Default::default(),
+            node_filter: BTreeMap::new(),
+            deadline,
+        };
+        let (now, unix) = (self.now, self.unix());
+        let id = self.cores[coord].start(now, unix, spec, members, &mut out);
+        self.effects(coord, out);
+        id
+    }
+
+    fn effects(&mut self, i: usize, out: Vec<Effect>) {
+        for e in out {
+            match e {
+                Effect::Spread(req) => {
+                    self.spreads += 1;
+                    for j in 0..self.cores.len() {
+                        if j != i {
+                            self.offer(HOP, Ev::Req(j, req.clone()));
+                        }
+                    }
+                }
+                Effect::Send { to, msg } => {
+                    assert!(
+                        msg.encode().len() <= self.cores[i].settings().max_datagram,
+                        "oversize {msg:?}"
+                    );
+                    self.sent.push((i, msg.clone()));
+                    let j = usize::from(to.port() - 10_000);
+                    self.offer(HOP, Ev::Msg(j, addr(i), msg));
+                }
+                Effect::Schedule { after, timer } => self.push(after, Ev::Timer(i, timer)),
+                Effect::RunChecks { sweep_id, .. } => {
+                    self.run_checks.push((i, sweep_id));
+                    if !self.hung.contains(&i) {
+                        self.push(self.check_time, Ev::ChecksDone(i, sweep_id));
+                    }
+                }
+                Effect::Progress {
+                    answered, expected, ..
+                } => assert!(answered <= expected),
+                Effect::Completed(doc) => self.completed.push(*doc),
+            }
+        }
+    }
+
+    fn offer(&mut self, after: Duration, ev: Ev) {
+        if !(self.drop)(&ev) {
+            self.push(after, ev);
+        }
+    }
+
+    fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        while let Some((&(t, seq), _)) = self.queue.iter().next() {
+            if t > end {
+                break;
+            }
+            let ev = self.queue.remove(&(t, seq)).unwrap();
+            self.now = t;
+            let (now, unix) = (self.now, self.unix());
+            let node = match &ev {
+                Ev::Req(j, _) | Ev::Msg(j, _, _) | Ev::Timer(j, _) | Ev::ChecksDone(j, _) => *j,
+            };
+            if self.dead.contains(&node) {
+                continue;
+            }
+            let mut out = Vec::new();
+            match ev {
+                Ev::Req(j, req) => self.cores[j].handle_request(now, unix, req, &mut out),
+                Ev::Msg(j, from, msg) => {
+                    self.cores[j].handle_message(now, unix, from, msg, &mut out)
+                }
+                Ev::Timer(j, timer) => self.cores[j].handle_timer(now, unix, timer, &mut out),
+                Ev::ChecksDone(j, id) => {
+                    let outcomes = (self.outcomes)(j);
+                    self.cores[j].checks_done(now, unix, id, outcomes, &mut out)
+                }
+            }
+            self.effects(node, out);
+        }
+        self.now = end;
+    }
+
+    fn doc(&self) -> &SweepDocument {
+        assert_eq!(
+            self.completed.len(),
+            1,
+            "expected exactly one completed sweep"
+        );
+        &self.completed[0]
+    }
+}
+
+fn state_of(doc: &SweepDocument, i: usize) -> NodeState {
+    doc.nodes
+        .iter()
+        .find(|n| n.name == peer(i).name)
+        .map(|n| n.state)
+        .expect("node in document")
+}
+
+fn assert_accounted(doc: &SweepDocument) {
+    let c = &doc.counts;
+    assert_eq!(
+        c.ok + c.failing + c.no_answer + c.down,
+        c.expected + c.late_joiners
+    );
+    let names: BTreeSet<&str> = doc.nodes.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names.len(), doc.nodes.len(), "a node listed twice");
+}
+
+#[test]
+fn healthy_sweep_completes_early_with_everyone_ok() {
+    let mut net = Net::new(5, SweepSettings::default());
+    let members = net.members();
+    net.start(0, Duration::from_secs(5), members);
+    net.run_for(Duration::from_secs(1));
+    let doc = net.doc();
+    assert_accounted(doc);
+    assert_eq!(doc.counts.expected, 5);
+    assert_eq!(doc.counts.ok, 5);
+    assert!(
+        doc.timing.completed_ms < 1000,
+        "completed at {} ms",
+        doc.timing.completed_ms
+    );
+    assert_eq!(doc.version, patrol_checks::document::DOCUMENT_VERSION);
+    assert_eq!(net.run_checks.len(), 5, "each node ran its checks once");
+    let reached = doc
+        .nodes
+        .iter()
+        .find(|n| n.name == peer(3).name)
+        .unwrap()
+        .reached_ms;
+    assert_eq!(reached, Some(1), "reached one hop after the start");
+}
+
+#[test]
+fn a_warning_makes_the_node_failing() {
+    let mut net = Net::new(3, SweepSettings::default());
+    net.outcomes = Box::new(|i| {
+        vec![
+            outcome("a", Status::Pass),
+            outcome("b", if i == 2 { Status::Warn } else { Status::Pass }),
+        ]
+    });
+    let members = net.members();
+    net.start(1, Duration::from_secs(5), members);
+    net.run_for(Duration::from_secs(1));
+    let doc = net.doc();
+    assert_eq!(state_of(doc, 2), NodeState::Failing);
+    assert_eq!(state_of(doc, 0), NodeState::Ok);
+    assert_eq!(doc.counts.failing, 1);
+}
+
+#[test]
+fn coordinator_that_hears_nothing_lists_everyone_else_as_no_answer() {
+    let mut net = Net::new(4, SweepSettings::default());
+    net.drop = Box::new(|_| true);
+    let members = net.members();
+    net.start(0, Duration::from_secs(2), members);
+    net.run_for(Duration::from_secs(1));
+    assert!(net.completed.is_empty(), "not complete before the deadline");
+    net.run_for(Duration::from_secs(2));
+    let doc = net.doc();
+    assert_accounted(doc);
+    assert_eq!(
+        state_of(doc, 0),
+        NodeState::Ok,
+        "the coordinator answers itself"
+    );
+    assert_eq!(doc.counts.no_answer, 3);
+    assert_eq!(doc.timing.completed_ms, 2000);
+    // The backstop tried the silent nodes directly.
+    let backstops = net
+        .sent
+        .iter()
+        .filter(|(_, m)| matches!(m, SweepMessage::Request(_)))
+        .count();
+    assert!(backstops >= 3, "backstop sent {backstops} direct requests");
+}
+
+#[test]
+fn lost_answer_is_recovered_by_retry() {
+    let mut net = Net::new(3, SweepSettings::default());
+    let mut dropped = 0;
+    net.drop = Box::new(move |ev| {
+        if matches!(ev, Ev::Msg(0, _, SweepMessage::Answer(_))) && dropped < 2 {
+            dropped += 1;
+            return true;
+        }
+        false
+    });
+    let members = net.members();
+    net.start(0, Duration::from_secs(5), members);
+    net.run_for(Duration::from_secs(5));
+    let doc = net.doc();
+    assert_eq!(doc.counts.ok, 3);
+    assert!(doc.timing.completed_ms < 5000);
+}
+
+#[test]
+fn lost_ack_leads_to_a_duplicate_answer_that_is_deduplicated() {
+    let mut net = Net::new(2, SweepSettings::default());
+    let mut dropped = false;
+    net.drop = Box::new(move |ev| {
+        if matches!(ev, Ev::Msg(1, _, SweepMessage::Ack { .. })) && !dropped {
+            dropped = true;
+            return true;
+        }
+        false
+    });
+    let members = net.members();
+    net.start(0, Duration::from_secs(5), members);
+    net.run_for(Duration::from_secs(3));
+    let answers = net
+        .sent
+        .iter()
+        .filter(|(from, m)| *from == 1 && matches!(m, SweepMessage::Answer(_)))
+        .count();
+    assert_eq!(
+        answers, 2,
+        "the answer was resent once after its ack was lost"
+    );
+    let doc = net.doc();
+    assert_eq!(doc.nodes.len(), 2);
+    assert_eq!(doc.counts.ok, 2);
+}
+
+#[test]
+fn lost_request_is_recovered_by_the_backstop() {
+    let mut net = Net::new(4, SweepSettings::default());
+    net.drop = Box::new(|ev| matches!(ev, Ev::Req(3, _)));
+    let members = net.members();
+    net.start(0, Duration::from_secs(5), members);
+    net.run_for(Duration::from_secs(5));
+    let doc = net.doc();
+    assert_eq!(doc.counts.ok, 4);
+    assert!(net
+        .sent
+        .iter()
+        .any(|(from, m)| *from == 0 && matches!(m, SweepMessage::Request(_))));
+    assert!(
+        doc.timing.completed_ms < 2500,
+        "backstop came at {} ms",
+        doc.timing.completed_ms
+    );
+}
+
+#[test]
+fn duplicate_requests_run_checks_once() {
+    let mut net = Net::new(3, SweepSettings::default());
+    let members = net.members();
+    net.start(0, Duration::from_secs(5), members);
+    let req = match net.queue.values().find_map(|e| {
+        if let Ev::Req(_, r) = e {
+            Some(r.clone())
+        } else {
+            None
+        }
+    }) {
+        Some(r) => r,
+        None => panic!("no request spread"),
+    };
+    net.push(HOP, Ev::Req(1, req.clone()));
+    net.push(HOP * 2, Ev::Msg(1, addr(0), SweepMessage::Request(req)));
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.run_checks.iter().filter(|(n, _)| *n == 1).count(), 1);
+    assert_eq!(net.doc().counts.ok, 3);
+}
+
+#[test]
+fn replayed_request_after_completion_runs_no_checks() {
+    let mut net = Net::new(3, SweepSettings::default());
+    let members = net.members();
+    net.start(0, Duration::from_secs(5), members);
+    let req = net
+        .queue
+        .values()
+        .find_map(|e| {
+            if let Ev::Req(_, r) = e {
+                Some(r.clone())
+            } else {
+                None
+            }
+        })
+        .unwrap();
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.completed.len(), 1);
+    let before = net.run_checks.len();
+    // Replay while the request is still valid, then after it expired.
+    net.push(HOP, Ev::Req(2, req.clone()));
+    net.push(HOP, Ev::Msg(2, addr(1), SweepMessage::Request(req.clone())));
+    net.run_for(Duration::from_secs(10));
+    net.push(HOP, Ev::Req(2, req.clone()));
+    net.push(HOP, Ev::Req(1, req));
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.run_checks.len(), before, "a replay ran checks");
+    assert_eq!(net.completed.len(), 1, "completed once");
+}
+
+#[test]
+fn expired_request_is_refused() {
+    let mut core = SweepCore::new(peer(1), "t".into(), SweepSettings::default(), 1);
+    let req = SweepRequest {
+        id: 9,
+        coordinator: peer(0).peer_addr(),
+        selector: Default::default(),
+        node_filter: BTreeMap::new(),
+        issued_at_unix_ms: UNIX0,
+        deadline_ms: 1000,
+        answer_spread_ms: 0,
+    };
+    let mut out = Vec::new();
+    core.handle_request(Duration::ZERO, UNIX0 + 1000, req.clone(), &mut out);
+    assert!(out.is_empty(), "expired request produced {out:?}");
+    core.handle_request(Duration::ZERO, UNIX0 + 999, req, &mut out);
+    assert!(out
+        .iter()
+        .any(|e| matches!(e, Effect::RunChecks { sweep_id: 9, .. })));
+}
+
+#[test]
+fn node_filter_excludes_nodes_on_both_sides() {
+    let mut net = Net::new(5, SweepSettings::default());
+    let members = net.members();
+    let mut out = Vec::new();
+    let spec = StartSweep {
+        selector: Default::default(),
+        node_filter: BTreeMap::from([("role".to_string(), "odd".to_string())]),
+        deadline: Duration::from_secs(5),
+    };
+    let (now, unix) = (net.now, net.unix());
+    net.cores[1].start(now, unix, spec, members, &mut out);
+    net.effects(1, out);
+    net.run_for(Duration::from_secs(2));
+    let doc = net.doc();
+    assert_eq!(doc.counts.expected, 2);
+    assert_eq!(doc.counts.ok, 2);
+    let ran: BTreeSet<usize> = net.run_checks.iter().map(|(n, _)| *n).collect();
+    assert_eq!(ran, BTreeSet::from([1, 3]));
+}
+
+#[test]
+fn busy_node_answers_with_a_busy_error() {
+    let settings = SweepSettings {
+        max_concurrent: 1,
+        ..SweepSettings::default()
+    };
+    let mut net = Net::new(3, settings);
+    net.hung.insert(2);
+    let members = net.members();
+    net.start(0, Duration::from_secs(3), members.clone());
+    net.run_for(Duration::from_millis(20));
+    net.start(1, Duration::from_secs(3), members);
+    net.run_for(Duration::from_secs(4));
+    assert_eq!(net.completed.len(), 2);
+    let second = net
+        .completed
+        .iter()
+        .find(|d| d.coordinator == peer(1).name)
+        .unwrap();
+    assert_eq!(state_of(second, 2), NodeState::Failing);
+    let node = second
+        .nodes
+        .iter()
+        .find(|n| n.name == peer(2).name)
+        .unwrap();
+    assert_eq!(node.checks.len(), 1);
+    assert_eq!(node.checks[0].id, participant::BUSY_CHECK_ID);
+    assert_eq!(node.checks[0].status, Status::Error);
+    let first = net
+        .completed
+        .iter()
+        .find(|d| d.coordinator == peer(0).name)
+        .unwrap();
+    assert_eq!(
+        state_of(first, 2),
+        NodeState::NoAnswer,
+        "hung checks: no answer at the deadline"
+    );
+}
+
+#[test]
+fn member_down_mid_sweep_completes_the_sweep_early() {
+    let mut net = Net::new(4, SweepSettings::default());
+    net.dead.insert(3);
+    let members = net.members();
+    let id = net.start(0, Duration::from_secs(10), members);
+    net.run_for(Duration::from_millis(500));
+    assert!(net.completed.is_empty());
+    let mut out = Vec::new();
+    net.cores[0].member_down(net.now, &peer(3).name, &mut out);
+    assert!(out
+        .iter()
+        .any(|e| matches!(e, Effect::Progress { sweep_id, .. } if *sweep_id == id)));
+    net.effects(0, out);
+    let doc = net.doc();
+    assert_accounted(doc);
+    assert_eq!(state_of(doc, 3), NodeState::Down);
+    assert_eq!(doc.counts.ok, 3);
+    assert!(doc.timing.completed_ms < 1000);
+}
+
+#[test]
+fn member_down_at_start_is_down_and_not_waited_for() {
+    let mut net = Net::new(4, SweepSettings::default());
+    net.dead.insert(2);
+    let mut members = net.members();
+    members[2].alive = false;
+    net.start(0, Duration::from_secs(10), members);
+    net.run_for(Duration::from_secs(1));
+    let doc = net.doc();
+    assert_eq!(state_of(doc, 2), NodeState::Down);
+    assert_eq!(doc.counts.down, 1);
+    assert_eq!(doc.counts.ok, 3);
+    let backstops = net
+        .sent
+        .iter()
+        .filter(|(_, m)| matches!(m, SweepMessage::Request(_)))
+        .count();
+    assert_eq!(backstops, 0, "a down node is not backstopped");
+}
+
+#[test]
+fn member_down_after_answering_stays_answered() {
+    let mut net = Net::new(3, SweepSettings::default());
+    net.hung.insert(2);
+    let members = net.members();
+    net.start(0, Duration::from_secs(5), members);
+    net.run_for(Duration::from_millis(500));
+    let mut out = Vec::new();
+    net.cores[0].member_down(net.now, &peer(1).name, &mut out);
+    net.cores[0].member_down(net.now, &peer(2).name, &mut out);
+    net.effects(0, out);
+    let doc = net.doc();
+    assert_eq!(state_of(doc, 1), NodeState::Ok);
+    assert_eq!(state_of(doc, 2), NodeState::Down);
+}
+
+#[test]
+fn late_joiner_is_listed_as_such() {
+    let mut net = Net::new(4, SweepSettings::default());
+    let members: Vec<MemberView> = net.members().into_iter().take(3).collect();
+    net.hung.insert(1);
+    net.start(0, Duration::from_secs(2), members);
+    net.run_for(Duration::from_secs(3));
+    let doc = net.doc();
+    assert_accounted(doc);
+    assert_eq!(doc.counts.expected, 3);
+    assert_eq!(doc.counts.late_joiners, 1);
+    let late = doc.nodes.iter().find(|n| n.name == peer(3).name).unwrap();
+    assert!(late.late_joiner);
+    assert_eq!(late.state, NodeState::Ok);
+    assert_eq!(state_of(doc, 1), NodeState::NoAnswer);
+}
+
+#[test]
+fn late_answer_after_the_deadline_is_acked_but_changes_nothing() {
+    let mut net = Net::new(2, SweepSettings::default());
+    net.check_time = Duration::from_secs(3);
+    let members = net.members();
+    net.start(0, Duration::from_secs(2), members);
+    net.run_for(Duration::from_millis(2500));
+    assert_eq!(state_of(net.doc(), 1), NodeState::NoAnswer);
+    // Node 1's checks finish after the deadline: it no longer answers.
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(net.completed.len(), 1);
+    // A piece arriving after completion is still acked (stops retries).
+    let id = u64::from_str_radix(&net.doc().sweep_id, 16).unwrap();
+    let chunk = AnswerChunk {
+        sweep_id: id,
+        node: peer(1).name,
+        index: 0,
+        count: 1,
+        payload: vec![],
+    };
+    let mut out = Vec::new();
+    let (now, unix) = (net.now, net.unix());
+    net.cores[0].handle_message(now, unix, addr(1), SweepMessage::Answer(chunk), &mut out);
+    assert!(
+        matches!(
+            &out[..],
+            [Effect::Send {
+                msg: SweepMessage::Ack { .. },
+                ..
+            }]
+        ),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn big_answers_are_chunked_and_reassembled_out_of_order() {
+    let mut net = Net::new(2, SweepSettings::default());
+    net.outcomes = Box::new(|_| {
+        (0..60)
+            .map(|k| outcome(&format!("check-{k:03}-with-a-long-name"), Status::Pass))
+            .collect()
+    });
+    let members = net.members();
+    net.start(0, Duration::from_secs(5), members);
+    // Deliver node 1's answer pieces in reverse order: hold them back.
+    net.drop =
+        Box::new(|ev| matches!(ev, Ev::Msg(0, _, SweepMessage::Answer(c)) if c.node == "node-01"));
+    net.run_for(Duration::from_millis(100));
+    let pieces: Vec<AnswerChunk> = net
+        .sent
+        .iter()
+        .filter_map(|(from, m)| match m {
+            SweepMessage::Answer(c) if *from == 1 => Some(c.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(pieces.len() >= 3, "answer in {} pieces", pieces.len());
+    net.drop = Box::new(|_| false);
+    for (k, c) in pieces.into_iter().rev().enumerate() {
+        net.push(
+            HOP * (k as u32 + 1),
+            Ev::Msg(0, addr(1), SweepMessage::Answer(c)),
+        );
+    }
+    net.run_for(Duration::from_millis(50));
+    let doc = net.doc();
+    let node = doc.nodes.iter().find(|n| n.name == "node-01").unwrap();
+    assert_eq!(node.checks.len(), 60);
+    assert_eq!(node.checks[59].id, "check-059-with-a-long-name");
+}
+
+#[test]
+fn garbage_answer_piece_is_ignored() {
+    let mut net = Net::new(2, SweepSettings::default());
+    net.hung.insert(1);
+    let members = net.members();
+    let id = net.start(0, Duration::from_secs(2), members);
+    let mut out = Vec::new();
+    let (now, unix) = (net.now, net.unix());
+    let bad = AnswerChunk {
+        sweep_id: id,
+        node: peer(1).name,
+        index: 0,
+        count: 1,
+        payload: vec![0xff; 40],
+    };
+    net.cores[0].handle_message(now, unix, addr(1), SweepMessage::Answer(bad), &mut out);
+    let bad = AnswerChunk {
+        sweep_id: id,
+        node: peer(1).name,
+        index: 5,
+        count: 2,
+        payload: vec![],
+    };
+    net.cores[0].handle_message(now, unix, addr(1), SweepMessage::Answer(bad), &mut out);
+    net.effects(0, out);
+    net.run_for(Duration::from_secs(3));
+    assert_eq!(state_of(net.doc(), 1), NodeState::NoAnswer);
+}
+
+#[test]
+fn answers_are_spread_over_the_window() {
+    let settings = SweepSettings {
+        answer_spread_per_node: Duration::from_millis(10),
+        ..SweepSettings::default()
+    };
+    let mut net = Net::new(20, settings);
+    let members = net.members();
+    net.start(0, Duration::from_secs(5), members);
+    net.run_for(Duration::from_secs(2));
+    let doc = net.doc();
+    let answered: BTreeSet<u64> = doc.nodes.iter().filter_map(|n| n.answered_ms).collect();
+    assert!(answered.len() > 5, "answers bunched at {answered:?}");
+    assert!(doc.timing.last_answer_ms.unwrap() <= 250);
+}

@@ -1,0 +1,93 @@
+//! How the CLI reaches an agent: control-channel options shared by
+//! `members` and `sweep`, the cluster key, and "first seed that answers".
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use patrol_agent::control::{ControlClient, ControlError, ControlRequest};
+use patrol_agent::envelope::Envelope;
+use patrol_agent::keyring::Keyring;
+
+/// Options for talking to an agent's control port.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ControlArgs {
+    /// Control address (HOST:PORT) of an agent; repeat to give fallbacks,
+    /// tried in order until one answers.
+    #[arg(long = "seed", value_name = "HOST:PORT", required = true)]
+    pub seeds: Vec<String>,
+    /// Config file to take the key file and cluster name from.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Cluster key file (overrides the config's `node.key_file`).
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
+    /// Cluster name (overrides the config's `node.cluster`).
+    #[arg(long)]
+    pub cluster: Option<String>,
+    /// How long to wait for an agent to accept the connection.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+}
+
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    patrol_config::parse_duration(text)
+}
+
+impl ControlArgs {
+    /// The envelope for the cluster: key file and cluster name from the
+    /// flags, else from the config file (given, or the default one if it
+    /// exists).
+    pub fn envelope(&self) -> anyhow::Result<Envelope> {
+        let config_path = self.config.clone().or_else(|| {
+            let p = PathBuf::from(patrol_config::DEFAULT_CONFIG_PATH);
+            p.exists().then_some(p)
+        });
+        let config = match &config_path {
+            Some(p) => Some(patrol_config::Config::load(p).map_err(|e| anyhow::anyhow!("{e}"))?),
+            None => None,
+        };
+        let key_file = match (&self.key_file, &config) {
+            (Some(k), _) => k.clone(),
+            (None, Some(c)) => c.node.key_file.clone(),
+            (None, None) => bail!(
+                "no key: pass --key-file FILE (and --cluster NAME) or --config FILE; {} does not exist",
+                patrol_config::DEFAULT_CONFIG_PATH
+            ),
+        };
+        let cluster = match (&self.cluster, &config) {
+            (Some(c), _) => c.clone(),
+            (None, Some(c)) => c.node.cluster.clone(),
+            (None, None) => "default".to_string(),
+        };
+        let keyring = Keyring::load(&key_file).with_context(|| format!("loading {}", key_file.display()))?;
+        Ok(Envelope::new(keyring, &cluster))
+    }
+
+    /// Connect to the first seed that answers and send `request`.
+    pub async fn open(&self, request: &ControlRequest) -> anyhow::Result<(SocketAddr, ControlClient)> {
+        let envelope = self.envelope()?;
+        let mut failures = Vec::new();
+        for seed in &self.seeds {
+            let addrs: Vec<SocketAddr> = match tokio::net::lookup_host(seed.as_str()).await {
+                Ok(a) => a.collect(),
+                Err(e) => {
+                    failures.push(format!("{seed}: {e}"));
+                    continue;
+                }
+            };
+            for addr in addrs {
+                match ControlClient::connect(addr, envelope.clone(), self.connect_timeout).await {
+                    Ok(mut client) => match client.send(request).await {
+                        Ok(()) => return Ok((addr, client)),
+                        Err(e) => failures.push(format!("{seed}: {e}")),
+                    },
+                    Err(e @ ControlError::Refused(_)) => return Err(e.into()),
+                    Err(e) => failures.push(format!("{seed}: {e}")),
+                }
+            }
+        }
+        bail!("no agent answered:\n  {}", failures.join("\n  "))
+    }
+}

@@ -1,0 +1,156 @@
+//! `patrol config check` through the real binary: `ok` on the shipped
+//! example, every problem named with file and key (exit 2) on a broken
+//! file, and key file problems reported at `node.key_file`.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use patrol_agent::keyring::Keyring;
+
+const EXAMPLE: &str = include_str!("../../config/patrol.example.toml");
+
+fn patrol(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_patrol"))
+        .args(args)
+        .output()
+        .expect("run the patrol binary")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The example config, with its key file pointed at `key_file`.
+fn example_with_key(dir: &Path, key_file: &Path) -> PathBuf {
+    let line = "key_file = \"/etc/patrol/cluster.key\"";
+    assert!(EXAMPLE.contains(line), "the example no longer has {line}");
+    let body = EXAMPLE.replace(line, &format!("key_file = \"{}\"", key_file.display()));
+    let path = dir.join("patrol.toml");
+    fs::write(&path, body).unwrap();
+    path
+}
+
+#[test]
+fn the_example_is_ok() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("cluster.key");
+    Keyring::generate().write_new(&key).unwrap();
+    let config = example_with_key(dir.path(), &key);
+    let out = patrol(&["config", "check", config.to_str().unwrap()]);
+    assert_eq!(text(&out.stdout), "ok\n", "stderr: {}", text(&out.stderr));
+    assert!(out.status.success());
+}
+
+#[test]
+fn the_shipped_example_is_ok_without_its_key_file() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/patrol.example.toml");
+    let out = patrol(&[
+        "config",
+        "check",
+        "--no-key-file",
+        example.to_str().unwrap(),
+    ]);
+    assert_eq!(text(&out.stdout), "ok\n", "stderr: {}", text(&out.stderr));
+    assert!(out.status.success());
+}
+
+#[test]
+fn a_broken_file_names_every_problem_with_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("broken.toml");
+    let missing_key = dir.path().join("missing.key");
+    fs::write(
+        &config,
+        format!(
+            r#"
+colour = "blue"
+[node]
+name = ""
+bind = "127.0.0.1:0"
+seeds = ["10.0.0.1:7946", "no-port"]
+key_file = "{}"
+[sweep]
+max_concurrent = 0
+[checks]
+default_timeout = "5 parsecs"
+"#,
+            missing_key.display()
+        ),
+    )
+    .unwrap();
+    let out = patrol(&["config", "check", config.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{}", text(&out.stderr));
+    let file = config.display().to_string();
+    for key in [
+        "colour",
+        "node.name",
+        "node.seeds[1]",
+        "node.key_file",
+        "sweep.max_concurrent",
+        "checks",
+    ] {
+        let prefix = format!("{file}: {key}: ");
+        assert!(
+            stdout.lines().any(|l| l.starts_with(&prefix)),
+            "no line starting {prefix:?} in:\n{stdout}"
+        );
+    }
+    assert_eq!(stdout.lines().count(), 6, "{stdout}");
+    assert!(stdout.contains("unknown unit"), "{stdout}");
+    assert!(
+        stdout.contains(&missing_key.display().to_string()),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("\nok"), "{stdout}");
+    assert!(
+        text(&out.stderr).contains("6 problems"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_key_file_others_can_read_is_a_problem_at_node_key_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("cluster.key");
+    Keyring::generate().write_new(&key).unwrap();
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o640)).unwrap();
+    let config = example_with_key(dir.path(), &key);
+    let out = patrol(&["config", "check", config.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    let line = stdout.lines().next().unwrap_or_default();
+    assert!(
+        line.starts_with(&format!("{}: node.key_file: ", config.display())),
+        "{stdout}"
+    );
+    assert!(line.contains("0640"), "{line}");
+    assert!(
+        line.contains(&format!("chmod 600 {}", key.display())),
+        "{line}"
+    );
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+}
+
+#[test]
+fn a_file_that_is_not_toml_or_missing_is_one_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("garbage.toml");
+    fs::write(&config, "[node\nname = ").unwrap();
+    let out = patrol(&["config", "check", config.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.starts_with(&format!("{}: not valid TOML", config.display())),
+        "{stdout}"
+    );
+
+    let missing = dir.path().join("nope.toml");
+    let out = patrol(&["config", "check", missing.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(stdout.contains("cannot read the file"), "{stdout}");
+}

@@ -1,0 +1,57 @@
+//! Snapshot tests of the rendered subject, text and HTML on hand-made
+//! sweep documents, and the bound on the HTML size for a large fleet.
+
+use patrol_report::render::{html, subject, text, view};
+use patrol_report::{build, PreviousSweep};
+
+mod common;
+use common::{day_one, day_two};
+
+#[test]
+fn subject_counts_anomalies_new_and_unreachable() {
+    let r = build(&day_one(), None);
+    assert_eq!(
+        subject(&r, "[patrol]"),
+        "[patrol] prod: 2 anomalies (2 new), 2 unreachable, 1 drift - 2026-11-22"
+    );
+}
+
+#[test]
+fn first_day_text_and_html() {
+    let r = build(&day_one(), None);
+    let v = view(&r, "[patrol]");
+    insta::assert_snapshot!("day_one_text", text(&v).unwrap());
+    insta::assert_snapshot!("day_one_html", html(&v).unwrap());
+}
+
+#[test]
+fn second_day_text_and_html_with_diff() {
+    let one = day_one();
+    let r = build(&day_two(), Some(PreviousSweep { doc: &one, first_seen: None }));
+    let v = view(&r, "[patrol]");
+    insta::assert_snapshot!("day_two_text", text(&v).unwrap());
+    insta::assert_snapshot!("day_two_html", html(&v).unwrap());
+}
+
+#[test]
+fn html_escapes_values_from_the_fleet() {
+    let mut doc = day_one();
+    doc.nodes[0].checks[0].observed = patrol_checks::Observed::Text("<script>x</script>".into());
+    let r = build(&doc, None);
+    let h = html(&view(&r, "[patrol]")).unwrap();
+    assert!(!h.contains("<script>"));
+    assert!(h.contains("&#60;script&#62;") || h.contains("&lt;script&gt;"), "escaped value missing");
+}
+
+#[test]
+fn large_fleet_html_is_bounded_and_names_are_sampled() {
+    let doc = patrol_report::sample::generate(10_000, 400, 42);
+    let r = build(&doc, None);
+    let h = html(&view(&r, "[patrol]")).unwrap();
+    assert!(h.len() < 500 * 1024, "HTML is {} bytes", h.len());
+    // Every node is still in the CSV.
+    let csv = patrol_report::attachment::csv(&doc);
+    for n in doc.nodes.iter().step_by(997) {
+        assert!(csv.contains(&n.name), "{} missing from the CSV", n.name);
+    }
+}

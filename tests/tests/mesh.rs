@@ -1,0 +1,195 @@
+//! The mesh with real agents on real loopback UDP sockets: joining,
+//! failure detection, graceful leave, keys, and garbage on the wire.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use patrol_agent::agent::StopMode;
+use patrol_agent::control::{ControlClient, ControlError, ControlRequest};
+use patrol_agent::envelope::Envelope;
+use patrol_agent::keyring::Keyring;
+use patrol_agent::membership::MemberState;
+use patrol_tests::{count, new_envelope, state_of, udp_agent, wait_converged, wait_for, NoChecks};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_agents_join_through_one_seed() {
+    let env = new_envelope();
+    let seed = udp_agent("node-00", 0, vec![], &env, Arc::new(NoChecks)).await;
+    let mut agents = vec![];
+    for i in 1..30 {
+        agents.push(udp_agent(&format!("node-{i:02}"), 0, vec![seed.addr], &env, Arc::new(NoChecks)).await);
+    }
+    agents.insert(0, seed);
+    wait_converged(&agents, 30, LIMIT).await;
+    let members = agents[17].members().await.unwrap();
+    assert_eq!(members.len(), 30);
+    assert!(members.iter().all(|m| m.state == MemberState::Alive));
+    for a in agents {
+        a.stop(StopMode::Crash).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashed_agent_is_seen_down_then_alive_after_restart() {
+    let env = new_envelope();
+    let a = udp_agent("a", 0, vec![], &env, Arc::new(NoChecks)).await;
+    let b = udp_agent("b", 0, vec![a.addr], &env, Arc::new(NoChecks)).await;
+    let c = udp_agent("c", 0, vec![a.addr], &env, Arc::new(NoChecks)).await;
+    let agents = [a, b, c];
+    wait_converged(&agents, 3, LIMIT).await;
+    let [a, b, c] = agents;
+    let port = c.addr.port();
+    c.stop(StopMode::Crash).await;
+    wait_for(LIMIT, "a and b to see c down", || async {
+        match (state_of(&a, "c").await, state_of(&b, "c").await) {
+            (Some(MemberState::Down), Some(MemberState::Down)) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    // Same name, same port, new process incarnation.
+    let c2 = udp_agent("c", port, vec![a.addr], &env, Arc::new(NoChecks)).await;
+    wait_for(LIMIT, "a and b to see c alive again", || async {
+        match (state_of(&a, "c").await, state_of(&b, "c").await) {
+            (Some(MemberState::Alive), Some(MemberState::Alive)) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let members = a.members().await.unwrap();
+    assert_eq!(members.iter().filter(|m| m.name == "c").count(), 1, "{members:?}");
+    for x in [a, b, c2] {
+        x.stop(StopMode::Crash).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_stop_is_seen_as_left_quickly() {
+    let env = new_envelope();
+    let a = udp_agent("a", 0, vec![], &env, Arc::new(NoChecks)).await;
+    let b = udp_agent("b", 0, vec![a.addr], &env, Arc::new(NoChecks)).await;
+    let c = udp_agent("c", 0, vec![a.addr], &env, Arc::new(NoChecks)).await;
+    let agents = [a, b, c];
+    wait_converged(&agents, 3, LIMIT).await;
+    let [a, b, c] = agents;
+    c.stop(StopMode::Leave).await;
+    // Left is announced, not detected: well under the failure-detection time.
+    wait_for(Duration::from_secs(5), "a and b to see c left", || async {
+        match (state_of(&a, "c").await, state_of(&b, "c").await) {
+            (Some(MemberState::Left), Some(MemberState::Left)) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    a.stop(StopMode::Crash).await;
+    b.stop(StopMode::Crash).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_with_wrong_key_never_appears() {
+    let env = new_envelope();
+    let a = udp_agent("a", 0, vec![], &env, Arc::new(NoChecks)).await;
+    let b = udp_agent("b", 0, vec![a.addr], &env, Arc::new(NoChecks)).await;
+    // Same cluster name, same key id, different secret.
+    let wrong = Envelope::new(Keyring::generate(), "test");
+    let intruder = udp_agent("intruder", 0, vec![a.addr, b.addr], &wrong, Arc::new(NoChecks)).await;
+    let agents = [a, b];
+    wait_converged(&agents, 2, LIMIT).await;
+    // Give the intruder several announce rounds.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for ag in &agents {
+        let members = ag.members().await.unwrap();
+        assert!(members.iter().all(|m| m.name != "intruder"), "{members:?}");
+        assert_eq!(members.len(), 2);
+    }
+    let stats = agents[0].stats().await.unwrap();
+    assert!(stats.dropped_unsealed > 0, "the intruder's announces were not counted: {stats:?}");
+    let seen = intruder.members().await.unwrap();
+    assert_eq!(seen.len(), 1, "the intruder learned members: {seen:?}");
+    intruder.stop(StopMode::Crash).await;
+    let [a, b] = agents;
+    a.stop(StopMode::Crash).await;
+    b.stop(StopMode::Crash).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupted_and_truncated_packets_are_dropped_and_counted() {
+    let env = new_envelope();
+    let a = udp_agent("a", 0, vec![], &env, Arc::new(NoChecks)).await;
+    let b = udp_agent("b", 0, vec![a.addr], &env, Arc::new(NoChecks)).await;
+    let agents = [a, b];
+    wait_converged(&agents, 2, LIMIT).await;
+    let [a, b] = agents;
+    let before = a.stats().await.unwrap();
+
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut sealed = Vec::new();
+    env.seal(b"\x00not a foca packet", &mut sealed).unwrap();
+    let mut flipped = sealed.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0x40;
+    let garbage: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![1],
+        vec![0xff; 3],
+        vec![0x01; 2000],
+        sealed[..sealed.len() - 1].to_vec(),
+        sealed[..10].to_vec(),
+        flipped,
+    ];
+    for g in &garbage {
+        sock.send_to(g, a.addr).await.unwrap();
+    }
+    // A well-sealed packet whose content is not valid foca data.
+    sock.send_to(&sealed, a.addr).await.unwrap();
+
+    let after = wait_for(Duration::from_secs(10), "drops to be counted", || async {
+        let s = a.stats().await.map_err(|e| e.to_string())?;
+        if s.dropped_unsealed >= before.dropped_unsealed + 6 && s.dropped_malformed > before.dropped_malformed {
+            Ok(s)
+        } else {
+            Err(format!("{s:?}"))
+        }
+    })
+    .await;
+    // The empty datagram may or may not be delivered by the kernel; the
+    // other six unsealed ones must all be counted.
+    assert!(after.dropped_unsealed - before.dropped_unsealed <= 7);
+    // And the agent still works.
+    assert_eq!(count(&a.members().await.unwrap(), MemberState::Alive), 2);
+    a.stop(StopMode::Crash).await;
+    b.stop(StopMode::Crash).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_client_without_the_key_is_refused() {
+    let env = new_envelope();
+    let a = udp_agent("a", 0, vec![], &env, Arc::new(NoChecks)).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = patrol_agent::control::serve(listener, env.clone(), a.commander(), stop_rx);
+
+    // With the key: served.
+    let client = ControlClient::connect(addr, env.clone(), Duration::from_secs(3)).await.unwrap();
+    let reply = client.call(&ControlRequest::Members).await.unwrap();
+    assert!(matches!(reply, patrol_agent::control::ControlResponse::Members(m) if m.len() == 1));
+
+    // Without: refused, and told why.
+    let wrong = Envelope::new(Keyring::generate(), "test");
+    let client = ControlClient::connect(addr, wrong, Duration::from_secs(3)).await.unwrap();
+    match client.call(&ControlRequest::Members).await {
+        Err(ControlError::Refused(why)) => assert!(why.contains("authentication"), "{why}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // Right key, other cluster name: refused too.
+    let other_cluster = Envelope::new(Keyring::generate(), "prod");
+    let client = ControlClient::connect(addr, other_cluster, Duration::from_secs(3)).await.unwrap();
+    assert!(matches!(client.call(&ControlRequest::Members).await, Err(ControlError::Refused(_))));
+
+    let _ = stop_tx.send(true);
+    server.await.unwrap();
+    a.stop(StopMode::Crash).await;
+}
