@@ -1,10 +1,12 @@
 //! `NodeId`: a node's identity in the SWIM mesh.
 //!
 //! The cluster-wide unique address of a node (foca's `Identity::Addr`) is
-//! its *name*, not its socket address: a node restarted on another port is
-//! still the same node. Each start draws a fresh `bump` from the clock, so a
-//! restarted node wins the conflict with its old (down) identity, and
-//! `renew` increments it so a node wrongly declared down rejoins at once.
+//! its gossip socket address: that is all a joining node knows of its
+//! seeds, and foca accepts an announce addressed to any identity with our
+//! address. Each start draws a fresh `bump` from the clock, so a node
+//! restarted on the same address wins the conflict with its old (down)
+//! identity, and `renew` increments it so a node wrongly declared down
+//! rejoins at once.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -38,8 +40,9 @@ impl NodeId {
     }
 
     /// A stand-in for a seed we know only by address: used as the
-    /// destination of an announce. It never enters the member list (foca
-    /// ignores a message's destination identity).
+    /// destination of an announce. It never enters the member list: foca
+    /// accepts an announce whose destination has the receiver's address,
+    /// and learns the seed's real identity from its reply.
     pub fn seed_placeholder(addr: SocketAddr) -> Self {
         NodeId {
             name: format!("seed@{addr}"),
@@ -51,7 +54,7 @@ impl NodeId {
 }
 
 impl foca::Identity for NodeId {
-    type Addr = String;
+    type Addr = SocketAddr;
 
     fn renew(&self) -> Option<Self> {
         let mut next = self.clone();
@@ -59,8 +62,8 @@ impl foca::Identity for NodeId {
         Some(next)
     }
 
-    fn addr(&self) -> String {
-        self.name.clone()
+    fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     fn win_addr_conflict(&self, adversary: &Self) -> bool {
