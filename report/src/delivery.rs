@@ -1,10 +1,14 @@
-//! Delivery: write the report files, store the sweep in the history, send
-//! the mail or write an `.eml`, and send a kept report later.
+//! Delivery: render a sweep into report files, store it in the history,
+//! send the mail or write an `.eml`, and send a kept report later.
 //!
 //! Files of one report, in one folder:
 //! `report.html`, `report.txt`, `nodes.csv` (every node and check),
 //! `sweep.json` (the sweep document) and, when the mail did not go out,
 //! `message.eml` (the exact message, ready for `patrol report --send`).
+//!
+//! **Invariant:** the report files are on disk before any SMTP exchange
+//! starts, and a failed send writes `message.eml` next to them and returns
+//! [`ReportError::Send`] naming both. Nothing is lost.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -20,31 +24,68 @@ use crate::summary::{self, PreviousSweep, Report};
 use crate::text::stamp;
 
 /// Subject prefix when there is no `[mail]` section.
-const DEFAULT_PREFIX: &str = "[patrol]";
+pub const DEFAULT_PREFIX: &str = "[patrol]";
 /// Name of the CSV file and attachment.
 pub const CSV_NAME: &str = "nodes.csv";
+/// Name of the kept message in a report folder.
+pub const EML_NAME: &str = "message.eml";
 
-/// What was written and whether mail went out.
+/// The files of one rendered report.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delivery {
+pub struct ReportFiles {
     pub dir: PathBuf,
     pub html: PathBuf,
     pub text: PathBuf,
     pub csv: PathBuf,
+    /// The sweep document itself, pretty JSON.
     pub json: PathBuf,
-    pub eml: Option<PathBuf>,
+    /// The subject line the mail has (or would have).
+    pub subject: String,
+}
+
+/// What [`email_sweep`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    pub files: ReportFiles,
+    /// Recipients the SMTP server accepted (empty when no SMTP is set).
     pub sent_to: Vec<String>,
+    /// The `.eml` written because no SMTP server is configured.
+    pub eml: Option<PathBuf>,
 }
 
-/// Rendered bodies of one report.
-struct Rendered {
-    subject: String,
-    text: String,
-    html: String,
-    csv: String,
+/// The rendered subject, bodies and attachment of one report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    pub csv: String,
 }
 
-fn render_all(doc: &SweepDocument, report: &Report, prefix: &str) -> Result<Rendered, ReportError> {
+/// Subject prefix from the config's `[mail]`, or [`DEFAULT_PREFIX`].
+fn prefix(config: &Config) -> &str {
+    config
+        .mail
+        .as_ref()
+        .map_or(DEFAULT_PREFIX, |m| m.subject_prefix.as_str())
+}
+
+/// Render `doc` (compared with `previous` when given) into memory: the
+/// subject, text and HTML bodies and the CSV attachment. Pure.
+pub fn render_report(
+    doc: &SweepDocument,
+    previous: Option<PreviousSweep<'_>>,
+    subject_prefix: &str,
+) -> Result<Rendered, ReportError> {
+    let report = summary::build(doc, previous);
+    render_built(doc, &report, subject_prefix)
+}
+
+fn render_built(
+    doc: &SweepDocument,
+    report: &Report,
+    prefix: &str,
+) -> Result<Rendered, ReportError> {
     let view = render::view(report, prefix);
     Ok(Rendered {
         text: render::text(&view)?,
@@ -54,43 +95,54 @@ fn render_all(doc: &SweepDocument, report: &Report, prefix: &str) -> Result<Rend
     })
 }
 
-fn write_files(doc: &SweepDocument, r: &Rendered, dir: &Path) -> Result<Delivery, ReportError> {
+fn write_files(doc: &SweepDocument, r: &Rendered, dir: &Path) -> Result<ReportFiles, ReportError> {
     fs::create_dir_all(dir).map_err(|e| ReportError::io("create", dir, e))?;
-    let d = Delivery {
+    let files = ReportFiles {
         dir: dir.to_path_buf(),
         html: dir.join("report.html"),
         text: dir.join("report.txt"),
         csv: dir.join(CSV_NAME),
         json: dir.join("sweep.json"),
-        eml: None,
-        sent_to: Vec::new(),
+        subject: r.subject.clone(),
     };
-    write_atomic(&d.html, r.html.as_bytes())?;
-    write_atomic(&d.text, r.text.as_bytes())?;
-    write_atomic(&d.csv, r.csv.as_bytes())?;
     let json = serde_json::to_vec_pretty(doc).map_err(|source| ReportError::Encode {
         what: "the sweep document",
         source,
     })?;
-    write_atomic(&d.json, &json)?;
-    Ok(d)
+    write_atomic(&files.json, &json)?;
+    write_atomic(&files.html, r.html.as_bytes())?;
+    write_atomic(&files.text, r.text.as_bytes())?;
+    write_atomic(&files.csv, r.csv.as_bytes())?;
+    Ok(files)
 }
 
-/// `patrol demo` and `patrol report`: render the report files for `doc`
-/// into `dir` (creating it), diffing against `previous` if given. No mail.
-pub fn write_report(
-    doc: &SweepDocument,
-    previous: Option<&SweepDocument>,
-    dir: &Path,
-) -> Result<Delivery, ReportError> {
+/// Store `doc` in the history and build its report against the previous
+/// sweep of the same scope found there.
+fn build_with_history(doc: &SweepDocument, config: &Config) -> Result<Report, ReportError> {
+    let history_dir = &config.report.history_dir;
+    let previous = history::previous(history_dir, doc)?;
     let report = summary::build(
         doc,
-        previous.map(|p| PreviousSweep {
-            doc: p,
-            first_seen: None,
+        previous.as_ref().map(|p| PreviousSweep {
+            doc: &p.doc,
+            first_seen: p.first_seen.as_ref(),
         }),
     );
-    let rendered = render_all(doc, &report, DEFAULT_PREFIX)?;
+    history::store(history_dir, doc, &report.first_seen())?;
+    Ok(report)
+}
+
+/// `patrol demo` (and anyone who wants the files without mail): store
+/// `doc` in `config.report.history_dir`, compare it with the previous
+/// sweep of the same scope there, and write `sweep.json`, `report.html`,
+/// `report.txt` and `nodes.csv` into `dir` (created if missing).
+pub fn write_report(
+    doc: &SweepDocument,
+    config: &Config,
+    dir: &Path,
+) -> Result<ReportFiles, ReportError> {
+    let report = build_with_history(doc, config)?;
+    let rendered = render_built(doc, &report, prefix(config))?;
     write_files(doc, &rendered, dir)
 }
 
@@ -106,28 +158,18 @@ pub fn report_dir(out_dir: &Path, doc: &SweepDocument) -> PathBuf {
 }
 
 /// `patrol sweep --email`: store `doc` in the history
-/// (`config.report.history_dir`), diff against the previous sweep of the
-/// same scope, render into `config.report.out_dir/<date-sweepid>/`, then
-/// send per `config.mail` (or write an `.eml` when no SMTP is configured).
-/// When sending fails, the files and `message.eml` stay on disk and the
-/// error ([`ReportError::Send`]) says where.
-pub async fn email_sweep(doc: &SweepDocument, config: &Config) -> Result<Delivery, ReportError> {
-    let history_dir = &config.report.history_dir;
-    let previous = history::previous(history_dir, doc)?;
-    let report = summary::build(
-        doc,
-        previous.as_ref().map(|p| PreviousSweep {
-            doc: &p.doc,
-            first_seen: p.first_seen.as_ref(),
-        }),
-    );
-    history::store(history_dir, doc, &report.first_seen())?;
-
-    let mail_cfg = config.mail.as_ref();
-    let prefix = mail_cfg.map_or(DEFAULT_PREFIX, |m| m.subject_prefix.as_str());
-    let rendered = render_all(doc, &report, prefix)?;
+/// (`config.report.history_dir`), compare it with the previous sweep of
+/// the same scope, write the report files into
+/// [`report_dir`]`(config.report.out_dir, doc)`, then send the mail per
+/// `config.mail`, or write `message.eml` there when no `smtp_host` is
+/// configured. When sending fails, the files and `message.eml` stay on
+/// disk and the error ([`ReportError::Send`]) names them.
+pub async fn email_sweep(doc: &SweepDocument, config: &Config) -> Result<Delivered, ReportError> {
+    let report = build_with_history(doc, config)?;
+    let rendered = render_built(doc, &report, prefix(config))?;
     let dir = report_dir(&config.report.out_dir, doc);
-    let mut delivery = write_files(doc, &rendered, &dir)?;
+    let files = write_files(doc, &rendered, &dir)?;
+    let mail_cfg = config.mail.as_ref();
     let message = mail::build_message(
         mail_cfg,
         Parts {
@@ -138,36 +180,43 @@ pub async fn email_sweep(doc: &SweepDocument, config: &Config) -> Result<Deliver
             csv_name: CSV_NAME,
         },
     )?;
-    let eml = dir.join("message.eml");
+    let eml = dir.join(EML_NAME);
     match mail_cfg.filter(|m| m.smtp_host.is_some()) {
         Some(m) => match mail::send(m, message.clone()).await {
-            Ok(to) => delivery.sent_to = to,
+            Ok(sent_to) => Ok(Delivered {
+                files,
+                sent_to,
+                eml: None,
+            }),
             Err(reason) => {
                 write_atomic(&eml, &message.formatted())?;
-                return Err(ReportError::Send { reason, dir, eml });
+                Err(ReportError::Send { reason, dir, eml })
             }
         },
         None => {
             write_atomic(&eml, &message.formatted())?;
-            delivery.eml = Some(eml);
+            Ok(Delivered {
+                files,
+                sent_to: Vec::new(),
+                eml: Some(eml),
+            })
         }
     }
-    Ok(delivery)
 }
 
-/// `patrol report FILE --send`: send a kept report. `FILE` is either a
-/// `message.eml` written when sending failed (sent byte for byte to the
+/// `patrol report --send FILE`: send a kept report. `FILE` is either an
+/// `.eml` written when sending failed (sent byte for byte to the
 /// recipients of `config.mail`) or a sweep JSON (handled as by
-/// [`email_sweep`]). Returns the recipients.
+/// [`email_sweep`], which needs `smtp_host`). Returns the recipients.
 pub async fn send_file(file: &Path, config: &Config) -> Result<Vec<String>, ReportError> {
+    let mail_cfg = config.mail.as_ref().ok_or(ReportError::NoMail)?;
+    if mail_cfg.smtp_host.is_none() {
+        return Err(ReportError::NoSmtp(file.to_path_buf()));
+    }
     if file
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("eml"))
     {
-        let mail_cfg = config.mail.as_ref().ok_or(ReportError::NoMail)?;
-        if mail_cfg.smtp_host.is_none() {
-            return Err(ReportError::NoSmtp(file.to_path_buf()));
-        }
         let bytes = fs::read(file).map_err(|e| ReportError::io("read", file, e))?;
         let dir = file.parent().unwrap_or(Path::new(".")).to_path_buf();
         mail::send_raw(mail_cfg, &bytes)
@@ -179,15 +228,6 @@ pub async fn send_file(file: &Path, config: &Config) -> Result<Vec<String>, Repo
             })
     } else {
         let doc = history::read_document(file)?;
-        if config
-            .mail
-            .as_ref()
-            .and_then(|m| m.smtp_host.as_ref())
-            .is_none()
-        {
-            return Err(ReportError::NoSmtp(file.to_path_buf()));
-        }
-        let d = email_sweep(&doc, config).await?;
-        Ok(d.sent_to)
+        Ok(email_sweep(&doc, config).await?.sent_to)
     }
 }

@@ -8,7 +8,8 @@
 //! - [`history`]: every sweep stored as JSON, one folder per scope;
 //! - [`render`]: subject, askama HTML and text bodies; [`attachment`]: CSV;
 //! - [`mail`]: the lettre message and SMTP transport;
-//! - [`delivery`]: [`write_report`], [`email_sweep`], [`send_file`];
+//! - [`delivery`]: [`write_report`], [`email_sweep`], [`send_file`],
+//!   [`render_report`];
 //! - [`sample`]: generated sweep documents for tests and benchmarks.
 
 pub mod aggregate;
@@ -24,6 +25,9 @@ pub mod sample;
 pub mod summary;
 pub mod text;
 
-pub use delivery::{email_sweep, report_dir, send_file, write_report, Delivery};
+pub use delivery::{
+    email_sweep, render_report, report_dir, send_file, write_report, Delivered, Rendered,
+    ReportFiles,
+};
 pub use error::ReportError;
 pub use summary::{build, PreviousSweep, Report};

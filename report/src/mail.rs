@@ -43,8 +43,11 @@ pub fn build_message(mail: Option<&MailSection>, parts: Parts<'_>) -> Result<Mes
         Some(m) => (m.from.as_str(), m.to.iter().map(String::as_str).collect()),
         None => (FALLBACK_FROM, vec![FALLBACK_TO]),
     };
+    // `message_id(None)` generates `<random@hostname>`: mail without a
+    // Message-ID is often marked as spam.
     let mut builder = Message::builder()
         .from(mailbox(from, "from")?)
+        .message_id(None)
         .subject(parts.subject);
     for addr in to {
         builder = builder.to(mailbox(addr, "to")?);
@@ -98,17 +101,18 @@ pub async fn send(mail: &MailSection, message: Message) -> Result<Vec<String>, S
 /// of `mail`; returns them.
 pub async fn send_raw(mail: &MailSection, bytes: &[u8]) -> Result<Vec<String>, String> {
     let host = mail.smtp_host.as_deref().ok_or("no smtp_host in [mail]")?;
-    let from: Address = mail
-        .from
-        .parse()
-        .map_err(|e| format!("mail.from `{}`: {e}", mail.from))?;
+    // Settings may carry display names (`Patrol <patrol@example.org>`);
+    // the envelope wants the bare addresses.
+    let address = |a: &str, key: &str| -> Result<Address, String> {
+        a.parse::<Mailbox>()
+            .map(|m| m.email)
+            .map_err(|e| format!("mail.{key} `{a}`: {e}"))
+    };
+    let from = address(&mail.from, "from")?;
     let to = mail
         .to
         .iter()
-        .map(|a| {
-            a.parse::<Address>()
-                .map_err(|e| format!("mail.to `{a}`: {e}"))
-        })
+        .map(|a| address(a, "to"))
         .collect::<Result<Vec<_>, _>>()?;
     let envelope = Envelope::new(Some(from), to).map_err(|e| e.to_string())?;
     let t = transport(mail, host)?;

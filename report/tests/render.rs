@@ -27,7 +27,13 @@ fn first_day_text_and_html() {
 #[test]
 fn second_day_text_and_html_with_diff() {
     let one = day_one();
-    let r = build(&day_two(), Some(PreviousSweep { doc: &one, first_seen: None }));
+    let r = build(
+        &day_two(),
+        Some(PreviousSweep {
+            doc: &one,
+            first_seen: None,
+        }),
+    );
     let v = view(&r, "[patrol]");
     insta::assert_snapshot!("day_two_text", text(&v).unwrap());
     insta::assert_snapshot!("day_two_html", html(&v).unwrap());
@@ -40,7 +46,10 @@ fn html_escapes_values_from_the_fleet() {
     let r = build(&doc, None);
     let h = html(&view(&r, "[patrol]")).unwrap();
     assert!(!h.contains("<script>"));
-    assert!(h.contains("&#60;script&#62;") || h.contains("&lt;script&gt;"), "escaped value missing");
+    assert!(
+        h.contains("&#60;script&#62;") || h.contains("&lt;script&gt;"),
+        "escaped value missing"
+    );
 }
 
 #[test]

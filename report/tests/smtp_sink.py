@@ -2,12 +2,19 @@
 
 Usage: /usr/bin/python3 smtp_sink.py HOST PORT OUT_DIR
 
-Saves every received message as OUT_DIR/NNN.eml (raw bytes as received) and
-its envelope as OUT_DIR/NNN.envelope (MAIL FROM, then RCPT TO lines), then
-keeps serving until stdin closes or the process is killed. Prints "ready"
+Saves every received message as OUT_DIR/NNN.eml (raw bytes as received),
+its envelope as OUT_DIR/NNN.envelope (MAIL FROM, then RCPT TO lines), and
+what Python's own MIME parser makes of it as OUT_DIR/NNN.json (decoded
+headers; every part with its type, disposition, file name and decoded
+body), so the Rust test checks the message with an independent parser.
+The .eml appears last, so its presence means the other two are complete.
+Keeps serving until stdin closes or the process is killed. Prints "ready"
 once it accepts connections. Needs the Debian package python3-aiosmtpd.
 """
 
+import email
+import email.policy
+import json
 import os
 import sys
 import threading
@@ -17,6 +24,24 @@ try:
 except ImportError:
     sys.stderr.write("aiosmtpd is missing: apt-get install python3-aiosmtpd\n")
     sys.exit(3)
+
+
+def summary(raw):
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    headers = {k: str(msg[k]) for k in ("Subject", "From", "To", "Date", "Message-ID")
+               if msg[k] is not None}
+    parts = []
+    for part in msg.walk():
+        entry = {
+            "content_type": part.get_content_type(),
+            "disposition": part.get_content_disposition(),
+            "filename": part.get_filename(),
+        }
+        if not part.is_multipart():
+            body = part.get_content()
+            entry["body"] = body if isinstance(body, str) else body.decode("utf-8", "replace")
+        parts.append(entry)
+    return {"headers": headers, "parts": parts}
 
 
 class SaveHandler:
@@ -30,8 +55,11 @@ class SaveHandler:
             self.count += 1
             n = self.count
         base = os.path.join(self.out_dir, "%03d" % n)
+        raw = envelope.original_content or envelope.content
+        with open(base + ".json", "w") as f:
+            json.dump(summary(raw), f, indent=1)
         with open(base + ".tmp", "wb") as f:
-            f.write(envelope.original_content or envelope.content)
+            f.write(raw)
         with open(base + ".envelope", "w") as f:
             f.write(envelope.mail_from + "\n")
             for rcpt in envelope.rcpt_tos:

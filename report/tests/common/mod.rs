@@ -121,4 +121,3 @@ pub fn day_two() -> patrol_checks::SweepDocument {
         ],
     )
 }
-

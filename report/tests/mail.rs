@@ -1,0 +1,193 @@
+//! End to end through a real SMTP server on loopback (`smtp_sink.py`,
+//! Debian python3-aiosmtpd): the report mail as received, parsed by an
+//! independent MIME parser; and a failed send that keeps the report on
+//! disk until `send_file` delivers it.
+
+use std::path::Path;
+
+use patrol_config::{Config, MailSection, SmtpSecurity};
+use patrol_report::diff::Change;
+use patrol_report::{build, email_sweep, send_file, PreviousSweep, ReportError};
+
+mod common;
+#[path = "common/smtp.rs"]
+mod smtp;
+
+use common::{day_one, day_two};
+use smtp::{closed_port, SmtpSink};
+
+const TO: [&str; 3] = [
+    "ops-a@example.test",
+    "ops-b@example.test",
+    "oncall@example.test",
+];
+
+fn config(dir: &Path, port: u16) -> Config {
+    let mut c = Config::default();
+    c.report.history_dir = dir.join("history");
+    c.report.out_dir = dir.join("reports");
+    c.mail = Some(MailSection {
+        smtp_host: Some("127.0.0.1".to_string()),
+        smtp_port: Some(port),
+        security: SmtpSecurity::Plain,
+        username: None,
+        password_file: None,
+        from: "Patrol <patrol@fleet.example.test>".to_string(),
+        to: TO.iter().map(|s| s.to_string()).collect(),
+        subject_prefix: "[patrol]".to_string(),
+    });
+    c
+}
+
+/// What askama makes of text in an HTML body.
+fn escaped(s: &str) -> String {
+    s.replace('&', "&#38;")
+        .replace('<', "&#60;")
+        .replace('>', "&#62;")
+        .replace('"', "&#34;")
+        .replace('\'', "&#39;")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_mail_arrives_with_headers_both_parts_and_the_csv() {
+    let sink = SmtpSink::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(tmp.path(), sink.port);
+
+    // Day one, then day two: the second mail carries the diff.
+    let first = email_sweep(&day_one(), &cfg).await.expect("send day one");
+    assert_eq!(first.sent_to, TO);
+    assert_eq!(first.eml, None);
+    let second = email_sweep(&day_two(), &cfg).await.expect("send day two");
+    let mails = sink.wait_for(2);
+    let mail = &mails[1];
+
+    // Headers.
+    assert_eq!(
+        mail.header("Subject"),
+        "[patrol] prod: 2 anomalies (1 new), 1 drift - 2026-11-23"
+    );
+    assert_eq!(mail.header("Subject"), second.files.subject);
+    assert!(mail.header("From").contains("patrol@fleet.example.test"));
+    let to = mail.header("To");
+    for addr in TO {
+        assert!(to.contains(addr), "{addr} missing from To: {to}");
+    }
+    assert!(mail.raw.contains("Date: "), "no Date header");
+    assert!(mail.raw.contains("Message-ID: "), "no Message-ID header");
+    // Envelope: one RCPT TO per recipient.
+    assert_eq!(mail.envelope[0], "patrol@fleet.example.test");
+    assert_eq!(&mail.envelope[1..], TO);
+
+    // Structure: mixed( alternative(text, html), csv attachment ).
+    assert_eq!(
+        mail.part_types(),
+        [
+            "multipart/mixed",
+            "multipart/alternative",
+            "text/plain",
+            "text/html",
+            "text/csv"
+        ]
+    );
+    let csv_part = mail.part("text/csv");
+    assert_eq!(csv_part["disposition"], "attachment");
+    assert_eq!(csv_part["filename"], "nodes.csv");
+
+    // Bodies, decoded, equal what was written next to the report.
+    let text = std::fs::read_to_string(&second.files.text).unwrap();
+    assert_eq!(mail.body("text/plain").trim_end(), text.trim_end());
+    let html = std::fs::read_to_string(&second.files.html).unwrap();
+    assert_eq!(mail.body("text/html").trim_end(), html.trim_end());
+    let csv = patrol_report::attachment::csv(&day_two()).replace("\r\n", "\n");
+    assert_eq!(mail.body("text/csv"), csv);
+
+    // The HTML holds every anomaly group with its mark, and the resolved one.
+    let one = day_one();
+    let report = build(
+        &day_two(),
+        Some(PreviousSweep {
+            doc: &one,
+            first_seen: None,
+        }),
+    );
+    let body = mail.body("text/html");
+    assert_eq!(report.groups.len(), 2);
+    for g in &report.groups {
+        assert!(
+            body.contains(&escaped(&g.group.title())),
+            "group `{}` missing from the HTML",
+            g.group.title()
+        );
+    }
+    assert!(report
+        .groups
+        .iter()
+        .any(|g| matches!(g.change, Change::Persisting { .. })));
+    assert!(body.contains("persisting since 2026-11-22"));
+    assert!(body.contains("NEW"));
+    assert!(body.contains("RESOLVED"));
+    assert!(body.contains(&escaped("net.core.somaxconn = 128, expected >= 4096")));
+    assert!(body.contains("vm.swappiness = 60 on 1 node, 0 on 4 others"));
+    assert!(mail
+        .body("text/plain")
+        .contains("[persisting since 2026-11-22] fs.file-max = 65536"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_server_keeps_the_report_and_send_file_delivers_it_later() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(tmp.path(), closed_port());
+    let err = email_sweep(&day_one(), &cfg)
+        .await
+        .expect_err("nothing listens on that port");
+    let ReportError::Send { dir, eml, .. } = &err else {
+        panic!("expected a send error, got {err}");
+    };
+    let msg = err.to_string();
+    assert!(msg.contains(&dir.display().to_string()), "{msg}");
+    assert!(
+        msg.contains(&format!("patrol report --send {}", eml.display())),
+        "{msg}"
+    );
+    for f in [
+        "report.html",
+        "report.txt",
+        "nodes.csv",
+        "sweep.json",
+        "message.eml",
+    ] {
+        assert!(dir.join(f).is_file(), "{f} not kept in {}", dir.display());
+    }
+    assert!(eml.starts_with(&cfg.report.out_dir));
+
+    // Later, with the server back.
+    let sink = SmtpSink::start();
+    let cfg = config(tmp.path(), sink.port);
+    let sent = send_file(eml, &cfg).await.expect("send the kept message");
+    assert_eq!(sent, TO);
+    let mails = sink.wait_for(1);
+    assert_eq!(
+        mails[0].header("Subject"),
+        "[patrol] prod: 2 anomalies (2 new), 2 unreachable, 1 drift - 2026-11-22"
+    );
+    assert_eq!(&mails[0].envelope[1..], TO);
+    assert!(mails[0].body("text/html").contains("node-a, node-b"));
+}
+
+#[tokio::test]
+async fn without_smtp_the_message_is_written_as_eml() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = config(tmp.path(), 25);
+    if let Some(m) = cfg.mail.as_mut() {
+        m.smtp_host = None;
+    }
+    let d = email_sweep(&day_one(), &cfg).await.expect("write the eml");
+    let eml = d.eml.expect("an .eml path");
+    let raw = std::fs::read_to_string(&eml).unwrap();
+    assert!(raw.contains("Subject: [patrol] prod: 2 anomalies"));
+    assert!(raw.contains("multipart/alternative"));
+    assert!(raw.contains("nodes.csv"));
+    assert!(d.sent_to.is_empty());
+    assert_eq!(eml.parent(), Some(d.files.dir.as_path()));
+}
