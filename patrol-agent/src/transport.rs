@@ -179,6 +179,12 @@ impl MemoryNetwork {
         }
     }
 
+    /// Change the loss probability from now on (e.g. converge first, then
+    /// make the network lossy).
+    pub fn set_loss(&self, loss: f64) {
+        self.lock().loss = loss;
+    }
+
     /// Datagrams dropped and delivered so far.
     pub fn stats(&self) -> (u64, u64) {
         let inner = self.lock();

@@ -30,6 +30,48 @@ impl Inspector for NoChecks {
     }
 }
 
+/// An inspector that counts how often it ran and answers one passing
+/// check (`probe`), or, with `hang`, never answers (the agent's own check
+/// timeout is then what stops it).
+#[derive(Debug, Default)]
+pub struct CountingInspector {
+    pub runs: std::sync::atomic::AtomicU64,
+}
+
+impl CountingInspector {
+    pub fn runs(&self) -> u64 {
+        self.runs.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Inspector for CountingInspector {
+    fn inspect(&self, _selector: &Selector) -> Pin<Box<dyn Future<Output = Vec<CheckOutcome>> + Send>> {
+        self.runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async {
+            vec![CheckOutcome {
+                id: "probe".into(),
+                kind: "test".into(),
+                status: patrol_checks::Status::Pass,
+                severity: patrol_checks::Severity::Fail,
+                observed: patrol_checks::Observed::Number(1.0),
+                expected: "1".into(),
+                message: "ok".into(),
+                duration_us: 1,
+                description: String::new(),
+                remediation: String::new(),
+            }]
+        })
+    }
+}
+
+/// The real check executor over checks given as `[[check]]` TOML.
+pub fn catalog_inspector(checks_toml: &str) -> patrol_agent::inspector::CatalogInspector {
+    let config = patrol_config::Config::parse(checks_toml, std::path::Path::new("test.toml"))
+        .expect("test config parses");
+    let catalog = patrol_checks::Catalog::from_config(&config).expect("test checks parse");
+    patrol_agent::inspector::CatalogInspector::new(catalog, BTreeMap::new(), 4)
+}
+
 /// A fresh envelope for cluster `test` under a new random key.
 pub fn new_envelope() -> Envelope {
     Envelope::new(Keyring::generate(), "test")

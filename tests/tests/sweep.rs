@@ -1,0 +1,277 @@
+//! Sweeps with real agents: on real loopback UDP sockets, and on the
+//! in-memory network where packets can be dropped. Every test checks the
+//! accounting: every member of the expected set in exactly one state.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use patrol_agent::agent::{AgentHandle, StopMode, SweepEvent};
+use patrol_agent::control::{ControlClient, ControlError, ControlRequest};
+use patrol_agent::envelope::Envelope;
+use patrol_agent::keyring::Keyring;
+use patrol_agent::sweep::{PeerAddr, StartSweep, SweepMessage, SweepRequest};
+use patrol_agent::transport::MemoryNetwork;
+use patrol_checks::{NodeState, Selector, Status, SweepDocument};
+use patrol_tests::{
+    catalog_inspector, memory_agent, new_envelope, udp_agent, wait_converged, CountingInspector,
+};
+
+const CONVERGE: Duration = Duration::from_secs(90);
+
+fn spec(deadline: Duration) -> StartSweep {
+    StartSweep {
+        selector: Selector::default(),
+        node_filter: BTreeMap::new(),
+        deadline,
+    }
+}
+
+/// Run a sweep through `agent` and return the finished document, checking
+/// that progress events came first.
+async fn sweep(agent: &AgentHandle, deadline: Duration) -> SweepDocument {
+    let mut events = agent.start_sweep(spec(deadline)).await.expect("agent is running");
+    let mut last_progress = None;
+    let doc = loop {
+        match tokio::time::timeout(deadline + Duration::from_secs(10), events.recv()).await {
+            Ok(Some(SweepEvent::Progress { answered, expected })) => {
+                assert!(answered <= expected, "{answered}/{expected}");
+                last_progress = Some((answered, expected));
+            }
+            Ok(Some(SweepEvent::Done(doc))) => break *doc,
+            Ok(None) => panic!("the agent dropped the sweep"),
+            Err(_) => panic!("no result {:?} after the deadline", Duration::from_secs(10)),
+        }
+    };
+    assert!(last_progress.is_some(), "no progress was reported");
+    assert_accounted(&doc);
+    doc
+}
+
+/// Every node in exactly one state, and the counts agree with the list.
+fn assert_accounted(doc: &SweepDocument) {
+    let names: BTreeSet<&str> = doc.nodes.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names.len(), doc.nodes.len(), "a node is listed twice");
+    let mut recounted = doc.clone();
+    recounted.recount();
+    assert_eq!(recounted.counts, doc.counts, "counts disagree with the node list");
+    let expected = doc.nodes.iter().filter(|n| !n.late_joiner).count() as u64;
+    assert_eq!(doc.counts.expected, expected);
+    assert_eq!(
+        doc.counts.ok + doc.counts.failing + doc.counts.no_answer + doc.counts.down,
+        doc.nodes.len() as u64
+    );
+}
+
+fn answered(doc: &SweepDocument) -> BTreeSet<String> {
+    doc.nodes
+        .iter()
+        .filter(|n| matches!(n.state, NodeState::Ok | NodeState::Failing))
+        .map(|n| n.name.clone())
+        .collect()
+}
+
+async fn udp_mesh(n: usize, env: &Envelope, inspector: Arc<CountingInspector>) -> Vec<AgentHandle> {
+    let seed = udp_agent("node-00", 0, vec![], env, inspector.clone()).await;
+    let mut agents = vec![seed];
+    for i in 1..n {
+        let seeds = vec![agents[0].addr];
+        agents.push(udp_agent(&format!("node-{i:02}"), 0, seeds, env, inspector.clone()).await);
+    }
+    wait_converged(&agents, n, CONVERGE).await;
+    agents
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forty_agents_all_answer_whoever_coordinates_and_five_killed_are_listed() {
+    let env = new_envelope();
+    let inspector = Arc::new(CountingInspector::default());
+    let mut agents = udp_mesh(40, &env, inspector.clone()).await;
+
+    let first = sweep(&agents[7], Duration::from_secs(5)).await;
+    assert_eq!(first.counts.expected, 40, "{:?}", first.counts);
+    assert_eq!(first.counts.ok, 40, "{:?}", first.counts);
+    assert_eq!(first.coordinator, "node-07");
+    assert!(first.nodes.iter().all(|n| n.checks.len() == 1 && n.checks[0].status == Status::Pass));
+    assert!(first.nodes.iter().all(|n| n.reached_ms.is_some() && n.answered_ms.is_some()));
+    assert!(first.timing.last_answer_ms.is_some());
+    // Complete before the deadline: every node answered, nothing to wait for.
+    assert!(first.timing.completed_ms < first.deadline_ms, "{:?}", first.timing);
+    assert_eq!(inspector.runs(), 40);
+
+    let second = sweep(&agents[23], Duration::from_secs(5)).await;
+    assert_eq!(second.coordinator, "node-23");
+    assert_ne!(first.sweep_id, second.sweep_id);
+    assert_eq!(answered(&first), answered(&second));
+    assert_eq!(second.counts.ok, 40);
+
+    // Five killed hard, just before the sweep: nobody has noticed yet.
+    let killed: BTreeSet<String> = [3usize, 11, 19, 27, 35].iter().map(|i| format!("node-{i:02}")).collect();
+    let mut victims = Vec::new();
+    for name in &killed {
+        let idx = agents.iter().position(|a| &a.name == name).unwrap();
+        victims.push(agents.remove(idx));
+    }
+    for v in victims {
+        v.stop(StopMode::Crash).await;
+    }
+    let third = sweep(&agents[0], Duration::from_secs(4)).await;
+    let missing: BTreeSet<String> = third
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.state, NodeState::NoAnswer | NodeState::Down))
+        .map(|n| n.name.clone())
+        .collect();
+    assert_eq!(missing, killed, "{:?}", third.counts);
+    assert_eq!(third.counts.expected, 40);
+    assert_eq!(third.counts.ok, 35);
+    for a in agents {
+        a.stop(StopMode::Crash).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_live_node_answers_through_twenty_percent_loss() {
+    let net = MemoryNetwork::new(0.0, 7);
+    let env = new_envelope();
+    let inspector = Arc::new(CountingInspector::default());
+    let seed = memory_agent(&net, "node-00", vec![], &env, inspector.clone());
+    let mut agents = vec![seed];
+    for i in 1..20 {
+        let seeds = vec![agents[0].addr];
+        agents.push(memory_agent(&net, &format!("node-{i:02}"), seeds, &env, inspector.clone()));
+    }
+    wait_converged(&agents, 20, CONVERGE).await;
+    net.set_loss(0.2);
+    let doc = sweep(&agents[5], Duration::from_secs(5)).await;
+    net.set_loss(0.0);
+    let (dropped, delivered) = net.stats();
+    assert!(dropped > 0, "the network dropped nothing ({delivered} delivered)");
+    assert_eq!(doc.counts.expected, 20);
+    assert_eq!(doc.counts.ok, 20, "{:?}", doc.nodes.iter().filter(|n| n.state != NodeState::Ok).collect::<Vec<_>>());
+    for a in agents {
+        a.stop(StopMode::Crash).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_check_is_cut_off_and_the_node_still_answers() {
+    let env = new_envelope();
+    let checks = r#"
+[[check]]
+id = "hangs"
+type = "command"
+program = "sleep"
+args = ["60"]
+timeout = "1s"
+
+[[check]]
+id = "true"
+type = "command"
+program = "true"
+"#;
+    let hanging = Arc::new(catalog_inspector(checks));
+    let a = udp_agent("a", 0, vec![], &env, Arc::new(CountingInspector::default())).await;
+    let b = udp_agent("b", 0, vec![a.addr], &env, hanging).await;
+    let agents = [a, b];
+    wait_converged(&agents, 2, CONVERGE).await;
+    let doc = sweep(&agents[0], Duration::from_secs(8)).await;
+    let b = doc.nodes.iter().find(|n| n.name == "b").unwrap();
+    assert_eq!(b.state, NodeState::Failing);
+    let hangs = b.checks.iter().find(|c| c.id == "hangs").unwrap();
+    assert_eq!(hangs.status, Status::Error, "{hangs:?}");
+    assert!(hangs.message.contains("timeout"), "{}", hangs.message);
+    let ok = b.checks.iter().find(|c| c.id == "true").unwrap();
+    assert_eq!(ok.status, Status::Pass, "{ok:?}");
+    let [a, b] = agents;
+    a.stop(StopMode::Crash).await;
+    b.stop(StopMode::Crash).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_or_stale_request_runs_no_checks() {
+    let env = new_envelope();
+    let inspector = Arc::new(CountingInspector::default());
+    let agents = udp_mesh(3, &env, inspector.clone()).await;
+    let doc = sweep(&agents[0], Duration::from_secs(3)).await;
+    assert_eq!(doc.counts.ok, 3);
+    assert_eq!(inspector.runs(), 3);
+
+    // The same request, sent again straight to every node, sealed with the
+    // right key: a replay of what went over the wire.
+    let replay = SweepRequest {
+        id: u64::from_str_radix(&doc.sweep_id, 16).unwrap(),
+        coordinator: PeerAddr {
+            name: "node-00".into(),
+            addr: agents[0].addr,
+        },
+        selector: Selector::default(),
+        node_filter: BTreeMap::new(),
+        issued_at_unix_ms: doc.started_at_unix_ms,
+        deadline_ms: doc.deadline_ms,
+        answer_spread_ms: 0,
+    };
+    // A fresh id but issued an hour ago: expired.
+    let stale = SweepRequest {
+        id: 0x5eed,
+        issued_at_unix_ms: doc.started_at_unix_ms - 3_600_000,
+        ..replay.clone()
+    };
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for req in [replay, stale] {
+        let mut plain = vec![1u8]; // the sweep channel
+        plain.extend(SweepMessage::Request(req).encode());
+        let mut sealed = Vec::new();
+        env.seal(&plain, &mut sealed).unwrap();
+        for a in &agents {
+            sock.send_to(&sealed, a.addr).await.unwrap();
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(inspector.runs(), 3, "a replayed or stale request ran checks");
+    for a in agents {
+        a.stop(StopMode::Crash).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_over_the_control_channel_needs_the_key() {
+    let env = new_envelope();
+    let inspector = Arc::new(CountingInspector::default());
+    let agents = udp_mesh(3, &env, inspector.clone()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = patrol_agent::control::serve(listener, env.clone(), agents[1].commander(), stop_rx);
+    let request = ControlRequest::StartSweep {
+        selector: Selector::default(),
+        node_filter: BTreeMap::new(),
+        deadline_ms: 3000,
+    };
+
+    let wrong = Envelope::new(Keyring::generate(), "test");
+    let client = ControlClient::connect(addr, wrong, Duration::from_secs(3)).await.unwrap();
+    assert!(matches!(client.call(&request).await, Err(ControlError::Refused(_))));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(inspector.runs(), 0, "a refused sweep ran checks");
+
+    // With the key: progress, then the whole document.
+    let mut client = ControlClient::connect(addr, env.clone(), Duration::from_secs(3)).await.unwrap();
+    client.send(&request).await.unwrap();
+    let mut progress = 0;
+    let doc = loop {
+        match client.recv().await.unwrap() {
+            patrol_agent::control::ControlResponse::Progress { .. } => progress += 1,
+            patrol_agent::control::ControlResponse::SweepDone(doc) => break doc,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert!(progress > 0);
+    assert_eq!(doc.coordinator, "node-01");
+    assert_eq!(doc.counts.ok, 3);
+    let _ = stop_tx.send(true);
+    server.await.unwrap();
+    for a in agents {
+        a.stop(StopMode::Crash).await;
+    }
+}
