@@ -60,12 +60,25 @@ pub struct MemberInfo {
 /// period, suspicion scaled by log(cluster size), gossip every 200 ms) and
 /// keeps down members for 5 minutes so that `members` and the sweep's
 /// expected set still list a node that died.
+///
+/// Two changes from `new_lan`: the size is taken as at least 16, so a node
+/// that has just started (and knows only itself) still retransmits
+/// updates often enough for a burst of joins to spread; and each node
+/// announces itself to one random member every 5 s instead of 30 s. An
+/// announce is answered with a feed of members, so a node that missed
+/// some join updates learns them within seconds. Measured with `patrol
+/// demo` (25 agents started at once): 24 s to converge with plain
+/// `new_lan` sized by the current member count, 0.6 s with these.
 pub fn foca_config(cluster_size: usize, max_packet_size: usize) -> foca::Config {
-    let size = NonZeroU32::new(cluster_size.clamp(1, u32::MAX as usize) as u32)
+    let size = NonZeroU32::new(cluster_size.clamp(16, u32::MAX as usize) as u32)
         .unwrap_or(NonZeroU32::MIN);
     let mut config = foca::Config::new_lan(size);
     config.max_packet_size = NonZeroUsize::new(max_packet_size).unwrap_or(NonZeroUsize::MIN);
     config.remove_down_after = Some(Duration::from_secs(300));
+    config.periodic_announce = Some(foca::PeriodicParams {
+        frequency: Duration::from_secs(5),
+        num_members: NonZeroUsize::MIN,
+    });
     config
 }
 

@@ -40,14 +40,7 @@ impl ControlArgs {
     /// flags, else from the config file (given, or the default one if it
     /// exists).
     pub fn envelope(&self) -> anyhow::Result<Envelope> {
-        let config_path = self.config.clone().or_else(|| {
-            let p = PathBuf::from(patrol_config::DEFAULT_CONFIG_PATH);
-            p.exists().then_some(p)
-        });
-        let config = match &config_path {
-            Some(p) => Some(patrol_config::Config::load(p).map_err(|e| anyhow::anyhow!("{e}"))?),
-            None => None,
-        };
+        let config = self.load_config()?;
         let key_file = match (&self.key_file, &config) {
             (Some(k), _) => k.clone(),
             (None, Some(c)) => c.node.key_file.clone(),
@@ -61,12 +54,31 @@ impl ControlArgs {
             (None, Some(c)) => c.node.cluster.clone(),
             (None, None) => "default".to_string(),
         };
-        let keyring = Keyring::load(&key_file).with_context(|| format!("loading {}", key_file.display()))?;
+        let keyring =
+            Keyring::load(&key_file).with_context(|| format!("loading {}", key_file.display()))?;
         Ok(Envelope::new(keyring, &cluster))
     }
 
+    /// The config file given with `--config`, else the default one if it
+    /// exists, else None.
+    pub fn load_config(&self) -> anyhow::Result<Option<patrol_config::Config>> {
+        let config_path = self.config.clone().or_else(|| {
+            let p = PathBuf::from(patrol_config::DEFAULT_CONFIG_PATH);
+            p.exists().then_some(p)
+        });
+        match &config_path {
+            Some(p) => Ok(Some(
+                patrol_config::Config::load(p).map_err(|e| anyhow::anyhow!("{e}"))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
     /// Connect to the first seed that answers and send `request`.
-    pub async fn open(&self, request: &ControlRequest) -> anyhow::Result<(SocketAddr, ControlClient)> {
+    pub async fn open(
+        &self,
+        request: &ControlRequest,
+    ) -> anyhow::Result<(SocketAddr, ControlClient)> {
         let envelope = self.envelope()?;
         let mut failures = Vec::new();
         for seed in &self.seeds {

@@ -1,10 +1,175 @@
-//! `patrol demo` (not implemented yet).
+//! `patrol demo`: the main job on a built-in default. Starts N real agents
+//! (real UDP sockets, sealed envelope, control listeners) on loopback in
+//! this process, waits for the mesh to converge, runs a sweep of the
+//! built-in `k8s-node` profile on this machine through one of them, prints
+//! the table, writes the sweep JSON and the HTML/text report into a
+//! directory it names, and stops every agent (leaving the mesh gracefully).
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use patrol_agent::agent::{StopMode, SweepEvent};
+use patrol_agent::daemon::{self, Daemon};
+use patrol_agent::envelope::Envelope;
+use patrol_agent::keyring::Keyring;
+use patrol_agent::membership::MemberState;
+use patrol_agent::sweep::StartSweep;
+use patrol_checks::Selector;
+use patrol_config::Config;
+
+use crate::connect::parse_duration;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// How many agents to start.
+    #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u16).range(1..=500))]
+    pub nodes: u16,
+    /// Where to write the sweep JSON and the report.
+    #[arg(long, default_value = "patrol-demo")]
+    pub out: PathBuf,
+    /// Sweep deadline.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub deadline: Duration,
+    /// Built-in profile to sweep with.
+    #[arg(long, default_value = "k8s-node")]
+    pub profile: String,
+}
 
-pub async fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`patrol demo` is not implemented yet")
+fn node_config(i: u16, profile: &str, seed: Option<SocketAddr>, out: &std::path::Path) -> Config {
+    let mut c = Config::default();
+    c.node.name = format!("demo-{i:02}");
+    c.node.cluster = "demo".into();
+    c.node.bind = SocketAddr::from(([127, 0, 0, 1], 0));
+    c.node.seeds = seed.map(|s| vec![s.to_string()]).unwrap_or_default();
+    let role = if i < 3 { "control-plane" } else { "worker" };
+    c.node.tags = BTreeMap::from([
+        ("role".to_string(), role.to_string()),
+        (
+            "dc".to_string(),
+            if i % 2 == 0 { "a" } else { "b" }.to_string(),
+        ),
+    ]);
+    c.control.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    c.checks.profiles = vec![profile.to_string()];
+    c.report.history_dir = out.join("history");
+    c.report.out_dir = out.to_path_buf();
+    c
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if patrol_checks::Catalog::builtin_profile(&args.profile).is_none() {
+        bail!(
+            "unknown profile `{}` (built-in: {})",
+            args.profile,
+            patrol_checks::Catalog::builtin_profile_names().join(", ")
+        );
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let out = args.out.canonicalize().unwrap_or(args.out.clone());
+    // A fresh key for this demo only, never written to disk.
+    let envelope = Envelope::new(Keyring::generate(), "demo");
+    let n = usize::from(args.nodes);
+
+    let started = Instant::now();
+    let mut daemons: Vec<Daemon> = Vec::with_capacity(n);
+    let mut seed = None;
+    for i in 0..args.nodes {
+        let config = node_config(i, &args.profile, seed, &out);
+        let d = daemon::start_with(&config, envelope.clone())
+            .await
+            .with_context(|| format!("starting agent {}", config.node.name))?;
+        seed.get_or_insert(d.ready.gossip);
+        daemons.push(d);
+    }
+    eprintln!(
+        "started {n} agents on 127.0.0.1 (gossip {} ..., control {} ...)",
+        daemons[0].ready.gossip, daemons[0].ready.control
+    );
+
+    let result = sweep_and_report(&daemons, n, &args, &out, started).await;
+    for d in daemons {
+        d.stop(StopMode::Leave).await;
+    }
+    result
+}
+
+async fn sweep_and_report(
+    daemons: &[Daemon],
+    n: usize,
+    args: &Args,
+    out: &std::path::Path,
+    started: Instant,
+) -> anyhow::Result<ExitCode> {
+    // Wait until every agent sees every other one alive.
+    let limit = Duration::from_secs(60);
+    loop {
+        let mut converged = true;
+        for d in daemons {
+            let members = d.agent.members().await?;
+            if members
+                .iter()
+                .filter(|m| m.state == MemberState::Alive)
+                .count()
+                != n
+            {
+                converged = false;
+                break;
+            }
+        }
+        if converged {
+            break;
+        }
+        if started.elapsed() > limit {
+            bail!("the {n} agents did not converge within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "mesh converged: {n} members alive on every agent after {:.2?}",
+        started.elapsed()
+    );
+
+    let coordinator = &daemons[n / 2].agent;
+    let mut events = coordinator
+        .start_sweep(StartSweep {
+            selector: Selector {
+                profile: Some(args.profile.clone()),
+                ..Selector::default()
+            },
+            node_filter: BTreeMap::new(),
+            deadline: args.deadline,
+        })
+        .await?;
+    let bar = ProgressBar::with_draw_target(Some(n as u64), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {pos}/{len} nodes answered  {elapsed_precise}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    let doc = loop {
+        match events.recv().await {
+            Some(SweepEvent::Progress { answered, expected }) => {
+                bar.set_length(expected);
+                bar.set_position(answered);
+            }
+            Some(SweepEvent::Done(doc)) => break *doc,
+            None => bail!("the coordinator stopped during the sweep"),
+        }
+    };
+    bar.finish_and_clear();
+    print!("{}", crate::sweep::table(&doc, false));
+
+    let config = node_config(0, &args.profile, None, out);
+    let files = patrol_report::write_report(&doc, &config, &patrol_report::report_dir(out, &doc))
+        .context("writing the report")?;
+    println!("\nsweep document: {}", files.json.display());
+    println!("HTML report:    {}", files.html.display());
+    println!("text report:    {}", files.text.display());
+    println!("per-node CSV:   {}", files.csv.display());
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,10 +1,322 @@
-//! `patrol sweep` (not implemented yet).
+//! `patrol sweep`: ask any agent to coordinate a sweep, show progress,
+//! print the result (table or the JSON sweep document), optionally store
+//! it and send the report email, and exit with a code cron can act on.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use patrol_agent::control::{ControlRequest, ControlResponse};
+use patrol_checks::{NodeState, Selector, Status, SweepDocument};
+
+use crate::connect::{parse_duration, ControlArgs};
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[command(flatten)]
+    pub control: ControlArgs,
+    /// Run only these checks (comma-separated ids).
+    #[arg(long, value_delimiter = ',', value_name = "ID,...")]
+    pub checks: Vec<String>,
+    /// Run only checks carrying one of these labels (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "LABEL,...")]
+    pub labels: Vec<String>,
+    /// Run only the checks of this profile (e.g. k8s-node).
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Only nodes with this tag take part; repeat to require several.
+    #[arg(long = "where", value_name = "TAG=VALUE", value_parser = parse_tag)]
+    pub filter: Vec<(String, String)>,
+    /// How long the coordinator waits for answers.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub deadline: Duration,
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Also write the sweep document (JSON) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// In the table, list the nodes whose checks all passed too.
+    #[arg(long)]
+    pub all: bool,
+    /// Store the sweep in the history, render the report and send it per
+    /// the config's [mail] section (or write a .eml when none is set).
+    #[arg(long)]
+    pub email: bool,
+}
 
-pub async fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`patrol sweep` is not implemented yet")
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+fn parse_tag(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
+        _ => Err(format!("expected TAG=VALUE, got `{text}`")),
+    }
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    // Load the config first when mail is wanted: a broken config must not
+    // cost a whole sweep.
+    let config = if args.email {
+        Some(args.control.load_config()?.unwrap_or_default())
+    } else {
+        None
+    };
+    let request = ControlRequest::StartSweep {
+        selector: Selector {
+            checks: args.checks.clone(),
+            labels: args.labels.clone(),
+            profile: args.profile.clone(),
+        },
+        node_filter: args.filter.iter().cloned().collect::<BTreeMap<_, _>>(),
+        deadline_ms: u64::try_from(args.deadline.as_millis()).unwrap_or(u64::MAX),
+    };
+    let (addr, mut client) = args.control.open(&request).await?;
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {pos}/{len} nodes answered  {elapsed_precise}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(100));
+    let doc = loop {
+        match client
+            .recv()
+            .await
+            .with_context(|| format!("sweep through {addr}"))?
+        {
+            ControlResponse::Progress { answered, expected } => {
+                bar.set_length(expected);
+                bar.set_position(answered);
+            }
+            ControlResponse::SweepDone(doc) => break *doc,
+            ControlResponse::Error(e) => {
+                bar.finish_and_clear();
+                bail!("{addr}: {e}")
+            }
+            other => {
+                bar.finish_and_clear();
+                bail!("{addr}: unexpected reply {other:?}")
+            }
+        }
+    };
+    bar.finish_and_clear();
+
+    if let Some(path) = &args.out {
+        let json = serde_json::to_vec_pretty(&doc)?;
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&doc)?),
+        Format::Table => print!("{}", table(&doc, args.all)),
+    }
+    let code = exit_code(&doc);
+    if let Some(config) = config {
+        match patrol_report::email_sweep(&doc, &config).await {
+            Ok(d) if d.sent_to.is_empty() => eprintln!(
+                "report written to {}; no SMTP server configured, message kept as {}",
+                d.files.dir.display(),
+                d.eml
+                    .as_deref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            ),
+            Ok(d) => eprintln!(
+                "report sent to {} (files in {})",
+                d.sent_to.join(", "),
+                d.files.dir.display()
+            ),
+            Err(e) => {
+                eprintln!("patrol: the report was not sent: {e}");
+                return Ok(ExitCode::from(3));
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// 0: every node answered and every check passed; 1: warnings only;
+/// 2: a check failed or errored, or a node is silent or down.
+pub fn exit_code(doc: &SweepDocument) -> ExitCode {
+    let unreachable = doc.counts.no_answer + doc.counts.down > 0;
+    let worst = doc
+        .nodes
+        .iter()
+        .map(|n| n.worst())
+        .max_by_key(|s| s.badness())
+        .unwrap_or(Status::Pass);
+    match (unreachable, worst) {
+        (true, _) | (_, Status::Fail | Status::Error) => ExitCode::from(2),
+        (false, Status::Warn) => ExitCode::from(1),
+        (false, Status::Pass) => ExitCode::SUCCESS,
+    }
+}
+
+fn state_rank(s: NodeState) -> u8 {
+    match s {
+        NodeState::Down => 0,
+        NodeState::NoAnswer => 1,
+        NodeState::Failing => 2,
+        NodeState::Ok => 3,
+    }
+}
+
+/// The human table: nodes with problems first (down, silent, failing),
+/// then the checks that did not pass grouped across nodes, then the
+/// counts and timing.
+pub fn table(doc: &SweepDocument, all: bool) -> String {
+    let mut out = format!(
+        "sweep {} coordinated by {} ({}, deadline {})\n\n",
+        doc.sweep_id,
+        doc.coordinator,
+        doc.selector.describe(),
+        patrol_config::format_duration(Duration::from_millis(doc.deadline_ms))
+    );
+    let mut nodes: Vec<_> = doc.nodes.iter().collect();
+    nodes.sort_by(|a, b| {
+        state_rank(a.state)
+            .cmp(&state_rank(b.state))
+            .then(a.name.cmp(&b.name))
+    });
+    let mut rows: Vec<[String; 5]> = Vec::new();
+    let mut hidden = 0;
+    for n in nodes {
+        if n.state == NodeState::Ok && !all {
+            hidden += 1;
+            continue;
+        }
+        let passed = n.checks.iter().filter(|c| c.status == Status::Pass).count();
+        let checks = match n.state {
+            NodeState::Ok | NodeState::Failing => format!("{passed}/{}", n.checks.len()),
+            _ => "-".into(),
+        };
+        let detail = match n.state {
+            NodeState::Down => "SWIM reports the node down or left".to_string(),
+            NodeState::NoAnswer => "believed alive, no answer before the deadline".to_string(),
+            _ => {
+                let mut bad: Vec<_> = n
+                    .checks
+                    .iter()
+                    .filter(|c| c.status != Status::Pass)
+                    .collect();
+                bad.sort_by_key(|c| std::cmp::Reverse(c.status.badness()));
+                bad.iter()
+                    .map(|c| format!("{} {}", c.status, c.id))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        let name = if n.late_joiner {
+            format!("{} (joined late)", n.name)
+        } else {
+            n.name.clone()
+        };
+        let time = n
+            .answered_ms
+            .map(|ms| format!("{ms} ms"))
+            .unwrap_or_else(|| "-".into());
+        rows.push([name, n.state.to_string(), checks, time, detail]);
+    }
+    if !rows.is_empty() {
+        out.push_str(&columns(
+            ["NODE", "STATE", "PASSED", "ANSWER", "NOT PASSING"],
+            &rows,
+        ));
+    }
+    if hidden > 0 {
+        out.push_str(&format!(
+            "({hidden} nodes with every check passing not listed; --all lists them)\n"
+        ));
+    }
+
+    // The same problem on many nodes is one line.
+    let mut groups: BTreeMap<(u8, String, String, String), Vec<&str>> = BTreeMap::new();
+    for n in &doc.nodes {
+        for c in n.checks.iter().filter(|c| c.status != Status::Pass) {
+            groups
+                .entry((
+                    u8::MAX - c.status.badness(),
+                    c.id.clone(),
+                    c.status.to_string(),
+                    c.message.clone(),
+                ))
+                .or_default()
+                .push(&n.name);
+        }
+    }
+    if !groups.is_empty() {
+        out.push_str("\nchecks not passing:\n");
+        let mut list: Vec<_> = groups.into_iter().collect();
+        list.sort_by(|a, b| {
+            a.0 .0
+                .cmp(&b.0 .0)
+                .then(b.1.len().cmp(&a.1.len()))
+                .then(a.0 .1.cmp(&b.0 .1))
+        });
+        for ((_, id, status, message), names) in list {
+            let shown: Vec<&str> = names.iter().take(3).copied().collect();
+            let more = if names.len() > 3 {
+                format!(" (+{})", names.len() - 3)
+            } else {
+                String::new()
+            };
+            out.push_str(&format!(
+                "  {status:<5} {id}: {message} - {} node{}: {}{more}\n",
+                names.len(),
+                if names.len() == 1 { "" } else { "s" },
+                shown.join(", ")
+            ));
+        }
+    }
+    let c = &doc.counts;
+    out.push_str(&format!(
+        "\n{} expected: {} ok, {} failing, {} no answer, {} down",
+        c.expected, c.ok, c.failing, c.no_answer, c.down
+    ));
+    if c.late_joiners > 0 {
+        out.push_str(&format!(" (+{} joined late)", c.late_joiners));
+    }
+    out.push('\n');
+    let t = &doc.timing;
+    let ms = |v: Option<u64>| v.map(|v| format!("{v} ms")).unwrap_or_else(|| "-".into());
+    out.push_str(&format!(
+        "request reached 50% in {}, 99% in {}, all in {}; last answer at {}; accounted for in {} ms\n",
+        ms(t.reached_p50_ms),
+        ms(t.reached_p99_ms),
+        ms(t.reached_max_ms),
+        ms(t.last_answer_ms),
+        t.completed_ms
+    ));
+    out
+}
+
+fn columns<const N: usize>(headers: [&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = headers.map(str::len);
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == N {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = line(headers.to_vec());
+    for r in rows {
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
+    out
 }
