@@ -1,6 +1,11 @@
 //! The catalog: every check a node defines (its own `[[check]]` tables
 //! plus the built-in profiles it names), and selection by selector and
 //! node tags.
+//!
+//! Ids are unique on a node. A node's own `[[check]]` with the id of a
+//! profile check replaces that profile check (a node tunes a profile
+//! value that way); two own checks, or two profiles, defining the same id
+//! is a config problem.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -49,9 +54,20 @@ impl Catalog {
                 })),
             }
         }
+        let own = checks.len();
         for (i, name) in config.checks.profiles.iter().enumerate() {
             match parse_profile(name, config.checks.default_timeout) {
-                Some(Ok(list)) => checks.extend(list.into_iter().map(|s| (format!("checks.profiles[{i}]"), s))),
+                Some(Ok(list)) => {
+                    for spec in list {
+                        match checks[..own].iter_mut().find(|(_, c)| c.id == spec.id) {
+                            // The node's own check replaces this profile
+                            // check, and stands for it when a selector asks
+                            // for the profile.
+                            Some((_, mine)) => mine.profile = Some(name.clone()),
+                            None => checks.push((format!("checks.profiles[{i}]"), spec)),
+                        }
+                    }
+                }
                 Some(Err(e)) => problems.extend(e.problems),
                 None => problems.push(Problem {
                     file: file.clone(),
@@ -69,7 +85,10 @@ impl Catalog {
                 problems.push(Problem {
                     file: file.clone(),
                     key: format!("{place}.id"),
-                    message: format!("duplicate check id `{}` (first defined at {first})", spec.id),
+                    message: format!(
+                        "duplicate check id `{}` (first defined at {first})",
+                        spec.id
+                    ),
                 });
             } else {
                 seen.insert(spec.id.clone(), place.clone());
@@ -100,7 +119,11 @@ impl Catalog {
 
     /// Checks matching the selector (empty selector: all) whose `tags`
     /// match the node's tags.
-    pub fn select(&self, selector: &Selector, node_tags: &BTreeMap<String, String>) -> Vec<CheckSpec> {
+    pub fn select(
+        &self,
+        selector: &Selector,
+        node_tags: &BTreeMap<String, String>,
+    ) -> Vec<CheckSpec> {
         let ids: BTreeSet<&str> = selector.checks.iter().map(String::as_str).collect();
         self.checks
             .iter()
@@ -129,16 +152,29 @@ impl Catalog {
 }
 
 /// Parse a built-in profile; None when unknown.
-fn parse_profile(name: &str, default_timeout: Duration) -> Option<Result<Vec<CheckSpec>, ConfigError>> {
+fn parse_profile(
+    name: &str,
+    default_timeout: Duration,
+) -> Option<Result<Vec<CheckSpec>, ConfigError>> {
     let (_, text) = PROFILES.iter().find(|(n, _)| *n == name)?;
     let file = format!("(built-in profile {name})");
     let table: toml::Table = match toml::from_str(text) {
         Ok(t) => t,
-        Err(e) => return Some(Err(ConfigError::single(Path::new(&file), "", e.to_string()))),
+        Err(e) => {
+            return Some(Err(ConfigError::single(
+                Path::new(&file),
+                "",
+                e.to_string(),
+            )))
+        }
     };
     let mut problems = Vec::new();
     let mut out = Vec::new();
-    let items = table.get("check").and_then(|c| c.as_array()).cloned().unwrap_or_default();
+    let items = table
+        .get("check")
+        .and_then(|c| c.as_array())
+        .cloned()
+        .unwrap_or_default();
     for (i, item) in items.iter().enumerate() {
         let Some(t) = item.as_table() else { continue };
         match CheckSpec::from_table(t, default_timeout, Some(name)) {

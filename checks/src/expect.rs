@@ -377,7 +377,9 @@ mod tests {
             v.check(&Observed::Version("1.31.2".into())).unwrap_err(),
             "observed 1.31.2, expected version >= 1.28, < 1.31"
         );
-        assert!(expect("{ not_equals = 0 }").check(&Observed::Number(0.0)).is_err());
+        assert!(expect("{ not_equals = 0 }")
+            .check(&Observed::Number(0.0))
+            .is_err());
     }
 
     #[test]

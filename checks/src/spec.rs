@@ -64,7 +64,10 @@ impl CheckSpec {
         let id = match table.get("id") {
             Some(toml::Value::String(s)) if valid_id(s) => s.clone(),
             Some(toml::Value::String(s)) => {
-                p("id", format!("`{s}` is not a valid id (use 1-64 letters, digits, `_`, `-`, `.`)"));
+                p(
+                    "id",
+                    format!("`{s}` is not a valid id (use 1-64 letters, digits, `_`, `-`, `.`)"),
+                );
                 String::new()
             }
             Some(_) => {
@@ -107,7 +110,10 @@ impl CheckSpec {
             Some(v) => match BTreeMap::<String, String>::deserialize(v.clone()) {
                 Ok(t) => t,
                 Err(_) => {
-                    p("tags", "expected a table of strings, e.g. { role = \"etcd\" }".into());
+                    p(
+                        "tags",
+                        "expected a table of strings, e.g. { role = \"etcd\" }".into(),
+                    );
                     BTreeMap::new()
                 }
             },
@@ -132,11 +138,13 @@ impl CheckSpec {
         };
         let description = text("description");
         let remediation = text("remediation");
+        let mut expect_broken = false;
         let mut expect = match table.get("expect") {
             None => Expect::default(),
             Some(v) => match Expect::from_toml(v) {
                 Ok(e) => e,
                 Err((sub, msg)) => {
+                    expect_broken = true;
                     let key = if sub.is_empty() {
                         "expect".to_string()
                     } else {
@@ -174,7 +182,8 @@ impl CheckSpec {
             if let Err((key, msg)) = kind.validate() {
                 p(&key, msg);
             }
-            if expect.is_empty() {
+            // A broken `expect` is already reported; do not also call it missing.
+            if expect.is_empty() && !expect_broken {
                 match kind.default_expect() {
                     Some(e) => expect = e,
                     None if kind.needs_expect() => p(
@@ -214,8 +223,7 @@ impl CheckSpec {
 fn valid_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 

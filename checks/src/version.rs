@@ -205,9 +205,7 @@ mod tests {
         assert!(le.matches(&Version::parse("1.30.7").unwrap()));
         assert!(VersionReq::parse(">= ").is_err());
         assert!(VersionReq::parse(">= 1.2,").is_err());
-        assert!(
-            Version::parse("1.31.0-rc.1").unwrap() < Version::parse("1.31.0").unwrap()
-        );
+        assert!(Version::parse("1.31.0-rc.1").unwrap() < Version::parse("1.31.0").unwrap());
     }
 
     proptest! {

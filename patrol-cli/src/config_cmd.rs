@@ -2,15 +2,22 @@
 //! would load it, and report every problem at once, one per line as
 //! `FILE: KEY: PROBLEM`.
 //!
-//! Besides the config itself this checks that the key file it names exists,
-//! parses, and is not readable by group or others (the agent refuses such a
-//! file). A relative `node.key_file` is taken from the current directory,
-//! as the agent does.
+//! Besides the config itself this checks the `[[check]]` tables and the
+//! profiles named in `[checks]` (through `patrol_checks::Catalog`), and
+//! that the key file the config names exists, parses, and is not readable
+//! by group or others (the agent refuses such a file; skip with
+//! `--no-key-file`). A relative `node.key_file` is taken from the current
+//! directory, as the agent does.
+//!
+//! A problem is always one line: a message that spans lines (the TOML
+//! decoder appends "in `KEY`" on a line of its own) is folded, and that
+//! trailing key is moved into the key column.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use patrol_agent::keyring::Keyring;
+use patrol_checks::Catalog;
 use patrol_config::{Config, NodeSection, Problem};
 
 /// Exit code when the file has problems (3 is kept for "patrol itself
@@ -41,7 +48,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             for problem in &problems {
-                println!("{problem}");
+                println!("{}", one_line(problem.clone()));
             }
             eprintln!(
                 "patrol: {} problem{} in {}",
@@ -83,12 +90,44 @@ fn check_file(file: &Path, check_key_file: bool) -> Vec<Problem> {
     problems
 }
 
-/// Problems in the `[[check]]` tables, reported as `check[INDEX].KEY`.
-fn check_problems(_config: &Config) -> Vec<Problem> {
-    // TODO(catalog): validate the [[check]] tables and profiles through
-    // `patrol_checks::Catalog::from_config(&config)` once patrol-checks
-    // provides it; until then `config check` does not look inside them.
-    Vec::new()
+/// Problems in the `[[check]]` tables (as `check[INDEX].KEY`) and in
+/// `checks.profiles`.
+fn check_problems(config: &Config) -> Vec<Problem> {
+    match Catalog::from_config(config) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.problems,
+    }
+}
+
+/// The problem as one line. The TOML decoder ends some messages with a
+/// line "in `default_timeout`" naming the key inside the section: that
+/// key joins the key column (`checks` becomes `checks.default_timeout`),
+/// and any other line break becomes "; ".
+fn one_line(mut problem: Problem) -> Problem {
+    let mut lines: Vec<&str> = problem
+        .message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    if lines.len() > 1 {
+        let inner = lines
+            .last()
+            .and_then(|l| l.strip_prefix("in `"))
+            .and_then(|l| l.strip_suffix('`'))
+            .filter(|k| !k.is_empty() && !k.contains(char::is_whitespace))
+            .map(str::to_string);
+        if let Some(inner) = inner {
+            lines.pop();
+            if problem.key.is_empty() {
+                problem.key = inner;
+            } else if !problem.key.ends_with(&format!(".{inner}")) {
+                problem.key = format!("{}.{inner}", problem.key);
+            }
+        }
+    }
+    problem.message = lines.join("; ");
+    problem
 }
 
 /// `node.key_file` of a config that did not load: its value when it is a
@@ -101,5 +140,42 @@ fn key_file_of_broken_config(file: &Path) -> Option<PathBuf> {
         Some(toml::Value::String(s)) => Some(PathBuf::from(s)),
         Some(_) => None,
         None => Some(NodeSection::default().key_file),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem(key: &str, message: &str) -> Problem {
+        Problem {
+            file: PathBuf::from("p.toml"),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn a_trailing_in_key_line_moves_into_the_key() {
+        let p = one_line(problem(
+            "checks",
+            "unknown unit `parsecs` in `5 parsecs` (use ms, s, m, h or d)\nin `default_timeout`\n",
+        ));
+        assert_eq!(p.key, "checks.default_timeout");
+        assert_eq!(
+            p.message,
+            "unknown unit `parsecs` in `5 parsecs` (use ms, s, m, h or d)"
+        );
+    }
+
+    #[test]
+    fn other_line_breaks_are_folded_and_one_line_messages_kept() {
+        let p = one_line(problem("node", "first\nsecond"));
+        assert_eq!(
+            (p.key.as_str(), p.message.as_str()),
+            ("node", "first; second")
+        );
+        let p = one_line(problem("node.name", "must not be empty"));
+        assert_eq!(p.to_string(), "p.toml: node.name: must not be empty");
     }
 }

@@ -90,7 +90,7 @@ default_timeout = "5 parsecs"
         "node.seeds[1]",
         "node.key_file",
         "sweep.max_concurrent",
-        "checks",
+        "checks.default_timeout",
     ] {
         let prefix = format!("{file}: {key}: ");
         assert!(
@@ -153,4 +153,52 @@ fn a_file_that_is_not_toml_or_missing_is_one_problem() {
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(2), "{stdout}");
     assert!(stdout.contains("cannot read the file"), "{stdout}");
+}
+
+#[test]
+fn broken_checks_and_profiles_are_named_by_index_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("checks.toml");
+    fs::write(
+        &config,
+        r#"
+[checks]
+profiles = ["k8s-node", "mainframe"]
+
+[[check]]
+id = "fine"
+type = "sysctl"
+key = "vm.swappiness"
+expect = { max = 60 }
+
+[[check]]
+id = "bad"
+type = "sysctl"
+key = "vm.swappiness"
+expect = { minimum = 1 }
+
+[[check]]
+id = "worse"
+type = "teleport"
+"#,
+    )
+    .unwrap();
+    let out = patrol(&["config", "check", "--no-key-file", config.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{}", text(&out.stderr));
+    let file = config.display().to_string();
+    for (key, needle) in [
+        ("check[1].expect.minimum", "unknown expectation"),
+        ("check[2].type", "teleport"),
+        ("checks.profiles[1]", "unknown profile `mainframe`"),
+    ] {
+        let prefix = format!("{file}: {key}: ");
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with(&prefix) && l.contains(needle)),
+            "no line starting {prefix:?} containing {needle:?} in:\n{stdout}"
+        );
+    }
+    assert_eq!(stdout.lines().count(), 3, "{stdout}");
 }

@@ -9,7 +9,8 @@ use ureq::tls::{parse_pem, Certificate, ClientCert, PemItem, PrivateKey, RootCer
 use super::{HttpError, HttpRequest, HttpResponse};
 
 fn read_pem(path: &std::path::Path, what: &str) -> Result<Vec<u8>, HttpError> {
-    std::fs::read(path).map_err(|e| HttpError(format!("cannot read {what} {}: {e}", path.display())))
+    std::fs::read(path)
+        .map_err(|e| HttpError(format!("cannot read {what} {}: {e}", path.display())))
 }
 
 fn certs(pem: &[u8]) -> Vec<Certificate<'static>> {

@@ -31,7 +31,11 @@ impl Host for RealHost {
 
     fn fs_usage(&self, mount: &str) -> io::Result<FsUsage> {
         let s = rustix::fs::statvfs(mount)?;
-        let frag = if s.f_frsize > 0 { s.f_frsize } else { s.f_bsize };
+        let frag = if s.f_frsize > 0 {
+            s.f_frsize
+        } else {
+            s.f_bsize
+        };
         Ok(FsUsage {
             bytes_total: s.f_blocks.saturating_mul(frag),
             bytes_free: s.f_bfree.saturating_mul(frag),

@@ -37,7 +37,12 @@ pub fn parse_tracking(csv: &str) -> Option<(f64, String)> {
 }
 
 impl Clock {
-    pub(crate) async fn run(&self, host: &Arc<dyn Host>, expect: &Expect, timeout: Duration) -> Finding {
+    pub(crate) async fn run(
+        &self,
+        host: &Arc<dyn Host>,
+        expect: &Expect,
+        timeout: Duration,
+    ) -> Finding {
         let req = CommandRequest {
             program: self.chronyc.clone(),
             args: vec!["-c".into(), "tracking".into()],
@@ -49,14 +54,25 @@ impl Clock {
             Err(CommandError::NotFound(_)) => {
                 return Finding::error(
                     expect.describe(),
-                    format!("cannot tell the clock offset: `{}` not found (chrony is not installed)", self.chronyc),
+                    format!(
+                        "cannot tell the clock offset: `{}` not found (chrony is not installed)",
+                        self.chronyc
+                    ),
                 )
             }
-            Err(e) => return Finding::error(expect.describe(), format!("cannot tell the clock offset: {e}")),
+            Err(e) => {
+                return Finding::error(
+                    expect.describe(),
+                    format!("cannot tell the clock offset: {e}"),
+                )
+            }
         };
         if out.exit_code != Some(0) {
             let why = format!("{}{}", out.stdout.trim(), out.stderr.trim());
-            return Finding::error(expect.describe(), format!("cannot tell the clock offset: chronyc says: {why}"));
+            return Finding::error(
+                expect.describe(),
+                format!("cannot tell the clock offset: chronyc says: {why}"),
+            );
         }
         match parse_tracking(&out.stdout) {
             Some((_, leap)) if leap != "Normal" => Finding::error(

@@ -42,14 +42,21 @@ impl CommandCheck {
             return Err(("program".into(), "must not be empty".into()));
         }
         if self.max_output == 0 || self.max_output > 16 << 20 {
-            return Err(("max_output".into(), "must be between 1 and 16777216 bytes".into()));
+            return Err((
+                "max_output".into(),
+                "must be between 1 and 16777216 bytes".into(),
+            ));
         }
         Ok(())
     }
 
     fn request(&self, timeout: Duration) -> CommandRequest {
         let (program, args) = if self.shell {
-            let mut args = vec!["-c".to_string(), self.program.clone(), "patrol-check".into()];
+            let mut args = vec![
+                "-c".to_string(),
+                self.program.clone(),
+                "patrol-check".into(),
+            ];
             args.extend(self.args.iter().cloned());
             ("/bin/sh".to_string(), args)
         } else {
@@ -63,7 +70,12 @@ impl CommandCheck {
         }
     }
 
-    pub(crate) async fn run(&self, host: &Arc<dyn Host>, expect: &Expect, timeout: Duration) -> Finding {
+    pub(crate) async fn run(
+        &self,
+        host: &Arc<dyn Host>,
+        expect: &Expect,
+        timeout: Duration,
+    ) -> Finding {
         let mut expected = "exit 0".to_string();
         if !expect.is_empty() {
             let on = self.perf_label.as_deref().unwrap_or("output");
@@ -123,7 +135,9 @@ impl CommandCheck {
         if !expect.is_empty() && verdict != Verdict::Error {
             let judged = match &self.perf_label {
                 Some(label) => match items.iter().find(|p| &p.label == label) {
-                    Some(p) => expect.check(&p.value.map(Observed::Number).unwrap_or(Observed::None)),
+                    Some(p) => {
+                        expect.check(&p.value.map(Observed::Number).unwrap_or(Observed::None))
+                    }
                     None => {
                         return Finding {
                             verdict: Verdict::Error,

@@ -33,14 +33,39 @@ pub struct Disk {
     pub measure: DiskMeasure,
 }
 
+/// A mount point and its usage in percent (or why it could not be read).
+type MountUsage = (String, Result<f64, String>);
+
 fn default_mounts() -> Vec<String> {
     vec!["/".into()]
 }
 
 const PSEUDO: &[&str] = &[
-    "proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "securityfs", "pstore", "bpf",
-    "debugfs", "tracefs", "mqueue", "hugetlbfs", "configfs", "fusectl", "autofs", "binfmt_misc",
-    "nsfs", "rpc_pipefs", "squashfs", "overlay", "tmpfs", "ramfs", "efivarfs", "selinuxfs",
+    "proc",
+    "sysfs",
+    "devtmpfs",
+    "devpts",
+    "cgroup",
+    "cgroup2",
+    "securityfs",
+    "pstore",
+    "bpf",
+    "debugfs",
+    "tracefs",
+    "mqueue",
+    "hugetlbfs",
+    "configfs",
+    "fusectl",
+    "autofs",
+    "binfmt_misc",
+    "nsfs",
+    "rpc_pipefs",
+    "squashfs",
+    "overlay",
+    "tmpfs",
+    "ramfs",
+    "efivarfs",
+    "selinuxfs",
 ];
 
 /// Mount points and types from `/proc/self/mounts` (octal escapes undone).
@@ -69,7 +94,8 @@ impl Disk {
             return Err(("mounts".into(), "list at least one mount point".into()));
         }
         for m in &self.mounts {
-            glob::Pattern::new(m).map_err(|e| ("mounts".to_string(), format!("bad glob `{m}`: {e}")))?;
+            glob::Pattern::new(m)
+                .map_err(|e| ("mounts".to_string(), format!("bad glob `{m}`: {e}")))?;
         }
         Ok(())
     }
@@ -101,7 +127,11 @@ impl Disk {
             DiskMeasure::InodesPercent => "inodes used %",
         };
         Finding {
-            verdict: if misses.is_empty() { Verdict::Pass } else { Verdict::Miss },
+            verdict: if misses.is_empty() {
+                Verdict::Pass
+            } else {
+                Verdict::Miss
+            },
             message: if misses.is_empty() {
                 format!("{unit}: {}", show(&observed))
             } else {
@@ -112,12 +142,12 @@ impl Disk {
         }
     }
 
-    fn observe(&self, h: &dyn Host) -> Result<Vec<(String, Result<f64, String>)>, String> {
+    fn observe(&self, h: &dyn Host) -> Result<Vec<MountUsage>, String> {
         let text = h
             .read_file("/proc/self/mounts", 4 << 20)
             .map_err(|e| format!("cannot read /proc/self/mounts: {e}"))?;
         let mounts = parse_mounts(&text);
-        let mut out: Vec<(String, Result<f64, String>)> = Vec::new();
+        let mut out: Vec<MountUsage> = Vec::new();
         for pattern in &self.mounts {
             let is_glob = pattern.contains(['*', '?', '[']);
             let pat = glob::Pattern::new(pattern).map_err(|e| e.to_string())?;

@@ -80,11 +80,20 @@ impl EtcdHealth {
         parts.join(", ")
     }
 
-    pub(crate) async fn run(&self, host: &Arc<dyn Host>, expect: &Expect, timeout: Duration) -> Finding {
+    pub(crate) async fn run(
+        &self,
+        host: &Arc<dyn Host>,
+        expect: &Expect,
+        timeout: Duration,
+    ) -> Finding {
         let expected = self.expected(expect);
         let base = self.endpoint.trim_end_matches('/').to_string();
-        let health_req = self.tls().request(format!("{base}/health"), timeout, 64 * 1024);
-        let version_req = self.tls().request(format!("{base}/version"), timeout, 64 * 1024);
+        let health_req = self
+            .tls()
+            .request(format!("{base}/health"), timeout, 64 * 1024);
+        let version_req = self
+            .tls()
+            .request(format!("{base}/version"), timeout, 64 * 1024);
         let answers = blocking(host, move |h| {
             let health = h.http_get(&health_req);
             let version = match &health {
@@ -120,10 +129,10 @@ impl EtcdHealth {
                 return Finding::error(
                     expected,
                     format!(
-                        "{base}/health answered HTTP {} with a body that is not etcd's health JSON: {}",
-                        health.status,
-                        health.body.chars().take(120).collect::<String>()
-                    ),
+                    "{base}/health answered HTTP {} with a body that is not etcd's health JSON: {}",
+                    health.status,
+                    health.body.chars().take(120).collect::<String>()
+                ),
                 )
             }
         };
@@ -168,11 +177,17 @@ impl EtcdHealth {
             }
         }
         Finding {
-            verdict: if misses.is_empty() { Verdict::Pass } else { Verdict::Miss },
+            verdict: if misses.is_empty() {
+                Verdict::Pass
+            } else {
+                Verdict::Miss
+            },
             message: if misses.is_empty() {
                 format!(
                     "healthy{}, {latency_ms} ms",
-                    server_version.map(|v| format!(", version {v}")).unwrap_or_default()
+                    server_version
+                        .map(|v| format!(", version {v}"))
+                        .unwrap_or_default()
                 )
             } else {
                 misses.join("; ")

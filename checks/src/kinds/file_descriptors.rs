@@ -38,8 +38,12 @@ impl FileDescriptors {
         .await;
         let (nr, max) = match read {
             Ok((Ok(nr), Ok(max))) => (nr, max),
-            Ok((Err(e), _)) => return Finding::error(expect.describe(), format!("cannot read fs/file-nr: {e}")),
-            Ok((_, Err(e))) => return Finding::error(expect.describe(), format!("cannot read fs.file-max: {e}")),
+            Ok((Err(e), _)) => {
+                return Finding::error(expect.describe(), format!("cannot read fs/file-nr: {e}"))
+            }
+            Ok((_, Err(e))) => {
+                return Finding::error(expect.describe(), format!("cannot read fs.file-max: {e}"))
+            }
             Err(e) => return Finding::error(expect.describe(), e),
         };
         let allocated = nr.split_whitespace().next().and_then(parse_number);
@@ -47,7 +51,11 @@ impl FileDescriptors {
         let (Some(allocated), Some(max)) = (allocated, max) else {
             return Finding::error(
                 expect.describe(),
-                format!("cannot read fs/file-nr `{}` / fs.file-max `{}`", nr.trim(), max.unwrap_or(0.0)),
+                format!(
+                    "cannot read fs/file-nr `{}` / fs.file-max `{}`",
+                    nr.trim(),
+                    max.unwrap_or(0.0)
+                ),
             );
         };
         let value = match self.measure {

@@ -54,8 +54,12 @@ impl KernelLog {
     }
 
     pub(crate) fn validate(&self) -> Result<(), (String, String)> {
-        RegexSet::new(self.patterns())
-            .map_err(|e| ("patterns".to_string(), format!("bad regular expression: {e}")))?;
+        RegexSet::new(self.patterns()).map_err(|e| {
+            (
+                "patterns".to_string(),
+                format!("bad regular expression: {e}"),
+            )
+        })?;
         if let Some(s) = &self.since {
             patrol_config::parse_duration(s).map_err(|e| ("since".to_string(), e))?;
         }
@@ -75,7 +79,10 @@ impl KernelLog {
         let (log, uptime) = match read {
             Ok((Ok(log), up)) => (log, up),
             Ok((Err(e), _)) => {
-                return Finding::error(expect.describe(), format!("cannot read the kernel log (/dev/kmsg): {e}"))
+                return Finding::error(
+                    expect.describe(),
+                    format!("cannot read the kernel log (/dev/kmsg): {e}"),
+                )
             }
             Err(e) => return Finding::error(expect.describe(), e),
         };
@@ -97,7 +104,11 @@ impl KernelLog {
             .map(|(_, m)| m)
             .collect();
         let mut f = Finding::judge(Observed::Number(hits.len() as f64), expect);
-        let window = self.since.as_deref().map(|s| format!("in the last {s}")).unwrap_or_else(|| "since boot".into());
+        let window = self
+            .since
+            .as_deref()
+            .map(|s| format!("in the last {s}"))
+            .unwrap_or_else(|| "since boot".into());
         f.message = match hits.last() {
             None => format!("no matching kernel messages {window}"),
             Some(last) => format!(

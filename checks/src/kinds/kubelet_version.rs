@@ -85,7 +85,10 @@ impl KubeletVersion {
 
     pub(crate) fn validate(&self) -> Result<(), (String, String)> {
         if self.binary.is_empty() && self.metrics_url.is_none() {
-            return Err(("binary".into(), "give a binary, a metrics_url, or both".into()));
+            return Err((
+                "binary".into(),
+                "give a binary, a metrics_url, or both".into(),
+            ));
         }
         if let Some(v) = &self.apiserver_version {
             Version::parse(v).map_err(|e| ("apiserver_version".to_string(), e))?;
@@ -109,7 +112,12 @@ impl KubeletVersion {
         }
     }
 
-    pub(crate) async fn run(&self, host: &Arc<dyn Host>, expect: &Expect, timeout: Duration) -> Finding {
+    pub(crate) async fn run(
+        &self,
+        host: &Arc<dyn Host>,
+        expect: &Expect,
+        timeout: Duration,
+    ) -> Finding {
         let expected = self.expected(expect);
         let mut found: Vec<(&str, Version)> = Vec::new();
         if !self.binary.is_empty() {
@@ -135,7 +143,10 @@ impl KubeletVersion {
                     }
                 },
                 Err(e) => {
-                    return Finding::error(expected, format!("cannot ask the kubelet its version: {e}"))
+                    return Finding::error(
+                        expected,
+                        format!("cannot ask the kubelet its version: {e}"),
+                    )
                 }
             }
         }
@@ -182,13 +193,21 @@ impl KubeletVersion {
         if let Err(why) = expect.check(&observed) {
             misses.push(why);
         }
-        if let Some(api) = self.apiserver_version.as_deref().and_then(|a| Version::parse(a).ok()) {
+        if let Some(api) = self
+            .apiserver_version
+            .as_deref()
+            .and_then(|a| Version::parse(a).ok())
+        {
             if let Err(why) = skew(&version, &api) {
                 misses.push(why);
             }
         }
         Finding {
-            verdict: if misses.is_empty() { Verdict::Pass } else { Verdict::Miss },
+            verdict: if misses.is_empty() {
+                Verdict::Pass
+            } else {
+                Verdict::Miss
+            },
             message: if misses.is_empty() {
                 format!("kubelet {version}")
             } else {
@@ -207,7 +226,9 @@ mod tests {
     #[test]
     fn parses_both_sources() {
         assert_eq!(
-            parse_version_output("Kubernetes v1.31.2\n").unwrap().to_string(),
+            parse_version_output("Kubernetes v1.31.2\n")
+                .unwrap()
+                .to_string(),
             "1.31.2"
         );
         let metrics = "# HELP kubernetes_build_info A metric\n# TYPE kubernetes_build_info gauge\nkubernetes_build_info{build_date=\"2024-10-22T20:28:14Z\",compiler=\"gc\",git_commit=\"5864a4677267e6adeae276ad85882a8714d69d9d\",git_tree_state=\"clean\",git_version=\"v1.31.2\",go_version=\"go1.22.8\",major=\"1\",minor=\"31\",platform=\"linux/amd64\"} 1\n";
@@ -220,7 +241,11 @@ mod tests {
         let v = |s: &str| Version::parse(s).unwrap();
         assert!(skew(&v("1.31.2"), &v("1.31.0")).is_ok());
         assert!(skew(&v("1.28.9"), &v("1.31.0")).is_ok());
-        assert!(skew(&v("1.27.9"), &v("1.31.0")).unwrap_err().contains("three minor"));
-        assert!(skew(&v("1.32.0"), &v("1.31.0")).unwrap_err().contains("newer"));
+        assert!(skew(&v("1.27.9"), &v("1.31.0"))
+            .unwrap_err()
+            .contains("three minor"));
+        assert!(skew(&v("1.32.0"), &v("1.31.0"))
+            .unwrap_err()
+            .contains("newer"));
     }
 }

@@ -42,10 +42,13 @@ impl Memory {
     pub(crate) async fn run(&self, host: &Arc<dyn Host>, expect: &Expect) -> Finding {
         let text = match blocking(host, |h| h.read_file("/proc/meminfo", 64 * 1024)).await {
             Ok(Ok(t)) => t,
-            Ok(Err(e)) => return Finding::error(expect.describe(), format!("cannot read /proc/meminfo: {e}")),
+            Ok(Err(e)) => {
+                return Finding::error(expect.describe(), format!("cannot read /proc/meminfo: {e}"))
+            }
             Err(e) => return Finding::error(expect.describe(), e),
         };
-        let field = |f: &str| meminfo_kib(&text, f).ok_or_else(|| format!("/proc/meminfo has no {f}"));
+        let field =
+            |f: &str| meminfo_kib(&text, f).ok_or_else(|| format!("/proc/meminfo has no {f}"));
         let value = (|| -> Result<f64, String> {
             Ok(match self.measure {
                 MemoryMeasure::AvailablePercent => {

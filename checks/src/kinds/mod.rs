@@ -123,7 +123,12 @@ impl CheckKind {
     }
 
     /// Observe and judge.
-    pub(crate) async fn run(&self, host: &Arc<dyn Host>, expect: &Expect, timeout: Duration) -> Finding {
+    pub(crate) async fn run(
+        &self,
+        host: &Arc<dyn Host>,
+        expect: &Expect,
+        timeout: Duration,
+    ) -> Finding {
         match self {
             CheckKind::Sysctl(k) => k.run(host, expect).await,
             CheckKind::ProcessCount(k) => k.run(host, expect).await,

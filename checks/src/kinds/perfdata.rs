@@ -26,7 +26,11 @@ pub fn split_output(stdout: &str) -> (String, String) {
     // Long output: a later `|` starts more perfdata, to the end.
     let rest: Vec<&str> = lines.collect();
     if let Some(at) = rest.iter().position(|l| l.contains('|')) {
-        let mut more = rest[at].split_once('|').map(|(_, p)| p).unwrap_or("").to_string();
+        let mut more = rest[at]
+            .split_once('|')
+            .map(|(_, p)| p)
+            .unwrap_or("")
+            .to_string();
         for l in &rest[at + 1..] {
             more.push(' ');
             more.push_str(l);

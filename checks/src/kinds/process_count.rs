@@ -68,13 +68,24 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
 impl ProcessCount {
     pub(crate) fn validate(&self) -> Result<(), (String, String)> {
         if let Some(p) = &self.pattern {
-            Regex::new(p).map_err(|e| ("pattern".to_string(), format!("bad regular expression: {e}")))?;
+            Regex::new(p).map_err(|e| {
+                (
+                    "pattern".to_string(),
+                    format!("bad regular expression: {e}"),
+                )
+            })?;
         }
         if self.count == Count::Matching && self.name.is_none() && self.pattern.is_none() {
-            return Err(("count".into(), "count = \"matching\" needs `name` or `pattern`".into()));
+            return Err((
+                "count".into(),
+                "count = \"matching\" needs `name` or `pattern`".into(),
+            ));
         }
         if self.count != Count::Matching && (self.name.is_some() || self.pattern.is_some()) {
-            return Err(("count".into(), "`name` and `pattern` need count = \"matching\"".into()));
+            return Err((
+                "count".into(),
+                "`name` and `pattern` need count = \"matching\"".into(),
+            ));
         }
         Ok(())
     }
@@ -101,7 +112,12 @@ impl ProcessCount {
             .into_iter()
             .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
             .collect();
-        let pattern = self.pattern.as_deref().map(Regex::new).transpose().map_err(|e| e.to_string())?;
+        let pattern = self
+            .pattern
+            .as_deref()
+            .map(Regex::new)
+            .transpose()
+            .map_err(|e| e.to_string())?;
         let mut total = 0u64;
         let mut threads = 0u64;
         let mut zombies = 0u64;
@@ -111,7 +127,9 @@ impl ProcessCount {
             let Ok(stat) = h.read_file(&format!("/proc/{pid}/stat"), 4096) else {
                 continue;
             };
-            let Some(st) = parse_stat(&stat) else { continue };
+            let Some(st) = parse_stat(&stat) else {
+                continue;
+            };
             total += 1;
             threads += st.threads;
             if st.state == 'Z' {

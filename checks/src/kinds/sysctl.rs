@@ -42,7 +42,13 @@ impl Sysctl {
     pub(crate) fn validate(&self) -> Result<(), (String, String)> {
         let k = self.key.trim();
         if k.is_empty() || k.contains("..") || k.contains('/') || k.starts_with('.') {
-            return Err(("key".into(), format!("`{}` is not a sysctl key (e.g. net.ipv4.ip_forward)", self.key)));
+            return Err((
+                "key".into(),
+                format!(
+                    "`{}` is not a sysctl key (e.g. net.ipv4.ip_forward)",
+                    self.key
+                ),
+            ));
         }
         Ok(())
     }

@@ -27,7 +27,12 @@ impl SystemdUnit {
         Ok(())
     }
 
-    pub(crate) async fn run(&self, host: &Arc<dyn Host>, expect: &Expect, timeout: Duration) -> Finding {
+    pub(crate) async fn run(
+        &self,
+        host: &Arc<dyn Host>,
+        expect: &Expect,
+        timeout: Duration,
+    ) -> Finding {
         let req = CommandRequest {
             program: "systemctl".into(),
             args: vec![
@@ -56,7 +61,10 @@ impl SystemdUnit {
             );
         }
         let (Some(load), Some(active)) = (prop("LoadState"), prop("ActiveState")) else {
-            return Finding::error(expect.describe(), "systemctl printed no LoadState/ActiveState");
+            return Finding::error(
+                expect.describe(),
+                "systemctl printed no LoadState/ActiveState",
+            );
         };
         let observed = if load == "not-found" {
             Observed::Text("not-found".into())
