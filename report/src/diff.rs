@@ -1,7 +1,7 @@
 //! The diff against the previous sweep of the same scope: each anomaly
 //! group is new, persisting since a date, or resolved. Pure functions.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -41,8 +41,23 @@ pub struct Previous<'a> {
 
 /// The current groups marked new or persisting, in their order, and the
 /// previous groups that are gone (marked resolved), in theirs.
+///
+/// The comparison is per node and check, not only per group key, so that
+/// a value that merely moved (`process.zombies` 108 yesterday, 112 today
+/// on the same node) is not reported as one group resolved and another
+/// new:
+/// - a current group is **persisting** when its key was in the previous
+///   sweep (since that group's first-seen time), or when every one of its
+///   nodes already had a non-passing outcome of the same check (since the
+///   latest of those nodes' first-seen times); otherwise it is **new**;
+/// - a previous group whose key is gone is **resolved**, holding only the
+///   nodes that now pass that check; nodes that still fail it (with
+///   another value) or are in `unanswered` (no answer, down: nothing is
+///   known of them) are left out, and a group with no node left is not
+///   listed.
 pub fn diff(
     current: &[AnomalyGroup],
+    unanswered: &[&str],
     previous: Option<Previous<'_>>,
 ) -> (Vec<MarkedGroup>, Vec<MarkedGroup>) {
     let Some(prev) = previous else {
@@ -55,20 +70,47 @@ pub fn diff(
             .collect();
         return (marked, Vec::new());
     };
-    let prev_keys: HashSet<&GroupKey> = prev.groups.iter().map(|g| &g.key).collect();
+    let since = |g: &AnomalyGroup| {
+        prev.first_seen
+            .and_then(|fs| fs.get(&g.key.as_line()).copied())
+            .unwrap_or(prev.started_at_unix_ms)
+    };
+    let prev_keys: HashMap<&GroupKey, u64> =
+        prev.groups.iter().map(|g| (&g.key, since(g))).collect();
+    // (node, check) -> first seen, over the previous anomalies.
+    let mut prev_node_check: HashMap<(&str, &str), u64> = HashMap::new();
+    for g in prev.groups {
+        let t = since(g);
+        for n in &g.nodes {
+            let e = prev_node_check
+                .entry((n.as_str(), g.key.check.as_str()))
+                .or_insert(t);
+            *e = (*e).min(t);
+        }
+    }
     let marked = current
         .iter()
         .map(|g| {
-            let change = if prev_keys.contains(&g.key) {
-                let since = prev
-                    .first_seen
-                    .and_then(|fs| fs.get(&g.key.as_line()).copied())
-                    .unwrap_or(prev.started_at_unix_ms);
+            let change = if let Some(&since) = prev_keys.get(&g.key) {
                 Change::Persisting {
                     since_unix_ms: since,
                 }
             } else {
-                Change::New
+                let times: Option<Vec<u64>> = g
+                    .nodes
+                    .iter()
+                    .map(|n| {
+                        prev_node_check
+                            .get(&(n.as_str(), g.key.check.as_str()))
+                            .copied()
+                    })
+                    .collect();
+                match times.and_then(|t| t.into_iter().max()) {
+                    Some(since) => Change::Persisting {
+                        since_unix_ms: since,
+                    },
+                    None => Change::New,
+                }
             };
             MarkedGroup {
                 group: g.clone(),
@@ -77,13 +119,32 @@ pub fn diff(
         })
         .collect();
     let cur_keys: HashSet<&GroupKey> = current.iter().map(|g| &g.key).collect();
+    let cur_node_check: HashSet<(&str, &str)> = current
+        .iter()
+        .flat_map(|g| g.nodes.iter().map(|n| (n.as_str(), g.key.check.as_str())))
+        .collect();
+    let unanswered: HashSet<&str> = unanswered.iter().copied().collect();
     let resolved = prev
         .groups
         .iter()
         .filter(|g| !cur_keys.contains(&g.key))
-        .map(|g| MarkedGroup {
-            group: g.clone(),
-            change: Change::Resolved,
+        .filter_map(|g| {
+            let fixed: Vec<String> = g
+                .nodes
+                .iter()
+                .filter(|n| {
+                    !cur_node_check.contains(&(n.as_str(), g.key.check.as_str()))
+                        && !unanswered.contains(n.as_str())
+                })
+                .cloned()
+                .collect();
+            (!fixed.is_empty()).then(|| MarkedGroup {
+                group: AnomalyGroup {
+                    nodes: fixed,
+                    ..g.clone()
+                },
+                change: Change::Resolved,
+            })
         })
         .collect();
     (marked, resolved)

@@ -26,6 +26,8 @@ pub const MAX_UNREACHABLE: usize = 50;
 pub struct Figure {
     pub label: &'static str,
     pub value: String,
+    /// Draw attention (red) in the HTML: a non-zero count of trouble.
+    pub alert: bool,
 }
 
 /// One anomaly group as shown.
@@ -182,46 +184,57 @@ fn drift_view(d: &Drift) -> DriftView {
 /// The view both templates read; `prefix` starts the subject.
 pub fn view(report: &Report, prefix: &str) -> View {
     let h = &report.aggregate.headline;
+    // Two per row: node states on the left, checks and timing on the right.
     let figures = vec![
         Figure {
             label: "Nodes expected",
             value: thousands(h.expected),
-        },
-        Figure {
-            label: "OK",
-            value: thousands(h.ok),
-        },
-        Figure {
-            label: "Failing",
-            value: thousands(h.failing),
-        },
-        Figure {
-            label: "No answer",
-            value: thousands(h.no_answer),
-        },
-        Figure {
-            label: "Down",
-            value: thousands(h.down),
+            alert: false,
         },
         Figure {
             label: "Checks run",
             value: thousands(h.checks_run),
+            alert: false,
+        },
+        Figure {
+            label: "OK",
+            value: thousands(h.ok),
+            alert: false,
         },
         Figure {
             label: "Pass rate",
             value: format!("{:.2} %", h.pass_rate_pct),
+            alert: false,
+        },
+        Figure {
+            label: "Failing",
+            value: thousands(h.failing),
+            alert: h.failing > 0,
         },
         Figure {
             label: "Sweep duration",
             value: millis(h.duration_ms),
+            alert: false,
+        },
+        Figure {
+            label: "No answer",
+            value: thousands(h.no_answer),
+            alert: h.no_answer > 0,
         },
         Figure {
             label: "Reached 99% of nodes",
             value: opt_millis(h.reached_p99_ms),
+            alert: false,
+        },
+        Figure {
+            label: "Down",
+            value: thousands(h.down),
+            alert: h.down > 0,
         },
         Figure {
             label: "Reached 100% of nodes",
             value: opt_millis(h.reached_max_ms),
+            alert: false,
         },
     ];
     let unreachable = &report.aggregate.unreachable;

@@ -77,7 +77,12 @@ pub fn build(doc: &SweepDocument, previous: Option<PreviousSweep<'_>>) -> Report
         }),
         _ => None,
     };
-    let (groups, resolved) = diff::diff(&aggregate.groups, prev);
+    let unanswered: Vec<&str> = aggregate
+        .unreachable
+        .iter()
+        .map(|u| u.name.as_str())
+        .collect();
+    let (groups, resolved) = diff::diff(&aggregate.groups, &unanswered, prev);
     Report {
         cluster: doc.cluster.clone(),
         sweep_id: doc.sweep_id.clone(),

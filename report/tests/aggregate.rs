@@ -238,3 +238,84 @@ fn generated_sweep_has_groups_unreachable_and_drift() {
         .iter()
         .any(|d| d.check == "sysctl.vm.swappiness" && d.value == "60"));
 }
+
+/// Regression: a value that moved on the same node (zombies 108 -> 112)
+/// was reported as one group resolved and another new.
+#[test]
+fn a_moved_value_on_the_same_node_persists_and_is_not_resolved() {
+    let w = [("role", "worker")];
+    let zombies = |v: f64| {
+        outcome(
+            "process.zombies",
+            Status::Warn,
+            Observed::Number(v),
+            "<= 10",
+        )
+    };
+    let before = document(
+        "prod",
+        "01",
+        T0,
+        vec![
+            node("n1", &w, NodeState::Ok, vec![zombies(108.0)]),
+            node("n2", &w, NodeState::Ok, vec![zombies(40.0)]),
+            node("n3", &w, NodeState::Ok, vec![zombies(50.0)]),
+        ],
+    );
+    let after = document(
+        "prod",
+        "02",
+        T0 + DAY,
+        vec![
+            // n1 still too many zombies, another count: persisting.
+            node("n1", &w, NodeState::Ok, vec![zombies(112.0)]),
+            // n2 fixed: its group is resolved.
+            node(
+                "n2",
+                &w,
+                NodeState::Ok,
+                vec![outcome(
+                    "process.zombies",
+                    Status::Pass,
+                    Observed::Number(0.0),
+                    "<= 10",
+                )],
+            ),
+            // n3 unreachable: nothing known, neither resolved nor persisting.
+            node("n3", &w, NodeState::Down, vec![]),
+            // n4 newly failing: new.
+            node("n4", &w, NodeState::Ok, vec![zombies(112.0)]),
+        ],
+    );
+    let r = build(
+        &after,
+        Some(PreviousSweep {
+            doc: &before,
+            first_seen: None,
+        }),
+    );
+    // n1 and n4 share the value 112: not every node failed before -> new.
+    assert_eq!(r.groups.len(), 1);
+    assert_eq!(r.groups[0].group.nodes, vec!["n1", "n4"]);
+    assert_eq!(r.groups[0].change, Change::New);
+    let resolved: Vec<(&str, &[String])> = r
+        .resolved
+        .iter()
+        .map(|m| (m.group.key.observed.as_str(), m.group.nodes.as_slice()))
+        .collect();
+    assert_eq!(resolved, vec![("40", &["n2".to_string()][..])]);
+
+    // Without n4, the moved value alone persists since the first sweep.
+    let mut only_n1 = after.clone();
+    only_n1.nodes.retain(|n| n.name != "n4");
+    let r = build(
+        &only_n1,
+        Some(PreviousSweep {
+            doc: &before,
+            first_seen: None,
+        }),
+    );
+    assert_eq!(r.groups[0].group.nodes, vec!["n1"]);
+    assert_eq!(r.groups[0].change, Change::Persisting { since_unix_ms: T0 });
+    assert_eq!(r.new_groups(), 0);
+}
