@@ -1,0 +1,157 @@
+//! The real binaries as separate processes: `patrol keys generate`,
+//! `patrol-agent` daemons on loopback, `patrol members` and `patrol sweep`
+//! against them; SIGKILL, restart and SIGTERM.
+
+use std::time::{Duration, Instant};
+
+use patrol_tests::process::{patrol, write_config, AgentProcess};
+
+fn members_json(control: std::net::SocketAddr, config: &std::path::Path) -> Result<Vec<serde_json::Value>, String> {
+    let out = patrol(&[
+        "members",
+        "--seed",
+        &control.to_string(),
+        "--config",
+        config.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
+}
+
+fn state(members: &[serde_json::Value], name: &str) -> Option<String> {
+    members
+        .iter()
+        .find(|m| m["name"] == name)
+        .map(|m| m["state"].as_str().unwrap_or_default().to_string())
+}
+
+fn wait(limit: Duration, what: &str, mut f: impl FnMut() -> Result<(), String>) {
+    let start = Instant::now();
+    let mut last = String::new();
+    while start.elapsed() < limit {
+        match f() {
+            Ok(()) => return,
+            Err(e) => last = e,
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("timed out after {limit:?} waiting for {what}; last: {last}");
+}
+
+#[test]
+fn agents_as_processes_members_sweep_kill_restart_and_terminate() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("cluster.key");
+    let out = patrol(&["keys", "generate", "--out", key.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let checks = "[[check]]\nid = \"forwarding\"\ntype = \"sysctl\"\nkey = \"kernel.pid_max\"\nexpect = { min = 1 }\n";
+    let first = AgentProcess::start(&write_config(dir.path(), "p0", &key, &[], 0, checks));
+    let mut agents = vec![first];
+    for i in 1..4 {
+        let cfg = write_config(dir.path(), &format!("p{i}"), &key, &[agents[0].gossip], 0, checks);
+        agents.push(AgentProcess::start(&cfg));
+    }
+    let (ctl, cfg) = (agents[0].control, agents[0].config.clone());
+    wait(Duration::from_secs(30), "4 alive members", || {
+        let m = members_json(ctl, &cfg)?;
+        let alive = m.iter().filter(|m| m["state"] == "alive").count();
+        (alive == 4).then_some(()).ok_or(format!("{alive} alive: {m:?}"))
+    });
+
+    // The human table too, with its summary line.
+    let out = patrol(&["members", "--seed", &ctl.to_string(), "--config", cfg.to_str().unwrap()]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("4 members: 4 alive"), "{table}");
+    assert!(table.contains("role=worker"), "{table}");
+
+    // A sweep through another agent, as JSON. The first --seed is dead:
+    // the next one serves.
+    let out = patrol(&[
+        "sweep",
+        "--seed",
+        "127.0.0.1:1",
+        "--seed",
+        &agents[2].control.to_string(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--format",
+        "json",
+        "--deadline",
+        "5s",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["coordinator"], "p2");
+    assert_eq!(doc["counts"]["expected"], 4);
+    assert_eq!(doc["counts"]["ok"], 4);
+    let nodes = doc["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 4);
+    for n in nodes {
+        assert_eq!(n["state"], "ok", "{n}");
+        assert_eq!(n["checks"][0]["id"], "forwarding");
+        assert_eq!(n["checks"][0]["status"], "pass");
+        assert!(n["checks"][0]["observed"].is_object() || n["checks"][0]["observed"].is_number(), "{n}");
+    }
+
+    // SIGKILL p3: seen down; restarted with the same name and port: alive.
+    let p3 = agents.pop().unwrap();
+    let (p3_port, p3_cfg) = (p3.gossip.port(), p3.config.clone());
+    p3.kill_hard();
+    wait(Duration::from_secs(60), "p3 down", || {
+        let m = members_json(ctl, &cfg)?;
+        (state(&m, "p3").as_deref() == Some("down")).then_some(()).ok_or(format!("{:?}", state(&m, "p3")))
+    });
+    // The sweep lists it, and exits 2.
+    let out = patrol(&["sweep", "--seed", &ctl.to_string(), "--config", cfg.to_str().unwrap(), "--deadline", "2s"]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stdout));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.lines().any(|l| l.starts_with("p3") && l.contains("down")), "{table}");
+    assert!(table.contains("4 expected: 3 ok, 0 failing, 0 no answer, 1 down"), "{table}");
+
+    let text = std::fs::read_to_string(&p3_cfg).unwrap().replace("127.0.0.1:0\"\nseeds", &format!("127.0.0.1:{p3_port}\"\nseeds"));
+    std::fs::write(&p3_cfg, text).unwrap();
+    let p3 = AgentProcess::start(&p3_cfg);
+    assert_eq!(p3.gossip.port(), p3_port);
+    wait(Duration::from_secs(60), "p3 alive again", || {
+        let m = members_json(ctl, &cfg)?;
+        let rows = m.iter().filter(|x| x["name"] == "p3").count();
+        (state(&m, "p3").as_deref() == Some("alive") && rows == 1)
+            .then_some(())
+            .ok_or(format!("{:?} ({rows} rows)", state(&m, "p3")))
+    });
+
+    // SIGTERM p1: it leaves, exits 0, and is seen as left (not after a
+    // failure-detection timeout).
+    let p1 = agents.remove(1);
+    assert_eq!(p1.terminate(), Some(0));
+    wait(Duration::from_secs(5), "p1 left", || {
+        let m = members_json(ctl, &cfg)?;
+        (state(&m, "p1").as_deref() == Some("left")).then_some(()).ok_or(format!("{:?}", state(&m, "p1")))
+    });
+    drop(p3);
+}
+
+#[test]
+fn the_agent_refuses_a_key_file_others_can_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("cluster.key");
+    let out = patrol(&["keys", "generate", "--out", key.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let cfg = write_config(dir.path(), "loose", &key, &[], 0, "");
+    let out = std::process::Command::new(patrol_tests::process::binary("patrol-agent"))
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cluster.key") && err.contains("644"), "{err}");
+}
