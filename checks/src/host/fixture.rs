@@ -2,7 +2,8 @@
 //!
 //! - `read_file("/proc/sys/x")` reads `<root>/proc/sys/x`; `list_dir` likewise.
 //! - `fs_usage` reads `<root>/fs_usage`, one line per mount:
-//!   `MOUNT BYTES_TOTAL BYTES_FREE BYTES_AVAIL INODES_TOTAL INODES_FREE`.
+//!   `MOUNT BYTES_TOTAL BYTES_FREE BYTES_AVAIL INODES_TOTAL INODES_FREE`
+//!   (a blank in MOUNT written `\040`, as in `/proc/self/mounts`).
 //! - `kernel_log` reads `<root>/dev/kmsg` (records as `/dev/kmsg` gives them).
 //! - Commands really run: an absolute program `/usr/bin/kubelet` runs
 //!   `<root>/usr/bin/kubelet` when that exists, a bare name `chronyc` runs
@@ -54,7 +55,7 @@ impl Host for FixtureHost {
         let text = std::fs::read_to_string(self.root.join("fs_usage"))?;
         for line in text.lines() {
             let f: Vec<&str> = line.split_whitespace().collect();
-            if f.len() == 6 && f[0] == mount {
+            if f.len() == 6 && f[0].replace("\\040", " ") == mount {
                 let n = |i: usize| {
                     f[i].parse::<u64>()
                         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, line.to_string()))
