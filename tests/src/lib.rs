@@ -20,6 +20,8 @@ use patrol_agent::sweep::SweepSettings;
 use patrol_agent::transport::{MemoryNetwork, Transport};
 use patrol_checks::{CheckOutcome, Selector};
 
+pub mod process;
+
 /// An inspector with no checks: for tests about membership only.
 #[derive(Debug, Default)]
 pub struct NoChecks;

@@ -57,10 +57,16 @@ fn agents_as_processes_members_sweep_kill_restart_and_terminate() {
         agents.push(AgentProcess::start(&cfg));
     }
     let (ctl, cfg) = (agents[0].control, agents[0].config.clone());
-    wait(Duration::from_secs(30), "4 alive members", || {
-        let m = members_json(ctl, &cfg)?;
-        let alive = m.iter().filter(|m| m["state"] == "alive").count();
-        (alive == 4).then_some(()).ok_or(format!("{alive} alive: {m:?}"))
+    let controls: Vec<_> = agents.iter().map(|a| a.control).collect();
+    wait(Duration::from_secs(30), "every agent to list 4 alive members", || {
+        for c in &controls {
+            let m = members_json(*c, &cfg)?;
+            let alive = m.iter().filter(|m| m["state"] == "alive").count();
+            if alive != 4 {
+                return Err(format!("{c}: {alive} alive: {m:?}"));
+            }
+        }
+        Ok(())
     });
 
     // The human table too, with its summary line.
