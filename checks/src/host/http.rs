@@ -10,7 +10,7 @@ use super::{HttpError, HttpRequest, HttpResponse};
 
 fn read_pem(path: &std::path::Path, what: &str) -> Result<Vec<u8>, HttpError> {
     std::fs::read(path)
-        .map_err(|e| HttpError(format!("cannot read {what} {}: {e}", path.display())))
+        .map_err(|e| HttpError::Setup(format!("cannot read {what} {}: {e}", path.display())))
 }
 
 fn certs(pem: &[u8]) -> Vec<Certificate<'static>> {
@@ -28,7 +28,7 @@ pub(super) fn get(req: &HttpRequest) -> Result<HttpResponse, HttpError> {
     if let Some(ca) = &req.ca_file {
         let found = certs(&read_pem(ca, "CA file")?);
         if found.is_empty() {
-            return Err(HttpError(format!(
+            return Err(HttpError::Setup(format!(
                 "CA file {} holds no PEM certificate",
                 ca.display()
             )));
@@ -39,17 +39,21 @@ pub(super) fn get(req: &HttpRequest) -> Result<HttpResponse, HttpError> {
         (Some(cert), Some(key)) => {
             let chain = certs(&read_pem(cert, "client certificate")?);
             if chain.is_empty() {
-                return Err(HttpError(format!(
+                return Err(HttpError::Setup(format!(
                     "client certificate {} holds no PEM certificate",
                     cert.display()
                 )));
             }
             let key = PrivateKey::from_pem(&read_pem(key, "client key")?)
-                .map_err(|e| HttpError(format!("client key {}: {e}", key.display())))?;
+                .map_err(|e| HttpError::Setup(format!("client key {}: {e}", key.display())))?;
             tls = tls.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
         }
         (None, None) => {}
-        _ => return Err(HttpError("cert_file and key_file go together".into())),
+        _ => {
+            return Err(HttpError::Setup(
+                "cert_file and key_file go together".into(),
+            ))
+        }
     }
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(req.timeout))
@@ -59,17 +63,17 @@ pub(super) fn get(req: &HttpRequest) -> Result<HttpResponse, HttpError> {
         .build()
         .into();
     let start = Instant::now();
-    let mut resp = agent
-        .get(&req.url)
-        .call()
-        .map_err(|e| HttpError(describe(&e)))?;
+    let mut resp = agent.get(&req.url).call().map_err(|e| match e {
+        ureq::Error::BadUri(_) | ureq::Error::Http(_) => HttpError::Setup(describe(&e)),
+        _ => HttpError::Transport(describe(&e)),
+    })?;
     let status = resp.status().as_u16();
     let mut body = Vec::new();
     resp.body_mut()
         .as_reader()
         .take(req.max_body as u64)
         .read_to_end(&mut body)
-        .map_err(|e| HttpError(format!("reading the body failed: {e}")))?;
+        .map_err(|e| HttpError::Transport(format!("reading the body failed: {e}")))?;
     Ok(HttpResponse {
         status,
         body: String::from_utf8_lossy(&body).into_owned(),

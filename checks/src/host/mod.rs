@@ -84,8 +84,16 @@ pub struct HttpResponse {
 
 /// Why an HTTP request got no answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct HttpError(pub String);
+pub enum HttpError {
+    /// The request could not be prepared on this side (unreadable CA or
+    /// client certificate, bad URL): nothing was asked of the server.
+    #[error("{0}")]
+    Setup(String),
+    /// The request went out and got no answer (refused, timed out, TLS
+    /// handshake refused, connection dropped).
+    #[error("{0}")]
+    Transport(String),
+}
 
 /// Space and inode figures of one mounted filesystem (as `statvfs` gives).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::{blocking, round2, Finding, TlsFiles, Verdict};
 use crate::expect::Expect;
-use crate::host::Host;
+use crate::host::{Host, HttpError};
 use crate::version::Version;
 use crate::Observed;
 
@@ -109,7 +109,12 @@ impl EtcdHealth {
         };
         let health = match health {
             Ok(r) => r,
-            Err(e) => {
+            // Nothing was asked of etcd (e.g. the CA file is unreadable):
+            // Patrol could not observe.
+            Err(HttpError::Setup(e)) => {
+                return Finding::error(expected, format!("cannot ask etcd at {base}: {e}"))
+            }
+            Err(HttpError::Transport(e)) => {
                 // Unreachable etcd is a failed check, not a blind spot.
                 return Finding {
                     verdict: Verdict::Miss,
