@@ -3,8 +3,10 @@
 //! scripts, colour plus words) and the plain-text body.
 //!
 //! Both bodies stay bounded for huge fleets: at most [`SAMPLE_NODES`] node
-//! names per group and [`MAX_GROUPS`] groups per section; the rest are
-//! counted, and the CSV attachment carries every node.
+//! names per group, [`MAX_GROUPS`] anomaly groups, [`MAX_SECONDARY`]
+//! drift and resolved groups and [`MAX_UNREACHABLE`] unreachable nodes;
+//! the rest are counted, and the CSV attachment carries every node. With
+//! every section full the HTML stays under 400 KB (tested).
 
 use askama::Template;
 use patrol_checks::{NodeState, Status};
@@ -17,8 +19,10 @@ use crate::text::{date, date_time, millis, opt_millis, thousands};
 
 /// Node names shown per group; the rest are counted.
 pub const SAMPLE_NODES: usize = 8;
-/// Groups shown per section; the rest are counted.
+/// Anomaly groups shown; the rest are counted.
 pub const MAX_GROUPS: usize = 200;
+/// Drift and resolved groups shown (each); the rest are counted.
+pub const MAX_SECONDARY: usize = 50;
 /// Unreachable nodes listed by name.
 pub const MAX_UNREACHABLE: usize = 50;
 
@@ -260,17 +264,17 @@ pub fn view(report: &Report, prefix: &str) -> View {
         resolved: report
             .resolved
             .iter()
-            .take(MAX_GROUPS)
+            .take(MAX_SECONDARY)
             .map(group_view)
             .collect(),
-        resolved_more: report.resolved.len().saturating_sub(MAX_GROUPS),
+        resolved_more: report.resolved.len().saturating_sub(MAX_SECONDARY),
         drift: report
             .drift
             .iter()
-            .take(MAX_GROUPS)
+            .take(MAX_SECONDARY)
             .map(drift_view)
             .collect(),
-        drift_more: report.drift.len().saturating_sub(MAX_GROUPS),
+        drift_more: report.drift.len().saturating_sub(MAX_SECONDARY),
         unreachable: unreachable
             .iter()
             .take(MAX_UNREACHABLE)

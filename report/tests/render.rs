@@ -64,3 +64,69 @@ fn large_fleet_html_is_bounded_and_names_are_sampled() {
         assert!(csv.contains(&n.name), "{} missing from the CSV", n.name);
     }
 }
+
+/// The worst case for the HTML size (about 300 KB): every section full of distinct
+/// groups (unique values on thousands of nodes, long node names, long
+/// remediation text), plus a thousand unreachable nodes.
+#[test]
+fn html_stays_under_500_kb_when_every_section_overflows() {
+    use patrol_checks::{NodeState, Observed, Status};
+    use patrol_report::sample::{document, node, outcome};
+
+    let name = |i: usize| format!("worker-node-in-a-long-rack-name-{i:05}.dc1.example.test");
+    let remediation = "x".repeat(300);
+    let nodes = |prev: bool| -> Vec<_> {
+        (0..10_000)
+            .map(|i| {
+                if !prev && i % 10 == 9 {
+                    return node(&name(i), &[("role", "worker")], NodeState::Down, vec![]);
+                }
+                let mut fail = outcome(
+                    "sysctl.some.long.parameter.name",
+                    Status::Fail,
+                    Observed::Number(i as f64),
+                    ">= 1048576",
+                );
+                fail.remediation = remediation.clone();
+                let drift = if i % 10 == 0 { i as f64 } else { 0.0 };
+                let gone = if prev {
+                    outcome(
+                        "resolved.check",
+                        Status::Fail,
+                        Observed::Number(i as f64),
+                        "< 1",
+                    )
+                } else {
+                    outcome("resolved.check", Status::Pass, Observed::Number(0.0), "< 1")
+                };
+                node(
+                    &name(i),
+                    &[("role", "worker")],
+                    NodeState::Ok,
+                    vec![
+                        fail,
+                        outcome("vm.drifting", Status::Pass, Observed::Number(drift), "any"),
+                        gone,
+                    ],
+                )
+            })
+            .collect()
+    };
+    let before = document("prod", "b1", common::T0, nodes(true));
+    let now = document("prod", "b2", common::T0 + common::DAY, nodes(false));
+    let r = build(
+        &now,
+        Some(PreviousSweep {
+            doc: &before,
+            first_seen: None,
+        }),
+    );
+    assert!(r.groups.len() > 5_000 && r.resolved.len() > 5_000 && r.drift.len() > 500);
+    let v = view(&r, "[patrol]");
+    let h = html(&v).unwrap();
+    eprintln!("worst case: HTML {} KB", h.len() / 1024);
+    assert!(h.len() < 400 * 1024, "HTML is {} KB", h.len() / 1024);
+    let t = text(&v).unwrap();
+    assert!(t.len() < 500 * 1024, "text is {} KB", t.len() / 1024);
+    assert!(h.contains("more in the CSV"));
+}

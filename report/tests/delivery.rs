@@ -1,0 +1,66 @@
+//! `write_report`: the files of a report, and the history it keeps so
+//! that the next sweep of the same scope is compared with this one.
+
+use patrol_config::Config;
+use patrol_report::write_report;
+
+mod common;
+use common::{day_one, day_two};
+
+#[test]
+fn write_report_stores_history_and_the_next_report_is_compared_with_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = Config::default();
+    cfg.report.history_dir = tmp.path().join("history");
+
+    let one = write_report(&day_one(), &cfg, &tmp.path().join("one")).expect("day one");
+    for p in [&one.html, &one.text, &one.csv, &one.json] {
+        assert!(p.is_file(), "{} missing", p.display());
+    }
+    assert_eq!(
+        one.subject,
+        "[patrol] prod: 2 anomalies (2 new), 2 unreachable, 1 drift - 2026-11-22"
+    );
+    let back: patrol_checks::SweepDocument =
+        serde_json::from_slice(&std::fs::read(&one.json).unwrap()).unwrap();
+    assert_eq!(back, day_one());
+
+    let two = write_report(&day_two(), &cfg, &tmp.path().join("two")).expect("day two");
+    let text = std::fs::read_to_string(&two.text).unwrap();
+    assert!(
+        text.contains("[persisting since 2026-11-22] fs.file-max = 65536"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[RESOLVED] net.core.somaxconn = 128"),
+        "{text}"
+    );
+    assert!(
+        text.contains("compared with sweep 00000000000000a1"),
+        "{text}"
+    );
+
+    // Both sweeps are in one scope folder of the history.
+    let scopes: Vec<_> = std::fs::read_dir(&cfg.report.history_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(scopes.len(), 1);
+    let sweeps = std::fs::read_dir(&scopes[0])
+        .unwrap()
+        .filter(|e| {
+            let n = e.as_ref().unwrap().file_name();
+            let n = n.to_string_lossy();
+            n.ends_with(".json") && !n.ends_with(".seen.json")
+        })
+        .count();
+    assert_eq!(sweeps, 2);
+
+    // Rendering day two again (a re-run) still compares with day one.
+    let again = write_report(&day_two(), &cfg, &tmp.path().join("again")).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&again.text).unwrap(),
+        text,
+        "a re-run must not compare a sweep with itself"
+    );
+}
