@@ -80,7 +80,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             (median(d), spec.id.as_str(), o.status.as_str())
         })
         .collect();
-    rows.sort_by(|a, b| b.0.cmp(&a.0));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.0));
     println!("median per check (slowest first):");
     for (d, id, status) in rows {
         println!("  {:>10}  {id} ({status})", ms(d));
