@@ -44,7 +44,10 @@ pub const MAX_DATAGRAM: usize = 1400;
 /// Runs a node's checks for a sweep. The real one runs the checks of the
 /// node's own config (`CatalogInspector`); tests may supply their own.
 pub trait Inspector: Send + Sync + 'static {
-    fn inspect(&self, selector: &Selector) -> Pin<Box<dyn Future<Output = Vec<CheckOutcome>> + Send>>;
+    fn inspect(
+        &self,
+        selector: &Selector,
+    ) -> Pin<Box<dyn Future<Output = Vec<CheckOutcome>> + Send>>;
 }
 
 /// What an agent needs besides its transport, envelope and inspector.
@@ -116,19 +119,28 @@ impl std::fmt::Debug for Commander {
 impl Commander {
     pub async fn members(&self) -> Result<Vec<MemberInfo>, AgentGone> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(Command::Members(tx)).await.map_err(|_| AgentGone)?;
+        self.tx
+            .send(Command::Members(tx))
+            .await
+            .map_err(|_| AgentGone)?;
         rx.await.map_err(|_| AgentGone)
     }
 
     pub async fn stats(&self) -> Result<AgentStats, AgentGone> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(Command::Stats(tx)).await.map_err(|_| AgentGone)?;
+        self.tx
+            .send(Command::Stats(tx))
+            .await
+            .map_err(|_| AgentGone)?;
         rx.await.map_err(|_| AgentGone)
     }
 
     /// Start a sweep coordinated by this agent; events stream on the
     /// returned receiver, ending with `Done`.
-    pub async fn start_sweep(&self, spec: StartSweep) -> Result<mpsc::Receiver<SweepEvent>, AgentGone> {
+    pub async fn start_sweep(
+        &self,
+        spec: StartSweep,
+    ) -> Result<mpsc::Receiver<SweepEvent>, AgentGone> {
         let (tx, rx) = mpsc::channel(256);
         self.tx
             .send(Command::StartSweep(spec, tx))
@@ -170,7 +182,10 @@ impl AgentHandle {
         self.commander.stats().await
     }
 
-    pub async fn start_sweep(&self, spec: StartSweep) -> Result<mpsc::Receiver<SweepEvent>, AgentGone> {
+    pub async fn start_sweep(
+        &self,
+        spec: StartSweep,
+    ) -> Result<mpsc::Receiver<SweepEvent>, AgentGone> {
         self.commander.start_sweep(spec).await
     }
 
@@ -206,7 +221,9 @@ pub fn start(
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     let (stop_tx, stop_rx) = oneshot::channel();
     let name = settings.name.clone();
-    let task = tokio::spawn(run(settings, me, transport, envelope, inspector, cmd_rx, stop_rx));
+    let task = tokio::spawn(run(
+        settings, me, transport, envelope, inspector, cmd_rx, stop_rx,
+    ));
     AgentHandle {
         name,
         addr,
@@ -269,13 +286,8 @@ async fn run(
         tags: me.tags.clone(),
     };
     let seed: u64 = rand::random();
-    let foca = Foca::with_custom_broadcast(
-        me,
-        config,
-        rng,
-        BincodeCodec,
-        RequestGossip::new(inbox_tx),
-    );
+    let foca =
+        Foca::with_custom_broadcast(me, config, rng, BincodeCodec, RequestGossip::new(inbox_tx));
     let mut owner = Owner {
         foca,
         rt: AccumulatingRuntime::new(),
@@ -318,7 +330,8 @@ async fn run(
         owner.leave();
         // Let the writer put the goodbye on the wire before the socket goes.
         let deadline = Instant::now() + Duration::from_millis(500);
-        while owner.outbound.capacity() < owner.outbound.max_capacity() && Instant::now() < deadline {
+        while owner.outbound.capacity() < owner.outbound.max_capacity() && Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -337,7 +350,9 @@ impl Owner {
                 if seed == self.foca.identity().addr {
                     continue;
                 }
-                let _ = self.foca.announce(NodeId::seed_placeholder(seed), &mut self.rt);
+                let _ = self
+                    .foca
+                    .announce(NodeId::seed_placeholder(seed), &mut self.rt);
             }
             self.timers.submit(self.rejoin_backoff, TimerEvent::Rejoin);
             self.rejoin_backoff = (self.rejoin_backoff * 2).min(Duration::from_secs(5));
@@ -345,7 +360,8 @@ impl Owner {
             self.rejoin_backoff = Duration::from_millis(200);
             // Keep watching: a node cut off from everyone rejoins through its seeds.
             if !self.seeds.is_empty() {
-                self.timers.submit(Duration::from_secs(5), TimerEvent::Rejoin);
+                self.timers
+                    .submit(Duration::from_secs(5), TimerEvent::Rejoin);
             }
         }
     }
@@ -392,7 +408,8 @@ impl Owner {
             CH_SWEEP => match SweepMessage::decode(body) {
                 Ok(msg) => {
                     let now = self.epoch.elapsed();
-                    self.core.handle_message(now, unix_ms(), from, msg, &mut self.effects);
+                    self.core
+                        .handle_message(now, unix_ms(), from, msg, &mut self.effects);
                 }
                 Err(e) => {
                     self.stats.dropped_malformed += 1;
@@ -414,7 +431,8 @@ impl Owner {
         while let Ok(req) = self.gossip_inbox.try_recv() {
             fresh = true;
             let now = self.epoch.elapsed();
-            self.core.handle_request(now, unix_ms(), req, &mut self.effects);
+            self.core
+                .handle_request(now, unix_ms(), req, &mut self.effects);
         }
         if fresh {
             let _ = self.foca.broadcast(&mut self.rt);
@@ -463,7 +481,9 @@ impl Owner {
                     })
                     .collect();
                 let now = self.epoch.elapsed();
-                let sweep_id = self.core.start(now, unix_ms(), spec, members, &mut self.effects);
+                let sweep_id = self
+                    .core
+                    .start(now, unix_ms(), spec, members, &mut self.effects);
                 self.stats.sweeps_coordinated += 1;
                 self.requesters.insert(sweep_id, events);
             }
@@ -516,7 +536,10 @@ impl Owner {
                 self.departures.record_alive(&new.name);
             }
             OwnedNotification::Rejoin(id) => {
-                tracing::info!(bump = id.bump, "rejoined the cluster with a renewed identity");
+                tracing::info!(
+                    bump = id.bump,
+                    "rejoined the cluster with a renewed identity"
+                );
             }
             OwnedNotification::Defunct => {
                 tracing::warn!("declared down by the cluster and could not renew");
@@ -554,7 +577,9 @@ impl Owner {
                 let bytes = msg.encode();
                 self.send(to, CH_SWEEP, &bytes);
             }
-            Effect::Schedule { after, timer } => self.timers.submit(after, TimerEvent::Sweep(timer)),
+            Effect::Schedule { after, timer } => {
+                self.timers.submit(after, TimerEvent::Sweep(timer))
+            }
             Effect::RunChecks { sweep_id, selector } => {
                 self.stats.checks_runs += 1;
                 let fut = self.inspector.inspect(&selector);

@@ -51,7 +51,11 @@ impl BincodeCodec {
 impl foca::Codec<NodeId> for BincodeCodec {
     type Error = CodecError;
 
-    fn encode_header(&mut self, header: &Header<NodeId>, buf: impl BufMut) -> Result<(), CodecError> {
+    fn encode_header(
+        &mut self,
+        header: &Header<NodeId>,
+        buf: impl BufMut,
+    ) -> Result<(), CodecError> {
         Self::encode(header, buf)
     }
 
@@ -59,7 +63,11 @@ impl foca::Codec<NodeId> for BincodeCodec {
         Self::decode(buf)
     }
 
-    fn encode_member(&mut self, member: &Member<NodeId>, buf: impl BufMut) -> Result<(), CodecError> {
+    fn encode_member(
+        &mut self,
+        member: &Member<NodeId>,
+        buf: impl BufMut,
+    ) -> Result<(), CodecError> {
         Self::encode(member, buf)
     }
 

@@ -57,10 +57,16 @@ pub enum ControlRequest {
 pub enum ControlResponse {
     Members(Vec<MemberInfo>),
     Stats(AgentStats),
-    Progress { answered: u64, expected: u64 },
+    Progress {
+        answered: u64,
+        expected: u64,
+    },
     /// A piece of the bincode-encoded sweep document; `last` ends it.
     /// [`ControlClient::recv`] reassembles pieces into `SweepDone`.
-    SweepPiece { last: bool, bytes: Vec<u8> },
+    SweepPiece {
+        last: bool,
+        bytes: Vec<u8>,
+    },
     SweepDone(Box<SweepDocument>),
     Error(String),
 }
@@ -107,14 +113,20 @@ async fn read_frame(stream: &mut TcpStream) -> Result<Vec<u8>, ControlError> {
     stream.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;
     if len > MAX_FRAME {
-        return Err(ControlError::Protocol(format!("frame of {len} bytes is over the limit")));
+        return Err(ControlError::Protocol(format!(
+            "frame of {len} bytes is over the limit"
+        )));
     }
     let mut buf = vec![0u8; len];
     stream.read_exact(&mut buf).await?;
     Ok(buf)
 }
 
-fn seal<T: Serialize>(envelope: &Envelope, challenge: [u8; 16], body: T) -> Result<Vec<u8>, ControlError> {
+fn seal<T: Serialize>(
+    envelope: &Envelope,
+    challenge: [u8; 16],
+    body: T,
+) -> Result<Vec<u8>, ControlError> {
     let plain = bincode::serde::encode_to_vec(Sealed { challenge, body }, bincode_config())
         .map_err(|e| ControlError::Protocol(format!("cannot encode a frame: {e}")))?;
     envelope
@@ -172,7 +184,11 @@ pub fn serve(
     })
 }
 
-async fn handle(mut stream: TcpStream, envelope: &Envelope, commander: &Commander) -> Result<(), ControlError> {
+async fn handle(
+    mut stream: TcpStream,
+    envelope: &Envelope,
+    commander: &Commander,
+) -> Result<(), ControlError> {
     let challenge: [u8; 16] = rand::random();
     let mut hello = Vec::with_capacity(21);
     hello.extend_from_slice(HELLO_MAGIC);
@@ -187,7 +203,10 @@ async fn handle(mut stream: TcpStream, envelope: &Envelope, commander: &Commande
         Ok(r) => r,
         Err(e) => {
             let reason = match e {
-                ControlError::BadSeal => "authentication failed: the request is not sealed with this cluster's key".to_string(),
+                ControlError::BadSeal => {
+                    "authentication failed: the request is not sealed with this cluster's key"
+                        .to_string()
+                }
                 other => other.to_string(),
             };
             tracing::warn!(reason = %reason, "refused a control client");
@@ -238,21 +257,39 @@ async fn handle(mut stream: TcpStream, envelope: &Envelope, commander: &Commande
             while let Some(event) = events.recv().await {
                 match event {
                     SweepEvent::Progress { answered, expected } => {
-                        send(&mut stream, ControlResponse::Progress { answered, expected }).await?;
+                        send(
+                            &mut stream,
+                            ControlResponse::Progress { answered, expected },
+                        )
+                        .await?;
                     }
                     SweepEvent::Done(doc) => {
-                        let bytes = bincode::serde::encode_to_vec(&*doc, bincode::config::standard())
-                            .map_err(|e| ControlError::Protocol(format!("cannot encode the sweep: {e}")))?;
+                        let bytes =
+                            bincode::serde::encode_to_vec(&*doc, bincode::config::standard())
+                                .map_err(|e| {
+                                    ControlError::Protocol(format!("cannot encode the sweep: {e}"))
+                                })?;
                         let mut pieces = bytes.chunks(DOC_PIECE).peekable();
                         while let Some(piece) = pieces.next() {
                             let last = pieces.peek().is_none();
-                            send(&mut stream, ControlResponse::SweepPiece { last, bytes: piece.to_vec() }).await?;
+                            send(
+                                &mut stream,
+                                ControlResponse::SweepPiece {
+                                    last,
+                                    bytes: piece.to_vec(),
+                                },
+                            )
+                            .await?;
                         }
                         return Ok(());
                     }
                 }
             }
-            send(&mut stream, ControlResponse::Error("the agent stopped during the sweep".into())).await?;
+            send(
+                &mut stream,
+                ControlResponse::Error("the agent stopped during the sweep".into()),
+            )
+            .await?;
         }
     }
     Ok(())
@@ -268,7 +305,11 @@ pub struct ControlClient {
 
 impl ControlClient {
     /// Connect and read the agent's hello.
-    pub async fn connect(addr: SocketAddr, envelope: Envelope, timeout: Duration) -> Result<Self, ControlError> {
+    pub async fn connect(
+        addr: SocketAddr,
+        envelope: Envelope,
+        timeout: Duration,
+    ) -> Result<Self, ControlError> {
         let mut stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| ControlError::Timeout)?
@@ -277,7 +318,9 @@ impl ControlClient {
             .await
             .map_err(|_| ControlError::Timeout)??;
         if hello.len() != 21 || &hello[..4] != HELLO_MAGIC {
-            return Err(ControlError::Protocol(format!("{addr} is not a patrol control port")));
+            return Err(ControlError::Protocol(format!(
+                "{addr} is not a patrol control port"
+            )));
         }
         if hello[4] != PROTOCOL_VERSION {
             return Err(ControlError::Protocol(format!(
@@ -314,8 +357,10 @@ impl ControlClient {
                     doc.extend_from_slice(&bytes);
                     if last {
                         let cfg = bincode::config::standard().with_limit::<MAX_DOCUMENT>();
-                        let (d, _): (SweepDocument, usize) = bincode::serde::decode_from_slice(&doc, cfg)
-                            .map_err(|e| ControlError::Protocol(format!("undecodable sweep document: {e}")))?;
+                        let (d, _): (SweepDocument, usize) =
+                            bincode::serde::decode_from_slice(&doc, cfg).map_err(|e| {
+                                ControlError::Protocol(format!("undecodable sweep document: {e}"))
+                            })?;
                         return Ok(ControlResponse::SweepDone(Box::new(d)));
                     }
                 }
@@ -327,7 +372,9 @@ impl ControlClient {
     async fn recv_frame(&mut self) -> Result<ControlResponse, ControlError> {
         let frame = read_frame(&mut self.stream).await?;
         if frame.starts_with(DENY_MAGIC) {
-            return Err(ControlError::Refused(String::from_utf8_lossy(&frame[4..]).into_owned()));
+            return Err(ControlError::Refused(
+                String::from_utf8_lossy(&frame[4..]).into_owned(),
+            ));
         }
         open(&self.envelope, self.challenge, &frame)
     }

@@ -108,10 +108,12 @@ pub async fn start_with(config: &Config, envelope: Envelope) -> Result<Daemon, S
             addr: config.control.listen,
             source,
         })?;
-    let control_addr = listener.local_addr().map_err(|source| StartError::Control {
-        addr: config.control.listen,
-        source,
-    })?;
+    let control_addr = listener
+        .local_addr()
+        .map_err(|source| StartError::Control {
+            addr: config.control.listen,
+            source,
+        })?;
     let settings = AgentSettings {
         name: config.node.name.clone(),
         cluster: config.node.cluster.clone(),

@@ -31,7 +31,7 @@ impl CatalogInspector {
         CatalogInspector {
             catalog: Arc::new(catalog),
             tags,
-            runner: Runner::new(Arc::new(RealHost::default()), concurrency.max(1)),
+            runner: Runner::new(Arc::new(RealHost), concurrency.max(1)),
         }
     }
 
@@ -46,7 +46,10 @@ impl CatalogInspector {
 }
 
 impl Inspector for CatalogInspector {
-    fn inspect(&self, selector: &Selector) -> Pin<Box<dyn Future<Output = Vec<CheckOutcome>> + Send>> {
+    fn inspect(
+        &self,
+        selector: &Selector,
+    ) -> Pin<Box<dyn Future<Output = Vec<CheckOutcome>> + Send>> {
         let checks = self.catalog.select(selector, &self.tags);
         let runner = self.runner.clone();
         Box::pin(async move { runner.run(&checks).await })

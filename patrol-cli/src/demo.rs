@@ -51,7 +51,7 @@ fn node_config(i: u16, profile: &str, seed: Option<SocketAddr>, out: &std::path:
         ("role".to_string(), role.to_string()),
         (
             "dc".to_string(),
-            if i % 2 == 0 { "a" } else { "b" }.to_string(),
+            if i.is_multiple_of(2) { "a" } else { "b" }.to_string(),
         ),
     ]);
     c.control.listen = SocketAddr::from(([127, 0, 0, 1], 0));

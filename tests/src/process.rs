@@ -62,7 +62,10 @@ impl AgentProcess {
             Ok(l) => l,
             Err(_) => {
                 let _ = child.kill();
-                panic!("patrol-agent printed no ready line within 20 s ({})", config.display());
+                panic!(
+                    "patrol-agent printed no ready line within 20 s ({})",
+                    config.display()
+                );
             }
         };
         let field = |key: &str| -> String {
@@ -95,7 +98,10 @@ impl AgentProcess {
     /// exit status code.
     pub fn terminate(mut self) -> Option<i32> {
         let mut c = self.child.take()?;
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
         for _ in 0..100 {
             if let Ok(Some(status)) = c.try_wait() {
                 return status.code();
@@ -133,14 +139,24 @@ pub fn patrol(args: &[&str]) -> Output {
         if start.elapsed() > Duration::from_secs(60) {
             let _ = child.kill();
             let out = child.wait_with_output().expect("collect output");
-            panic!("patrol {args:?} ran over 60 s: {}", String::from_utf8_lossy(&out.stderr));
+            panic!(
+                "patrol {args:?} ran over 60 s: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 /// A config file for a test agent on loopback.
-pub fn write_config(dir: &Path, name: &str, key: &Path, seeds: &[SocketAddr], port: u16, extra: &str) -> PathBuf {
+pub fn write_config(
+    dir: &Path,
+    name: &str,
+    key: &Path,
+    seeds: &[SocketAddr],
+    port: u16,
+    extra: &str,
+) -> PathBuf {
     let seeds: Vec<String> = seeds.iter().map(|s| format!("\"{s}\"")).collect();
     let text = format!(
         "[node]\nname = \"{name}\"\ncluster = \"proc-test\"\nbind = \"127.0.0.1:{port}\"\nseeds = [{}]\nkey_file = \"{}\"\ntags = {{ role = \"worker\" }}\n\n[control]\nlisten = \"127.0.0.1:0\"\n\n{extra}\n",

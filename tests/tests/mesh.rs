@@ -19,7 +19,16 @@ async fn thirty_agents_join_through_one_seed() {
     let seed = udp_agent("node-00", 0, vec![], &env, Arc::new(NoChecks)).await;
     let mut agents = vec![];
     for i in 1..30 {
-        agents.push(udp_agent(&format!("node-{i:02}"), 0, vec![seed.addr], &env, Arc::new(NoChecks)).await);
+        agents.push(
+            udp_agent(
+                &format!("node-{i:02}"),
+                0,
+                vec![seed.addr],
+                &env,
+                Arc::new(NoChecks),
+            )
+            .await,
+        );
     }
     agents.insert(0, seed);
     wait_converged(&agents, 30, LIMIT).await;
@@ -59,7 +68,11 @@ async fn crashed_agent_is_seen_down_then_alive_after_restart() {
     })
     .await;
     let members = a.members().await.unwrap();
-    assert_eq!(members.iter().filter(|m| m.name == "c").count(), 1, "{members:?}");
+    assert_eq!(
+        members.iter().filter(|m| m.name == "c").count(),
+        1,
+        "{members:?}"
+    );
     for x in [a, b, c2] {
         x.stop(StopMode::Crash).await;
     }
@@ -94,7 +107,14 @@ async fn agent_with_wrong_key_never_appears() {
     let b = udp_agent("b", 0, vec![a.addr], &env, Arc::new(NoChecks)).await;
     // Same cluster name, same key id, different secret.
     let wrong = Envelope::new(Keyring::generate(), "test");
-    let intruder = udp_agent("intruder", 0, vec![a.addr, b.addr], &wrong, Arc::new(NoChecks)).await;
+    let intruder = udp_agent(
+        "intruder",
+        0,
+        vec![a.addr, b.addr],
+        &wrong,
+        Arc::new(NoChecks),
+    )
+    .await;
     let agents = [a, b];
     wait_converged(&agents, 2, LIMIT).await;
     // Give the intruder several announce rounds.
@@ -105,7 +125,10 @@ async fn agent_with_wrong_key_never_appears() {
         assert_eq!(members.len(), 2);
     }
     let stats = agents[0].stats().await.unwrap();
-    assert!(stats.dropped_unsealed > 0, "the intruder's announces were not counted: {stats:?}");
+    assert!(
+        stats.dropped_unsealed > 0,
+        "the intruder's announces were not counted: {stats:?}"
+    );
     let seen = intruder.members().await.unwrap();
     assert_eq!(seen.len(), 1, "the intruder learned members: {seen:?}");
     intruder.stop(StopMode::Crash).await;
@@ -147,7 +170,9 @@ async fn corrupted_and_truncated_packets_are_dropped_and_counted() {
 
     let after = wait_for(Duration::from_secs(10), "drops to be counted", || async {
         let s = a.stats().await.map_err(|e| e.to_string())?;
-        if s.dropped_unsealed >= before.dropped_unsealed + 6 && s.dropped_malformed > before.dropped_malformed {
+        if s.dropped_unsealed >= before.dropped_unsealed + 6
+            && s.dropped_malformed > before.dropped_malformed
+        {
             Ok(s)
         } else {
             Err(format!("{s:?}"))
@@ -173,21 +198,30 @@ async fn control_client_without_the_key_is_refused() {
     let server = patrol_agent::control::serve(listener, env.clone(), a.commander(), stop_rx);
 
     // With the key: served.
-    let client = ControlClient::connect(addr, env.clone(), Duration::from_secs(3)).await.unwrap();
+    let client = ControlClient::connect(addr, env.clone(), Duration::from_secs(3))
+        .await
+        .unwrap();
     let reply = client.call(&ControlRequest::Members).await.unwrap();
     assert!(matches!(reply, patrol_agent::control::ControlResponse::Members(m) if m.len() == 1));
 
     // Without: refused, and told why.
     let wrong = Envelope::new(Keyring::generate(), "test");
-    let client = ControlClient::connect(addr, wrong, Duration::from_secs(3)).await.unwrap();
+    let client = ControlClient::connect(addr, wrong, Duration::from_secs(3))
+        .await
+        .unwrap();
     match client.call(&ControlRequest::Members).await {
         Err(ControlError::Refused(why)) => assert!(why.contains("authentication"), "{why}"),
         other => panic!("expected a refusal, got {other:?}"),
     }
     // Right key, other cluster name: refused too.
     let other_cluster = Envelope::new(Keyring::generate(), "prod");
-    let client = ControlClient::connect(addr, other_cluster, Duration::from_secs(3)).await.unwrap();
-    assert!(matches!(client.call(&ControlRequest::Members).await, Err(ControlError::Refused(_))));
+    let client = ControlClient::connect(addr, other_cluster, Duration::from_secs(3))
+        .await
+        .unwrap();
+    assert!(matches!(
+        client.call(&ControlRequest::Members).await,
+        Err(ControlError::Refused(_))
+    ));
 
     let _ = stop_tx.send(true);
     server.await.unwrap();

@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 
 use patrol_tests::process::{patrol, write_config, AgentProcess};
 
-fn members_json(control: std::net::SocketAddr, config: &std::path::Path) -> Result<Vec<serde_json::Value>, String> {
+fn members_json(
+    control: std::net::SocketAddr,
+    config: &std::path::Path,
+) -> Result<Vec<serde_json::Value>, String> {
     let out = patrol(&[
         "members",
         "--seed",
@@ -47,30 +50,51 @@ fn agents_as_processes_members_sweep_kill_restart_and_terminate() {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("cluster.key");
     let out = patrol(&["keys", "generate", "--out", key.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let checks = "[[check]]\nid = \"forwarding\"\ntype = \"sysctl\"\nkey = \"kernel.pid_max\"\nexpect = { min = 1 }\n";
     let first = AgentProcess::start(&write_config(dir.path(), "p0", &key, &[], 0, checks));
     let mut agents = vec![first];
     for i in 1..4 {
-        let cfg = write_config(dir.path(), &format!("p{i}"), &key, &[agents[0].gossip], 0, checks);
+        let cfg = write_config(
+            dir.path(),
+            &format!("p{i}"),
+            &key,
+            &[agents[0].gossip],
+            0,
+            checks,
+        );
         agents.push(AgentProcess::start(&cfg));
     }
     let (ctl, cfg) = (agents[0].control, agents[0].config.clone());
     let controls: Vec<_> = agents.iter().map(|a| a.control).collect();
-    wait(Duration::from_secs(30), "every agent to list 4 alive members", || {
-        for c in &controls {
-            let m = members_json(*c, &cfg)?;
-            let alive = m.iter().filter(|m| m["state"] == "alive").count();
-            if alive != 4 {
-                return Err(format!("{c}: {alive} alive: {m:?}"));
+    wait(
+        Duration::from_secs(30),
+        "every agent to list 4 alive members",
+        || {
+            for c in &controls {
+                let m = members_json(*c, &cfg)?;
+                let alive = m.iter().filter(|m| m["state"] == "alive").count();
+                if alive != 4 {
+                    return Err(format!("{c}: {alive} alive: {m:?}"));
+                }
             }
-        }
-        Ok(())
-    });
+            Ok(())
+        },
+    );
 
     // The human table too, with its summary line.
-    let out = patrol(&["members", "--seed", &ctl.to_string(), "--config", cfg.to_str().unwrap()]);
+    let out = patrol(&[
+        "members",
+        "--seed",
+        &ctl.to_string(),
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("4 members: 4 alive"), "{table}");
     assert!(table.contains("role=worker"), "{table}");
@@ -90,7 +114,12 @@ fn agents_as_processes_members_sweep_kill_restart_and_terminate() {
         "--deadline",
         "5s",
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["coordinator"], "p2");
     assert_eq!(doc["counts"]["expected"], 4);
@@ -101,7 +130,10 @@ fn agents_as_processes_members_sweep_kill_restart_and_terminate() {
         assert_eq!(n["state"], "ok", "{n}");
         assert_eq!(n["checks"][0]["id"], "forwarding");
         assert_eq!(n["checks"][0]["status"], "pass");
-        assert!(n["checks"][0]["observed"].is_object() || n["checks"][0]["observed"].is_number(), "{n}");
+        assert!(
+            n["checks"][0]["observed"].is_object() || n["checks"][0]["observed"].is_number(),
+            "{n}"
+        );
     }
 
     // SIGKILL p3: seen down; restarted with the same name and port: alive.
@@ -110,16 +142,42 @@ fn agents_as_processes_members_sweep_kill_restart_and_terminate() {
     p3.kill_hard();
     wait(Duration::from_secs(60), "p3 down", || {
         let m = members_json(ctl, &cfg)?;
-        (state(&m, "p3").as_deref() == Some("down")).then_some(()).ok_or(format!("{:?}", state(&m, "p3")))
+        (state(&m, "p3").as_deref() == Some("down"))
+            .then_some(())
+            .ok_or(format!("{:?}", state(&m, "p3")))
     });
     // The sweep lists it, and exits 2.
-    let out = patrol(&["sweep", "--seed", &ctl.to_string(), "--config", cfg.to_str().unwrap(), "--deadline", "2s"]);
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = patrol(&[
+        "sweep",
+        "--seed",
+        &ctl.to_string(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--deadline",
+        "2s",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let table = String::from_utf8_lossy(&out.stdout);
-    assert!(table.lines().any(|l| l.starts_with("p3") && l.contains("down")), "{table}");
-    assert!(table.contains("4 expected: 3 ok, 0 failing, 0 no answer, 1 down"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("p3") && l.contains("down")),
+        "{table}"
+    );
+    assert!(
+        table.contains("4 expected: 3 ok, 0 failing, 0 no answer, 1 down"),
+        "{table}"
+    );
 
-    let text = std::fs::read_to_string(&p3_cfg).unwrap().replace("127.0.0.1:0\"\nseeds", &format!("127.0.0.1:{p3_port}\"\nseeds"));
+    let text = std::fs::read_to_string(&p3_cfg).unwrap().replace(
+        "127.0.0.1:0\"\nseeds",
+        &format!("127.0.0.1:{p3_port}\"\nseeds"),
+    );
     std::fs::write(&p3_cfg, text).unwrap();
     let p3 = AgentProcess::start(&p3_cfg);
     assert_eq!(p3.gossip.port(), p3_port);
@@ -137,7 +195,9 @@ fn agents_as_processes_members_sweep_kill_restart_and_terminate() {
     assert_eq!(p1.terminate(), Some(0));
     wait(Duration::from_secs(5), "p1 left", || {
         let m = members_json(ctl, &cfg)?;
-        (state(&m, "p1").as_deref() == Some("left")).then_some(()).ok_or(format!("{:?}", state(&m, "p1")))
+        (state(&m, "p1").as_deref() == Some("left"))
+            .then_some(())
+            .ok_or(format!("{:?}", state(&m, "p1")))
     });
     drop(p3);
 }
@@ -149,7 +209,10 @@ fn the_agent_refuses_a_key_file_others_can_read() {
     let key = dir.path().join("cluster.key");
     let out = patrol(&["keys", "generate", "--out", key.to_str().unwrap()]);
     assert!(out.status.success());
-    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let cfg = write_config(dir.path(), "loose", &key, &[], 0, "");
     let out = std::process::Command::new(patrol_tests::process::binary("patrol-agent"))

@@ -30,7 +30,10 @@ fn spec(deadline: Duration) -> StartSweep {
 /// Run a sweep through `agent` and return the finished document, checking
 /// that progress events came first.
 async fn sweep(agent: &AgentHandle, deadline: Duration) -> SweepDocument {
-    let mut events = agent.start_sweep(spec(deadline)).await.expect("agent is running");
+    let mut events = agent
+        .start_sweep(spec(deadline))
+        .await
+        .expect("agent is running");
     let mut last_progress = None;
     let doc = loop {
         match tokio::time::timeout(deadline + Duration::from_secs(10), events.recv()).await {
@@ -54,7 +57,10 @@ fn assert_accounted(doc: &SweepDocument) {
     assert_eq!(names.len(), doc.nodes.len(), "a node is listed twice");
     let mut recounted = doc.clone();
     recounted.recount();
-    assert_eq!(recounted.counts, doc.counts, "counts disagree with the node list");
+    assert_eq!(
+        recounted.counts, doc.counts,
+        "counts disagree with the node list"
+    );
     let expected = doc.nodes.iter().filter(|n| !n.late_joiner).count() as u64;
     assert_eq!(doc.counts.expected, expected);
     assert_eq!(
@@ -92,11 +98,21 @@ async fn forty_agents_all_answer_whoever_coordinates_and_five_killed_are_listed(
     assert_eq!(first.counts.expected, 40, "{:?}", first.counts);
     assert_eq!(first.counts.ok, 40, "{:?}", first.counts);
     assert_eq!(first.coordinator, "node-07");
-    assert!(first.nodes.iter().all(|n| n.checks.len() == 1 && n.checks[0].status == Status::Pass));
-    assert!(first.nodes.iter().all(|n| n.reached_ms.is_some() && n.answered_ms.is_some()));
+    assert!(first
+        .nodes
+        .iter()
+        .all(|n| n.checks.len() == 1 && n.checks[0].status == Status::Pass));
+    assert!(first
+        .nodes
+        .iter()
+        .all(|n| n.reached_ms.is_some() && n.answered_ms.is_some()));
     assert!(first.timing.last_answer_ms.is_some());
     // Complete before the deadline: every node answered, nothing to wait for.
-    assert!(first.timing.completed_ms < first.deadline_ms, "{:?}", first.timing);
+    assert!(
+        first.timing.completed_ms < first.deadline_ms,
+        "{:?}",
+        first.timing
+    );
     assert_eq!(inspector.runs(), 40);
 
     let second = sweep(&agents[23], Duration::from_secs(5)).await;
@@ -106,7 +122,10 @@ async fn forty_agents_all_answer_whoever_coordinates_and_five_killed_are_listed(
     assert_eq!(second.counts.ok, 40);
 
     // Five killed hard, just before the sweep: nobody has noticed yet.
-    let killed: BTreeSet<String> = [3usize, 11, 19, 27, 35].iter().map(|i| format!("node-{i:02}")).collect();
+    let killed: BTreeSet<String> = [3usize, 11, 19, 27, 35]
+        .iter()
+        .map(|i| format!("node-{i:02}"))
+        .collect();
     let mut victims = Vec::new();
     for name in &killed {
         let idx = agents.iter().position(|a| &a.name == name).unwrap();
@@ -139,16 +158,33 @@ async fn every_live_node_answers_through_twenty_percent_loss() {
     let mut agents = vec![seed];
     for i in 1..20 {
         let seeds = vec![agents[0].addr];
-        agents.push(memory_agent(&net, &format!("node-{i:02}"), seeds, &env, inspector.clone()));
+        agents.push(memory_agent(
+            &net,
+            &format!("node-{i:02}"),
+            seeds,
+            &env,
+            inspector.clone(),
+        ));
     }
     wait_converged(&agents, 20, CONVERGE).await;
     net.set_loss(0.2);
     let doc = sweep(&agents[5], Duration::from_secs(5)).await;
     net.set_loss(0.0);
     let (dropped, delivered) = net.stats();
-    assert!(dropped > 0, "the network dropped nothing ({delivered} delivered)");
+    assert!(
+        dropped > 0,
+        "the network dropped nothing ({delivered} delivered)"
+    );
     assert_eq!(doc.counts.expected, 20);
-    assert_eq!(doc.counts.ok, 20, "{:?}", doc.nodes.iter().filter(|n| n.state != NodeState::Ok).collect::<Vec<_>>());
+    assert_eq!(
+        doc.counts.ok,
+        20,
+        "{:?}",
+        doc.nodes
+            .iter()
+            .filter(|n| n.state != NodeState::Ok)
+            .collect::<Vec<_>>()
+    );
     for a in agents {
         a.stop(StopMode::Crash).await;
     }
@@ -228,7 +264,11 @@ async fn a_replayed_or_stale_request_runs_no_checks() {
         }
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(inspector.runs(), 3, "a replayed or stale request ran checks");
+    assert_eq!(
+        inspector.runs(),
+        3,
+        "a replayed or stale request ran checks"
+    );
     for a in agents {
         a.stop(StopMode::Crash).await;
     }
@@ -242,7 +282,8 @@ async fn a_sweep_over_the_control_channel_needs_the_key() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = patrol_agent::control::serve(listener, env.clone(), agents[1].commander(), stop_rx);
+    let server =
+        patrol_agent::control::serve(listener, env.clone(), agents[1].commander(), stop_rx);
     let request = ControlRequest::StartSweep {
         selector: Selector::default(),
         node_filter: BTreeMap::new(),
@@ -250,13 +291,20 @@ async fn a_sweep_over_the_control_channel_needs_the_key() {
     };
 
     let wrong = Envelope::new(Keyring::generate(), "test");
-    let client = ControlClient::connect(addr, wrong, Duration::from_secs(3)).await.unwrap();
-    assert!(matches!(client.call(&request).await, Err(ControlError::Refused(_))));
+    let client = ControlClient::connect(addr, wrong, Duration::from_secs(3))
+        .await
+        .unwrap();
+    assert!(matches!(
+        client.call(&request).await,
+        Err(ControlError::Refused(_))
+    ));
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(inspector.runs(), 0, "a refused sweep ran checks");
 
     // With the key: progress, then the whole document.
-    let mut client = ControlClient::connect(addr, env.clone(), Duration::from_secs(3)).await.unwrap();
+    let mut client = ControlClient::connect(addr, env.clone(), Duration::from_secs(3))
+        .await
+        .unwrap();
     client.send(&request).await.unwrap();
     let mut progress = 0;
     let doc = loop {
