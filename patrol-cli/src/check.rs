@@ -1,13 +1,22 @@
 //! `patrol check`: run checks on this machine, with no mesh (the way `goss
-//! validate` does). Table (failures first, colour on a terminal) or JSON
-//! (an array of `CheckOutcome`, in definition order).
+//! validate` does). Table (failures first, colour on a terminal unless
+//! `NO_COLOR` is set) or JSON (an array of `CheckOutcome`, in definition
+//! order).
+//!
+//! What runs: `--profile NAME` alone runs that built-in profile; `--config
+//! FILE` runs the file's `[[check]]` tables and `[checks] profiles`
+//! (only the named profile's checks when `--profile` is given too);
+//! neither runs `/etc/patrol/patrol.toml` when it exists. `--only ID...`
+//! narrows to those ids. Checks whose `tags` do not match the config's
+//! `[node] tags` are skipped, as in a sweep.
 //!
 //! Exit codes: 0 all pass, 1 warnings only, 2 at least one `fail` or
 //! `error` (a check that could not observe counts as a failure), 3 Patrol
-//! could not run (config problem, unknown profile or check id).
+//! could not run (config problem, unknown profile or check id, nothing
+//! selected).
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -45,7 +54,9 @@ pub struct Args {
 fn plan(args: &Args) -> anyhow::Result<(Catalog, Config)> {
     let config_path = match (&args.config, &args.profile) {
         (Some(p), _) => Some(p.clone()),
-        (None, None) if Path::new(DEFAULT_CONFIG_PATH).exists() => Some(PathBuf::from(DEFAULT_CONFIG_PATH)),
+        (None, None) if Path::new(DEFAULT_CONFIG_PATH).exists() => {
+            Some(PathBuf::from(DEFAULT_CONFIG_PATH))
+        }
         (None, None) => anyhow::bail!(
             "no checks to run: pass --config FILE, or --profile {} (no {DEFAULT_CONFIG_PATH} here)",
             Catalog::builtin_profile_names().join("|")
@@ -60,7 +71,7 @@ fn plan(args: &Args) -> anyhow::Result<(Catalog, Config)> {
     };
     match config_path {
         Some(path) => {
-            let mut config = Config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let mut config = Config::load(&path).map_err(config_error)?;
             if let Some(p) = &args.profile {
                 if Catalog::builtin_profile(p).is_none() {
                     return Err(unknown_profile(p));
@@ -69,7 +80,7 @@ fn plan(args: &Args) -> anyhow::Result<(Catalog, Config)> {
                     config.checks.profiles.push(p.clone());
                 }
             }
-            let catalog = Catalog::from_config(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let catalog = Catalog::from_config(&config).map_err(config_error)?;
             Ok((catalog, config))
         }
         None => {
@@ -78,6 +89,16 @@ fn plan(args: &Args) -> anyhow::Result<(Catalog, Config)> {
             Ok((catalog, Config::default()))
         }
     }
+}
+
+/// Every config problem on its own line, `FILE: KEY: PROBLEM`.
+fn config_error(e: patrol_config::ConfigError) -> anyhow::Error {
+    let lines: Vec<String> = e
+        .problems
+        .into_iter()
+        .map(|p| crate::config_cmd::one_line(p).to_string())
+        .collect();
+    anyhow::anyhow!("the config has problems:\n{}", lines.join("\n"))
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -94,27 +115,53 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     let checks = catalog.select(&selector, &tags);
+    if checks.is_empty() {
+        anyhow::bail!(
+            "nothing to run: {} of {} defined checks selected ({}; node tags {:?})",
+            checks.len(),
+            catalog.len(),
+            selector.describe(),
+            tags
+        );
+    }
     let start = Instant::now();
     let runner = Runner::new(Arc::new(RealHost), config.checks.concurrency);
     let outcomes = runner.run(&checks).await;
     let elapsed = start.elapsed();
-    match args.format {
+    let text = match args.format {
         Format::Json => {
-            let text = serde_json::to_string_pretty(&outcomes).context("encoding JSON")?;
-            println!("{text}");
+            let mut t = serde_json::to_string_pretty(&outcomes).context("encoding JSON")?;
+            t.push('\n');
+            t
         }
         Format::Table => {
             let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-            print!("{}", render_table(&outcomes, colour));
-            println!("{}", summary(&outcomes, elapsed.as_secs_f64() * 1000.0));
+            let mut t = render_table(&outcomes, colour);
+            t.push_str(&summary(&outcomes, elapsed.as_secs_f64() * 1000.0));
+            t.push('\n');
+            t
         }
+    };
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        // A reader that went away (`| head`) does not change the verdict.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            return Err(e).context("writing the results");
+        }
+        _ => {}
     }
     Ok(ExitCode::from(exit_code(&outcomes)))
 }
 
 /// 0 all pass, 1 warnings only, 2 any fail or error.
 fn exit_code(outcomes: &[CheckOutcome]) -> u8 {
-    if outcomes.iter().any(|o| matches!(o.status, Status::Fail | Status::Error)) {
+    if outcomes
+        .iter()
+        .any(|o| matches!(o.status, Status::Fail | Status::Error))
+    {
         2
     } else if outcomes.iter().any(|o| o.status == Status::Warn) {
         1
@@ -235,7 +282,12 @@ mod tests {
             outcome("c", Status::Fail),
         ];
         let table = render_table(&o, false);
-        let order: Vec<&str> = table.lines().skip(1).filter(|l| !l.trim_start().starts_with("fix:")).map(|l| l.split_whitespace().nth(1).unwrap()).collect();
+        let order: Vec<&str> = table
+            .lines()
+            .skip(1)
+            .filter(|l| !l.trim_start().starts_with("fix:"))
+            .map(|l| l.split_whitespace().nth(1).unwrap())
+            .collect();
         assert_eq!(order, ["c", "b", "a"]);
         assert!(!table.contains('\x1b'));
         assert!(render_table(&o, true).contains("\x1b[31;1m"));

@@ -103,7 +103,7 @@ fn check_problems(config: &Config) -> Vec<Problem> {
 /// line "in `default_timeout`" naming the key inside the section: that
 /// key joins the key column (`checks` becomes `checks.default_timeout`),
 /// and any other line break becomes "; ".
-fn one_line(mut problem: Problem) -> Problem {
+pub(crate) fn one_line(mut problem: Problem) -> Problem {
     let mut lines: Vec<&str> = problem
         .message
         .lines()
