@@ -873,3 +873,38 @@ fn etcd_settings_are_validated() {
         assert_eq!(err[0].0, key, "{body}: {err:?}");
     }
 }
+
+#[tokio::test]
+async fn sysctl_keys_with_dots_in_names_use_the_sysctl8_forms() {
+    let f = Fixture::new();
+    f.file("/proc/sys/net/ipv4/conf/eth0.100/rp_filter", "2\n");
+    let out = run(
+        f.host(),
+        r#"
+[[check]]
+id = "swapped"
+type = "sysctl"
+key = "net.ipv4.conf.eth0/100.rp_filter"
+expect = 2
+[[check]]
+id = "slashes"
+type = "sysctl"
+key = "net/ipv4/conf/eth0.100/rp_filter"
+expect = 2
+"#,
+    )
+    .await;
+    assert_eq!(out[0].status, Status::Pass, "{:?}", out[0]);
+    assert_eq!(out[1].status, Status::Pass, "{:?}", out[1]);
+    let t: toml::Table = toml::from_str(
+        "[a]\nid = \"s\"\ntype = \"sysctl\"\nkey = \"net/../../etc/x\"\nexpect = 1\n",
+    )
+    .unwrap();
+    let err = patrol_checks::CheckSpec::from_table(
+        t["a"].as_table().unwrap(),
+        std::time::Duration::from_secs(1),
+        None,
+    )
+    .unwrap_err();
+    assert_eq!(err[0].0, "key", "{err:?}");
+}

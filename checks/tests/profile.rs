@@ -22,7 +22,10 @@ fn the_profile_parses_and_every_check_says_what_and_how_to_fix() {
     assert_eq!(Catalog::builtin_profile_names(), ["k8s-node"]);
     assert!(Catalog::builtin_profile("mainframe").is_none());
     // Every [[check]] of the file made it (none silently dropped).
-    assert_eq!(catalog.len(), PROFILE.lines().filter(|l| l.trim() == "[[check]]").count());
+    assert_eq!(
+        catalog.len(),
+        PROFILE.lines().filter(|l| l.trim() == "[[check]]").count()
+    );
     let mut ids = std::collections::BTreeSet::new();
     for c in catalog.checks() {
         assert!(ids.insert(c.id.clone()), "duplicate id {}", c.id);

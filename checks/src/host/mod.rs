@@ -147,9 +147,46 @@ pub trait Host: Send + Sync + 'static {
     fn http_get(&self, req: &HttpRequest) -> Result<HttpResponse, HttpError>;
 }
 
-/// Read `/proc/sys/<key with dots as slashes>`.
+/// The file of a sysctl key, as sysctl(8) reads keys: when the first
+/// separator in the key is a `.`, dots separate and a `/` stands for a
+/// literal dot (`net.ipv4.conf.eth0/100.rp_filter`); when it is a `/`,
+/// slashes separate and dots are literal (`net/ipv4/conf/eth0.100/rp_filter`).
 pub fn sysctl_path(key: &str) -> String {
-    format!("/proc/sys/{}", key.trim().replace('.', "/"))
+    let key = key.trim();
+    let path: String = match key.find(['.', '/']).map(|i| &key[i..i + 1]) {
+        Some("/") => key.to_string(),
+        _ => key
+            .chars()
+            .map(|c| match c {
+                '.' => '/',
+                '/' => '.',
+                other => other,
+            })
+            .collect(),
+    };
+    format!("/proc/sys/{path}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sysctl_path;
+
+    #[test]
+    fn sysctl_keys_to_paths() {
+        assert_eq!(
+            sysctl_path("net.ipv4.ip_forward"),
+            "/proc/sys/net/ipv4/ip_forward"
+        );
+        assert_eq!(sysctl_path(" vm.swappiness "), "/proc/sys/vm/swappiness");
+        assert_eq!(
+            sysctl_path("net.ipv4.conf.eth0/100.rp_filter"),
+            "/proc/sys/net/ipv4/conf/eth0.100/rp_filter"
+        );
+        assert_eq!(
+            sysctl_path("net/ipv4/conf/eth0.100/rp_filter"),
+            "/proc/sys/net/ipv4/conf/eth0.100/rp_filter"
+        );
+    }
 }
 
 /// Number of online CPUs from `/sys/devices/system/cpu/online` (`0-3,6`).

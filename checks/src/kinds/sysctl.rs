@@ -41,7 +41,12 @@ pub fn observe_value(text: &str) -> Observed {
 impl Sysctl {
     pub(crate) fn validate(&self) -> Result<(), (String, String)> {
         let k = self.key.trim();
-        if k.is_empty() || k.contains("..") || k.contains('/') || k.starts_with('.') {
+        if k.is_empty()
+            || k.contains("..")
+            || k.contains("//")
+            || k.starts_with(['.', '/'])
+            || k.ends_with(['.', '/'])
+        {
             return Err((
                 "key".into(),
                 format!(
