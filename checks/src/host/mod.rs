@@ -167,28 +167,6 @@ pub fn sysctl_path(key: &str) -> String {
     format!("/proc/sys/{path}")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::sysctl_path;
-
-    #[test]
-    fn sysctl_keys_to_paths() {
-        assert_eq!(
-            sysctl_path("net.ipv4.ip_forward"),
-            "/proc/sys/net/ipv4/ip_forward"
-        );
-        assert_eq!(sysctl_path(" vm.swappiness "), "/proc/sys/vm/swappiness");
-        assert_eq!(
-            sysctl_path("net.ipv4.conf.eth0/100.rp_filter"),
-            "/proc/sys/net/ipv4/conf/eth0.100/rp_filter"
-        );
-        assert_eq!(
-            sysctl_path("net/ipv4/conf/eth0.100/rp_filter"),
-            "/proc/sys/net/ipv4/conf/eth0.100/rp_filter"
-        );
-    }
-}
-
 /// Number of online CPUs from `/sys/devices/system/cpu/online` (`0-3,6`).
 pub fn online_cpus(host: &dyn Host) -> io::Result<u64> {
     let text = host.read_file("/sys/devices/system/cpu/online", 4096)?;
@@ -211,4 +189,26 @@ pub fn online_cpus(host: &dyn Host) -> io::Result<u64> {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "no cpu online"));
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sysctl_path;
+
+    #[test]
+    fn sysctl_keys_to_paths() {
+        assert_eq!(
+            sysctl_path("net.ipv4.ip_forward"),
+            "/proc/sys/net/ipv4/ip_forward"
+        );
+        assert_eq!(sysctl_path(" vm.swappiness "), "/proc/sys/vm/swappiness");
+        assert_eq!(
+            sysctl_path("net.ipv4.conf.eth0/100.rp_filter"),
+            "/proc/sys/net/ipv4/conf/eth0.100/rp_filter"
+        );
+        assert_eq!(
+            sysctl_path("net/ipv4/conf/eth0.100/rp_filter"),
+            "/proc/sys/net/ipv4/conf/eth0.100/rp_filter"
+        );
+    }
 }
