@@ -908,3 +908,40 @@ expect = 2
     .unwrap_err();
     assert_eq!(err[0].0, "key", "{err:?}");
 }
+
+#[tokio::test]
+async fn a_hung_etcd_fails_as_unreachable_within_the_timeout() {
+    // Accepts connections (the kernel does, from the backlog) and never
+    // answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let text = format!(
+        "[[check]]\nid = \"hung\"\ntype = \"etcd_health\"\nendpoint = \"http://{}\"\ntimeout = \"1s\"\n",
+        silent.local_addr().unwrap()
+    );
+    let o = one(Fixture::new().host(), &text).await;
+    assert_eq!(o.status, Status::Fail, "{o:?}");
+    assert!(
+        o.message.contains("is unreachable: timed out"),
+        "{}",
+        o.message
+    );
+    drop(silent);
+}
+
+#[tokio::test]
+async fn a_hung_kubelet_binary_is_reported_by_the_check_itself() {
+    let f = Fixture::new();
+    f.script("/usr/bin/kubelet", "exec sleep 30");
+    let o = one(
+        f.host(),
+        "[[check]]\nid = \"k\"\ntype = \"kubelet_version\"\nbinary = \"/usr/bin/kubelet\"\ntimeout = \"1s\"\n",
+    )
+    .await;
+    assert_eq!(o.status, Status::Error, "{o:?}");
+    assert!(
+        o.message
+            .contains("did not finish within 0.9s and was killed"),
+        "{}",
+        o.message
+    );
+}

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
@@ -88,17 +88,26 @@ impl EtcdHealth {
     ) -> Finding {
         let expected = self.expected(expect);
         let base = self.endpoint.trim_end_matches('/').to_string();
-        let health_req = self
+        // Both requests finish within 90% of the check's timeout, so that a
+        // hung etcd is reported by this check ("unreachable: timed out")
+        // rather than cut off by the runner.
+        let budget = timeout.mul_f64(0.9);
+        let health_req =
+            self.tls()
+                .request(format!("{base}/health"), timeout.mul_f64(0.7), 64 * 1024);
+        let mut version_req = self
             .tls()
-            .request(format!("{base}/health"), timeout, 64 * 1024);
-        let version_req = self
-            .tls()
-            .request(format!("{base}/version"), timeout, 64 * 1024);
+            .request(format!("{base}/version"), budget, 64 * 1024);
         let answers = blocking(host, move |h| {
+            let started = Instant::now();
             let health = h.http_get(&health_req);
+            let left = budget.saturating_sub(started.elapsed());
             let version = match &health {
-                Ok(_) => Some(h.http_get(&version_req)),
-                Err(_) => None,
+                Ok(_) if !left.is_zero() => {
+                    version_req.timeout = left;
+                    Some(h.http_get(&version_req))
+                }
+                _ => None,
             };
             (health, version)
         })
