@@ -21,6 +21,7 @@ use patrol_agent::transport::{MemoryNetwork, Transport};
 use patrol_checks::{CheckOutcome, Selector};
 
 pub mod process;
+pub mod sim;
 
 /// An inspector with no checks: for tests about membership only.
 #[derive(Debug, Default)]

@@ -1,0 +1,244 @@
+//! `patrol-sim`: simulate one sweep over N nodes running the real foca and
+//! the real sweep core in virtual time, and report how it went.
+//!
+//! ```text
+//! cargo run --release -p patrol-tests --bin patrol-sim -- --nodes 10000 --loss 0.01
+//! ```
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use patrol_tests::sim::{self, SimSettings};
+
+/// Simulate a sweep over a whole fleet in virtual time (real foca, real
+/// sweep core, simulated network). Same seed, same output.
+#[derive(Debug, Parser)]
+#[command(name = "patrol-sim", version)]
+struct Args {
+    /// Nodes in the mesh, the coordinator included.
+    #[arg(long, default_value_t = 1000)]
+    nodes: usize,
+    /// Members each node knows at the start (its initial foca member list;
+    /// the coordinator knows all).
+    #[arg(long, default_value_t = 64)]
+    view: usize,
+    /// One-way latency, lower bound (ms); drawn uniformly per datagram.
+    #[arg(long, default_value_t = 0.1)]
+    latency_min_ms: f64,
+    /// One-way latency, upper bound (ms).
+    #[arg(long, default_value_t = 1.0)]
+    latency_max_ms: f64,
+    /// Share of datagrams lost, 0..1 (0.01 = 1%).
+    #[arg(long, default_value_t = 0.01)]
+    loss: f64,
+    /// Time a node spends receiving one datagram (µs); datagrams queue.
+    #[arg(long, default_value_t = 4.0)]
+    rx_service_us: f64,
+    /// Datagrams a node's receive queue holds; more are dropped.
+    #[arg(long, default_value_t = 256)]
+    rx_queue: usize,
+    /// Share of nodes down before the sweep, known down to SWIM.
+    #[arg(long, default_value_t = 0.0)]
+    down_before: f64,
+    /// Share of nodes crashed just before the sweep, still alive to SWIM.
+    #[arg(long, default_value_t = 0.0)]
+    crashed_before: f64,
+    /// Share of nodes that die during the sweep.
+    #[arg(long, default_value_t = 0.0)]
+    die_during: f64,
+    /// Dying nodes die at a uniform time this long after the start (ms).
+    #[arg(long, default_value_t = 1000.0)]
+    die_within_ms: f64,
+    /// Share of nodes whose checks are slow.
+    #[arg(long, default_value_t = 0.0)]
+    slow: f64,
+    /// Check duration on slow nodes (ms).
+    #[arg(long, default_value_t = 1000.0)]
+    slow_check_ms: f64,
+    /// Check duration on other nodes: uniform from this (ms) ...
+    #[arg(long, default_value_t = 5.0)]
+    check_min_ms: f64,
+    /// ... to this (ms).
+    #[arg(long, default_value_t = 50.0)]
+    check_max_ms: f64,
+    /// Share of nodes reporting one failing check.
+    #[arg(long, default_value_t = 0.02)]
+    failing: f64,
+    /// Approximate size of one node's answer (bytes).
+    #[arg(long, default_value_t = 1000)]
+    result_bytes: usize,
+    /// The sweep's deadline (ms).
+    #[arg(long, default_value_t = 5000.0)]
+    deadline_ms: f64,
+    /// Nodes come up at random times within this before the sweep (ms).
+    #[arg(long, default_value_t = 1000.0)]
+    warmup_ms: f64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Run this many seeds (seed, seed+1, ...) and print one line each.
+    #[arg(long, default_value_t = 1)]
+    runs: u64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+
+    /// Tuning: foca max_transmissions (default: from foca_config).
+    #[arg(long)]
+    max_transmissions: Option<u8>,
+    /// Tuning: foca fan-out (num_indirect_probes).
+    #[arg(long)]
+    fanout: Option<usize>,
+    /// Tuning: foca periodic gossip period (ms).
+    #[arg(long)]
+    gossip_every_ms: Option<f64>,
+    /// Tuning: answer spread window per expected node (µs).
+    #[arg(long)]
+    answer_spread_per_node_us: Option<f64>,
+    /// Tuning: answer spread window cap (ms).
+    #[arg(long)]
+    answer_spread_max_ms: Option<f64>,
+    /// Tuning: first answer resend delay (ms).
+    #[arg(long)]
+    retry_initial_ms: Option<f64>,
+    /// Tuning: longest answer resend delay (ms).
+    #[arg(long)]
+    retry_max_ms: Option<f64>,
+    /// Tuning: coordinator tick (ms).
+    #[arg(long)]
+    tick_ms: Option<f64>,
+    /// Tuning: earliest first backstop after the spread window (ms).
+    #[arg(long)]
+    backstop_min_delay_ms: Option<f64>,
+    /// Tuning: answers quiet for this long allow the backstop (ms).
+    #[arg(long)]
+    backstop_quiet_ms: Option<f64>,
+    /// Tuning: share of the deadline after which the backstop runs anyway (%).
+    #[arg(long)]
+    backstop_deadline_percent: Option<u32>,
+    /// Tuning: wait between backstop rounds, doubling (ms).
+    #[arg(long)]
+    backstop_interval_ms: Option<f64>,
+}
+
+fn millis(v: f64, what: &str) -> Result<Duration> {
+    if !v.is_finite() || v < 0.0 {
+        bail!("--{what} must be a non-negative number of milliseconds (got {v})");
+    }
+    Ok(Duration::from_secs_f64(v / 1000.0))
+}
+
+fn settings(a: &Args) -> Result<SimSettings> {
+    let mut s = SimSettings {
+        nodes: a.nodes,
+        view: a.view,
+        down_before: a.down_before,
+        crashed_before: a.crashed_before,
+        die_during: a.die_during,
+        die_within: millis(a.die_within_ms, "die-within-ms")?,
+        slow: a.slow,
+        slow_check: millis(a.slow_check_ms, "slow-check-ms")?,
+        check_min: millis(a.check_min_ms, "check-min-ms")?,
+        check_max: millis(a.check_max_ms, "check-max-ms")?,
+        failing: a.failing,
+        result_bytes: a.result_bytes,
+        deadline: millis(a.deadline_ms, "deadline-ms")?,
+        warmup: millis(a.warmup_ms, "warmup-ms")?,
+        seed: a.seed,
+        ..SimSettings::default()
+    };
+    s.link.latency_min = millis(a.latency_min_ms, "latency-min-ms")?;
+    s.link.latency_max = millis(a.latency_max_ms, "latency-max-ms")?;
+    s.link.loss = a.loss;
+    s.link.rx_service = millis(a.rx_service_us / 1000.0, "rx-service-us")?;
+    s.link.rx_queue = a.rx_queue;
+    s.foca.max_transmissions = a.max_transmissions;
+    s.foca.fanout = a.fanout;
+    s.foca.gossip_every = a
+        .gossip_every_ms
+        .map(|v| millis(v, "gossip-every-ms"))
+        .transpose()?;
+    let w = &mut s.sweep;
+    let set = |slot: &mut Duration, v: Option<f64>, what: &str| -> Result<()> {
+        if let Some(v) = v {
+            *slot = millis(v, what)?;
+        }
+        Ok(())
+    };
+    set(
+        &mut w.answer_spread_per_node,
+        a.answer_spread_per_node_us.map(|v| v / 1000.0),
+        "answer-spread-per-node-us",
+    )?;
+    set(
+        &mut w.answer_spread_max,
+        a.answer_spread_max_ms,
+        "answer-spread-max-ms",
+    )?;
+    set(&mut w.retry_initial, a.retry_initial_ms, "retry-initial-ms")?;
+    set(&mut w.retry_max, a.retry_max_ms, "retry-max-ms")?;
+    set(&mut w.tick, a.tick_ms, "tick-ms")?;
+    set(
+        &mut w.backstop_min_delay,
+        a.backstop_min_delay_ms,
+        "backstop-min-delay-ms",
+    )?;
+    set(
+        &mut w.backstop_quiet,
+        a.backstop_quiet_ms,
+        "backstop-quiet-ms",
+    )?;
+    set(
+        &mut w.backstop_interval,
+        a.backstop_interval_ms,
+        "backstop-interval-ms",
+    )?;
+    if let Some(p) = a.backstop_deadline_percent {
+        w.backstop_deadline_percent = p;
+    }
+    s.validate().context("invalid simulation settings")?;
+    Ok(s)
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let base = settings(&args)?;
+    let mut all_ok = true;
+    for k in 0..args.runs.max(1) {
+        let mut s = base.clone();
+        s.seed = base.seed.wrapping_add(k);
+        let started = Instant::now();
+        let report = sim::run(&s).context("simulation failed")?;
+        let wall = started.elapsed().as_secs_f64();
+        all_ok &= report.accounting.ok;
+        if args.json {
+            let mut value = serde_json::to_value(&report).context("encode the report")?;
+            if let Some(obj) = value.as_object_mut() {
+                obj.insert("wall_seconds".to_string(), serde_json::json!(wall));
+            }
+            println!("{}", serde_json::to_string_pretty(&value)?);
+        } else if args.runs > 1 {
+            let f = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
+            println!(
+                "seed {:>4}: reach p50 {} p99 {} p100 {} ms; accounted {} ms; last answer {} ms; copies/node {:.1}; retry {} backstop {}; accounting {}; wall {wall:.1} s",
+                s.seed,
+                f(report.reach.p50_ms),
+                f(report.reach.p99_ms),
+                f(report.reach.p100_ms),
+                f(report.completion.completed_ms),
+                f(report.completion.last_answer_ms),
+                report.reach.receptions_mean,
+                report.answers.recovered_by_retry,
+                report.answers.recovered_by_backstop,
+                if report.accounting.ok { "ok" } else { "PROBLEMS" },
+            );
+        } else {
+            print!("{}", report.render());
+            println!("  wall time {wall:.2} s");
+        }
+    }
+    if !all_ok {
+        std::process::exit(2);
+    }
+    Ok(())
+}

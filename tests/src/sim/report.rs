@@ -1,0 +1,683 @@
+//! What a simulation run measured, the accounting check of the finished
+//! sweep document against what the simulator knows really happened, and the
+//! human-readable rendering.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use patrol_agent::identity::NodeId;
+use patrol_checks::{NodeState, StateCounts, SweepDocument};
+use serde::Serialize;
+
+use super::world::COORDINATOR;
+use super::SimSettings;
+
+/// Why a datagram was sent; counters are kept per kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A foca packet (probes, acks, gossip, the request as a broadcast).
+    Foca = 0,
+    /// The request sent directly by the coordinator's backstop.
+    Backstop = 1,
+    /// An answer piece, first send.
+    AnswerFirst = 2,
+    /// An answer piece resent after the retry timer.
+    AnswerRetry = 3,
+    /// An answer piece resent because a backstop request came in.
+    AnswerBackstop = 4,
+    /// The coordinator's ack of an answer piece.
+    Ack = 5,
+}
+
+const KINDS: usize = 6;
+const KIND_NAMES: [&str; KINDS] = [
+    "foca",
+    "backstop_request",
+    "answer_first",
+    "answer_retry",
+    "answer_after_backstop",
+    "ack",
+];
+
+/// What the simulator made of a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NodeFate {
+    Live,
+    DownBefore,
+    CrashedBefore,
+    DiesDuring,
+}
+
+/// Per node, counted from the sweep's start.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct NodeMetrics {
+    pub sent_packets: u64,
+    pub sent_bytes: u64,
+    pub recv_packets: u64,
+    pub recv_bytes: u64,
+    /// Copies of the request received (gossip and backstop).
+    pub receptions: u64,
+    pub reached_at: Option<Duration>,
+    /// The first copy came from the backstop, not from gossip.
+    pub reached_by_backstop: bool,
+    /// Times the node sent (or resent) its answer.
+    pub answer_rounds: u32,
+    pub checks_started: bool,
+    pub died_at: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct AnswerArrival {
+    pieces: Vec<bool>,
+    complete: Option<(Kind, Duration)>,
+}
+
+/// Network-wide counters and the coordinator's view of answer arrivals.
+#[derive(Debug)]
+pub(crate) struct Tally {
+    pub sent: [u64; KINDS],
+    pub sent_bytes: [u64; KINDS],
+    pub lost: [u64; KINDS],
+    pub overflow: [u64; KINDS],
+    pub to_dead: [u64; KINDS],
+    pub malformed: u64,
+    answers: Vec<AnswerArrival>,
+}
+
+impl Tally {
+    pub(crate) fn new(n: usize) -> Self {
+        Tally {
+            sent: [0; KINDS],
+            sent_bytes: [0; KINDS],
+            lost: [0; KINDS],
+            overflow: [0; KINDS],
+            to_dead: [0; KINDS],
+            malformed: 0,
+            answers: vec![AnswerArrival::default(); n],
+        }
+    }
+
+    /// An answer piece reached the coordinator's code; the piece that
+    /// completes a node's answer decides how the answer got through.
+    pub(crate) fn piece_arrived(
+        &mut self,
+        node: usize,
+        index: u16,
+        count: u16,
+        kind: Kind,
+        now: Duration,
+    ) {
+        let Some(a) = self.answers.get_mut(node) else {
+            return;
+        };
+        if a.complete.is_some() || index >= count {
+            return;
+        }
+        if a.pieces.len() != usize::from(count) {
+            a.pieces = vec![false; usize::from(count)];
+        }
+        a.pieces[usize::from(index)] = true;
+        if a.pieces.iter().all(|p| *p) {
+            a.complete = Some((kind, now));
+        }
+    }
+}
+
+pub(crate) struct Inputs<'a> {
+    pub settings: &'a SimSettings,
+    pub ids: &'a [NodeId],
+    pub fates: &'a [NodeFate],
+    pub failing: &'a [bool],
+    pub slow: &'a [bool],
+    pub metrics: &'a [NodeMetrics],
+    pub tally: &'a Tally,
+    pub sweep_started: Option<Duration>,
+    pub doc: Option<&'a SweepDocument>,
+    pub completed_at: Option<Duration>,
+    pub events: u64,
+}
+
+/// The run's settings, as plain numbers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SettingsEcho {
+    pub nodes: usize,
+    pub view: usize,
+    pub latency_min_ms: f64,
+    pub latency_max_ms: f64,
+    pub loss: f64,
+    pub rx_service_us: f64,
+    pub rx_queue: usize,
+    pub down_before: f64,
+    pub crashed_before: f64,
+    pub die_during: f64,
+    pub die_within_ms: f64,
+    pub slow: f64,
+    pub slow_check_ms: f64,
+    pub check_min_ms: f64,
+    pub check_max_ms: f64,
+    pub failing: f64,
+    pub result_bytes: usize,
+    pub deadline_ms: f64,
+    pub seed: u64,
+    /// foca settings actually used (after overrides).
+    pub max_transmissions: u8,
+    pub fanout: usize,
+    pub gossip_every_ms: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Population {
+    pub nodes: usize,
+    /// Up for the whole sweep.
+    pub live: usize,
+    pub down_before: usize,
+    pub crashed_before: usize,
+    pub died_during: usize,
+    pub slow: usize,
+    pub failing: usize,
+}
+
+/// How the request spread, over the live nodes, in ms from the start.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reach {
+    pub live_reached: usize,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    /// `None` when some live node was never reached.
+    pub p100_ms: Option<f64>,
+    /// Live nodes the request first reached through the backstop.
+    pub by_backstop: usize,
+    /// Copies of the request each live node (coordinator excluded)
+    /// received, gossip and backstop, until the gossip died out.
+    pub receptions_mean: f64,
+    pub receptions_max: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Completion {
+    /// The coordinator completed the sweep (every node accounted for, or
+    /// the deadline), ms from the start; `None` if it never did.
+    pub completed_ms: Option<f64>,
+    /// The coordinator completed before the deadline: every expected node
+    /// answered or was known down.
+    pub before_deadline: bool,
+    /// Last answer piece in at the coordinator, ms from the start.
+    pub last_answer_ms: Option<f64>,
+    pub deadline_ms: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AnswerFigures {
+    /// Nodes listed `ok` or `failing`.
+    pub answered: u64,
+    /// Answers that got through on their first send.
+    pub first_send: u64,
+    /// Answers whose first send was lost and that got through on a resend
+    /// after the retry timer.
+    pub recovered_by_retry: u64,
+    /// ... on a resend prompted by the coordinator's backstop request.
+    pub recovered_by_backstop: u64,
+    pub answer_packets_sent: u64,
+    /// Answer pieces lost on the way (loss, full receive queue).
+    pub answer_packets_lost: u64,
+    pub acks_sent: u64,
+    pub acks_lost: u64,
+    pub backstop_requests_sent: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrafficFigures {
+    /// Per node (up at the start, coordinator excluded), from the start of
+    /// the sweep to its completion; wire size incl. channel byte and
+    /// envelope.
+    pub packets_sent_mean: f64,
+    pub packets_sent_max: u64,
+    pub bytes_sent_mean: f64,
+    pub bytes_sent_max: u64,
+    pub coordinator_received_packets: u64,
+    pub coordinator_received_bytes: u64,
+    pub coordinator_sent_packets: u64,
+    pub coordinator_sent_bytes: u64,
+    pub total_packets: u64,
+    pub total_bytes: u64,
+    /// Datagrams lost at random, dropped by a full receive queue, or sent
+    /// to a dead node.
+    pub lost: u64,
+    pub queue_overflow: u64,
+    pub to_dead_nodes: u64,
+    /// Packets sent, by kind.
+    pub packets_by_kind: BTreeMap<String, u64>,
+}
+
+/// The finished document checked against what really happened.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Accounting {
+    /// Every expected node listed exactly once, in a state that matches
+    /// its fate, every live node answered, and the counts add up.
+    pub ok: bool,
+    pub problem_count: usize,
+    /// The first problems found (at most 20).
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SimReport {
+    pub settings: SettingsEcho,
+    pub population: Population,
+    pub reach: Reach,
+    pub completion: Completion,
+    pub answers: AnswerFigures,
+    pub traffic: TrafficFigures,
+    pub states: StateCounts,
+    pub accounting: Accounting,
+    /// Events the simulator handled.
+    pub events: u64,
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_nanos() as f64 / 1e4).round() / 100.0
+}
+
+pub(crate) fn build(inp: Inputs<'_>) -> SimReport {
+    let s = inp.settings;
+    let n = s.nodes;
+    let start = inp.sweep_started.unwrap_or_default();
+    let since = |t: Duration| ms(t.saturating_sub(start));
+    let t = inp.tally;
+
+    let count_fate = |f: NodeFate| inp.fates.iter().filter(|x| **x == f).count();
+    let live: Vec<usize> = (0..n).filter(|&i| inp.fates[i] == NodeFate::Live).collect();
+    let population = Population {
+        nodes: n,
+        live: live.len(),
+        down_before: count_fate(NodeFate::DownBefore),
+        crashed_before: count_fate(NodeFate::CrashedBefore),
+        died_during: inp.metrics.iter().filter(|m| m.died_at.is_some()).count(),
+        slow: inp.slow.iter().filter(|x| **x).count(),
+        failing: inp.failing.iter().filter(|x| **x).count(),
+    };
+
+    let mut reached: Vec<Duration> = live
+        .iter()
+        .filter_map(|&i| inp.metrics[i].reached_at)
+        .map(|at| at.saturating_sub(start))
+        .collect();
+    reached.sort_unstable();
+    let rank = |p: usize| -> Option<f64> {
+        let r = (live.len() * p).div_ceil(100).max(1);
+        reached.get(r - 1).map(|d| ms(*d))
+    };
+    // The coordinator is left out: every node that hears from it learns it
+    // (an artefact of partial views, see the module doc), so it is picked
+    // as a gossip target far more often than 1 in N.
+    let receptions: Vec<u64> = live
+        .iter()
+        .filter(|&&i| i != COORDINATOR)
+        .map(|&i| inp.metrics[i].receptions)
+        .collect();
+    let reach = Reach {
+        live_reached: reached.len(),
+        p50_ms: rank(50),
+        p99_ms: rank(99),
+        p100_ms: if reached.len() == live.len() {
+            rank(100)
+        } else {
+            None
+        },
+        by_backstop: live
+            .iter()
+            .filter(|&&i| inp.metrics[i].reached_by_backstop)
+            .count(),
+        receptions_mean: mean(&receptions),
+        receptions_max: receptions.iter().copied().max().unwrap_or(0),
+    };
+
+    let deadline_ms = ms(s.deadline);
+    let completed_ms = inp.completed_at.map(since);
+    let last_answer = t
+        .answers
+        .iter()
+        .filter_map(|a| a.complete.map(|(_, at)| at))
+        .max();
+    let completion = Completion {
+        completed_ms,
+        before_deadline: completed_ms.is_some_and(|c| c + 0.5 < deadline_ms),
+        last_answer_ms: last_answer.map(since),
+        deadline_ms,
+    };
+
+    let by = |k: Kind| {
+        t.answers
+            .iter()
+            .filter(|a| a.complete.is_some_and(|(kind, _)| kind == k))
+            .count() as u64
+    };
+    let answer_kinds = [Kind::AnswerFirst, Kind::AnswerRetry, Kind::AnswerBackstop];
+    let sum =
+        |arr: &[u64; KINDS], kinds: &[Kind]| kinds.iter().map(|k| arr[*k as usize]).sum::<u64>();
+    let dropped =
+        |kinds: &[Kind]| sum(&t.lost, kinds) + sum(&t.overflow, kinds) + sum(&t.to_dead, kinds);
+    let doc_answered = inp.doc.map(|d| d.counts.ok + d.counts.failing).unwrap_or(0);
+    let answers = AnswerFigures {
+        answered: doc_answered,
+        // The coordinator's own answer never crosses the network.
+        first_send: by(Kind::AnswerFirst) + u64::from(inp.doc.is_some()),
+        recovered_by_retry: by(Kind::AnswerRetry),
+        recovered_by_backstop: by(Kind::AnswerBackstop),
+        answer_packets_sent: sum(&t.sent, &answer_kinds),
+        answer_packets_lost: dropped(&answer_kinds),
+        acks_sent: t.sent[Kind::Ack as usize],
+        acks_lost: dropped(&[Kind::Ack]),
+        backstop_requests_sent: t.sent[Kind::Backstop as usize],
+    };
+
+    let senders: Vec<&NodeMetrics> = (0..n)
+        .filter(|&i| {
+            i != COORDINATOR && matches!(inp.fates[i], NodeFate::Live | NodeFate::DiesDuring)
+        })
+        .map(|i| &inp.metrics[i])
+        .collect();
+    let packets: Vec<u64> = senders.iter().map(|m| m.sent_packets).collect();
+    let bytes: Vec<u64> = senders.iter().map(|m| m.sent_bytes).collect();
+    let c = &inp.metrics[COORDINATOR];
+    let all = |arr: &[u64; KINDS]| arr.iter().sum::<u64>();
+    let traffic = TrafficFigures {
+        packets_sent_mean: mean(&packets),
+        packets_sent_max: packets.iter().copied().max().unwrap_or(0),
+        bytes_sent_mean: mean(&bytes),
+        bytes_sent_max: bytes.iter().copied().max().unwrap_or(0),
+        coordinator_received_packets: c.recv_packets,
+        coordinator_received_bytes: c.recv_bytes,
+        coordinator_sent_packets: c.sent_packets,
+        coordinator_sent_bytes: c.sent_bytes,
+        total_packets: all(&t.sent),
+        total_bytes: all(&t.sent_bytes),
+        lost: all(&t.lost),
+        queue_overflow: all(&t.overflow),
+        to_dead_nodes: all(&t.to_dead),
+        packets_by_kind: KIND_NAMES
+            .iter()
+            .zip(t.sent.iter())
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect(),
+    };
+
+    let accounting = check(&inp);
+    let states = inp.doc.map(|d| d.counts.clone()).unwrap_or_default();
+    let payload_limit = patrol_agent::agent::MAX_DATAGRAM - patrol_agent::envelope::OVERHEAD - 1;
+    let mut config = patrol_agent::membership::foca_config(
+        patrol_agent::membership::size_bucket(n),
+        payload_limit,
+    );
+    if let Some(tx) = s.foca.max_transmissions.and_then(std::num::NonZeroU8::new) {
+        config.max_transmissions = tx;
+    }
+    let gossip_every = s
+        .foca
+        .gossip_every
+        .or(config.periodic_gossip.as_ref().map(|g| g.frequency))
+        .unwrap_or_default();
+    SimReport {
+        settings: SettingsEcho {
+            nodes: n,
+            view: s.view,
+            latency_min_ms: ms(s.link.latency_min),
+            latency_max_ms: ms(s.link.latency_max),
+            loss: s.link.loss,
+            rx_service_us: s.link.rx_service.as_nanos() as f64 / 1000.0,
+            rx_queue: s.link.rx_queue,
+            down_before: s.down_before,
+            crashed_before: s.crashed_before,
+            die_during: s.die_during,
+            die_within_ms: ms(s.die_within),
+            slow: s.slow,
+            slow_check_ms: ms(s.slow_check),
+            check_min_ms: ms(s.check_min),
+            check_max_ms: ms(s.check_max),
+            failing: s.failing,
+            result_bytes: s.result_bytes,
+            deadline_ms,
+            seed: s.seed,
+            max_transmissions: config.max_transmissions.get(),
+            fanout: s.foca.fanout.unwrap_or(config.num_indirect_probes.get()),
+            gossip_every_ms: ms(gossip_every),
+        },
+        population,
+        reach,
+        completion,
+        answers,
+        traffic,
+        states,
+        accounting,
+        events: inp.events,
+    }
+}
+
+fn mean(v: &[u64]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let m = v.iter().sum::<u64>() as f64 / v.len() as f64;
+    (m * 100.0).round() / 100.0
+}
+
+/// Check the document against the truth.
+fn check(inp: &Inputs<'_>) -> Accounting {
+    let mut problems = Vec::new();
+    let Some(doc) = inp.doc else {
+        return Accounting {
+            ok: false,
+            problem_count: 1,
+            problems: vec!["the sweep never completed".to_string()],
+        };
+    };
+    let n = inp.ids.len();
+    let mut seen = vec![0u32; n];
+    for entry in &doc.nodes {
+        let Some(i) = entry
+            .name
+            .strip_prefix("node-")
+            .and_then(|s| s.parse::<usize>().ok())
+            .filter(|i| *i < n && inp.ids[*i].name == entry.name)
+        else {
+            problems.push(format!("unknown node {} listed", entry.name));
+            continue;
+        };
+        seen[i] += 1;
+        if entry.late_joiner {
+            problems.push(format!("{} listed as a late joiner", entry.name));
+        }
+        let answered = matches!(entry.state, NodeState::Ok | NodeState::Failing);
+        if answered {
+            let want = if inp.failing[i] {
+                NodeState::Failing
+            } else {
+                NodeState::Ok
+            };
+            if entry.state != want {
+                problems.push(format!(
+                    "{} listed {} but reported {}",
+                    entry.name,
+                    entry.state.as_str(),
+                    want.as_str()
+                ));
+            }
+        }
+        match inp.fates[i] {
+            NodeFate::Live if !answered => problems.push(format!(
+                "{} was up the whole sweep but is listed {}",
+                entry.name,
+                entry.state.as_str()
+            )),
+            NodeFate::DownBefore if entry.state != NodeState::Down => problems.push(format!(
+                "{} was known down before the sweep but is listed {}",
+                entry.name,
+                entry.state.as_str()
+            )),
+            NodeFate::CrashedBefore if answered => problems.push(format!(
+                "{} crashed before the sweep but is listed {}",
+                entry.name,
+                entry.state.as_str()
+            )),
+            _ => {}
+        }
+    }
+    for (i, count) in seen.iter().enumerate() {
+        match count {
+            1 => {}
+            0 => problems.push(format!("{} is missing from the result", inp.ids[i].name)),
+            k => problems.push(format!("{} is listed {k} times", inp.ids[i].name)),
+        }
+    }
+    let c = &doc.counts;
+    if c.expected != n as u64 || c.ok + c.failing + c.no_answer + c.down != c.expected {
+        problems.push(format!(
+            "counts do not add up: expected {} (of {n}), ok {} + failing {} + no_answer {} + down {}",
+            c.expected, c.ok, c.failing, c.no_answer, c.down
+        ));
+    }
+    let problem_count = problems.len();
+    problems.truncate(20);
+    Accounting {
+        ok: problem_count == 0,
+        problem_count,
+        problems,
+    }
+}
+
+fn opt_ms(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.1} ms"))
+        .unwrap_or_else(|| "never".to_string())
+}
+
+fn size(bytes: f64) -> String {
+    if bytes >= 1024.0 * 1024.0 {
+        format!("{:.1} MiB", bytes / 1024.0 / 1024.0)
+    } else if bytes >= 1024.0 {
+        format!("{:.1} KiB", bytes / 1024.0)
+    } else {
+        format!("{bytes:.0} B")
+    }
+}
+
+impl SimReport {
+    /// The report for people.
+    pub fn render(&self) -> String {
+        let s = &self.settings;
+        let p = &self.population;
+        let r = &self.reach;
+        let c = &self.completion;
+        let a = &self.answers;
+        let t = &self.traffic;
+        let st = &self.states;
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "patrol-sim: {} nodes (view {}), latency {:.2}-{:.2} ms, loss {:.1}%, seed {}",
+            s.nodes,
+            s.view,
+            s.latency_min_ms,
+            s.latency_max_ms,
+            s.loss * 100.0,
+            s.seed
+        );
+        let _ = writeln!(
+            o,
+            "  foca: max_transmissions {}, fan-out {}, gossip every {} ms; deadline {} ms",
+            s.max_transmissions, s.fanout, s.gossip_every_ms, s.deadline_ms
+        );
+        let _ = writeln!(
+            o,
+            "  nodes: {} live, {} down before, {} crashed before, {} died during; {} slow, {} failing",
+            p.live, p.down_before, p.crashed_before, p.died_during, p.slow, p.failing
+        );
+        let _ = writeln!(
+            o,
+            "  request reached live nodes: 50% {}, 99% {}, 100% {} ({}/{} reached, {} first by backstop)",
+            opt_ms(r.p50_ms),
+            opt_ms(r.p99_ms),
+            opt_ms(r.p100_ms),
+            r.live_reached,
+            p.live,
+            r.by_backstop
+        );
+        let _ = writeln!(
+            o,
+            "  request copies received per live node: mean {:.1}, max {}",
+            r.receptions_mean, r.receptions_max
+        );
+        let how = if c.before_deadline {
+            "every node answered or known down"
+        } else {
+            "at the deadline"
+        };
+        let _ = writeln!(
+            o,
+            "  accounted for: {} ({how}); last answer {}",
+            opt_ms(c.completed_ms),
+            opt_ms(c.last_answer_ms)
+        );
+        let _ = writeln!(
+            o,
+            "  states: ok {}, failing {}, no_answer {}, down {}, late joiners {}",
+            st.ok, st.failing, st.no_answer, st.down, st.late_joiners
+        );
+        let _ = writeln!(
+            o,
+            "  answers: {} answered; first send {}, recovered by retry {}, by backstop {}",
+            a.answered, a.first_send, a.recovered_by_retry, a.recovered_by_backstop
+        );
+        let _ = writeln!(
+            o,
+            "    answer packets {} sent, {} lost; acks {} sent, {} lost; backstop requests {}",
+            a.answer_packets_sent,
+            a.answer_packets_lost,
+            a.acks_sent,
+            a.acks_lost,
+            a.backstop_requests_sent
+        );
+        let _ = writeln!(
+            o,
+            "  sent per node: packets mean {:.1}, max {}; bytes mean {}, max {}",
+            t.packets_sent_mean,
+            t.packets_sent_max,
+            size(t.bytes_sent_mean),
+            size(t.bytes_sent_max as f64)
+        );
+        let _ = writeln!(
+            o,
+            "  coordinator: received {} packets ({}), sent {} packets ({})",
+            t.coordinator_received_packets,
+            size(t.coordinator_received_bytes as f64),
+            t.coordinator_sent_packets,
+            size(t.coordinator_sent_bytes as f64)
+        );
+        let _ = writeln!(
+            o,
+            "  network: {} packets ({}); {} lost, {} dropped by full receive queues, {} sent to dead nodes",
+            t.total_packets,
+            size(t.total_bytes as f64),
+            t.lost,
+            t.queue_overflow,
+            t.to_dead_nodes
+        );
+        if self.accounting.ok {
+            let _ = writeln!(
+                o,
+                "  accounting: OK (every node listed once, in the state it should be; every live node answered)"
+            );
+        } else {
+            let _ = writeln!(
+                o,
+                "  accounting: {} PROBLEM(S)",
+                self.accounting.problem_count
+            );
+            for problem in &self.accounting.problems {
+                let _ = writeln!(o, "    - {problem}");
+            }
+        }
+        let _ = writeln!(o, "  simulated {} events", self.events);
+        o
+    }
+}
