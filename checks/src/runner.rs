@@ -3,7 +3,7 @@
 //! outcome, and the others still finish.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
@@ -37,14 +37,59 @@ impl Runner {
 
     /// Run `checks`; the outcomes come back in the same order.
     pub async fn run(&self, checks: &[CheckSpec]) -> Vec<CheckOutcome> {
+        self.run_until(checks, None).await
+    }
+
+    /// Run `checks` within `budget` (what is left of a sweep's deadline).
+    /// A check's timeout is cut to what remains of the budget when it gets
+    /// its slot; a check still waiting for a slot when the budget is spent
+    /// is not started and comes back as `error` saying so. Every check
+    /// still gets an outcome, in the same order, by the end of the budget
+    /// (plus the time a kind needs to notice its own timeout).
+    pub async fn run_within(&self, checks: &[CheckSpec], budget: Duration) -> Vec<CheckOutcome> {
+        let deadline = tokio::time::Instant::now() + budget;
+        self.run_until(checks, Some((deadline, budget))).await
+    }
+
+    async fn run_until(
+        &self,
+        checks: &[CheckSpec],
+        deadline: Option<(tokio::time::Instant, Duration)>,
+    ) -> Vec<CheckOutcome> {
         let mut handles = Vec::with_capacity(checks.len());
         for spec in checks {
-            let spec = spec.clone();
+            let mut spec = spec.clone();
             let host = Arc::clone(&self.host);
             let limit = Arc::clone(&self.limit);
             handles.push(tokio::spawn(async move {
-                // The semaphore is never closed, so acquire cannot fail.
-                let _permit = limit.acquire_owned().await.ok();
+                let Some((deadline, budget)) = deadline else {
+                    // The semaphore is never closed, so acquire cannot fail.
+                    let _permit = limit.acquire_owned().await.ok();
+                    return run_one(&host, &spec).await;
+                };
+                let not_started = |spec: &CheckSpec| {
+                    outcome(
+                        spec,
+                        Finding::error(
+                            spec.expect.describe(),
+                            format!(
+                                "not started: the {} budget ran out while other checks held every slot",
+                                patrol_config::format_duration(budget)
+                            ),
+                        ),
+                        0,
+                    )
+                };
+                let _permit = match tokio::time::timeout_at(deadline, limit.acquire_owned()).await
+                {
+                    Ok(p) => p.ok(),
+                    Err(_) => return not_started(&spec),
+                };
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if left.is_zero() {
+                    return not_started(&spec);
+                }
+                spec.timeout = spec.timeout.min(left);
                 run_one(&host, &spec).await
             }));
         }

@@ -544,3 +544,55 @@ async fn a_single_check_reports_its_duration() {
     assert_eq!(o.status, Status::Pass, "{o:?}");
     assert!(o.duration_us >= 200_000, "{o:?}");
 }
+
+#[tokio::test]
+async fn run_within_a_budget_cuts_timeouts_and_reports_checks_it_could_not_start() {
+    let checks = specs(
+        r#"
+[[check]]
+id = "slow"
+type = "command"
+program = "sleep"
+args = ["5"]
+timeout = "10s"
+[[check]]
+id = "queued"
+type = "command"
+program = "true"
+[[check]]
+id = "also-queued"
+type = "sysctl"
+key = "kernel.ostype"
+expect = "Linux"
+"#,
+    );
+    // One slot: `slow` holds it past the budget, the others never start.
+    let runner = Runner::new(Arc::new(RealHost), 1);
+    let start = std::time::Instant::now();
+    let out = runner.run_within(&checks, Duration::from_millis(400)).await;
+    let took = start.elapsed();
+    assert_eq!(out.len(), 3);
+    assert_eq!(out[0].status, Status::Error, "{:?}", out[0]);
+    // The 10 s timeout was cut to what was left of the 400 ms budget.
+    assert!(
+        !out[0].message.contains("10s")
+            && (out[0].message.contains("ms timeout") || out[0].message.contains("within 0.")),
+        "{}",
+        out[0].message
+    );
+    for o in &out[1..] {
+        assert_eq!(o.status, Status::Error, "{o:?}");
+        assert_eq!(
+            o.message,
+            "not started: the 400ms budget ran out while other checks held every slot"
+        );
+    }
+    // Not a timing target: only proof that the 10 s timeout did not apply.
+    assert!(took < Duration::from_secs(5), "{took:?}");
+
+    // With room to spare, everything runs normally.
+    let out = runner
+        .run_within(&checks[1..], Duration::from_secs(10))
+        .await;
+    assert!(out.iter().all(|o| o.status == Status::Pass), "{out:#?}");
+}
