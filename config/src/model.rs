@@ -31,7 +31,8 @@ pub struct NodeSection {
     /// Address other nodes use to reach this one (default: `bind`, which
     /// then must not be unspecified).
     pub advertise: Option<SocketAddr>,
-    /// `host:port` of nodes to join through; tried in turn until one answers.
+    /// `host:port` of nodes to join through: all are sent a join request,
+    /// again with backoff (up to 5 s) until one answers.
     #[serde(default)]
     pub seeds: Vec<String>,
     /// Free-form labels carried with the membership, e.g. `role = "etcd"`.

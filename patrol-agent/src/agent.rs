@@ -48,16 +48,24 @@ const EAGER_PUSH_ROUNDS: usize = 2;
 /// one directly: a handful of datagrams, and no node waits on gossip luck.
 const DIRECT_SPREAD_LIMIT: usize = 32;
 
+/// Of the time left before a request expires, what checks may not use:
+/// the answer's trip to the coordinator and one retry.
+const BUDGET_MARGIN_MS: u64 = 400;
+
 /// Largest datagram the agent sends, envelope included (fits a 1500-byte
 /// Ethernet MTU with IP and UDP headers).
 pub const MAX_DATAGRAM: usize = 1400;
 
 /// Runs a node's checks for a sweep. The real one runs the checks of the
 /// node's own config (`CatalogInspector`); tests may supply their own.
+/// `budget` is the time left before the answer must leave for the
+/// coordinator: an inspector cuts every check's timeout to it, so a hung
+/// check ends as `error` in time instead of costing the whole answer.
 pub trait Inspector: Send + Sync + 'static {
     fn inspect(
         &self,
         selector: &Selector,
+        budget: Duration,
     ) -> Pin<Box<dyn Future<Output = Vec<CheckOutcome>> + Send>>;
 }
 
@@ -268,6 +276,9 @@ struct Owner {
     inspector: Arc<dyn Inspector>,
     checks: JoinSet<(u64, Vec<CheckOutcome>)>,
     requesters: HashMap<u64, mpsc::Sender<SweepEvent>>,
+    /// Sweep id -> (unix ms the request expires, its answer spread), for
+    /// the check budget. Pruned as requests expire.
+    expiries: HashMap<u64, (u64, u32)>,
     departures: Departures,
     seeds: Vec<SocketAddr>,
     rejoin_backoff: Duration,
@@ -310,6 +321,7 @@ async fn run(
         inspector,
         checks: JoinSet::new(),
         requesters: HashMap::new(),
+        expiries: HashMap::new(),
         departures: Departures::default(),
         seeds: settings.seeds.clone(),
         rejoin_backoff: Duration::from_millis(200),
@@ -418,6 +430,9 @@ impl Owner {
             }
             CH_SWEEP => match SweepMessage::decode(body) {
                 Ok(msg) => {
+                    if let SweepMessage::Request(req) = &msg {
+                        self.note_expiry(req);
+                    }
                     let now = self.epoch.elapsed();
                     self.core
                         .handle_message(now, unix_ms(), from, msg, &mut self.effects);
@@ -435,12 +450,36 @@ impl Owner {
         }
     }
 
+    fn note_expiry(&mut self, req: &SweepRequest) {
+        let now = unix_ms();
+        self.expiries.retain(|_, (expiry, _)| *expiry > now);
+        if self.expiries.len() < 4096 {
+            self.expiries
+                .insert(req.id, (req.expires_at_unix_ms(), req.answer_spread_ms));
+        }
+    }
+
+    /// Time the checks of sweep `id` may take: until the request expires,
+    /// less the answer spread and a margin for the answer's trip and a
+    /// retry. At least 100 ms; unknown sweeps get the check's own timeout.
+    fn check_budget(&self, id: u64) -> Duration {
+        match self.expiries.get(&id) {
+            Some(&(expiry, spread)) => {
+                let left = expiry.saturating_sub(unix_ms());
+                let reserve = u64::from(spread) + BUDGET_MARGIN_MS;
+                Duration::from_millis(left.saturating_sub(reserve).max(100))
+            }
+            None => Duration::MAX,
+        }
+    }
+
     /// New requests that arrived by gossip go to the core, and are pushed
     /// on at once (eager push) instead of waiting for the gossip tick.
     fn drain_gossip(&mut self) {
         let mut fresh = false;
         while let Ok(req) = self.gossip_inbox.try_recv() {
             fresh = true;
+            self.note_expiry(&req);
             let now = self.epoch.elapsed();
             self.core
                 .handle_request(now, unix_ms(), req, &mut self.effects);
@@ -576,6 +615,7 @@ impl Owner {
     fn on_effect(&mut self, effect: Effect) {
         match effect {
             Effect::Spread(req) => {
+                self.note_expiry(&req);
                 let bytes = req.encode();
                 match self.foca.add_broadcast(&bytes) {
                     Ok(_) => {
@@ -605,7 +645,9 @@ impl Owner {
             }
             Effect::RunChecks { sweep_id, selector } => {
                 self.stats.checks_runs += 1;
-                let fut = self.inspector.inspect(&selector);
+                let fut = self
+                    .inspector
+                    .inspect(&selector, self.check_budget(sweep_id));
                 self.checks.spawn(async move { (sweep_id, fut.await) });
             }
             Effect::Progress {
@@ -620,7 +662,11 @@ impl Owner {
             Effect::Completed(doc) => {
                 let id = u64::from_str_radix(&doc.sweep_id, 16).unwrap_or_default();
                 if let Some(tx) = self.requesters.remove(&id) {
-                    let _ = tx.try_send(SweepEvent::Done(doc));
+                    // Progress may be dropped when the reader lags; the
+                    // result must not be.
+                    tokio::spawn(async move {
+                        let _ = tx.send(SweepEvent::Done(doc)).await;
+                    });
                 }
             }
         }

@@ -34,6 +34,8 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("node.advertise is required: node.bind ({0}) is an unspecified address, which other nodes cannot reach")]
+    Advertise(SocketAddr),
     #[error("cannot bind the control listener {addr}: {source}")]
     Control {
         addr: SocketAddr,
@@ -98,7 +100,7 @@ pub async fn start_with(config: &Config, envelope: Envelope) -> Result<Daemon, S
     let advertise = match config.node.advertise {
         Some(a) => a,
         None if config.node.bind.ip().is_unspecified() => {
-            SocketAddr::new([127, 0, 0, 1].into(), transport.local_addr.port())
+            return Err(StartError::Advertise(config.node.bind))
         }
         None => transport.local_addr,
     };

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use patrol_checks::{Catalog, CheckOutcome, RealHost, Runner, Selector};
 
@@ -49,8 +50,12 @@ impl Inspector for CatalogInspector {
     fn inspect(
         &self,
         selector: &Selector,
+        budget: Duration,
     ) -> Pin<Box<dyn Future<Output = Vec<CheckOutcome>> + Send>> {
-        let checks = self.catalog.select(selector, &self.tags);
+        let mut checks = self.catalog.select(selector, &self.tags);
+        for c in &mut checks {
+            c.timeout = c.timeout.min(budget);
+        }
         let runner = self.runner.clone();
         Box::pin(async move { runner.run(&checks).await })
     }

@@ -30,9 +30,10 @@ pub struct Args {
     /// Only nodes with this tag take part; repeat to require several.
     #[arg(long = "where", value_name = "TAG=VALUE", value_parser = parse_tag)]
     pub filter: Vec<(String, String)>,
-    /// How long the coordinator waits for answers.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
-    pub deadline: Duration,
+    /// How long the coordinator waits for answers (default: the config's
+    /// `sweep.default_deadline`, else 5s).
+    #[arg(long, value_parser = parse_duration)]
+    pub deadline: Option<Duration>,
     /// Output format on stdout.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -64,8 +65,13 @@ fn parse_tag(text: &str) -> Result<(String, String), String> {
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Load the config first when mail is wanted: a broken config must not
     // cost a whole sweep.
+    let loaded = args.control.load_config()?;
+    let deadline = args
+        .deadline
+        .or(loaded.as_ref().map(|c| c.sweep.default_deadline))
+        .unwrap_or(Duration::from_secs(5));
     let config = if args.email {
-        Some(args.control.load_config()?.unwrap_or_default())
+        Some(loaded.unwrap_or_default())
     } else {
         None
     };
@@ -76,7 +82,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             profile: args.profile.clone(),
         },
         node_filter: args.filter.iter().cloned().collect::<BTreeMap<_, _>>(),
-        deadline_ms: u64::try_from(args.deadline.as_millis()).unwrap_or(u64::MAX),
+        deadline_ms: u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
     };
     let (addr, mut client) = args.control.open(&request).await?;
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());

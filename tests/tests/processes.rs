@@ -136,6 +136,49 @@ fn agents_as_processes_members_sweep_kill_restart_and_terminate() {
         );
     }
 
+    // The nightly job: sweep, store, render, mail. The SMTP server is
+    // unreachable: non-zero exit, and the report stays on disk.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let reports = dir.path().join("reports");
+    let mail_cfg = dir.path().join("mail.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap()
+        + &format!(
+            "\n[report]\nhistory_dir = \"{}\"\nout_dir = \"{}\"\n\n[mail]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {closed}\nsecurity = \"plain\"\nfrom = \"patrol@example.org\"\nto = [\"ops@example.org\"]\n",
+            dir.path().join("history").display(),
+            reports.display()
+        );
+    std::fs::write(&mail_cfg, text).unwrap();
+    let out = patrol(&[
+        "sweep",
+        "--seed",
+        &ctl.to_string(),
+        "--config",
+        mail_cfg.to_str().unwrap(),
+        "--email",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("not sent") && err.contains(reports.to_str().unwrap()),
+        "{err}"
+    );
+    let kept: Vec<_> = std::fs::read_dir(&reports)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    for f in ["report.html", "report.txt", "sweep.json", "message.eml"] {
+        assert!(
+            kept[0].join(f).exists(),
+            "{f} missing in {}",
+            kept[0].display()
+        );
+    }
+
     // SIGKILL p3: seen down; restarted with the same name and port: alive.
     let p3 = agents.pop().unwrap();
     let (p3_port, p3_cfg) = (p3.gossip.port(), p3.config.clone());
