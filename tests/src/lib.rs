@@ -28,14 +28,17 @@ pub mod sim;
 pub struct NoChecks;
 
 impl Inspector for NoChecks {
-    fn inspect(&self, _selector: &Selector) -> Pin<Box<dyn Future<Output = Vec<CheckOutcome>> + Send>> {
+    fn inspect(
+        &self,
+        _selector: &Selector,
+        _budget: std::time::Duration,
+    ) -> Pin<Box<dyn Future<Output = Vec<CheckOutcome>> + Send>> {
         Box::pin(async { Vec::new() })
     }
 }
 
 /// An inspector that counts how often it ran and answers one passing
-/// check (`probe`), or, with `hang`, never answers (the agent's own check
-/// timeout is then what stops it).
+/// check (`probe`).
 #[derive(Debug, Default)]
 pub struct CountingInspector {
     pub runs: std::sync::atomic::AtomicU64,
@@ -48,7 +51,11 @@ impl CountingInspector {
 }
 
 impl Inspector for CountingInspector {
-    fn inspect(&self, _selector: &Selector) -> Pin<Box<dyn Future<Output = Vec<CheckOutcome>> + Send>> {
+    fn inspect(
+        &self,
+        _selector: &Selector,
+        _budget: std::time::Duration,
+    ) -> Pin<Box<dyn Future<Output = Vec<CheckOutcome>> + Send>> {
         self.runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Box::pin(async {
             vec![CheckOutcome {
@@ -81,7 +88,11 @@ pub fn new_envelope() -> Envelope {
 }
 
 /// Settings for a test agent.
-pub fn settings(name: &str, seeds: Vec<SocketAddr>, tags: BTreeMap<String, String>) -> AgentSettings {
+pub fn settings(
+    name: &str,
+    seeds: Vec<SocketAddr>,
+    tags: BTreeMap<String, String>,
+) -> AgentSettings {
     AgentSettings {
         name: name.to_string(),
         cluster: "test".to_string(),
@@ -103,7 +114,12 @@ pub async fn udp_agent(
     let transport = Transport::udp(SocketAddr::from(([127, 0, 0, 1], port)))
         .await
         .expect("bind a loopback UDP socket");
-    agent::start(settings(name, seeds, BTreeMap::new()), transport, envelope.clone(), inspector)
+    agent::start(
+        settings(name, seeds, BTreeMap::new()),
+        transport,
+        envelope.clone(),
+        inspector,
+    )
 }
 
 /// Start an agent on an in-memory network.
@@ -114,7 +130,12 @@ pub fn memory_agent(
     envelope: &Envelope,
     inspector: Arc<dyn Inspector>,
 ) -> AgentHandle {
-    agent::start(settings(name, seeds, BTreeMap::new()), net.attach(), envelope.clone(), inspector)
+    agent::start(
+        settings(name, seeds, BTreeMap::new()),
+        net.attach(),
+        envelope.clone(),
+        inspector,
+    )
 }
 
 /// Poll `probe` every 100 ms until it returns `Some`, or panic with
@@ -154,20 +175,24 @@ pub fn count(members: &[MemberInfo], state: MemberState) -> usize {
 
 /// Wait until every agent lists exactly `n` alive members.
 pub async fn wait_converged(agents: &[AgentHandle], n: usize, limit: Duration) {
-    wait_for(limit, &format!("{} agents to list {n} alive members", agents.len()), || async {
-        let mut worst = None;
-        for a in agents {
-            let members = a.members().await.map_err(|e| e.to_string())?;
-            let alive = count(&members, MemberState::Alive);
-            if alive != n {
-                worst = Some(format!("{} sees {alive} alive", a.name));
-                break;
+    wait_for(
+        limit,
+        &format!("{} agents to list {n} alive members", agents.len()),
+        || async {
+            let mut worst = None;
+            for a in agents {
+                let members = a.members().await.map_err(|e| e.to_string())?;
+                let alive = count(&members, MemberState::Alive);
+                if alive != n {
+                    worst = Some(format!("{} sees {alive} alive", a.name));
+                    break;
+                }
             }
-        }
-        match worst {
-            None => Ok(()),
-            Some(w) => Err(w),
-        }
-    })
+            match worst {
+                None => Ok(()),
+                Some(w) => Err(w),
+            }
+        },
+    )
     .await
 }
