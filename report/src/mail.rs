@@ -86,21 +86,32 @@ fn transport(mail: &MailSection, host: &str) -> Result<AsyncSmtpTransport<Tokio1
     Ok(builder.build())
 }
 
+/// The whole SMTP exchange (connect, TLS, authentication, data) may take
+/// at most this long, whatever lettre's per-connection timeout does: a
+/// server that accepts and then stays silent must not hang a nightly job.
+/// (While the test suite's SMTP sink failed to answer a bad login, a send
+/// hung for minutes.)
+pub const SEND_LIMIT: Duration = Duration::from_secs(120);
+
 /// Send `message` per `mail`; returns the recipients. The error is the
 /// reason in words (the caller says where the report was kept).
 pub async fn send(mail: &MailSection, message: Message) -> Result<Vec<String>, String> {
-    let host = mail.smtp_host.as_deref().ok_or("no smtp_host in [mail]")?;
-    let t = transport(mail, host)?;
-    t.send(message)
-        .await
-        .map_err(|e| format!("SMTP {host}: {e}"))?;
-    Ok(mail.to.clone())
+    send_within(mail, message, SEND_LIMIT).await
+}
+
+/// [`send`] with another limit for the whole exchange.
+pub async fn send_within(
+    mail: &MailSection,
+    message: Message,
+    limit: Duration,
+) -> Result<Vec<String>, String> {
+    let envelope = message.envelope().clone();
+    deliver(mail, &envelope, &message.formatted(), limit).await
 }
 
 /// Send an already formatted message (an `.eml` file) to the recipients
 /// of `mail`; returns them.
 pub async fn send_raw(mail: &MailSection, bytes: &[u8]) -> Result<Vec<String>, String> {
-    let host = mail.smtp_host.as_deref().ok_or("no smtp_host in [mail]")?;
     // Settings may carry display names (`Patrol <patrol@example.org>`);
     // the envelope wants the bare addresses.
     let address = |a: &str, key: &str| -> Result<Address, String> {
@@ -115,9 +126,23 @@ pub async fn send_raw(mail: &MailSection, bytes: &[u8]) -> Result<Vec<String>, S
         .map(|a| address(a, "to"))
         .collect::<Result<Vec<_>, _>>()?;
     let envelope = Envelope::new(Some(from), to).map_err(|e| e.to_string())?;
+    deliver(mail, &envelope, bytes, SEND_LIMIT).await
+}
+
+async fn deliver(
+    mail: &MailSection,
+    envelope: &Envelope,
+    bytes: &[u8],
+    limit: Duration,
+) -> Result<Vec<String>, String> {
+    let host = mail.smtp_host.as_deref().ok_or("no smtp_host in [mail]")?;
     let t = transport(mail, host)?;
-    t.send_raw(&envelope, bytes)
-        .await
-        .map_err(|e| format!("SMTP {host}: {e}"))?;
-    Ok(mail.to.clone())
+    match tokio::time::timeout(limit, t.send_raw(envelope, bytes)).await {
+        Ok(Ok(_)) => Ok(mail.to.clone()),
+        Ok(Err(e)) => Err(format!("SMTP {host}: {e}")),
+        Err(_) => Err(format!(
+            "SMTP {host}: no answer within {} s",
+            limit.as_secs_f64()
+        )),
+    }
 }

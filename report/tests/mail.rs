@@ -191,3 +191,67 @@ async fn without_smtp_the_message_is_written_as_eml() {
     assert!(d.sent_to.is_empty());
     assert_eq!(eml.parent(), Some(d.files.dir.as_path()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authenticates_with_the_password_file_and_a_wrong_password_keeps_the_report() {
+    let sink = SmtpSink::start_with_auth("patrol", "s3cret pass");
+    let tmp = tempfile::tempdir().unwrap();
+    let password_file = tmp.path().join("smtp.password");
+    let mut cfg = config(tmp.path(), sink.port);
+
+    // A wrong password: refused, report kept.
+    std::fs::write(&password_file, "wrong\n").unwrap();
+    if let Some(m) = cfg.mail.as_mut() {
+        m.username = Some("patrol".to_string());
+        m.password_file = Some(password_file.clone());
+    }
+    let err = email_sweep(&day_one(), &cfg)
+        .await
+        .expect_err("wrong password");
+    assert!(matches!(err, ReportError::Send { .. }), "{err}");
+    assert_eq!(sink.count(), 0);
+
+    // The right one (trailing newline of the file ignored): delivered.
+    std::fs::write(&password_file, "s3cret pass\n").unwrap();
+    let d = email_sweep(&day_one(), &cfg)
+        .await
+        .expect("authenticated send");
+    assert_eq!(d.sent_to, TO);
+    assert_eq!(sink.wait_for(1).len(), 1);
+}
+
+/// Regression: a server that accepts and then says nothing hung the send
+/// for minutes.
+#[tokio::test]
+async fn a_silent_server_times_out_instead_of_hanging() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(tmp.path(), port);
+    let mail = cfg.mail.as_ref().unwrap();
+    let message = patrol_report::mail::build_message(
+        Some(mail),
+        patrol_report::mail::Parts {
+            subject: "s",
+            text: "t",
+            html: "<p>h</p>",
+            csv: "a,b\r\n",
+            csv_name: "nodes.csv",
+        },
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let err =
+        patrol_report::mail::send_within(mail, message, std::time::Duration::from_millis(500))
+            .await
+            .expect_err("the server never answers");
+    assert!(err.contains("no answer within 0.5 s"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    hold.abort();
+}

@@ -1,6 +1,10 @@
 """A loopback SMTP server for patrol-report's end-to-end mail test.
 
-Usage: /usr/bin/python3 smtp_sink.py HOST PORT OUT_DIR
+Usage: /usr/bin/python3 smtp_sink.py HOST PORT OUT_DIR [USER:PASSWORD]
+
+With USER:PASSWORD, the server requires SMTP AUTH (PLAIN or LOGIN, allowed
+without TLS since this is loopback) and refuses mail from anyone who did
+not log in with exactly those.
 
 Saves every received message as OUT_DIR/NNN.eml (raw bytes as received),
 its envelope as OUT_DIR/NNN.envelope (MAIL FROM, then RCPT TO lines), and
@@ -21,6 +25,7 @@ import threading
 
 try:
     from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult, LoginPassword
 except ImportError:
     sys.stderr.write("aiosmtpd is missing: apt-get install python3-aiosmtpd\n")
     sys.exit(3)
@@ -68,9 +73,30 @@ class SaveHandler:
         return "250 Message accepted for delivery"
 
 
+def authenticator_for(user, password):
+    def authenticate(server, session, envelope, mechanism, auth_data):
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and auth_data.login == user.encode()
+            and auth_data.password == password.encode()
+        )
+        # handled=False: let aiosmtpd answer 535 (its default, True, sends nothing).
+        return AuthResult(success=ok, handled=False)
+
+    return authenticate
+
+
 def main():
     host, port, out_dir = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    controller = Controller(SaveHandler(out_dir), hostname=host, port=port)
+    auth = {}
+    if len(sys.argv) > 4:
+        user, password = sys.argv[4].split(":", 1)
+        auth = dict(
+            authenticator=authenticator_for(user, password),
+            auth_required=True,
+            auth_require_tls=False,
+        )
+    controller = Controller(SaveHandler(out_dir), hostname=host, port=port, **auth)
     controller.start()
     print("ready", flush=True)
     try:

@@ -100,6 +100,15 @@ impl SmtpSink {
     /// accepts connections. Panics (saying how to install it) when
     /// aiosmtpd is missing.
     pub fn start() -> SmtpSink {
+        SmtpSink::start_with(None)
+    }
+
+    /// Like [`SmtpSink::start`], requiring SMTP AUTH as `user:password`.
+    pub fn start_with_auth(user: &str, password: &str) -> SmtpSink {
+        SmtpSink::start_with(Some(format!("{user}:{password}")))
+    }
+
+    fn start_with(auth: Option<String>) -> SmtpSink {
         check_installed();
         let mut last_err = String::new();
         for _ in 0..5 {
@@ -110,6 +119,7 @@ impl SmtpSink {
                 .arg("127.0.0.1")
                 .arg(port.to_string())
                 .arg(dir.path())
+                .args(auth.as_deref())
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
