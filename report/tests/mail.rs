@@ -255,3 +255,25 @@ async fn a_silent_server_times_out_instead_of_hanging() {
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
     hold.abort();
 }
+
+/// `security = "starttls"` (the default) never falls back to clear text:
+/// a server that does not offer STARTTLS gets nothing, the report is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starttls_is_required_not_optional() {
+    let sink = SmtpSink::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = config(tmp.path(), sink.port);
+    if let Some(m) = cfg.mail.as_mut() {
+        m.security = SmtpSecurity::Starttls;
+    }
+    let err = email_sweep(&day_one(), &cfg)
+        .await
+        .expect_err("no STARTTLS on offer");
+    let ReportError::Send { eml, .. } = &err else {
+        panic!("expected a send error, got {err}");
+    };
+    assert!(eml.is_file());
+    assert!(err.to_string().contains("STARTTLS"), "{err}");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(sink.count(), 0, "mail went out in clear text");
+}
