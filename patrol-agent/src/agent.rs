@@ -461,7 +461,9 @@ impl Owner {
 
     /// Time the checks of sweep `id` may take: until the request expires,
     /// less the answer spread and a margin for the answer's trip and a
-    /// retry. At least 100 ms; unknown sweeps get the check's own timeout.
+    /// retry. At least 100 ms; a sweep with no known expiry gets 10 minutes
+    /// (the longest deadline a request may have), so each check keeps its
+    /// own timeout.
     fn check_budget(&self, id: u64) -> Duration {
         match self.expiries.get(&id) {
             Some(&(expiry, spread)) => {
@@ -469,7 +471,7 @@ impl Owner {
                 let reserve = u64::from(spread) + BUDGET_MARGIN_MS;
                 Duration::from_millis(left.saturating_sub(reserve).max(100))
             }
-            None => Duration::MAX,
+            None => Duration::from_secs(600),
         }
     }
 

@@ -52,11 +52,8 @@ impl Inspector for CatalogInspector {
         selector: &Selector,
         budget: Duration,
     ) -> Pin<Box<dyn Future<Output = Vec<CheckOutcome>> + Send>> {
-        let mut checks = self.catalog.select(selector, &self.tags);
-        for c in &mut checks {
-            c.timeout = c.timeout.min(budget);
-        }
+        let checks = self.catalog.select(selector, &self.tags);
         let runner = self.runner.clone();
-        Box::pin(async move { runner.run(&checks).await })
+        Box::pin(async move { runner.run_within(&checks, budget).await })
     }
 }

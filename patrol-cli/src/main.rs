@@ -72,6 +72,9 @@ fn main() -> ExitCode {
             Command::Demo(a) => demo::run(a).await,
         }
     });
+    // A check stuck in a blocking read (a hung NFS mount) must not keep the
+    // process alive after its result is out.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     match result {
         Ok(code) => code,
         Err(e) => {

@@ -54,6 +54,7 @@ fn main() -> ExitCode {
         },
         shutdown_signal(),
     ));
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     match result {
         Ok(stats) => {
             tracing::info!(?stats, "left the cluster");
