@@ -72,7 +72,10 @@ fn stem(doc: &SweepDocument) -> String {
 
 /// Write `bytes` to `path` through a temporary file and a rename.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
-    let tmp = path.with_extension("tmp");
+    // `report.html` -> `report.html.tmp`: never shared by two files.
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     fs::write(&tmp, bytes).map_err(|e| ReportError::io("write", &tmp, e))?;
     fs::rename(&tmp, path).map_err(|e| ReportError::io("rename into place", path, e))
 }
