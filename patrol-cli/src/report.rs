@@ -5,7 +5,8 @@
 //! patrol report SWEEP.json --html FILE [--text]  HTML into FILE (and text)
 //! patrol report SWEEP.json --against OLDER.json  compare with that sweep
 //! patrol report --send SWEEP.json                store, render, mail
-//! patrol report --send DIR/message.eml           send a kept report
+//! patrol report --send DIR/message.eml           send a kept report (then
+//!                                                renamed message.sent.eml)
 //! ```
 //!
 //! Without `--against`, a sweep is compared with the previous sweep of the
@@ -117,8 +118,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 async fn send(file: &Path, config: &Config) -> anyhow::Result<ExitCode> {
     match send_file(file, config).await {
-        Ok(to) => {
-            println!("sent {} to {}", file.display(), to.join(", "));
+        Ok(sent) => {
+            println!("sent {} to {}", file.display(), sent.to.join(", "));
+            if let Some(p) = sent.renamed {
+                println!("renamed it {}", p.display());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(e @ ReportError::Send { .. }) => {

@@ -200,6 +200,7 @@ fn an_unreachable_smtp_server_keeps_the_report_then_send_delivers_it() {
     ]);
     assert!(out.status.success(), "stderr: {}", text(&out.stderr));
     assert!(text(&out.stdout).contains("ops-a@example.test, ops-b@example.test"));
+    assert!(dir.join("message.sent.eml").is_file() && !eml.exists());
     let mail = &sink.wait_for(1)[0];
     assert_eq!(
         mail.header("Subject"),

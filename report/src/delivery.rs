@@ -204,11 +204,21 @@ pub async fn email_sweep(doc: &SweepDocument, config: &Config) -> Result<Deliver
     }
 }
 
+/// What [`send_file`] sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    /// Recipients the SMTP server accepted.
+    pub to: Vec<String>,
+    /// A sent `.eml` is renamed `NAME.sent.eml`, so that a retry loop over
+    /// `*/message.eml` never sends it twice; this is its new path.
+    pub renamed: Option<PathBuf>,
+}
+
 /// `patrol report --send FILE`: send a kept report. `FILE` is either an
 /// `.eml` written when sending failed (sent byte for byte to the
-/// recipients of `config.mail`) or a sweep JSON (handled as by
-/// [`email_sweep`], which needs `smtp_host`). Returns the recipients.
-pub async fn send_file(file: &Path, config: &Config) -> Result<Vec<String>, ReportError> {
+/// recipients of `config.mail`, then renamed `NAME.sent.eml`) or a sweep
+/// JSON (handled as by [`email_sweep`], which needs `smtp_host`).
+pub async fn send_file(file: &Path, config: &Config) -> Result<Sent, ReportError> {
     let mail_cfg = config.mail.as_ref().ok_or(ReportError::NoMail)?;
     if mail_cfg.smtp_host.is_none() {
         return Err(ReportError::NoSmtp(file.to_path_buf()));
@@ -219,15 +229,29 @@ pub async fn send_file(file: &Path, config: &Config) -> Result<Vec<String>, Repo
     {
         let bytes = fs::read(file).map_err(|e| ReportError::io("read", file, e))?;
         let dir = file.parent().unwrap_or(Path::new(".")).to_path_buf();
-        mail::send_raw(mail_cfg, &bytes)
+        let to = mail::send_raw(mail_cfg, &bytes)
             .await
             .map_err(|reason| ReportError::Send {
                 reason,
                 dir,
                 eml: file.to_path_buf(),
-            })
+            })?;
+        let renamed = match file.file_stem().and_then(|s| s.to_str()) {
+            Some(stem) if !stem.ends_with(".sent") => {
+                let to_path = file.with_file_name(format!("{stem}.sent.eml"));
+                fs::rename(file, &to_path)
+                    .map_err(|e| ReportError::io("rename the sent message", file, e))?;
+                Some(to_path)
+            }
+            _ => None,
+        };
+        Ok(Sent { to, renamed })
     } else {
         let doc = history::read_document(file)?;
-        Ok(email_sweep(&doc, config).await?.sent_to)
+        let d = email_sweep(&doc, config).await?;
+        Ok(Sent {
+            to: d.sent_to,
+            renamed: None,
+        })
     }
 }

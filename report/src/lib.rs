@@ -27,7 +27,7 @@ pub mod text;
 
 pub use delivery::{
     email_sweep, render_report, report_dir, send_file, write_report, Delivered, Rendered,
-    ReportFiles,
+    ReportFiles, Sent,
 };
 pub use error::ReportError;
 pub use summary::{build, PreviousSweep, Report};

@@ -23,6 +23,9 @@ pub const SAMPLE_NODES: usize = 8;
 pub const MAX_GROUPS: usize = 200;
 /// Drift and resolved groups shown (each); the rest are counted.
 pub const MAX_SECONDARY: usize = 50;
+/// Characters of a group title shown (a kernel log line as the observed
+/// value can be kilobytes); the CSV keeps the whole value.
+pub const MAX_TITLE_CHARS: usize = 240;
 /// Unreachable nodes listed by name.
 pub const MAX_UNREACHABLE: usize = 50;
 
@@ -121,6 +124,14 @@ pub fn subject(report: &Report, prefix: &str) -> String {
     s
 }
 
+/// `text` cut to [`MAX_TITLE_CHARS`] characters, marked with `...`.
+fn clip(text: String) -> String {
+    match text.char_indices().nth(MAX_TITLE_CHARS) {
+        Some((at, _)) => format!("{}...", &text[..at]),
+        None => text,
+    }
+}
+
 fn sample(nodes: &[String]) -> String {
     let mut s = nodes
         .iter()
@@ -166,7 +177,7 @@ fn group_view(m: &MarkedGroup) -> GroupView {
         status_colour: status_colour(m.group.key.status),
         change,
         change_colour,
-        title: m.group.title(),
+        title: clip(m.group.title()),
         count: plural(n, "node", "nodes"),
         sample: sample(&m.group.nodes),
         remediation: m.group.remediation.clone(),
@@ -175,7 +186,7 @@ fn group_view(m: &MarkedGroup) -> GroupView {
 
 fn drift_view(d: &Drift) -> DriftView {
     DriftView {
-        title: d.title(),
+        title: clip(d.title()),
         sample: sample(&d.nodes),
         peer: if d.peer_tags.is_empty() {
             "untagged nodes".to_string()

@@ -165,7 +165,11 @@ async fn an_unreachable_server_keeps_the_report_and_send_file_delivers_it_later(
     let sink = SmtpSink::start();
     let cfg = config(tmp.path(), sink.port);
     let sent = send_file(eml, &cfg).await.expect("send the kept message");
-    assert_eq!(sent, TO);
+    assert_eq!(sent.to, TO);
+    // Renamed, so that a retry loop over */message.eml sends it only once.
+    let renamed = sent.renamed.expect("renamed");
+    assert_eq!(renamed, dir.join("message.sent.eml"));
+    assert!(renamed.is_file() && !eml.exists());
     let mails = sink.wait_for(1);
     assert_eq!(
         mails[0].header("Subject"),

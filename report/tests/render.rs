@@ -130,3 +130,19 @@ fn html_stays_under_500_kb_when_every_section_overflows() {
     assert!(t.len() < 500 * 1024, "text is {} KB", t.len() / 1024);
     assert!(h.contains("more in the CSV"));
 }
+
+#[test]
+fn a_huge_observed_value_is_clipped_in_the_bodies_and_kept_in_the_csv() {
+    let mut doc = day_one();
+    let line = format!("kernel: {}", "segfault at 0 ip 00007f ".repeat(400));
+    doc.nodes[0].checks[0].observed = patrol_checks::Observed::Text(line.clone());
+    let r = build(&doc, None);
+    let v = view(&r, "[patrol]");
+    let h = html(&v).unwrap();
+    let t = text(&v).unwrap();
+    assert!(h.len() < 12_000, "HTML is {} bytes", h.len());
+    assert!(t.contains("kernel: segfault at 0 ip 00007f segfault"));
+    assert!(t.contains("..."));
+    assert!(!t.contains(&line));
+    assert!(patrol_report::attachment::csv(&doc).contains(&line));
+}
