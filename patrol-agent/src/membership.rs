@@ -9,7 +9,7 @@
 //! `left`. A node that misses the notice shows `down`.
 
 use std::collections::{BTreeMap, HashSet};
-use std::num::{NonZeroU32, NonZeroUsize};
+use std::num::{NonZeroU32, NonZeroU8, NonZeroUsize};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -69,11 +69,21 @@ pub struct MemberInfo {
 /// some join updates learns them within seconds. Measured with `patrol
 /// demo` (25 agents started at once): 24 s to converge with plain
 /// `new_lan` sized by the current member count, 0.6 s with these.
+///
+/// And `max_transmissions` is capped at [`MAX_TRANSMISSIONS`] (10): foca
+/// sends every update and every sweep request on that many times from
+/// each node, so it is also how often each node receives a request. With
+/// `new_lan`'s 4·log10(n) that is 16 at 10,000 nodes; the simulator shows
+/// 10 still reaches all but 2-3 of 10,000 nodes by gossip (the sweep's
+/// backstop reaches those directly ~300 ms in) and SWIM's own probing
+/// and the 5 s announce repair a membership update a node missed. The
+/// cap only changes meshes above 500 nodes.
 pub fn foca_config(cluster_size: usize, max_packet_size: usize) -> foca::Config {
     let size = NonZeroU32::new(cluster_size.clamp(16, u32::MAX as usize) as u32)
         .unwrap_or(NonZeroU32::MIN);
     let mut config = foca::Config::new_lan(size);
     config.max_packet_size = NonZeroUsize::new(max_packet_size).unwrap_or(NonZeroUsize::MIN);
+    config.max_transmissions = config.max_transmissions.min(MAX_TRANSMISSIONS);
     config.remove_down_after = Some(Duration::from_secs(300));
     config.periodic_announce = Some(foca::PeriodicParams {
         frequency: Duration::from_secs(5),
@@ -81,6 +91,12 @@ pub fn foca_config(cluster_size: usize, max_packet_size: usize) -> foca::Config 
     });
     config
 }
+
+/// Most times each node sends an update or a sweep request on.
+pub const MAX_TRANSMISSIONS: NonZeroU8 = match NonZeroU8::new(10) {
+    Some(n) => n,
+    None => NonZeroU8::MIN,
+};
 
 /// The cluster size to size foca for: the next power of two at or above the
 /// number of members, so settings are re-applied only as the mesh doubles
@@ -163,5 +179,14 @@ mod tests {
         assert_eq!(small.probe_period, big.probe_period);
         assert!(big.max_transmissions >= small.max_transmissions);
         assert!(big.suspect_to_down_after >= small.suspect_to_down_after);
+    }
+
+    #[test]
+    fn transmissions_are_capped_for_large_meshes() {
+        assert_eq!(
+            foca_config(16_384, 1350).max_transmissions,
+            MAX_TRANSMISSIONS
+        );
+        assert_eq!(foca_config(256, 1350).max_transmissions.get(), 9);
     }
 }

@@ -33,7 +33,7 @@ struct Args {
     #[arg(long, default_value_t = 0.01)]
     loss: f64,
     /// Time a node spends receiving one datagram (µs); datagrams queue.
-    #[arg(long, default_value_t = 4.0)]
+    #[arg(long, default_value_t = 10.0)]
     rx_service_us: f64,
     /// Datagrams a node's receive queue holds; more are dropped.
     #[arg(long, default_value_t = 256)]
@@ -220,7 +220,7 @@ fn main() -> Result<()> {
         } else if args.runs > 1 {
             let f = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
             println!(
-                "seed {:>4}: reach p50 {} p99 {} p100 {} ms; accounted {} ms; last answer {} ms; copies/node {:.1}; retry {} backstop {}; accounting {}; wall {wall:.1} s",
+                "seed {:>4}: reach p50 {} p99 {} p100 {} ms; accounted {} ms; last answer {} ms; copies/node {:.1}; reached by backstop {}; answers recovered by retry {} / backstop {}; backstop requests {}; coordinator rx drops {}; accounting {}; wall {wall:.1} s",
                 s.seed,
                 f(report.reach.p50_ms),
                 f(report.reach.p99_ms),
@@ -228,8 +228,11 @@ fn main() -> Result<()> {
                 f(report.completion.completed_ms),
                 f(report.completion.last_answer_ms),
                 report.reach.receptions_mean,
+                report.reach.by_backstop,
                 report.answers.recovered_by_retry,
                 report.answers.recovered_by_backstop,
+                report.answers.backstop_requests_sent,
+                report.traffic.queue_overflow,
                 if report.accounting.ok { "ok" } else { "PROBLEMS" },
             );
         } else {

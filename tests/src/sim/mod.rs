@@ -31,6 +31,7 @@
 
 mod network;
 mod report;
+mod shell;
 mod world;
 
 use std::time::Duration;
@@ -41,6 +42,7 @@ pub use network::{addr_of, index_of, LinkModel};
 pub use report::{
     Accounting, AnswerFigures, Completion, Population, Reach, SimReport, TrafficFigures,
 };
+pub use shell::SimShell;
 
 /// Optional overrides of the foca settings that `foca_config` produces, for
 /// tuning runs. `None` keeps the shipped value.
@@ -91,6 +93,8 @@ pub struct SimSettings {
     pub seed: u64,
     pub sweep: SweepSettings,
     pub foca: FocaOverrides,
+    /// The agent's glue constants (eager push rounds, direct spread).
+    pub shell: SimShell,
 }
 
 impl Default for SimSettings {
@@ -102,7 +106,7 @@ impl Default for SimSettings {
                 latency_min: Duration::from_micros(100),
                 latency_max: Duration::from_millis(1),
                 loss: 0.01,
-                rx_service: Duration::from_micros(4),
+                rx_service: Duration::from_micros(10),
                 rx_queue: 256,
             },
             down_before: 0.0,
@@ -120,6 +124,7 @@ impl Default for SimSettings {
             seed: 1,
             sweep: SweepSettings::default(),
             foca: FocaOverrides::default(),
+            shell: SimShell::default(),
         }
     }
 }

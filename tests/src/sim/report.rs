@@ -28,16 +28,19 @@ pub(crate) enum Kind {
     AnswerBackstop = 4,
     /// The coordinator's ack of an answer piece.
     Ack = 5,
+    /// The request sent directly to every member of a small mesh.
+    DirectSpread = 6,
 }
 
-const KINDS: usize = 6;
+const KINDS: usize = 7;
 const KIND_NAMES: [&str; KINDS] = [
     "foca",
     "backstop_request",
     "answer_first",
     "answer_retry",
-    "answer_after_backstop",
+    "answer_after_direct_request",
     "ack",
+    "direct_spread",
 ];
 
 /// What the simulator made of a node.

@@ -1,48 +1,31 @@
-//! The simulated world: every node's real foca and real sweep core, and the
-//! glue between them and the simulated network.
-//!
-//! The glue mirrors `patrol_agent::agent` step by step: a datagram starts
-//! with a channel byte (0 foca, 1 sweep); after foca handled a datagram the
-//! gossip inbox is drained into the core and, when a new request arrived,
-//! `foca.broadcast()` pushes it on at once (eager push); `Effect::Spread` is
-//! `add_broadcast` then `broadcast`; every call into foca or the core is
-//! followed by a flush that moves foca's sends, timers and notifications
-//! and the core's effects to where they go until nothing is left.
-//!
-//! Two things differ on purpose: foca is configured once for the real
-//! cluster size (a node here holds only a partial view, so the agent's
-//! resize-on-growth would size it for the view), and datagrams are not
-//! sealed but charged the envelope's size.
+//! The simulated world: node set-up (faults, partial views, timers out of
+//! phase), the event loop in virtual time, and delivery of datagrams
+//! through the link model to each node's shell ([`super::shell`]).
 
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use bytes::Bytes;
-use foca::{AccumulatingRuntime, Foca, Member, OwnedNotification};
+use foca::{AccumulatingRuntime, Foca, Member};
 use patrol_agent::agent::MAX_DATAGRAM;
 use patrol_agent::codec::BincodeCodec;
 use patrol_agent::envelope::OVERHEAD;
 use patrol_agent::identity::NodeId;
 use patrol_agent::membership::{foca_config, size_bucket};
-use patrol_agent::sweep::{
-    Effect, MemberView, Peer, RequestGossip, StartSweep, SweepCore, SweepMessage, SweepRequest,
-    SweepTimer,
-};
-use patrol_checks::{CheckOutcome, Observed, Selector, Severity, Status, SweepDocument};
+use patrol_agent::sweep::{Peer, RequestGossip, StartSweep, SweepCore, SweepTimer};
+use patrol_checks::{CheckOutcome, Observed, Selector, Severity, Status};
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 
-use super::network::{addr_of, index_of, EventQueue, LinkModel, RxQueue};
+use super::network::{addr_of, EventQueue, RxQueue};
 use super::report::{self, Kind, NodeFate, NodeMetrics, Tally};
+use super::shell::{self, Cause, Shared, SimNode};
 use super::SimSettings;
 
-const CH_FOCA: u8 = 0;
-const CH_SWEEP: u8 = 1;
-
 /// Unix time of virtual time zero (any fixed value; only differences count).
-const BASE_UNIX_MS: u64 = 1_800_000_000_000;
+pub(super) const BASE_UNIX_MS: u64 = 1_800_000_000_000;
 
 /// How often the end of the request's gossip is checked for.
 const DRAIN_CHECK: Duration = Duration::from_millis(50);
@@ -50,10 +33,8 @@ const DRAIN_CHECK: Duration = Duration::from_millis(50);
 /// Index of the coordinating node.
 pub(crate) const COORDINATOR: usize = 0;
 
-type SimFoca = Foca<NodeId, BincodeCodec, SmallRng, RequestGossip>;
-
 #[derive(Debug)]
-enum Event {
+pub(super) enum Event {
     /// The node comes up with its initial view (warm-up).
     Join(usize),
     /// A datagram reaches a node's receive queue.
@@ -70,69 +51,19 @@ enum Event {
 }
 
 #[derive(Debug)]
-struct Datagram {
-    from: usize,
-    to: usize,
-    channel: u8,
-    payload: Bytes,
-    kind: Kind,
+pub(super) struct Datagram {
+    pub from: usize,
+    pub to: usize,
+    pub channel: u8,
+    pub payload: Bytes,
+    pub kind: Kind,
 }
 
 impl Datagram {
     /// Size on the wire: channel byte, payload, envelope.
-    fn wire_len(&self) -> u64 {
+    pub fn wire_len(&self) -> u64 {
         (self.payload.len() + 1 + OVERHEAD) as u64
     }
-}
-
-/// What made the core emit the effects being flushed; tells an answer's
-/// first send from a retry and from a resend prompted by the backstop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Cause {
-    Timer,
-    BackstopRequest,
-    Other,
-}
-
-struct SimNode {
-    foca: SimFoca,
-    core: SweepCore,
-    inbox: mpsc::Receiver<SweepRequest>,
-    alive: bool,
-    slow: bool,
-    failing: bool,
-    rx: RxQueue,
-    m: NodeMetrics,
-}
-
-/// Everything but the nodes, so a node and the world can be borrowed at once.
-struct Shared {
-    n: usize,
-    now: Duration,
-    clock: Arc<AtomicU64>,
-    queue: EventQueue<Event>,
-    link: LinkModel,
-    net_rng: SmallRng,
-    check_rng: SmallRng,
-    check_min: Duration,
-    check_max: Duration,
-    slow_check: Duration,
-    ok_outcomes: Vec<CheckOutcome>,
-    failing_outcomes: Vec<CheckOutcome>,
-    rt: AccumulatingRuntime<NodeId>,
-    effects: Vec<Effect>,
-    cause: Cause,
-    /// The answer kind chosen for the current core call, once it sent one.
-    round: Option<Kind>,
-    sweep_started: Option<Duration>,
-    /// Traffic is counted from the start of the sweep to its completion.
-    counting: bool,
-    /// The request has died out (or the horizon passed): stop.
-    finished: bool,
-    request_bytes: Option<Vec<u8>>,
-    done: Option<Box<SweepDocument>>,
-    done_at: Option<Duration>,
-    tally: Tally,
 }
 
 pub(crate) struct World {
@@ -271,6 +202,7 @@ impl World {
                     alive: false,
                     slow: slow[i],
                     failing: failing[i],
+                    expiry: None,
                     rx: RxQueue::default(),
                     m: NodeMetrics::default(),
                 }
@@ -306,6 +238,7 @@ impl World {
                 clock,
                 queue,
                 link: settings.link.clone(),
+                shell: settings.shell,
                 net_rng: SmallRng::seed_from_u64(mix(settings.seed, 0, 3)),
                 check_rng: SmallRng::seed_from_u64(mix(settings.seed, 0, 4)),
                 check_min: settings.check_min,
@@ -365,407 +298,89 @@ impl World {
     }
 
     fn handle(&mut self, event: Event) {
+        let sh = &mut self.sh;
         match event {
-            Event::Join(i) => self.join(i),
-            Event::Arrive(d) => self.arrive(d),
-            Event::Deliver(d) => self.deliver(d),
+            Event::Join(i) => {
+                let view = std::mem::take(&mut self.views[i]);
+                let (ids, fates) = (&self.ids, &self.fates);
+                let members = view.into_iter().map(|j| {
+                    let id = ids[j as usize].clone();
+                    if fates[j as usize] == NodeFate::DownBefore {
+                        Member::down(id)
+                    } else {
+                        Member::alive(id)
+                    }
+                });
+                shell::join(i, &mut self.nodes[i], sh, members);
+            }
+            Event::Arrive(d) => {
+                let node = &mut self.nodes[d.to];
+                if !node.alive {
+                    sh.tally.to_dead[d.kind as usize] += 1;
+                    return;
+                }
+                match node.rx.admit(sh.now, &sh.link) {
+                    None => sh.tally.overflow[d.kind as usize] += 1,
+                    Some(at) if at <= sh.now => shell::datagram(d.to, node, sh, d, &self.fates),
+                    Some(at) => sh.queue.push(at, Event::Deliver(d)),
+                }
+            }
+            Event::Deliver(d) => {
+                let node = &mut self.nodes[d.to];
+                if node.alive {
+                    shell::datagram(d.to, node, sh, d, &self.fates);
+                } else {
+                    sh.tally.to_dead[d.kind as usize] += 1;
+                }
+            }
             Event::Foca(i, timer) => {
                 let node = &mut self.nodes[i];
                 if node.alive {
-                    let _ = node.foca.handle_timer(timer, &mut self.sh.rt);
-                    flush(i, node, &mut self.sh);
+                    shell::foca_timer(i, node, sh, timer);
                 }
             }
             Event::Sweep(i, timer) => {
                 let node = &mut self.nodes[i];
                 if node.alive {
-                    self.sh.set_cause(Cause::Timer);
-                    let (now, unix) = (self.sh.now, self.sh.unix_ms());
-                    node.core
-                        .handle_timer(now, unix, timer, &mut self.sh.effects);
-                    flush(i, node, &mut self.sh);
-                    self.sh.set_cause(Cause::Other);
+                    shell::sweep_timer(i, node, sh, timer);
                 }
             }
             Event::ChecksDone(i, sweep_id) => {
                 let node = &mut self.nodes[i];
                 if node.alive {
-                    let outcomes = if node.failing {
-                        self.sh.failing_outcomes.clone()
-                    } else {
-                        self.sh.ok_outcomes.clone()
-                    };
-                    let (now, unix) = (self.sh.now, self.sh.unix_ms());
-                    node.core
-                        .checks_done(now, unix, sweep_id, outcomes, &mut self.sh.effects);
-                    flush(i, node, &mut self.sh);
+                    shell::checks_done(i, node, sh, sweep_id);
                 }
             }
-            Event::StartSweep => self.start_sweep(),
+            Event::StartSweep => {
+                sh.sweep_started = Some(sh.now);
+                sh.counting = true;
+                let spec = StartSweep {
+                    selector: Selector {
+                        checks: Vec::new(),
+                        labels: Vec::new(),
+                        profile: Some("k8s-node".to_string()),
+                    },
+                    node_filter: Default::default(),
+                    deadline: self.settings.deadline,
+                };
+                shell::start_sweep(&mut self.nodes[COORDINATOR], sh, spec);
+            }
             Event::DrainCheck => {
                 let busy = self
                     .nodes
                     .iter()
                     .any(|n| n.alive && n.foca.custom_broadcast_backlog() > 0);
                 if busy {
-                    self.sh
-                        .queue
-                        .push(self.sh.now + DRAIN_CHECK, Event::DrainCheck);
+                    sh.queue.push(sh.now + DRAIN_CHECK, Event::DrainCheck);
                 } else {
-                    self.sh.finished = true;
+                    sh.finished = true;
                 }
             }
             Event::Die(i) => {
                 let node = &mut self.nodes[i];
                 node.alive = false;
-                node.m.died_at = Some(self.sh.now);
+                node.m.died_at = Some(sh.now);
             }
-        }
-    }
-
-    fn join(&mut self, i: usize) {
-        let view = std::mem::take(&mut self.views[i]);
-        let ids = &self.ids;
-        let fates = &self.fates;
-        let members = view.into_iter().map(|j| {
-            let id = ids[j as usize].clone();
-            if fates[j as usize] == NodeFate::DownBefore {
-                Member::down(id)
-            } else {
-                Member::alive(id)
-            }
-        });
-        let node = &mut self.nodes[i];
-        node.alive = true;
-        let _ = node.foca.apply_many(members, false, &mut self.sh.rt);
-        flush(i, node, &mut self.sh);
-    }
-
-    fn start_sweep(&mut self) {
-        let now = self.sh.now;
-        self.sh.sweep_started = Some(now);
-        self.sh.counting = true;
-        let unix = self.sh.unix_ms();
-        let node = &mut self.nodes[COORDINATOR];
-        // The snapshot, exactly as the agent takes it.
-        let members: Vec<MemberView> = node
-            .foca
-            .iter_membership_state()
-            .map(|m| MemberView {
-                peer: Peer {
-                    name: m.id().name.clone(),
-                    addr: m.id().addr,
-                    tags: m.id().tags.clone(),
-                },
-                alive: m.state() != foca::State::Down,
-            })
-            .collect();
-        let spec = StartSweep {
-            selector: Selector {
-                checks: Vec::new(),
-                labels: Vec::new(),
-                profile: Some("k8s-node".to_string()),
-            },
-            node_filter: Default::default(),
-            deadline: self.settings.deadline,
-        };
-        node.m.reached_at = Some(now);
-        node.core
-            .start(now, unix, spec, members, &mut self.sh.effects);
-        flush(COORDINATOR, node, &mut self.sh);
-    }
-
-    fn arrive(&mut self, d: Datagram) {
-        let node = &mut self.nodes[d.to];
-        if !node.alive {
-            self.sh.tally.to_dead[d.kind as usize] += 1;
-            return;
-        }
-        match node.rx.admit(self.sh.now, &self.sh.link) {
-            None => self.sh.tally.overflow[d.kind as usize] += 1,
-            Some(at) if at <= self.sh.now => self.deliver(d),
-            Some(at) => self.sh.queue.push(at, Event::Deliver(d)),
-        }
-    }
-
-    fn deliver(&mut self, d: Datagram) {
-        let i = d.to;
-        let node = &mut self.nodes[i];
-        if !node.alive {
-            self.sh.tally.to_dead[d.kind as usize] += 1;
-            return;
-        }
-        let sh = &mut self.sh;
-        if sh.counting {
-            node.m.recv_packets += 1;
-            node.m.recv_bytes += d.wire_len();
-        }
-        match d.channel {
-            CH_FOCA => {
-                if let Some(req) = &sh.request_bytes {
-                    if contains(&d.payload, req) {
-                        node.m.receptions += 1;
-                    }
-                }
-                know_mentioned(node, &d.payload, &self.fates, &mut sh.rt);
-                let _ = node.foca.handle_data(&d.payload, &mut sh.rt);
-                drain_gossip(i, node, sh);
-                flush(i, node, sh);
-            }
-            CH_SWEEP => {
-                let Ok(msg) = SweepMessage::decode(&d.payload) else {
-                    sh.tally.malformed += 1;
-                    return;
-                };
-                match &msg {
-                    SweepMessage::Request(_) => {
-                        node.m.receptions += 1;
-                        if node.m.reached_at.is_none() {
-                            node.m.reached_at = Some(sh.now);
-                            node.m.reached_by_backstop = true;
-                        }
-                        sh.set_cause(Cause::BackstopRequest);
-                    }
-                    SweepMessage::Answer(chunk) => {
-                        if i == COORDINATOR {
-                            if let Some(from) = node_index(&chunk.node, sh.n) {
-                                sh.tally.piece_arrived(
-                                    from,
-                                    chunk.index,
-                                    chunk.count,
-                                    d.kind,
-                                    sh.now,
-                                );
-                            }
-                        }
-                    }
-                    SweepMessage::Ack { .. } => {}
-                }
-                let (now, unix) = (sh.now, sh.unix_ms());
-                node.core
-                    .handle_message(now, unix, addr_of(d.from), msg, &mut sh.effects);
-                flush(i, node, sh);
-                sh.set_cause(Cause::Other);
-            }
-            _ => sh.tally.malformed += 1,
-        }
-    }
-}
-
-impl Shared {
-    fn unix_ms(&self) -> u64 {
-        BASE_UNIX_MS + self.now.as_millis() as u64
-    }
-
-    fn set_cause(&mut self, cause: Cause) {
-        self.cause = cause;
-        self.round = None;
-    }
-
-    fn send(
-        &mut self,
-        from: usize,
-        node: &mut SimNode,
-        to: std::net::SocketAddr,
-        channel: u8,
-        payload: Bytes,
-        kind: Kind,
-    ) {
-        let Some(to) = index_of(to, self.n) else {
-            self.tally.malformed += 1;
-            return;
-        };
-        let d = Datagram {
-            from,
-            to,
-            channel,
-            payload,
-            kind,
-        };
-        if self.counting {
-            node.m.sent_packets += 1;
-            node.m.sent_bytes += d.wire_len();
-            self.tally.sent[kind as usize] += 1;
-            self.tally.sent_bytes[kind as usize] += d.wire_len();
-        }
-        if self.link.lost(&mut self.net_rng) {
-            self.tally.lost[kind as usize] += 1;
-            return;
-        }
-        let at = self.now + self.link.latency(&mut self.net_rng);
-        self.queue.push(at, Event::Arrive(d));
-    }
-
-    fn check_time(&mut self, slow: bool) -> Duration {
-        if slow {
-            return self.slow_check;
-        }
-        if self.check_max <= self.check_min {
-            return self.check_min;
-        }
-        let span = (self.check_max - self.check_min).as_nanos() as u64;
-        self.check_min + Duration::from_nanos(self.check_rng.random_range(0..=span))
-    }
-}
-
-/// Emulate a full member list lazily: before foca reads a packet, every
-/// member the packet mentions (its sender, and the subject of each
-/// membership update) that this node does not know yet is added silently
-/// (`apply_many` without broadcasting) in the state a node knowing every
-/// member would already hold: alive at the previous incarnation, or down
-/// for nodes that were down before the sweep.
-///
-/// Without it, a node hearing from a member outside its partial view
-/// would treat it as a newcomer and gossip "X is alive" to the whole mesh,
-/// which makes others meet strangers and gossip about them in turn: a
-/// cascade of O(N²) membership updates that a real, fully-meshed cluster
-/// never sees. With it, foca's own handling of the packet sees exactly the
-/// changes a fully informed node would see, and broadcasts only those.
-fn know_mentioned(
-    node: &mut SimNode,
-    payload: &[u8],
-    fates: &[NodeFate],
-    rt: &mut AccumulatingRuntime<NodeId>,
-) {
-    use bytes::Buf;
-    use foca::{Codec, Message, State};
-
-    let mut buf = payload;
-    let mut codec = BincodeCodec;
-    let Ok(header) = codec.decode_header(&mut buf) else {
-        return;
-    };
-    let me = node.foca.identity().addr;
-    let mut known: Vec<Member<NodeId>> = Vec::new();
-    let baseline = |id: NodeId, incarnation: u16, state: State| {
-        let down = index_of(id.addr, fates.len()).is_some_and(|j| fates[j] == NodeFate::DownBefore);
-        if down {
-            Member::down(id)
-        } else {
-            let previous = match state {
-                State::Alive => incarnation.saturating_sub(1),
-                State::Suspect | State::Down => incarnation,
-            };
-            Member::new(id, previous, State::Alive)
-        }
-    };
-    if header.src.addr != me {
-        known.push(Member::new(
-            header.src,
-            header.src_incarnation,
-            State::Alive,
-        ));
-    }
-    if header.message != Message::Broadcast && buf.remaining() >= 2 {
-        let count = buf.get_u16();
-        for _ in 0..count {
-            let Ok(update) = codec.decode_member(&mut buf) else {
-                break;
-            };
-            if update.id().addr != me {
-                let (inc, state) = (update.incarnation(), update.state());
-                known.push(baseline(update.id().clone(), inc, state));
-            }
-        }
-    }
-    // Already known members are left as they are: the baseline is never
-    // newer than what the node holds.
-    let _ = node.foca.apply_many(known.into_iter(), false, rt);
-}
-
-/// New requests that arrived by gossip go to the core and are pushed on at
-/// once (the agent's `drain_gossip`).
-fn drain_gossip(i: usize, node: &mut SimNode, sh: &mut Shared) {
-    let mut fresh = false;
-    while let Ok(req) = node.inbox.try_recv() {
-        fresh = true;
-        if node.m.reached_at.is_none() {
-            node.m.reached_at = Some(sh.now);
-        }
-        let (now, unix) = (sh.now, sh.unix_ms());
-        node.core.handle_request(now, unix, req, &mut sh.effects);
-    }
-    if fresh {
-        let _ = node.foca.broadcast(&mut sh.rt);
-    }
-    let _ = i;
-}
-
-/// Move everything foca and the core produced to where it goes, until
-/// neither has anything left (the agent's `flush`).
-fn flush(i: usize, node: &mut SimNode, sh: &mut Shared) {
-    loop {
-        let mut progressed = false;
-        while let Some((to, data)) = sh.rt.to_send() {
-            progressed = true;
-            sh.send(i, node, to.addr, CH_FOCA, data, Kind::Foca);
-        }
-        while let Some((after, timer)) = sh.rt.to_schedule() {
-            progressed = true;
-            sh.queue.push(sh.now + after, Event::Foca(i, timer));
-        }
-        while let Some(n) = sh.rt.to_notify() {
-            progressed = true;
-            if let OwnedNotification::MemberDown(id) = n {
-                node.core.member_down(sh.now, &id.name, &mut sh.effects);
-            }
-        }
-        let effects = std::mem::take(&mut sh.effects);
-        for effect in effects {
-            progressed = true;
-            on_effect(i, node, sh, effect);
-        }
-        if !progressed {
-            break;
-        }
-    }
-}
-
-fn on_effect(i: usize, node: &mut SimNode, sh: &mut Shared, effect: Effect) {
-    match effect {
-        Effect::Spread(req) => {
-            let bytes = req.encode();
-            sh.request_bytes = Some(bytes.clone());
-            if node.foca.add_broadcast(&bytes).is_ok() {
-                let _ = node.foca.broadcast(&mut sh.rt);
-            }
-            while node.inbox.try_recv().is_ok() {}
-        }
-        Effect::Send { to, msg } => {
-            let kind = match &msg {
-                SweepMessage::Request(_) => Kind::Backstop,
-                SweepMessage::Ack { .. } => Kind::Ack,
-                SweepMessage::Answer(_) => match sh.round {
-                    Some(kind) => kind,
-                    None => {
-                        let kind = match sh.cause {
-                            Cause::BackstopRequest => Kind::AnswerBackstop,
-                            _ if node.m.answer_rounds == 0 => Kind::AnswerFirst,
-                            _ => Kind::AnswerRetry,
-                        };
-                        node.m.answer_rounds += 1;
-                        sh.round = Some(kind);
-                        kind
-                    }
-                },
-            };
-            let bytes = Bytes::from(msg.encode());
-            sh.send(i, node, to, CH_SWEEP, bytes, kind);
-        }
-        Effect::Schedule { after, timer } => sh.queue.push(sh.now + after, Event::Sweep(i, timer)),
-        Effect::RunChecks { sweep_id, .. } => {
-            node.m.checks_started = true;
-            let after = sh.check_time(node.slow);
-            sh.queue
-                .push(sh.now + after, Event::ChecksDone(i, sweep_id));
-        }
-        Effect::Progress { .. } => {}
-        Effect::Completed(doc) => {
-            sh.done = Some(doc);
-            sh.done_at = Some(sh.now);
-            sh.counting = false;
-            // Keep going until the request dies out, to count every copy.
-            sh.queue.push(sh.now, Event::DrainCheck);
         }
     }
 }
@@ -773,17 +388,6 @@ fn on_effect(i: usize, node: &mut SimNode, sh: &mut Shared, effect: Effect) {
 /// `node-00042` for index 42.
 pub(crate) fn node_name(i: usize) -> String {
     format!("node-{i:05}")
-}
-
-fn node_index(name: &str, n: usize) -> Option<usize> {
-    let i: usize = name.strip_prefix("node-")?.parse().ok()?;
-    (i < n).then_some(i)
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty()
-        && haystack.len() >= needle.len()
-        && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// A seed for stream `stream` of node `i`.
