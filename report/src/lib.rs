@@ -6,6 +6,7 @@
 //!   previous sweep, and values that differ from their peer group (pure);
 //! - [`summary`]: all of that as one [`Report`];
 //! - [`history`]: every sweep stored as JSON, one folder per scope;
+//! - [`family`]: groups of one check that differ only by value, shown as one;
 //! - [`render`]: subject, askama HTML and text bodies; [`attachment`]: CSV;
 //! - [`mail`]: the lettre message and SMTP transport;
 //! - [`delivery`]: [`write_report`], [`email_sweep`], [`send_file`],
@@ -18,6 +19,7 @@ pub mod delivery;
 pub mod diff;
 pub mod drift;
 pub mod error;
+pub mod family;
 pub mod history;
 pub mod mail;
 pub mod render;

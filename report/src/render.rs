@@ -73,8 +73,13 @@ pub struct View {
     pub scope: String,
     pub compared: String,
     pub figures: Vec<Figure>,
+    /// Anomaly groups in all (families count each of their groups).
+    pub groups_total: usize,
+    /// Cards shown: single groups and families.
     pub groups: Vec<GroupView>,
+    /// Groups in the cards left out.
     pub groups_more: usize,
+    pub resolved_total: usize,
     pub resolved: Vec<GroupView>,
     pub resolved_more: usize,
     pub drift: Vec<DriftView>,
@@ -184,6 +189,87 @@ fn group_view(m: &MarkedGroup) -> GroupView {
     }
 }
 
+/// One card for a family of groups (see [`crate::family`]).
+fn family_view(members: &[&MarkedGroup]) -> GroupView {
+    let first = members[0];
+    let mut view = group_view(first);
+    let n_values = members.len();
+    let new = members.iter().filter(|m| m.change == Change::New).count();
+    let earliest = members
+        .iter()
+        .filter_map(|m| match m.change {
+            Change::Persisting { since_unix_ms } => Some(since_unix_ms),
+            _ => None,
+        })
+        .min();
+    (view.change, view.change_colour) = match (new, earliest) {
+        (_, None) if members.iter().all(|m| m.change == Change::Resolved) => {
+            ("RESOLVED".to_string(), "#15803d")
+        }
+        (0, Some(since)) => (format!("persisting since {}", date(since)), "#57534e"),
+        (_, None) => ("NEW".to_string(), "#b91c1c"),
+        (new, Some(_)) => (format!("NEW for {new} of {n_values} values"), "#b91c1c"),
+    };
+    let values: Vec<&str> = members
+        .iter()
+        .map(|m| m.group.key.observed.as_str())
+        .collect();
+    let range = crate::family::value_range(&values);
+    view.title = clip(if first.group.expected.is_empty() {
+        format!("{} = {range} ({n_values} values)", first.group.key.check)
+    } else {
+        format!(
+            "{} = {range} ({n_values} values), expected {}",
+            first.group.key.check, first.group.expected
+        )
+    });
+    let total: usize = members.iter().map(|m| m.group.nodes.len()).sum();
+    view.count = plural(total, "node", "nodes");
+    let named: Vec<String> = members
+        .iter()
+        .flat_map(|m| {
+            m.group
+                .nodes
+                .iter()
+                .take(SAMPLE_NODES)
+                .map(move |n| format!("{n} ({})", m.group.key.observed))
+        })
+        .take(SAMPLE_NODES)
+        .collect();
+    view.sample = named.join(", ");
+    if total > named.len() {
+        view.sample.push_str(&format!(
+            ", ... (+{})",
+            thousands((total - named.len()) as u64)
+        ));
+    }
+    view
+}
+
+/// Views of `groups`, families folded, at most `max` cards; and how many
+/// groups the cards left out hold.
+fn card_views(groups: &[MarkedGroup], max: usize) -> (Vec<GroupView>, usize) {
+    let mut cards = crate::family::fold(groups);
+    // Worst status first, then most nodes first (a family counts all of
+    // its nodes); the sort is stable, so ties keep the groups' order.
+    let nodes =
+        |card: &Vec<usize>| -> usize { card.iter().map(|&i| groups[i].group.nodes.len()).sum() };
+    cards.sort_by(|a, b| {
+        let status = |c: &Vec<usize>| groups[c[0]].group.key.status.badness();
+        status(b).cmp(&status(a)).then(nodes(b).cmp(&nodes(a)))
+    });
+    let more = cards.iter().skip(max).map(Vec::len).sum();
+    let views = cards
+        .iter()
+        .take(max)
+        .map(|idx| match idx.as_slice() {
+            [one] => group_view(&groups[*one]),
+            many => family_view(&many.iter().map(|&i| &groups[i]).collect::<Vec<_>>()),
+        })
+        .collect();
+    (views, more)
+}
+
 fn drift_view(d: &Drift) -> DriftView {
     DriftView {
         title: clip(d.title()),
@@ -253,6 +339,8 @@ pub fn view(report: &Report, prefix: &str) -> View {
         },
     ];
     let unreachable = &report.aggregate.unreachable;
+    let (shown_groups, groups_more) = card_views(&report.groups, MAX_GROUPS);
+    let (shown_resolved, resolved_more) = card_views(&report.resolved, MAX_SECONDARY);
     View {
         subject: subject(report, prefix),
         cluster: report.cluster.clone(),
@@ -265,20 +353,12 @@ pub fn view(report: &Report, prefix: &str) -> View {
             None => "no earlier sweep of this scope: every anomaly is new".to_string(),
         },
         figures,
-        groups: report
-            .groups
-            .iter()
-            .take(MAX_GROUPS)
-            .map(group_view)
-            .collect(),
-        groups_more: report.groups.len().saturating_sub(MAX_GROUPS),
-        resolved: report
-            .resolved
-            .iter()
-            .take(MAX_SECONDARY)
-            .map(group_view)
-            .collect(),
-        resolved_more: report.resolved.len().saturating_sub(MAX_SECONDARY),
+        groups_total: report.groups.len(),
+        groups: shown_groups,
+        groups_more,
+        resolved_total: report.resolved.len(),
+        resolved: shown_resolved,
+        resolved_more,
         drift: report
             .drift
             .iter()

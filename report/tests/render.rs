@@ -81,8 +81,9 @@ fn html_stays_under_500_kb_when_every_section_overflows() {
                 if !prev && i % 10 == 9 {
                     return node(&name(i), &[("role", "worker")], NodeState::Down, vec![]);
                 }
+                // One check per node: distinct checks are never folded.
                 let mut fail = outcome(
-                    "sysctl.some.long.parameter.name",
+                    &format!("sysctl.some.long.parameter.name-{i}"),
                     Status::Fail,
                     Observed::Number(i as f64),
                     ">= 1048576",
@@ -91,13 +92,18 @@ fn html_stays_under_500_kb_when_every_section_overflows() {
                 let drift = if i % 10 == 0 { i as f64 } else { 0.0 };
                 let gone = if prev {
                     outcome(
-                        "resolved.check",
+                        &format!("resolved.check-{i}"),
                         Status::Fail,
                         Observed::Number(i as f64),
                         "< 1",
                     )
                 } else {
-                    outcome("resolved.check", Status::Pass, Observed::Number(0.0), "< 1")
+                    outcome(
+                        &format!("resolved.check-{i}"),
+                        Status::Pass,
+                        Observed::Number(0.0),
+                        "< 1",
+                    )
                 };
                 node(
                     &name(i),
@@ -128,7 +134,7 @@ fn html_stays_under_500_kb_when_every_section_overflows() {
     assert!(h.len() < 400 * 1024, "HTML is {} KB", h.len() / 1024);
     let t = text(&v).unwrap();
     assert!(t.len() < 500 * 1024, "text is {} KB", t.len() / 1024);
-    assert!(h.contains("more in the CSV"));
+    assert!(h.contains("not shown, every one is in the CSV"));
 }
 
 #[test]
@@ -145,4 +151,88 @@ fn a_huge_observed_value_is_clipped_in_the_bodies_and_kept_in_the_csv() {
     assert!(t.contains("..."));
     assert!(!t.contains(&line));
     assert!(patrol_report::attachment::csv(&doc).contains(&line));
+}
+
+#[test]
+fn many_values_of_one_check_fold_into_one_family_card() {
+    use patrol_checks::{NodeState, Observed, Status};
+    use patrol_report::sample::{document, node, outcome};
+
+    let w = [("role", "worker")];
+    let disk = |v: f64| {
+        outcome(
+            "disk.root_used_pct",
+            Status::Fail,
+            Observed::Number(v),
+            "< 85",
+        )
+    };
+    let ok = || {
+        outcome(
+            "disk.root_used_pct",
+            Status::Pass,
+            Observed::Number(40.0),
+            "< 85",
+        )
+    };
+    let doc = |values: &[(&str, f64)], id: &str, at: u64| {
+        let mut nodes: Vec<_> = values
+            .iter()
+            .map(|(n, v)| node(n, &w, NodeState::Ok, vec![disk(*v)]))
+            .collect();
+        nodes.push(node("n9", &w, NodeState::Ok, vec![ok()]));
+        document("prod", id, at, nodes)
+    };
+    // Three values: three cards, as the spec's grouping says.
+    let three = doc(
+        &[("n1", 86.0), ("n2", 87.0), ("n3", 90.0)],
+        "c0",
+        common::T0,
+    );
+    let v = view(&build(&three, None), "[patrol]");
+    assert_eq!(v.groups.len(), 3);
+    // Five values on five nodes: one family card, every node counted.
+    let before = doc(
+        &[("n1", 86.0), ("n2", 87.0), ("n3", 90.0), ("n4", 99.0)],
+        "c1",
+        common::T0,
+    );
+    let after = doc(
+        &[
+            ("n1", 86.0),
+            ("n2", 88.0),
+            ("n3", 90.0),
+            ("n4", 99.0),
+            ("n5", 95.0),
+        ],
+        "c2",
+        common::T0 + common::DAY,
+    );
+    let r = build(
+        &after,
+        Some(PreviousSweep {
+            doc: &before,
+            first_seen: None,
+        }),
+    );
+    assert_eq!(r.groups.len(), 5, "the groups themselves are unchanged");
+    let v = view(&r, "[patrol]");
+    assert_eq!(v.groups.len(), 1);
+    assert_eq!(v.groups_total, 5);
+    let card = &v.groups[0];
+    assert_eq!(
+        card.title,
+        "disk.root_used_pct = 86 .. 99 (5 values), expected < 85"
+    );
+    assert_eq!(card.count, "5 nodes");
+    // n2 moved from 87 to 88: persisting; n5 never failed before: new.
+    assert_eq!(card.change, "NEW for 1 of 5 values");
+    assert!(
+        card.sample.starts_with("n1 (86), n2 (88), "),
+        "{}",
+        card.sample
+    );
+    let t = text(&v).unwrap();
+    assert!(t.contains("ANOMALIES (5)"), "{t}");
+    assert!(t.contains("[FAIL] [NEW for 1 of 5 values] disk.root_used_pct = 86 .. 99 (5 values), expected < 85 - 5 nodes"), "{t}");
 }
