@@ -227,3 +227,30 @@ async fn control_client_without_the_key_is_refused() {
     server.await.unwrap();
     a.stop(StopMode::Crash).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_through_a_later_seed_and_keeps_retrying_until_one_answers() {
+    let env = new_envelope();
+    // Two seeds: one nobody will ever listen on, one that starts late.
+    let dead = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let late = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let joiner = udp_agent("joiner", 0, vec![dead, late], &env, Arc::new(NoChecks)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        joiner.members().await.unwrap().len(),
+        1,
+        "joined nobody yet"
+    );
+    let seed = udp_agent("seed", late.port(), vec![], &env, Arc::new(NoChecks)).await;
+    let agents = [joiner, seed];
+    wait_converged(&agents, 2, LIMIT).await;
+    for a in agents {
+        a.stop(StopMode::Crash).await;
+    }
+}
