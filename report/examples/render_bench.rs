@@ -1,6 +1,8 @@
 //! Render benchmark: a generated sweep of 10,000 nodes with a few hundred
 //! anomalies, rendered to HTML, text and CSV several times; prints the
-//! median and the slowest time, the sizes, and writes the last HTML to
+//! median and the slowest time, the sizes; then renders the worst case for
+//! the size ([`patrol_report::sample::overflowing`]) once; and writes the
+//! last HTML of the first part to
 //! `target/render_bench/report.html` for a look in a browser.
 //!
 //! ```text
@@ -71,6 +73,32 @@ fn main() {
         sizes.1 as f64 / 1024.0,
         sizes.2 as f64 / 1024.0
     );
+
+    // The worst case for the size: every section overflowing.
+    let (before, now) = patrol_report::sample::overflowing(nodes, 1_795_316_400_000);
+    let start = Instant::now();
+    let report = build(
+        &now,
+        Some(patrol_report::PreviousSweep {
+            doc: &before,
+            first_seen: None,
+        }),
+    );
+    let v = view(&report, "[patrol]");
+    let h = html(&v).expect("render HTML");
+    let t = text(&v).expect("render text");
+    let c = attachment::csv(&now);
+    println!(
+        "worst case ({} groups, {} resolved, {} drift): one run {:.1} ms, HTML {:.1} KB, text {:.1} KB, CSV {:.1} KB",
+        report.groups.len(),
+        report.resolved.len(),
+        report.drift.len(),
+        start.elapsed().as_secs_f64() * 1e3,
+        h.len() as f64 / 1024.0,
+        t.len() as f64 / 1024.0,
+        c.len() as f64 / 1024.0
+    );
+
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/render_bench");
     if std::fs::create_dir_all(&out).is_ok()
         && std::fs::write(out.join("report.html"), &last_html).is_ok()

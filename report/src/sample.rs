@@ -1,6 +1,6 @@
 //! Test support: build sweep documents by hand ([`outcome`], [`node`],
-//! [`document`]) or generate a large one ([`generate`]) for tests and the
-//! `render_bench` example. Deterministic for a given seed; no I/O.
+//! [`document`]) or generate a large one ([`generate`], [`overflowing`])
+//! for tests and the `render_bench` example. Deterministic for a given seed; no I/O.
 
 use std::collections::BTreeMap;
 
@@ -319,5 +319,65 @@ pub fn generate(nodes: usize, anomalies: usize, seed: u64) -> SweepDocument {
         &format!("{:016x}", seed),
         1_795_316_400_000,
         entries,
+    )
+}
+
+/// The worst case for the report's size: two sweeps of `nodes` nodes (the
+/// previous one and the current one, a day later) where every section
+/// overflows. Every node fails a check of its own (distinct checks are
+/// never folded into families) with a 300-character remediation, every
+/// node fixed another check of its own since the previous sweep, one node
+/// in ten has a drifting value and another one in ten is down; node names
+/// are long.
+pub fn overflowing(nodes: usize, started_at_unix_ms: u64) -> (SweepDocument, SweepDocument) {
+    let name = |i: usize| format!("worker-node-in-a-long-rack-name-{i:05}.dc1.example.test");
+    let remediation = "x".repeat(300);
+    let fleet = |previous: bool| -> Vec<NodeEntry> {
+        (0..nodes)
+            .map(|i| {
+                if !previous && i % 10 == 9 {
+                    return node(&name(i), &[("role", "worker")], NodeState::Down, vec![]);
+                }
+                let mut fail = outcome(
+                    &format!("sysctl.some.long.parameter.name-{i}"),
+                    Status::Fail,
+                    Observed::Number(i as f64),
+                    ">= 1048576",
+                );
+                fail.remediation = remediation.clone();
+                let drift = if i % 10 == 0 { i as f64 } else { 0.0 };
+                let (status, value) = if previous {
+                    (Status::Fail, i as f64)
+                } else {
+                    (Status::Pass, 0.0)
+                };
+                let fixed = outcome(
+                    &format!("resolved.check-{i}"),
+                    status,
+                    Observed::Number(value),
+                    "< 1",
+                );
+                node(
+                    &name(i),
+                    &[("role", "worker")],
+                    NodeState::Ok,
+                    vec![
+                        fail,
+                        outcome("vm.drifting", Status::Pass, Observed::Number(drift), "any"),
+                        fixed,
+                    ],
+                )
+            })
+            .collect()
+    };
+    const DAY_MS: u64 = 86_400_000;
+    (
+        document("prod", "00000000000000b1", started_at_unix_ms, fleet(true)),
+        document(
+            "prod",
+            "00000000000000b2",
+            started_at_unix_ms + DAY_MS,
+            fleet(false),
+        ),
     )
 }

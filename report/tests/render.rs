@@ -70,56 +70,7 @@ fn large_fleet_html_is_bounded_and_names_are_sampled() {
 /// remediation text), plus a thousand unreachable nodes.
 #[test]
 fn html_stays_under_500_kb_when_every_section_overflows() {
-    use patrol_checks::{NodeState, Observed, Status};
-    use patrol_report::sample::{document, node, outcome};
-
-    let name = |i: usize| format!("worker-node-in-a-long-rack-name-{i:05}.dc1.example.test");
-    let remediation = "x".repeat(300);
-    let nodes = |prev: bool| -> Vec<_> {
-        (0..10_000)
-            .map(|i| {
-                if !prev && i % 10 == 9 {
-                    return node(&name(i), &[("role", "worker")], NodeState::Down, vec![]);
-                }
-                // One check per node: distinct checks are never folded.
-                let mut fail = outcome(
-                    &format!("sysctl.some.long.parameter.name-{i}"),
-                    Status::Fail,
-                    Observed::Number(i as f64),
-                    ">= 1048576",
-                );
-                fail.remediation = remediation.clone();
-                let drift = if i % 10 == 0 { i as f64 } else { 0.0 };
-                let gone = if prev {
-                    outcome(
-                        &format!("resolved.check-{i}"),
-                        Status::Fail,
-                        Observed::Number(i as f64),
-                        "< 1",
-                    )
-                } else {
-                    outcome(
-                        &format!("resolved.check-{i}"),
-                        Status::Pass,
-                        Observed::Number(0.0),
-                        "< 1",
-                    )
-                };
-                node(
-                    &name(i),
-                    &[("role", "worker")],
-                    NodeState::Ok,
-                    vec![
-                        fail,
-                        outcome("vm.drifting", Status::Pass, Observed::Number(drift), "any"),
-                        gone,
-                    ],
-                )
-            })
-            .collect()
-    };
-    let before = document("prod", "b1", common::T0, nodes(true));
-    let now = document("prod", "b2", common::T0 + common::DAY, nodes(false));
+    let (before, now) = patrol_report::sample::overflowing(10_000, common::T0);
     let r = build(
         &now,
         Some(PreviousSweep {
