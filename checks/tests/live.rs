@@ -94,17 +94,36 @@ async fn process_counts_see_a_child_and_a_zombie_of_this_test() {
             .spawn()
             .unwrap(),
     );
-    // A child that exits and is not waited for stays a zombie.
-    let mut zombie = Reap(Command::new("true").spawn().unwrap());
-    let zombie_pid = zombie.0.id();
-    let stat = format!("/proc/{zombie_pid}/stat");
-    for _ in 0..200 {
-        if read(&stat).contains(") Z ") {
+    // A zombie that is not this process's own child (the agent's own
+    // children, briefly unreaped, are not the node's problem and are not
+    // counted): `sh` starts `true` in the background and execs into
+    // `sleep`, which never reaps it.
+    let parent = Reap(
+        Command::new("sh")
+            .arg("-c")
+            .arg("true & exec sleep 30")
+            .spawn()
+            .unwrap(),
+    );
+    let parent_pid = parent.0.id().to_string();
+    let foreign_zombie = || {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            // Processes come and go while we look.
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+            let mut f = rest.split_whitespace();
+            f.next() == Some("Z") && f.next() == Some(parent_pid.as_str())
+        })
+    };
+    for _ in 0..300 {
+        if foreign_zombie() {
             break;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert!(read(&stat).contains(") Z "), "{}", read(&stat));
+    assert!(foreign_zombie(), "no zombie child of {parent_pid} appeared");
+    // And one of our own, which must not be counted on its own.
+    let mut zombie = Reap(Command::new("true").spawn().unwrap());
 
     let text = format!(
         r#"
@@ -154,6 +173,7 @@ expect = {{ max = 100 }}
     assert_eq!(out[5].status, Status::Pass, "{:?}", out[5]);
     assert!(out[5].message.contains("of pid_max"), "{}", out[5].message);
     let _ = zombie.0.wait();
+    drop(parent);
     drop(sleeper);
 }
 

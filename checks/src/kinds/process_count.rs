@@ -45,6 +45,7 @@ pub struct ProcessCount {
 pub struct ProcStat {
     pub name: String,
     pub state: char,
+    pub ppid: u32,
     pub threads: u64,
 }
 
@@ -56,11 +57,13 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
     let name = text.get(open + 1..close)?.to_string();
     let rest: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
     let state = rest.first()?.chars().next()?;
+    let ppid = rest.get(1)?.parse().ok()?;
     // Field 20 (num_threads) is the 18th after the comm.
     let threads = rest.get(17)?.parse().ok()?;
     Some(ProcStat {
         name,
         state,
+        ppid,
         threads,
     })
 }
@@ -132,7 +135,10 @@ impl ProcessCount {
             };
             total += 1;
             threads += st.threads;
-            if st.state == 'Z' {
+            // Our own children between exit and reaping are not the
+            // node's problem (with many agents in one process, as in
+            // `patrol demo`, they were counted as the node's zombies).
+            if st.state == 'Z' && st.ppid != std::process::id() {
                 zombies += 1;
             }
             if self.count == Count::Matching {
