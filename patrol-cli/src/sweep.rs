@@ -140,7 +140,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             ),
             Err(e) => {
                 eprintln!("patrol: the report was not sent: {e}");
-                return Ok(ExitCode::from(3));
+                if let Some(dir) = e.kept_dir() {
+                    eprintln!(
+                        "patrol: send it later with: patrol report --send {}",
+                        dir.join("message.eml").display()
+                    );
+                }
+                return Ok(ExitCode::from(4));
             }
         }
     }
@@ -148,7 +154,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// 0: every node answered and every check passed; 1: warnings only;
-/// 2: a check failed or errored, or a node is silent or down.
+/// 2: a check failed or errored, or a node is silent or down. (`run`
+/// returns 3 when the sweep could not run, 4 when `--email` could not
+/// send the report, which is then kept on disk.)
 pub fn exit_code(doc: &SweepDocument) -> ExitCode {
     let unreachable = doc.counts.no_answer + doc.counts.down > 0;
     let worst = doc

@@ -161,7 +161,7 @@ fn agents_as_processes_members_sweep_kill_restart_and_terminate() {
         "--email",
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert_eq!(out.status.code(), Some(4), "{err}");
     assert!(
         err.contains("not sent") && err.contains(reports.to_str().unwrap()),
         "{err}"
