@@ -24,17 +24,18 @@ pub struct NodeId {
 }
 
 impl NodeId {
-    /// A new identity whose bump comes from the wall clock (tenths of a
-    /// second, wrapping), so a restart beats the previous incarnation.
+    /// A new identity whose bump comes from the wall clock (milliseconds,
+    /// wrapping; compared with serial-number arithmetic, so a restart
+    /// within 24 days beats the previous incarnation).
     pub fn new(name: impl Into<String>, addr: SocketAddr, tags: BTreeMap<String, String>) -> Self {
-        let tenths = std::time::SystemTime::now()
+        let millis = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| (d.as_millis() / 100) as u32)
+            .map(|d| d.as_millis() as u32)
             .unwrap_or(0);
         NodeId {
             name: name.into(),
             addr,
-            bump: tenths,
+            bump: millis,
             tags,
         }
     }

@@ -15,6 +15,10 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// Also show the answering agent's counters (datagrams in and out,
+    /// dropped because they did not open or did not decode, sweeps).
+    #[arg(long)]
+    pub stats: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -30,9 +34,31 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         ControlResponse::Error(e) => bail!("{addr}: {e}"),
         other => bail!("{addr}: unexpected reply {other:?}"),
     };
-    match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&members)?),
-        Format::Table => print!("{}", table(&members)),
+    let stats = if args.stats {
+        let (_, mut client) = args.control.open(&ControlRequest::Stats).await?;
+        match client.recv().await? {
+            ControlResponse::Stats(s) => Some(s),
+            ControlResponse::Error(e) => bail!("{addr}: {e}"),
+            other => bail!("{addr}: unexpected reply {other:?}"),
+        }
+    } else {
+        None
+    };
+    match (args.format, stats) {
+        (Format::Json, None) => println!("{}", serde_json::to_string_pretty(&members)?),
+        (Format::Json, Some(s)) => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "members": members, "stats": s }))?
+        ),
+        (Format::Table, stats) => {
+            print!("{}", table(&members));
+            if let Some(s) = stats {
+                println!(
+                    "agent at {addr}: {} datagrams in, {} out; dropped: {} that did not open (wrong key, corrupted, other cluster), {} malformed; {} sweeps coordinated, {} check runs",
+                    s.datagrams_in, s.datagrams_out, s.dropped_unsealed, s.dropped_malformed, s.sweeps_coordinated, s.checks_runs
+                );
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
