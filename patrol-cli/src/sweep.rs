@@ -201,7 +201,10 @@ pub fn table(doc: &SweepDocument, all: bool) -> String {
     let mut rows: Vec<[String; 5]> = Vec::new();
     let mut hidden = 0;
     for n in nodes {
-        if n.state == NodeState::Ok && !all {
+        // A node none of whose checks matched the selector answered "ok"
+        // having checked nothing: always shown, so nobody reads it as a pass.
+        let empty = n.state == NodeState::Ok && n.checks.is_empty();
+        if n.state == NodeState::Ok && !all && !empty {
             hidden += 1;
             continue;
         }
@@ -211,6 +214,9 @@ pub fn table(doc: &SweepDocument, all: bool) -> String {
             _ => "-".into(),
         };
         let detail = match n.state {
+            NodeState::Ok if empty => {
+                "answered, but no check of its config matches the selector".to_string()
+            }
             NodeState::Down => "SWIM reports the node down or left".to_string(),
             NodeState::NoAnswer => "believed alive, no answer before the deadline".to_string(),
             _ => {
