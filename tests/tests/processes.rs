@@ -98,7 +98,14 @@ fn agents_as_processes_members_sweep_kill_restart_and_terminate() {
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("4 members: 4 alive"), "{table}");
     assert!(table.contains("role=worker"), "{table}");
-    let out = patrol(&["members", "--seed", &ctl.to_string(), "--config", cfg.to_str().unwrap(), "--stats"]);
+    let out = patrol(&[
+        "members",
+        "--seed",
+        &ctl.to_string(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--stats",
+    ]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("dropped: 0 that did not open"), "{text}");
 
