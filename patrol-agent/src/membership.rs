@@ -75,7 +75,7 @@ pub struct MemberInfo {
 /// each node, so it is also how often each node receives a request. With
 /// `new_lan`'s 4·log10(n) that is 16 at 10,000 nodes; the simulator shows
 /// 10 still reaches all but 2-3 of 10,000 nodes by gossip (the sweep's
-/// backstop reaches those directly ~300 ms in) and SWIM's own probing
+/// backstop reaches those directly ~400 ms in) and SWIM's own probing
 /// and the 5 s announce repair a membership update a node missed. The
 /// cap only changes meshes above 500 nodes.
 pub fn foca_config(cluster_size: usize, max_packet_size: usize) -> foca::Config {

@@ -19,13 +19,16 @@ pub struct SweepSettings {
     /// Answer spread window per expected node: the coordinator sets the
     /// request's window to `expected * answer_spread_per_node`, capped by
     /// `answer_spread_max`; each participant delays its answer by a random
-    /// time in that window. Default 20 µs per node (10,000 nodes: 200 ms,
-    /// about 50,000 answers/s at the coordinator, half of what one agent
-    /// receives at ~10 µs per datagram; with no spread the simulator drops
-    /// half of 10,000 answers at the coordinator's receive queue).
+    /// time in that window. Default 30 µs per node: 10,000 nodes answer
+    /// over 300 ms, about 100,000 datagrams/s at the coordinator for
+    /// answers the size of the `k8s-node` profile's (three 1,200-byte
+    /// pieces), what one agent handles at ~10 µs per datagram. In the
+    /// simulator 20 µs overflowed the coordinator's queue (4,300 answer
+    /// pieces dropped, recovered by resends) and no spread at all dropped
+    /// most of them.
     pub answer_spread_per_node: Duration,
-    /// Cap of the answer spread window. Default 1 s (reached at 50,000
-    /// nodes; a 250 ms cap overflowed the coordinator at 40,000 nodes).
+    /// Cap of the answer spread window. Default 1 s (reached at about
+    /// 33,000 nodes; a 250 ms cap overflowed the coordinator at 40,000).
     pub answer_spread_max: Duration,
     /// First wait before resending unacked answer pieces; doubles per
     /// attempt up to `retry_max`, with ±25% jitter. Default 150 ms.
@@ -41,7 +44,7 @@ pub struct SweepSettings {
     /// or `backstop_deadline_percent` of the deadline has passed.
     /// Default 100 ms: enough for checks of a well-behaved node; the
     /// nodes gossip missed (2-3 in 10,000 with 10 transmissions) are then
-    /// reached ~300 ms after the start at 10,000 nodes.
+    /// reached ~400 ms after the start at 10,000 nodes.
     pub backstop_min_delay: Duration,
     /// Default 0 (the backstop does not wait for answers to go quiet): at
     /// 10,000 nodes resends trickle in until ~600 ms, so waiting for quiet
@@ -66,7 +69,7 @@ impl Default for SweepSettings {
         SweepSettings {
             max_concurrent: 2,
             max_datagram: 1200,
-            answer_spread_per_node: Duration::from_micros(20),
+            answer_spread_per_node: Duration::from_micros(30),
             answer_spread_max: Duration::from_secs(1),
             retry_initial: Duration::from_millis(150),
             retry_max: Duration::from_millis(800),

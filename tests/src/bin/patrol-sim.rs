@@ -36,7 +36,7 @@ struct Args {
     #[arg(long, default_value_t = 10.0)]
     rx_service_us: f64,
     /// Datagrams a node's receive queue holds; more are dropped.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 4096)]
     rx_queue: usize,
     /// Share of nodes down before the sweep, known down to SWIM.
     #[arg(long, default_value_t = 0.0)]
@@ -65,8 +65,9 @@ struct Args {
     /// Share of nodes reporting one failing check.
     #[arg(long, default_value_t = 0.02)]
     failing: f64,
-    /// Approximate size of one node's answer (bytes).
-    #[arg(long, default_value_t = 1000)]
+    /// Approximate size of one node's answer (bytes; 3400 is about the
+    /// built-in k8s-node profile's answer).
+    #[arg(long, default_value_t = 3400)]
     result_bytes: usize,
     /// The sweep's deadline (ms).
     #[arg(long, default_value_t = 5000.0)]

@@ -117,8 +117,12 @@ pub struct LinkModel {
     pub loss: f64,
     /// Time a node spends receiving one datagram (open the envelope,
     /// decode, hand to foca or the core). Datagrams queue behind each other.
+    /// Default 10 µs (opening a 1,200-byte envelope alone takes 3.3 µs
+    /// here, `envelope_throughput` example).
     pub rx_service: Duration,
     /// Datagrams that fit in a node's receive queue; more are dropped.
+    /// Default 4096: the agent's reader task drains the socket into an
+    /// in-process queue of that size ahead of the owner task.
     pub rx_queue: usize,
 }
 

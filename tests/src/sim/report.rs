@@ -1,9 +1,8 @@
-//! What a simulation run measured, the accounting check of the finished
-//! sweep document against what the simulator knows really happened, and the
-//! human-readable rendering.
+//! What a simulation run measured, and the accounting check of the
+//! finished sweep document against what the simulator knows really
+//! happened. The human-readable rendering is in `render.rs`.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use patrol_agent::identity::NodeId;
@@ -191,8 +190,8 @@ pub struct Reach {
     pub p100_ms: Option<f64>,
     /// Live nodes the request first reached through the backstop.
     pub by_backstop: usize,
-    /// Copies of the request each live node (coordinator excluded)
-    /// received, gossip and backstop, until the gossip died out.
+    /// Copies of the request each live node received, gossip and direct,
+    /// until the gossip died out.
     pub receptions_mean: f64,
     pub receptions_max: u64,
 }
@@ -311,14 +310,7 @@ pub(crate) fn build(inp: Inputs<'_>) -> SimReport {
         let r = (live.len() * p).div_ceil(100).max(1);
         reached.get(r - 1).map(|d| ms(*d))
     };
-    // The coordinator is left out: every node that hears from it learns it
-    // (an artefact of partial views, see the module doc), so it is picked
-    // as a gossip target far more often than 1 in N.
-    let receptions: Vec<u64> = live
-        .iter()
-        .filter(|&&i| i != COORDINATOR)
-        .map(|&i| inp.metrics[i].receptions)
-        .collect();
+    let receptions: Vec<u64> = live.iter().map(|&i| inp.metrics[i].receptions).collect();
     let reach = Reach {
         live_reached: reached.len(),
         p50_ms: rank(50),
@@ -546,141 +538,5 @@ fn check(inp: &Inputs<'_>) -> Accounting {
         ok: problem_count == 0,
         problem_count,
         problems,
-    }
-}
-
-fn opt_ms(v: Option<f64>) -> String {
-    v.map(|v| format!("{v:.1} ms"))
-        .unwrap_or_else(|| "never".to_string())
-}
-
-fn size(bytes: f64) -> String {
-    if bytes >= 1024.0 * 1024.0 {
-        format!("{:.1} MiB", bytes / 1024.0 / 1024.0)
-    } else if bytes >= 1024.0 {
-        format!("{:.1} KiB", bytes / 1024.0)
-    } else {
-        format!("{bytes:.0} B")
-    }
-}
-
-impl SimReport {
-    /// The report for people.
-    pub fn render(&self) -> String {
-        let s = &self.settings;
-        let p = &self.population;
-        let r = &self.reach;
-        let c = &self.completion;
-        let a = &self.answers;
-        let t = &self.traffic;
-        let st = &self.states;
-        let mut o = String::new();
-        let _ = writeln!(
-            o,
-            "patrol-sim: {} nodes (view {}), latency {:.2}-{:.2} ms, loss {:.1}%, seed {}",
-            s.nodes,
-            s.view,
-            s.latency_min_ms,
-            s.latency_max_ms,
-            s.loss * 100.0,
-            s.seed
-        );
-        let _ = writeln!(
-            o,
-            "  foca: max_transmissions {}, fan-out {}, gossip every {} ms; deadline {} ms",
-            s.max_transmissions, s.fanout, s.gossip_every_ms, s.deadline_ms
-        );
-        let _ = writeln!(
-            o,
-            "  nodes: {} live, {} down before, {} crashed before, {} died during; {} slow, {} failing",
-            p.live, p.down_before, p.crashed_before, p.died_during, p.slow, p.failing
-        );
-        let _ = writeln!(
-            o,
-            "  request reached live nodes: 50% {}, 99% {}, 100% {} ({}/{} reached, {} first by backstop)",
-            opt_ms(r.p50_ms),
-            opt_ms(r.p99_ms),
-            opt_ms(r.p100_ms),
-            r.live_reached,
-            p.live,
-            r.by_backstop
-        );
-        let _ = writeln!(
-            o,
-            "  request copies received per live node: mean {:.1}, max {}",
-            r.receptions_mean, r.receptions_max
-        );
-        let how = if c.before_deadline {
-            "every node answered or known down"
-        } else {
-            "at the deadline"
-        };
-        let _ = writeln!(
-            o,
-            "  accounted for: {} ({how}); last answer {}",
-            opt_ms(c.completed_ms),
-            opt_ms(c.last_answer_ms)
-        );
-        let _ = writeln!(
-            o,
-            "  states: ok {}, failing {}, no_answer {}, down {}, late joiners {}",
-            st.ok, st.failing, st.no_answer, st.down, st.late_joiners
-        );
-        let _ = writeln!(
-            o,
-            "  answers: {} answered; first send {}, recovered by retry {}, by backstop {}",
-            a.answered, a.first_send, a.recovered_by_retry, a.recovered_by_backstop
-        );
-        let _ = writeln!(
-            o,
-            "    answer packets {} sent, {} lost; acks {} sent, {} lost; backstop requests {}",
-            a.answer_packets_sent,
-            a.answer_packets_lost,
-            a.acks_sent,
-            a.acks_lost,
-            a.backstop_requests_sent
-        );
-        let _ = writeln!(
-            o,
-            "  sent per node: packets mean {:.1}, max {}; bytes mean {}, max {}",
-            t.packets_sent_mean,
-            t.packets_sent_max,
-            size(t.bytes_sent_mean),
-            size(t.bytes_sent_max as f64)
-        );
-        let _ = writeln!(
-            o,
-            "  coordinator: received {} packets ({}), sent {} packets ({})",
-            t.coordinator_received_packets,
-            size(t.coordinator_received_bytes as f64),
-            t.coordinator_sent_packets,
-            size(t.coordinator_sent_bytes as f64)
-        );
-        let _ = writeln!(
-            o,
-            "  network: {} packets ({}); {} lost, {} dropped by full receive queues, {} sent to dead nodes",
-            t.total_packets,
-            size(t.total_bytes as f64),
-            t.lost,
-            t.queue_overflow,
-            t.to_dead_nodes
-        );
-        if self.accounting.ok {
-            let _ = writeln!(
-                o,
-                "  accounting: OK (every node listed once, in the state it should be; every live node answered)"
-            );
-        } else {
-            let _ = writeln!(
-                o,
-                "  accounting: {} PROBLEM(S)",
-                self.accounting.problem_count
-            );
-            for problem in &self.accounting.problems {
-                let _ = writeln!(o, "    - {problem}");
-            }
-        }
-        let _ = writeln!(o, "  simulated {} events", self.events);
-        o
     }
 }

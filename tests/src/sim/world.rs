@@ -1,6 +1,6 @@
 //! The simulated world: node set-up (faults, partial views, timers out of
 //! phase), the event loop in virtual time, and delivery of datagrams
-//! through the link model to each node's shell ([`super::shell`]).
+//! through the link model to each node's shell (`shell.rs`).
 
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{mpsc, Arc};

@@ -1,0 +1,142 @@
+//! The simulation report for people: one screen of figures, problems
+//! listed when the accounting check failed.
+
+use std::fmt::Write as _;
+
+use super::report::SimReport;
+
+fn opt_ms(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.1} ms"))
+        .unwrap_or_else(|| "never".to_string())
+}
+
+fn size(bytes: f64) -> String {
+    if bytes >= 1024.0 * 1024.0 {
+        format!("{:.1} MiB", bytes / 1024.0 / 1024.0)
+    } else if bytes >= 1024.0 {
+        format!("{:.1} KiB", bytes / 1024.0)
+    } else {
+        format!("{bytes:.0} B")
+    }
+}
+
+impl SimReport {
+    /// The report for people.
+    pub fn render(&self) -> String {
+        let s = &self.settings;
+        let p = &self.population;
+        let r = &self.reach;
+        let c = &self.completion;
+        let a = &self.answers;
+        let t = &self.traffic;
+        let st = &self.states;
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "patrol-sim: {} nodes (view {}), latency {:.2}-{:.2} ms, loss {:.1}%, seed {}",
+            s.nodes,
+            s.view,
+            s.latency_min_ms,
+            s.latency_max_ms,
+            s.loss * 100.0,
+            s.seed
+        );
+        let _ = writeln!(
+            o,
+            "  foca: max_transmissions {}, fan-out {}, gossip every {} ms; deadline {} ms",
+            s.max_transmissions, s.fanout, s.gossip_every_ms, s.deadline_ms
+        );
+        let _ = writeln!(
+            o,
+            "  nodes: {} live, {} down before, {} crashed before, {} died during; {} slow, {} failing",
+            p.live, p.down_before, p.crashed_before, p.died_during, p.slow, p.failing
+        );
+        let _ = writeln!(
+            o,
+            "  request reached live nodes: 50% {}, 99% {}, 100% {} ({}/{} reached, {} first by backstop)",
+            opt_ms(r.p50_ms),
+            opt_ms(r.p99_ms),
+            opt_ms(r.p100_ms),
+            r.live_reached,
+            p.live,
+            r.by_backstop
+        );
+        let _ = writeln!(
+            o,
+            "  request copies received per live node: mean {:.1}, max {}",
+            r.receptions_mean, r.receptions_max
+        );
+        let how = if c.before_deadline {
+            "every node answered or known down"
+        } else {
+            "at the deadline"
+        };
+        let _ = writeln!(
+            o,
+            "  accounted for: {} ({how}); last answer {}",
+            opt_ms(c.completed_ms),
+            opt_ms(c.last_answer_ms)
+        );
+        let _ = writeln!(
+            o,
+            "  states: ok {}, failing {}, no_answer {}, down {}, late joiners {}",
+            st.ok, st.failing, st.no_answer, st.down, st.late_joiners
+        );
+        let _ = writeln!(
+            o,
+            "  answers: {} answered; first send {}, recovered by retry {}, by backstop {}",
+            a.answered, a.first_send, a.recovered_by_retry, a.recovered_by_backstop
+        );
+        let _ = writeln!(
+            o,
+            "    answer packets {} sent, {} lost; acks {} sent, {} lost; backstop requests {}",
+            a.answer_packets_sent,
+            a.answer_packets_lost,
+            a.acks_sent,
+            a.acks_lost,
+            a.backstop_requests_sent
+        );
+        let _ = writeln!(
+            o,
+            "  sent per node: packets mean {:.1}, max {}; bytes mean {}, max {}",
+            t.packets_sent_mean,
+            t.packets_sent_max,
+            size(t.bytes_sent_mean),
+            size(t.bytes_sent_max as f64)
+        );
+        let _ = writeln!(
+            o,
+            "  coordinator: received {} packets ({}), sent {} packets ({})",
+            t.coordinator_received_packets,
+            size(t.coordinator_received_bytes as f64),
+            t.coordinator_sent_packets,
+            size(t.coordinator_sent_bytes as f64)
+        );
+        let _ = writeln!(
+            o,
+            "  network: {} packets ({}); {} lost, {} dropped by full receive queues, {} sent to dead nodes",
+            t.total_packets,
+            size(t.total_bytes as f64),
+            t.lost,
+            t.queue_overflow,
+            t.to_dead_nodes
+        );
+        if self.accounting.ok {
+            let _ = writeln!(
+                o,
+                "  accounting: OK (every node listed once, in the state it should be; every live node answered)"
+            );
+        } else {
+            let _ = writeln!(
+                o,
+                "  accounting: {} PROBLEM(S)",
+                self.accounting.problem_count
+            );
+            for problem in &self.accounting.problems {
+                let _ = writeln!(o, "    - {problem}");
+            }
+        }
+        let _ = writeln!(o, "  simulated {} events", self.events);
+        o
+    }
+}
