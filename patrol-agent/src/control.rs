@@ -109,10 +109,18 @@ async fn write_frame(stream: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()
 }
 
 async fn read_frame(stream: &mut TcpStream) -> Result<Vec<u8>, ControlError> {
+    read_frame_limited(stream, MAX_FRAME).await
+}
+
+/// A request is small (a selector and a filter); the server reads it under
+/// this limit, so an unauthenticated client cannot make it allocate more.
+const MAX_REQUEST_FRAME: usize = 64 * 1024;
+
+async fn read_frame_limited(stream: &mut TcpStream, limit: usize) -> Result<Vec<u8>, ControlError> {
     let mut len = [0u8; 4];
     stream.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_FRAME {
+    if len > limit {
         return Err(ControlError::Protocol(format!(
             "frame of {len} bytes is over the limit"
         )));
@@ -196,9 +204,12 @@ async fn handle(
     hello.extend_from_slice(&challenge);
     write_frame(&mut stream, &hello).await?;
 
-    let frame = tokio::time::timeout(REQUEST_TIMEOUT, read_frame(&mut stream))
-        .await
-        .map_err(|_| ControlError::Timeout)??;
+    let frame = tokio::time::timeout(
+        REQUEST_TIMEOUT,
+        read_frame_limited(&mut stream, MAX_REQUEST_FRAME),
+    )
+    .await
+    .map_err(|_| ControlError::Timeout)??;
     let request: ControlRequest = match open(envelope, challenge, &frame) {
         Ok(r) => r,
         Err(e) => {
