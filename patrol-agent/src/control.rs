@@ -112,6 +112,9 @@ async fn read_frame(stream: &mut TcpStream) -> Result<Vec<u8>, ControlError> {
     read_frame_limited(stream, MAX_FRAME).await
 }
 
+/// Largest encoded selector + node filter a sweep request may carry.
+const MAX_SELECTOR_BYTES: usize = 900;
+
 /// A request is small (a selector and a filter); the server reads it under
 /// this limit, so an unauthenticated client cannot make it allocate more.
 const MAX_REQUEST_FRAME: usize = 64 * 1024;
@@ -253,6 +256,21 @@ async fn handle(
             node_filter,
             deadline_ms,
         } => {
+            // The request rides in one gossip packet with foca's header
+            // and the envelope: refuse a selector that cannot fit.
+            let size = bincode::serde::encode_to_vec(
+                (&selector, &node_filter),
+                bincode::config::standard(),
+            )
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
+            if size > MAX_SELECTOR_BYTES {
+                let why = format!(
+                    "the selector and node filter take {size} bytes; at most {MAX_SELECTOR_BYTES} fit in a sweep request (name fewer checks, or use a label or profile)"
+                );
+                send(&mut stream, ControlResponse::Error(why)).await?;
+                return Ok(());
+            }
             let spec = StartSweep {
                 selector,
                 node_filter,

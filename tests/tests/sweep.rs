@@ -303,6 +303,27 @@ async fn a_sweep_over_the_control_channel_needs_the_key() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(inspector.runs(), 0, "a refused sweep ran checks");
 
+    // A selector too large for one gossip packet: refused, with the reason.
+    let huge = ControlRequest::StartSweep {
+        selector: Selector {
+            checks: (0..200)
+                .map(|i| format!("some-long-check-name-{i:03}"))
+                .collect(),
+            ..Selector::default()
+        },
+        node_filter: BTreeMap::new(),
+        deadline_ms: 3000,
+    };
+    let client = ControlClient::connect(addr, env.clone(), Duration::from_secs(3))
+        .await
+        .unwrap();
+    match client.call(&huge).await {
+        Ok(patrol_agent::control::ControlResponse::Error(why)) => {
+            assert!(why.contains("fit"), "{why}")
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+
     // With the key: progress, then the whole document.
     let mut client = ControlClient::connect(addr, env.clone(), Duration::from_secs(3))
         .await
