@@ -42,15 +42,15 @@ const CH_LEAVE: u8 = 2;
 /// epidemic misses about e^-3 = 5% of nodes, which then wait for the
 /// periodic gossip or the backstop (~300 ms on loopback). Two calls (fan-out
 /// 6) miss about 0.25%, at the cost of ~6 receptions per node.
-const EAGER_PUSH_ROUNDS: usize = 2;
+pub const EAGER_PUSH_ROUNDS: usize = 2;
 
 /// Up to this many members, the coordinator also sends the request to each
 /// one directly: a handful of datagrams, and no node waits on gossip luck.
-const DIRECT_SPREAD_LIMIT: usize = 32;
+pub const DIRECT_SPREAD_LIMIT: usize = 32;
 
 /// Of the time left before a request expires, what checks may not use:
 /// the answer's trip to the coordinator and one retry.
-const BUDGET_MARGIN_MS: u64 = 400;
+pub const BUDGET_MARGIN_MS: u64 = 400;
 
 /// Largest datagram the agent sends, envelope included (fits a 1500-byte
 /// Ethernet MTU with IP and UDP headers).

@@ -44,9 +44,9 @@ use super::world::{Datagram, Event, BASE_UNIX_MS, COORDINATOR};
 pub(super) const CH_FOCA: u8 = 0;
 pub(super) const CH_SWEEP: u8 = 1;
 
-/// The agent's `BUDGET_MARGIN_MS`: of the time left before a request
-/// expires, what checks may not use (the answer's trip and one retry).
-const BUDGET_MARGIN_MS: u64 = 400;
+/// Of the time left before a request expires, what checks may not use (the
+/// agent's own constant).
+use patrol_agent::agent::BUDGET_MARGIN_MS;
 
 pub(super) type SimFoca = Foca<NodeId, BincodeCodec, SmallRng, RequestGossip>;
 
@@ -64,8 +64,8 @@ pub struct SimShell {
 impl Default for SimShell {
     fn default() -> Self {
         SimShell {
-            eager_push_rounds: 2,
-            direct_spread_limit: 32,
+            eager_push_rounds: patrol_agent::agent::EAGER_PUSH_ROUNDS,
+            direct_spread_limit: patrol_agent::agent::DIRECT_SPREAD_LIMIT,
         }
     }
 }
