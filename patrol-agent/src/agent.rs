@@ -252,6 +252,25 @@ pub fn start(
     }
 }
 
+/// The sweep's view of foca's member list: alive or suspect is `alive`,
+/// down is not (foca keeps down members for `remove_down_after`). The
+/// coordinator's expected set is taken from this; the simulator takes it
+/// the same way.
+pub fn membership_snapshot<'a>(
+    members: impl Iterator<Item = &'a foca::Member<NodeId>>,
+) -> Vec<MemberView> {
+    members
+        .map(|m| MemberView {
+            peer: Peer {
+                name: m.id().name.clone(),
+                addr: m.id().addr,
+                tags: m.id().tags.clone(),
+            },
+            alive: m.state() != foca::State::Down,
+        })
+        .collect()
+}
+
 enum TimerEvent {
     Foca(foca::Timer<NodeId>),
     Sweep(SweepTimer),
@@ -522,18 +541,7 @@ impl Owner {
                 let _ = reply.send(self.stats.clone());
             }
             Command::StartSweep(spec, events) => {
-                let members: Vec<MemberView> = self
-                    .foca
-                    .iter_membership_state()
-                    .map(|m| MemberView {
-                        peer: Peer {
-                            name: m.id().name.clone(),
-                            addr: m.id().addr,
-                            tags: m.id().tags.clone(),
-                        },
-                        alive: m.state() != foca::State::Down,
-                    })
-                    .collect();
+                let members = membership_snapshot(self.foca.iter_membership_state());
                 let now = self.epoch.elapsed();
                 let sweep_id = self
                     .core

@@ -30,8 +30,7 @@ use foca::{AccumulatingRuntime, Foca, Member, OwnedNotification};
 use patrol_agent::codec::BincodeCodec;
 use patrol_agent::identity::NodeId;
 use patrol_agent::sweep::{
-    Effect, MemberView, Peer, RequestGossip, StartSweep, SweepCore, SweepMessage, SweepRequest,
-    SweepTimer,
+    Effect, RequestGossip, StartSweep, SweepCore, SweepMessage, SweepRequest, SweepTimer,
 };
 use patrol_checks::{CheckOutcome, SweepDocument};
 use rand::rngs::SmallRng;
@@ -208,18 +207,7 @@ pub(super) fn join(
 /// taken exactly as the agent takes it.
 pub(super) fn start_sweep(node: &mut SimNode, sh: &mut Shared, spec: StartSweep) {
     let (now, unix) = (sh.now, sh.unix_ms());
-    let members: Vec<MemberView> = node
-        .foca
-        .iter_membership_state()
-        .map(|m| MemberView {
-            peer: Peer {
-                name: m.id().name.clone(),
-                addr: m.id().addr,
-                tags: m.id().tags.clone(),
-            },
-            alive: m.state() != foca::State::Down,
-        })
-        .collect();
+    let members = patrol_agent::agent::membership_snapshot(node.foca.iter_membership_state());
     node.m.reached_at = Some(now);
     node.core.start(now, unix, spec, members, &mut sh.effects);
     flush(COORDINATOR, node, sh);
