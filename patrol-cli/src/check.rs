@@ -42,8 +42,8 @@ pub struct Args {
     /// profile's checks.
     #[arg(long)]
     profile: Option<String>,
-    /// Run only these check ids.
-    #[arg(long, num_args = 1..)]
+    /// Run only these check ids (space- or comma-separated).
+    #[arg(long, num_args = 1.., value_delimiter = ',')]
     only: Vec<String>,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
