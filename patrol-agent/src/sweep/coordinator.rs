@@ -25,6 +25,10 @@ use super::{Effect, MemberView, Peer, StartSweep, SweepSettings, SweepTimer, Tim
 /// Completed sweep ids remembered so late answer pieces still get acked.
 const RECENT_COMPLETED: usize = 256;
 
+/// Check id of the `error` outcome recorded for a node whose answer
+/// arrived whole but did not decode.
+pub const UNREADABLE_ANSWER_ID: &str = "patrol.unreadable_answer";
+
 #[derive(Debug, Default)]
 pub(crate) struct Coordinator {
     sweeps: HashMap<u64, Sweep>,
@@ -214,8 +218,25 @@ impl Coordinator {
         }
         let bytes: Vec<u8> = parts.iter().flatten().flatten().copied().collect();
         sweep.partial.remove(&chunk.node);
-        let Ok(body) = AnswerBody::decode(&bytes) else {
-            return;
+        let body = match AnswerBody::decode(&bytes) {
+            Ok(body) => body,
+            // The node answered (every piece arrived and was acked), but
+            // its answer does not decode: list it as failing with the
+            // reason, not as silent.
+            Err(e) => AnswerBody {
+                tags: BTreeMap::new(),
+                // Unknown; the answer's arrival is an upper bound.
+                received_unix_ms: sweep.request.issued_at_unix_ms
+                    + now.saturating_sub(sweep.started_at).as_millis() as u64,
+                checks_ms: 0,
+                outcomes: vec![super::participant::patrol_error(
+                    UNREADABLE_ANSWER_ID,
+                    "an answer this coordinator can decode".to_string(),
+                    format!(
+                        "the node's answer did not decode ({e}); is it running another Patrol version?"
+                    ),
+                )],
+            },
         };
         sweep.record(now, from, chunk.node, body, out);
         self.complete_if_settled(id, now, out);

@@ -258,7 +258,7 @@ fn send_pieces(coordinator: &PeerAddr, pieces: &[Option<AnswerChunk>], out: &mut
     }
 }
 
-fn patrol_error(id: &str, expected: String, message: String) -> CheckOutcome {
+pub(crate) fn patrol_error(id: &str, expected: String, message: String) -> CheckOutcome {
     CheckOutcome {
         id: id.to_string(),
         kind: "patrol".to_string(),

@@ -645,21 +645,14 @@ fn big_answers_are_chunked_and_reassembled_out_of_order() {
 }
 
 #[test]
-fn garbage_answer_piece_is_ignored() {
+fn malformed_piece_is_ignored_and_an_undecodable_answer_is_listed_failing() {
     let mut net = Net::new(2, SweepSettings::default());
     net.hung.insert(1);
     let members = net.members();
     let id = net.start(0, Duration::from_secs(2), members);
-    let mut out = Vec::new();
     let (now, unix) = (net.now, net.unix());
-    let bad = AnswerChunk {
-        sweep_id: id,
-        node: peer(1).name,
-        index: 0,
-        count: 1,
-        payload: vec![0xff; 40],
-    };
-    net.cores[0].handle_message(now, unix, addr(1), SweepMessage::Answer(bad), &mut out);
+    // A piece that cannot be one (index past count): not even acked.
+    let mut out = Vec::new();
     let bad = AnswerChunk {
         sweep_id: id,
         node: peer(1).name,
@@ -668,9 +661,31 @@ fn garbage_answer_piece_is_ignored() {
         payload: vec![],
     };
     net.cores[0].handle_message(now, unix, addr(1), SweepMessage::Answer(bad), &mut out);
+    assert!(out.is_empty(), "{out:?}");
+    // A whole answer that does not decode: acked, and the node is listed
+    // as failing with the reason, not as silent.
+    let garbage = AnswerChunk {
+        sweep_id: id,
+        node: peer(1).name,
+        index: 0,
+        count: 1,
+        payload: vec![0xff; 40],
+    };
+    net.cores[0].handle_message(now, unix, addr(1), SweepMessage::Answer(garbage), &mut out);
     net.effects(0, out);
     net.run_for(Duration::from_secs(3));
-    assert_eq!(state_of(net.doc(), 1), NodeState::NoAnswer);
+    let doc = net.doc();
+    assert_accounted(doc);
+    assert_eq!(state_of(doc, 1), NodeState::Failing);
+    let node = doc.nodes.iter().find(|n| n.name == peer(1).name).unwrap();
+    assert_eq!(node.checks.len(), 1);
+    assert_eq!(node.checks[0].id, super::coordinator::UNREADABLE_ANSWER_ID);
+    assert_eq!(node.checks[0].status, Status::Error);
+    assert!(
+        node.checks[0].message.contains("did not decode"),
+        "{}",
+        node.checks[0].message
+    );
 }
 
 #[test]
