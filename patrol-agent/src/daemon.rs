@@ -143,7 +143,8 @@ pub async fn start_with(config: &Config, envelope: Envelope) -> Result<Daemon, S
 }
 
 /// Run a daemon from its config file until `shutdown` completes, then leave
-/// the cluster gracefully. `on_ready` hears where it listens.
+/// the cluster gracefully. `on_ready` hears where it listens. SIGHUP
+/// reloads the key file.
 pub async fn run(
     config: &Config,
     on_ready: impl FnOnce(&Ready),
@@ -151,8 +152,35 @@ pub async fn run(
 ) -> Result<AgentStats, StartError> {
     let keyring = Keyring::load(&config.node.key_file)?;
     let envelope = Envelope::new(keyring, &config.node.cluster);
-    let daemon = start_with(config, envelope).await?;
+    let daemon = start_with(config, envelope.clone()).await?;
+    let reloader = tokio::spawn(reload_on_hangup(envelope, config.node.key_file.clone()));
     on_ready(&daemon.ready);
     shutdown.await;
+    reloader.abort();
     Ok(daemon.stop(StopMode::Leave).await)
+}
+
+/// On SIGHUP, read the key file again and use its keys from then on (the
+/// gossip socket and the control channel both): key rotation without a
+/// restart. A file that does not load leaves the old keys in use.
+async fn reload_on_hangup(envelope: Envelope, key_file: std::path::PathBuf) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGHUP; key file reload disabled");
+            return;
+        }
+    };
+    while hangup.recv().await.is_some() {
+        match Keyring::load(&key_file) {
+            Ok(ring) => {
+                let primary = envelope.reload(ring);
+                tracing::info!(primary, keys = ?envelope.key_ids(), file = %key_file.display(), "reloaded the key file");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "key file not reloaded; the previous keys stay in use")
+            }
+        }
+    }
 }

@@ -23,7 +23,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use chacha20poly1305::aead::AeadInPlace;
 use chacha20poly1305::{KeyInit, Tag, XChaCha20Poly1305, XNonce};
@@ -100,18 +100,22 @@ struct Inner {
 }
 
 /// Seals and opens packets for one cluster under one keyring. Cheap to
-/// clone (an `Arc` inside) and safe to use from many tasks at once.
+/// clone and safe to use from many tasks at once; clones share the keyring,
+/// so [`Envelope::reload`] on one changes them all (key rotation without a
+/// restart).
 #[derive(Clone)]
 pub struct Envelope {
-    inner: Arc<Inner>,
+    cluster: Arc<str>,
+    inner: Arc<RwLock<Arc<Inner>>>,
 }
 
 impl fmt::Debug for Envelope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = self.current();
         f.debug_struct("Envelope")
-            .field("cluster", &self.inner.cluster)
-            .field("primary", &self.inner.primary)
-            .field("key_ids", &self.inner.keys.keys().collect::<Vec<_>>())
+            .field("cluster", &inner.cluster)
+            .field("primary", &inner.primary)
+            .field("key_ids", &inner.keys.keys().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -120,6 +124,36 @@ impl Envelope {
     /// An envelope sealing with the keyring's primary key and opening with
     /// any of its keys, bound to the cluster name.
     pub fn new(keyring: Keyring, cluster: &str) -> Envelope {
+        Envelope {
+            cluster: Arc::from(cluster),
+            inner: Arc::new(RwLock::new(Arc::new(Self::prepare(keyring, cluster)))),
+        }
+    }
+
+    /// Replace the keyring (same cluster) for this envelope and all its
+    /// clones: new packets seal with the new primary key, and only the new
+    /// keyring's keys open. Packets in flight under a key that stayed
+    /// installed still open. Returns the new primary key id.
+    pub fn reload(&self, keyring: Keyring) -> u32 {
+        let next = Arc::new(Self::prepare(keyring, &self.cluster));
+        let primary = next.primary;
+        *self.inner.write().unwrap_or_else(|p| p.into_inner()) = next;
+        primary
+    }
+
+    /// Ids of the keys that open packets, primary first.
+    pub fn key_ids(&self) -> Vec<u32> {
+        let inner = self.current();
+        let mut ids = vec![inner.primary];
+        ids.extend(inner.keys.keys().copied().filter(|id| *id != inner.primary));
+        ids
+    }
+
+    fn current(&self) -> Arc<Inner> {
+        Arc::clone(&self.inner.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn prepare(keyring: Keyring, cluster: &str) -> Inner {
         let prepare = |id: u32, secret: &[u8; SECRET_LEN]| {
             let mut aad = Vec::with_capacity(1 + KEY_ID_LEN + cluster.len());
             aad.push(VERSION);
@@ -135,24 +169,22 @@ impl Envelope {
             .filter_map(|id| Some((id, prepare(id, keyring.secret(id)?))))
             .collect();
         let primary = keyring.primary_id();
-        Envelope {
-            inner: Arc::new(Inner {
-                primary,
-                sealing: prepare(primary, keyring.primary_secret()),
-                keys,
-                cluster: cluster.to_string(),
-            }),
+        Inner {
+            primary,
+            sealing: prepare(primary, keyring.primary_secret()),
+            keys,
+            cluster: cluster.to_string(),
         }
     }
 
     /// The cluster name bound into every packet.
     pub fn cluster(&self) -> &str {
-        &self.inner.cluster
+        &self.cluster
     }
 
     /// The key id new packets are sealed with.
     pub fn primary_id(&self) -> u32 {
-        self.inner.primary
+        self.current().primary
     }
 
     /// Seal `plaintext` with the primary key, **appending** the packet
@@ -164,8 +196,9 @@ impl Envelope {
                 len: plaintext.len(),
             });
         }
-        let id = self.inner.primary;
-        let key = &self.inner.sealing;
+        let inner = self.current();
+        let id = inner.primary;
+        let key = &inner.sealing;
         let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill_bytes(&mut nonce);
         let start = out.len();
@@ -227,11 +260,8 @@ impl Envelope {
                 .try_into()
                 .map_err(|_| OpenError::TooShort { len: packet.len() })?,
         );
-        let key = self
-            .inner
-            .keys
-            .get(&id)
-            .ok_or(OpenError::UnknownKeyId(id))?;
+        let inner = self.current();
+        let key = inner.keys.get(&id).ok_or(OpenError::UnknownKeyId(id))?;
         let nonce: [u8; NONCE_LEN] = nonce
             .try_into()
             .map_err(|_| OpenError::TooShort { len: packet.len() })?;
@@ -263,6 +293,36 @@ mod tests {
 
     fn envelope() -> Envelope {
         Envelope::new(Keyring::from_secret(42, [3; SECRET_LEN]), "prod")
+    }
+
+    #[test]
+    fn rotation_install_use_remove_without_a_restart() {
+        let old = Keyring::from_secret(1, [1; SECRET_LEN]);
+        let a = Envelope::new(old.clone(), "prod");
+        let a_clone = a.clone();
+        let b = Envelope::new(old.clone(), "prod");
+        let from_old = a.seal_to_vec(b"before").unwrap();
+
+        // 1. Install the new key everywhere: still sealing with the old one.
+        let mut ring = old.clone();
+        ring.install(2, [2; SECRET_LEN]).unwrap();
+        assert_eq!(a.reload(ring.clone()), 1);
+        b.reload(ring.clone());
+        assert_eq!(a_clone.key_ids(), vec![1, 2], "clones share the reload");
+
+        // 2. Make it primary on `a` first: `b` (not yet switched) opens it.
+        ring.use_primary(2).unwrap();
+        a.reload(ring.clone());
+        let from_new = a_clone.seal_to_vec(b"after").unwrap();
+        assert_eq!(&from_new[1..5], &2u32.to_be_bytes());
+        assert_eq!(b.open(&from_new).unwrap(), b"after");
+        assert_eq!(a.open(&from_old).unwrap(), b"before");
+
+        // 3. Remove the old key: its packets no longer open.
+        ring.remove(1).unwrap();
+        a.reload(ring);
+        assert_eq!(a.open(&from_old), Err(OpenError::UnknownKeyId(1)));
+        assert_eq!(a.open(&from_new).unwrap(), b"after");
     }
 
     #[test]

@@ -23,6 +23,33 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Add a fresh random key to a key file (it opens packets but does not
+    /// seal until made primary). Rotation: install, copy the file to every
+    /// node and SIGHUP the agents; `use` the new id, copy, SIGHUP; `remove`
+    /// the old id, copy, SIGHUP.
+    Install {
+        /// The key file to change.
+        #[arg(value_name = "FILE", default_value = DEFAULT_KEY_FILE)]
+        file: PathBuf,
+    },
+    /// Make an installed key the one that seals.
+    Use {
+        /// The key file to change.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// The key id to seal with.
+        #[arg(value_name = "KEY_ID")]
+        id: u32,
+    },
+    /// Remove a key that is not primary.
+    Remove {
+        /// The key file to change.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// The key id to remove.
+        #[arg(value_name = "KEY_ID")]
+        id: u32,
+    },
     /// List the key ids in a key file and which one is primary.
     List {
         /// The key file to read.
@@ -49,6 +76,37 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 "wrote {} (mode 0600): key id {} (primary)",
                 out.display(),
                 ring.primary_id()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Install { file } => {
+            let mut ring = Keyring::load(&file)?;
+            let id = ring.install_generated();
+            ring.save(&file)?;
+            println!(
+                "installed key id {id} in {} (primary is still {}); copy the file to every node and send the agents SIGHUP",
+                file.display(),
+                ring.primary_id()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Use { file, id } => {
+            let mut ring = Keyring::load(&file)?;
+            ring.use_primary(id)?;
+            ring.save(&file)?;
+            println!(
+                "key id {id} is now primary in {}; copy the file to every node and send the agents SIGHUP",
+                file.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Remove { file, id } => {
+            let mut ring = Keyring::load(&file)?;
+            ring.remove(id)?;
+            ring.save(&file)?;
+            println!(
+                "removed key id {id} from {}; copy the file to every node and send the agents SIGHUP",
+                file.display()
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -86,6 +86,14 @@ impl AgentProcess {
         self.child.as_ref().map_or(0, Child::id)
     }
 
+    /// SIGHUP: the agent reloads its key file.
+    pub fn hangup(&self) {
+        let _ = Command::new("kill")
+            .arg("-HUP")
+            .arg(self.pid().to_string())
+            .status();
+    }
+
     /// SIGKILL: the process vanishes without a word.
     pub fn kill_hard(mut self) {
         if let Some(mut c) = self.child.take() {

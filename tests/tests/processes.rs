@@ -277,3 +277,104 @@ fn the_agent_refuses_a_key_file_others_can_read() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cluster.key") && err.contains("644"), "{err}");
 }
+
+#[test]
+fn keys_rotate_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("cluster.key");
+    let key_arg = key.to_str().unwrap();
+    assert!(patrol(&["keys", "generate", "--out", key_arg])
+        .status
+        .success());
+    let old_copy = dir.path().join("old.key");
+    std::fs::copy(&key, &old_copy).unwrap();
+    let list =
+        |file: &str| String::from_utf8_lossy(&patrol(&["keys", "list", file]).stdout).into_owned();
+    let old_id: u32 = list(key_arg)
+        .lines()
+        .find(|l| l.ends_with("primary"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|id| id.parse().ok())
+        .expect("a primary key id");
+
+    let a = AgentProcess::start(&write_config(dir.path(), "ka", &key, &[], 0, ""));
+    let b = AgentProcess::start(&write_config(dir.path(), "kb", &key, &[a.gossip], 0, ""));
+    let both_alive = |what: &str| {
+        wait(Duration::from_secs(30), what, || {
+            for ag in [&a, &b] {
+                let m = members_json(ag.control, &ag.config)?;
+                let alive = m.iter().filter(|m| m["state"] == "alive").count();
+                if alive != 2 {
+                    return Err(format!("{}: {alive} alive", ag.name));
+                }
+            }
+            Ok(())
+        })
+    };
+    both_alive("the mesh under the first key");
+
+    // 1. Install a new key on every node; the old one still seals.
+    let out = patrol(&["keys", "install", key_arg]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let new_id: u32 = text
+        .split_whitespace()
+        .nth(3)
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("no key id in `{text}`"));
+    a.hangup();
+    b.hangup();
+    // 2. Seal with the new key.
+    assert!(patrol(&["keys", "use", key_arg, &new_id.to_string()])
+        .status
+        .success());
+    a.hangup();
+    b.hangup();
+    // 3. Remove the old key.
+    assert!(patrol(&["keys", "remove", key_arg, &old_id.to_string()])
+        .status
+        .success());
+    a.hangup();
+    b.hangup();
+    assert!(
+        list(key_arg).contains(&format!("{new_id}\tprimary")),
+        "{}",
+        list(key_arg)
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    // The agents kept talking (the CLI now holds only the new key).
+    both_alive("the mesh under the new key");
+
+    // A client and an agent holding only the old key are shut out.
+    let out = patrol(&[
+        "members",
+        "--seed",
+        &a.control.to_string(),
+        "--key-file",
+        old_copy.to_str().unwrap(),
+        "--cluster",
+        "proc-test",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("authentication"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stale = AgentProcess::start(&write_config(
+        dir.path(),
+        "stale",
+        &old_copy,
+        &[a.gossip],
+        0,
+        "",
+    ));
+    std::thread::sleep(Duration::from_secs(3));
+    let m = members_json(a.control, &a.config).unwrap();
+    assert!(m.iter().all(|m| m["name"] != "stale"), "{m:?}");
+    drop(stale);
+}

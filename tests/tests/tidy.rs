@@ -21,12 +21,24 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 fn every_source_file_has_a_module_doc() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let mut files = Vec::new();
-    for krate in ["config", "checks", "patrol-agent", "report", "patrol-cli", "tests"] {
+    for krate in [
+        "config",
+        "checks",
+        "patrol-agent",
+        "report",
+        "patrol-cli",
+        "tests",
+    ] {
         for sub in ["src", "examples"] {
             rust_files(&root.join(krate).join(sub), &mut files);
         }
     }
-    assert!(files.len() > 50, "found only {} files under {}", files.len(), root.display());
+    assert!(
+        files.len() > 50,
+        "found only {} files under {}",
+        files.len(),
+        root.display()
+    );
     let missing: Vec<String> = files
         .iter()
         .filter(|f| {
@@ -35,5 +47,8 @@ fn every_source_file_has_a_module_doc() {
         })
         .map(|f| f.strip_prefix(root).unwrap_or(f).display().to_string())
         .collect();
-    assert!(missing.is_empty(), "files without a `//!` doc at the top: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "files without a `//!` doc at the top: {missing:?}"
+    );
 }
