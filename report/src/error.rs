@@ -16,6 +16,12 @@ pub enum ReportError {
         path: PathBuf,
         source: serde_json::Error,
     },
+    #[error("{path} is a sweep document of version {found}; this Patrol reads version {supported} and older (upgrade patrol to read it)")]
+    DocumentVersion {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
     #[error("cannot encode {what}: {source}")]
     Encode {
         what: &'static str,

@@ -83,10 +83,21 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError>
 /// Read a sweep document from a JSON file.
 pub fn read_document(path: &Path) -> Result<SweepDocument, ReportError> {
     let bytes = fs::read(path).map_err(|e| ReportError::io("read", path, e))?;
-    serde_json::from_slice(&bytes).map_err(|source| ReportError::Document {
-        path: path.to_path_buf(),
-        source,
-    })
+    let doc: SweepDocument =
+        serde_json::from_slice(&bytes).map_err(|source| ReportError::Document {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    // Fields may be added within a version (serde ignores what it does not
+    // know); a newer version may mean something else by the same fields.
+    if doc.version > patrol_checks::document::DOCUMENT_VERSION {
+        return Err(ReportError::DocumentVersion {
+            path: path.to_path_buf(),
+            found: doc.version,
+            supported: patrol_checks::document::DOCUMENT_VERSION,
+        });
+    }
+    Ok(doc)
 }
 
 /// The latest stored sweep of `doc`'s scope that started before it.

@@ -64,3 +64,18 @@ fn write_report_stores_history_and_the_next_report_is_compared_with_it() {
         "a re-run must not compare a sweep with itself"
     );
 }
+
+#[test]
+fn a_document_from_a_newer_patrol_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut doc = day_one();
+    let path = dir.path().join("sweep.json");
+    std::fs::write(&path, serde_json::to_vec(&doc).unwrap()).unwrap();
+    assert_eq!(patrol_report::history::read_document(&path).unwrap(), doc);
+    doc.version = patrol_checks::document::DOCUMENT_VERSION + 1;
+    std::fs::write(&path, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let err = patrol_report::history::read_document(&path)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("version") && err.contains("upgrade"), "{err}");
+}
