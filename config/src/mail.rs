@@ -51,6 +51,14 @@ pub struct ReportSection {
     /// Directory where rendered reports and `.eml` files are written.
     #[serde(default = "default_out_dir")]
     pub out_dir: PathBuf,
+    /// Sweeps kept per scope in the history; older ones are deleted when a
+    /// new one is stored. At least 2 (the diff needs the previous one).
+    #[serde(default = "default_keep_sweeps")]
+    pub keep_sweeps: usize,
+}
+
+fn default_keep_sweeps() -> usize {
+    400
 }
 
 fn default_history_dir() -> PathBuf {
@@ -66,6 +74,7 @@ impl Default for ReportSection {
         ReportSection {
             history_dir: default_history_dir(),
             out_dir: default_out_dir(),
+            keep_sweeps: default_keep_sweeps(),
         }
     }
 }

@@ -227,6 +227,15 @@ impl Config {
         let sweep: SweepSection = section(&table, "sweep", &mut push).unwrap_or_default();
         let checks: ChecksSection = section(&table, "checks", &mut push).unwrap_or_default();
         let report: ReportSection = section(&table, "report", &mut push).unwrap_or_default();
+        if report.keep_sweeps < 2 {
+            push(
+                "report.keep_sweeps",
+                format!(
+                    "must be at least 2 (got {}): each report is compared with the previous sweep",
+                    report.keep_sweeps
+                ),
+            );
+        }
         let mail: Option<MailSection> = if table.contains_key("mail") {
             section(&table, "mail", &mut push)
         } else {

@@ -77,6 +77,7 @@ fn mail_and_report_sections() {
         PathBuf::from("/var/lib/patrol/history")
     );
     assert_eq!(c.report.out_dir, PathBuf::from("/var/lib/patrol/reports"));
+    assert_eq!(c.report.keep_sweeps, 400);
 }
 
 #[test]

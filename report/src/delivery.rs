@@ -128,7 +128,12 @@ fn build_with_history(doc: &SweepDocument, config: &Config) -> Result<Report, Re
             first_seen: p.first_seen.as_ref(),
         }),
     );
-    history::store(history_dir, doc, &report.first_seen())?;
+    history::store(
+        history_dir,
+        doc,
+        &report.first_seen(),
+        config.report.keep_sweeps,
+    )?;
     Ok(report)
 }
 

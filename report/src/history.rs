@@ -141,12 +141,14 @@ pub fn previous(
     }))
 }
 
-/// Store `doc` (and its first-seen times) in its scope folder; returns the
-/// document's path. Storing the same sweep again replaces it.
+/// Store `doc` (and its first-seen times) in its scope folder, then keep
+/// only the newest `keep` sweeps of that scope; returns the document's
+/// path. Storing the same sweep again replaces it.
 pub fn store(
     history_dir: &Path,
     doc: &SweepDocument,
     first_seen: &FirstSeen,
+    keep: usize,
 ) -> Result<PathBuf, ReportError> {
     let dir = scope_dir(history_dir, doc);
     fs::create_dir_all(&dir).map_err(|e| ReportError::io("create", &dir, e))?;
@@ -167,5 +169,33 @@ pub fn store(
         source,
     })?;
     write_atomic(&dir.join(format!("{s}.seen.json")), &seen)?;
+    prune(&dir, keep.max(2))?;
     Ok(path)
+}
+
+/// Delete the oldest sweeps of a scope folder beyond `keep` (names sort by
+/// start time).
+fn prune(dir: &Path, keep: usize) -> Result<(), ReportError> {
+    let mut stems: Vec<String> = fs::read_dir(dir)
+        .map_err(|e| ReportError::io("list", dir, e))?
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".json") && !n.ends_with(".seen.json"))
+        .map(|n| n.trim_end_matches(".json").to_string())
+        .collect();
+    if stems.len() <= keep {
+        return Ok(());
+    }
+    stems.sort();
+    for s in &stems[..stems.len() - keep] {
+        for name in [format!("{s}.json"), format!("{s}.seen.json")] {
+            let path = dir.join(name);
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(ReportError::io("delete", &path, e)),
+            }
+        }
+    }
+    Ok(())
 }

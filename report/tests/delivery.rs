@@ -79,3 +79,35 @@ fn a_document_from_a_newer_patrol_is_refused_with_the_reason() {
         .to_string();
     assert!(err.contains("version") && err.contains("upgrade"), "{err}");
 }
+
+#[test]
+fn history_keeps_the_newest_sweeps_of_a_scope() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = Config::default();
+    cfg.report.history_dir = tmp.path().join("history");
+    cfg.report.keep_sweeps = 3;
+    let mut ids = Vec::new();
+    for day in 0..5u64 {
+        let mut doc = day_one();
+        doc.started_at_unix_ms += day * 86_400_000;
+        doc.sweep_id = format!("{:016x}", 0xd00 + day);
+        ids.push(doc.sweep_id.clone());
+        write_report(&doc, &cfg, &tmp.path().join(format!("out{day}"))).unwrap();
+    }
+    let scopes: Vec<_> = std::fs::read_dir(&cfg.report.history_dir)
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(scopes.len(), 1);
+    let mut names: Vec<String> = std::fs::read_dir(scopes[0].path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".json") && !n.ends_with(".seen.json"))
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 3, "{names:?}");
+    for (name, id) in names.iter().zip(&ids[2..]) {
+        assert!(name.contains(id.as_str()), "{name} should be sweep {id}");
+    }
+}
