@@ -114,6 +114,7 @@ pub enum StopMode {
 
 pub(crate) enum Command {
     Members(oneshot::Sender<Vec<MemberInfo>>),
+    SetSeeds(Vec<SocketAddr>),
     Stats(oneshot::Sender<AgentStats>),
     StartSweep(StartSweep, mpsc::Sender<SweepEvent>),
 }
@@ -152,6 +153,15 @@ impl Commander {
             .await
             .map_err(|_| AgentGone)?;
         rx.await.map_err(|_| AgentGone)
+    }
+
+    /// Replace the seed addresses the agent (re)joins through, e.g. after
+    /// seed names were resolved again.
+    pub async fn set_seeds(&self, seeds: Vec<SocketAddr>) -> Result<(), AgentGone> {
+        self.tx
+            .send(Command::SetSeeds(seeds))
+            .await
+            .map_err(|_| AgentGone)
     }
 
     /// Start a sweep coordinated by this agent; events stream on the
@@ -539,6 +549,14 @@ impl Owner {
             }
             Command::Stats(reply) => {
                 let _ = reply.send(self.stats.clone());
+            }
+            Command::SetSeeds(seeds) => {
+                let first = self.seeds.is_empty() && !seeds.is_empty();
+                self.seeds = seeds;
+                if first {
+                    // No rejoin timer runs without seeds: start one.
+                    self.join();
+                }
             }
             Command::StartSweep(spec, events) => {
                 let members = membership_snapshot(self.foca.iter_membership_state());

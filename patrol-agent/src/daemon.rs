@@ -58,6 +58,7 @@ pub struct Daemon {
     pub agent: AgentHandle,
     control_stop: watch::Sender<bool>,
     control_task: tokio::task::JoinHandle<()>,
+    seed_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Daemon {
@@ -66,6 +67,9 @@ impl Daemon {
     pub async fn stop(self, mode: StopMode) -> AgentStats {
         let _ = self.control_stop.send(true);
         let _ = self.control_task.await;
+        if let Some(t) = self.seed_task {
+            t.abort();
+        }
         self.agent.stop(mode).await
     }
 }
@@ -81,6 +85,30 @@ pub async fn resolve_seeds(seeds: &[String]) -> Vec<SocketAddr> {
         }
     }
     out
+}
+
+/// How often seed names are resolved again.
+const SEED_REFRESH: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Resolve the seed names again every [`SEED_REFRESH`] and hand the agent
+/// the addresses when they change: a seed whose name did not resolve at
+/// boot, or that moved, is still found.
+async fn refresh_seeds(names: Vec<String>, commander: agent::Commander) {
+    let mut last: Vec<SocketAddr> = Vec::new();
+    let mut first = true;
+    loop {
+        if !first {
+            tokio::time::sleep(SEED_REFRESH).await;
+        }
+        first = false;
+        let now = resolve_seeds(&names).await;
+        if now != last && !now.is_empty() {
+            if commander.set_seeds(now.clone()).await.is_err() {
+                return;
+            }
+            last = now;
+        }
+    }
 }
 
 /// Start a daemon from a loaded config and an envelope.
@@ -128,6 +156,8 @@ pub async fn start_with(config: &Config, envelope: Envelope) -> Result<Daemon, S
         },
     };
     let agent = agent::start(settings, transport, envelope.clone(), inspector);
+    let seed_task = (!config.node.seeds.is_empty())
+        .then(|| tokio::spawn(refresh_seeds(config.node.seeds.clone(), agent.commander())));
     let (control_stop, stop_rx) = watch::channel(false);
     let control_task = crate::control::serve(listener, envelope, agent.commander(), stop_rx);
     Ok(Daemon {
@@ -139,6 +169,7 @@ pub async fn start_with(config: &Config, envelope: Envelope) -> Result<Daemon, S
         agent,
         control_stop,
         control_task,
+        seed_task,
     })
 }
 

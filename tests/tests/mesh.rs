@@ -254,3 +254,19 @@ async fn joins_through_a_later_seed_and_keeps_retrying_until_one_answers() {
         a.stop(StopMode::Crash).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeds_given_later_are_joined_through() {
+    // What the daemon does when a seed name resolves only after boot.
+    let env = new_envelope();
+    let seed = udp_agent("seed", 0, vec![], &env, Arc::new(NoChecks)).await;
+    let late = udp_agent("late", 0, vec![], &env, Arc::new(NoChecks)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(late.members().await.unwrap().len(), 1);
+    late.commander().set_seeds(vec![seed.addr]).await.unwrap();
+    let agents = [seed, late];
+    wait_converged(&agents, 2, LIMIT).await;
+    for a in agents {
+        a.stop(StopMode::Crash).await;
+    }
+}
