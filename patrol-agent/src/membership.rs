@@ -53,6 +53,9 @@ pub struct MemberInfo {
     pub is_self: bool,
 }
 
+/// Up to this size a node announces itself every second (else every 5 s).
+pub const SMALL_MESH: usize = 64;
+
 /// foca settings for a LAN mesh of about `cluster_size` members, with
 /// packets no larger than `max_packet_size` bytes of foca payload.
 ///
@@ -78,6 +81,10 @@ pub struct MemberInfo {
 /// backstop reaches those directly ~400 ms in) and SWIM's own probing
 /// and the 5 s announce repair a membership update a node missed. The
 /// cap only changes meshes above 500 nodes.
+///
+/// Up to [`SMALL_MESH`] members the announce runs every second: with 30
+/// agents started at once, 1 run in 4 left a node that had missed a join
+/// update until the next 5 s announce (convergence 0.55 s or 5.1 s).
 pub fn foca_config(cluster_size: usize, max_packet_size: usize) -> foca::Config {
     let size = NonZeroU32::new(cluster_size.clamp(16, u32::MAX as usize) as u32)
         .unwrap_or(NonZeroU32::MIN);
@@ -86,7 +93,14 @@ pub fn foca_config(cluster_size: usize, max_packet_size: usize) -> foca::Config 
     config.max_transmissions = config.max_transmissions.min(MAX_TRANSMISSIONS);
     config.remove_down_after = Some(Duration::from_secs(300));
     config.periodic_announce = Some(foca::PeriodicParams {
-        frequency: Duration::from_secs(5),
+        // Small meshes are where a burst of joins outruns the few
+        // retransmissions of each update: announcing every second there
+        // caps convergence at about a second instead of 5 s.
+        frequency: if cluster_size <= SMALL_MESH {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_secs(5)
+        },
         num_members: NonZeroUsize::MIN,
     });
     config
