@@ -92,15 +92,11 @@ const SEED_REFRESH: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Resolve the seed names again every [`SEED_REFRESH`] and hand the agent
 /// the addresses when they change: a seed whose name did not resolve at
-/// boot, or that moved, is still found.
-async fn refresh_seeds(names: Vec<String>, commander: agent::Commander) {
-    let mut last: Vec<SocketAddr> = Vec::new();
-    let mut first = true;
+/// boot, or that moved, is still found. `last` is what the agent started
+/// with.
+async fn refresh_seeds(names: Vec<String>, mut last: Vec<SocketAddr>, commander: agent::Commander) {
     loop {
-        if !first {
-            tokio::time::sleep(SEED_REFRESH).await;
-        }
-        first = false;
+        tokio::time::sleep(SEED_REFRESH).await;
         let now = resolve_seeds(&names).await;
         if now != last && !now.is_empty() {
             if commander.set_seeds(now.clone()).await.is_err() {
@@ -144,11 +140,12 @@ pub async fn start_with(config: &Config, envelope: Envelope) -> Result<Daemon, S
             addr: config.control.listen,
             source,
         })?;
+    let seeds = resolve_seeds(&config.node.seeds).await;
     let settings = AgentSettings {
         name: config.node.name.clone(),
         cluster: config.node.cluster.clone(),
         tags: config.node.tags.clone(),
-        seeds: resolve_seeds(&config.node.seeds).await,
+        seeds: seeds.clone(),
         advertise: Some(advertise),
         sweep: SweepSettings {
             max_concurrent: config.sweep.max_concurrent,
@@ -156,8 +153,13 @@ pub async fn start_with(config: &Config, envelope: Envelope) -> Result<Daemon, S
         },
     };
     let agent = agent::start(settings, transport, envelope.clone(), inspector);
-    let seed_task = (!config.node.seeds.is_empty())
-        .then(|| tokio::spawn(refresh_seeds(config.node.seeds.clone(), agent.commander())));
+    let seed_task = (!config.node.seeds.is_empty()).then(|| {
+        tokio::spawn(refresh_seeds(
+            config.node.seeds.clone(),
+            seeds,
+            agent.commander(),
+        ))
+    });
     let (control_stop, stop_rx) = watch::channel(false);
     let control_task = crate::control::serve(listener, envelope, agent.commander(), stop_rx);
     Ok(Daemon {

@@ -12,7 +12,6 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use patrol_agent::agent::{StopMode, SweepEvent};
 use patrol_agent::daemon::{self, Daemon};
 use patrol_agent::envelope::Envelope;
@@ -146,11 +145,7 @@ async fn sweep_and_report(
             deadline: args.deadline,
         })
         .await?;
-    let bar = ProgressBar::with_draw_target(Some(n as u64), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {pos}/{len} nodes answered  {elapsed_precise}")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
+    let bar = crate::sweep::progress_bar(Some(n as u64));
     let doc = loop {
         match events.recv().await {
             Some(SweepEvent::Progress { answered, expected }) => {

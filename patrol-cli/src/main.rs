@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod check;
+mod columns;
 mod config_cmd;
 mod connect;
 mod demo;

@@ -82,33 +82,7 @@ pub fn table(members: &[MemberInfo]) -> String {
             [name, m.addr.clone(), m.state.as_str().to_string(), tags]
         })
         .collect();
-    let headers = ["NAME", "ADDRESS", "STATE", "TAGS"];
-    let mut widths = headers.map(str::len);
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.len());
-        }
-    }
-    let mut out = String::new();
-    let line = |cells: [&str; 4]| {
-        format!(
-            "{:<w0$}  {:<w1$}  {:<w2$}  {}\n",
-            cells[0],
-            cells[1],
-            cells[2],
-            cells[3],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2]
-        )
-        .trim_end()
-        .to_string()
-            + "\n"
-    };
-    out.push_str(&line(headers));
-    for r in &rows {
-        out.push_str(&line([&r[0], &r[1], &r[2], &r[3]]));
-    }
+    let mut out = crate::columns::render(["NAME", "ADDRESS", "STATE", "TAGS"], &rows);
     let count = |s: MemberState| members.iter().filter(|m| m.state == s).count();
     out.push_str(&format!(
         "{} members: {} alive, {} suspect, {} down, {} left\n",

@@ -85,11 +85,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         deadline_ms: u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
     };
     let (addr, mut client) = args.control.open(&request).await?;
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {pos}/{len} nodes answered  {elapsed_precise}")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
+    let bar = progress_bar(None);
     bar.enable_steady_tick(Duration::from_millis(100));
     let doc = loop {
         match client
@@ -153,6 +149,17 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(code)
 }
 
+/// The sweep's progress bar on stderr (hidden when stderr is not a
+/// terminal): answers so far of expected, and elapsed time.
+pub fn progress_bar(expected: Option<u64>) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(expected, ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {pos}/{len} nodes answered  {elapsed_precise}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar
+}
+
 /// 0: every node answered and every check passed; 1: warnings only;
 /// 2: a check failed or errored, or a node is silent or down. (`run`
 /// returns 3 when the sweep could not run, 4 when `--email` could not
@@ -172,15 +179,6 @@ pub fn exit_code(doc: &SweepDocument) -> ExitCode {
     }
 }
 
-fn state_rank(s: NodeState) -> u8 {
-    match s {
-        NodeState::Down => 0,
-        NodeState::NoAnswer => 1,
-        NodeState::Failing => 2,
-        NodeState::Ok => 3,
-    }
-}
-
 /// The human table: nodes with problems first (down, silent, failing),
 /// then the checks that did not pass grouped across nodes, then the
 /// counts and timing.
@@ -194,9 +192,8 @@ pub fn table(doc: &SweepDocument, all: bool) -> String {
     );
     let mut nodes: Vec<_> = doc.nodes.iter().collect();
     nodes.sort_by(|a, b| {
-        state_rank(a.state)
-            .cmp(&state_rank(b.state))
-            .then(a.name.cmp(&b.name))
+        // NodeState orders ok < failing < no_answer < down: worst first.
+        b.state.cmp(&a.state).then(a.name.cmp(&b.name))
     });
     let mut rows: Vec<[String; 5]> = Vec::new();
     let mut hidden = 0;
@@ -244,7 +241,7 @@ pub fn table(doc: &SweepDocument, all: bool) -> String {
         rows.push([name, n.state.to_string(), checks, time, detail]);
     }
     if !rows.is_empty() {
-        out.push_str(&columns(
+        out.push_str(&crate::columns::render(
             ["NODE", "STATE", "PASSED", "ANSWER", "NOT PASSING"],
             &rows,
         ));
@@ -313,30 +310,5 @@ pub fn table(doc: &SweepDocument, all: bool) -> String {
         ms(t.last_answer_ms),
         t.completed_ms
     ));
-    out
-}
-
-fn columns<const N: usize>(headers: [&str; N], rows: &[[String; N]]) -> String {
-    let mut widths = headers.map(str::len);
-    for r in rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            if i + 1 == N {
-                s.push_str(c);
-            } else {
-                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
-            }
-        }
-        s.trim_end().to_string() + "\n"
-    };
-    let mut out = line(headers.to_vec());
-    for r in rows {
-        out.push_str(&line(r.iter().map(String::as_str).collect()));
-    }
     out
 }
