@@ -12,22 +12,21 @@
 //! one [`CheckOutcome`] per check.
 
 pub mod catalog;
-pub mod document;
 pub mod expect;
 pub mod host;
 pub mod kinds;
-pub mod outcome;
 pub mod runner;
-pub mod selector;
 pub mod spec;
 pub mod version;
 
 pub use catalog::Catalog;
-pub use document::{NodeEntry, NodeState, StateCounts, SweepDocument, SweepTiming};
 pub use expect::Expect;
 pub use host::{FixtureHost, Host, RealHost};
 pub use kinds::CheckKind;
-pub use outcome::{CheckOutcome, Observed, Severity, Status};
+pub use patrol_model::{document, outcome, selector};
+pub use patrol_model::{
+    CheckOutcome, NodeEntry, NodeState, Observed, Selector, Severity, StateCounts, Status,
+    SweepDocument, SweepTiming,
+};
 pub use runner::Runner;
-pub use selector::Selector;
 pub use spec::CheckSpec;

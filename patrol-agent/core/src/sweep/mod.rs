@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use patrol_checks::{CheckOutcome, Selector, SweepDocument};
+use patrol_model::{CheckOutcome, Selector, SweepDocument};
 
 pub use gossip::{RequestGossip, SweepKey};
 pub use settings::SweepSettings;

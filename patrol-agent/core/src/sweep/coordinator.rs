@@ -16,8 +16,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use patrol_checks::document::DOCUMENT_VERSION;
-use patrol_checks::{NodeEntry, NodeState, Status, SweepDocument, SweepTiming};
+use patrol_model::document::DOCUMENT_VERSION;
+use patrol_model::{NodeEntry, NodeState, Status, SweepDocument, SweepTiming};
 
 use super::wire::{AnswerBody, AnswerChunk, SweepMessage, SweepRequest};
 use super::{Effect, MemberView, Peer, StartSweep, SweepSettings, SweepTimer, TimerKind};

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use patrol_checks::{CheckOutcome, Selector};
+use patrol_model::{CheckOutcome, Selector};
 use serde::{Deserialize, Serialize};
 
 /// Protocol version carried first in every sweep message.

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use patrol_checks::{CheckOutcome, Observed, Severity, Status};
+use patrol_model::{CheckOutcome, Observed, Severity, Status};
 
 use super::wire::{AnswerBody, AnswerChunk, PeerAddr, SweepMessage, SweepRequest};
 use super::{Effect, Peer, Prng, SweepSettings, SweepTimer, TimerKind};

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use patrol_checks::{CheckOutcome, NodeState, Observed, Severity, Status, SweepDocument};
+use patrol_model::{CheckOutcome, NodeState, Observed, Severity, Status, SweepDocument};
 
 use super::*;
 
@@ -241,7 +241,7 @@ fn healthy_sweep_completes_early_with_everyone_ok() {
         "completed at {} ms",
         doc.timing.completed_ms
     );
-    assert_eq!(doc.version, patrol_checks::document::DOCUMENT_VERSION);
+    assert_eq!(doc.version, patrol_model::document::DOCUMENT_VERSION);
     assert_eq!(net.run_checks.len(), 5, "each node ran its checks once");
     let reached = doc
         .nodes

@@ -1,0 +1,15 @@
+//! Patrol's sans-IO core: everything about a node that is logic rather
+//! than I/O. The sweep state machine ([`sweep`]), foca's identity
+//! ([`identity`]), its wire codec ([`codec`]) and settings
+//! ([`membership`]).
+//!
+//! **Architecture Invariant:** this crate does no I/O. It depends on no
+//! runtime (no tokio), opens no socket, reads no clock and touches no file:
+//! time comes in as arguments, bytes go out as effects. The compiler keeps
+//! it so (the crate has no such dependency) and `tests/tests/tidy.rs` fails
+//! when a file here names `tokio`, `std::net`, `std::fs` or `SystemTime`.
+
+pub mod codec;
+pub mod identity;
+pub mod membership;
+pub mod sweep;
