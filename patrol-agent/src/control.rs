@@ -17,8 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
-use tokio::task::JoinHandle;
+use tokio::sync::Semaphore;
 
 use crate::agent::{AgentStats, Commander, SweepEvent};
 use crate::envelope::Envelope;
@@ -160,39 +159,32 @@ fn open<T: serde::de::DeserializeOwned>(
     Ok(sealed.body)
 }
 
-/// Serve the control channel on `listener` until `shutdown` turns true.
-pub fn serve(
-    listener: TcpListener,
-    envelope: Envelope,
-    commander: Commander,
-    mut shutdown: watch::Receiver<bool>,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-        let mut conns = tokio::task::JoinSet::new();
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => break,
-                accepted = listener.accept() => {
-                    let Ok((stream, peer)) = accepted else { continue };
-                    let Ok(permit) = slots.clone().try_acquire_owned() else {
-                        tracing::warn!(%peer, "too many control connections; refusing");
-                        continue;
-                    };
-                    let envelope = envelope.clone();
-                    let commander = commander.clone();
-                    conns.spawn(async move {
-                        if let Err(e) = handle(stream, &envelope, &commander).await {
-                            tracing::debug!(%peer, error = %e, "control connection ended");
-                        }
-                        drop(permit);
-                    });
-                }
-                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+/// Serve the control channel on `listener`; runs until dropped (the
+/// agent's [`Tasks`](crate::shutdown::Tasks) cancel it), and the
+/// connections in flight end with it.
+pub async fn serve(listener: TcpListener, envelope: Envelope, commander: Commander) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, peer)) = accepted else { continue };
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    tracing::warn!(%peer, "too many control connections; refusing");
+                    continue;
+                };
+                let envelope = envelope.clone();
+                let commander = commander.clone();
+                conns.spawn(async move {
+                    if let Err(e) = handle(stream, &envelope, &commander).await {
+                        tracing::debug!(%peer, error = %e, "control connection ended");
+                    }
+                    drop(permit);
+                });
             }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
         }
-        conns.abort_all();
-    })
+    }
 }
 
 async fn handle(

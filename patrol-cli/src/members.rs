@@ -54,8 +54,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             print!("{}", table(&members));
             if let Some(s) = stats {
                 println!(
-                    "agent at {addr}: {} datagrams in, {} out; dropped: {} that did not open (wrong key, corrupted, other cluster), {} malformed; {} sweeps coordinated, {} check runs",
-                    s.datagrams_in, s.datagrams_out, s.dropped_unsealed, s.dropped_malformed, s.sweeps_coordinated, s.checks_runs
+                    "agent at {addr}: {} datagrams in, {} out; dropped: {} that did not open (wrong key, corrupted, other cluster), {} malformed, {} outbound (queue full); {} sweeps coordinated, {} check runs",
+                    s.node.datagrams_in + s.dropped_unsealed, s.node.datagrams_out, s.dropped_unsealed, s.node.dropped_malformed, s.dropped_outbound, s.node.sweeps_coordinated, s.node.checks_runs
                 );
             }
         }
