@@ -176,11 +176,11 @@ fn documented_defaults() -> BTreeMap<&'static str, String> {
 /// A duration as the docs write it: `30µs`, `150ms`, `5s`, `10min`.
 fn dur(d: std::time::Duration) -> String {
     let secs = d.as_secs();
-    if d.subsec_nanos() == 0 && secs >= 60 && secs % 60 == 0 {
+    if d.subsec_nanos() == 0 && secs >= 60 && secs.is_multiple_of(60) {
         format!("{}min", secs / 60)
     } else if d.subsec_nanos() == 0 {
         format!("{secs}s")
-    } else if d.subsec_micros() % 1000 == 0 {
+    } else if d.subsec_micros().is_multiple_of(1000) {
         format!("{}ms", d.as_millis())
     } else {
         format!("{}µs", d.as_micros())
