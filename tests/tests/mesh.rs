@@ -206,7 +206,7 @@ async fn control_client_without_the_key_is_refused() {
         .await
         .unwrap();
     let reply = client.call(&ControlRequest::Members).await.unwrap();
-    assert!(matches!(reply, patrol_agent::control::ControlResponse::Members(m) if m.len() == 1));
+    assert!(matches!(reply, patrol_agent::control::Reply::Members(m) if m.len() == 1));
 
     // Without: refused, and told why.
     let wrong = Envelope::new(Keyring::generate(), "test");

@@ -314,7 +314,7 @@ async fn a_sweep_over_the_control_channel_needs_the_key() {
         .await
         .unwrap();
     match client.call(&huge).await {
-        Ok(patrol_agent::control::ControlResponse::Error(why)) => {
+        Ok(patrol_agent::control::Reply::Error(why)) => {
             assert!(why.contains("fit"), "{why}")
         }
         other => panic!("expected an error, got {other:?}"),
@@ -328,8 +328,8 @@ async fn a_sweep_over_the_control_channel_needs_the_key() {
     let mut progress = 0;
     let doc = loop {
         match client.recv().await.unwrap() {
-            patrol_agent::control::ControlResponse::Progress { .. } => progress += 1,
-            patrol_agent::control::ControlResponse::SweepDone(doc) => break doc,
+            patrol_agent::control::Reply::Progress { .. } => progress += 1,
+            patrol_agent::control::Reply::SweepDone(doc) => break doc,
             other => panic!("unexpected {other:?}"),
         }
     };
