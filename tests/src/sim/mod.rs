@@ -17,7 +17,7 @@
 //! a packet, members the packet mentions that the node does not hold yet
 //! are added silently in the state a fully informed node would hold, so
 //! foca reacts exactly as with a full member list (see
-//! `shell::know_mentioned`). Random choices among ~64 members spread like
+//! `view::know_mentioned`). Random choices among ~64 members spread like
 //! random choices among all: views of 32, 64, 128 and 256 give the same
 //! figures at 10,000 nodes. foca is sized for the real cluster size, not
 //! the view. Nodes come up at random times during a warm-up so that their
@@ -36,6 +36,7 @@ mod network;
 mod render;
 mod report;
 mod shell;
+mod view;
 mod world;
 
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! the shipped [`Node`] its datagrams, timers and finished checks, carries
 //! out the node's outputs, and counts. Every decision is the node's.
 //!
-//! Two things are the simulator's own: [`know_mentioned`] stands in for
+//! Two things are the simulator's own: `view::know_mentioned` stands in for
 //! the full member list a real node holds, and check durations are drawn
 //! here (a check cut by the node's budget ends as `error`, so the node
 //! reports failing, as the agent's inspector would).
@@ -11,7 +11,6 @@
 use bytes::Bytes;
 use foca::Member;
 use patrol_checks::{CheckOutcome, SweepDocument};
-use patrol_core::codec::BincodeCodec;
 use patrol_core::identity::NodeId;
 use patrol_core::node::{Channel, DatagramKind, NodeTimer};
 use patrol_core::sweep::{StartSweep, SweepMessage};
@@ -22,6 +21,7 @@ use std::time::Duration;
 
 use super::network::{addr_of, index_of, EventQueue, LinkModel, RxQueue};
 use super::report::{Kind, NodeFate, NodeMetrics, Tally};
+use super::view;
 use super::world::{Datagram, Event, BASE_UNIX_MS, COORDINATOR};
 
 /// What made the node emit the outputs being carried out; tells a direct
@@ -174,7 +174,7 @@ pub(super) fn datagram(
     sh.cause = Cause::Other;
     let body = &d.bytes[1..];
     match Channel::from_byte(d.bytes[0]) {
-        Some(Channel::Foca) => know_mentioned(node, sh.at(), body, fates),
+        Some(Channel::Foca) => view::know_mentioned(&mut node.node, sh.at(), body, fates),
         Some(Channel::Sweep) => match SweepMessage::decode(body) {
             Ok(SweepMessage::Request(_)) => sh.cause = Cause::DirectRequest,
             Ok(SweepMessage::Answer(chunk)) if i == COORDINATOR => {
@@ -194,66 +194,6 @@ pub(super) fn datagram(
         node.m.reached_by_backstop = d.kind == Kind::Backstop;
     }
     carry_out(i, node, sh);
-}
-
-/// Emulate a full member list lazily: before foca reads a packet, every
-/// member the packet mentions (its sender, and the subject of each
-/// membership update) that this node does not know yet is added silently
-/// in the state a node knowing every member would already hold: alive at
-/// the previous incarnation, or down for nodes that were down before the
-/// sweep.
-///
-/// Without it, a node hearing from a member outside its partial view
-/// would treat it as a newcomer and gossip "X is alive" to the whole mesh,
-/// which makes others meet strangers and gossip about them in turn: a
-/// cascade of O(N²) membership updates that a real, fully-meshed cluster
-/// never sees. With it, foca's own handling of the packet sees exactly the
-/// changes a fully informed node would see, and broadcasts only those.
-fn know_mentioned(node: &mut SimNode, now: Now, payload: &[u8], fates: &[NodeFate]) {
-    use bytes::Buf;
-    use foca::{Codec, Message, State};
-
-    let mut buf = payload;
-    let mut codec = BincodeCodec;
-    let Ok(header) = codec.decode_header(&mut buf) else {
-        return;
-    };
-    let me = node.node.identity().addr;
-    let mut known: Vec<Member<NodeId>> = Vec::new();
-    let baseline = |id: NodeId, incarnation: u16, state: State| {
-        let down = index_of(id.addr, fates.len()).is_some_and(|j| fates[j] == NodeFate::DownBefore);
-        if down {
-            Member::down(id)
-        } else {
-            let previous = match state {
-                State::Alive => incarnation.saturating_sub(1),
-                State::Suspect | State::Down => incarnation,
-            };
-            Member::new(id, previous, State::Alive)
-        }
-    };
-    if header.src.addr != me {
-        known.push(Member::new(
-            header.src,
-            header.src_incarnation,
-            State::Alive,
-        ));
-    }
-    if header.message != Message::Broadcast && buf.remaining() >= 2 {
-        let count = buf.get_u16();
-        for _ in 0..count {
-            let Ok(update) = codec.decode_member(&mut buf) else {
-                break;
-            };
-            if update.id().addr != me {
-                let (inc, state) = (update.incarnation(), update.state());
-                known.push(baseline(update.id().clone(), inc, state));
-            }
-        }
-    }
-    // Already known members are left as they are: the baseline is never
-    // newer than what the node holds.
-    node.node.learn_members(now, known.into_iter());
 }
 
 /// Do what the node asked for, until it asks for nothing more.
