@@ -161,6 +161,10 @@ fn documented_defaults() -> BTreeMap<&'static str, String> {
     m.insert("max_answer_bytes", s.max_answer_bytes.to_string());
     m.insert("budget_margin", dur(s.budget_margin));
     m.insert("budget_floor", dur(s.budget_floor));
+    let c = patrol_agent::control::server::ControlSettings::default();
+    m.insert("max_connections", c.max_connections.to_string());
+    m.insert("request_timeout", dur(c.request_timeout));
+    m.insert("max_selector_bytes", c.max_selector_bytes.to_string());
     m.insert(
         "MAX_SEALED_DATAGRAM",
         patrol_agent::transport::MAX_SEALED_DATAGRAM.to_string(),

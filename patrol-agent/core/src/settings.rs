@@ -2,8 +2,9 @@
 //! place, in the style of foca's `Config`: each field says its unit, its
 //! default, why that default, and its constraints. The sweep's own
 //! tunables are [`SweepSettings`] (nested here as `sweep`), foca's are
-//! [`FocaTuning`] (nested as `foca`); the shell's (control channel,
-//! transport queues) are in `patrol_agent::settings`.
+//! [`FocaTuning`] (nested as `foca`); the shell's are the control
+//! channel's `ControlSettings` (`patrol-agent/src/control/server.rs`) and
+//! the transport's constants (`patrol-agent/src/transport.rs`).
 //!
 //! ARCHITECTURE.md links here instead of repeating the numbers; the tidy
 //! test (`tests/tests/tidy.rs`) fails when a number it quotes disagrees.
