@@ -175,6 +175,14 @@ fn documented_defaults() -> BTreeMap<&'static str, String> {
     );
     m.insert("OVERHEAD", patrol_agent::envelope::OVERHEAD.to_string());
     m.insert(
+        "REPLAY_HEADER",
+        patrol_agent::datagram::REPLAY_HEADER.to_string(),
+    );
+    let r = patrol_agent::datagram::ReplaySettings::default();
+    m.insert("skew_tolerance", dur(r.skew_tolerance));
+    m.insert("max_senders", r.max_senders.to_string());
+    m.insert("max_packet_size", n.foca_payload().to_string());
+    m.insert(
         "MAX_REMEMBERED",
         patrol_core::sweep::gossip::MAX_REMEMBERED.to_string(),
     );

@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 use super::frame::{self, Challenge, CHALLENGE_LEN, MAX_REQUEST_FRAME};
 use super::{read_frame, write_frame, ControlError, ControlRequest, ControlResponse};
 use crate::agent::{Commander, SweepEvent};
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, Purpose};
 use crate::sweep::StartSweep;
 
 /// The control channel's limits. `Default` gives the shipped values.
@@ -127,7 +127,12 @@ impl Connection {
         )
         .await
         .map_err(|_| ControlError::Timeout)??;
-        match frame::open(&self.envelope, self.challenge, &bytes) {
+        match frame::open(
+            &self.envelope,
+            Purpose::ControlRequest,
+            self.challenge,
+            &bytes,
+        ) {
             Ok(r) => Ok(r),
             Err(e) => {
                 let reason = match e {
@@ -145,7 +150,7 @@ impl Connection {
     }
 
     async fn send(&mut self, body: ControlResponse) -> Result<(), ControlError> {
-        let sealed = frame::seal(&self.envelope, self.challenge, body)?;
+        let sealed = frame::seal(&self.envelope, Purpose::ControlReply, self.challenge, body)?;
         write_frame(&mut self.stream, &sealed).await
     }
 
