@@ -169,6 +169,8 @@ fn documented_defaults() -> BTreeMap<&'static str, String> {
     m.insert("max_connections", c.max_connections.to_string());
     m.insert("request_timeout", dur(c.request_timeout));
     m.insert("max_selector_bytes", c.max_selector_bytes.to_string());
+    m.insert("max_pending_per_peer", c.max_pending_per_peer.to_string());
+    m.insert("write_timeout", dur(c.write_timeout));
     m.insert(
         "MAX_SEALED_DATAGRAM",
         patrol_agent::transport::MAX_SEALED_DATAGRAM.to_string(),
