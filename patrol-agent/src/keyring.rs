@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 
 use rand::Rng;
 use serde::Deserialize;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 /// Length of one secret key in bytes (XChaCha20-Poly1305 key size).
 pub const SECRET_LEN: usize = 32;
@@ -60,8 +61,9 @@ pub enum KeyringError {
     RemovePrimary(u32),
 }
 
-/// One secret. Its `Debug` never shows the bytes.
-#[derive(Clone, PartialEq, Eq)]
+/// One secret. Its `Debug` never shows the bytes; its memory is wiped when
+/// it is dropped.
+#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
 struct Secret([u8; SECRET_LEN]);
 
 impl fmt::Debug for Secret {
@@ -102,7 +104,8 @@ struct KeyFile {
 #[serde(deny_unknown_fields)]
 struct KeyEntry {
     id: u32,
-    secret: String,
+    /// Wiped when dropped, like the text it was read from.
+    secret: Zeroizing<String>,
 }
 
 impl Keyring {
@@ -234,7 +237,7 @@ impl Keyring {
                 message: format!("{} bytes; a key file is at most {MAX_FILE_LEN}", meta.len()),
             });
         }
-        let mut text = String::new();
+        let mut text = Zeroizing::new(String::new());
         file.take(MAX_FILE_LEN + 1)
             .read_to_string(&mut text)
             .map_err(read_err)?;
@@ -258,8 +261,11 @@ impl Keyring {
         })?;
         let mut keys = BTreeMap::new();
         for (i, entry) in file.key.iter().enumerate() {
-            let secret = decode_hex_secret(&entry.secret)
-                .map_err(|m| format!("key[{i}] (id {}): secret {m}", entry.id))?;
+            let secret = Zeroizing::new(
+                decode_hex_secret(&entry.secret)
+                    .map_err(|m| format!("key[{i}] (id {}): secret {m}", entry.id))?,
+            );
+            let secret = *secret;
             if keys.insert(entry.id, Secret(secret)).is_some() {
                 return Err(format!("key[{i}]: id {} appears twice", entry.id));
             }
@@ -279,20 +285,22 @@ impl Keyring {
         })
     }
 
-    /// The key file text (holds the secrets).
-    fn to_text(&self) -> String {
-        let mut text = format!(
+    /// The key file text (holds the secrets; wiped when dropped).
+    fn to_text(&self) -> Zeroizing<String> {
+        // Sized up front so that no reallocation leaves a copy behind.
+        let mut text = Zeroizing::new(String::with_capacity(256 + 128 * (self.others.len() + 1)));
+        text.push_str(&format!(
             "# Patrol cluster keyring: keep it secret (mode 0600).\n\
              # `primary` names the key that seals; every [[key]] opens.\n\
              primary = {}\n",
             self.primary.0
-        );
+        ));
         for id in self.ids() {
             if let Some(secret) = self.secret(id) {
-                text.push_str(&format!(
-                    "\n[[key]]\nid = {id}\nsecret = \"{}\"\n",
-                    encode_hex(secret)
-                ));
+                let hex = Zeroizing::new(encode_hex(secret));
+                text.push_str(&format!("\n[[key]]\nid = {id}\nsecret = \""));
+                text.push_str(&hex);
+                text.push_str("\"\n");
             }
         }
         text
