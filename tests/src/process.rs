@@ -40,7 +40,21 @@ pub struct AgentProcess {
 impl AgentProcess {
     /// Start `patrol-agent --config FILE` and wait for its ready line.
     pub fn start(config: &Path) -> AgentProcess {
-        let mut child = Command::new(binary("patrol-agent"))
+        Self::start_in(None, config)
+    }
+
+    /// Start the agent inside network namespace `netns` (`ip netns exec`,
+    /// which execs the agent: the pid is the agent's), or here.
+    pub fn start_in(netns: Option<&str>, config: &Path) -> AgentProcess {
+        let mut command = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(binary("patrol-agent"));
+                c
+            }
+            None => Command::new(binary("patrol-agent")),
+        };
+        let mut child = command
             .arg("--config")
             .arg(config)
             .env("PATROL_LOG", "warn")
@@ -84,6 +98,26 @@ impl AgentProcess {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// SIGSTOP (`true`) or SIGCONT (`false`): freeze or thaw the process.
+    pub fn freeze(&self, frozen: bool) {
+        let _ = Command::new("kill")
+            .arg(if frozen { "-STOP" } else { "-CONT" })
+            .arg(self.pid().to_string())
+            .status();
+    }
+
+    /// Resident memory now, bytes (from /proc; 0 when gone).
+    pub fn rss_bytes(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            })
+            .map_or(0, |kb| kb * 1024)
     }
 
     /// SIGHUP: the agent reloads its key file.
@@ -133,7 +167,20 @@ impl Drop for AgentProcess {
 
 /// Run the `patrol` CLI to completion (killed after 60 s).
 pub fn patrol(args: &[&str]) -> Output {
-    let mut child = Command::new(binary("patrol"))
+    patrol_in(None, args)
+}
+
+/// Run the `patrol` CLI inside network namespace `netns`, or here.
+pub fn patrol_in(netns: Option<&str>, args: &[&str]) -> Output {
+    let mut command = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(binary("patrol"));
+            c
+        }
+        None => Command::new(binary("patrol")),
+    };
+    let mut child = command
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
