@@ -93,6 +93,8 @@ fn check_tables_are_kept_in_order() {
         [
             "fs-file-max",
             "swappiness",
+            "tcp-congestion",
+            "containerd-state",
             "zombies",
             "etcd-running",
             "disk-space",

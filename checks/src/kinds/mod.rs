@@ -110,12 +110,24 @@ impl CheckKind {
         }
     }
 
-    /// Kinds that judge nothing without an expectation.
+    /// Kinds that judge nothing but the expectation, so that a check of
+    /// them without `expect` is observe-only (passes with its value).
+    /// Other kinds judge something of their own without one (a Nagios
+    /// exit code, the kubelet's version skew, a unit's `active` default),
+    /// and say `observe = true` to record their value only.
+    pub fn observes_without_expect(&self) -> bool {
+        matches!(self, CheckKind::Sysctl(_))
+    }
+
+    /// Kinds whose value is only meaningful against an expectation
+    /// (gauges: a bare "412 processes" feeds no decision), so a check
+    /// without `expect` must say `observe = true`. Kinds that read a
+    /// setting or a version (`sysctl`, `kubelet_version`, ...) observe
+    /// without an expectation.
     pub(crate) fn needs_expect(&self) -> bool {
         matches!(
             self,
-            CheckKind::Sysctl(_)
-                | CheckKind::ProcessCount(_)
+            CheckKind::ProcessCount(_)
                 | CheckKind::Disk(_)
                 | CheckKind::Memory(_)
                 | CheckKind::FileDescriptors(_)
