@@ -221,7 +221,10 @@ impl CheckSpec {
             }
         }
         let observe_only = observe
-            || (expect.is_empty() && kind.as_ref().is_some_and(CheckKind::observes_without_expect));
+            || (expect.is_empty()
+                && kind
+                    .as_ref()
+                    .is_some_and(CheckKind::observes_without_expect));
         match kind {
             Some(kind) if problems.is_empty() => Ok(CheckSpec {
                 id,

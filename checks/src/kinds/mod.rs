@@ -157,6 +157,36 @@ impl CheckKind {
     }
 }
 
+/// How drift detection compares a kind's observed values across a peer
+/// group. Each kind declares it (see [`value_nature`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueNature {
+    /// A setting, a version, a state: compared with the peer group's
+    /// majority value (`vm.swappiness = 60` where 9,997 peers have `0`).
+    Discrete,
+    /// A continuous gauge (free memory, process counts, disk use): only a
+    /// robust outlier, far from the peer group's median, counts.
+    Gauge,
+    /// Left out of drift: values whose spread is noise by nature
+    /// (latencies) or that mix the two.
+    Ignored,
+}
+
+/// How drift treats a value of `kind` (the outcome's `kind` name). A kind
+/// this Patrol does not know (a newer agent's) is compared as discrete.
+pub fn value_nature(kind: &str, observed: &Observed) -> ValueNature {
+    match kind {
+        "sysctl" | "kubelet_version" | "systemd_unit" => ValueNature::Discrete,
+        "process_count" | "disk" | "memory" | "file_descriptors" | "kernel_log" | "clock" => {
+            ValueNature::Gauge
+        }
+        // Health, a latency and a version in one value.
+        "etcd_health" => ValueNature::Ignored,
+        "command" => command::value_nature(observed),
+        _ => ValueNature::Discrete,
+    }
+}
+
 /// How a kind judged its observation, before severity applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
