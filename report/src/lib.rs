@@ -4,6 +4,7 @@
 //!   unreachable nodes (pure);
 //! - [`diff`] and [`drift`]: new / persisting / resolved against the
 //!   previous sweep, and values that differ from their peer group (pure);
+//! - [`distribution`]: how each check's values spread over the fleet (pure);
 //! - [`summary`]: all of that as one [`Report`];
 //! - [`history`]: every sweep stored as JSON, one folder per scope;
 //! - [`family`]: groups of one check that differ only by value, shown as one;
@@ -17,6 +18,7 @@ pub mod aggregate;
 pub mod attachment;
 pub mod delivery;
 pub mod diff;
+pub mod distribution;
 pub mod drift;
 pub mod error;
 pub mod family;

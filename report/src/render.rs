@@ -28,6 +28,8 @@ pub const MAX_SECONDARY: usize = 50;
 pub const MAX_TITLE_CHARS: usize = 240;
 /// Unreachable nodes listed by name.
 pub const MAX_UNREACHABLE: usize = 50;
+/// Checks whose value distribution is shown; the rest are counted.
+pub const MAX_DISTRIBUTIONS: usize = 60;
 
 /// One headline figure.
 pub struct Figure {
@@ -87,6 +89,10 @@ pub struct View {
     pub unreachable: Vec<NodeView>,
     pub unreachable_total: String,
     pub unreachable_more: String,
+    /// One line per check: how its values spread (see
+    /// [`crate::distribution::Distribution::line`]).
+    pub distributions: Vec<String>,
+    pub distributions_more: usize,
 }
 
 #[derive(Template)]
@@ -380,6 +386,13 @@ pub fn view(report: &Report, prefix: &str) -> View {
                 },
             })
             .collect(),
+        distributions: report
+            .distributions
+            .iter()
+            .take(MAX_DISTRIBUTIONS)
+            .map(|d| clip(d.line()))
+            .collect(),
+        distributions_more: report.distributions.len().saturating_sub(MAX_DISTRIBUTIONS),
         unreachable_total: thousands(unreachable.len() as u64),
         unreachable_more: if unreachable.len() > MAX_UNREACHABLE {
             thousands((unreachable.len() - MAX_UNREACHABLE) as u64)
