@@ -98,7 +98,12 @@ fn check_tables_are_kept_in_order() {
             "zombies",
             "etcd-running",
             "disk-space",
-            "chronyd"
+            "chronyd",
+            "apiserver-connect",
+            "uplink-errors",
+            "pod-log-growth",
+            "sysctl-dropins",
+            "containerd-package"
         ]
     );
     for t in &c.check {

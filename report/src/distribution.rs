@@ -183,7 +183,8 @@ fn clip(value: &str) -> String {
 /// The distribution of every check in `doc`, ordered by check id.
 pub fn distributions(doc: &SweepDocument) -> Vec<Distribution> {
     // check -> (kind, per node: name, observed or None for error)
-    let mut by_check: BTreeMap<&str, (&str, Vec<(&str, Option<&Observed>)>)> = BTreeMap::new();
+    type Rows<'a> = Vec<(&'a str, Option<&'a Observed>)>;
+    let mut by_check: BTreeMap<&str, (&str, Rows<'_>)> = BTreeMap::new();
     for node in &doc.nodes {
         if !matches!(node.state, NodeState::Ok | NodeState::Failing) {
             continue;
