@@ -110,7 +110,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let code = exit_code(&doc);
     if let Some(config) = config {
-        match patrol_report::email_sweep(&doc, &config).await {
+        let delivered = patrol_report::email_sweep(&doc, &config).await;
+        if let Ok(d) = &delivered {
+            for w in &d.files.warnings {
+                eprintln!("patrol: warning: {w}");
+            }
+        }
+        match delivered {
             Ok(d) if d.sent_to.is_empty() => eprintln!(
                 "report written to {}; no SMTP server configured, message kept as {}",
                 d.files.dir.display(),

@@ -22,6 +22,13 @@ pub enum ReportError {
         found: u32,
         supported: u32,
     },
+    #[error("history database {path}: {source}")]
+    Database {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("history database {path}: cannot read {what}")]
+    HistoryEntry { path: PathBuf, what: String },
     #[error("cannot encode {what}: {source}")]
     Encode {
         what: &'static str,

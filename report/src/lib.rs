@@ -6,7 +6,9 @@
 //!   previous sweep, and values that differ from their peer group (pure);
 //! - [`distribution`]: how each check's values spread over the fleet (pure);
 //! - [`summary`]: all of that as one [`Report`];
-//! - [`history`]: every sweep stored as JSON, one folder per scope;
+//! - [`store`]: the history in SQLite: every sweep, values only when they
+//!   change, timelines, trends; [`history`]: sweep JSON files and the
+//!   import of the former one-file-per-sweep history;
 //! - [`family`]: groups of one check that differ only by value, shown as one;
 //! - [`render`]: subject, askama HTML and text bodies; [`attachment`]: CSV;
 //! - [`mail`]: the lettre message and SMTP transport;
@@ -26,6 +28,7 @@ pub mod history;
 pub mod mail;
 pub mod render;
 pub mod sample;
+pub mod store;
 pub mod summary;
 pub mod text;
 

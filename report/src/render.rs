@@ -74,6 +74,8 @@ pub struct View {
     pub started: String,
     pub scope: String,
     pub compared: String,
+    /// History problems that did not stop the report.
+    pub warnings: Vec<String>,
     pub figures: Vec<Figure>,
     /// Anomaly groups in all (families count each of their groups).
     pub groups_total: usize,
@@ -358,6 +360,7 @@ pub fn view(report: &Report, prefix: &str) -> View {
             Some((id, at)) => format!("compared with sweep {id} of {}", date_time(*at)),
             None => "no earlier sweep of this scope: every anomaly is new".to_string(),
         },
+        warnings: report.warnings.clone(),
         figures,
         groups_total: report.groups.len(),
         groups: shown_groups,

@@ -37,6 +37,12 @@ pub struct Report {
     pub distributions: Vec<Distribution>,
     /// The previous sweep this was compared with (id, start).
     pub previous: Option<(String, u64)>,
+    /// Problems with the history that did not stop the report (an
+    /// unreadable database: no previous sweep, this one not stored).
+    pub warnings: Vec<String>,
+    /// The scope's last sweeps, oldest first, this one included (empty
+    /// without a history).
+    pub trend: Vec<crate::store::TrendPoint>,
 }
 
 impl Report {
@@ -95,6 +101,8 @@ pub fn build(doc: &SweepDocument, previous: Option<PreviousSweep<'_>>) -> Report
         drift: drift::find_drift(doc),
         distributions: distribution::distributions(doc),
         previous: previous.map(|p| (p.doc.sweep_id.clone(), p.doc.started_at_unix_ms)),
+        warnings: Vec::new(),
+        trend: Vec::new(),
         aggregate,
         groups,
         resolved,
