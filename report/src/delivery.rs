@@ -44,6 +44,8 @@ pub struct ReportFiles {
     pub subject: String,
     /// History problems that did not stop the report (also in its text).
     pub warnings: Vec<String>,
+    /// The trend chart beside `report.html`, when there is one.
+    pub chart: Option<PathBuf>,
 }
 
 /// What [`email_sweep`] did.
@@ -61,8 +63,13 @@ pub struct Delivered {
 pub struct Rendered {
     pub subject: String,
     pub text: String,
+    /// The HTML as written to disk (the chart is `trend.png` beside it).
     pub html: String,
+    /// The HTML as mailed (the chart is the inline part `cid:...`).
+    pub mail_html: String,
     pub csv: String,
+    /// The trend chart, when the history has two sweeps or more.
+    pub chart_png: Option<Vec<u8>>,
 }
 
 /// Subject prefix from the config's `[mail]`, or [`DEFAULT_PREFIX`].
@@ -89,12 +96,24 @@ fn render_built(
     report: &Report,
     prefix: &str,
 ) -> Result<Rendered, ReportError> {
-    let view = render::view(report, prefix);
+    let mut view = render::view(report, prefix);
+    let chart_png = crate::chart::trend_png(&report.trend)?;
+    let text = render::text(&view)?;
+    if chart_png.is_some() {
+        view.chart = Some(crate::chart::FILE_NAME.to_string());
+    }
+    let html = render::html(&view)?;
+    if chart_png.is_some() {
+        view.chart = Some(format!("cid:{}", crate::chart::CONTENT_ID));
+    }
+    let mail_html = render::html(&view)?;
     Ok(Rendered {
-        text: render::text(&view)?,
-        html: render::html(&view)?,
+        text,
+        html,
+        mail_html,
         csv: crate::attachment::csv(doc),
         subject: view.subject,
+        chart_png,
     })
 }
 
@@ -108,6 +127,10 @@ fn write_files(doc: &SweepDocument, r: &Rendered, dir: &Path) -> Result<ReportFi
         json: dir.join("sweep.json"),
         subject: r.subject.clone(),
         warnings: Vec::new(),
+        chart: r
+            .chart_png
+            .as_ref()
+            .map(|_| dir.join(crate::chart::FILE_NAME)),
     };
     let json = serde_json::to_vec_pretty(doc).map_err(|source| ReportError::Encode {
         what: "the sweep document",
@@ -117,6 +140,9 @@ fn write_files(doc: &SweepDocument, r: &Rendered, dir: &Path) -> Result<ReportFi
     write_atomic(&files.html, r.html.as_bytes())?;
     write_atomic(&files.text, r.text.as_bytes())?;
     write_atomic(&files.csv, r.csv.as_bytes())?;
+    if let (Some(path), Some(png)) = (&files.chart, &r.chart_png) {
+        write_atomic(path, png)?;
+    }
     Ok(files)
 }
 
@@ -227,9 +253,10 @@ pub async fn email_sweep(doc: &SweepDocument, config: &Config) -> Result<Deliver
         Parts {
             subject: &rendered.subject,
             text: &rendered.text,
-            html: &rendered.html,
+            html: &rendered.mail_html,
             csv: &rendered.csv,
             csv_name: CSV_NAME,
+            chart_png: rendered.chart_png.as_deref(),
         },
     )?;
     let eml = dir.join(EML_NAME);

@@ -39,6 +39,8 @@ pub enum ReportError {
         what: &'static str,
         source: askama::Error,
     },
+    #[error("cannot draw the trend chart: {0}")]
+    Chart(String),
     #[error("cannot build the message: {0}")]
     Message(String),
     #[error("no [mail] section in the config: nowhere to send")]

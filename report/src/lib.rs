@@ -10,6 +10,7 @@
 //!   change, timelines, trends; [`history`]: sweep JSON files and the
 //!   import of the former one-file-per-sweep history;
 //! - [`family`]: groups of one check that differ only by value, shown as one;
+//! - [`chart`]: the trend chart (PNG) of the last sweeps;
 //! - [`render`]: subject, askama HTML and text bodies; [`attachment`]: CSV;
 //! - [`mail`]: the lettre message and SMTP transport;
 //! - [`delivery`]: [`write_report`], [`email_sweep`], [`send_file`],
@@ -18,6 +19,7 @@
 
 pub mod aggregate;
 pub mod attachment;
+pub mod chart;
 pub mod delivery;
 pub mod diff;
 pub mod distribution;

@@ -76,6 +76,11 @@ pub struct View {
     pub compared: String,
     /// History problems that did not stop the report.
     pub warnings: Vec<String>,
+    /// Where the trend chart is (`trend.png`, or `cid:...` in the mail);
+    /// None without a trend.
+    pub chart: Option<String>,
+    /// The chart in words (its `alt` text).
+    pub chart_alt: String,
     pub figures: Vec<Figure>,
     /// Anomaly groups in all (families count each of their groups).
     pub groups_total: usize,
@@ -290,6 +295,23 @@ fn drift_view(d: &Drift) -> DriftView {
     }
 }
 
+/// The trend in words: first and last sweep of the chart.
+fn chart_alt(report: &Report) -> String {
+    match (report.trend.first(), report.trend.last()) {
+        (Some(a), Some(b)) => format!(
+            "Trend over the last {} sweeps: failing nodes {} to {}, unreachable nodes {} to {}, anomaly groups {} to {}",
+            report.trend.len(),
+            a.failing,
+            b.failing,
+            a.unreachable,
+            b.unreachable,
+            a.groups,
+            b.groups
+        ),
+        _ => String::new(),
+    }
+}
+
 /// The view both templates read; `prefix` starts the subject.
 pub fn view(report: &Report, prefix: &str) -> View {
     let h = &report.aggregate.headline;
@@ -361,6 +383,8 @@ pub fn view(report: &Report, prefix: &str) -> View {
             None => "no earlier sweep of this scope: every anomaly is new".to_string(),
         },
         warnings: report.warnings.clone(),
+        chart: None,
+        chart_alt: chart_alt(report),
         figures,
         groups_total: report.groups.len(),
         groups: shown_groups,
