@@ -2,11 +2,13 @@
 //! the sans-IO sweep core, the control channel and the check executor.
 
 pub mod agent;
+pub mod clock;
 pub mod control;
 pub mod daemon;
 pub mod envelope;
 pub mod inspector;
 pub mod keyring;
+pub mod shutdown;
 pub mod timers;
 pub mod transport;
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use patrol_agent::control::{ControlRequest, ControlResponse};
+use patrol_agent::control::{ControlRequest, Reply};
 use patrol_checks::{NodeState, Selector, Status, SweepDocument};
 
 use crate::connect::{parse_duration, ControlArgs};
@@ -156,12 +156,12 @@ async fn sweep(args: &Args, request: &ControlRequest) -> anyhow::Result<SweepDoc
             .await
             .with_context(|| format!("sweep through {addr}"))?
         {
-            ControlResponse::Progress { answered, expected } => {
+            Reply::Progress { answered, expected } => {
                 bar.set_length(expected);
                 bar.set_position(answered);
             }
-            ControlResponse::SweepDone(doc) => break *doc,
-            ControlResponse::Error(e) => {
+            Reply::SweepDone(doc) => break *doc,
+            Reply::Error(e) => {
                 bar.finish_and_clear();
                 bail!("{addr}: {e}")
             }

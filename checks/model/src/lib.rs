@@ -14,6 +14,8 @@ pub mod document;
 pub mod outcome;
 pub mod selector;
 
-pub use document::{NodeEntry, NodeState, StateCounts, SweepDocument, SweepTiming};
+pub use document::{
+    AccountingError, NodeEntry, NodeState, StateCounts, SweepDocument, SweepTiming,
+};
 pub use outcome::{CheckOutcome, Observed, Severity, Status};
 pub use selector::Selector;
