@@ -10,6 +10,7 @@ mod columns;
 mod config_cmd;
 mod connect;
 mod demo;
+mod demo_netns;
 mod history;
 mod keys;
 mod members;
