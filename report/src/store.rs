@@ -228,9 +228,19 @@ fn scope_key(doc: &SweepDocument) -> String {
 
 /// The document without its nodes, as stored in `sweep.meta`.
 fn meta_json(doc: &SweepDocument) -> Result<String, ReportError> {
+    // Field by field: cloning the whole document would copy every node.
     let bare = SweepDocument {
+        version: doc.version,
+        sweep_id: doc.sweep_id.clone(),
+        cluster: doc.cluster.clone(),
+        coordinator: doc.coordinator.clone(),
+        started_at_unix_ms: doc.started_at_unix_ms,
+        deadline_ms: doc.deadline_ms,
+        selector: doc.selector.clone(),
+        node_filter: doc.node_filter.clone(),
+        counts: doc.counts.clone(),
         nodes: Vec::new(),
-        ..doc.clone()
+        timing: doc.timing.clone(),
     };
     serde_json::to_string(&bare).map_err(|source| ReportError::Encode {
         what: "the sweep document",
@@ -663,6 +673,8 @@ impl History {
                 map.insert(text.to_string(), id);
                 Ok(id)
             };
+            type Words<'a> = (&'a str, Severity, &'a str, &'a str, &'a str);
+            let mut last_spec: HashMap<i64, (Words<'_>, i64)> = HashMap::new();
             let mut seen_nodes: HashSet<i64> = HashSet::new();
             let mut answered: HashSet<i64> = HashSet::new();
             let mut seen_obs: HashSet<(i64, i64)> = HashSet::new();
@@ -698,15 +710,31 @@ impl History {
                 for o in &n.checks {
                     let check = intern(&mut names, &mut add_name, &o.id).map_err(e)?;
                     seen_obs.insert((node, check));
-                    let body = serde_json::to_string(&Spec {
-                        kind: o.kind.clone(),
-                        severity: o.severity,
-                        expected: o.expected.clone(),
-                        description: o.description.clone(),
-                        remediation: o.remediation.clone(),
-                    })
-                    .unwrap_or_default();
-                    let spec = intern(&mut specs, &mut add_spec, &body).map_err(e)?;
+                    // Most nodes share a check's words: compare them with
+                    // the last seen for this check before encoding them.
+                    let words = (
+                        o.kind.as_str(),
+                        o.severity,
+                        o.expected.as_str(),
+                        o.description.as_str(),
+                        o.remediation.as_str(),
+                    );
+                    let spec = match last_spec.get(&check) {
+                        Some((w, id)) if *w == words => *id,
+                        _ => {
+                            let body = serde_json::to_string(&Spec {
+                                kind: o.kind.clone(),
+                                severity: o.severity,
+                                expected: o.expected.clone(),
+                                description: o.description.clone(),
+                                remediation: o.remediation.clone(),
+                            })
+                            .unwrap_or_default();
+                            let id = intern(&mut specs, &mut add_spec, &body).map_err(e)?;
+                            last_spec.insert(check, (words, id));
+                            id
+                        }
+                    };
                     let status = status_code(o.status);
                     counts.entry(check).or_default()[status as usize] += 1;
                     let observed = serde_json::to_string(&o.observed).unwrap_or_default();
