@@ -26,6 +26,39 @@ use super::{Effect, MemberView, Peer, StartSweep, SweepSettings, SweepTimer, Tim
 /// Completed sweep ids remembered so late answer pieces still get acked.
 const RECENT_COMPLETED: usize = 256;
 
+/// Longest node name a coordinator accepts in an answer (a DNS name's
+/// limit).
+pub const MAX_NODE_NAME: usize = 253;
+
+/// What became of an answer piece, for the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Taken,
+    /// Malformed, over a bound, or for an unknown sweep: dropped, no ack.
+    Refused,
+}
+
+/// Check id of the `error` outcome listed for each of several alive
+/// members claiming one name.
+pub const NAME_CONFLICT_ID: &str = "patrol.name_conflict";
+
+/// Names claimed by more than one alive member (at different addresses),
+/// with every alive claimant.
+fn name_conflicts(members: &[MemberView]) -> BTreeMap<String, Vec<Peer>> {
+    let mut by_name: BTreeMap<&str, Vec<&Peer>> = BTreeMap::new();
+    for m in members.iter().filter(|m| m.alive) {
+        let claimants = by_name.entry(m.peer.name.as_str()).or_default();
+        if !claimants.iter().any(|p| p.addr == m.peer.addr) {
+            claimants.push(&m.peer);
+        }
+    }
+    by_name
+        .into_iter()
+        .filter(|(_, c)| c.len() > 1)
+        .map(|(name, c)| (name.to_string(), c.into_iter().cloned().collect()))
+        .collect()
+}
+
 /// Check id of the `error` outcome recorded for a node whose answer
 /// arrived whole but did not decode.
 pub const UNREADABLE_ANSWER_ID: &str = "patrol.unreadable_answer";
@@ -46,7 +79,12 @@ struct Sweep {
     spread: Duration,
     expected: BTreeMap<String, Slot>,
     late: BTreeMap<String, NodeEntry>,
+    /// Names claimed by more than one alive member: not expected under the
+    /// name, listed once per claimant as `failing`, their answers ignored.
+    conflicts: BTreeMap<String, Vec<Peer>>,
     partial: HashMap<String, Vec<Option<Vec<u8>>>>,
+    /// Bytes held in `partial`, bounded by `max_partial_bytes`.
+    partial_bytes: usize,
     /// Expected nodes that answered.
     answered: u64,
     /// Expected nodes that answered or are down.
@@ -88,9 +126,27 @@ impl Coordinator {
         out: &mut Vec<Effect>,
     ) -> SweepRequest {
         let matches = |tags: &BTreeMap<String, String>| tags_match(&spec.node_filter, tags);
+        let mut members: Vec<MemberView> = members
+            .into_iter()
+            .filter(|m| matches(&m.peer.tags))
+            .collect();
+        if matches(&me.tags) {
+            members.push(MemberView {
+                peer: me.clone(),
+                alive: true,
+            });
+        }
+        let conflicts = name_conflicts(&members);
+        // Alive members first, so that a name held by a down identity (a
+        // node that came back at another address) and an alive one is
+        // expected at the alive one.
+        members.sort_by_key(|m| !m.alive);
         let mut expected = BTreeMap::new();
         for m in members {
-            if matches(&m.peer.tags) && !expected.contains_key(&m.peer.name) {
+            if conflicts.contains_key(&m.peer.name) {
+                continue;
+            }
+            if !expected.contains_key(&m.peer.name) {
                 let state = if m.alive {
                     SlotState::Pending
                 } else {
@@ -104,15 +160,6 @@ impl Coordinator {
                     },
                 );
             }
-        }
-        if matches(&me.tags) {
-            expected
-                .entry(me.name.clone())
-                .or_insert_with(|| Slot {
-                    peer: me.clone(),
-                    state: SlotState::Pending,
-                })
-                .state = SlotState::Pending;
         }
         let deadline = spec.deadline.min(settings.max_deadline);
         let spread = settings.spread_for(expected.len());
@@ -151,7 +198,9 @@ impl Coordinator {
             spread,
             expected,
             late: BTreeMap::new(),
+            conflicts,
             partial: HashMap::new(),
+            partial_bytes: 0,
             answered: 0,
             settled,
             last_answer_at: None,
@@ -183,40 +232,63 @@ impl Coordinator {
         from: SocketAddr,
         chunk: AnswerChunk,
         out: &mut Vec<Effect>,
-    ) {
+    ) -> Verdict {
         let id = chunk.sweep_id;
         let Some(sweep) = self.sweeps.get_mut(&id) else {
             if self.recent.contains(&id) {
                 out.push(ack(from, &chunk));
+                return Verdict::Taken;
             }
-            return;
+            return Verdict::Refused;
         };
         let count = usize::from(chunk.count);
         let index = usize::from(chunk.index);
-        let max_pieces =
-            settings.max_answer_bytes / settings.chunk_payload(chunk.node.len()).max(1) + 1;
-        if count == 0 || index >= count || count > max_pieces {
-            return;
+        let payload = settings.chunk_payload(chunk.node.len());
+        let max_pieces = settings.max_answer_bytes / payload.max(1) + 1;
+        if count == 0
+            || index >= count
+            || count > max_pieces
+            || chunk.payload.len() > payload
+            || chunk.node.len() > MAX_NODE_NAME
+        {
+            return Verdict::Refused;
+        }
+        if sweep.has_answer(&chunk.node) || sweep.conflicts.contains_key(&chunk.node) {
+            // Acked so the node stops resending; a claimant of a name in
+            // conflict cannot be told apart from its twin, so its answer
+            // is not recorded.
+            out.push(ack(from, &chunk));
+            return Verdict::Taken;
+        }
+        let expected = sweep.expected.contains_key(&chunk.node);
+        if !expected
+            && !sweep.partial.contains_key(&chunk.node)
+            && sweep.late.len() + sweep.late_partial() >= settings.max_late_joiners
+        {
+            return Verdict::Refused;
+        }
+        if sweep.partial_bytes + chunk.payload.len() > settings.max_partial_bytes {
+            return Verdict::Refused;
         }
         out.push(ack(from, &chunk));
-        if sweep.has_answer(&chunk.node) {
-            return;
-        }
-        if !sweep.partial.contains_key(&chunk.node)
-            && sweep.partial.len() >= sweep.expected.len() + 1024
-        {
-            return;
-        }
         let parts = sweep.partial.entry(chunk.node.clone()).or_default();
         if parts.len() != count {
+            let dropped: usize = parts.iter().flatten().map(Vec::len).sum();
+            sweep.partial_bytes -= dropped;
             *parts = vec![None; count];
         }
-        parts[index] = Some(chunk.payload);
+        let slot = &mut parts[index];
+        if let Some(old) = slot.take() {
+            sweep.partial_bytes -= old.len();
+        }
+        sweep.partial_bytes += chunk.payload.len();
+        *slot = Some(chunk.payload);
         if parts.iter().any(Option::is_none) {
-            return;
+            return Verdict::Taken;
         }
         let bytes: Vec<u8> = parts.iter().flatten().flatten().copied().collect();
         sweep.partial.remove(&chunk.node);
+        sweep.partial_bytes -= bytes.len();
         let body = match AnswerBody::decode(&bytes) {
             Ok(body) => body,
             // The node answered (every piece arrived and was acked), but
@@ -239,6 +311,7 @@ impl Coordinator {
         };
         sweep.record(now, from, chunk.node, body, out);
         self.complete_if_settled(id, now, out);
+        Verdict::Taken
     }
 
     pub(crate) fn member_down(&mut self, now: Duration, name: &str, out: &mut Vec<Effect>) {
@@ -335,12 +408,22 @@ fn ack(to: SocketAddr, chunk: &AnswerChunk) -> Effect {
         to,
         msg: SweepMessage::Ack {
             sweep_id: chunk.sweep_id,
+            node: chunk.node.clone(),
+            nonce: chunk.nonce,
             index: chunk.index,
         },
     }
 }
 
 impl Sweep {
+    /// Incomplete answers from nodes outside the expected set.
+    fn late_partial(&self) -> usize {
+        self.partial
+            .keys()
+            .filter(|n| !self.expected.contains_key(*n))
+            .count()
+    }
+
     fn has_answer(&self, node: &str) -> bool {
         self.late.contains_key(node)
             || self
@@ -431,6 +514,30 @@ impl Sweep {
             })
             .collect();
         nodes.extend(self.late.into_values());
+        for (name, claimants) in &self.conflicts {
+            let addrs: Vec<String> = claimants.iter().map(|p| p.addr.to_string()).collect();
+            for peer in claimants {
+                nodes.push(NodeEntry {
+                    name: format!("{name}@{}", peer.addr),
+                    addr: peer.addr.to_string(),
+                    tags: peer.tags.clone(),
+                    state: NodeState::Failing,
+                    late_joiner: false,
+                    reached_ms: None,
+                    answered_ms: None,
+                    checks_ms: None,
+                    checks: vec![super::participant::patrol_error(
+                        NAME_CONFLICT_ID,
+                        "one node per name".to_string(),
+                        format!(
+                            "{} nodes claim the name {name} ({}); their answers cannot be told apart and were not recorded: give each its own [node] name",
+                            claimants.len(),
+                            addrs.join(", ")
+                        ),
+                    )],
+                });
+            }
+        }
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
         let mut reached: Vec<u64> = nodes.iter().filter_map(|n| n.reached_ms).collect();
         reached.sort_unstable();
