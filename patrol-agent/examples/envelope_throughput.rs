@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use patrol_agent::envelope::{Envelope, OVERHEAD};
+use patrol_agent::envelope::{Envelope, Purpose, OVERHEAD};
 use patrol_agent::keyring::Keyring;
 
 const PACKET: usize = 1200;
@@ -17,18 +17,22 @@ fn main() {
 
     let seal_only = run(Duration::from_secs(2), || {
         sealed.clear();
-        env.seal(&plaintext, &mut sealed).expect("seal");
+        env.seal(Purpose::Gossip, &plaintext, &mut sealed)
+            .expect("seal");
     });
     let packet = sealed.clone();
     let open_only = run(Duration::from_secs(2), || {
         opened.clear();
-        env.open_into(&packet, &mut opened).expect("open");
+        env.open_into(Purpose::Gossip, &packet, &mut opened)
+            .expect("open");
     });
     let both = run(Duration::from_secs(2), || {
         sealed.clear();
         opened.clear();
-        env.seal(&plaintext, &mut sealed).expect("seal");
-        env.open_into(&sealed, &mut opened).expect("open");
+        env.seal(Purpose::Gossip, &plaintext, &mut sealed)
+            .expect("seal");
+        env.open_into(Purpose::Gossip, &sealed, &mut opened)
+            .expect("open");
     });
     assert_eq!(opened, plaintext);
     println!(

@@ -152,6 +152,7 @@ pub async fn start_with(config: &Config, envelope: Envelope) -> Result<Daemon, S
         advertise: Some(advertise),
         node: node_settings(config),
         clock: crate::clock::WallClock::default(),
+        started_at_unix_ms: None,
     };
     let mut agent = agent::start(settings, transport, envelope.clone(), inspector);
     let commander = agent.commander();
@@ -180,7 +181,9 @@ pub fn node_settings(config: &Config) -> NodeSettings {
     let defaults = NodeSettings::default();
     NodeSettings {
         cluster: config.node.cluster.clone(),
-        max_datagram: crate::transport::MAX_SEALED_DATAGRAM - crate::envelope::OVERHEAD,
+        max_datagram: crate::transport::MAX_SEALED_DATAGRAM
+            - crate::envelope::OVERHEAD
+            - crate::datagram::REPLAY_HEADER,
         sweep: SweepSettings {
             max_concurrent: config.sweep.max_concurrent,
             ..defaults.sweep.clone()

@@ -8,8 +8,10 @@
 //! ```
 //!
 //! The associated data is `version byte ++ key id (4 bytes, big-endian) ++
-//! cluster name`: the header cannot be altered, and two clusters that
-//! happen to share a key still cannot read each other's packets. Nonces are
+//! purpose byte ++ cluster name`: the header cannot be altered, two
+//! clusters that happen to share a key still cannot read each other's
+//! packets, and a packet sealed for one use (a gossip datagram, a control
+//! request, a control reply) does not open as another. Nonces are
 //! 24 random bytes from the OS-seeded CSPRNG, so random nonces never repeat
 //! in practice (2^96 packets before a collision becomes likely).
 //!
@@ -17,9 +19,9 @@
 //! returns plaintext only when the tag verifies under the key the packet
 //! names; anything else is an [`OpenError`] the caller counts and drops.
 //!
-//! Replay protection is not here: a captured packet opens again. The layers
-//! above (foca's incarnations, sweep ids and issue times) refuse stale
-//! messages.
+//! Replay protection is one layer up: gossip datagrams carry a sender
+//! session, counter and timestamp inside the seal (`datagram.rs`), control
+//! frames a per-connection challenge (`control/frame.rs`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -48,6 +50,20 @@ pub const OVERHEAD: usize = HEADER_LEN + TAG_LEN;
 /// Longest plaintext [`Envelope::seal`] accepts (16 MiB: far above any UDP
 /// packet or control frame, far below the AEAD's own limit).
 pub const MAX_PLAINTEXT: usize = 16 * 1024 * 1024;
+
+/// What a packet is for; bound into its associated data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Purpose {
+    /// A gossip datagram (foca, sweep messages, leave notices).
+    Gossip = 1,
+    /// A control-channel frame from the client.
+    ControlRequest = 2,
+    /// A control-channel frame from the agent.
+    ControlReply = 3,
+}
+
+const PURPOSES: usize = 3;
 
 /// Why a packet did not open. Every variant means "drop and count".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -87,8 +103,15 @@ pub enum SealError {
 #[derive(Clone)]
 struct SealingKey {
     cipher: XChaCha20Poly1305,
-    /// `VERSION ++ key id ++ cluster`, computed once.
-    aad: Box<[u8]>,
+    /// `VERSION ++ key id ++ purpose ++ cluster`, one per purpose, computed
+    /// once.
+    aad: [Box<[u8]>; PURPOSES],
+}
+
+impl SealingKey {
+    fn aad(&self, purpose: Purpose) -> &[u8] {
+        &self.aad[purpose as usize - 1]
+    }
 }
 
 struct Inner {
@@ -155,13 +178,21 @@ impl Envelope {
 
     fn prepare(keyring: Keyring, cluster: &str) -> Inner {
         let prepare = |id: u32, secret: &[u8; SECRET_LEN]| {
-            let mut aad = Vec::with_capacity(1 + KEY_ID_LEN + cluster.len());
-            aad.push(VERSION);
-            aad.extend_from_slice(&id.to_be_bytes());
-            aad.extend_from_slice(cluster.as_bytes());
+            let aad = |purpose: Purpose| {
+                let mut aad = Vec::with_capacity(2 + KEY_ID_LEN + cluster.len());
+                aad.push(VERSION);
+                aad.extend_from_slice(&id.to_be_bytes());
+                aad.push(purpose as u8);
+                aad.extend_from_slice(cluster.as_bytes());
+                aad.into_boxed_slice()
+            };
             SealingKey {
                 cipher: XChaCha20Poly1305::new(&(*secret).into()),
-                aad: aad.into_boxed_slice(),
+                aad: [
+                    aad(Purpose::Gossip),
+                    aad(Purpose::ControlRequest),
+                    aad(Purpose::ControlReply),
+                ],
             }
         };
         let keys = keyring
@@ -190,7 +221,12 @@ impl Envelope {
     /// Seal `plaintext` with the primary key, **appending** the packet
     /// (`plaintext.len() + OVERHEAD` bytes) to `out`. Clear `out` first to
     /// reuse a buffer.
-    pub fn seal(&self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), SealError> {
+    pub fn seal(
+        &self,
+        purpose: Purpose,
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), SealError> {
         if plaintext.len() > MAX_PLAINTEXT {
             return Err(SealError::TooLong {
                 len: plaintext.len(),
@@ -210,7 +246,7 @@ impl Envelope {
         let body = &mut out[start + HEADER_LEN..];
         match key
             .cipher
-            .encrypt_in_place_detached(&XNonce::from(nonce), &key.aad, body)
+            .encrypt_in_place_detached(&XNonce::from(nonce), key.aad(purpose), body)
         {
             Ok(tag) => {
                 out.extend_from_slice(&tag);
@@ -228,23 +264,47 @@ impl Envelope {
     }
 
     /// Seal into a new buffer.
-    pub fn seal_to_vec(&self, plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
+    pub fn seal_to_vec(&self, purpose: Purpose, plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
         let mut out = Vec::with_capacity(plaintext.len() + OVERHEAD);
-        self.seal(plaintext, &mut out)?;
+        self.seal(purpose, plaintext, &mut out)?;
         Ok(out)
     }
 
     /// Open a packet with the key its key id names; the plaintext, or why
     /// not. Never panics.
-    pub fn open(&self, packet: &[u8]) -> Result<Vec<u8>, OpenError> {
+    pub fn open(&self, purpose: Purpose, packet: &[u8]) -> Result<Vec<u8>, OpenError> {
         let mut out = Vec::new();
-        self.open_into(packet, &mut out)?;
+        self.open_into(purpose, packet, &mut out)?;
         Ok(out)
+    }
+
+    /// The checks that need no key: length, version, a known key id. The
+    /// UDP reader drops what fails them before queueing anything.
+    pub fn precheck(&self, packet: &[u8]) -> Result<(), OpenError> {
+        let (&version, _) = packet.split_first().ok_or(OpenError::TooShort { len: 0 })?;
+        if version != VERSION {
+            return Err(OpenError::UnknownVersion(version));
+        }
+        if packet.len() < OVERHEAD {
+            return Err(OpenError::TooShort { len: packet.len() });
+        }
+        let mut id = [0u8; KEY_ID_LEN];
+        id.copy_from_slice(&packet[1..1 + KEY_ID_LEN]);
+        let id = u32::from_be_bytes(id);
+        if !self.current().keys.contains_key(&id) {
+            return Err(OpenError::UnknownKeyId(id));
+        }
+        Ok(())
     }
 
     /// Like [`Envelope::open`], but **appends** the plaintext to `out` (left
     /// as it was on error), so a receive loop can reuse one buffer.
-    pub fn open_into(&self, packet: &[u8], out: &mut Vec<u8>) -> Result<(), OpenError> {
+    pub fn open_into(
+        &self,
+        purpose: Purpose,
+        packet: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), OpenError> {
         let (&version, rest) = packet.split_first().ok_or(OpenError::TooShort { len: 0 })?;
         if version != VERSION {
             return Err(OpenError::UnknownVersion(version));
@@ -272,7 +332,7 @@ impl Envelope {
         out.extend_from_slice(ciphertext);
         match key.cipher.decrypt_in_place_detached(
             &XNonce::from(nonce),
-            &key.aad,
+            key.aad(purpose),
             &mut out[start..],
             &Tag::from(tag),
         ) {
@@ -291,6 +351,8 @@ mod tests {
 
     use super::*;
 
+    const G: Purpose = Purpose::Gossip;
+
     fn envelope() -> Envelope {
         Envelope::new(Keyring::from_secret(42, [3; SECRET_LEN]), "prod")
     }
@@ -301,7 +363,7 @@ mod tests {
         let a = Envelope::new(old.clone(), "prod");
         let a_clone = a.clone();
         let b = Envelope::new(old.clone(), "prod");
-        let from_old = a.seal_to_vec(b"before").unwrap();
+        let from_old = a.seal_to_vec(G, b"before").unwrap();
 
         // 1. Install the new key everywhere: still sealing with the old one.
         let mut ring = old.clone();
@@ -313,39 +375,39 @@ mod tests {
         // 2. Make it primary on `a` first: `b` (not yet switched) opens it.
         ring.use_primary(2).unwrap();
         a.reload(ring.clone());
-        let from_new = a_clone.seal_to_vec(b"after").unwrap();
+        let from_new = a_clone.seal_to_vec(G, b"after").unwrap();
         assert_eq!(&from_new[1..5], &2u32.to_be_bytes());
-        assert_eq!(b.open(&from_new).unwrap(), b"after");
-        assert_eq!(a.open(&from_old).unwrap(), b"before");
+        assert_eq!(b.open(G, &from_new).unwrap(), b"after");
+        assert_eq!(a.open(G, &from_old).unwrap(), b"before");
 
         // 3. Remove the old key: its packets no longer open.
         ring.remove(1).unwrap();
         a.reload(ring);
-        assert_eq!(a.open(&from_old), Err(OpenError::UnknownKeyId(1)));
-        assert_eq!(a.open(&from_new).unwrap(), b"after");
+        assert_eq!(a.open(G, &from_old), Err(OpenError::UnknownKeyId(1)));
+        assert_eq!(a.open(G, &from_new).unwrap(), b"after");
     }
 
     #[test]
     fn layout_is_as_documented() {
         let env = envelope();
-        let packet = env.seal_to_vec(b"hello").unwrap();
+        let packet = env.seal_to_vec(G, b"hello").unwrap();
         assert_eq!(packet.len(), 5 + OVERHEAD);
         assert_eq!(OVERHEAD, 45);
         assert_eq!(packet[0], VERSION);
         assert_eq!(&packet[1..5], &42u32.to_be_bytes());
         assert_ne!(&packet[HEADER_LEN..HEADER_LEN + 5], b"hello");
-        assert_eq!(env.open(&packet).unwrap(), b"hello");
+        assert_eq!(env.open(G, &packet).unwrap(), b"hello");
     }
 
     #[test]
     fn seal_appends_and_nonces_differ() {
         let env = envelope();
         let mut out = b"prefix".to_vec();
-        env.seal(b"x", &mut out).unwrap();
+        env.seal(G, b"x", &mut out).unwrap();
         assert_eq!(&out[..6], b"prefix");
-        assert_eq!(env.open(&out[6..]).unwrap(), b"x");
-        let a = env.seal_to_vec(b"same").unwrap();
-        let b = env.seal_to_vec(b"same").unwrap();
+        assert_eq!(env.open(G, &out[6..]).unwrap(), b"x");
+        let a = env.seal_to_vec(G, b"same").unwrap();
+        let b = env.seal_to_vec(G, b"same").unwrap();
         assert_ne!(a[5..HEADER_LEN], b[5..HEADER_LEN], "nonces repeat");
         assert_ne!(a, b);
     }
@@ -353,26 +415,26 @@ mod tests {
     #[test]
     fn empty_plaintext_round_trips() {
         let env = envelope();
-        let packet = env.seal_to_vec(b"").unwrap();
+        let packet = env.seal_to_vec(G, b"").unwrap();
         assert_eq!(packet.len(), OVERHEAD);
-        assert_eq!(env.open(&packet).unwrap(), b"");
+        assert_eq!(env.open(G, &packet).unwrap(), b"");
     }
 
     #[test]
     fn wrong_key_same_id_fails_authentication() {
         let ours = envelope();
         let theirs = Envelope::new(Keyring::from_secret(42, [4; SECRET_LEN]), "prod");
-        let packet = theirs.seal_to_vec(b"join me").unwrap();
-        assert_eq!(ours.open(&packet), Err(OpenError::AuthenticationFailed));
+        let packet = theirs.seal_to_vec(G, b"join me").unwrap();
+        assert_eq!(ours.open(G, &packet), Err(OpenError::AuthenticationFailed));
     }
 
     #[test]
     fn other_key_id_is_unknown() {
         let ours = envelope();
         let theirs = Envelope::new(Keyring::generate(), "prod");
-        let packet = theirs.seal_to_vec(b"join me").unwrap();
+        let packet = theirs.seal_to_vec(G, b"join me").unwrap();
         assert_eq!(
-            ours.open(&packet),
+            ours.open(G, &packet),
             Err(OpenError::UnknownKeyId(theirs.primary_id()))
         );
     }
@@ -381,26 +443,26 @@ mod tests {
     fn other_cluster_with_same_key_fails_authentication() {
         let ours = envelope();
         let theirs = Envelope::new(Keyring::from_secret(42, [3; SECRET_LEN]), "staging");
-        let packet = theirs.seal_to_vec(b"join me").unwrap();
-        assert_eq!(ours.open(&packet), Err(OpenError::AuthenticationFailed));
+        let packet = theirs.seal_to_vec(G, b"join me").unwrap();
+        assert_eq!(ours.open(G, &packet), Err(OpenError::AuthenticationFailed));
     }
 
     #[test]
     fn rejects_other_versions_and_short_packets() {
         let env = envelope();
-        assert_eq!(env.open(b""), Err(OpenError::TooShort { len: 0 }));
-        assert_eq!(env.open(&[2; 100]), Err(OpenError::UnknownVersion(2)));
-        assert_eq!(env.open(&[1; 10]), Err(OpenError::TooShort { len: 10 }));
-        let mut packet = env.seal_to_vec(b"abc").unwrap();
+        assert_eq!(env.open(G, b""), Err(OpenError::TooShort { len: 0 }));
+        assert_eq!(env.open(G, &[2; 100]), Err(OpenError::UnknownVersion(2)));
+        assert_eq!(env.open(G, &[1; 10]), Err(OpenError::TooShort { len: 10 }));
+        let mut packet = env.seal_to_vec(G, b"abc").unwrap();
         packet[0] = 0;
-        assert_eq!(env.open(&packet), Err(OpenError::UnknownVersion(0)));
+        assert_eq!(env.open(G, &packet), Err(OpenError::UnknownVersion(0)));
     }
 
     #[test]
     fn rotation_old_packets_open_until_the_old_key_is_removed() {
         let mut ring = Keyring::from_secret(1, [1; SECRET_LEN]);
         let old = Envelope::new(ring.clone(), "c");
-        let packet_old = old.seal_to_vec(b"old").unwrap();
+        let packet_old = old.seal_to_vec(G, b"old").unwrap();
 
         ring.install(2, [2; SECRET_LEN]).unwrap();
         let installed = Envelope::new(ring.clone(), "c");
@@ -408,29 +470,32 @@ mod tests {
         assert_eq!(installed.primary_id(), 1);
         ring.use_primary(2).unwrap();
         let rotated = Envelope::new(ring.clone(), "c");
-        let packet_new = rotated.seal_to_vec(b"new").unwrap();
+        let packet_new = rotated.seal_to_vec(G, b"new").unwrap();
         assert_eq!(&packet_new[1..5], &2u32.to_be_bytes());
-        assert_eq!(installed.open(&packet_new).unwrap(), b"new");
-        assert_eq!(rotated.open(&packet_old).unwrap(), b"old");
-        assert_eq!(old.open(&packet_new), Err(OpenError::UnknownKeyId(2)));
+        assert_eq!(installed.open(G, &packet_new).unwrap(), b"new");
+        assert_eq!(rotated.open(G, &packet_old).unwrap(), b"old");
+        assert_eq!(old.open(G, &packet_new), Err(OpenError::UnknownKeyId(2)));
 
         ring.remove(1).unwrap();
         let finished = Envelope::new(ring, "c");
-        assert_eq!(finished.open(&packet_old), Err(OpenError::UnknownKeyId(1)));
-        assert_eq!(finished.open(&packet_new).unwrap(), b"new");
+        assert_eq!(
+            finished.open(G, &packet_old),
+            Err(OpenError::UnknownKeyId(1))
+        );
+        assert_eq!(finished.open(G, &packet_new).unwrap(), b"new");
     }
 
     #[test]
     fn open_into_leaves_the_buffer_alone_on_error() {
         let env = envelope();
-        let mut packet = env.seal_to_vec(b"payload").unwrap();
+        let mut packet = env.seal_to_vec(G, b"payload").unwrap();
         let mut out = b"keep".to_vec();
-        env.open_into(&packet, &mut out).unwrap();
+        env.open_into(G, &packet, &mut out).unwrap();
         assert_eq!(out, b"keeppayload");
         let last = packet.len() - 1;
         packet[last] ^= 1;
         assert_eq!(
-            env.open_into(&packet, &mut out),
+            env.open_into(G, &packet, &mut out),
             Err(OpenError::AuthenticationFailed)
         );
         assert_eq!(out, b"keeppayload");
@@ -442,7 +507,7 @@ mod tests {
         let big = vec![0u8; MAX_PLAINTEXT + 1];
         let mut out = Vec::new();
         assert_eq!(
-            env.seal(&big, &mut out),
+            env.seal(G, &big, &mut out),
             Err(SealError::TooLong { len: big.len() })
         );
         assert!(out.is_empty());
@@ -457,8 +522,8 @@ mod tests {
                 std::thread::spawn(move || {
                     for i in 0..100u8 {
                         let msg = [t, i];
-                        let p = env.seal_to_vec(&msg).unwrap();
-                        assert_eq!(env.open(&p).unwrap(), msg);
+                        let p = env.seal_to_vec(G, &msg).unwrap();
+                        assert_eq!(env.open(G, &p).unwrap(), msg);
                     }
                 })
             })
@@ -473,9 +538,9 @@ mod tests {
         fn round_trip(data in proptest::collection::vec(any::<u8>(), 0..2048),
                       cluster in ".{0,40}") {
             let env = Envelope::new(Keyring::generate(), &cluster);
-            let packet = env.seal_to_vec(&data).unwrap();
+            let packet = env.seal_to_vec(G, &data).unwrap();
             prop_assert_eq!(packet.len(), data.len() + OVERHEAD);
-            prop_assert_eq!(env.open(&packet).unwrap(), data);
+            prop_assert_eq!(env.open(G, &packet).unwrap(), data);
         }
 
         #[test]
@@ -485,11 +550,11 @@ mod tests {
             let mut ring = Keyring::from_secret(2, [2; SECRET_LEN]);
             ring.install(3, [3; SECRET_LEN]).unwrap();
             let env = Envelope::new(ring, "prod");
-            let packet = env.seal_to_vec(&data).unwrap();
+            let packet = env.seal_to_vec(G, &data).unwrap();
             for bit in 0..packet.len() * 8 {
                 let mut bad = packet.clone();
                 bad[bit / 8] ^= 1 << (bit % 8);
-                prop_assert!(env.open(&bad).is_err(), "bit {} flipped still opens", bit);
+                prop_assert!(env.open(G, &bad).is_err(), "bit {} flipped still opens", bit);
             }
         }
 
@@ -497,19 +562,19 @@ mod tests {
         fn every_truncation_and_extension_is_rejected(data in proptest::collection::vec(any::<u8>(), 0..64),
                                                       extra in proptest::collection::vec(any::<u8>(), 1..8)) {
             let env = envelope();
-            let packet = env.seal_to_vec(&data).unwrap();
+            let packet = env.seal_to_vec(G, &data).unwrap();
             for len in 0..packet.len() {
-                prop_assert!(env.open(&packet[..len]).is_err(), "prefix of {} bytes opens", len);
+                prop_assert!(env.open(G, &packet[..len]).is_err(), "prefix of {} bytes opens", len);
             }
             let mut longer = packet.clone();
             longer.extend_from_slice(&extra);
-            prop_assert!(env.open(&longer).is_err());
+            prop_assert!(env.open(G, &longer).is_err());
         }
 
         #[test]
         fn arbitrary_bytes_never_panic_nor_open(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let env = envelope();
-            prop_assert!(env.open(&bytes).is_err());
+            prop_assert!(env.open(G, &bytes).is_err());
         }
 
         #[test]
@@ -519,7 +584,42 @@ mod tests {
             let mut packet = vec![VERSION];
             packet.extend_from_slice(&42u32.to_be_bytes());
             packet.extend_from_slice(&body);
-            prop_assert!(env.open(&packet).is_err());
+            prop_assert!(env.open(G, &packet).is_err());
         }
+    }
+}
+
+#[cfg(test)]
+mod purpose_tests {
+    use super::*;
+
+    #[test]
+    fn a_packet_sealed_for_one_use_does_not_open_as_another() {
+        let env = Envelope::new(Keyring::from_secret(42, [3; SECRET_LEN]), "prod");
+        let request = env
+            .seal_to_vec(Purpose::ControlRequest, b"members")
+            .unwrap();
+        assert_eq!(
+            env.open(Purpose::ControlRequest, &request).unwrap(),
+            b"members"
+        );
+        for other in [Purpose::Gossip, Purpose::ControlReply] {
+            assert_eq!(
+                env.open(other, &request),
+                Err(OpenError::AuthenticationFailed)
+            );
+        }
+    }
+
+    #[test]
+    fn precheck_refuses_what_needs_no_key_to_refuse() {
+        let env = Envelope::new(Keyring::from_secret(42, [3; SECRET_LEN]), "prod");
+        let packet = env.seal_to_vec(Purpose::Gossip, b"x").unwrap();
+        assert_eq!(env.precheck(&packet), Ok(()));
+        assert_eq!(env.precheck(&[]), Err(OpenError::TooShort { len: 0 }));
+        assert_eq!(env.precheck(&[9; 64]), Err(OpenError::UnknownVersion(9)));
+        let mut other = packet.clone();
+        other[1..5].copy_from_slice(&7u32.to_be_bytes());
+        assert_eq!(env.precheck(&other), Err(OpenError::UnknownKeyId(7)));
     }
 }

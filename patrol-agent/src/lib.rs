@@ -5,6 +5,7 @@ pub mod agent;
 pub mod clock;
 pub mod control;
 pub mod daemon;
+pub mod datagram;
 pub mod envelope;
 pub mod inspector;
 pub mod keyring;

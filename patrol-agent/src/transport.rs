@@ -3,19 +3,25 @@
 //!
 //! A transport is a pair of channels. The agent never touches the socket:
 //! it receives `(from, bytes)` on `inbound` and puts `(to, bytes)` on
-//! `outbound`. Bytes are already sealed; the transport moves them as they
-//! are.
+//! `outbound`. Bytes are sealed; the transport moves them as they are.
+//! [`Transport::spawn_gated`] puts an opener task between the socket and
+//! the agent: datagrams are opened and checked for replay there, off the
+//! agent's owner task, and the UDP reader drops what cannot be a datagram
+//! of ours (too large, unknown version or key id) before queueing it.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use std::future::Future;
 use std::pin::Pin;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+use crate::datagram::{log_refusal, GateCounters, Opener, Refusal};
+use crate::envelope::Envelope;
 use crate::shutdown::Tasks;
 
 /// One datagram and its peer address.
@@ -42,6 +48,26 @@ pub struct Transport {
     inbound: mpsc::Receiver<Datagram>,
     outbound: mpsc::Sender<Datagram>,
     movers: Vec<Mover>,
+    /// What the UDP reader checks before queueing, once gated.
+    early: Arc<OnceLock<EarlyCheck>>,
+}
+
+/// The reader's cheap checks: the envelope's precheck, counted.
+struct EarlyCheck {
+    envelope: Envelope,
+    counters: Arc<GateCounters>,
+}
+
+impl EarlyCheck {
+    fn pass(&self, bytes: &[u8]) -> bool {
+        let ok = bytes.len() <= MAX_SEALED_DATAGRAM && self.envelope.precheck(bytes).is_ok();
+        if !ok {
+            self.counters
+                .oversized_or_unknown
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        ok
+    }
 }
 
 impl std::fmt::Debug for Transport {
@@ -62,18 +88,63 @@ impl Transport {
         (self.inbound, self.outbound)
     }
 
+    /// Start the movers and an opener task: the inbound channel carries the
+    /// node's plaintext of every datagram that opened under `opener`, once;
+    /// refusals are counted in `counters`.
+    pub fn spawn_gated(
+        self,
+        tasks: &mut Tasks,
+        mut opener: Opener,
+        counters: Arc<GateCounters>,
+    ) -> (mpsc::Receiver<Datagram>, mpsc::Sender<Datagram>) {
+        let _ = self.early.set(EarlyCheck {
+            envelope: opener.envelope().clone(),
+            counters: Arc::clone(&counters),
+        });
+        let (mut raw, outbound) = self.spawn(tasks);
+        let (plain_tx, plain_rx) = mpsc::channel::<Datagram>(QUEUE);
+        tasks.spawn(async move {
+            let mut last_warning: Option<tokio::time::Instant> = None;
+            while let Some((from, bytes)) = raw.recv().await {
+                match opener.open(&bytes) {
+                    Ok(plain) => {
+                        if plain_tx.try_send((from, plain)).is_err() {
+                            counters.other.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Err(refusal) => {
+                        counters.count(&refusal);
+                        // At most one warning every 10 s.
+                        let quiet = last_warning
+                            .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(10));
+                        if !quiet || !matches!(refusal, Refusal::ClockSkew { .. }) {
+                            if matches!(refusal, Refusal::ClockSkew { .. }) {
+                                last_warning = Some(tokio::time::Instant::now());
+                            }
+                            log_refusal(from, &refusal);
+                        }
+                    }
+                }
+            }
+        });
+        (plain_rx, outbound)
+    }
+
     /// Bind a UDP socket and start its reader and writer tasks.
     pub async fn udp(bind: SocketAddr) -> io::Result<Transport> {
         let socket = Arc::new(UdpSocket::bind(bind).await?);
         let local_addr = socket.local_addr()?;
         let (in_tx, in_rx) = mpsc::channel::<Datagram>(QUEUE);
         let (out_tx, mut out_rx) = mpsc::channel::<Datagram>(QUEUE);
+        let early: Arc<OnceLock<EarlyCheck>> = Arc::new(OnceLock::new());
         let reader = {
             let socket = socket.clone();
+            let early = Arc::clone(&early);
             Box::pin(async move {
                 let mut buf = vec![0u8; MAX_DATAGRAM];
                 loop {
                     match socket.recv_from(&mut buf).await {
+                        Ok((n, _)) if early.get().is_some_and(|c| !c.pass(&buf[..n])) => {}
                         Ok((n, from)) => {
                             // A full queue means the agent is overloaded: drop,
                             // as the network would.
@@ -105,6 +176,7 @@ impl Transport {
             inbound: in_rx,
             outbound: out_tx,
             movers: vec![reader, writer],
+            early,
         })
     }
 }
@@ -126,6 +198,8 @@ struct MemoryInner {
     next_port: u16,
     dropped: u64,
     delivered: u64,
+    /// Every datagram moved, while capturing (an eavesdropper's view).
+    captured: Option<Vec<(SocketAddr, SocketAddr, Vec<u8>)>>,
 }
 
 impl MemoryNetwork {
@@ -141,6 +215,7 @@ impl MemoryNetwork {
                 next_port: 10_000,
                 dropped: 0,
                 delivered: 0,
+                captured: None,
             })),
         }
     }
@@ -165,6 +240,9 @@ impl MemoryNetwork {
             while let Some((to, bytes)) = out_rx.recv().await {
                 let target = {
                     let mut inner = net.lock();
+                    if let Some(c) = inner.captured.as_mut() {
+                        c.push((local_addr, to, bytes.clone()));
+                    }
                     let lost = inner.roll() < inner.loss
                         || inner.isolated.contains(&to)
                         || inner.isolated.contains(&local_addr);
@@ -187,6 +265,7 @@ impl MemoryNetwork {
             inbound: in_rx,
             outbound: out_tx,
             movers: vec![mover],
+            early: Arc::new(OnceLock::new()),
         }
     }
 
@@ -204,6 +283,27 @@ impl MemoryNetwork {
     /// make the network lossy).
     pub fn set_loss(&self, loss: f64) {
         self.lock().loss = loss;
+    }
+
+    /// Start recording every datagram sent (as an eavesdropper on the
+    /// wire would), or stop and return what was recorded.
+    pub fn capture(&self, on: bool) -> Vec<(SocketAddr, SocketAddr, Vec<u8>)> {
+        let mut inner = self.lock();
+        let got = inner.captured.take().unwrap_or_default();
+        if on {
+            inner.captured = Some(Vec::new());
+        }
+        got
+    }
+
+    /// Deliver `bytes` to `to` as if `from` had sent them (a replay),
+    /// bypassing loss and partitions. False when nobody is attached at `to`.
+    pub fn inject(&self, from: SocketAddr, to: SocketAddr, bytes: Vec<u8>) -> bool {
+        let target = self.lock().routes.get(&to).cloned();
+        match target {
+            Some(tx) => tx.try_send((from, bytes)).is_ok(),
+            None => false,
+        }
     }
 
     /// Datagrams dropped and delivered so far.

@@ -103,6 +103,7 @@ pub fn settings(
             ..NodeSettings::default()
         },
         clock: Default::default(),
+        started_at_unix_ms: None,
     }
 }
 

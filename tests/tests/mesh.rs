@@ -8,12 +8,14 @@ use std::time::Duration;
 use patrol_agent::agent::StopMode;
 use patrol_agent::clock::WallClock;
 use patrol_agent::control::{ControlClient, ControlError, ControlRequest};
+use patrol_agent::datagram::Sealer;
 use patrol_agent::envelope::Envelope;
 use patrol_agent::keyring::Keyring;
 use patrol_agent::membership::MemberState;
-use patrol_agent::transport::Transport;
+use patrol_agent::transport::{MemoryNetwork, Transport};
 use patrol_tests::{
-    count, new_envelope, settings, state_of, udp_agent, wait_converged, wait_for, NoChecks,
+    count, memory_agent, new_envelope, settings, state_of, udp_agent, wait_converged, wait_for,
+    NoChecks,
 };
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -154,7 +156,8 @@ async fn corrupted_and_truncated_packets_are_dropped_and_counted() {
 
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let mut sealed = Vec::new();
-    env.seal(b"\x00not a foca packet", &mut sealed).unwrap();
+    let mut sealer = Sealer::new(env.clone(), WallClock::default());
+    sealer.seal(b"\x00not a foca packet", &mut sealed).unwrap();
     let mut flipped = sealed.clone();
     let mid = flipped.len() / 2;
     flipped[mid] ^= 0x40;
@@ -280,21 +283,22 @@ async fn seeds_given_later_are_joined_through() {
 
 /// Regression (issue 12): the identity's bump was milliseconds in a `u32`
 /// compared with serial arithmetic, so an agent restarted 25-50 days after
-/// its previous start lost the address conflict to its own old identity and
-/// stayed invisible until that was reaped (5 minutes).
+/// its previous start lost the address conflict to its own old identity
+/// (still listed alive during a rolling restart) and stayed invisible until
+/// that was reaped (5 minutes).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_agent_restarted_with_its_clock_thirty_days_later_rejoins_at_once() {
-    const THIRTY_DAYS_MS: i64 = 30 * 24 * 3600 * 1000;
+async fn an_agent_restarted_thirty_days_after_its_previous_start_rejoins_at_once() {
+    const THIRTY_DAYS_MS: u64 = 30 * 24 * 3600 * 1000;
     let env = new_envelope();
     let a = udp_agent("a", 0, vec![], &env, Arc::new(NoChecks)).await;
     let seed = a.addr;
-    let start_b = |port: u16, clock: WallClock, incarnation: &str| {
+    let start_b = |port: u16, started: Option<u64>, incarnation: &str| {
         let mut s = settings(
             "b",
             vec![seed],
             [("incarnation".to_string(), incarnation.to_string())].into(),
         );
-        s.clock = clock;
+        s.started_at_unix_ms = started;
         let env = env.clone();
         async move {
             let t = Transport::udp(SocketAddr::from(([127, 0, 0, 1], port)))
@@ -303,15 +307,16 @@ async fn an_agent_restarted_with_its_clock_thirty_days_later_rejoins_at_once() {
             patrol_agent::agent::start(s, t, env, Arc::new(NoChecks))
         }
     };
-    let b = start_b(0, WallClock::default(), "1").await;
+    // b has been running for 30 days.
+    let long_ago = WallClock::default().unix_ms() - THIRTY_DAYS_MS;
+    let b = start_b(0, Some(long_ago), "1").await;
     let port = b.addr.port();
     let agents = [a, b];
     wait_converged(&agents, 2, LIMIT).await;
     let [a, b] = agents;
-    // A crash, and at once a restart on the same address whose clock reads
-    // 30 days later (a reboot after a long outage, a clock fixed by NTP).
+    // A crash, and at once a restart on the same address.
     b.stop(StopMode::Crash).await;
-    let b = start_b(port, WallClock::shifted(THIRTY_DAYS_MS), "2").await;
+    let b = start_b(port, None, "2").await;
     wait_for(
         Duration::from_secs(15),
         "a to list the restarted b as alive",
@@ -330,6 +335,69 @@ async fn an_agent_restarted_with_its_clock_thirty_days_later_rejoins_at_once() {
         },
     )
     .await;
+    a.stop(StopMode::Crash).await;
+    b.stop(StopMode::Crash).await;
+}
+
+/// Regression (issue 12): the envelope had no replay window, so a captured
+/// datagram opened again forever; a replayed announce could evict a live
+/// node or bring back one that had left. An eavesdropper without the key
+/// replays everything it captured, byte for byte: every copy is refused
+/// and counted, and the mesh does not change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eavesdropper_replaying_captured_datagrams_changes_nothing() {
+    let env = new_envelope();
+    let net = MemoryNetwork::new(0.0, 7);
+    let a = memory_agent(&net, "a", vec![], &env, Arc::new(NoChecks));
+    let b = memory_agent(&net, "b", vec![a.addr], &env, Arc::new(NoChecks));
+    let c = memory_agent(&net, "c", vec![a.addr], &env, Arc::new(NoChecks));
+    net.capture(true);
+    let agents = [a, b, c];
+    wait_converged(&agents, 3, LIMIT).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let [a, b, c] = agents;
+    // c leaves; everything it and the others said while it was alive was
+    // captured.
+    c.stop(StopMode::Leave).await;
+    let captured = net.capture(false);
+    assert!(captured.len() > 20, "captured only {}", captured.len());
+    wait_for(LIMIT, "a and b to see c leave", || async {
+        match (state_of(&a, "c").await, state_of(&b, "c").await) {
+            (Some(MemberState::Left), Some(MemberState::Left)) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let before = [a.stats().await.unwrap(), b.stats().await.unwrap()];
+    let mut replayed = [0u64; 2];
+    for (from, to, bytes) in captured {
+        for (k, agent) in [&a, &b].into_iter().enumerate() {
+            if to == agent.addr && net.inject(from, to, bytes.clone()) {
+                replayed[k] += 1;
+            }
+        }
+    }
+    for (k, agent) in [&a, &b].into_iter().enumerate() {
+        let refused = wait_for(
+            Duration::from_secs(10),
+            "the replays to be counted",
+            || async {
+                let s = agent.stats().await.map_err(|e| e.to_string())?;
+                let refused = s.dropped_replayed - before[k].dropped_replayed;
+                if refused >= replayed[k] {
+                    Ok(refused)
+                } else {
+                    Err(format!("{refused} of {} refused: {s:?}", replayed[k]))
+                }
+            },
+        )
+        .await;
+        assert_eq!(refused, replayed[k]);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(state_of(&a, "c").await, Some(MemberState::Left));
+    assert_eq!(state_of(&b, "c").await, Some(MemberState::Left));
+    assert_eq!(state_of(&a, "b").await, Some(MemberState::Alive));
     a.stop(StopMode::Crash).await;
     b.stop(StopMode::Crash).await;
 }

@@ -378,3 +378,62 @@ fn keys_rotate_without_a_restart() {
     assert!(m.iter().all(|m| m["name"] != "stale"), "{m:?}");
     drop(stale);
 }
+
+/// Regression (issue 12): 64 control slots, each held for 5 s before
+/// authentication and none per peer, so a local user holding idle
+/// connections made the nightly `patrol sweep` exit 3. Now the oldest
+/// pending connection makes room.
+#[test]
+fn two_hundred_idle_control_connections_do_not_stop_a_sweep() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("cluster.key");
+    let out = patrol(&["keys", "generate", "--out", key.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let first = AgentProcess::start(&write_config(dir.path(), "q0", &key, &[], 0, ""));
+    let second = AgentProcess::start(&write_config(
+        dir.path(),
+        "q1",
+        &key,
+        &[first.gossip],
+        0,
+        "",
+    ));
+    let (ctl, cfg) = (first.control, first.config.clone());
+    wait(Duration::from_secs(30), "2 alive members", || {
+        let m = members_json(ctl, &cfg)?;
+        match m.iter().filter(|m| m["state"] == "alive").count() {
+            2 => Ok(()),
+            n => Err(format!("{n} alive")),
+        }
+    });
+    // 200 connections that read the hello and never send a request.
+    let idle: Vec<std::net::TcpStream> = (0..200)
+        .map(|_| std::net::TcpStream::connect(ctl).expect("connect"))
+        .collect();
+    let out = patrol(&[
+        "sweep",
+        "--seed",
+        &ctl.to_string(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--format",
+        "json",
+        "--deadline",
+        "3s",
+    ]);
+    assert!(
+        out.status.code() == Some(0),
+        "sweep exited {:?}: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["counts"]["ok"], 2, "{doc}");
+    drop(idle);
+    drop(second);
+    drop(first);
+}

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use patrol_agent::agent::{AgentHandle, StopMode, SweepEvent};
+use patrol_agent::clock::WallClock;
 use patrol_agent::control::{ControlClient, ControlError, ControlRequest};
+use patrol_agent::datagram::Sealer;
 use patrol_agent::envelope::Envelope;
 use patrol_agent::keyring::Keyring;
 use patrol_agent::sweep::{PeerAddr, StartSweep, SweepMessage, SweepRequest};
@@ -249,11 +251,13 @@ async fn a_replayed_or_stale_request_runs_no_checks() {
         ..replay.clone()
     };
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    // A key holder crafting requests: properly sealed datagrams.
+    let mut sealer = Sealer::new(env.clone(), WallClock::default());
     for req in [replay, stale] {
         let mut plain = vec![1u8]; // the sweep channel
         plain.extend(SweepMessage::Request(req).encode());
         let mut sealed = Vec::new();
-        env.seal(&plain, &mut sealed).unwrap();
+        sealer.seal(&plain, &mut sealed).unwrap();
         for a in &agents {
             sock.send_to(&sealed, a.addr).await.unwrap();
         }

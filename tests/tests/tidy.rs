@@ -169,11 +169,21 @@ fn documented_defaults() -> BTreeMap<&'static str, String> {
     m.insert("max_connections", c.max_connections.to_string());
     m.insert("request_timeout", dur(c.request_timeout));
     m.insert("max_selector_bytes", c.max_selector_bytes.to_string());
+    m.insert("max_pending_per_peer", c.max_pending_per_peer.to_string());
+    m.insert("write_timeout", dur(c.write_timeout));
     m.insert(
         "MAX_SEALED_DATAGRAM",
         patrol_agent::transport::MAX_SEALED_DATAGRAM.to_string(),
     );
     m.insert("OVERHEAD", patrol_agent::envelope::OVERHEAD.to_string());
+    m.insert(
+        "REPLAY_HEADER",
+        patrol_agent::datagram::REPLAY_HEADER.to_string(),
+    );
+    let r = patrol_agent::datagram::ReplaySettings::default();
+    m.insert("skew_tolerance", dur(r.skew_tolerance));
+    m.insert("max_senders", r.max_senders.to_string());
+    m.insert("max_packet_size", n.foca_payload().to_string());
     m.insert(
         "MAX_REMEMBERED",
         patrol_core::sweep::gossip::MAX_REMEMBERED.to_string(),

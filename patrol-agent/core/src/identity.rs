@@ -30,7 +30,7 @@ pub struct NodeId {
 
 /// Largest encoded identity a node starts with. foca puts the sender's
 /// identity in every packet's header and up to three identities in an
-/// indirect probe, all within one 1,354-byte packet; about 400 bytes of
+/// indirect probe, all within one 1,330-byte packet; about 400 bytes of
 /// tags silently broke indirect probes and about 620 all gossip. The config
 /// keeps a name and its tags within 192 bytes of text, which encodes to at
 /// most ~260.

@@ -21,10 +21,11 @@ pub struct NodeSettings {
     /// Default `"patrol"`.
     pub cluster: String,
     /// Largest plaintext datagram the node emits, in bytes, channel byte
-    /// included. The shell's envelope adds its overhead (45 bytes for
-    /// `patrol_agent::envelope`), so the default 1,355 makes sealed
-    /// datagrams of at most 1,400 bytes, which fit a 1,500-byte Ethernet
-    /// MTU with IP and UDP headers. Must be at least 512.
+    /// included. The shell adds a 24-byte replay header and the envelope's
+    /// 45 bytes (`patrol_agent::datagram`, `patrol_agent::envelope`), so the
+    /// default 1,331 makes sealed datagrams of at most 1,400 bytes, which
+    /// fit a 1,500-byte Ethernet MTU with IP and UDP headers. Must be at
+    /// least 512.
     pub max_datagram: usize,
     /// `foca.broadcast()` calls per fresh request. Each sends the request
     /// to 3 random members (foca's gossip fan-out): with one call per node
@@ -61,7 +62,7 @@ impl Default for NodeSettings {
     fn default() -> Self {
         NodeSettings {
             cluster: "patrol".to_string(),
-            max_datagram: 1355,
+            max_datagram: 1331,
             eager_push_rounds: 2,
             direct_spread_limit: 32,
             rejoin_initial: Duration::from_millis(200),

@@ -1,6 +1,7 @@
 //! The agent's owner task: the I/O around one sans-IO
-//! [`Node`](patrol_core::Node). It opens datagrams and hands them to the
-//! node with the real clock, carries out the node's outputs (seal and send,
+//! [`Node`](patrol_core::Node). It hands the node the datagrams the
+//! transport's opener task let through (opened, not replayed) with the real
+//! clock, carries out the node's outputs (seal and send,
 //! set a timer, run checks on the inspector, tell the requester), and
 //! serves commands from the control channel and tests. Every decision
 //! (eager push, direct spread, check budget, join backoff, resizing) is the
@@ -31,6 +32,7 @@ use handle::Command;
 pub use handle::{AgentGone, AgentHandle, Commander, StopMode, SweepEvent};
 
 use crate::clock::WallClock;
+use crate::datagram::{GateCounters, Opener, ReplaySettings, Sealer, REPLAY_HEADER};
 use crate::envelope::Envelope;
 use crate::identity::NodeId;
 use crate::shutdown::Tasks;
@@ -62,6 +64,10 @@ pub struct AgentSettings {
     pub node: NodeSettings,
     /// The wall clock this agent reads (the system's unless a test shifts it).
     pub clock: WallClock,
+    /// When this incarnation started, unix ms; its identity's bump is drawn
+    /// from it. `None` (the default): now. Tests set it to play an agent
+    /// that has been running for weeks.
+    pub started_at_unix_ms: Option<u64>,
 }
 
 /// Counters, for `members --stats`, tests and logs: the node's own plus
@@ -69,8 +75,17 @@ pub struct AgentSettings {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentStats {
     /// Datagrams that did not open (wrong key, corrupted, truncated, other
-    /// cluster): dropped before the node saw them.
+    /// cluster, too large, unknown key id): dropped before the node saw them.
     pub dropped_unsealed: u64,
+    /// Datagrams that opened but were replayed (seen before, or older than
+    /// their sender's window).
+    pub dropped_replayed: u64,
+    /// Datagrams sent too far from this node's clock: one of the clocks is
+    /// wrong (or the datagram is a capture replayed later).
+    pub dropped_clock_skew: u64,
+    /// Other refusals: no replay header, too many sender sessions, the
+    /// queue to the node full.
+    pub dropped_other: u64,
     /// Sealed datagrams dropped because the transport's outbound queue was
     /// full.
     pub dropped_outbound: u64,
@@ -88,13 +103,11 @@ pub fn start(
     let mut tasks = Tasks::new();
     let addr = settings.advertise.unwrap_or(transport.local_addr);
     let started = settings.clock.unix_ms();
-    let me = NodeId::new(
-        settings.name.clone(),
-        addr,
-        NodeId::bump_from_unix_ms(started),
-        settings.tags.clone(),
-    );
-    let (inbound, outbound) = transport.spawn(&mut tasks);
+    let bump = NodeId::bump_from_unix_ms(settings.started_at_unix_ms.unwrap_or(started));
+    let me = NodeId::new(settings.name.clone(), addr, bump, settings.tags.clone());
+    let gate = Arc::new(GateCounters::default());
+    let opener = Opener::new(envelope.clone(), settings.clock, ReplaySettings::default());
+    let (inbound, outbound) = transport.spawn_gated(&mut tasks, opener, Arc::clone(&gate));
     let (timers, due) = timers::spawn::<NodeTimer>(&mut tasks);
     let (cmd_tx, commands) = mpsc::channel(64);
     let epoch = Instant::now();
@@ -106,7 +119,8 @@ pub fn start(
     node.set_seeds(now, settings.seeds.clone());
     let owner = Owner {
         node,
-        envelope,
+        sealer: Sealer::new(envelope, settings.clock),
+        gate,
         outbound,
         timers,
         inspector,
@@ -127,7 +141,9 @@ pub fn start(
 
 struct Owner {
     node: Node,
-    envelope: Envelope,
+    sealer: Sealer,
+    /// What the opener task refused (it counts, we report).
+    gate: Arc<GateCounters>,
     outbound: mpsc::Sender<(SocketAddr, Vec<u8>)>,
     timers: TimerSender<NodeTimer>,
     inspector: Arc<dyn Inspector>,
@@ -175,20 +191,19 @@ impl Owner {
     }
 
     fn stats(&self) -> AgentStats {
+        let gate = self.gate.snapshot();
         AgentStats {
-            node: self.node.stats().clone(),
+            dropped_unsealed: gate.unsealed + gate.oversized_or_unknown,
+            dropped_replayed: gate.replayed,
+            dropped_clock_skew: gate.clock_skew,
+            dropped_other: gate.other,
+            node: self.node.stats(),
             ..self.stats.clone()
         }
     }
 
-    fn on_datagram(&mut self, from: SocketAddr, bytes: &[u8]) {
-        match self.envelope.open(bytes) {
-            Ok(plain) => self.node.datagram(self.now(), from, &plain),
-            Err(e) => {
-                self.stats.dropped_unsealed += 1;
-                tracing::debug!(%from, error = %e, "dropped a datagram that does not open");
-            }
-        }
+    fn on_datagram(&mut self, from: SocketAddr, plain: &[u8]) {
+        self.node.datagram(self.now(), from, plain);
     }
 
     fn on_command(&mut self, cmd: Command) {
@@ -262,8 +277,9 @@ impl Owner {
     }
 
     fn send(&mut self, to: SocketAddr, plain: &[u8]) {
-        let mut sealed = Vec::with_capacity(plain.len() + crate::envelope::OVERHEAD);
-        if let Err(e) = self.envelope.seal(plain, &mut sealed) {
+        let mut sealed =
+            Vec::with_capacity(plain.len() + crate::envelope::OVERHEAD + REPLAY_HEADER);
+        if let Err(e) = self.sealer.seal(plain, &mut sealed) {
             tracing::warn!(error = %e, "cannot seal a datagram");
             return;
         }

@@ -9,7 +9,7 @@ use tokio::net::TcpStream;
 
 use super::frame::{self, Challenge, DocumentAssembler, MAX_FRAME};
 use super::{read_frame, write_frame, ControlError, ControlRequest, ControlResponse, Reply};
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, Purpose};
 
 /// A control-channel client for one request.
 #[derive(Debug)]
@@ -45,7 +45,12 @@ impl ControlClient {
 
     /// Send the request (once per connection).
     pub async fn send(&mut self, request: &ControlRequest) -> Result<(), ControlError> {
-        let sealed = frame::seal(&self.envelope, self.challenge, request)?;
+        let sealed = frame::seal(
+            &self.envelope,
+            Purpose::ControlRequest,
+            self.challenge,
+            request,
+        )?;
         write_frame(&mut self.stream, &sealed).await
     }
 
@@ -75,7 +80,12 @@ impl ControlClient {
         if let Some(reason) = frame::decode_deny(&bytes) {
             return Err(ControlError::Refused(reason));
         }
-        frame::open(&self.envelope, self.challenge, &bytes)
+        frame::open(
+            &self.envelope,
+            Purpose::ControlReply,
+            self.challenge,
+            &bytes,
+        )
     }
 
     /// One request, one reply.

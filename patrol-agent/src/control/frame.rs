@@ -17,7 +17,7 @@ use patrol_checks::SweepDocument;
 use serde::{Deserialize, Serialize};
 
 use super::ControlError;
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, Purpose};
 
 /// Bytes of the big-endian length in front of every frame.
 pub const LEN_PREFIX: usize = 4;
@@ -111,16 +111,18 @@ pub fn decode_deny(frame: &[u8]) -> Option<String> {
         .map(|reason| String::from_utf8_lossy(reason).into_owned())
 }
 
-/// Seal `body` for this connection.
+/// Seal `body` for this connection (`purpose`: a request from the client
+/// or a reply from the agent; one does not open as the other).
 pub fn seal<T: Serialize>(
     envelope: &Envelope,
+    purpose: Purpose,
     challenge: Challenge,
     body: T,
 ) -> Result<Vec<u8>, ControlError> {
     let plain = bincode::serde::encode_to_vec(Sealed { challenge, body }, bincode_config())
         .map_err(|e| ControlError::Protocol(format!("cannot encode a frame: {e}")))?;
     envelope
-        .seal_to_vec(&plain)
+        .seal_to_vec(purpose, &plain)
         .map_err(|e| ControlError::Protocol(format!("cannot seal a frame: {e}")))
 }
 
@@ -128,10 +130,13 @@ pub fn seal<T: Serialize>(
 /// does not decode, or carries another connection's challenge.
 pub fn open<T: serde::de::DeserializeOwned>(
     envelope: &Envelope,
+    purpose: Purpose,
     challenge: Challenge,
     frame: &[u8],
 ) -> Result<T, ControlError> {
-    let plain = envelope.open(frame).map_err(|_| ControlError::BadSeal)?;
+    let plain = envelope
+        .open(purpose, frame)
+        .map_err(|_| ControlError::BadSeal)?;
     let (sealed, _): (Sealed<T>, usize) =
         bincode::serde::decode_from_slice(&plain, bincode_config())
             .map_err(|e| ControlError::Protocol(format!("undecodable frame: {e}")))?;
@@ -201,18 +206,25 @@ mod tests {
     #[test]
     fn a_frame_from_another_connection_is_refused() {
         let env = Envelope::new(Keyring::generate(), "test");
-        let frame = seal(&env, [1; CHALLENGE_LEN], "hi").unwrap();
+        let r = Purpose::ControlRequest;
+        let frame = seal(&env, r, [1; CHALLENGE_LEN], "hi").unwrap();
         assert_eq!(
-            open::<String>(&env, [1; CHALLENGE_LEN], &frame).unwrap(),
+            open::<String>(&env, r, [1; CHALLENGE_LEN], &frame).unwrap(),
             "hi"
         );
         assert!(matches!(
-            open::<String>(&env, [2; CHALLENGE_LEN], &frame),
+            open::<String>(&env, r, [2; CHALLENGE_LEN], &frame),
             Err(ControlError::Refused(_))
         ));
         let other = Envelope::new(Keyring::generate(), "test");
         assert!(matches!(
-            open::<String>(&other, [1; CHALLENGE_LEN], &frame),
+            open::<String>(&other, r, [1; CHALLENGE_LEN], &frame),
+            Err(ControlError::BadSeal)
+        ));
+        // A request does not open as a reply (a client's own frame
+        // reflected back at it).
+        assert!(matches!(
+            open::<String>(&env, Purpose::ControlReply, [1; CHALLENGE_LEN], &frame),
             Err(ControlError::BadSeal)
         ));
     }
@@ -274,7 +286,7 @@ mod tests {
         #[test]
         fn garbage_frames_do_not_open(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
             let env = Envelope::new(Keyring::generate(), "test");
-            prop_assert!(open::<String>(&env, [0; CHALLENGE_LEN], &bytes).is_err());
+            prop_assert!(open::<String>(&env, Purpose::ControlRequest, [0; CHALLENGE_LEN], &bytes).is_err());
         }
 
         #[test]

@@ -2,17 +2,26 @@
 //! `ControlSettings::max_connections` at once), greet each with a fresh
 //! challenge, read one sealed request in time, and serve it with one
 //! function per request.
+//!
+//! Slowloris-proof: a connection that has not yet sent a request that
+//! opens is *pending*. When every slot is taken, the oldest pending
+//! connection is closed to make room (an honest client sends its request
+//! within milliseconds of the hello, so it is rarely the oldest); one peer
+//! address holds at most `max_pending_per_peer` pending connections; every
+//! write has a deadline.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 use super::frame::{self, Challenge, CHALLENGE_LEN, MAX_REQUEST_FRAME};
 use super::{read_frame, write_frame, ControlError, ControlRequest, ControlResponse};
 use crate::agent::{Commander, SweepEvent};
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, Purpose};
 use crate::sweep::StartSweep;
 
 /// The control channel's limits. `Default` gives the shipped values.
@@ -31,6 +40,14 @@ pub struct ControlSettings {
     /// A sweep's deadline is clamped to this range. Default 100 ms to 1 h.
     pub deadline_min: Duration,
     pub deadline_max: Duration,
+    /// Connections from one peer address that have not sent a request yet.
+    /// Default 16. (All local users share 127.0.0.1: the eviction of the
+    /// oldest pending connection is what keeps them from locking out the
+    /// cron job.)
+    pub max_pending_per_peer: usize,
+    /// How long one frame may take to write before the connection is
+    /// dropped (a client that stops reading). Default 10 s.
+    pub write_timeout: Duration,
 }
 
 impl Default for ControlSettings {
@@ -41,6 +58,8 @@ impl Default for ControlSettings {
             max_selector_bytes: 900,
             deadline_min: Duration::from_millis(100),
             deadline_max: Duration::from_secs(3600),
+            max_pending_per_peer: 16,
+            write_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -59,14 +78,14 @@ pub async fn serve_with(
     commander: Commander,
 ) {
     let settings = Arc::new(settings);
-    let slots = Arc::new(Semaphore::new(settings.max_connections));
+    let slots = Arc::new(Mutex::new(Slots::default()));
     let mut conns = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, peer)) = accepted else { continue };
-                let Ok(permit) = slots.clone().try_acquire_owned() else {
-                    tracing::warn!(%peer, "too many control connections; refusing");
+                let Some(slot) = Slots::take(&slots, &settings, peer.ip()) else {
+                    tracing::warn!(%peer, "every control slot is serving a request; refusing");
                     continue;
                 };
                 let conn = Connection {
@@ -74,16 +93,97 @@ pub async fn serve_with(
                     envelope: envelope.clone(),
                     challenge: rand::random::<[u8; CHALLENGE_LEN]>(),
                     settings: Arc::clone(&settings),
+                    slot,
                 };
                 let commander = commander.clone();
                 conns.spawn(async move {
-                    if let Err(e) = conn.serve(&commander).await {
-                        tracing::debug!(%peer, error = %e, "control connection ended");
+                    let closed = conn.slot.closed.clone();
+                    tokio::select! {
+                        _ = closed.cancelled() => {
+                            tracing::debug!(%peer, "pending control connection closed to make room");
+                        }
+                        served = conn.serve(&commander) => {
+                            if let Err(e) = served {
+                                tracing::debug!(%peer, error = %e, "control connection ended");
+                            }
+                        }
                     }
-                    drop(permit);
                 });
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+}
+
+/// Who holds the control slots: connections pending (no request yet), in
+/// arrival order, and the number serving a request.
+#[derive(Debug, Default)]
+struct Slots {
+    next: u64,
+    pending: VecDeque<(u64, IpAddr, CancellationToken)>,
+    serving: usize,
+}
+
+/// One connection's hold on a slot; released when dropped.
+#[derive(Debug)]
+struct Slot {
+    id: u64,
+    slots: Arc<Mutex<Slots>>,
+    /// Cancelled when the connection is evicted to make room.
+    closed: CancellationToken,
+    serving: bool,
+}
+
+impl Slots {
+    /// A slot for a new connection from `ip`, closing the oldest pending
+    /// connection (of this peer when it holds its share, else of anyone)
+    /// to make room; `None` when every slot is serving a request.
+    fn take(slots: &Arc<Mutex<Slots>>, settings: &ControlSettings, ip: IpAddr) -> Option<Slot> {
+        let mut s = slots.lock().unwrap_or_else(|p| p.into_inner());
+        let same_peer = s.pending.iter().filter(|(_, p, _)| *p == ip).count();
+        if same_peer >= settings.max_pending_per_peer {
+            if let Some(pos) = s.pending.iter().position(|(_, p, _)| *p == ip) {
+                if let Some((_, _, token)) = s.pending.remove(pos) {
+                    token.cancel();
+                }
+            }
+        }
+        if s.pending.len() + s.serving >= settings.max_connections {
+            let (_, _, token) = s.pending.pop_front()?;
+            token.cancel();
+        }
+        s.next += 1;
+        let id = s.next;
+        let closed = CancellationToken::new();
+        s.pending.push_back((id, ip, closed.clone()));
+        Some(Slot {
+            id,
+            slots: Arc::clone(slots),
+            closed,
+            serving: false,
+        })
+    }
+}
+
+impl Slot {
+    /// The request opened: this connection can no longer be evicted.
+    fn serving(&mut self) {
+        let mut s = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(pos) = s.pending.iter().position(|(id, _, _)| *id == self.id) {
+            s.pending.remove(pos);
+            s.serving += 1;
+            self.serving = true;
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut s = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if self.serving {
+            s.serving -= 1;
+        } else if let Some(pos) = s.pending.iter().position(|(id, _, _)| *id == self.id) {
+            s.pending.remove(pos);
         }
     }
 }
@@ -93,12 +193,15 @@ struct Connection {
     envelope: Envelope,
     challenge: Challenge,
     settings: Arc<ControlSettings>,
+    slot: Slot,
 }
 
 impl Connection {
     async fn serve(mut self, commander: &Commander) -> Result<(), ControlError> {
-        write_frame(&mut self.stream, &frame::encode_hello(&self.challenge)).await?;
+        let hello = frame::encode_hello(&self.challenge);
+        self.write(&hello).await?;
         let request = self.read_request().await?;
+        self.slot.serving();
         match request {
             ControlRequest::Members => self.members(commander).await,
             ControlRequest::Stats => self.stats(commander).await,
@@ -127,7 +230,12 @@ impl Connection {
         )
         .await
         .map_err(|_| ControlError::Timeout)??;
-        match frame::open(&self.envelope, self.challenge, &bytes) {
+        match frame::open(
+            &self.envelope,
+            Purpose::ControlRequest,
+            self.challenge,
+            &bytes,
+        ) {
             Ok(r) => Ok(r),
             Err(e) => {
                 let reason = match e {
@@ -138,15 +246,25 @@ impl Connection {
                     other => other.to_string(),
                 };
                 tracing::warn!(reason = %reason, "refused a control client");
-                let _ = write_frame(&mut self.stream, &frame::encode_deny(&reason)).await;
+                let _ = self.write(&frame::encode_deny(&reason)).await;
                 Err(ControlError::Refused(reason))
             }
         }
     }
 
     async fn send(&mut self, body: ControlResponse) -> Result<(), ControlError> {
-        let sealed = frame::seal(&self.envelope, self.challenge, body)?;
-        write_frame(&mut self.stream, &sealed).await
+        let sealed = frame::seal(&self.envelope, Purpose::ControlReply, self.challenge, body)?;
+        self.write(&sealed).await
+    }
+
+    /// Write one frame within `write_timeout`.
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), ControlError> {
+        tokio::time::timeout(
+            self.settings.write_timeout,
+            write_frame(&mut self.stream, bytes),
+        )
+        .await
+        .map_err(|_| ControlError::Timeout)?
     }
 
     async fn members(mut self, commander: &Commander) -> Result<(), ControlError> {
