@@ -1,7 +1,7 @@
 //! A check definition: one `[[check]]` table, parsed and validated.
 //!
-//! Common keys (`id`, `type`, `expect`, `severity`, `timeout`, `tags`,
-//! `labels`, `description`, `remediation`) are read here; every other key
+//! Common keys (`id`, `type`, `expect`, `observe`, `severity`, `timeout`,
+//! `tags`, `labels`, `description`, `remediation`) are read here; every other key
 //! belongs to the kind selected by `type` and is read by that kind's
 //! settings struct, which refuses unknown keys.
 
@@ -34,11 +34,18 @@ pub struct CheckSpec {
     pub remediation: String,
     /// The built-in profile this check came from (None: the node's config).
     pub profile: Option<String>,
+    /// Observe only: record the value, judge nothing. The check passes
+    /// whenever it could observe (an `error` stays an error); its value
+    /// feeds drift and the value distributions. Set by `observe = true`,
+    /// or by leaving out `expect` on a kind that reads a value and has no
+    /// default expectation (`sysctl`, `kubelet_version`, `file`, ...).
+    pub observe_only: bool,
 }
 
 const COMMON_KEYS: &[&str] = &[
     "id",
     "expect",
+    "observe",
     "severity",
     "timeout",
     "tags",
@@ -156,6 +163,21 @@ impl CheckSpec {
             },
         };
 
+        let observe = match table.get("observe") {
+            None => false,
+            Some(toml::Value::Boolean(b)) => *b,
+            Some(_) => {
+                p("observe", "expected true or false".into());
+                false
+            }
+        };
+        if observe && table.contains_key("expect") {
+            p(
+                "observe",
+                "an observe-only check judges nothing: remove `expect` or `observe = true`".into(),
+            );
+        }
+
         let mut kind_table = toml::Table::new();
         for (k, v) in table {
             if !COMMON_KEYS.contains(&k.as_str()) {
@@ -183,13 +205,14 @@ impl CheckSpec {
                 p(&key, msg);
             }
             // A broken `expect` is already reported; do not also call it missing.
-            if expect.is_empty() && !expect_broken {
+            if expect.is_empty() && !expect_broken && !observe {
                 match kind.default_expect() {
                     Some(e) => expect = e,
                     None if kind.needs_expect() => p(
                         "expect",
                         format!(
-                            "missing: a {} check needs an expectation, e.g. expect = {{ min = 1 }}",
+                            "missing: a {} check needs an expectation, e.g. expect = {{ min = 1 }}, \
+                             or `observe = true` to record its value only",
                             kind.name()
                         ),
                     ),
@@ -197,6 +220,11 @@ impl CheckSpec {
                 }
             }
         }
+        let observe_only = observe
+            || (expect.is_empty()
+                && kind
+                    .as_ref()
+                    .is_some_and(CheckKind::observes_without_expect));
         match kind {
             Some(kind) if problems.is_empty() => Ok(CheckSpec {
                 id,
@@ -209,6 +237,7 @@ impl CheckSpec {
                 description,
                 remediation,
                 profile: profile.map(str::to_string),
+                observe_only,
             }),
             _ => Err(problems),
         }

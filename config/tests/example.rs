@@ -93,10 +93,17 @@ fn check_tables_are_kept_in_order() {
         [
             "fs-file-max",
             "swappiness",
+            "tcp-congestion",
+            "containerd-state",
             "zombies",
             "etcd-running",
             "disk-space",
-            "chronyd"
+            "chronyd",
+            "apiserver-connect",
+            "uplink-errors",
+            "pod-log-growth",
+            "sysctl-dropins",
+            "containerd-package"
         ]
     );
     for t in &c.check {

@@ -14,8 +14,9 @@ use patrol_agent::keyring::Keyring;
 #[derive(Debug, Clone, clap::Args)]
 pub struct ControlArgs {
     /// Control address (HOST:PORT) of an agent; repeat to give fallbacks,
-    /// tried in order until one answers.
-    #[arg(long = "seed", value_name = "HOST:PORT", required = true)]
+    /// tried in order until one answers. Required whenever an agent is
+    /// asked (`patrol sweep --from FILE` asks none).
+    #[arg(long = "seed", value_name = "HOST:PORT")]
     pub seeds: Vec<String>,
     /// Config file to take the key file and cluster name from.
     #[arg(long)]
@@ -79,6 +80,9 @@ impl ControlArgs {
         &self,
         request: &ControlRequest,
     ) -> anyhow::Result<(SocketAddr, ControlClient)> {
+        if self.seeds.is_empty() {
+            bail!("no agent to ask: pass --seed HOST:PORT (an agent's control address)");
+        }
         let envelope = self.envelope()?;
         let mut failures = Vec::new();
         for seed in &self.seeds {

@@ -37,6 +37,11 @@ pub struct Args {
     /// Built-in profile to sweep with.
     #[arg(long, default_value = "k8s-node")]
     pub profile: String,
+    /// Root only: six agent processes, each in its own network namespace
+    /// with its own network sysctls; one is killed and two sweeps tell the
+    /// drift story (see demo_netns.rs). Ignores --nodes and --profile.
+    #[arg(long)]
+    pub netns: bool,
 }
 
 fn node_config(i: u16, profile: &str, seed: Option<SocketAddr>, out: &std::path::Path) -> Config {
@@ -61,6 +66,10 @@ fn node_config(i: u16, profile: &str, seed: Option<SocketAddr>, out: &std::path:
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.netns {
+        let out = args.out.clone();
+        return tokio::task::spawn_blocking(move || crate::demo_netns::run_demo(&out)).await?;
+    }
     if patrol_checks::Catalog::builtin_profile(&args.profile).is_none() {
         bail!(
             "unknown profile `{}` (built-in: {})",

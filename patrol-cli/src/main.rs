@@ -10,6 +10,8 @@ mod columns;
 mod config_cmd;
 mod connect;
 mod demo;
+mod demo_netns;
+mod history;
 mod keys;
 mod members;
 mod report;
@@ -33,6 +35,10 @@ enum Command {
     Check(check::Args),
     /// Render or send the report of a stored sweep.
     Report(report::Args),
+    /// Read the sweep history: a node's timeline, a check over time, or
+    /// import a JSON history.
+    #[command(subcommand)]
+    History(history::Command),
     /// Manage cluster keys.
     #[command(subcommand)]
     Keys(keys::Command),
@@ -69,6 +75,7 @@ fn main() -> ExitCode {
             Command::Sweep(a) => sweep::run(a).await,
             Command::Check(a) => check::run(a).await,
             Command::Report(a) => report::run(a).await,
+            Command::History(c) => history::run(c),
             Command::Keys(c) => keys::run(c).await,
             Command::Config(c) => config_cmd::run(c).await,
             Command::Demo(a) => demo::run(a).await,

@@ -24,6 +24,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use patrol_config::{Config, DEFAULT_CONFIG_PATH};
 use patrol_report::delivery::DEFAULT_PREFIX;
+use patrol_report::store::History;
 use patrol_report::{history, render_report, send_file, PreviousSweep, ReportError};
 
 /// Exit code when sending failed and the report was kept on disk.
@@ -79,9 +80,16 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(history::read_document)
         .transpose()?;
+    // A history that cannot be read only costs the comparison.
     let stored = match &against {
         Some(_) => None,
-        None => history::previous(&config.report.history_dir, &doc)?,
+        None => match History::open(&config.report.history_dir).and_then(|h| h.previous(&doc)) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("patrol: warning: {e}; compared with nothing");
+                None
+            }
+        },
     };
     let previous = match (&against, &stored) {
         (Some(doc), _) => Some(PreviousSweep {
@@ -90,7 +98,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }),
         (None, Some(s)) => Some(PreviousSweep {
             doc: &s.doc,
-            first_seen: s.first_seen.as_ref(),
+            first_seen: Some(&s.first_seen),
         }),
         (None, None) => None,
     };

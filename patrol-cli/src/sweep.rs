@@ -43,6 +43,14 @@ pub struct Args {
     /// In the table, list the nodes whose checks all passed too.
     #[arg(long)]
     pub all: bool,
+    /// After the table, show how this check's observed values spread over
+    /// the fleet: top values first, with sample nodes (repeatable).
+    #[arg(long, value_name = "CHECK")]
+    pub distribution: Vec<String>,
+    /// Show a stored sweep document (written by `--out`, or from the
+    /// history) as if it had just run: no agent is asked.
+    #[arg(long, value_name = "FILE.json")]
+    pub from: Option<PathBuf>,
     /// Store the sweep in the history, render the report and send it per
     /// the config's [mail] section (or write a .eml when none is set).
     #[arg(long)]
@@ -84,31 +92,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         node_filter: args.filter.iter().cloned().collect::<BTreeMap<_, _>>(),
         deadline_ms: u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
     };
-    let (addr, mut client) = args.control.open(&request).await?;
-    let bar = progress_bar(None);
-    bar.enable_steady_tick(Duration::from_millis(100));
-    let doc = loop {
-        match client
-            .recv()
-            .await
-            .with_context(|| format!("sweep through {addr}"))?
-        {
-            Reply::Progress { answered, expected } => {
-                bar.set_length(expected);
-                bar.set_position(answered);
-            }
-            Reply::SweepDone(doc) => break *doc,
-            Reply::Error(e) => {
-                bar.finish_and_clear();
-                bail!("{addr}: {e}")
-            }
-            other => {
-                bar.finish_and_clear();
-                bail!("{addr}: unexpected reply {other:?}")
-            }
-        }
+    let doc = match &args.from {
+        Some(path) => patrol_report::history::read_document(path)?,
+        None => sweep(&args, &request).await?,
     };
-    bar.finish_and_clear();
 
     if let Some(path) = &args.out {
         let json = serde_json::to_vec_pretty(&doc)?;
@@ -116,11 +103,20 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&doc)?),
-        Format::Table => print!("{}", table(&doc, args.all)),
+        Format::Table => {
+            print!("{}", table(&doc, args.all));
+            print!("{}", distributions(&doc, &args.distribution));
+        }
     }
     let code = exit_code(&doc);
     if let Some(config) = config {
-        match patrol_report::email_sweep(&doc, &config).await {
+        let delivered = patrol_report::email_sweep(&doc, &config).await;
+        if let Ok(d) = &delivered {
+            for w in &d.files.warnings {
+                eprintln!("patrol: warning: {w}");
+            }
+        }
+        match delivered {
             Ok(d) if d.sent_to.is_empty() => eprintln!(
                 "report written to {}; no SMTP server configured, message kept as {}",
                 d.files.dir.display(),
@@ -147,6 +143,36 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(code)
+}
+
+/// Run the sweep through the first seed that answers, with progress.
+async fn sweep(args: &Args, request: &ControlRequest) -> anyhow::Result<SweepDocument> {
+    let (addr, mut client) = args.control.open(request).await?;
+    let bar = progress_bar(None);
+    bar.enable_steady_tick(Duration::from_millis(100));
+    let doc = loop {
+        match client
+            .recv()
+            .await
+            .with_context(|| format!("sweep through {addr}"))?
+        {
+            Reply::Progress { answered, expected } => {
+                bar.set_length(expected);
+                bar.set_position(answered);
+            }
+            Reply::SweepDone(doc) => break *doc,
+            Reply::Error(e) => {
+                bar.finish_and_clear();
+                bail!("{addr}: {e}")
+            }
+            other => {
+                bar.finish_and_clear();
+                bail!("{addr}: unexpected reply {other:?}")
+            }
+        }
+    };
+    bar.finish_and_clear();
+    Ok(doc)
 }
 
 /// The sweep's progress bar on stderr (hidden when stderr is not a
@@ -179,6 +205,19 @@ pub fn exit_code(doc: &SweepDocument) -> ExitCode {
     }
 }
 
+/// `--distribution CHECK`: how each named check's values spread.
+pub fn distributions(doc: &SweepDocument, checks: &[String]) -> String {
+    let mut out = String::new();
+    for check in checks {
+        out.push('\n');
+        match patrol_report::distribution::distribution(doc, check) {
+            Some(d) => out.push_str(&d.table()),
+            None => out.push_str(&format!("{check}: no node that answered ran this check\n")),
+        }
+    }
+    out
+}
+
 /// The human table: nodes with problems first (down, silent, failing),
 /// then the checks that did not pass grouped across nodes, then the
 /// counts and timing.
@@ -195,6 +234,14 @@ pub fn table(doc: &SweepDocument, all: bool) -> String {
         // NodeState orders ok < failing < no_answer < down: worst first.
         b.state.cmp(&a.state).then(a.name.cmp(&b.name))
     });
+    let listed = nodes
+        .iter()
+        .filter(|n| all || n.state != NodeState::Ok || n.checks.is_empty())
+        .count();
+    if !all && listed > SCREENFUL {
+        out.push_str(&grouped_rows(&nodes));
+        return footer(doc, out, true);
+    }
     let mut rows: Vec<[String; 5]> = Vec::new();
     let mut hidden = 0;
     for n in nodes {
@@ -210,25 +257,7 @@ pub fn table(doc: &SweepDocument, all: bool) -> String {
             NodeState::Ok | NodeState::Failing => format!("{passed}/{}", n.checks.len()),
             _ => "-".into(),
         };
-        let detail = match n.state {
-            NodeState::Ok if empty => {
-                "answered, but no check of its config matches the selector".to_string()
-            }
-            NodeState::Down => "SWIM reports the node down or left".to_string(),
-            NodeState::NoAnswer => "believed alive, no answer before the deadline".to_string(),
-            _ => {
-                let mut bad: Vec<_> = n
-                    .checks
-                    .iter()
-                    .filter(|c| c.status != Status::Pass)
-                    .collect();
-                bad.sort_by_key(|c| std::cmp::Reverse(c.status.badness()));
-                bad.iter()
-                    .map(|c| format!("{} {}", c.status, c.id))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            }
-        };
+        let detail = problem_set(n);
         let name = if n.late_joiner {
             format!("{} (joined late)", n.name)
         } else {
@@ -252,6 +281,103 @@ pub fn table(doc: &SweepDocument, all: bool) -> String {
         ));
     }
 
+    footer(doc, out, false)
+}
+
+/// Above this many node rows (a screenful), failing nodes with the same
+/// set of problems share one row; `--all` lists every node.
+pub const SCREENFUL: usize = 40;
+/// Problem-set rows shown when grouped; the rest are counted.
+const MAX_SET_ROWS: usize = 30;
+/// Lines of "checks not passing" shown when grouped.
+const MAX_CHECK_LINES: usize = 20;
+/// Node names shown per grouped row.
+const SET_SAMPLES: usize = 3;
+
+/// One row per (state, set of problems): how many nodes, which problems,
+/// a few names. Worst state first, then most nodes.
+fn grouped_rows(nodes: &[&patrol_checks::NodeEntry]) -> String {
+    let mut sets: BTreeMap<(NodeState, String), Vec<&str>> = BTreeMap::new();
+    let mut hidden = 0;
+    for n in nodes {
+        if n.state == NodeState::Ok && !n.checks.is_empty() {
+            hidden += 1;
+            continue;
+        }
+        sets.entry((n.state, problem_set(n)))
+            .or_default()
+            .push(&n.name);
+    }
+    let mut list: Vec<_> = sets.into_iter().collect();
+    list.sort_by(|a, b| {
+        b.0 .0
+            .cmp(&a.0 .0)
+            .then(b.1.len().cmp(&a.1.len()))
+            .then(a.0 .1.cmp(&b.0 .1))
+    });
+    let more = list.len().saturating_sub(MAX_SET_ROWS);
+    let rows: Vec<[String; 4]> = list
+        .iter()
+        .take(MAX_SET_ROWS)
+        .map(|((state, problems), names)| {
+            let mut sample = names
+                .iter()
+                .take(SET_SAMPLES)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", ");
+            if names.len() > SET_SAMPLES {
+                sample.push_str(", ...");
+            }
+            [
+                names.len().to_string(),
+                state.to_string(),
+                problems.clone(),
+                sample,
+            ]
+        })
+        .collect();
+    let mut out = crate::columns::render(["NODES", "STATE", "NOT PASSING", "FOR EXAMPLE"], &rows);
+    if more > 0 {
+        out.push_str(&format!("({more} more problem sets not shown)\n"));
+    }
+    out.push_str(&format!(
+        "(nodes with the same problems share a row; {hidden} nodes with every check passing not listed; --all lists every node)\n"
+    ));
+    out
+}
+
+/// What a node's row says is wrong, the same words for the same problems.
+fn problem_set(n: &patrol_checks::NodeEntry) -> String {
+    match n.state {
+        NodeState::Down => "SWIM reports the node down or left".into(),
+        NodeState::NoAnswer => "believed alive, no answer before the deadline".into(),
+        NodeState::Ok if n.checks.is_empty() => {
+            "answered, but no check of its config matches the selector".into()
+        }
+        _ => {
+            let mut bad: Vec<_> = n
+                .checks
+                .iter()
+                .filter(|c| c.status != Status::Pass)
+                .collect();
+            bad.sort_by(|a, b| {
+                b.status
+                    .badness()
+                    .cmp(&a.status.badness())
+                    .then(a.id.cmp(&b.id))
+            });
+            bad.iter()
+                .map(|c| format!("{} {}", c.status, c.id))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    }
+}
+
+/// The checks not passing, grouped across nodes (bounded when `grouped`),
+/// then counts and timing.
+fn footer(doc: &SweepDocument, mut out: String, grouped: bool) -> String {
     // The same problem on many nodes is one line.
     let mut groups: BTreeMap<(u8, String, String, String), Vec<&str>> = BTreeMap::new();
     for n in &doc.nodes {
@@ -276,8 +402,10 @@ pub fn table(doc: &SweepDocument, all: bool) -> String {
                 .then(b.1.len().cmp(&a.1.len()))
                 .then(a.0 .1.cmp(&b.0 .1))
         });
-        for ((_, id, status, message), names) in list {
-            let shown: Vec<&str> = names.iter().take(3).copied().collect();
+        let shown = if grouped { MAX_CHECK_LINES } else { usize::MAX };
+        let more = list.len().saturating_sub(shown);
+        for ((_, id, status, message), names) in list.into_iter().take(shown) {
+            let sample: Vec<&str> = names.iter().take(3).copied().collect();
             let more = if names.len() > 3 {
                 format!(" (+{})", names.len() - 3)
             } else {
@@ -287,7 +415,12 @@ pub fn table(doc: &SweepDocument, all: bool) -> String {
                 "  {status:<5} {id}: {message} - {} node{}: {}{more}\n",
                 names.len(),
                 if names.len() == 1 { "" } else { "s" },
-                shown.join(", ")
+                sample.join(", ")
+            ));
+        }
+        if more > 0 {
+            out.push_str(&format!(
+                "  ... {more} more (check, value) lines; --all lists them\n"
             ));
         }
     }

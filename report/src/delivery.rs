@@ -20,6 +20,7 @@ use crate::error::ReportError;
 use crate::history::{self, write_atomic};
 use crate::mail::{self, Parts};
 use crate::render;
+use crate::store::{History, Stored, SweepSummary};
 use crate::summary::{self, PreviousSweep, Report};
 use crate::text::stamp;
 
@@ -41,6 +42,10 @@ pub struct ReportFiles {
     pub json: PathBuf,
     /// The subject line the mail has (or would have).
     pub subject: String,
+    /// History problems that did not stop the report (also in its text).
+    pub warnings: Vec<String>,
+    /// The trend chart beside `report.html`, when there is one.
+    pub chart: Option<PathBuf>,
 }
 
 /// What [`email_sweep`] did.
@@ -58,8 +63,13 @@ pub struct Delivered {
 pub struct Rendered {
     pub subject: String,
     pub text: String,
+    /// The HTML as written to disk (the chart is `trend.png` beside it).
     pub html: String,
+    /// The HTML as mailed (the chart is the inline part `cid:...`).
+    pub mail_html: String,
     pub csv: String,
+    /// The trend chart, when the history has two sweeps or more.
+    pub chart_png: Option<Vec<u8>>,
 }
 
 /// Subject prefix from the config's `[mail]`, or [`DEFAULT_PREFIX`].
@@ -86,12 +96,24 @@ fn render_built(
     report: &Report,
     prefix: &str,
 ) -> Result<Rendered, ReportError> {
-    let view = render::view(report, prefix);
+    let mut view = render::view(report, prefix);
+    let chart_png = crate::chart::trend_png(&report.trend)?;
+    let text = render::text(&view)?;
+    if chart_png.is_some() {
+        view.chart = Some(crate::chart::FILE_NAME.to_string());
+    }
+    let html = render::html(&view)?;
+    if chart_png.is_some() {
+        view.chart = Some(format!("cid:{}", crate::chart::CONTENT_ID));
+    }
+    let mail_html = render::html(&view)?;
     Ok(Rendered {
-        text: render::text(&view)?,
-        html: render::html(&view)?,
+        text,
+        html,
+        mail_html,
         csv: crate::attachment::csv(doc),
         subject: view.subject,
+        chart_png,
     })
 }
 
@@ -104,6 +126,11 @@ fn write_files(doc: &SweepDocument, r: &Rendered, dir: &Path) -> Result<ReportFi
         csv: dir.join(CSV_NAME),
         json: dir.join("sweep.json"),
         subject: r.subject.clone(),
+        warnings: Vec::new(),
+        chart: r
+            .chart_png
+            .as_ref()
+            .map(|_| dir.join(crate::chart::FILE_NAME)),
     };
     let json = serde_json::to_vec_pretty(doc).map_err(|source| ReportError::Encode {
         what: "the sweep document",
@@ -113,28 +140,71 @@ fn write_files(doc: &SweepDocument, r: &Rendered, dir: &Path) -> Result<ReportFi
     write_atomic(&files.html, r.html.as_bytes())?;
     write_atomic(&files.text, r.text.as_bytes())?;
     write_atomic(&files.csv, r.csv.as_bytes())?;
+    if let (Some(path), Some(png)) = (&files.chart, &r.chart_png) {
+        write_atomic(path, png)?;
+    }
     Ok(files)
 }
 
-/// Store `doc` in the history and build its report against the previous
-/// sweep of the same scope found there.
-fn build_with_history(doc: &SweepDocument, config: &Config) -> Result<Report, ReportError> {
-    let history_dir = &config.report.history_dir;
-    let previous = history::previous(history_dir, doc)?;
-    let report = summary::build(
+/// Sweeps shown in the trend chart.
+pub const TREND_SWEEPS: usize = 30;
+
+/// Build `doc`'s report against the previous sweep of its scope in the
+/// history database, then store it there. The history never stops a
+/// report: a database that cannot be opened or read, or a stored sweep
+/// that cannot be rebuilt, is a warning in the report (and on the
+/// returned report's `warnings`), and the sweep is then compared with
+/// nothing; a failed store is a warning too.
+fn build_with_history(doc: &SweepDocument, config: &Config) -> Report {
+    let mut warnings = Vec::new();
+    let mut db = match History::open(&config.report.history_dir) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            warnings.push(format!(
+                "the history cannot be opened ({e}): no previous sweep to compare with, and this sweep is not stored"
+            ));
+            None
+        }
+    };
+    let previous = match db.as_ref().map(|h| h.previous(doc)) {
+        Some(Ok(p)) => p,
+        Some(Err(e)) => {
+            warnings.push(format!(
+                "the previous sweep cannot be read from the history ({e}): compared with nothing"
+            ));
+            None
+        }
+        None => None,
+    };
+    let mut report = summary::build(
         doc,
         previous.as_ref().map(|p| PreviousSweep {
             doc: &p.doc,
-            first_seen: p.first_seen.as_ref(),
+            first_seen: Some(&p.first_seen),
         }),
     );
-    history::store(
-        history_dir,
-        doc,
-        &report.first_seen(),
-        config.report.keep_sweeps,
-    )?;
-    Ok(report)
+    if let Some(h) = db.as_mut() {
+        let summary = SweepSummary::of(&report);
+        match h.store(
+            doc,
+            &report.first_seen(),
+            summary,
+            config.report.keep_sweeps,
+        ) {
+            Ok(Stored::Older) => warnings.push(
+                "not stored in the history: a newer sweep of this scope is already there"
+                    .to_string(),
+            ),
+            Ok(_) => {}
+            Err(e) => warnings.push(format!("this sweep was not stored in the history: {e}")),
+        }
+        match h.trend(doc, TREND_SWEEPS) {
+            Ok(t) => report.trend = t,
+            Err(e) => warnings.push(format!("no trend: {e}")),
+        }
+    }
+    report.warnings = warnings;
+    report
 }
 
 /// `patrol demo` (and anyone who wants the files without mail): store
@@ -146,9 +216,11 @@ pub fn write_report(
     config: &Config,
     dir: &Path,
 ) -> Result<ReportFiles, ReportError> {
-    let report = build_with_history(doc, config)?;
+    let report = build_with_history(doc, config);
     let rendered = render_built(doc, &report, prefix(config))?;
-    write_files(doc, &rendered, dir)
+    let mut files = write_files(doc, &rendered, dir)?;
+    files.warnings = report.warnings;
+    Ok(files)
 }
 
 /// The folder of one report under `out_dir`: `<date-time>-<sweep id>`.
@@ -170,19 +242,21 @@ pub fn report_dir(out_dir: &Path, doc: &SweepDocument) -> PathBuf {
 /// configured. When sending fails, the files and `message.eml` stay on
 /// disk and the error ([`ReportError::Send`]) names them.
 pub async fn email_sweep(doc: &SweepDocument, config: &Config) -> Result<Delivered, ReportError> {
-    let report = build_with_history(doc, config)?;
+    let report = build_with_history(doc, config);
     let rendered = render_built(doc, &report, prefix(config))?;
     let dir = report_dir(&config.report.out_dir, doc);
-    let files = write_files(doc, &rendered, &dir)?;
+    let mut files = write_files(doc, &rendered, &dir)?;
+    files.warnings = report.warnings.clone();
     let mail_cfg = config.mail.as_ref();
     let message = mail::build_message(
         mail_cfg,
         Parts {
             subject: &rendered.subject,
             text: &rendered.text,
-            html: &rendered.html,
+            html: &rendered.mail_html,
             csv: &rendered.csv,
             csv_name: CSV_NAME,
+            chart_png: rendered.chart_png.as_deref(),
         },
     )?;
     let eml = dir.join(EML_NAME);

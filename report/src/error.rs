@@ -22,6 +22,13 @@ pub enum ReportError {
         found: u32,
         supported: u32,
     },
+    #[error("history database {path}: {source}")]
+    Database {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("history database {path}: cannot read {what}")]
+    HistoryEntry { path: PathBuf, what: String },
     #[error("cannot encode {what}: {source}")]
     Encode {
         what: &'static str,
@@ -32,6 +39,8 @@ pub enum ReportError {
         what: &'static str,
         source: askama::Error,
     },
+    #[error("cannot draw the trend chart: {0}")]
+    Chart(String),
     #[error("cannot build the message: {0}")]
     Message(String),
     #[error("no [mail] section in the config: nowhere to send")]

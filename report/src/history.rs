@@ -1,4 +1,7 @@
-//! Sweep history: a directory of JSON files, one folder per scope.
+//! Sweep documents as JSON files: reading one (with its version check),
+//! writing files atomically, and importing the history format Patrol kept
+//! before the database ([`crate::store`]): one folder per scope, one JSON
+//! document per sweep, a `.seen.json` of first-seen times next to each.
 //!
 //! ```text
 //! HISTORY_DIR/
@@ -7,10 +10,6 @@
 //!     20261122-030000-0123456789abcdef.json       the sweep document
 //!     20261122-030000-0123456789abcdef.seen.json  first-seen time per anomaly group
 //! ```
-//!
-//! File names sort by start time, so "the previous sweep of the same
-//! scope" is the greatest name below the current one. Files are written to
-//! a temporary name and renamed, so a crash never leaves half a document.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -19,56 +18,7 @@ use patrol_checks::SweepDocument;
 
 use crate::diff::FirstSeen;
 use crate::error::ReportError;
-use crate::summary::scope_text;
-use crate::text::stamp;
-
-/// A sweep read back from the history.
-#[derive(Debug, Clone)]
-pub struct StoredSweep {
-    pub path: PathBuf,
-    pub doc: SweepDocument,
-    /// Its first-seen file, when there is one.
-    pub first_seen: Option<FirstSeen>,
-}
-
-/// 64-bit FNV-1a: a stable short name for a scope (not security relevant).
-fn fnv64(text: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.as_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
-/// The folder of `doc`'s scope (cluster, selector and node filter).
-pub fn scope_dir(history_dir: &Path, doc: &SweepDocument) -> PathBuf {
-    let cluster: String = doc
-        .cluster
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(64)
-        .collect();
-    let scope = format!("{}\n{}", doc.cluster, scope_text(doc));
-    history_dir.join(format!("{cluster}-{:016x}", fnv64(&scope)))
-}
-
-/// File stem of a sweep in its scope folder.
-fn stem(doc: &SweepDocument) -> String {
-    let id: String = doc
-        .sweep_id
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .take(32)
-        .collect();
-    format!("{}-{id}", stamp(doc.started_at_unix_ms))
-}
+use crate::store::{History, Stored, SweepSummary};
 
 /// Write `bytes` to `path` through a temporary file and a rename.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
@@ -100,102 +50,80 @@ pub fn read_document(path: &Path) -> Result<SweepDocument, ReportError> {
     Ok(doc)
 }
 
-/// The latest stored sweep of `doc`'s scope that started before it.
-pub fn previous(
-    history_dir: &Path,
-    doc: &SweepDocument,
-) -> Result<Option<StoredSweep>, ReportError> {
-    let dir = scope_dir(history_dir, doc);
-    let current = stem(doc);
-    let entries = match fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(ReportError::io("list", &dir, e)),
-    };
-    let mut best: Option<String> = None;
-    for entry in entries {
-        let entry = entry.map_err(|e| ReportError::io("list", &dir, e))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(s) = name.strip_suffix(".json") else {
-            continue;
-        };
-        if s.ends_with(".seen") || s >= current.as_str() {
-            continue;
-        }
-        if best.as_deref().is_none_or(|b| s > b) {
-            best = Some(s.to_string());
-        }
-    }
-    let Some(best) = best else { return Ok(None) };
-    let path = dir.join(format!("{best}.json"));
-    let doc = read_document(&path)?;
-    let seen_path = dir.join(format!("{best}.seen.json"));
-    // A missing or unreadable first-seen file only loses "since" dates.
-    let first_seen = fs::read(&seen_path)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
-    Ok(Some(StoredSweep {
-        path,
-        doc,
-        first_seen,
-    }))
+/// What [`import_dir`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Imported {
+    /// Sweeps stored.
+    pub stored: usize,
+    /// Sweeps the database already had.
+    pub already: usize,
+    /// Sweeps older than the newest stored one of their scope (not stored).
+    pub older: usize,
+    /// Files that could not be read, each with the reason (skipped).
+    pub warnings: Vec<String>,
 }
 
-/// Store `doc` (and its first-seen times) in its scope folder, then keep
-/// only the newest `keep` sweeps of that scope; returns the document's
-/// path. Storing the same sweep again replaces it.
-pub fn store(
-    history_dir: &Path,
-    doc: &SweepDocument,
-    first_seen: &FirstSeen,
-    keep: usize,
-) -> Result<PathBuf, ReportError> {
-    let dir = scope_dir(history_dir, doc);
-    fs::create_dir_all(&dir).map_err(|e| ReportError::io("create", &dir, e))?;
-    let scope_file = dir.join("scope.txt");
-    if !scope_file.exists() {
-        let text = format!("cluster {}\n{}\n", doc.cluster, scope_text(doc));
-        write_atomic(&scope_file, text.as_bytes())?;
+/// The sweep documents in `dir` and in its sub-folders (one level: the
+/// scope folders of a JSON history), without the `.seen.json` files.
+fn documents_in(dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
+    let mut out = Vec::new();
+    let mut folders = vec![dir.to_path_buf()];
+    for entry in fs::read_dir(dir).map_err(|e| ReportError::io("list", dir, e))? {
+        let path = entry.map_err(|e| ReportError::io("list", dir, e))?.path();
+        if path.is_dir() {
+            folders.push(path);
+        }
     }
-    let s = stem(doc);
-    let path = dir.join(format!("{s}.json"));
-    let json = serde_json::to_vec(doc).map_err(|source| ReportError::Encode {
-        what: "the sweep document",
-        source,
-    })?;
-    write_atomic(&path, &json)?;
-    let seen = serde_json::to_vec_pretty(first_seen).map_err(|source| ReportError::Encode {
-        what: "first-seen times",
-        source,
-    })?;
-    write_atomic(&dir.join(format!("{s}.seen.json")), &seen)?;
-    prune(&dir, keep.max(2))?;
-    Ok(path)
-}
-
-/// Delete the oldest sweeps of a scope folder beyond `keep` (names sort by
-/// start time).
-fn prune(dir: &Path, keep: usize) -> Result<(), ReportError> {
-    let mut stems: Vec<String> = fs::read_dir(dir)
-        .map_err(|e| ReportError::io("list", dir, e))?
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| n.ends_with(".json") && !n.ends_with(".seen.json"))
-        .map(|n| n.trim_end_matches(".json").to_string())
-        .collect();
-    if stems.len() <= keep {
-        return Ok(());
-    }
-    stems.sort();
-    for s in &stems[..stems.len() - keep] {
-        for name in [format!("{s}.json"), format!("{s}.seen.json")] {
-            let path = dir.join(name);
-            match fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(ReportError::io("delete", &path, e)),
+    for folder in folders {
+        for entry in fs::read_dir(&folder).map_err(|e| ReportError::io("list", &folder, e))? {
+            let path = entry
+                .map_err(|e| ReportError::io("list", &folder, e))?
+                .path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name.ends_with(".json") && !name.ends_with(".seen.json") && path.is_file() {
+                out.push(path);
             }
         }
     }
-    Ok(())
+    Ok(out)
+}
+
+/// Import a JSON history (`patrol history import DIR`): every sweep
+/// document under `dir`, oldest first, each compared with the previous
+/// sweep of its scope in the database the way the nightly job would have,
+/// with its `.seen.json` first-seen times when there is one. A file that
+/// cannot be read is a warning and is skipped; the others are imported.
+pub fn import_dir(history: &mut History, dir: &Path, keep: usize) -> Result<Imported, ReportError> {
+    let mut done = Imported::default();
+    let mut docs: Vec<(PathBuf, SweepDocument)> = Vec::new();
+    for path in documents_in(dir)? {
+        match read_document(&path) {
+            Ok(doc) => docs.push((path, doc)),
+            Err(e) => done.warnings.push(format!("skipped: {e}")),
+        }
+    }
+    docs.sort_by(|a, b| {
+        (a.1.started_at_unix_ms, &a.1.sweep_id).cmp(&(b.1.started_at_unix_ms, &b.1.sweep_id))
+    });
+    for (path, doc) in docs {
+        let seen_path = path.with_extension("seen.json");
+        let stored_seen: Option<FirstSeen> = fs::read(&seen_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let previous = history.previous(&doc)?;
+        let report = crate::summary::build(
+            &doc,
+            previous.as_ref().map(|p| crate::summary::PreviousSweep {
+                doc: &p.doc,
+                first_seen: Some(&p.first_seen),
+            }),
+        );
+        let first_seen = stored_seen.unwrap_or_else(|| report.first_seen());
+        match history.store(&doc, &first_seen, SweepSummary::of(&report), keep)? {
+            Stored::Added { .. } => done.stored += 1,
+            Stored::AlreadyStored => done.already += 1,
+            Stored::Older => done.older += 1,
+        }
+    }
+    Ok(done)
 }

@@ -4,9 +4,13 @@
 //!   unreachable nodes (pure);
 //! - [`diff`] and [`drift`]: new / persisting / resolved against the
 //!   previous sweep, and values that differ from their peer group (pure);
+//! - [`distribution`]: how each check's values spread over the fleet (pure);
 //! - [`summary`]: all of that as one [`Report`];
-//! - [`history`]: every sweep stored as JSON, one folder per scope;
+//! - [`store`]: the history in SQLite: every sweep, values only when they
+//!   change, timelines, trends; [`history`]: sweep JSON files and the
+//!   import of the former one-file-per-sweep history;
 //! - [`family`]: groups of one check that differ only by value, shown as one;
+//! - [`chart`]: the trend chart (PNG) of the last sweeps;
 //! - [`render`]: subject, askama HTML and text bodies; [`attachment`]: CSV;
 //! - [`mail`]: the lettre message and SMTP transport;
 //! - [`delivery`]: [`write_report`], [`email_sweep`], [`send_file`],
@@ -15,8 +19,10 @@
 
 pub mod aggregate;
 pub mod attachment;
+pub mod chart;
 pub mod delivery;
 pub mod diff;
+pub mod distribution;
 pub mod drift;
 pub mod error;
 pub mod family;
@@ -24,6 +30,7 @@ pub mod history;
 pub mod mail;
 pub mod render;
 pub mod sample;
+pub mod store;
 pub mod summary;
 pub mod text;
 

@@ -1,4 +1,5 @@
-//! Mail: the multipart message (text + HTML alternatives, CSV attachment)
+//! Mail: the multipart message (text + HTML alternatives, the HTML with
+//! the trend chart inline when there is one, CSV attachment)
 //! and sending it with lettre over SMTP (STARTTLS, implicit TLS or plain
 //! for a local relay, optional authentication).
 
@@ -6,7 +7,7 @@ use std::time::Duration;
 
 use lettre::address::Envelope;
 use lettre::message::header::ContentType;
-use lettre::message::{Attachment, Mailbox, MultiPart};
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use patrol_config::{MailSection, SmtpSecurity};
@@ -29,6 +30,9 @@ pub struct Parts<'a> {
     pub html: &'a str,
     pub csv: &'a str,
     pub csv_name: &'a str,
+    /// The trend chart (PNG), sent inline under
+    /// [`crate::chart::CONTENT_ID`], which the HTML names as `cid:...`.
+    pub chart_png: Option<&'a [u8]>,
 }
 
 fn mailbox(addr: &str, key: &str) -> Result<Mailbox, ReportError> {
@@ -37,7 +41,8 @@ fn mailbox(addr: &str, key: &str) -> Result<Mailbox, ReportError> {
 }
 
 /// Build the message: multipart/mixed holding multipart/alternative
-/// (text, HTML) and the CSV attachment.
+/// (text, HTML) and the CSV attachment; with a chart, the HTML alternative
+/// is multipart/related (HTML, the PNG inline with its Content-ID).
 pub fn build_message(mail: Option<&MailSection>, parts: Parts<'_>) -> Result<Message, ReportError> {
     let (from, to): (&str, Vec<&str>) = match mail {
         Some(m) => (m.from.as_str(), m.to.iter().map(String::as_str).collect()),
@@ -54,14 +59,26 @@ pub fn build_message(mail: Option<&MailSection>, parts: Parts<'_>) -> Result<Mes
     }
     let csv_type = ContentType::parse("text/csv; charset=utf-8")
         .map_err(|e| ReportError::Message(format!("content type: {e}")))?;
-    let body = MultiPart::mixed()
-        .multipart(MultiPart::alternative_plain_html(
-            parts.text.to_string(),
-            parts.html.to_string(),
-        ))
-        .singlepart(
-            Attachment::new(parts.csv_name.to_string()).body(parts.csv.to_string(), csv_type),
-        );
+    let alternative = match parts.chart_png {
+        None => MultiPart::alternative_plain_html(parts.text.to_string(), parts.html.to_string()),
+        Some(png) => {
+            let png_type = ContentType::parse("image/png")
+                .map_err(|e| ReportError::Message(format!("content type: {e}")))?;
+            MultiPart::alternative()
+                .singlepart(SinglePart::plain(parts.text.to_string()))
+                .multipart(
+                    MultiPart::related()
+                        .singlepart(SinglePart::html(parts.html.to_string()))
+                        .singlepart(
+                            Attachment::new_inline(crate::chart::CONTENT_ID.to_string())
+                                .body(png.to_vec(), png_type),
+                        ),
+                )
+        }
+    };
+    let body = MultiPart::mixed().multipart(alternative).singlepart(
+        Attachment::new(parts.csv_name.to_string()).body(parts.csv.to_string(), csv_type),
+    );
     builder
         .multipart(body)
         .map_err(|e| ReportError::Message(e.to_string()))

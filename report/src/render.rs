@@ -28,6 +28,8 @@ pub const MAX_SECONDARY: usize = 50;
 pub const MAX_TITLE_CHARS: usize = 240;
 /// Unreachable nodes listed by name.
 pub const MAX_UNREACHABLE: usize = 50;
+/// Checks whose value distribution is shown; the rest are counted.
+pub const MAX_DISTRIBUTIONS: usize = 60;
 
 /// One headline figure.
 pub struct Figure {
@@ -72,6 +74,13 @@ pub struct View {
     pub started: String,
     pub scope: String,
     pub compared: String,
+    /// History problems that did not stop the report.
+    pub warnings: Vec<String>,
+    /// Where the trend chart is (`trend.png`, or `cid:...` in the mail);
+    /// None without a trend.
+    pub chart: Option<String>,
+    /// The chart in words (its `alt` text).
+    pub chart_alt: String,
     pub figures: Vec<Figure>,
     /// Anomaly groups in all (families count each of their groups).
     pub groups_total: usize,
@@ -87,6 +96,10 @@ pub struct View {
     pub unreachable: Vec<NodeView>,
     pub unreachable_total: String,
     pub unreachable_more: String,
+    /// One line per check: how its values spread (see
+    /// [`crate::distribution::Distribution::line`]).
+    pub distributions: Vec<String>,
+    pub distributions_more: usize,
 }
 
 #[derive(Template)]
@@ -282,6 +295,23 @@ fn drift_view(d: &Drift) -> DriftView {
     }
 }
 
+/// The trend in words: first and last sweep of the chart.
+fn chart_alt(report: &Report) -> String {
+    match (report.trend.first(), report.trend.last()) {
+        (Some(a), Some(b)) => format!(
+            "Trend over the last {} sweeps: failing nodes {} to {}, unreachable nodes {} to {}, anomaly groups {} to {}",
+            report.trend.len(),
+            a.failing,
+            b.failing,
+            a.unreachable,
+            b.unreachable,
+            a.groups,
+            b.groups
+        ),
+        _ => String::new(),
+    }
+}
+
 /// The view both templates read; `prefix` starts the subject.
 pub fn view(report: &Report, prefix: &str) -> View {
     let h = &report.aggregate.headline;
@@ -352,6 +382,9 @@ pub fn view(report: &Report, prefix: &str) -> View {
             Some((id, at)) => format!("compared with sweep {id} of {}", date_time(*at)),
             None => "no earlier sweep of this scope: every anomaly is new".to_string(),
         },
+        warnings: report.warnings.clone(),
+        chart: None,
+        chart_alt: chart_alt(report),
         figures,
         groups_total: report.groups.len(),
         groups: shown_groups,
@@ -380,6 +413,13 @@ pub fn view(report: &Report, prefix: &str) -> View {
                 },
             })
             .collect(),
+        distributions: report
+            .distributions
+            .iter()
+            .take(MAX_DISTRIBUTIONS)
+            .map(|d| clip(d.line()))
+            .collect(),
+        distributions_more: report.distributions.len().saturating_sub(MAX_DISTRIBUTIONS),
         unreachable_total: thousands(unreachable.len() as u64),
         unreachable_more: if unreachable.len() > MAX_UNREACHABLE {
             thousands((unreachable.len() - MAX_UNREACHABLE) as u64)

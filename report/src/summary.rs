@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{self, Aggregate};
 use crate::diff::{self, Change, FirstSeen, MarkedGroup, Previous};
+use crate::distribution::{self, Distribution};
 use crate::drift::{self, Drift};
 
 /// The previous sweep of the same scope, as the diff sees it.
@@ -32,8 +33,16 @@ pub struct Report {
     /// Groups of the previous sweep that are gone.
     pub resolved: Vec<MarkedGroup>,
     pub drift: Vec<Drift>,
+    /// How each check's observed values spread, by check id.
+    pub distributions: Vec<Distribution>,
     /// The previous sweep this was compared with (id, start).
     pub previous: Option<(String, u64)>,
+    /// Problems with the history that did not stop the report (an
+    /// unreadable database: no previous sweep, this one not stored).
+    pub warnings: Vec<String>,
+    /// The scope's last sweeps, oldest first, this one included (empty
+    /// without a history).
+    pub trend: Vec<crate::store::TrendPoint>,
 }
 
 impl Report {
@@ -90,7 +99,10 @@ pub fn build(doc: &SweepDocument, previous: Option<PreviousSweep<'_>>) -> Report
         started_at_unix_ms: doc.started_at_unix_ms,
         scope: scope_text(doc),
         drift: drift::find_drift(doc),
+        distributions: distribution::distributions(doc),
         previous: previous.map(|p| (p.doc.sweep_id.clone(), p.doc.started_at_unix_ms)),
+        warnings: Vec::new(),
+        trend: Vec::new(),
         aggregate,
         groups,
         resolved,

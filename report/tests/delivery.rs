@@ -40,21 +40,12 @@ fn write_report_stores_history_and_the_next_report_is_compared_with_it() {
         "{text}"
     );
 
-    // Both sweeps are in one scope folder of the history.
-    let scopes: Vec<_> = std::fs::read_dir(&cfg.report.history_dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(scopes.len(), 1);
-    let sweeps = std::fs::read_dir(&scopes[0])
-        .unwrap()
-        .filter(|e| {
-            let n = e.as_ref().unwrap().file_name();
-            let n = n.to_string_lossy();
-            n.ends_with(".json") && !n.ends_with(".seen.json")
-        })
-        .count();
-    assert_eq!(sweeps, 2);
+    // Both sweeps are in the history database, in one scope.
+    let h = patrol_report::store::History::open(&cfg.report.history_dir).unwrap();
+    let scopes = h.scopes().unwrap();
+    assert_eq!(scopes.len(), 1, "{scopes:?}");
+    assert_eq!(scopes[0].1, 2);
+    assert!(two.warnings.is_empty(), "{:?}", two.warnings);
 
     // Rendering day two again (a re-run) still compares with day one.
     let again = write_report(&day_two(), &cfg, &tmp.path().join("again")).unwrap();
@@ -94,20 +85,22 @@ fn history_keeps_the_newest_sweeps_of_a_scope() {
         ids.push(doc.sweep_id.clone());
         write_report(&doc, &cfg, &tmp.path().join(format!("out{day}"))).unwrap();
     }
-    let scopes: Vec<_> = std::fs::read_dir(&cfg.report.history_dir)
+    let h = patrol_report::store::History::open(&cfg.report.history_dir).unwrap();
+    assert_eq!(h.scopes().unwrap()[0].1, 3);
+    let kept: Vec<String> = h
+        .check_history("fs.file-max")
         .unwrap()
-        .flatten()
+        .into_iter()
+        .map(|p| p.sweep_id)
         .collect();
-    assert_eq!(scopes.len(), 1);
-    let mut names: Vec<String> = std::fs::read_dir(scopes[0].path())
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(".json") && !n.ends_with(".seen.json"))
-        .collect();
-    names.sort();
-    assert_eq!(names.len(), 3, "{names:?}");
-    for (name, id) in names.iter().zip(&ids[2..]) {
-        assert!(name.contains(id.as_str()), "{name} should be sweep {id}");
-    }
+    assert_eq!(kept, ids[2..].to_vec());
+    // Values first seen in a pruned sweep are still the value at the
+    // oldest kept one: the next sweep is compared with complete data.
+    let mut next = day_one();
+    next.started_at_unix_ms += 5 * 86_400_000;
+    next.sweep_id = "0000000000000d05".into();
+    let prev = h.previous(&next).unwrap().unwrap();
+    assert_eq!(prev.doc.sweep_id, ids[4]);
+    let node_a = prev.doc.nodes.iter().find(|n| n.name == "node-a").unwrap();
+    assert_eq!(node_a.checks.len(), 3, "{node_a:?}");
 }

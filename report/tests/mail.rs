@@ -8,6 +8,7 @@ use std::path::Path;
 use patrol_config::{Config, MailSection, SmtpSecurity};
 use patrol_report::diff::Change;
 use patrol_report::{build, email_sweep, send_file, PreviousSweep, ReportError};
+use sha2::Digest;
 
 mod common;
 #[path = "common/smtp.rs"]
@@ -79,17 +80,40 @@ async fn the_report_mail_arrives_with_headers_both_parts_and_the_csv() {
     assert_eq!(mail.envelope[0], "patrol@fleet.example.test");
     assert_eq!(&mail.envelope[1..], TO);
 
-    // Structure: mixed( alternative(text, html), csv attachment ).
+    // Structure: mixed( alternative(text, related(html, chart)), csv ).
+    // Day two is the second sweep in the history: there is a trend.
     assert_eq!(
         mail.part_types(),
         [
             "multipart/mixed",
             "multipart/alternative",
             "text/plain",
+            "multipart/related",
             "text/html",
+            "image/png",
             "text/csv"
         ]
     );
+    // The chart travels inline under its Content-ID, which the HTML names,
+    // and is byte for byte the trend.png written next to report.html.
+    let png = mail.part("image/png");
+    assert_eq!(png["content_id"], "<trend.png@patrol>");
+    assert_eq!(png["disposition"], "inline");
+    assert!(mail
+        .body("text/html")
+        .contains(r#"<img src="cid:trend.png@patrol""#));
+    let on_disk = std::fs::read(second.files.chart.as_ref().expect("a chart")).unwrap();
+    assert_eq!(&on_disk[..8], b"\x89PNG\r\n\x1a\n");
+    assert_eq!(png["size"], on_disk.len());
+    assert_eq!(
+        png["sha256"],
+        sha2::Sha256::digest(&on_disk)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    // One sweep is no trend: the first mail has no image.
+    assert!(!mails[0].part_types().contains(&"image/png".to_string()));
     let csv_part = mail.part("text/csv");
     assert_eq!(csv_part["disposition"], "attachment");
     assert_eq!(csv_part["filename"], "nodes.csv");
@@ -97,8 +121,14 @@ async fn the_report_mail_arrives_with_headers_both_parts_and_the_csv() {
     // Bodies, decoded, equal what was written next to the report.
     let text = std::fs::read_to_string(&second.files.text).unwrap();
     assert_eq!(mail.body("text/plain").trim_end(), text.trim_end());
+    // On disk the chart is the file beside the HTML, in the mail the part.
     let html = std::fs::read_to_string(&second.files.html).unwrap();
-    assert_eq!(mail.body("text/html").trim_end(), html.trim_end());
+    assert!(html.contains(r#"<img src="trend.png""#));
+    assert_eq!(
+        mail.body("text/html").trim_end(),
+        html.replace(r#"src="trend.png""#, r#"src="cid:trend.png@patrol""#)
+            .trim_end()
+    );
     let csv = patrol_report::attachment::csv(&day_two()).replace("\r\n", "\n");
     assert_eq!(mail.body("text/csv"), csv);
 
@@ -247,6 +277,7 @@ async fn a_silent_server_times_out_instead_of_hanging() {
             html: "<p>h</p>",
             csv: "a,b\r\n",
             csv_name: "nodes.csv",
+            chart_png: None,
         },
     )
     .unwrap();

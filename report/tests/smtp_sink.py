@@ -18,6 +18,7 @@ once it accepts connections. Needs the Debian package python3-aiosmtpd.
 
 import email
 import email.policy
+import hashlib
 import json
 import os
 import sys
@@ -41,10 +42,14 @@ def summary(raw):
             "content_type": part.get_content_type(),
             "disposition": part.get_content_disposition(),
             "filename": part.get_filename(),
+            "content_id": part.get("Content-ID"),
         }
         if not part.is_multipart():
             body = part.get_content()
             entry["body"] = body if isinstance(body, str) else body.decode("utf-8", "replace")
+            raw_body = part.get_payload(decode=True) or b""
+            entry["sha256"] = hashlib.sha256(raw_body).hexdigest()
+            entry["size"] = len(raw_body)
         parts.append(entry)
     return {"headers": headers, "parts": parts}
 

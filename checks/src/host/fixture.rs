@@ -9,13 +9,19 @@
 //!   `<root>/usr/bin/kubelet` when that exists, a bare name `chronyc` runs
 //!   `<root>/bin/chronyc` when that exists, otherwise the program itself.
 //! - HTTP requests really go out (tests serve them on loopback).
+//! - `stat` and `read_bytes` map paths like `read_file` (owners are the
+//!   fixture files' real owners).
+//! - `resolve` looks names up in `<root>/etc/hosts` only (`IP NAME...`
+//!   lines), so a test decides what resolves; TCP connects really go out.
 
 use std::fs::File;
 use std::io;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::real::read_limited;
-use super::{BoxFuture, CommandError, CommandOutput, CommandRequest, FsUsage, Host};
+use super::{BoxFuture, CommandError, CommandOutput, CommandRequest, FileStat, FsUsage, Host};
 use super::{HttpError, HttpRequest, HttpResponse};
 
 /// A machine made of files under `root`.
@@ -95,5 +101,39 @@ impl Host for FixtureHost {
 
     fn http_get(&self, req: &HttpRequest) -> Result<HttpResponse, HttpError> {
         super::http::get(req)
+    }
+
+    fn stat(&self, path: &str, follow: bool) -> io::Result<FileStat> {
+        super::local::stat(&self.map(path), follow)
+    }
+
+    fn read_bytes(&self, path: &str, limit: usize) -> io::Result<Vec<u8>> {
+        super::local::read_bytes(&self.map(path), limit)
+    }
+
+    fn resolve(&self, name: &str) -> io::Result<Vec<IpAddr>> {
+        let hosts = std::fs::read_to_string(self.map("/etc/hosts")).unwrap_or_default();
+        let mut found: Vec<IpAddr> = hosts
+            .lines()
+            .map(|l| l.split('#').next().unwrap_or(""))
+            .filter_map(|l| {
+                let mut words = l.split_whitespace();
+                let ip: IpAddr = words.next()?.parse().ok()?;
+                words.any(|w| w.eq_ignore_ascii_case(name)).then_some(ip)
+            })
+            .collect();
+        found.sort();
+        found.dedup();
+        if found.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{name}: name does not resolve (fixture /etc/hosts)"),
+            ));
+        }
+        Ok(found)
+    }
+
+    fn tcp_connect(&self, addr: &str, timeout: Duration) -> io::Result<Duration> {
+        super::local::tcp_connect(addr, timeout)
     }
 }

@@ -7,16 +7,19 @@
 
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::Duration;
 
 mod fixture;
 mod http;
+mod local;
 mod process;
 mod real;
 
 pub use fixture::FixtureHost;
+pub use local::{expand_glob, GLOB_LIMIT};
 pub use real::RealHost;
 
 /// A boxed, sendable future (what [`Host::run_command`] returns).
@@ -129,6 +132,27 @@ impl FsUsage {
     }
 }
 
+/// What a path is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    File,
+    Dir,
+    Symlink,
+    Other,
+}
+
+/// File metadata, as `stat` gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStat {
+    pub kind: FileKind,
+    /// Permission bits with setuid, setgid and sticky (`0o4755`).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    pub modified_unix_s: i64,
+}
+
 /// Everything a check may read from a machine.
 pub trait Host: Send + Sync + 'static {
     /// Read a text file by its absolute path (`/proc/sys/vm/swappiness`),
@@ -145,6 +169,15 @@ pub trait Host: Send + Sync + 'static {
     fn run_command(&self, req: CommandRequest) -> BoxFuture<Result<CommandOutput, CommandError>>;
     /// An HTTP(S) GET. Blocking.
     fn http_get(&self, req: &HttpRequest) -> Result<HttpResponse, HttpError>;
+    /// Metadata of a path; `follow` follows a final symlink. Blocking.
+    fn stat(&self, path: &str, follow: bool) -> io::Result<FileStat>;
+    /// A file's bytes; an error when it has more than `limit`. Blocking.
+    fn read_bytes(&self, path: &str, limit: usize) -> io::Result<Vec<u8>>;
+    /// The addresses a host name resolves to, sorted. Blocking.
+    fn resolve(&self, name: &str) -> io::Result<Vec<IpAddr>>;
+    /// Open (and close) a TCP connection to `host:port`; how long the
+    /// connect took. Blocking.
+    fn tcp_connect(&self, addr: &str, timeout: Duration) -> io::Result<Duration>;
 }
 
 /// The file of a sysctl key, as sysctl(8) reads keys: when the first

@@ -3,9 +3,12 @@
 
 use std::fs::File;
 use std::io::{self, Read};
+use std::net::IpAddr;
 use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::Duration;
 
-use super::{BoxFuture, CommandError, CommandOutput, CommandRequest, FsUsage, Host};
+use super::{BoxFuture, CommandError, CommandOutput, CommandRequest, FileStat, FsUsage, Host};
 use super::{HttpError, HttpRequest, HttpResponse};
 
 /// The machine Patrol runs on.
@@ -82,6 +85,22 @@ impl Host for RealHost {
 
     fn http_get(&self, req: &HttpRequest) -> Result<HttpResponse, HttpError> {
         super::http::get(req)
+    }
+
+    fn stat(&self, path: &str, follow: bool) -> io::Result<FileStat> {
+        super::local::stat(Path::new(path), follow)
+    }
+
+    fn read_bytes(&self, path: &str, limit: usize) -> io::Result<Vec<u8>> {
+        super::local::read_bytes(Path::new(path), limit)
+    }
+
+    fn resolve(&self, name: &str) -> io::Result<Vec<IpAddr>> {
+        super::local::resolve(name)
+    }
+
+    fn tcp_connect(&self, addr: &str, timeout: Duration) -> io::Result<Duration> {
+        super::local::tcp_connect(addr, timeout)
     }
 }
 

@@ -162,3 +162,13 @@ impl CommandCheck {
         }
     }
 }
+
+/// A plugin's first line is a state (discrete); its perfdata are gauges.
+pub(crate) fn value_nature(observed: &Observed) -> super::ValueNature {
+    match observed {
+        Observed::Text(_) | Observed::Version(_) | Observed::List(_) => {
+            super::ValueNature::Discrete
+        }
+        _ => super::ValueNature::Gauge,
+    }
+}

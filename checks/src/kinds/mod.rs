@@ -14,10 +14,14 @@ pub mod clock;
 pub mod command;
 pub mod disk;
 pub mod etcd_health;
+pub mod file;
 pub mod file_descriptors;
 pub mod kernel_log;
 pub mod kubelet_version;
+pub mod log_volume;
 pub mod memory;
+pub mod network;
+pub mod package;
 pub mod perfdata;
 pub mod process_count;
 pub mod sysctl;
@@ -41,6 +45,10 @@ pub enum CheckKind {
     KernelLog(kernel_log::KernelLog),
     SystemdUnit(systemd_unit::SystemdUnit),
     Clock(clock::Clock),
+    Network(network::Network),
+    LogVolume(log_volume::LogVolume),
+    File(file::FileCheck),
+    Package(package::Package),
 }
 
 impl CheckKind {
@@ -57,6 +65,10 @@ impl CheckKind {
         "kernel_log",
         "systemd_unit",
         "clock",
+        "network",
+        "log_volume",
+        "file",
+        "package",
     ];
 
     /// The `type` name.
@@ -73,6 +85,10 @@ impl CheckKind {
             CheckKind::KernelLog(_) => "kernel_log",
             CheckKind::SystemdUnit(_) => "systemd_unit",
             CheckKind::Clock(_) => "clock",
+            CheckKind::Network(_) => "network",
+            CheckKind::LogVolume(_) => "log_volume",
+            CheckKind::File(_) => "file",
+            CheckKind::Package(_) => "package",
         }
     }
 
@@ -87,6 +103,10 @@ impl CheckKind {
             CheckKind::Disk(k) => k.validate(),
             CheckKind::KernelLog(k) => k.validate(),
             CheckKind::SystemdUnit(k) => k.validate(),
+            CheckKind::Network(k) => k.validate(),
+            CheckKind::LogVolume(k) => k.validate(),
+            CheckKind::File(k) => k.validate(),
+            CheckKind::Package(k) => k.validate(),
             CheckKind::Memory(_) | CheckKind::FileDescriptors(_) | CheckKind::Clock(_) => Ok(()),
         }
     }
@@ -110,12 +130,28 @@ impl CheckKind {
         }
     }
 
-    /// Kinds that judge nothing without an expectation.
+    /// Kinds that judge nothing but the expectation, so that a check of
+    /// them without `expect` is observe-only (passes with its value).
+    /// Other kinds judge something of their own without one (a Nagios
+    /// exit code, the kubelet's version skew, a unit's `active` default),
+    /// and say `observe = true` to record their value only.
+    pub fn observes_without_expect(&self) -> bool {
+        matches!(
+            self,
+            CheckKind::Sysctl(_) | CheckKind::File(_) | CheckKind::Package(_)
+        )
+    }
+
+    /// Kinds whose value is only meaningful against an expectation
+    /// (gauges: a bare "412 processes" feeds no decision), so a check
+    /// without `expect` must say `observe = true`. Kinds that read a
+    /// setting or a version (`sysctl`, `kubelet_version`, ...) observe
+    /// without an expectation.
     pub(crate) fn needs_expect(&self) -> bool {
         matches!(
             self,
-            CheckKind::Sysctl(_)
-                | CheckKind::ProcessCount(_)
+            CheckKind::ProcessCount(_)
+                | CheckKind::LogVolume(_)
                 | CheckKind::Disk(_)
                 | CheckKind::Memory(_)
                 | CheckKind::FileDescriptors(_)
@@ -141,7 +177,41 @@ impl CheckKind {
             CheckKind::KernelLog(k) => k.run(host, expect).await,
             CheckKind::SystemdUnit(k) => k.run(host, expect, timeout).await,
             CheckKind::Clock(k) => k.run(host, expect, timeout).await,
+            CheckKind::Network(k) => k.run(host, expect, timeout).await,
+            CheckKind::LogVolume(k) => k.run(host, expect).await,
+            CheckKind::File(k) => k.run(host, expect).await,
+            CheckKind::Package(k) => k.run(host, expect, timeout).await,
         }
+    }
+}
+
+/// How drift detection compares a kind's observed values across a peer
+/// group. Each kind declares it (see [`value_nature`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueNature {
+    /// A setting, a version, a state: compared with the peer group's
+    /// majority value (`vm.swappiness = 60` where 9,997 peers have `0`).
+    Discrete,
+    /// A continuous gauge (free memory, process counts, disk use): only a
+    /// robust outlier, far from the peer group's median, counts.
+    Gauge,
+    /// Left out of drift: values whose spread is noise by nature
+    /// (latencies) or that mix the two.
+    Ignored,
+}
+
+/// How drift treats a value of `kind` (the outcome's `kind` name). A kind
+/// this Patrol does not know (a newer agent's) is compared as discrete.
+pub fn value_nature(kind: &str, observed: &Observed) -> ValueNature {
+    match kind {
+        "sysctl" | "kubelet_version" | "systemd_unit" | "file" | "package" => ValueNature::Discrete,
+        "process_count" | "disk" | "memory" | "file_descriptors" | "kernel_log" | "clock"
+        | "log_volume" => ValueNature::Gauge,
+        "network" => network::value_nature(observed),
+        // Health, a latency and a version in one value.
+        "etcd_health" => ValueNature::Ignored,
+        "command" => command::value_nature(observed),
+        _ => ValueNature::Discrete,
     }
 }
 

@@ -1,0 +1,180 @@
+//! `patrol history`: read the sweep history database
+//! (`[report] history_dir/history.sqlite`).
+//!
+//! ```text
+//! patrol history node NAME [--check ID]   when each value changed, between which sweeps
+//! patrol history check ID                 a check's non-passing node count over time
+//! patrol history import DIR               take a JSON history (one file per sweep)
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use patrol_config::{Config, DEFAULT_CONFIG_PATH};
+use patrol_report::store::History;
+use patrol_report::text::{date_time, thousands};
+
+#[derive(Debug, clap::Args)]
+pub struct Common {
+    /// Config file for `[report] history_dir` (default:
+    /// /etc/patrol/patrol.toml when it exists, else built-in defaults).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The history folder (overrides the config's `history_dir`).
+    #[arg(long, value_name = "DIR")]
+    history_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// A node's timeline: every change of its state and check values.
+    Node {
+        name: String,
+        /// Only this check.
+        #[arg(long, value_name = "ID")]
+        check: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// A check over time: nodes not passing it in every stored sweep.
+    Check {
+        id: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Import a JSON history (`HISTORY_DIR` of an older Patrol, or one
+    /// scope folder of it) into the database.
+    Import {
+        dir: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+impl Common {
+    fn config(&self) -> anyhow::Result<Config> {
+        match &self.config {
+            Some(p) => Config::load(p).map_err(|e| anyhow::anyhow!("{e}")),
+            None if Path::new(DEFAULT_CONFIG_PATH).exists() => {
+                Config::load(Path::new(DEFAULT_CONFIG_PATH)).map_err(|e| anyhow::anyhow!("{e}"))
+            }
+            None => Ok(Config::default()),
+        }
+    }
+
+    fn open(&self) -> anyhow::Result<(History, usize)> {
+        let config = self.config()?;
+        let dir = self
+            .history_dir
+            .clone()
+            .unwrap_or(config.report.history_dir.clone());
+        let h = History::open(&dir).with_context(|| format!("history in {}", dir.display()))?;
+        Ok((h, config.report.keep_sweeps))
+    }
+}
+
+fn sweep_words(s: &Option<(String, u64)>) -> String {
+    match s {
+        Some((id, at)) => format!("sweep {id} ({})", date_time(*at)),
+        None => "an earlier sweep no longer kept".to_string(),
+    }
+}
+
+pub fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Node {
+            name,
+            check,
+            common,
+        } => {
+            let (h, _) = common.open()?;
+            let changes = h.node_timeline(&name, check.as_deref())?;
+            if changes.is_empty() {
+                println!("{name}: nothing stored");
+                return Ok(ExitCode::from(1));
+            }
+            let mut scope = None;
+            let mut current_check = None;
+            for c in &changes {
+                if scope.as_ref() != Some(&c.scope) {
+                    println!("{name} in scope: {}", c.scope);
+                    scope = Some(c.scope.clone());
+                    current_check = None;
+                }
+                if current_check.as_ref() != Some(&c.check) {
+                    println!("  {}", c.check);
+                    current_check = Some(c.check.clone());
+                }
+                let when = match &c.previous_sweep {
+                    None => format!("first recorded in {}", sweep_words(&c.sweep)),
+                    Some(_) => format!(
+                        "changed between {} and {}",
+                        sweep_words(&c.previous_sweep),
+                        sweep_words(&c.sweep)
+                    ),
+                };
+                let value = if c.value.is_empty() {
+                    c.status.clone()
+                } else {
+                    format!("{} {}", c.status, c.value)
+                };
+                println!("    {value:<24} {when}");
+                if !c.message.is_empty() {
+                    println!("    {:<24} {}", "", c.message);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { id, common } => {
+            let (h, _) = common.open()?;
+            let points = h.check_history(&id)?;
+            if points.is_empty() {
+                println!("{id}: no stored sweep ran this check");
+                return Ok(ExitCode::from(1));
+            }
+            let mut rows = Vec::new();
+            for p in &points {
+                rows.push([
+                    date_time(p.started_ms),
+                    p.sweep_id.clone(),
+                    thousands(p.not_passing()),
+                    format!("{} warn, {} fail, {} error", p.warn, p.fail, p.error),
+                    thousands(p.pass + p.not_passing()),
+                    p.scope.clone(),
+                ]);
+            }
+            print!(
+                "{}",
+                crate::columns::render(
+                    [
+                        "STARTED",
+                        "SWEEP",
+                        "NOT PASSING",
+                        "OF WHICH",
+                        "NODES",
+                        "SCOPE"
+                    ],
+                    &rows
+                )
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Import { dir, common } => {
+            let (mut h, keep) = common.open()?;
+            let done = patrol_report::history::import_dir(&mut h, &dir, keep)?;
+            for w in &done.warnings {
+                eprintln!("patrol: warning: {w}");
+            }
+            println!(
+                "imported {} sweeps from {} ({} already stored, {} older than the history and not stored, {} files skipped)",
+                done.stored,
+                dir.display(),
+                done.already,
+                done.older,
+                done.warnings.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

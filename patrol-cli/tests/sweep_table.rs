@@ -1,0 +1,109 @@
+//! `patrol sweep --from FILE` through the real binary: a small sweep lists
+//! every failing node; a 10,000-node sweep groups failing nodes with the
+//! same problems into one row (bounded, a screenful), `--all` lists every
+//! node, and `--distribution` shows how a check's values spread.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn patrol(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_patrol"))
+        .args(args)
+        .output()
+        .expect("run the patrol binary")
+}
+
+fn write(dir: &Path, nodes: usize, anomalies: usize) -> String {
+    let doc = patrol_report::sample::generate(nodes, anomalies, 42);
+    let path = dir.join(format!("sweep-{nodes}.json"));
+    std::fs::write(&path, serde_json::to_vec(&doc).unwrap()).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn a_small_sweep_lists_every_failing_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), 30, 6);
+    let out = patrol(&["sweep", "--from", &file]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("NODE  "), "{stdout}");
+    assert!(!stdout.contains("share a row"), "{stdout}");
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+}
+
+#[test]
+fn ten_thousand_nodes_fit_a_screen_grouped_by_problem_set_and_all_lists_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), 10_000, 400);
+    let out = patrol(&["sweep", "--from", &file]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines = stdout.lines().count();
+    assert!(lines < 70, "{lines} lines:\n{stdout}");
+    assert!(stdout.contains("nodes with the same problems share a row"));
+    let first = stdout
+        .lines()
+        .find(|l| l.starts_with("NODES"))
+        .expect("a grouped table");
+    assert!(first.contains("NOT PASSING"), "{first}");
+    // Silent and down nodes come first, each state as one row with a count.
+    let rows: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("NODES"))
+        .skip(1)
+        .take(2)
+        .collect();
+    assert!(rows[0].contains("down"), "{rows:?}");
+    assert!(rows[1].contains("no_answer"), "{rows:?}");
+    // Counts in the rows add up to every node not ok (when nothing is cut).
+    let counted: u64 = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("NODES"))
+        .skip(1)
+        .take_while(|l| !l.starts_with('('))
+        .map(|l| l.split_whitespace().next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    let doc = patrol_report::sample::generate(10_000, 400, 42);
+    assert_eq!(counted, doc.counts.expected - doc.counts.ok);
+
+    let all = patrol(&["sweep", "--from", &file, "--all"]);
+    let all = String::from_utf8_lossy(&all.stdout);
+    assert!(all.lines().count() > 10_000, "--all lists every node");
+    assert!(all.contains("node-09999"));
+}
+
+#[test]
+fn distribution_shows_top_values_with_sample_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), 2_000, 50);
+    let out = patrol(&[
+        "sweep",
+        "--from",
+        &file,
+        "--distribution",
+        "sysctl.vm.swappiness",
+        "--distribution",
+        "no.such.check",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let at = stdout
+        .find("sysctl.vm.swappiness: ")
+        .expect("a distribution");
+    let section = &stdout[at..];
+    let mut lines = section.lines().skip(1);
+    assert!(
+        lines.next().unwrap().trim_start().starts_with("0 "),
+        "{section}"
+    );
+    assert!(
+        lines.next().unwrap().trim_start().starts_with("60 "),
+        "{section}"
+    );
+    assert!(stdout.contains("no.such.check: no node that answered ran this check"));
+}
+
+#[test]
+fn without_from_a_sweep_needs_a_seed() {
+    let out = patrol(&["sweep"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--seed"));
+}

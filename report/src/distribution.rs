@@ -1,0 +1,272 @@
+//! Value distributions: how each check's observed values spread across
+//! the fleet, top values first, bounded, with sample node names. This is
+//! how an operator tracks a rollout (`kubelet-version: 1.28.3 on 9,812
+//! nodes, 1.27.9 on 188`). Pure functions.
+//!
+//! Discrete values are counted as they are. A gauge (see
+//! [`patrol_checks::kinds::value_nature`]) has as many values as nodes, so
+//! its distribution also carries quantiles (min, p50, p90, p99, max).
+
+use std::collections::{BTreeMap, HashMap};
+
+use patrol_checks::kinds::{value_nature, ValueNature};
+use patrol_checks::{NodeState, Observed, Status, SweepDocument};
+use serde::{Deserialize, Serialize};
+
+use crate::text::thousands;
+
+/// Values listed per check; the others are counted in `other_nodes`.
+pub const TOP_VALUES: usize = 5;
+/// Node names given per value.
+pub const SAMPLE_NAMES: usize = 3;
+/// Characters of a value shown (a kernel log line can be kilobytes).
+pub const MAX_VALUE_CHARS: usize = 80;
+
+/// One value and the nodes that have it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValueCount {
+    pub value: String,
+    pub nodes: usize,
+    /// Up to [`SAMPLE_NAMES`] node names, sorted.
+    pub samples: Vec<String>,
+}
+
+/// Quantiles of a numeric gauge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Quantiles {
+    pub min: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+    /// The node with the largest value.
+    pub max_node: String,
+}
+
+/// How one check's values spread.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Distribution {
+    pub check: String,
+    /// Nodes that observed a value.
+    pub observed: usize,
+    /// Nodes where the check could not observe (`error`).
+    pub errors: usize,
+    /// Distinct values in all.
+    pub distinct: usize,
+    /// The most common values, most nodes first (ties by value).
+    pub top: Vec<ValueCount>,
+    /// Nodes holding a value not in `top`.
+    pub other_nodes: usize,
+    /// For plain-number gauges.
+    pub quantiles: Option<Quantiles>,
+}
+
+impl Distribution {
+    /// `kubelet-version: 1.28.3 on 9,812 nodes, 1.27.9 on 188 (node-00017,
+    /// node-00230, node-00311)`, one line.
+    pub fn line(&self) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        for (i, v) in self.top.iter().enumerate() {
+            let mut p = format!("{} on {}", clip(&v.value), thousands(v.nodes as u64));
+            if i == 0 {
+                p.push_str(if v.nodes == 1 { " node" } else { " nodes" });
+            }
+            // The leader's names say little; a minority's say where to look.
+            if i > 0 || self.top.len() == 1 {
+                p.push_str(&format!(" ({})", self.sample_text(v)));
+            }
+            parts.push(p);
+        }
+        if self.other_nodes > 0 {
+            parts.push(format!(
+                "{} other values on {}",
+                thousands((self.distinct - self.top.len()) as u64),
+                thousands(self.other_nodes as u64)
+            ));
+        }
+        if self.errors > 0 {
+            parts.push(format!("not observed on {}", thousands(self.errors as u64)));
+        }
+        let mut s = format!("{}: {}", self.check, parts.join(", "));
+        if let Some(q) = &self.quantiles {
+            s.push_str(&format!(
+                "; min {}, p50 {}, p90 {}, p99 {}, max {} ({})",
+                num(q.min),
+                num(q.p50),
+                num(q.p90),
+                num(q.p99),
+                num(q.max),
+                q.max_node
+            ));
+        }
+        s
+    }
+
+    fn sample_text(&self, v: &ValueCount) -> String {
+        let more = v.nodes.saturating_sub(v.samples.len());
+        if more > 0 {
+            format!("{}, ...", v.samples.join(", "))
+        } else {
+            v.samples.join(", ")
+        }
+    }
+
+    /// Several lines for `patrol sweep --distribution`: one per top value.
+    pub fn table(&self) -> String {
+        let mut out = format!(
+            "{}: {} nodes observed, {} distinct values{}\n",
+            self.check,
+            thousands(self.observed as u64),
+            thousands(self.distinct as u64),
+            if self.errors > 0 {
+                format!(", not observed on {}", thousands(self.errors as u64))
+            } else {
+                String::new()
+            }
+        );
+        let width = self
+            .top
+            .iter()
+            .map(|v| clip(&v.value).chars().count())
+            .max()
+            .unwrap_or(0);
+        for v in &self.top {
+            let pct = 100.0 * v.nodes as f64 / self.observed.max(1) as f64;
+            let pct = if pct > 0.0 && pct < 0.1 {
+                "<0.1%".to_string()
+            } else {
+                format!("{pct:.1}%")
+            };
+            out.push_str(&format!(
+                "  {:<width$}  {:>7} nodes {:>6}  {}\n",
+                clip(&v.value),
+                thousands(v.nodes as u64),
+                pct,
+                self.sample_text(v)
+            ));
+        }
+        if self.other_nodes > 0 {
+            out.push_str(&format!(
+                "  ({} other values on {} nodes)\n",
+                thousands((self.distinct - self.top.len()) as u64),
+                thousands(self.other_nodes as u64)
+            ));
+        }
+        if let Some(q) = &self.quantiles {
+            out.push_str(&format!(
+                "  min {}  p50 {}  p90 {}  p99 {}  max {} ({})\n",
+                num(q.min),
+                num(q.p50),
+                num(q.p90),
+                num(q.p99),
+                num(q.max),
+                q.max_node
+            ));
+        }
+        out
+    }
+}
+
+fn num(x: f64) -> String {
+    Observed::Number((x * 100.0).round() / 100.0).to_string()
+}
+
+fn clip(value: &str) -> String {
+    if value.chars().count() <= MAX_VALUE_CHARS {
+        value.to_string()
+    } else {
+        let cut: String = value.chars().take(MAX_VALUE_CHARS - 3).collect();
+        format!("{cut}...")
+    }
+}
+
+/// The distribution of every check in `doc`, ordered by check id.
+pub fn distributions(doc: &SweepDocument) -> Vec<Distribution> {
+    // check -> (kind, per node: name, observed or None for error)
+    type Rows<'a> = Vec<(&'a str, Option<&'a Observed>)>;
+    let mut by_check: BTreeMap<&str, (&str, Rows<'_>)> = BTreeMap::new();
+    for node in &doc.nodes {
+        if !matches!(node.state, NodeState::Ok | NodeState::Failing) {
+            continue;
+        }
+        for c in &node.checks {
+            let e = by_check
+                .entry(c.id.as_str())
+                .or_insert_with(|| (c.kind.as_str(), Vec::new()));
+            let observed = (c.status != Status::Error).then_some(&c.observed);
+            e.1.push((node.name.as_str(), observed));
+        }
+    }
+    by_check
+        .into_iter()
+        .map(|(check, (kind, rows))| build(check, kind, &rows))
+        .collect()
+}
+
+/// The distribution of one check, or None when no node ran it.
+pub fn distribution(doc: &SweepDocument, check: &str) -> Option<Distribution> {
+    distributions(doc).into_iter().find(|d| d.check == check)
+}
+
+fn build(check: &str, kind: &str, rows: &[(&str, Option<&Observed>)]) -> Distribution {
+    let mut counts: HashMap<String, (usize, Vec<&str>)> = HashMap::new();
+    let mut errors = 0;
+    let mut numbers: Vec<(f64, &str)> = Vec::new();
+    let mut gauge = false;
+    for (name, observed) in rows {
+        let Some(o) = observed else {
+            errors += 1;
+            continue;
+        };
+        gauge |= value_nature(kind, o) != ValueNature::Discrete;
+        if let Observed::Number(n) = o {
+            numbers.push((*n, name));
+        }
+        let e = counts.entry(o.to_string()).or_default();
+        e.0 += 1;
+        e.1.push(name);
+    }
+    let observed = rows.len() - errors;
+    let distinct = counts.len();
+    let mut values: Vec<(String, (usize, Vec<&str>))> = counts.into_iter().collect();
+    values.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then_with(|| a.0.cmp(&b.0)));
+    let top: Vec<ValueCount> = values
+        .into_iter()
+        .take(TOP_VALUES)
+        .map(|(value, (nodes, mut names))| {
+            names.sort_unstable();
+            ValueCount {
+                value,
+                nodes,
+                samples: names
+                    .into_iter()
+                    .take(SAMPLE_NAMES)
+                    .map(str::to_string)
+                    .collect(),
+            }
+        })
+        .collect();
+    let other_nodes = observed - top.iter().map(|v| v.nodes).sum::<usize>();
+    let quantiles = (gauge && !numbers.is_empty() && numbers.len() == observed).then(|| {
+        numbers.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+        let at = |q: f64| numbers[((numbers.len() - 1) as f64 * q).round() as usize].0;
+        let last = numbers[numbers.len() - 1];
+        Quantiles {
+            min: numbers[0].0,
+            p50: at(0.5),
+            p90: at(0.9),
+            p99: at(0.99),
+            max: last.0,
+            max_node: last.1.to_string(),
+        }
+    });
+    Distribution {
+        check: check.to_string(),
+        observed,
+        errors,
+        distinct,
+        top,
+        other_nodes,
+        quantiles,
+    }
+}

@@ -1,0 +1,96 @@
+//! Value distributions: top values first, bounded, with sample names; a
+//! rollout reads as `1.28.3 on N nodes, 1.27.9 on M (names)`.
+
+use patrol_checks::{NodeState, Observed, Status};
+use patrol_report::distribution::{distribution, distributions, TOP_VALUES};
+use patrol_report::sample::{document, node, outcome};
+
+fn version(v: &str) -> patrol_checks::CheckOutcome {
+    let mut o = outcome(
+        "kubelet-version",
+        Status::Pass,
+        Observed::Version(v.into()),
+        "",
+    );
+    o.kind = "kubelet_version".into();
+    o
+}
+
+#[test]
+fn a_rollout_lists_the_leading_version_first_and_names_the_laggards() {
+    let nodes: Vec<_> = (0..1000)
+        .map(|i| {
+            let v = match i {
+                0..=11 => "1.27.9",
+                12 => "1.26.1",
+                _ => "1.28.3",
+            };
+            node(&format!("n{i:04}"), &[], NodeState::Ok, vec![version(v)])
+        })
+        .collect();
+    let doc = document("prod", "01", 0, nodes);
+    let d = distribution(&doc, "kubelet-version").unwrap();
+    assert_eq!(d.observed, 1000);
+    assert_eq!(d.distinct, 3);
+    assert_eq!(
+        d.line(),
+        "kubelet-version: 1.28.3 on 987 nodes, 1.27.9 on 12 (n0000, n0001, n0002, ...), 1.26.1 on 1 (n0012)"
+    );
+    assert!(
+        d.table()
+            .contains("1.27.9       12 nodes   1.2%  n0000, n0001, n0002, ..."),
+        "{}",
+        d.table()
+    );
+    assert!(distribution(&doc, "nope").is_none());
+}
+
+#[test]
+fn many_values_are_bounded_and_gauges_carry_quantiles() {
+    let nodes: Vec<_> = (0..500)
+        .map(|i| {
+            let mut o = outcome("procs", Status::Pass, Observed::Number(f64::from(i)), "");
+            o.kind = "process_count".into();
+            let mut e = outcome("broken", Status::Error, Observed::None, "");
+            e.kind = "sysctl".into();
+            node(&format!("n{i:04}"), &[], NodeState::Ok, vec![o, e])
+        })
+        .collect();
+    let doc = document("prod", "01", 0, nodes);
+    let all = distributions(&doc);
+    assert_eq!(all.len(), 2);
+    let broken = &all[0];
+    assert_eq!((broken.observed, broken.errors), (0, 500));
+    let procs = &all[1];
+    assert_eq!(procs.top.len(), TOP_VALUES);
+    assert_eq!(procs.other_nodes, 500 - TOP_VALUES);
+    let q = procs.quantiles.as_ref().unwrap();
+    assert_eq!((q.min, q.p50, q.max), (0.0, 250.0, 499.0));
+    assert_eq!(q.max_node, "n0499");
+    assert!(procs.line().len() < 300, "{}", procs.line());
+}
+
+#[test]
+fn the_text_report_shows_distributions() {
+    let nodes: Vec<_> = (0..4)
+        .map(|i| {
+            node(
+                &format!("n{i}"),
+                &[],
+                NodeState::Ok,
+                vec![version(if i == 3 { "1.27.9" } else { "1.28.3" })],
+            )
+        })
+        .collect();
+    let doc = document("prod", "01", 0, nodes);
+    let r = patrol_report::render_report(&doc, None, "[p]").unwrap();
+    assert!(
+        r.text
+            .contains("kubelet-version: 1.28.3 on 3 nodes, 1.27.9 on 1 (n3)"),
+        "{}",
+        r.text
+    );
+    assert!(r
+        .html
+        .contains("kubelet-version: 1.28.3 on 3 nodes, 1.27.9 on 1 (n3)"));
+}

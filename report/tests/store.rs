@@ -1,0 +1,253 @@
+//! The history database: values stored only when they change, a node's
+//! timeline over three sweeps, the previous sweep rebuilt for the diff,
+//! sweeps stored in order, the JSON history imported, and a broken history
+//! that costs the comparison but never the report.
+
+use patrol_checks::{Observed, Status};
+use patrol_config::Config;
+use patrol_report::diff::FirstSeen;
+use patrol_report::store::{History, Stored, SweepSummary};
+use patrol_report::write_report;
+
+mod common;
+use common::{day_one, day_two, swappiness, DAY, T0};
+
+/// Day three: node-e's swappiness was changed by hand to 60.
+fn day_three() -> patrol_checks::SweepDocument {
+    let mut doc = day_two();
+    doc.sweep_id = "00000000000000a3".into();
+    doc.started_at_unix_ms = T0 + 2 * DAY;
+    let e = doc.nodes.iter_mut().find(|n| n.name == "node-e").unwrap();
+    *e.checks
+        .iter_mut()
+        .find(|c| c.id == "vm.swappiness")
+        .unwrap() = swappiness(60.0);
+    doc
+}
+
+fn store(h: &mut History, doc: &patrol_checks::SweepDocument) -> Stored {
+    h.store(doc, &FirstSeen::new(), SweepSummary::default(), 400)
+        .unwrap()
+}
+
+#[test]
+fn a_node_timeline_shows_the_sweep_in_which_a_changed_sysctl_first_differed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = History::open(dir.path()).unwrap();
+    for doc in [day_one(), day_two(), day_three()] {
+        assert!(matches!(store(&mut h, &doc), Stored::Added { .. }));
+    }
+    let t = h.node_timeline("node-e", Some("vm.swappiness")).unwrap();
+    assert_eq!(t.len(), 2, "stored only when it changed: {t:#?}");
+    assert_eq!(t[0].value, "0");
+    assert_eq!(t[0].sweep.as_ref().unwrap().0, "00000000000000a1");
+    assert_eq!(t[0].previous_sweep, None);
+    assert_eq!(t[1].value, "60");
+    assert_eq!(t[1].status, "pass");
+    assert_eq!(
+        t[1].sweep,
+        Some(("00000000000000a3".to_string(), T0 + 2 * DAY))
+    );
+    assert_eq!(
+        t[1].previous_sweep,
+        Some(("00000000000000a2".to_string(), T0 + DAY))
+    );
+
+    // Without --check: node state too, and every check.
+    let all = h.node_timeline("node-e", None).unwrap();
+    assert!(all.iter().any(|c| c.check == "(node)" && c.status == "ok"));
+    assert!(all.iter().any(|c| c.check == "fs.file-max"));
+    // A node that stopped answering and left: its last state is "gone".
+    let f = h.node_timeline("node-f", None).unwrap();
+    let states: Vec<&str> = f.iter().map(|c| c.status.as_str()).collect();
+    assert_eq!(states, ["no_answer", "gone"]);
+}
+
+#[test]
+fn the_previous_sweep_is_rebuilt_with_every_value_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = History::open(dir.path()).unwrap();
+    store(&mut h, &day_one());
+    store(&mut h, &day_two());
+    // As of day two (the newest): day two itself, compared from day three.
+    let prev = h.previous(&day_three()).unwrap().unwrap();
+    assert_eq!(prev.doc.sweep_id, "00000000000000a2");
+    let want = day_two();
+    assert_eq!(prev.doc.nodes.len(), want.nodes.len());
+    for (got, want) in prev.doc.nodes.iter().zip(&want.nodes) {
+        assert_eq!(got.name, want.name);
+        assert_eq!(got.state, want.state);
+        let mut want_checks = want.checks.clone();
+        want_checks.sort_by(|a, b| a.id.cmp(&b.id));
+        for (g, w) in got.checks.iter().zip(&want_checks) {
+            assert_eq!(
+                (&g.id, g.status, &g.observed),
+                (&w.id, w.status, &w.observed)
+            );
+            assert_eq!(g.expected, w.expected);
+            if w.status != Status::Pass {
+                assert_eq!(g.message, w.message);
+            }
+        }
+    }
+    // As of day one (not the newest): rebuilt from the change rows.
+    let prev = h.previous(&day_two()).unwrap().unwrap();
+    assert_eq!(prev.doc.sweep_id, "00000000000000a1");
+    let b = prev.doc.nodes.iter().find(|n| n.name == "node-b").unwrap();
+    let s = b
+        .checks
+        .iter()
+        .find(|c| c.id == "net.core.somaxconn")
+        .unwrap();
+    assert_eq!(s.observed, Observed::Number(128.0));
+    assert_eq!(s.status, Status::Warn);
+    assert!(prev.doc.nodes.iter().any(|n| n.name == "node-g"));
+}
+
+#[test]
+fn sweeps_are_stored_once_and_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = History::open(dir.path()).unwrap();
+    let Stored::Added { changes } = store(&mut h, &day_one()) else {
+        panic!("day one not added")
+    };
+    let Stored::Added { changes: two } = store(&mut h, &day_two()) else {
+        panic!("day two not added")
+    };
+    // Day two changed: node-b somaxconn, node-d file-max and with it
+    // node-d's state (ok -> failing), node-f and node-g gone. Everything
+    // else is not written again.
+    assert!(changes > 20, "{changes}");
+    assert_eq!(two, 5);
+    assert_eq!(store(&mut h, &day_two()), Stored::AlreadyStored);
+    assert_eq!(store(&mut h, &day_one()), Stored::AlreadyStored);
+    let mut late = day_one();
+    late.sweep_id = "00000000000000a0".into();
+    assert_eq!(store(&mut h, &late), Stored::Older);
+}
+
+#[test]
+fn a_broken_history_gives_a_warning_and_no_previous_sweep_never_a_failed_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = Config::default();
+    cfg.report.history_dir = tmp.path().join("history");
+    std::fs::create_dir_all(&cfg.report.history_dir).unwrap();
+    std::fs::write(
+        cfg.report.history_dir.join(patrol_report::store::DB_FILE),
+        b"this is not an SQLite database, it was overwritten by accident",
+    )
+    .unwrap();
+    let files = write_report(&day_two(), &cfg, &tmp.path().join("out")).expect("the report");
+    assert_eq!(files.warnings.len(), 1, "{:?}", files.warnings);
+    assert!(
+        files.warnings[0].contains("history"),
+        "{:?}",
+        files.warnings
+    );
+    let text = std::fs::read_to_string(&files.text).unwrap();
+    assert!(text.contains("no earlier sweep of this scope"), "{text}");
+    assert!(
+        text.contains("Warning: the history cannot be opened"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_stored_value_that_no_longer_decodes_is_a_warning_and_no_previous_sweep() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = Config::default();
+    cfg.report.history_dir = tmp.path().join("history");
+    write_report(&day_one(), &cfg, &tmp.path().join("one")).unwrap();
+    {
+        let db =
+            rusqlite::Connection::open(cfg.report.history_dir.join(patrol_report::store::DB_FILE))
+                .unwrap();
+        db.execute("UPDATE obs SET observed = '{not json'", [])
+            .unwrap();
+    }
+    let files = write_report(&day_two(), &cfg, &tmp.path().join("two")).expect("the report");
+    assert_eq!(files.warnings.len(), 1, "{:?}", files.warnings);
+    assert!(
+        files.warnings[0].contains("previous sweep cannot be read"),
+        "{:?}",
+        files.warnings
+    );
+    let text = std::fs::read_to_string(&files.text).unwrap();
+    assert!(text.contains("no earlier sweep of this scope"), "{text}");
+}
+
+#[test]
+fn a_json_history_is_imported_oldest_first_and_broken_files_are_skipped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let old = tmp.path().join("old-history/prod-0123456789abcdef");
+    std::fs::create_dir_all(&old).unwrap();
+    for (name, doc) in [
+        ("20261123-030000-00000000000000a2.json", day_two()),
+        ("20261122-030000-00000000000000a1.json", day_one()),
+    ] {
+        std::fs::write(old.join(name), serde_json::to_vec(&doc).unwrap()).unwrap();
+    }
+    let mut seen = FirstSeen::new();
+    seen.insert("fs.file-max\u{1f}fail\u{1f}65536".into(), T0 - DAY);
+    std::fs::write(
+        old.join("20261123-030000-00000000000000a2.seen.json"),
+        serde_json::to_vec(&seen).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        old.join("20261121-030000-0000000000000099.json"),
+        b"{ truncated",
+    )
+    .unwrap();
+
+    let mut h = History::open(&tmp.path().join("db")).unwrap();
+    let done =
+        patrol_report::history::import_dir(&mut h, &tmp.path().join("old-history"), 400).unwrap();
+    assert_eq!((done.stored, done.already, done.older), (2, 0, 0));
+    assert_eq!(done.warnings.len(), 1, "{:?}", done.warnings);
+    assert!(
+        done.warnings[0].contains("0000000000000099"),
+        "{:?}",
+        done.warnings
+    );
+    let prev = h.previous(&day_three()).unwrap().unwrap();
+    assert_eq!(prev.doc.sweep_id, "00000000000000a2");
+    assert_eq!(
+        prev.first_seen, seen,
+        "the stored first-seen times came along"
+    );
+    // The trend has both sweeps, oldest first, with their group counts.
+    let trend = h.trend(&day_three(), 30).unwrap();
+    let ids: Vec<&str> = trend.iter().map(|p| p.sweep_id.as_str()).collect();
+    assert_eq!(ids, ["00000000000000a1", "00000000000000a2"]);
+    assert_eq!(trend[0].groups, 2);
+    assert_eq!(trend[0].unreachable, 2);
+    // Importing again stores nothing twice.
+    let again =
+        patrol_report::history::import_dir(&mut h, &tmp.path().join("old-history"), 400).unwrap();
+    assert_eq!((again.stored, again.already), (0, 2));
+}
+
+#[test]
+fn persisting_groups_say_since_when_from_the_database() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = Config::default();
+    cfg.report.history_dir = tmp.path().join("history");
+    for (i, doc) in [day_one(), day_two(), day_three()].iter().enumerate() {
+        let f = write_report(doc, &cfg, &tmp.path().join(format!("d{i}"))).unwrap();
+        assert!(f.warnings.is_empty(), "{:?}", f.warnings);
+    }
+    let text = std::fs::read_to_string(tmp.path().join("d2/report.txt")).unwrap();
+    assert!(
+        text.contains("[persisting since 2026-11-22] fs.file-max = 65536"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[persisting since 2026-11-23] fs.file-max = 8192"),
+        "{text}"
+    );
+    assert!(
+        text.contains("vm.swappiness: 0 on 3 nodes, 60 on 2 (node-c, node-e)"),
+        "{text}"
+    );
+}
