@@ -53,22 +53,27 @@ impl Fleet {
         format!("h{i:02}")
     }
 
-    /// `patrol members` from host 0, as JSON.
-    fn members(&self) -> Result<Vec<serde_json::Value>, String> {
+    /// `patrol COMMAND --seed <host 0> --config <host 0's> --format json
+    /// EXTRA...`, run inside host 0's namespace.
+    fn cli(&self, command: &str, extra: &[&str]) -> std::process::Output {
         let cfg = self.dir.path().join(format!("{}-0.toml", Self::name(0)));
         let ctl = format!("{}:{CONTROL}", self.lab.ip(0));
-        let out = patrol_in(
-            Some(self.lab.ns(0)),
-            &[
-                "members",
-                "--seed",
-                &ctl,
-                "--config",
-                cfg.to_str().unwrap(),
-                "--format",
-                "json",
-            ],
-        );
+        let mut args = vec![
+            command,
+            "--seed",
+            &ctl,
+            "--config",
+            cfg.to_str().unwrap(),
+            "--format",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        patrol_in(Some(self.lab.ns(0)), &args)
+    }
+
+    /// `patrol members` from host 0, as JSON.
+    fn members(&self) -> Result<Vec<serde_json::Value>, String> {
+        let out = self.cli("members", &[]);
         if !out.status.success() {
             return Err(String::from_utf8_lossy(&out.stderr).into_owned());
         }
@@ -106,22 +111,7 @@ impl Fleet {
 
     /// A sweep from host 0: the document's node states by name.
     fn sweep(&self, deadline: &str) -> (BTreeMap<String, String>, serde_json::Value) {
-        let cfg = self.dir.path().join(format!("{}-0.toml", Self::name(0)));
-        let ctl = format!("{}:{CONTROL}", self.lab.ip(0));
-        let out = patrol_in(
-            Some(self.lab.ns(0)),
-            &[
-                "sweep",
-                "--seed",
-                &ctl,
-                "--config",
-                cfg.to_str().unwrap(),
-                "--format",
-                "json",
-                "--deadline",
-                deadline,
-            ],
-        );
+        let out = self.cli("sweep", &["--deadline", deadline]);
         let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
             panic!(
                 "sweep printed no document ({e}; exit {:?}): {}",
