@@ -27,12 +27,8 @@ pub struct ControlArgs {
     #[arg(long)]
     pub cluster: Option<String>,
     /// How long to wait for an agent to accept the connection.
-    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    #[arg(long, default_value = "3s", value_parser = patrol_config::parse_duration)]
     pub connect_timeout: Duration,
-}
-
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    patrol_config::parse_duration(text)
 }
 
 impl ControlArgs {

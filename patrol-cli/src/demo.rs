@@ -21,7 +21,7 @@ use patrol_agent::sweep::StartSweep;
 use patrol_checks::Selector;
 use patrol_config::Config;
 
-use crate::connect::parse_duration;
+use patrol_config::parse_duration;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -10,6 +10,8 @@ mod columns;
 mod config_cmd;
 mod connect;
 mod demo;
+mod format;
+mod junit;
 mod keys;
 mod members;
 mod report;

@@ -12,7 +12,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use patrol_agent::control::{ControlRequest, ControlResponse};
 use patrol_checks::{NodeState, Selector, Status, SweepDocument};
 
-use crate::connect::{parse_duration, ControlArgs};
+use crate::connect::ControlArgs;
+use crate::format::Format;
+use patrol_config::parse_duration;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -47,12 +49,6 @@ pub struct Args {
     /// the config's [mail] section (or write a .eml when none is set).
     #[arg(long)]
     pub email: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    Table,
-    Json,
 }
 
 fn parse_tag(text: &str) -> Result<(String, String), String> {
@@ -116,6 +112,15 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&doc)?),
+        Format::Ndjson => {
+            // One line per node, from the finished document (the control
+            // channel streams counts only, not node entries, while the
+            // sweep runs).
+            for n in &doc.nodes {
+                println!("{}", serde_json::to_string(n)?);
+            }
+        }
+        Format::Junit => print!("{}", junit(&doc)),
         Format::Table => print!("{}", table(&doc, args.all)),
     }
     let code = exit_code(&doc);
@@ -166,17 +171,21 @@ pub fn progress_bar(expected: Option<u64>) -> ProgressBar {
 /// send the report, which is then kept on disk.)
 pub fn exit_code(doc: &SweepDocument) -> ExitCode {
     let unreachable = doc.counts.no_answer + doc.counts.down > 0;
-    let worst = doc
-        .nodes
-        .iter()
-        .map(|n| n.worst())
-        .max_by_key(|s| s.badness())
-        .unwrap_or(Status::Pass);
-    match (unreachable, worst) {
-        (true, _) | (_, Status::Fail | Status::Error) => ExitCode::from(2),
-        (false, Status::Warn) => ExitCode::from(1),
-        (false, Status::Pass) => ExitCode::SUCCESS,
-    }
+    crate::format::exit_code(doc.nodes.iter().map(|n| n.worst()), unreachable)
+}
+
+/// The sweep as JUnit XML: a suite per node, a case per check; nodes
+/// that did not answer get one erroring case.
+pub fn junit(doc: &SweepDocument) -> String {
+    crate::junit::render(doc.nodes.iter().map(|n| crate::junit::Suite {
+        node: &n.name,
+        unreachable: match n.state {
+            NodeState::NoAnswer => Some("believed alive, no answer before the deadline"),
+            NodeState::Down => Some("SWIM reports the node down or left"),
+            NodeState::Ok | NodeState::Failing => None,
+        },
+        checks: &n.checks,
+    }))
 }
 
 /// The human table: nodes with problems first (down, silent, failing),

@@ -1,5 +1,5 @@
 //! Small text formatting for reports: thousands separators, durations and
-//! calendar dates from unix milliseconds (UTC, no time-zone database).
+//! calendar dates from unix milliseconds (UTC, through `jiff`).
 
 /// `9997` -> `9,997`.
 pub fn thousands(n: u64) -> String {
@@ -28,49 +28,28 @@ pub fn opt_millis(ms: Option<u64>) -> String {
     ms.map(millis).unwrap_or_else(|| "-".to_string())
 }
 
-/// Year, month, day of a unix time in milliseconds (UTC).
-fn civil(unix_ms: u64) -> (i64, u32, u32, u64) {
-    let secs = unix_ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d, rem)
+/// A unix time in milliseconds as a UTC civil time (`jiff` does the
+/// calendar). Out-of-range values (past year 9999) clamp to jiff's maximum.
+fn utc(unix_ms: u64) -> jiff::Zoned {
+    let ms = i64::try_from(unix_ms).unwrap_or(i64::MAX);
+    jiff::Timestamp::from_millisecond(ms)
+        .unwrap_or(jiff::Timestamp::MAX)
+        .to_zoned(jiff::tz::TimeZone::UTC)
 }
 
 /// `2026-11-22` (UTC).
 pub fn date(unix_ms: u64) -> String {
-    let (y, m, d, _) = civil(unix_ms);
-    format!("{y:04}-{m:02}-{d:02}")
+    utc(unix_ms).strftime("%Y-%m-%d").to_string()
 }
 
 /// `2026-11-22 03:00 UTC`.
 pub fn date_time(unix_ms: u64) -> String {
-    let (y, m, d, rem) = civil(unix_ms);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        rem / 3600,
-        (rem % 3600) / 60
-    )
+    utc(unix_ms).strftime("%Y-%m-%d %H:%M UTC").to_string()
 }
 
-/// `20261122-030000` for directory and file names.
+/// `20261122-030000` (UTC) for directory and file names.
 pub fn stamp(unix_ms: u64) -> String {
-    let (y, m, d, rem) = civil(unix_ms);
-    format!(
-        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    utc(unix_ms).strftime("%Y%m%d-%H%M%S").to_string()
 }
 
 #[cfg(test)]
