@@ -236,6 +236,14 @@ impl Config {
                 ),
             );
         }
+        if let Some(name) = &report.time_zone {
+            if let Err(e) = jiff::tz::TimeZone::get(name) {
+                push(
+                    "report.time_zone",
+                    format!("`{name}` is not a known IANA time zone (e.g. Europe/Paris, UTC): {e}"),
+                );
+            }
+        }
         let mail: Option<MailSection> = if table.contains_key("mail") {
             section(&table, "mail", &mut push)
         } else {

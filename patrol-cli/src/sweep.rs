@@ -66,6 +66,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .deadline
         .or(loaded.as_ref().map(|c| c.sweep.default_deadline))
         .unwrap_or(Duration::from_secs(5));
+    let zone = loaded
+        .as_ref()
+        .map_or_else(jiff::tz::TimeZone::system, |c| c.report.zone());
     let config = if args.email {
         Some(loaded.unwrap_or_default())
     } else {
@@ -121,7 +124,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
         Format::Junit => print!("{}", junit(&doc)),
-        Format::Table => print!("{}", table(&doc, args.all)),
+        Format::Table => print!("{}", table(&doc, args.all, &zone)),
     }
     let code = exit_code(&doc);
     if let Some(config) = config {
@@ -191,11 +194,12 @@ pub fn junit(doc: &SweepDocument) -> String {
 /// The human table: nodes with problems first (down, silent, failing),
 /// then the checks that did not pass grouped across nodes, then the
 /// counts and timing.
-pub fn table(doc: &SweepDocument, all: bool) -> String {
+pub fn table(doc: &SweepDocument, all: bool, zone: &jiff::tz::TimeZone) -> String {
     let mut out = format!(
-        "sweep {} coordinated by {} ({}, deadline {})\n\n",
+        "sweep {} coordinated by {} at {} ({}, deadline {})\n\n",
         doc.sweep_id,
         doc.coordinator,
+        patrol_report::text::date_time(doc.started_at_unix_ms, zone),
         doc.selector.describe(),
         patrol_config::format_duration(Duration::from_millis(doc.deadline_ms))
     );

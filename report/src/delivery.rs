@@ -76,8 +76,10 @@ pub fn render_report(
     doc: &SweepDocument,
     previous: Option<PreviousSweep<'_>>,
     subject_prefix: &str,
+    time_zone: &jiff::tz::TimeZone,
 ) -> Result<Rendered, ReportError> {
-    let report = summary::build(doc, previous);
+    let mut report = summary::build(doc, previous);
+    report.time_zone = time_zone.clone();
     render_built(doc, &report, subject_prefix)
 }
 
@@ -121,13 +123,14 @@ fn write_files(doc: &SweepDocument, r: &Rendered, dir: &Path) -> Result<ReportFi
 fn build_with_history(doc: &SweepDocument, config: &Config) -> Result<Report, ReportError> {
     let history_dir = &config.report.history_dir;
     let previous = history::previous(history_dir, doc)?;
-    let report = summary::build(
+    let mut report = summary::build(
         doc,
         previous.as_ref().map(|p| PreviousSweep {
             doc: &p.doc,
             first_seen: p.first_seen.as_ref(),
         }),
     );
+    report.time_zone = config.report.zone();
     history::store(
         history_dir,
         doc,

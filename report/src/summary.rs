@@ -34,6 +34,14 @@ pub struct Report {
     pub drift: Vec<Drift>,
     /// The previous sweep this was compared with (id, start).
     pub previous: Option<(String, u64)>,
+    /// The zone every time is shown in (`[report] time_zone`); UTC from
+    /// [`build`], set by whoever knows the config.
+    #[serde(skip, default = "utc")]
+    pub time_zone: jiff::tz::TimeZone,
+}
+
+fn utc() -> jiff::tz::TimeZone {
+    jiff::tz::TimeZone::UTC
 }
 
 impl Report {
@@ -94,5 +102,6 @@ pub fn build(doc: &SweepDocument, previous: Option<PreviousSweep<'_>>) -> Report
         aggregate,
         groups,
         resolved,
+        time_zone: utc(),
     }
 }
