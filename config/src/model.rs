@@ -78,6 +78,19 @@ pub struct ChecksSection {
     pub default_timeout: Duration,
 }
 
+/// `[metrics]`: the agent's OpenMetrics endpoint for Prometheus. Off
+/// unless `listen` is set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Address to serve `GET /metrics` on (e.g. `127.0.0.1:9477`; port 0
+    /// picks a free one). Default: none, no endpoint. The endpoint has no
+    /// authentication: bind it to loopback or a network only Prometheus
+    /// reaches.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+}
+
 /// A whole config file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -90,6 +103,7 @@ pub struct Config {
     pub check: Vec<toml::Table>,
     pub mail: Option<MailSection>,
     pub report: ReportSection,
+    pub metrics: MetricsSection,
     /// The file this was loaded from (for error messages).
     pub source: PathBuf,
 }
@@ -174,13 +188,14 @@ impl Default for Config {
             check: Vec::new(),
             mail: None,
             report: ReportSection::default(),
+            metrics: MetricsSection::default(),
             source: PathBuf::from("(built-in defaults)"),
         }
     }
 }
 
 const TOP_LEVEL_KEYS: &[&str] = &[
-    "node", "control", "sweep", "checks", "check", "mail", "report",
+    "node", "control", "sweep", "checks", "check", "mail", "report", "metrics",
 ];
 
 impl Config {
@@ -244,6 +259,7 @@ impl Config {
                 );
             }
         }
+        let metrics: MetricsSection = section(&table, "metrics", &mut push).unwrap_or_default();
         let mail: Option<MailSection> = if table.contains_key("mail") {
             section(&table, "mail", &mut push)
         } else {
@@ -362,6 +378,7 @@ impl Config {
                 check,
                 mail,
                 report,
+                metrics,
                 source: file.to_path_buf(),
             })
         } else {

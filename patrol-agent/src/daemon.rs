@@ -41,6 +41,11 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot bind the metrics listener {addr}: {source}")]
+    Metrics {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Where a started daemon listens.
@@ -59,6 +64,7 @@ pub struct Daemon {
     control_stop: watch::Sender<bool>,
     control_task: tokio::task::JoinHandle<()>,
     seed_task: Option<tokio::task::JoinHandle<()>>,
+    metrics_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Daemon {
@@ -67,6 +73,9 @@ impl Daemon {
     pub async fn stop(self, mode: StopMode) -> AgentStats {
         let _ = self.control_stop.send(true);
         let _ = self.control_task.await;
+        if let Some(t) = self.metrics_task {
+            let _ = t.await;
+        }
         if let Some(t) = self.seed_task {
             t.abort();
         }
@@ -115,6 +124,11 @@ pub async fn start_with(config: &Config, envelope: Envelope) -> Result<Daemon, S
         config.node.tags.clone(),
         config.checks.concurrency,
     ));
+    let meter = crate::metrics::CheckMeter::default();
+    let inspector = Arc::new(crate::metrics::MeteredInspector::new(
+        inspector,
+        meter.clone(),
+    ));
     let transport = Transport::udp(config.node.bind)
         .await
         .map_err(|source| StartError::Bind {
@@ -140,6 +154,14 @@ pub async fn start_with(config: &Config, envelope: Envelope) -> Result<Daemon, S
             addr: config.control.listen,
             source,
         })?;
+    let metrics_listener = match config.metrics.listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Metrics { addr, source })?,
+        ),
+        None => None,
+    };
     let seeds = resolve_seeds(&config.node.seeds).await;
     let settings = AgentSettings {
         name: config.node.name.clone(),
@@ -161,6 +183,14 @@ pub async fn start_with(config: &Config, envelope: Envelope) -> Result<Daemon, S
         ))
     });
     let (control_stop, stop_rx) = watch::channel(false);
+    let metrics_task = metrics_listener.map(|l| {
+        let source = metrics_source(agent.commander());
+        crate::metrics::spawn(
+            l,
+            crate::metrics::Exporter::new(source, meter),
+            stop_rx.clone(),
+        )
+    });
     let control_task = crate::control::serve(listener, envelope, agent.commander(), stop_rx);
     Ok(Daemon {
         ready: Ready {
@@ -172,6 +202,33 @@ pub async fn start_with(config: &Config, envelope: Envelope) -> Result<Daemon, S
         control_stop,
         control_task,
         seed_task,
+        metrics_task,
+    })
+}
+
+/// What the metrics endpoint asks the owner task for at each scrape.
+fn metrics_source(commander: agent::Commander) -> crate::metrics::Source {
+    Arc::new(move || {
+        let commander = commander.clone();
+        Box::pin(async move {
+            let members = commander.members().await.ok()?;
+            let stats = commander.stats().await.ok()?;
+            let mut by_state: Vec<(crate::membership::MemberState, u64)> = Vec::new();
+            for m in &members {
+                match by_state.iter_mut().find(|(s, _)| *s == m.state) {
+                    Some((_, n)) => *n += 1,
+                    None => by_state.push((m.state, 1)),
+                }
+            }
+            Some(crate::metrics::Snapshot {
+                members: by_state,
+                datagrams_in: stats.datagrams_in,
+                datagrams_out: stats.datagrams_out,
+                dropped_unsealed: stats.dropped_unsealed,
+                dropped_malformed: stats.dropped_malformed,
+                sweeps_coordinated: stats.sweeps_coordinated,
+            })
+        })
     })
 }
 

@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod envelope;
 pub mod inspector;
 pub mod keyring;
+pub mod metrics;
 pub mod timers;
 pub mod transport;
 

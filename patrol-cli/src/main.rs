@@ -16,6 +16,7 @@ mod keys;
 mod members;
 mod report;
 mod sweep;
+mod textfile;
 
 /// Patrol: inspect a whole fleet in seconds.
 #[derive(Debug, Parser)]

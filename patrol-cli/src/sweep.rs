@@ -42,6 +42,10 @@ pub struct Args {
     /// Also write the sweep document (JSON) to this file.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Also write the sweep's figures as a node_exporter textfile-collector
+    /// file (replaced atomically; no timestamps).
+    #[arg(long, value_name = "FILE")]
+    pub prometheus: Option<PathBuf>,
     /// In the table, list the nodes whose checks all passed too.
     #[arg(long)]
     pub all: bool,
@@ -112,6 +116,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.out {
         let json = serde_json::to_vec_pretty(&doc)?;
         std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.prometheus {
+        crate::textfile::write_atomic(path, &crate::textfile::render([&doc]))?;
     }
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&doc)?),
