@@ -41,6 +41,13 @@ pub struct NodeSection {
     /// The cluster keyring (made by `patrol keys generate`, mode 0600).
     #[serde(default = "default_key_file")]
     pub key_file: PathBuf,
+    /// Where the host's root filesystem is mounted when the agent runs in
+    /// a container (e.g. `/host`): every check reads `/proc`, `/sys`,
+    /// `/dev/kmsg`, files and mounts under it, and commands run chrooted
+    /// into it. Default: none, the agent reads the machine it runs on.
+    /// Must be an absolute path.
+    #[serde(default)]
+    pub host_root: Option<PathBuf>,
 }
 
 /// `[control]`: the TCP listener the CLI talks to.
@@ -147,6 +154,7 @@ impl Default for NodeSection {
             cluster: default_cluster(),
             bind: default_bind(),
             advertise: None,
+            host_root: None,
             seeds: Vec::new(),
             tags: BTreeMap::new(),
             key_file: default_key_file(),
@@ -250,6 +258,14 @@ impl Config {
                     report.keep_sweeps
                 ),
             );
+        }
+        if let Some(root) = &node.host_root {
+            if !root.is_absolute() {
+                push(
+                    "node.host_root",
+                    format!("`{}` must be an absolute path", root.display()),
+                );
+            }
         }
         if let Some(name) = &report.time_zone {
             if let Err(e) = jiff::tz::TimeZone::get(name) {

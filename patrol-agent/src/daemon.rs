@@ -119,10 +119,13 @@ async fn refresh_seeds(names: Vec<String>, mut last: Vec<SocketAddr>, commander:
 /// Start a daemon from a loaded config and an envelope.
 pub async fn start_with(config: &Config, envelope: Envelope) -> Result<Daemon, StartError> {
     let catalog = patrol_checks::Catalog::from_config(config)?;
-    let inspector = Arc::new(CatalogInspector::new(
+    let inspector = Arc::new(CatalogInspector::with_runner(
         catalog,
         config.node.tags.clone(),
-        config.checks.concurrency,
+        patrol_checks::Runner::new(
+            patrol_checks::host_for(&config.node),
+            config.checks.concurrency,
+        ),
     ));
     let meter = crate::metrics::CheckMeter::default();
     let inspector = Arc::new(crate::metrics::MeteredInspector::new(

@@ -19,11 +19,10 @@ use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use patrol_checks::{Catalog, CheckOutcome, RealHost, Runner, Selector, Status};
+use patrol_checks::{Catalog, CheckOutcome, Runner, Selector, Status};
 use patrol_config::{Config, DEFAULT_CONFIG_PATH};
 
 use crate::format::Format;
@@ -121,7 +120,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     let start = Instant::now();
-    let runner = Runner::new(Arc::new(RealHost), config.checks.concurrency);
+    let runner = Runner::new(
+        patrol_checks::host_for(&config.node),
+        config.checks.concurrency,
+    );
     let outcomes = runner.run(&checks).await;
     let elapsed = start.elapsed();
     let text = match args.format {

@@ -30,27 +30,49 @@ impl Host for RealHost {
     }
 
     fn fs_usage(&self, mount: &str) -> io::Result<FsUsage> {
-        let s = rustix::fs::statvfs(mount)?;
-        let frag = if s.f_frsize > 0 {
-            s.f_frsize
-        } else {
-            s.f_bsize
-        };
-        Ok(FsUsage {
-            bytes_total: s.f_blocks.saturating_mul(frag),
-            bytes_free: s.f_bfree.saturating_mul(frag),
-            bytes_avail: s.f_bavail.saturating_mul(frag),
-            inodes_total: s.f_files,
-            inodes_free: s.f_ffree,
-        })
+        statvfs_usage(std::path::Path::new(mount))
     }
 
     fn kernel_log(&self) -> io::Result<String> {
+        read_kmsg(std::path::Path::new("/dev/kmsg"))
+    }
+
+    fn run_command(&self, req: CommandRequest) -> BoxFuture<Result<CommandOutput, CommandError>> {
+        let path = req.program.clone();
+        Box::pin(super::process::run(path, req))
+    }
+
+    fn http_get(&self, req: &HttpRequest) -> Result<HttpResponse, HttpError> {
+        super::http::get(req)
+    }
+}
+
+/// Space and inodes of the filesystem holding `path`.
+pub(super) fn statvfs_usage(path: &std::path::Path) -> io::Result<FsUsage> {
+    let s = rustix::fs::statvfs(path)?;
+    let frag = if s.f_frsize > 0 {
+        s.f_frsize
+    } else {
+        s.f_bsize
+    };
+    Ok(FsUsage {
+        bytes_total: s.f_blocks.saturating_mul(frag),
+        bytes_free: s.f_bfree.saturating_mul(frag),
+        bytes_avail: s.f_bavail.saturating_mul(frag),
+        inodes_total: s.f_files,
+        inodes_free: s.f_ffree,
+    })
+}
+
+/// Every record `/dev/kmsg` (at `path`) holds now, without waiting for
+/// more.
+pub(super) fn read_kmsg(path: &std::path::Path) -> io::Result<String> {
+    {
         // Non-blocking: a read at the end gives EAGAIN instead of waiting.
         let mut f = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-            .open("/dev/kmsg")?;
+            .open(path)?;
         let mut out = String::new();
         // Each read returns one record.
         let mut buf = vec![0u8; 16 * 1024];
@@ -73,15 +95,6 @@ impl Host for RealHost {
             }
         }
         Ok(out)
-    }
-
-    fn run_command(&self, req: CommandRequest) -> BoxFuture<Result<CommandOutput, CommandError>> {
-        let path = req.program.clone();
-        Box::pin(super::process::run(path, req))
-    }
-
-    fn http_get(&self, req: &HttpRequest) -> Result<HttpResponse, HttpError> {
-        super::http::get(req)
     }
 }
 
