@@ -98,6 +98,14 @@ pub struct MetricsSection {
     pub listen: Option<SocketAddr>,
 }
 
+/// `[node]` values given from outside the file (command line or
+/// environment); see [`Config::load_with`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeOverrides {
+    pub advertise: Option<SocketAddr>,
+    pub name: Option<String>,
+}
+
 /// A whole config file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -214,8 +222,55 @@ impl Config {
         Config::parse(&text, path)
     }
 
+    /// Read and validate a config file with `[node]` keys given from
+    /// outside (the agent's `--advertise` and `--name`, which a
+    /// Kubernetes DaemonSet takes from the downward API): they count as if
+    /// the file held them, so validation sees them.
+    pub fn load_with(path: &Path, overrides: &NodeOverrides) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::single(path, "", format!("cannot read the file: {e}")))?;
+        Config::parse_with(&text, path, overrides)
+    }
+
+    /// [`Config::parse`] with `[node]` overrides (see [`Config::load_with`]).
+    pub fn parse_with(
+        text: &str,
+        file: &Path,
+        overrides: &NodeOverrides,
+    ) -> Result<Config, ConfigError> {
+        let mut table: toml::Table = match toml::from_str(text) {
+            Ok(t) => t,
+            // Let `parse` word the TOML error.
+            Err(_) => return Config::parse(text, file),
+        };
+        // A `node` that is not a table stays as it is; `parse_table` says so.
+        if let toml::Value::Table(node) = table
+            .entry("node")
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        {
+            if let Some(a) = overrides.advertise {
+                node.insert("advertise".into(), toml::Value::String(a.to_string()));
+            }
+            if let Some(n) = &overrides.name {
+                node.insert("name".into(), toml::Value::String(n.clone()));
+            }
+        }
+        Config::parse_table(table, file)
+    }
+
     /// Parse and validate config text; `file` names it in problems.
     pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
+        match toml::from_str::<toml::Table>(text) {
+            Ok(table) => Config::parse_table(table, file),
+            Err(e) => Err(ConfigError::single(
+                file,
+                "",
+                format!("not valid TOML: {}", e.to_string().trim_end()),
+            )),
+        }
+    }
+
+    fn parse_table(table: toml::Table, file: &Path) -> Result<Config, ConfigError> {
         let mut problems = Vec::new();
         let mut push = |key: &str, message: String| {
             problems.push(Problem {
@@ -223,16 +278,6 @@ impl Config {
                 key: key.to_string(),
                 message,
             })
-        };
-        let table: toml::Table = match toml::from_str(text) {
-            Ok(t) => t,
-            Err(e) => {
-                return Err(ConfigError::single(
-                    file,
-                    "",
-                    format!("not valid TOML: {}", e.to_string().trim_end()),
-                ))
-            }
         };
         for key in table.keys() {
             if !TOP_LEVEL_KEYS.contains(&key.as_str()) {
@@ -485,6 +530,23 @@ mod tests {
         let err = parse("[node]\nbind = \"not-an-address\"\n").unwrap_err();
         assert_eq!(err.problems[0].key, "node");
         assert!(err.to_string().contains("address"), "{err}");
+    }
+
+    #[test]
+    fn overrides_from_outside_count_as_if_the_file_held_them() {
+        let text = "[node]\nbind = \"0.0.0.0:7946\"\n";
+        assert!(parse(text).is_err(), "unspecified bind needs advertise");
+        let o = NodeOverrides {
+            advertise: Some("10.1.2.3:7946".parse().unwrap()),
+            name: Some("n7".into()),
+        };
+        let c = Config::parse_with(text, Path::new("t.toml"), &o).unwrap();
+        assert_eq!(c.advertise_addr(), "10.1.2.3:7946".parse().unwrap());
+        assert_eq!(c.node.name, "n7");
+        let c = Config::parse_with("", Path::new("t.toml"), &o).unwrap();
+        assert_eq!(c.node.name, "n7");
+        let err = Config::parse_with("[node\n", Path::new("t.toml"), &o).unwrap_err();
+        assert!(err.to_string().contains("not valid TOML"), "{err}");
     }
 
     #[test]

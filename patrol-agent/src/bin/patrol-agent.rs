@@ -13,6 +13,13 @@ struct Args {
     /// Config file.
     #[arg(long, default_value = patrol_config::DEFAULT_CONFIG_PATH)]
     config: PathBuf,
+    /// Overrides `[node] advertise` (e.g. the node's IP from the
+    /// Kubernetes downward API, which a shared config file cannot hold).
+    #[arg(long, env = "PATROL_ADVERTISE", value_name = "IP:PORT")]
+    advertise: Option<std::net::SocketAddr>,
+    /// Overrides `[node] name` (default: the config's, else the hostname).
+    #[arg(long, env = "PATROL_NODE_NAME")]
+    name: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -25,7 +32,11 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let config = match patrol_config::Config::load(&args.config) {
+    let overrides = patrol_config::NodeOverrides {
+        advertise: args.advertise,
+        name: args.name.filter(|n| !n.trim().is_empty()),
+    };
+    let config = match patrol_config::Config::load_with(&args.config, &overrides) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("patrol-agent: invalid config:\n{e}");
