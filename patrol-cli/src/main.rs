@@ -15,13 +15,14 @@ mod junit;
 mod keys;
 mod members;
 mod report;
+mod shell;
 mod sweep;
 mod textfile;
 
 /// Patrol: inspect a whole fleet in seconds.
 #[derive(Debug, Parser)]
 #[command(name = "patrol", version, about, propagate_version = true)]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -44,6 +45,11 @@ enum Command {
     Config(config_cmd::Command),
     /// Start a local mesh on loopback, sweep this machine, write a report.
     Demo(demo::Args),
+    /// Print a shell completion script (bash, zsh, fish, ...).
+    Completions(shell::CompletionArgs),
+    /// Write the man pages of patrol and patrol-agent into a directory.
+    #[command(hide = true)]
+    Man(shell::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -75,6 +81,8 @@ fn main() -> ExitCode {
             Command::Keys(c) => keys::run(c).await,
             Command::Config(c) => config_cmd::run(c).await,
             Command::Demo(a) => demo::run(a).await,
+            Command::Completions(a) => shell::completions(a),
+            Command::Man(a) => shell::man(a),
         }
     });
     // A check stuck in a blocking read (a hung NFS mount) must not keep the
