@@ -9,6 +9,7 @@ mod check;
 mod columns;
 mod config_cmd;
 mod connect;
+mod contexts;
 mod demo;
 mod format;
 mod junit;

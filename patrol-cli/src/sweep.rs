@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use patrol_agent::control::{ControlRequest, ControlResponse};
 use patrol_checks::{NodeState, Selector, Status, SweepDocument};
 
-use crate::connect::ControlArgs;
+use crate::connect::{ControlArgs, Target};
 use crate::format::Format;
 use patrol_config::parse_duration;
 
@@ -87,38 +87,39 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         node_filter: args.filter.iter().cloned().collect::<BTreeMap<_, _>>(),
         deadline_ms: u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
     };
-    let (addr, mut client) = args.control.open(&request).await?;
+    let targets = args.control.targets()?;
     let bar = progress_bar(None);
     bar.enable_steady_tick(Duration::from_millis(100));
-    let doc = loop {
-        match client
-            .recv()
-            .await
-            .with_context(|| format!("sweep through {addr}"))?
-        {
-            ControlResponse::Progress { answered, expected } => {
-                bar.set_length(expected);
-                bar.set_position(answered);
-            }
-            ControlResponse::SweepDone(doc) => break *doc,
-            ControlResponse::Error(e) => {
-                bar.finish_and_clear();
-                bail!("{addr}: {e}")
-            }
-            other => {
-                bar.finish_and_clear();
-                bail!("{addr}: unexpected reply {other:?}")
+    let (doc, per_cluster) = if targets.len() == 1 && targets[0].context.is_none() {
+        let doc = sweep_target(&targets[0], &request, |answered, expected| {
+            bar.set_length(expected);
+            bar.set_position(answered);
+        })
+        .await;
+        bar.finish_and_clear();
+        let doc = doc?;
+        (doc.clone(), vec![doc])
+    } else {
+        let parts = sweep_all(&targets, &request, &bar).await;
+        bar.finish_and_clear();
+        let per_cluster: Vec<SweepDocument> = parts
+            .iter()
+            .filter_map(|p| p.result.as_ref().ok().cloned())
+            .collect();
+        for p in &parts {
+            if let Err(e) = &p.result {
+                eprintln!("patrol: cluster {} could not be swept: {e}", p.label);
             }
         }
+        (crate::contexts::merge(parts), per_cluster)
     };
-    bar.finish_and_clear();
 
     if let Some(path) = &args.out {
         let json = serde_json::to_vec_pretty(&doc)?;
         std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &args.prometheus {
-        crate::textfile::write_atomic(path, &crate::textfile::render([&doc]))?;
+        crate::textfile::write_atomic(path, &crate::textfile::render(&per_cluster))?;
     }
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&doc)?),
@@ -162,6 +163,72 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(code)
+}
+
+/// One cluster's sweep: connect to the first seed that answers, follow the
+/// progress, return the document.
+async fn sweep_target(
+    target: &Target,
+    request: &ControlRequest,
+    on_progress: impl Fn(u64, u64),
+) -> anyhow::Result<SweepDocument> {
+    let (addr, mut client) = target.open(request).await?;
+    loop {
+        match client
+            .recv()
+            .await
+            .with_context(|| format!("sweep through {addr}"))?
+        {
+            ControlResponse::Progress { answered, expected } => on_progress(answered, expected),
+            ControlResponse::SweepDone(doc) => return Ok(*doc),
+            ControlResponse::Error(e) => bail!("{addr}: {e}"),
+            other => bail!("{addr}: unexpected reply {other:?}"),
+        }
+    }
+}
+
+/// Every target at once; one progress bar over all of them. A cluster
+/// whose sweep fails is a result too (it is listed, never dropped).
+async fn sweep_all(
+    targets: &[Target],
+    request: &ControlRequest,
+    bar: &ProgressBar,
+) -> Vec<crate::contexts::ClusterResult> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(usize, u64, u64)>(256);
+    let handles: Vec<_> = targets
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(i, target)| {
+            let tx = tx.clone();
+            let request = request.clone();
+            tokio::spawn(async move {
+                sweep_target(&target, &request, |a, e| {
+                    let _ = tx.try_send((i, a, e));
+                })
+                .await
+                .map_err(|e| format!("{e:#}"))
+            })
+        })
+        .collect();
+    drop(tx);
+    let mut progress = vec![(0u64, 0u64); targets.len()];
+    while let Some((i, answered, expected)) = rx.recv().await {
+        progress[i] = (answered, expected);
+        bar.set_length(progress.iter().map(|p| p.1).sum());
+        bar.set_position(progress.iter().map(|p| p.0).sum());
+    }
+    let mut parts = Vec::with_capacity(targets.len());
+    for (target, handle) in targets.iter().zip(handles) {
+        let result = handle
+            .await
+            .unwrap_or_else(|e| Err(format!("the sweep task failed: {e}")));
+        parts.push(crate::contexts::ClusterResult {
+            label: target.label(),
+            result,
+        });
+    }
+    parts
 }
 
 /// The sweep's progress bar on stderr (hidden when stderr is not a
@@ -235,6 +302,13 @@ pub fn table(doc: &SweepDocument, all: bool, zone: &jiff::tz::TimeZone) -> Strin
                 "answered, but no check of its config matches the selector".to_string()
             }
             NodeState::Down => "SWIM reports the node down or left".to_string(),
+            // A cluster that could not be swept carries the reason.
+            NodeState::NoAnswer if !n.checks.is_empty() => n
+                .checks
+                .iter()
+                .map(|c| c.message.clone())
+                .collect::<Vec<_>>()
+                .join("; "),
             NodeState::NoAnswer => "believed alive, no answer before the deadline".to_string(),
             _ => {
                 let mut bad: Vec<_> = n
