@@ -216,7 +216,7 @@ impl CheckSpec {
 
     /// True when every tag this check requires is on the node.
     pub fn runs_on(&self, node_tags: &BTreeMap<String, String>) -> bool {
-        self.tags.iter().all(|(k, v)| node_tags.get(k) == Some(v))
+        patrol_model::selector::tags_match(&self.tags, node_tags)
     }
 }
 

@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use patrol_config::Config;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::agent::{self, AgentHandle, AgentSettings, AgentStats, StopMode};
 use crate::envelope::Envelope;
@@ -21,6 +20,7 @@ use crate::inspector::CatalogInspector;
 use crate::keyring::Keyring;
 use crate::sweep::SweepSettings;
 use crate::transport::Transport;
+use patrol_core::NodeSettings;
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -56,29 +56,18 @@ pub struct Ready {
     pub control: SocketAddr,
 }
 
-/// A started daemon: the agent and its control listener.
+/// A started daemon: the agent, whose task set also holds the control
+/// listener, the seed refresher and (under [`run`]) the key reloader.
 #[derive(Debug)]
 pub struct Daemon {
     pub ready: Ready,
     pub agent: AgentHandle,
-    control_stop: watch::Sender<bool>,
-    control_task: tokio::task::JoinHandle<()>,
-    seed_task: Option<tokio::task::JoinHandle<()>>,
-    metrics_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Daemon {
-    /// Stop: control listener first, then the agent (leaving gracefully or
-    /// not).
+    /// Stop: the agent leaves (gracefully or not), then one cancellation
+    /// ends every task and the stop waits for them all.
     pub async fn stop(self, mode: StopMode) -> AgentStats {
-        let _ = self.control_stop.send(true);
-        let _ = self.control_task.await;
-        if let Some(t) = self.metrics_task {
-            let _ = t.await;
-        }
-        if let Some(t) = self.seed_task {
-            t.abort();
-        }
         self.agent.stop(mode).await
     }
 }
@@ -168,33 +157,26 @@ pub async fn start_with(config: &Config, envelope: Envelope) -> Result<Daemon, S
     let seeds = resolve_seeds(&config.node.seeds).await;
     let settings = AgentSettings {
         name: config.node.name.clone(),
-        cluster: config.node.cluster.clone(),
         tags: config.node.tags.clone(),
         seeds: seeds.clone(),
         advertise: Some(advertise),
-        sweep: SweepSettings {
-            max_concurrent: config.sweep.max_concurrent,
-            ..SweepSettings::default()
-        },
+        node: node_settings(config),
     };
-    let agent = agent::start(settings, transport, envelope.clone(), inspector);
-    let seed_task = (!config.node.seeds.is_empty()).then(|| {
-        tokio::spawn(refresh_seeds(
-            config.node.seeds.clone(),
-            seeds,
-            agent.commander(),
-        ))
-    });
-    let (control_stop, stop_rx) = watch::channel(false);
-    let metrics_task = metrics_listener.map(|l| {
-        let source = metrics_source(agent.commander());
-        crate::metrics::spawn(
-            l,
-            crate::metrics::Exporter::new(source, meter),
-            stop_rx.clone(),
-        )
-    });
-    let control_task = crate::control::serve(listener, envelope, agent.commander(), stop_rx);
+    let mut agent = agent::start(settings, transport, envelope.clone(), inspector);
+    let commander = agent.commander();
+    if !config.node.seeds.is_empty() {
+        let names = config.node.seeds.clone();
+        agent
+            .tasks()
+            .spawn(refresh_seeds(names, seeds, commander.clone()));
+    }
+    if let Some(l) = metrics_listener {
+        let exporter = crate::metrics::Exporter::new(metrics_source(commander.clone()), meter);
+        agent.tasks().spawn(crate::metrics::serve(l, exporter));
+    }
+    agent
+        .tasks()
+        .spawn(crate::control::serve(listener, envelope, commander));
     Ok(Daemon {
         ready: Ready {
             name: config.node.name.clone(),
@@ -202,10 +184,6 @@ pub async fn start_with(config: &Config, envelope: Envelope) -> Result<Daemon, S
             control: control_addr,
         },
         agent,
-        control_stop,
-        control_task,
-        seed_task,
-        metrics_task,
     })
 }
 
@@ -225,14 +203,30 @@ fn metrics_source(commander: agent::Commander) -> crate::metrics::Source {
             }
             Some(crate::metrics::Snapshot {
                 members: by_state,
-                datagrams_in: stats.datagrams_in,
-                datagrams_out: stats.datagrams_out,
+                datagrams_in: stats.node.datagrams_in,
+                datagrams_out: stats.node.datagrams_out,
                 dropped_unsealed: stats.dropped_unsealed,
-                dropped_malformed: stats.dropped_malformed,
-                sweeps_coordinated: stats.sweeps_coordinated,
+                dropped_malformed: stats.node.dropped_malformed,
+                dropped_outbound: stats.dropped_outbound,
+                sweeps_coordinated: stats.node.sweeps_coordinated,
             })
         })
     })
+}
+
+/// The node's settings from the config file: the tuned defaults, with the
+/// cluster name and `[sweep] max_concurrent` from `config`.
+pub fn node_settings(config: &Config) -> NodeSettings {
+    let defaults = NodeSettings::default();
+    NodeSettings {
+        cluster: config.node.cluster.clone(),
+        max_datagram: crate::transport::MAX_SEALED_DATAGRAM - crate::envelope::OVERHEAD,
+        sweep: SweepSettings {
+            max_concurrent: config.sweep.max_concurrent,
+            ..defaults.sweep.clone()
+        },
+        ..defaults
+    }
 }
 
 /// Run a daemon from its config file until `shutdown` completes, then leave
@@ -245,11 +239,13 @@ pub async fn run(
 ) -> Result<AgentStats, StartError> {
     let keyring = Keyring::load(&config.node.key_file)?;
     let envelope = Envelope::new(keyring, &config.node.cluster);
-    let daemon = start_with(config, envelope.clone()).await?;
-    let reloader = tokio::spawn(reload_on_hangup(envelope, config.node.key_file.clone()));
+    let mut daemon = start_with(config, envelope.clone()).await?;
+    daemon
+        .agent
+        .tasks()
+        .spawn(reload_on_hangup(envelope, config.node.key_file.clone()));
     on_ready(&daemon.ready);
     shutdown.await;
-    reloader.abort();
     Ok(daemon.stop(StopMode::Leave).await)
 }
 

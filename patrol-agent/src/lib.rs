@@ -2,6 +2,7 @@
 //! the sans-IO sweep core, the control channel and the check executor.
 
 pub mod agent;
+pub mod clock;
 pub mod command_line;
 pub mod control;
 pub mod daemon;
@@ -9,6 +10,7 @@ pub mod envelope;
 pub mod inspector;
 pub mod keyring;
 pub mod metrics;
+pub mod shutdown;
 pub mod timers;
 pub mod transport;
 

@@ -20,7 +20,7 @@
 //! |---|---|---|
 //! | `members` | gauge | `state` (alive, suspect, down, left) |
 //! | `datagrams_received_total`, `datagrams_sent_total` | counter | |
-//! | `datagrams_dropped_total` | counter | `reason` (unsealed, malformed) |
+//! | `datagrams_dropped_total` | counter | `reason` (unsealed, malformed, outbound_full) |
 //! | `sweeps_coordinated_total`, `sweeps_joined_total` | counter | |
 //! | `check_duration_seconds` | histogram | `kind` |
 //! | `last_sweep_age_seconds` | gauge | (absent before the first sweep) |
@@ -50,7 +50,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
 
 use crate::agent::Inspector;
 use crate::membership::MemberState;
@@ -109,6 +109,8 @@ pub struct Snapshot {
     pub dropped_unsealed: u64,
     /// Opened datagrams that foca or the sweep decoder rejected.
     pub dropped_malformed: u64,
+    /// Sealed datagrams not sent because the outbound queue was full.
+    pub dropped_outbound: u64,
     pub sweeps_coordinated: u64,
 }
 
@@ -295,6 +297,7 @@ impl Exporter {
         for (reason, n) in [
             ("unsealed", snapshot.dropped_unsealed),
             ("malformed", snapshot.dropped_malformed),
+            ("outbound_full", snapshot.dropped_outbound),
         ] {
             dropped
                 .get_or_create(&ReasonLabel {
@@ -304,7 +307,7 @@ impl Exporter {
         }
         registry.register(
             "datagrams_dropped",
-            "Datagrams dropped: unsealed (did not open: wrong key, corrupted, other cluster) or malformed (opened but did not decode)",
+            "Datagrams dropped: unsealed (did not open: wrong key, corrupted, other cluster), malformed (opened but did not decode) or outbound_full (not sent: the send queue was full)",
             dropped,
         );
         registry.register(
@@ -363,36 +366,26 @@ impl Exporter {
     }
 }
 
-/// Serve `GET /metrics` on `listener` until `stop` turns true.
-pub fn spawn(
-    listener: TcpListener,
-    exporter: Exporter,
-    mut stop: watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-        let mut connections = tokio::task::JoinSet::new();
-        loop {
-            tokio::select! {
-                changed = stop.changed() => {
-                    if changed.is_err() || *stop.borrow() {
-                        break;
-                    }
-                }
-                accepted = listener.accept() => {
-                    let Ok((stream, _)) = accepted else { continue };
-                    let Ok(slot) = slots.clone().acquire_owned().await else { break };
-                    let exporter = exporter.clone();
-                    connections.spawn(async move {
-                        let _ = serve_one(stream, &exporter).await;
-                        drop(slot);
-                    });
-                }
-                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+/// Serve `GET /metrics` on `listener`, until the future is dropped (the
+/// agent's task set cancels it on shutdown; the connections in flight go
+/// with it).
+pub async fn serve(listener: TcpListener, exporter: Exporter) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let Ok(slot) = slots.clone().acquire_owned().await else { break };
+                let exporter = exporter.clone();
+                connections.spawn(async move {
+                    let _ = serve_one(stream, &exporter).await;
+                    drop(slot);
+                });
             }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
-        connections.shutdown().await;
-    })
+    }
 }
 
 /// Read one request head and answer it; the connection closes after.
@@ -511,6 +504,7 @@ mod tests {
             datagrams_out: 12,
             dropped_unsealed: 2,
             dropped_malformed: 1,
+            dropped_outbound: 5,
             sweeps_coordinated: 4,
         };
         let page = exporter(meter).encode(&snapshot, t0 + Duration::from_secs(30));
@@ -522,6 +516,7 @@ mod tests {
             "patrol_datagrams_sent_total 12",
             "patrol_datagrams_dropped_total{reason=\"unsealed\"} 2",
             "patrol_datagrams_dropped_total{reason=\"malformed\"} 1",
+            "patrol_datagrams_dropped_total{reason=\"outbound_full\"} 5",
             "patrol_sweeps_coordinated_total 4",
             "patrol_sweeps_joined_total 2",
             "patrol_last_sweep_age_seconds 30.0",
@@ -562,8 +557,7 @@ mod tests {
     async fn the_endpoint_answers_get_metrics_and_404_elsewhere() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let task = spawn(listener, exporter(CheckMeter::default()), stop_rx);
+        let task = tokio::spawn(serve(listener, exporter(CheckMeter::default())));
         let get = |path: &'static str, accept: &'static str| async move {
             let mut s = TcpStream::connect(addr).await.unwrap();
             s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n{accept}\r\n").as_bytes())
@@ -591,10 +585,7 @@ mod tests {
         );
         assert!(page.contains("\npatrol_sweeps_joined_total 0\n"), "{page}");
         assert!(get("/", "").await.starts_with("HTTP/1.1 404"));
-        stop_tx.send(true).unwrap();
-        tokio::time::timeout(Duration::from_secs(5), task)
-            .await
-            .unwrap()
-            .unwrap();
+        task.abort();
+        assert!(task.await.unwrap_err().is_cancelled());
     }
 }

@@ -10,8 +10,9 @@ use std::collections::BinaryHeap;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
+
+use crate::shutdown::Tasks;
 
 /// Submit side of the timer task.
 #[derive(Debug)]
@@ -58,12 +59,12 @@ impl<E> Ord for Entry<E> {
     }
 }
 
-/// Start the timer task. It ends when every sender is dropped or the
-/// receiver of due events is dropped.
-pub fn spawn<E: Send + 'static>() -> (TimerSender<E>, mpsc::UnboundedReceiver<E>, JoinHandle<()>) {
+/// Start the timer task in `tasks`. It ends when every sender is dropped,
+/// the receiver of due events is dropped, or the tasks are shut down.
+pub fn spawn<E: Send + 'static>(tasks: &mut Tasks) -> (TimerSender<E>, mpsc::UnboundedReceiver<E>) {
     let (in_tx, mut in_rx) = mpsc::unbounded_channel::<(Instant, E)>();
     let (out_tx, out_rx) = mpsc::unbounded_channel::<E>();
-    let task = tokio::spawn(async move {
+    tasks.spawn(async move {
         let mut heap: BinaryHeap<Reverse<Entry<E>>> = BinaryHeap::new();
         let mut seq = 0u64;
         loop {
@@ -90,7 +91,7 @@ pub fn spawn<E: Send + 'static>() -> (TimerSender<E>, mpsc::UnboundedReceiver<E>
             }
         }
     });
-    (TimerSender { tx: in_tx }, out_rx, task)
+    (TimerSender { tx: in_tx }, out_rx)
 }
 
 #[cfg(test)]
@@ -99,7 +100,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn delivers_in_deadline_order() {
-        let (tx, mut rx, _task) = spawn::<u32>();
+        let mut tasks = Tasks::new();
+        let (tx, mut rx) = spawn::<u32>(&mut tasks);
         tx.submit(Duration::from_millis(30), 3);
         tx.submit(Duration::from_millis(10), 1);
         tx.submit(Duration::from_millis(20), 2);

@@ -11,36 +11,57 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use std::future::Future;
+use std::pin::Pin;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+
+use crate::shutdown::Tasks;
 
 /// One datagram and its peer address.
 pub type Datagram = (SocketAddr, Vec<u8>);
+
+/// Largest sealed datagram an agent sends: fits a 1,500-byte Ethernet MTU
+/// with IP and UDP headers. The node's plaintext limit
+/// (`NodeSettings::max_datagram`) is this less the envelope's overhead.
+pub const MAX_SEALED_DATAGRAM: usize = 1400;
 
 /// Largest datagram we read (UDP's own ceiling).
 const MAX_DATAGRAM: usize = 65_536;
 const QUEUE: usize = 4096;
 
-/// The agent's end of a transport.
-#[derive(Debug)]
+/// A task that moves bytes, not started yet.
+type Mover = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The agent's end of a transport: its channels and the tasks that move
+/// bytes, which start only when the transport is handed to
+/// [`Transport::spawn`] (so they join the agent's task set and stop with
+/// it).
 pub struct Transport {
     pub local_addr: SocketAddr,
-    pub inbound: mpsc::Receiver<Datagram>,
-    pub outbound: mpsc::Sender<Datagram>,
-    /// Tasks that move bytes; aborted when the transport is dropped.
-    tasks: Vec<JoinHandle<()>>,
+    inbound: mpsc::Receiver<Datagram>,
+    outbound: mpsc::Sender<Datagram>,
+    movers: Vec<Mover>,
 }
 
-impl Drop for Transport {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("local_addr", &self.local_addr)
+            .finish()
     }
 }
 
 impl Transport {
+    /// Start the tasks that move bytes in `tasks`; returns the inbound and
+    /// outbound channels.
+    pub fn spawn(self, tasks: &mut Tasks) -> (mpsc::Receiver<Datagram>, mpsc::Sender<Datagram>) {
+        for mover in self.movers {
+            tasks.spawn(mover);
+        }
+        (self.inbound, self.outbound)
+    }
+
     /// Bind a UDP socket and start its reader and writer tasks.
     pub async fn udp(bind: SocketAddr) -> io::Result<Transport> {
         let socket = Arc::new(UdpSocket::bind(bind).await?);
@@ -49,7 +70,7 @@ impl Transport {
         let (out_tx, mut out_rx) = mpsc::channel::<Datagram>(QUEUE);
         let reader = {
             let socket = socket.clone();
-            tokio::spawn(async move {
+            Box::pin(async move {
                 let mut buf = vec![0u8; MAX_DATAGRAM];
                 loop {
                     match socket.recv_from(&mut buf).await {
@@ -72,7 +93,7 @@ impl Transport {
                 }
             })
         };
-        let writer = tokio::spawn(async move {
+        let writer = Box::pin(async move {
             while let Some((to, bytes)) = out_rx.recv().await {
                 if let Err(e) = socket.send_to(&bytes, to).await {
                     tracing::debug!(error = %e, %to, "udp send failed");
@@ -83,7 +104,7 @@ impl Transport {
             local_addr,
             inbound: in_rx,
             outbound: out_tx,
-            tasks: vec![reader, writer],
+            movers: vec![reader, writer],
         })
     }
 }
@@ -140,7 +161,7 @@ impl MemoryNetwork {
             addr
         };
         let net = self.clone();
-        let mover = tokio::spawn(async move {
+        let mover = Box::pin(async move {
             while let Some((to, bytes)) = out_rx.recv().await {
                 let target = {
                     let mut inner = net.lock();
@@ -165,7 +186,7 @@ impl MemoryNetwork {
             local_addr,
             inbound: in_rx,
             outbound: out_tx,
-            tasks: vec![mover],
+            movers: vec![mover],
         }
     }
 

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::bail;
-use patrol_agent::control::{ControlRequest, ControlResponse};
+use patrol_agent::control::{ControlRequest, Reply};
 use patrol_agent::membership::{MemberInfo, MemberState};
 
 use crate::connect::ControlArgs;
@@ -25,15 +25,15 @@ pub struct Args {
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (addr, mut client) = args.control.open(&ControlRequest::Members).await?;
     let members = match client.recv().await? {
-        ControlResponse::Members(m) => m,
-        ControlResponse::Error(e) => bail!("{addr}: {e}"),
+        Reply::Members(m) => m,
+        Reply::Error(e) => bail!("{addr}: {e}"),
         other => bail!("{addr}: unexpected reply {other:?}"),
     };
     let stats = if args.stats {
         let (_, mut client) = args.control.open(&ControlRequest::Stats).await?;
         match client.recv().await? {
-            ControlResponse::Stats(s) => Some(s),
-            ControlResponse::Error(e) => bail!("{addr}: {e}"),
+            Reply::Stats(s) => Some(s),
+            Reply::Error(e) => bail!("{addr}: {e}"),
             other => bail!("{addr}: unexpected reply {other:?}"),
         }
     } else {
@@ -63,8 +63,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             print!("{}", table(&members));
             if let Some(s) = stats {
                 println!(
-                    "agent at {addr}: {} datagrams in, {} out; dropped: {} that did not open (wrong key, corrupted, other cluster), {} malformed; {} sweeps coordinated, {} check runs",
-                    s.datagrams_in, s.datagrams_out, s.dropped_unsealed, s.dropped_malformed, s.sweeps_coordinated, s.checks_runs
+                    "agent at {addr}: {} datagrams in, {} out; dropped: {} that did not open (wrong key, corrupted, other cluster), {} malformed, {} outbound (queue full); {} sweeps coordinated, {} check runs",
+                    s.node.datagrams_in + s.dropped_unsealed, s.node.datagrams_out, s.dropped_unsealed, s.node.dropped_malformed, s.dropped_outbound, s.node.sweeps_coordinated, s.node.checks_runs
                 );
             }
         }

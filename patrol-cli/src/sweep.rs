@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use patrol_agent::control::{ControlRequest, ControlResponse};
+use patrol_agent::control::{ControlRequest, Reply};
 use patrol_checks::{NodeState, Selector, Status, SweepDocument};
 
 use crate::connect::{ControlArgs, Target};
@@ -179,9 +179,9 @@ async fn sweep_target(
             .await
             .with_context(|| format!("sweep through {addr}"))?
         {
-            ControlResponse::Progress { answered, expected } => on_progress(answered, expected),
-            ControlResponse::SweepDone(doc) => return Ok(*doc),
-            ControlResponse::Error(e) => bail!("{addr}: {e}"),
+            Reply::Progress { answered, expected } => on_progress(answered, expected),
+            Reply::SweepDone(doc) => return Ok(*doc),
+            Reply::Error(e) => bail!("{addr}: {e}"),
             other => bail!("{addr}: unexpected reply {other:?}"),
         }
     }

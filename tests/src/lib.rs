@@ -16,9 +16,9 @@ use patrol_agent::agent::{self, AgentHandle, AgentSettings, Inspector};
 use patrol_agent::envelope::Envelope;
 use patrol_agent::keyring::Keyring;
 use patrol_agent::membership::{MemberInfo, MemberState};
-use patrol_agent::sweep::SweepSettings;
 use patrol_agent::transport::{MemoryNetwork, Transport};
 use patrol_checks::{CheckOutcome, Selector};
+use patrol_core::NodeSettings;
 
 pub mod process;
 pub mod sim;
@@ -95,11 +95,13 @@ pub fn settings(
 ) -> AgentSettings {
     AgentSettings {
         name: name.to_string(),
-        cluster: "test".to_string(),
         tags,
         seeds,
         advertise: None,
-        sweep: SweepSettings::default(),
+        node: NodeSettings {
+            cluster: "test".to_string(),
+            ..NodeSettings::default()
+        },
     }
 }
 

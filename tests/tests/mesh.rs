@@ -171,7 +171,7 @@ async fn corrupted_and_truncated_packets_are_dropped_and_counted() {
     let after = wait_for(Duration::from_secs(10), "drops to be counted", || async {
         let s = a.stats().await.map_err(|e| e.to_string())?;
         if s.dropped_unsealed >= before.dropped_unsealed + 6
-            && s.dropped_malformed > before.dropped_malformed
+            && s.node.dropped_malformed > before.node.dropped_malformed
         {
             Ok(s)
         } else {
@@ -191,18 +191,22 @@ async fn corrupted_and_truncated_packets_are_dropped_and_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_client_without_the_key_is_refused() {
     let env = new_envelope();
-    let a = udp_agent("a", 0, vec![], &env, Arc::new(NoChecks)).await;
+    let mut a = udp_agent("a", 0, vec![], &env, Arc::new(NoChecks)).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = patrol_agent::control::serve(listener, env.clone(), a.commander(), stop_rx);
+    let commander = a.commander();
+    a.tasks().spawn(patrol_agent::control::serve(
+        listener,
+        env.clone(),
+        commander,
+    ));
 
     // With the key: served.
     let client = ControlClient::connect(addr, env.clone(), Duration::from_secs(3))
         .await
         .unwrap();
     let reply = client.call(&ControlRequest::Members).await.unwrap();
-    assert!(matches!(reply, patrol_agent::control::ControlResponse::Members(m) if m.len() == 1));
+    assert!(matches!(reply, patrol_agent::control::Reply::Members(m) if m.len() == 1));
 
     // Without: refused, and told why.
     let wrong = Envelope::new(Keyring::generate(), "test");
@@ -223,8 +227,6 @@ async fn control_client_without_the_key_is_refused() {
         Err(ControlError::Refused(_))
     ));
 
-    let _ = stop_tx.send(true);
-    server.await.unwrap();
     a.stop(StopMode::Crash).await;
 }
 

@@ -1,6 +1,9 @@
 //! Tidy: every Rust file under a crate's `src/` or `examples/` opens with a
-//! `//!` doc saying what it holds (the rust-analyzer habit in STYLE.md).
+//! `//!` doc saying what it holds (the rust-analyzer habit in STYLE.md);
+//! the sans-IO core names no runtime, socket, file or clock; and every
+//! default the docs quote as `` `field` = value `` is the code's.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -17,18 +20,27 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// Every crate folder, nested ones included.
+const CRATES: [&str; 8] = [
+    "config",
+    "checks",
+    "checks/model",
+    "patrol-agent",
+    "patrol-agent/core",
+    "report",
+    "patrol-cli",
+    "tests",
+];
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+}
+
 #[test]
 fn every_source_file_has_a_module_doc() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let root = root();
     let mut files = Vec::new();
-    for krate in [
-        "config",
-        "checks",
-        "patrol-agent",
-        "report",
-        "patrol-cli",
-        "tests",
-    ] {
+    for krate in CRATES {
         for sub in ["src", "examples"] {
             rust_files(&root.join(krate).join(sub), &mut files);
         }
@@ -51,4 +63,200 @@ fn every_source_file_has_a_module_doc() {
         missing.is_empty(),
         "files without a `//!` doc at the top: {missing:?}"
     );
+}
+
+/// What the sans-IO crates must not name outside comments: a runtime, a
+/// socket, the filesystem, the clock, a process.
+const FORBIDDEN_IN_CORE: [&str; 7] = [
+    "tokio",
+    "std::net",
+    "std::fs",
+    "SystemTime",
+    "Instant::now",
+    "std::process",
+    "std::thread",
+];
+
+#[test]
+fn the_core_and_the_model_name_no_runtime_socket_file_or_clock() {
+    let mut files = Vec::new();
+    for krate in ["patrol-agent/core", "checks/model"] {
+        rust_files(&root().join(krate).join("src"), &mut files);
+    }
+    assert!(files.len() >= 10, "found only {} core files", files.len());
+    let mut offences = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            for word in FORBIDDEN_IN_CORE {
+                if code.contains(word) {
+                    offences.push(format!(
+                        "{}:{}: names `{word}`: {}",
+                        f.strip_prefix(root()).unwrap_or(f).display(),
+                        n + 1,
+                        line.trim()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        offences.is_empty(),
+        "I/O in the sans-IO core:\n{}",
+        offences.join("\n")
+    );
+    for krate in ["patrol-agent/core", "checks/model"] {
+        let manifest = std::fs::read_to_string(root().join(krate).join("Cargo.toml")).unwrap();
+        let deps = manifest.split("[dependencies]").nth(1).unwrap_or("");
+        let deps = deps.split("\n[").next().unwrap_or("");
+        assert!(!deps.contains("tokio"), "{krate} depends on tokio");
+    }
+}
+
+#[test]
+fn the_forbidden_word_check_catches_a_tokio_import() {
+    let line = "use tokio::net::UdpSocket; // sneaky";
+    let code = line.split("//").next().unwrap();
+    assert!(FORBIDDEN_IN_CORE.iter().any(|w| code.contains(w)));
+    let comment = "//! no tokio here";
+    assert!(!FORBIDDEN_IN_CORE
+        .iter()
+        .any(|w| comment.split("//").next().unwrap().contains(w)));
+}
+
+/// Every default a doc may quote, as the doc writes it.
+fn documented_defaults() -> BTreeMap<&'static str, String> {
+    let n = patrol_core::NodeSettings::default();
+    let s = &n.sweep;
+    let f = &n.foca;
+    let mut m = BTreeMap::new();
+    m.insert("max_datagram", n.max_datagram.to_string());
+    m.insert("eager_push_rounds", n.eager_push_rounds.to_string());
+    m.insert("direct_spread_limit", n.direct_spread_limit.to_string());
+    m.insert("rejoin_initial", dur(n.rejoin_initial));
+    m.insert("rejoin_max", dur(n.rejoin_max));
+    m.insert("rejoin_watch", dur(n.rejoin_watch));
+    m.insert("min_cluster_size", f.min_cluster_size.to_string());
+    m.insert("max_transmissions", f.max_transmissions.to_string());
+    m.insert("announce_every", dur(f.announce_every));
+    m.insert("small_mesh", f.small_mesh.to_string());
+    m.insert("announce_every_small", dur(f.announce_every_small));
+    m.insert("remove_down_after", dur(f.remove_down_after));
+    m.insert("max_concurrent", s.max_concurrent.to_string());
+    m.insert("sweep.max_datagram", s.max_datagram.to_string());
+    m.insert("answer_spread_per_node", dur(s.answer_spread_per_node));
+    m.insert("answer_spread_max", dur(s.answer_spread_max));
+    m.insert("retry_initial", dur(s.retry_initial));
+    m.insert("retry_max", dur(s.retry_max));
+    m.insert("tick", dur(s.tick));
+    m.insert("backstop_min_delay", dur(s.backstop_min_delay));
+    m.insert("backstop_quiet", dur(s.backstop_quiet));
+    m.insert(
+        "backstop_deadline_percent",
+        s.backstop_deadline_percent.to_string(),
+    );
+    m.insert("backstop_interval", dur(s.backstop_interval));
+    m.insert("max_deadline", dur(s.max_deadline));
+    m.insert("max_answer_bytes", s.max_answer_bytes.to_string());
+    m.insert("budget_margin", dur(s.budget_margin));
+    m.insert("budget_floor", dur(s.budget_floor));
+    let c = patrol_agent::control::server::ControlSettings::default();
+    m.insert("max_connections", c.max_connections.to_string());
+    m.insert("request_timeout", dur(c.request_timeout));
+    m.insert("max_selector_bytes", c.max_selector_bytes.to_string());
+    m.insert(
+        "MAX_SEALED_DATAGRAM",
+        patrol_agent::transport::MAX_SEALED_DATAGRAM.to_string(),
+    );
+    m.insert("OVERHEAD", patrol_agent::envelope::OVERHEAD.to_string());
+    m.insert(
+        "MAX_REMEMBERED",
+        patrol_core::sweep::gossip::MAX_REMEMBERED.to_string(),
+    );
+    m
+}
+
+/// A duration as the docs write it: `30µs`, `150ms`, `5s`, `10min`.
+fn dur(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    if d.subsec_nanos() == 0 && secs >= 60 && secs.is_multiple_of(60) {
+        format!("{}min", secs / 60)
+    } else if d.subsec_nanos() == 0 {
+        format!("{secs}s")
+    } else if d.subsec_micros().is_multiple_of(1000) {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{}µs", d.as_micros())
+    }
+}
+
+/// Every `` `name` = value `` in `text` whose name is a documented default.
+fn quoted_defaults(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find('`') {
+        let after = &rest[start + 1..];
+        let Some(end) = after.find('`') else { break };
+        let name = &after[..end];
+        let tail = &after[end + 1..];
+        if let Some(value) = tail.strip_prefix(" = ") {
+            let value: String = value
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == 'µ' || *c == ',' || *c == '.')
+                .collect();
+            let value = value.trim_end_matches(['.', ',']).replace(',', "");
+            out.push((name.to_string(), value));
+        }
+        rest = &after[end + 1..];
+    }
+    out
+}
+
+#[test]
+fn every_default_the_docs_quote_is_the_codes() {
+    let defaults = documented_defaults();
+    let mut checked = 0;
+    let mut wrong = Vec::new();
+    for doc in [
+        "ARCHITECTURE.md",
+        "PROTOCOL.md",
+        "README.md",
+        "patrol-agent/README.md",
+        "tests/README.md",
+    ] {
+        let text = std::fs::read_to_string(root().join(doc)).unwrap_or_default();
+        for (name, value) in quoted_defaults(&text) {
+            if let Some(code) = defaults.get(name.as_str()) {
+                checked += 1;
+                if *code != value {
+                    wrong.push(format!(
+                        "{doc}: `{name}` = {value}, but the code says {code}"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "docs disagree with the code:\n{}",
+        wrong.join("\n")
+    );
+    assert!(
+        checked >= 15,
+        "only {checked} quoted defaults found: the docs should quote them as `name` = value"
+    );
+}
+
+#[test]
+fn a_stale_quoted_default_is_caught() {
+    let found = quoted_defaults("uses `eager_push_rounds` = 3 and `tick` = 50ms.");
+    assert_eq!(
+        found,
+        [
+            ("eager_push_rounds".to_string(), "3".to_string()),
+            ("tick".to_string(), "50ms".to_string())
+        ]
+    );
+    assert_ne!(documented_defaults()["eager_push_rounds"], "3");
 }

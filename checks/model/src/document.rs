@@ -172,7 +172,55 @@ impl Serialize for SweepTiming {
     }
 }
 
+/// How a document breaks the accounting invariant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountingError {
+    /// A node name appears more than once in `nodes`.
+    ListedTwice(String),
+    /// `counts` disagree with what `nodes` says (recounted shown).
+    CountsDisagree {
+        stated: StateCounts,
+        recounted: StateCounts,
+    },
+}
+
+impl std::fmt::Display for AccountingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AccountingError::ListedTwice(name) => write!(f, "node {name} is listed twice"),
+            AccountingError::CountsDisagree { stated, recounted } => write!(
+                f,
+                "counts disagree with the node list: stated {stated:?}, recounted {recounted:?}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for AccountingError {}
+
 impl SweepDocument {
+    /// The accounting invariant: every node is listed once, in exactly one
+    /// state, and `counts` (expected set, late joiners and each state) agree
+    /// with the list, so `ok + failing + no_answer + down = expected + late
+    /// joiners`. Every test that checks a sweep calls this.
+    pub fn check_accounting(&self) -> Result<(), AccountingError> {
+        let mut seen = std::collections::BTreeSet::new();
+        for n in &self.nodes {
+            if !seen.insert(n.name.as_str()) {
+                return Err(AccountingError::ListedTwice(n.name.clone()));
+            }
+        }
+        let mut recounted = self.clone();
+        recounted.recount();
+        if recounted.counts != self.counts {
+            return Err(AccountingError::CountsDisagree {
+                stated: self.counts.clone(),
+                recounted: recounted.counts,
+            });
+        }
+        Ok(())
+    }
+
     /// Recompute `counts` from `nodes` (used by producers and by tests).
     pub fn recount(&mut self) {
         let mut c = StateCounts::default();

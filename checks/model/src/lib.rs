@@ -22,6 +22,8 @@ mod fields;
 pub mod outcome;
 pub mod selector;
 
-pub use document::{NodeEntry, NodeState, StateCounts, SweepDocument, SweepTiming};
+pub use document::{
+    AccountingError, NodeEntry, NodeState, StateCounts, SweepDocument, SweepTiming,
+};
 pub use outcome::{CheckOutcome, Observed, Severity, Status};
 pub use selector::Selector;

@@ -2,6 +2,8 @@
 //! a command or a check definition: each node runs only what its own config
 //! defines.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::fields::Fields;
@@ -52,5 +54,42 @@ impl Selector {
         } else {
             parts.join("; ")
         }
+    }
+}
+
+/// True when `tags` carry every pair of `filter` (an empty filter matches
+/// every node). The one rule for a sweep's node filter and for a check's
+/// `tags`: the coordinator's expected set, a participant's own test and the
+/// catalog all call it.
+pub fn tags_match(filter: &BTreeMap<String, String>, tags: &BTreeMap<String, String>) -> bool {
+    filter.iter().all(|(k, v)| tags.get(k) == Some(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn empty_filter_matches_every_node() {
+        assert!(tags_match(&tags(&[]), &tags(&[])));
+        assert!(tags_match(&tags(&[]), &tags(&[("role", "worker")])));
+    }
+
+    #[test]
+    fn every_pair_must_be_present_with_its_value() {
+        let node = tags(&[("role", "worker"), ("zone", "a")]);
+        assert!(tags_match(&tags(&[("role", "worker")]), &node));
+        assert!(!tags_match(&tags(&[("role", "etcd")]), &node));
+        assert!(!tags_match(
+            &tags(&[("role", "worker"), ("rack", "1")]),
+            &node
+        ));
     }
 }

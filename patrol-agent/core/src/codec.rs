@@ -88,7 +88,7 @@ mod tests {
     fn node() -> NodeId {
         let mut tags = BTreeMap::new();
         tags.insert("role".to_string(), "etcd".to_string());
-        NodeId::new("node-a", "127.0.0.1:7946".parse().unwrap(), tags)
+        NodeId::new("node-a", "127.0.0.1:7946".parse().unwrap(), 7, tags)
     }
 
     #[test]

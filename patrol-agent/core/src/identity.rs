@@ -8,8 +8,8 @@
 //! identity, and `renew` increments it so a node wrongly declared down
 //! rejoins at once.
 
+use core::net::SocketAddr;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
@@ -24,20 +24,28 @@ pub struct NodeId {
 }
 
 impl NodeId {
-    /// A new identity whose bump comes from the wall clock (milliseconds,
-    /// wrapping; compared with serial-number arithmetic, so a restart
-    /// within 24 days beats the previous incarnation).
-    pub fn new(name: impl Into<String>, addr: SocketAddr, tags: BTreeMap<String, String>) -> Self {
-        let millis = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u32)
-            .unwrap_or(0);
+    /// A new identity. The shell draws `bump` from the wall clock at start
+    /// ([`NodeId::bump_from_unix_ms`]) so that a restart beats the previous
+    /// incarnation.
+    pub fn new(
+        name: impl Into<String>,
+        addr: SocketAddr,
+        bump: u32,
+        tags: BTreeMap<String, String>,
+    ) -> Self {
         NodeId {
             name: name.into(),
             addr,
-            bump: millis,
+            bump,
             tags,
         }
+    }
+
+    /// The bump for an identity started at `unix_ms`: milliseconds,
+    /// wrapping; compared with serial-number arithmetic, so a restart within
+    /// 24 days beats the previous incarnation.
+    pub fn bump_from_unix_ms(unix_ms: u64) -> u32 {
+        unix_ms as u32
     }
 
     /// A stand-in for a seed we know only by address: used as the
@@ -82,7 +90,7 @@ mod tests {
 
     #[test]
     fn renewed_identity_wins_and_keeps_the_name() {
-        let a = NodeId::new("a", "127.0.0.1:1".parse().unwrap(), BTreeMap::new());
+        let a = NodeId::new("a", "127.0.0.1:1".parse().unwrap(), 7, BTreeMap::new());
         let b = a.renew().unwrap();
         assert_eq!(a.addr(), b.addr());
         assert!(b.win_addr_conflict(&a));
@@ -91,7 +99,7 @@ mod tests {
 
     #[test]
     fn bump_order_survives_wrap_around() {
-        let mut a = NodeId::new("a", "127.0.0.1:1".parse().unwrap(), BTreeMap::new());
+        let mut a = NodeId::new("a", "127.0.0.1:1".parse().unwrap(), 7, BTreeMap::new());
         a.bump = u32::MAX;
         let b = a.renew().unwrap();
         assert_eq!(b.bump, 0);

@@ -12,4 +12,9 @@
 pub mod codec;
 pub mod identity;
 pub mod membership;
+pub mod node;
+pub mod settings;
 pub mod sweep;
+
+pub use node::{Node, Now, Output};
+pub use settings::{FocaTuning, NodeSettings};

@@ -9,12 +9,12 @@
 //! `left`. A node that misses the notice shows `down`.
 
 use std::collections::{BTreeMap, HashSet};
-use std::num::{NonZeroU32, NonZeroU8, NonZeroUsize};
-use std::time::Duration;
+use std::num::{NonZeroU32, NonZeroUsize};
 
 use serde::{Deserialize, Serialize};
 
 use crate::identity::NodeId;
+use crate::settings::FocaTuning;
 
 /// A member's state as shown to users.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -53,64 +53,41 @@ pub struct MemberInfo {
     pub is_self: bool,
 }
 
-/// Up to this size a node announces itself every second (else every 5 s).
-pub const SMALL_MESH: usize = 64;
-
 /// foca settings for a LAN mesh of about `cluster_size` members, with
-/// packets no larger than `max_packet_size` bytes of foca payload.
-///
-/// Starts from foca's `new_lan` (memberlist's LAN defaults: 1 s probe
-/// period, suspicion scaled by log(cluster size), gossip every 200 ms) and
-/// keeps down members for 5 minutes so that `members` and the sweep's
-/// expected set still list a node that died.
-///
-/// Two changes from `new_lan`: the size is taken as at least 16, so a node
-/// that has just started (and knows only itself) still retransmits
-/// updates often enough for a burst of joins to spread; and each node
-/// announces itself to one random member every 5 s instead of 30 s. An
-/// announce is answered with a feed of members, so a node that missed
-/// some join updates learns them within seconds. Measured with `patrol
-/// demo` (25 agents started at once): 24 s to converge with plain
-/// `new_lan` sized by the current member count, 0.6 s with these.
-///
-/// And `max_transmissions` is capped at [`MAX_TRANSMISSIONS`] (10): foca
-/// sends every update and every sweep request on that many times from
-/// each node, so it is also how often each node receives a request. With
-/// `new_lan`'s 4·log10(n) that is 16 at 10,000 nodes; the simulator shows
-/// 10 still reaches all but 2-3 of 10,000 nodes by gossip (the sweep's
-/// backstop reaches those directly ~400 ms in) and SWIM's own probing
-/// and the 5 s announce repair a membership update a node missed. The
-/// cap only changes meshes above 500 nodes.
-///
-/// Up to [`SMALL_MESH`] members the announce runs every second: with 30
-/// agents started at once, 1 run in 4 left a node that had missed a join
-/// update until the next 5 s announce (convergence 0.55 s or 5.1 s).
-pub fn foca_config(cluster_size: usize, max_packet_size: usize) -> foca::Config {
-    let size = NonZeroU32::new(cluster_size.clamp(16, u32::MAX as usize) as u32)
-        .unwrap_or(NonZeroU32::MIN);
+/// packets no larger than `max_packet_size` bytes of foca payload: foca's
+/// `new_lan` with Patrol's [`FocaTuning`] applied (the reasons for each
+/// change are on its fields).
+pub fn foca_config(
+    cluster_size: usize,
+    max_packet_size: usize,
+    tuning: &FocaTuning,
+) -> foca::Config {
+    let size = NonZeroU32::new(
+        cluster_size
+            .max(tuning.min_cluster_size)
+            .clamp(1, u32::MAX as usize) as u32,
+    )
+    .unwrap_or(NonZeroU32::MIN);
     let mut config = foca::Config::new_lan(size);
     config.max_packet_size = NonZeroUsize::new(max_packet_size).unwrap_or(NonZeroUsize::MIN);
-    config.max_transmissions = config.max_transmissions.min(MAX_TRANSMISSIONS);
-    config.remove_down_after = Some(Duration::from_secs(300));
+    config.max_transmissions = config.max_transmissions.min(tuning.max_transmissions);
+    config.remove_down_after = Some(tuning.remove_down_after);
     config.periodic_announce = Some(foca::PeriodicParams {
-        // Small meshes are where a burst of joins outruns the few
-        // retransmissions of each update: announcing every second there
-        // caps convergence at about a second instead of 5 s.
-        frequency: if cluster_size <= SMALL_MESH {
-            Duration::from_secs(1)
+        frequency: if cluster_size <= tuning.small_mesh {
+            tuning.announce_every_small
         } else {
-            Duration::from_secs(5)
+            tuning.announce_every
         },
         num_members: NonZeroUsize::MIN,
     });
+    if let Some(f) = tuning.fanout.and_then(NonZeroUsize::new) {
+        config.num_indirect_probes = f;
+    }
+    if let (Some(every), Some(g)) = (tuning.gossip_every, config.periodic_gossip.as_mut()) {
+        g.frequency = every;
+    }
     config
 }
-
-/// Most times each node sends an update or a sweep request on.
-pub const MAX_TRANSMISSIONS: NonZeroU8 = match NonZeroU8::new(10) {
-    Some(n) => n,
-    None => NonZeroU8::MIN,
-};
 
 /// The cluster size to size foca for: the next power of two at or above the
 /// number of members, so settings are re-applied only as the mesh doubles
@@ -188,8 +165,9 @@ mod tests {
 
     #[test]
     fn config_keeps_foca_probe_defaults_across_sizes() {
-        let small = foca_config(4, 1350);
-        let big = foca_config(4096, 1350);
+        let t = FocaTuning::default();
+        let small = foca_config(4, 1350, &t);
+        let big = foca_config(4096, 1350, &t);
         assert_eq!(small.probe_period, big.probe_period);
         assert!(big.max_transmissions >= small.max_transmissions);
         assert!(big.suspect_to_down_after >= small.suspect_to_down_after);
@@ -197,10 +175,11 @@ mod tests {
 
     #[test]
     fn transmissions_are_capped_for_large_meshes() {
+        let t = FocaTuning::default();
         assert_eq!(
-            foca_config(16_384, 1350).max_transmissions,
-            MAX_TRANSMISSIONS
+            foca_config(16_384, 1350, &t).max_transmissions,
+            t.max_transmissions
         );
-        assert_eq!(foca_config(256, 1350).max_transmissions.get(), 9);
+        assert_eq!(foca_config(256, 1350, &t).max_transmissions.get(), 9);
     }
 }

@@ -153,13 +153,16 @@ fn settings(a: &Args) -> Result<SimSettings> {
     s.link.loss = a.loss;
     s.link.rx_service = millis(a.rx_service_us / 1000.0, "rx-service-us")?;
     s.link.rx_queue = a.rx_queue;
-    s.foca.max_transmissions = a.max_transmissions;
-    s.foca.fanout = a.fanout;
-    s.foca.gossip_every = a
+    if let Some(tx) = a.max_transmissions {
+        s.node.foca.max_transmissions = std::num::NonZeroU8::new(tx)
+            .ok_or_else(|| anyhow::anyhow!("--max-transmissions must not be zero"))?;
+    }
+    s.node.foca.fanout = a.fanout;
+    s.node.foca.gossip_every = a
         .gossip_every_ms
         .map(|v| millis(v, "gossip-every-ms"))
         .transpose()?;
-    let w = &mut s.sweep;
+    let w = &mut s.node.sweep;
     let set = |slot: &mut Duration, v: Option<f64>, what: &str| -> Result<()> {
         if let Some(v) = v {
             *slot = millis(v, what)?;

@@ -1,16 +1,12 @@
 //! `patrol-sim`: a whole fleet in one process, in virtual time, running the
 //! real protocol code.
 //!
-//! Every simulated node is a real `foca` instance (identity
-//! [`NodeId`](patrol_agent::identity::NodeId), codec
-//! [`BincodeCodec`](patrol_agent::codec::BincodeCodec), broadcast handler
-//! [`RequestGossip`](patrol_agent::sweep::RequestGossip), settings from
-//! [`foca_config`](patrol_agent::membership::foca_config)) plus the real
-//! sans-IO [`SweepCore`](patrol_agent::sweep::SweepCore), glued together
-//! the way `patrol_agent::agent` glues them (`shell.rs`: channel byte, two
-//! eager-push rounds after new gossip, direct spread in small meshes, check
-//! budget, effects, timers), but driven by one event queue instead of
-//! sockets and tokio. The network (`network.rs`) adds one-way latency,
+//! Every simulated node is the shipped sans-IO
+//! [`Node`](patrol_core::Node), the very type the agent runs: real foca,
+//! the real sweep core and the real glue between them (channel byte, eager
+//! push, direct spread, check budget, resizing). Only the shell differs:
+//! `shell.rs` feeds each node datagrams, timers and finished checks from
+//! one virtual-time event queue instead of sockets and tokio, and counts. The network (`network.rs`) adds one-way latency,
 //! random loss and a bounded receive queue with a service time per node.
 //! Same seed, same report: nothing reads the wall clock or the OS RNG.
 //!
@@ -21,7 +17,7 @@
 //! a packet, members the packet mentions that the node does not hold yet
 //! are added silently in the state a fully informed node would hold, so
 //! foca reacts exactly as with a full member list (see
-//! `shell::know_mentioned`). Random choices among ~64 members spread like
+//! `view::know_mentioned`). Random choices among ~64 members spread like
 //! random choices among all: views of 32, 64, 128 and 256 give the same
 //! figures at 10,000 nodes. foca is sized for the real cluster size, not
 //! the view. Nodes come up at random times during a warm-up so that their
@@ -40,30 +36,17 @@ mod network;
 mod render;
 mod report;
 mod shell;
+mod view;
 mod world;
 
 use std::time::Duration;
 
-use patrol_agent::sweep::SweepSettings;
+use patrol_core::NodeSettings;
 
 pub use network::{addr_of, index_of, LinkModel};
 pub use report::{
     Accounting, AnswerFigures, Completion, Population, Reach, SimReport, TrafficFigures,
 };
-pub use shell::SimShell;
-
-/// Optional overrides of the foca settings that `foca_config` produces, for
-/// tuning runs. `None` keeps the shipped value.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct FocaOverrides {
-    /// Times each update and each sweep request is sent on by every node.
-    pub max_transmissions: Option<u8>,
-    /// Members picked per gossip round, per eager push and per indirect
-    /// probe (foca's `num_indirect_probes`).
-    pub fanout: Option<usize>,
-    /// Period of foca's background gossip.
-    pub gossip_every: Option<Duration>,
-}
 
 /// Everything a simulation run depends on.
 #[derive(Debug, Clone, PartialEq)]
@@ -101,10 +84,9 @@ pub struct SimSettings {
     /// `warmup`.
     pub warmup: Duration,
     pub seed: u64,
-    pub sweep: SweepSettings,
-    pub foca: FocaOverrides,
-    /// The agent's glue constants (eager push rounds, direct spread).
-    pub shell: SimShell,
+    /// The settings every node runs with: the shipped defaults unless a
+    /// tuning run changes them. The cluster size hint is set to `nodes`.
+    pub node: NodeSettings,
 }
 
 impl Default for SimSettings {
@@ -132,9 +114,7 @@ impl Default for SimSettings {
             deadline: Duration::from_secs(5),
             warmup: Duration::from_secs(1),
             seed: 1,
-            sweep: SweepSettings::default(),
-            foca: FocaOverrides::default(),
-            shell: SimShell::default(),
+            node: NodeSettings::default(),
         }
     }
 }

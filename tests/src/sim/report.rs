@@ -400,18 +400,15 @@ pub(crate) fn build(inp: Inputs<'_>) -> SimReport {
 
     let accounting = check(&inp);
     let states = inp.doc.map(|d| d.counts.clone()).unwrap_or_default();
-    let payload_limit = patrol_agent::agent::MAX_DATAGRAM - patrol_agent::envelope::OVERHEAD - 1;
-    let mut config = patrol_agent::membership::foca_config(
-        patrol_agent::membership::size_bucket(n),
-        payload_limit,
+    let config = patrol_core::membership::foca_config(
+        patrol_core::membership::size_bucket(n),
+        s.node.foca_payload(),
+        &s.node.foca,
     );
-    if let Some(tx) = s.foca.max_transmissions.and_then(std::num::NonZeroU8::new) {
-        config.max_transmissions = tx;
-    }
-    let gossip_every = s
-        .foca
-        .gossip_every
-        .or(config.periodic_gossip.as_ref().map(|g| g.frequency))
+    let gossip_every = config
+        .periodic_gossip
+        .as_ref()
+        .map(|g| g.frequency)
         .unwrap_or_default();
     SimReport {
         settings: SettingsEcho {
@@ -435,7 +432,7 @@ pub(crate) fn build(inp: Inputs<'_>) -> SimReport {
             deadline_ms,
             seed: s.seed,
             max_transmissions: config.max_transmissions.get(),
-            fanout: s.foca.fanout.unwrap_or(config.num_indirect_probes.get()),
+            fanout: config.num_indirect_probes.get(),
             gossip_every_ms: ms(gossip_every),
         },
         population,
@@ -525,8 +522,11 @@ fn check(inp: &Inputs<'_>) -> Accounting {
             k => problems.push(format!("{} is listed {k} times", inp.ids[i].name)),
         }
     }
+    if let Err(e) = doc.check_accounting() {
+        problems.push(e.to_string());
+    }
     let c = &doc.counts;
-    if c.expected != n as u64 || c.ok + c.failing + c.no_answer + c.down != c.expected {
+    if c.expected != n as u64 {
         problems.push(format!(
             "counts do not add up: expected {} (of {n}), ok {} + failing {} + no_answer {} + down {}",
             c.expected, c.ok, c.failing, c.no_answer, c.down

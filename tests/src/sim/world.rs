@@ -2,19 +2,17 @@
 //! phase), the event loop in virtual time, and delivery of datagrams
 //! through the link model to each node's shell (`shell.rs`).
 
-use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
-use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use bytes::Bytes;
-use foca::{AccumulatingRuntime, Foca, Member};
-use patrol_agent::agent::MAX_DATAGRAM;
-use patrol_agent::codec::BincodeCodec;
+use foca::Member;
 use patrol_agent::envelope::OVERHEAD;
-use patrol_agent::identity::NodeId;
-use patrol_agent::membership::{foca_config, size_bucket};
-use patrol_agent::sweep::{Peer, RequestGossip, StartSweep, SweepCore, SweepTimer};
 use patrol_checks::{CheckOutcome, Observed, Selector, Severity, Status};
+use patrol_core::identity::NodeId;
+use patrol_core::node::NodeTimer;
+use patrol_core::sweep::StartSweep;
+use patrol_core::Now;
+use patrol_core::{Node, NodeSettings};
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
@@ -41,8 +39,7 @@ pub(super) enum Event {
     Arrive(Datagram),
     /// A datagram leaves the receive queue and reaches the node's code.
     Deliver(Datagram),
-    Foca(usize, foca::Timer<NodeId>),
-    Sweep(usize, SweepTimer),
+    Timer(usize, NodeTimer),
     ChecksDone(usize, u64),
     StartSweep,
     Die(usize),
@@ -54,15 +51,16 @@ pub(super) enum Event {
 pub(super) struct Datagram {
     pub from: usize,
     pub to: usize,
-    pub channel: u8,
-    pub payload: Bytes,
+    /// The node's plaintext: channel byte, then the payload.
+    pub bytes: Bytes,
     pub kind: Kind,
 }
 
 impl Datagram {
-    /// Size on the wire: channel byte, payload, envelope.
+    /// Size on the wire: the plaintext plus the envelope (sealing is not
+    /// performed, only counted).
     pub fn wire_len(&self) -> u64 {
-        (self.payload.len() + 1 + OVERHEAD) as u64
+        (self.bytes.len() + OVERHEAD) as u64
     }
 }
 
@@ -79,24 +77,15 @@ impl World {
     pub(crate) fn new(settings: &SimSettings) -> World {
         let n = settings.nodes;
         let mut rng = SmallRng::seed_from_u64(settings.seed);
-        let clock = Arc::new(AtomicU64::new(BASE_UNIX_MS));
-        let payload_limit = MAX_DATAGRAM - OVERHEAD - 1;
-        let mut config = foca_config(size_bucket(n), payload_limit);
-        if let Some(tx) = settings
-            .foca
-            .max_transmissions
-            .and_then(std::num::NonZeroU8::new)
-        {
-            config.max_transmissions = tx;
-        }
-        if let Some(f) = settings.foca.fanout.and_then(std::num::NonZeroUsize::new) {
-            config.num_indirect_probes = f;
-        }
-        if let (Some(every), Some(g)) =
-            (settings.foca.gossip_every, config.periodic_gossip.as_mut())
-        {
-            g.frequency = every;
-        }
+        let node_settings = NodeSettings {
+            cluster: "sim".to_string(),
+            cluster_size_hint: Some(n),
+            ..settings.node.clone()
+        };
+        let start = Now {
+            mono: Duration::ZERO,
+            unix_ms: BASE_UNIX_MS,
+        };
 
         let ids: Vec<NodeId> = (0..n)
             .map(|i| NodeId {
@@ -170,42 +159,18 @@ impl World {
         views[COORDINATOR] = (1..n as u32).collect();
 
         let nodes = (0..n)
-            .map(|i| {
-                let (tx, inbox) = mpsc::channel();
-                let c = Arc::clone(&clock);
-                let gossip = RequestGossip::with_clock(
-                    tx,
-                    Box::new(move || c.load(AtomicOrdering::Relaxed)),
-                );
-                let foca = Foca::with_custom_broadcast(
+            .map(|i| SimNode {
+                node: Node::new(
                     ids[i].clone(),
-                    config.clone(),
-                    SmallRng::seed_from_u64(mix(settings.seed, i as u64, 1)),
-                    BincodeCodec,
-                    gossip,
-                );
-                let me = Peer {
-                    name: ids[i].name.clone(),
-                    addr: ids[i].addr,
-                    tags: ids[i].tags.clone(),
-                };
-                let core = SweepCore::new(
-                    me,
-                    "sim".to_string(),
-                    settings.sweep.clone(),
-                    mix(settings.seed, i as u64, 2),
-                );
-                SimNode {
-                    foca,
-                    core,
-                    inbox,
-                    alive: false,
-                    slow: slow[i],
-                    failing: failing[i],
-                    expiry: None,
-                    rx: RxQueue::default(),
-                    m: NodeMetrics::default(),
-                }
+                    node_settings.clone(),
+                    mix(settings.seed, i as u64, 1),
+                    start,
+                ),
+                alive: false,
+                slow: slow[i],
+                failing: failing[i],
+                rx: RxQueue::default(),
+                m: NodeMetrics::default(),
             })
             .collect();
 
@@ -235,10 +200,8 @@ impl World {
             sh: Shared {
                 n,
                 now: Duration::ZERO,
-                clock,
                 queue,
                 link: settings.link.clone(),
-                shell: settings.shell,
                 net_rng: SmallRng::seed_from_u64(mix(settings.seed, 0, 3)),
                 check_rng: SmallRng::seed_from_u64(mix(settings.seed, 0, 4)),
                 check_min: settings.check_min,
@@ -246,14 +209,11 @@ impl World {
                 slow_check: settings.slow_check,
                 ok_outcomes,
                 failing_outcomes,
-                rt: AccumulatingRuntime::new(),
-                effects: Vec::new(),
                 cause: Cause::Other,
                 round: None,
                 sweep_started: None,
                 counting: false,
                 finished: false,
-                request_bytes: None,
                 done: None,
                 done_at: None,
                 tally: Tally::new(n),
@@ -270,16 +230,19 @@ impl World {
                 break;
             }
             self.sh.now = at;
-            self.sh.clock.store(
-                BASE_UNIX_MS + at.as_millis() as u64,
-                AtomicOrdering::Relaxed,
-            );
             self.handle(event);
             if self.sh.finished {
                 break;
             }
         }
-        let metrics: Vec<NodeMetrics> = self.nodes.iter().map(|n| n.m.clone()).collect();
+        let metrics: Vec<NodeMetrics> = self
+            .nodes
+            .iter()
+            .map(|n| NodeMetrics {
+                receptions: n.node.stats().request_copies,
+                ..n.m.clone()
+            })
+            .collect();
         let failing: Vec<bool> = self.nodes.iter().map(|n| n.failing).collect();
         let slow: Vec<bool> = self.nodes.iter().map(|n| n.slow).collect();
         report::build(report::Inputs {
@@ -333,16 +296,10 @@ impl World {
                     sh.tally.to_dead[d.kind as usize] += 1;
                 }
             }
-            Event::Foca(i, timer) => {
+            Event::Timer(i, timer) => {
                 let node = &mut self.nodes[i];
                 if node.alive {
-                    shell::foca_timer(i, node, sh, timer);
-                }
-            }
-            Event::Sweep(i, timer) => {
-                let node = &mut self.nodes[i];
-                if node.alive {
-                    shell::sweep_timer(i, node, sh, timer);
+                    shell::timer(i, node, sh, timer);
                 }
             }
             Event::ChecksDone(i, sweep_id) => {
@@ -369,7 +326,7 @@ impl World {
                 let busy = self
                     .nodes
                     .iter()
-                    .any(|n| n.alive && n.foca.custom_broadcast_backlog() > 0);
+                    .any(|n| n.alive && n.node.gossip_backlog() > 0);
                 if busy {
                     sh.queue.push(sh.now + DRAIN_CHECK, Event::DrainCheck);
                 } else {

@@ -12,11 +12,12 @@
 //! rounds follow after `backstop_interval`, doubling, and never within the
 //! last tick before the deadline.
 
+use core::net::SocketAddr;
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use patrol_model::document::DOCUMENT_VERSION;
+use patrol_model::selector::tags_match;
 use patrol_model::{NodeEntry, NodeState, Status, SweepDocument, SweepTiming};
 
 use super::wire::{AnswerBody, AnswerChunk, SweepMessage, SweepRequest};
@@ -86,9 +87,7 @@ impl Coordinator {
         members: Vec<MemberView>,
         out: &mut Vec<Effect>,
     ) -> SweepRequest {
-        let matches = |tags: &BTreeMap<String, String>| {
-            spec.node_filter.iter().all(|(k, v)| tags.get(k) == Some(v))
-        };
+        let matches = |tags: &BTreeMap<String, String>| tags_match(&spec.node_filter, tags);
         let mut expected = BTreeMap::new();
         for m in members {
             if matches(&m.peer.tags) && !expected.contains_key(&m.peer.name) {
@@ -324,7 +323,10 @@ impl Coordinator {
             self.recent.pop_front();
         }
         self.recent.push_back(id);
-        out.push(Effect::Completed(Box::new(sweep.finish(now))));
+        out.push(Effect::Completed {
+            sweep_id: id,
+            document: Box::new(sweep.finish(now)),
+        });
     }
 }
 

@@ -14,7 +14,9 @@
 //! most [`MAX_REMEMBERED`] are kept (the earliest to expire go first).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
+use std::sync::Arc;
 
 use foca::{BroadcastHandler, Invalidates};
 
@@ -34,14 +36,21 @@ impl Invalidates for SweepKey {
     }
 }
 
-/// Wall clock in unix milliseconds (virtual in the simulator).
-pub type UnixClock = Box<dyn Fn() -> u64 + Send>;
+/// What the handler shares with the [`Node`](crate::node::Node) that owns
+/// the foca holding it (foca offers no access to its handler).
+#[derive(Debug, Default)]
+pub struct GossipShared {
+    /// The wall clock in unix milliseconds, as of the node's current call.
+    pub unix_ms: AtomicU64,
+    /// Request copies received so far, duplicates included.
+    pub copies: AtomicU64,
+}
 
 /// Decodes requests from foca broadcasts, drops duplicates and expired
 /// ones, and hands new ones to the shell through a channel.
 pub struct RequestGossip {
     inbox: Sender<SweepRequest>,
-    clock: UnixClock,
+    shared: Arc<GossipShared>,
     /// Sweep id -> unix ms when its request expires.
     seen: HashMap<u64, u64>,
 }
@@ -55,24 +64,12 @@ impl std::fmt::Debug for RequestGossip {
 }
 
 impl RequestGossip {
-    /// A handler using the system wall clock for expiry.
-    pub fn new(inbox: Sender<SweepRequest>) -> Self {
-        Self::with_clock(
-            inbox,
-            Box::new(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_millis() as u64)
-                    .unwrap_or(0)
-            }),
-        )
-    }
-
-    /// A handler with an injected wall clock (the simulator's virtual time).
-    pub fn with_clock(inbox: Sender<SweepRequest>, clock: UnixClock) -> Self {
+    /// A handler reading the wall clock from `shared`: the
+    /// [`Node`](crate::node::Node) sets it from the time of each call.
+    pub fn new(inbox: Sender<SweepRequest>, shared: Arc<GossipShared>) -> Self {
         RequestGossip {
             inbox,
-            clock,
+            shared,
             seen: HashMap::new(),
         }
     }
@@ -100,7 +97,8 @@ impl<T> BroadcastHandler<T> for RequestGossip {
         _sender: Option<&T>,
     ) -> Result<Option<SweepKey>, WireError> {
         let req = SweepRequest::decode(data)?;
-        let now = (self.clock)();
+        self.shared.copies.fetch_add(1, Ordering::Relaxed);
+        let now = self.shared.unix_ms.load(Ordering::Relaxed);
         let expires = req.expires_at_unix_ms();
         if self.seen.contains_key(&req.id) || expires < now {
             return Ok(None);
@@ -138,7 +136,9 @@ mod tests {
 
     fn handler(now: u64) -> (RequestGossip, mpsc::Receiver<SweepRequest>) {
         let (tx, rx) = mpsc::channel();
-        (RequestGossip::with_clock(tx, Box::new(move || now)), rx)
+        let shared = Arc::new(GossipShared::default());
+        shared.unix_ms.store(now, Ordering::Relaxed);
+        (RequestGossip::new(tx, shared), rx)
     }
 
     #[test]

@@ -24,13 +24,13 @@ mod participant;
 mod settings;
 pub mod wire;
 
+use core::net::SocketAddr;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use patrol_model::{CheckOutcome, Selector, SweepDocument};
 
-pub use gossip::{RequestGossip, SweepKey};
+pub use gossip::{GossipShared, RequestGossip, SweepKey};
 pub use settings::SweepSettings;
 pub use wire::{
     AnswerBody, AnswerChunk, PeerAddr, SweepMessage, SweepRequest, WireError, PROTOCOL_VERSION,
@@ -84,8 +84,16 @@ pub enum Effect {
     /// Call [`SweepCore::handle_timer`] with `timer` once `after` has passed.
     Schedule { after: Duration, timer: SweepTimer },
     /// Run this node's configured checks matching `selector` (under their
-    /// timeouts), then call [`SweepCore::checks_done`].
-    RunChecks { sweep_id: u64, selector: Selector },
+    /// timeouts, each cut to `budget`), then call [`SweepCore::checks_done`].
+    /// `budget` is the time left before the request expires, less the
+    /// answer spread and [`SweepSettings::budget_margin`], at least
+    /// [`SweepSettings::budget_floor`]: a hung check ends as `error` in time
+    /// instead of costing the node its whole answer.
+    RunChecks {
+        sweep_id: u64,
+        selector: Selector,
+        budget: Duration,
+    },
     /// A sweep this node coordinates made progress.
     Progress {
         sweep_id: u64,
@@ -93,7 +101,10 @@ pub enum Effect {
         expected: u64,
     },
     /// A sweep this node coordinates is complete (emitted once per sweep).
-    Completed(Box<SweepDocument>),
+    Completed {
+        sweep_id: u64,
+        document: Box<SweepDocument>,
+    },
 }
 
 /// A timer the core asked for; opaque to the shell, handed back as is.

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use patrol_model::selector::tags_match;
 use patrol_model::{CheckOutcome, Observed, Severity, Status};
 
 use super::wire::{AnswerBody, AnswerChunk, PeerAddr, SweepMessage, SweepRequest};
@@ -79,11 +80,7 @@ impl Participant {
         if expires <= unix_ms || Duration::from_millis(req.deadline_ms) > settings.max_deadline {
             return;
         }
-        if !req
-            .node_filter
-            .iter()
-            .all(|(k, v)| me.tags.get(k) == Some(v))
-        {
+        if !tags_match(&req.node_filter, &me.tags) {
             return;
         }
         let remaining = Duration::from_millis(expires - unix_ms);
@@ -114,6 +111,7 @@ impl Participant {
             out.push(Effect::RunChecks {
                 sweep_id: req.id,
                 selector: req.selector,
+                budget: settings.check_budget(remaining, p.spread),
             });
         }
         self.sweeps.insert(req.id, p);

@@ -62,6 +62,17 @@ pub struct SweepSettings {
     pub max_deadline: Duration,
     /// Largest answer body the coordinator reassembles, bytes. Default 4 MiB.
     pub max_answer_bytes: usize,
+    /// Of the time left before a request expires, what a participant's
+    /// checks may not use: the answer's trip to the coordinator and one
+    /// retry. The check budget is `time left - answer spread - margin`.
+    /// Default 400 ms (a retry is 150 ms, loopback and LAN trips are well
+    /// under 50 ms, the rest is slack for a loaded node).
+    pub budget_margin: Duration,
+    /// The smallest check budget, however late the request arrived: a
+    /// request seen with less time left still runs its checks, which then
+    /// mostly end as `error` (cut short) rather than not at all. Default
+    /// 100 ms. Must not be zero.
+    pub budget_floor: Duration,
 }
 
 impl Default for SweepSettings {
@@ -80,6 +91,8 @@ impl Default for SweepSettings {
             backstop_interval: Duration::from_millis(400),
             max_deadline: Duration::from_secs(600),
             max_answer_bytes: 4 * 1024 * 1024,
+            budget_margin: Duration::from_millis(400),
+            budget_floor: Duration::from_millis(100),
         }
     }
 }
@@ -89,6 +102,13 @@ impl SweepSettings {
     /// under `max_datagram` (header: version, variant, ids, node name).
     pub(crate) fn chunk_payload(&self, node_name_len: usize) -> usize {
         self.max_datagram.saturating_sub(40 + node_name_len).max(64)
+    }
+
+    /// Time the checks of a request may take, given the time `left`
+    /// before it expires and its answer `spread` window.
+    pub fn check_budget(&self, left: Duration, spread: Duration) -> Duration {
+        left.saturating_sub(spread + self.budget_margin)
+            .max(self.budget_floor)
     }
 
     /// The answer spread window for an expected set of `expected` nodes.

@@ -7,8 +7,8 @@
 //! never panics: garbage, truncated input, an oversize length prefix and an
 //! unknown version are all [`WireError`]s the shell can count.
 
+use core::net::SocketAddr;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 
 use patrol_model::{CheckOutcome, Selector};
 use serde::{Deserialize, Serialize};

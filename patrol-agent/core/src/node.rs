@@ -1,0 +1,612 @@
+//! [`Node`]: one mesh member as pure logic. It owns `Foca`, the
+//! [`SweepCore`], the request-gossip inbox, the departures (members that
+//! said they leave), join backoff and foca resizing, and glues them
+//! together: the channel byte in front of every datagram, eager push of a
+//! fresh request, direct spread in small meshes, the check budget.
+//!
+//! Inputs are method calls that carry the current time ([`Now`]); outputs
+//! queue up as [`Output`]s the shell takes with [`Node::next_output`]:
+//! datagrams to send (plaintext, channel byte first: the shell seals them),
+//! timers to set, checks to run with their budget, sweep progress and
+//! results, membership events. Nothing here touches a socket, a clock or a
+//! runtime: the agent (`patrol-agent/src/agent.rs`) runs it on tokio and
+//! UDP, the simulator (`tests/src/sim/`) in virtual time, the unit tests
+//! below by hand.
+//!
+//! ```text
+//!   shell ──datagram/timer/checks_done/start_sweep/leave(now)──▶ Node
+//!                                                                 │ foca + SweepCore
+//!   shell ◀──────── Output::{Datagram, Timer, RunChecks, ...} ────┘
+//! ```
+
+use core::net::SocketAddr;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use foca::{AccumulatingRuntime, Foca, Member, OwnedNotification};
+use patrol_model::{CheckOutcome, Selector, SweepDocument};
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use crate::codec::BincodeCodec;
+use crate::identity::NodeId;
+use crate::membership::{self, Departures, MemberInfo};
+use crate::settings::NodeSettings;
+use crate::sweep::{
+    Effect, GossipShared, MemberView, Peer, RequestGossip, StartSweep, SweepCore, SweepMessage,
+    SweepRequest, SweepTimer,
+};
+
+/// The first byte of every plaintext datagram: which part of the node it
+/// is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Channel {
+    /// foca's SWIM traffic (probes, gossip, announces, custom broadcasts).
+    Foca = 0,
+    /// A direct sweep message (request, answer piece, ack).
+    Sweep = 1,
+    /// "I am leaving": the sender's name, sent before `leave_cluster`.
+    Leave = 2,
+}
+
+impl Channel {
+    pub fn from_byte(b: u8) -> Option<Channel> {
+        match b {
+            0 => Some(Channel::Foca),
+            1 => Some(Channel::Sweep),
+            2 => Some(Channel::Leave),
+            _ => None,
+        }
+    }
+}
+
+/// What a datagram the node sends carries; for counters and the simulator's
+/// traffic figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DatagramKind {
+    /// foca traffic, the request's gossip copies included.
+    Foca,
+    /// A sweep request sent directly (direct spread or backstop).
+    Request,
+    /// A piece of an answer to a coordinator.
+    Answer,
+    /// A coordinator's ack of an answer piece.
+    Ack,
+    /// A leave notice.
+    Leave,
+}
+
+/// The current time, as both clocks see it. `mono` is monotonic from any
+/// epoch (virtual in the simulator) and drives timers and expiry on this
+/// node; `unix_ms` is wall-clock milliseconds, used where nodes compare
+/// times (request issue and expiry, the sweep document).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    pub mono: Duration,
+    pub unix_ms: u64,
+}
+
+/// A timer the node asked for; opaque to the shell, handed back as is by
+/// [`Node::timer`] once `after` has passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeTimer {
+    Foca(foca::Timer<NodeId>),
+    Sweep(SweepTimer),
+    /// Announce to the seeds again (while we know nobody), or check that
+    /// we still know somebody.
+    Rejoin,
+}
+
+/// A membership change, for logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberEvent {
+    Up(String),
+    Down(String),
+    /// The cluster declared us down; we rejoined with this renewed bump.
+    Rejoined {
+        bump: u32,
+    },
+    /// Declared down and could not renew (should not happen: `renew` always
+    /// succeeds).
+    Defunct,
+}
+
+/// What the shell must do on the node's behalf.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Seal `bytes` (channel byte first) and send them to `to`.
+    Datagram {
+        to: SocketAddr,
+        bytes: Vec<u8>,
+        kind: DatagramKind,
+    },
+    /// Call [`Node::timer`] with `timer` once `after` has passed.
+    Timer {
+        after: Duration,
+        timer: NodeTimer,
+    },
+    /// Run this node's configured checks matching `selector`, each cut to
+    /// `budget`, then call [`Node::checks_done`] with `sweep_id`.
+    RunChecks {
+        sweep_id: u64,
+        selector: Selector,
+        budget: Duration,
+    },
+    /// A sweep this node coordinates made progress.
+    Progress {
+        sweep_id: u64,
+        answered: u64,
+        expected: u64,
+    },
+    /// A sweep this node coordinates is complete (once per sweep).
+    Completed {
+        sweep_id: u64,
+        document: Box<SweepDocument>,
+    },
+    Member(MemberEvent),
+}
+
+/// Counters kept by the node (the shell adds its own, e.g. datagrams that
+/// did not open).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStats {
+    /// Datagrams handed to [`Node::datagram`].
+    pub datagrams_in: u64,
+    /// Of those, rejected by foca or the sweep decoder, or with an unknown
+    /// channel byte.
+    pub dropped_malformed: u64,
+    pub datagrams_out: u64,
+    pub sweeps_coordinated: u64,
+    pub checks_runs: u64,
+    /// Copies of sweep requests received, by gossip or directly, duplicates
+    /// included (the spread's redundancy).
+    pub request_copies: u64,
+}
+
+type NodeFoca = Foca<NodeId, BincodeCodec, SmallRng, RequestGossip>;
+
+/// One mesh member: foca, the sweep core and the glue between them.
+pub struct Node {
+    foca: NodeFoca,
+    rt: AccumulatingRuntime<NodeId>,
+    core: SweepCore,
+    inbox: mpsc::Receiver<SweepRequest>,
+    /// The gossip handler's clock (set on every call) and copy counter.
+    gossip: Arc<GossipShared>,
+    settings: NodeSettings,
+    departures: Departures,
+    seeds: Vec<SocketAddr>,
+    rejoin_backoff: Duration,
+    size_bucket: usize,
+    stats: NodeStats,
+    effects: Vec<Effect>,
+    out: VecDeque<Output>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("me", &self.foca.identity().name)
+            .field("members", &self.foca.num_members())
+            .finish()
+    }
+}
+
+impl Node {
+    /// A node with identity `me` that knows nobody yet. `seed` makes every
+    /// random choice (foca's and the sweep core's) reproducible.
+    pub fn new(me: NodeId, settings: NodeSettings, seed: u64, now: Now) -> Node {
+        let (inbox_tx, inbox) = mpsc::channel();
+        let shared = Arc::new(GossipShared::default());
+        shared.unix_ms.store(now.unix_ms, Ordering::Relaxed);
+        let gossip = RequestGossip::new(inbox_tx, Arc::clone(&shared));
+        let bucket = initial_bucket(&settings, 1);
+        let config = membership::foca_config(bucket, settings.foca_payload(), &settings.foca);
+        let peer = Peer {
+            name: me.name.clone(),
+            addr: me.addr,
+            tags: me.tags.clone(),
+        };
+        let core = SweepCore::new(peer, settings.cluster.clone(), settings.sweep.clone(), seed);
+        let rng = SmallRng::seed_from_u64(seed);
+        let foca = Foca::with_custom_broadcast(me, config, rng, BincodeCodec, gossip);
+        Node {
+            foca,
+            rt: AccumulatingRuntime::new(),
+            core,
+            inbox,
+            gossip: shared,
+            rejoin_backoff: settings.rejoin_initial,
+            settings,
+            departures: Departures::default(),
+            seeds: Vec::new(),
+            size_bucket: bucket,
+            stats: NodeStats::default(),
+            effects: Vec::new(),
+            out: VecDeque::new(),
+        }
+    }
+
+    pub fn identity(&self) -> &NodeId {
+        self.foca.identity()
+    }
+
+    pub fn settings(&self) -> &NodeSettings {
+        &self.settings
+    }
+
+    pub fn stats(&self) -> &NodeStats {
+        &self.stats
+    }
+
+    /// Members foca knows (alive or suspect), not counting ourselves.
+    pub fn num_members(&self) -> usize {
+        self.foca.num_members()
+    }
+
+    /// Every member foca holds, down ones included, with its SWIM state.
+    pub fn membership(&self) -> impl Iterator<Item = &Member<NodeId>> {
+        self.foca.iter_membership_state()
+    }
+
+    /// Custom broadcasts (sweep requests) foca still has to send on.
+    pub fn gossip_backlog(&self) -> usize {
+        self.foca.custom_broadcast_backlog()
+    }
+
+    /// The mesh as `patrol members` shows it.
+    pub fn members(&self) -> Vec<MemberInfo> {
+        membership::member_view(
+            self.foca.identity(),
+            self.foca.iter_membership_state(),
+            &self.departures,
+        )
+    }
+
+    /// The next thing the shell must do, if any. Call until `None` after
+    /// every input.
+    pub fn next_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// Join through `seeds` (gossip addresses): announce to each, retried
+    /// with backoff while we know nobody, then watched every
+    /// `rejoin_watch`. Replaces the seeds of an earlier call; the first
+    /// call with seeds starts the rejoin timer.
+    pub fn set_seeds(&mut self, now: Now, seeds: Vec<SocketAddr>) {
+        let first = self.seeds.is_empty() && !seeds.is_empty();
+        self.seeds = seeds;
+        if first {
+            self.tick(now);
+            self.join();
+            self.flush(now);
+        }
+    }
+
+    /// Add members we know of without telling anyone (foca's `apply_many`
+    /// without broadcasting): members known from elsewhere, as the
+    /// simulator's converged start. Already known members are updated only
+    /// when the given state is newer.
+    pub fn learn_members(&mut self, now: Now, members: impl Iterator<Item = Member<NodeId>>) {
+        self.tick(now);
+        let _ = self.foca.apply_many(members, false, &mut self.rt);
+        self.flush(now);
+    }
+
+    /// A datagram that opened: channel byte, then the payload.
+    pub fn datagram(&mut self, now: Now, from: SocketAddr, bytes: &[u8]) {
+        self.tick(now);
+        self.stats.datagrams_in += 1;
+        let Some((&channel, body)) = bytes.split_first() else {
+            self.stats.dropped_malformed += 1;
+            return;
+        };
+        match Channel::from_byte(channel) {
+            Some(Channel::Foca) => {
+                if let Err(e) = self.foca.handle_data(body, &mut self.rt) {
+                    if !matches!(e, foca::Error::DataFromOurselves) {
+                        self.stats.dropped_malformed += 1;
+                        tracing::debug!(%from, error = %e, "foca rejected a datagram");
+                    }
+                }
+                self.drain_gossip(now);
+            }
+            Some(Channel::Sweep) => match SweepMessage::decode(body) {
+                Ok(msg) => {
+                    if matches!(msg, SweepMessage::Request(_)) {
+                        self.stats.request_copies += 1;
+                    }
+                    self.core
+                        .handle_message(now.mono, now.unix_ms, from, msg, &mut self.effects);
+                }
+                Err(e) => {
+                    self.stats.dropped_malformed += 1;
+                    tracing::debug!(%from, error = %e, "bad sweep message");
+                }
+            },
+            Some(Channel::Leave) => match std::str::from_utf8(body) {
+                Ok(name) => self.departures.record_leave(name),
+                Err(_) => self.stats.dropped_malformed += 1,
+            },
+            None => self.stats.dropped_malformed += 1,
+        }
+        self.flush(now);
+    }
+
+    /// A timer set by an [`Output::Timer`] is due.
+    pub fn timer(&mut self, now: Now, timer: NodeTimer) {
+        self.tick(now);
+        match timer {
+            NodeTimer::Foca(t) => {
+                if let Err(e) = self.foca.handle_timer(t, &mut self.rt) {
+                    tracing::debug!(error = %e, "foca timer");
+                }
+            }
+            NodeTimer::Sweep(t) => {
+                self.core
+                    .handle_timer(now.mono, now.unix_ms, t, &mut self.effects)
+            }
+            NodeTimer::Rejoin => self.join(),
+        }
+        self.flush(now);
+    }
+
+    /// The checks of an [`Output::RunChecks`] finished.
+    pub fn checks_done(&mut self, now: Now, sweep_id: u64, outcomes: Vec<CheckOutcome>) {
+        self.tick(now);
+        self.core
+            .checks_done(now.mono, now.unix_ms, sweep_id, outcomes, &mut self.effects);
+        self.flush(now);
+    }
+
+    /// Coordinate a sweep: the expected set is every member foca holds
+    /// (alive or suspect as alive, down as down) after the node filter.
+    /// Returns the sweep id; progress and the document come as outputs.
+    pub fn start_sweep(&mut self, now: Now, spec: StartSweep) -> u64 {
+        self.tick(now);
+        let members = membership_snapshot(self.foca.iter_membership_state());
+        let id = self
+            .core
+            .start(now.mono, now.unix_ms, spec, members, &mut self.effects);
+        self.stats.sweeps_coordinated += 1;
+        self.flush(now);
+        id
+    }
+
+    /// Leave the mesh: a leave notice straight to every member (they show
+    /// us `left` at once), then foca's `leave_cluster`.
+    pub fn leave(&mut self, now: Now) {
+        self.tick(now);
+        let me = self.foca.identity().name.clone();
+        let targets: Vec<SocketAddr> = self.foca.iter_members().map(|m| m.id().addr).collect();
+        for to in targets {
+            self.emit(to, Channel::Leave, me.as_bytes(), DatagramKind::Leave);
+        }
+        let _ = self.foca.leave_cluster(&mut self.rt);
+        while let Some((to, data)) = self.rt.to_send() {
+            self.emit(to.addr, Channel::Foca, &data, DatagramKind::Foca);
+        }
+    }
+
+    fn tick(&mut self, now: Now) {
+        self.gossip.unix_ms.store(now.unix_ms, Ordering::Relaxed);
+    }
+
+    fn emit(&mut self, to: SocketAddr, channel: Channel, payload: &[u8], kind: DatagramKind) {
+        let mut bytes = Vec::with_capacity(payload.len() + 1);
+        bytes.push(channel as u8);
+        bytes.extend_from_slice(payload);
+        self.stats.datagrams_out += 1;
+        self.out.push_back(Output::Datagram { to, bytes, kind });
+    }
+
+    /// Announce to every seed; retried with backoff while we know nobody.
+    fn join(&mut self) {
+        if self.seeds.is_empty() {
+            return;
+        }
+        if self.foca.num_members() == 0 {
+            let me = self.foca.identity().addr;
+            for seed in self.seeds.clone() {
+                if seed != me {
+                    let _ = self
+                        .foca
+                        .announce(NodeId::seed_placeholder(seed), &mut self.rt);
+                }
+            }
+            self.out.push_back(Output::Timer {
+                after: self.rejoin_backoff,
+                timer: NodeTimer::Rejoin,
+            });
+            self.rejoin_backoff = (self.rejoin_backoff * 2).min(self.settings.rejoin_max);
+        } else {
+            self.rejoin_backoff = self.settings.rejoin_initial;
+            // Keep watching: a node cut off from everyone rejoins through
+            // its seeds.
+            self.out.push_back(Output::Timer {
+                after: self.settings.rejoin_watch,
+                timer: NodeTimer::Rejoin,
+            });
+        }
+    }
+
+    /// New requests that arrived by gossip go to the core, and are pushed
+    /// on at once (eager push) instead of waiting for the gossip tick.
+    fn drain_gossip(&mut self, now: Now) {
+        let mut fresh = false;
+        while let Ok(req) = self.inbox.try_recv() {
+            fresh = true;
+            self.core
+                .handle_request(now.mono, now.unix_ms, req, &mut self.effects);
+        }
+        if fresh {
+            self.eager_push();
+        }
+    }
+
+    fn eager_push(&mut self) {
+        for _ in 0..self.settings.eager_push_rounds {
+            let _ = self.foca.broadcast(&mut self.rt);
+        }
+    }
+
+    /// Move everything foca and the core produced to the output queue,
+    /// until neither has anything left.
+    fn flush(&mut self, now: Now) {
+        self.stats.request_copies += self.gossip.copies.swap(0, Ordering::Relaxed);
+        loop {
+            let mut progressed = false;
+            while let Some((to, data)) = self.rt.to_send() {
+                progressed = true;
+                self.emit(to.addr, Channel::Foca, &data, DatagramKind::Foca);
+            }
+            while let Some((after, timer)) = self.rt.to_schedule() {
+                progressed = true;
+                self.out.push_back(Output::Timer {
+                    after,
+                    timer: NodeTimer::Foca(timer),
+                });
+            }
+            while let Some(n) = self.rt.to_notify() {
+                progressed = true;
+                self.on_notification(now, n);
+            }
+            for effect in std::mem::take(&mut self.effects) {
+                progressed = true;
+                self.on_effect(effect);
+            }
+            if !progressed {
+                break;
+            }
+        }
+    }
+
+    fn on_notification(&mut self, now: Now, n: OwnedNotification<NodeId>) {
+        match n {
+            OwnedNotification::MemberUp(id) => {
+                self.departures.record_alive(&id.name);
+                self.resize();
+                self.out
+                    .push_back(Output::Member(MemberEvent::Up(id.name.clone())));
+            }
+            OwnedNotification::MemberDown(id) => {
+                self.core.member_down(now.mono, &id.name, &mut self.effects);
+                self.resize();
+                self.out
+                    .push_back(Output::Member(MemberEvent::Down(id.name.clone())));
+            }
+            OwnedNotification::Rename(_, new) => self.departures.record_alive(&new.name),
+            OwnedNotification::Rejoin(id) => self
+                .out
+                .push_back(Output::Member(MemberEvent::Rejoined { bump: id.bump })),
+            OwnedNotification::Defunct => self.out.push_back(Output::Member(MemberEvent::Defunct)),
+            _ => {}
+        }
+    }
+
+    /// Re-apply foca settings when the mesh doubles or halves.
+    fn resize(&mut self) {
+        let bucket = initial_bucket(&self.settings, self.foca.num_members() + 1);
+        if bucket != self.size_bucket {
+            self.size_bucket = bucket;
+            let config =
+                membership::foca_config(bucket, self.settings.foca_payload(), &self.settings.foca);
+            if let Err(e) = self.foca.set_config(config) {
+                tracing::warn!(error = %e, "could not re-apply foca settings");
+            }
+        }
+    }
+
+    fn on_effect(&mut self, effect: Effect) {
+        match effect {
+            Effect::Spread(req) => self.spread(req),
+            Effect::Send { to, msg } => {
+                let kind = match &msg {
+                    SweepMessage::Request(_) => DatagramKind::Request,
+                    SweepMessage::Answer(_) => DatagramKind::Answer,
+                    SweepMessage::Ack { .. } => DatagramKind::Ack,
+                };
+                self.emit(to, Channel::Sweep, &msg.encode(), kind);
+            }
+            Effect::Schedule { after, timer } => self.out.push_back(Output::Timer {
+                after,
+                timer: NodeTimer::Sweep(timer),
+            }),
+            Effect::RunChecks {
+                sweep_id,
+                selector,
+                budget,
+            } => {
+                self.stats.checks_runs += 1;
+                self.out.push_back(Output::RunChecks {
+                    sweep_id,
+                    selector,
+                    budget,
+                });
+            }
+            Effect::Progress {
+                sweep_id,
+                answered,
+                expected,
+            } => self.out.push_back(Output::Progress {
+                sweep_id,
+                answered,
+                expected,
+            }),
+            Effect::Completed { sweep_id, document } => {
+                self.out.push_back(Output::Completed { sweep_id, document })
+            }
+        }
+    }
+
+    /// A request this node coordinates: into foca's broadcasts and pushed
+    /// at once, plus a direct copy to every member in a small mesh.
+    fn spread(&mut self, req: SweepRequest) {
+        match self.foca.add_broadcast(&req.encode()) {
+            Ok(_) => self.eager_push(),
+            Err(e) => tracing::warn!(error = %e, "cannot spread the sweep request"),
+        }
+        if self.foca.num_members() <= self.settings.direct_spread_limit {
+            let direct = SweepMessage::Request(req).encode();
+            let members: Vec<SocketAddr> = self.foca.iter_members().map(|m| m.id().addr).collect();
+            for to in members {
+                self.emit(to, Channel::Sweep, &direct, DatagramKind::Request);
+            }
+        }
+        // Our own gossip handler saw it too; the core already has it.
+        while self.inbox.try_recv().is_ok() {}
+    }
+}
+
+/// The size foca is configured for: the next power of two of the member
+/// count, or the configured cluster size when that is larger.
+fn initial_bucket(settings: &NodeSettings, members: usize) -> usize {
+    membership::size_bucket(members.max(settings.cluster_size_hint.unwrap_or(0)))
+}
+
+/// The sweep's view of foca's member list: alive or suspect is `alive`,
+/// down is not (foca keeps down members for `remove_down_after`).
+fn membership_snapshot<'a>(
+    members: impl Iterator<Item = &'a foca::Member<NodeId>>,
+) -> Vec<MemberView> {
+    members
+        .map(|m| MemberView {
+            peer: Peer {
+                name: m.id().name.clone(),
+                addr: m.id().addr,
+                tags: m.id().tags.clone(),
+            },
+            alive: m.state() != foca::State::Down,
+        })
+        .collect()
+}
+
+/// Tags as a node carries them in its identity.
+pub type Tags = BTreeMap<String, String>;
+
+#[cfg(test)]
+mod tests;

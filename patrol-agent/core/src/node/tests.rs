@@ -1,0 +1,354 @@
+//! Unit tests of the [`Node`] glue, driven by hand: a few nodes on an
+//! in-test network with 1 ms latency, timers in a virtual-time queue,
+//! checks answered by the test.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use patrol_model::{CheckOutcome, NodeState, Observed, Severity, Status};
+
+use super::*;
+use crate::membership::MemberState;
+use crate::sweep::SweepSettings;
+
+const LATENCY: Duration = Duration::from_millis(1);
+const BASE_UNIX_MS: u64 = 1_800_000_000_000;
+
+enum Event {
+    Datagram {
+        to: usize,
+        from: SocketAddr,
+        bytes: Vec<u8>,
+    },
+    Timer(usize, NodeTimer),
+    ChecksDone(usize, u64),
+}
+
+/// Nodes, a virtual clock and everything in flight.
+struct Mesh {
+    nodes: Vec<Node>,
+    alive: Vec<bool>,
+    now: Duration,
+    seq: u64,
+    queue: BinaryHeap<Reverse<(Duration, u64)>>,
+    events: std::collections::HashMap<u64, Event>,
+    /// Every output seen, by node.
+    seen: Vec<Vec<Output>>,
+    /// Budgets handed out with `RunChecks`.
+    budgets: Vec<Duration>,
+    documents: Vec<(u64, SweepDocument)>,
+}
+
+fn addr(i: usize) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 10_000 + i as u16))
+}
+
+fn index(a: SocketAddr) -> usize {
+    usize::from(a.port() - 10_000)
+}
+
+fn pass(id: &str) -> CheckOutcome {
+    CheckOutcome {
+        id: id.to_string(),
+        kind: "test".to_string(),
+        status: Status::Pass,
+        severity: Severity::Fail,
+        observed: Observed::Number(1.0),
+        expected: "1".to_string(),
+        message: String::new(),
+        duration_us: 1,
+        description: String::new(),
+        remediation: String::new(),
+    }
+}
+
+impl Mesh {
+    fn new(n: usize, settings: NodeSettings) -> Mesh {
+        let now = Now {
+            mono: Duration::ZERO,
+            unix_ms: BASE_UNIX_MS,
+        };
+        let nodes = (0..n)
+            .map(|i| {
+                let id = NodeId::new(format!("n{i}"), addr(i), 1, Tags::new());
+                Node::new(id, settings.clone(), 7 + i as u64, now)
+            })
+            .collect();
+        Mesh {
+            nodes,
+            alive: vec![true; n],
+            now: Duration::ZERO,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            events: Default::default(),
+            seen: (0..n).map(|_| Vec::new()).collect(),
+            budgets: Vec::new(),
+            documents: Vec::new(),
+        }
+    }
+
+    fn at(&self) -> Now {
+        Now {
+            mono: self.now,
+            unix_ms: BASE_UNIX_MS + self.now.as_millis() as u64,
+        }
+    }
+
+    fn push(&mut self, after: Duration, e: Event) {
+        self.seq += 1;
+        self.queue.push(Reverse((self.now + after, self.seq)));
+        self.events.insert(self.seq, e);
+    }
+
+    /// Carry out node `i`'s outputs.
+    fn drain(&mut self, i: usize) {
+        while let Some(out) = self.nodes[i].next_output() {
+            match &out {
+                Output::Datagram { to, bytes, .. } => {
+                    let to = index(*to);
+                    if to < self.nodes.len() {
+                        let e = Event::Datagram {
+                            to,
+                            from: addr(i),
+                            bytes: bytes.clone(),
+                        };
+                        self.push(LATENCY, e);
+                    }
+                }
+                Output::Timer { after, timer } => self.push(*after, Event::Timer(i, timer.clone())),
+                Output::RunChecks {
+                    sweep_id, budget, ..
+                } => {
+                    self.budgets.push(*budget);
+                    self.push(Duration::from_millis(5), Event::ChecksDone(i, *sweep_id));
+                }
+                Output::Completed { sweep_id, document } => {
+                    self.documents.push((*sweep_id, (**document).clone()))
+                }
+                Output::Progress { .. } | Output::Member(_) => {}
+            }
+            self.seen[i].push(out);
+        }
+    }
+
+    fn run_for(&mut self, span: Duration) {
+        let end = self.now + span;
+        while let Some(&Reverse((at, seq))) = self.queue.peek() {
+            if at > end {
+                break;
+            }
+            self.queue.pop();
+            self.now = at;
+            let now = self.at();
+            let Some(event) = self.events.remove(&seq) else {
+                continue;
+            };
+            let i = match &event {
+                Event::Datagram { to, .. } => *to,
+                Event::Timer(i, _) | Event::ChecksDone(i, _) => *i,
+            };
+            if !self.alive[i] {
+                continue;
+            }
+            match event {
+                Event::Datagram { from, bytes, .. } => self.nodes[i].datagram(now, from, &bytes),
+                Event::Timer(_, t) => self.nodes[i].timer(now, t),
+                Event::ChecksDone(_, id) => self.nodes[i].checks_done(now, id, vec![pass("c")]),
+            }
+            self.drain(i);
+        }
+        self.now = end;
+    }
+
+    /// Every node joins through node 0, 37 ms apart so that their foca
+    /// timers are out of phase (as in a real mesh).
+    fn join_all(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.run_for(Duration::from_millis(37));
+            let now = self.at();
+            self.nodes[i].set_seeds(now, vec![addr(0)]);
+            self.drain(i);
+        }
+        self.run_for(Duration::from_secs(3));
+    }
+
+    fn sweep(&mut self, i: usize, deadline: Duration) -> u64 {
+        let now = self.at();
+        let spec = StartSweep {
+            selector: Selector::default(),
+            node_filter: Tags::new(),
+            deadline,
+        };
+        let id = self.nodes[i].start_sweep(now, spec);
+        self.drain(i);
+        id
+    }
+
+    fn sent(&self, i: usize, kind: DatagramKind) -> usize {
+        self.seen[i]
+            .iter()
+            .filter(|o| matches!(o, Output::Datagram { kind: k, .. } if *k == kind))
+            .count()
+    }
+}
+
+#[test]
+fn nodes_join_through_a_seed_and_a_sweep_accounts_for_everyone() {
+    let mut mesh = Mesh::new(5, NodeSettings::default());
+    mesh.join_all();
+    for node in &mesh.nodes {
+        assert_eq!(node.num_members(), 4, "{node:?} has not converged");
+    }
+    let id = mesh.sweep(2, Duration::from_secs(2));
+    mesh.run_for(Duration::from_secs(3));
+    let (done_id, doc) = mesh.documents.last().expect("a completed sweep");
+    assert_eq!(*done_id, id, "Completed carries the sweep id");
+    doc.check_accounting().unwrap();
+    assert_eq!(doc.counts.ok, 5);
+    assert_eq!(doc.coordinator, "n2");
+}
+
+#[test]
+fn checks_get_the_time_left_less_the_spread_and_the_margin() {
+    let settings = NodeSettings::default();
+    let margin = settings.sweep.budget_margin;
+    let mut mesh = Mesh::new(3, settings);
+    mesh.join_all();
+    mesh.sweep(0, Duration::from_secs(4));
+    mesh.run_for(Duration::from_secs(5));
+    assert_eq!(mesh.budgets.len(), 3);
+    for b in &mesh.budgets {
+        // 4 s deadline, a few ms of trip, a spread of 3 x 30 µs.
+        assert!(*b <= Duration::from_secs(4) - margin, "{b:?}");
+        assert!(
+            *b >= Duration::from_secs(4) - margin - Duration::from_millis(20),
+            "{b:?}"
+        );
+    }
+}
+
+#[test]
+fn a_late_request_still_gets_the_budget_floor() {
+    let settings = SweepSettings::default();
+    let floor = settings.budget_floor;
+    assert_eq!(
+        settings.check_budget(Duration::from_millis(50), Duration::ZERO),
+        floor
+    );
+}
+
+#[test]
+fn small_meshes_get_the_request_directly_and_large_ones_do_not() {
+    let mut mesh = Mesh::new(4, NodeSettings::default());
+    mesh.join_all();
+    mesh.sweep(0, Duration::from_secs(1));
+    assert_eq!(mesh.sent(0, DatagramKind::Request), 3);
+
+    let settings = NodeSettings {
+        direct_spread_limit: 2,
+        ..NodeSettings::default()
+    };
+    let mut mesh = Mesh::new(4, settings);
+    mesh.join_all();
+    mesh.sweep(0, Duration::from_secs(1));
+    assert_eq!(mesh.sent(0, DatagramKind::Request), 0);
+}
+
+#[test]
+fn a_fresh_request_from_gossip_is_pushed_on_at_once() {
+    // No direct spread: the request can only travel by gossip.
+    let quiet = |rounds| NodeSettings {
+        direct_spread_limit: 0,
+        eager_push_rounds: rounds,
+        ..NodeSettings::default()
+    };
+    let reached = |rounds| {
+        let mut mesh = Mesh::new(8, quiet(rounds));
+        mesh.join_all();
+        mesh.sweep(0, Duration::from_secs(2));
+        // Well before foca's 200 ms gossip tick.
+        mesh.run_for(Duration::from_millis(20));
+        mesh.nodes
+            .iter()
+            .filter(|n| n.stats().request_copies > 0)
+            .count()
+    };
+    assert_eq!(reached(2), 8, "eager push reaches everyone within 20 ms");
+    assert!(
+        reached(0) < 8,
+        "without eager push the gossip tick is needed"
+    );
+}
+
+#[test]
+fn joining_retries_with_backoff_while_nobody_answers() {
+    let mut mesh = Mesh::new(2, NodeSettings::default());
+    mesh.alive[0] = false;
+    let now = mesh.at();
+    mesh.nodes[1].set_seeds(now, vec![addr(0)]);
+    mesh.drain(1);
+    mesh.run_for(Duration::from_secs(20));
+    let waits: Vec<Duration> = mesh.seen[1]
+        .iter()
+        .filter_map(|o| match o {
+            Output::Timer {
+                after,
+                timer: NodeTimer::Rejoin,
+            } => Some(*after),
+            _ => None,
+        })
+        .collect();
+    let ms: Vec<u128> = waits.iter().take(7).map(Duration::as_millis).collect();
+    assert_eq!(ms, [200, 400, 800, 1600, 3200, 5000, 5000]);
+    assert!(
+        mesh.sent(1, DatagramKind::Foca) >= 7,
+        "an announce per attempt"
+    );
+}
+
+#[test]
+fn a_leaving_node_is_shown_left_not_down() {
+    let mut mesh = Mesh::new(3, NodeSettings::default());
+    mesh.join_all();
+    let now = mesh.at();
+    mesh.nodes[2].leave(now);
+    mesh.drain(2);
+    assert_eq!(mesh.sent(2, DatagramKind::Leave), 2);
+    mesh.alive[2] = false;
+    mesh.run_for(Duration::from_secs(10));
+    let view = mesh.nodes[0].members();
+    let n2 = view.iter().find(|m| m.name == "n2").unwrap();
+    assert_eq!(n2.state, MemberState::Left);
+}
+
+#[test]
+fn a_member_that_dies_mid_sweep_is_listed_down() {
+    let mut mesh = Mesh::new(4, NodeSettings::default());
+    mesh.join_all();
+    mesh.alive[3] = false;
+    mesh.sweep(0, Duration::from_secs(30));
+    mesh.run_for(Duration::from_secs(31));
+    let (_, doc) = mesh.documents.last().expect("a completed sweep");
+    doc.check_accounting().unwrap();
+    let n3 = doc.nodes.iter().find(|n| n.name == "n3").unwrap();
+    assert_eq!(n3.state, NodeState::Down);
+}
+
+#[test]
+fn malformed_datagrams_are_counted_and_change_nothing() {
+    let mut mesh = Mesh::new(2, NodeSettings::default());
+    mesh.join_all();
+    let before = mesh.nodes[0].stats().dropped_malformed;
+    let now = mesh.at();
+    for bytes in [
+        &[][..],
+        &[9, 1, 2][..],
+        &[0, 255, 255][..],
+        &[1, 7][..],
+        &[2, 0xff][..],
+    ] {
+        mesh.nodes[0].datagram(now, addr(1), bytes);
+    }
+    assert_eq!(mesh.nodes[0].stats().dropped_malformed - before, 5);
+    assert_eq!(mesh.nodes[0].num_members(), 1);
+}

@@ -1,0 +1,145 @@
+//! How the rest of the agent talks to a running owner task: the clonable
+//! [`Commander`], the [`AgentHandle`] that owns the agent's tasks, and what
+//! travels between them.
+
+use std::net::SocketAddr;
+
+use patrol_checks::SweepDocument;
+use tokio::sync::{mpsc, oneshot};
+
+use super::AgentStats;
+use crate::membership::MemberInfo;
+use crate::shutdown::Tasks;
+use crate::sweep::StartSweep;
+
+/// What a sweep's requester hears.
+#[derive(Debug, Clone)]
+pub enum SweepEvent {
+    Progress { answered: u64, expected: u64 },
+    Done(Box<SweepDocument>),
+}
+
+/// How an agent stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopMode {
+    /// Tell the others we leave (they see `left` at once).
+    Leave,
+    /// Vanish without a word, as a crashed process would.
+    Crash,
+}
+
+pub(super) enum Command {
+    Members(oneshot::Sender<Vec<MemberInfo>>),
+    SetSeeds(Vec<SocketAddr>),
+    Stats(oneshot::Sender<AgentStats>),
+    StartSweep(StartSweep, mpsc::Sender<SweepEvent>),
+    Stop(StopMode, oneshot::Sender<AgentStats>),
+}
+
+/// The agent is gone (stopped or crashed).
+#[derive(Debug, thiserror::Error)]
+#[error("the agent has stopped")]
+pub struct AgentGone;
+
+/// A clonable handle to send commands to a running agent.
+#[derive(Clone)]
+pub struct Commander {
+    pub(super) tx: mpsc::Sender<Command>,
+}
+
+impl std::fmt::Debug for Commander {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Commander")
+    }
+}
+
+impl Commander {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, AgentGone> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(make(tx)).await.map_err(|_| AgentGone)?;
+        rx.await.map_err(|_| AgentGone)
+    }
+
+    pub async fn members(&self) -> Result<Vec<MemberInfo>, AgentGone> {
+        self.ask(Command::Members).await
+    }
+
+    pub async fn stats(&self) -> Result<AgentStats, AgentGone> {
+        self.ask(Command::Stats).await
+    }
+
+    /// Replace the seed addresses the agent (re)joins through, e.g. after
+    /// seed names were resolved again.
+    pub async fn set_seeds(&self, seeds: Vec<SocketAddr>) -> Result<(), AgentGone> {
+        self.tx
+            .send(Command::SetSeeds(seeds))
+            .await
+            .map_err(|_| AgentGone)
+    }
+
+    /// Start a sweep coordinated by this agent; events stream on the
+    /// returned receiver, ending with `Done`.
+    pub async fn start_sweep(
+        &self,
+        spec: StartSweep,
+    ) -> Result<mpsc::Receiver<SweepEvent>, AgentGone> {
+        let (tx, rx) = mpsc::channel(256);
+        self.tx
+            .send(Command::StartSweep(spec, tx))
+            .await
+            .map_err(|_| AgentGone)?;
+        Ok(rx)
+    }
+}
+
+/// A running agent: its commander and every task it started.
+#[derive(Debug)]
+pub struct AgentHandle {
+    pub name: String,
+    /// The gossip address.
+    pub addr: SocketAddr,
+    pub(super) commander: Commander,
+    pub(super) tasks: Tasks,
+}
+
+impl AgentHandle {
+    pub fn commander(&self) -> Commander {
+        self.commander.clone()
+    }
+
+    /// The agent's task set: the daemon adds its control listener, seed
+    /// refresher and key reloader here, so one stop ends them all.
+    pub fn tasks(&mut self) -> &mut Tasks {
+        &mut self.tasks
+    }
+
+    pub async fn members(&self) -> Result<Vec<MemberInfo>, AgentGone> {
+        self.commander.members().await
+    }
+
+    pub async fn stats(&self) -> Result<AgentStats, AgentGone> {
+        self.commander.stats().await
+    }
+
+    pub async fn start_sweep(
+        &self,
+        spec: StartSweep,
+    ) -> Result<mpsc::Receiver<SweepEvent>, AgentGone> {
+        self.commander.start_sweep(spec).await
+    }
+
+    /// Stop the agent (leaving the mesh first, or not), then cancel and
+    /// join every task; returns its final counters.
+    pub async fn stop(mut self, mode: StopMode) -> AgentStats {
+        let stats = self
+            .commander
+            .ask(|tx| Command::Stop(mode, tx))
+            .await
+            .unwrap_or_default();
+        self.tasks.shutdown().await;
+        stats
+    }
+}

@@ -1,0 +1,282 @@
+//! The agent's owner task: the I/O around one sans-IO
+//! [`Node`](patrol_core::Node). It opens datagrams and hands them to the
+//! node with the real clock, carries out the node's outputs (seal and send,
+//! set a timer, run checks on the inspector, tell the requester), and
+//! serves commands from the control channel and tests. Every decision
+//! (eager push, direct spread, check budget, join backoff, resizing) is the
+//! node's; nothing here would change in the simulator.
+//!
+//! **Architecture Invariant:** nothing but the owner task touches the
+//! `Node`; there is no lock around it. Every task an agent starts is in the
+//! one [`Tasks`] set and stops on its one cancellation token.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use patrol_checks::{CheckOutcome, Selector};
+use patrol_core::node::{MemberEvent, NodeStats, NodeTimer};
+use patrol_core::{Node, NodeSettings, Now, Output};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+mod handle;
+
+use handle::Command;
+pub use handle::{AgentGone, AgentHandle, Commander, StopMode, SweepEvent};
+
+use crate::clock::unix_ms;
+use crate::envelope::Envelope;
+use crate::identity::NodeId;
+use crate::shutdown::Tasks;
+use crate::timers::{self, TimerSender};
+use crate::transport::Transport;
+
+/// Runs a node's checks for a sweep. The real one runs the checks of the
+/// node's own config (`CatalogInspector`); tests may supply their own.
+/// `budget` is the time left before the answer must leave for the
+/// coordinator: an inspector cuts every check's timeout to it.
+pub trait Inspector: Send + Sync + 'static {
+    fn inspect(
+        &self,
+        selector: &Selector,
+        budget: Duration,
+    ) -> Pin<Box<dyn Future<Output = Vec<CheckOutcome>> + Send>>;
+}
+
+/// What an agent needs besides its transport, envelope and inspector.
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    pub name: String,
+    pub tags: BTreeMap<String, String>,
+    /// Gossip addresses of nodes to join through (tried until one answers).
+    pub seeds: Vec<SocketAddr>,
+    /// Address others reach us at; default: the transport's local address.
+    pub advertise: Option<SocketAddr>,
+    /// Every tunable of the node (cluster name included).
+    pub node: NodeSettings,
+}
+
+/// Counters, for `members --stats`, tests and logs: the node's own plus
+/// what only the shell sees.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentStats {
+    /// Datagrams that did not open (wrong key, corrupted, truncated, other
+    /// cluster): dropped before the node saw them.
+    pub dropped_unsealed: u64,
+    /// Sealed datagrams dropped because the transport's outbound queue was
+    /// full.
+    pub dropped_outbound: u64,
+    pub node: NodeStats,
+}
+
+/// Start an agent on `transport`: the transport's tasks, the timer task and
+/// the owner task, all in one new [`Tasks`] set.
+pub fn start(
+    settings: AgentSettings,
+    transport: Transport,
+    envelope: Envelope,
+    inspector: Arc<dyn Inspector>,
+) -> AgentHandle {
+    let mut tasks = Tasks::new();
+    let addr = settings.advertise.unwrap_or(transport.local_addr);
+    let started = unix_ms();
+    let me = NodeId::new(
+        settings.name.clone(),
+        addr,
+        NodeId::bump_from_unix_ms(started),
+        settings.tags.clone(),
+    );
+    let (inbound, outbound) = transport.spawn(&mut tasks);
+    let (timers, due) = timers::spawn::<NodeTimer>(&mut tasks);
+    let (cmd_tx, commands) = mpsc::channel(64);
+    let epoch = Instant::now();
+    let now = Now {
+        mono: Duration::ZERO,
+        unix_ms: started,
+    };
+    let mut node = Node::new(me, settings.node.clone(), rand::random(), now);
+    node.set_seeds(now, settings.seeds.clone());
+    let owner = Owner {
+        node,
+        envelope,
+        outbound,
+        timers,
+        inspector,
+        checks: JoinSet::new(),
+        requesters: HashMap::new(),
+        epoch,
+        stats: AgentStats::default(),
+    };
+    tasks.spawn(owner.run(inbound, due, commands));
+    AgentHandle {
+        name: settings.name,
+        addr,
+        commander: Commander { tx: cmd_tx },
+        tasks,
+    }
+}
+
+struct Owner {
+    node: Node,
+    envelope: Envelope,
+    outbound: mpsc::Sender<(SocketAddr, Vec<u8>)>,
+    timers: TimerSender<NodeTimer>,
+    inspector: Arc<dyn Inspector>,
+    /// Running checks; dropped (aborted) with the owner.
+    checks: JoinSet<(u64, Vec<CheckOutcome>)>,
+    requesters: HashMap<u64, mpsc::Sender<SweepEvent>>,
+    epoch: Instant,
+    stats: AgentStats,
+}
+
+impl Owner {
+    async fn run(
+        mut self,
+        mut inbound: mpsc::Receiver<(SocketAddr, Vec<u8>)>,
+        mut due: mpsc::UnboundedReceiver<NodeTimer>,
+        mut commands: mpsc::Receiver<Command>,
+    ) {
+        self.carry_out();
+        loop {
+            tokio::select! {
+                Some((from, bytes)) = inbound.recv() => self.on_datagram(from, &bytes),
+                Some(timer) = due.recv() => self.node.timer(self.now(), timer),
+                Some(Ok((sweep_id, outcomes))) = self.checks.join_next(), if !self.checks.is_empty() => {
+                    self.node.checks_done(self.now(), sweep_id, outcomes);
+                }
+                Some(cmd) = commands.recv() => {
+                    if let Command::Stop(mode, reply) = cmd {
+                        self.stop(mode).await;
+                        let _ = reply.send(self.stats());
+                        return;
+                    }
+                    self.on_command(cmd);
+                }
+            }
+            self.carry_out();
+        }
+    }
+
+    fn now(&self) -> Now {
+        Now {
+            mono: self.epoch.elapsed(),
+            unix_ms: unix_ms(),
+        }
+    }
+
+    fn stats(&self) -> AgentStats {
+        AgentStats {
+            node: self.node.stats().clone(),
+            ..self.stats.clone()
+        }
+    }
+
+    fn on_datagram(&mut self, from: SocketAddr, bytes: &[u8]) {
+        match self.envelope.open(bytes) {
+            Ok(plain) => self.node.datagram(self.now(), from, &plain),
+            Err(e) => {
+                self.stats.dropped_unsealed += 1;
+                tracing::debug!(%from, error = %e, "dropped a datagram that does not open");
+            }
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Members(reply) => {
+                let _ = reply.send(self.node.members());
+            }
+            Command::Stats(reply) => {
+                let _ = reply.send(self.stats());
+            }
+            Command::SetSeeds(seeds) => self.node.set_seeds(self.now(), seeds),
+            Command::StartSweep(spec, events) => {
+                let id = self.node.start_sweep(self.now(), spec);
+                self.requesters.insert(id, events);
+            }
+            Command::Stop(..) => {}
+        }
+    }
+
+    /// Leave (or not), and let the writer put the goodbye on the wire.
+    async fn stop(&mut self, mode: StopMode) {
+        if mode == StopMode::Leave {
+            self.node.leave(self.now());
+            self.carry_out();
+            let deadline = Instant::now() + Duration::from_millis(500);
+            while self.outbound.capacity() < self.outbound.max_capacity()
+                && Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Do what the node asked for, until it asks for nothing more.
+    fn carry_out(&mut self) {
+        while let Some(output) = self.node.next_output() {
+            match output {
+                Output::Datagram { to, bytes, .. } => self.send(to, &bytes),
+                Output::Timer { after, timer } => self.timers.submit(after, timer),
+                Output::RunChecks {
+                    sweep_id,
+                    selector,
+                    budget,
+                } => {
+                    let fut = self.inspector.inspect(&selector, budget);
+                    self.checks.spawn(async move { (sweep_id, fut.await) });
+                }
+                Output::Progress {
+                    sweep_id,
+                    answered,
+                    expected,
+                } => {
+                    // Progress is dropped when the reader lags; the last
+                    // slot of the channel is kept for the document.
+                    if let Some(tx) = self.requesters.get(&sweep_id) {
+                        if tx.capacity() > 1 {
+                            let _ = tx.try_send(SweepEvent::Progress { answered, expected });
+                        }
+                    }
+                }
+                Output::Completed { sweep_id, document } => {
+                    if let Some(tx) = self.requesters.remove(&sweep_id) {
+                        // Always has room: progress never takes the last slot.
+                        let _ = tx.try_send(SweepEvent::Done(document));
+                    }
+                }
+                Output::Member(event) => log_member(event),
+            }
+        }
+    }
+
+    fn send(&mut self, to: SocketAddr, plain: &[u8]) {
+        let mut sealed = Vec::with_capacity(plain.len() + crate::envelope::OVERHEAD);
+        if let Err(e) = self.envelope.seal(plain, &mut sealed) {
+            tracing::warn!(error = %e, "cannot seal a datagram");
+            return;
+        }
+        if self.outbound.try_send((to, sealed)).is_err() {
+            self.stats.dropped_outbound += 1;
+            tracing::debug!(%to, "outbound queue full, datagram dropped");
+        }
+    }
+}
+
+fn log_member(event: MemberEvent) {
+    match event {
+        MemberEvent::Up(name) => tracing::debug!(member = %name, "member up"),
+        MemberEvent::Down(name) => tracing::debug!(member = %name, "member down"),
+        MemberEvent::Rejoined { bump } => {
+            tracing::info!(bump, "rejoined the cluster with a renewed identity")
+        }
+        MemberEvent::Defunct => tracing::warn!("declared down by the cluster and could not renew"),
+    }
+}

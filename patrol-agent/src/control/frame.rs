@@ -1,0 +1,306 @@
+//! The control channel's frames, as pure functions on bytes (the
+//! mini-redis `frame.rs` habit): no socket here, so every rule is tested
+//! directly and by property tests.
+//!
+//! ```text
+//! frame  = len:u32be  body[len]                 (len <= the reader's limit)
+//! hello  = "PTRL"  version:u8  challenge[16]     (HELLO_LEN = 21 bytes)
+//! deny   = "DENY"  reason (UTF-8)
+//! sealed = envelope( bincode { challenge[16], body } )
+//! ```
+//!
+//! A sweep document travels as sealed `SweepPiece`s of at most
+//! [`DOC_PIECE`] bytes; [`DocumentAssembler`] puts them back together under
+//! [`MAX_DOCUMENT`].
+
+use patrol_checks::SweepDocument;
+use serde::{Deserialize, Serialize};
+
+use super::ControlError;
+use crate::envelope::Envelope;
+
+/// Bytes of the big-endian length in front of every frame.
+pub const LEN_PREFIX: usize = 4;
+/// Bytes of the per-connection challenge.
+pub const CHALLENGE_LEN: usize = 16;
+/// The first bytes of a hello and of a refusal.
+pub const HELLO_MAGIC: &[u8; 4] = b"PTRL";
+pub const DENY_MAGIC: &[u8; 4] = b"DENY";
+/// A hello: magic, protocol version, challenge.
+pub const HELLO_LEN: usize = HELLO_MAGIC.len() + 1 + CHALLENGE_LEN;
+/// Control protocol version, in the hello.
+pub const PROTOCOL_VERSION: u8 = 1;
+/// Largest frame either side accepts. Sweep documents travel in pieces of
+/// [`DOC_PIECE`] bytes, so a document of any size fits.
+pub const MAX_FRAME: usize = 8 * 1024 * 1024;
+/// Size of one piece of a sweep document.
+pub const DOC_PIECE: usize = 4 * 1024 * 1024;
+/// Largest reassembled sweep document a client accepts.
+pub const MAX_DOCUMENT: usize = 1024 * 1024 * 1024;
+/// A request is small (a selector and a filter); the server reads it under
+/// this limit, so an unauthenticated client cannot make it allocate more.
+pub const MAX_REQUEST_FRAME: usize = 64 * 1024;
+
+/// The per-connection challenge every sealed frame must carry.
+pub type Challenge = [u8; CHALLENGE_LEN];
+
+#[derive(Serialize, Deserialize)]
+struct Sealed<T> {
+    challenge: Challenge,
+    body: T,
+}
+
+fn bincode_config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<MAX_FRAME>()
+}
+
+/// The length a frame header announces, refused above `limit`.
+pub fn frame_len(header: [u8; LEN_PREFIX], limit: usize) -> Result<usize, ControlError> {
+    let len = u32::from_be_bytes(header) as usize;
+    if len > limit {
+        return Err(ControlError::Protocol(format!(
+            "frame of {len} bytes is over the limit of {limit}"
+        )));
+    }
+    Ok(len)
+}
+
+/// The length header for a frame of `len` bytes.
+pub fn len_header(len: usize) -> Result<[u8; LEN_PREFIX], ControlError> {
+    u32::try_from(len)
+        .map(u32::to_be_bytes)
+        .map_err(|_| ControlError::Protocol(format!("a frame of {len} bytes is too large")))
+}
+
+pub fn encode_hello(challenge: &Challenge) -> Vec<u8> {
+    let mut hello = Vec::with_capacity(HELLO_LEN);
+    hello.extend_from_slice(HELLO_MAGIC);
+    hello.push(PROTOCOL_VERSION);
+    hello.extend_from_slice(challenge);
+    hello
+}
+
+/// The challenge of a server's hello; `peer` names the server in errors.
+pub fn decode_hello(hello: &[u8], peer: &str) -> Result<Challenge, ControlError> {
+    if hello.len() != HELLO_LEN || &hello[..HELLO_MAGIC.len()] != HELLO_MAGIC {
+        return Err(ControlError::Protocol(format!(
+            "{peer} is not a patrol control port"
+        )));
+    }
+    let version = hello[HELLO_MAGIC.len()];
+    if version != PROTOCOL_VERSION {
+        return Err(ControlError::Protocol(format!(
+            "agent speaks control protocol {version}, this client {PROTOCOL_VERSION}"
+        )));
+    }
+    let mut challenge = [0u8; CHALLENGE_LEN];
+    challenge.copy_from_slice(&hello[HELLO_MAGIC.len() + 1..]);
+    Ok(challenge)
+}
+
+pub fn encode_deny(reason: &str) -> Vec<u8> {
+    let mut deny = DENY_MAGIC.to_vec();
+    deny.extend_from_slice(reason.as_bytes());
+    deny
+}
+
+/// The reason of a refusal frame, or `None` for any other frame.
+pub fn decode_deny(frame: &[u8]) -> Option<String> {
+    frame
+        .strip_prefix(DENY_MAGIC)
+        .map(|reason| String::from_utf8_lossy(reason).into_owned())
+}
+
+/// Seal `body` for this connection.
+pub fn seal<T: Serialize>(
+    envelope: &Envelope,
+    challenge: Challenge,
+    body: T,
+) -> Result<Vec<u8>, ControlError> {
+    let plain = bincode::serde::encode_to_vec(Sealed { challenge, body }, bincode_config())
+        .map_err(|e| ControlError::Protocol(format!("cannot encode a frame: {e}")))?;
+    envelope
+        .seal_to_vec(&plain)
+        .map_err(|e| ControlError::Protocol(format!("cannot seal a frame: {e}")))
+}
+
+/// Open a sealed frame of this connection: refused if it does not open,
+/// does not decode, or carries another connection's challenge.
+pub fn open<T: serde::de::DeserializeOwned>(
+    envelope: &Envelope,
+    challenge: Challenge,
+    frame: &[u8],
+) -> Result<T, ControlError> {
+    let plain = envelope.open(frame).map_err(|_| ControlError::BadSeal)?;
+    let (sealed, _): (Sealed<T>, usize) =
+        bincode::serde::decode_from_slice(&plain, bincode_config())
+            .map_err(|e| ControlError::Protocol(format!("undecodable frame: {e}")))?;
+    if sealed.challenge != challenge {
+        return Err(ControlError::Refused("stale or replayed frame".into()));
+    }
+    Ok(sealed.body)
+}
+
+/// A document cut into pieces of at most [`DOC_PIECE`] bytes (at least one).
+pub fn document_pieces(doc: &SweepDocument) -> Result<Vec<Vec<u8>>, ControlError> {
+    let bytes = bincode::serde::encode_to_vec(doc, bincode::config::standard())
+        .map_err(|e| ControlError::Protocol(format!("cannot encode the sweep: {e}")))?;
+    Ok(bytes.chunks(DOC_PIECE).map(<[u8]>::to_vec).collect())
+}
+
+/// Puts a document's pieces back together, refusing more than
+/// [`MAX_DOCUMENT`] bytes in all.
+#[derive(Debug, Default)]
+pub struct DocumentAssembler {
+    buf: Vec<u8>,
+}
+
+impl DocumentAssembler {
+    /// Add a piece; the document once `last` arrives.
+    pub fn push(
+        &mut self,
+        piece: &[u8],
+        last: bool,
+    ) -> Result<Option<SweepDocument>, ControlError> {
+        if self.buf.len() + piece.len() > MAX_DOCUMENT {
+            return Err(ControlError::Protocol("sweep document over 1 GiB".into()));
+        }
+        self.buf.extend_from_slice(piece);
+        if !last {
+            return Ok(None);
+        }
+        let cfg = bincode::config::standard().with_limit::<MAX_DOCUMENT>();
+        let (doc, _): (SweepDocument, usize) =
+            bincode::serde::decode_from_slice(&std::mem::take(&mut self.buf), cfg)
+                .map_err(|e| ControlError::Protocol(format!("undecodable sweep document: {e}")))?;
+        Ok(Some(doc))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::keyring::Keyring;
+
+    #[test]
+    fn the_hello_is_magic_version_and_challenge() {
+        assert_eq!(HELLO_LEN, 21);
+        let hello = encode_hello(&[9; CHALLENGE_LEN]);
+        assert_eq!(hello.len(), HELLO_LEN);
+        assert_eq!(decode_hello(&hello, "x").unwrap(), [9; CHALLENGE_LEN]);
+        let mut newer = hello.clone();
+        newer[4] = PROTOCOL_VERSION + 1;
+        assert!(decode_hello(&newer, "x")
+            .unwrap_err()
+            .to_string()
+            .contains("protocol"));
+    }
+
+    #[test]
+    fn a_frame_from_another_connection_is_refused() {
+        let env = Envelope::new(Keyring::generate(), "test");
+        let frame = seal(&env, [1; CHALLENGE_LEN], "hi").unwrap();
+        assert_eq!(
+            open::<String>(&env, [1; CHALLENGE_LEN], &frame).unwrap(),
+            "hi"
+        );
+        assert!(matches!(
+            open::<String>(&env, [2; CHALLENGE_LEN], &frame),
+            Err(ControlError::Refused(_))
+        ));
+        let other = Envelope::new(Keyring::generate(), "test");
+        assert!(matches!(
+            open::<String>(&other, [1; CHALLENGE_LEN], &frame),
+            Err(ControlError::BadSeal)
+        ));
+    }
+
+    #[test]
+    fn frames_over_the_limit_are_refused() {
+        assert_eq!(frame_len(len_header(10).unwrap(), 10).unwrap(), 10);
+        assert!(frame_len(len_header(11).unwrap(), 10).is_err());
+    }
+
+    #[test]
+    fn a_refusal_carries_its_reason() {
+        assert_eq!(decode_deny(&encode_deny("no")).as_deref(), Some("no"));
+        assert_eq!(decode_deny(b"PTRL..."), None);
+    }
+
+    fn doc(nodes: usize) -> SweepDocument {
+        let mut d = patrol_report_free_sample(nodes);
+        d.recount();
+        d
+    }
+
+    /// A document with `nodes` entries (no dependency on the report crate).
+    fn patrol_report_free_sample(nodes: usize) -> SweepDocument {
+        SweepDocument {
+            version: 1,
+            sweep_id: "00000000000000aa".into(),
+            cluster: "c".into(),
+            coordinator: "n0".into(),
+            started_at_unix_ms: 1,
+            deadline_ms: 5000,
+            selector: Default::default(),
+            node_filter: Default::default(),
+            counts: Default::default(),
+            nodes: (0..nodes)
+                .map(|i| patrol_checks::NodeEntry {
+                    name: format!("n{i}"),
+                    addr: "127.0.0.1:1".into(),
+                    tags: Default::default(),
+                    state: patrol_checks::NodeState::Ok,
+                    late_joiner: false,
+                    reached_ms: Some(1),
+                    answered_ms: Some(2),
+                    checks_ms: Some(i as u64),
+                    checks: Vec::new(),
+                })
+                .collect(),
+            timing: Default::default(),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn garbage_hellos_are_errors_not_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = decode_hello(&bytes, "x");
+            let _ = decode_deny(&bytes);
+        }
+
+        #[test]
+        fn garbage_frames_do_not_open(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let env = Envelope::new(Keyring::generate(), "test");
+            prop_assert!(open::<String>(&env, [0; CHALLENGE_LEN], &bytes).is_err());
+        }
+
+        #[test]
+        fn a_document_survives_any_cut_into_pieces(nodes in 0usize..40, cuts in proptest::collection::vec(1usize..200, 1..8)) {
+            let d = doc(nodes);
+            let bytes = bincode::serde::encode_to_vec(&d, bincode::config::standard()).unwrap();
+            let mut asm = DocumentAssembler::default();
+            let mut rest = &bytes[..];
+            let mut got = None;
+            for (k, cut) in cuts.iter().cycle().enumerate() {
+                let n = (*cut).min(rest.len());
+                let last = n == rest.len();
+                got = asm.push(&rest[..n], last).unwrap();
+                rest = &rest[n..];
+                if last || k > 10_000 { break; }
+            }
+            prop_assert_eq!(got, Some(d));
+        }
+    }
+
+    #[test]
+    fn document_pieces_reassemble() {
+        let d = doc(3);
+        let pieces = document_pieces(&d).unwrap();
+        assert_eq!(pieces.len(), 1);
+        let mut asm = DocumentAssembler::default();
+        assert_eq!(asm.push(&pieces[0], true).unwrap(), Some(d));
+    }
+}
