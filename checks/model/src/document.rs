@@ -221,6 +221,18 @@ impl SweepDocument {
         Ok(())
     }
 
+    /// A document read from version-1 JSON (observed values externally
+    /// tagged), brought to the current version. Does nothing to a newer one.
+    pub fn upgrade_from_v1(&mut self) {
+        if self.version != 1 {
+            return;
+        }
+        for c in self.nodes.iter_mut().flat_map(|n| n.checks.iter_mut()) {
+            c.observed = std::mem::take(&mut c.observed).read_as_v1();
+        }
+        self.version = DOCUMENT_VERSION;
+    }
+
     /// Recompute `counts` from `nodes` (used by producers and by tests).
     pub fn recount(&mut self) {
         let mut c = StateCounts::default();

@@ -172,6 +172,49 @@ impl Serialize for CheckOutcome {
     }
 }
 
+impl Observed {
+    /// A value read from a version-1 JSON document, which wrote observed
+    /// values externally tagged (`"none"`, `{"number": 0.31}`,
+    /// `{"named": [["load1", {"number": 0.31}]]}`): the same value as
+    /// version 2 reads it. Only for documents whose `version` is 1.
+    pub fn read_as_v1(self) -> Observed {
+        let Observed::Named(mut items) = self else {
+            return match self {
+                Observed::Text(t) if t == "none" => Observed::None,
+                other => other,
+            };
+        };
+        if items.len() != 1 {
+            return Observed::Named(items);
+        }
+        let (tag, value) = items.remove(0);
+        match (tag.as_str(), value) {
+            ("number", Observed::Number(n)) => Observed::Number(n),
+            ("text", Observed::Text(t)) => Observed::Text(t),
+            ("version", Observed::Text(v)) => Observed::Version(v),
+            ("list", Observed::List(l)) => {
+                Observed::List(l.into_iter().map(Observed::read_as_v1).collect())
+            }
+            ("named", Observed::List(pairs)) => Observed::Named(
+                pairs
+                    .into_iter()
+                    .filter_map(|p| match p {
+                        Observed::List(mut kv) if kv.len() == 2 => {
+                            let v = kv.pop()?;
+                            match kv.pop()? {
+                                Observed::Text(k) => Some((k, v.read_as_v1())),
+                                _ => None,
+                            }
+                        }
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+            (_, value) => Observed::Named(vec![(tag, value)]),
+        }
+    }
+}
+
 /// `Observed` as bincode has always carried it: the variant index, then
 /// its content. Borrowed for writing, owned for reading.
 #[derive(Serialize)]

@@ -193,6 +193,52 @@ fn a_version_read_back_from_json_is_text_with_the_same_characters() {
     assert_eq!(back.to_string(), v.to_string());
 }
 
+#[test]
+fn a_version_1_document_reads_back_as_the_same_values() {
+    // What `patrol sweep --format json` printed before version 2.
+    let v1 = r#"{"version":1,"sweep_id":"01","cluster":"c","coordinator":"n1",
+      "started_at_unix_ms":0,"deadline_ms":5000,
+      "selector":{"checks":[],"labels":[],"profile":null},"node_filter":{},
+      "counts":{"expected":1,"ok":0,"failing":1,"no_answer":0,"down":0,"late_joiners":0},
+      "nodes":[{"name":"n1","addr":"a","tags":{},"state":"failing","late_joiner":false,
+        "reached_ms":1,"answered_ms":2,"checks_ms":1,"checks":[
+        {"id":"a","kind":"sysctl","status":"pass","severity":"fail","observed":{"number":0.31},"expected":"","message":"","duration_us":1,"description":"","remediation":""},
+        {"id":"b","kind":"command","status":"pass","severity":"fail","observed":{"named":[["load1",{"number":0.31}],["who",{"text":"me"}]]},"expected":"","message":"","duration_us":1,"description":"","remediation":""},
+        {"id":"c","kind":"kubelet_version","status":"pass","severity":"fail","observed":{"version":"1.31.2"},"expected":"","message":"","duration_us":1,"description":"","remediation":""},
+        {"id":"d","kind":"disk","status":"error","severity":"fail","observed":"none","expected":"","message":"x","duration_us":1,"description":"","remediation":""},
+        {"id":"e","kind":"disk","status":"pass","severity":"fail","observed":{"list":[{"number":1.0},{"text":"/"}]},"expected":"","message":"","duration_us":1,"description":"","remediation":""}
+      ]}],
+      "timing":{"reached_p50_ms":null,"reached_p99_ms":null,"reached_max_ms":null,"last_answer_ms":null,"completed_ms":3}}"#;
+    let mut doc: SweepDocument = serde_json::from_str(v1).unwrap();
+    doc.upgrade_from_v1();
+    assert_eq!(doc.version, patrol_model::document::DOCUMENT_VERSION);
+    let observed: Vec<Observed> = doc.nodes[0]
+        .checks
+        .iter()
+        .map(|c| c.observed.clone())
+        .collect();
+    assert_eq!(
+        observed,
+        [
+            Observed::Number(0.31),
+            Observed::Named(vec![
+                ("load1".into(), Observed::Number(0.31)),
+                ("who".into(), Observed::Text("me".into())),
+            ]),
+            Observed::Version("1.31.2".into()),
+            Observed::None,
+            Observed::List(vec![Observed::Number(1.0), Observed::Text("/".into())]),
+        ]
+    );
+    // A current document is left alone, even where it looks tagged.
+    let mut current = document();
+    current.nodes[0].checks[0].observed =
+        Observed::Named(vec![("number".into(), Observed::Number(1.0))]);
+    let before = current.clone();
+    current.upgrade_from_v1();
+    assert_eq!(current, before);
+}
+
 /// `Observed` exactly as it was declared before JSON got its own shape:
 /// the wire must not change.
 #[derive(Serialize)]
