@@ -90,7 +90,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let targets = args.control.targets()?;
     let bar = progress_bar(None);
     bar.enable_steady_tick(Duration::from_millis(100));
-    let (doc, per_cluster) = if targets.len() == 1 && targets[0].context.is_none() {
+    let (doc, per_cluster, unreachable) = if targets.len() == 1 && targets[0].context.is_none() {
         let doc = sweep_target(&targets[0], &request, |answered, expected| {
             bar.set_length(expected);
             bar.set_position(answered);
@@ -98,7 +98,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .await;
         bar.finish_and_clear();
         let doc = doc?;
-        (doc.clone(), vec![doc])
+        (doc.clone(), vec![doc], Vec::new())
     } else {
         let parts = sweep_all(&targets, &request, &bar).await;
         bar.finish_and_clear();
@@ -106,12 +106,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             .iter()
             .filter_map(|p| p.result.as_ref().ok().cloned())
             .collect();
+        let mut unreachable = Vec::new();
         for p in &parts {
             if let Err(e) = &p.result {
                 eprintln!("patrol: cluster {} could not be swept: {e}", p.label);
+                unreachable.push(p.label.clone());
             }
         }
-        (crate::contexts::merge(parts), per_cluster)
+        (crate::contexts::merge(parts), per_cluster, unreachable)
     };
 
     if let Some(path) = &args.out {
@@ -119,7 +121,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &args.prometheus {
-        crate::textfile::write_atomic(path, &crate::textfile::render(&per_cluster))?;
+        crate::textfile::write_atomic(path, &crate::textfile::render(&per_cluster, &unreachable))?;
     }
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&doc)?),

@@ -13,6 +13,7 @@
 //! | `patrol_sweep_anomaly_groups` | `cluster` | anomaly groups as the report counts them (check, status, observed value) |
 //! | `patrol_sweep_start_time_seconds` | `cluster` | unix time the sweep started |
 //! | `patrol_sweep_duration_seconds` | `cluster` | until every node was accounted for |
+//! | `patrol_sweep_cluster_up` | `cluster` | 1 when the cluster was swept, 0 when none of its agents answered (`--context`) |
 //!
 //! No sample carries a timestamp (the textfile collector refuses them;
 //! the start time is a value instead). The file is written to a temporary
@@ -49,9 +50,19 @@ struct CheckLabels {
 
 type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
 
-/// The textfile for one or more sweeps (one per cluster), in the classic
-/// Prometheus text format.
-pub fn render<'a>(docs: impl IntoIterator<Item = &'a SweepDocument>) -> String {
+/// The textfile for one or more sweeps (one per cluster) and the clusters
+/// that could not be swept, in the classic Prometheus text format.
+pub fn render<'a>(
+    docs: impl IntoIterator<Item = &'a SweepDocument>,
+    unreachable: &[String],
+) -> String {
+    let up = Family::<ClusterLabel, Gauge>::default();
+    for cluster in unreachable {
+        up.get_or_create(&ClusterLabel {
+            cluster: cluster.clone(),
+        })
+        .set(0);
+    }
     let nodes = Family::<StateLabels, Gauge>::default();
     let failing = Family::<CheckLabels, Gauge>::default();
     let warning = Family::<CheckLabels, Gauge>::default();
@@ -92,6 +103,7 @@ pub fn render<'a>(docs: impl IntoIterator<Item = &'a SweepDocument>) -> String {
             warning.get_or_create(&labels).set(w);
         }
         let label = ClusterLabel { cluster };
+        up.get_or_create(&label).set(1);
         groups
             .get_or_create(&label)
             .set(patrol_report::aggregate::group_anomalies(doc).len() as i64);
@@ -128,6 +140,11 @@ pub fn render<'a>(docs: impl IntoIterator<Item = &'a SweepDocument>) -> String {
         "duration_seconds",
         "Seconds until every node of the last sweep was accounted for",
         duration,
+    );
+    registry.register(
+        "cluster_up",
+        "1 when the cluster was swept, 0 when none of its agents answered",
+        up,
     );
     let mut text = String::new();
     // Writing to a String cannot fail.
@@ -192,7 +209,7 @@ mod tests {
                 node("d", &[], NodeState::Down, vec![]),
             ],
         );
-        let text = render([&doc]);
+        let text = render([&doc], &["gone".to_string()]);
         for line in [
             "patrol_sweep_nodes{cluster=\"prod\",state=\"failing\"} 2",
             "patrol_sweep_nodes{cluster=\"prod\",state=\"ok\"} 1",
@@ -203,6 +220,8 @@ mod tests {
             "patrol_sweep_warning_nodes{cluster=\"prod\",check=\"ntp\"} 1",
             "patrol_sweep_anomaly_groups{cluster=\"prod\"} 2",
             "patrol_sweep_start_time_seconds{cluster=\"prod\"} 1795316400.0",
+            "patrol_sweep_cluster_up{cluster=\"prod\"} 1",
+            "patrol_sweep_cluster_up{cluster=\"gone\"} 0",
         ] {
             assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
         }
