@@ -161,6 +161,7 @@ pub async fn start_with(config: &Config, envelope: Envelope) -> Result<Daemon, S
         seeds: seeds.clone(),
         advertise: Some(advertise),
         node: node_settings(config),
+        clock: crate::clock::WallClock::default(),
     };
     let mut agent = agent::start(settings, transport, envelope.clone(), inspector);
     let commander = agent.commander();

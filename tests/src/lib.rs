@@ -102,6 +102,7 @@ pub fn settings(
             cluster: "test".to_string(),
             ..NodeSettings::default()
         },
+        clock: Default::default(),
     }
 }
 

@@ -1,15 +1,20 @@
 //! The mesh with real agents on real loopback UDP sockets: joining,
 //! failure detection, graceful leave, keys, and garbage on the wire.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use patrol_agent::agent::StopMode;
+use patrol_agent::clock::WallClock;
 use patrol_agent::control::{ControlClient, ControlError, ControlRequest};
 use patrol_agent::envelope::Envelope;
 use patrol_agent::keyring::Keyring;
 use patrol_agent::membership::MemberState;
-use patrol_tests::{count, new_envelope, state_of, udp_agent, wait_converged, wait_for, NoChecks};
+use patrol_agent::transport::Transport;
+use patrol_tests::{
+    count, new_envelope, settings, state_of, udp_agent, wait_converged, wait_for, NoChecks,
+};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -271,4 +276,60 @@ async fn seeds_given_later_are_joined_through() {
     for a in agents {
         a.stop(StopMode::Crash).await;
     }
+}
+
+/// Regression (issue 12): the identity's bump was milliseconds in a `u32`
+/// compared with serial arithmetic, so an agent restarted 25-50 days after
+/// its previous start lost the address conflict to its own old identity and
+/// stayed invisible until that was reaped (5 minutes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_restarted_with_its_clock_thirty_days_later_rejoins_at_once() {
+    const THIRTY_DAYS_MS: i64 = 30 * 24 * 3600 * 1000;
+    let env = new_envelope();
+    let a = udp_agent("a", 0, vec![], &env, Arc::new(NoChecks)).await;
+    let seed = a.addr;
+    let start_b = |port: u16, clock: WallClock, incarnation: &str| {
+        let mut s = settings(
+            "b",
+            vec![seed],
+            [("incarnation".to_string(), incarnation.to_string())].into(),
+        );
+        s.clock = clock;
+        let env = env.clone();
+        async move {
+            let t = Transport::udp(SocketAddr::from(([127, 0, 0, 1], port)))
+                .await
+                .expect("bind");
+            patrol_agent::agent::start(s, t, env, Arc::new(NoChecks))
+        }
+    };
+    let b = start_b(0, WallClock::default(), "1").await;
+    let port = b.addr.port();
+    let agents = [a, b];
+    wait_converged(&agents, 2, LIMIT).await;
+    let [a, b] = agents;
+    // A crash, and at once a restart on the same address whose clock reads
+    // 30 days later (a reboot after a long outage, a clock fixed by NTP).
+    b.stop(StopMode::Crash).await;
+    let b = start_b(port, WallClock::shifted(THIRTY_DAYS_MS), "2").await;
+    wait_for(
+        Duration::from_secs(15),
+        "a to list the restarted b as alive",
+        || async {
+            let members = a.members().await.map_err(|e| e.to_string())?;
+            let b = members.iter().find(|m| m.name == "b");
+            match b {
+                Some(m)
+                    if m.state == MemberState::Alive
+                        && m.tags.get("incarnation").map(String::as_str) == Some("2") =>
+                {
+                    Ok(())
+                }
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    a.stop(StopMode::Crash).await;
+    b.stop(StopMode::Crash).await;
 }

@@ -161,6 +161,10 @@ fn documented_defaults() -> BTreeMap<&'static str, String> {
     m.insert("max_answer_bytes", s.max_answer_bytes.to_string());
     m.insert("budget_margin", dur(s.budget_margin));
     m.insert("budget_floor", dur(s.budget_floor));
+    m.insert("clock_skew_tolerance", dur(s.clock_skew_tolerance));
+    m.insert("max_participations", s.max_participations.to_string());
+    m.insert("max_late_joiners", s.max_late_joiners.to_string());
+    m.insert("max_partial_bytes", s.max_partial_bytes.to_string());
     let c = patrol_agent::control::server::ControlSettings::default();
     m.insert("max_connections", c.max_connections.to_string());
     m.insert("request_timeout", dur(c.request_timeout));

@@ -4,9 +4,14 @@
 //! its gossip socket address: that is all a joining node knows of its
 //! seeds, and foca accepts an announce addressed to any identity with our
 //! address. Each start draws a fresh `bump` from the clock, so a node
-//! restarted on the same address wins the conflict with its old (down)
-//! identity, and `renew` increments it so a node wrongly declared down
-//! rejoins at once.
+//! restarted on the same address wins the conflict with its old identity,
+//! and `renew` increments it so a node wrongly declared down rejoins at
+//! once.
+//!
+//! The bump is 64 bits of milliseconds and compared plainly: it does not
+//! wrap within the life of any cluster. (It was a `u32` compared with
+//! serial arithmetic, which made an agent restarted 25-50 days after its
+//! previous start lose to its own old identity.)
 
 use core::net::SocketAddr;
 use std::collections::BTreeMap;
@@ -19,7 +24,7 @@ use serde::{Deserialize, Serialize};
 pub struct NodeId {
     pub name: String,
     pub addr: SocketAddr,
-    pub bump: u32,
+    pub bump: u64,
     pub tags: BTreeMap<String, String>,
 }
 
@@ -30,7 +35,7 @@ impl NodeId {
     pub fn new(
         name: impl Into<String>,
         addr: SocketAddr,
-        bump: u32,
+        bump: u64,
         tags: BTreeMap<String, String>,
     ) -> Self {
         NodeId {
@@ -41,11 +46,10 @@ impl NodeId {
         }
     }
 
-    /// The bump for an identity started at `unix_ms`: milliseconds,
-    /// wrapping; compared with serial-number arithmetic, so a restart within
-    /// 24 days beats the previous incarnation.
-    pub fn bump_from_unix_ms(unix_ms: u64) -> u32 {
-        unix_ms as u32
+    /// The bump for an identity started at `unix_ms`: the milliseconds
+    /// themselves, so a later start beats every earlier incarnation.
+    pub fn bump_from_unix_ms(unix_ms: u64) -> u64 {
+        unix_ms
     }
 
     /// A stand-in for a seed we know only by address: used as the
@@ -67,7 +71,7 @@ impl foca::Identity for NodeId {
 
     fn renew(&self) -> Option<Self> {
         let mut next = self.clone();
-        next.bump = self.bump.wrapping_add(1);
+        next.bump = self.bump.saturating_add(1);
         Some(next)
     }
 
@@ -76,9 +80,7 @@ impl foca::Identity for NodeId {
     }
 
     fn win_addr_conflict(&self, adversary: &Self) -> bool {
-        // Serial-number arithmetic so the wrap-around still orders.
-        let diff = self.bump.wrapping_sub(adversary.bump);
-        diff != 0 && diff < u32::MAX / 2
+        self.bump > adversary.bump
     }
 }
 
@@ -98,11 +100,19 @@ mod tests {
     }
 
     #[test]
-    fn bump_order_survives_wrap_around() {
-        let mut a = NodeId::new("a", "127.0.0.1:1".parse().unwrap(), 7, BTreeMap::new());
-        a.bump = u32::MAX;
-        let b = a.renew().unwrap();
-        assert_eq!(b.bump, 0);
-        assert!(b.win_addr_conflict(&a));
+    fn a_restart_any_time_later_wins() {
+        let day = 24 * 3600 * 1000;
+        let addr = "127.0.0.1:1".parse().unwrap();
+        let old = NodeId::new(
+            "a",
+            addr,
+            NodeId::bump_from_unix_ms(1_800_000_000_000),
+            BTreeMap::new(),
+        );
+        for days in [1, 25, 30, 49, 50, 365, 3650] {
+            let new = NodeId::new("a", addr, old.bump + days * day, BTreeMap::new());
+            assert!(new.win_addr_conflict(&old), "{days} days later");
+            assert!(!old.win_addr_conflict(&new));
+        }
     }
 }

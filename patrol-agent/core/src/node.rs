@@ -108,7 +108,7 @@ pub enum MemberEvent {
     Down(String),
     /// The cluster declared us down; we rejoined with this renewed bump.
     Rejoined {
-        bump: u32,
+        bump: u64,
     },
     /// Declared down and could not renew (should not happen: `renew` always
     /// succeeds).
@@ -165,6 +165,8 @@ pub struct NodeStats {
     /// Copies of sweep requests received, by gossip or directly, duplicates
     /// included (the spread's redundancy).
     pub request_copies: u64,
+    /// What the sweep core refused, by reason.
+    pub sweep: crate::sweep::SweepCounters,
 }
 
 type NodeFoca = Foca<NodeId, BincodeCodec, SmallRng, RequestGossip>;
@@ -239,8 +241,11 @@ impl Node {
         &self.settings
     }
 
-    pub fn stats(&self) -> &NodeStats {
-        &self.stats
+    pub fn stats(&self) -> NodeStats {
+        NodeStats {
+            sweep: self.core.counters().clone(),
+            ..self.stats.clone()
+        }
     }
 
     /// Members foca knows (alive or suspect), not counting ourselves.

@@ -30,7 +30,7 @@ mod handle;
 use handle::Command;
 pub use handle::{AgentGone, AgentHandle, Commander, StopMode, SweepEvent};
 
-use crate::clock::unix_ms;
+use crate::clock::WallClock;
 use crate::envelope::Envelope;
 use crate::identity::NodeId;
 use crate::shutdown::Tasks;
@@ -60,6 +60,8 @@ pub struct AgentSettings {
     pub advertise: Option<SocketAddr>,
     /// Every tunable of the node (cluster name included).
     pub node: NodeSettings,
+    /// The wall clock this agent reads (the system's unless a test shifts it).
+    pub clock: WallClock,
 }
 
 /// Counters, for `members --stats`, tests and logs: the node's own plus
@@ -85,7 +87,7 @@ pub fn start(
 ) -> AgentHandle {
     let mut tasks = Tasks::new();
     let addr = settings.advertise.unwrap_or(transport.local_addr);
-    let started = unix_ms();
+    let started = settings.clock.unix_ms();
     let me = NodeId::new(
         settings.name.clone(),
         addr,
@@ -111,6 +113,7 @@ pub fn start(
         checks: JoinSet::new(),
         requesters: HashMap::new(),
         epoch,
+        clock: settings.clock,
         stats: AgentStats::default(),
     };
     tasks.spawn(owner.run(inbound, due, commands));
@@ -132,6 +135,7 @@ struct Owner {
     checks: JoinSet<(u64, Vec<CheckOutcome>)>,
     requesters: HashMap<u64, mpsc::Sender<SweepEvent>>,
     epoch: Instant,
+    clock: WallClock,
     stats: AgentStats,
 }
 
@@ -166,7 +170,7 @@ impl Owner {
     fn now(&self) -> Now {
         Now {
             mono: self.epoch.elapsed(),
-            unix_ms: unix_ms(),
+            unix_ms: self.clock.unix_ms(),
         }
     }
 

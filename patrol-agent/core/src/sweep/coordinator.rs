@@ -26,6 +26,18 @@ use super::{Effect, MemberView, Peer, StartSweep, SweepSettings, SweepTimer, Tim
 /// Completed sweep ids remembered so late answer pieces still get acked.
 const RECENT_COMPLETED: usize = 256;
 
+/// Longest node name a coordinator accepts in an answer (a DNS name's
+/// limit).
+pub const MAX_NODE_NAME: usize = 253;
+
+/// What became of an answer piece, for the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Taken,
+    /// Malformed, over a bound, or for an unknown sweep: dropped, no ack.
+    Refused,
+}
+
 /// Check id of the `error` outcome recorded for a node whose answer
 /// arrived whole but did not decode.
 pub const UNREADABLE_ANSWER_ID: &str = "patrol.unreadable_answer";
@@ -47,6 +59,8 @@ struct Sweep {
     expected: BTreeMap<String, Slot>,
     late: BTreeMap<String, NodeEntry>,
     partial: HashMap<String, Vec<Option<Vec<u8>>>>,
+    /// Bytes held in `partial`, bounded by `max_partial_bytes`.
+    partial_bytes: usize,
     /// Expected nodes that answered.
     answered: u64,
     /// Expected nodes that answered or are down.
@@ -152,6 +166,7 @@ impl Coordinator {
             expected,
             late: BTreeMap::new(),
             partial: HashMap::new(),
+            partial_bytes: 0,
             answered: 0,
             settled,
             last_answer_at: None,
@@ -183,40 +198,60 @@ impl Coordinator {
         from: SocketAddr,
         chunk: AnswerChunk,
         out: &mut Vec<Effect>,
-    ) {
+    ) -> Verdict {
         let id = chunk.sweep_id;
         let Some(sweep) = self.sweeps.get_mut(&id) else {
             if self.recent.contains(&id) {
                 out.push(ack(from, &chunk));
+                return Verdict::Taken;
             }
-            return;
+            return Verdict::Refused;
         };
         let count = usize::from(chunk.count);
         let index = usize::from(chunk.index);
-        let max_pieces =
-            settings.max_answer_bytes / settings.chunk_payload(chunk.node.len()).max(1) + 1;
-        if count == 0 || index >= count || count > max_pieces {
-            return;
+        let payload = settings.chunk_payload(chunk.node.len());
+        let max_pieces = settings.max_answer_bytes / payload.max(1) + 1;
+        if count == 0
+            || index >= count
+            || count > max_pieces
+            || chunk.payload.len() > payload
+            || chunk.node.len() > MAX_NODE_NAME
+        {
+            return Verdict::Refused;
+        }
+        if sweep.has_answer(&chunk.node) {
+            out.push(ack(from, &chunk));
+            return Verdict::Taken;
+        }
+        let expected = sweep.expected.contains_key(&chunk.node);
+        if !expected
+            && !sweep.partial.contains_key(&chunk.node)
+            && sweep.late.len() + sweep.late_partial() >= settings.max_late_joiners
+        {
+            return Verdict::Refused;
+        }
+        if sweep.partial_bytes + chunk.payload.len() > settings.max_partial_bytes {
+            return Verdict::Refused;
         }
         out.push(ack(from, &chunk));
-        if sweep.has_answer(&chunk.node) {
-            return;
-        }
-        if !sweep.partial.contains_key(&chunk.node)
-            && sweep.partial.len() >= sweep.expected.len() + 1024
-        {
-            return;
-        }
         let parts = sweep.partial.entry(chunk.node.clone()).or_default();
         if parts.len() != count {
+            let dropped: usize = parts.iter().flatten().map(Vec::len).sum();
+            sweep.partial_bytes -= dropped;
             *parts = vec![None; count];
         }
-        parts[index] = Some(chunk.payload);
+        let slot = &mut parts[index];
+        if let Some(old) = slot.take() {
+            sweep.partial_bytes -= old.len();
+        }
+        sweep.partial_bytes += chunk.payload.len();
+        *slot = Some(chunk.payload);
         if parts.iter().any(Option::is_none) {
-            return;
+            return Verdict::Taken;
         }
         let bytes: Vec<u8> = parts.iter().flatten().flatten().copied().collect();
         sweep.partial.remove(&chunk.node);
+        sweep.partial_bytes -= bytes.len();
         let body = match AnswerBody::decode(&bytes) {
             Ok(body) => body,
             // The node answered (every piece arrived and was acked), but
@@ -239,6 +274,7 @@ impl Coordinator {
         };
         sweep.record(now, from, chunk.node, body, out);
         self.complete_if_settled(id, now, out);
+        Verdict::Taken
     }
 
     pub(crate) fn member_down(&mut self, now: Duration, name: &str, out: &mut Vec<Effect>) {
@@ -335,12 +371,22 @@ fn ack(to: SocketAddr, chunk: &AnswerChunk) -> Effect {
         to,
         msg: SweepMessage::Ack {
             sweep_id: chunk.sweep_id,
+            node: chunk.node.clone(),
+            nonce: chunk.nonce,
             index: chunk.index,
         },
     }
 }
 
 impl Sweep {
+    /// Incomplete answers from nodes outside the expected set.
+    fn late_partial(&self) -> usize {
+        self.partial
+            .keys()
+            .filter(|n| !self.expected.contains_key(*n))
+            .count()
+    }
+
     fn has_answer(&self, node: &str) -> bool {
         self.late.contains_key(node)
             || self

@@ -37,7 +37,7 @@ pub use wire::{
 };
 
 use coordinator::Coordinator;
-use participant::Participant;
+use participant::{Participant, Verdict};
 
 /// A mesh member as the sweep core needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,6 +134,33 @@ pub struct SweepCore {
     rng: Prng,
     coordinator: Coordinator,
     participant: Participant,
+    counters: SweepCounters,
+}
+
+/// What the sweep core refused, by reason. Every refusal is counted here.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SweepCounters {
+    /// Requests refused because they were issued too far in the future by
+    /// this node's clock (reported to the coordinator once).
+    pub requests_clock_skew: u64,
+    /// Requests refused because `max_participations` sweeps were remembered.
+    pub requests_over_capacity: u64,
+    /// Answer pieces dropped at a coordinator: malformed, over a size or
+    /// count bound, a late joiner over the cap, or for an unknown sweep.
+    pub pieces_refused: u64,
+    /// Acks not naming this node, this answer's nonce, or not from the
+    /// sweep's coordinator (replayed or forged).
+    pub acks_refused: u64,
+}
+
+impl SweepCounters {
+    fn request(&mut self, verdict: Verdict) {
+        match verdict {
+            Verdict::ClockSkew => self.requests_clock_skew += 1,
+            Verdict::Full => self.requests_over_capacity += 1,
+            _ => {}
+        }
+    }
 }
 
 impl SweepCore {
@@ -149,6 +176,7 @@ impl SweepCore {
             rng: Prng::new(mix),
             coordinator: Coordinator::default(),
             participant: Participant::default(),
+            counters: SweepCounters::default(),
         }
     }
 
@@ -158,6 +186,11 @@ impl SweepCore {
 
     pub fn settings(&self) -> &SweepSettings {
         &self.settings
+    }
+
+    /// What the core refused so far.
+    pub fn counters(&self) -> &SweepCounters {
+        &self.counters
     }
 
     /// Number of sweeps this node coordinates right now.
@@ -210,7 +243,7 @@ impl SweepCore {
         req: SweepRequest,
         out: &mut Vec<Effect>,
     ) {
-        self.participant.request(
+        let verdict = self.participant.request(
             &self.me,
             &self.settings,
             &mut self.rng,
@@ -220,6 +253,7 @@ impl SweepCore {
             false,
             out,
         );
+        self.counters.request(verdict);
         self.deliver_local(now, out);
     }
 
@@ -234,7 +268,7 @@ impl SweepCore {
     ) {
         match msg {
             SweepMessage::Request(req) => {
-                self.participant.request(
+                let verdict = self.participant.request(
                     &self.me,
                     &self.settings,
                     &mut self.rng,
@@ -244,14 +278,46 @@ impl SweepCore {
                     true,
                     out,
                 );
+                self.counters.request(verdict);
             }
-            SweepMessage::Answer(chunk) => {
-                self.coordinator
-                    .answer_chunk(&self.settings, now, from, chunk, out);
-            }
-            SweepMessage::Ack { sweep_id, index } => self.participant.ack(sweep_id, index),
+            msg => self.take_direct(now, from, msg, out),
         }
         self.deliver_local(now, out);
+    }
+
+    /// An answer piece or an ack, from the network or from ourselves.
+    fn take_direct(
+        &mut self,
+        now: Duration,
+        from: SocketAddr,
+        msg: SweepMessage,
+        out: &mut Vec<Effect>,
+    ) {
+        match msg {
+            SweepMessage::Answer(chunk) => {
+                let verdict = self
+                    .coordinator
+                    .answer_chunk(&self.settings, now, from, chunk, out);
+                if verdict == coordinator::Verdict::Refused {
+                    self.counters.pieces_refused += 1;
+                }
+            }
+            SweepMessage::Ack {
+                sweep_id,
+                node,
+                nonce,
+                index,
+            } => {
+                let verdict = self
+                    .participant
+                    .ack(&self.me, from, sweep_id, &node, nonce, index);
+                if verdict == Verdict::Forged {
+                    self.counters.acks_refused += 1;
+                }
+            }
+            // A backstop request to ourselves: we always have the request.
+            SweepMessage::Request(_) => {}
+        }
     }
 
     /// Our checks for `sweep_id` finished; the answer goes out after a
@@ -323,15 +389,7 @@ impl SweepCore {
                 return;
             };
             let from = self.me.addr;
-            match msg {
-                SweepMessage::Answer(chunk) => {
-                    self.coordinator
-                        .answer_chunk(&self.settings, now, from, chunk, out)
-                }
-                SweepMessage::Ack { sweep_id, index } => self.participant.ack(sweep_id, index),
-                // A backstop request to ourselves: we always have the request.
-                SweepMessage::Request(_) => {}
-            }
+            self.take_direct(now, from, msg, out);
         }
     }
 }

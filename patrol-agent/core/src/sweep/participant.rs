@@ -2,6 +2,7 @@
 //! answer the coordinator in acked pieces, resend with backoff until every
 //! piece is acked or the request expires, and refuse replays.
 
+use core::net::SocketAddr;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -15,6 +16,9 @@ use super::{Effect, Peer, Prng, SweepSettings, SweepTimer, TimerKind};
 pub const BUSY_CHECK_ID: &str = "patrol.busy";
 /// Check id of the single `error` outcome sent when an answer is too large.
 pub const TOO_LARGE_CHECK_ID: &str = "patrol.answer_too_large";
+/// Check id of the single `error` outcome a node sends (once, unretried)
+/// for a request issued too far in the future by its clock.
+pub const CLOCK_SKEW_CHECK_ID: &str = "patrol.clock_skew";
 
 /// How long after expiry a sweep id is still remembered (clock drift between
 /// the monotonic and wall clocks).
@@ -25,9 +29,25 @@ pub(crate) struct Participant {
     sweeps: HashMap<u64, Participation>,
 }
 
+/// What became of a request or an ack, for the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Taken,
+    /// Known sweep, expired, over `max_deadline`, or not for our tags.
+    Ignored,
+    /// Issued too far in the future: refused, reported once.
+    ClockSkew,
+    /// `max_participations` sweeps already remembered.
+    Full,
+    /// An ack not for us, not for this answer, or not from the coordinator.
+    Forged,
+}
+
 #[derive(Debug)]
 struct Participation {
     coordinator: PeerAddr,
+    /// Echoed by every ack of our answer.
+    nonce: u64,
     received_unix_ms: u64,
     received_at: Duration,
     /// Monotonic time at which the request expires.
@@ -65,7 +85,7 @@ impl Participant {
         req: SweepRequest,
         direct: bool,
         out: &mut Vec<Effect>,
-    ) {
+    ) -> Verdict {
         if let Some(p) = self.sweeps.get_mut(&req.id) {
             // Known sweep. A direct request is the coordinator's backstop:
             // it has not got our answer, so resend what is unacked now.
@@ -74,19 +94,52 @@ impl Participant {
                     send_pieces(&p.coordinator, pieces, out);
                 }
             }
-            return;
+            return Verdict::Ignored;
         }
         let expires = req.expires_at_unix_ms();
         if expires <= unix_ms || Duration::from_millis(req.deadline_ms) > settings.max_deadline {
-            return;
+            return Verdict::Ignored;
         }
         if !tags_match(&req.node_filter, &me.tags) {
-            return;
+            return Verdict::Ignored;
+        }
+        let ahead = req.issued_at_unix_ms.saturating_sub(unix_ms);
+        if ahead > settings.clock_skew_tolerance.as_millis() as u64 {
+            // Nothing is remembered (a forged future-dated request must not
+            // live for its deadline window); the coordinator hears once why.
+            let outcome = patrol_error(
+                CLOCK_SKEW_CHECK_ID,
+                format!(
+                    "clocks within {} ms of the coordinator's",
+                    settings.clock_skew_tolerance.as_millis()
+                ),
+                format!(
+                    "request refused: issued {ahead} ms in the future by this node's clock; this node's clock is behind the coordinator's (or the request is forged)"
+                ),
+            );
+            let body = AnswerBody {
+                tags: me.tags.clone(),
+                received_unix_ms: unix_ms,
+                checks_ms: 0,
+                outcomes: vec![outcome],
+            };
+            let nonce = rng.next_u64();
+            for chunk in chunks(me, settings, req.id, nonce, body) {
+                out.push(Effect::Send {
+                    to: req.coordinator.addr,
+                    msg: SweepMessage::Answer(chunk),
+                });
+            }
+            return Verdict::ClockSkew;
+        }
+        if self.sweeps.len() >= settings.max_participations {
+            return Verdict::Full;
         }
         let remaining = Duration::from_millis(expires - unix_ms);
         let busy = self.running() >= settings.max_concurrent;
         let mut p = Participation {
             coordinator: req.coordinator.clone(),
+            nonce: 0,
             received_unix_ms: unix_ms,
             received_at: now,
             expires_at: now + remaining,
@@ -115,6 +168,7 @@ impl Participant {
             });
         }
         self.sweeps.insert(req.id, p);
+        Verdict::Taken
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -170,10 +224,28 @@ impl Participant {
         });
     }
 
-    pub(crate) fn ack(&mut self, sweep_id: u64, index: u16) {
+    /// An ack from `from`. Taken only when it names us and our answer's
+    /// nonce and comes from the coordinator's address; an ack for a sweep
+    /// we no longer remember is ignored.
+    pub(crate) fn ack(
+        &mut self,
+        me: &Peer,
+        from: SocketAddr,
+        sweep_id: u64,
+        node: &str,
+        nonce: u64,
+        index: u16,
+    ) -> Verdict {
         let Some(p) = self.sweeps.get_mut(&sweep_id) else {
-            return;
+            return Verdict::Ignored;
         };
+        if node != me.name
+            || from != p.coordinator.addr
+            || !matches!(p.phase, Phase::Answering(_) | Phase::Done)
+            || nonce != p.nonce
+        {
+            return Verdict::Forged;
+        }
         if let Phase::Answering(pieces) = &mut p.phase {
             if let Some(slot) = pieces.get_mut(usize::from(index)) {
                 *slot = None;
@@ -182,6 +254,7 @@ impl Participant {
                 p.phase = Phase::Done;
             }
         }
+        Verdict::Taken
     }
 
     pub(crate) fn forget(&mut self, sweep_id: u64) {
@@ -201,43 +274,16 @@ impl Participation {
         outcomes: Vec<CheckOutcome>,
         out: &mut Vec<Effect>,
     ) {
-        let mut body = AnswerBody {
+        let body = AnswerBody {
             tags: me.tags.clone(),
             received_unix_ms: self.received_unix_ms,
             checks_ms: now.saturating_sub(self.received_at).as_millis() as u64,
             outcomes,
         };
-        let mut bytes = body.encode();
-        let payload = settings.chunk_payload(me.name.len());
-        if bytes.len() > settings.max_answer_bytes
-            || bytes.len().div_ceil(payload) > usize::from(u16::MAX)
-        {
-            let size = bytes.len();
-            body.outcomes = vec![patrol_error(
-                TOO_LARGE_CHECK_ID,
-                format!("an answer of at most {} bytes", settings.max_answer_bytes),
-                format!("answer of {size} bytes is too large to send; checks ran but results were dropped"),
-            )];
-            bytes = body.encode();
-        }
-        let pieces: Vec<&[u8]> = if bytes.is_empty() {
-            vec![&[][..]]
-        } else {
-            bytes.chunks(payload).collect()
-        };
-        let count = pieces.len() as u16;
-        let chunks = pieces
+        self.nonce = rng.next_u64();
+        let chunks = chunks(me, settings, sweep_id, self.nonce, body)
             .into_iter()
-            .enumerate()
-            .map(|(i, part)| {
-                Some(AnswerChunk {
-                    sweep_id,
-                    node: me.name.clone(),
-                    index: i as u16,
-                    count,
-                    payload: part.to_vec(),
-                })
-            })
+            .map(Some)
             .collect();
         self.phase = Phase::Answering(chunks);
         out.push(Effect::Schedule {
@@ -245,6 +291,50 @@ impl Participation {
             timer: SweepTimer(TimerKind::SendAnswer(sweep_id)),
         });
     }
+}
+
+/// `body` cut into pieces that each fit a datagram; an answer too large
+/// to send becomes one `patrol.answer_too_large` error.
+fn chunks(
+    me: &Peer,
+    settings: &SweepSettings,
+    sweep_id: u64,
+    nonce: u64,
+    mut body: AnswerBody,
+) -> Vec<AnswerChunk> {
+    let mut bytes = body.encode();
+    let payload = settings.chunk_payload(me.name.len());
+    if bytes.len() > settings.max_answer_bytes
+        || bytes.len().div_ceil(payload) > usize::from(u16::MAX)
+    {
+        let size = bytes.len();
+        body.outcomes = vec![patrol_error(
+            TOO_LARGE_CHECK_ID,
+            format!("an answer of at most {} bytes", settings.max_answer_bytes),
+            format!(
+                "answer of {size} bytes is too large to send; checks ran but results were dropped"
+            ),
+        )];
+        bytes = body.encode();
+    }
+    let pieces: Vec<&[u8]> = if bytes.is_empty() {
+        vec![&[][..]]
+    } else {
+        bytes.chunks(payload).collect()
+    };
+    let count = pieces.len() as u16;
+    pieces
+        .into_iter()
+        .enumerate()
+        .map(|(i, part)| AnswerChunk {
+            sweep_id,
+            node: me.name.clone(),
+            nonce,
+            index: i as u16,
+            count,
+            payload: part.to_vec(),
+        })
+        .collect()
 }
 
 fn send_pieces(coordinator: &PeerAddr, pieces: &[Option<AnswerChunk>], out: &mut Vec<Effect>) {

@@ -73,6 +73,24 @@ pub struct SweepSettings {
     /// mostly end as `error` (cut short) rather than not at all. Default
     /// 100 ms. Must not be zero.
     pub budget_floor: Duration,
+    /// A request issued further in the future than this by our clock is
+    /// refused (a forged future-dated request would otherwise live for its
+    /// whole deadline window), and the node tells the coordinator once,
+    /// with a `patrol.clock_skew` error, so the skew is reported rather
+    /// than silent. Default 5 s: NTP keeps a fleet within milliseconds;
+    /// seconds mean a broken clock.
+    pub clock_skew_tolerance: Duration,
+    /// Most sweeps a participant remembers at once (running, answering or
+    /// waiting to be forgotten); further requests are refused and counted.
+    /// Bounds the participant's map and its timers. Default 64.
+    pub max_participations: usize,
+    /// Most nodes outside the expected set whose answers a coordinator
+    /// keeps per sweep. Default 1,024.
+    pub max_late_joiners: usize,
+    /// Most answer bytes a coordinator buffers per sweep while answers are
+    /// incomplete. Default 64 MiB (10,000 k8s-node answers in flight at
+    /// once is 34 MiB).
+    pub max_partial_bytes: usize,
 }
 
 impl Default for SweepSettings {
@@ -93,6 +111,10 @@ impl Default for SweepSettings {
             max_answer_bytes: 4 * 1024 * 1024,
             budget_margin: Duration::from_millis(400),
             budget_floor: Duration::from_millis(100),
+            clock_skew_tolerance: Duration::from_secs(5),
+            max_participations: 64,
+            max_late_joiners: 1024,
+            max_partial_bytes: 64 * 1024 * 1024,
         }
     }
 }

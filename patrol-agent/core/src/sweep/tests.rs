@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use patrol_model::{CheckOutcome, NodeState, Observed, Severity, Status, SweepDocument};
 
+use super::wire::AnswerBody;
 use super::*;
 
 const UNIX0: u64 = 1_800_000_000_000;
@@ -584,6 +585,7 @@ fn late_answer_after_the_deadline_is_acked_but_changes_nothing() {
     let chunk = AnswerChunk {
         sweep_id: id,
         node: peer(1).name,
+        nonce: 1,
         index: 0,
         count: 1,
         payload: vec![],
@@ -652,6 +654,7 @@ fn malformed_piece_is_ignored_and_an_undecodable_answer_is_listed_failing() {
     let bad = AnswerChunk {
         sweep_id: id,
         node: peer(1).name,
+        nonce: 1,
         index: 5,
         count: 2,
         payload: vec![],
@@ -663,6 +666,7 @@ fn malformed_piece_is_ignored_and_an_undecodable_answer_is_listed_failing() {
     let garbage = AnswerChunk {
         sweep_id: id,
         node: peer(1).name,
+        nonce: 1,
         index: 0,
         count: 1,
         payload: vec![0xff; 40],
@@ -698,4 +702,270 @@ fn answers_are_spread_over_the_window() {
     let answered: BTreeSet<u64> = doc.nodes.iter().filter_map(|n| n.answered_ms).collect();
     assert!(answered.len() > 5, "answers bunched at {answered:?}");
     assert!(doc.timing.last_answer_ms.unwrap() <= 250);
+}
+
+/// Regression (issue 12): `Ack { sweep_id, index }` named no node and its
+/// source was never checked, so acks captured from other nodes, replayed to
+/// a node still waiting out its answer delay, silenced it (`no_answer`).
+#[test]
+fn acks_captured_from_other_nodes_do_not_silence_a_waiting_node() {
+    let settings = SweepSettings {
+        answer_spread_per_node: Duration::from_millis(100),
+        ..SweepSettings::default()
+    };
+    let mut net = Net::new(4, settings);
+    let members = net.members();
+    let id = net.start(0, Duration::from_secs(3), members);
+    net.run_for(Duration::from_millis(30));
+    // Every ack the coordinator would send for node 1's answer, as an
+    // eavesdropper could capture it, replayed to nodes 2 and 3 from the
+    // coordinator's own address and from elsewhere, before they answer.
+    let captured: Vec<SweepMessage> = (0..4)
+        .map(|index| SweepMessage::Ack {
+            sweep_id: id,
+            node: peer(1).name,
+            nonce: 42,
+            index,
+        })
+        .collect();
+    for victim in [2, 3] {
+        for ack in &captured {
+            for from in [addr(0), addr(9)] {
+                let (now, unix) = (net.now, net.unix());
+                let mut out = Vec::new();
+                net.cores[victim].handle_message(now, unix, from, ack.clone(), &mut out);
+                net.effects(victim, out);
+            }
+        }
+        assert_eq!(net.cores[victim].counters().acks_refused, 8);
+    }
+    net.run_for(Duration::from_secs(4));
+    let doc = net.doc();
+    assert_accounted(doc);
+    assert_eq!(doc.counts.ok, 4, "{:?}", doc.counts);
+}
+
+/// An ack that names the right node but not this answer's nonce, or comes
+/// from another address than the coordinator's, is refused.
+#[test]
+fn an_ack_must_echo_the_nonce_and_come_from_the_coordinator() {
+    let mut net = Net::new(2, SweepSettings::default());
+    let members = net.members();
+    let id = net.start(0, Duration::from_secs(2), members);
+    // Hold back node 1's answer so it stays unacked.
+    net.drop = Box::new(|ev| matches!(ev, Ev::Msg(0, _, SweepMessage::Answer(_))));
+    net.run_for(Duration::from_millis(20));
+    let nonce = net
+        .sent
+        .iter()
+        .find_map(|(from, m)| match m {
+            SweepMessage::Answer(c) if *from == 1 => Some(c.nonce),
+            _ => None,
+        })
+        .expect("node 1 answered");
+    let ack = |nonce| SweepMessage::Ack {
+        sweep_id: id,
+        node: peer(1).name,
+        nonce,
+        index: 0,
+    };
+    let (now, unix) = (net.now, net.unix());
+    let mut out = Vec::new();
+    net.cores[1].handle_message(now, unix, addr(0), ack(nonce ^ 1), &mut out);
+    net.cores[1].handle_message(now, unix, addr(7), ack(nonce), &mut out);
+    assert_eq!(net.cores[1].counters().acks_refused, 2);
+    net.cores[1].handle_message(now, unix, addr(0), ack(nonce), &mut out);
+    assert_eq!(
+        net.cores[1].counters().acks_refused,
+        2,
+        "the real ack is taken"
+    );
+}
+
+/// Regression (issue 12): `issued_at` was never checked, so a forged
+/// future-dated request lived for its whole deadline window. Now it is
+/// refused, nothing is remembered, and the coordinator hears once why.
+#[test]
+fn a_future_dated_request_is_refused_and_reported_once() {
+    let mut net = Net::new(2, SweepSettings::default());
+    let members = net.members();
+    let id = net.start(0, Duration::from_secs(2), members);
+    net.run_for(Duration::from_secs(3));
+    assert_eq!(net.doc().counts.ok, 2);
+    // The same request, issued an hour from now.
+    let req = SweepRequest {
+        id: id ^ 0xdead,
+        coordinator: peer(0).peer_addr(),
+        selector: Default::default(),
+        node_filter: BTreeMap::new(),
+        issued_at_unix_ms: net.unix() + 3_600_000,
+        deadline_ms: 5000,
+        answer_spread_ms: 0,
+    };
+    let (now, unix) = (net.now, net.unix());
+    let mut out = Vec::new();
+    net.cores[1].handle_request(now, unix, req.clone(), &mut out);
+    assert_eq!(net.cores[1].counters().requests_clock_skew, 1);
+    assert!(
+        !out.iter().any(|e| matches!(e, Effect::RunChecks { .. })),
+        "{out:?}"
+    );
+    assert!(
+        !out.iter().any(|e| matches!(e, Effect::Schedule { .. })),
+        "nothing remembered: {out:?}"
+    );
+    let answers: Vec<&AnswerChunk> = out
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send {
+                msg: SweepMessage::Answer(c),
+                ..
+            } => Some(c),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answers.len(), 1, "one unretried report: {out:?}");
+    let body = AnswerBody::decode(&answers[0].payload).unwrap();
+    assert_eq!(body.outcomes[0].id, participant::CLOCK_SKEW_CHECK_ID);
+    assert!(
+        body.outcomes[0].message.contains("in the future"),
+        "{}",
+        body.outcomes[0].message
+    );
+}
+
+/// A node whose clock is behind the coordinator's by more than the
+/// tolerance is listed failing with the reason, not silent.
+#[test]
+fn a_node_whose_clock_is_far_behind_is_listed_with_the_skew() {
+    let mut net = Net::new(3, SweepSettings::default());
+    let members = net.members();
+    // The coordinator's clock is 60 s ahead of everyone's.
+    let mut out = Vec::new();
+    let spec = StartSweep {
+        selector: Default::default(),
+        node_filter: BTreeMap::new(),
+        deadline: Duration::from_secs(2),
+    };
+    let (now, unix) = (net.now, net.unix() + 60_000);
+    net.cores[0].start(now, unix, spec, members, &mut out);
+    net.effects(0, out);
+    net.run_for(Duration::from_secs(3));
+    let doc = net.doc();
+    assert_accounted(doc);
+    for i in [1, 2] {
+        assert_eq!(state_of(doc, i), NodeState::Failing);
+        let node = doc.nodes.iter().find(|n| n.name == peer(i).name).unwrap();
+        assert_eq!(node.checks[0].id, participant::CLOCK_SKEW_CHECK_ID);
+    }
+}
+
+/// Regression (issue 12): pieces larger than the chunk size were accepted
+/// and late joiners were unbounded, so a key holder could exhaust a
+/// coordinator's memory.
+#[test]
+fn oversized_pieces_and_late_joiners_past_the_cap_are_refused() {
+    let settings = SweepSettings {
+        max_late_joiners: 3,
+        ..SweepSettings::default()
+    };
+    let chunk_limit = settings.chunk_payload(7);
+    let mut net = Net::new(2, settings);
+    net.hung.insert(1);
+    let members = net.members();
+    let id = net.start(0, Duration::from_secs(2), members);
+    let (now, unix) = (net.now, net.unix());
+    let piece = |node: String, payload: Vec<u8>, count| {
+        SweepMessage::Answer(AnswerChunk {
+            sweep_id: id,
+            node,
+            nonce: 1,
+            index: 0,
+            count,
+            payload,
+        })
+    };
+    let mut out = Vec::new();
+    net.cores[0].handle_message(
+        now,
+        unix,
+        addr(1),
+        piece(peer(1).name, vec![0; chunk_limit + 1], 2),
+        &mut out,
+    );
+    assert!(out.is_empty(), "an oversized piece is not acked: {out:?}");
+    assert_eq!(net.cores[0].counters().pieces_refused, 1);
+    for k in 0..10 {
+        net.cores[0].handle_message(
+            now,
+            unix,
+            addr(5),
+            piece(format!("ghost{k}"), vec![1; 10], 2),
+            &mut out,
+        );
+    }
+    assert_eq!(
+        net.cores[0].counters().pieces_refused,
+        8,
+        "3 late joiners kept, 7 refused"
+    );
+    net.run_for(Duration::from_secs(3));
+    assert_accounted(net.doc());
+}
+
+/// The bytes a coordinator buffers for incomplete answers are bounded.
+#[test]
+fn buffered_answer_bytes_are_bounded_per_sweep() {
+    let settings = SweepSettings {
+        max_partial_bytes: 5_000,
+        ..SweepSettings::default()
+    };
+    let mut net = Net::new(2, settings);
+    net.hung.insert(1);
+    let members = net.members();
+    let id = net.start(0, Duration::from_secs(2), members);
+    let (now, unix) = (net.now, net.unix());
+    let mut out = Vec::new();
+    for index in 0..20u16 {
+        let m = SweepMessage::Answer(AnswerChunk {
+            sweep_id: id,
+            node: peer(1).name,
+            nonce: 1,
+            index,
+            count: 100,
+            payload: vec![7; 1000],
+        });
+        net.cores[0].handle_message(now, unix, addr(1), m, &mut out);
+    }
+    assert_eq!(
+        net.cores[0].counters().pieces_refused,
+        15,
+        "5 pieces of 1,000 bytes fit"
+    );
+}
+
+/// A participant remembers at most `max_participations` sweeps.
+#[test]
+fn participations_are_capped() {
+    let settings = SweepSettings {
+        max_participations: 3,
+        ..SweepSettings::default()
+    };
+    let mut net = Net::new(2, settings);
+    net.hung.insert(1);
+    let (now, unix) = (net.now, net.unix());
+    let mut out = Vec::new();
+    for k in 0..5u64 {
+        let req = SweepRequest {
+            id: 1000 + k,
+            coordinator: peer(0).peer_addr(),
+            selector: Default::default(),
+            node_filter: BTreeMap::new(),
+            issued_at_unix_ms: unix,
+            deadline_ms: 5000,
+            answer_spread_ms: 0,
+        };
+        net.cores[1].handle_request(now, unix, req, &mut out);
+    }
+    assert_eq!(net.cores[1].counters().requests_over_capacity, 2);
 }

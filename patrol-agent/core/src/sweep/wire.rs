@@ -14,7 +14,7 @@ use patrol_model::{CheckOutcome, Selector};
 use serde::{Deserialize, Serialize};
 
 /// Protocol version carried first in every sweep message.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Hard limit on one decoded message (a datagram is far smaller; this bounds
 /// what a forged length prefix can make the decoder allocate).
@@ -88,6 +88,9 @@ pub struct AnswerChunk {
     pub sweep_id: u64,
     /// The answering node's name.
     pub node: String,
+    /// Random, drawn once per answer: the coordinator's acks must echo it,
+    /// so an ack captured for one answer cannot silence another.
+    pub nonce: u64,
     /// Index of this piece, `0..count`.
     pub index: u16,
     /// Number of pieces of the whole body.
@@ -130,8 +133,15 @@ pub enum SweepMessage {
     Request(SweepRequest),
     /// A piece of an answer, participant to coordinator.
     Answer(AnswerChunk),
-    /// Coordinator to participant: piece `index` of `sweep_id` arrived.
-    Ack { sweep_id: u64, index: u16 },
+    /// Coordinator to participant: piece `index` of `node`'s answer
+    /// `nonce` to `sweep_id` arrived. Accepted only by that node, for that
+    /// answer, from the coordinator's address.
+    Ack {
+        sweep_id: u64,
+        node: String,
+        nonce: u64,
+        index: u16,
+    },
 }
 
 impl SweepMessage {
@@ -211,6 +221,8 @@ mod tests {
     fn unknown_version_is_an_error() {
         let mut bytes = SweepMessage::Ack {
             sweep_id: 1,
+            node: "n".into(),
+            nonce: 2,
             index: 0,
         }
         .encode();
@@ -225,6 +237,8 @@ mod tests {
     fn trailing_bytes_are_an_error() {
         let mut bytes = SweepMessage::Ack {
             sweep_id: 1,
+            node: "n".into(),
+            nonce: 2,
             index: 0,
         }
         .encode();
@@ -246,9 +260,9 @@ mod tests {
         }
 
         #[test]
-        fn answer_round_trips(id in any::<u64>(), node in "[a-z0-9-]{0,40}", index in any::<u16>(),
+        fn answer_round_trips(id in any::<u64>(), node in "[a-z0-9-]{0,40}", nonce in any::<u64>(), index in any::<u16>(),
                               count in any::<u16>(), payload in proptest::collection::vec(any::<u8>(), 0..1100)) {
-            let m = SweepMessage::Answer(AnswerChunk { sweep_id: id, node, index, count, payload });
+            let m = SweepMessage::Answer(AnswerChunk { sweep_id: id, node, nonce, index, count, payload });
             prop_assert_eq!(SweepMessage::decode(&m.encode()).unwrap(), m);
         }
 
