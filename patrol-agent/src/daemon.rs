@@ -210,6 +210,15 @@ fn metrics_source(commander: agent::Commander) -> crate::metrics::Source {
                 dropped_malformed: stats.node.dropped_malformed,
                 dropped_outbound: stats.dropped_outbound,
                 sweeps_coordinated: stats.node.sweeps_coordinated,
+                refused: vec![
+                    ("clock_skew".into(), stats.node.sweep.requests_clock_skew),
+                    (
+                        "over_capacity".into(),
+                        stats.node.sweep.requests_over_capacity,
+                    ),
+                    ("answer_piece".into(), stats.node.sweep.pieces_refused),
+                    ("ack".into(), stats.node.sweep.acks_refused),
+                ],
             })
         })
     })

@@ -22,6 +22,7 @@
 //! | `datagrams_received_total`, `datagrams_sent_total` | counter | |
 //! | `datagrams_dropped_total` | counter | `reason` (unsealed, malformed, outbound_full) |
 //! | `sweeps_coordinated_total`, `sweeps_joined_total` | counter | |
+//! | `sweep_messages_refused_total` | counter | `reason` (what the sweep core refused and counted) |
 //! | `check_duration_seconds` | histogram | `kind` |
 //! | `last_sweep_age_seconds` | gauge | (absent before the first sweep) |
 //! | `check_status` | gauge, 1 for the current status and 0 for the others | `check`, `kind`, `status` |
@@ -112,6 +113,9 @@ pub struct Snapshot {
     /// Sealed datagrams not sent because the outbound queue was full.
     pub dropped_outbound: u64,
     pub sweeps_coordinated: u64,
+    /// Sweep messages the node refused, by reason (e.g. `clock_skew`,
+    /// `ack`): every refusal is counted, never silently dropped.
+    pub refused: Vec<(String, u64)>,
 }
 
 /// Asks the owner task for a [`Snapshot`]; `None` when the agent is gone
@@ -315,6 +319,19 @@ impl Exporter {
             "Sweeps this agent coordinated",
             counter(snapshot.sweeps_coordinated),
         );
+        let refused = Family::<ReasonLabel, Counter>::default();
+        for (reason, n) in &snapshot.refused {
+            refused
+                .get_or_create(&ReasonLabel {
+                    reason: reason.clone(),
+                })
+                .inc_by(*n);
+        }
+        registry.register(
+            "sweep_messages_refused",
+            "Sweep requests, answer pieces and acks this node refused, by reason",
+            refused,
+        );
         let local = self.meter.local.lock().unwrap_or_else(|e| e.into_inner());
         registry.register(
             "sweeps_joined",
@@ -506,6 +523,7 @@ mod tests {
             dropped_malformed: 1,
             dropped_outbound: 5,
             sweeps_coordinated: 4,
+            refused: vec![("clock_skew".into(), 2)],
         };
         let page = exporter(meter).encode(&snapshot, t0 + Duration::from_secs(30));
         for line in [
@@ -518,6 +536,7 @@ mod tests {
             "patrol_datagrams_dropped_total{reason=\"malformed\"} 1",
             "patrol_datagrams_dropped_total{reason=\"outbound_full\"} 5",
             "patrol_sweeps_coordinated_total 4",
+            "patrol_sweep_messages_refused_total{reason=\"clock_skew\"} 2",
             "patrol_sweeps_joined_total 2",
             "patrol_last_sweep_age_seconds 30.0",
             "patrol_check_status{check=\"pid-max\",kind=\"sysctl\",status=\"warn\"} 1",

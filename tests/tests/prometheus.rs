@@ -291,5 +291,6 @@ fn a_real_prometheus_scrapes_the_agent_and_promtool_accepts_both_outputs() {
     assert!(one("patrol_check_duration_seconds_count{kind=\"sysctl\"}") >= 1.0);
     assert!(one("patrol_last_sweep_age_seconds") < 120.0);
     assert_eq!(one("sum(patrol_datagrams_dropped_total)"), 0.0);
+    assert_eq!(one("sum(patrol_sweep_messages_refused_total)"), 0.0);
     drop(b);
 }
