@@ -197,6 +197,20 @@ fn real_sweep_and_check_output_match_the_committed_schema() {
         );
     }
 
+    // --format junit: a suite per node, a case per check; the missing
+    // sysctl is an <error> on each node.
+    let out = patrol(&[
+        "sweep", "--seed", &seed, "--config", &cfg, "--format", "junit",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let xml = String::from_utf8(out.stdout).unwrap();
+    assert!(xml.starts_with("<?xml"), "{xml}");
+    assert!(
+        xml.contains("<testsuites name=\"patrol\" tests=\"6\" failures=\"0\" errors=\"2\">"),
+        "{xml}"
+    );
+    assert_eq!(xml.matches("<testsuite name=").count(), 2, "{xml}");
+
     // patrol check: an array of outcomes.
     let out = patrol(&["check", "--config", &cfg, "--format", "json"]);
     assert_eq!(
