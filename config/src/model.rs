@@ -123,6 +123,50 @@ pub struct Config {
     pub source: PathBuf,
 }
 
+/// Most bytes `[node] name` and `[node] tags` may take together (name,
+/// plus key and value of each tag with two bytes of framing each): the
+/// identity rides in every gossip packet's header, up to three times in an
+/// indirect probe, within foca's 1,354-byte packet. `patrol_core` checks
+/// the encoded identity again at start.
+pub const MAX_IDENTITY_TEXT: usize = 192;
+/// Largest `[checks] concurrency`.
+pub const MAX_CHECK_CONCURRENCY: usize = 256;
+/// Largest `[sweep] max_concurrent`.
+pub const MAX_SWEEPS_AT_ONCE: usize = 64;
+/// Longest sweep deadline or check timeout (what an agent accepts).
+pub const MAX_DEADLINE: Duration = Duration::from_secs(600);
+
+/// The bytes a name and tags take in an identity, framing included.
+pub fn identity_text_len(name: &str, tags: &BTreeMap<String, String>) -> usize {
+    name.len()
+        + tags
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 2)
+            .sum::<usize>()
+}
+
+/// A config decides what commands run, as root: one that others can write
+/// is refused.
+fn refuse_writable_by_others(path: &Path) -> Result<(), ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| ConfigError::single(path, "", format!("cannot read the file: {e}")))?
+        .permissions()
+        .mode();
+    if mode & 0o022 != 0 {
+        return Err(ConfigError::single(
+            path,
+            "",
+            format!(
+                "the file is writable by group or others (mode {:o}); it decides which commands the agent runs: chmod go-w {}",
+                mode & 0o777,
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn default_name() -> String {
     hostname::get()
         .ok()
@@ -217,9 +261,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
 impl Config {
     /// Read and validate a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::single(path, "", format!("cannot read the file: {e}")))?;
-        Config::parse(&text, path)
+        Config::load_with(path, &NodeOverrides::default())
     }
 
     /// Read and validate a config file with `[node]` keys given from
@@ -229,6 +271,7 @@ impl Config {
     pub fn load_with(path: &Path, overrides: &NodeOverrides) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::single(path, "", format!("cannot read the file: {e}")))?;
+        refuse_writable_by_others(path)?;
         Config::parse_with(&text, path, overrides)
     }
 
@@ -238,6 +281,9 @@ impl Config {
         file: &Path,
         overrides: &NodeOverrides,
     ) -> Result<Config, ConfigError> {
+        if *overrides == NodeOverrides::default() {
+            return Config::parse(text, file);
+        }
         let mut table: toml::Table = match toml::from_str(text) {
             Ok(t) => t,
             // Let `parse` word the TOML error.
@@ -347,6 +393,24 @@ impl Config {
         if node.name.trim().is_empty() {
             push("node.name", "must not be empty".into());
         }
+        if node.name == "localhost" || node.name.starts_with("localhost.") {
+            push(
+                "node.name",
+                format!(
+                    "`{}` cannot tell nodes apart (every machine is localhost): set [node] name, or give the machine a real hostname",
+                    node.name
+                ),
+            );
+        }
+        let identity = identity_text_len(&node.name, &node.tags);
+        if identity > MAX_IDENTITY_TEXT {
+            push(
+                "node.name",
+                format!(
+                    "node.name and node.tags take {identity} bytes; at most {MAX_IDENTITY_TEXT} fit in the gossip header every packet carries (shorten the name or drop tags)"
+                ),
+            );
+        }
         if node.cluster.trim().is_empty() {
             push("node.cluster", "must not be empty".into());
         }
@@ -395,17 +459,41 @@ impl Config {
                 format!("{} tags; at most 16 are allowed", node.tags.len()),
             );
         }
-        if sweep.max_concurrent == 0 {
-            push("sweep.max_concurrent", "must be at least 1".into());
+        if !(1..=MAX_SWEEPS_AT_ONCE).contains(&sweep.max_concurrent) {
+            push(
+                "sweep.max_concurrent",
+                format!(
+                    "must be 1-{MAX_SWEEPS_AT_ONCE} (got {})",
+                    sweep.max_concurrent
+                ),
+            );
         }
-        if sweep.default_deadline.is_zero() {
-            push("sweep.default_deadline", "must be longer than 0s".into());
+        if sweep.default_deadline.is_zero() || sweep.default_deadline > MAX_DEADLINE {
+            push(
+                "sweep.default_deadline",
+                format!(
+                    "must be longer than 0s and at most {}s",
+                    MAX_DEADLINE.as_secs()
+                ),
+            );
         }
-        if checks.concurrency == 0 {
-            push("checks.concurrency", "must be at least 1".into());
+        if !(1..=MAX_CHECK_CONCURRENCY).contains(&checks.concurrency) {
+            push(
+                "checks.concurrency",
+                format!(
+                    "must be 1-{MAX_CHECK_CONCURRENCY} (got {})",
+                    checks.concurrency
+                ),
+            );
         }
-        if checks.default_timeout.is_zero() {
-            push("checks.default_timeout", "must be longer than 0s".into());
+        if checks.default_timeout.is_zero() || checks.default_timeout > MAX_DEADLINE {
+            push(
+                "checks.default_timeout",
+                format!(
+                    "must be longer than 0s and at most {}s",
+                    MAX_DEADLINE.as_secs()
+                ),
+            );
         }
         if let Some(m) = &mail {
             if m.to.is_empty() {
@@ -491,9 +579,98 @@ mod tests {
 
     #[test]
     fn empty_file_gives_defaults() {
-        let c = parse("").unwrap();
-        assert_eq!(c.control.listen, default_control_listen());
-        assert_eq!(c.sweep.max_concurrent, 2);
+        match parse("") {
+            Ok(c) => {
+                assert_eq!(c.control.listen, default_control_listen());
+                assert_eq!(c.sweep.max_concurrent, 2);
+            }
+            // A machine called localhost must name its node.
+            Err(e) => assert!(
+                default_name() == "localhost" && e.to_string().contains("localhost"),
+                "{e}"
+            ),
+        }
+    }
+
+    /// Regression (issue 12): the default name is the hostname, and images
+    /// cloned with `localhost` made every node the same node.
+    #[test]
+    fn localhost_is_refused_as_a_name() {
+        for name in ["localhost", "localhost.localdomain"] {
+            let err = parse(&format!(
+                "[node]\nbind = \"127.0.0.1:7946\"\nname = \"{name}\"\n"
+            ))
+            .unwrap_err();
+            assert!(err.to_string().contains("cannot tell nodes apart"), "{err}");
+        }
+        assert!(parse("[node]\nbind = \"127.0.0.1:7946\"\nname = \"localhost-7\"\n").is_ok());
+    }
+
+    /// Regression (issue 12): about 400 bytes of tags silently broke foca's
+    /// indirect probes.
+    #[test]
+    fn a_name_and_tags_too_large_for_the_gossip_header_are_refused() {
+        let mut text =
+            String::from("[node]\nbind = \"127.0.0.1:7946\"\nname = \"n1\"\n[node.tags]\n");
+        for k in 0..3 {
+            text.push_str(&format!("key{k} = \"{}\"\n", "v".repeat(70)));
+        }
+        let err = parse(&text).unwrap_err();
+        assert!(
+            err.to_string().contains("fit in the gossip header"),
+            "{err}"
+        );
+        assert!(parse(
+            "[node]\nbind = \"127.0.0.1:7946\"\nname = \"n1\"\n[node.tags]\nrole = \"worker\"\n"
+        )
+        .is_ok());
+    }
+
+    /// Regression (issue 12): `[checks] concurrency` set huge panicked the
+    /// semaphore.
+    #[test]
+    fn numbers_out_of_bounds_are_refused() {
+        let err = parse(
+            "[node]\nbind = \"127.0.0.1:7946\"\nname = \"n1\"\n[checks]\nconcurrency = 9223372036854775807\n[sweep]\nmax_concurrent = 1000\ndefault_deadline = \"2h\"\n",
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "checks.concurrency: must be 1-256",
+            "sweep.max_concurrent: must be 1-64",
+            "sweep.default_deadline",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+    }
+
+    /// A config decides what runs as root: others must not be able to write it.
+    #[test]
+    fn a_config_others_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("patrol.toml");
+        std::fs::write(&path, "[node]\nbind = \"127.0.0.1:7946\"\nname = \"n1\"\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(Config::load(&path).is_ok());
+        for mode in [0o664, 0o646] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = Config::load(&path).unwrap_err();
+            assert!(
+                err.to_string().contains("writable by group or others"),
+                "{err}"
+            );
+            // The agent's path, with --advertise/--name, refuses it too.
+            let overrides = NodeOverrides {
+                advertise: Some("10.0.0.1:7946".parse().unwrap()),
+                name: None,
+            };
+            let err = Config::load_with(&path, &overrides).unwrap_err();
+            assert!(
+                err.to_string().contains("writable by group or others"),
+                "{err}"
+            );
+        }
     }
 
     #[test]
@@ -517,7 +694,7 @@ mod tests {
             "test.toml: bogus: unknown key",
             "node.name: must not be empty",
             "node.seeds[0]: `nope` is not host:port",
-            "sweep.max_concurrent: must be at least 1",
+            "sweep.max_concurrent: must be 1-64 (got 0)",
             "checks.colour: unknown field",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");

@@ -36,6 +36,8 @@ pub enum StartError {
     },
     #[error("node.advertise is required: node.bind ({0}) is an unspecified address, which other nodes cannot reach")]
     Advertise(SocketAddr),
+    #[error("node.name and node.tags encode to {0} bytes, over the {max} that fit in the gossip header (shorten the name or drop tags)", max = patrol_core::identity::MAX_IDENTITY_BYTES)]
+    Identity(usize),
     #[error("cannot bind the control listener {addr}: {source}")]
     Control {
         addr: SocketAddr,
@@ -146,6 +148,15 @@ pub async fn start_with(config: &Config, envelope: Envelope) -> Result<Daemon, S
             addr: config.control.listen,
             source,
         })?;
+    let probe = crate::identity::NodeId::new(
+        config.node.name.clone(),
+        advertise,
+        u64::MAX,
+        config.node.tags.clone(),
+    );
+    if probe.encoded_len() > patrol_core::identity::MAX_IDENTITY_BYTES {
+        return Err(StartError::Identity(probe.encoded_len()));
+    }
     let metrics_listener = match config.metrics.listen {
         Some(addr) => Some(
             TcpListener::bind(addr)

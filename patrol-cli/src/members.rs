@@ -63,8 +63,18 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             print!("{}", table(&members));
             if let Some(s) = stats {
                 println!(
-                    "agent at {addr}: {} datagrams in, {} out; dropped: {} that did not open (wrong key, corrupted, other cluster), {} malformed, {} outbound (queue full); {} sweeps coordinated, {} check runs",
-                    s.node.datagrams_in + s.dropped_unsealed, s.node.datagrams_out, s.dropped_unsealed, s.node.dropped_malformed, s.dropped_outbound, s.node.sweeps_coordinated, s.node.checks_runs
+                    "agent at {addr}: {} datagrams in, {} out; dropped: {} that did not open (wrong key, corrupted, other cluster), {} malformed, {} outbound (queue full); refused: {} acks, {} answer pieces, {} future-dated requests, {} requests over capacity; {} sweeps coordinated, {} check runs",
+                    s.node.datagrams_in + s.dropped_unsealed,
+                    s.node.datagrams_out,
+                    s.dropped_unsealed,
+                    s.node.dropped_malformed,
+                    s.dropped_outbound,
+                    s.node.sweep.acks_refused,
+                    s.node.sweep.pieces_refused,
+                    s.node.sweep.requests_clock_skew,
+                    s.node.sweep.requests_over_capacity,
+                    s.node.sweeps_coordinated,
+                    s.node.checks_runs
                 );
             }
         }
@@ -88,7 +98,12 @@ pub fn table(members: &[MemberInfo]) -> String {
             } else {
                 m.name.clone()
             };
-            [name, m.addr.clone(), m.state.as_str().to_string(), tags]
+            let state = if m.name_conflict {
+                format!("{} (name conflict)", m.state.as_str())
+            } else {
+                m.state.as_str().to_string()
+            };
+            [name, m.addr.clone(), state, tags]
         })
         .collect();
     let mut out = crate::columns::render(["NAME", "ADDRESS", "STATE", "TAGS"], &rows);
@@ -101,5 +116,15 @@ pub fn table(members: &[MemberInfo]) -> String {
         count(MemberState::Down),
         count(MemberState::Left)
     ));
+    let conflicts: std::collections::BTreeSet<&str> = members
+        .iter()
+        .filter(|m| m.name_conflict)
+        .map(|m| m.name.as_str())
+        .collect();
+    for name in conflicts {
+        out.push_str(&format!(
+            "name conflict: more than one node is called {name}; sweeps list each as failing until one is renamed ([node] name)\n"
+        ));
+    }
     out
 }

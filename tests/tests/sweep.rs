@@ -340,3 +340,44 @@ async fn a_sweep_over_the_control_channel_needs_the_key() {
         a.stop(StopMode::Crash).await;
     }
 }
+
+/// Regression (issue 12): two agents with the same name (a cloned image)
+/// hid each other: one twin's answer was dropped as a duplicate and the
+/// sweep said `ok`. Now both are listed, as a conflict, and `members` says
+/// so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_agents_with_one_name_are_both_listed_as_a_conflict() {
+    let env = new_envelope();
+    let inspector = Arc::new(CountingInspector::default());
+    let seed = udp_agent("node-00", 0, vec![], &env, inspector.clone()).await;
+    let mut agents = vec![seed];
+    for name in ["node-01", "twin", "twin"] {
+        let a = udp_agent(name, 0, vec![agents[0].addr], &env, inspector.clone()).await;
+        agents.push(a);
+    }
+    wait_converged(&agents, 4, CONVERGE).await;
+    let members = agents[1].members().await.unwrap();
+    let twins: Vec<_> = members.iter().filter(|m| m.name == "twin").collect();
+    assert_eq!(twins.len(), 2, "{members:?}");
+    assert!(twins.iter().all(|m| m.name_conflict), "{members:?}");
+    assert!(members
+        .iter()
+        .filter(|m| m.name != "twin")
+        .all(|m| !m.name_conflict));
+
+    let doc = sweep(&agents[1], Duration::from_secs(3)).await;
+    let listed: Vec<_> = doc
+        .nodes
+        .iter()
+        .filter(|n| n.name.starts_with("twin@"))
+        .collect();
+    assert_eq!(listed.len(), 2, "{:?}", doc.nodes);
+    for t in &listed {
+        assert_eq!(t.state, NodeState::Failing);
+        assert_eq!(t.checks[0].id, "patrol.name_conflict");
+    }
+    assert_eq!(doc.counts.ok, 2);
+    for a in agents {
+        a.stop(StopMode::Crash).await;
+    }
+}

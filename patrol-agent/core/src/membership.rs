@@ -51,6 +51,9 @@ pub struct MemberInfo {
     pub tags: BTreeMap<String, String>,
     /// This is the agent that answered the query.
     pub is_self: bool,
+    /// Another active member (or this agent) claims the same name at
+    /// another address: sweeps list both as a conflict.
+    pub name_conflict: bool,
 }
 
 /// foca settings for a LAN mesh of about `cluster_size` members, with
@@ -137,6 +140,7 @@ pub fn member_view<'a>(
                 state,
                 tags: m.id().tags.clone(),
                 is_self: false,
+                name_conflict: false,
             }
         })
         .collect();
@@ -146,7 +150,20 @@ pub fn member_view<'a>(
         state: MemberState::Alive,
         tags: me.tags.clone(),
         is_self: true,
+        name_conflict: false,
     });
+    let mut active: BTreeMap<&str, usize> = BTreeMap::new();
+    for m in out.iter().filter(|m| m.state.is_active()) {
+        *active.entry(m.name.as_str()).or_default() += 1;
+    }
+    let conflicted: HashSet<String> = active
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    for m in &mut out {
+        m.name_conflict = m.state.is_active() && conflicted.contains(&m.name);
+    }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
 }

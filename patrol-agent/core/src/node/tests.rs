@@ -352,3 +352,39 @@ fn malformed_datagrams_are_counted_and_change_nothing() {
     assert_eq!(mesh.nodes[0].stats().dropped_malformed - before, 5);
     assert_eq!(mesh.nodes[0].num_members(), 1);
 }
+
+/// The largest identity the config lets through (192 bytes of name and
+/// tags) fits the core's limit, and nodes carrying it still join and sweep
+/// (foca's header carries it in every packet).
+#[test]
+fn nodes_with_the_largest_allowed_identity_join_and_sweep() {
+    let tags: Tags = (0..16)
+        .map(|k| (format!("k{k:02}"), "v".repeat(6)))
+        .collect();
+    let text = 12
+        + tags
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 2)
+            .sum::<usize>();
+    assert!(text <= 192, "{text}");
+    let big = NodeId::new("n".repeat(12), addr(0), u64::MAX, tags.clone());
+    assert!(
+        big.encoded_len() <= crate::identity::MAX_IDENTITY_BYTES,
+        "{}",
+        big.encoded_len()
+    );
+    let mut mesh = Mesh::new(5, NodeSettings::default());
+    let now = mesh.at();
+    for (i, node) in mesh.nodes.iter_mut().enumerate() {
+        let id = NodeId::new(format!("{:x<12}", i), addr(i), u64::MAX - 1, tags.clone());
+        *node = Node::new(id, NodeSettings::default(), 3 + i as u64, now);
+    }
+    mesh.join_all();
+    for node in &mesh.nodes {
+        assert_eq!(node.num_members(), 4, "{node:?} has not converged");
+    }
+    mesh.sweep(1, Duration::from_secs(2));
+    mesh.run_for(Duration::from_secs(3));
+    let (_, doc) = mesh.documents.last().expect("a completed sweep");
+    assert_eq!(doc.counts.ok, 5);
+}

@@ -38,6 +38,27 @@ pub(crate) enum Verdict {
     Refused,
 }
 
+/// Check id of the `error` outcome listed for each of several alive
+/// members claiming one name.
+pub const NAME_CONFLICT_ID: &str = "patrol.name_conflict";
+
+/// Names claimed by more than one alive member (at different addresses),
+/// with every alive claimant.
+fn name_conflicts(members: &[MemberView]) -> BTreeMap<String, Vec<Peer>> {
+    let mut by_name: BTreeMap<&str, Vec<&Peer>> = BTreeMap::new();
+    for m in members.iter().filter(|m| m.alive) {
+        let claimants = by_name.entry(m.peer.name.as_str()).or_default();
+        if !claimants.iter().any(|p| p.addr == m.peer.addr) {
+            claimants.push(&m.peer);
+        }
+    }
+    by_name
+        .into_iter()
+        .filter(|(_, c)| c.len() > 1)
+        .map(|(name, c)| (name.to_string(), c.into_iter().cloned().collect()))
+        .collect()
+}
+
 /// Check id of the `error` outcome recorded for a node whose answer
 /// arrived whole but did not decode.
 pub const UNREADABLE_ANSWER_ID: &str = "patrol.unreadable_answer";
@@ -58,6 +79,9 @@ struct Sweep {
     spread: Duration,
     expected: BTreeMap<String, Slot>,
     late: BTreeMap<String, NodeEntry>,
+    /// Names claimed by more than one alive member: not expected under the
+    /// name, listed once per claimant as `failing`, their answers ignored.
+    conflicts: BTreeMap<String, Vec<Peer>>,
     partial: HashMap<String, Vec<Option<Vec<u8>>>>,
     /// Bytes held in `partial`, bounded by `max_partial_bytes`.
     partial_bytes: usize,
@@ -102,9 +126,27 @@ impl Coordinator {
         out: &mut Vec<Effect>,
     ) -> SweepRequest {
         let matches = |tags: &BTreeMap<String, String>| tags_match(&spec.node_filter, tags);
+        let mut members: Vec<MemberView> = members
+            .into_iter()
+            .filter(|m| matches(&m.peer.tags))
+            .collect();
+        if matches(&me.tags) {
+            members.push(MemberView {
+                peer: me.clone(),
+                alive: true,
+            });
+        }
+        let conflicts = name_conflicts(&members);
+        // Alive members first, so that a name held by a down identity (a
+        // node that came back at another address) and an alive one is
+        // expected at the alive one.
+        members.sort_by_key(|m| !m.alive);
         let mut expected = BTreeMap::new();
         for m in members {
-            if matches(&m.peer.tags) && !expected.contains_key(&m.peer.name) {
+            if conflicts.contains_key(&m.peer.name) {
+                continue;
+            }
+            if !expected.contains_key(&m.peer.name) {
                 let state = if m.alive {
                     SlotState::Pending
                 } else {
@@ -118,15 +160,6 @@ impl Coordinator {
                     },
                 );
             }
-        }
-        if matches(&me.tags) {
-            expected
-                .entry(me.name.clone())
-                .or_insert_with(|| Slot {
-                    peer: me.clone(),
-                    state: SlotState::Pending,
-                })
-                .state = SlotState::Pending;
         }
         let deadline = spec.deadline.min(settings.max_deadline);
         let spread = settings.spread_for(expected.len());
@@ -165,6 +198,7 @@ impl Coordinator {
             spread,
             expected,
             late: BTreeMap::new(),
+            conflicts,
             partial: HashMap::new(),
             partial_bytes: 0,
             answered: 0,
@@ -219,7 +253,10 @@ impl Coordinator {
         {
             return Verdict::Refused;
         }
-        if sweep.has_answer(&chunk.node) {
+        if sweep.has_answer(&chunk.node) || sweep.conflicts.contains_key(&chunk.node) {
+            // Acked so the node stops resending; a claimant of a name in
+            // conflict cannot be told apart from its twin, so its answer
+            // is not recorded.
             out.push(ack(from, &chunk));
             return Verdict::Taken;
         }
@@ -477,6 +514,30 @@ impl Sweep {
             })
             .collect();
         nodes.extend(self.late.into_values());
+        for (name, claimants) in &self.conflicts {
+            let addrs: Vec<String> = claimants.iter().map(|p| p.addr.to_string()).collect();
+            for peer in claimants {
+                nodes.push(NodeEntry {
+                    name: format!("{name}@{}", peer.addr),
+                    addr: peer.addr.to_string(),
+                    tags: peer.tags.clone(),
+                    state: NodeState::Failing,
+                    late_joiner: false,
+                    reached_ms: None,
+                    answered_ms: None,
+                    checks_ms: None,
+                    checks: vec![super::participant::patrol_error(
+                        NAME_CONFLICT_ID,
+                        "one node per name".to_string(),
+                        format!(
+                            "{} nodes claim the name {name} ({}); their answers cannot be told apart and were not recorded: give each its own [node] name",
+                            claimants.len(),
+                            addrs.join(", ")
+                        ),
+                    )],
+                });
+            }
+        }
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
         let mut reached: Vec<u64> = nodes.iter().filter_map(|n| n.reached_ms).collect();
         reached.sort_unstable();

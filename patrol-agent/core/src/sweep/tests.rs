@@ -969,3 +969,75 @@ fn participations_are_capped() {
     }
     assert_eq!(net.cores[1].counters().requests_over_capacity, 2);
 }
+
+/// Regression (issue 12): two nodes with the same name hid each other; the
+/// failing twin's answer was dropped as a duplicate and the report said ok.
+#[test]
+fn two_alive_members_with_one_name_are_both_listed_as_a_conflict() {
+    let mut net = Net::new(4, SweepSettings::default());
+    net.outcomes = Box::new(|i| {
+        if i == 3 {
+            vec![outcome("a", Status::Fail)]
+        } else {
+            vec![outcome("a", Status::Pass)]
+        }
+    });
+    // Node 3 claims node 2's name.
+    let mut members = net.members();
+    members[3].peer.name = peer(2).name;
+    let mut twin = net.cores.pop().unwrap();
+    twin = SweepCore::new(
+        Peer {
+            name: peer(2).name,
+            ..twin.me().clone()
+        },
+        "test".into(),
+        SweepSettings::default(),
+        9,
+    );
+    net.cores.push(twin);
+    net.start(0, Duration::from_secs(2), members);
+    net.run_for(Duration::from_secs(3));
+    let doc = net.doc();
+    assert_accounted(doc);
+    assert_eq!(doc.counts.expected, 4);
+    let twins: Vec<_> = doc
+        .nodes
+        .iter()
+        .filter(|n| n.name.starts_with(&peer(2).name))
+        .collect();
+    assert_eq!(twins.len(), 2, "{:?}", doc.nodes);
+    for t in twins {
+        assert_eq!(t.state, NodeState::Failing);
+        assert_eq!(t.checks[0].id, super::coordinator::NAME_CONFLICT_ID);
+        assert!(
+            t.checks[0]
+                .message
+                .contains("2 nodes claim the name node-02"),
+            "{}",
+            t.checks[0].message
+        );
+    }
+    assert_eq!(doc.counts.ok, 2);
+}
+
+/// A name held by a down identity and an alive one (a node that came back
+/// at another address) is no conflict: the alive one is expected.
+#[test]
+fn a_down_identity_and_an_alive_one_with_one_name_are_no_conflict() {
+    let mut net = Net::new(3, SweepSettings::default());
+    let mut members = net.members();
+    members.push(MemberView {
+        peer: Peer {
+            addr: addr(7),
+            ..peer(2)
+        },
+        alive: false,
+    });
+    members.swap(2, 3);
+    net.start(0, Duration::from_secs(2), members);
+    net.run_for(Duration::from_secs(3));
+    let doc = net.doc();
+    assert_accounted(doc);
+    assert_eq!(doc.counts.ok, 3, "{:?}", doc.nodes);
+}
