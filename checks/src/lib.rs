@@ -21,7 +21,7 @@ pub mod version;
 
 pub use catalog::Catalog;
 pub use expect::Expect;
-pub use host::{FixtureHost, Host, RealHost};
+pub use host::{host_for, FixtureHost, Host, RealHost, RootedHost};
 pub use kinds::CheckKind;
 pub use patrol_model::{document, outcome, selector};
 pub use patrol_model::{

@@ -16,5 +16,6 @@ pub use duration::{format_duration, parse_duration};
 pub use error::{ConfigError, Problem};
 pub use mail::{MailSection, ReportSection, SmtpSecurity};
 pub use model::{
-    ChecksSection, Config, ControlSection, NodeSection, SweepSection, DEFAULT_CONFIG_PATH,
+    ChecksSection, Config, ControlSection, MetricsSection, NodeOverrides, NodeSection,
+    SweepSection, DEFAULT_CONFIG_PATH,
 };

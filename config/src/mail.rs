@@ -55,6 +55,24 @@ pub struct ReportSection {
     /// new one is stored. At least 2 (the diff needs the previous one).
     #[serde(default = "default_keep_sweeps")]
     pub keep_sweeps: usize,
+    /// IANA time zone (e.g. `Europe/Paris`) for every time the report, the
+    /// email and the CLI show. Default: the system's local zone.
+    /// File and folder names stay in UTC so that they sort by time.
+    #[serde(default)]
+    pub time_zone: Option<String>,
+}
+
+impl ReportSection {
+    /// The zone times are shown in: `time_zone`, else the system's local
+    /// zone (UTC when the system has none). A name that does not resolve
+    /// is a config problem caught by `Config::parse`; here it falls back
+    /// to the system zone.
+    pub fn zone(&self) -> jiff::tz::TimeZone {
+        self.time_zone
+            .as_deref()
+            .and_then(|name| jiff::tz::TimeZone::get(name).ok())
+            .unwrap_or_else(jiff::tz::TimeZone::system)
+    }
 }
 
 fn default_keep_sweeps() -> usize {
@@ -75,6 +93,7 @@ impl Default for ReportSection {
             history_dir: default_history_dir(),
             out_dir: default_out_dir(),
             keep_sweeps: default_keep_sweeps(),
+            time_zone: None,
         }
     }
 }

@@ -41,6 +41,13 @@ pub struct NodeSection {
     /// The cluster keyring (made by `patrol keys generate`, mode 0600).
     #[serde(default = "default_key_file")]
     pub key_file: PathBuf,
+    /// Where the host's root filesystem is mounted when the agent runs in
+    /// a container (e.g. `/host`): every check reads `/proc`, `/sys`,
+    /// `/dev/kmsg`, files and mounts under it, and commands run chrooted
+    /// into it. Default: none, the agent reads the machine it runs on.
+    /// Must be an absolute path.
+    #[serde(default)]
+    pub host_root: Option<PathBuf>,
 }
 
 /// `[control]`: the TCP listener the CLI talks to.
@@ -78,6 +85,27 @@ pub struct ChecksSection {
     pub default_timeout: Duration,
 }
 
+/// `[metrics]`: the agent's OpenMetrics endpoint for Prometheus. Off
+/// unless `listen` is set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Address to serve `GET /metrics` on (e.g. `127.0.0.1:9477`; port 0
+    /// picks a free one). Default: none, no endpoint. The endpoint has no
+    /// authentication: bind it to loopback or a network only Prometheus
+    /// reaches.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+}
+
+/// `[node]` values given from outside the file (command line or
+/// environment); see [`Config::load_with`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeOverrides {
+    pub advertise: Option<SocketAddr>,
+    pub name: Option<String>,
+}
+
 /// A whole config file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -90,6 +118,7 @@ pub struct Config {
     pub check: Vec<toml::Table>,
     pub mail: Option<MailSection>,
     pub report: ReportSection,
+    pub metrics: MetricsSection,
     /// The file this was loaded from (for error messages).
     pub source: PathBuf,
 }
@@ -177,6 +206,7 @@ impl Default for NodeSection {
             cluster: default_cluster(),
             bind: default_bind(),
             advertise: None,
+            host_root: None,
             seeds: Vec::new(),
             tags: BTreeMap::new(),
             key_file: default_key_file(),
@@ -218,26 +248,75 @@ impl Default for Config {
             check: Vec::new(),
             mail: None,
             report: ReportSection::default(),
+            metrics: MetricsSection::default(),
             source: PathBuf::from("(built-in defaults)"),
         }
     }
 }
 
 const TOP_LEVEL_KEYS: &[&str] = &[
-    "node", "control", "sweep", "checks", "check", "mail", "report",
+    "node", "control", "sweep", "checks", "check", "mail", "report", "metrics",
 ];
 
 impl Config {
     /// Read and validate a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_with(path, &NodeOverrides::default())
+    }
+
+    /// Read and validate a config file with `[node]` keys given from
+    /// outside (the agent's `--advertise` and `--name`, which a
+    /// Kubernetes DaemonSet takes from the downward API): they count as if
+    /// the file held them, so validation sees them.
+    pub fn load_with(path: &Path, overrides: &NodeOverrides) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::single(path, "", format!("cannot read the file: {e}")))?;
         refuse_writable_by_others(path)?;
-        Config::parse(&text, path)
+        Config::parse_with(&text, path, overrides)
+    }
+
+    /// [`Config::parse`] with `[node]` overrides (see [`Config::load_with`]).
+    pub fn parse_with(
+        text: &str,
+        file: &Path,
+        overrides: &NodeOverrides,
+    ) -> Result<Config, ConfigError> {
+        if *overrides == NodeOverrides::default() {
+            return Config::parse(text, file);
+        }
+        let mut table: toml::Table = match toml::from_str(text) {
+            Ok(t) => t,
+            // Let `parse` word the TOML error.
+            Err(_) => return Config::parse(text, file),
+        };
+        // A `node` that is not a table stays as it is; `parse_table` says so.
+        if let toml::Value::Table(node) = table
+            .entry("node")
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        {
+            if let Some(a) = overrides.advertise {
+                node.insert("advertise".into(), toml::Value::String(a.to_string()));
+            }
+            if let Some(n) = &overrides.name {
+                node.insert("name".into(), toml::Value::String(n.clone()));
+            }
+        }
+        Config::parse_table(table, file)
     }
 
     /// Parse and validate config text; `file` names it in problems.
     pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
+        match toml::from_str::<toml::Table>(text) {
+            Ok(table) => Config::parse_table(table, file),
+            Err(e) => Err(ConfigError::single(
+                file,
+                "",
+                format!("not valid TOML: {}", e.to_string().trim_end()),
+            )),
+        }
+    }
+
+    fn parse_table(table: toml::Table, file: &Path) -> Result<Config, ConfigError> {
         let mut problems = Vec::new();
         let mut push = |key: &str, message: String| {
             problems.push(Problem {
@@ -245,16 +324,6 @@ impl Config {
                 key: key.to_string(),
                 message,
             })
-        };
-        let table: toml::Table = match toml::from_str(text) {
-            Ok(t) => t,
-            Err(e) => {
-                return Err(ConfigError::single(
-                    file,
-                    "",
-                    format!("not valid TOML: {}", e.to_string().trim_end()),
-                ))
-            }
         };
         for key in table.keys() {
             if !TOP_LEVEL_KEYS.contains(&key.as_str()) {
@@ -281,6 +350,23 @@ impl Config {
                 ),
             );
         }
+        if let Some(root) = &node.host_root {
+            if !root.is_absolute() {
+                push(
+                    "node.host_root",
+                    format!("`{}` must be an absolute path", root.display()),
+                );
+            }
+        }
+        if let Some(name) = &report.time_zone {
+            if let Err(e) = jiff::tz::TimeZone::get(name) {
+                push(
+                    "report.time_zone",
+                    format!("`{name}` is not a known IANA time zone (e.g. Europe/Paris, UTC): {e}"),
+                );
+            }
+        }
+        let metrics: MetricsSection = section(&table, "metrics", &mut push).unwrap_or_default();
         let mail: Option<MailSection> = if table.contains_key("mail") {
             section(&table, "mail", &mut push)
         } else {
@@ -441,6 +527,7 @@ impl Config {
                 check,
                 mail,
                 report,
+                metrics,
                 source: file.to_path_buf(),
             })
         } else {
@@ -573,6 +660,16 @@ mod tests {
                 err.to_string().contains("writable by group or others"),
                 "{err}"
             );
+            // The agent's path, with --advertise/--name, refuses it too.
+            let overrides = NodeOverrides {
+                advertise: Some("10.0.0.1:7946".parse().unwrap()),
+                name: None,
+            };
+            let err = Config::load_with(&path, &overrides).unwrap_err();
+            assert!(
+                err.to_string().contains("writable by group or others"),
+                "{err}"
+            );
         }
     }
 
@@ -610,6 +707,23 @@ mod tests {
         let err = parse("[node]\nbind = \"not-an-address\"\n").unwrap_err();
         assert_eq!(err.problems[0].key, "node");
         assert!(err.to_string().contains("address"), "{err}");
+    }
+
+    #[test]
+    fn overrides_from_outside_count_as_if_the_file_held_them() {
+        let text = "[node]\nbind = \"0.0.0.0:7946\"\n";
+        assert!(parse(text).is_err(), "unspecified bind needs advertise");
+        let o = NodeOverrides {
+            advertise: Some("10.1.2.3:7946".parse().unwrap()),
+            name: Some("n7".into()),
+        };
+        let c = Config::parse_with(text, Path::new("t.toml"), &o).unwrap();
+        assert_eq!(c.advertise_addr(), "10.1.2.3:7946".parse().unwrap());
+        assert_eq!(c.node.name, "n7");
+        let c = Config::parse_with("", Path::new("t.toml"), &o).unwrap();
+        assert_eq!(c.node.name, "n7");
+        let err = Config::parse_with("[node\n", Path::new("t.toml"), &o).unwrap_err();
+        assert!(err.to_string().contains("not valid TOML"), "{err}");
     }
 
     #[test]

@@ -78,6 +78,11 @@ fn mail_and_report_sections() {
     );
     assert_eq!(c.report.out_dir, PathBuf::from("/var/lib/patrol/reports"));
     assert_eq!(c.report.keep_sweeps, 400);
+    assert_eq!(c.report.time_zone.as_deref(), Some("UTC"));
+    assert_eq!(
+        c.metrics.listen,
+        Some("127.0.0.1:9477".parse::<SocketAddr>().unwrap())
+    );
 }
 
 #[test]

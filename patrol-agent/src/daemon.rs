@@ -43,6 +43,11 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot bind the metrics listener {addr}: {source}")]
+    Metrics {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Where a started daemon listens.
@@ -105,10 +110,18 @@ async fn refresh_seeds(names: Vec<String>, mut last: Vec<SocketAddr>, commander:
 /// Start a daemon from a loaded config and an envelope.
 pub async fn start_with(config: &Config, envelope: Envelope) -> Result<Daemon, StartError> {
     let catalog = patrol_checks::Catalog::from_config(config)?;
-    let inspector = Arc::new(CatalogInspector::new(
+    let inspector = Arc::new(CatalogInspector::with_runner(
         catalog,
         config.node.tags.clone(),
-        config.checks.concurrency,
+        patrol_checks::Runner::new(
+            patrol_checks::host_for(&config.node),
+            config.checks.concurrency,
+        ),
+    ));
+    let meter = crate::metrics::CheckMeter::default();
+    let inspector = Arc::new(crate::metrics::MeteredInspector::new(
+        inspector,
+        meter.clone(),
     ));
     let transport = Transport::udp(config.node.bind)
         .await
@@ -144,6 +157,14 @@ pub async fn start_with(config: &Config, envelope: Envelope) -> Result<Daemon, S
     if probe.encoded_len() > patrol_core::identity::MAX_IDENTITY_BYTES {
         return Err(StartError::Identity(probe.encoded_len()));
     }
+    let metrics_listener = match config.metrics.listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Metrics { addr, source })?,
+        ),
+        None => None,
+    };
     let seeds = resolve_seeds(&config.node.seeds).await;
     let settings = AgentSettings {
         name: config.node.name.clone(),
@@ -162,6 +183,10 @@ pub async fn start_with(config: &Config, envelope: Envelope) -> Result<Daemon, S
             .tasks()
             .spawn(refresh_seeds(names, seeds, commander.clone()));
     }
+    if let Some(l) = metrics_listener {
+        let exporter = crate::metrics::Exporter::new(metrics_source(commander.clone()), meter);
+        agent.tasks().spawn(crate::metrics::serve(l, exporter));
+    }
     agent
         .tasks()
         .spawn(crate::control::serve(listener, envelope, commander));
@@ -172,6 +197,42 @@ pub async fn start_with(config: &Config, envelope: Envelope) -> Result<Daemon, S
             control: control_addr,
         },
         agent,
+    })
+}
+
+/// What the metrics endpoint asks the owner task for at each scrape.
+fn metrics_source(commander: agent::Commander) -> crate::metrics::Source {
+    Arc::new(move || {
+        let commander = commander.clone();
+        Box::pin(async move {
+            let members = commander.members().await.ok()?;
+            let stats = commander.stats().await.ok()?;
+            let mut by_state: Vec<(crate::membership::MemberState, u64)> = Vec::new();
+            for m in &members {
+                match by_state.iter_mut().find(|(s, _)| *s == m.state) {
+                    Some((_, n)) => *n += 1,
+                    None => by_state.push((m.state, 1)),
+                }
+            }
+            Some(crate::metrics::Snapshot {
+                members: by_state,
+                datagrams_in: stats.node.datagrams_in,
+                datagrams_out: stats.node.datagrams_out,
+                dropped_unsealed: stats.dropped_unsealed,
+                dropped_malformed: stats.node.dropped_malformed,
+                dropped_outbound: stats.dropped_outbound,
+                sweeps_coordinated: stats.node.sweeps_coordinated,
+                refused: vec![
+                    ("clock_skew".into(), stats.node.sweep.requests_clock_skew),
+                    (
+                        "over_capacity".into(),
+                        stats.node.sweep.requests_over_capacity,
+                    ),
+                    ("answer_piece".into(), stats.node.sweep.pieces_refused),
+                    ("ack".into(), stats.node.sweep.acks_refused),
+                ],
+            })
+        })
     })
 }
 

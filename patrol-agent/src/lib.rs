@@ -3,12 +3,14 @@
 
 pub mod agent;
 pub mod clock;
+pub mod command_line;
 pub mod control;
 pub mod daemon;
 pub mod datagram;
 pub mod envelope;
 pub mod inspector;
 pub mod keyring;
+pub mod metrics;
 pub mod shutdown;
 pub mod timers;
 pub mod transport;

@@ -19,18 +19,13 @@ use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use patrol_checks::{Catalog, CheckOutcome, RealHost, Runner, Selector, Status};
+use patrol_checks::{Catalog, CheckOutcome, Runner, Selector, Status};
 use patrol_config::{Config, DEFAULT_CONFIG_PATH};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    Table,
-    Json,
-}
+use crate::format::Format;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -125,7 +120,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     let start = Instant::now();
-    let runner = Runner::new(Arc::new(RealHost), config.checks.concurrency);
+    let runner = Runner::new(
+        patrol_checks::host_for(&config.node),
+        config.checks.concurrency,
+    );
     let outcomes = runner.run(&checks).await;
     let elapsed = start.elapsed();
     let text = match args.format {
@@ -133,6 +131,22 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             let mut t = serde_json::to_string_pretty(&outcomes).context("encoding JSON")?;
             t.push('\n');
             t
+        }
+        Format::Ndjson => {
+            let mut t = String::new();
+            for o in &outcomes {
+                t.push_str(&serde_json::to_string(o).context("encoding JSON")?);
+                t.push('\n');
+            }
+            t
+        }
+        Format::Junit => {
+            let node = config.node.name.clone();
+            crate::junit::render([crate::junit::Suite {
+                node: &node,
+                unreachable: None,
+                checks: &outcomes,
+            }])
         }
         Format::Table => {
             let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
@@ -158,16 +172,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// 0 all pass, 1 warnings only, 2 any fail or error.
 fn exit_code(outcomes: &[CheckOutcome]) -> u8 {
-    if outcomes
-        .iter()
-        .any(|o| matches!(o.status, Status::Fail | Status::Error))
-    {
-        2
-    } else if outcomes.iter().any(|o| o.status == Status::Warn) {
-        1
-    } else {
-        0
-    }
+    crate::format::verdict(outcomes.iter().map(|o| o.status), false)
 }
 
 fn summary(outcomes: &[CheckOutcome], ms: f64) -> String {
@@ -192,11 +197,12 @@ fn clip(s: &str, max: usize) -> String {
     }
 }
 
-/// Failures first (fail, error, warn, pass), then definition order.
+/// Failures first (fail, error, warn, pass), then definition order; a
+/// `fix:` line under every check that did not pass and says how.
 fn render_table(outcomes: &[CheckOutcome], colour: bool) -> String {
     let mut rows: Vec<&CheckOutcome> = outcomes.iter().collect();
     rows.sort_by_key(|o| std::cmp::Reverse(o.status.badness()));
-    let cells: Vec<[String; 4]> = rows
+    let cells: Vec<[String; 5]> = rows
         .iter()
         .map(|o| {
             [
@@ -204,49 +210,42 @@ fn render_table(outcomes: &[CheckOutcome], colour: bool) -> String {
                 o.id.clone(),
                 clip(&o.observed.to_string(), 32),
                 clip(&o.expected, 32),
+                clip(&o.message, 160),
             ]
         })
         .collect();
-    let header = ["STATUS", "CHECK", "OBSERVED", "EXPECTED"];
-    let mut width = header.map(|h| h.chars().count());
-    for c in &cells {
-        for (w, cell) in width.iter_mut().zip(c) {
-            *w = (*w).max(cell.chars().count());
+    let table = crate::columns::render(
+        ["STATUS", "CHECK", "OBSERVED", "EXPECTED", "MESSAGE"],
+        &cells,
+    );
+    let status_width = cells
+        .iter()
+        .map(|c| c[0].chars().count())
+        .chain(["STATUS".len()])
+        .max()
+        .unwrap_or(0);
+    let mut lines = table.lines();
+    let mut out = format!("{}\n", lines.next().unwrap_or_default());
+    for (o, line) in rows.iter().zip(lines) {
+        // Colour goes on after the layout, so escape codes never count
+        // towards a column's width.
+        let word = o.status.as_str().to_uppercase();
+        match line.strip_prefix(word.as_str()) {
+            Some(rest) if colour => {
+                let code = match o.status {
+                    Status::Pass => "32",
+                    Status::Warn => "33",
+                    Status::Fail => "31;1",
+                    Status::Error => "35",
+                };
+                out.push_str(&format!("\x1b[{code}m{word}\x1b[0m{rest}\n"));
+            }
+            _ => out.push_str(&format!("{line}\n")),
         }
-    }
-    let mut out = String::new();
-    let pad = |s: &str, w: usize| format!("{s}{}", " ".repeat(w.saturating_sub(s.chars().count())));
-    out.push_str(&format!(
-        "{}  {}  {}  {}  MESSAGE\n",
-        pad(header[0], width[0]),
-        pad(header[1], width[1]),
-        pad(header[2], width[2]),
-        pad(header[3], width[3])
-    ));
-    for (o, c) in rows.iter().zip(&cells) {
-        let status = pad(&c[0], width[0]);
-        let status = if colour {
-            let code = match o.status {
-                Status::Pass => "32",
-                Status::Warn => "33",
-                Status::Fail => "31;1",
-                Status::Error => "35",
-            };
-            format!("\x1b[{code}m{status}\x1b[0m")
-        } else {
-            status
-        };
-        out.push_str(&format!(
-            "{status}  {}  {}  {}  {}\n",
-            pad(&c[1], width[1]),
-            pad(&c[2], width[2]),
-            pad(&c[3], width[3]),
-            clip(&o.message, 160)
-        ));
         if o.status != Status::Pass && !o.remediation.is_empty() {
             out.push_str(&format!(
                 "{}  fix: {}\n",
-                " ".repeat(width[0]),
+                " ".repeat(status_width),
                 o.remediation
             ));
         }

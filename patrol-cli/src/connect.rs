@@ -1,5 +1,7 @@
 //! How the CLI reaches an agent: control-channel options shared by
-//! `members` and `sweep`, the cluster key, and "first seed that answers".
+//! `members` and `sweep`, the cluster key, and "first seed that answers"
+//! ([`Target`]); or, with `--context`, the seeds and key of a named
+//! cluster from the contexts file (see `contexts.rs`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,9 +17,22 @@ use patrol_agent::keyring::Keyring;
 pub struct ControlArgs {
     /// Control address (HOST:PORT) of an agent; repeat to give fallbacks,
     /// tried in order until one answers. Required whenever an agent is
-    /// asked (`patrol sweep --from FILE` asks none).
+    /// asked, unless a context names the cluster (`patrol sweep --from
+    /// FILE` asks none).
     #[arg(long = "seed", value_name = "HOST:PORT")]
     pub seeds: Vec<String>,
+    /// A cluster from the contexts file (its seeds, cluster name and key)
+    /// instead of --seed; repeat (sweep only) to sweep several clusters at
+    /// once into one merged result.
+    #[arg(long = "context", value_name = "NAME", conflicts_with = "seeds")]
+    pub contexts: Vec<String>,
+    /// Every cluster of the contexts file (sweep only).
+    #[arg(long, conflicts_with_all = ["seeds", "contexts"])]
+    pub all_contexts: bool,
+    /// The contexts file (default: $XDG_CONFIG_HOME/patrol/contexts.toml,
+    /// else ~/.config/patrol/contexts.toml).
+    #[arg(long, env = "PATROL_CONTEXTS", value_name = "FILE")]
+    pub contexts_file: Option<PathBuf>,
     /// Config file to take the key file and cluster name from.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -28,12 +43,8 @@ pub struct ControlArgs {
     #[arg(long)]
     pub cluster: Option<String>,
     /// How long to wait for an agent to accept the connection.
-    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    #[arg(long, default_value = "3s", value_parser = patrol_config::parse_duration)]
     pub connect_timeout: Duration,
-}
-
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    patrol_config::parse_duration(text)
 }
 
 impl ControlArgs {
@@ -75,15 +86,84 @@ impl ControlArgs {
         }
     }
 
+    /// Where to connect: the `--seed`s with the envelope from the flags or
+    /// the config, or each context named (all of them with
+    /// `--all-contexts`), in the order given.
+    pub fn targets(&self) -> anyhow::Result<Vec<Target>> {
+        if self.contexts.is_empty() && !self.all_contexts {
+            if self.seeds.is_empty() {
+                bail!(
+                    "no agent to ask: pass --seed HOST:PORT (an agent's control address) or --context NAME"
+                );
+            }
+            return Ok(vec![Target {
+                context: None,
+                cluster: None,
+                seeds: self.seeds.clone(),
+                envelope: Ok(self.envelope()?),
+                connect_timeout: self.connect_timeout,
+            }]);
+        }
+        let file = crate::contexts::ContextsFile::load(self.contexts_file.as_deref())?;
+        let names: Vec<String> = if self.all_contexts {
+            file.names()
+        } else {
+            self.contexts.clone()
+        };
+        if names.is_empty() {
+            bail!("{} defines no context", file.path.display());
+        }
+        names
+            .iter()
+            .map(|n| file.target(n, self.connect_timeout))
+            .collect()
+    }
+
     /// Connect to the first seed that answers and send `request`.
     pub async fn open(
         &self,
         request: &ControlRequest,
     ) -> anyhow::Result<(SocketAddr, ControlClient)> {
-        if self.seeds.is_empty() {
-            bail!("no agent to ask: pass --seed HOST:PORT (an agent's control address)");
+        let mut targets = self.targets()?;
+        if targets.len() != 1 {
+            bail!("this command talks to one cluster: give one --context");
         }
-        let envelope = self.envelope()?;
+        targets.remove(0).open(request).await
+    }
+}
+
+/// One cluster to reach: its seeds and its key.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The context's name, when it came from the contexts file.
+    pub context: Option<String>,
+    /// The cluster name the context gives (the sweep document says it too).
+    pub cluster: Option<String>,
+    pub seeds: Vec<String>,
+    /// Why not, when the context's key could not be loaded: opening fails
+    /// with that reason then, so one bad context does not stop the others.
+    pub envelope: Result<Envelope, String>,
+    pub connect_timeout: Duration,
+}
+
+impl Target {
+    /// The name to show for this target (context, else first seed).
+    pub fn label(&self) -> String {
+        self.context
+            .clone()
+            .or_else(|| self.cluster.clone())
+            .unwrap_or_else(|| self.seeds.join(","))
+    }
+
+    /// Connect to the first seed that answers and send `request`.
+    pub async fn open(
+        &self,
+        request: &ControlRequest,
+    ) -> anyhow::Result<(SocketAddr, ControlClient)> {
+        let envelope = match &self.envelope {
+            Ok(e) => e.clone(),
+            Err(reason) => bail!("{reason}"),
+        };
         let mut failures = Vec::new();
         for seed in &self.seeds {
             let addrs: Vec<SocketAddr> = match tokio::net::lookup_host(seed.as_str()).await {

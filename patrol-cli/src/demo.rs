@@ -21,7 +21,7 @@ use patrol_agent::sweep::StartSweep;
 use patrol_checks::Selector;
 use patrol_config::Config;
 
-use crate::connect::parse_duration;
+use patrol_config::parse_duration;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -166,7 +166,10 @@ async fn sweep_and_report(
         }
     };
     bar.finish_and_clear();
-    print!("{}", crate::sweep::table(&doc, false));
+    print!(
+        "{}",
+        crate::sweep::table(&doc, false, &jiff::tz::TimeZone::system())
+    );
 
     let config = node_config(0, &args.profile, None, out);
     let files = patrol_report::write_report(&doc, &config, &patrol_report::report_dir(out, &doc))

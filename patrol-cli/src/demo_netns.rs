@@ -294,7 +294,10 @@ pub fn run_demo(out: &Path) -> anyhow::Result<ExitCode> {
     let first = sweep(&exe, &key, &out.join("sweep-1.json"))?;
     let one = patrol_report::write_report(&first, &config, &out.join("report-1"))?;
     println!("first sweep:");
-    print!("{}", crate::sweep::table(&first, false));
+    print!(
+        "{}",
+        crate::sweep::table(&first, false, &jiff::tz::TimeZone::system())
+    );
 
     // Overnight: one node dies, node 4 is fixed, node 3 is changed by hand.
     if let Some(mut c) = lab.agents[KILLED].take() {
@@ -313,7 +316,10 @@ pub fn run_demo(out: &Path) -> anyhow::Result<ExitCode> {
     second.started_at_unix_ms = second.started_at_unix_ms.max(first.started_at_unix_ms + 1);
     let two = patrol_report::write_report(&second, &config, &out.join("report-2"))?;
     println!("\nsecond sweep:");
-    print!("{}", crate::sweep::table(&second, false));
+    print!(
+        "{}",
+        crate::sweep::table(&second, false, &jiff::tz::TimeZone::system())
+    );
     println!("\nfirst report:  {}", one.text.display());
     println!(
         "second report: {} (HTML: {})",

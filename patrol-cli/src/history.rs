@@ -63,20 +63,21 @@ impl Common {
         }
     }
 
-    fn open(&self) -> anyhow::Result<(History, usize)> {
+    /// The history, how many sweeps to keep, and the zone times are shown in.
+    fn open(&self) -> anyhow::Result<(History, usize, jiff::tz::TimeZone)> {
         let config = self.config()?;
         let dir = self
             .history_dir
             .clone()
             .unwrap_or(config.report.history_dir.clone());
         let h = History::open(&dir).with_context(|| format!("history in {}", dir.display()))?;
-        Ok((h, config.report.keep_sweeps))
+        Ok((h, config.report.keep_sweeps, config.report.zone()))
     }
 }
 
-fn sweep_words(s: &Option<(String, u64)>) -> String {
+fn sweep_words(s: &Option<(String, u64)>, zone: &jiff::tz::TimeZone) -> String {
     match s {
-        Some((id, at)) => format!("sweep {id} ({})", date_time(*at)),
+        Some((id, at)) => format!("sweep {id} ({})", date_time(*at, zone)),
         None => "an earlier sweep no longer kept".to_string(),
     }
 }
@@ -88,7 +89,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             check,
             common,
         } => {
-            let (h, _) = common.open()?;
+            let (h, _, zone) = common.open()?;
             let changes = h.node_timeline(&name, check.as_deref())?;
             if changes.is_empty() {
                 println!("{name}: nothing stored");
@@ -107,11 +108,11 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                     current_check = Some(c.check.clone());
                 }
                 let when = match &c.previous_sweep {
-                    None => format!("first recorded in {}", sweep_words(&c.sweep)),
+                    None => format!("first recorded in {}", sweep_words(&c.sweep, &zone)),
                     Some(_) => format!(
                         "changed between {} and {}",
-                        sweep_words(&c.previous_sweep),
-                        sweep_words(&c.sweep)
+                        sweep_words(&c.previous_sweep, &zone),
+                        sweep_words(&c.sweep, &zone)
                     ),
                 };
                 let value = if c.value.is_empty() {
@@ -127,7 +128,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { id, common } => {
-            let (h, _) = common.open()?;
+            let (h, _, zone) = common.open()?;
             let points = h.check_history(&id)?;
             if points.is_empty() {
                 println!("{id}: no stored sweep ran this check");
@@ -136,7 +137,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             let mut rows = Vec::new();
             for p in &points {
                 rows.push([
-                    date_time(p.started_ms),
+                    date_time(p.started_ms, &zone),
                     p.sweep_id.clone(),
                     thousands(p.not_passing()),
                     format!("{} warn, {} fail, {} error", p.warn, p.fail, p.error),
@@ -161,7 +162,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Import { dir, common } => {
-            let (mut h, keep) = common.open()?;
+            let (mut h, keep, _) = common.open()?;
             let done = patrol_report::history::import_dir(&mut h, &dir, keep)?;
             for w in &done.warnings {
                 eprintln!("patrol: warning: {w}");

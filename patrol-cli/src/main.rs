@@ -9,18 +9,23 @@ mod check;
 mod columns;
 mod config_cmd;
 mod connect;
+mod contexts;
 mod demo;
 mod demo_netns;
+mod format;
 mod history;
+mod junit;
 mod keys;
 mod members;
 mod report;
+mod shell;
 mod sweep;
+mod textfile;
 
 /// Patrol: inspect a whole fleet in seconds.
 #[derive(Debug, Parser)]
 #[command(name = "patrol", version, about, propagate_version = true)]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -30,7 +35,7 @@ enum Command {
     /// List the members of the mesh as an agent sees them.
     Members(members::Args),
     /// Run a sweep across the fleet through any agent.
-    Sweep(sweep::Args),
+    Sweep(Box<sweep::Args>),
     /// Run checks on this machine, with no mesh.
     Check(check::Args),
     /// Render or send the report of a stored sweep.
@@ -47,6 +52,11 @@ enum Command {
     Config(config_cmd::Command),
     /// Start a local mesh on loopback, sweep this machine, write a report.
     Demo(demo::Args),
+    /// Print a shell completion script (bash, zsh, fish, ...).
+    Completions(shell::CompletionArgs),
+    /// Write the man pages of patrol and patrol-agent into a directory.
+    #[command(hide = true)]
+    Man(shell::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -72,13 +82,15 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Members(a) => members::run(a).await,
-            Command::Sweep(a) => sweep::run(a).await,
+            Command::Sweep(a) => sweep::run(*a).await,
             Command::Check(a) => check::run(a).await,
             Command::Report(a) => report::run(a).await,
             Command::History(c) => history::run(c),
             Command::Keys(c) => keys::run(c).await,
             Command::Config(c) => config_cmd::run(c).await,
             Command::Demo(a) => demo::run(a).await,
+            Command::Completions(a) => shell::completions(a),
+            Command::Man(a) => shell::man(a),
         }
     });
     // A check stuck in a blocking read (a hung NFS mount) must not keep the

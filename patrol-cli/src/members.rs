@@ -7,6 +7,7 @@ use patrol_agent::control::{ControlRequest, Reply};
 use patrol_agent::membership::{MemberInfo, MemberState};
 
 use crate::connect::ControlArgs;
+use crate::format::Format;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -19,12 +20,6 @@ pub struct Args {
     /// dropped because they did not open or did not decode, sweeps).
     #[arg(long)]
     pub stats: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    Table,
-    Json,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -45,6 +40,20 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         None
     };
     match (args.format, stats) {
+        (Format::Junit, _) => {
+            bail!("--format junit is for check results (sweep, check), not members")
+        }
+        (Format::Ndjson, stats) => {
+            for m in &members {
+                println!("{}", serde_json::to_string(m)?);
+            }
+            if let Some(s) = stats {
+                println!(
+                    "{}",
+                    serde_json::to_string(&serde_json::json!({ "stats": s }))?
+                );
+            }
+        }
         (Format::Json, None) => println!("{}", serde_json::to_string_pretty(&members)?),
         (Format::Json, Some(s)) => println!(
             "{}",

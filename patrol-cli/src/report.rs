@@ -106,7 +106,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .mail
         .as_ref()
         .map_or(DEFAULT_PREFIX, |m| m.subject_prefix.as_str());
-    let rendered = render_report(&doc, previous, prefix)?;
+    let rendered = render_report(&doc, previous, prefix, &config.report.zone())?;
     if let Some(path) = &args.html {
         std::fs::write(path, &rendered.html)
             .with_context(|| format!("cannot write {}", path.display()))?;

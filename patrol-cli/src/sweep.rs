@@ -12,7 +12,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use patrol_agent::control::{ControlRequest, Reply};
 use patrol_checks::{NodeState, Selector, Status, SweepDocument};
 
-use crate::connect::{parse_duration, ControlArgs};
+use crate::connect::{ControlArgs, Target};
+use crate::format::Format;
+use patrol_config::parse_duration;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -40,6 +42,10 @@ pub struct Args {
     /// Also write the sweep document (JSON) to this file.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Also write the sweep's figures as a node_exporter textfile-collector
+    /// file (replaced atomically; no timestamps).
+    #[arg(long, value_name = "FILE")]
+    pub prometheus: Option<PathBuf>,
     /// In the table, list the nodes whose checks all passed too.
     #[arg(long)]
     pub all: bool,
@@ -57,12 +63,6 @@ pub struct Args {
     pub email: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    Table,
-    Json,
-}
-
 fn parse_tag(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
@@ -78,6 +78,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .deadline
         .or(loaded.as_ref().map(|c| c.sweep.default_deadline))
         .unwrap_or(Duration::from_secs(5));
+    let zone = loaded
+        .as_ref()
+        .map_or_else(jiff::tz::TimeZone::system, |c| c.report.zone());
     let config = if args.email {
         Some(loaded.unwrap_or_default())
     } else {
@@ -92,19 +95,34 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         node_filter: args.filter.iter().cloned().collect::<BTreeMap<_, _>>(),
         deadline_ms: u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
     };
-    let doc = match &args.from {
-        Some(path) => patrol_report::history::read_document(path)?,
-        None => sweep(&args, &request).await?,
+    let (doc, per_cluster, unreachable) = match &args.from {
+        Some(path) => {
+            let doc = patrol_report::history::read_document(path)?;
+            (doc.clone(), vec![doc], Vec::new())
+        }
+        None => sweep_targets(&args, &request).await?,
     };
 
     if let Some(path) = &args.out {
         let json = serde_json::to_vec_pretty(&doc)?;
         std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
     }
+    if let Some(path) = &args.prometheus {
+        crate::textfile::write_atomic(path, &crate::textfile::render(&per_cluster, &unreachable))?;
+    }
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&doc)?),
+        Format::Ndjson => {
+            // One line per node, from the finished document (the control
+            // channel streams counts only, not node entries, while the
+            // sweep runs).
+            for n in &doc.nodes {
+                println!("{}", serde_json::to_string(n)?);
+            }
+        }
+        Format::Junit => print!("{}", junit(&doc)),
         Format::Table => {
-            print!("{}", table(&doc, args.all));
+            print!("{}", table(&doc, args.all, &zone));
             print!("{}", distributions(&doc, &args.distribution));
         }
     }
@@ -145,34 +163,106 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(code)
 }
 
-/// Run the sweep through the first seed that answers, with progress.
-async fn sweep(args: &Args, request: &ControlRequest) -> anyhow::Result<SweepDocument> {
-    let (addr, mut client) = args.control.open(request).await?;
+/// The sweep of every target the arguments name (one `--seed` list, or
+/// contexts), with one progress bar: the merged document, each cluster's
+/// own document, and the clusters that could not be swept.
+async fn sweep_targets(
+    args: &Args,
+    request: &ControlRequest,
+) -> anyhow::Result<(SweepDocument, Vec<SweepDocument>, Vec<String>)> {
+    let targets = args.control.targets()?;
     let bar = progress_bar(None);
     bar.enable_steady_tick(Duration::from_millis(100));
-    let doc = loop {
+    if targets.len() == 1 && targets[0].context.is_none() {
+        let doc = sweep_target(&targets[0], request, |answered, expected| {
+            bar.set_length(expected);
+            bar.set_position(answered);
+        })
+        .await;
+        bar.finish_and_clear();
+        let doc = doc?;
+        return Ok((doc.clone(), vec![doc], Vec::new()));
+    }
+    let parts = sweep_all(&targets, request, &bar).await;
+    bar.finish_and_clear();
+    let per_cluster: Vec<SweepDocument> = parts
+        .iter()
+        .filter_map(|p| p.result.as_ref().ok().cloned())
+        .collect();
+    let mut unreachable = Vec::new();
+    for p in &parts {
+        if let Err(e) = &p.result {
+            eprintln!("patrol: cluster {} could not be swept: {e}", p.label);
+            unreachable.push(p.label.clone());
+        }
+    }
+    Ok((crate::contexts::merge(parts), per_cluster, unreachable))
+}
+
+/// One cluster's sweep: connect to the first seed that answers, follow the
+/// progress, return the document.
+async fn sweep_target(
+    target: &Target,
+    request: &ControlRequest,
+    on_progress: impl Fn(u64, u64),
+) -> anyhow::Result<SweepDocument> {
+    let (addr, mut client) = target.open(request).await?;
+    loop {
         match client
             .recv()
             .await
             .with_context(|| format!("sweep through {addr}"))?
         {
-            Reply::Progress { answered, expected } => {
-                bar.set_length(expected);
-                bar.set_position(answered);
-            }
-            Reply::SweepDone(doc) => break *doc,
-            Reply::Error(e) => {
-                bar.finish_and_clear();
-                bail!("{addr}: {e}")
-            }
-            other => {
-                bar.finish_and_clear();
-                bail!("{addr}: unexpected reply {other:?}")
-            }
+            Reply::Progress { answered, expected } => on_progress(answered, expected),
+            Reply::SweepDone(doc) => return Ok(*doc),
+            Reply::Error(e) => bail!("{addr}: {e}"),
+            other => bail!("{addr}: unexpected reply {other:?}"),
         }
-    };
-    bar.finish_and_clear();
-    Ok(doc)
+    }
+}
+
+/// Every target at once; one progress bar over all of them. A cluster
+/// whose sweep fails is a result too (it is listed, never dropped).
+async fn sweep_all(
+    targets: &[Target],
+    request: &ControlRequest,
+    bar: &ProgressBar,
+) -> Vec<crate::contexts::ClusterResult> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(usize, u64, u64)>(256);
+    let handles: Vec<_> = targets
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(i, target)| {
+            let tx = tx.clone();
+            let request = request.clone();
+            tokio::spawn(async move {
+                sweep_target(&target, &request, |a, e| {
+                    let _ = tx.try_send((i, a, e));
+                })
+                .await
+                .map_err(|e| format!("{e:#}"))
+            })
+        })
+        .collect();
+    drop(tx);
+    let mut progress = vec![(0u64, 0u64); targets.len()];
+    while let Some((i, answered, expected)) = rx.recv().await {
+        progress[i] = (answered, expected);
+        bar.set_length(progress.iter().map(|p| p.1).sum());
+        bar.set_position(progress.iter().map(|p| p.0).sum());
+    }
+    let mut parts = Vec::with_capacity(targets.len());
+    for (target, handle) in targets.iter().zip(handles) {
+        let result = handle
+            .await
+            .unwrap_or_else(|e| Err(format!("the sweep task failed: {e}")));
+        parts.push(crate::contexts::ClusterResult {
+            label: target.label(),
+            result,
+        });
+    }
+    parts
 }
 
 /// The sweep's progress bar on stderr (hidden when stderr is not a
@@ -192,17 +282,21 @@ pub fn progress_bar(expected: Option<u64>) -> ProgressBar {
 /// send the report, which is then kept on disk.)
 pub fn exit_code(doc: &SweepDocument) -> ExitCode {
     let unreachable = doc.counts.no_answer + doc.counts.down > 0;
-    let worst = doc
-        .nodes
-        .iter()
-        .map(|n| n.worst())
-        .max_by_key(|s| s.badness())
-        .unwrap_or(Status::Pass);
-    match (unreachable, worst) {
-        (true, _) | (_, Status::Fail | Status::Error) => ExitCode::from(2),
-        (false, Status::Warn) => ExitCode::from(1),
-        (false, Status::Pass) => ExitCode::SUCCESS,
-    }
+    crate::format::exit_code(doc.nodes.iter().map(|n| n.worst()), unreachable)
+}
+
+/// The sweep as JUnit XML: a suite per node, a case per check; nodes
+/// that did not answer get one erroring case.
+pub fn junit(doc: &SweepDocument) -> String {
+    crate::junit::render(doc.nodes.iter().map(|n| crate::junit::Suite {
+        node: &n.name,
+        unreachable: match n.state {
+            NodeState::NoAnswer => Some("believed alive, no answer before the deadline"),
+            NodeState::Down => Some("SWIM reports the node down or left"),
+            NodeState::Ok | NodeState::Failing => None,
+        },
+        checks: &n.checks,
+    }))
 }
 
 /// `--distribution CHECK`: how each named check's values spread.
@@ -221,11 +315,12 @@ pub fn distributions(doc: &SweepDocument, checks: &[String]) -> String {
 /// The human table: nodes with problems first (down, silent, failing),
 /// then the checks that did not pass grouped across nodes, then the
 /// counts and timing.
-pub fn table(doc: &SweepDocument, all: bool) -> String {
+pub fn table(doc: &SweepDocument, all: bool, zone: &jiff::tz::TimeZone) -> String {
     let mut out = format!(
-        "sweep {} coordinated by {} ({}, deadline {})\n\n",
+        "sweep {} coordinated by {} at {} ({}, deadline {})\n\n",
         doc.sweep_id,
         doc.coordinator,
+        patrol_report::text::date_time(doc.started_at_unix_ms, zone),
         doc.selector.describe(),
         patrol_config::format_duration(Duration::from_millis(doc.deadline_ms))
     );
@@ -351,6 +446,13 @@ fn grouped_rows(nodes: &[&patrol_checks::NodeEntry]) -> String {
 fn problem_set(n: &patrol_checks::NodeEntry) -> String {
     match n.state {
         NodeState::Down => "SWIM reports the node down or left".into(),
+        // A cluster that could not be swept carries the reason.
+        NodeState::NoAnswer if !n.checks.is_empty() => n
+            .checks
+            .iter()
+            .map(|c| c.message.clone())
+            .collect::<Vec<_>>()
+            .join("; "),
         NodeState::NoAnswer => "believed alive, no answer before the deadline".into(),
         NodeState::Ok if n.checks.is_empty() => {
             "answered, but no check of its config matches the selector".into()

@@ -21,6 +21,8 @@ fn patrol(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_patrol"))
         .args(args)
         .env("PATROL_LOG", "error")
+        // Times follow the system zone unless the config names one.
+        .env("TZ", "UTC")
         .output()
         .expect("run the patrol binary")
 }
@@ -81,6 +83,56 @@ out_dir = "{o}"
     );
     fs::write(&p, body).unwrap();
     p
+}
+
+#[test]
+fn report_times_follow_the_configured_time_zone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), 25);
+    let body = fs::read_to_string(&cfg).unwrap();
+    fs::write(&cfg, format!("{body}time_zone = \"Asia/Tokyo\"\n")).unwrap();
+    // 2026-11-21 23:00 UTC is 2026-11-22 08:00 in Tokyo.
+    let at = T0 - 4 * 3_600_000;
+    let old = write_json(tmp.path(), "old.json", &sweep("t1", at - DAY, &["node-a"]));
+    let new = write_json(tmp.path(), "new.json", &sweep("t2", at, &["node-a"]));
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let html = tmp.path().join("r.html");
+    let out = patrol(&[
+        "report",
+        &s(&new),
+        "--against",
+        &s(&old),
+        "--config",
+        &s(&cfg),
+        "--text",
+        "--html",
+        &s(&html),
+    ]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let t = text(&out.stdout);
+    assert!(
+        t.starts_with("[patrol] prod: 1 anomaly (0 new), 1 unreachable - 2026-11-22"),
+        "{t}"
+    );
+    assert!(t.contains("2026-11-22 08:00 JST"), "{t}");
+    assert!(
+        t.contains("compared with sweep t1 of 2026-11-21 08:00 JST"),
+        "{t}"
+    );
+    assert!(t.contains("persisting since 2026-11-21]"), "{t}");
+    assert!(!t.contains("UTC"), "{t}");
+    let h = fs::read_to_string(&html).unwrap();
+    assert!(h.contains("2026-11-22 08:00 JST"), "{h}");
+
+    // A zone that does not exist is a config problem, named with its key.
+    fs::write(&cfg, format!("{body}time_zone = \"Mars/Olympus\"\n")).unwrap();
+    let out = patrol(&["report", &s(&new), "--config", &s(&cfg)]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out.stderr).contains("report.time_zone"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]

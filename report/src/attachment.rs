@@ -6,34 +6,19 @@ use patrol_checks::SweepDocument;
 /// Header row of the CSV.
 pub const CSV_HEADER: &str = "node,addr,state,tags,check,kind,status,observed,expected,message";
 
-/// Quote one CSV field (RFC 4180) when it needs it.
-fn field(out: &mut String, value: &str) {
-    if value.contains([',', '"', '\n', '\r']) {
-        out.push('"');
-        out.push_str(&value.replace('"', "\"\""));
-        out.push('"');
-    } else {
-        out.push_str(value);
-    }
-}
-
-fn row(out: &mut String, fields: &[&str]) {
-    for (i, f) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        field(out, f);
-    }
-    out.push_str("\r\n");
-}
-
 /// The whole per-node detail of `doc` as CSV. A node with no check
 /// outcomes (unreachable, or nothing selected) has one row with empty
 /// check columns.
 pub fn csv(doc: &SweepDocument) -> String {
-    let mut out = String::with_capacity(doc.nodes.len() * 256);
-    out.push_str(CSV_HEADER);
-    out.push_str("\r\n");
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(Vec::with_capacity(doc.nodes.len() * 256));
+    // Writing to a Vec cannot fail; a record the writer refused would only
+    // shorten the attachment, never stop the report.
+    let mut row = |fields: &[&str]| {
+        let _ = w.write_record(fields);
+    };
+    row(&CSV_HEADER.split(',').collect::<Vec<_>>());
     for n in &doc.nodes {
         let tags = n
             .tags
@@ -43,31 +28,27 @@ pub fn csv(doc: &SweepDocument) -> String {
             .join(";");
         let state = n.state.as_str();
         if n.checks.is_empty() {
-            row(
-                &mut out,
-                &[&n.name, &n.addr, state, &tags, "", "", "", "", "", ""],
-            );
+            row(&[&n.name, &n.addr, state, &tags, "", "", "", "", "", ""]);
         }
         for c in &n.checks {
             let observed = c.observed.to_string();
-            row(
-                &mut out,
-                &[
-                    &n.name,
-                    &n.addr,
-                    state,
-                    &tags,
-                    &c.id,
-                    &c.kind,
-                    c.status.as_str(),
-                    &observed,
-                    &c.expected,
-                    &c.message,
-                ],
-            );
+            row(&[
+                &n.name,
+                &n.addr,
+                state,
+                &tags,
+                &c.id,
+                &c.kind,
+                c.status.as_str(),
+                &observed,
+                &c.expected,
+                &c.message,
+            ]);
         }
     }
-    out
+    let bytes = w.into_inner().unwrap_or_default();
+    // Every field came from a `&str`, so the bytes are UTF-8.
+    String::from_utf8(bytes).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -76,8 +57,18 @@ mod tests {
 
     #[test]
     fn quotes_fields_that_need_it() {
-        let mut s = String::new();
-        row(&mut s, &["a", "b,c", "say \"hi\"", "x\ny"]);
-        assert_eq!(s, "a,\"b,c\",\"say \"\"hi\"\"\",\"x\ny\"\r\n");
+        use crate::sample::{document, node, outcome};
+        use patrol_checks::{NodeState, Observed, Status};
+        let mut check = outcome("c", Status::Fail, Observed::Number(1.0), ">= 2");
+        check.message = "say \"hi\"\nx\ny".into();
+        let mut n = node("a", &[], NodeState::Failing, vec![check]);
+        n.addr = "b,c".into();
+        let s = csv(&document("prod", "01", 0, vec![n]));
+        let line = s.split("\r\n").nth(1).unwrap();
+        assert_eq!(
+            line,
+            "a,\"b,c\",failing,,c,c,fail,1,>= 2,\"say \"\"hi\"\"\nx\ny\""
+        );
+        assert!(s.starts_with(&format!("{CSV_HEADER}\r\n")), "{s}");
     }
 }

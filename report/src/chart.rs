@@ -10,6 +10,8 @@ use std::sync::Once;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 
+use jiff::tz::TimeZone;
+
 use crate::error::ReportError;
 use crate::store::TrendPoint;
 
@@ -38,9 +40,9 @@ fn register() -> Result<(), ReportError> {
     }
 }
 
-/// `MM-DD` of a unix time in milliseconds (UTC).
-fn month_day(unix_ms: u64) -> String {
-    crate::text::date(unix_ms)
+/// `MM-DD` of a unix time in milliseconds, in `zone`.
+fn month_day(unix_ms: u64, zone: &TimeZone) -> String {
+    crate::text::date(unix_ms, zone)
         .get(5..)
         .unwrap_or_default()
         .to_string()
@@ -48,14 +50,14 @@ fn month_day(unix_ms: u64) -> String {
 
 /// The chart of `points` (oldest first) as PNG bytes; None with fewer than
 /// two points (one sweep is not a trend).
-pub fn trend_png(points: &[TrendPoint]) -> Result<Option<Vec<u8>>, ReportError> {
+pub fn trend_png(points: &[TrendPoint], zone: &TimeZone) -> Result<Option<Vec<u8>>, ReportError> {
     if points.len() < 2 {
         return Ok(None);
     }
     register()?;
     let (w, h) = SIZE;
     let mut rgb = vec![0u8; (w * h * 3) as usize];
-    draw(points, &mut rgb).map_err(ReportError::Chart)?;
+    draw(points, zone, &mut rgb).map_err(ReportError::Chart)?;
     let mut out = Vec::new();
     {
         let mut enc = png::Encoder::new(&mut out, w, h);
@@ -75,7 +77,7 @@ pub fn trend_png(points: &[TrendPoint]) -> Result<Option<Vec<u8>>, ReportError> 
     Ok(Some(out))
 }
 
-fn draw(points: &[TrendPoint], rgb: &mut [u8]) -> Result<(), String> {
+fn draw(points: &[TrendPoint], zone: &TimeZone, rgb: &mut [u8]) -> Result<(), String> {
     let e = |x: &dyn std::fmt::Display| x.to_string();
     let root = BitMapBackend::with_buffer(rgb, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|x| e(&x))?;
@@ -89,8 +91,8 @@ fn draw(points: &[TrendPoint], rgb: &mut [u8]) -> Result<(), String> {
         * 1.15;
     let caption = format!(
         "Last {n} sweeps: {} to {}",
-        crate::text::date(points[0].started_ms),
-        crate::text::date(points[n - 1].started_ms)
+        crate::text::date(points[0].started_ms, zone),
+        crate::text::date(points[n - 1].started_ms, zone)
     );
     let mut chart = ChartBuilder::on(&root)
         .caption(caption, (FAMILY, 14).into_font().color(&BLACK))
@@ -107,7 +109,7 @@ fn draw(points: &[TrendPoint], rgb: &mut [u8]) -> Result<(), String> {
         .y_labels(5)
         .x_label_formatter(&|x| {
             let i = x.round().clamp(0.0, (n - 1) as f64) as usize;
-            month_day(points[i].started_ms)
+            month_day(points[i].started_ms, zone)
         })
         .y_label_formatter(&|y| format!("{}", y.round() as i64))
         .label_style((FAMILY, 11).into_font().color(&UNREACHABLE))

@@ -86,8 +86,10 @@ pub fn render_report(
     doc: &SweepDocument,
     previous: Option<PreviousSweep<'_>>,
     subject_prefix: &str,
+    time_zone: &jiff::tz::TimeZone,
 ) -> Result<Rendered, ReportError> {
-    let report = summary::build(doc, previous);
+    let mut report = summary::build(doc, previous);
+    report.time_zone = time_zone.clone();
     render_built(doc, &report, subject_prefix)
 }
 
@@ -97,7 +99,7 @@ fn render_built(
     prefix: &str,
 ) -> Result<Rendered, ReportError> {
     let mut view = render::view(report, prefix);
-    let chart_png = crate::chart::trend_png(&report.trend)?;
+    let chart_png = crate::chart::trend_png(&report.trend, &report.time_zone)?;
     let text = render::text(&view)?;
     if chart_png.is_some() {
         view.chart = Some(crate::chart::FILE_NAME.to_string());
@@ -204,6 +206,7 @@ fn build_with_history(doc: &SweepDocument, config: &Config) -> Report {
         }
     }
     report.warnings = warnings;
+    report.time_zone = config.report.zone();
     report
 }
 

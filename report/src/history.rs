@@ -33,7 +33,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError>
 /// Read a sweep document from a JSON file.
 pub fn read_document(path: &Path) -> Result<SweepDocument, ReportError> {
     let bytes = fs::read(path).map_err(|e| ReportError::io("read", path, e))?;
-    let doc: SweepDocument =
+    let mut doc: SweepDocument =
         serde_json::from_slice(&bytes).map_err(|source| ReportError::Document {
             path: path.to_path_buf(),
             source,
@@ -47,6 +47,8 @@ pub fn read_document(path: &Path) -> Result<SweepDocument, ReportError> {
             supported: patrol_checks::document::DOCUMENT_VERSION,
         });
     }
+    // Version 1 wrote observed values tagged (`{"number": 0.31}`).
+    doc.upgrade_from_v1();
     Ok(doc)
 }
 

@@ -9,6 +9,7 @@
 //! every section full the HTML stays under 400 KB (tested).
 
 use askama::Template;
+use jiff::tz::TimeZone;
 use patrol_checks::{NodeState, Status};
 
 use crate::diff::{Change, MarkedGroup};
@@ -138,7 +139,10 @@ pub fn subject(report: &Report, prefix: &str) -> String {
     if !report.drift.is_empty() {
         s.push_str(&format!(", {} drift", thousands(report.drift.len() as u64)));
     }
-    s.push_str(&format!(" - {}", date(report.started_at_unix_ms)));
+    s.push_str(&format!(
+        " - {}",
+        date(report.started_at_unix_ms, &report.time_zone)
+    ));
     s
 }
 
@@ -175,11 +179,11 @@ fn status_colour(s: Status) -> &'static str {
     }
 }
 
-fn group_view(m: &MarkedGroup) -> GroupView {
+fn group_view(m: &MarkedGroup, zone: &TimeZone) -> GroupView {
     let (change, change_colour) = match m.change {
         Change::New => ("NEW".to_string(), "#b91c1c"),
         Change::Persisting { since_unix_ms } => (
-            format!("persisting since {}", date(since_unix_ms)),
+            format!("persisting since {}", date(since_unix_ms, zone)),
             "#57534e",
         ),
         Change::Resolved => ("RESOLVED".to_string(), "#15803d"),
@@ -203,9 +207,9 @@ fn group_view(m: &MarkedGroup) -> GroupView {
 }
 
 /// One card for a family of groups (see [`crate::family`]).
-fn family_view(members: &[&MarkedGroup]) -> GroupView {
+fn family_view(members: &[&MarkedGroup], zone: &TimeZone) -> GroupView {
     let first = members[0];
-    let mut view = group_view(first);
+    let mut view = group_view(first, zone);
     let n_values = members.len();
     let new = members.iter().filter(|m| m.change == Change::New).count();
     let earliest = members
@@ -219,7 +223,7 @@ fn family_view(members: &[&MarkedGroup]) -> GroupView {
         (_, None) if members.iter().all(|m| m.change == Change::Resolved) => {
             ("RESOLVED".to_string(), "#15803d")
         }
-        (0, Some(since)) => (format!("persisting since {}", date(since)), "#57534e"),
+        (0, Some(since)) => (format!("persisting since {}", date(since, zone)), "#57534e"),
         (_, None) => ("NEW".to_string(), "#b91c1c"),
         (new, Some(_)) => (format!("NEW for {new} of {n_values} values"), "#b91c1c"),
     };
@@ -261,7 +265,7 @@ fn family_view(members: &[&MarkedGroup]) -> GroupView {
 
 /// Views of `groups`, families folded, at most `max` cards; and how many
 /// groups the cards left out hold.
-fn card_views(groups: &[MarkedGroup], max: usize) -> (Vec<GroupView>, usize) {
+fn card_views(groups: &[MarkedGroup], max: usize, zone: &TimeZone) -> (Vec<GroupView>, usize) {
     let mut cards = crate::family::fold(groups);
     // Worst status first, then most nodes first (a family counts all of
     // its nodes); the sort is stable, so ties keep the groups' order.
@@ -276,8 +280,8 @@ fn card_views(groups: &[MarkedGroup], max: usize) -> (Vec<GroupView>, usize) {
         .iter()
         .take(max)
         .map(|idx| match idx.as_slice() {
-            [one] => group_view(&groups[*one]),
-            many => family_view(&many.iter().map(|&i| &groups[i]).collect::<Vec<_>>()),
+            [one] => group_view(&groups[*one], zone),
+            many => family_view(&many.iter().map(|&i| &groups[i]).collect::<Vec<_>>(), zone),
         })
         .collect();
     (views, more)
@@ -369,17 +373,21 @@ pub fn view(report: &Report, prefix: &str) -> View {
         },
     ];
     let unreachable = &report.aggregate.unreachable;
-    let (shown_groups, groups_more) = card_views(&report.groups, MAX_GROUPS);
-    let (shown_resolved, resolved_more) = card_views(&report.resolved, MAX_SECONDARY);
+    let (shown_groups, groups_more) = card_views(&report.groups, MAX_GROUPS, &report.time_zone);
+    let (shown_resolved, resolved_more) =
+        card_views(&report.resolved, MAX_SECONDARY, &report.time_zone);
     View {
         subject: subject(report, prefix),
         cluster: report.cluster.clone(),
         sweep_id: report.sweep_id.clone(),
         coordinator: report.coordinator.clone(),
-        started: date_time(report.started_at_unix_ms),
+        started: date_time(report.started_at_unix_ms, &report.time_zone),
         scope: report.scope.clone(),
         compared: match &report.previous {
-            Some((id, at)) => format!("compared with sweep {id} of {}", date_time(*at)),
+            Some((id, at)) => format!(
+                "compared with sweep {id} of {}",
+                date_time(*at, &report.time_zone)
+            ),
             None => "no earlier sweep of this scope: every anomaly is new".to_string(),
         },
         warnings: report.warnings.clone(),

@@ -43,6 +43,14 @@ pub struct Report {
     /// The scope's last sweeps, oldest first, this one included (empty
     /// without a history).
     pub trend: Vec<crate::store::TrendPoint>,
+    /// The zone every time is shown in (`[report] time_zone`); UTC from
+    /// [`build`], set by whoever knows the config.
+    #[serde(skip, default = "utc")]
+    pub time_zone: jiff::tz::TimeZone,
+}
+
+fn utc() -> jiff::tz::TimeZone {
+    jiff::tz::TimeZone::UTC
 }
 
 impl Report {
@@ -106,5 +114,6 @@ pub fn build(doc: &SweepDocument, previous: Option<PreviousSweep<'_>>) -> Report
         aggregate,
         groups,
         resolved,
+        time_zone: utc(),
     }
 }

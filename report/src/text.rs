@@ -1,5 +1,8 @@
 //! Small text formatting for reports: thousands separators, durations and
-//! calendar dates from unix milliseconds (UTC, no time-zone database).
+//! calendar dates from unix milliseconds (through `jiff`): in a given time
+//! zone for people, in UTC for file names.
+
+use jiff::tz::TimeZone;
 
 /// `9997` -> `9,997`.
 pub fn thousands(n: u64) -> String {
@@ -28,49 +31,34 @@ pub fn opt_millis(ms: Option<u64>) -> String {
     ms.map(millis).unwrap_or_else(|| "-".to_string())
 }
 
-/// Year, month, day of a unix time in milliseconds (UTC).
-fn civil(unix_ms: u64) -> (i64, u32, u32, u64) {
-    let secs = unix_ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d, rem)
+/// A unix time in milliseconds as a civil time in `zone` (`jiff` does the
+/// calendar). Out-of-range values (past year 9999) clamp to jiff's maximum.
+fn zoned(unix_ms: u64, zone: &TimeZone) -> jiff::Zoned {
+    let ms = i64::try_from(unix_ms).unwrap_or(i64::MAX);
+    jiff::Timestamp::from_millisecond(ms)
+        .unwrap_or(jiff::Timestamp::MAX)
+        .to_zoned(zone.clone())
 }
 
-/// `2026-11-22` (UTC).
-pub fn date(unix_ms: u64) -> String {
-    let (y, m, d, _) = civil(unix_ms);
-    format!("{y:04}-{m:02}-{d:02}")
+/// `2026-11-22`, the date in `zone`.
+pub fn date(unix_ms: u64, zone: &TimeZone) -> String {
+    zoned(unix_ms, zone).strftime("%Y-%m-%d").to_string()
 }
 
-/// `2026-11-22 03:00 UTC`.
-pub fn date_time(unix_ms: u64) -> String {
-    let (y, m, d, rem) = civil(unix_ms);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        rem / 3600,
-        (rem % 3600) / 60
-    )
+/// `2026-11-22 03:00 UTC`, `2026-11-22 04:00 CET`: the time in `zone`
+/// with the zone's abbreviation.
+pub fn date_time(unix_ms: u64, zone: &TimeZone) -> String {
+    zoned(unix_ms, zone)
+        .strftime("%Y-%m-%d %H:%M %Z")
+        .to_string()
 }
 
-/// `20261122-030000` for directory and file names.
+/// `20261122-030000` (always UTC) for directory and file names, so that
+/// they sort by time whatever the zone.
 pub fn stamp(unix_ms: u64) -> String {
-    let (y, m, d, rem) = civil(unix_ms);
-    format!(
-        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    zoned(unix_ms, &TimeZone::UTC)
+        .strftime("%Y%m%d-%H%M%S")
+        .to_string()
 }
 
 #[cfg(test)]
@@ -87,10 +75,29 @@ mod tests {
 
     #[test]
     fn dates_from_unix_ms() {
-        assert_eq!(date(0), "1970-01-01");
+        let utc = TimeZone::UTC;
+        assert_eq!(date(0, &utc), "1970-01-01");
         // 2026-11-22T03:00:00Z
-        assert_eq!(date_time(1_795_316_400_000), "2026-11-22 03:00 UTC");
+        assert_eq!(date_time(1_795_316_400_000, &utc), "2026-11-22 03:00 UTC");
         assert_eq!(stamp(1_795_316_400_000), "20261122-030000");
-        assert_eq!(date(951_782_400_000), "2000-02-29");
+        assert_eq!(date(951_782_400_000, &utc), "2000-02-29");
+    }
+
+    #[test]
+    fn times_for_people_follow_the_zone_and_file_stamps_stay_utc() {
+        let paris = TimeZone::get("Europe/Paris").unwrap();
+        let tokyo = TimeZone::get("Asia/Tokyo").unwrap();
+        // 2026-11-22T03:00:00Z: 04:00 in Paris (CET), 12:00 in Tokyo.
+        assert_eq!(date_time(1_795_316_400_000, &paris), "2026-11-22 04:00 CET");
+        assert_eq!(date_time(1_795_316_400_000, &tokyo), "2026-11-22 12:00 JST");
+        // 2026-11-21T23:30:00Z is already the 22nd in Tokyo.
+        assert_eq!(date(1_795_303_800_000, &tokyo), "2026-11-22");
+        assert_eq!(date(1_795_303_800_000, &TimeZone::UTC), "2026-11-21");
+        // Summer time: 2026-07-01T12:00:00Z is 14:00 CEST.
+        assert_eq!(
+            date_time(1_782_907_200_000, &paris),
+            "2026-07-01 14:00 CEST"
+        );
+        assert_eq!(stamp(1_795_303_800_000), "20261121-233000");
     }
 }

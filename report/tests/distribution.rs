@@ -83,7 +83,7 @@ fn the_text_report_shows_distributions() {
         })
         .collect();
     let doc = document("prod", "01", 0, nodes);
-    let r = patrol_report::render_report(&doc, None, "[p]").unwrap();
+    let r = patrol_report::render_report(&doc, None, "[p]", &jiff::tz::TimeZone::UTC).unwrap();
     assert!(
         r.text
             .contains("kubelet-version: 1.28.3 on 3 nodes, 1.27.9 on 1 (n3)"),

@@ -203,7 +203,7 @@ pub fn patrol_in(netns: Option<&str>, args: &[&str]) -> Output {
     }
 }
 
-/// A config file for a test agent on loopback.
+/// A config file for a test agent on loopback, in cluster `proc-test`.
 pub fn write_config(
     dir: &Path,
     name: &str,
@@ -212,9 +212,23 @@ pub fn write_config(
     port: u16,
     extra: &str,
 ) -> PathBuf {
+    write_cluster_config(dir, "proc-test", name, key, seeds, port, extra)
+}
+
+/// A config file for a test agent on loopback in `cluster`, written as
+/// `DIR/NAME.toml` (so names must differ across clusters sharing `dir`).
+pub fn write_cluster_config(
+    dir: &Path,
+    cluster: &str,
+    name: &str,
+    key: &Path,
+    seeds: &[SocketAddr],
+    port: u16,
+    extra: &str,
+) -> PathBuf {
     let seeds: Vec<String> = seeds.iter().map(|s| format!("\"{s}\"")).collect();
     let text = format!(
-        "[node]\nname = \"{name}\"\ncluster = \"proc-test\"\nbind = \"127.0.0.1:{port}\"\nseeds = [{}]\nkey_file = \"{}\"\ntags = {{ role = \"worker\" }}\n\n[control]\nlisten = \"127.0.0.1:0\"\n\n{extra}\n",
+        "[node]\nname = \"{name}\"\ncluster = \"{cluster}\"\nbind = \"127.0.0.1:{port}\"\nseeds = [{}]\nkey_file = \"{}\"\ntags = {{ role = \"worker\" }}\n\n[control]\nlisten = \"127.0.0.1:0\"\n\n{extra}\n",
         seeds.join(", "),
         key.display()
     );

@@ -7,15 +7,19 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 
+use crate::fields::Fields;
 use crate::{CheckOutcome, Selector, Status};
 
-/// Current version of the sweep document format.
-pub const DOCUMENT_VERSION: u32 = 1;
+/// Current version of the sweep document format. 2: observed values are
+/// plain JSON values and absent fields are left out of the JSON (version
+/// 1 wrote `{"number": 0.31}` and empty strings).
+pub const DOCUMENT_VERSION: u32 = 2;
 
 /// Where a node of the expected set ended up. Every node of the expected
 /// set is in exactly one state.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeState {
@@ -46,8 +50,10 @@ impl std::fmt::Display for NodeState {
     }
 }
 
-/// One node's line in the sweep document.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One node's line in the sweep document. In JSON the times are left
+/// out when unknown.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct NodeEntry {
     pub name: String,
     /// The node's gossip address, `ip:port`.
@@ -58,10 +64,13 @@ pub struct NodeEntry {
     pub late_joiner: bool,
     /// Milliseconds from the sweep start until the request reached the node,
     /// as reported by the node (None when it never answered).
+    #[serde(default)]
     pub reached_ms: Option<u64>,
     /// Milliseconds from the sweep start until the coordinator had the answer.
+    #[serde(default)]
     pub answered_ms: Option<u64>,
     /// How long the node spent running its checks, in milliseconds.
+    #[serde(default)]
     pub checks_ms: Option<u64>,
     /// Check outcomes in the order the node reported them.
     pub checks: Vec<CheckOutcome>,
@@ -79,6 +88,7 @@ impl NodeEntry {
 }
 
 /// Counts by state.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateCounts {
     /// Size of the expected set (membership snapshot at the start, after the
@@ -92,20 +102,26 @@ pub struct StateCounts {
     pub late_joiners: u64,
 }
 
-/// Where the time went.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Where the time went. In JSON unknown times are left out.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct SweepTiming {
     /// Request reached 50% / 99% / 100% of the nodes that answered (ms).
+    #[serde(default)]
     pub reached_p50_ms: Option<u64>,
+    #[serde(default)]
     pub reached_p99_ms: Option<u64>,
+    #[serde(default)]
     pub reached_max_ms: Option<u64>,
     /// Last answer in at the coordinator (ms from start).
+    #[serde(default)]
     pub last_answer_ms: Option<u64>,
     /// The sweep was complete (everyone accounted for, or deadline) (ms).
     pub completed_ms: u64,
 }
 
 /// A whole sweep.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SweepDocument {
     pub version: u32,
@@ -126,6 +142,34 @@ pub struct SweepDocument {
     /// Every node of the expected set plus late joiners, sorted by name.
     pub nodes: Vec<NodeEntry>,
     pub timing: SweepTiming,
+}
+
+impl Serialize for NodeEntry {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut f = Fields::new(serializer, "NodeEntry", 9)?;
+        f.field("name", &self.name)?;
+        f.field("addr", &self.addr)?;
+        f.field("tags", &self.tags)?;
+        f.field("state", &self.state)?;
+        f.field("late_joiner", &self.late_joiner)?;
+        f.optional("reached_ms", &self.reached_ms)?;
+        f.optional("answered_ms", &self.answered_ms)?;
+        f.optional("checks_ms", &self.checks_ms)?;
+        f.field("checks", &self.checks)?;
+        f.end()
+    }
+}
+
+impl Serialize for SweepTiming {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut f = Fields::new(serializer, "SweepTiming", 5)?;
+        f.optional("reached_p50_ms", &self.reached_p50_ms)?;
+        f.optional("reached_p99_ms", &self.reached_p99_ms)?;
+        f.optional("reached_max_ms", &self.reached_max_ms)?;
+        f.optional("last_answer_ms", &self.last_answer_ms)?;
+        f.field("completed_ms", &self.completed_ms)?;
+        f.end()
+    }
 }
 
 /// How a document breaks the accounting invariant.
@@ -175,6 +219,18 @@ impl SweepDocument {
             });
         }
         Ok(())
+    }
+
+    /// A document read from version-1 JSON (observed values externally
+    /// tagged), brought to the current version. Does nothing to a newer one.
+    pub fn upgrade_from_v1(&mut self) {
+        if self.version != 1 {
+            return;
+        }
+        for c in self.nodes.iter_mut().flat_map(|n| n.checks.iter_mut()) {
+            c.observed = std::mem::take(&mut c.observed).read_as_v1();
+        }
+        self.version = DOCUMENT_VERSION;
     }
 
     /// Recompute `counts` from `nodes` (used by producers and by tests).

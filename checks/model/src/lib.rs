@@ -6,11 +6,19 @@
 //! (`patrol-core`) can carry these types on the wire without pulling in
 //! what runs checks. `patrol-checks` re-exports everything here.
 //!
-//! **Architecture Invariant:** these types use only serde features that
-//! bincode (not self-describing) supports: no `flatten`, no
-//! `skip_serializing_if`, no untagged enums.
+//! **Architecture Invariant:** on the wire (bincode, not self-describing)
+//! these types write every field in order; only human-readable formats
+//! (JSON) leave absent fields out and write observed values as plain
+//! values. No `flatten`, no `skip_serializing_if`, no untagged enums: the
+//! difference is made in hand-written `Serialize` impls over
+//! [`fields::Fields`], which ask the serializer `is_human_readable`.
+//!
+//! With the `schema` feature every type derives `schemars::JsonSchema`;
+//! the schema of the sweep document is kept in `schema/` next to this
+//! crate.
 
 pub mod document;
+mod fields;
 pub mod outcome;
 pub mod selector;
 

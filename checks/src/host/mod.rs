@@ -17,10 +17,21 @@ mod http;
 mod local;
 mod process;
 mod real;
+mod rooted;
 
 pub use fixture::FixtureHost;
 pub use local::{expand_glob, GLOB_LIMIT};
 pub use real::RealHost;
+pub use rooted::{RootedHost, CHROOT};
+
+/// The host a node's checks read: the live machine, or, with `[node]
+/// host_root` set, the host's filesystem mounted there ([`RootedHost`]).
+pub fn host_for(node: &patrol_config::NodeSection) -> std::sync::Arc<dyn Host> {
+    match &node.host_root {
+        Some(root) => std::sync::Arc::new(RootedHost::new(root)),
+        None => std::sync::Arc::new(RealHost),
+    }
+}
 
 /// A boxed, sendable future (what [`Host::run_command`] returns).
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;

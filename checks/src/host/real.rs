@@ -33,49 +33,11 @@ impl Host for RealHost {
     }
 
     fn fs_usage(&self, mount: &str) -> io::Result<FsUsage> {
-        let s = rustix::fs::statvfs(mount)?;
-        let frag = if s.f_frsize > 0 {
-            s.f_frsize
-        } else {
-            s.f_bsize
-        };
-        Ok(FsUsage {
-            bytes_total: s.f_blocks.saturating_mul(frag),
-            bytes_free: s.f_bfree.saturating_mul(frag),
-            bytes_avail: s.f_bavail.saturating_mul(frag),
-            inodes_total: s.f_files,
-            inodes_free: s.f_ffree,
-        })
+        statvfs_usage(std::path::Path::new(mount))
     }
 
     fn kernel_log(&self) -> io::Result<String> {
-        // Non-blocking: a read at the end gives EAGAIN instead of waiting.
-        let mut f = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-            .open("/dev/kmsg")?;
-        let mut out = String::new();
-        // Each read returns one record.
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            match f.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    out.push_str(&String::from_utf8_lossy(&buf[..n]));
-                    if !out.ends_with('\n') {
-                        out.push('\n');
-                    }
-                    if out.len() > KMSG_LIMIT {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                // EPIPE: records were overwritten while reading; go on.
-                Err(e) if e.raw_os_error() == Some(32) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(out)
+        read_kmsg(std::path::Path::new("/dev/kmsg"))
     }
 
     fn run_command(&self, req: CommandRequest) -> BoxFuture<Result<CommandOutput, CommandError>> {
@@ -101,6 +63,57 @@ impl Host for RealHost {
 
     fn tcp_connect(&self, addr: &str, timeout: Duration) -> io::Result<Duration> {
         super::local::tcp_connect(addr, timeout)
+    }
+}
+
+/// Space and inodes of the filesystem holding `path`.
+pub(super) fn statvfs_usage(path: &std::path::Path) -> io::Result<FsUsage> {
+    let s = rustix::fs::statvfs(path)?;
+    let frag = if s.f_frsize > 0 {
+        s.f_frsize
+    } else {
+        s.f_bsize
+    };
+    Ok(FsUsage {
+        bytes_total: s.f_blocks.saturating_mul(frag),
+        bytes_free: s.f_bfree.saturating_mul(frag),
+        bytes_avail: s.f_bavail.saturating_mul(frag),
+        inodes_total: s.f_files,
+        inodes_free: s.f_ffree,
+    })
+}
+
+/// Every record `/dev/kmsg` (at `path`) holds now, without waiting for
+/// more.
+pub(super) fn read_kmsg(path: &std::path::Path) -> io::Result<String> {
+    {
+        // Non-blocking: a read at the end gives EAGAIN instead of waiting.
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+            .open(path)?;
+        let mut out = String::new();
+        // Each read returns one record.
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match f.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    out.push_str(&String::from_utf8_lossy(&buf[..n]));
+                    if !out.ends_with('\n') {
+                        out.push('\n');
+                    }
+                    if out.len() > KMSG_LIMIT {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                // EPIPE: records were overwritten while reading; go on.
+                Err(e) if e.raw_os_error() == Some(32) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
     }
 }
 

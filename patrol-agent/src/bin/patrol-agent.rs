@@ -1,22 +1,12 @@
 //! `patrol-agent`: the daemon binary. Parses arguments, sets up logging,
 //! loads the config and calls [`patrol_agent::daemon::run`].
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 
-/// The Patrol agent: joins the mesh, answers sweeps, serves the CLI.
-#[derive(Debug, Parser)]
-#[command(name = "patrol-agent", version)]
-struct Args {
-    /// Config file.
-    #[arg(long, default_value = patrol_config::DEFAULT_CONFIG_PATH)]
-    config: PathBuf,
-}
-
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = patrol_agent::command_line::AgentArgs::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PATROL_LOG")
@@ -25,7 +15,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let config = match patrol_config::Config::load(&args.config) {
+    let config = match patrol_config::Config::load_with(&args.config, &args.overrides()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("patrol-agent: invalid config:\n{e}");
