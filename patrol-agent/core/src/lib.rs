@@ -15,6 +15,7 @@ pub mod membership;
 pub mod node;
 pub mod settings;
 pub mod sweep;
+pub mod trust;
 
 pub use node::{Node, Now, Output};
 pub use settings::{FocaTuning, NodeSettings};
