@@ -17,5 +17,5 @@ pub use error::{ConfigError, Problem};
 pub use mail::{MailSection, ReportSection, SmtpSecurity};
 pub use model::{
     ChecksSection, Config, ControlSection, MetricsSection, NodeOverrides, NodeSection,
-    SweepSection, DEFAULT_CONFIG_PATH,
+    SweepSection, TrustSection, DEFAULT_CONFIG_PATH,
 };

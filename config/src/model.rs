@@ -98,6 +98,49 @@ pub struct MetricsSection {
     pub listen: Option<SocketAddr>,
 }
 
+/// `[trust]`: this node's certificate and the CAs it accepts. With it,
+/// a node's answers are its own (no other node, even one holding the
+/// cluster key, can answer in its name), sweeps need an operator's
+/// signature within the operator's scope, and the control channel takes
+/// operator certificates instead of the cluster key. Without it the
+/// cluster key is the only trust boundary (the agent warns at start).
+/// Make the files with `patrol ca`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustSection {
+    /// The CA certificates this node accepts (one file, one or more
+    /// certificates: hold the old and the new CA while rotating).
+    pub ca_bundle: PathBuf,
+    /// This node's certificate (`patrol ca issue node`); its name must be
+    /// `[node] name`.
+    pub cert: PathBuf,
+    /// This node's private key (mode 0600).
+    pub key: PathBuf,
+    /// Revoked certificate serials, one hex serial per line; read again on
+    /// SIGHUP. Default: none.
+    #[serde(default)]
+    pub deny_list: Option<PathBuf>,
+    /// The audit log: one JSON line per request this node receives.
+    #[serde(default = "default_audit_log")]
+    pub audit_log: PathBuf,
+    /// Size at which the audit log is rotated (to `.1`, `.2`, ...).
+    #[serde(default = "default_audit_max_bytes")]
+    pub audit_max_bytes: u64,
+    /// Rotated audit files kept.
+    #[serde(default = "default_audit_keep")]
+    pub audit_keep: usize,
+}
+
+fn default_audit_log() -> PathBuf {
+    PathBuf::from("/var/log/patrol/audit.jsonl")
+}
+fn default_audit_max_bytes() -> u64 {
+    16 * 1024 * 1024
+}
+fn default_audit_keep() -> usize {
+    4
+}
+
 /// `[node]` values given from outside the file (command line or
 /// environment); see [`Config::load_with`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -119,6 +162,8 @@ pub struct Config {
     pub mail: Option<MailSection>,
     pub report: ReportSection,
     pub metrics: MetricsSection,
+    /// Node and operator identities; None: cluster key only.
+    pub trust: Option<TrustSection>,
     /// The file this was loaded from (for error messages).
     pub source: PathBuf,
 }
@@ -249,13 +294,14 @@ impl Default for Config {
             mail: None,
             report: ReportSection::default(),
             metrics: MetricsSection::default(),
+            trust: None,
             source: PathBuf::from("(built-in defaults)"),
         }
     }
 }
 
 const TOP_LEVEL_KEYS: &[&str] = &[
-    "node", "control", "sweep", "checks", "check", "mail", "report", "metrics",
+    "node", "control", "sweep", "checks", "check", "mail", "report", "metrics", "trust",
 ];
 
 impl Config {
@@ -367,6 +413,25 @@ impl Config {
             }
         }
         let metrics: MetricsSection = section(&table, "metrics", &mut push).unwrap_or_default();
+        let trust: Option<TrustSection> = if table.contains_key("trust") {
+            section(&table, "trust", &mut push)
+        } else {
+            None
+        };
+        if let Some(t) = &trust {
+            if t.audit_max_bytes < 4096 {
+                push(
+                    "trust.audit_max_bytes",
+                    format!("must be at least 4096 (got {})", t.audit_max_bytes),
+                );
+            }
+            if !(1..=100).contains(&t.audit_keep) {
+                push(
+                    "trust.audit_keep",
+                    format!("must be 1-100 (got {})", t.audit_keep),
+                );
+            }
+        }
         let mail: Option<MailSection> = if table.contains_key("mail") {
             section(&table, "mail", &mut push)
         } else {
@@ -528,6 +593,7 @@ impl Config {
                 mail,
                 report,
                 metrics,
+                trust,
                 source: file.to_path_buf(),
             })
         } else {

@@ -14,5 +14,6 @@ pub mod metrics;
 pub mod shutdown;
 pub mod timers;
 pub mod transport;
+pub mod trust_files;
 
-pub use patrol_core::{codec, identity, membership, sweep};
+pub use patrol_core::{codec, identity, membership, sweep, trust};

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod ca;
 mod check;
 mod columns;
 mod config_cmd;
@@ -47,6 +48,10 @@ enum Command {
     /// Manage cluster keys.
     #[command(subcommand)]
     Keys(keys::Command),
+    /// The cluster CA: make it, issue node and operator certificates,
+    /// show certificates, revoke serials.
+    #[command(subcommand)]
+    Ca(ca::Command),
     /// Validate configuration files.
     #[command(subcommand)]
     Config(config_cmd::Command),
@@ -87,6 +92,7 @@ fn main() -> ExitCode {
             Command::Report(a) => report::run(a).await,
             Command::History(c) => history::run(c),
             Command::Keys(c) => keys::run(c).await,
+            Command::Ca(c) => ca::run(c).await,
             Command::Config(c) => config_cmd::run(c).await,
             Command::Demo(a) => demo::run(a).await,
             Command::Completions(a) => shell::completions(a),
