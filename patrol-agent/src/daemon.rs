@@ -48,6 +48,62 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    TrustFile(#[from] crate::trust_files::TrustFileError),
+    #[error("[trust] cert {}: {source}", path.display())]
+    Trust {
+        path: std::path::PathBuf,
+        source: patrol_core::trust::TrustError,
+    },
+    #[error("cannot open the audit log {}: {source}", path.display())]
+    Audit {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A node's identity, loaded and checked from `[trust]`.
+#[derive(Debug, Clone)]
+pub struct NodeTrust {
+    pub creds: patrol_core::trust::Credentials,
+    pub bundle: patrol_core::trust::TrustBundle,
+    pub audit: Option<crate::audit::AuditLog>,
+}
+
+/// Load `[trust]`: the node's key and certificate (its name must be
+/// `[node] name`, and the bundle must accept it now), the CA bundle and
+/// the deny list, and open the audit log.
+pub fn load_trust(config: &Config) -> Result<Option<NodeTrust>, StartError> {
+    let Some(t) = &config.trust else {
+        return Ok(None);
+    };
+    let creds = crate::trust_files::load_credentials(&t.cert, &t.key)?;
+    let bundle = crate::trust_files::load_bundle(&t.ca_bundle, t.deny_list.as_deref())?;
+    if creds.name() != config.node.name {
+        return Err(StartError::Trust {
+            path: t.cert.clone(),
+            source: patrol_core::trust::TrustError::NameMismatch {
+                cert: creds.name().to_string(),
+                node: config.node.name.clone(),
+            },
+        });
+    }
+    bundle
+        .verify(&creds.cert, "node", crate::clock::unix_ms() / 1000)
+        .map_err(|source| StartError::Trust {
+            path: t.cert.clone(),
+            source,
+        })?;
+    let audit = crate::audit::AuditLog::open(&t.audit_log, t.audit_max_bytes, t.audit_keep)
+        .map_err(|source| StartError::Audit {
+            path: t.audit_log.clone(),
+            source,
+        })?;
+    Ok(Some(NodeTrust {
+        creds,
+        bundle,
+        audit: Some(audit),
+    }))
 }
 
 /// Where a started daemon listens.
@@ -64,6 +120,8 @@ pub struct Ready {
 pub struct Daemon {
     pub ready: Ready,
     pub agent: AgentHandle,
+    /// Where a reloaded CA bundle and deny list go (with `[trust]`).
+    pub bundle: Option<tokio::sync::watch::Sender<patrol_core::trust::TrustBundle>>,
 }
 
 impl Daemon {
@@ -107,8 +165,20 @@ async fn refresh_seeds(names: Vec<String>, mut last: Vec<SocketAddr>, commander:
     }
 }
 
-/// Start a daemon from a loaded config and an envelope.
+/// Start a daemon from a loaded config and an envelope, with the
+/// identity from `[trust]` when the config has one.
 pub async fn start_with(config: &Config, envelope: Envelope) -> Result<Daemon, StartError> {
+    let trust = load_trust(config)?;
+    start_trusted(config, envelope, trust).await
+}
+
+/// Start a daemon from a loaded config, an envelope and an identity
+/// already loaded (`patrol demo` and tests make a throwaway CA).
+pub async fn start_trusted(
+    config: &Config,
+    envelope: Envelope,
+    trust: Option<NodeTrust>,
+) -> Result<Daemon, StartError> {
     let catalog = patrol_checks::Catalog::from_config(config)?;
     let inspector = Arc::new(CatalogInspector::with_runner(
         catalog,
@@ -174,6 +244,7 @@ pub async fn start_with(config: &Config, envelope: Envelope) -> Result<Daemon, S
         node: node_settings(config),
         clock: crate::clock::WallClock::default(),
         started_at_unix_ms: None,
+        trust: trust.clone(),
     };
     let mut agent = agent::start(settings, transport, envelope.clone(), inspector);
     let commander = agent.commander();
@@ -187,9 +258,32 @@ pub async fn start_with(config: &Config, envelope: Envelope) -> Result<Daemon, S
         let exporter = crate::metrics::Exporter::new(metrics_source(commander.clone()), meter);
         agent.tasks().spawn(crate::metrics::serve(l, exporter));
     }
-    agent
-        .tasks()
-        .spawn(crate::control::serve(listener, envelope, commander));
+    let bundle = match &trust {
+        Some(t) => {
+            let (tx, rx) = tokio::sync::watch::channel(t.bundle.clone());
+            let auth = crate::control::server::CertAuth {
+                cluster: config.node.cluster.clone(),
+                node: t.creds.clone(),
+                bundle: rx,
+                audit: t.audit.clone(),
+                clock: crate::clock::WallClock::default(),
+                skew: NodeSettings::default().sweep.clock_skew_tolerance,
+            };
+            agent.tasks().spawn(crate::control::serve(
+                listener,
+                crate::control::server::ControlAuth::Certificates(Box::new(auth)),
+                commander,
+            ));
+            Some(tx)
+        }
+        None => {
+            tracing::warn!("no [trust] section: the cluster key is the only trust boundary (any key holder can answer for any node and start sweeps); see `patrol ca`");
+            agent
+                .tasks()
+                .spawn(crate::control::serve(listener, envelope, commander));
+            None
+        }
+    };
     Ok(Daemon {
         ready: Ready {
             name: config.node.name.clone(),
@@ -197,6 +291,7 @@ pub async fn start_with(config: &Config, envelope: Envelope) -> Result<Daemon, S
             control: control_addr,
         },
         agent,
+        bundle,
     })
 }
 

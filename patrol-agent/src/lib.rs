@@ -2,6 +2,7 @@
 //! the sans-IO sweep core, the control channel and the check executor.
 
 pub mod agent;
+pub mod audit;
 pub mod clock;
 pub mod command_line;
 pub mod control;

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use patrol_agent::control::client::{ClientAuth, OperatorIdentity};
 use patrol_agent::control::{ControlClient, ControlError, ControlRequest};
 use patrol_agent::envelope::Envelope;
 use patrol_agent::keyring::Keyring;
@@ -36,9 +37,15 @@ pub struct ControlArgs {
     /// Config file to take the key file and cluster name from.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Cluster key file (overrides the config's `node.key_file`).
-    #[arg(long)]
+    /// Cluster key file (overrides the config's `node.key_file`), for
+    /// clusters without `[trust]`.
+    #[arg(long, conflicts_with = "identity")]
     pub key_file: Option<PathBuf>,
+    /// Operator identity folder (`operator.key`, `operator.crt`, `ca.crt`,
+    /// as `patrol ca issue operator` writes it), for clusters with
+    /// `[trust]`: no cluster key is needed then.
+    #[arg(long, env = "PATROL_IDENTITY", value_name = "DIR")]
+    pub identity: Option<PathBuf>,
     /// Cluster name (overrides the config's `node.cluster`).
     #[arg(long)]
     pub cluster: Option<String>,
@@ -48,6 +55,22 @@ pub struct ControlArgs {
 }
 
 impl ControlArgs {
+    /// How to authenticate: the operator identity folder when given,
+    /// else the cluster key.
+    pub fn auth(&self) -> anyhow::Result<ClientAuth> {
+        match &self.identity {
+            Some(dir) => {
+                let cluster = match (&self.cluster, self.load_config()?) {
+                    (Some(c), _) => c.clone(),
+                    (None, Some(c)) => c.node.cluster.clone(),
+                    (None, None) => "default".to_string(),
+                };
+                load_identity(dir, &cluster)
+            }
+            None => Ok(ClientAuth::ClusterKey(self.envelope()?)),
+        }
+    }
+
     /// The envelope for the cluster: key file and cluster name from the
     /// flags, else from the config file (given, or the default one if it
     /// exists).
@@ -100,7 +123,7 @@ impl ControlArgs {
                 context: None,
                 cluster: None,
                 seeds: self.seeds.clone(),
-                envelope: Ok(self.envelope()?),
+                auth: Ok(self.auth()?),
                 connect_timeout: self.connect_timeout,
             }]);
         }
@@ -142,7 +165,7 @@ pub struct Target {
     pub seeds: Vec<String>,
     /// Why not, when the context's key could not be loaded: opening fails
     /// with that reason then, so one bad context does not stop the others.
-    pub envelope: Result<Envelope, String>,
+    pub auth: Result<ClientAuth, String>,
     pub connect_timeout: Duration,
 }
 
@@ -160,8 +183,8 @@ impl Target {
         &self,
         request: &ControlRequest,
     ) -> anyhow::Result<(SocketAddr, ControlClient)> {
-        let envelope = match &self.envelope {
-            Ok(e) => e.clone(),
+        let auth = match &self.auth {
+            Ok(a) => a.clone(),
             Err(reason) => bail!("{reason}"),
         };
         let mut failures = Vec::new();
@@ -174,7 +197,7 @@ impl Target {
                 }
             };
             for addr in addrs {
-                match ControlClient::connect(addr, envelope.clone(), self.connect_timeout).await {
+                match ControlClient::connect(addr, auth.clone(), self.connect_timeout).await {
                     Ok(mut client) => match client.send(request).await {
                         Ok(()) => return Ok((addr, client)),
                         Err(e) => failures.push(format!("{seed}: {e}")),
@@ -186,4 +209,21 @@ impl Target {
         }
         bail!("no agent answered:\n  {}", failures.join("\n  "))
     }
+}
+
+/// An operator identity folder: `operator.crt`, `operator.key` (mode
+/// 0600) and `ca.crt` (the CA bundle the agents' certificates are checked
+/// against).
+pub fn load_identity(dir: &std::path::Path, cluster: &str) -> anyhow::Result<ClientAuth> {
+    use patrol_agent::trust_files;
+    let creds =
+        trust_files::load_credentials(&dir.join("operator.crt"), &dir.join("operator.key"))?;
+    let bundle = trust_files::load_bundle(&dir.join("ca.crt"), None)?;
+    Ok(ClientAuth::Operator(std::sync::Arc::new(
+        OperatorIdentity {
+            creds,
+            bundle,
+            cluster: cluster.to_string(),
+        },
+    )))
 }

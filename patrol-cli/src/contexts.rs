@@ -37,6 +37,7 @@ use patrol_checks::{
 use serde::Deserialize;
 
 use crate::connect::Target;
+use patrol_agent::control::client::ClientAuth;
 
 /// One cluster the operator can reach.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -46,8 +47,14 @@ pub struct ClusterContext {
     pub seeds: Vec<String>,
     /// The cluster name its agents have (`[node] cluster`).
     pub cluster: String,
-    /// Its cluster key file (mode 0600); `~/` is the home directory.
-    pub key_file: PathBuf,
+    /// Its cluster key file (mode 0600), for a cluster without `[trust]`;
+    /// `~/` is the home directory.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Its operator identity folder (`patrol ca issue operator --out`),
+    /// for a cluster with `[trust]`. One of `key_file` and `identity`.
+    #[serde(default)]
+    pub identity: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -131,15 +138,24 @@ impl ContextsFile {
                 self.names().join(", ")
             )
         })?;
-        let key_file = expand_home(&c.key_file);
-        let envelope = Keyring::load(&key_file)
-            .map(|k| Envelope::new(k, &c.cluster))
-            .map_err(|e| format!("loading {}: {e}", key_file.display()));
+        let auth = match (&c.identity, &c.key_file) {
+            (Some(dir), None) => crate::connect::load_identity(&expand_home(dir), &c.cluster)
+                .map_err(|e| format!("{e:#}")),
+            (None, Some(key_file)) => {
+                let key_file = expand_home(key_file);
+                Keyring::load(&key_file)
+                    .map(|k| ClientAuth::ClusterKey(Envelope::new(k, &c.cluster)))
+                    .map_err(|e| format!("loading {}: {e}", key_file.display()))
+            }
+            _ => Err(format!(
+                "context `{name}` needs exactly one of key_file and identity"
+            )),
+        };
         Ok(Target {
             context: Some(name.to_string()),
             cluster: Some(c.cluster.clone()),
             seeds: c.seeds.clone(),
-            envelope,
+            auth,
             connect_timeout,
         })
     }
@@ -332,6 +348,6 @@ mod tests {
         assert!(err.to_string().contains("no context `b`"), "{err}");
         // A key that does not load is the target's reason, not an error here.
         let t = ok.target("a", Duration::from_secs(1)).unwrap();
-        assert!(t.envelope.is_err());
+        assert!(t.auth.is_err());
     }
 }

@@ -152,6 +152,8 @@ async fn sweep_and_report(
             },
             node_filter: BTreeMap::new(),
             deadline: args.deadline,
+            id: None,
+            authorization: None,
         })
         .await?;
     let bar = crate::sweep::progress_bar(Some(n as u64));
@@ -162,6 +164,9 @@ async fn sweep_and_report(
                 bar.set_position(answered);
             }
             Some(SweepEvent::Done(doc)) => break *doc,
+            Some(SweepEvent::Refused(reason)) => {
+                bail!("the coordinator refused the sweep: {reason}")
+            }
             None => bail!("the coordinator stopped during the sweep"),
         }
     };

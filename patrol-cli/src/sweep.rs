@@ -94,6 +94,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         },
         node_filter: args.filter.iter().cloned().collect::<BTreeMap<_, _>>(),
         deadline_ms: u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
+        signed: None,
     };
     let (doc, per_cluster, unreachable) = match &args.from {
         Some(path) => {

@@ -105,6 +105,7 @@ pub fn settings(
         },
         clock: Default::default(),
         started_at_unix_ms: None,
+        trust: None,
     }
 }
 

@@ -26,6 +26,8 @@ fn spec(deadline: Duration) -> StartSweep {
         selector: Selector::default(),
         node_filter: BTreeMap::new(),
         deadline,
+        id: None,
+        authorization: None,
     }
 }
 
@@ -44,6 +46,7 @@ async fn sweep(agent: &AgentHandle, deadline: Duration) -> SweepDocument {
                 last_progress = Some((answered, expected));
             }
             Ok(Some(SweepEvent::Done(doc))) => break *doc,
+            Ok(Some(SweepEvent::Refused(reason))) => panic!("the sweep was refused: {reason}"),
             Ok(None) => panic!("the agent dropped the sweep"),
             Err(_) => panic!("no result {:?} after the deadline", Duration::from_secs(10)),
         }
@@ -243,6 +246,7 @@ async fn a_replayed_or_stale_request_runs_no_checks() {
         issued_at_unix_ms: doc.started_at_unix_ms,
         deadline_ms: doc.deadline_ms,
         answer_spread_ms: 0,
+        auth: None,
     };
     // A fresh id but issued an hour ago: expired.
     let stale = SweepRequest {
@@ -290,6 +294,7 @@ async fn a_sweep_over_the_control_channel_needs_the_key() {
         selector: Selector::default(),
         node_filter: BTreeMap::new(),
         deadline_ms: 3000,
+        signed: None,
     };
 
     let wrong = Envelope::new(Keyring::generate(), "test");
@@ -313,6 +318,7 @@ async fn a_sweep_over_the_control_channel_needs_the_key() {
         },
         node_filter: BTreeMap::new(),
         deadline_ms: 3000,
+        signed: None,
     };
     let client = ControlClient::connect(addr, env.clone(), Duration::from_secs(3))
         .await

@@ -148,6 +148,8 @@ pub enum Output {
         document: Box<SweepDocument>,
     },
     Member(MemberEvent),
+    /// Append this line to the node's audit trail.
+    Audit(crate::sweep::AuditEntry),
 }
 
 /// Counters kept by the node (the shell adds its own, e.g. datagrams that
@@ -371,15 +373,42 @@ impl Node {
     /// Coordinate a sweep: the expected set is every member foca holds
     /// (alive or suspect as alive, down as down) after the node filter.
     /// Returns the sweep id; progress and the document come as outputs.
-    pub fn start_sweep(&mut self, now: Now, spec: StartSweep) -> u64 {
+    /// With certificates, a sweep without a valid operator authorization
+    /// is refused.
+    pub fn start_sweep(
+        &mut self,
+        now: Now,
+        spec: StartSweep,
+    ) -> Result<u64, crate::sweep::StartRefused> {
         self.tick(now);
         let members = membership_snapshot(self.foca.iter_membership_state());
         let id = self
             .core
             .start(now.mono, now.unix_ms, spec, members, &mut self.effects);
-        self.stats.sweeps_coordinated += 1;
+        if id.is_ok() {
+            self.stats.sweeps_coordinated += 1;
+        }
         self.flush(now);
         id
+    }
+
+    /// Run with certificates (see [`crate::sweep::SweepCore::set_trust`]).
+    pub fn set_trust(
+        &mut self,
+        creds: crate::trust::Credentials,
+        bundle: crate::trust::TrustBundle,
+    ) {
+        self.core.set_trust(creds, bundle);
+    }
+
+    /// A reloaded CA bundle or deny list.
+    pub fn set_bundle(&mut self, bundle: crate::trust::TrustBundle) {
+        self.core.set_bundle(bundle);
+    }
+
+    /// Pair keys this node derived (certificate checks plus X25519).
+    pub fn pair_keys_derived(&self) -> u64 {
+        self.core.pair_keys_derived()
     }
 
     /// Leave the mesh: a leave notice straight to every member (they show
@@ -565,6 +594,7 @@ impl Node {
             Effect::Completed { sweep_id, document } => {
                 self.out.push_back(Output::Completed { sweep_id, document })
             }
+            Effect::Audit(entry) => self.out.push_back(Output::Audit(entry)),
         }
     }
 

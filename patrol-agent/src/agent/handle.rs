@@ -15,8 +15,14 @@ use crate::sweep::StartSweep;
 /// What a sweep's requester hears.
 #[derive(Debug, Clone)]
 pub enum SweepEvent {
-    Progress { answered: u64, expected: u64 },
+    Progress {
+        answered: u64,
+        expected: u64,
+    },
     Done(Box<SweepDocument>),
+    /// The node would not start the sweep (with certificates: no valid
+    /// operator authorization), and why.
+    Refused(String),
 }
 
 /// How an agent stops.
@@ -32,7 +38,8 @@ pub(super) enum Command {
     Members(oneshot::Sender<Vec<MemberInfo>>),
     SetSeeds(Vec<SocketAddr>),
     Stats(oneshot::Sender<AgentStats>),
-    StartSweep(StartSweep, mpsc::Sender<SweepEvent>),
+    StartSweep(Box<StartSweep>, mpsc::Sender<SweepEvent>),
+    SetBundle(Box<patrol_core::trust::TrustBundle>),
     Stop(StopMode, oneshot::Sender<AgentStats>),
 }
 
@@ -82,13 +89,24 @@ impl Commander {
 
     /// Start a sweep coordinated by this agent; events stream on the
     /// returned receiver, ending with `Done`.
+    /// Use a reloaded CA bundle and deny list from now on.
+    pub async fn set_bundle(
+        &self,
+        bundle: patrol_core::trust::TrustBundle,
+    ) -> Result<(), AgentGone> {
+        self.tx
+            .send(Command::SetBundle(Box::new(bundle)))
+            .await
+            .map_err(|_| AgentGone)
+    }
+
     pub async fn start_sweep(
         &self,
         spec: StartSweep,
     ) -> Result<mpsc::Receiver<SweepEvent>, AgentGone> {
         let (tx, rx) = mpsc::channel(256);
         self.tx
-            .send(Command::StartSweep(spec, tx))
+            .send(Command::StartSweep(Box::new(spec), tx))
             .await
             .map_err(|_| AgentGone)?;
         Ok(rx)

@@ -68,6 +68,8 @@ pub struct AgentSettings {
     /// from it. `None` (the default): now. Tests set it to play an agent
     /// that has been running for weeks.
     pub started_at_unix_ms: Option<u64>,
+    /// Node and operator identities (`[trust]`); None: cluster key only.
+    pub trust: Option<crate::daemon::NodeTrust>,
 }
 
 /// Counters, for `members --stats`, tests and logs: the node's own plus
@@ -117,6 +119,10 @@ pub fn start(
     };
     let mut node = Node::new(me, settings.node.clone(), rand::random(), now);
     node.set_seeds(now, settings.seeds.clone());
+    let audit = settings.trust.as_ref().and_then(|t| t.audit.clone());
+    if let Some(t) = settings.trust {
+        node.set_trust(t.creds, t.bundle);
+    }
     let owner = Owner {
         node,
         sealer: Sealer::new(envelope, settings.clock),
@@ -129,6 +135,7 @@ pub fn start(
         epoch,
         clock: settings.clock,
         stats: AgentStats::default(),
+        audit,
     };
     tasks.spawn(owner.run(inbound, due, commands));
     AgentHandle {
@@ -153,6 +160,8 @@ struct Owner {
     epoch: Instant,
     clock: WallClock,
     stats: AgentStats,
+    /// Where the node's audit entries go (with `[trust]`).
+    audit: Option<crate::audit::AuditLog>,
 }
 
 impl Owner {
@@ -215,10 +224,15 @@ impl Owner {
                 let _ = reply.send(self.stats());
             }
             Command::SetSeeds(seeds) => self.node.set_seeds(self.now(), seeds),
-            Command::StartSweep(spec, events) => {
-                let id = self.node.start_sweep(self.now(), spec);
-                self.requesters.insert(id, events);
-            }
+            Command::StartSweep(spec, events) => match self.node.start_sweep(self.now(), *spec) {
+                Ok(id) => {
+                    self.requesters.insert(id, events);
+                }
+                Err(e) => {
+                    let _ = events.try_send(SweepEvent::Refused(e.to_string()));
+                }
+            },
+            Command::SetBundle(bundle) => self.node.set_bundle(*bundle),
             Command::Stop(..) => {}
         }
     }
@@ -272,6 +286,11 @@ impl Owner {
                     }
                 }
                 Output::Member(event) => log_member(event),
+                Output::Audit(entry) => {
+                    if let Some(log) = &self.audit {
+                        log.append(&audit_record(self.clock.unix_ms(), entry));
+                    }
+                }
             }
         }
     }
@@ -299,4 +318,23 @@ fn log_member(event: MemberEvent) {
         }
         MemberEvent::Defunct => tracing::warn!("declared down by the cluster and could not renew"),
     }
+}
+
+/// The audit line of a node's audit entry.
+fn audit_record(now_unix_ms: u64, e: patrol_core::sweep::AuditEntry) -> crate::audit::AuditRecord {
+    use patrol_core::sweep::AuditAction;
+    let (action, checks, reason) = match e.action {
+        AuditAction::Ran { checks } => ("ran", Some(checks), None),
+        AuditAction::Refused(r) => ("refused", None, Some(r)),
+        AuditAction::Skipped(r) => ("skipped", None, Some(r)),
+    };
+    let mut r = crate::audit::AuditRecord::new(now_unix_ms, "sweep", action);
+    r.sweep_id = Some(format!("{:016x}", e.sweep_id));
+    r.operator = e.operator;
+    r.coordinator = Some(e.coordinator);
+    r.selector = Some(e.selector);
+    r.node_filter = e.node_filter;
+    r.checks = checks;
+    r.reason = reason;
+    r
 }

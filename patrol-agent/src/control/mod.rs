@@ -7,14 +7,21 @@
 //! sweep document from its pieces itself.
 //!
 //! The server speaks first with a hello carrying a fresh random challenge.
-//! The client's one request and every server reply are sealed with the
-//! cluster envelope and carry that challenge, so a client without the key
-//! is refused, and a recorded session cannot be replayed (the challenge
+//! The client's one request and every server reply are sealed and carry
+//! that challenge, so a recorded session cannot be replayed (the challenge
 //! differs each time). A refused client gets a plain-text `DENY` frame
 //! saying why, then the connection closes.
+//!
+//! What seals them depends on the agent. Without `[trust]` (protocol 1)
+//! it is the cluster key, so a client without the key is refused. With
+//! `[trust]` (protocol 2, [`handshake`]) the client proves an operator
+//! certificate, the agent proves its node certificate, and a session key
+//! from ephemeral X25519 keys seals the rest: the CLI holds no cluster
+//! key, and what it may ask is its certificate's scope.
 
 pub mod client;
 pub mod frame;
+pub mod handshake;
 pub mod server;
 
 use std::collections::BTreeMap;
@@ -39,7 +46,17 @@ pub enum ControlRequest {
         selector: Selector,
         node_filter: BTreeMap<String, String>,
         deadline_ms: u64,
+        /// With certificates: the sweep id and the operator's signature
+        /// over the request (`patrol_core::trust::authorization`).
+        signed: Option<Box<SignedSweep>>,
     },
+}
+
+/// An operator-signed sweep: the id the operator chose and its signature.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SignedSweep {
+    pub sweep_id: u64,
+    pub authorization: patrol_core::trust::Authorization,
 }
 
 /// What the agent sends, frame by frame (a sweep streams progress, then

@@ -18,11 +18,48 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+use patrol_core::trust::authorization::SweepAsk;
+use patrol_core::trust::{Credentials, TrustBundle, Verified};
+
 use super::frame::{self, Challenge, CHALLENGE_LEN, MAX_REQUEST_FRAME};
-use super::{read_frame, write_frame, ControlError, ControlRequest, ControlResponse};
+use super::handshake::{self, Ephemeral};
+use super::{read_frame, write_frame, ControlError, ControlRequest, ControlResponse, SignedSweep};
 use crate::agent::{Commander, SweepEvent};
+use crate::audit::{AuditLog, AuditRecord};
+use crate::clock::WallClock;
 use crate::envelope::{Envelope, Purpose};
 use crate::sweep::StartSweep;
+
+/// How the control channel authenticates clients.
+#[derive(Debug, Clone)]
+pub enum ControlAuth {
+    /// Protocol 1: frames sealed with the cluster key.
+    ClusterKey(Envelope),
+    /// Protocol 2: operator certificates (see [`handshake`]).
+    Certificates(Box<CertAuth>),
+}
+
+impl From<Envelope> for ControlAuth {
+    fn from(e: Envelope) -> Self {
+        ControlAuth::ClusterKey(e)
+    }
+}
+
+/// What the agent needs to take operator certificates.
+#[derive(Debug, Clone)]
+pub struct CertAuth {
+    /// The cluster name, bound into every sealed frame.
+    pub cluster: String,
+    /// This agent's own key and node certificate.
+    pub node: Credentials,
+    /// The CAs and deny list, replaced on SIGHUP.
+    pub bundle: tokio::sync::watch::Receiver<TrustBundle>,
+    /// Where every control request is recorded, refused ones included.
+    pub audit: Option<AuditLog>,
+    pub clock: WallClock,
+    /// Clock tolerance for the operator's signing time.
+    pub skew: Duration,
+}
 
 /// The control channel's limits. `Default` gives the shipped values.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,16 +104,17 @@ impl Default for ControlSettings {
 /// Serve the control channel on `listener` with the default limits; runs
 /// until dropped (the agent's [`Tasks`](crate::shutdown::Tasks) cancel
 /// it), and the connections in flight end with it.
-pub async fn serve(listener: TcpListener, envelope: Envelope, commander: Commander) {
-    serve_with(ControlSettings::default(), listener, envelope, commander).await
+pub async fn serve(listener: TcpListener, auth: impl Into<ControlAuth>, commander: Commander) {
+    serve_with(ControlSettings::default(), listener, auth, commander).await
 }
 
 pub async fn serve_with(
     settings: ControlSettings,
     listener: TcpListener,
-    envelope: Envelope,
+    auth: impl Into<ControlAuth>,
     commander: Commander,
 ) {
+    let auth = auth.into();
     let settings = Arc::new(settings);
     let slots = Arc::new(Mutex::new(Slots::default()));
     let mut conns = tokio::task::JoinSet::new();
@@ -90,7 +128,10 @@ pub async fn serve_with(
                 };
                 let conn = Connection {
                     stream,
-                    envelope: envelope.clone(),
+                    auth: auth.clone(),
+                    envelope: None,
+                    operator: None,
+                    peer: peer.to_string(),
                     challenge: rand::random::<[u8; CHALLENGE_LEN]>(),
                     settings: Arc::clone(&settings),
                     slot,
@@ -190,7 +231,13 @@ impl Drop for Slot {
 
 struct Connection {
     stream: TcpStream,
-    envelope: Envelope,
+    auth: ControlAuth,
+    /// What seals this connection's frames: the cluster key, or the
+    /// session key once the handshake is done.
+    envelope: Option<Envelope>,
+    /// The operator who proved its certificate (protocol 2).
+    operator: Option<Verified>,
+    peer: String,
     challenge: Challenge,
     settings: Arc<ControlSettings>,
     slot: Slot,
@@ -198,27 +245,167 @@ struct Connection {
 
 impl Connection {
     async fn serve(mut self, commander: &Commander) -> Result<(), ControlError> {
-        let hello = frame::encode_hello(&self.challenge);
-        self.write(&hello).await?;
+        match self.auth.clone() {
+            ControlAuth::ClusterKey(envelope) => {
+                let hello = frame::encode_hello(&self.challenge);
+                self.write(&hello).await?;
+                self.envelope = Some(envelope);
+            }
+            ControlAuth::Certificates(cert) => self.handshake(&cert).await?,
+        }
         let request = self.read_request().await?;
         self.slot.serving();
         match request {
-            ControlRequest::Members => self.members(commander).await,
-            ControlRequest::Stats => self.stats(commander).await,
+            ControlRequest::Members => {
+                self.audit("members", None, "served", None);
+                self.members(commander).await
+            }
+            ControlRequest::Stats => {
+                self.audit("stats", None, "served", None);
+                self.stats(commander).await
+            }
             ControlRequest::StartSweep {
                 selector,
                 node_filter,
                 deadline_ms,
+                signed,
             } => {
-                let spec = StartSweep {
+                let mut spec = StartSweep {
                     selector,
                     node_filter,
                     deadline: Duration::from_millis(deadline_ms)
                         .clamp(self.settings.deadline_min, self.settings.deadline_max),
+                    id: None,
+                    authorization: None,
                 };
+                if let Err(reason) = self.authorize(&mut spec, deadline_ms, signed) {
+                    self.audit("sweep", Some(&spec), "refused", Some(reason.clone()));
+                    return self.send(ControlResponse::Error(reason)).await;
+                }
+                self.audit("sweep", Some(&spec), "served", None);
                 self.start_sweep(commander, spec).await
             }
         }
+    }
+
+    /// Protocol 2: the hello with our ephemeral key, the operator's proof
+    /// (refused with a DENY saying why), our proof, the session key.
+    async fn handshake(&mut self, cert: &CertAuth) -> Result<(), ControlError> {
+        let eph = Ephemeral::new();
+        let hello = handshake::encode_hello2(&self.challenge, &eph.public);
+        self.write(&hello).await?;
+        let auth = tokio::time::timeout(
+            self.settings.request_timeout,
+            read_frame(&mut self.stream, MAX_REQUEST_FRAME),
+        )
+        .await
+        .map_err(|_| ControlError::Timeout)??;
+        let bundle = cert.bundle.borrow().clone();
+        let now_s = cert.clock.unix_ms() / 1000;
+        match handshake::server_accept(
+            &cert.node,
+            &bundle,
+            &eph,
+            &hello,
+            &auth,
+            &cert.cluster,
+            now_s,
+        ) {
+            Ok((operator, proof, session)) => {
+                self.write(&proof).await?;
+                self.envelope = Some(session);
+                self.operator = Some(operator);
+                Ok(())
+            }
+            Err(reason) => {
+                tracing::warn!(peer = %self.peer, reason = %reason, "refused a control client");
+                self.audit("handshake", None, "refused", Some(reason.clone()));
+                let _ = self.write(&frame::encode_deny(&reason)).await;
+                Err(ControlError::Refused(reason))
+            }
+        }
+    }
+
+    /// With certificates, a sweep must carry the operator's signature (by
+    /// the operator of this connection) within its scope; the signed id
+    /// becomes the sweep id. Without, any key holder may sweep.
+    fn authorize(
+        &self,
+        spec: &mut StartSweep,
+        deadline_ms: u64,
+        signed: Option<Box<SignedSweep>>,
+    ) -> Result<(), String> {
+        let ControlAuth::Certificates(cert) = &self.auth else {
+            return Ok(());
+        };
+        let Some(signed) = signed else {
+            return Err("this cluster requires sweeps signed by an operator certificate".into());
+        };
+        let Some(operator) = &self.operator else {
+            return Err("no operator proved a certificate on this connection".into());
+        };
+        if signed.authorization.operator != operator.cert {
+            return Err(format!(
+                "the sweep is signed by `{}`, not by `{}` who opened this connection",
+                signed.authorization.operator.body.name,
+                operator.name()
+            ));
+        }
+        if Duration::from_millis(deadline_ms) != spec.deadline {
+            return Err(format!(
+                "the deadline of {deadline_ms} ms is outside what this agent allows ({} ms to {} ms)",
+                self.settings.deadline_min.as_millis(),
+                self.settings.deadline_max.as_millis()
+            ));
+        }
+        let bundle = cert.bundle.borrow().clone();
+        let ask = SweepAsk {
+            sweep_id: signed.sweep_id,
+            selector: &spec.selector,
+            node_filter: &spec.node_filter,
+            deadline_ms,
+        };
+        signed
+            .authorization
+            .check(
+                &bundle,
+                &ask,
+                cert.clock.unix_ms(),
+                cert.skew.as_millis() as u64,
+                cert.skew.as_millis() as u64,
+            )
+            .map_err(|e| e.to_string())?;
+        spec.id = Some(signed.sweep_id);
+        spec.authorization = Some(signed.authorization);
+        Ok(())
+    }
+
+    /// One audit line for this control request (protocol 2 only).
+    fn audit(
+        &self,
+        request: &'static str,
+        spec: Option<&StartSweep>,
+        action: &'static str,
+        reason: Option<String>,
+    ) {
+        let ControlAuth::Certificates(cert) = &self.auth else {
+            return;
+        };
+        let Some(log) = &cert.audit else {
+            return;
+        };
+        let mut r = AuditRecord::new(cert.clock.unix_ms(), "control", action);
+        r.request = Some(request);
+        r.peer = Some(self.peer.clone());
+        r.operator = self.operator.as_ref().map(|o| o.name().to_string());
+        r.coordinator = Some(cert.node.name().to_string());
+        if let Some(spec) = spec {
+            r.selector = Some(spec.selector.clone());
+            r.node_filter = spec.node_filter.clone();
+            r.sweep_id = spec.id.map(|id| format!("{id:016x}"));
+        }
+        r.reason = reason;
+        log.append(&r);
     }
 
     /// The one request, in time and sealed for this connection; a client
@@ -230,18 +417,19 @@ impl Connection {
         )
         .await
         .map_err(|_| ControlError::Timeout)??;
-        match frame::open(
-            &self.envelope,
-            Purpose::ControlRequest,
-            self.challenge,
-            &bytes,
-        ) {
+        let Some(envelope) = self.envelope.clone() else {
+            return Err(ControlError::Protocol("no session".into()));
+        };
+        match frame::open(&envelope, Purpose::ControlRequest, self.challenge, &bytes) {
             Ok(r) => Ok(r),
             Err(e) => {
                 let reason = match e {
-                    ControlError::BadSeal => {
+                    ControlError::BadSeal if self.operator.is_none() => {
                         "authentication failed: the request is not sealed with this cluster's key"
                             .to_string()
+                    }
+                    ControlError::BadSeal => {
+                        "the request is not sealed with this connection's session key".to_string()
                     }
                     other => other.to_string(),
                 };
@@ -253,7 +441,10 @@ impl Connection {
     }
 
     async fn send(&mut self, body: ControlResponse) -> Result<(), ControlError> {
-        let sealed = frame::seal(&self.envelope, Purpose::ControlReply, self.challenge, body)?;
+        let Some(envelope) = self.envelope.as_ref() else {
+            return Err(ControlError::Protocol("no session".into()));
+        };
+        let sealed = frame::seal(envelope, Purpose::ControlReply, self.challenge, body)?;
         self.write(&sealed).await
     }
 
@@ -311,6 +502,9 @@ impl Connection {
                 SweepEvent::Progress { answered, expected } => {
                     self.send(ControlResponse::Progress { answered, expected })
                         .await?;
+                }
+                SweepEvent::Refused(reason) => {
+                    return self.send(ControlResponse::Error(reason)).await;
                 }
                 SweepEvent::Done(doc) => {
                     let pieces = frame::document_pieces(&doc)?;

@@ -138,7 +138,9 @@ pub(super) fn join(
 pub(super) fn start_sweep(node: &mut SimNode, sh: &mut Shared, spec: StartSweep) {
     node.m.reached_at = Some(sh.now);
     sh.cause = Cause::Start;
-    node.node.start_sweep(sh.at(), spec);
+    if let Err(e) = node.node.start_sweep(sh.at(), spec) {
+        panic!("the simulated coordinator refused its sweep: {e}");
+    }
     carry_out(COORDINATOR, node, sh);
 }
 
@@ -227,7 +229,7 @@ fn carry_out(i: usize, node: &mut SimNode, sh: &mut Shared) {
                 // Keep going until the request dies out, to count every copy.
                 sh.queue.push(sh.now, Event::DrainCheck);
             }
-            Output::Progress { .. } | Output::Member(_) => {}
+            Output::Progress { .. } | Output::Member(_) | Output::Audit(_) => {}
         }
     }
 }

@@ -319,6 +319,8 @@ impl World {
                     },
                     node_filter: Default::default(),
                     deadline: self.settings.deadline,
+                    id: None,
+                    authorization: None,
                 };
                 shell::start_sweep(&mut self.nodes[COORDINATOR], sh, spec);
             }

@@ -125,7 +125,7 @@ impl Mesh {
                 Output::Completed { sweep_id, document } => {
                     self.documents.push((*sweep_id, (**document).clone()))
                 }
-                Output::Progress { .. } | Output::Member(_) => {}
+                Output::Progress { .. } | Output::Member(_) | Output::Audit(_) => {}
             }
             self.seen[i].push(out);
         }
@@ -178,8 +178,10 @@ impl Mesh {
             selector: Selector::default(),
             node_filter: Tags::new(),
             deadline,
+            id: None,
+            authorization: None,
         };
-        let id = self.nodes[i].start_sweep(now, spec);
+        let id = self.nodes[i].start_sweep(now, spec).unwrap();
         self.drain(i);
         id
     }

@@ -20,7 +20,10 @@ use patrol_model::document::DOCUMENT_VERSION;
 use patrol_model::selector::tags_match;
 use patrol_model::{NodeEntry, NodeState, Status, SweepDocument, SweepTiming};
 
-use super::wire::{AnswerBody, AnswerChunk, SweepMessage, SweepRequest};
+use super::auth::SweepTrust;
+use super::wire::{
+    AnswerBody, AnswerChunk, AnswerPayload, RequestAuth, SweepMessage, SweepRequest,
+};
 use super::{Effect, MemberView, Peer, StartSweep, SweepSettings, SweepTimer, TimerKind};
 
 /// Completed sweep ids remembered so late answer pieces still get acked.
@@ -36,6 +39,9 @@ pub(crate) enum Verdict {
     Taken,
     /// Malformed, over a bound, or for an unknown sweep: dropped, no ack.
     Refused,
+    /// With certificates: a whole answer without a valid proof by the node
+    /// it names. Not recorded; the node's own answer still is.
+    Forged,
 }
 
 /// Check id of the `error` outcome listed for each of several alive
@@ -82,7 +88,9 @@ struct Sweep {
     /// Names claimed by more than one alive member: not expected under the
     /// name, listed once per claimant as `failing`, their answers ignored.
     conflicts: BTreeMap<String, Vec<Peer>>,
-    partial: HashMap<String, Vec<Option<Vec<u8>>>>,
+    /// Incomplete answers by (node, nonce): a forged answer in a node's
+    /// name cannot mix its pieces into the node's own.
+    partial: HashMap<(String, u64), Vec<Option<Vec<u8>>>>,
     /// Bytes held in `partial`, bounded by `max_partial_bytes`.
     partial_bytes: usize,
     /// Expected nodes that answered.
@@ -112,6 +120,11 @@ impl Coordinator {
         self.sweeps.len()
     }
 
+    /// Whether `id` is running or was completed recently.
+    pub(crate) fn knows(&self, id: u64) -> bool {
+        self.sweeps.contains_key(&id) || self.recent.contains(&id)
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn start(
         &mut self,
@@ -122,6 +135,7 @@ impl Coordinator {
         now: Duration,
         unix_ms: u64,
         spec: StartSweep,
+        auth: Option<Box<RequestAuth>>,
         members: Vec<MemberView>,
         out: &mut Vec<Effect>,
     ) -> SweepRequest {
@@ -171,6 +185,7 @@ impl Coordinator {
             issued_at_unix_ms: unix_ms,
             deadline_ms: deadline.as_millis() as u64,
             answer_spread_ms: spread.as_micros().div_ceil(1000).min(u128::from(u32::MAX)) as u32,
+            auth,
         };
         let doc = SweepDocument {
             version: DOCUMENT_VERSION,
@@ -225,12 +240,15 @@ impl Coordinator {
         request
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn answer_chunk(
         &mut self,
         settings: &SweepSettings,
         now: Duration,
+        unix_ms: u64,
         from: SocketAddr,
         chunk: AnswerChunk,
+        trust: Option<&mut SweepTrust>,
         out: &mut Vec<Effect>,
     ) -> Verdict {
         let id = chunk.sweep_id;
@@ -262,7 +280,9 @@ impl Coordinator {
         }
         let expected = sweep.expected.contains_key(&chunk.node);
         if !expected
-            && !sweep.partial.contains_key(&chunk.node)
+            && !sweep
+                .partial
+                .contains_key(&(chunk.node.clone(), chunk.nonce))
             && sweep.late.len() + sweep.late_partial() >= settings.max_late_joiners
         {
             return Verdict::Refused;
@@ -271,7 +291,8 @@ impl Coordinator {
             return Verdict::Refused;
         }
         out.push(ack(from, &chunk));
-        let parts = sweep.partial.entry(chunk.node.clone()).or_default();
+        let key = (chunk.node.clone(), chunk.nonce);
+        let parts = sweep.partial.entry(key.clone()).or_default();
         if parts.len() != count {
             let dropped: usize = parts.iter().flatten().map(Vec::len).sum();
             sweep.partial_bytes -= dropped;
@@ -287,9 +308,27 @@ impl Coordinator {
             return Verdict::Taken;
         }
         let bytes: Vec<u8> = parts.iter().flatten().flatten().copied().collect();
-        sweep.partial.remove(&chunk.node);
+        sweep.partial.remove(&key);
         sweep.partial_bytes -= bytes.len();
-        let body = match AnswerBody::decode(&bytes) {
+        let decoded = AnswerPayload::decode(&bytes).and_then(|payload| {
+            if let Some(trust) = trust {
+                if let Err(reason) =
+                    trust.check_answer(id, &chunk.node, chunk.nonce, &payload, unix_ms)
+                {
+                    return Ok(Err(reason));
+                }
+            }
+            Ok(Ok(AnswerBody::decode(&payload.body)?))
+        });
+        let decoded = match decoded {
+            Ok(Err(reason)) => {
+                tracing::warn!(sweep = %format!("{id:016x}"), %from, reason = %reason, "dropped a forged answer");
+                return Verdict::Forged;
+            }
+            Ok(Ok(body)) => Ok(body),
+            Err(e) => Err(e),
+        };
+        let body = match decoded {
             Ok(body) => body,
             // The node answered (every piece arrived and was acked), but
             // its answer does not decode: list it as failing with the
@@ -418,10 +457,15 @@ fn ack(to: SocketAddr, chunk: &AnswerChunk) -> Effect {
 impl Sweep {
     /// Incomplete answers from nodes outside the expected set.
     fn late_partial(&self) -> usize {
-        self.partial
+        let mut names: Vec<&str> = self
+            .partial
             .keys()
+            .map(|(n, _)| n.as_str())
             .filter(|n| !self.expected.contains_key(*n))
-            .count()
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names.len()
     }
 
     fn has_answer(&self, node: &str) -> bool {

@@ -18,6 +18,7 @@
 //! back through the gossip inbox is a duplicate and ignored), and its own
 //! answer is delivered in-process instead of over the network.
 
+mod auth;
 mod coordinator;
 pub mod gossip;
 mod participant;
@@ -33,7 +34,8 @@ use patrol_model::{CheckOutcome, Selector, SweepDocument};
 pub use gossip::{GossipShared, RequestGossip, SweepKey};
 pub use settings::SweepSettings;
 pub use wire::{
-    AnswerBody, AnswerChunk, PeerAddr, SweepMessage, SweepRequest, WireError, PROTOCOL_VERSION,
+    AnswerBody, AnswerChunk, AnswerPayload, AnswerProof, PeerAddr, RequestAuth, SweepMessage,
+    SweepRequest, WireError, PROTOCOL_VERSION,
 };
 
 use coordinator::Coordinator;
@@ -71,6 +73,11 @@ pub struct StartSweep {
     /// Only members whose tags contain every pair take part.
     pub node_filter: BTreeMap<String, String>,
     pub deadline: Duration,
+    /// The sweep id an operator signed; None: the core draws one.
+    pub id: Option<u64>,
+    /// The operator's signature over this sweep (required when the node
+    /// runs with certificates; carried in the request to every node).
+    pub authorization: Option<crate::trust::Authorization>,
 }
 
 /// What the shell must do on the core's behalf.
@@ -105,6 +112,41 @@ pub enum Effect {
         sweep_id: u64,
         document: Box<SweepDocument>,
     },
+    /// Append this line to the node's audit trail.
+    Audit(AuditEntry),
+}
+
+/// What a participant did with a sweep request, for the audit trail (one
+/// entry per request, not per gossip copy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub sweep_id: u64,
+    /// The operator whose certificate signed the request (as the request
+    /// claims it when the node runs without certificates).
+    pub operator: Option<String>,
+    pub coordinator: String,
+    pub selector: Selector,
+    pub node_filter: BTreeMap<String, String>,
+    pub action: AuditAction,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditAction {
+    /// Ran this many checks and answered.
+    Ran { checks: usize },
+    /// Refused, and why.
+    Refused(String),
+    /// Not for this node, and why.
+    Skipped(String),
+}
+
+/// Why a coordinator did not start a sweep.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StartRefused {
+    #[error("the sweep is not authorized: {0}")]
+    Unauthorized(String),
+    #[error("a sweep with id {0:016x} is already running or was just done")]
+    DuplicateId(u64),
 }
 
 /// A timer the core asked for; opaque to the shell, handed back as is.
@@ -135,6 +177,8 @@ pub struct SweepCore {
     coordinator: Coordinator,
     participant: Participant,
     counters: SweepCounters,
+    /// With certificates: this node's identity and the CAs it accepts.
+    trust: Option<auth::SweepTrust>,
 }
 
 /// What the sweep core refused, by reason. Every refusal is counted here.
@@ -151,6 +195,14 @@ pub struct SweepCounters {
     /// Acks not naming this node, this answer's nonce, or not from the
     /// sweep's coordinator (replayed or forged).
     pub acks_refused: u64,
+    /// With certificates: requests refused for their operator signature,
+    /// scope, signing time or coordinator certificate (once per sweep id).
+    #[serde(default)]
+    pub requests_unauthorized: u64,
+    /// With certificates: whole answers dropped at a coordinator because
+    /// they did not carry a valid proof by the node they name.
+    #[serde(default)]
+    pub answers_forged: u64,
 }
 
 impl SweepCounters {
@@ -158,6 +210,7 @@ impl SweepCounters {
         match verdict {
             Verdict::ClockSkew => self.requests_clock_skew += 1,
             Verdict::Full => self.requests_over_capacity += 1,
+            Verdict::Unauthorized => self.requests_unauthorized += 1,
             _ => {}
         }
     }
@@ -177,7 +230,35 @@ impl SweepCore {
             coordinator: Coordinator::default(),
             participant: Participant::default(),
             counters: SweepCounters::default(),
+            trust: None,
         }
+    }
+
+    /// Run with certificates: requests must carry an operator signature
+    /// and a coordinator certificate, answers a proof by their node.
+    pub fn set_trust(
+        &mut self,
+        creds: crate::trust::Credentials,
+        bundle: crate::trust::TrustBundle,
+    ) {
+        self.trust = Some(auth::SweepTrust::new(creds, bundle, &self.settings));
+    }
+
+    /// A reloaded CA bundle or deny list (no effect without certificates).
+    pub fn set_bundle(&mut self, bundle: crate::trust::TrustBundle) {
+        if let Some(t) = self.trust.as_mut() {
+            t.set_bundle(bundle);
+        }
+    }
+
+    /// Whether this node runs with certificates.
+    pub fn trusted(&self) -> bool {
+        self.trust.is_some()
+    }
+
+    /// Peer certificates verified and pair keys derived so far.
+    pub fn pair_keys_derived(&self) -> u64 {
+        self.trust.as_ref().map_or(0, |t| t.peers.derived)
     }
 
     pub fn me(&self) -> &Peer {
@@ -206,15 +287,46 @@ impl SweepCore {
     /// Coordinator: snapshot `members` (after the node filter; this node is
     /// added when missing) as the expected set, spread the request, and take
     /// part ourselves. Returns the sweep id.
+    /// With certificates the sweep must carry an operator's authorization
+    /// for its id (checked here, and again by every participant).
     pub fn start(
         &mut self,
         now: Duration,
         unix_ms: u64,
-        spec: StartSweep,
+        mut spec: StartSweep,
         members: Vec<MemberView>,
         out: &mut Vec<Effect>,
-    ) -> u64 {
-        let id = self.rng.next_u64();
+    ) -> Result<u64, StartRefused> {
+        let id = spec.id.unwrap_or_else(|| self.rng.next_u64());
+        if self.coordinator.knows(id) {
+            return Err(StartRefused::DuplicateId(id));
+        }
+        let auth = match self.trust.as_ref() {
+            None => None,
+            Some(trust) => {
+                let Some(authorization) = spec.authorization.take() else {
+                    return Err(StartRefused::Unauthorized(
+                        "this node requires sweeps signed by an operator certificate".into(),
+                    ));
+                };
+                let ask = crate::trust::authorization::SweepAsk {
+                    sweep_id: id,
+                    selector: &spec.selector,
+                    node_filter: &spec.node_filter,
+                    deadline_ms: spec.deadline.as_millis() as u64,
+                };
+                authorization
+                    .check(
+                        &trust.bundle,
+                        &ask,
+                        unix_ms,
+                        self.settings.clock_skew_tolerance.as_millis() as u64,
+                        self.settings.signed_request_slack.as_millis() as u64,
+                    )
+                    .map_err(|e| StartRefused::Unauthorized(e.to_string()))?;
+                Some(Box::new(trust.request_auth(authorization)))
+            }
+        };
         let req = self.coordinator.start(
             &self.me,
             &self.cluster,
@@ -223,12 +335,13 @@ impl SweepCore {
             now,
             unix_ms,
             spec,
+            auth,
             members,
             out,
         );
         out.push(Effect::Spread(req.clone()));
         self.handle_request(now, unix_ms, req, out);
-        id
+        Ok(id)
     }
 
     /// A request arrived through gossip. Duplicates, expired requests,
@@ -251,10 +364,11 @@ impl SweepCore {
             unix_ms,
             req,
             false,
+            self.trust.as_mut(),
             out,
         );
         self.counters.request(verdict);
-        self.deliver_local(now, out);
+        self.deliver_local(now, unix_ms, out);
     }
 
     /// A direct sweep message: backstop request, answer piece or ack.
@@ -276,30 +390,40 @@ impl SweepCore {
                     unix_ms,
                     req,
                     true,
+                    self.trust.as_mut(),
                     out,
                 );
                 self.counters.request(verdict);
             }
-            msg => self.take_direct(now, from, msg, out),
+            msg => self.take_direct(now, unix_ms, from, msg, out),
         }
-        self.deliver_local(now, out);
+        self.deliver_local(now, unix_ms, out);
     }
 
     /// An answer piece or an ack, from the network or from ourselves.
     fn take_direct(
         &mut self,
         now: Duration,
+        unix_ms: u64,
         from: SocketAddr,
         msg: SweepMessage,
         out: &mut Vec<Effect>,
     ) {
         match msg {
             SweepMessage::Answer(chunk) => {
-                let verdict = self
-                    .coordinator
-                    .answer_chunk(&self.settings, now, from, chunk, out);
-                if verdict == coordinator::Verdict::Refused {
-                    self.counters.pieces_refused += 1;
+                let verdict = self.coordinator.answer_chunk(
+                    &self.settings,
+                    now,
+                    unix_ms,
+                    from,
+                    chunk,
+                    self.trust.as_mut(),
+                    out,
+                );
+                match verdict {
+                    coordinator::Verdict::Refused => self.counters.pieces_refused += 1,
+                    coordinator::Verdict::Forged => self.counters.answers_forged += 1,
+                    coordinator::Verdict::Taken => {}
                 }
             }
             SweepMessage::Ack {
@@ -331,7 +455,6 @@ impl SweepCore {
         out: &mut Vec<Effect>,
     ) {
         // Expiry is judged on the monotonic clock from the receive time on.
-        let _ = unix_ms;
         self.participant.checks_done(
             &self.me,
             &self.settings,
@@ -339,9 +462,10 @@ impl SweepCore {
             now,
             sweep_id,
             outcomes,
+            self.trust.as_ref(),
             out,
         );
-        self.deliver_local(now, out);
+        self.deliver_local(now, unix_ms, out);
     }
 
     /// SWIM declared `name` down or left: in every sweep we coordinate, an
@@ -357,8 +481,6 @@ impl SweepCore {
         timer: SweepTimer,
         out: &mut Vec<Effect>,
     ) {
-        // Timers are monotonic; the wall clock is taken for API symmetry.
-        let _ = unix_ms;
         match timer.0 {
             TimerKind::SendAnswer(id) => {
                 self.participant
@@ -372,12 +494,12 @@ impl SweepCore {
             TimerKind::Tick(id) => self.coordinator.tick(&self.settings, id, now, out),
             TimerKind::Deadline(id) => self.coordinator.deadline(id, now, out),
         }
-        self.deliver_local(now, out);
+        self.deliver_local(now, unix_ms, out);
     }
 
     /// Answers addressed to ourselves never touch the network: move them
     /// from `Send` effects to the coordinator side, acks back likewise.
-    fn deliver_local(&mut self, now: Duration, out: &mut Vec<Effect>) {
+    fn deliver_local(&mut self, now: Duration, unix_ms: u64, out: &mut Vec<Effect>) {
         loop {
             let Some(pos) = out
                 .iter()
@@ -389,7 +511,7 @@ impl SweepCore {
                 return;
             };
             let from = self.me.addr;
-            self.take_direct(now, from, msg, out);
+            self.take_direct(now, unix_ms, from, msg, out);
         }
     }
 }

@@ -9,8 +9,10 @@ use std::time::Duration;
 use patrol_model::selector::tags_match;
 use patrol_model::{CheckOutcome, Observed, Severity, Status};
 
-use super::wire::{AnswerBody, AnswerChunk, PeerAddr, SweepMessage, SweepRequest};
-use super::{Effect, Peer, Prng, SweepSettings, SweepTimer, TimerKind};
+use super::auth::{Refusal, SweepTrust};
+use super::wire::{AnswerBody, AnswerChunk, AnswerPayload, PeerAddr, SweepMessage, SweepRequest};
+use super::{AuditAction, AuditEntry, Effect, Peer, Prng, SweepSettings, SweepTimer, TimerKind};
+use crate::trust::PairKey;
 
 /// Check id of the single `error` outcome a busy node answers with.
 pub const BUSY_CHECK_ID: &str = "patrol.busy";
@@ -41,6 +43,10 @@ pub(crate) enum Verdict {
     Full,
     /// An ack not for us, not for this answer, or not from the coordinator.
     Forged,
+    /// With certificates: no valid operator signature within its scope, or
+    /// a coordinator certificate that does not check (counted once per
+    /// sweep id).
+    Unauthorized,
 }
 
 #[derive(Debug)]
@@ -54,6 +60,10 @@ struct Participation {
     expires_at: Duration,
     spread: Duration,
     phase: Phase,
+    /// With certificates: the key our answer is proved with.
+    pair: Option<PairKey>,
+    /// The audit line written when our checks are done.
+    audit: AuditEntry,
 }
 
 #[derive(Debug)]
@@ -84,6 +94,7 @@ impl Participant {
         unix_ms: u64,
         req: SweepRequest,
         direct: bool,
+        mut trust: Option<&mut SweepTrust>,
         out: &mut Vec<Effect>,
     ) -> Verdict {
         if let Some(p) = self.sweeps.get_mut(&req.id) {
@@ -100,7 +111,44 @@ impl Participant {
         if expires <= unix_ms || Duration::from_millis(req.deadline_ms) > settings.max_deadline {
             return Verdict::Ignored;
         }
+        let mut audit = AuditEntry {
+            sweep_id: req.id,
+            operator: req
+                .auth
+                .as_ref()
+                .map(|a| a.authorization.operator.body.name.clone()),
+            coordinator: req.coordinator.name.clone(),
+            selector: req.selector.clone(),
+            node_filter: req.node_filter.clone(),
+            action: AuditAction::Ran { checks: 0 },
+        };
+        // With certificates nothing is done for a request (not even the
+        // clock-skew answer, which would make us a reflector) before its
+        // operator signature and coordinator certificate check out.
+        let mut pair = None;
+        if let Some(trust) = trust.as_deref_mut() {
+            match trust.admit(&req, unix_ms, settings) {
+                Ok(admitted) => {
+                    audit.operator = Some(admitted.operator);
+                    pair = Some(admitted.pair);
+                }
+                Err(Refusal::Again) => return Verdict::Ignored,
+                Err(Refusal::New(reason)) => {
+                    out.push(Effect::Audit(AuditEntry {
+                        action: AuditAction::Refused(reason),
+                        ..audit
+                    }));
+                    return Verdict::Unauthorized;
+                }
+            }
+        }
         if !tags_match(&req.node_filter, &me.tags) {
+            out.push(Effect::Audit(AuditEntry {
+                action: AuditAction::Skipped(
+                    "the node filter does not match this node's tags".into(),
+                ),
+                ..audit
+            }));
             return Verdict::Ignored;
         }
         let ahead = req.issued_at_unix_ms.saturating_sub(unix_ms);
@@ -124,15 +172,29 @@ impl Participant {
                 outcomes: vec![outcome],
             };
             let nonce = rng.next_u64();
-            for chunk in chunks(me, settings, req.id, nonce, body) {
+            let proof = trust.as_deref().zip(pair.as_ref());
+            for chunk in chunks(me, settings, req.id, nonce, body, proof) {
                 out.push(Effect::Send {
                     to: req.coordinator.addr,
                     msg: SweepMessage::Answer(chunk),
                 });
             }
+            out.push(Effect::Audit(AuditEntry {
+                action: AuditAction::Refused(format!(
+                    "issued {ahead} ms in the future by this node's clock"
+                )),
+                ..audit
+            }));
             return Verdict::ClockSkew;
         }
         if self.sweeps.len() >= settings.max_participations {
+            out.push(Effect::Audit(AuditEntry {
+                action: AuditAction::Refused(format!(
+                    "{} sweeps already remembered",
+                    settings.max_participations
+                )),
+                ..audit
+            }));
             return Verdict::Full;
         }
         let remaining = Duration::from_millis(expires - unix_ms);
@@ -145,6 +207,8 @@ impl Participant {
             expires_at: now + remaining,
             spread: Duration::from_millis(u64::from(req.answer_spread_ms)),
             phase: Phase::Running,
+            pair,
+            audit,
         };
         out.push(Effect::Schedule {
             after: remaining + FORGET_GRACE,
@@ -159,7 +223,21 @@ impl Participant {
                     settings.max_concurrent
                 ),
             );
-            p.answer(me, settings, rng, req.id, now, vec![outcome], out);
+            p.audit.action = AuditAction::Refused(format!(
+                "busy: {} sweeps already running",
+                settings.max_concurrent
+            ));
+            out.push(Effect::Audit(p.audit.clone()));
+            p.answer(
+                me,
+                settings,
+                rng,
+                trust.as_deref(),
+                req.id,
+                now,
+                vec![outcome],
+                out,
+            );
         } else {
             out.push(Effect::RunChecks {
                 sweep_id: req.id,
@@ -180,6 +258,7 @@ impl Participant {
         now: Duration,
         sweep_id: u64,
         outcomes: Vec<CheckOutcome>,
+        trust: Option<&SweepTrust>,
         out: &mut Vec<Effect>,
     ) {
         let Some(p) = self.sweeps.get_mut(&sweep_id) else {
@@ -188,7 +267,11 @@ impl Participant {
         if !matches!(p.phase, Phase::Running) || now >= p.expires_at {
             return;
         }
-        p.answer(me, settings, rng, sweep_id, now, outcomes, out);
+        p.audit.action = AuditAction::Ran {
+            checks: outcomes.len(),
+        };
+        out.push(Effect::Audit(p.audit.clone()));
+        p.answer(me, settings, rng, trust, sweep_id, now, outcomes, out);
     }
 
     /// Send the unacked pieces (attempt 0 is the first send) and schedule
@@ -269,6 +352,7 @@ impl Participation {
         me: &Peer,
         settings: &SweepSettings,
         rng: &mut Prng,
+        trust: Option<&SweepTrust>,
         sweep_id: u64,
         now: Duration,
         outcomes: Vec<CheckOutcome>,
@@ -281,7 +365,8 @@ impl Participation {
             outcomes,
         };
         self.nonce = rng.next_u64();
-        let chunks = chunks(me, settings, sweep_id, self.nonce, body)
+        let proof = trust.zip(self.pair.as_ref());
+        let chunks = chunks(me, settings, sweep_id, self.nonce, body, proof)
             .into_iter()
             .map(Some)
             .collect();
@@ -293,7 +378,8 @@ impl Participation {
     }
 }
 
-/// `body` cut into pieces that each fit a datagram; an answer too large
+/// `body` (with this node's proof, when `proof` gives the trust and the
+/// pair key) cut into pieces that each fit a datagram; an answer too large
 /// to send becomes one `patrol.answer_too_large` error.
 fn chunks(
     me: &Peer,
@@ -301,8 +387,13 @@ fn chunks(
     sweep_id: u64,
     nonce: u64,
     mut body: AnswerBody,
+    proof: Option<(&SweepTrust, &PairKey)>,
 ) -> Vec<AnswerChunk> {
-    let mut bytes = body.encode();
+    let wrap = |body: Vec<u8>| match proof {
+        Some((trust, pair)) => trust.prove(pair, sweep_id, &me.name, nonce, body).encode(),
+        None => AnswerPayload { body, proof: None }.encode(),
+    };
+    let mut bytes = wrap(body.encode());
     let payload = settings.chunk_payload(me.name.len());
     if bytes.len() > settings.max_answer_bytes
         || bytes.len().div_ceil(payload) > usize::from(u16::MAX)
@@ -315,7 +406,7 @@ fn chunks(
                 "answer of {size} bytes is too large to send; checks ran but results were dropped"
             ),
         )];
-        bytes = body.encode();
+        bytes = wrap(body.encode());
     }
     let pieces: Vec<&[u8]> = if bytes.is_empty() {
         vec![&[][..]]

@@ -91,6 +91,18 @@ pub struct SweepSettings {
     /// incomplete. Default 64 MiB (10,000 k8s-node answers in flight at
     /// once is 34 MiB).
     pub max_partial_bytes: usize,
+    /// With certificates: how long after the operator signed a sweep,
+    /// beyond its deadline, a node still accepts it (the time for the CLI
+    /// to reach the coordinator and the request to spread). Default 60 s:
+    /// generous for a slow laptop, while an old signed request cannot be
+    /// replayed later. Together with `clock_skew_tolerance` it is the
+    /// whole window.
+    pub signed_request_slack: Duration,
+    /// With certificates: peer certificates and pair keys a node caches.
+    /// Each costs a signature check and an X25519 (about 90 µs) the first
+    /// time. Default 131,072: every member of a 100,000-node mesh, about
+    /// 40 MB at most. Must not be zero.
+    pub peer_keys: usize,
 }
 
 impl Default for SweepSettings {
@@ -115,6 +127,8 @@ impl Default for SweepSettings {
             max_participations: 64,
             max_late_joiners: 1024,
             max_partial_bytes: 64 * 1024 * 1024,
+            signed_request_slack: Duration::from_secs(60),
+            peer_keys: 131_072,
         }
     }
 }

@@ -69,6 +69,7 @@ struct Net {
     /// Nodes that receive nothing and send nothing.
     dead: BTreeSet<usize>,
     completed: Vec<SweepDocument>,
+    audits: Vec<(usize, AuditEntry)>,
     run_checks: Vec<(usize, u64)>,
     sent: Vec<(usize, SweepMessage)>,
     spreads: usize,
@@ -89,6 +90,7 @@ impl Net {
             hung: BTreeSet::new(),
             dead: BTreeSet::new(),
             completed: Vec::new(),
+            audits: Vec::new(),
             run_checks: Vec::new(),
             sent: Vec::new(),
             spreads: 0,
@@ -119,9 +121,13 @@ impl Net {
             selector: Default::default(),
             node_filter: BTreeMap::new(),
             deadline,
+            id: None,
+            authorization: None,
         };
         let (now, unix) = (self.now, self.unix());
-        let id = self.cores[coord].start(now, unix, spec, members, &mut out);
+        let id = self.cores[coord]
+            .start(now, unix, spec, members, &mut out)
+            .unwrap();
         self.effects(coord, out);
         id
     }
@@ -157,6 +163,7 @@ impl Net {
                     answered, expected, ..
                 } => assert!(answered <= expected),
                 Effect::Completed { document, .. } => self.completed.push(*document),
+                Effect::Audit(entry) => self.audits.push((i, entry)),
             }
         }
     }
@@ -424,6 +431,7 @@ fn expired_request_is_refused() {
         issued_at_unix_ms: UNIX0,
         deadline_ms: 1000,
         answer_spread_ms: 0,
+        auth: None,
     };
     let mut out = Vec::new();
     core.handle_request(Duration::ZERO, UNIX0 + 1000, req.clone(), &mut out);
@@ -443,9 +451,13 @@ fn node_filter_excludes_nodes_on_both_sides() {
         selector: Default::default(),
         node_filter: BTreeMap::from([("role".to_string(), "odd".to_string())]),
         deadline: Duration::from_secs(5),
+        id: None,
+        authorization: None,
     };
     let (now, unix) = (net.now, net.unix());
-    net.cores[1].start(now, unix, spec, members, &mut out);
+    net.cores[1]
+        .start(now, unix, spec, members, &mut out)
+        .unwrap();
     net.effects(1, out);
     net.run_for(Duration::from_secs(2));
     let doc = net.doc();
@@ -801,6 +813,7 @@ fn a_future_dated_request_is_refused_and_reported_once() {
         issued_at_unix_ms: net.unix() + 3_600_000,
         deadline_ms: 5000,
         answer_spread_ms: 0,
+        auth: None,
     };
     let (now, unix) = (net.now, net.unix());
     let mut out = Vec::new();
@@ -825,7 +838,8 @@ fn a_future_dated_request_is_refused_and_reported_once() {
         })
         .collect();
     assert_eq!(answers.len(), 1, "one unretried report: {out:?}");
-    let body = AnswerBody::decode(&answers[0].payload).unwrap();
+    let payload = AnswerPayload::decode(&answers[0].payload).unwrap();
+    let body = AnswerBody::decode(&payload.body).unwrap();
     assert_eq!(body.outcomes[0].id, participant::CLOCK_SKEW_CHECK_ID);
     assert!(
         body.outcomes[0].message.contains("in the future"),
@@ -846,9 +860,13 @@ fn a_node_whose_clock_is_far_behind_is_listed_with_the_skew() {
         selector: Default::default(),
         node_filter: BTreeMap::new(),
         deadline: Duration::from_secs(2),
+        id: None,
+        authorization: None,
     };
     let (now, unix) = (net.now, net.unix() + 60_000);
-    net.cores[0].start(now, unix, spec, members, &mut out);
+    net.cores[0]
+        .start(now, unix, spec, members, &mut out)
+        .unwrap();
     net.effects(0, out);
     net.run_for(Duration::from_secs(3));
     let doc = net.doc();
@@ -964,6 +982,7 @@ fn participations_are_capped() {
             issued_at_unix_ms: unix,
             deadline_ms: 5000,
             answer_spread_ms: 0,
+            auth: None,
         };
         net.cores[1].handle_request(now, unix, req, &mut out);
     }

@@ -13,8 +13,10 @@ use std::collections::BTreeMap;
 use patrol_model::{CheckOutcome, Selector};
 use serde::{Deserialize, Serialize};
 
+use crate::trust::{Authorization, Certificate};
+
 /// Protocol version carried first in every sweep message.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Hard limit on one decoded message (a datagram is far smaller; this bounds
 /// what a forged length prefix can make the decoder allocate).
@@ -63,6 +65,52 @@ pub struct SweepRequest {
     /// `[0, answer_spread_ms)`, chosen by the coordinator from the size of
     /// the expected set, so that answers do not arrive all at once.
     pub answer_spread_ms: u32,
+    /// With certificates: who asked and who coordinates, checked by every
+    /// participant before it runs a check.
+    pub auth: Option<Box<RequestAuth>>,
+}
+
+/// The proofs a request carries when the cluster runs with certificates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestAuth {
+    /// The operator's signature over (id, selector, node filter, deadline).
+    pub authorization: Authorization,
+    /// The coordinator's node certificate: its name must be the request's
+    /// coordinator, and its key gives the pair key answers are proved with.
+    pub coordinator: Certificate,
+}
+
+/// What a participant's answer pieces reassemble to: the encoded
+/// [`AnswerBody`] and, with certificates, the node's certificate and its
+/// proof (`PairKey::answer_proof` over sweep id, node name, nonce, body).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnswerPayload {
+    pub body: Vec<u8>,
+    pub proof: Option<AnswerProof>,
+}
+
+/// A node's proof that an answer is its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnswerProof {
+    pub cert: Certificate,
+    /// 32 bytes.
+    pub mac: Vec<u8>,
+}
+
+impl AnswerPayload {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        bincode::serde::encode_to_vec(self, bincode::config::standard()).unwrap_or_default()
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        let cfg = bincode::config::standard().with_limit::<ANSWER_DECODE_LIMIT>();
+        let (p, used): (Self, usize) = bincode::serde::decode_from_slice(bytes, cfg)
+            .map_err(|e| WireError::Decode(e.to_string()))?;
+        if used != bytes.len() {
+            return Err(WireError::Trailing(bytes.len() - used));
+        }
+        Ok(p)
+    }
 }
 
 impl SweepRequest {
@@ -200,6 +248,7 @@ mod tests {
             issued_at_unix_ms: 1_700_000_000_000,
             deadline_ms: 5000,
             answer_spread_ms: 20,
+            auth: None,
         }
     }
 

@@ -111,6 +111,19 @@ impl Authorization {
         skew_ms: u64,
         slack_ms: u64,
     ) -> Result<Verified, AuthError> {
+        let operator = self.verify(bundle, ask, now_unix_ms)?;
+        self.fresh(ask.deadline_ms, now_unix_ms, skew_ms, slack_ms)?;
+        Ok(operator)
+    }
+
+    /// [`Authorization::check`] without the signing-time window: the
+    /// certificate (at `now_unix_ms`), the signature and the scope.
+    pub fn verify(
+        &self,
+        bundle: &TrustBundle,
+        ask: &SweepAsk<'_>,
+        now_unix_ms: u64,
+    ) -> Result<Verified, AuthError> {
         let operator = bundle.verify(&self.operator, "operator", now_unix_ms / 1000)?;
         let name = || operator.name().to_string();
         let sig = <[u8; 64]>::try_from(self.signature.as_slice())
@@ -122,17 +135,6 @@ impl Authorization {
                 &Signature::from_bytes(&sig),
             )
             .map_err(|_| AuthError::BadSignature { operator: name() })?;
-        let earliest = now_unix_ms
-            .saturating_sub(ask.deadline_ms)
-            .saturating_sub(slack_ms);
-        let latest = now_unix_ms.saturating_add(skew_ms);
-        if self.signed_at_unix_ms < earliest || self.signed_at_unix_ms > latest {
-            return Err(AuthError::Stale {
-                signed_at_unix_ms: self.signed_at_unix_ms,
-                earliest,
-                latest,
-            });
-        }
         if let super::Role::Operator(scope) = operator.role() {
             scope
                 .permits(ask.selector, ask.node_filter, ask.deadline_ms)
@@ -142,6 +144,28 @@ impl Authorization {
                 })?;
         }
         Ok(operator)
+    }
+
+    /// The signing-time window of [`Authorization::check`].
+    pub fn fresh(
+        &self,
+        deadline_ms: u64,
+        now_unix_ms: u64,
+        skew_ms: u64,
+        slack_ms: u64,
+    ) -> Result<(), AuthError> {
+        let earliest = now_unix_ms
+            .saturating_sub(deadline_ms)
+            .saturating_sub(slack_ms);
+        let latest = now_unix_ms.saturating_add(skew_ms);
+        if self.signed_at_unix_ms < earliest || self.signed_at_unix_ms > latest {
+            return Err(AuthError::Stale {
+                signed_at_unix_ms: self.signed_at_unix_ms,
+                earliest,
+                latest,
+            });
+        }
+        Ok(())
     }
 }
 
