@@ -359,19 +359,59 @@ pub async fn run(
     let keyring = Keyring::load(&config.node.key_file)?;
     let envelope = Envelope::new(keyring, &config.node.cluster);
     let mut daemon = start_with(config, envelope.clone()).await?;
-    daemon
-        .agent
-        .tasks()
-        .spawn(reload_on_hangup(envelope, config.node.key_file.clone()));
+    let trust = match (&config.trust, daemon.bundle.take()) {
+        (Some(t), Some(tx)) => Some(Reload {
+            ca_bundle: t.ca_bundle.clone(),
+            deny_list: t.deny_list.clone(),
+            watch: tx,
+            commander: daemon.agent.commander(),
+        }),
+        _ => None,
+    };
+    daemon.agent.tasks().spawn(reload_on_hangup(
+        envelope,
+        config.node.key_file.clone(),
+        trust,
+    ));
     on_ready(&daemon.ready);
     shutdown.await;
     Ok(daemon.stop(StopMode::Leave).await)
 }
 
+/// What SIGHUP reloads besides the key file, with `[trust]`.
+struct Reload {
+    ca_bundle: std::path::PathBuf,
+    deny_list: Option<std::path::PathBuf>,
+    watch: tokio::sync::watch::Sender<patrol_core::trust::TrustBundle>,
+    commander: agent::Commander,
+}
+
+impl Reload {
+    /// Read the CA bundle and deny list again; the control channel and
+    /// the node use them from the next request on (the node checks every
+    /// cached peer again). Files that do not load leave the old ones.
+    async fn run(&self) {
+        match crate::trust_files::load_bundle(&self.ca_bundle, self.deny_list.as_deref()) {
+            Ok(bundle) => {
+                let revoked = bundle.revocations().len();
+                let cas = bundle.cas().count();
+                self.watch.send_replace(bundle.clone());
+                if self.commander.set_bundle(bundle).await.is_ok() {
+                    tracing::info!(cas, revoked, "reloaded the CA bundle and deny list");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "CA bundle or deny list not reloaded; the previous ones stay in use")
+            }
+        }
+    }
+}
+
 /// On SIGHUP, read the key file again and use its keys from then on (the
 /// gossip socket and the control channel both): key rotation without a
-/// restart. A file that does not load leaves the old keys in use.
-async fn reload_on_hangup(envelope: Envelope, key_file: std::path::PathBuf) {
+/// restart. A file that does not load leaves the old keys in use. With
+/// `[trust]`, the CA bundle and the deny list are read again too.
+async fn reload_on_hangup(envelope: Envelope, key_file: std::path::PathBuf, trust: Option<Reload>) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hangup = match signal(SignalKind::hangup()) {
         Ok(s) => s,
@@ -389,6 +429,9 @@ async fn reload_on_hangup(envelope: Envelope, key_file: std::path::PathBuf) {
             Err(e) => {
                 tracing::warn!(error = %e, "key file not reloaded; the previous keys stay in use")
             }
+        }
+        if let Some(t) = &trust {
+            t.run().await;
         }
     }
 }

@@ -20,6 +20,7 @@ use patrol_agent::transport::{MemoryNetwork, Transport};
 use patrol_checks::{CheckOutcome, Selector};
 use patrol_core::NodeSettings;
 
+pub mod identities;
 pub mod netns;
 pub mod process;
 pub mod sim;

@@ -98,7 +98,7 @@ pub struct AnswerProof {
 }
 
 impl AnswerPayload {
-    pub(crate) fn encode(&self) -> Vec<u8> {
+    pub fn encode(&self) -> Vec<u8> {
         bincode::serde::encode_to_vec(self, bincode::config::standard()).unwrap_or_default()
     }
 
@@ -159,7 +159,7 @@ pub struct AnswerBody {
 }
 
 impl AnswerBody {
-    pub(crate) fn encode(&self) -> Vec<u8> {
+    pub fn encode(&self) -> Vec<u8> {
         bincode::serde::encode_to_vec(self, bincode::config::standard()).unwrap_or_default()
     }
 

@@ -1,0 +1,163 @@
+//! A throwaway CA for tests: node identities for in-process agents,
+//! operator identities for control clients, and agents started with them
+//! (their control channel taking operator certificates, their audit logs
+//! in the CA's temporary folder).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use patrol_agent::agent::{self, AgentHandle, Inspector};
+use patrol_agent::audit::AuditLog;
+use patrol_agent::control::client::{ClientAuth, OperatorIdentity};
+use patrol_agent::control::server::{CertAuth, ControlAuth};
+use patrol_agent::daemon::NodeTrust;
+use patrol_agent::envelope::Envelope;
+use patrol_agent::transport::Transport;
+use patrol_core::trust::{
+    issue, Certificate, Credentials, Issue, Revocations, Role, Scope, SigningKey, TrustBundle,
+};
+
+/// Unix seconds now.
+pub fn now_s() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A CA with its own temporary folder (audit logs go there).
+pub struct TestCa {
+    pub ca: Credentials,
+    pub dir: tempfile::TempDir,
+    next_serial: std::sync::atomic::AtomicU64,
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> TestCa {
+        let key = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
+        let now = now_s();
+        let cert = Certificate::new_ca(&key, name, rand::random(), now - 60, now + 86_400);
+        TestCa {
+            ca: Credentials::new(key, cert).expect("a CA's own key"),
+            dir: tempfile::tempdir().expect("a temporary folder"),
+            next_serial: std::sync::atomic::AtomicU64::new(1),
+        }
+    }
+
+    /// A certificate for `role` and `name`, valid for `valid` from now.
+    pub fn creds_for(&self, role: Role, name: &str, valid: Duration) -> Credentials {
+        let key = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
+        let now = now_s();
+        let serial = self
+            .next_serial
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            | (rand::random::<u64>() << 16);
+        let cert = issue(
+            &self.ca,
+            Issue {
+                role,
+                name,
+                public_key: key.verifying_key(),
+                serial,
+                not_before: now - 60,
+                not_after: now + valid.as_secs(),
+            },
+        )
+        .expect("issue a certificate");
+        Credentials::new(key, cert).expect("the key of the certificate")
+    }
+
+    /// A bundle of this CA (and `others`) with `revoked` serials.
+    pub fn bundle_with(&self, others: &[&TestCa], revoked: &[u64]) -> TrustBundle {
+        let mut cas = vec![self.ca.cert.clone()];
+        cas.extend(others.iter().map(|o| o.ca.cert.clone()));
+        TrustBundle::new(cas, Revocations::new(revoked.iter().copied())).expect("a bundle")
+    }
+
+    pub fn bundle(&self) -> TrustBundle {
+        self.bundle_with(&[], &[])
+    }
+
+    /// Where node `name`'s audit log is.
+    pub fn audit_path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("{name}.audit.jsonl"))
+    }
+
+    /// Node `name`'s identity, trusting `bundle`, auditing into
+    /// [`TestCa::audit_path`].
+    pub fn node_trust(&self, name: &str, bundle: TrustBundle) -> NodeTrust {
+        NodeTrust {
+            creds: self.creds_for(Role::Node, name, Duration::from_secs(3600)),
+            bundle,
+            audit: Some(AuditLog::open(&self.audit_path(name), 1 << 20, 2).expect("audit log")),
+        }
+    }
+
+    /// An operator identity for control clients of cluster `test`.
+    pub fn operator(&self, name: &str, scope: Scope, bundle: TrustBundle) -> ClientAuth {
+        ClientAuth::Operator(Arc::new(OperatorIdentity {
+            creds: self.creds_for(Role::Operator(scope), name, Duration::from_secs(3600)),
+            bundle,
+            cluster: "test".into(),
+        }))
+    }
+
+    /// The audit lines node `name` wrote, parsed.
+    pub fn audit_lines(&self, name: &str) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.audit_path(name))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("an audit line is JSON"))
+            .collect()
+    }
+}
+
+/// An agent on loopback UDP with identity `trust` (None: cluster key
+/// only), and its control listener (taking operator certificates when it
+/// has an identity). Returns the agent, its control address, and the
+/// sender that swaps its CA bundle (as SIGHUP does).
+pub async fn trusted_agent(
+    name: &str,
+    seeds: Vec<SocketAddr>,
+    envelope: &Envelope,
+    inspector: Arc<dyn Inspector>,
+    trust: Option<NodeTrust>,
+) -> (
+    AgentHandle,
+    SocketAddr,
+    Option<tokio::sync::watch::Sender<TrustBundle>>,
+) {
+    let transport = Transport::udp(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("bind a loopback UDP socket");
+    let mut settings = crate::settings(name, seeds, BTreeMap::new());
+    settings.trust = trust.clone();
+    let mut agent = agent::start(settings, transport, envelope.clone(), inspector);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a control listener");
+    let control = listener.local_addr().expect("its address");
+    let commander = agent.commander();
+    let (auth, tx) = match trust {
+        Some(t) => {
+            let (tx, rx) = tokio::sync::watch::channel(t.bundle.clone());
+            let auth = ControlAuth::Certificates(Box::new(CertAuth {
+                cluster: "test".into(),
+                node: t.creds,
+                bundle: rx,
+                audit: t.audit,
+                clock: Default::default(),
+                skew: Duration::from_secs(5),
+            }));
+            (auth, Some(tx))
+        }
+        None => (ControlAuth::ClusterKey(envelope.clone()), None),
+    };
+    agent
+        .tasks()
+        .spawn(patrol_agent::control::serve(listener, auth, commander));
+    (agent, control, tx)
+}
