@@ -4,6 +4,11 @@
 //! built-in `k8s-node` profile on this machine through one of them, prints
 //! the table, writes the sweep JSON and the HTML/text report into a
 //! directory it names, and stops every agent (leaving the mesh gracefully).
+//!
+//! The mesh runs with identities, as a production cluster does: a
+//! throwaway CA made in memory issues every node a certificate and signs
+//! for a `demo` operator, who asks for the sweep. Every node's audit log
+//! is written under the output folder (`audit/NAME.jsonl`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -13,11 +18,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use patrol_agent::agent::{StopMode, SweepEvent};
-use patrol_agent::daemon::{self, Daemon};
+use patrol_agent::audit::AuditLog;
+use patrol_agent::daemon::{self, Daemon, NodeTrust};
 use patrol_agent::envelope::Envelope;
 use patrol_agent::keyring::Keyring;
 use patrol_agent::membership::MemberState;
 use patrol_agent::sweep::StartSweep;
+use patrol_agent::trust::authorization::SweepAsk;
+use patrol_agent::trust::{
+    issue, Authorization, Certificate, Credentials, Issue, Revocations, Role, Scope, SigningKey,
+    TrustBundle,
+};
 use patrol_checks::Selector;
 use patrol_config::Config;
 
@@ -80,8 +91,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let out = args.out.canonicalize().unwrap_or(args.out.clone());
-    // A fresh key for this demo only, never written to disk.
+    // A fresh key and a throwaway CA for this demo only, never written
+    // to disk.
     let envelope = Envelope::new(Keyring::generate(), "demo");
+    let ca = Throwaway::new()?;
     let n = usize::from(args.nodes);
 
     let started = Instant::now();
@@ -89,7 +102,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut seed = None;
     for i in 0..args.nodes {
         let config = node_config(i, &args.profile, seed, &out);
-        let d = daemon::start_with(&config, envelope.clone())
+        let trust = ca.node(&config.node.name, &out.join("audit"))?;
+        let d = daemon::start_trusted(&config, envelope.clone(), Some(trust))
             .await
             .with_context(|| format!("starting agent {}", config.node.name))?;
         seed.get_or_insert(d.ready.gossip);
@@ -100,7 +114,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         daemons[0].ready.gossip, daemons[0].ready.control
     );
 
-    let result = sweep_and_report(&daemons, n, &args, &out, started).await;
+    let result = sweep_and_report(&daemons, n, &args, &out, started, &ca).await;
     for d in daemons {
         d.stop(StopMode::Leave).await;
     }
@@ -113,6 +127,7 @@ async fn sweep_and_report(
     args: &Args,
     out: &std::path::Path,
     started: Instant,
+    ca: &Throwaway,
 ) -> anyhow::Result<ExitCode> {
     // Wait until every agent sees every other one alive.
     let limit = Duration::from_secs(60);
@@ -144,16 +159,19 @@ async fn sweep_and_report(
     );
 
     let coordinator = &daemons[n / 2].agent;
+    let selector = Selector {
+        profile: Some(args.profile.clone()),
+        ..Selector::default()
+    };
+    let id = rand::random::<u64>();
+    let authorization = ca.sign(id, &selector, args.deadline);
     let mut events = coordinator
         .start_sweep(StartSweep {
-            selector: Selector {
-                profile: Some(args.profile.clone()),
-                ..Selector::default()
-            },
+            selector,
             node_filter: BTreeMap::new(),
             deadline: args.deadline,
-            id: None,
-            authorization: None,
+            id: Some(id),
+            authorization: Some(authorization),
         })
         .await?;
     let bar = crate::sweep::progress_bar(Some(n as u64));
@@ -183,5 +201,69 @@ async fn sweep_and_report(
     println!("HTML report:    {}", files.html.display());
     println!("text report:    {}", files.text.display());
     println!("per-node CSV:   {}", files.csv.display());
+    println!("audit logs:     {}", out.join("audit").display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// The demo's CA: made in memory, gone with the process.
+struct Throwaway {
+    ca: Credentials,
+    operator: Credentials,
+}
+
+impl Throwaway {
+    fn new() -> anyhow::Result<Throwaway> {
+        let now = now_s();
+        let key = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
+        let cert = Certificate::new_ca(&key, "demo-ca", rand::random(), now - 60, now + 86_400);
+        let ca = Credentials::new(key, cert)?;
+        let operator = Self::issue(&ca, Role::Operator(Scope::full(600_000)), "demo")?;
+        Ok(Throwaway { ca, operator })
+    }
+
+    fn issue(ca: &Credentials, role: Role, name: &str) -> anyhow::Result<Credentials> {
+        let now = now_s();
+        let key = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
+        let cert = issue(
+            ca,
+            Issue {
+                role,
+                name,
+                public_key: key.verifying_key(),
+                serial: rand::random(),
+                not_before: now - 60,
+                not_after: now + 86_400,
+            },
+        )?;
+        Ok(Credentials::new(key, cert)?)
+    }
+
+    /// Node `name`'s identity, auditing into `audit_dir/NAME.jsonl`.
+    fn node(&self, name: &str, audit_dir: &std::path::Path) -> anyhow::Result<NodeTrust> {
+        let bundle = TrustBundle::new(vec![self.ca.cert.clone()], Revocations::default())?;
+        let log = audit_dir.join(format!("{name}.jsonl"));
+        let audit = AuditLog::open(&log, 1 << 20, 1)
+            .with_context(|| format!("opening {}", log.display()))?;
+        Ok(NodeTrust {
+            creds: Self::issue(&self.ca, Role::Node, name)?,
+            bundle,
+            audit: Some(audit),
+        })
+    }
+
+    /// The demo operator's signature over a sweep.
+    fn sign(&self, id: u64, selector: &Selector, deadline: Duration) -> Authorization {
+        let filter = BTreeMap::new();
+        let ask = SweepAsk {
+            sweep_id: id,
+            selector,
+            node_filter: &filter,
+            deadline_ms: deadline.as_millis() as u64,
+        };
+        Authorization::sign(&self.operator, &ask, patrol_agent::clock::unix_ms())
+    }
+}
+
+fn now_s() -> u64 {
+    patrol_agent::clock::unix_ms() / 1000
 }
