@@ -74,6 +74,23 @@ pub struct NodeTrust {
 /// `[node] name`, and the bundle must accept it now), the CA bundle and
 /// the deny list, and open the audit log.
 pub fn load_trust(config: &Config) -> Result<Option<NodeTrust>, StartError> {
+    let Some(mut trust) = check_trust(config)? else {
+        return Ok(None);
+    };
+    if let Some(t) = &config.trust {
+        let audit = crate::audit::AuditLog::open(&t.audit_log, t.audit_max_bytes, t.audit_keep)
+            .map_err(|source| StartError::Audit {
+                path: t.audit_log.clone(),
+                source,
+            })?;
+        trust.audit = Some(audit);
+    }
+    Ok(Some(trust))
+}
+
+/// [`load_trust`] without opening the audit log (so `patrol config
+/// check` writes nothing): the identity and bundle, checked.
+pub fn check_trust(config: &Config) -> Result<Option<NodeTrust>, StartError> {
     let Some(t) = &config.trust else {
         return Ok(None);
     };
@@ -94,15 +111,10 @@ pub fn load_trust(config: &Config) -> Result<Option<NodeTrust>, StartError> {
             path: t.cert.clone(),
             source,
         })?;
-    let audit = crate::audit::AuditLog::open(&t.audit_log, t.audit_max_bytes, t.audit_keep)
-        .map_err(|source| StartError::Audit {
-            path: t.audit_log.clone(),
-            source,
-        })?;
     Ok(Some(NodeTrust {
         creds,
         bundle,
-        audit: Some(audit),
+        audit: None,
     }))
 }
 

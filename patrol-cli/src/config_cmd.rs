@@ -7,7 +7,11 @@
 //! that the key file the config names exists, parses, and is not readable
 //! by group or others (the agent refuses such a file; skip with
 //! `--no-key-file`). A relative `node.key_file` is taken from the current
-//! directory, as the agent does.
+//! directory, as the agent does. With `[trust]`, the node's certificate
+//! and key, the CA bundle and the deny list are loaded and checked the way
+//! the agent checks them at start (the key's mode, the certificate's name
+//! against `[node] name`, its CA, expiry and revocation); the same flag
+//! skips them.
 //!
 //! A problem is always one line: a message that spans lines (the TOML
 //! decoder appends "in `KEY`" on a line of its own) is folded, and that
@@ -67,6 +71,15 @@ fn check_file(file: &Path, check_key_file: bool) -> Vec<Problem> {
     let key_file = match Config::load(file) {
         Ok(config) => {
             problems.extend(check_problems(&config));
+            if check_key_file && config.trust.is_some() {
+                if let Err(e) = patrol_agent::daemon::check_trust(&config) {
+                    problems.push(Problem {
+                        file: file.to_path_buf(),
+                        key: "trust".into(),
+                        message: e.to_string(),
+                    });
+                }
+            }
             Some(config.node.key_file)
         }
         Err(e) => {

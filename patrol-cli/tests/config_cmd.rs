@@ -1,6 +1,7 @@
 //! `patrol config check` through the real binary: `ok` on the shipped
 //! example, every problem named with file and key (exit 2) on a broken
-//! file, and key file problems reported at `node.key_file`.
+//! file, key file problems reported at `node.key_file`, and `[trust]`
+//! identities made by `patrol ca` checked as the agent checks them.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -22,14 +23,112 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// The example config, with its key file pointed at `key_file`.
+/// The example config, with its key file pointed at `key_file` and its
+/// `[trust]` files at an identity for `node_name` made with `patrol ca` in
+/// `dir`.
 fn example_with_key(dir: &Path, key_file: &Path) -> PathBuf {
-    let line = "key_file = \"/etc/patrol/cluster.key\"";
-    assert!(EXAMPLE.contains(line), "the example no longer has {line}");
-    let body = EXAMPLE.replace(line, &format!("key_file = \"{}\"", key_file.display()));
+    example_with_identity(dir, key_file, "node-a1")
+}
+
+fn example_with_identity(dir: &Path, key_file: &Path, node_name: &str) -> PathBuf {
+    let ca = dir.join("ca");
+    let node = dir.join("node");
+    let run = |args: &[&str]| {
+        let out = patrol(args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    };
+    if !ca.exists() {
+        run(&["ca", "init", "--out", ca.to_str().unwrap()]);
+        run(&[
+            "ca",
+            "issue",
+            "node",
+            "--ca",
+            ca.to_str().unwrap(),
+            "--name",
+            node_name,
+            "--out",
+            node.to_str().unwrap(),
+        ]);
+    }
+    let mut body = EXAMPLE.to_string();
+    for (line, file) in [
+        (
+            "key_file = \"/etc/patrol/cluster.key\"",
+            key_file.to_path_buf(),
+        ),
+        ("ca_bundle = \"/etc/patrol/ca.crt\"", node.join("ca.crt")),
+        ("cert = \"/etc/patrol/node.crt\"", node.join("node.crt")),
+        ("key = \"/etc/patrol/node.key\"", node.join("node.key")),
+        (
+            "deny_list = \"/etc/patrol/revoked.txt\"",
+            dir.join("revoked.txt"),
+        ),
+    ] {
+        assert!(EXAMPLE.contains(line), "the example no longer has {line}");
+        let key = line.split(" = ").next().unwrap();
+        body = body.replace(line, &format!("{key} = \"{}\"", file.display()));
+    }
+    if !dir.join("revoked.txt").exists() {
+        fs::write(dir.join("revoked.txt"), "# none\n").unwrap();
+    }
     let path = dir.join("patrol.toml");
     fs::write(&path, body).unwrap();
     path
+}
+
+#[test]
+fn a_certificate_for_another_name_or_a_readable_node_key_is_a_problem_at_trust() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("cluster.key");
+    Keyring::generate().write_new(&key).unwrap();
+    let config = example_with_identity(dir.path(), &key, "node-b7");
+    let out = patrol(&["config", "check", config.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.starts_with(&format!("{}: trust: ", config.display()))
+            && stdout.contains("node-b7")
+            && stdout.contains("node-a1"),
+        "{stdout}"
+    );
+    fs::set_permissions(
+        dir.path().join("node/node.key"),
+        fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let out = patrol(&["config", "check", config.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("chmod 600"), "{stdout}");
+    // Revoking the node's serial makes the same file a problem.
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("cluster.key");
+    Keyring::generate().write_new(&key).unwrap();
+    let config = example_with_key(dir.path(), &key);
+    let show = patrol(&[
+        "ca",
+        "show",
+        dir.path().join("node/node.crt").to_str().unwrap(),
+    ]);
+    let shown = text(&show.stdout);
+    let serial = shown
+        .split("serial ")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap();
+    let out = patrol(&[
+        "ca",
+        "revoke",
+        serial,
+        "--deny-list",
+        dir.path().join("revoked.txt").to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = patrol(&["config", "check", config.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("revoked"), "{stdout}");
 }
 
 #[test]
