@@ -406,6 +406,16 @@ impl Node {
         self.core.set_bundle(bundle);
     }
 
+    /// Check a peer's certificate and derive the pair key with it ahead of
+    /// its answers (see [`crate::sweep::SweepCore::learn_peer`]).
+    pub fn learn_peer(
+        &mut self,
+        now: Now,
+        cert: &crate::trust::Certificate,
+    ) -> Result<(), crate::trust::TrustError> {
+        self.core.learn_peer(cert, now.unix_ms)
+    }
+
     /// Pair keys this node derived (certificate checks plus X25519).
     pub fn pair_keys_derived(&self) -> u64 {
         self.core.pair_keys_derived()

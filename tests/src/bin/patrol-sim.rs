@@ -83,6 +83,14 @@ struct Args {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Node and operator identities on: certificates, a signed sweep
+    /// checked by every node, answers proved by their node.
+    #[arg(long)]
+    identities: bool,
+    /// With --identities: the coordinator's peer keys are cached before
+    /// the sweep (as after its first sweep).
+    #[arg(long, requires = "identities")]
+    warm_keys: bool,
 
     /// Tuning: foca max_transmissions (default: from foca_config).
     #[arg(long)]
@@ -146,6 +154,8 @@ fn settings(a: &Args) -> Result<SimSettings> {
         deadline: millis(a.deadline_ms, "deadline-ms")?,
         warmup: millis(a.warmup_ms, "warmup-ms")?,
         seed: a.seed,
+        identities: a.identities,
+        warm_keys: a.warm_keys,
         ..SimSettings::default()
     };
     s.link.latency_min = millis(a.latency_min_ms, "latency-min-ms")?;
@@ -224,7 +234,7 @@ fn main() -> Result<()> {
         } else if args.runs > 1 {
             let f = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
             println!(
-                "seed {:>4}: reach p50 {} p99 {} p100 {} ms; accounted {} ms; last answer {} ms; copies/node {:.1}; reached by backstop {}; answers recovered by retry {} / backstop {}; backstop requests {}; coordinator rx drops {}; accounting {}; wall {wall:.1} s",
+                "seed {:>4}: reach p50 {} p99 {} p100 {} ms; accounted {} ms; last answer {} ms; copies/node {:.1}; reached by backstop {}; answers recovered by retry {} / backstop {}; backstop requests {}; coordinator rx drops {}; accounting {}; coordinator cpu {:.1} ms; wall {wall:.1} s",
                 s.seed,
                 f(report.reach.p50_ms),
                 f(report.reach.p99_ms),
@@ -238,6 +248,7 @@ fn main() -> Result<()> {
                 report.answers.backstop_requests_sent,
                 report.traffic.queue_overflow,
                 if report.accounting.ok { "ok" } else { "PROBLEMS" },
+                report.cpu.coordinator_ms,
             );
         } else {
             print!("{}", report.render());

@@ -87,6 +87,14 @@ pub struct SimSettings {
     /// The settings every node runs with: the shipped defaults unless a
     /// tuning run changes them. The cluster size hint is set to `nodes`.
     pub node: NodeSettings,
+    /// Node and operator identities on: every node has a certificate of
+    /// one CA, the sweep is signed by an operator, every participant checks
+    /// it and every answer carries its node's proof.
+    pub identities: bool,
+    /// With identities: the coordinator has every peer's certificate and
+    /// pair key cached before the sweep (as after a first sweep); without,
+    /// it derives them as answers arrive.
+    pub warm_keys: bool,
 }
 
 impl Default for SimSettings {
@@ -115,6 +123,8 @@ impl Default for SimSettings {
             warmup: Duration::from_secs(1),
             seed: 1,
             node: NodeSettings::default(),
+            identities: false,
+            warm_keys: false,
         }
     }
 }

@@ -136,6 +136,14 @@ impl SimReport {
                 let _ = writeln!(o, "    - {problem}");
             }
         }
+        let _ = writeln!(
+            o,
+            "  cpu (real time in the nodes' code during the sweep, identities {}): coordinator {:.1} ms, other nodes {:.0} µs each on average; coordinator derived {} pair keys during the sweep",
+            if self.cpu.identities { "on" } else { "off" },
+            self.cpu.coordinator_ms,
+            self.cpu.node_mean_us,
+            self.cpu.pair_keys_derived
+        );
         let _ = writeln!(o, "  simulated {} events", self.events);
         o
     }

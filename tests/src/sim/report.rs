@@ -67,6 +67,9 @@ pub(crate) struct NodeMetrics {
     pub answer_rounds: u32,
     pub checks_started: bool,
     pub died_at: Option<Duration>,
+    /// Real (not virtual) time spent in this node's calls from the start
+    /// of the sweep: what the node's logic costs a CPU.
+    pub cpu: Duration,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -138,6 +141,21 @@ pub(crate) struct Inputs<'a> {
     pub doc: Option<&'a SweepDocument>,
     pub completed_at: Option<Duration>,
     pub events: u64,
+    /// Pair keys the coordinator derived (certificate check plus X25519).
+    pub pair_keys_derived: u64,
+}
+
+/// What the nodes' logic cost in real CPU time during the sweep.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CpuFigures {
+    pub identities: bool,
+    /// The coordinator's node calls, from the start of the sweep to the
+    /// end of the run.
+    pub coordinator_ms: f64,
+    /// Mean over every other node.
+    pub node_mean_us: f64,
+    /// Peer certificates the coordinator checked and pair keys it derived.
+    pub pair_keys_derived: u64,
 }
 
 /// The run's settings, as plain numbers.
@@ -273,6 +291,7 @@ pub struct SimReport {
     pub traffic: TrafficFigures,
     pub states: StateCounts,
     pub accounting: Accounting,
+    pub cpu: CpuFigures,
     /// Events the simulator handled.
     pub events: u64,
 }
@@ -442,6 +461,21 @@ pub(crate) fn build(inp: Inputs<'_>) -> SimReport {
         traffic,
         states,
         accounting,
+        cpu: CpuFigures {
+            identities: s.identities,
+            coordinator_ms: inp.metrics[0].cpu.as_secs_f64() * 1e3,
+            node_mean_us: if n > 1 {
+                inp.metrics[1..]
+                    .iter()
+                    .map(|m| m.cpu.as_secs_f64())
+                    .sum::<f64>()
+                    / (n - 1) as f64
+                    * 1e6
+            } else {
+                0.0
+            },
+            pair_keys_derived: inp.pair_keys_derived,
+        },
         events: inp.events,
     }
 }

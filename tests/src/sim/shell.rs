@@ -17,7 +17,7 @@ use patrol_core::sweep::{StartSweep, SweepMessage};
 use patrol_core::{Node, Now, Output};
 use rand::rngs::SmallRng;
 use rand::RngExt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::network::{addr_of, index_of, EventQueue, LinkModel, RxQueue};
 use super::report::{Kind, NodeFate, NodeMetrics, Tally};
@@ -138,15 +138,21 @@ pub(super) fn join(
 pub(super) fn start_sweep(node: &mut SimNode, sh: &mut Shared, spec: StartSweep) {
     node.m.reached_at = Some(sh.now);
     sh.cause = Cause::Start;
+    let t = Instant::now();
     if let Err(e) = node.node.start_sweep(sh.at(), spec) {
         panic!("the simulated coordinator refused its sweep: {e}");
     }
+    node.m.cpu += t.elapsed();
     carry_out(COORDINATOR, node, sh);
 }
 
 pub(super) fn timer(i: usize, node: &mut SimNode, sh: &mut Shared, t: NodeTimer) {
     sh.cause = Cause::Timer;
+    let started = Instant::now();
     node.node.timer(sh.at(), t);
+    if sh.counting {
+        node.m.cpu += started.elapsed();
+    }
     carry_out(i, node, sh);
 }
 
@@ -157,7 +163,11 @@ pub(super) fn checks_done(i: usize, node: &mut SimNode, sh: &mut Shared, sweep_i
         sh.ok_outcomes.clone()
     };
     sh.cause = Cause::Other;
+    let t = Instant::now();
     node.node.checks_done(sh.at(), sweep_id, outcomes);
+    if sh.counting {
+        node.m.cpu += t.elapsed();
+    }
     carry_out(i, node, sh);
 }
 
@@ -190,7 +200,11 @@ pub(super) fn datagram(
         },
         _ => sh.tally.malformed += 1,
     }
+    let t = Instant::now();
     node.node.datagram(sh.at(), addr_of(d.from), &d.bytes);
+    if sh.counting {
+        node.m.cpu += t.elapsed();
+    }
     if node.m.reached_at.is_none() && node.node.stats().request_copies > 0 {
         node.m.reached_at = Some(sh.now);
         node.m.reached_by_backstop = d.kind == Kind::Backstop;

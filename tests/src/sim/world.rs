@@ -2,6 +2,11 @@
 //! phase), the event loop in virtual time, and delivery of datagrams
 //! through the link model to each node's shell (`shell.rs`).
 
+use patrol_core::trust::authorization::SweepAsk;
+use patrol_core::trust::{
+    issue, Authorization, Certificate, Credentials, Issue, Revocations, Role, Scope, SigningKey,
+    TrustBundle,
+};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -71,6 +76,10 @@ pub(crate) struct World {
     ids: Vec<NodeId>,
     fates: Vec<NodeFate>,
     sh: Shared,
+    /// With identities: the operator who signs the sweep.
+    operator: Option<Credentials>,
+    /// Pair keys the coordinator had derived when the sweep started.
+    keys_before: u64,
 }
 
 impl World {
@@ -158,7 +167,7 @@ impl World {
         }
         views[COORDINATOR] = (1..n as u32).collect();
 
-        let nodes = (0..n)
+        let mut nodes: Vec<SimNode> = (0..n)
             .map(|i| SimNode {
                 node: Node::new(
                     ids[i].clone(),
@@ -191,7 +200,13 @@ impl World {
         }
 
         let (ok_outcomes, failing_outcomes) = outcomes(settings.result_bytes);
+
+        let operator = settings
+            .identities
+            .then(|| identities(&mut nodes, &ids, settings.seed, settings.warm_keys));
         World {
+            operator,
+            keys_before: 0,
             settings: settings.clone(),
             nodes,
             views,
@@ -257,6 +272,8 @@ impl World {
             doc: self.sh.done.as_deref(),
             completed_at: self.sh.done_at,
             events: self.sh.queue.popped(),
+            pair_keys_derived: self.nodes[COORDINATOR].node.pair_keys_derived()
+                - self.keys_before,
         })
     }
 
@@ -309,6 +326,7 @@ impl World {
                 }
             }
             Event::StartSweep => {
+                self.keys_before = self.nodes[COORDINATOR].node.pair_keys_derived();
                 sh.sweep_started = Some(sh.now);
                 sh.counting = true;
                 let spec = StartSweep {
@@ -321,6 +339,10 @@ impl World {
                     deadline: self.settings.deadline,
                     id: None,
                     authorization: None,
+                };
+                let spec = match &self.operator {
+                    Some(op) => sign(op, spec, mix(self.settings.seed, 0, 9), sh.at().unix_ms),
+                    None => spec,
                 };
                 shell::start_sweep(&mut self.nodes[COORDINATOR], sh, spec);
             }
@@ -383,4 +405,76 @@ fn outcomes(bytes: usize) -> (Vec<CheckOutcome>, Vec<CheckOutcome>) {
         first.observed = Observed::Number(-1.0);
     }
     (ok, failing)
+}
+
+/// A CA for the run: every node gets a certificate (seeded, so runs
+/// repeat) and trusts the CA; returns the operator who signs the sweep.
+fn identities(nodes: &mut [SimNode], ids: &[NodeId], seed: u64, warm: bool) -> Credentials {
+    let key = |i: u64, salt: u64| {
+        let mut bytes = [0u8; 32];
+        for (k, chunk) in bytes.chunks_mut(8).enumerate() {
+            chunk.copy_from_slice(&mix(seed, i, salt + k as u64).to_le_bytes());
+        }
+        SigningKey::from_bytes(&bytes)
+    };
+    let ca_key = key(u64::MAX, 100);
+    let ca = Credentials::new(
+        ca_key.clone(),
+        Certificate::new_ca(&ca_key, "sim-ca", 1, 0, u64::MAX / 2),
+    )
+    .expect("the CA's own key");
+    let bundle =
+        TrustBundle::new(vec![ca.cert.clone()], Revocations::default()).expect("a bundle");
+    let make = |role: Role, name: &str, k: SigningKey, serial: u64| {
+        let cert = issue(
+            &ca,
+            Issue {
+                role,
+                name,
+                public_key: k.verifying_key(),
+                serial,
+                not_before: 0,
+                not_after: u64::MAX / 2,
+            },
+        )
+        .expect("issue");
+        Credentials::new(k, cert).expect("its key")
+    };
+    let mut certs = Vec::with_capacity(nodes.len());
+    for (i, node) in nodes.iter_mut().enumerate() {
+        let creds = make(Role::Node, &ids[i].name, key(i as u64, 200), i as u64 + 10);
+        certs.push(creds.cert.clone());
+        node.node.set_trust(creds, bundle.clone());
+    }
+    if warm {
+        let now = Now {
+            mono: Duration::ZERO,
+            unix_ms: BASE_UNIX_MS,
+        };
+        for cert in &certs {
+            nodes[COORDINATOR]
+                .node
+                .learn_peer(now, cert)
+                .expect("a certificate of the run's CA");
+        }
+    }
+    make(
+        Role::Operator(Scope::full(600_000)),
+        "sim-operator",
+        key(u64::MAX - 1, 300),
+        2,
+    )
+}
+
+/// `spec` signed by `operator` under sweep id `id`.
+fn sign(operator: &Credentials, mut spec: StartSweep, id: u64, now_unix_ms: u64) -> StartSweep {
+    let ask = SweepAsk {
+        sweep_id: id,
+        selector: &spec.selector,
+        node_filter: &spec.node_filter,
+        deadline_ms: spec.deadline.as_millis() as u64,
+    };
+    spec.authorization = Some(Authorization::sign(operator, &ask, now_unix_ms));
+    spec.id = Some(id);
+    spec
 }

@@ -256,6 +256,23 @@ impl SweepCore {
         self.trust.is_some()
     }
 
+    /// Check a peer's node certificate and derive the pair key with it now
+    /// (ahead of its answers: what a coordinator that swept before has
+    /// cached). No effect without certificates.
+    pub fn learn_peer(
+        &mut self,
+        cert: &crate::trust::Certificate,
+        unix_ms: u64,
+    ) -> Result<(), crate::trust::TrustError> {
+        match self.trust.as_mut() {
+            Some(t) => {
+                let bundle = t.bundle.clone();
+                t.peers.peer(&bundle, cert, unix_ms / 1000).map(|_| ())
+            }
+            None => Ok(()),
+        }
+    }
+
     /// Peer certificates verified and pair keys derived so far.
     pub fn pair_keys_derived(&self) -> u64 {
         self.trust.as_ref().map_or(0, |t| t.peers.derived)
