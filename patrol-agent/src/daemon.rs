@@ -113,10 +113,7 @@ pub async fn start_with(config: &Config, envelope: Envelope) -> Result<Daemon, S
     let inspector = Arc::new(CatalogInspector::with_runner(
         catalog,
         config.node.tags.clone(),
-        patrol_checks::Runner::new(
-            patrol_checks::host_for(&config.node),
-            config.checks.concurrency,
-        ),
+        patrol_checks::Runner::for_checks(patrol_checks::host_for(&config.node), &config.checks),
     ));
     let meter = crate::metrics::CheckMeter::default();
     let inspector = Arc::new(crate::metrics::MeteredInspector::new(

@@ -120,10 +120,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     let start = Instant::now();
-    let runner = Runner::new(
-        patrol_checks::host_for(&config.node),
-        config.checks.concurrency,
-    );
+    let runner = Runner::for_checks(patrol_checks::host_for(&config.node), &config.checks);
     let outcomes = runner.run(&checks).await;
     let elapsed = start.elapsed();
     let text = match args.format {

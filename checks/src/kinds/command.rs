@@ -5,14 +5,13 @@
 //! `expect` judges that perfdata value; without, `expect` (if any) judges
 //! the message text.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{perfdata, Finding, Verdict};
+use super::{perfdata, Context, Finding, Verdict};
 use crate::expect::Expect;
-use crate::host::{CommandRequest, Host};
+use crate::host::CommandRequest;
 use crate::Observed;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -70,18 +69,14 @@ impl CommandCheck {
         }
     }
 
-    pub(crate) async fn run(
-        &self,
-        host: &Arc<dyn Host>,
-        expect: &Expect,
-        timeout: Duration,
-    ) -> Finding {
+    pub(crate) async fn run(&self, cx: &Context<'_>, expect: &Expect) -> Finding {
+        let timeout = cx.timeout;
         let mut expected = "exit 0".to_string();
         if !expect.is_empty() {
             let on = self.perf_label.as_deref().unwrap_or("output");
             expected = format!("exit 0, {on} {}", expect.describe());
         }
-        let out = match host.run_command(self.request(timeout)).await {
+        let out = match cx.host.run_command(self.request(timeout)).await {
             Ok(o) => o,
             Err(e) => return Finding::error(expected, e.to_string()),
         };

@@ -3,11 +3,9 @@
 //! when a glob matches them. Observed is one value per mount; the worst
 //! mount decides.
 
-use std::sync::Arc;
-
 use serde::Deserialize;
 
-use super::{blocking, round2, Finding, Verdict};
+use super::{round2, Context, Finding, Verdict};
 use crate::expect::{show, Expect};
 use crate::host::Host;
 use crate::Observed;
@@ -100,9 +98,9 @@ impl Disk {
         Ok(())
     }
 
-    pub(crate) async fn run(&self, host: &Arc<dyn Host>, expect: &Expect) -> Finding {
+    pub(crate) async fn run(&self, cx: &Context<'_>, expect: &Expect) -> Finding {
         let me = self.clone();
-        let got = blocking(host, move |h| me.observe(h)).await;
+        let got = cx.blocking(move |h| me.observe(h)).await;
         let values = match got {
             Ok(Ok(v)) => v,
             Ok(Err(e)) | Err(e) => return Finding::error(expect.describe(), e),
