@@ -142,6 +142,7 @@ async fn run_one(host: &Arc<dyn Host>, calls: &BlockingCalls, spec: &CheckSpec) 
     let cx = Context {
         host,
         timeout: spec.timeout,
+        run_as: spec.run_as.as_ref(),
         calls,
         kind: spec.kind.name(),
     };

@@ -92,6 +92,14 @@ pub struct ChecksSection {
     /// [`MAX_BLOCKING_PER_KIND`].
     #[serde(default = "default_blocking_per_kind")]
     pub blocking_per_kind: usize,
+    /// The user every command a check runs (plugins, `systemctl`,
+    /// `chronyc`, `kubelet --version`, `rpm`) runs as, by name or uid from
+    /// `/etc/passwd` (the host's own under `[node] host_root`); a
+    /// `command` check's `user` overrides it. Resolved when the config is
+    /// loaded; switching users needs an agent running as root. Default:
+    /// none, commands run as the agent's own user.
+    #[serde(default)]
+    pub command_user: Option<String>,
 }
 
 /// `[metrics]`: the agent's OpenMetrics endpoint for Prometheus. Off
@@ -254,6 +262,7 @@ impl Default for ChecksSection {
             concurrency: default_concurrency(),
             default_timeout: default_check_timeout(),
             blocking_per_kind: default_blocking_per_kind(),
+            command_user: None,
         }
     }
 }
@@ -515,6 +524,18 @@ impl Config {
                 ),
             );
         }
+        if let Some(user) = &checks.command_user {
+            if user.is_empty()
+                || user.len() > 256
+                || user.contains([':', ','])
+                || user.contains(char::is_whitespace)
+            {
+                push(
+                    "checks.command_user",
+                    format!("`{user}` is not a user name (expected a name or uid from /etc/passwd, e.g. \"nobody\")"),
+                );
+            }
+        }
         if checks.default_timeout.is_zero() || checks.default_timeout > MAX_DEADLINE {
             push(
                 "checks.default_timeout",
@@ -730,6 +751,20 @@ mod tests {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }
         assert_eq!(err.problems.len(), 5, "{text}");
+    }
+
+    #[test]
+    fn a_command_user_that_cannot_be_a_user_name_is_refused() {
+        for user in ["", "nobody:nogroup", "no body"] {
+            let err = parse(&format!("[checks]\ncommand_user = \"{user}\"\n")).unwrap_err();
+            assert_eq!(err.problems.len(), 1, "{err}");
+            assert_eq!(err.problems[0].key, "checks.command_user", "{err}");
+            assert!(err.to_string().contains("is not a user name"), "{err}");
+        }
+        let err = parse("[checks]\ncommand_user = 65534\n").unwrap_err();
+        assert_eq!(err.problems[0].key, "checks", "{err}");
+        let ok = parse("[node]\nname = \"n1\"\nbind = \"127.0.0.1:7946\"\n[checks]\ncommand_user = \"nobody\"\n");
+        assert_eq!(ok.unwrap().checks.command_user.as_deref(), Some("nobody"));
     }
 
     #[test]

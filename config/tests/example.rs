@@ -109,6 +109,7 @@ fn check_tables_are_kept_in_order() {
             "uplink-errors",
             "pod-log-growth",
             "sysctl-dropins",
+            "ntp-offset",
             "containerd-package"
         ]
     );

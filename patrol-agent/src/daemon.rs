@@ -110,6 +110,8 @@ async fn refresh_seeds(names: Vec<String>, mut last: Vec<SocketAddr>, commander:
 /// Start a daemon from a loaded config and an envelope.
 pub async fn start_with(config: &Config, envelope: Envelope) -> Result<Daemon, StartError> {
     let catalog = patrol_checks::Catalog::from_config(config)?;
+    // `[checks] command_user` needs an agent running as root.
+    catalog.check_user_switch()?;
     let inspector = Arc::new(CatalogInspector::with_runner(
         catalog,
         config.node.tags.clone(),

@@ -76,6 +76,8 @@ fn plan(args: &Args) -> anyhow::Result<(Catalog, Config)> {
                 }
             }
             let catalog = Catalog::from_config(&config).map_err(config_error)?;
+            // `[checks] command_user` needs root, here as in the agent.
+            catalog.check_user_switch().map_err(config_error)?;
             Ok((catalog, config))
         }
         None => {

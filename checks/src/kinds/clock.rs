@@ -41,6 +41,7 @@ impl Clock {
             args: vec!["-c".into(), "tracking".into()],
             timeout,
             max_output: 16 * 1024,
+            run_as: cx.run_as.cloned(),
         };
         let out = match cx.host.run_command(req).await {
             Ok(o) => o,

@@ -130,6 +130,7 @@ impl KubeletVersion {
                 args: vec!["--version".into()],
                 timeout: command_timeout,
                 max_output: 64 * 1024,
+                run_as: cx.run_as.cloned(),
             };
             match cx.host.run_command(req).await {
                 Ok(out) => match parse_version_output(&out.stdout)

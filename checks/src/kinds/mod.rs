@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use crate::blocking::BlockingCalls;
 use crate::expect::{show, Expect};
-use crate::host::Host;
+use crate::host::{Account, Host};
 use crate::Observed;
 
 pub mod clock;
@@ -188,6 +188,8 @@ pub(crate) struct Context<'a> {
     pub host: &'a Arc<dyn Host>,
     /// The check's timeout (already cut to a sweep's budget).
     pub timeout: Duration,
+    /// Who the check's commands run as (None: the agent's own user).
+    pub run_as: Option<&'a Account>,
     /// The runner's blocking-call slots.
     pub calls: &'a BlockingCalls,
     /// The kind running, whose slots its blocking calls take.

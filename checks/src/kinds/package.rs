@@ -85,6 +85,7 @@ impl Package {
             ],
             timeout,
             max_output: 64 * 1024,
+            run_as: cx.run_as.cloned(),
         };
         match cx.host.run_command(req).await {
             Ok(out) if out.exit_code == Some(0) => {

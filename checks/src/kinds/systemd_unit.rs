@@ -36,6 +36,7 @@ impl SystemdUnit {
             ],
             timeout,
             max_output: 16 * 1024,
+            run_as: cx.run_as.cloned(),
         };
         let out = match cx.host.run_command(req).await {
             Ok(o) => o,
