@@ -6,14 +6,20 @@
 //! profile check replaces that profile check (a node tunes a profile
 //! value that way); two own checks, or two profiles, defining the same id
 //! is a config problem.
+//!
+//! The users commands run as (`[checks] command_user`, a `command`
+//! check's `user`) are resolved here, from the machine's `/etc/passwd`
+//! and `/etc/group`, so that an unknown user is a config problem with its
+//! file and key, found by `patrol config check` and at start.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use patrol_config::{Config, ConfigError, Problem};
 
-use crate::{CheckSpec, Selector};
+use crate::host::{resolve_account, switch_refused, Account, Host};
+use crate::{CheckKind, CheckSpec, Selector};
 
 /// Built-in profiles: (name, TOML text in the `[[check]]` syntax).
 const PROFILES: &[(&str, &str)] = &[(
@@ -30,13 +36,24 @@ const PROFILE_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     checks: Vec<CheckSpec>,
+    /// The config file it came from (for problems found later).
+    source: PathBuf,
+    /// Every user some command runs as, with the key that named it.
+    users: Vec<(String, Account)>,
 }
 
 impl Catalog {
     /// The node's `[[check]]` tables plus the built-in profiles named in
     /// `checks.profiles`. Every problem is reported with the config file
-    /// and a key (`check[3].expect.min`, `checks.profiles[0]`).
+    /// and a key (`check[3].expect.min`, `checks.profiles[0]`,
+    /// `checks.command_user`). Users are looked up on the machine the
+    /// config's `[node]` reads ([`crate::host_for`]).
     pub fn from_config(config: &Config) -> Result<Catalog, ConfigError> {
+        Catalog::from_config_on(config, &*crate::host_for(&config.node))
+    }
+
+    /// [`Catalog::from_config`] with the users looked up on `host`.
+    pub fn from_config_on(config: &Config, host: &dyn Host) -> Result<Catalog, ConfigError> {
         let mut problems = Vec::new();
         let mut checks = Vec::new();
         let file = &config.source;
@@ -94,10 +111,41 @@ impl Catalog {
                 seen.insert(spec.id.clone(), place.clone());
             }
         }
+        let users = resolve_users(config, host, &mut checks, &mut problems);
         if problems.is_empty() {
             Ok(Catalog {
                 checks: checks.into_iter().map(|(_, s)| s).collect(),
+                source: file.clone(),
+                users,
             })
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+
+    /// Refuse a catalog whose commands run as another user when this
+    /// process is not root (only root can switch users): the agent and
+    /// `patrol check` call this before running anything, so the mistake
+    /// is one clear error at start rather than an `error` in every sweep.
+    pub fn check_user_switch(&self) -> Result<(), ConfigError> {
+        self.check_user_switch_as(rustix::process::geteuid().as_raw())
+    }
+
+    /// [`Catalog::check_user_switch`] for a process running as `euid`.
+    pub fn check_user_switch_as(&self, euid: u32) -> Result<(), ConfigError> {
+        let problems: Vec<Problem> = self
+            .users
+            .iter()
+            .filter_map(|(key, account)| {
+                switch_refused(account, euid).map(|message| Problem {
+                    file: self.source.clone(),
+                    key: key.clone(),
+                    message,
+                })
+            })
+            .collect();
+        if problems.is_empty() {
+            Ok(())
         } else {
             Err(ConfigError { problems })
         }
@@ -109,7 +157,10 @@ impl Catalog {
         // come from user input.
         parse_profile(name, PROFILE_TIMEOUT)?
             .ok()
-            .map(|checks| Catalog { checks })
+            .map(|checks| Catalog {
+                checks,
+                ..Catalog::default()
+            })
     }
 
     /// Names of the built-in profiles.
@@ -149,6 +200,48 @@ impl Catalog {
     pub fn is_empty(&self) -> bool {
         self.checks.is_empty()
     }
+}
+
+/// Resolve `[checks] command_user` and every `command` check's `user` on
+/// `host`, set each check's `run_as`, and return the users with the keys
+/// that named them; unknown users become problems at those keys.
+fn resolve_users(
+    config: &Config,
+    host: &dyn Host,
+    checks: &mut [(String, CheckSpec)],
+    problems: &mut Vec<Problem>,
+) -> Vec<(String, Account)> {
+    let mut users = Vec::new();
+    let mut resolve =
+        |key: String, name: &str, problems: &mut Vec<Problem>| match resolve_account(host, name) {
+            Ok(account) => {
+                users.push((key, account.clone()));
+                Some(account)
+            }
+            Err(e) => {
+                problems.push(Problem {
+                    file: config.source.clone(),
+                    key,
+                    message: e.to_string(),
+                });
+                None
+            }
+        };
+    let default = config
+        .checks
+        .command_user
+        .as_deref()
+        .and_then(|name| resolve("checks.command_user".into(), name, problems));
+    for (place, spec) in checks.iter_mut() {
+        spec.run_as = match &spec.kind {
+            CheckKind::Command(c) if c.user.is_some() => {
+                let name = c.user.clone().unwrap_or_default();
+                resolve(format!("{place}.user"), &name, problems)
+            }
+            _ => default.clone(),
+        };
+    }
+    users
 }
 
 /// Parse a built-in profile; None when unknown.

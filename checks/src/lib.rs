@@ -11,6 +11,7 @@
 //! asks for; [`Runner::run`] observes them through a [`Host`] and returns
 //! one [`CheckOutcome`] per check.
 
+pub mod blocking;
 pub mod catalog;
 pub mod expect;
 pub mod host;

@@ -1,4 +1,5 @@
-//! Running checks: concurrently under a limit, each under its timeout.
+//! Running checks: concurrently under a limit, each under its timeout,
+//! their blocking host calls capped per kind ([`crate::blocking`]).
 //! Never fails: a check that hangs, floods or panics becomes an `error`
 //! outcome, and the others still finish.
 
@@ -7,15 +8,18 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
+use crate::blocking::BlockingCalls;
 use crate::host::Host;
-use crate::kinds::{Finding, Verdict};
+use crate::kinds::{Context, Finding, Verdict};
 use crate::{CheckOutcome, CheckSpec, Observed, Severity, Status};
 
-/// Runs checks against one host. Cheap to clone; clones share the limit.
+/// Runs checks against one host. Cheap to clone; clones share the limit
+/// and the blocking-call slots.
 #[derive(Clone)]
 pub struct Runner {
     host: Arc<dyn Host>,
     limit: Arc<Semaphore>,
+    calls: Arc<BlockingCalls>,
 }
 
 impl std::fmt::Debug for Runner {
@@ -27,12 +31,35 @@ impl std::fmt::Debug for Runner {
 }
 
 impl Runner {
-    /// `concurrency` checks run at once (at least one).
+    /// `concurrency` checks run at once (at least one), with the default
+    /// [`patrol_config::DEFAULT_BLOCKING_PER_KIND`] blocking calls per kind.
     pub fn new(host: Arc<dyn Host>, concurrency: usize) -> Runner {
+        Runner::with_limits(host, concurrency, patrol_config::DEFAULT_BLOCKING_PER_KIND)
+    }
+
+    /// The limits of a node's `[checks]` section: `concurrency` and
+    /// `blocking_per_kind`.
+    pub fn for_checks(host: Arc<dyn Host>, checks: &patrol_config::ChecksSection) -> Runner {
+        Runner::with_limits(host, checks.concurrency, checks.blocking_per_kind)
+    }
+
+    /// `concurrency` checks at once, `blocking_per_kind` blocking host
+    /// calls of each kind in flight at once (both at least one).
+    pub fn with_limits(
+        host: Arc<dyn Host>,
+        concurrency: usize,
+        blocking_per_kind: usize,
+    ) -> Runner {
         Runner {
             host,
             limit: Arc::new(Semaphore::new(concurrency.max(1))),
+            calls: Arc::new(BlockingCalls::new(blocking_per_kind)),
         }
+    }
+
+    /// The blocking-call slots this runner's checks share.
+    pub fn blocking_calls(&self) -> &BlockingCalls {
+        &self.calls
     }
 
     /// Run `checks`; the outcomes come back in the same order.
@@ -61,11 +88,12 @@ impl Runner {
             let mut spec = spec.clone();
             let host = Arc::clone(&self.host);
             let limit = Arc::clone(&self.limit);
+            let calls = Arc::clone(&self.calls);
             handles.push(tokio::spawn(async move {
                 let Some((deadline, budget)) = deadline else {
                     // The semaphore is never closed, so acquire cannot fail.
                     let _permit = limit.acquire_owned().await.ok();
-                    return run_one(&host, &spec).await;
+                    return run_one(&host, &calls, &spec).await;
                 };
                 let not_started = |spec: &CheckSpec| {
                     outcome(
@@ -90,7 +118,7 @@ impl Runner {
                     return not_started(&spec);
                 }
                 spec.timeout = spec.timeout.min(left);
-                run_one(&host, &spec).await
+                run_one(&host, &calls, &spec).await
             }));
         }
         let mut out = Vec::with_capacity(checks.len());
@@ -109,14 +137,16 @@ impl Runner {
 }
 
 /// Run one check under its timeout.
-pub async fn run_one(host: &Arc<dyn Host>, spec: &CheckSpec) -> CheckOutcome {
+async fn run_one(host: &Arc<dyn Host>, calls: &BlockingCalls, spec: &CheckSpec) -> CheckOutcome {
     let start = Instant::now();
-    let finding = match tokio::time::timeout(
-        spec.timeout,
-        spec.kind.run(host, &spec.expect, spec.timeout),
-    )
-    .await
-    {
+    let cx = Context {
+        host,
+        timeout: spec.timeout,
+        run_as: spec.run_as.as_ref(),
+        calls,
+        kind: spec.kind.name(),
+    };
+    let finding = match tokio::time::timeout(spec.timeout, spec.kind.run(&cx, &spec.expect)).await {
         Ok(f) => f,
         Err(_) => Finding::error(
             spec.expect.describe(),

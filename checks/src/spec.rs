@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::expect::Expect;
+use crate::host::Account;
 use crate::kinds::CheckKind;
 use crate::Severity;
 
@@ -40,6 +41,10 @@ pub struct CheckSpec {
     /// or by leaving out `expect` on a kind that reads a value and has no
     /// default expectation (`sysctl`, `kubelet_version`, `file`, ...).
     pub observe_only: bool,
+    /// The user the check's commands run as: a `command` check's `user`,
+    /// else `[checks] command_user`; None: the agent's own user. Set by
+    /// [`crate::Catalog::from_config`], which resolves the names.
+    pub run_as: Option<Account>,
 }
 
 const COMMON_KEYS: &[&str] = &[
@@ -238,6 +243,7 @@ impl CheckSpec {
                 remediation,
                 profile: profile.map(str::to_string),
                 observe_only,
+                run_as: None,
             }),
             _ => Err(problems),
         }

@@ -5,8 +5,9 @@
 //! chrooted into the tree, so it carries its own `/bin/sh` (this
 //! machine's, with the libraries it links).
 //!
-//! chroot needs root (CAP_SYS_CHROOT): CI runs as root. Run as another
-//! user, the test fails and says so.
+//! chroot needs root (CAP_SYS_CHROOT), and so does switching to
+//! `[checks] command_user`: CI runs as root. Run as another user, the
+//! tests fail and say so.
 
 mod support;
 
@@ -29,22 +30,31 @@ fn named(o: &Observed, key: &str) -> Observed {
 /// Copy `/bin/sh` and the shared libraries it needs into `root`, so that
 /// scripts run chrooted there.
 fn install_shell(root: &Path) {
-    let sh = std::fs::canonicalize("/bin/sh").expect("/bin/sh exists");
-    let mut files = vec![("/bin/sh".to_string(), sh.clone())];
-    let ldd = std::process::Command::new("ldd")
-        .arg(&sh)
-        .output()
-        .expect("ldd (libc-bin) runs");
-    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
-        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or
-        // "/lib64/ld-linux-x86-64.so.2 (0x...)"
-        let path = line
-            .split("=>")
-            .last()
-            .and_then(|p| p.split_whitespace().next())
-            .filter(|p| p.starts_with('/'));
-        if let Some(p) = path {
-            files.push((p.to_string(), std::fs::canonicalize(p).unwrap()));
+    install_programs(root, &["/bin/sh"]);
+}
+
+/// Copy `programs` (absolute paths of this machine) and the shared
+/// libraries they need into `root`, at the same paths.
+fn install_programs(root: &Path, programs: &[&str]) {
+    let mut files = Vec::new();
+    for program in programs {
+        let real = std::fs::canonicalize(program).expect("the program exists");
+        files.push((program.to_string(), real.clone()));
+        let ldd = std::process::Command::new("ldd")
+            .arg(&real)
+            .output()
+            .expect("ldd (libc-bin) runs");
+        for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+            // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or
+            // "/lib64/ld-linux-x86-64.so.2 (0x...)"
+            let path = line
+                .split("=>")
+                .last()
+                .and_then(|p| p.split_whitespace().next())
+                .filter(|p| p.starts_with('/'));
+            if let Some(p) = path {
+                files.push((p.to_string(), std::fs::canonicalize(p).unwrap()));
+            }
         }
     }
     for (dest, src) in files {
@@ -253,6 +263,7 @@ async fn a_command_present_on_this_machine_but_not_in_the_host_tree_is_not_found
             args: vec![],
             timeout: std::time::Duration::from_secs(5),
             max_output: 1024,
+            run_as: None,
         })
         .await
         .unwrap_err();
@@ -270,10 +281,69 @@ async fn a_command_present_on_this_machine_but_not_in_the_host_tree_is_not_found
             ],
             timeout: std::time::Duration::from_secs(5),
             max_output: 1024,
+            run_as: None,
         })
         .await
         .unwrap();
     assert_eq!(out.stdout, "not-there\nsh-here\n");
+}
+
+#[tokio::test]
+async fn under_host_root_commands_run_as_a_user_of_the_hosts_passwd_after_the_chroot() {
+    assert!(
+        am_root(),
+        "needs root for chroot and for switching users; run the tests as root (CI does: bash .ci/run)"
+    );
+    let f = Fixture::new();
+    install_programs(f.root(), &["/bin/sh", "/usr/bin/id", "/usr/bin/env"]);
+    // A user only the host's tree knows: this machine has no `hostonly`.
+    f.file(
+        "/etc/passwd",
+        "root:x:0:0:root:/root:/bin/sh\nhostonly:x:4321:4321::/home/hostonly:/bin/sh\n",
+    )
+    .file("/etc/group", "hostonly:x:4321:\nwheel:x:4322:hostonly\n");
+    let text = format!(
+        "[node]\nname = \"n1\"\nbind = \"127.0.0.1:7946\"\nhost_root = \"{}\"\n[checks]\ncommand_user = \"hostonly\"\n[[check]]\nid = \"c\"\ntype = \"command\"\nprogram = \"true\"\n",
+        f.root().display()
+    );
+    let config = patrol_config::Config::parse(&text, Path::new("patrol.toml")).unwrap();
+    let catalog = patrol_checks::Catalog::from_config(&config).unwrap();
+    let run_as = catalog.checks()[0].run_as.clone();
+    assert_eq!(
+        run_as.as_ref().map(|a| a.groups.clone()),
+        Some(vec![4321, 4322])
+    );
+    let host = RootedHost::new(f.root());
+    let ask = |program: &str, args: &[&str]| patrol_checks::host::CommandRequest {
+        program: program.into(),
+        args: args.iter().map(|a| a.to_string()).collect(),
+        timeout: std::time::Duration::from_secs(10),
+        max_output: 4096,
+        run_as: run_as.clone(),
+    };
+    let out = host.run_command(ask("/usr/bin/id", &["-G"])).await.unwrap();
+    assert_eq!(out.stdout, "4321 4322\n", "{out:?}");
+    let out = host.run_command(ask("id", &["-u"])).await.unwrap();
+    assert_eq!(out.stdout, "4321\n", "{out:?}");
+    let out = host.run_command(ask("env", &[])).await.unwrap();
+    let mut vars: Vec<&str> = out.stdout.lines().collect();
+    vars.sort();
+    assert_eq!(
+        vars,
+        [
+            "HOME=/home/hostonly",
+            "LANG=C",
+            "LC_ALL=C",
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        ]
+    );
+    // A program missing from the tree is still "not found" through the
+    // user switch.
+    let err = host.run_command(ask("/usr/bin/ls", &[])).await.unwrap_err();
+    assert_eq!(
+        err,
+        patrol_checks::host::CommandError::NotFound("/usr/bin/ls".into())
+    );
 }
 
 #[test]

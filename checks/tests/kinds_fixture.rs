@@ -417,6 +417,98 @@ expect = { max = 85 }
     );
 }
 
+/// Regression (issue 12): a glob over mounts reached NFS mounts, and a
+/// `statvfs` on a hung server blocks until it answers.
+#[tokio::test]
+async fn disk_globs_skip_network_filesystems_unless_included_but_named_mounts_are_read() {
+    let f = Fixture::new();
+    // One mount of every network type under /net, plus a local disk.
+    let mut mounts = String::from("/dev/sda1 / ext4 rw 0 0\n/dev/sdb1 /net/local xfs rw 0 0\n");
+    let mut usage = String::from("/ 1000 500 450 100 90\n/net/local 1000 500 500 100 90\n");
+    for (i, fstype) in patrol_checks::kinds::disk::NETWORK.iter().enumerate() {
+        mounts.push_str(&format!(
+            "server:/export{i} /net/remote{i:02} {fstype} rw 0 0\n"
+        ));
+        usage.push_str(&format!("/net/remote{i:02} 1000 100 100 100 90\n"));
+    }
+    mounts.push_str("filer:/home /home nfs4 rw 0 0\n");
+    usage.push_str("/home 1000 0 0 100 90\n");
+    f.file("/proc/self/mounts", &mounts)
+        .file("/fs_usage", &usage);
+    let out = run(
+        f.host(),
+        r#"
+[[check]]
+id = "glob"
+type = "disk"
+mounts = ["/net/*"]
+expect = { max = 85 }
+[[check]]
+id = "glob-with-network"
+type = "disk"
+mounts = ["/net/*"]
+include_network = true
+expect = { max = 85 }
+[[check]]
+id = "named-nfs"
+type = "disk"
+mounts = ["/home"]
+expect = { max = 85 }
+[[check]]
+id = "only-network"
+type = "disk"
+mounts = ["/h*"]
+expect = { max = 85 }
+"#,
+    )
+    .await;
+    // The glob reads the local disk only.
+    assert_eq!(out[0].status, Status::Pass, "{:?}", out[0]);
+    assert_eq!(
+        out[0].observed,
+        Observed::Named(vec![("/net/local".into(), Observed::Number(50.0))])
+    );
+    // Opted in: every network mount is read (and is 90% full).
+    assert_eq!(out[1].status, Status::Fail, "{:?}", out[1]);
+    let Observed::Named(read) = &out[1].observed else {
+        panic!("{:?}", out[1]);
+    };
+    assert_eq!(read.len(), 1 + patrol_checks::kinds::disk::NETWORK.len());
+    assert_eq!(
+        named(&out[1].observed, "/net/remote00"),
+        Observed::Number(90.0)
+    );
+    // A network mount named exactly is read without opting in.
+    assert_eq!(out[2].status, Status::Fail, "{:?}", out[2]);
+    assert_eq!(named(&out[2].observed, "/home"), Observed::Number(100.0));
+    // A glob that matches network mounts only says so.
+    assert_eq!(out[3].status, Status::Error, "{:?}", out[3]);
+    assert_eq!(
+        out[3].message,
+        "no mount point matches `/h*` but network filesystems, which globs skip: /home (nfs4) (set include_network = true to read them)"
+    );
+}
+
+#[test]
+fn disk_include_network_takes_a_boolean_and_a_misspelt_key_is_refused() {
+    let problems = |text: &str| {
+        let table: toml::Table = toml::from_str(text).unwrap();
+        patrol_checks::CheckSpec::from_table(&table, std::time::Duration::from_secs(5), None)
+            .err()
+            .unwrap_or_default()
+    };
+    let base = "id = \"d\"\ntype = \"disk\"\nmounts = [\"/*\"]\nexpect = { max = 85 }\n";
+    assert!(problems(&format!("{base}include_network = true\n")).is_empty());
+    assert!(problems(&format!("{base}include_network = false\n")).is_empty());
+    let wrong = problems(&format!("{base}include_network = \"yes\"\n"));
+    assert_eq!(wrong.len(), 1, "{wrong:?}");
+    assert!(wrong[0].1.contains("expected a boolean"), "{wrong:?}");
+    let typo = problems(&format!("{base}include_networks = true\n"));
+    assert_eq!(typo.len(), 1, "{typo:?}");
+    assert_eq!(typo[0].0, "include_networks", "{typo:?}");
+    assert!(typo[0].1.starts_with("unknown field"), "{typo:?}");
+}
+
 // --- kernel log ------------------------------------------------------------------------
 
 #[tokio::test]

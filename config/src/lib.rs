@@ -17,5 +17,6 @@ pub use error::{ConfigError, Problem};
 pub use mail::{MailSection, ReportSection, SmtpSecurity};
 pub use model::{
     ChecksSection, Config, ControlSection, MetricsSection, NodeOverrides, NodeSection,
-    SweepSection, TrustSection, DEFAULT_CONFIG_PATH,
+    SweepSection, TrustSection, DEFAULT_BLOCKING_PER_KIND, DEFAULT_CONFIG_PATH,
+    MAX_BLOCKING_PER_KIND,
 };

@@ -83,6 +83,23 @@ pub struct ChecksSection {
     /// Timeout of a check that sets none.
     #[serde(default = "default_check_timeout", with = "serde_duration")]
     pub default_timeout: Duration,
+    /// Blocking host calls (file reads, `statvfs`, HTTP, name lookups) of
+    /// one check kind in flight at once. A call cannot be cancelled: one
+    /// stuck on a hung NFS mount keeps its thread and its slot until it
+    /// returns, and when every slot of a kind is held by such calls, that
+    /// kind's checks answer `error` at once instead of starting another
+    /// thread. Default: [`DEFAULT_BLOCKING_PER_KIND`]; 1 to
+    /// [`MAX_BLOCKING_PER_KIND`].
+    #[serde(default = "default_blocking_per_kind")]
+    pub blocking_per_kind: usize,
+    /// The user every command a check runs (plugins, `systemctl`,
+    /// `chronyc`, `kubelet --version`, `rpm`) runs as, by name or uid from
+    /// `/etc/passwd` (the host's own under `[node] host_root`); a
+    /// `command` check's `user` overrides it. Resolved when the config is
+    /// loaded; switching users needs an agent running as root. Default:
+    /// none, commands run as the agent's own user.
+    #[serde(default)]
+    pub command_user: Option<String>,
 }
 
 /// `[metrics]`: the agent's OpenMetrics endpoint for Prometheus. Off
@@ -178,6 +195,13 @@ pub const MAX_IDENTITY_TEXT: usize = 192;
 pub const MAX_CHECK_CONCURRENCY: usize = 256;
 /// Largest `[sweep] max_concurrent`.
 pub const MAX_SWEEPS_AT_ONCE: usize = 64;
+/// Default of `[checks] blocking_per_kind`: a hung mount costs at most
+/// four threads per kind (the disk kind's, mostly), while a burst of
+/// healthy checks of one kind (ten `sysctl` reads in one sweep) only
+/// waits a few microseconds for a slot.
+pub const DEFAULT_BLOCKING_PER_KIND: usize = 4;
+/// Largest `[checks] blocking_per_kind`.
+pub const MAX_BLOCKING_PER_KIND: usize = 64;
 /// Longest sweep deadline or check timeout (what an agent accepts).
 pub const MAX_DEADLINE: Duration = Duration::from_secs(600);
 
@@ -243,6 +267,9 @@ fn default_concurrency() -> usize {
 fn default_check_timeout() -> Duration {
     Duration::from_secs(10)
 }
+fn default_blocking_per_kind() -> usize {
+    DEFAULT_BLOCKING_PER_KIND
+}
 
 impl Default for NodeSection {
     fn default() -> Self {
@@ -279,6 +306,8 @@ impl Default for ChecksSection {
             profiles: Vec::new(),
             concurrency: default_concurrency(),
             default_timeout: default_check_timeout(),
+            blocking_per_kind: default_blocking_per_kind(),
+            command_user: None,
         }
     }
 }
@@ -551,6 +580,27 @@ impl Config {
                 ),
             );
         }
+        if !(1..=MAX_BLOCKING_PER_KIND).contains(&checks.blocking_per_kind) {
+            push(
+                "checks.blocking_per_kind",
+                format!(
+                    "must be 1-{MAX_BLOCKING_PER_KIND} (got {})",
+                    checks.blocking_per_kind
+                ),
+            );
+        }
+        if let Some(user) = &checks.command_user {
+            if user.is_empty()
+                || user.len() > 256
+                || user.contains([':', ','])
+                || user.contains(char::is_whitespace)
+            {
+                push(
+                    "checks.command_user",
+                    format!("`{user}` is not a user name (expected a name or uid from /etc/passwd, e.g. \"nobody\")"),
+                );
+            }
+        }
         if checks.default_timeout.is_zero() || checks.default_timeout > MAX_DEADLINE {
             push(
                 "checks.default_timeout",
@@ -697,12 +747,13 @@ mod tests {
     #[test]
     fn numbers_out_of_bounds_are_refused() {
         let err = parse(
-            "[node]\nbind = \"127.0.0.1:7946\"\nname = \"n1\"\n[checks]\nconcurrency = 9223372036854775807\n[sweep]\nmax_concurrent = 1000\ndefault_deadline = \"2h\"\n",
+            "[node]\nbind = \"127.0.0.1:7946\"\nname = \"n1\"\n[checks]\nconcurrency = 9223372036854775807\nblocking_per_kind = 0\n[sweep]\nmax_concurrent = 1000\ndefault_deadline = \"2h\"\n",
         )
         .unwrap_err();
         let text = err.to_string();
         for needle in [
             "checks.concurrency: must be 1-256",
+            "checks.blocking_per_kind: must be 1-64 (got 0)",
             "sweep.max_concurrent: must be 1-64",
             "sweep.default_deadline",
         ] {
@@ -766,6 +817,20 @@ mod tests {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }
         assert_eq!(err.problems.len(), 5, "{text}");
+    }
+
+    #[test]
+    fn a_command_user_that_cannot_be_a_user_name_is_refused() {
+        for user in ["", "nobody:nogroup", "no body"] {
+            let err = parse(&format!("[checks]\ncommand_user = \"{user}\"\n")).unwrap_err();
+            assert_eq!(err.problems.len(), 1, "{err}");
+            assert_eq!(err.problems[0].key, "checks.command_user", "{err}");
+            assert!(err.to_string().contains("is not a user name"), "{err}");
+        }
+        let err = parse("[checks]\ncommand_user = 65534\n").unwrap_err();
+        assert_eq!(err.problems[0].key, "checks", "{err}");
+        let ok = parse("[node]\nname = \"n1\"\nbind = \"127.0.0.1:7946\"\n[checks]\ncommand_user = \"nobody\"\n");
+        assert_eq!(ok.unwrap().checks.command_user.as_deref(), Some("nobody"));
     }
 
     #[test]

@@ -55,6 +55,7 @@ fn control_sweep_and_checks_sections() {
     assert_eq!(c.checks.profiles, ["k8s-node"]);
     assert_eq!(c.checks.concurrency, 8);
     assert_eq!(c.checks.default_timeout, Duration::from_secs(10));
+    assert_eq!(c.checks.blocking_per_kind, 4);
 }
 
 #[test]
@@ -108,6 +109,7 @@ fn check_tables_are_kept_in_order() {
             "uplink-errors",
             "pod-log-growth",
             "sysctl-dropins",
+            "ntp-offset",
             "containerd-package"
         ]
     );

@@ -192,13 +192,12 @@ pub async fn start_trusted(
     trust: Option<NodeTrust>,
 ) -> Result<Daemon, StartError> {
     let catalog = patrol_checks::Catalog::from_config(config)?;
+    // `[checks] command_user` needs an agent running as root.
+    catalog.check_user_switch()?;
     let inspector = Arc::new(CatalogInspector::with_runner(
         catalog,
         config.node.tags.clone(),
-        patrol_checks::Runner::new(
-            patrol_checks::host_for(&config.node),
-            config.checks.concurrency,
-        ),
+        patrol_checks::Runner::for_checks(patrol_checks::host_for(&config.node), &config.checks),
     ));
     let meter = crate::metrics::CheckMeter::default();
     let inspector = Arc::new(crate::metrics::MeteredInspector::new(

@@ -76,6 +76,8 @@ fn plan(args: &Args) -> anyhow::Result<(Catalog, Config)> {
                 }
             }
             let catalog = Catalog::from_config(&config).map_err(config_error)?;
+            // `[checks] command_user` needs root, here as in the agent.
+            catalog.check_user_switch().map_err(config_error)?;
             Ok((catalog, config))
         }
         None => {
@@ -120,10 +122,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     let start = Instant::now();
-    let runner = Runner::new(
-        patrol_checks::host_for(&config.node),
-        config.checks.concurrency,
-    );
+    let runner = Runner::for_checks(patrol_checks::host_for(&config.node), &config.checks);
     let outcomes = runner.run(&checks).await;
     let elapsed = start.elapsed();
     let text = match args.format {

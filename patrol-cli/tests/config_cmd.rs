@@ -301,3 +301,105 @@ type = "teleport"
     }
     assert_eq!(stdout.lines().count(), 3, "{stdout}");
 }
+
+/// Regression (issue 12, hardening): the keys added then are accepted, and
+/// their mistakes are named with file and key.
+#[test]
+fn the_hardening_keys_are_accepted_and_their_mistakes_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, body: &str| {
+        let path = dir.path().join(name);
+        fs::write(&path, body).unwrap();
+        path
+    };
+    let check = |path: &Path| {
+        let out = patrol(&["config", "check", "--no-key-file", path.to_str().unwrap()]);
+        (out.status.code(), text(&out.stdout))
+    };
+    let good = write(
+        "good.toml",
+        r#"
+[checks]
+blocking_per_kind = 8
+command_user = "root"
+
+[[check]]
+id = "data"
+type = "disk"
+mounts = ["/srv/*"]
+include_network = true
+expect = { max = 90 }
+
+[[check]]
+id = "plugin"
+type = "command"
+program = "/usr/lib/nagios/plugins/check_load"
+user = "0"
+"#,
+    );
+    assert_eq!(check(&good), (Some(0), "ok\n".to_string()));
+
+    let section = write(
+        "section.toml",
+        "[checks]\nblocking_per_kind = 0\ncommand_user = \"root:root\"\n",
+    );
+    let (code, stdout) = check(&section);
+    assert_eq!(code, Some(2), "{stdout}");
+    let file = section.display().to_string();
+    for (key, needle) in [
+        ("checks.blocking_per_kind", "must be 1-64 (got 0)"),
+        ("checks.command_user", "is not a user name"),
+    ] {
+        let prefix = format!("{file}: {key}: ");
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with(&prefix) && l.contains(needle)),
+            "no line starting {prefix:?} containing {needle:?} in:\n{stdout}"
+        );
+    }
+
+    let checks = write(
+        "checks.toml",
+        r#"
+[checks]
+command_user = "patrol-no-such-user"
+
+[[check]]
+id = "data"
+type = "disk"
+mounts = ["/srv/*"]
+include_networks = true
+expect = { max = 90 }
+
+[[check]]
+id = "plugin"
+type = "command"
+program = "/usr/lib/nagios/plugins/check_load"
+user = "patrol-nor-this-one"
+"#,
+    );
+    let (code, stdout) = check(&checks);
+    assert_eq!(code, Some(2), "{stdout}");
+    let file = checks.display().to_string();
+    for (key, needle) in [
+        (
+            "checks.command_user",
+            "no user `patrol-no-such-user` in /etc/passwd",
+        ),
+        ("check[0].include_networks", "unknown field"),
+        (
+            "check[1].user",
+            "no user `patrol-nor-this-one` in /etc/passwd",
+        ),
+    ] {
+        let prefix = format!("{file}: {key}: ");
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with(&prefix) && l.contains(needle)),
+            "no line starting {prefix:?} containing {needle:?} in:\n{stdout}"
+        );
+    }
+    assert_eq!(stdout.lines().count(), 3, "{stdout}");
+}

@@ -184,6 +184,8 @@ fn documented_defaults() -> BTreeMap<&'static str, String> {
     m.insert("skew_tolerance", dur(r.skew_tolerance));
     m.insert("max_senders", r.max_senders.to_string());
     m.insert("max_packet_size", n.foca_payload().to_string());
+    let checks = patrol_config::ChecksSection::default();
+    m.insert("blocking_per_kind", checks.blocking_per_kind.to_string());
     m.insert(
         "MAX_REMEMBERED",
         patrol_core::sweep::gossip::MAX_REMEMBERED.to_string(),

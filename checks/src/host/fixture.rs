@@ -96,7 +96,7 @@ impl Host for FixtureHost {
         } else {
             req.program.clone()
         };
-        Box::pin(super::process::run(path, req))
+        Box::pin(super::process::run(path, None, req))
     }
 
     fn http_get(&self, req: &HttpRequest) -> Result<HttpResponse, HttpError> {

@@ -2,8 +2,9 @@
 //! through this trait, so that tests can point the checks at a fixture
 //! directory instead of the live system.
 //!
-//! Blocking methods (file reads, HTTP) are called from `spawn_blocking` by
-//! the check kinds; running a command is async.
+//! Blocking methods (file reads, HTTP) are called on the blocking pool by
+//! the check kinds (`kinds::Context::blocking`); running a command is
+//! async, and hardened the same way on every host (`process.rs`).
 
 use std::future::Future;
 use std::io;
@@ -12,6 +13,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::Duration;
 
+mod account;
 mod fixture;
 mod http;
 mod local;
@@ -19,10 +21,13 @@ mod process;
 mod real;
 mod rooted;
 
+pub use account::{resolve_account, Account, AccountError};
 pub use fixture::FixtureHost;
 pub use local::{expand_glob, GLOB_LIMIT};
+pub(crate) use process::switch_refused;
+pub use process::{CHROOT, COMMAND_PATH};
 pub use real::RealHost;
-pub use rooted::{RootedHost, CHROOT};
+pub use rooted::RootedHost;
 
 /// The host a node's checks read: the live machine, or, with `[node]
 /// host_root` set, the host's filesystem mounted there ([`RootedHost`]).
@@ -37,6 +42,9 @@ pub fn host_for(node: &patrol_config::NodeSection) -> std::sync::Arc<dyn Host> {
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 /// A program to run: never through a shell unless the program is one.
+/// Every host runs it the same way: cleared environment, fixed `PATH`, a
+/// process group of its own that is killed when the program ends (see
+/// `process.rs`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandRequest {
     pub program: String,
@@ -46,6 +54,8 @@ pub struct CommandRequest {
     /// Most bytes accepted on stdout and on stderr; more is a flood and the
     /// child is killed.
     pub max_output: usize,
+    /// The user it runs as; None: the agent's own user.
+    pub run_as: Option<Account>,
 }
 
 /// What a finished command produced.

@@ -42,7 +42,7 @@ impl Host for RealHost {
 
     fn run_command(&self, req: CommandRequest) -> BoxFuture<Result<CommandOutput, CommandError>> {
         let path = req.program.clone();
-        Box::pin(super::process::run(path, req))
+        Box::pin(super::process::run(path, None, req))
     }
 
     fn http_get(&self, req: &HttpRequest) -> Result<HttpResponse, HttpError> {

@@ -3,14 +3,11 @@
 //! 100`). Without chrony, or when chrony is not synchronised, Patrol cannot
 //! tell, and says so (`error`).
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use serde::Deserialize;
 
-use super::{round2, Finding};
+use super::{round2, Context, Finding};
 use crate::expect::{parse_number, Expect};
-use crate::host::{CommandError, CommandRequest, Host};
+use crate::host::{CommandError, CommandRequest};
 use crate::Observed;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -37,19 +34,16 @@ pub fn parse_tracking(csv: &str) -> Option<(f64, String)> {
 }
 
 impl Clock {
-    pub(crate) async fn run(
-        &self,
-        host: &Arc<dyn Host>,
-        expect: &Expect,
-        timeout: Duration,
-    ) -> Finding {
+    pub(crate) async fn run(&self, cx: &Context<'_>, expect: &Expect) -> Finding {
+        let timeout = cx.timeout;
         let req = CommandRequest {
             program: self.chronyc.clone(),
             args: vec!["-c".into(), "tracking".into()],
             timeout,
             max_output: 16 * 1024,
+            run_as: cx.run_as.cloned(),
         };
-        let out = match host.run_command(req).await {
+        let out = match cx.host.run_command(req).await {
             Ok(o) => o,
             Err(CommandError::NotFound(_)) => {
                 return Finding::error(

@@ -5,14 +5,11 @@
 //! `expect` judges that perfdata value; without, `expect` (if any) judges
 //! the message text.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use serde::Deserialize;
 
-use super::{perfdata, Finding, Verdict};
+use super::{perfdata, Context, Finding, Verdict};
 use crate::expect::Expect;
-use crate::host::{CommandRequest, Host};
+use crate::host::CommandRequest;
 use crate::Observed;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -30,6 +27,10 @@ pub struct CommandCheck {
     pub max_output: usize,
     /// Perfdata label `expect` judges.
     pub perf_label: Option<String>,
+    /// The user this program runs as, instead of `[checks] command_user`
+    /// (a name or uid from `/etc/passwd`; resolved by the catalog when the
+    /// config is loaded).
+    pub user: Option<String>,
 }
 
 fn default_max_output() -> usize {
@@ -41,6 +42,9 @@ impl CommandCheck {
         if self.program.trim().is_empty() {
             return Err(("program".into(), "must not be empty".into()));
         }
+        if self.user.as_deref().is_some_and(|u| u.trim().is_empty()) {
+            return Err(("user".into(), "must not be empty".into()));
+        }
         if self.max_output == 0 || self.max_output > 16 << 20 {
             return Err((
                 "max_output".into(),
@@ -50,7 +54,7 @@ impl CommandCheck {
         Ok(())
     }
 
-    fn request(&self, timeout: Duration) -> CommandRequest {
+    fn request(&self, cx: &Context<'_>) -> CommandRequest {
         let (program, args) = if self.shell {
             let mut args = vec![
                 "-c".to_string(),
@@ -65,23 +69,19 @@ impl CommandCheck {
         CommandRequest {
             program,
             args,
-            timeout,
+            timeout: cx.timeout,
             max_output: self.max_output,
+            run_as: cx.run_as.cloned(),
         }
     }
 
-    pub(crate) async fn run(
-        &self,
-        host: &Arc<dyn Host>,
-        expect: &Expect,
-        timeout: Duration,
-    ) -> Finding {
+    pub(crate) async fn run(&self, cx: &Context<'_>, expect: &Expect) -> Finding {
         let mut expected = "exit 0".to_string();
         if !expect.is_empty() {
             let on = self.perf_label.as_deref().unwrap_or("output");
             expected = format!("exit 0, {on} {}", expect.describe());
         }
-        let out = match host.run_command(self.request(timeout)).await {
+        let out = match cx.host.run_command(self.request(cx)).await {
             Ok(o) => o,
             Err(e) => return Finding::error(expected, e.to_string()),
         };

@@ -1,13 +1,14 @@
 //! `type = "disk"`: used space or used inodes in percent, per mount point.
 //! `mounts` takes globs (`/var/lib/*`); pseudo filesystems are skipped
-//! when a glob matches them. Observed is one value per mount; the worst
+//! when a glob matches them, and so are network filesystems ([`NETWORK`]:
+//! NFS, SMB, Ceph, ...) unless `include_network = true`, because a
+//! `statvfs` on a hung server blocks until it answers. A mount named
+//! exactly is always read. Observed is one value per mount; the worst
 //! mount decides.
-
-use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::{blocking, round2, Finding, Verdict};
+use super::{round2, Context, Finding, Verdict};
 use crate::expect::{show, Expect};
 use crate::host::Host;
 use crate::Observed;
@@ -31,6 +32,10 @@ pub struct Disk {
     pub mounts: Vec<String>,
     #[serde(default)]
     pub measure: DiskMeasure,
+    /// Let globs match network filesystems too (default: skipped). A
+    /// mount named exactly is read either way.
+    #[serde(default)]
+    pub include_network: bool,
 }
 
 /// A mount point and its usage in percent (or why it could not be read).
@@ -68,6 +73,36 @@ const PSEUDO: &[&str] = &[
     "selinuxfs",
 ];
 
+/// Filesystem types served over the network, as `/proc/self/mounts` names
+/// them: a glob skips them unless the check sets `include_network = true`.
+pub const NETWORK: &[&str] = &[
+    "nfs",
+    "nfs4",
+    "cifs",
+    "smb3",
+    "smbfs",
+    "ncpfs",
+    "ceph",
+    "fuse.ceph",
+    "fuse.ceph-fuse",
+    "glusterfs",
+    "fuse.glusterfs",
+    "fuse.sshfs",
+    "sshfs",
+    "9p",
+    "afs",
+    "lustre",
+    "davfs",
+    "fuse.davfs",
+    "fuse.s3fs",
+    "fuse.rclone",
+    "fuse.gcsfuse",
+    "fuse.juicefs",
+    "beegfs",
+    "gpfs",
+    "orangefs",
+];
+
 /// Mount points and types from `/proc/self/mounts` (octal escapes undone).
 pub fn parse_mounts(text: &str) -> Vec<(String, String)> {
     text.lines()
@@ -100,9 +135,9 @@ impl Disk {
         Ok(())
     }
 
-    pub(crate) async fn run(&self, host: &Arc<dyn Host>, expect: &Expect) -> Finding {
+    pub(crate) async fn run(&self, cx: &Context<'_>, expect: &Expect) -> Finding {
         let me = self.clone();
-        let got = blocking(host, move |h| me.observe(h)).await;
+        let got = cx.blocking(move |h| me.observe(h)).await;
         let values = match got {
             Ok(Ok(v)) => v,
             Ok(Err(e)) | Err(e) => return Finding::error(expect.describe(), e),
@@ -152,9 +187,16 @@ impl Disk {
             let is_glob = pattern.contains(['*', '?', '[']);
             let pat = glob::Pattern::new(pattern).map_err(|e| e.to_string())?;
             let mut any = false;
+            let mut skipped_network = Vec::new();
             for (point, fstype) in &mounts {
                 let hit = if is_glob {
-                    pat.matches(point) && !PSEUDO.contains(&fstype.as_str())
+                    let network = NETWORK.contains(&fstype.as_str());
+                    if network && !self.include_network && pat.matches(point) {
+                        skipped_network.push(format!("{point} ({fstype})"));
+                    }
+                    pat.matches(point)
+                        && !PSEUDO.contains(&fstype.as_str())
+                        && (self.include_network || !network)
                 } else {
                     point == pattern
                 };
@@ -172,8 +214,14 @@ impl Disk {
                     any = true;
                 }
             }
-            if !any {
+            if !any && skipped_network.is_empty() {
                 return Err(format!("no mount point matches `{pattern}`"));
+            }
+            if !any {
+                return Err(format!(
+                    "no mount point matches `{pattern}` but network filesystems, which globs skip: {} (set include_network = true to read them)",
+                    skipped_network.join(", ")
+                ));
             }
         }
         Ok(out)

@@ -4,14 +4,13 @@
 //! and `max_latency` the `/health` round trip.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use super::{blocking, round2, Finding, TlsFiles, Verdict};
+use super::{round2, Context, Finding, TlsFiles, Verdict};
 use crate::expect::Expect;
-use crate::host::{Host, HttpError};
+use crate::host::HttpError;
 use crate::version::Version;
 use crate::Observed;
 
@@ -80,12 +79,8 @@ impl EtcdHealth {
         parts.join(", ")
     }
 
-    pub(crate) async fn run(
-        &self,
-        host: &Arc<dyn Host>,
-        expect: &Expect,
-        timeout: Duration,
-    ) -> Finding {
+    pub(crate) async fn run(&self, cx: &Context<'_>, expect: &Expect) -> Finding {
+        let timeout = cx.timeout;
         let expected = self.expected(expect);
         let base = self.endpoint.trim_end_matches('/').to_string();
         // Both requests finish within 90% of the check's timeout, so that a
@@ -98,20 +93,21 @@ impl EtcdHealth {
         let mut version_req = self
             .tls()
             .request(format!("{base}/version"), budget, 64 * 1024);
-        let answers = blocking(host, move |h| {
-            let started = Instant::now();
-            let health = h.http_get(&health_req);
-            let left = budget.saturating_sub(started.elapsed());
-            let version = match &health {
-                Ok(_) if !left.is_zero() => {
-                    version_req.timeout = left;
-                    Some(h.http_get(&version_req))
-                }
-                _ => None,
-            };
-            (health, version)
-        })
-        .await;
+        let answers = cx
+            .blocking(move |h| {
+                let started = Instant::now();
+                let health = h.http_get(&health_req);
+                let left = budget.saturating_sub(started.elapsed());
+                let version = match &health {
+                    Ok(_) if !left.is_zero() => {
+                        version_req.timeout = left;
+                        Some(h.http_get(&version_req))
+                    }
+                    _ => None,
+                };
+                (health, version)
+            })
+            .await;
         let (health, version) = match answers {
             Ok(a) => a,
             Err(e) => return Finding::error(expected, e),

@@ -15,12 +15,10 @@
 //! value. Mode and owner of a glob are named per path. Without `expect`
 //! the check is observe-only (the value feeds drift and distributions).
 
-use std::sync::Arc;
-
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::{blocking, Finding, Verdict};
+use super::{Context, Finding, Verdict};
 use crate::expect::{show, Expect};
 use crate::host::{expand_glob, FileKind, Host};
 use crate::Observed;
@@ -68,9 +66,9 @@ impl FileCheck {
         Ok(())
     }
 
-    pub(crate) async fn run(&self, host: &Arc<dyn Host>, expect: &Expect) -> Finding {
+    pub(crate) async fn run(&self, cx: &Context<'_>, expect: &Expect) -> Finding {
         let me = self.clone();
-        match blocking(host, move |h| me.observe(h)).await {
+        match cx.blocking(move |h| me.observe(h)).await {
             Ok(Ok(observed)) => self.judge(observed, expect),
             Ok(Err(e)) | Err(e) => Finding::error(expect.describe(), e),
         }

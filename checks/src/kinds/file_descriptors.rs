@@ -1,13 +1,10 @@
 //! `type = "file_descriptors"`: open file handles from `fs/file-nr`
 //! against `fs.file-max`: in percent (default), allocated, or the limit.
 
-use std::sync::Arc;
-
 use serde::Deserialize;
 
-use super::{blocking, round2, Finding};
+use super::{round2, Context, Finding};
 use crate::expect::{parse_number, Expect};
-use crate::host::Host;
 use crate::Observed;
 
 /// What to measure.
@@ -28,14 +25,15 @@ pub struct FileDescriptors {
 }
 
 impl FileDescriptors {
-    pub(crate) async fn run(&self, host: &Arc<dyn Host>, expect: &Expect) -> Finding {
-        let read = blocking(host, |h| {
-            (
-                h.read_file("/proc/sys/fs/file-nr", 256),
-                h.read_file("/proc/sys/fs/file-max", 256),
-            )
-        })
-        .await;
+    pub(crate) async fn run(&self, cx: &Context<'_>, expect: &Expect) -> Finding {
+        let read = cx
+            .blocking(|h| {
+                (
+                    h.read_file("/proc/sys/fs/file-nr", 256),
+                    h.read_file("/proc/sys/fs/file-max", 256),
+                )
+            })
+            .await;
         let (nr, max) = match read {
             Ok((Ok(nr), Ok(max))) => (nr, max),
             Ok((Err(e), _)) => {

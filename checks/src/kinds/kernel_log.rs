@@ -3,14 +3,11 @@
 //! patterns: OOM kills, hung tasks, I/O errors, filesystem errors, soft
 //! lockups; default expectation: no match (`max = 0`).
 
-use std::sync::Arc;
-
 use regex::RegexSet;
 use serde::Deserialize;
 
-use super::{blocking, Finding};
+use super::{Context, Finding};
 use crate::expect::Expect;
-use crate::host::Host;
 use crate::Observed;
 
 /// The patterns used when a check lists none.
@@ -66,7 +63,7 @@ impl KernelLog {
         Ok(())
     }
 
-    pub(crate) async fn run(&self, host: &Arc<dyn Host>, expect: &Expect) -> Finding {
+    pub(crate) async fn run(&self, cx: &Context<'_>, expect: &Expect) -> Finding {
         let set = match RegexSet::new(self.patterns()) {
             Ok(s) => s,
             Err(e) => return Finding::error(expect.describe(), e.to_string()),
@@ -75,7 +72,9 @@ impl KernelLog {
             .since
             .as_deref()
             .and_then(|s| patrol_config::parse_duration(s).ok());
-        let read = blocking(host, |h| (h.kernel_log(), h.read_file("/proc/uptime", 256))).await;
+        let read = cx
+            .blocking(|h| (h.kernel_log(), h.read_file("/proc/uptime", 256)))
+            .await;
         let (log, uptime) = match read {
             Ok((Ok(log), up)) => (log, up),
             Ok((Err(e), _)) => {

@@ -6,14 +6,13 @@
 //! and at most three minor versions older.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{blocking, Finding, TlsFiles, Verdict};
+use super::{Context, Finding, TlsFiles, Verdict};
 use crate::expect::Expect;
-use crate::host::{CommandRequest, Host};
+use crate::host::CommandRequest;
 use crate::version::Version;
 use crate::Observed;
 
@@ -112,12 +111,8 @@ impl KubeletVersion {
         }
     }
 
-    pub(crate) async fn run(
-        &self,
-        host: &Arc<dyn Host>,
-        expect: &Expect,
-        timeout: Duration,
-    ) -> Finding {
+    pub(crate) async fn run(&self, cx: &Context<'_>, expect: &Expect) -> Finding {
+        let timeout = cx.timeout;
         let expected = self.expected(expect);
         // Both sources answer within 90% of the check's timeout, so a hung
         // kubelet is reported by this check, not cut off by the runner.
@@ -135,8 +130,9 @@ impl KubeletVersion {
                 args: vec!["--version".into()],
                 timeout: command_timeout,
                 max_output: 64 * 1024,
+                run_as: cx.run_as.cloned(),
             };
-            match host.run_command(req).await {
+            match cx.host.run_command(req).await {
                 Ok(out) => match parse_version_output(&out.stdout)
                     .or_else(|| parse_version_output(&out.stderr))
                 {
@@ -164,7 +160,7 @@ impl KubeletVersion {
                 .saturating_sub(started.elapsed())
                 .max(Duration::from_millis(1));
             let req = self.tls().request(url.clone(), left, 8 << 20);
-            let resp = blocking(host, move |h| h.http_get(&req)).await;
+            let resp = cx.blocking(move |h| h.http_get(&req)).await;
             match resp {
                 Ok(Ok(r)) if r.status == 200 => match parse_build_info(&r.body) {
                     Some(v) => found.push(("metrics", v)),

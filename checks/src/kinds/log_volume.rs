@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use serde::Deserialize;
 
-use super::{blocking, round2, Finding, Verdict};
+use super::{round2, Context, Finding, Verdict};
 use crate::expect::{show, Expect};
 use crate::host::{expand_glob, FileKind, Host};
 use crate::Observed;
@@ -65,9 +65,9 @@ impl LogVolume {
         Ok(())
     }
 
-    pub(crate) async fn run(&self, host: &Arc<dyn Host>, expect: &Expect) -> Finding {
+    pub(crate) async fn run(&self, cx: &Context<'_>, expect: &Expect) -> Finding {
         let paths = self.paths.clone();
-        let sizes = match blocking(host, move |h| sizes(h, &paths)).await {
+        let sizes = match cx.blocking(move |h| sizes(h, &paths)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) | Err(e) => return Finding::error(expect.describe(), e),
         };

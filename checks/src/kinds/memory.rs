@@ -3,13 +3,10 @@
 //! nodes usually run without swap: `measure = "swap_total_mb"`,
 //! `expect = 0`).
 
-use std::sync::Arc;
-
 use serde::Deserialize;
 
-use super::{blocking, round2, Finding};
+use super::{round2, Context, Finding};
 use crate::expect::Expect;
-use crate::host::Host;
 use crate::Observed;
 
 /// What to measure.
@@ -39,8 +36,11 @@ pub fn meminfo_kib(text: &str, field: &str) -> Option<u64> {
 }
 
 impl Memory {
-    pub(crate) async fn run(&self, host: &Arc<dyn Host>, expect: &Expect) -> Finding {
-        let text = match blocking(host, |h| h.read_file("/proc/meminfo", 64 * 1024)).await {
+    pub(crate) async fn run(&self, cx: &Context<'_>, expect: &Expect) -> Finding {
+        let text = match cx
+            .blocking(|h| h.read_file("/proc/meminfo", 64 * 1024))
+            .await
+        {
             Ok(Ok(t)) => t,
             Ok(Err(e)) => {
                 return Finding::error(expect.describe(), format!("cannot read /proc/meminfo: {e}"))

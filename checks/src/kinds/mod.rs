@@ -1,13 +1,15 @@
 //! The check kinds: one module per kind, a closed enum selected by `type`,
-//! and what they share (the [`Finding`] a kind returns, blocking reads).
+//! and what they share (the [`Context`] a kind runs with, the
+//! [`Finding`] it returns).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::blocking::BlockingCalls;
 use crate::expect::{show, Expect};
-use crate::host::Host;
+use crate::host::{Account, Host};
 use crate::Observed;
 
 pub mod clock;
@@ -159,29 +161,50 @@ impl CheckKind {
     }
 
     /// Observe and judge.
-    pub(crate) async fn run(
-        &self,
-        host: &Arc<dyn Host>,
-        expect: &Expect,
-        timeout: Duration,
-    ) -> Finding {
+    pub(crate) async fn run(&self, cx: &Context<'_>, expect: &Expect) -> Finding {
         match self {
-            CheckKind::Sysctl(k) => k.run(host, expect).await,
-            CheckKind::ProcessCount(k) => k.run(host, expect).await,
-            CheckKind::KubeletVersion(k) => k.run(host, expect, timeout).await,
-            CheckKind::EtcdHealth(k) => k.run(host, expect, timeout).await,
-            CheckKind::Command(k) => k.run(host, expect, timeout).await,
-            CheckKind::Disk(k) => k.run(host, expect).await,
-            CheckKind::Memory(k) => k.run(host, expect).await,
-            CheckKind::FileDescriptors(k) => k.run(host, expect).await,
-            CheckKind::KernelLog(k) => k.run(host, expect).await,
-            CheckKind::SystemdUnit(k) => k.run(host, expect, timeout).await,
-            CheckKind::Clock(k) => k.run(host, expect, timeout).await,
-            CheckKind::Network(k) => k.run(host, expect, timeout).await,
-            CheckKind::LogVolume(k) => k.run(host, expect).await,
-            CheckKind::File(k) => k.run(host, expect).await,
-            CheckKind::Package(k) => k.run(host, expect, timeout).await,
+            CheckKind::Sysctl(k) => k.run(cx, expect).await,
+            CheckKind::ProcessCount(k) => k.run(cx, expect).await,
+            CheckKind::KubeletVersion(k) => k.run(cx, expect).await,
+            CheckKind::EtcdHealth(k) => k.run(cx, expect).await,
+            CheckKind::Command(k) => k.run(cx, expect).await,
+            CheckKind::Disk(k) => k.run(cx, expect).await,
+            CheckKind::Memory(k) => k.run(cx, expect).await,
+            CheckKind::FileDescriptors(k) => k.run(cx, expect).await,
+            CheckKind::KernelLog(k) => k.run(cx, expect).await,
+            CheckKind::SystemdUnit(k) => k.run(cx, expect).await,
+            CheckKind::Clock(k) => k.run(cx, expect).await,
+            CheckKind::Network(k) => k.run(cx, expect).await,
+            CheckKind::LogVolume(k) => k.run(cx, expect).await,
+            CheckKind::File(k) => k.run(cx, expect).await,
+            CheckKind::Package(k) => k.run(cx, expect).await,
         }
+    }
+}
+
+/// What a kind runs with besides its own settings and its expectation.
+pub(crate) struct Context<'a> {
+    /// The machine.
+    pub host: &'a Arc<dyn Host>,
+    /// The check's timeout (already cut to a sweep's budget).
+    pub timeout: Duration,
+    /// Who the check's commands run as (None: the agent's own user).
+    pub run_as: Option<&'a Account>,
+    /// The runner's blocking-call slots.
+    pub calls: &'a BlockingCalls,
+    /// The kind running, whose slots its blocking calls take.
+    pub kind: &'static str,
+}
+
+impl Context<'_> {
+    /// Run a blocking read of the host on the blocking pool, in one of
+    /// this kind's slots (see [`crate::blocking`]). `Err` says in words
+    /// why it did not run or did not finish.
+    pub(crate) async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Host) -> T + Send + 'static,
+    ) -> Result<T, String> {
+        self.calls.run(self.kind, self.host, f).await
     }
 }
 
@@ -265,17 +288,6 @@ impl Finding {
             },
         }
     }
-}
-
-/// Run a blocking read of the host on the blocking pool.
-pub(crate) async fn blocking<T: Send + 'static>(
-    host: &Arc<dyn Host>,
-    f: impl FnOnce(&dyn Host) -> T + Send + 'static,
-) -> Result<T, String> {
-    let h = Arc::clone(host);
-    tokio::task::spawn_blocking(move || f(&*h))
-        .await
-        .map_err(|e| format!("internal error: {e}"))
 }
 
 /// A number observation, integral when possible.

@@ -16,12 +16,9 @@
 //! For drift: state, MTU and addresses are settings; counters are gauges;
 //! latencies are left out ([`value_nature`]).
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use serde::Deserialize;
 
-use super::{blocking, round2, Finding, ValueNature, Verdict};
+use super::{round2, Context, Finding, ValueNature, Verdict};
 use crate::expect::{show, Expect};
 use crate::host::Host;
 use crate::Observed;
@@ -93,23 +90,19 @@ impl Network {
         Ok(())
     }
 
-    pub(crate) async fn run(
-        &self,
-        host: &Arc<dyn Host>,
-        expect: &Expect,
-        timeout: Duration,
-    ) -> Finding {
+    pub(crate) async fn run(&self, cx: &Context<'_>, expect: &Expect) -> Finding {
+        let timeout = cx.timeout;
         if let Some(iface) = &self.interface {
             let iface = iface.clone();
             let measure = self.measure.unwrap_or_default();
-            return match blocking(host, move |h| link(h, &iface, measure)).await {
+            return match cx.blocking(move |h| link(h, &iface, measure)).await {
                 Ok(Ok(observed)) => judge_named(observed, expect),
                 Ok(Err(e)) | Err(e) => Finding::error(expect.describe(), e),
             };
         }
         if let Some(name) = &self.resolve {
             let n = name.clone();
-            return match blocking(host, move |h| h.resolve(&n)).await {
+            return match cx.blocking(move |h| h.resolve(&n)).await {
                 Ok(Ok(addrs)) if !addrs.is_empty() => Finding::judge(
                     Observed::List(
                         addrs
@@ -130,7 +123,7 @@ impl Network {
         let a = addr.clone();
         // Leave the runner's timeout room to report the refusal itself.
         let budget = timeout.mul_f64(0.9);
-        match blocking(host, move |h| h.tcp_connect(&a, budget)).await {
+        match cx.blocking(move |h| h.tcp_connect(&a, budget)).await {
             Ok(Ok(took)) => judge_named(
                 Observed::Named(vec![(
                     "latency_ms".into(),

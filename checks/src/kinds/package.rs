@@ -10,14 +10,11 @@
 //! an error. Without `expect` the check is observe-only, which is how a
 //! rollout is tracked across the fleet.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use serde::Deserialize;
 
-use super::{blocking, Finding};
+use super::{Context, Finding};
 use crate::expect::Expect;
-use crate::host::{CommandRequest, Host};
+use crate::host::CommandRequest;
 use crate::Observed;
 
 /// The dpkg status database.
@@ -59,21 +56,16 @@ impl Package {
         }
     }
 
-    pub(crate) async fn run(
-        &self,
-        host: &Arc<dyn Host>,
-        expect: &Expect,
-        timeout: Duration,
-    ) -> Finding {
-        let status = blocking(host, |h| h.read_file(DPKG_STATUS, DPKG_STATUS_LIMIT)).await;
+    pub(crate) async fn run(&self, cx: &Context<'_>, expect: &Expect) -> Finding {
+        let status = cx
+            .blocking(|h| h.read_file(DPKG_STATUS, DPKG_STATUS_LIMIT))
+            .await;
         match status {
             Ok(Ok(text)) => {
                 let (name, arch) = self.split();
                 Finding::judge(dpkg_version(&text, name, arch), expect)
             }
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-                self.rpm(host, expect, timeout).await
-            }
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => self.rpm(cx, expect).await,
             Ok(Err(e)) => {
                 Finding::error(expect.describe(), format!("cannot read {DPKG_STATUS}: {e}"))
             }
@@ -81,7 +73,8 @@ impl Package {
         }
     }
 
-    async fn rpm(&self, host: &Arc<dyn Host>, expect: &Expect, timeout: Duration) -> Finding {
+    async fn rpm(&self, cx: &Context<'_>, expect: &Expect) -> Finding {
+        let timeout = cx.timeout;
         let req = CommandRequest {
             program: "rpm".into(),
             args: vec![
@@ -92,8 +85,9 @@ impl Package {
             ],
             timeout,
             max_output: 64 * 1024,
+            run_as: cx.run_as.cloned(),
         };
-        match host.run_command(req).await {
+        match cx.host.run_command(req).await {
             Ok(out) if out.exit_code == Some(0) => {
                 Finding::judge(Observed::Version(out.stdout.trim().to_string()), expect)
             }

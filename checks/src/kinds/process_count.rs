@@ -2,12 +2,10 @@
 //! zombies, processes matching a name or command line, or the process
 //! total as a percentage of `kernel.pid_max`.
 
-use std::sync::Arc;
-
 use regex::Regex;
 use serde::Deserialize;
 
-use super::{blocking, number, round2, Finding};
+use super::{number, round2, Context, Finding};
 use crate::expect::{parse_number, Expect};
 use crate::host::Host;
 
@@ -93,9 +91,9 @@ impl ProcessCount {
         Ok(())
     }
 
-    pub(crate) async fn run(&self, host: &Arc<dyn Host>, expect: &Expect) -> Finding {
+    pub(crate) async fn run(&self, cx: &Context<'_>, expect: &Expect) -> Finding {
         let me = self.clone();
-        let counted = blocking(host, move |h| me.observe(h)).await;
+        let counted = cx.blocking(move |h| me.observe(h)).await;
         match counted {
             Ok(Ok((n, note))) => {
                 let mut f = Finding::judge(number(n), expect);

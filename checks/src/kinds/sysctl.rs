@@ -4,13 +4,11 @@
 //! `min_per_cpu` raises `expect.min` to that figure times the online CPUs
 //! (conntrack tables are sized to cores).
 
-use std::sync::Arc;
-
 use serde::Deserialize;
 
-use super::{blocking, Finding};
+use super::{Context, Finding};
 use crate::expect::{parse_number, Expect};
-use crate::host::{online_cpus, sysctl_path, Host};
+use crate::host::{online_cpus, sysctl_path};
 use crate::Observed;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -58,15 +56,16 @@ impl Sysctl {
         Ok(())
     }
 
-    pub(crate) async fn run(&self, host: &Arc<dyn Host>, expect: &Expect) -> Finding {
+    pub(crate) async fn run(&self, cx: &Context<'_>, expect: &Expect) -> Finding {
         let key = self.key.clone();
         let per_cpu = self.min_per_cpu;
-        let read = blocking(host, move |h| {
-            let value = h.read_file(&sysctl_path(&key), 64 * 1024);
-            let cpus = per_cpu.map(|_| online_cpus(h));
-            (value, cpus)
-        })
-        .await;
+        let read = cx
+            .blocking(move |h| {
+                let value = h.read_file(&sysctl_path(&key), 64 * 1024);
+                let cpus = per_cpu.map(|_| online_cpus(h));
+                (value, cpus)
+            })
+            .await;
         let mut expect = expect.clone();
         let mut note = String::new();
         let (value, cpus) = match read {

@@ -2,14 +2,11 @@
 //! (default expectation: `active`). A unit that is not installed is
 //! observed as `not-found`; a machine without systemd is an error.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use serde::Deserialize;
 
-use super::Finding;
+use super::{Context, Finding};
 use crate::expect::Expect;
-use crate::host::{CommandRequest, Host};
+use crate::host::CommandRequest;
 use crate::Observed;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -27,12 +24,8 @@ impl SystemdUnit {
         Ok(())
     }
 
-    pub(crate) async fn run(
-        &self,
-        host: &Arc<dyn Host>,
-        expect: &Expect,
-        timeout: Duration,
-    ) -> Finding {
+    pub(crate) async fn run(&self, cx: &Context<'_>, expect: &Expect) -> Finding {
+        let timeout = cx.timeout;
         let req = CommandRequest {
             program: "systemctl".into(),
             args: vec![
@@ -43,8 +36,9 @@ impl SystemdUnit {
             ],
             timeout,
             max_output: 16 * 1024,
+            run_as: cx.run_as.cloned(),
         };
-        let out = match host.run_command(req).await {
+        let out = match cx.host.run_command(req).await {
             Ok(o) => o,
             Err(e) => return Finding::error(expect.describe(), format!("cannot ask systemd: {e}")),
         };
