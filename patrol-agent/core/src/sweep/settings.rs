@@ -91,6 +91,12 @@ pub struct SweepSettings {
     /// incomplete. Default 64 MiB (10,000 k8s-node answers in flight at
     /// once is 34 MiB).
     pub max_partial_bytes: usize,
+    /// Of `max_partial_bytes`, the most that incomplete answers from nodes
+    /// outside the expected set may hold, so that answers under names
+    /// nobody expected (a key holder inventing them) cannot crowd out the
+    /// expected nodes' answers. Default 16 MiB (about 4,700 `k8s-node`
+    /// answers in flight). Must not exceed `max_partial_bytes`.
+    pub max_late_partial_bytes: usize,
 }
 
 impl Default for SweepSettings {
@@ -115,6 +121,7 @@ impl Default for SweepSettings {
             max_participations: 64,
             max_late_joiners: 1024,
             max_partial_bytes: 64 * 1024 * 1024,
+            max_late_partial_bytes: 16 * 1024 * 1024,
         }
     }
 }
