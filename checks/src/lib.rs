@@ -24,7 +24,7 @@ pub use catalog::Catalog;
 pub use expect::Expect;
 pub use host::{host_for, FixtureHost, Host, RealHost, RootedHost};
 pub use kinds::CheckKind;
-pub use patrol_model::{document, outcome, selector};
+pub use patrol_model::{document, outcome, printable, selector};
 pub use patrol_model::{
     CheckOutcome, NodeEntry, NodeState, Observed, Selector, Severity, StateCounts, Status,
     SweepDocument, SweepTiming,

@@ -22,6 +22,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
+use patrol_checks::printable::one_line;
 use patrol_checks::{Catalog, CheckOutcome, Runner, Selector, Status};
 use patrol_config::{Config, DEFAULT_CONFIG_PATH};
 
@@ -186,9 +187,11 @@ fn summary(outcomes: &[CheckOutcome], ms: f64) -> String {
     )
 }
 
+/// `s` safe to print ([`one_line`]) and cut to `max` characters.
 fn clip(s: &str, max: usize) -> String {
+    let s = one_line(s);
     if s.chars().count() <= max {
-        s.to_string()
+        s.into_owned()
     } else {
         let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
         t.push('…');
@@ -197,7 +200,10 @@ fn clip(s: &str, max: usize) -> String {
 }
 
 /// Failures first (fail, error, warn, pass), then definition order; a
-/// `fix:` line under every check that did not pass and says how.
+/// `fix:` line under every check that did not pass and says how. What a
+/// check read (a kernel log line, a command's output) is printed through
+/// [`one_line`] (the cells by [`crate::columns::render`]), before any
+/// colour of ours goes on.
 fn render_table(outcomes: &[CheckOutcome], colour: bool) -> String {
     let mut rows: Vec<&CheckOutcome> = outcomes.iter().collect();
     rows.sort_by_key(|o| std::cmp::Reverse(o.status.badness()));
@@ -245,7 +251,7 @@ fn render_table(outcomes: &[CheckOutcome], colour: bool) -> String {
             out.push_str(&format!(
                 "{}  fix: {}\n",
                 " ".repeat(status_width),
-                o.remediation
+                one_line(&o.remediation)
             ));
         }
     }
@@ -293,5 +299,31 @@ mod tests {
         assert_eq!(exit_code(&o[..2]), 1);
         assert_eq!(exit_code(&o[..1]), 0);
         assert_eq!(exit_code(&[outcome("e", Status::Error)]), 2);
+    }
+
+    #[test]
+    fn what_a_check_read_prints_no_control_character_even_in_colour() {
+        let mut o = outcome("kernel-log", Status::Fail);
+        o.observed = Observed::Text("\x1b]0;pwned\x07".into());
+        o.message = "line one\r\n\x1b[2J\u{202e}two".into();
+        o.remediation = "\x1b[2Jrestart".into();
+        for colour in [false, true] {
+            let table = render_table(std::slice::from_ref(&o), colour);
+            // Our own colour codes are the only escapes, and only in colour.
+            let ours = table.replace("\x1b[31;1m", "").replace("\x1b[0m", "");
+            assert!(
+                !ours
+                    .chars()
+                    .any(|c| c != '\n' && patrol_checks::printable::is_unsafe(c, false)),
+                "{table}"
+            );
+            assert_eq!(ours.lines().count(), 3, "{table}");
+            assert!(ours.contains("\\x1b]0;pwned\\x07"), "{table}");
+            assert!(
+                ours.contains("line one\\r\\n\\x1b[2J\\u{202e}two"),
+                "{table}"
+            );
+            assert!(ours.contains("fix: \\x1b[2Jrestart"), "{table}");
+        }
     }
 }

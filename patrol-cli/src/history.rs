@@ -6,11 +6,15 @@
 //! patrol history check ID                 a check's non-passing node count over time
 //! patrol history import DIR               take a JSON history (one file per sweep)
 //! ```
+//!
+//! Node names, check ids, values and messages in the history came from
+//! nodes: they are printed through [`one_line`].
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use patrol_checks::printable::one_line;
 use patrol_config::{Config, DEFAULT_CONFIG_PATH};
 use patrol_report::store::History;
 use patrol_report::text::{date_time, thousands};
@@ -77,7 +81,7 @@ impl Common {
 
 fn sweep_words(s: &Option<(String, u64)>, zone: &jiff::tz::TimeZone) -> String {
     match s {
-        Some((id, at)) => format!("sweep {id} ({})", date_time(*at, zone)),
+        Some((id, at)) => format!("sweep {} ({})", one_line(id), date_time(*at, zone)),
         None => "an earlier sweep no longer kept".to_string(),
     }
 }
@@ -92,19 +96,19 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             let (h, _, zone) = common.open()?;
             let changes = h.node_timeline(&name, check.as_deref())?;
             if changes.is_empty() {
-                println!("{name}: nothing stored");
+                println!("{}: nothing stored", one_line(&name));
                 return Ok(ExitCode::from(1));
             }
             let mut scope = None;
             let mut current_check = None;
             for c in &changes {
                 if scope.as_ref() != Some(&c.scope) {
-                    println!("{name} in scope: {}", c.scope);
+                    println!("{} in scope: {}", one_line(&name), one_line(&c.scope));
                     scope = Some(c.scope.clone());
                     current_check = None;
                 }
                 if current_check.as_ref() != Some(&c.check) {
-                    println!("  {}", c.check);
+                    println!("  {}", one_line(&c.check));
                     current_check = Some(c.check.clone());
                 }
                 let when = match &c.previous_sweep {
@@ -116,13 +120,13 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                     ),
                 };
                 let value = if c.value.is_empty() {
-                    c.status.clone()
+                    one_line(&c.status).into_owned()
                 } else {
-                    format!("{} {}", c.status, c.value)
+                    one_line(&format!("{} {}", c.status, c.value)).into_owned()
                 };
                 println!("    {value:<24} {when}");
                 if !c.message.is_empty() {
-                    println!("    {:<24} {}", "", c.message);
+                    println!("    {:<24} {}", "", one_line(&c.message));
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -131,7 +135,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             let (h, _, zone) = common.open()?;
             let points = h.check_history(&id)?;
             if points.is_empty() {
-                println!("{id}: no stored sweep ran this check");
+                println!("{}: no stored sweep ran this check", one_line(&id));
                 return Ok(ExitCode::from(1));
             }
             let mut rows = Vec::new();

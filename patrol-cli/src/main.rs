@@ -105,7 +105,9 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("patrol: {e:#}");
+            // Error text can carry what an agent or a node said.
+            let text = format!("{e:#}");
+            eprintln!("patrol: {}", patrol_checks::printable::lines(&text));
             ExitCode::from(3)
         }
     }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use anyhow::bail;
 use patrol_agent::control::{ControlRequest, Reply};
 use patrol_agent::membership::{MemberInfo, MemberState};
+use patrol_checks::printable::one_line;
 
 use crate::connect::ControlArgs;
 use crate::format::Format;
@@ -82,7 +83,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The members table with a summary line.
+/// The members table with a summary line. Names, addresses and tags come
+/// from other nodes: the table's cells and the conflict lines are printed
+/// through [`one_line`].
 pub fn table(members: &[MemberInfo]) -> String {
     let rows: Vec<[String; 4]> = members
         .iter()
@@ -123,8 +126,37 @@ pub fn table(members: &[MemberInfo]) -> String {
         .collect();
     for name in conflicts {
         out.push_str(&format!(
-            "name conflict: more than one node is called {name}; sweeps list each as failing until one is renamed ([node] name)\n"
+            "name conflict: more than one node is called {}; sweeps list each as failing until one is renamed ([node] name)\n",
+            one_line(name)
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_tags_and_conflicts_from_other_nodes_print_no_control_character() {
+        let member = |name: &str, conflict| MemberInfo {
+            name: name.to_string(),
+            addr: "10.0.0.1:7946\x1b[2J".to_string(),
+            state: MemberState::Alive,
+            tags: [("role\u{202e}".to_string(), "=x\r\n".to_string())].into(),
+            is_self: false,
+            name_conflict: conflict,
+        };
+        let text = table(&[member("evil\x1b]0;pwned\x07", true), member("ok", false)]);
+        assert!(
+            !text
+                .chars()
+                .any(|c| c != '\n' && patrol_checks::printable::is_unsafe(c, false)),
+            "{text}"
+        );
+        assert_eq!(text.lines().count(), 5, "{text}");
+        assert!(text.contains("evil\\x1b]0;pwned\\x07  10.0.0.1:7946\\x1b[2J"));
+        assert!(text.contains("role\\u{202e}==x\\r\\n"), "{text}");
+        assert!(text.contains("called evil\\x1b]0;pwned\\x07;"), "{text}");
+    }
 }

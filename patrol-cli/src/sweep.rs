@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use patrol_agent::control::{ControlRequest, Reply};
+use patrol_checks::printable::one_line;
 use patrol_checks::{NodeState, Selector, Status, SweepDocument};
 
 use crate::connect::{ControlArgs, Target};
@@ -193,7 +194,11 @@ async fn sweep_targets(
     let mut unreachable = Vec::new();
     for p in &parts {
         if let Err(e) = &p.result {
-            eprintln!("patrol: cluster {} could not be swept: {e}", p.label);
+            eprintln!(
+                "patrol: cluster {} could not be swept: {}",
+                one_line(&p.label),
+                one_line(e)
+            );
             unreachable.push(p.label.clone());
         }
     }
@@ -315,14 +320,15 @@ pub fn distributions(doc: &SweepDocument, checks: &[String]) -> String {
 
 /// The human table: nodes with problems first (down, silent, failing),
 /// then the checks that did not pass grouped across nodes, then the
-/// counts and timing.
+/// counts and timing. Text from nodes is printed through
+/// [`one_line`] (the table's cells by [`crate::columns::render`]).
 pub fn table(doc: &SweepDocument, all: bool, zone: &jiff::tz::TimeZone) -> String {
     let mut out = format!(
         "sweep {} coordinated by {} at {} ({}, deadline {})\n\n",
-        doc.sweep_id,
-        doc.coordinator,
+        one_line(&doc.sweep_id),
+        one_line(&doc.coordinator),
         patrol_report::text::date_time(doc.started_at_unix_ms, zone),
-        doc.selector.describe(),
+        one_line(&doc.selector.describe()),
         patrol_config::format_duration(Duration::from_millis(doc.deadline_ms))
     );
     let mut nodes: Vec<_> = doc.nodes.iter().collect();
@@ -515,10 +521,12 @@ fn footer(doc: &SweepDocument, mut out: String, grouped: bool) -> String {
                 String::new()
             };
             out.push_str(&format!(
-                "  {status:<5} {id}: {message} - {} node{}: {}{more}\n",
+                "  {status:<5} {}: {} - {} node{}: {}{more}\n",
+                one_line(&id),
+                one_line(&message),
                 names.len(),
                 if names.len() == 1 { "" } else { "s" },
-                sample.join(", ")
+                one_line(&sample.join(", "))
             ));
         }
         if more > 0 {

@@ -1,6 +1,20 @@
 //! The CSV attachment: every node and every check outcome, one row each,
 //! so the bounded HTML can leave names out without losing anything.
+//!
+//! Every cell is text from a node and opens in a spreadsheet, so each one
+//! goes through [`cell`]: control characters, escape sequences and bidi
+//! overrides are written as visible escapes
+//! ([`patrol_checks::printable::lines`]: line breaks and tabs, which a
+//! quoted CSV cell holds, are kept), and a cell a spreadsheet would take
+//! for a formula (OWASP's "CSV injection": it starts with `=`, `+`, `-`,
+//! `@`, a tab or a CR) gets a leading `'`, which spreadsheets show as
+//! text and do not evaluate. A cell that is a plain decimal number
+//! (`-3`, `+1.5`, `-2e-3`) is left alone: a negative observed value must
+//! stay a number, and a number is never a formula.
 
+use std::borrow::Cow;
+
+use patrol_checks::printable::lines;
 use patrol_checks::SweepDocument;
 
 /// Header row of the CSV.
@@ -16,7 +30,7 @@ pub fn csv(doc: &SweepDocument) -> String {
     // Writing to a Vec cannot fail; a record the writer refused would only
     // shorten the attachment, never stop the report.
     let mut row = |fields: &[&str]| {
-        let _ = w.write_record(fields);
+        let _ = w.write_record(fields.iter().map(|f| cell(f).into_owned()));
     };
     row(&CSV_HEADER.split(',').collect::<Vec<_>>());
     for n in &doc.nodes {
@@ -51,9 +65,74 @@ pub fn csv(doc: &SweepDocument) -> String {
     String::from_utf8(bytes).unwrap_or_default()
 }
 
+/// Characters that make a spreadsheet read a cell as a formula when they
+/// come first (OWASP, "CSV Injection").
+const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// `text` as a CSV cell that is safe to open in a spreadsheet: controls
+/// escaped ([`lines`]), and a leading `'` when it starts like a formula
+/// and is not a plain number.
+pub fn cell(text: &str) -> Cow<'_, str> {
+    let clean = lines(text);
+    if clean.starts_with(FORMULA_STARTS) && !is_plain_number(&clean) {
+        Cow::Owned(format!("'{clean}"))
+    } else {
+        clean
+    }
+}
+
+/// A decimal number as people and spreadsheets write it: an optional
+/// sign, digits with at most one `.`, an optional exponent. Not `inf` or
+/// `NaN`, which Rust would parse but a spreadsheet would not.
+fn is_plain_number(text: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let unsigned = text.strip_prefix(['+', '-']).unwrap_or(text);
+    let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
+        Some((m, e)) => (m, Some(e.strip_prefix(['+', '-']).unwrap_or(e))),
+        None => (unsigned, None),
+    };
+    let mantissa_ok = match mantissa.split_once('.') {
+        Some((int, frac)) => {
+            (digits(int) || int.is_empty()) && (digits(frac) || frac.is_empty()) && mantissa != "."
+        }
+        None => digits(mantissa),
+    };
+    mantissa_ok && exponent.is_none_or(digits)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formula_cells_get_a_quote_and_numbers_stay_numbers() {
+        for (raw, safe) in [
+            (
+                "=HYPERLINK(\"http://x\",\"y\")",
+                "'=HYPERLINK(\"http://x\",\"y\")",
+            ),
+            ("+cmd|' /C calc'!A0", "'+cmd|' /C calc'!A0"),
+            ("@SUM(1)", "'@SUM(1)"),
+            ("-2+3+cmd", "'-2+3+cmd"),
+            ("-", "'-"),
+            ("\tx", "'\tx"),
+            ("\r=1", "\\r=1"),
+            ("-inf", "'-inf"),
+            ("-3", "-3"),
+            ("+1.5", "+1.5"),
+            ("-2e-3", "-2e-3"),
+            ("-.5", "-.5"),
+            ("a=b", "a=b"),
+            ("", ""),
+        ] {
+            assert_eq!(cell(raw), safe, "{raw:?}");
+        }
+        assert_eq!(
+            cell("\x1b]0;pwned\x07ok\u{202e}"),
+            "\\x1b]0;pwned\\x07ok\\u{202e}"
+        );
+        assert_eq!(cell("two\nlines"), "two\nlines");
+    }
 
     #[test]
     fn quotes_fields_that_need_it() {

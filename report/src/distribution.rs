@@ -6,10 +6,16 @@
 //! Discrete values are counted as they are. A gauge (see
 //! [`patrol_checks::kinds::value_nature`]) has as many values as nodes, so
 //! its distribution also carries quantiles (min, p50, p90, p99, max).
+//!
+//! Values and node names come from nodes: [`Distribution::line`] and
+//! [`Distribution::table`] print them through
+//! [`patrol_checks::printable::one_line`], so they are safe on a terminal
+//! and in the plain-text report. The fields keep the exact text.
 
 use std::collections::{BTreeMap, HashMap};
 
 use patrol_checks::kinds::{value_nature, ValueNature};
+use patrol_checks::printable::one_line;
 use patrol_checks::{NodeState, Observed, Status, SweepDocument};
 use serde::{Deserialize, Serialize};
 
@@ -87,7 +93,7 @@ impl Distribution {
         if self.errors > 0 {
             parts.push(format!("not observed on {}", thousands(self.errors as u64)));
         }
-        let mut s = format!("{}: {}", self.check, parts.join(", "));
+        let mut s = format!("{}: {}", one_line(&self.check), parts.join(", "));
         if let Some(q) = &self.quantiles {
             s.push_str(&format!(
                 "; min {}, p50 {}, p90 {}, p99 {}, max {} ({})",
@@ -96,7 +102,7 @@ impl Distribution {
                 num(q.p90),
                 num(q.p99),
                 num(q.max),
-                q.max_node
+                one_line(&q.max_node)
             ));
         }
         s
@@ -104,10 +110,11 @@ impl Distribution {
 
     fn sample_text(&self, v: &ValueCount) -> String {
         let more = v.nodes.saturating_sub(v.samples.len());
+        let names = one_line(&v.samples.join(", ")).into_owned();
         if more > 0 {
-            format!("{}, ...", v.samples.join(", "))
+            format!("{names}, ...")
         } else {
-            v.samples.join(", ")
+            names
         }
     }
 
@@ -115,7 +122,7 @@ impl Distribution {
     pub fn table(&self) -> String {
         let mut out = format!(
             "{}: {} nodes observed, {} distinct values{}\n",
-            self.check,
+            one_line(&self.check),
             thousands(self.observed as u64),
             thousands(self.distinct as u64),
             if self.errors > 0 {
@@ -160,7 +167,7 @@ impl Distribution {
                 num(q.p90),
                 num(q.p99),
                 num(q.max),
-                q.max_node
+                one_line(&q.max_node)
             ));
         }
         out
@@ -171,9 +178,11 @@ fn num(x: f64) -> String {
     Observed::Number((x * 100.0).round() / 100.0).to_string()
 }
 
+/// `value` safe to print ([`one_line`]) and cut to [`MAX_VALUE_CHARS`].
 fn clip(value: &str) -> String {
+    let value = one_line(value);
     if value.chars().count() <= MAX_VALUE_CHARS {
-        value.to_string()
+        value.into_owned()
     } else {
         let cut: String = value.chars().take(MAX_VALUE_CHARS - 3).collect();
         format!("{cut}...")

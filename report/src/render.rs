@@ -123,13 +123,16 @@ fn plural(n: usize, one: &str, many: &str) -> String {
     )
 }
 
-/// `[patrol] prod: 3 anomalies (1 new), 2 unreachable - 2026-11-22`.
+/// `[patrol] prod: 3 anomalies (1 new), 2 unreachable - 2026-11-22`, one
+/// line with no control character.
 pub fn subject(report: &Report, prefix: &str) -> String {
     let h = &report.aggregate.headline;
     let unreachable = (h.no_answer + h.down) as usize;
     let mut s = format!(
         "{prefix} {}: {} ({} new)",
-        report.cluster,
+        // The cluster name comes from the coordinator's config: a mail
+        // header must not carry its control characters.
+        patrol_checks::printable::one_line(&report.cluster),
         plural(report.groups.len(), "anomaly", "anomalies"),
         thousands(report.new_groups() as u64)
     );

@@ -1,8 +1,38 @@
 //! Small text formatting for reports: thousands separators, durations and
 //! calendar dates from unix milliseconds (through `jiff`): in a given time
-//! zone for people, in UTC for file names.
+//! zone for people, in UTC for file names; and the escapers of the two
+//! report templates, [`Terminal`] and [`PrintableHtml`].
 
 use jiff::tz::TimeZone;
+use patrol_checks::printable::one_line;
+
+/// askama's escaper for the plain-text report: `report/askama.toml` names
+/// it for `.txt` templates, so every value `templates/report.txt` prints
+/// (node names, check ids, observed values, messages, remediation from
+/// nodes) goes through [`one_line`] the way HTML values go through HTML
+/// escaping. The text report is printed by `patrol report` and read in
+/// mail clients and terminals.
+#[derive(Debug, Clone, Copy)]
+pub struct Terminal;
+
+impl askama::filters::Escaper for Terminal {
+    fn write_escaped_str<W: std::fmt::Write>(&self, mut dest: W, text: &str) -> std::fmt::Result {
+        dest.write_str(&one_line(text))
+    }
+}
+
+/// askama's escaper for the HTML report (`askama.toml` names it for
+/// `.html` templates): askama's own HTML escaping, after [`one_line`], so
+/// a control character or a bidi override from a node shows as a visible
+/// escape in the mail too instead of reordering what the reader sees.
+#[derive(Debug, Clone, Copy)]
+pub struct PrintableHtml;
+
+impl askama::filters::Escaper for PrintableHtml {
+    fn write_escaped_str<W: std::fmt::Write>(&self, dest: W, text: &str) -> std::fmt::Result {
+        askama::filters::Html.write_escaped_str(dest, &one_line(text))
+    }
+}
 
 /// `9997` -> `9,997`.
 pub fn thousands(n: u64) -> String {

@@ -165,6 +165,10 @@ fn documented_defaults() -> BTreeMap<&'static str, String> {
     m.insert("max_participations", s.max_participations.to_string());
     m.insert("max_late_joiners", s.max_late_joiners.to_string());
     m.insert("max_partial_bytes", s.max_partial_bytes.to_string());
+    m.insert(
+        "max_late_partial_bytes",
+        s.max_late_partial_bytes.to_string(),
+    );
     let c = patrol_agent::control::server::ControlSettings::default();
     m.insert("max_connections", c.max_connections.to_string());
     m.insert("request_timeout", dur(c.request_timeout));

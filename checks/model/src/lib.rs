@@ -1,6 +1,7 @@
 //! The observation model every Patrol stage shares: a check's outcome
 //! ([`CheckOutcome`], [`Status`], [`Observed`]), what a sweep asks for
-//! ([`Selector`]) and the finished sweep ([`SweepDocument`]).
+//! ([`Selector`]) and the finished sweep ([`SweepDocument`]); and
+//! [`printable`], the one rule that makes text from a node safe to print.
 //!
 //! Data only: no I/O and no runtime, so the sans-IO agent core
 //! (`patrol-core`) can carry these types on the wire without pulling in
@@ -20,6 +21,7 @@
 pub mod document;
 mod fields;
 pub mod outcome;
+pub mod printable;
 pub mod selector;
 
 pub use document::{

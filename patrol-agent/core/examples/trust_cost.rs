@@ -94,15 +94,34 @@ fn main() {
     });
     let sigs: Vec<_> = peers.iter().map(|p| p.key.sign(&body)).collect();
     let signature = time(rounds, |i| {
-        peers[i].key.verifying_key().verify(&body, &sigs[i]).unwrap();
+        peers[i]
+            .key
+            .verifying_key()
+            .verify(&body, &sigs[i])
+            .unwrap();
     });
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     println!("medians of {rounds} rounds:");
-    println!("  node certificate check (Ed25519 verify)       {:8.1} µs", us(verify));
-    println!("  pair key derivation (X25519 + HKDF)           {:8.1} µs", us(derive));
-    println!("  coordinator, first answer of a peer (both)    {:8.1} µs", us(first));
-    println!("  coordinator, each later answer (cache + HMAC) {:8.1} µs", us(later));
-    println!("  instead: one Ed25519 signature per answer     {:8.1} µs", us(signature));
+    println!(
+        "  node certificate check (Ed25519 verify)       {:8.1} µs",
+        us(verify)
+    );
+    println!(
+        "  pair key derivation (X25519 + HKDF)           {:8.1} µs",
+        us(derive)
+    );
+    println!(
+        "  coordinator, first answer of a peer (both)    {:8.1} µs",
+        us(first)
+    );
+    println!(
+        "  coordinator, each later answer (cache + HMAC) {:8.1} µs",
+        us(later)
+    );
+    println!(
+        "  instead: one Ed25519 signature per answer     {:8.1} µs",
+        us(signature)
+    );
     println!(
         "  at 10,000 nodes: first sweep +{:.0} ms, later sweeps +{:.0} ms (signatures: +{:.0} ms every sweep)",
         us(first) * 10.0,

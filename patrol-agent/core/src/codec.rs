@@ -2,12 +2,15 @@
 //!
 //! Decoding is bounded (no allocation beyond the datagram's own size) and
 //! never panics: bad bytes become a [`CodecError`] that foca wraps and the
-//! runtime counts.
+//! runtime counts. An identity larger than [`MAX_IDENTITY_BYTES`] (no
+//! agent starts with one) is refused the same way, wherever it appears in
+//! a header or a member update, so a key holder cannot make the mesh carry
+//! identities that do not fit its packets.
 
 use bytes::{Buf, BufMut};
-use foca::{Header, Member};
+use foca::{Header, Member, Message};
 
-use crate::identity::NodeId;
+use crate::identity::{NodeId, MAX_IDENTITY_BYTES};
 
 /// Largest item the codec decodes (headers and members are far smaller).
 const DECODE_LIMIT: usize = 64 * 1024;
@@ -23,6 +26,16 @@ pub enum CodecError {
     Encode(#[from] bincode::error::EncodeError),
     #[error("decode: {0}")]
     Decode(#[from] bincode::error::DecodeError),
+    #[error("an identity of {0} bytes, over the {MAX_IDENTITY_BYTES} a node may have")]
+    OversizedIdentity(usize),
+}
+
+/// Refuse `id` when it is larger than any agent may be.
+fn check_identity(id: &NodeId) -> Result<(), CodecError> {
+    match id.encoded_len() {
+        n if n > MAX_IDENTITY_BYTES => Err(CodecError::OversizedIdentity(n)),
+        _ => Ok(()),
+    }
 }
 
 /// foca codec over bincode 2 with serde.
@@ -60,7 +73,23 @@ impl foca::Codec<NodeId> for BincodeCodec {
     }
 
     fn decode_header(&mut self, buf: impl Buf) -> Result<Header<NodeId>, CodecError> {
-        Self::decode(buf)
+        let header: Header<NodeId> = Self::decode(buf)?;
+        check_identity(&header.src)?;
+        check_identity(&header.dst)?;
+        match &header.message {
+            Message::PingReq { target: id, .. }
+            | Message::IndirectPing { origin: id, .. }
+            | Message::IndirectAck { target: id, .. }
+            | Message::ForwardedAck { origin: id, .. } => check_identity(id)?,
+            Message::Ping(_)
+            | Message::Ack(_)
+            | Message::Announce
+            | Message::Feed
+            | Message::Gossip
+            | Message::Broadcast
+            | Message::TurnUndead => {}
+        }
+        Ok(header)
     }
 
     fn encode_member(
@@ -72,7 +101,9 @@ impl foca::Codec<NodeId> for BincodeCodec {
     }
 
     fn decode_member(&mut self, buf: impl Buf) -> Result<Member<NodeId>, CodecError> {
-        Self::decode(buf)
+        let member: Member<NodeId> = Self::decode(buf)?;
+        check_identity(member.id())?;
+        Ok(member)
     }
 }
 
@@ -98,6 +129,48 @@ mod tests {
         BincodeCodec.encode_member(&m, &mut buf).unwrap();
         let back = BincodeCodec.decode_member(&buf[..]).unwrap();
         assert_eq!(back, m);
+    }
+
+    #[test]
+    fn an_identity_over_the_limit_is_refused_in_a_header_and_in_a_member() {
+        let addr = "127.0.0.1:7946".parse().unwrap();
+        let big = NodeId::new("n".repeat(MAX_IDENTITY_BYTES), addr, 1, BTreeMap::new());
+        let header = |src: NodeId, message| Header {
+            src,
+            src_incarnation: 0,
+            dst: node(),
+            message,
+        };
+        let encoded = |h: &Header<NodeId>| {
+            let mut buf = Vec::new();
+            BincodeCodec.encode_header(h, &mut buf).unwrap();
+            buf
+        };
+        let fine = encoded(&header(node(), Message::Announce));
+        assert!(BincodeCodec.decode_header(&fine[..]).is_ok());
+        for h in [
+            header(big.clone(), Message::Announce),
+            header(
+                node(),
+                Message::PingReq {
+                    target: big.clone(),
+                    probe_number: 1,
+                },
+            ),
+        ] {
+            assert!(matches!(
+                BincodeCodec.decode_header(&encoded(&h)[..]),
+                Err(CodecError::OversizedIdentity(_))
+            ));
+        }
+        let mut buf = Vec::new();
+        BincodeCodec
+            .encode_member(&Member::alive(big), &mut buf)
+            .unwrap();
+        assert!(matches!(
+            BincodeCodec.decode_member(&buf[..]),
+            Err(CodecError::OversizedIdentity(_))
+        ));
     }
 
     proptest! {

@@ -28,20 +28,24 @@ pub struct NodeId {
     pub tags: BTreeMap<String, String>,
 }
 
-/// Largest encoded identity a node starts with. foca puts the sender's
-/// identity in every packet's header and up to three identities in an
-/// indirect probe, all within one 1,330-byte packet; about 400 bytes of
-/// tags silently broke indirect probes and about 620 all gossip. The config
-/// keeps a name and its tags within 192 bytes of text, which encodes to at
-/// most ~260.
+/// Largest encoded identity a node starts with, and the largest the codec
+/// takes from anyone else (`codec.rs` refuses a packet carrying a larger
+/// one). foca puts the sender's identity in every packet's header and up
+/// to three identities in an indirect probe, all within one 1,330-byte
+/// packet; about 400 bytes of tags silently broke indirect probes and
+/// about 620 all gossip. The config keeps a name and its tags within 192
+/// bytes of text, which encodes to at most ~260.
 pub const MAX_IDENTITY_BYTES: usize = 300;
 
 impl NodeId {
-    /// The identity's size in foca's packets (bincode, as the codec writes).
+    /// The identity's size in foca's packets (bincode, as the codec writes);
+    /// counted, not written.
     pub fn encoded_len(&self) -> usize {
-        bincode::serde::encode_to_vec(self, bincode::config::standard())
-            .map(|v| v.len())
-            .unwrap_or(usize::MAX)
+        let mut size = bincode::enc::write::SizeWriter::default();
+        match bincode::serde::encode_into_writer(self, &mut size, bincode::config::standard()) {
+            Ok(()) => size.bytes_written,
+            Err(_) => usize::MAX,
+        }
     }
 
     /// A new identity. The shell draws `bump` from the wall clock at start

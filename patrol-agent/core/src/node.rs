@@ -207,7 +207,11 @@ impl Node {
         let (inbox_tx, inbox) = mpsc::channel();
         let shared = Arc::new(GossipShared::default());
         shared.unix_ms.store(now.unix_ms, Ordering::Relaxed);
-        let gossip = RequestGossip::new(inbox_tx, Arc::clone(&shared));
+        let gossip = RequestGossip::new(
+            inbox_tx,
+            Arc::clone(&shared),
+            settings.sweep.clock_skew_tolerance,
+        );
         let bucket = initial_bucket(&settings, 1);
         let config = membership::foca_config(bucket, settings.foca_payload(), &settings.foca);
         let peer = Peer {
@@ -248,6 +252,11 @@ impl Node {
             sweep: self.core.counters().clone(),
             ..self.stats.clone()
         }
+    }
+
+    /// How much the sweep core holds right now (see [`crate::sweep::Held`]).
+    pub fn held(&self) -> crate::sweep::Held {
+        self.core.held()
     }
 
     /// Members foca knows (alive or suspect), not counting ourselves.

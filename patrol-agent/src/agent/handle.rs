@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::AgentStats;
 use crate::membership::MemberInfo;
 use crate::shutdown::Tasks;
-use crate::sweep::StartSweep;
+use crate::sweep::{Held, StartSweep};
 
 /// What a sweep's requester hears.
 #[derive(Debug, Clone)]
@@ -38,6 +38,7 @@ pub(super) enum Command {
     Members(oneshot::Sender<Vec<MemberInfo>>),
     SetSeeds(Vec<SocketAddr>),
     Stats(oneshot::Sender<AgentStats>),
+    Held(oneshot::Sender<Held>),
     StartSweep(Box<StartSweep>, mpsc::Sender<SweepEvent>),
     SetBundle(Box<patrol_core::trust::TrustBundle>),
     Stop(StopMode, oneshot::Sender<AgentStats>),
@@ -76,6 +77,11 @@ impl Commander {
 
     pub async fn stats(&self) -> Result<AgentStats, AgentGone> {
         self.ask(Command::Stats).await
+    }
+
+    /// How much the node's sweep core holds right now, bound by bound.
+    pub async fn held(&self) -> Result<Held, AgentGone> {
+        self.ask(Command::Held).await
     }
 
     /// Replace the seed addresses the agent (re)joins through, e.g. after
@@ -140,6 +146,10 @@ impl AgentHandle {
 
     pub async fn stats(&self) -> Result<AgentStats, AgentGone> {
         self.commander.stats().await
+    }
+
+    pub async fn held(&self) -> Result<Held, AgentGone> {
+        self.commander.held().await
     }
 
     pub async fn start_sweep(

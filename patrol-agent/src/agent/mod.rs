@@ -187,6 +187,10 @@ impl Owner {
                     }
                     self.on_command(cmd);
                 }
+                // Every input is gone (the handle dropped without a stop,
+                // the transport and timer tasks ended): nothing can reach
+                // the node any more.
+                else => return,
             }
             self.carry_out();
         }
@@ -222,6 +226,9 @@ impl Owner {
             }
             Command::Stats(reply) => {
                 let _ = reply.send(self.stats());
+            }
+            Command::Held(reply) => {
+                let _ = reply.send(self.node.held());
             }
             Command::SetSeeds(seeds) => self.node.set_seeds(self.now(), seeds),
             Command::StartSweep(spec, events) => match self.node.start_sweep(self.now(), *spec) {

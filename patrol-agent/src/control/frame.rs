@@ -104,11 +104,20 @@ pub fn encode_deny(reason: &str) -> Vec<u8> {
     deny
 }
 
-/// The reason of a refusal frame, or `None` for any other frame.
+/// Characters of a refusal's reason kept; an agent's own reasons are a
+/// line long.
+pub const MAX_DENY_REASON: usize = 200;
+
+/// The reason of a refusal frame, or `None` for any other frame. A
+/// refusal is not sealed (anything listening on the port can send one),
+/// so the reason is cut to [`MAX_DENY_REASON`] characters and made safe
+/// to print ([`patrol_checks::printable::one_line`]) before anyone shows it.
 pub fn decode_deny(frame: &[u8]) -> Option<String> {
-    frame
-        .strip_prefix(DENY_MAGIC)
-        .map(|reason| String::from_utf8_lossy(reason).into_owned())
+    frame.strip_prefix(DENY_MAGIC).map(|reason| {
+        let text = String::from_utf8_lossy(reason);
+        let cut: String = text.chars().take(MAX_DENY_REASON).collect();
+        patrol_checks::printable::one_line(&cut).into_owned()
+    })
 }
 
 /// Seal `body` for this connection (`purpose`: a request from the client
@@ -239,6 +248,10 @@ mod tests {
     fn a_refusal_carries_its_reason() {
         assert_eq!(decode_deny(&encode_deny("no")).as_deref(), Some("no"));
         assert_eq!(decode_deny(b"PTRL..."), None);
+        let hostile = [&b"DENY\x1b]0;pwned\x07"[..], &[b'x'; 5000]].concat();
+        let reason = decode_deny(&hostile).unwrap();
+        assert!(reason.starts_with("\\x1b]0;pwned\\x07xx"), "{reason}");
+        assert_eq!(reason.chars().count(), MAX_DENY_REASON + 6);
     }
 
     fn doc(nodes: usize) -> SweepDocument {

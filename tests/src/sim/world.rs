@@ -272,8 +272,7 @@ impl World {
             doc: self.sh.done.as_deref(),
             completed_at: self.sh.done_at,
             events: self.sh.queue.popped(),
-            pair_keys_derived: self.nodes[COORDINATOR].node.pair_keys_derived()
-                - self.keys_before,
+            pair_keys_derived: self.nodes[COORDINATOR].node.pair_keys_derived() - self.keys_before,
         })
     }
 
@@ -423,8 +422,7 @@ fn identities(nodes: &mut [SimNode], ids: &[NodeId], seed: u64, warm: bool) -> C
         Certificate::new_ca(&ca_key, "sim-ca", 1, 0, u64::MAX / 2),
     )
     .expect("the CA's own key");
-    let bundle =
-        TrustBundle::new(vec![ca.cert.clone()], Revocations::default()).expect("a bundle");
+    let bundle = TrustBundle::new(vec![ca.cert.clone()], Revocations::default()).expect("a bundle");
     let make = |role: Role, name: &str, k: SigningKey, serial: u64| {
         let cert = issue(
             &ca,

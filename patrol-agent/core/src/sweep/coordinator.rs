@@ -91,8 +91,12 @@ struct Sweep {
     /// Incomplete answers by (node, nonce): a forged answer in a node's
     /// name cannot mix its pieces into the node's own.
     partial: HashMap<(String, u64), Vec<Option<Vec<u8>>>>,
-    /// Bytes held in `partial`, bounded by `max_partial_bytes`.
+    /// Bytes held in `partial` (payloads and a [`SLOT_BYTES`] slot per
+    /// announced piece), bounded by `max_partial_bytes`.
     partial_bytes: usize,
+    /// Of those, the bytes of nodes outside the expected set, bounded by
+    /// `max_late_partial_bytes`.
+    late_partial_bytes: usize,
     /// Expected nodes that answered.
     answered: u64,
     /// Expected nodes that answered or are down.
@@ -123,6 +127,22 @@ impl Coordinator {
     /// Whether `id` is running or was completed recently.
     pub(crate) fn knows(&self, id: u64) -> bool {
         self.sweeps.contains_key(&id) || self.recent.contains(&id)
+    }
+
+    /// What the sweeps being coordinated hold (the largest of each).
+    pub(crate) fn held(&self) -> super::Held {
+        let mut held = super::Held {
+            coordinating: self.sweeps.len(),
+            ..super::Held::default()
+        };
+        for sweep in self.sweeps.values() {
+            let late = sweep.late.len() + sweep.late_partial();
+            held.late_joiners = held.late_joiners.max(late);
+            let (all, late) = sweep.partial_held();
+            held.partial_bytes = held.partial_bytes.max(all);
+            held.late_partial_bytes = held.late_partial_bytes.max(late);
+        }
+        held
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -216,6 +236,7 @@ impl Coordinator {
             conflicts,
             partial: HashMap::new(),
             partial_bytes: 0,
+            late_partial_bytes: 0,
             answered: 0,
             settled,
             last_answer_at: None,
@@ -287,29 +308,44 @@ impl Coordinator {
         {
             return Verdict::Refused;
         }
-        if sweep.partial_bytes + chunk.payload.len() > settings.max_partial_bytes {
+        // What the node's incomplete answer holds now and would hold with
+        // this piece: a piece with another `count` starts it again, with a
+        // slot for every piece it announces (counted, so that pieces
+        // claiming thousands of empty siblings cannot hold more than the
+        // bound).
+        let key = (chunk.node.clone(), chunk.nonce);
+        let held_now = sweep.partial.get(&key).map_or(0, |p| held_by(p));
+        let held_then = match sweep.partial.get(&key) {
+            Some(parts) if parts.len() == count => {
+                held_now - parts[index].as_ref().map_or(0, Vec::len) + chunk.payload.len()
+            }
+            _ => count * SLOT_BYTES + chunk.payload.len(),
+        };
+        let grows = held_then.saturating_sub(held_now);
+        if sweep.partial_bytes + grows > settings.max_partial_bytes
+            || (!expected && sweep.late_partial_bytes + grows > settings.max_late_partial_bytes)
+        {
             return Verdict::Refused;
         }
         out.push(ack(from, &chunk));
-        let key = (chunk.node.clone(), chunk.nonce);
+        sweep.partial_bytes = sweep.partial_bytes - held_now + held_then;
+        if !expected {
+            sweep.late_partial_bytes = sweep.late_partial_bytes - held_now + held_then;
+        }
         let parts = sweep.partial.entry(key.clone()).or_default();
         if parts.len() != count {
-            let dropped: usize = parts.iter().flatten().map(Vec::len).sum();
-            sweep.partial_bytes -= dropped;
             *parts = vec![None; count];
         }
-        let slot = &mut parts[index];
-        if let Some(old) = slot.take() {
-            sweep.partial_bytes -= old.len();
-        }
-        sweep.partial_bytes += chunk.payload.len();
-        *slot = Some(chunk.payload);
+        parts[index] = Some(chunk.payload);
         if parts.iter().any(Option::is_none) {
             return Verdict::Taken;
         }
         let bytes: Vec<u8> = parts.iter().flatten().flatten().copied().collect();
         sweep.partial.remove(&key);
-        sweep.partial_bytes -= bytes.len();
+        sweep.partial_bytes -= held_then;
+        if !expected {
+            sweep.late_partial_bytes -= held_then;
+        }
         let decoded = AnswerPayload::decode(&bytes).and_then(|payload| {
             if let Some(trust) = trust {
                 if let Err(reason) =
@@ -454,7 +490,31 @@ fn ack(to: SocketAddr, chunk: &AnswerChunk) -> Effect {
     }
 }
 
+/// What one slot of an incomplete answer costs besides its payload.
+const SLOT_BYTES: usize = std::mem::size_of::<Option<Vec<u8>>>();
+
+/// Bytes an incomplete answer holds: its slots and its payloads.
+fn held_by(parts: &[Option<Vec<u8>>]) -> usize {
+    parts.len() * SLOT_BYTES + parts.iter().flatten().map(Vec::len).sum::<usize>()
+}
+
 impl Sweep {
+    /// Bytes held for incomplete answers, counted from the pieces
+    /// themselves (payloads and slots): all of them, and those of nodes
+    /// outside the expected set.
+    fn partial_held(&self) -> (usize, usize) {
+        let mut all = 0;
+        let mut late = 0;
+        for ((node, _), parts) in &self.partial {
+            let bytes = held_by(parts);
+            all += bytes;
+            if !self.expected.contains_key(node) {
+                late += bytes;
+            }
+        }
+        (all, late)
+    }
+
     /// Incomplete answers from nodes outside the expected set.
     fn late_partial(&self) -> usize {
         let mut names: Vec<&str> = self

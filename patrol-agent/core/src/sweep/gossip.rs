@@ -10,6 +10,12 @@
 //! [`SweepCore::handle_request`](super::SweepCore::handle_request) and, when
 //! something new arrived, calls `foca.broadcast()` at once (eager push).
 //!
+//! A request issued further in the future than the clock-skew tolerance
+//! (by this node's clock) is handed to the inbox, where the participant
+//! refuses and counts it, but neither remembered nor returned as a key:
+//! foca does not pass it on, so a forged future-dated request stops at the
+//! first node instead of reaching the whole mesh.
+//!
 //! Memory is bounded: ids are forgotten once their request expires, and at
 //! most [`MAX_REMEMBERED`] are kept (the earliest to expire go first).
 
@@ -17,6 +23,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
+use std::time::Duration;
 
 use foca::{BroadcastHandler, Invalidates};
 
@@ -53,6 +60,9 @@ pub struct RequestGossip {
     shared: Arc<GossipShared>,
     /// Sweep id -> unix ms when its request expires.
     seen: HashMap<u64, u64>,
+    /// Requests issued further ahead of our clock are not passed on
+    /// (`SweepSettings::clock_skew_tolerance`).
+    skew_tolerance_ms: u64,
 }
 
 impl std::fmt::Debug for RequestGossip {
@@ -66,11 +76,18 @@ impl std::fmt::Debug for RequestGossip {
 impl RequestGossip {
     /// A handler reading the wall clock from `shared`: the
     /// [`Node`](crate::node::Node) sets it from the time of each call.
-    pub fn new(inbox: Sender<SweepRequest>, shared: Arc<GossipShared>) -> Self {
+    /// Requests issued more than `skew_tolerance` ahead of it are not
+    /// passed on.
+    pub fn new(
+        inbox: Sender<SweepRequest>,
+        shared: Arc<GossipShared>,
+        skew_tolerance: Duration,
+    ) -> Self {
         RequestGossip {
             inbox,
             shared,
             seen: HashMap::new(),
+            skew_tolerance_ms: u64::try_from(skew_tolerance.as_millis()).unwrap_or(u64::MAX),
         }
     }
 
@@ -101,6 +118,12 @@ impl<T> BroadcastHandler<T> for RequestGossip {
         let now = self.shared.unix_ms.load(Ordering::Relaxed);
         let expires = req.expires_at_unix_ms();
         if self.seen.contains_key(&req.id) || expires < now {
+            return Ok(None);
+        }
+        if req.issued_at_unix_ms.saturating_sub(now) > self.skew_tolerance_ms {
+            // The participant refuses and counts it; nobody else hears it
+            // from us.
+            let _ = self.inbox.send(req);
             return Ok(None);
         }
         self.remember(req.id, expires, now);
@@ -139,7 +162,7 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         let shared = Arc::new(GossipShared::default());
         shared.unix_ms.store(now, Ordering::Relaxed);
-        (RequestGossip::new(tx, shared), rx)
+        (RequestGossip::new(tx, shared, Duration::from_secs(5)), rx)
     }
 
     #[test]
@@ -162,6 +185,21 @@ mod tests {
             None
         );
         assert_eq!(rx.try_iter().count(), 0);
+    }
+
+    #[test]
+    fn a_future_dated_request_goes_to_the_inbox_but_is_not_passed_on() {
+        let (mut h, rx) = handler(10_000);
+        let bytes = req(5, 10_000 + 5_001).encode();
+        for _ in 0..2 {
+            let key = BroadcastHandler::<()>::receive_item(&mut h, &bytes, None).unwrap();
+            assert_eq!(key, None, "not spread");
+        }
+        assert_eq!(rx.try_iter().count(), 2, "each copy refused where it lands");
+        assert!(h.seen.is_empty(), "nothing remembered");
+        let within = req(6, 10_000 + 5_000).encode();
+        let key = BroadcastHandler::<()>::receive_item(&mut h, &within, None).unwrap();
+        assert_eq!(key, Some(SweepKey(6)));
     }
 
     #[test]

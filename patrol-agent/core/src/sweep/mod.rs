@@ -185,9 +185,10 @@ pub struct SweepCore {
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SweepCounters {
     /// Requests refused because they were issued too far in the future by
-    /// this node's clock (reported to the coordinator once).
+    /// this node's clock (reported to a coordinator that asked directly).
     pub requests_clock_skew: u64,
-    /// Requests refused because `max_participations` sweeps were remembered.
+    /// Requests refused because `max_participations` sweeps were remembered
+    /// (reported to a coordinator that asked directly).
     pub requests_over_capacity: u64,
     /// Answer pieces dropped at a coordinator: malformed, over a size or
     /// count bound, a late joiner over the cap, or for an unknown sweep.
@@ -203,6 +204,31 @@ pub struct SweepCounters {
     /// they did not carry a valid proof by the node they name.
     #[serde(default)]
     pub answers_forged: u64,
+}
+
+/// How much the sweep core holds right now: the size of each of its
+/// bounded structures, next to the bound in [`SweepSettings`]. Measured
+/// from the structures themselves, not from the counters that enforce the
+/// bounds, so a test can tell a bound that holds from one that is only
+/// counted. Not on any wire.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Held {
+    /// Sweeps this node coordinates (each started over the control
+    /// channel).
+    pub coordinating: usize,
+    /// The most late joiners (answered or partly answered) one coordinated
+    /// sweep holds; bounded by `max_late_joiners`.
+    pub late_joiners: usize,
+    /// The most bytes one coordinated sweep holds for incomplete answers:
+    /// the pieces' payloads and a slot per announced piece; bounded by
+    /// `max_partial_bytes`.
+    pub partial_bytes: usize,
+    /// Of those, the bytes of incomplete answers from nodes outside the
+    /// expected set; bounded by `max_late_partial_bytes`.
+    pub late_partial_bytes: usize,
+    /// Sweeps this node takes part in (running, answering or waiting to be
+    /// forgotten); bounded by `max_participations`.
+    pub participations: usize,
 }
 
 impl SweepCounters {
@@ -296,6 +322,13 @@ impl SweepCore {
         self.coordinator.active()
     }
 
+    /// The size of every bounded structure right now.
+    pub fn held(&self) -> Held {
+        let mut held = self.coordinator.held();
+        held.participations = self.participant.len();
+        held
+    }
+
     /// Number of sweeps whose checks this node is running right now.
     pub fn running_checks(&self) -> usize {
         self.participant.running()
@@ -380,7 +413,7 @@ impl SweepCore {
             now,
             unix_ms,
             req,
-            false,
+            None,
             self.trust.as_mut(),
             out,
         );
@@ -406,7 +439,7 @@ impl SweepCore {
                     now,
                     unix_ms,
                     req,
-                    true,
+                    Some(from),
                     self.trust.as_mut(),
                     out,
                 );

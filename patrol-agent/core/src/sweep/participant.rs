@@ -21,6 +21,9 @@ pub const TOO_LARGE_CHECK_ID: &str = "patrol.answer_too_large";
 /// Check id of the single `error` outcome a node sends (once, unretried)
 /// for a request issued too far in the future by its clock.
 pub const CLOCK_SKEW_CHECK_ID: &str = "patrol.clock_skew";
+/// Check id of the single `error` outcome a node sends (once, unretried)
+/// for a request that found `max_participations` sweeps remembered.
+pub const OVER_CAPACITY_CHECK_ID: &str = "patrol.over_capacity";
 
 /// How long after expiry a sweep id is still remembered (clock drift between
 /// the monotonic and wall clocks).
@@ -77,6 +80,11 @@ enum Phase {
 }
 
 impl Participant {
+    /// Sweeps remembered.
+    pub(crate) fn len(&self) -> usize {
+        self.sweeps.len()
+    }
+
     pub(crate) fn running(&self) -> usize {
         self.sweeps
             .values()
@@ -93,14 +101,20 @@ impl Participant {
         now: Duration,
         unix_ms: u64,
         req: SweepRequest,
-        direct: bool,
+        from: Option<SocketAddr>,
         mut trust: Option<&mut SweepTrust>,
         out: &mut Vec<Effect>,
     ) -> Verdict {
+        // A refusal is reported only to a coordinator that asked us
+        // directly from its own address (its direct spread or backstop),
+        // never to an address a request merely names, so that no forged
+        // request can aim our answers at someone else.
+        let asked_by_coordinator = from == Some(req.coordinator.addr);
         if let Some(p) = self.sweeps.get_mut(&req.id) {
-            // Known sweep. A direct request is the coordinator's backstop:
-            // it has not got our answer, so resend what is unacked now.
-            if direct {
+            // Known sweep. A direct request from its coordinator is the
+            // backstop: it has not got our answer, so resend what is
+            // unacked now.
+            if from == Some(p.coordinator.addr) {
                 if let Phase::Answering(pieces) = &p.phase {
                     send_pieces(&p.coordinator, pieces, out);
                 }
@@ -154,30 +168,21 @@ impl Participant {
         let ahead = req.issued_at_unix_ms.saturating_sub(unix_ms);
         if ahead > settings.clock_skew_tolerance.as_millis() as u64 {
             // Nothing is remembered (a forged future-dated request must not
-            // live for its deadline window); the coordinator hears once why.
-            let outcome = patrol_error(
-                CLOCK_SKEW_CHECK_ID,
-                format!(
-                    "clocks within {} ms of the coordinator's",
-                    settings.clock_skew_tolerance.as_millis()
-                ),
-                format!(
-                    "request refused: issued {ahead} ms in the future by this node's clock; this node's clock is behind the coordinator's (or the request is forged)"
-                ),
-            );
-            let body = AnswerBody {
-                tags: me.tags.clone(),
-                received_unix_ms: unix_ms,
-                checks_ms: 0,
-                outcomes: vec![outcome],
-            };
-            let nonce = rng.next_u64();
-            let proof = trust.as_deref().zip(pair.as_ref());
-            for chunk in chunks(me, settings, req.id, nonce, body, proof) {
-                out.push(Effect::Send {
-                    to: req.coordinator.addr,
-                    msg: SweepMessage::Answer(chunk),
-                });
+            // live for its deadline window); a coordinator that asked
+            // directly hears why, once per asking.
+            if asked_by_coordinator {
+                let outcome = patrol_error(
+                    CLOCK_SKEW_CHECK_ID,
+                    format!(
+                        "clocks within {} ms of the coordinator's",
+                        settings.clock_skew_tolerance.as_millis()
+                    ),
+                    format!(
+                        "request refused: issued {ahead} ms in the future by this node's clock; this node's clock is behind the coordinator's (or the request is forged)"
+                    ),
+                );
+                let proof = trust.as_deref().zip(pair.as_ref());
+                report(me, settings, rng, &req, unix_ms, outcome, proof, out);
             }
             out.push(Effect::Audit(AuditEntry {
                 action: AuditAction::Refused(format!(
@@ -195,6 +200,18 @@ impl Participant {
                 )),
                 ..audit
             }));
+            if asked_by_coordinator {
+                let outcome = patrol_error(
+                    OVER_CAPACITY_CHECK_ID,
+                    format!("at most {} sweeps remembered", settings.max_participations),
+                    format!(
+                        "request refused: this node already takes part in {} sweeps (the most it remembers); its checks were not run",
+                        settings.max_participations
+                    ),
+                );
+                let proof = trust.as_deref().zip(pair.as_ref());
+                report(me, settings, rng, &req, unix_ms, outcome, proof, out);
+            }
             return Verdict::Full;
         }
         let remaining = Duration::from_millis(expires - unix_ms);
@@ -426,6 +443,34 @@ fn chunks(
             payload: part.to_vec(),
         })
         .collect()
+}
+
+/// A refusal as an answer of one `error` outcome, sent once and not
+/// retried (nothing about the sweep is remembered).
+#[allow(clippy::too_many_arguments)]
+fn report(
+    me: &Peer,
+    settings: &SweepSettings,
+    rng: &mut Prng,
+    req: &SweepRequest,
+    unix_ms: u64,
+    outcome: CheckOutcome,
+    proof: Option<(&SweepTrust, &PairKey)>,
+    out: &mut Vec<Effect>,
+) {
+    let body = AnswerBody {
+        tags: me.tags.clone(),
+        received_unix_ms: unix_ms,
+        checks_ms: 0,
+        outcomes: vec![outcome],
+    };
+    let nonce = rng.next_u64();
+    for chunk in chunks(me, settings, req.id, nonce, body, proof) {
+        out.push(Effect::Send {
+            to: req.coordinator.addr,
+            msg: SweepMessage::Answer(chunk),
+        });
+    }
 }
 
 fn send_pieces(coordinator: &PeerAddr, pieces: &[Option<AnswerChunk>], out: &mut Vec<Effect>) {

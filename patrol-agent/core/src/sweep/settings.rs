@@ -103,6 +103,12 @@ pub struct SweepSettings {
     /// time. Default 131,072: every member of a 100,000-node mesh, about
     /// 40 MB at most. Must not be zero.
     pub peer_keys: usize,
+    /// Of `max_partial_bytes`, the most that incomplete answers from nodes
+    /// outside the expected set may hold, so that answers under names
+    /// nobody expected (a key holder inventing them) cannot crowd out the
+    /// expected nodes' answers. Default 16 MiB (about 4,700 `k8s-node`
+    /// answers in flight). Must not exceed `max_partial_bytes`.
+    pub max_late_partial_bytes: usize,
 }
 
 impl Default for SweepSettings {
@@ -129,6 +135,7 @@ impl Default for SweepSettings {
             max_partial_bytes: 64 * 1024 * 1024,
             signed_request_slack: Duration::from_secs(60),
             peer_keys: 131_072,
+            max_late_partial_bytes: 16 * 1024 * 1024,
         }
     }
 }

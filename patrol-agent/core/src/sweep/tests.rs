@@ -796,7 +796,10 @@ fn an_ack_must_echo_the_nonce_and_come_from_the_coordinator() {
 
 /// Regression (issue 12): `issued_at` was never checked, so a forged
 /// future-dated request lived for its whole deadline window. Now it is
-/// refused, nothing is remembered, and the coordinator hears once why.
+/// refused and nothing is remembered. The coordinator hears why when it
+/// asked directly from its own address; a copy that came by gossip, or
+/// from anyone else, is answered nowhere (an answer to the address a
+/// forged request names would make every node a reflector).
 #[test]
 fn a_future_dated_request_is_refused_and_reported_once() {
     let mut net = Net::new(2, SweepSettings::default());
@@ -816,9 +819,31 @@ fn a_future_dated_request_is_refused_and_reported_once() {
         auth: None,
     };
     let (now, unix) = (net.now, net.unix());
+    let answers = |out: &[Effect]| -> Vec<AnswerChunk> {
+        out.iter()
+            .filter_map(|e| match e {
+                Effect::Send {
+                    msg: SweepMessage::Answer(c),
+                    to,
+                } if *to == addr(0) => Some(c.clone()),
+                _ => None,
+            })
+            .collect()
+    };
     let mut out = Vec::new();
     net.cores[1].handle_request(now, unix, req.clone(), &mut out);
-    assert_eq!(net.cores[1].counters().requests_clock_skew, 1);
+    let stranger = addr(9);
+    net.cores[1].handle_message(
+        now,
+        unix,
+        stranger,
+        SweepMessage::Request(req.clone()),
+        &mut out,
+    );
+    assert_eq!(net.cores[1].counters().requests_clock_skew, 2);
+    assert!(answers(&out).is_empty(), "answered a copy: {out:?}");
+    net.cores[1].handle_message(now, unix, addr(0), SweepMessage::Request(req), &mut out);
+    assert_eq!(net.cores[1].counters().requests_clock_skew, 3);
     assert!(
         !out.iter().any(|e| matches!(e, Effect::RunChecks { .. })),
         "{out:?}"
@@ -827,16 +852,7 @@ fn a_future_dated_request_is_refused_and_reported_once() {
         !out.iter().any(|e| matches!(e, Effect::Schedule { .. })),
         "nothing remembered: {out:?}"
     );
-    let answers: Vec<&AnswerChunk> = out
-        .iter()
-        .filter_map(|e| match e {
-            Effect::Send {
-                msg: SweepMessage::Answer(c),
-                ..
-            } => Some(c),
-            _ => None,
-        })
-        .collect();
+    let answers = answers(&out);
     assert_eq!(answers.len(), 1, "one unretried report: {out:?}");
     let payload = AnswerPayload::decode(&answers[0].payload).unwrap();
     let body = AnswerBody::decode(&payload.body).unwrap();
@@ -931,11 +947,13 @@ fn oversized_pieces_and_late_joiners_past_the_cap_are_refused() {
     assert_accounted(net.doc());
 }
 
-/// The bytes a coordinator buffers for incomplete answers are bounded.
+/// The bytes a coordinator buffers for incomplete answers are bounded,
+/// a slot for every piece announced included.
 #[test]
 fn buffered_answer_bytes_are_bounded_per_sweep() {
+    // 100 slots of 24 bytes, and five pieces of 1,000 bytes.
     let settings = SweepSettings {
-        max_partial_bytes: 5_000,
+        max_partial_bytes: 100 * 24 + 5_000,
         ..SweepSettings::default()
     };
     let mut net = Net::new(2, settings);
@@ -960,6 +978,48 @@ fn buffered_answer_bytes_are_bounded_per_sweep() {
         15,
         "5 pieces of 1,000 bytes fit"
     );
+}
+
+/// Incomplete answers under names nobody expected are held to their own,
+/// smaller budget: the expected nodes' pieces still fit.
+#[test]
+fn late_partial_answers_cannot_take_the_expected_nodes_room() {
+    let settings = SweepSettings {
+        max_partial_bytes: 20_000,
+        max_late_partial_bytes: 5_000,
+        ..SweepSettings::default()
+    };
+    let mut net = Net::new(2, settings);
+    net.hung.insert(1);
+    let members = net.members();
+    let id = net.start(0, Duration::from_secs(2), members);
+    let (now, unix) = (net.now, net.unix());
+    let mut out = Vec::new();
+    let piece = |node: String, index| {
+        SweepMessage::Answer(AnswerChunk {
+            sweep_id: id,
+            node,
+            nonce: 1,
+            index,
+            count: 10,
+            payload: vec![7; 1000],
+        })
+    };
+    for k in 0..10u16 {
+        net.cores[0].handle_message(now, unix, addr(5), piece(format!("ghost{k}"), 0), &mut out);
+    }
+    // Ten slots (240 bytes) and 1,000 bytes each: four ghosts fit in 5,000.
+    assert_eq!(net.cores[0].counters().pieces_refused, 6);
+    assert!(net.cores[0].held().late_partial_bytes <= 5_000);
+    for index in 0..9u16 {
+        net.cores[0].handle_message(now, unix, addr(1), piece(peer(1).name, index), &mut out);
+    }
+    assert_eq!(
+        net.cores[0].counters().pieces_refused,
+        6,
+        "the expected node's pieces all fit"
+    );
+    assert!(net.cores[0].held().partial_bytes <= 20_000);
 }
 
 /// A participant remembers at most `max_participations` sweeps.
@@ -987,6 +1047,43 @@ fn participations_are_capped() {
         net.cores[1].handle_request(now, unix, req, &mut out);
     }
     assert_eq!(net.cores[1].counters().requests_over_capacity, 2);
+    assert_eq!(net.cores[1].held().participations, 3);
+    // A full node tells a coordinator that asks it directly, once; the
+    // coordinator lists it failing with the reason instead of silent.
+    let req = SweepRequest {
+        id: 2000,
+        coordinator: peer(0).peer_addr(),
+        selector: Default::default(),
+        node_filter: BTreeMap::new(),
+        issued_at_unix_ms: unix,
+        deadline_ms: 5000,
+        answer_spread_ms: 0,
+        auth: None,
+    };
+    let mut out = Vec::new();
+    net.cores[1].handle_message(
+        now,
+        unix,
+        addr(9),
+        SweepMessage::Request(req.clone()),
+        &mut out,
+    );
+    out.retain(|e| !matches!(e, Effect::Audit(_)));
+    assert!(out.is_empty(), "answered a stranger: {out:?}");
+    net.cores[1].handle_message(now, unix, addr(0), SweepMessage::Request(req), &mut out);
+    out.retain(|e| !matches!(e, Effect::Audit(_)));
+    assert_eq!(net.cores[1].counters().requests_over_capacity, 4);
+    let [Effect::Send {
+        to,
+        msg: SweepMessage::Answer(chunk),
+    }] = out.as_slice()
+    else {
+        panic!("one report: {out:?}");
+    };
+    assert_eq!(*to, addr(0));
+    let payload = AnswerPayload::decode(&chunk.payload).unwrap();
+    let body = AnswerBody::decode(&payload.body).unwrap();
+    assert_eq!(body.outcomes[0].id, participant::OVER_CAPACITY_CHECK_ID);
 }
 
 /// Regression (issue 12): two nodes with the same name hid each other; the

@@ -102,7 +102,7 @@ impl AnswerPayload {
         bincode::serde::encode_to_vec(self, bincode::config::standard()).unwrap_or_default()
     }
 
-    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
         let cfg = bincode::config::standard().with_limit::<ANSWER_DECODE_LIMIT>();
         let (p, used): (Self, usize) = bincode::serde::decode_from_slice(bytes, cfg)
             .map_err(|e| WireError::Decode(e.to_string()))?;
@@ -159,11 +159,13 @@ pub struct AnswerBody {
 }
 
 impl AnswerBody {
+    /// The body's bytes, which the participant cuts into pieces.
     pub fn encode(&self) -> Vec<u8> {
         bincode::serde::encode_to_vec(self, bincode::config::standard()).unwrap_or_default()
     }
 
-    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+    /// A reassembled body, within the decode limit, no trailing bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
         let cfg = bincode::config::standard().with_limit::<ANSWER_DECODE_LIMIT>();
         let (body, used): (Self, usize) = bincode::serde::decode_from_slice(bytes, cfg)
             .map_err(|e| WireError::Decode(e.to_string()))?;
