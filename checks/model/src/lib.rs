@@ -23,7 +23,8 @@ pub mod outcome;
 pub mod selector;
 
 pub use document::{
-    AccountingError, NodeEntry, NodeState, StateCounts, SweepDocument, SweepTiming,
+    AccountingError, ClockOffset, NodeEntry, NodeState, Silence, StateCounts, SweepDocument,
+    SweepTiming, SwimState,
 };
 pub use outcome::{CheckOutcome, Observed, Severity, Status};
 pub use selector::Selector;

@@ -18,8 +18,12 @@ use std::time::Duration;
 
 use patrol_model::document::DOCUMENT_VERSION;
 use patrol_model::selector::tags_match;
-use patrol_model::{NodeEntry, NodeState, Status, SweepDocument, SweepTiming};
+use patrol_model::{
+    CheckOutcome, ClockOffset, NodeEntry, NodeState, Observed, Severity, Silence, Status,
+    SweepDocument, SweepTiming, SwimState,
+};
 
+use super::participant::CLOCK_SKEW_CHECK_ID;
 use super::wire::{AnswerBody, AnswerChunk, SweepMessage, SweepRequest};
 use super::{Effect, MemberView, Peer, StartSweep, SweepSettings, SweepTimer, TimerKind};
 
@@ -82,7 +86,7 @@ struct Sweep {
     /// Names claimed by more than one alive member: not expected under the
     /// name, listed once per claimant as `failing`, their answers ignored.
     conflicts: BTreeMap<String, Vec<Peer>>,
-    partial: HashMap<String, Vec<Option<Vec<u8>>>>,
+    partial: HashMap<String, Partial>,
     /// Bytes held in `partial`, bounded by `max_partial_bytes`.
     partial_bytes: usize,
     /// Expected nodes that answered.
@@ -98,6 +102,35 @@ struct Sweep {
 struct Slot {
     peer: Peer,
     state: SlotState,
+    /// Backstop rounds that sent this node the request.
+    backstops: u32,
+}
+
+/// An answer whose pieces are still coming in.
+#[derive(Debug, Default)]
+struct Partial {
+    pieces: Vec<Option<Vec<u8>>>,
+    /// Of the copies of its pieces that arrived, the one with the shortest
+    /// trip: the pair the node's clock offset is measured from.
+    trip: Option<Trip>,
+}
+
+/// One piece's trip: the node's send time (its clock) and the arrival
+/// (ours), unix milliseconds.
+#[derive(Debug, Clone, Copy)]
+struct Trip {
+    sent: u64,
+    arrived: u64,
+}
+
+impl Trip {
+    /// Arrival less departure: the one-way delay plus the clock offset.
+    /// The offset is the same for every copy, so the smallest value is the
+    /// copy that spent the least time on the way (NTP's minimum-delay
+    /// filter).
+    fn span(&self) -> i128 {
+        i128::from(self.arrived) - i128::from(self.sent)
+    }
 }
 
 #[derive(Debug)]
@@ -157,6 +190,7 @@ impl Coordinator {
                     Slot {
                         peer: m.peer,
                         state,
+                        backstops: 0,
                     },
                 );
             }
@@ -271,30 +305,43 @@ impl Coordinator {
             return Verdict::Refused;
         }
         out.push(ack(from, &chunk));
-        let parts = sweep.partial.entry(chunk.node.clone()).or_default();
-        if parts.len() != count {
-            let dropped: usize = parts.iter().flatten().map(Vec::len).sum();
+        let arrived = sweep.coordinator_clock(now);
+        let partial = sweep.partial.entry(chunk.node.clone()).or_default();
+        if partial.pieces.len() != count {
+            let dropped: usize = partial.pieces.iter().flatten().map(Vec::len).sum();
             sweep.partial_bytes -= dropped;
-            *parts = vec![None; count];
+            *partial = Partial {
+                pieces: vec![None; count],
+                trip: None,
+            };
         }
-        let slot = &mut parts[index];
+        let trip = Trip {
+            sent: chunk.sent_unix_ms,
+            arrived,
+        };
+        if partial.trip.is_none_or(|best| trip.span() < best.span()) {
+            partial.trip = Some(trip);
+        }
+        let slot = &mut partial.pieces[index];
         if let Some(old) = slot.take() {
             sweep.partial_bytes -= old.len();
         }
         sweep.partial_bytes += chunk.payload.len();
         *slot = Some(chunk.payload);
-        if parts.iter().any(Option::is_none) {
+        if partial.pieces.iter().any(Option::is_none) {
             return Verdict::Taken;
         }
-        let bytes: Vec<u8> = parts.iter().flatten().flatten().copied().collect();
+        let bytes: Vec<u8> = partial.pieces.iter().flatten().flatten().copied().collect();
+        let trip = partial.trip;
         sweep.partial.remove(&chunk.node);
         sweep.partial_bytes -= bytes.len();
-        let body = match AnswerBody::decode(&bytes) {
-            Ok(body) => body,
+        let (body, trip) = match AnswerBody::decode(&bytes) {
+            Ok(body) => (body, trip),
             // The node answered (every piece arrived and was acked), but
             // its answer does not decode: list it as failing with the
-            // reason, not as silent.
-            Err(e) => AnswerBody {
+            // reason, not as silent (and with no clock offset: its receive
+            // time is unknown).
+            Err(e) => (AnswerBody {
                 tags: BTreeMap::new(),
                 // Unknown; the answer's arrival is an upper bound.
                 received_unix_ms: sweep.request.issued_at_unix_ms
@@ -307,9 +354,9 @@ impl Coordinator {
                         "the node's answer did not decode ({e}); is it running another Patrol version?"
                     ),
                 )],
-            },
+            }, None),
         };
-        sweep.record(now, from, chunk.node, body, out);
+        sweep.record(settings, now, from, chunk.node, body, trip, out);
         self.complete_if_settled(id, now, out);
         Verdict::Taken
     }
@@ -352,8 +399,9 @@ impl Coordinator {
         };
         let room = sweep.deadline_at.saturating_sub(now) > settings.tick;
         if ready && (quiet || late) && room {
-            for slot in sweep.expected.values() {
+            for slot in sweep.expected.values_mut() {
                 if matches!(slot.state, SlotState::Pending) && slot.peer.name != sweep.me {
+                    slot.backstops += 1;
                     out.push(Effect::Send {
                         to: slot.peer.addr,
                         msg: SweepMessage::Request(sweep.request.clone()),
@@ -440,14 +488,40 @@ impl Sweep {
         }
     }
 
+    /// Our wall clock at monotonic time `now`, unix milliseconds: the
+    /// request's issue time plus the time since, so the issue and arrival
+    /// times of the clock measurement stay on one timeline.
+    fn coordinator_clock(&self, now: Duration) -> u64 {
+        self.request
+            .issued_at_unix_ms
+            .saturating_add(now.saturating_sub(self.started_at).as_millis() as u64)
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn record(
         &mut self,
+        settings: &SweepSettings,
         now: Duration,
         from: SocketAddr,
         node: String,
-        body: AnswerBody,
+        mut body: AnswerBody,
+        trip: Option<Trip>,
         out: &mut Vec<Effect>,
     ) {
+        let clock = trip.map(|t| {
+            ClockOffset::from_times(
+                self.request.issued_at_unix_ms,
+                body.received_unix_ms,
+                t.sent,
+                t.arrived,
+            )
+        });
+        if let Some(skew) = clock.and_then(|c| clock_skew(settings, c)) {
+            // A node that refused the request for its clock already says so.
+            if !body.outcomes.iter().any(|o| o.id == CLOCK_SKEW_CHECK_ID) {
+                body.outcomes.push(skew);
+            }
+        }
         let failing = body.outcomes.iter().any(|o| o.status != Status::Pass);
         let mut entry = NodeEntry {
             name: node.clone(),
@@ -466,6 +540,8 @@ impl Sweep {
             answered_ms: Some(now.saturating_sub(self.started_at).as_millis() as u64),
             checks_ms: Some(body.checks_ms),
             checks: body.outcomes,
+            clock,
+            silence: None,
         };
         self.last_answer_at = Some(now);
         match self.expected.get_mut(&node) {
@@ -510,6 +586,14 @@ impl Sweep {
                     answered_ms: None,
                     checks_ms: None,
                     checks: Vec::new(),
+                    clock: None,
+                    // What the sweep knows; the node adds what the mesh
+                    // knows (when it last heard from it, its SWIM state).
+                    silence: matches!(other, SlotState::Pending).then_some(Silence {
+                        last_heard_ago_ms: None,
+                        swim: SwimState::Unknown,
+                        backstop_requests: slot.backstops,
+                    }),
                 },
             })
             .collect();
@@ -535,6 +619,8 @@ impl Sweep {
                             addrs.join(", ")
                         ),
                     )],
+                    clock: None,
+                    silence: None,
                 });
             }
         }
@@ -554,6 +640,38 @@ impl Sweep {
         doc.recount();
         doc
     }
+}
+
+/// The `patrol.clock_skew` outcome for a node whose clock is certainly
+/// further from ours than `clock_skew_limit` (its offset less the
+/// measurement's bound), or None.
+fn clock_skew(settings: &SweepSettings, clock: ClockOffset) -> Option<CheckOutcome> {
+    let limit = settings.clock_skew_limit.as_millis() as u64;
+    if clock.least_skew_ms() <= limit {
+        return None;
+    }
+    let way = if clock.offset_ms > 0 {
+        "ahead"
+    } else {
+        "behind"
+    };
+    Some(CheckOutcome {
+        id: CLOCK_SKEW_CHECK_ID.to_string(),
+        kind: "patrol".to_string(),
+        status: Status::Fail,
+        severity: Severity::Fail,
+        observed: Observed::Text(way.to_string()),
+        expected: format!("within {limit} ms of the coordinator's clock"),
+        message: format!(
+            "clock {} ms {way} of the coordinator's (± {} ms), measured by the sweep",
+            clock.offset_ms.unsigned_abs(),
+            clock.bound_ms
+        ),
+        duration_us: 0,
+        description: "the node's clock offset from the coordinator's, measured by the sweep itself"
+            .to_string(),
+        remediation: "check time synchronisation on the node (chronyc tracking, timedatectl); if most nodes are off the same way, on the coordinator".to_string(),
+    })
 }
 
 /// Nearest-rank percentile of sorted values.
