@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use patrol_checks::document::DOCUMENT_VERSION;
 use patrol_checks::{
-    CheckOutcome, ClockOffset, NodeEntry, NodeState, Observed, Selector, Severity, Silence,
-    Status, SweepDocument, SweepTiming, SwimState,
+    CheckOutcome, ClockOffset, NodeEntry, NodeState, Observed, Selector, Severity, Silence, Status,
+    SweepDocument, SweepTiming, SwimState,
 };
 
 /// One check outcome.

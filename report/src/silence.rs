@@ -45,9 +45,7 @@ impl Cause {
 /// The verdict on `silence`, for a sweep that ended `sweep_ms` after its
 /// start (`timing.completed_ms`).
 pub fn cause(silence: &Silence, sweep_ms: u64) -> Cause {
-    let heard_during_sweep = silence
-        .last_heard_ago_ms
-        .is_some_and(|ago| ago <= sweep_ms);
+    let heard_during_sweep = silence.last_heard_ago_ms.is_some_and(|ago| ago <= sweep_ms);
     match silence.swim {
         SwimState::Suspect | SwimState::Down => Cause::Unreachable,
         SwimState::Alive if heard_during_sweep => Cause::AgentUp,
