@@ -77,7 +77,7 @@ pub struct NodeEntry {
     /// its clock is off by more than the coordinator's limit).
     pub checks: Vec<CheckOutcome>,
     /// The node's clock offset from the coordinator's, measured by the
-    /// sweep itself; every node that answered has one (None for nodes
+    /// sweep itself; every node that answered has one (absent for nodes
     /// that did not answer, or whose answer did not decode).
     #[serde(default)]
     pub clock: Option<ClockOffset>,
@@ -183,7 +183,7 @@ impl std::fmt::Display for SwimState {
 pub struct Silence {
     /// Milliseconds between the last datagram the coordinator received
     /// from the node (any kind: SWIM, gossip, sweep) and the end of the
-    /// sweep. None: nothing heard from it since the coordinator's agent
+    /// sweep. Absent: nothing heard from it since the coordinator's agent
     /// started (or since it forgot the member).
     #[serde(default)]
     pub last_heard_ago_ms: Option<u64>,
