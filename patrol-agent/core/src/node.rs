@@ -2,7 +2,9 @@
 //! [`SweepCore`], the request-gossip inbox, the departures (members that
 //! said they leave), join backoff and foca resizing, and glues them
 //! together: the channel byte in front of every datagram, eager push of a
-//! fresh request, direct spread in small meshes, the check budget.
+//! fresh request, direct spread in small meshes, the check budget, and
+//! what the mesh knows of a finished sweep's silent nodes (when a
+//! datagram last came from each, its SWIM state).
 //!
 //! Inputs are method calls that carry the current time ([`Now`]); outputs
 //! queue up as [`Output`]s the shell takes with [`Node::next_output`]:

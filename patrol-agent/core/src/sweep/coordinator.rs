@@ -1,6 +1,15 @@
 //! The coordinator side of a sweep: the expected set snapshot, answer
-//! reassembly and dedup by (sweep, node), the backstop, and the accounting
-//! that puts every expected node in exactly one state.
+//! reassembly and dedup by (sweep, node), the backstop, the clock offset
+//! of every answering node, and the accounting that puts every expected
+//! node in exactly one state.
+//!
+//! Clock offset (PROTOCOL.md, "Clock offset"): each answer piece carries
+//! the node's clock when that copy left; each arrival is paired with it,
+//! and the copy with the shortest trip is kept, so a resend measures as
+//! well as a first send. With the request's issue time and the node's
+//! receive time that gives an NTP-style offset and bound; a node off by
+//! more than `clock_skew_limit` for certain gets a `patrol.clock_skew`
+//! outcome.
 //!
 //! Backstop timing: every `tick` the coordinator looks at the sweep. The
 //! first backstop round runs once the sweep is older than the answer spread
