@@ -33,7 +33,7 @@ use patrol_model::{
 };
 
 use super::participant::CLOCK_SKEW_CHECK_ID;
-use super::wire::{AnswerBody, AnswerChunk, SweepMessage, SweepRequest};
+use super::wire::{AnswerBody, AnswerChunk, SweepMessage, SweepRequest, WireError};
 use super::{Effect, MemberView, Peer, StartSweep, SweepSettings, SweepTimer, TimerKind};
 
 /// Completed sweep ids remembered so late answer pieces still get acked.
@@ -350,20 +350,7 @@ impl Coordinator {
             // its answer does not decode: list it as failing with the
             // reason, not as silent (and with no clock offset: its receive
             // time is unknown).
-            Err(e) => (AnswerBody {
-                tags: BTreeMap::new(),
-                // Unknown; the answer's arrival is an upper bound.
-                received_unix_ms: sweep.request.issued_at_unix_ms
-                    + now.saturating_sub(sweep.started_at).as_millis() as u64,
-                checks_ms: 0,
-                outcomes: vec![super::participant::patrol_error(
-                    UNREADABLE_ANSWER_ID,
-                    "an answer this coordinator can decode".to_string(),
-                    format!(
-                        "the node's answer did not decode ({e}); is it running another Patrol version?"
-                    ),
-                )],
-            }, None),
+            Err(e) => (sweep.unreadable(now, &e), None),
         };
         sweep.record(settings, now, from, chunk.node, body, trip, out);
         self.complete_if_settled(id, now, out);
@@ -494,6 +481,24 @@ impl Sweep {
             sweep_id: id,
             answered: self.answered,
             expected: self.expected.len() as u64,
+        }
+    }
+
+    /// The body recorded for an answer that arrived whole but does not
+    /// decode: one `patrol.unreadable_answer` error saying why.
+    fn unreadable(&self, now: Duration, e: &WireError) -> AnswerBody {
+        AnswerBody {
+            tags: BTreeMap::new(),
+            // Unknown; the answer's arrival is an upper bound.
+            received_unix_ms: self.coordinator_clock(now),
+            checks_ms: 0,
+            outcomes: vec![super::participant::patrol_error(
+                UNREADABLE_ANSWER_ID,
+                "an answer this coordinator can decode".to_string(),
+                format!(
+                    "the node's answer did not decode ({e}); is it running another Patrol version?"
+                ),
+            )],
         }
     }
 
