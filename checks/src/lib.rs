@@ -26,8 +26,8 @@ pub use host::{host_for, FixtureHost, Host, RealHost, RootedHost};
 pub use kinds::CheckKind;
 pub use patrol_model::{document, outcome, printable, selector};
 pub use patrol_model::{
-    CheckOutcome, NodeEntry, NodeState, Observed, Selector, Severity, StateCounts, Status,
-    SweepDocument, SweepTiming,
+    CheckOutcome, ClockOffset, NodeEntry, NodeState, Observed, Selector, Severity, Silence,
+    StateCounts, Status, SweepDocument, SweepTiming, SwimState,
 };
 pub use runner::Runner;
 pub use spec::CheckSpec;

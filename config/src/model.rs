@@ -68,6 +68,11 @@ pub struct SweepSection {
     /// Deadline of a sweep coordinated here when the request names none.
     #[serde(default = "default_deadline", with = "serde_duration")]
     pub default_deadline: Duration,
+    /// In sweeps this node coordinates, a node whose clock is further than
+    /// this from ours, for certain (the measured offset less its bound), is
+    /// listed `failing` with a `patrol.clock_skew` outcome.
+    #[serde(default = "default_clock_skew_limit", with = "serde_duration")]
+    pub clock_skew_limit: Duration,
 }
 
 /// `[checks]`: settings shared by every check this node runs.
@@ -204,6 +209,10 @@ pub const DEFAULT_BLOCKING_PER_KIND: usize = 4;
 pub const MAX_BLOCKING_PER_KIND: usize = 64;
 /// Longest sweep deadline or check timeout (what an agent accepts).
 pub const MAX_DEADLINE: Duration = Duration::from_secs(600);
+/// Largest `[sweep] clock_skew_limit`: datagrams from a clock further off
+/// than a minute are refused by the agents' replay window, so no larger
+/// skew can ever be measured.
+pub const MAX_CLOCK_SKEW_LIMIT: Duration = Duration::from_secs(60);
 
 /// The bytes a name and tags take in an identity, framing included.
 pub fn identity_text_len(name: &str, tags: &BTreeMap<String, String>) -> usize {
@@ -261,6 +270,9 @@ fn default_max_concurrent() -> usize {
 fn default_deadline() -> Duration {
     Duration::from_secs(5)
 }
+fn default_clock_skew_limit() -> Duration {
+    Duration::from_secs(1)
+}
 fn default_concurrency() -> usize {
     8
 }
@@ -297,6 +309,7 @@ impl Default for SweepSection {
         SweepSection {
             max_concurrent: default_max_concurrent(),
             default_deadline: default_deadline(),
+            clock_skew_limit: default_clock_skew_limit(),
         }
     }
 }
@@ -571,6 +584,15 @@ impl Config {
                 ),
             );
         }
+        if sweep.clock_skew_limit > MAX_CLOCK_SKEW_LIMIT {
+            push(
+                "sweep.clock_skew_limit",
+                format!(
+                    "must be at most {}s (datagrams from clocks further off are refused, so a larger skew is never measured)",
+                    MAX_CLOCK_SKEW_LIMIT.as_secs()
+                ),
+            );
+        }
         if !(1..=MAX_CHECK_CONCURRENCY).contains(&checks.concurrency) {
             push(
                 "checks.concurrency",
@@ -747,7 +769,7 @@ mod tests {
     #[test]
     fn numbers_out_of_bounds_are_refused() {
         let err = parse(
-            "[node]\nbind = \"127.0.0.1:7946\"\nname = \"n1\"\n[checks]\nconcurrency = 9223372036854775807\nblocking_per_kind = 0\n[sweep]\nmax_concurrent = 1000\ndefault_deadline = \"2h\"\n",
+            "[node]\nbind = \"127.0.0.1:7946\"\nname = \"n1\"\n[checks]\nconcurrency = 9223372036854775807\nblocking_per_kind = 0\n[sweep]\nmax_concurrent = 1000\ndefault_deadline = \"2h\"\nclock_skew_limit = \"5m\"\n",
         )
         .unwrap_err();
         let text = err.to_string();
@@ -756,6 +778,7 @@ mod tests {
             "checks.blocking_per_kind: must be 1-64 (got 0)",
             "sweep.max_concurrent: must be 1-64",
             "sweep.default_deadline",
+            "sweep.clock_skew_limit: must be at most 60s",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }

@@ -343,7 +343,8 @@ fn metrics_source(commander: agent::Commander) -> crate::metrics::Source {
 }
 
 /// The node's settings from the config file: the tuned defaults, with the
-/// cluster name and `[sweep] max_concurrent` from `config`.
+/// cluster name, `[sweep] max_concurrent` and `[sweep] clock_skew_limit`
+/// from `config`.
 pub fn node_settings(config: &Config) -> NodeSettings {
     let defaults = NodeSettings::default();
     NodeSettings {
@@ -353,6 +354,7 @@ pub fn node_settings(config: &Config) -> NodeSettings {
             - crate::datagram::REPLAY_HEADER,
         sweep: SweepSettings {
             max_concurrent: config.sweep.max_concurrent,
+            clock_skew_limit: config.sweep.clock_skew_limit,
             ..defaults.sweep.clone()
         },
         ..defaults

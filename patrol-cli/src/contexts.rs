@@ -253,6 +253,8 @@ fn unreachable(label: &str, reason: &str) -> NodeEntry {
             description: String::new(),
             remediation: "check the context's seeds and key file, and that its agents run".into(),
         }],
+        clock: None,
+        silence: None,
     }
 }
 

@@ -294,14 +294,28 @@ pub fn exit_code(doc: &SweepDocument) -> ExitCode {
 /// The sweep as JUnit XML: a suite per node, a case per check; nodes
 /// that did not answer get one erroring case.
 pub fn junit(doc: &SweepDocument) -> String {
-    crate::junit::render(doc.nodes.iter().map(|n| crate::junit::Suite {
-        node: &n.name,
-        unreachable: match n.state {
-            NodeState::NoAnswer => Some("believed alive, no answer before the deadline"),
-            NodeState::Down => Some("SWIM reports the node down or left"),
-            NodeState::Ok | NodeState::Failing => None,
-        },
-        checks: &n.checks,
+    let why: Vec<Option<String>> = doc
+        .nodes
+        .iter()
+        .map(|n| {
+            n.silence
+                .as_ref()
+                .map(|s| patrol_report::silence::explain(s, doc.timing.completed_ms))
+        })
+        .collect();
+    crate::junit::render(doc.nodes.iter().zip(&why).map(|(n, why)| {
+        crate::junit::Suite {
+            node: &n.name,
+            unreachable: match n.state {
+                NodeState::NoAnswer => Some(
+                    why.as_deref()
+                        .unwrap_or("believed alive, no answer before the deadline"),
+                ),
+                NodeState::Down => Some("SWIM reports the node down or left"),
+                NodeState::Ok | NodeState::Failing => None,
+            },
+            checks: &n.checks,
+        }
     }))
 }
 
@@ -341,7 +355,7 @@ pub fn table(doc: &SweepDocument, all: bool, zone: &jiff::tz::TimeZone) -> Strin
         .filter(|n| all || n.state != NodeState::Ok || n.checks.is_empty())
         .count();
     if !all && listed > SCREENFUL {
-        out.push_str(&grouped_rows(&nodes));
+        out.push_str(&grouped_rows(&nodes, doc.timing.completed_ms));
         return footer(doc, out, true);
     }
     let mut rows: Vec<[String; 5]> = Vec::new();
@@ -359,7 +373,7 @@ pub fn table(doc: &SweepDocument, all: bool, zone: &jiff::tz::TimeZone) -> Strin
             NodeState::Ok | NodeState::Failing => format!("{passed}/{}", n.checks.len()),
             _ => "-".into(),
         };
-        let detail = problem_set(n);
+        let detail = problem_detail(n, doc.timing.completed_ms);
         let name = if n.late_joiner {
             format!("{} (joined late)", n.name)
         } else {
@@ -398,7 +412,7 @@ const SET_SAMPLES: usize = 3;
 
 /// One row per (state, set of problems): how many nodes, which problems,
 /// a few names. Worst state first, then most nodes.
-fn grouped_rows(nodes: &[&patrol_checks::NodeEntry]) -> String {
+fn grouped_rows(nodes: &[&patrol_checks::NodeEntry], sweep_ms: u64) -> String {
     let mut sets: BTreeMap<(NodeState, String), Vec<&str>> = BTreeMap::new();
     let mut hidden = 0;
     for n in nodes {
@@ -406,7 +420,7 @@ fn grouped_rows(nodes: &[&patrol_checks::NodeEntry]) -> String {
             hidden += 1;
             continue;
         }
-        sets.entry((n.state, problem_set(n)))
+        sets.entry((n.state, problem_set(n, sweep_ms)))
             .or_default()
             .push(&n.name);
     }
@@ -449,8 +463,23 @@ fn grouped_rows(nodes: &[&patrol_checks::NodeEntry]) -> String {
     out
 }
 
-/// What a node's row says is wrong, the same words for the same problems.
-fn problem_set(n: &patrol_checks::NodeEntry) -> String {
+/// What a node's own row says is wrong: its problem set, and for a silent
+/// node why, with the times and counts it rests on.
+fn problem_detail(n: &patrol_checks::NodeEntry, sweep_ms: u64) -> String {
+    match (&n.silence, n.state) {
+        (Some(silence), NodeState::NoAnswer) => patrol_report::silence::explain(silence, sweep_ms),
+        _ => problem_set(n, sweep_ms),
+    }
+}
+
+/// What a node's row says is wrong, the same words for the same problems
+/// (a silent node: the verdict on why, without its times).
+fn problem_set(n: &patrol_checks::NodeEntry, sweep_ms: u64) -> String {
+    if let (Some(silence), NodeState::NoAnswer) = (&n.silence, n.state) {
+        return patrol_report::silence::cause(silence, sweep_ms)
+            .words()
+            .to_string();
+    }
     match n.state {
         NodeState::Down => "SWIM reports the node down or left".into(),
         // A cluster that could not be swept carries the reason.

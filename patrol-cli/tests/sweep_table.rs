@@ -107,3 +107,62 @@ fn without_from_a_sweep_needs_a_seed() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--seed"));
 }
+
+/// Issue 14: a silent node's row says why (its agent runs but did not
+/// answer, or the mesh cannot reach it), and a clock the sweep measured
+/// off is a problem in the table like any other.
+#[test]
+fn silent_nodes_say_why_and_a_skewed_clock_is_listed() {
+    use patrol_checks::{NodeState, Observed, Silence, Status, SwimState};
+    use patrol_report::sample::{document, node, outcome};
+    let mut hung = node("hung", &[], NodeState::NoAnswer, vec![]);
+    hung.silence = Some(Silence {
+        last_heard_ago_ms: Some(180),
+        swim: SwimState::Alive,
+        backstop_requests: 2,
+    });
+    let mut lost = node("lost", &[], NodeState::NoAnswer, vec![]);
+    lost.silence = Some(Silence {
+        last_heard_ago_ms: Some(9_000),
+        swim: SwimState::Suspect,
+        backstop_requests: 2,
+    });
+    let mut skew = outcome(
+        "patrol.clock_skew",
+        Status::Fail,
+        Observed::Text("ahead".into()),
+        "within 1000 ms of the coordinator's clock",
+    );
+    skew.message =
+        "clock 3004 ms ahead of the coordinator's (± 2 ms), measured by the sweep".into();
+    let skewed = node("skewed", &[], NodeState::Failing, vec![skew]);
+    let fine = node("fine", &[], NodeState::Ok, vec![]);
+    let mut doc = document("prod", "01", 0, vec![fine, hung, lost, skewed]);
+    doc.timing.completed_ms = 3_000;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sweep.json");
+    std::fs::write(&path, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let out = patrol(&["sweep", "--from", path.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let row = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no row for {name}:\n{stdout}"))
+            .to_string()
+    };
+    assert!(
+        row("hung").contains("agent up, no answer: alive, last heard 180 ms before the end"),
+        "{stdout}"
+    );
+    assert!(
+        row("lost").contains("unreachable: suspect, last heard 9.00 s before the end"),
+        "{stdout}"
+    );
+    assert!(row("skewed").contains("fail patrol.clock_skew"), "{stdout}");
+    assert!(
+        stdout.contains("patrol.clock_skew: clock 3004 ms ahead of the coordinator's"),
+        "{stdout}"
+    );
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -76,6 +76,11 @@ pub struct Unreachable {
     pub name: String,
     pub addr: String,
     pub state: NodeState,
+    /// Why a `no_answer` node is silent, in words
+    /// ([`crate::silence::explain`]); empty when the document does not
+    /// say (a down node, an older document).
+    #[serde(default)]
+    pub why: String,
 }
 
 /// Everything the report shows that comes from one sweep alone.
@@ -177,6 +182,11 @@ pub fn unreachable(doc: &SweepDocument) -> Vec<Unreachable> {
             name: n.name.clone(),
             addr: n.addr.clone(),
             state: n.state,
+            why: n
+                .silence
+                .as_ref()
+                .map(|s| crate::silence::explain(s, doc.timing.completed_ms))
+                .unwrap_or_default(),
         })
         .collect();
     out.sort_by(|a, b| a.state.cmp(&b.state).then_with(|| a.name.cmp(&b.name)));

@@ -22,7 +22,8 @@ pub const CSV_HEADER: &str = "node,addr,state,tags,check,kind,status,observed,ex
 
 /// The whole per-node detail of `doc` as CSV. A node with no check
 /// outcomes (unreachable, or nothing selected) has one row with empty
-/// check columns.
+/// check columns; for a silent node its `message` says why
+/// ([`crate::silence::explain`]).
 pub fn csv(doc: &SweepDocument) -> String {
     let mut w = csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
@@ -42,7 +43,12 @@ pub fn csv(doc: &SweepDocument) -> String {
             .join(";");
         let state = n.state.as_str();
         if n.checks.is_empty() {
-            row(&[&n.name, &n.addr, state, &tags, "", "", "", "", "", ""]);
+            let why = n
+                .silence
+                .as_ref()
+                .map(|s| crate::silence::explain(s, doc.timing.completed_ms))
+                .unwrap_or_default();
+            row(&[&n.name, &n.addr, state, &tags, "", "", "", "", "", &why]);
         }
         for c in &n.checks {
             let observed = c.observed.to_string();

@@ -15,6 +15,7 @@
 //! - [`mail`]: the lettre message and SMTP transport;
 //! - [`delivery`]: [`write_report`], [`email_sweep`], [`send_file`],
 //!   [`render_report`];
+//! - [`silence`]: why a `no_answer` node is silent, in words;
 //! - [`sample`]: generated sweep documents for tests and benchmarks.
 
 pub mod aggregate;
@@ -30,6 +31,7 @@ pub mod history;
 pub mod mail;
 pub mod render;
 pub mod sample;
+pub mod silence;
 pub mod store;
 pub mod summary;
 pub mod text;

@@ -64,6 +64,8 @@ pub struct NodeView {
     pub name: String,
     pub addr: String,
     pub state: &'static str,
+    /// Why it is silent (empty when the document does not say).
+    pub why: String,
 }
 
 /// What both templates read.
@@ -422,6 +424,7 @@ pub fn view(report: &Report, prefix: &str) -> View {
                     NodeState::Ok => "OK",
                     NodeState::Failing => "FAILING",
                 },
+                why: u.why.clone(),
             })
             .collect(),
         distributions: report

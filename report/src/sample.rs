@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use patrol_checks::document::DOCUMENT_VERSION;
 use patrol_checks::{
-    CheckOutcome, NodeEntry, NodeState, Observed, Selector, Severity, Status, SweepDocument,
-    SweepTiming,
+    CheckOutcome, ClockOffset, NodeEntry, NodeState, Observed, Selector, Severity, Silence, Status,
+    SweepDocument, SweepTiming, SwimState,
 };
 
 /// One check outcome.
@@ -60,6 +60,16 @@ pub fn node(
         answered_ms: answered.then_some(40),
         checks_ms: answered.then_some(12),
         checks,
+        clock: answered.then_some(ClockOffset {
+            offset_ms: 0,
+            bound_ms: 1,
+        }),
+        // A node the mesh lost: suspect, last heard well before the end.
+        silence: (state == NodeState::NoAnswer).then_some(Silence {
+            last_heard_ago_ms: Some(12_000),
+            swim: SwimState::Suspect,
+            backstop_requests: 2,
+        }),
     };
     if answered {
         n.state = if n.worst() == Status::Pass {

@@ -417,6 +417,10 @@ impl History {
                     answered_ms: None,
                     checks_ms: None,
                     checks: Vec::new(),
+                    // Not kept in the history: the diff reads states and
+                    // outcomes only.
+                    clock: None,
+                    silence: None,
                 },
             );
         }

@@ -76,6 +76,22 @@ impl Inspector for CountingInspector {
     }
 }
 
+/// An inspector whose checks never finish: an agent that runs, talks to
+/// the mesh, and never answers (a check hung in a way its timeout cannot
+/// cut, e.g. a blocked runtime thread).
+#[derive(Debug, Default)]
+pub struct HungInspector;
+
+impl Inspector for HungInspector {
+    fn inspect(
+        &self,
+        _selector: &Selector,
+        _budget: std::time::Duration,
+    ) -> Pin<Box<dyn Future<Output = Vec<CheckOutcome>> + Send>> {
+        Box::pin(std::future::pending())
+    }
+}
+
 /// The real check executor over checks given as `[[check]]` TOML.
 pub fn catalog_inspector(checks_toml: &str) -> patrol_agent::inspector::CatalogInspector {
     let config = patrol_config::Config::parse(checks_toml, std::path::Path::new("test.toml"))
@@ -118,15 +134,27 @@ pub async fn udp_agent(
     envelope: &Envelope,
     inspector: Arc<dyn Inspector>,
 ) -> AgentHandle {
+    udp_agent_with(
+        settings(name, seeds, BTreeMap::new()),
+        port,
+        envelope,
+        inspector,
+    )
+    .await
+}
+
+/// Start an agent with `settings` (e.g. a shifted clock) on a real UDP
+/// socket on 127.0.0.1 (port given, or 0).
+pub async fn udp_agent_with(
+    settings: AgentSettings,
+    port: u16,
+    envelope: &Envelope,
+    inspector: Arc<dyn Inspector>,
+) -> AgentHandle {
     let transport = Transport::udp(SocketAddr::from(([127, 0, 0, 1], port)))
         .await
         .expect("bind a loopback UDP socket");
-    agent::start(
-        settings(name, seeds, BTreeMap::new()),
-        transport,
-        envelope.clone(),
-        inspector,
-    )
+    agent::start(settings, transport, envelope.clone(), inspector)
 }
 
 /// Start an agent on an in-memory network.

@@ -12,11 +12,14 @@ use patrol_agent::control::{ControlClient, ControlError, ControlRequest};
 use patrol_agent::datagram::Sealer;
 use patrol_agent::envelope::Envelope;
 use patrol_agent::keyring::Keyring;
+use patrol_agent::membership::MemberState;
 use patrol_agent::sweep::{PeerAddr, StartSweep, SweepMessage, SweepRequest};
 use patrol_agent::transport::MemoryNetwork;
-use patrol_checks::{NodeState, Selector, Status, SweepDocument};
+use patrol_checks::{NodeState, Observed, Selector, Status, SweepDocument, SwimState};
+use patrol_report::silence::{self, Cause};
 use patrol_tests::{
-    catalog_inspector, memory_agent, new_envelope, udp_agent, wait_converged, CountingInspector,
+    catalog_inspector, memory_agent, new_envelope, settings, state_of, udp_agent, udp_agent_with,
+    wait_converged, wait_for, CountingInspector, HungInspector,
 };
 
 const CONVERGE: Duration = Duration::from_secs(90);
@@ -387,6 +390,143 @@ async fn two_agents_with_one_name_are_both_listed_as_a_conflict() {
         assert_eq!(t.checks[0].id, "patrol.name_conflict");
     }
     assert_eq!(doc.counts.ok, 2);
+    for a in agents {
+        a.stop(StopMode::Crash).await;
+    }
+}
+
+/// Issue 14: every sweep measures each node's clock against the
+/// coordinator's; a node 3 s ahead is reported, and only that node, with
+/// an offset near 3 s within its bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_clock_is_three_seconds_ahead_is_the_only_one_reported_skewed() {
+    let env = new_envelope();
+    let inspector = Arc::new(CountingInspector::default());
+    let mut agents = vec![udp_agent("node-00", 0, vec![], &env, inspector.clone()).await];
+    for i in 1..4 {
+        let mut s = settings(
+            &format!("node-{i:02}"),
+            vec![agents[0].addr],
+            BTreeMap::new(),
+        );
+        if i == 2 {
+            s.clock = WallClock::shifted(3000);
+        }
+        agents.push(udp_agent_with(s, 0, &env, inspector.clone()).await);
+    }
+    wait_converged(&agents, 4, CONVERGE).await;
+    let doc = sweep(&agents[0], Duration::from_secs(5)).await;
+    assert_eq!(answered(&doc).len(), 4, "{:?}", doc.counts);
+    for n in &doc.nodes {
+        let clock = n
+            .clock
+            .unwrap_or_else(|| panic!("{} has no clock offset", n.name));
+        let truth: i64 = if n.name == "node-02" { 3000 } else { 0 };
+        // Loopback: the bound is the round trip's half, a few ms; each
+        // reading is whole milliseconds, hence the 2 ms of slack.
+        assert!(clock.bound_ms < 250, "{}: {clock:?}", n.name);
+        assert!(
+            (clock.offset_ms - truth).unsigned_abs() <= clock.bound_ms + 2,
+            "{}: {clock:?}",
+            n.name
+        );
+        let skew: Vec<_> = n
+            .checks
+            .iter()
+            .filter(|c| c.id == "patrol.clock_skew")
+            .collect();
+        if n.name == "node-02" {
+            assert_eq!(n.state, NodeState::Failing);
+            assert_eq!(skew.len(), 1, "{:?}", n.checks);
+            assert_eq!(skew[0].observed, Observed::Text("ahead".into()));
+        } else {
+            assert_eq!(n.state, NodeState::Ok, "{}: {:?}", n.name, n.checks);
+            assert!(skew.is_empty());
+        }
+    }
+    for a in agents {
+        a.stop(StopMode::Crash).await;
+    }
+}
+
+/// Issue 14: two silent nodes, told apart. One agent runs but its checks
+/// hang past the deadline (a check its timeout cannot cut): heard during
+/// the sweep, alive, asked again by the backstop. The other is cut off by
+/// a partition: not heard since, suspect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_checks_hang_and_a_partitioned_node_are_silent_for_different_reasons() {
+    let net = MemoryNetwork::new(0.0, 11);
+    let env = new_envelope();
+    let counting = Arc::new(CountingInspector::default());
+    let coordinator = memory_agent(&net, "node-00", vec![], &env, counting.clone());
+    let seeds = vec![coordinator.addr];
+    let agents = vec![
+        coordinator,
+        memory_agent(&net, "node-01", seeds.clone(), &env, counting.clone()),
+        memory_agent(
+            &net,
+            "node-02",
+            seeds.clone(),
+            &env,
+            Arc::new(HungInspector),
+        ),
+        memory_agent(&net, "node-03", seeds, &env, counting.clone()),
+    ];
+    wait_converged(&agents, 4, CONVERGE).await;
+    net.isolate(agents[3].addr, true);
+    // Sweep as soon as the mesh suspects the partitioned node (it declares
+    // it down some 5 s later; the sweep is over by then).
+    wait_for(Duration::from_secs(20), "node-03 suspect", || async {
+        match state_of(&agents[0], "node-03").await {
+            Some(MemberState::Suspect) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let doc = sweep(&agents[0], Duration::from_secs(2)).await;
+    let entry = |name: &str| doc.nodes.iter().find(|n| n.name == name).unwrap();
+    assert_eq!(entry("node-01").state, NodeState::Ok);
+    assert_eq!(entry("node-01").silence, None);
+
+    let hung = entry("node-02");
+    assert_eq!(hung.state, NodeState::NoAnswer);
+    let why = hung.silence.clone().expect("a silent node says why");
+    assert_eq!(why.swim, SwimState::Alive, "{why:?}");
+    let ago = why.last_heard_ago_ms.expect("heard from");
+    assert!(
+        ago <= doc.timing.completed_ms,
+        "heard during the sweep: {why:?}"
+    );
+    assert!(why.backstop_requests >= 1, "{why:?}");
+    assert_eq!(
+        silence::cause(&why, doc.timing.completed_ms),
+        Cause::AgentUp
+    );
+
+    let cut = entry("node-03");
+    assert_eq!(cut.state, NodeState::NoAnswer);
+    let why = cut.silence.clone().expect("a silent node says why");
+    assert_eq!(why.swim, SwimState::Suspect, "{why:?}");
+    if let Some(ago) = why.last_heard_ago_ms {
+        assert!(
+            ago > doc.timing.completed_ms,
+            "not heard since the partition: {why:?}"
+        );
+    }
+    assert!(why.backstop_requests >= 1, "{why:?}");
+    assert_eq!(
+        silence::cause(&why, doc.timing.completed_ms),
+        Cause::Unreachable
+    );
+    let texts = [
+        silence::explain(hung.silence.as_ref().unwrap(), doc.timing.completed_ms),
+        silence::explain(cut.silence.as_ref().unwrap(), doc.timing.completed_ms),
+    ];
+    assert!(
+        texts[0].starts_with("agent up, no answer: alive"),
+        "{texts:?}"
+    );
+    assert!(texts[1].starts_with("unreachable: suspect"), "{texts:?}");
     for a in agents {
         a.stop(StopMode::Crash).await;
     }

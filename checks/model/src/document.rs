@@ -72,8 +72,136 @@ pub struct NodeEntry {
     /// How long the node spent running its checks, in milliseconds.
     #[serde(default)]
     pub checks_ms: Option<u64>,
-    /// Check outcomes in the order the node reported them.
+    /// Check outcomes in the order the node reported them, then what the
+    /// coordinator found about the node itself (`patrol.clock_skew` when
+    /// its clock is off by more than the coordinator's limit).
     pub checks: Vec<CheckOutcome>,
+    /// The node's clock offset from the coordinator's, measured by the
+    /// sweep itself; every node that answered has one (absent for nodes
+    /// that did not answer, or whose answer did not decode).
+    #[serde(default)]
+    pub clock: Option<ClockOffset>,
+    /// Why the node is silent, as far as the coordinator can tell; only
+    /// `no_answer` nodes have one.
+    #[serde(default)]
+    pub silence: Option<Silence>,
+}
+
+/// A node's clock offset from the coordinator's, estimated the way NTP
+/// does from the four times of one request and answer: the request's
+/// issue time `t1` (coordinator's clock), its arrival at the node `t2` and
+/// the answer's departure `t3` (node's clock), the answer's arrival `t4`
+/// (coordinator's clock):
+///
+/// ```text
+/// offset = ((t2 - t1) + (t3 - t4)) / 2
+/// bound  = ((t4 - t1) - (t3 - t2)) / 2      half the round trip, rounded up
+/// ```
+///
+/// Whatever the split of the round trip between the two directions, the
+/// true offset lies within `offset ± bound`.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClockOffset {
+    /// Milliseconds the node's clock is ahead of the coordinator's
+    /// (negative: behind).
+    pub offset_ms: i64,
+    /// Milliseconds the true offset may differ from `offset_ms` either way.
+    pub bound_ms: u64,
+}
+
+impl ClockOffset {
+    /// The estimate from the four times (unix milliseconds; see the type's
+    /// doc). A negative round trip (a clock stepped in between) counts as
+    /// zero.
+    pub fn from_times(t1: u64, t2: u64, t3: u64, t4: u64) -> ClockOffset {
+        let (t1, t2, t3, t4) = (
+            i128::from(t1),
+            i128::from(t2),
+            i128::from(t3),
+            i128::from(t4),
+        );
+        let twice = (t2 - t1) + (t3 - t4);
+        // Halved, rounded half away from zero.
+        let offset = (twice + twice.signum()) / 2;
+        let round_trip = ((t4 - t1) - (t3 - t2)).max(0);
+        let bound = (round_trip + 1) / 2;
+        ClockOffset {
+            offset_ms: offset.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64,
+            bound_ms: bound.min(i128::from(u64::MAX)) as u64,
+        }
+    }
+
+    /// The smallest offset the measurement allows: `|offset| - bound`, or
+    /// zero when the bound covers zero. A clock is known to be further off
+    /// than `x` only when this exceeds `x`.
+    pub fn least_skew_ms(&self) -> u64 {
+        self.offset_ms.unsigned_abs().saturating_sub(self.bound_ms)
+    }
+}
+
+/// A member's SWIM state as the coordinator's mesh saw it.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SwimState {
+    /// Answers SWIM's probes (directly or through others).
+    Alive,
+    /// A probe failed: the mesh suspects it, and declares it down unless it
+    /// refutes that in time.
+    Suspect,
+    /// Declared down (or left).
+    Down,
+    /// Not in the coordinator's member list (or the document was made
+    /// without one).
+    Unknown,
+}
+
+impl SwimState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SwimState::Alive => "alive",
+            SwimState::Suspect => "suspect",
+            SwimState::Down => "down",
+            SwimState::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for SwimState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the coordinator knew about a `no_answer` node when the sweep
+/// ended: enough to tell an agent that runs but did not answer (heard
+/// lately, alive, asked again by the backstop) from a node the mesh
+/// cannot reach (not heard for long, suspect).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Silence {
+    /// Milliseconds between the last datagram the coordinator received
+    /// from the node (any kind: SWIM, gossip, sweep) and the end of the
+    /// sweep. Absent: nothing heard from it since the coordinator's agent
+    /// started (or since it forgot the member).
+    #[serde(default)]
+    pub last_heard_ago_ms: Option<u64>,
+    /// The node's SWIM state at the coordinator when the sweep ended.
+    pub swim: SwimState,
+    /// How many backstop rounds sent the request straight to the node (0:
+    /// none did, e.g. the deadline came first).
+    pub backstop_requests: u32,
+}
+
+impl Serialize for Silence {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut f = Fields::new(serializer, "Silence", 3)?;
+        f.optional("last_heard_ago_ms", &self.last_heard_ago_ms)?;
+        f.field("swim", &self.swim)?;
+        f.field("backstop_requests", &self.backstop_requests)?;
+        f.end()
+    }
 }
 
 impl NodeEntry {
@@ -146,7 +274,7 @@ pub struct SweepDocument {
 
 impl Serialize for NodeEntry {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut f = Fields::new(serializer, "NodeEntry", 9)?;
+        let mut f = Fields::new(serializer, "NodeEntry", 11)?;
         f.field("name", &self.name)?;
         f.field("addr", &self.addr)?;
         f.field("tags", &self.tags)?;
@@ -156,6 +284,8 @@ impl Serialize for NodeEntry {
         f.optional("answered_ms", &self.answered_ms)?;
         f.optional("checks_ms", &self.checks_ms)?;
         f.field("checks", &self.checks)?;
+        f.optional("clock", &self.clock)?;
+        f.optional("silence", &self.silence)?;
         f.end()
     }
 }
@@ -250,5 +380,39 @@ impl SweepDocument {
             }
         }
         self.counts = c;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clock_three_seconds_ahead_is_measured_within_half_the_round_trip() {
+        // Request issued at 1000 (coordinator), reached the node at 4010 by
+        // its clock (3 s ahead, 10 ms on the way), answer left at 4050 and
+        // arrived at 1070: 20 ms back.
+        let c = ClockOffset::from_times(1000, 4010, 4050, 1070);
+        assert_eq!(c.offset_ms, 2995);
+        assert_eq!(c.bound_ms, 15);
+        assert!((c.offset_ms - 3000).unsigned_abs() <= c.bound_ms);
+        assert_eq!(c.least_skew_ms(), 2980);
+    }
+
+    #[test]
+    fn a_clock_behind_has_a_negative_offset_and_a_bound_covering_zero_is_no_skew() {
+        let behind = ClockOffset::from_times(10_000, 8_001, 8_003, 10_004);
+        assert_eq!(behind.offset_ms, -2000);
+        assert_eq!(behind.bound_ms, 1);
+        let unsure = ClockOffset::from_times(0, 30, 31, 100);
+        assert_eq!(unsure.bound_ms, 50);
+        assert_eq!(unsure.least_skew_ms(), 0);
+    }
+
+    #[test]
+    fn a_clock_stepped_during_the_round_trip_gives_no_negative_bound() {
+        let c = ClockOffset::from_times(1000, 1000, 5000, 1001);
+        assert_eq!(c.bound_ms, 0);
+        assert_eq!(c.offset_ms, 2000);
     }
 }

@@ -25,7 +25,8 @@ pub mod printable;
 pub mod selector;
 
 pub use document::{
-    AccountingError, NodeEntry, NodeState, StateCounts, SweepDocument, SweepTiming,
+    AccountingError, ClockOffset, NodeEntry, NodeState, Silence, StateCounts, SweepDocument,
+    SweepTiming, SwimState,
 };
 pub use outcome::{CheckOutcome, Observed, Severity, Status};
 pub use selector::Selector;

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use patrol_model::{
-    CheckOutcome, NodeEntry, NodeState, Observed, Selector, Severity, StateCounts, Status,
-    SweepDocument, SweepTiming,
+    CheckOutcome, ClockOffset, NodeEntry, NodeState, Observed, Selector, Severity, Silence,
+    StateCounts, Status, SweepDocument, SweepTiming, SwimState,
 };
 use proptest::prelude::*;
 use serde::Serialize;
@@ -93,6 +93,11 @@ fn document() -> SweepDocument {
                     ),
                     outcome("clock", "clock", Status::Error, Observed::None),
                 ],
+                clock: Some(ClockOffset {
+                    offset_ms: -3012,
+                    bound_ms: 2,
+                }),
+                silence: None,
             },
             NodeEntry {
                 name: "n2".into(),
@@ -104,6 +109,12 @@ fn document() -> SweepDocument {
                 answered_ms: None,
                 checks_ms: None,
                 checks: vec![],
+                clock: None,
+                silence: Some(Silence {
+                    last_heard_ago_ms: None,
+                    swim: SwimState::Suspect,
+                    backstop_requests: 2,
+                }),
             },
         ],
         timing: SweepTiming {
@@ -158,9 +169,21 @@ fn json_has_plain_observed_values_and_leaves_absent_fields_out() {
         "sysctl -w vm.max_map_count=262144"
     );
     let silent = json["nodes"][1].as_object().unwrap();
-    for absent in ["reached_ms", "answered_ms", "checks_ms"] {
+    for absent in ["reached_ms", "answered_ms", "checks_ms", "clock"] {
         assert!(!silent.contains_key(absent), "{absent} in {silent:?}");
     }
+    assert_eq!(
+        json["nodes"][1]["silence"],
+        serde_json::json!({"swim": "suspect", "backstop_requests": 2})
+    );
+    assert_eq!(
+        json["nodes"][0]["clock"],
+        serde_json::json!({"offset_ms": -3012, "bound_ms": 2})
+    );
+    assert!(!json["nodes"][0]
+        .as_object()
+        .unwrap()
+        .contains_key("silence"));
     assert_eq!(json["nodes"][1]["checks"], serde_json::json!([]));
     assert_eq!(json["selector"], serde_json::json!({}));
     assert_eq!(

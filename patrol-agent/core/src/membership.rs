@@ -7,9 +7,15 @@
 //! a sealed `Leave` notice directly to the members it knows, and they
 //! remember the name; when foca then reports the node down, it shows as
 //! `left`. A node that misses the notice shows `down`.
+//!
+//! [`LastHeard`] remembers when a datagram last came from each member's
+//! address, so that a sweep can say of a silent node whether its agent
+//! still talks to the coordinator.
 
-use std::collections::{BTreeMap, HashSet};
+use core::net::SocketAddr;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::num::{NonZeroU32, NonZeroUsize};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -120,6 +126,66 @@ impl Departures {
     }
 }
 
+/// Addresses a [`LastHeard`] may hold beyond twice the membership before
+/// it prunes again.
+const HEARD_SLACK: usize = 64;
+
+/// When the last datagram (any channel, opened) arrived from each sender
+/// address, monotonic time. Bounded by the membership: once the map grows
+/// past twice its size after the last prune (plus [`HEARD_SLACK`]),
+/// [`LastHeard::record`] says so and the node keeps only the addresses of
+/// the members foca holds ([`LastHeard::retain`]); each prune is paid for
+/// by as many insertions as it scans, so recording stays O(1) amortized,
+/// and a key holder sending from many addresses grows it by at most one
+/// threshold.
+///
+/// Keyed by the datagram's source address, which is the member's gossip
+/// address whenever the member's advertised address is the one its
+/// packets come from (foca relies on that too: it answers to the
+/// advertised address).
+#[derive(Debug)]
+pub struct LastHeard {
+    at: HashMap<SocketAddr, Duration>,
+    prune_above: usize,
+}
+
+impl Default for LastHeard {
+    fn default() -> Self {
+        LastHeard {
+            at: HashMap::new(),
+            prune_above: HEARD_SLACK,
+        }
+    }
+}
+
+impl LastHeard {
+    /// A datagram from `from` arrived at `now`. True when the map has
+    /// outgrown its bound: call [`LastHeard::retain`] with the members.
+    pub fn record(&mut self, from: SocketAddr, now: Duration) -> bool {
+        self.at.insert(from, now);
+        self.at.len() > self.prune_above
+    }
+
+    /// Forget every address `keep` refuses (not a member any more).
+    pub fn retain(&mut self, keep: impl Fn(&SocketAddr) -> bool) {
+        self.at.retain(|addr, _| keep(addr));
+        self.prune_above = self.at.len() * 2 + HEARD_SLACK;
+    }
+
+    /// When a datagram last came from `addr`.
+    pub fn get(&self, addr: &SocketAddr) -> Option<Duration> {
+        self.at.get(addr).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.at.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.at.is_empty()
+    }
+}
+
 /// The member view from foca's membership state plus departures.
 pub fn member_view<'a>(
     me: &NodeId,
@@ -188,6 +254,29 @@ mod tests {
         assert_eq!(small.probe_period, big.probe_period);
         assert!(big.max_transmissions >= small.max_transmissions);
         assert!(big.suspect_to_down_after >= small.suspect_to_down_after);
+    }
+
+    #[test]
+    fn last_heard_keeps_the_latest_time_and_stays_bounded_by_the_members() {
+        let addr = |i: u16| SocketAddr::from(([10, 0, 0, 1], i));
+        let mut heard = LastHeard::default();
+        heard.record(addr(1), Duration::from_secs(1));
+        heard.record(addr(1), Duration::from_secs(3));
+        assert_eq!(heard.get(&addr(1)), Some(Duration::from_secs(3)));
+        assert_eq!(heard.get(&addr(2)), None);
+        // Ten members, and a key holder sending from thousands of addresses.
+        let members: HashSet<SocketAddr> = (1..=10).map(addr).collect();
+        let mut most = 0;
+        for i in 1..=5_000u16 {
+            if heard.record(addr(i), Duration::from_secs(4)) {
+                heard.retain(|a| members.contains(a));
+            }
+            most = most.max(heard.len());
+        }
+        assert!(most <= 2 * members.len() + HEARD_SLACK + 1, "{most}");
+        for m in &members {
+            assert!(heard.get(m).is_some(), "member {m} forgotten");
+        }
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! [`SweepCore`], the request-gossip inbox, the departures (members that
 //! said they leave), join backoff and foca resizing, and glues them
 //! together: the channel byte in front of every datagram, eager push of a
-//! fresh request, direct spread in small meshes, the check budget.
+//! fresh request, direct spread in small meshes, the check budget, and
+//! what the mesh knows of a finished sweep's silent nodes (when a
+//! datagram last came from each, its SWIM state).
 //!
 //! Inputs are method calls that carry the current time ([`Now`]); outputs
 //! queue up as [`Output`]s the shell takes with [`Node::next_output`]:
@@ -26,14 +28,14 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use foca::{AccumulatingRuntime, Foca, Member, OwnedNotification};
-use patrol_model::{CheckOutcome, Selector, SweepDocument};
+use patrol_model::{CheckOutcome, Selector, SweepDocument, SwimState};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::BincodeCodec;
 use crate::identity::NodeId;
-use crate::membership::{self, Departures, MemberInfo};
+use crate::membership::{self, Departures, LastHeard, MemberInfo};
 use crate::settings::NodeSettings;
 use crate::sweep::{
     Effect, GossipShared, MemberView, Peer, RequestGossip, StartSweep, SweepCore, SweepMessage,
@@ -183,6 +185,8 @@ pub struct Node {
     gossip: Arc<GossipShared>,
     settings: NodeSettings,
     departures: Departures,
+    /// When each member was last heard from: for a sweep's silent nodes.
+    heard: LastHeard,
     seeds: Vec<SocketAddr>,
     rejoin_backoff: Duration,
     size_bucket: usize,
@@ -231,6 +235,7 @@ impl Node {
             rejoin_backoff: settings.rejoin_initial,
             settings,
             departures: Departures::default(),
+            heard: LastHeard::default(),
             seeds: Vec::new(),
             size_bucket: bucket,
             stats: NodeStats::default(),
@@ -350,7 +355,23 @@ impl Node {
             },
             None => self.stats.dropped_malformed += 1,
         }
+        // Any datagram that opened shows the sender's agent runs and
+        // reaches us (recorded after foca had it, so a joiner counts).
+        if self.heard.record(from, now.mono) {
+            let members: std::collections::HashSet<SocketAddr> = self
+                .foca
+                .iter_membership_state()
+                .map(|m| m.id().addr)
+                .collect();
+            self.heard.retain(|a| members.contains(a));
+        }
         self.flush(now);
+    }
+
+    /// When a datagram last arrived from `addr` (monotonic), if one did
+    /// since the member was last pruned.
+    pub fn last_heard(&self, addr: &SocketAddr) -> Option<Duration> {
+        self.heard.get(addr)
     }
 
     /// A timer set by an [`Output::Timer`] is due.
@@ -530,7 +551,7 @@ impl Node {
             }
             for effect in std::mem::take(&mut self.effects) {
                 progressed = true;
-                self.on_effect(effect);
+                self.on_effect(now, effect);
             }
             if !progressed {
                 break;
@@ -574,7 +595,7 @@ impl Node {
         }
     }
 
-    fn on_effect(&mut self, effect: Effect) {
+    fn on_effect(&mut self, now: Now, effect: Effect) {
         match effect {
             Effect::Spread(req) => self.spread(req),
             Effect::Send { to, msg } => {
@@ -610,10 +631,57 @@ impl Node {
                 answered,
                 expected,
             }),
-            Effect::Completed { sweep_id, document } => {
+            Effect::Completed {
+                sweep_id,
+                mut document,
+            } => {
+                self.explain_silence(now, &mut document);
                 self.out.push_back(Output::Completed { sweep_id, document })
             }
             Effect::Audit(entry) => self.out.push_back(Output::Audit(entry)),
+        }
+    }
+
+    /// What the mesh knows of each silent node of a finished sweep (the
+    /// sweep core filled in the backstop requests): when a datagram from
+    /// it last arrived, and its SWIM state now. A name foca holds more than
+    /// once (a restart under the same name) takes its liveliest identity
+    /// and the latest datagram from any of its addresses.
+    fn explain_silence(&self, now: Now, doc: &mut SweepDocument) {
+        if !doc.nodes.iter().any(|n| n.silence.is_some()) {
+            return;
+        }
+        let mut known: std::collections::HashMap<&str, (SwimState, Vec<SocketAddr>)> =
+            std::collections::HashMap::new();
+        for m in self.foca.iter_membership_state() {
+            let state = match m.state() {
+                foca::State::Alive => SwimState::Alive,
+                foca::State::Suspect => SwimState::Suspect,
+                foca::State::Down => SwimState::Down,
+            };
+            let entry = known
+                .entry(m.id().name.as_str())
+                .or_insert((SwimState::Down, Vec::new()));
+            if liveliness(state) > liveliness(entry.0) {
+                entry.0 = state;
+            }
+            entry.1.push(m.id().addr);
+        }
+        for node in &mut doc.nodes {
+            let Some(silence) = node.silence.as_mut() else {
+                continue;
+            };
+            let (swim, mut addrs) = known
+                .get(node.name.as_str())
+                .cloned()
+                .unwrap_or((SwimState::Unknown, Vec::new()));
+            addrs.extend(node.addr.parse::<SocketAddr>().ok());
+            silence.swim = swim;
+            silence.last_heard_ago_ms = addrs
+                .iter()
+                .filter_map(|a| self.heard.get(a))
+                .max()
+                .map(|at| now.mono.saturating_sub(at).as_millis() as u64);
         }
     }
 
@@ -657,6 +725,16 @@ fn membership_snapshot<'a>(
             alive: m.state() != foca::State::Down,
         })
         .collect()
+}
+
+/// Orders SWIM states from least to most alive.
+fn liveliness(state: SwimState) -> u8 {
+    match state {
+        SwimState::Unknown => 0,
+        SwimState::Down => 1,
+        SwimState::Suspect => 2,
+        SwimState::Alive => 3,
+    }
 }
 
 /// Tags as a node carries them in its identity.

@@ -76,7 +76,7 @@ impl ControlClient {
         let hello = tokio::time::timeout(timeout, read_frame(&mut stream, MAX_FRAME))
             .await
             .map_err(|_| ControlError::Timeout)??;
-        if let Some((challenge, server_eph)) = handshake::decode_hello2(&hello) {
+        if let Some((challenge, server_eph)) = handshake::decode_hello3(&hello) {
             let ClientAuth::Operator(op) = auth else {
                 return Err(ControlError::Refused(format!(
                     "the agent at {addr} takes operator certificates, not the cluster key: pass --identity DIR (made by `patrol ca issue operator`)"

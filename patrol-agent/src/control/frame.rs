@@ -28,8 +28,9 @@ pub const HELLO_MAGIC: &[u8; 4] = b"PTRL";
 pub const DENY_MAGIC: &[u8; 4] = b"DENY";
 /// A hello: magic, protocol version, challenge.
 pub const HELLO_LEN: usize = HELLO_MAGIC.len() + 1 + CHALLENGE_LEN;
-/// Control protocol version, in the hello.
-pub const PROTOCOL_VERSION: u8 = 1;
+/// Control protocol version, in the hello. 2: the sweep document's node
+/// entries carry the clock offset and, for silent nodes, why (issue 14).
+pub const PROTOCOL_VERSION: u8 = 2;
 /// Largest frame either side accepts. Sweep documents travel in pieces of
 /// [`DOC_PIECE`] bytes, so a document of any size fits.
 pub const MAX_FRAME: usize = 8 * 1024 * 1024;
@@ -283,6 +284,11 @@ mod tests {
                     answered_ms: Some(2),
                     checks_ms: Some(i as u64),
                     checks: Vec::new(),
+                    clock: Some(patrol_checks::ClockOffset {
+                        offset_ms: -(i as i64),
+                        bound_ms: 1,
+                    }),
+                    silence: None,
                 })
                 .collect(),
             timing: Default::default(),

@@ -1,20 +1,20 @@
-//! The certificate handshake of the control channel (protocol 2), as pure
+//! The certificate handshake of the control channel (protocol 3), as pure
 //! functions: the operator proves who it is with its certificate, the
 //! agent proves it is a node of the same CA, and both derive a session
 //! key from ephemeral X25519 keys. No cluster key is involved, so an
 //! operator's laptop or a cron job never holds one.
 //!
 //! ```text
-//! server → hello2  = "PTRL" 2 challenge[16] server_eph[32]
+//! server → hello3  = "PTRL" 3 challenge[16] server_eph[32]
 //! client → auth    = bincode { eph[32], operator cert, sig }
-//!          sig     = Ed25519(operator key, "patrol-control-v2 client\0" || hello2 || eph || cert)
+//!          sig     = Ed25519(operator key, "patrol-control-v2 client\0" || hello3 || eph || cert)
 //! server → proof   = bincode { node cert, sig }        (or a DENY frame)
-//!          sig     = Ed25519(node key, "patrol-control-v2 server\0" || hello2 || auth)
-//! both:    session = HKDF-SHA256(salt = SHA-256(hello2 || auth),
+//!          sig     = Ed25519(node key, "patrol-control-v2 server\0" || hello3 || auth)
+//! both:    session = HKDF-SHA256(salt = SHA-256(hello3 || auth),
 //!                                ikm = X25519(eph_s, eph_c), info = "patrol-control-v2")
 //! ```
 //!
-//! After the proof every frame is sealed exactly as in protocol 1 (the
+//! After the proof every frame is sealed exactly as in protocol 2 (the
 //! envelope, bound to the connection's challenge), with the session key
 //! in place of the cluster key. Each signature covers the other side's
 //! fresh ephemeral key, so neither proof can be replayed into another
@@ -32,12 +32,12 @@ use crate::envelope::Envelope;
 use crate::keyring::Keyring;
 
 /// Control protocol version of the certificate handshake.
-pub const CERT_PROTOCOL_VERSION: u8 = 2;
+pub const CERT_PROTOCOL_VERSION: u8 = 3;
 /// Bytes of an X25519 public key.
 pub const EPH_LEN: usize = 32;
-/// The protocol 2 hello: magic, version, challenge, the agent's ephemeral
+/// The protocol 3 hello: magic, version, challenge, the agent's ephemeral
 /// key.
-pub const HELLO2_LEN: usize = HELLO_MAGIC.len() + 1 + CHALLENGE_LEN + EPH_LEN;
+pub const HELLO3_LEN: usize = HELLO_MAGIC.len() + 1 + CHALLENGE_LEN + EPH_LEN;
 const CLIENT_CONTEXT: &[u8] = b"patrol-control-v2 client\0";
 const SERVER_CONTEXT: &[u8] = b"patrol-control-v2 server\0";
 const SESSION_INFO: &[u8] = b"patrol-control-v2";
@@ -65,8 +65,8 @@ impl Default for Ephemeral {
     }
 }
 
-pub fn encode_hello2(challenge: &Challenge, eph: &[u8; EPH_LEN]) -> Vec<u8> {
-    let mut hello = Vec::with_capacity(HELLO2_LEN);
+pub fn encode_hello3(challenge: &Challenge, eph: &[u8; EPH_LEN]) -> Vec<u8> {
+    let mut hello = Vec::with_capacity(HELLO3_LEN);
     hello.extend_from_slice(HELLO_MAGIC);
     hello.push(CERT_PROTOCOL_VERSION);
     hello.extend_from_slice(challenge);
@@ -74,9 +74,9 @@ pub fn encode_hello2(challenge: &Challenge, eph: &[u8; EPH_LEN]) -> Vec<u8> {
     hello
 }
 
-/// The challenge and the agent's ephemeral key of a protocol 2 hello.
-pub fn decode_hello2(hello: &[u8]) -> Option<(Challenge, [u8; EPH_LEN])> {
-    if hello.len() != HELLO2_LEN
+/// The challenge and the agent's ephemeral key of a protocol 3 hello.
+pub fn decode_hello3(hello: &[u8]) -> Option<(Challenge, [u8; EPH_LEN])> {
+    if hello.len() != HELLO3_LEN
         || &hello[..HELLO_MAGIC.len()] != HELLO_MAGIC
         || hello[HELLO_MAGIC.len()] != CERT_PROTOCOL_VERSION
     {
@@ -292,8 +292,8 @@ mod tests {
     fn both_ends_agree_on_a_session_and_know_who_the_other_is() {
         let (_, node, op, bundle) = setup();
         let server_eph = Ephemeral::new();
-        let hello = encode_hello2(&[5; CHALLENGE_LEN], &server_eph.public);
-        let (challenge, eph) = decode_hello2(&hello).unwrap();
+        let hello = encode_hello3(&[5; CHALLENGE_LEN], &server_eph.public);
+        let (challenge, eph) = decode_hello3(&hello).unwrap();
         assert_eq!(challenge, [5; CHALLENGE_LEN]);
         let (auth, client_env) = client_auth(&op, &hello, &eph, "c").unwrap();
         let (operator, proof, server_env) =
@@ -314,14 +314,14 @@ mod tests {
     fn a_node_certificate_cannot_act_as_an_operator_and_an_auth_cannot_be_replayed() {
         let (_, node, op, bundle) = setup();
         let server_eph = Ephemeral::new();
-        let hello = encode_hello2(&[5; CHALLENGE_LEN], &server_eph.public);
+        let hello = encode_hello3(&[5; CHALLENGE_LEN], &server_eph.public);
         let (auth, _) = client_auth(&node, &hello, &server_eph.public, "c").unwrap();
         let e = server_accept(&node, &bundle, &server_eph, &hello, &auth, "c", 100).unwrap_err();
         assert!(e.contains("operator"), "{e}");
         // A recorded auth for one hello does not open another connection.
         let (auth, _) = client_auth(&op, &hello, &server_eph.public, "c").unwrap();
         let other_eph = Ephemeral::new();
-        let other = encode_hello2(&[6; CHALLENGE_LEN], &other_eph.public);
+        let other = encode_hello3(&[6; CHALLENGE_LEN], &other_eph.public);
         let e = server_accept(&node, &bundle, &other_eph, &other, &auth, "c", 100).unwrap_err();
         assert!(e.contains("did not prove"), "{e}");
     }
@@ -330,7 +330,7 @@ mod tests {
     fn a_client_refuses_an_agent_proof_made_for_another_handshake() {
         let (_, node, op, bundle) = setup();
         let server_eph = Ephemeral::new();
-        let hello = encode_hello2(&[5; CHALLENGE_LEN], &server_eph.public);
+        let hello = encode_hello3(&[5; CHALLENGE_LEN], &server_eph.public);
         let (auth, _) = client_auth(&op, &hello, &server_eph.public, "c").unwrap();
         let (_, proof, _) =
             server_accept(&node, &bundle, &server_eph, &hello, &auth, "c", 100).unwrap();

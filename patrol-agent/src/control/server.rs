@@ -235,7 +235,7 @@ struct Connection {
     /// What seals this connection's frames: the cluster key, or the
     /// session key once the handshake is done.
     envelope: Option<Envelope>,
-    /// The operator who proved its certificate (protocol 2).
+    /// The operator who proved its certificate (protocol 3).
     operator: Option<Verified>,
     peer: String,
     challenge: Challenge,
@@ -292,7 +292,7 @@ impl Connection {
     /// (refused with a DENY saying why), our proof, the session key.
     async fn handshake(&mut self, cert: &CertAuth) -> Result<(), ControlError> {
         let eph = Ephemeral::new();
-        let hello = handshake::encode_hello2(&self.challenge, &eph.public);
+        let hello = handshake::encode_hello3(&self.challenge, &eph.public);
         self.write(&hello).await?;
         let auth = tokio::time::timeout(
             self.settings.request_timeout,
@@ -380,7 +380,7 @@ impl Connection {
         Ok(())
     }
 
-    /// One audit line for this control request (protocol 2 only).
+    /// One audit line for this control request (protocol 3 only).
     fn audit(
         &self,
         request: &'static str,

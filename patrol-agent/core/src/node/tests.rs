@@ -5,6 +5,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+use patrol_model::SwimState;
 use patrol_model::{CheckOutcome, NodeState, Observed, Severity, Status};
 
 use super::*;
@@ -28,6 +29,8 @@ enum Event {
 struct Mesh {
     nodes: Vec<Node>,
     alive: Vec<bool>,
+    /// Nodes whose checks never finish.
+    hung: Vec<bool>,
     now: Duration,
     seq: u64,
     queue: BinaryHeap<Reverse<(Duration, u64)>>,
@@ -77,6 +80,7 @@ impl Mesh {
         Mesh {
             nodes,
             alive: vec![true; n],
+            hung: vec![false; n],
             now: Duration::ZERO,
             seq: 0,
             queue: BinaryHeap::new(),
@@ -120,7 +124,9 @@ impl Mesh {
                     sweep_id, budget, ..
                 } => {
                     self.budgets.push(*budget);
-                    self.push(Duration::from_millis(5), Event::ChecksDone(i, *sweep_id));
+                    if !self.hung[i] {
+                        self.push(Duration::from_millis(5), Event::ChecksDone(i, *sweep_id));
+                    }
                 }
                 Output::Completed { sweep_id, document } => {
                     self.documents.push((*sweep_id, (**document).clone()))
@@ -334,6 +340,58 @@ fn a_member_that_dies_mid_sweep_is_listed_down() {
     doc.check_accounting().unwrap();
     let n3 = doc.nodes.iter().find(|n| n.name == "n3").unwrap();
     assert_eq!(n3.state, NodeState::Down);
+}
+
+/// Issue 14: a silent node's entry says what the mesh knew of it, so a
+/// node whose agent runs but whose checks hang reads differently from one
+/// the mesh cannot reach.
+#[test]
+fn a_node_with_hung_checks_and_a_dead_node_are_silent_for_different_reasons() {
+    let mut mesh = Mesh::new(4, NodeSettings::default());
+    mesh.join_all();
+    mesh.hung[2] = true;
+    mesh.alive[3] = false;
+    mesh.run_for(Duration::from_millis(1500));
+    mesh.sweep(0, Duration::from_secs(2));
+    mesh.run_for(Duration::from_secs(3));
+    let (_, doc) = mesh.documents.last().expect("a completed sweep");
+    doc.check_accounting().unwrap();
+    let entry = |name: &str| doc.nodes.iter().find(|n| n.name == name).unwrap();
+    assert_eq!(entry("n1").state, NodeState::Ok);
+    assert_eq!(entry("n1").silence, None);
+
+    let hung = entry("n2");
+    assert_eq!(hung.state, NodeState::NoAnswer);
+    let hung = hung.silence.clone().expect("a silent node says why");
+    assert_eq!(hung.swim, SwimState::Alive, "{hung:?}");
+    let ago = hung.last_heard_ago_ms.expect("heard");
+    assert!(ago < 1000, "its agent keeps talking: {hung:?}");
+    assert!(hung.backstop_requests >= 1, "{hung:?}");
+
+    let dead = entry("n3");
+    assert_eq!(dead.state, NodeState::NoAnswer);
+    let dead = dead.silence.clone().expect("a silent node says why");
+    assert_eq!(dead.swim, SwimState::Suspect, "{dead:?}");
+    let ago = dead.last_heard_ago_ms.expect("heard before it died");
+    // Dead 1.5 s before the sweep, which lasted 2 s.
+    assert!(ago >= 3500, "{dead:?}");
+    assert!(dead.backstop_requests >= 1, "{dead:?}");
+}
+
+#[test]
+fn last_heard_follows_every_datagram_from_a_member() {
+    let mut mesh = Mesh::new(3, NodeSettings::default());
+    mesh.join_all();
+    let t = mesh.now;
+    let heard = mesh.nodes[0].last_heard(&addr(1)).expect("heard n1");
+    assert!(
+        t - heard < Duration::from_millis(1100),
+        "{heard:?} at {t:?}"
+    );
+    mesh.alive[1] = false;
+    mesh.run_for(Duration::from_secs(3));
+    assert_eq!(mesh.nodes[0].last_heard(&addr(1)), Some(heard));
+    assert!(mesh.nodes[0].last_heard(&addr(2)).unwrap() > t);
 }
 
 #[test]

@@ -1,6 +1,15 @@
 //! The coordinator side of a sweep: the expected set snapshot, answer
-//! reassembly and dedup by (sweep, node), the backstop, and the accounting
-//! that puts every expected node in exactly one state.
+//! reassembly and dedup by (sweep, node), the backstop, the clock offset
+//! of every answering node, and the accounting that puts every expected
+//! node in exactly one state.
+//!
+//! Clock offset (PROTOCOL.md, "Clock offset"): each answer piece carries
+//! the node's clock when that copy left; each arrival is paired with it,
+//! and the copy with the shortest trip is kept, so a resend measures as
+//! well as a first send. With the request's issue time and the node's
+//! receive time that gives an NTP-style offset and bound; a node off by
+//! more than `clock_skew_limit` for certain gets a `patrol.clock_skew`
+//! outcome.
 //!
 //! Backstop timing: every `tick` the coordinator looks at the sweep. The
 //! first backstop round runs once the sweep is older than the answer spread
@@ -18,11 +27,15 @@ use std::time::Duration;
 
 use patrol_model::document::DOCUMENT_VERSION;
 use patrol_model::selector::tags_match;
-use patrol_model::{NodeEntry, NodeState, Status, SweepDocument, SweepTiming};
+use patrol_model::{
+    CheckOutcome, ClockOffset, NodeEntry, NodeState, Observed, Severity, Silence, Status,
+    SweepDocument, SweepTiming, SwimState,
+};
 
 use super::auth::SweepTrust;
+use super::participant::CLOCK_SKEW_CHECK_ID;
 use super::wire::{
-    AnswerBody, AnswerChunk, AnswerPayload, RequestAuth, SweepMessage, SweepRequest,
+    AnswerBody, AnswerChunk, AnswerPayload, RequestAuth, SweepMessage, SweepRequest, WireError,
 };
 use super::{Effect, MemberView, Peer, StartSweep, SweepSettings, SweepTimer, TimerKind};
 
@@ -90,7 +103,7 @@ struct Sweep {
     conflicts: BTreeMap<String, Vec<Peer>>,
     /// Incomplete answers by (node, nonce): a forged answer in a node's
     /// name cannot mix its pieces into the node's own.
-    partial: HashMap<(String, u64), Vec<Option<Vec<u8>>>>,
+    partial: HashMap<(String, u64), Partial>,
     /// Bytes held in `partial` (payloads and a [`SLOT_BYTES`] slot per
     /// announced piece), bounded by `max_partial_bytes`.
     partial_bytes: usize,
@@ -110,6 +123,35 @@ struct Sweep {
 struct Slot {
     peer: Peer,
     state: SlotState,
+    /// Backstop rounds that sent this node the request.
+    backstops: u32,
+}
+
+/// An answer whose pieces are still coming in.
+#[derive(Debug, Default)]
+struct Partial {
+    pieces: Vec<Option<Vec<u8>>>,
+    /// Of the copies of its pieces that arrived, the one with the shortest
+    /// trip: the pair the node's clock offset is measured from.
+    trip: Option<Trip>,
+}
+
+/// One piece's trip: the node's send time (its clock) and the arrival
+/// (ours), unix milliseconds.
+#[derive(Debug, Clone, Copy)]
+struct Trip {
+    sent: u64,
+    arrived: u64,
+}
+
+impl Trip {
+    /// Arrival less departure: the one-way delay plus the clock offset.
+    /// The offset is the same for every copy, so the smallest value is the
+    /// copy that spent the least time on the way (NTP's minimum-delay
+    /// filter).
+    fn span(&self) -> i128 {
+        i128::from(self.arrived) - i128::from(self.sent)
+    }
 }
 
 #[derive(Debug)]
@@ -191,6 +233,7 @@ impl Coordinator {
                     Slot {
                         peer: m.peer,
                         state,
+                        backstops: 0,
                     },
                 );
             }
@@ -314,10 +357,10 @@ impl Coordinator {
         // claiming thousands of empty siblings cannot hold more than the
         // bound).
         let key = (chunk.node.clone(), chunk.nonce);
-        let held_now = sweep.partial.get(&key).map_or(0, |p| held_by(p));
+        let held_now = sweep.partial.get(&key).map_or(0, |p| held_by(&p.pieces));
         let held_then = match sweep.partial.get(&key) {
-            Some(parts) if parts.len() == count => {
-                held_now - parts[index].as_ref().map_or(0, Vec::len) + chunk.payload.len()
+            Some(p) if p.pieces.len() == count => {
+                held_now - p.pieces[index].as_ref().map_or(0, Vec::len) + chunk.payload.len()
             }
             _ => count * SLOT_BYTES + chunk.payload.len(),
         };
@@ -332,15 +375,27 @@ impl Coordinator {
         if !expected {
             sweep.late_partial_bytes = sweep.late_partial_bytes - held_now + held_then;
         }
-        let parts = sweep.partial.entry(key.clone()).or_default();
-        if parts.len() != count {
-            *parts = vec![None; count];
+        let arrived = sweep.coordinator_clock(now);
+        let partial = sweep.partial.entry(key.clone()).or_default();
+        if partial.pieces.len() != count {
+            *partial = Partial {
+                pieces: vec![None; count],
+                trip: None,
+            };
         }
-        parts[index] = Some(chunk.payload);
-        if parts.iter().any(Option::is_none) {
+        let trip = Trip {
+            sent: chunk.sent_unix_ms,
+            arrived,
+        };
+        if partial.trip.is_none_or(|best| trip.span() < best.span()) {
+            partial.trip = Some(trip);
+        }
+        partial.pieces[index] = Some(chunk.payload);
+        if partial.pieces.iter().any(Option::is_none) {
             return Verdict::Taken;
         }
-        let bytes: Vec<u8> = parts.iter().flatten().flatten().copied().collect();
+        let bytes: Vec<u8> = partial.pieces.iter().flatten().flatten().copied().collect();
+        let trip = partial.trip;
         sweep.partial.remove(&key);
         sweep.partial_bytes -= held_then;
         if !expected {
@@ -356,7 +411,7 @@ impl Coordinator {
             }
             Ok(Ok(AnswerBody::decode(&payload.body)?))
         });
-        let decoded = match decoded {
+        let decoded: Result<AnswerBody, WireError> = match decoded {
             Ok(Err(reason)) => {
                 tracing::warn!(sweep = %format!("{id:016x}"), %from, reason = %reason, "dropped a forged answer");
                 return Verdict::Forged;
@@ -364,27 +419,15 @@ impl Coordinator {
             Ok(Ok(body)) => Ok(body),
             Err(e) => Err(e),
         };
-        let body = match decoded {
-            Ok(body) => body,
+        let (body, trip) = match decoded {
+            Ok(body) => (body, trip),
             // The node answered (every piece arrived and was acked), but
             // its answer does not decode: list it as failing with the
-            // reason, not as silent.
-            Err(e) => AnswerBody {
-                tags: BTreeMap::new(),
-                // Unknown; the answer's arrival is an upper bound.
-                received_unix_ms: sweep.request.issued_at_unix_ms
-                    + now.saturating_sub(sweep.started_at).as_millis() as u64,
-                checks_ms: 0,
-                outcomes: vec![super::participant::patrol_error(
-                    UNREADABLE_ANSWER_ID,
-                    "an answer this coordinator can decode".to_string(),
-                    format!(
-                        "the node's answer did not decode ({e}); is it running another Patrol version?"
-                    ),
-                )],
-            },
+            // reason, not as silent (and with no clock offset: its receive
+            // time is unknown).
+            Err(e) => (sweep.unreadable(now, &e), None),
         };
-        sweep.record(now, from, chunk.node, body, out);
+        sweep.record(settings, now, from, chunk.node, body, trip, out);
         self.complete_if_settled(id, now, out);
         Verdict::Taken
     }
@@ -427,8 +470,9 @@ impl Coordinator {
         };
         let room = sweep.deadline_at.saturating_sub(now) > settings.tick;
         if ready && (quiet || late) && room {
-            for slot in sweep.expected.values() {
+            for slot in sweep.expected.values_mut() {
                 if matches!(slot.state, SlotState::Pending) && slot.peer.name != sweep.me {
+                    slot.backstops += 1;
                     out.push(Effect::Send {
                         to: slot.peer.addr,
                         msg: SweepMessage::Request(sweep.request.clone()),
@@ -505,8 +549,8 @@ impl Sweep {
     fn partial_held(&self) -> (usize, usize) {
         let mut all = 0;
         let mut late = 0;
-        for ((node, _), parts) in &self.partial {
-            let bytes = held_by(parts);
+        for ((node, _), partial) in &self.partial {
+            let bytes = held_by(&partial.pieces);
             all += bytes;
             if !self.expected.contains_key(node) {
                 late += bytes;
@@ -544,14 +588,58 @@ impl Sweep {
         }
     }
 
+    /// The body recorded for an answer that arrived whole but does not
+    /// decode: one `patrol.unreadable_answer` error saying why.
+    fn unreadable(&self, now: Duration, e: &WireError) -> AnswerBody {
+        AnswerBody {
+            tags: BTreeMap::new(),
+            // Unknown; the answer's arrival is an upper bound.
+            received_unix_ms: self.coordinator_clock(now),
+            checks_ms: 0,
+            outcomes: vec![super::participant::patrol_error(
+                UNREADABLE_ANSWER_ID,
+                "an answer this coordinator can decode".to_string(),
+                format!(
+                    "the node's answer did not decode ({e}); is it running another Patrol version?"
+                ),
+            )],
+        }
+    }
+
+    /// Our wall clock at monotonic time `now`, unix milliseconds: the
+    /// request's issue time plus the time since, so the issue and arrival
+    /// times of the clock measurement stay on one timeline.
+    fn coordinator_clock(&self, now: Duration) -> u64 {
+        self.request
+            .issued_at_unix_ms
+            .saturating_add(now.saturating_sub(self.started_at).as_millis() as u64)
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn record(
         &mut self,
+        settings: &SweepSettings,
         now: Duration,
         from: SocketAddr,
         node: String,
-        body: AnswerBody,
+        mut body: AnswerBody,
+        trip: Option<Trip>,
         out: &mut Vec<Effect>,
     ) {
+        let clock = trip.map(|t| {
+            ClockOffset::from_times(
+                self.request.issued_at_unix_ms,
+                body.received_unix_ms,
+                t.sent,
+                t.arrived,
+            )
+        });
+        if let Some(skew) = clock.and_then(|c| clock_skew(settings, c)) {
+            // A node that refused the request for its clock already says so.
+            if !body.outcomes.iter().any(|o| o.id == CLOCK_SKEW_CHECK_ID) {
+                body.outcomes.push(skew);
+            }
+        }
         let failing = body.outcomes.iter().any(|o| o.status != Status::Pass);
         let mut entry = NodeEntry {
             name: node.clone(),
@@ -570,6 +658,8 @@ impl Sweep {
             answered_ms: Some(now.saturating_sub(self.started_at).as_millis() as u64),
             checks_ms: Some(body.checks_ms),
             checks: body.outcomes,
+            clock,
+            silence: None,
         };
         self.last_answer_at = Some(now);
         match self.expected.get_mut(&node) {
@@ -614,6 +704,14 @@ impl Sweep {
                     answered_ms: None,
                     checks_ms: None,
                     checks: Vec::new(),
+                    clock: None,
+                    // What the sweep knows; the node adds what the mesh
+                    // knows (when it last heard from it, its SWIM state).
+                    silence: matches!(other, SlotState::Pending).then_some(Silence {
+                        last_heard_ago_ms: None,
+                        swim: SwimState::Unknown,
+                        backstop_requests: slot.backstops,
+                    }),
                 },
             })
             .collect();
@@ -639,6 +737,8 @@ impl Sweep {
                             addrs.join(", ")
                         ),
                     )],
+                    clock: None,
+                    silence: None,
                 });
             }
         }
@@ -658,6 +758,38 @@ impl Sweep {
         doc.recount();
         doc
     }
+}
+
+/// The `patrol.clock_skew` outcome for a node whose clock is certainly
+/// further from ours than `clock_skew_limit` (its offset less the
+/// measurement's bound), or None.
+fn clock_skew(settings: &SweepSettings, clock: ClockOffset) -> Option<CheckOutcome> {
+    let limit = settings.clock_skew_limit.as_millis() as u64;
+    if clock.least_skew_ms() <= limit {
+        return None;
+    }
+    let way = if clock.offset_ms > 0 {
+        "ahead"
+    } else {
+        "behind"
+    };
+    Some(CheckOutcome {
+        id: CLOCK_SKEW_CHECK_ID.to_string(),
+        kind: "patrol".to_string(),
+        status: Status::Fail,
+        severity: Severity::Fail,
+        observed: Observed::Text(way.to_string()),
+        expected: format!("within {limit} ms of the coordinator's clock"),
+        message: format!(
+            "clock {} ms {way} of the coordinator's (± {} ms), measured by the sweep",
+            clock.offset_ms.unsigned_abs(),
+            clock.bound_ms
+        ),
+        duration_us: 0,
+        description: "the node's clock offset from the coordinator's, measured by the sweep itself"
+            .to_string(),
+        remediation: "check time synchronisation on the node (chronyc tracking, timedatectl); if most nodes are off the same way, on the coordinator".to_string(),
+    })
 }
 
 /// Nearest-rank percentile of sorted values.

@@ -116,7 +116,7 @@ impl Participant {
             // unacked now.
             if from == Some(p.coordinator.addr) {
                 if let Phase::Answering(pieces) = &p.phase {
-                    send_pieces(&p.coordinator, pieces, out);
+                    send_pieces(&p.coordinator, pieces, p.node_clock(now), out);
                 }
             }
             return Verdict::Ignored;
@@ -311,7 +311,7 @@ impl Participant {
         if now >= p.expires_at {
             return;
         }
-        send_pieces(&p.coordinator, pieces, out);
+        send_pieces(&p.coordinator, pieces, p.node_clock(now), out);
         let base = settings
             .retry_initial
             .saturating_mul(1u32 << attempt.min(16))
@@ -363,6 +363,15 @@ impl Participant {
 }
 
 impl Participation {
+    /// Our wall clock at monotonic time `now`, unix milliseconds: the clock
+    /// when the request arrived plus the time since, so the arrival and
+    /// the send times of one answer stay on one timeline even if the wall
+    /// clock is stepped in between.
+    fn node_clock(&self, now: Duration) -> u64 {
+        self.received_unix_ms
+            .saturating_add(now.saturating_sub(self.received_at).as_millis() as u64)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn answer(
         &mut self,
@@ -440,6 +449,8 @@ fn chunks(
             nonce,
             index: i as u16,
             count,
+            // Stamped when sent.
+            sent_unix_ms: 0,
             payload: part.to_vec(),
         })
         .collect()
@@ -465,7 +476,8 @@ fn report(
         outcomes: vec![outcome],
     };
     let nonce = rng.next_u64();
-    for chunk in chunks(me, settings, req.id, nonce, body, proof) {
+    for mut chunk in chunks(me, settings, req.id, nonce, body, proof) {
+        chunk.sent_unix_ms = unix_ms;
         out.push(Effect::Send {
             to: req.coordinator.addr,
             msg: SweepMessage::Answer(chunk),
@@ -473,11 +485,21 @@ fn report(
     }
 }
 
-fn send_pieces(coordinator: &PeerAddr, pieces: &[Option<AnswerChunk>], out: &mut Vec<Effect>) {
+/// Send every unacked piece, each stamped with `sent_unix_ms` (our clock
+/// now: a resent piece carries its resend time, not the first send's).
+fn send_pieces(
+    coordinator: &PeerAddr,
+    pieces: &[Option<AnswerChunk>],
+    sent_unix_ms: u64,
+    out: &mut Vec<Effect>,
+) {
     for piece in pieces.iter().flatten() {
         out.push(Effect::Send {
             to: coordinator.addr,
-            msg: SweepMessage::Answer(piece.clone()),
+            msg: SweepMessage::Answer(AnswerChunk {
+                sent_unix_ms,
+                ..piece.clone()
+            }),
         });
     }
 }

@@ -5,6 +5,11 @@
 
 use std::time::Duration;
 
+/// Bytes of an encoded `AnswerChunk` besides its payload and node name, at
+/// most: version 1, variant 1, sweep id 9, name length 3, nonce 9, index
+/// 3, count 3, send time 9, payload length 3 (bincode varints), rounded up.
+const CHUNK_HEADER: usize = 48;
+
 /// Sweep settings. `Default` gives the tuned defaults.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SweepSettings {
@@ -80,6 +85,18 @@ pub struct SweepSettings {
     /// than silent. Default 5 s: NTP keeps a fleet within milliseconds;
     /// seconds mean a broken clock.
     pub clock_skew_tolerance: Duration,
+    /// A node whose clock the sweep measures further from the
+    /// coordinator's than this, for certain (the offset less its
+    /// measurement bound: half the round trip), is listed `failing` with
+    /// a `patrol.clock_skew` outcome. The offset of every answering node
+    /// is in the document either way. Default 1 s: NTP keeps a fleet
+    /// within milliseconds, and etcd and Kerberos start to complain about
+    /// skews around a second; the measurement's own bound on a LAN is a
+    /// few milliseconds, so the verdict is the clock's, not the
+    /// network's. Zero reports any offset the measurement can tell from
+    /// zero. A node behind by more than `clock_skew_tolerance` refuses the
+    /// request instead (and says so with the same check id).
+    pub clock_skew_limit: Duration,
     /// Most sweeps a participant remembers at once (running, answering or
     /// waiting to be forgotten); further requests are refused and counted.
     /// Bounds the participant's map and its timers. Default 64.
@@ -130,6 +147,7 @@ impl Default for SweepSettings {
             budget_margin: Duration::from_millis(400),
             budget_floor: Duration::from_millis(100),
             clock_skew_tolerance: Duration::from_secs(5),
+            clock_skew_limit: Duration::from_secs(1),
             max_participations: 64,
             max_late_joiners: 1024,
             max_partial_bytes: 64 * 1024 * 1024,
@@ -144,7 +162,9 @@ impl SweepSettings {
     /// Payload bytes per answer piece so that the encoded message stays
     /// under `max_datagram` (header: version, variant, ids, node name).
     pub(crate) fn chunk_payload(&self, node_name_len: usize) -> usize {
-        self.max_datagram.saturating_sub(40 + node_name_len).max(64)
+        self.max_datagram
+            .saturating_sub(CHUNK_HEADER + node_name_len)
+            .max(64)
     }
 
     /// Time the checks of a request may take, given the time `left`

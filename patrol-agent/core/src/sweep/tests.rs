@@ -73,6 +73,8 @@ struct Net {
     run_checks: Vec<(usize, u64)>,
     sent: Vec<(usize, SweepMessage)>,
     spreads: usize,
+    /// Milliseconds each node's wall clock is ahead of the true time.
+    clock_offsets: BTreeMap<usize, i64>,
 }
 
 impl Net {
@@ -94,11 +96,18 @@ impl Net {
             run_checks: Vec::new(),
             sent: Vec::new(),
             spreads: 0,
+            clock_offsets: BTreeMap::new(),
         }
     }
 
     fn unix(&self) -> u64 {
         UNIX0 + self.now.as_millis() as u64
+    }
+
+    /// Node `i`'s wall clock.
+    fn unix_of(&self, i: usize) -> u64 {
+        let offset = self.clock_offsets.get(&i).copied().unwrap_or(0);
+        self.unix().saturating_add_signed(offset)
     }
 
     fn members(&self) -> Vec<MemberView> {
@@ -124,7 +133,7 @@ impl Net {
             id: None,
             authorization: None,
         };
-        let (now, unix) = (self.now, self.unix());
+        let (now, unix) = (self.now, self.unix_of(coord));
         let id = self.cores[coord]
             .start(now, unix, spec, members, &mut out)
             .unwrap();
@@ -182,10 +191,10 @@ impl Net {
             }
             let ev = self.queue.remove(&(t, seq)).unwrap();
             self.now = t;
-            let (now, unix) = (self.now, self.unix());
             let node = match &ev {
                 Ev::Req(j, _) | Ev::Msg(j, _, _) | Ev::Timer(j, _) | Ev::ChecksDone(j, _) => *j,
             };
+            let (now, unix) = (self.now, self.unix_of(node));
             if self.dead.contains(&node) {
                 continue;
             }
@@ -600,6 +609,7 @@ fn late_answer_after_the_deadline_is_acked_but_changes_nothing() {
         nonce: 1,
         index: 0,
         count: 1,
+        sent_unix_ms: net.unix(),
         payload: vec![],
     };
     let mut out = Vec::new();
@@ -669,6 +679,7 @@ fn malformed_piece_is_ignored_and_an_undecodable_answer_is_listed_failing() {
         nonce: 1,
         index: 5,
         count: 2,
+        sent_unix_ms: unix,
         payload: vec![],
     };
     net.cores[0].handle_message(now, unix, addr(1), SweepMessage::Answer(bad), &mut out);
@@ -681,6 +692,7 @@ fn malformed_piece_is_ignored_and_an_undecodable_answer_is_listed_failing() {
         nonce: 1,
         index: 0,
         count: 1,
+        sent_unix_ms: unix,
         payload: vec![0xff; 40],
     };
     net.cores[0].handle_message(now, unix, addr(1), SweepMessage::Answer(garbage), &mut out);
@@ -891,7 +903,127 @@ fn a_node_whose_clock_is_far_behind_is_listed_with_the_skew() {
         assert_eq!(state_of(doc, i), NodeState::Failing);
         let node = doc.nodes.iter().find(|n| n.name == peer(i).name).unwrap();
         assert_eq!(node.checks[0].id, participant::CLOCK_SKEW_CHECK_ID);
+        // The refusal is the one clock finding: the measured skew adds none.
+        assert_eq!(node.checks.len(), 1, "{:?}", node.checks);
+        let clock = node.clock.expect("the refusal is measured too");
+        assert!(
+            (clock.offset_ms + 60_000).unsigned_abs() <= clock.bound_ms,
+            "{clock:?}"
+        );
     }
+}
+
+fn entry(doc: &SweepDocument, i: usize) -> &patrol_model::NodeEntry {
+    doc.nodes
+        .iter()
+        .find(|n| n.name == peer(i).name)
+        .expect("node in document")
+}
+
+/// Issue 14: the sweep measures every node's clock against the
+/// coordinator's, NTP-style, and reports the one that is off.
+#[test]
+fn a_node_three_seconds_ahead_is_the_only_one_reported_skewed() {
+    let mut net = Net::new(4, SweepSettings::default());
+    net.clock_offsets.insert(2, 3000);
+    let members = net.members();
+    net.start(0, Duration::from_secs(5), members);
+    net.run_for(Duration::from_secs(1));
+    let doc = net.doc();
+    assert_accounted(doc);
+    for i in 0..4 {
+        let node = entry(doc, i);
+        let clock = node.clock.expect("every answering node is measured");
+        let truth = if i == 2 { 3000 } else { 0 };
+        assert!(
+            (clock.offset_ms - truth).unsigned_abs() <= clock.bound_ms,
+            "node {i}: {clock:?}"
+        );
+        // One 1 ms hop each way.
+        assert!(clock.bound_ms <= 1, "node {i}: {clock:?}");
+        let skewed: Vec<_> = node
+            .checks
+            .iter()
+            .filter(|c| c.id == participant::CLOCK_SKEW_CHECK_ID)
+            .collect();
+        if i == 2 {
+            assert_eq!(node.state, NodeState::Failing);
+            assert_eq!(skewed.len(), 1, "{:?}", node.checks);
+            assert_eq!(skewed[0].status, Status::Fail);
+            assert_eq!(skewed[0].observed, Observed::Text("ahead".into()));
+            assert!(
+                skewed[0].message.contains("3000 ms ahead"),
+                "{}",
+                skewed[0].message
+            );
+        } else {
+            assert_eq!(node.state, NodeState::Ok, "node {i}: {:?}", node.checks);
+            assert!(skewed.is_empty());
+        }
+    }
+}
+
+/// A resent piece carries its own send time: the measurement pairs it
+/// with its own arrival, so a lost first copy widens nothing.
+#[test]
+fn an_answer_that_arrives_only_as_a_resend_still_measures_the_clock_tightly() {
+    let mut net = Net::new(2, SweepSettings::default());
+    net.clock_offsets.insert(1, -2000);
+    let mut lost = 0;
+    net.drop = Box::new(move |ev| {
+        if matches!(ev, Ev::Msg(0, _, SweepMessage::Answer(_))) && lost == 0 {
+            lost += 1;
+            return true;
+        }
+        false
+    });
+    let members = net.members();
+    net.start(0, Duration::from_secs(5), members);
+    net.run_for(Duration::from_secs(2));
+    let doc = net.doc();
+    let node = entry(doc, 1);
+    let clock = node.clock.unwrap();
+    assert!(
+        (clock.offset_ms + 2000).unsigned_abs() <= clock.bound_ms,
+        "{clock:?}"
+    );
+    // Paired with the first send instead, the ~150 ms wait before the
+    // resend would count as time on the way.
+    assert!(clock.bound_ms <= 1, "{clock:?}");
+    let resent = net
+        .sent
+        .iter()
+        .filter(|(from, m)| *from == 1 && matches!(m, SweepMessage::Answer(_)))
+        .count();
+    assert_eq!(resent, 2, "the first copy was lost, the resend arrived");
+    // 2 s behind is over the 1 s limit: reported, as behind.
+    let skew = node
+        .checks
+        .iter()
+        .find(|c| c.id == participant::CLOCK_SKEW_CHECK_ID)
+        .expect("reported");
+    assert_eq!(skew.observed, Observed::Text("behind".into()));
+}
+
+#[test]
+fn a_skew_within_the_configured_limit_is_measured_but_not_reported() {
+    let run = |limit: Duration| {
+        let settings = SweepSettings {
+            clock_skew_limit: limit,
+            ..SweepSettings::default()
+        };
+        let mut net = Net::new(2, settings);
+        net.clock_offsets.insert(1, 1500);
+        let members = net.members();
+        net.start(0, Duration::from_secs(5), members);
+        net.run_for(Duration::from_secs(1));
+        entry(net.doc(), 1).clone()
+    };
+    let loose = run(Duration::from_secs(2));
+    assert_eq!(loose.state, NodeState::Ok, "{:?}", loose.checks);
+    assert!((loose.clock.unwrap().offset_ms - 1500).abs() <= 1);
+    let strict = run(Duration::from_secs(1));
+    assert_eq!(strict.state, NodeState::Failing);
 }
 
 /// Regression (issue 12): pieces larger than the chunk size were accepted
@@ -916,6 +1048,7 @@ fn oversized_pieces_and_late_joiners_past_the_cap_are_refused() {
             nonce: 1,
             index: 0,
             count,
+            sent_unix_ms: unix,
             payload,
         })
     };
@@ -969,6 +1102,7 @@ fn buffered_answer_bytes_are_bounded_per_sweep() {
             nonce: 1,
             index,
             count: 100,
+            sent_unix_ms: unix,
             payload: vec![7; 1000],
         });
         net.cores[0].handle_message(now, unix, addr(1), m, &mut out);
@@ -1002,6 +1136,7 @@ fn late_partial_answers_cannot_take_the_expected_nodes_room() {
             nonce: 1,
             index,
             count: 10,
+            sent_unix_ms: unix,
             payload: vec![7; 1000],
         })
     };

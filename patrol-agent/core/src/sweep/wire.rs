@@ -15,8 +15,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::trust::{Authorization, Certificate};
 
-/// Protocol version carried first in every sweep message.
-pub const PROTOCOL_VERSION: u16 = 3;
+/// Protocol version carried first in every sweep message. 3: answer
+/// pieces carry their send time (`AnswerChunk::sent_unix_ms`), from which
+/// the coordinator measures each node's clock offset. 4: requests carry
+/// the operator's authorization and the coordinator's certificate
+/// (`SweepRequest::auth`), answers reassemble to an `AnswerPayload` with
+/// the node's proof.
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// Hard limit on one decoded message (a datagram is far smaller; this bounds
 /// what a forged length prefix can make the decoder allocate).
@@ -143,6 +148,13 @@ pub struct AnswerChunk {
     pub index: u16,
     /// Number of pieces of the whole body.
     pub count: u16,
+    /// The node's wall clock when it sent this copy of the piece, unix
+    /// milliseconds (its clock at the request's arrival plus the monotonic
+    /// time since, so a clock stepped meanwhile does not tear the pair
+    /// apart). Set anew on every resend: the coordinator pairs each copy
+    /// with its own arrival time, so a retry measures as well as a first
+    /// send.
+    pub sent_unix_ms: u64,
     pub payload: Vec<u8>,
 }
 
@@ -151,7 +163,10 @@ pub struct AnswerChunk {
 pub struct AnswerBody {
     /// The node's tags (the coordinator uses them for late joiners).
     pub tags: BTreeMap<String, String>,
-    /// The node's wall clock when the request first reached it.
+    /// The node's wall clock when the request first reached it, unix
+    /// milliseconds (with the pieces' `sent_unix_ms` and the request's
+    /// `issued_at_unix_ms`, what the coordinator measures the node's clock
+    /// offset from).
     pub received_unix_ms: u64,
     /// Time spent running checks, milliseconds.
     pub checks_ms: u64,
@@ -313,7 +328,7 @@ mod tests {
         #[test]
         fn answer_round_trips(id in any::<u64>(), node in "[a-z0-9-]{0,40}", nonce in any::<u64>(), index in any::<u16>(),
                               count in any::<u16>(), payload in proptest::collection::vec(any::<u8>(), 0..1100)) {
-            let m = SweepMessage::Answer(AnswerChunk { sweep_id: id, node, nonce, index, count, payload });
+            let m = SweepMessage::Answer(AnswerChunk { sweep_id: id, node, nonce, index, count, sent_unix_ms: 1_800_000_000_000, payload });
             prop_assert_eq!(SweepMessage::decode(&m.encode()).unwrap(), m);
         }
 
