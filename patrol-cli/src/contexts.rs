@@ -210,6 +210,7 @@ pub fn merge(parts: Vec<ClusterResult>) -> SweepDocument {
         sweep_id: String::new(),
         cluster: String::new(),
         coordinator: String::new(),
+        operator: None,
         started_at_unix_ms: now_unix_ms(),
         deadline_ms: 0,
         selector: Default::default(),

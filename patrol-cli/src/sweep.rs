@@ -338,9 +338,13 @@ pub fn distributions(doc: &SweepDocument, checks: &[String]) -> String {
 /// [`one_line`] (the table's cells by [`crate::columns::render`]).
 pub fn table(doc: &SweepDocument, all: bool, zone: &jiff::tz::TimeZone) -> String {
     let mut out = format!(
-        "sweep {} coordinated by {} at {} ({}, deadline {})\n\n",
+        "sweep {} coordinated by {}{} at {} ({}, deadline {})\n\n",
         one_line(&doc.sweep_id),
         one_line(&doc.coordinator),
+        doc.operator
+            .as_ref()
+            .map(|o| format!(" for operator {}", one_line(o)))
+            .unwrap_or_default(),
         patrol_report::text::date_time(doc.started_at_unix_ms, zone),
         one_line(&doc.selector.describe()),
         patrol_config::format_duration(Duration::from_millis(doc.deadline_ms))

@@ -385,7 +385,11 @@ pub fn view(report: &Report, prefix: &str) -> View {
         subject: subject(report, prefix),
         cluster: report.cluster.clone(),
         sweep_id: report.sweep_id.clone(),
-        coordinator: report.coordinator.clone(),
+        // "node-07 for operator alice" when identities are on.
+        coordinator: match &report.operator {
+            Some(op) => format!("{} for operator {op}", report.coordinator),
+            None => report.coordinator.clone(),
+        },
         started: date_time(report.started_at_unix_ms, &report.time_zone),
         scope: report.scope.clone(),
         compared: match &report.previous {

@@ -95,6 +95,7 @@ pub fn document(
         sweep_id: sweep_id.to_string(),
         cluster: cluster.to_string(),
         coordinator: nodes.first().map(|n| n.name.clone()).unwrap_or_default(),
+        operator: None,
         started_at_unix_ms,
         deadline_ms: 5000,
         selector: Selector {

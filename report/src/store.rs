@@ -243,6 +243,7 @@ fn meta_json(doc: &SweepDocument) -> Result<String, ReportError> {
         counts: doc.counts.clone(),
         nodes: Vec::new(),
         timing: doc.timing.clone(),
+        operator: None,
     };
     serde_json::to_string(&bare).map_err(|source| ReportError::Encode {
         what: "the sweep document",

@@ -24,6 +24,8 @@ pub struct Report {
     pub cluster: String,
     pub sweep_id: String,
     pub coordinator: String,
+    /// The operator who asked (from the operator's certificate).
+    pub operator: Option<String>,
     pub started_at_unix_ms: u64,
     /// `Selector::describe` plus the node filter.
     pub scope: String,
@@ -104,6 +106,7 @@ pub fn build(doc: &SweepDocument, previous: Option<PreviousSweep<'_>>) -> Report
         cluster: doc.cluster.clone(),
         sweep_id: doc.sweep_id.clone(),
         coordinator: doc.coordinator.clone(),
+        operator: doc.operator.clone(),
         started_at_unix_ms: doc.started_at_unix_ms,
         scope: scope_text(doc),
         drift: drift::find_drift(doc),

@@ -203,6 +203,11 @@ async fn an_operator_sweeps_a_certified_mesh_and_every_node_audits_it() {
     .expect("a certified operator sweeps");
     assert_eq!(doc.counts.expected, 3, "{:?}", doc.counts);
     assert_eq!(doc.counts.ok, 3, "{:?}", doc.counts);
+    assert_eq!(
+        doc.operator.as_deref(),
+        Some("alice"),
+        "the document names who asked"
+    );
     for name in names {
         let lines = ca.audit_lines(name);
         let ran: Vec<_> = lines

@@ -259,6 +259,10 @@ pub struct SweepDocument {
     pub cluster: String,
     /// Name of the coordinating node.
     pub coordinator: String,
+    /// The operator who asked for the sweep, from the operator's
+    /// certificate (`null` when the cluster runs without identities).
+    #[serde(default)]
+    pub operator: Option<String>,
     /// Unix time of the start, milliseconds.
     pub started_at_unix_ms: u64,
     /// The deadline the sweep was given, milliseconds after the start.

@@ -53,6 +53,7 @@ fn document() -> SweepDocument {
         sweep_id: "0123456789abcdef".into(),
         cluster: "prod".into(),
         coordinator: "n1".into(),
+        operator: None,
         started_at_unix_ms: 1_795_316_400_000,
         deadline_ms: 5000,
         selector: Selector {

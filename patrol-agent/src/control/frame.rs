@@ -268,6 +268,7 @@ mod tests {
             sweep_id: "00000000000000aa".into(),
             cluster: "c".into(),
             coordinator: "n0".into(),
+            operator: None,
             started_at_unix_ms: 1,
             deadline_ms: 5000,
             selector: Default::default(),

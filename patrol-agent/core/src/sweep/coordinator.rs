@@ -262,6 +262,10 @@ impl Coordinator {
             counts: Default::default(),
             nodes: Vec::new(),
             timing: SweepTiming::default(),
+            operator: request
+                .auth
+                .as_ref()
+                .map(|a| a.authorization.operator.body.name.clone()),
         };
         let settled = expected
             .values()
