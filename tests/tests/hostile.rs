@@ -372,7 +372,7 @@ async fn sniff_request(net: &MemoryNetwork, env: &Envelope) -> SweepRequest {
 /// Payload bytes per answer piece for a node name of `len` bytes
 /// (PROTOCOL.md: `max_datagram - 40 - len(node name)`).
 fn chunk_payload(len: usize) -> usize {
-    SweepSettings::default().max_datagram - 40 - len
+    SweepSettings::default().chunk_payload(len)
 }
 
 fn piece(sweep_id: u64, node: &str, index: u16, count: u16, payload: Vec<u8>) -> SweepMessage {

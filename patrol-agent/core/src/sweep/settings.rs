@@ -161,7 +161,7 @@ impl Default for SweepSettings {
 impl SweepSettings {
     /// Payload bytes per answer piece so that the encoded message stays
     /// under `max_datagram` (header: version, variant, ids, node name).
-    pub(crate) fn chunk_payload(&self, node_name_len: usize) -> usize {
+    pub fn chunk_payload(&self, node_name_len: usize) -> usize {
         self.max_datagram
             .saturating_sub(CHUNK_HEADER + node_name_len)
             .max(64)
