@@ -628,3 +628,82 @@ async fn nodes_of_an_old_and_a_new_ca_sweep_together_until_the_old_ca_is_dropped
         a.stop(patrol_agent::agent::StopMode::Leave).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_operator_lists_members_but_cannot_sweep() {
+    let ca = TestCa::new("ca");
+    let names = ["node-00", "node-01"];
+    let inspector = Arc::new(CountingInspector::default());
+    let m = mesh(
+        &names,
+        |i| Some(ca.node_trust(names[i], ca.bundle())),
+        |_| inspector.clone(),
+    )
+    .await;
+    let viewer = ca.operator("viewer", Scope::read_only(), ca.bundle());
+    let client = ControlClient::connect(m.controls[0], viewer.clone(), Duration::from_secs(3))
+        .await
+        .unwrap();
+    match client.call(&ControlRequest::Members).await.unwrap() {
+        Reply::Members(members) => assert_eq!(members.len(), 2, "{members:?}"),
+        other => panic!("expected members, got {other:?}"),
+    }
+    let e = sweep_as(
+        m.controls[0],
+        viewer,
+        &sweep_request(Selector::default(), 2000),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.contains("read-only"), "{e}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(inspector.runs(), 0, "a read-only operator ran checks");
+    for a in m.agents {
+        a.stop(patrol_agent::agent::StopMode::Leave).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_node_is_not_recorded_once_the_deny_list_is_reloaded() {
+    let ca = TestCa::new("ca");
+    let names = ["node-00", "node-01", "node-02"];
+    let trusts: Vec<_> = names
+        .iter()
+        .map(|n| ca.node_trust(n, ca.bundle()))
+        .collect();
+    let m = mesh(
+        &names,
+        |i| Some(trusts[i].clone()),
+        |_| Arc::new(CountingInspector::default()),
+    )
+    .await;
+    let alice = ca.operator("alice", full(), ca.bundle());
+    let doc = sweep_as(
+        m.controls[0],
+        alice.clone(),
+        &sweep_request(Selector::default(), 2000),
+    )
+    .await
+    .unwrap();
+    assert_eq!(doc.counts.ok, 3, "{:?}", doc.counts);
+    // Revoke node-02's certificate and reload everywhere (as SIGHUP does).
+    let revoked = ca.bundle_with(&[], &[trusts[2].creds.cert.body.serial]);
+    for (a, tx) in m.agents.iter().zip(&m.bundles) {
+        tx.as_ref().unwrap().send_replace(revoked.clone());
+        a.commander().set_bundle(revoked.clone()).await.unwrap();
+    }
+    let doc = sweep_as(
+        m.controls[0],
+        alice,
+        &sweep_request(Selector::default(), 2000),
+    )
+    .await
+    .unwrap();
+    let n2 = doc.nodes.iter().find(|n| n.name == "node-02").unwrap();
+    assert_eq!(n2.state, NodeState::NoAnswer, "{doc:?}");
+    let s = m.agents[0].stats().await.unwrap();
+    assert!(s.node.sweep.answers_forged >= 1, "{:?}", s.node.sweep);
+    for a in m.agents {
+        a.stop(patrol_agent::agent::StopMode::Leave).await;
+    }
+}
