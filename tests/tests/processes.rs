@@ -437,3 +437,146 @@ fn two_hundred_idle_control_connections_do_not_stop_a_sweep() {
     drop(second);
     drop(first);
 }
+
+/// `patrol ca` end to end with real processes: identities made by the CLI,
+/// an agent refusing a certificate for another name, a sweep with
+/// `--identity` and no cluster key on the client, the audit trail, and a
+/// revocation that takes effect on SIGHUP without a restart.
+#[test]
+fn identities_from_patrol_ca_sweep_and_a_revocation_applies_on_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |args: &[&str]| {
+        let out = patrol(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let path = |name: &str| dir.path().join(name);
+    let s = |name: &str| path(name).to_str().unwrap().to_string();
+    let key = path("cluster.key");
+    p(&["keys", "generate", "--out", &s("cluster.key")]);
+    p(&["ca", "init", "--out", &s("ca")]);
+    std::fs::write(path("revoked.txt"), "# none yet\n").unwrap();
+    let trust = |name: &str| {
+        format!(
+            "[trust]\nca_bundle = \"{0}/ca.crt\"\ncert = \"{0}/node.crt\"\nkey = \"{0}/node.key\"\ndeny_list = \"{1}\"\naudit_log = \"{0}/audit.jsonl\"\n",
+            s(name),
+            s("revoked.txt")
+        )
+    };
+    for name in ["ia", "ib", "wrong"] {
+        let cert_name = if name == "wrong" {
+            "someone-else"
+        } else {
+            name
+        };
+        p(&[
+            "ca",
+            "issue",
+            "node",
+            "--ca",
+            &s("ca"),
+            "--name",
+            cert_name,
+            "--out",
+            &s(name),
+        ]);
+    }
+    // A certificate for another name: the agent refuses to start.
+    let wrong = write_config(dir.path(), "wrong", &key, &[], 0, &trust("wrong"));
+    let out = std::process::Command::new(patrol_tests::process::binary("patrol-agent"))
+        .arg("--config")
+        .arg(&wrong)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("someone-else") && stderr.contains("wrong"),
+        "{stderr}"
+    );
+
+    let a = AgentProcess::start(&write_config(dir.path(), "ia", &key, &[], 0, &trust("ia")));
+    let b = AgentProcess::start(&write_config(
+        dir.path(),
+        "ib",
+        &key,
+        &[a.gossip],
+        0,
+        &trust("ib"),
+    ));
+    let alice = p(&[
+        "ca",
+        "issue",
+        "operator",
+        "--ca",
+        &s("ca"),
+        "--name",
+        "alice",
+        "--scope",
+        "full",
+        "--out",
+        &s("alice"),
+    ]);
+    let serial = alice
+        .split("serial ")
+        .nth(1)
+        .and_then(|t| t.split(',').next())
+        .unwrap()
+        .to_string();
+    let control = a.control.to_string();
+    let sweep = || {
+        patrol(&[
+            "sweep",
+            "--seed",
+            &control,
+            "--cluster",
+            "proc-test",
+            "--identity",
+            &s("alice"),
+            "--format",
+            "json",
+            "--deadline",
+            "3s",
+        ])
+    };
+    // The mesh forms; then alice sweeps both nodes without the cluster key.
+    wait(Duration::from_secs(30), "a sweep of both nodes", || {
+        let out = sweep();
+        let doc: serde_json::Value =
+            serde_json::from_slice(&out.stdout).map_err(|e| format!("{e}: {out:?}"))?;
+        match doc["counts"]["expected"].as_u64() {
+            Some(2) => Ok(()),
+            other => Err(format!("expected {other:?}")),
+        }
+    });
+    let audit = std::fs::read_to_string(path("ib").join("audit.jsonl")).unwrap();
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("\"operator\":\"alice\"") && l.contains("\"ran\"")),
+        "{audit}"
+    );
+    // Revoke alice, SIGHUP: refused without a restart.
+    p(&["ca", "revoke", &serial, "--deny-list", &s("revoked.txt")]);
+    a.hangup();
+    b.hangup();
+    wait(
+        Duration::from_secs(10),
+        "alice refused after SIGHUP",
+        || {
+            let out = sweep();
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            if !out.status.success() && err.contains("revoked") {
+                Ok(())
+            } else {
+                Err(format!("{:?}: {err}", out.status))
+            }
+        },
+    );
+    a.terminate();
+    b.terminate();
+}
