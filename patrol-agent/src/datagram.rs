@@ -230,11 +230,14 @@ impl ReplayGuard {
         sent_ms: u64,
         now_ms: u64,
     ) -> Result<(), Refusal> {
-        let tolerance = self.settings.skew_tolerance.as_millis() as u64;
-        let skew = sent_ms as i64 - now_ms as i64;
-        if skew.unsigned_abs() > tolerance {
+        let tolerance = u64::try_from(self.settings.skew_tolerance.as_millis()).unwrap_or(u64::MAX);
+        // In i128: two u64 times (the send time is the sender's to choose)
+        // always have a difference there.
+        let skew = i128::from(sent_ms) - i128::from(now_ms);
+        if skew.unsigned_abs() > u128::from(tolerance) {
+            let ms = i64::try_from(skew).unwrap_or(if skew < 0 { i64::MIN } else { i64::MAX });
             return Err(Refusal::ClockSkew {
-                ms: skew,
+                ms,
                 tolerance_ms: tolerance,
             });
         }
@@ -242,8 +245,9 @@ impl ReplayGuard {
         {
             // Anything an idle session sent is refused by time once it is
             // older than the tolerance: forgetting it is safe.
-            self.sessions
-                .retain(|_, w| now_ms.saturating_sub(w.last_sent_ms) <= 2 * tolerance);
+            self.sessions.retain(|_, w| {
+                now_ms.saturating_sub(w.last_sent_ms) <= tolerance.saturating_mul(2)
+            });
             if self.sessions.len() >= self.settings.max_senders {
                 return Err(Refusal::TooManySenders);
             }
@@ -336,6 +340,44 @@ mod tests {
             g.admit(1, 3, NOW + t + 1, NOW),
             Err(Refusal::ClockSkew { .. })
         ));
+    }
+
+    /// Regression (fuzz target `replay`): `sent as i64 - now as i64`
+    /// overflowed (a panic in debug builds) or reported a wrong skew when
+    /// either time was past `i64::MAX` ms; the send time is the sender's
+    /// to write.
+    #[test]
+    fn a_send_time_past_i64_max_is_refused_with_a_saturated_skew() {
+        let mut g = guard();
+        assert_eq!(
+            g.admit(1, 1, 1 << 63, NOW),
+            Err(Refusal::ClockSkew {
+                ms: i64::MAX - (NOW as i64 - 1),
+                tolerance_ms: 60_000
+            })
+        );
+        assert_eq!(
+            g.admit(1, 2, u64::MAX, 0),
+            Err(Refusal::ClockSkew {
+                ms: i64::MAX,
+                tolerance_ms: 60_000
+            })
+        );
+        assert_eq!(
+            g.admit(1, 3, 0, u64::MAX),
+            Err(Refusal::ClockSkew {
+                ms: i64::MIN,
+                tolerance_ms: 60_000
+            })
+        );
+        assert_eq!(
+            g.admit(1, 4, NOW, NOW + (1 << 63)),
+            Err(Refusal::ClockSkew {
+                ms: i64::MIN,
+                tolerance_ms: 60_000
+            })
+        );
+        assert_eq!(g.admit(1, 5, u64::MAX - 5, u64::MAX), Ok(()));
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Tidy: every Rust file under a crate's `src/` or `examples/` opens with a
-//! `//!` doc saying what it holds (the rust-analyzer habit in STYLE.md);
+//! Tidy: every Rust file under a crate's `src/`, `examples/` or
+//! `fuzz_targets/` opens with a `//!` doc saying what it holds (the
+//! rust-analyzer habit in STYLE.md);
 //! the sans-IO core names no runtime, socket, file or clock; and every
 //! default the docs quote as `` `field` = value `` is the code's.
 
@@ -20,8 +21,9 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Every crate folder, nested ones included.
-const CRATES: [&str; 8] = [
+/// Every crate folder, nested ones included (and the cargo-fuzz crate,
+/// which has a workspace of its own).
+const CRATES: [&str; 10] = [
     "config",
     "checks",
     "checks/model",
@@ -30,6 +32,8 @@ const CRATES: [&str; 8] = [
     "report",
     "patrol-cli",
     "tests",
+    "tests/fuzz-harness",
+    "tests/fuzz",
 ];
 
 fn root() -> &'static Path {
@@ -41,7 +45,7 @@ fn every_source_file_has_a_module_doc() {
     let root = root();
     let mut files = Vec::new();
     for krate in CRATES {
-        for sub in ["src", "examples"] {
+        for sub in ["src", "examples", "fuzz_targets"] {
             rust_files(&root.join(krate).join(sub), &mut files);
         }
     }

@@ -184,11 +184,57 @@ impl DocumentAssembler {
         if !last {
             return Ok(None);
         }
-        let cfg = bincode::config::standard().with_limit::<MAX_DOCUMENT>();
-        let (doc, _): (SweepDocument, usize) =
-            bincode::serde::decode_from_slice(&std::mem::take(&mut self.buf), cfg)
-                .map_err(|e| ControlError::Protocol(format!("undecodable sweep document: {e}")))?;
+        let doc = decode_document(&std::mem::take(&mut self.buf))
+            .map_err(|e| ControlError::Protocol(format!("undecodable sweep document: {e}")))?;
         Ok(Some(doc))
+    }
+}
+
+/// Most bytes bincode's limit counts per encoded byte of an honest
+/// document, with room to spare: a one-byte varint decodes to a `u64`,
+/// which counts 8.
+const CLAIM_PER_BYTE: usize = 16;
+
+/// The decode limit for `len` bytes of document: `len * CLAIM_PER_BYTE`
+/// rounded up to a power of four (at least 64 KiB, at most
+/// [`MAX_DOCUMENT`]).
+///
+/// bincode allocates what a string's length prefix claims, up to its
+/// limit, before it reads the string; a fixed 1 GiB limit let a few forged
+/// bytes allocate up to 1 GiB (found by the `control` fuzz target). With
+/// this limit a forged prefix claims at most 64 times the bytes received.
+fn document_limit(len: usize) -> usize {
+    len.saturating_mul(CLAIM_PER_BYTE)
+        .max(1 << 16)
+        .checked_next_power_of_two()
+        .map(|p| {
+            if p.trailing_zeros() % 2 == 1 {
+                p << 1
+            } else {
+                p
+            }
+        })
+        .unwrap_or(MAX_DOCUMENT)
+        .min(MAX_DOCUMENT)
+}
+
+fn decode_document(bytes: &[u8]) -> Result<SweepDocument, bincode::error::DecodeError> {
+    fn under<const LIMIT: usize>(
+        bytes: &[u8],
+    ) -> Result<SweepDocument, bincode::error::DecodeError> {
+        let cfg = bincode::config::standard().with_limit::<LIMIT>();
+        bincode::serde::decode_from_slice(bytes, cfg).map(|(doc, _)| doc)
+    }
+    // bincode takes its limit as a constant: one instance per power of four.
+    match document_limit(bytes.len()) {
+        0x1_0000 => under::<0x1_0000>(bytes),
+        0x4_0000 => under::<0x4_0000>(bytes),
+        0x10_0000 => under::<0x10_0000>(bytes),
+        0x40_0000 => under::<0x40_0000>(bytes),
+        0x100_0000 => under::<0x100_0000>(bytes),
+        0x400_0000 => under::<0x400_0000>(bytes),
+        0x1000_0000 => under::<0x1000_0000>(bytes),
+        _ => under::<MAX_DOCUMENT>(bytes),
     }
 }
 
@@ -325,6 +371,54 @@ mod tests {
             }
             prop_assert_eq!(got, Some(d));
         }
+    }
+
+    /// Regression (fuzz target `control`): a document whose string length
+    /// prefix claimed 592 MB made the assembler allocate 592 MB before
+    /// finding that the 46 bytes it had did not hold the string. Now the
+    /// limit, which bincode checks before allocating, scales with the bytes
+    /// received.
+    #[test]
+    fn a_forged_string_length_in_a_document_allocates_nothing_big() {
+        let mut forged = bincode::serde::encode_to_vec(1u16, bincode::config::standard()).unwrap();
+        // The sweep id: a string claiming 592,332,228 bytes.
+        forged.push(0xfc);
+        forged.extend_from_slice(&592_332_228u32.to_le_bytes());
+        forged.extend_from_slice(b"short");
+        let err = DocumentAssembler::default()
+            .push(&forged, true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("LimitExceeded"), "{err}");
+    }
+
+    #[test]
+    fn the_document_limit_scales_with_the_bytes_in_powers_of_four() {
+        assert_eq!(document_limit(0), 1 << 16);
+        assert_eq!(document_limit(4096), 1 << 16);
+        assert_eq!(document_limit(4097), 1 << 18);
+        assert_eq!(document_limit(1 << 20), 1 << 24);
+        assert_eq!(document_limit((1 << 20) + 1), 1 << 26);
+        assert_eq!(document_limit(MAX_DOCUMENT), MAX_DOCUMENT);
+        assert_eq!(document_limit(usize::MAX), MAX_DOCUMENT);
+        for len in [1, 100, 5000, 70_000, 1 << 22, 50 << 20] {
+            let limit = document_limit(len);
+            assert!(
+                limit.trailing_zeros().is_multiple_of(2),
+                "{limit} is a power of four"
+            );
+            assert!(limit >= len * CLAIM_PER_BYTE);
+            assert!(limit <= (len * CLAIM_PER_BYTE * 4).max(1 << 16));
+        }
+    }
+
+    #[test]
+    fn a_document_past_the_smallest_limit_still_reassembles() {
+        let d = doc(20_000);
+        let pieces = document_pieces(&d).unwrap();
+        assert!(pieces[0].len() * CLAIM_PER_BYTE > 1 << 16);
+        let mut asm = DocumentAssembler::default();
+        assert_eq!(asm.push(&pieces[0], true).unwrap(), Some(d));
     }
 
     #[test]

@@ -174,12 +174,13 @@ pub struct AnswerBody {
 }
 
 impl AnswerBody {
-    /// The body's bytes, which the participant cuts into pieces.
+    /// The body's bytes, before they are cut into [`AnswerChunk`]s.
     pub fn encode(&self) -> Vec<u8> {
         bincode::serde::encode_to_vec(self, bincode::config::standard()).unwrap_or_default()
     }
 
-    /// A reassembled body, within the decode limit, no trailing bytes.
+    /// A reassembled body, refused above `ANSWER_DECODE_LIMIT` bytes or
+    /// with trailing bytes. Public for the fuzz harness.
     pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
         let cfg = bincode::config::standard().with_limit::<ANSWER_DECODE_LIMIT>();
         let (body, used): (Self, usize) = bincode::serde::decode_from_slice(bytes, cfg)
