@@ -36,17 +36,18 @@ pub(crate) fn deliver(channel: Channel, body: &[u8]) {
         BTreeMap::from([("role".to_string(), "fuzz".to_string())]),
     );
     let mut node = Node::new(me, NodeSettings::default(), 7, NOW);
-    let own = node.start_sweep(
-        NOW,
-        StartSweep {
-            selector: Default::default(),
-            node_filter: BTreeMap::new(),
-            deadline: Duration::from_secs(5),
-            id: None,
-            authorization: None,
-        },
-    )
-    .expect("a node without certificates starts any sweep");
+    let own = node
+        .start_sweep(
+            NOW,
+            StartSweep {
+                selector: Default::default(),
+                node_filter: BTreeMap::new(),
+                deadline: Duration::from_secs(5),
+                id: None,
+                authorization: None,
+            },
+        )
+        .expect("a node without certificates starts any sweep");
     let mut timers = Vec::new();
     drain(&mut node, own, NOW, &mut timers);
     let mut bytes = Vec::with_capacity(body.len() + 1);
