@@ -24,8 +24,10 @@ impl Version {
         let t = text.trim();
         let t = t.strip_prefix(['v', 'V']).unwrap_or(t);
         let t = t.split('+').next().unwrap_or("");
+        // Trimmed again: a blank before `+build` is not part of the
+        // pre-release.
         let (core, pre) = match t.split_once('-') {
-            Some((c, p)) => (c, p.to_string()),
+            Some((c, p)) => (c, p.trim().to_string()),
             None => (t, String::new()),
         };
         let mut nums = [0u64; 3];
@@ -169,6 +171,19 @@ fn prefix_eq(v: &Version, want: &Version, given: usize) -> bool {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Regression (fuzz target `expect`): the text was trimmed before the
+    /// build metadata was cut off, so `1.31.0-rc.1 +k3s1` kept `rc.1 ` (with
+    /// the blank) as its pre-release: it printed as text that parsed to
+    /// another version, and `= 1.31.0-rc.1` did not match it.
+    #[test]
+    fn a_blank_before_build_metadata_is_not_part_of_the_pre_release() {
+        let v = Version::parse("1.31.0-rc.1 +k3s1").unwrap();
+        assert_eq!(v, Version::parse("1.31.0-rc.1").unwrap());
+        assert_eq!(Version::parse(&v.to_string()).unwrap(), v);
+        assert!(VersionReq::parse("= 1.31.0-rc.1").unwrap().matches(&v));
+        assert_eq!(Version::parse("8.0.0- \n}1 +x").unwrap().pre, "}1");
+    }
 
     #[test]
     fn parses_the_forms_seen_in_the_wild() {
