@@ -70,6 +70,25 @@ struct Mesh {
     env: Envelope,
 }
 
+impl Mesh {
+    /// Give every agent a new CA bundle and deny list, as SIGHUP does: the
+    /// control listener's and the node's.
+    async fn reload(&self, bundle: &patrol_core::trust::TrustBundle) {
+        for (a, tx) in self.agents.iter().zip(&self.bundles) {
+            if let Some(tx) = tx {
+                tx.send_replace(bundle.clone());
+            }
+            a.commander().set_bundle(bundle.clone()).await.unwrap();
+        }
+    }
+
+    async fn stop(self) {
+        for a in self.agents {
+            a.stop(patrol_agent::agent::StopMode::Leave).await;
+        }
+    }
+}
+
 /// `names.len()` agents; agent `i` has identity `trust(i)` (None: the
 /// cluster key only) and inspector `inspector(i)`.
 async fn mesh(
@@ -288,9 +307,7 @@ async fn a_client_with_only_the_cluster_key_is_refused_and_a_refusal_is_audited(
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(inspector.runs(), 0, "a refused client ran checks");
-    for a in m.agents {
-        a.stop(patrol_agent::agent::StopMode::Leave).await;
-    }
+    m.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -374,9 +391,7 @@ async fn an_answer_forged_in_another_nodes_name_is_dropped_counted_and_the_real_
     assert_eq!(doc.counts.ok, 3, "{:?}", doc.counts);
     let stats = m.agents[0].stats().await.unwrap();
     assert_eq!(stats.node.sweep.answers_forged, 3, "{:?}", stats.node.sweep);
-    for a in m.agents {
-        a.stop(patrol_agent::agent::StopMode::Leave).await;
-    }
+    m.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -466,9 +481,7 @@ async fn a_scoped_operator_is_refused_by_the_coordinator_and_by_a_participant_it
         refused[0]["reason"].as_str().unwrap().contains("k8s-node"),
         "{refused:?}"
     );
-    for a in m.agents {
-        a.stop(patrol_agent::agent::StopMode::Leave).await;
-    }
+    m.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -501,9 +514,7 @@ async fn a_node_with_only_the_cluster_key_cannot_start_a_sweep_on_certified_node
         assert_eq!(s.node.sweep.requests_unauthorized, 1, "{:?}", s.node.sweep);
     }
     assert_eq!(inspector.runs(), 1);
-    for a in m.agents {
-        a.stop(patrol_agent::agent::StopMode::Leave).await;
-    }
+    m.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -548,10 +559,7 @@ async fn expired_and_revoked_operators_are_refused_and_a_revocation_applies_on_r
     .expect("bob sweeps before the revocation");
     // Revoke bob's serial; reload as SIGHUP does, without a restart.
     let revoked = ca.bundle_with(&[], &[bob.cert.body.serial]);
-    for (a, tx) in m.agents.iter().zip(&m.bundles) {
-        tx.as_ref().unwrap().send_replace(revoked.clone());
-        a.commander().set_bundle(revoked.clone()).await.unwrap();
-    }
+    m.reload(&revoked).await;
     let e = sweep_as(
         m.controls[0],
         bob_auth,
@@ -569,9 +577,7 @@ async fn expired_and_revoked_operators_are_refused_and_a_revocation_applies_on_r
         Some(SweepEvent::Refused(r)) => assert!(r.contains("revoked"), "{r}"),
         other => panic!("expected a refusal, got {other:?}"),
     }
-    for a in m.agents {
-        a.stop(patrol_agent::agent::StopMode::Leave).await;
-    }
+    m.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -605,10 +611,7 @@ async fn nodes_of_an_old_and_a_new_ca_sweep_together_until_the_old_ca_is_dropped
 
     // The old CA leaves every bundle: node-02's answers no longer count.
     let only_new = new.bundle();
-    for (a, tx) in m.agents.iter().zip(&m.bundles) {
-        tx.as_ref().unwrap().send_replace(only_new.clone());
-        a.commander().set_bundle(only_new.clone()).await.unwrap();
-    }
+    m.reload(&only_new).await;
     let doc = sweep_as(
         m.controls[0],
         alice,
@@ -624,9 +627,7 @@ async fn nodes_of_an_old_and_a_new_ca_sweep_together_until_the_old_ca_is_dropped
     // proved by a certificate of a CA it no longer trusts.
     let s = m.agents[0].stats().await.unwrap();
     assert!(s.node.sweep.answers_forged >= 1, "{:?}", s.node.sweep);
-    for a in m.agents {
-        a.stop(patrol_agent::agent::StopMode::Leave).await;
-    }
+    m.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -658,9 +659,7 @@ async fn a_read_only_operator_lists_members_but_cannot_sweep() {
     assert!(e.contains("read-only"), "{e}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(inspector.runs(), 0, "a read-only operator ran checks");
-    for a in m.agents {
-        a.stop(patrol_agent::agent::StopMode::Leave).await;
-    }
+    m.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -688,10 +687,7 @@ async fn a_revoked_node_is_not_recorded_once_the_deny_list_is_reloaded() {
     assert_eq!(doc.counts.ok, 3, "{:?}", doc.counts);
     // Revoke node-02's certificate and reload everywhere (as SIGHUP does).
     let revoked = ca.bundle_with(&[], &[trusts[2].creds.cert.body.serial]);
-    for (a, tx) in m.agents.iter().zip(&m.bundles) {
-        tx.as_ref().unwrap().send_replace(revoked.clone());
-        a.commander().set_bundle(revoked.clone()).await.unwrap();
-    }
+    m.reload(&revoked).await;
     let doc = sweep_as(
         m.controls[0],
         alice,
@@ -703,7 +699,5 @@ async fn a_revoked_node_is_not_recorded_once_the_deny_list_is_reloaded() {
     assert_eq!(n2.state, NodeState::NoAnswer, "{doc:?}");
     let s = m.agents[0].stats().await.unwrap();
     assert!(s.node.sweep.answers_forged >= 1, "{:?}", s.node.sweep);
-    for a in m.agents {
-        a.stop(patrol_agent::agent::StopMode::Leave).await;
-    }
+    m.stop().await;
 }
