@@ -18,8 +18,8 @@
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::{Context, Finding, Verdict};
-use crate::expect::{show, Expect};
+use super::{Context, Finding};
+use crate::expect::Expect;
 use crate::host::{expand_glob, FileKind, Host};
 use crate::Observed;
 
@@ -76,27 +76,7 @@ impl FileCheck {
 
     fn judge(&self, observed: Observed, expect: &Expect) -> Finding {
         // Per-path values are judged one by one, like disk mounts.
-        let Observed::Named(items) = &observed else {
-            return Finding::judge(observed, expect);
-        };
-        let misses: Vec<String> = items
-            .iter()
-            .filter_map(|(path, v)| expect.check(v).err().map(|why| format!("{path}: {why}")))
-            .collect();
-        Finding {
-            verdict: if misses.is_empty() {
-                Verdict::Pass
-            } else {
-                Verdict::Miss
-            },
-            message: if misses.is_empty() {
-                show(&observed)
-            } else {
-                misses.join("; ")
-            },
-            observed,
-            expected: expect.describe(),
-        }
+        Finding::judge_each(observed, expect)
     }
 
     fn observe(&self, h: &dyn Host) -> Result<Observed, String> {

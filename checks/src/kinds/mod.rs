@@ -288,6 +288,32 @@ impl Finding {
             },
         }
     }
+
+    /// Judge a plain value as a whole, named values (paths, interfaces)
+    /// one by one: a miss names each value that missed.
+    pub fn judge_each(observed: Observed, expect: &Expect) -> Finding {
+        let Observed::Named(items) = &observed else {
+            return Finding::judge(observed, expect);
+        };
+        let misses: Vec<String> = items
+            .iter()
+            .filter_map(|(k, v)| expect.check(v).err().map(|why| format!("{k}: {why}")))
+            .collect();
+        Finding {
+            verdict: if misses.is_empty() {
+                Verdict::Pass
+            } else {
+                Verdict::Miss
+            },
+            message: if misses.is_empty() {
+                show(&observed)
+            } else {
+                misses.join("; ")
+            },
+            observed,
+            expected: expect.describe(),
+        }
+    }
 }
 
 /// A number observation, integral when possible.

@@ -19,7 +19,7 @@
 use serde::Deserialize;
 
 use super::{round2, Context, Finding, ValueNature, Verdict};
-use crate::expect::{show, Expect};
+use crate::expect::Expect;
 use crate::host::Host;
 use crate::Observed;
 
@@ -96,7 +96,7 @@ impl Network {
             let iface = iface.clone();
             let measure = self.measure.unwrap_or_default();
             return match cx.blocking(move |h| link(h, &iface, measure)).await {
-                Ok(Ok(observed)) => judge_named(observed, expect),
+                Ok(Ok(observed)) => Finding::judge_each(observed, expect),
                 Ok(Err(e)) | Err(e) => Finding::error(expect.describe(), e),
             };
         }
@@ -124,7 +124,7 @@ impl Network {
         // Leave the runner's timeout room to report the refusal itself.
         let budget = timeout.mul_f64(0.9);
         match cx.blocking(move |h| h.tcp_connect(&a, budget)).await {
-            Ok(Ok(took)) => judge_named(
+            Ok(Ok(took)) => Finding::judge_each(
                 Observed::Named(vec![(
                     "latency_ms".into(),
                     Observed::Number(round2(took.as_secs_f64() * 1000.0)),
@@ -145,31 +145,6 @@ fn miss(expect: &Expect, message: String) -> Finding {
         observed: Observed::Text("unreachable".into()),
         expected: expect.describe(),
         message,
-    }
-}
-
-/// Judge a plain value as a whole, named values one by one.
-fn judge_named(observed: Observed, expect: &Expect) -> Finding {
-    let Observed::Named(items) = &observed else {
-        return Finding::judge(observed, expect);
-    };
-    let misses: Vec<String> = items
-        .iter()
-        .filter_map(|(k, v)| expect.check(v).err().map(|why| format!("{k}: {why}")))
-        .collect();
-    Finding {
-        verdict: if misses.is_empty() {
-            Verdict::Pass
-        } else {
-            Verdict::Miss
-        },
-        message: if misses.is_empty() {
-            show(&observed)
-        } else {
-            misses.join("; ")
-        },
-        observed,
-        expected: expect.describe(),
     }
 }
 
