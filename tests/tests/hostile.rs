@@ -689,13 +689,7 @@ async fn a_flood_of_late_joiners_is_held_at_its_cap() {
     let req = sniff_request(&lab.net, &lab.env).await;
     lab.net.capture(false);
     let before = lab.stats("node-a").await;
-    let body = AnswerBody {
-        tags: BTreeMap::new(),
-        received_unix_ms: req.issued_at_unix_ms,
-        checks_ms: 1,
-        outcomes: Vec::new(),
-    }
-    .encode();
+    let body = AnswerBody::compact(BTreeMap::new(), req.issued_at_unix_ms, 1, Vec::new()).encode();
     let flood = 200;
     for k in 0..flood {
         let name = format!("ghost-{k:03}");
@@ -811,6 +805,7 @@ async fn a_future_dated_request_is_refused_counted_and_reflected_nowhere() {
         issued_at_unix_ms: hour_ahead,
         deadline_ms: 5000,
         answer_spread_ms: 0,
+        relays: vec![],
         auth: None,
     };
     // Directly, naming the victim: five ids, each sent twice, to each node.
@@ -858,7 +853,7 @@ async fn a_future_dated_request_is_refused_counted_and_reflected_nowhere() {
     assert_eq!(reports.len(), 3, "one report per node to the asker");
     assert!(reports
         .iter()
-        .all(|b| b.outcomes[0].id == "patrol.clock_skew"));
+        .all(|b| b.outcomes().unwrap()[0].id == "patrol.clock_skew"));
     // (1) nothing reached the victim, nothing ran, nothing is remembered.
     let mut reflected = 0;
     while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(50), victim_in.recv()).await
@@ -921,6 +916,7 @@ async fn many_sweeps_at_once_are_bounded_and_a_full_node_says_so() {
             issued_at_unix_ms: now,
             deadline_ms: 2500,
             answer_spread_ms: 0,
+            relays: vec![],
             auth: None,
         };
         forge.sweep(b, &SweepMessage::Request(req)).await;

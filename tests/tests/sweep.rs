@@ -249,6 +249,7 @@ async fn a_replayed_or_stale_request_runs_no_checks() {
         issued_at_unix_ms: doc.started_at_unix_ms,
         deadline_ms: doc.deadline_ms,
         answer_spread_ms: 0,
+        relays: vec![],
         auth: None,
     };
     // A fresh id but issued an hour ago: expired.

@@ -48,15 +48,17 @@ impl Inspector for SlowProbe {
     }
 }
 
-fn outcome(id: &str, message: &str) -> CheckOutcome {
+/// A passing outcome observing `value` (a passing check's value travels in
+/// a compact answer; its message does not).
+fn outcome(id: &str, value: &str) -> CheckOutcome {
     CheckOutcome {
         id: id.into(),
         kind: "test".into(),
         status: Status::Pass,
         severity: Severity::Fail,
-        observed: Observed::Number(1.0),
+        observed: Observed::Text(value.into()),
         expected: "1".into(),
-        message: message.into(),
+        message: String::new(),
         duration_us: 1,
         description: String::new(),
         remediation: String::new(),
@@ -337,12 +339,12 @@ async fn an_answer_forged_in_another_nodes_name_is_dropped_counted_and_the_real_
     let id = rand::random::<u64>();
     let events = start_signed(&m.agents[0], &operator, id, Duration::from_secs(4)).await;
 
-    let body = AnswerBody {
-        tags: BTreeMap::new(),
-        received_unix_ms: WallClock::default().unix_ms(),
-        checks_ms: 1,
-        outcomes: vec![outcome("probe", "FORGED")],
-    }
+    let body = AnswerBody::compact(
+        BTreeMap::new(),
+        WallClock::default().unix_ms(),
+        1,
+        vec![outcome("probe", "FORGED")],
+    )
     .encode();
     // 1. A complete answer for node-02 proved with the attacker's own
     //    certificate and its own pair key with the coordinator.
@@ -385,7 +387,8 @@ async fn an_answer_forged_in_another_nodes_name_is_dropped_counted_and_the_real_
     let n2 = doc.nodes.iter().find(|n| n.name == "node-02").unwrap();
     assert_eq!(n2.state, NodeState::Ok, "{n2:?}");
     assert_eq!(
-        n2.checks[0].message, "measured by the node itself",
+        n2.checks[0].observed,
+        Observed::Text("measured by the node itself".into()),
         "{n2:?}"
     );
     assert_eq!(doc.counts.ok, 3, "{:?}", doc.counts);
@@ -453,6 +456,7 @@ async fn a_scoped_operator_is_refused_by_the_coordinator_and_by_a_participant_it
         issued_at_unix_ms: now,
         deadline_ms: 3000,
         answer_spread_ms: 0,
+        relays: vec![],
         auth: Some(Box::new(RequestAuth {
             authorization: Authorization::sign(&cron_creds, &ask, now),
             coordinator: trusts[0].creds.cert.clone(),

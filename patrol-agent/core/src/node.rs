@@ -76,8 +76,11 @@ pub enum DatagramKind {
     Request,
     /// A piece of an answer to a coordinator.
     Answer,
-    /// A coordinator's ack of an answer piece.
+    /// A coordinator's (or a relay's) ack of an answer piece, or a
+    /// coordinator's ack of a relay batch.
     Ack,
+    /// A relay's batch of answers to a coordinator.
+    Batch,
     /// A leave notice.
     Leave,
 }
@@ -451,6 +454,12 @@ impl Node {
         self.core.pair_keys_derived()
     }
 
+    /// The relays a sweep this node coordinates named (empty in a small
+    /// mesh, or once the sweep is over).
+    pub fn relays(&self, sweep_id: u64) -> &[SocketAddr] {
+        self.core.relays(sweep_id)
+    }
+
     /// Leave the mesh: a leave notice straight to every member (they show
     /// us `left` at once), then foca's `leave_cluster`.
     pub fn leave(&mut self, now: Now) {
@@ -602,7 +611,8 @@ impl Node {
                 let kind = match &msg {
                     SweepMessage::Request(_) => DatagramKind::Request,
                     SweepMessage::Answer(_) => DatagramKind::Answer,
-                    SweepMessage::Ack { .. } => DatagramKind::Ack,
+                    SweepMessage::Ack { .. } | SweepMessage::BatchAck { .. } => DatagramKind::Ack,
+                    SweepMessage::Batch(_) => DatagramKind::Batch,
                 };
                 self.emit(to, Channel::Sweep, &msg.encode(), kind);
             }

@@ -30,7 +30,8 @@ pub const DENY_MAGIC: &[u8; 4] = b"DENY";
 pub const HELLO_LEN: usize = HELLO_MAGIC.len() + 1 + CHALLENGE_LEN;
 /// Control protocol version, in the hello. 2: the sweep document's node
 /// entries carry the clock offset and, for silent nodes, why (issue 14).
-pub const PROTOCOL_VERSION: u8 = 2;
+/// 4: the stats carry relay counters (3 is the certificate handshake's).
+pub const PROTOCOL_VERSION: u8 = 4;
 /// Largest frame either side accepts. Sweep documents travel in pieces of
 /// [`DOC_PIECE`] bytes, so a document of any size fits.
 pub const MAX_FRAME: usize = 8 * 1024 * 1024;

@@ -31,8 +31,9 @@ use super::ControlError;
 use crate::envelope::Envelope;
 use crate::keyring::Keyring;
 
-/// Control protocol version of the certificate handshake.
-pub const CERT_PROTOCOL_VERSION: u8 = 3;
+/// Control protocol version of the certificate handshake. 5: the stats
+/// carry relay counters.
+pub const CERT_PROTOCOL_VERSION: u8 = 5;
 /// Bytes of an X25519 public key.
 pub const EPH_LEN: usize = 32;
 /// The protocol 3 hello: magic, version, challenge, the agent's ephemeral

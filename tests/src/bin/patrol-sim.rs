@@ -65,10 +65,15 @@ struct Args {
     /// Share of nodes reporting one failing check.
     #[arg(long, default_value_t = 0.02)]
     failing: f64,
-    /// Approximate size of one node's answer (bytes; 3400 is about the
-    /// built-in k8s-node profile's answer).
-    #[arg(long, default_value_t = 3400)]
-    result_bytes: usize,
+    /// Synthetic answers of about this many bytes, the same on every node
+    /// (default: the built-in k8s-node profile's answer as a real host
+    /// gives it, with per-node values).
+    #[arg(long)]
+    result_bytes: Option<usize>,
+    /// Share of the relays the coordinator names that die during the
+    /// sweep (at least one when above zero).
+    #[arg(long, default_value_t = 0.0)]
+    relays_die: f64,
     /// The sweep's deadline (ms).
     #[arg(long, default_value_t = 5000.0)]
     deadline_ms: f64,
@@ -151,6 +156,7 @@ fn settings(a: &Args) -> Result<SimSettings> {
         check_max: millis(a.check_max_ms, "check-max-ms")?,
         failing: a.failing,
         result_bytes: a.result_bytes,
+        relays_die: a.relays_die,
         deadline: millis(a.deadline_ms, "deadline-ms")?,
         warmup: millis(a.warmup_ms, "warmup-ms")?,
         seed: a.seed,
@@ -214,6 +220,20 @@ fn settings(a: &Args) -> Result<SimSettings> {
     Ok(s)
 }
 
+/// The simulator's own peak resident memory (VmHWM), as Linux reports it.
+fn peak_memory() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(format!("{:.1} GiB", kb as f64 / 1024.0 / 1024.0))
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     let base = settings(&args)?;
@@ -234,7 +254,7 @@ fn main() -> Result<()> {
         } else if args.runs > 1 {
             let f = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
             println!(
-                "seed {:>4}: reach p50 {} p99 {} p100 {} ms; accounted {} ms; last answer {} ms; copies/node {:.1}; reached by backstop {}; answers recovered by retry {} / backstop {}; backstop requests {}; coordinator rx drops {}; accounting {}; coordinator cpu {:.1} ms; wall {wall:.1} s",
+                "seed {:>4}: reach p50 {} p99 {} p100 {} ms; accounted {} ms; last answer {} ms; copies/node {:.1}; reached by backstop {}; answers recovered by retry {} / backstop {}; backstop requests {}; coordinator rx {} packets {:.1} MiB, drops {}; relays {} (died {}) rx max {} packets, drops {}; all drops {}; accounting {}; coordinator cpu {:.1} ms; wall {wall:.1} s",
                 s.seed,
                 f(report.reach.p50_ms),
                 f(report.reach.p99_ms),
@@ -246,13 +266,23 @@ fn main() -> Result<()> {
                 report.answers.recovered_by_retry,
                 report.answers.recovered_by_backstop,
                 report.answers.backstop_requests_sent,
+                report.traffic.coordinator_received_packets,
+                report.traffic.coordinator_received_bytes as f64 / 1048576.0,
+                report.traffic.coordinator_queue_overflow,
+                report.relays.relays,
+                report.relays.died,
+                report.relays.received_packets_max,
+                report.relays.queue_overflow,
                 report.traffic.queue_overflow,
                 if report.accounting.ok { "ok" } else { "PROBLEMS" },
                 report.cpu.coordinator_ms,
             );
         } else {
             print!("{}", report.render());
-            println!("  wall time {wall:.2} s");
+            println!(
+                "  wall time {wall:.2} s; simulator peak memory {}",
+                peak_memory().unwrap_or_else(|| "unknown".to_string())
+            );
         }
     }
     if !all_ok {

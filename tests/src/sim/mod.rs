@@ -74,10 +74,18 @@ pub struct SimSettings {
     pub check_max: Duration,
     /// Share of nodes that report one failing check.
     pub failing: f64,
-    /// Approximate encoded size of one node's answer, bytes. Default 3400:
-    /// the built-in `k8s-node` profile's 20 outcomes with their messages,
-    /// descriptions and remediations (three 1,200-byte pieces).
-    pub result_bytes: usize,
+    /// What each node answers. None (the default): the built-in
+    /// `k8s-node` profile's 20 outcomes as a real host reports them
+    /// (`k8s-node-answer.json`), with the values that differ between
+    /// machines (process counts, memory, disk use, file handles) drawn per
+    /// node; a failing node misses one check. Some(bytes): synthetic
+    /// outcomes adding up to about that many bytes, every value the same
+    /// on every node.
+    pub result_bytes: Option<usize>,
+    /// Share of the relays the coordinator names that die during the
+    /// sweep (at a uniform time within `die_within`; at least one when
+    /// the share is above zero and there are relays).
+    pub relays_die: f64,
     /// The sweep's deadline.
     pub deadline: Duration,
     /// Nodes come up at random times in `[0, warmup)`; the sweep starts at
@@ -118,7 +126,8 @@ impl Default for SimSettings {
             check_min: Duration::from_millis(5),
             check_max: Duration::from_millis(50),
             failing: 0.02,
-            result_bytes: 3400,
+            result_bytes: None,
+            relays_die: 0.0,
             deadline: Duration::from_secs(5),
             warmup: Duration::from_secs(1),
             seed: 1,
@@ -171,6 +180,7 @@ impl SimSettings {
             ("die_during", self.die_during),
             ("slow", self.slow),
             ("failing", self.failing),
+            ("relays_die", self.relays_die),
         ] {
             if !(0.0..=1.0).contains(&value) {
                 return Err(SimError::BadShare { name, value });

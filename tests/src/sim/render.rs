@@ -106,11 +106,12 @@ impl SimReport {
         );
         let _ = writeln!(
             o,
-            "  coordinator: received {} packets ({}), sent {} packets ({})",
+            "  coordinator: received {} packets ({}), sent {} packets ({}); {} dropped by its full receive queue",
             t.coordinator_received_packets,
             size(t.coordinator_received_bytes as f64),
             t.coordinator_sent_packets,
-            size(t.coordinator_sent_bytes as f64)
+            size(t.coordinator_sent_bytes as f64),
+            t.coordinator_queue_overflow
         );
         let _ = writeln!(
             o,
@@ -121,6 +122,37 @@ impl SimReport {
             t.queue_overflow,
             t.to_dead_nodes
         );
+        let z = &self.sizes;
+        let _ = writeln!(
+            o,
+            "  answer body: median {} before compact answers, {} now; {:.1}% of first sends in one datagram",
+            size(z.before_median as f64),
+            size(z.after_median as f64),
+            z.one_datagram * 100.0
+        );
+        let rl = &self.relays;
+        if rl.relays == 0 {
+            let _ = writeln!(o, "  relays: none (every node answered the coordinator)");
+        } else {
+            let _ = writeln!(
+                o,
+                "  relays: {} ({} died); {} answers came in relay batches",
+                rl.relays, rl.died, rl.answers_relayed
+            );
+            let _ = writeln!(
+                o,
+                "    per relay: received packets median {} max {} ({} / {}), sent packets median {} max {} ({} / {}); {} dropped by full receive queues",
+                rl.received_packets_median,
+                rl.received_packets_max,
+                size(rl.received_bytes_median as f64),
+                size(rl.received_bytes_max as f64),
+                rl.sent_packets_median,
+                rl.sent_packets_max,
+                size(rl.sent_bytes_median as f64),
+                size(rl.sent_bytes_max as f64),
+                rl.queue_overflow
+            );
+        }
         if self.accounting.ok {
             let _ = writeln!(
                 o,

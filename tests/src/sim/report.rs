@@ -27,11 +27,15 @@ pub(crate) enum Kind {
     AnswerBackstop = 4,
     /// The coordinator's ack of an answer piece.
     Ack = 5,
-    /// The request sent directly to every member of a small mesh.
+    /// The request sent directly to every member of a small mesh, and to
+    /// every relay.
     DirectSpread = 6,
+    /// A relay's batch of answers to the coordinator (first send or
+    /// resend).
+    Batch = 7,
 }
 
-const KINDS: usize = 7;
+const KINDS: usize = 8;
 const KIND_NAMES: [&str; KINDS] = [
     "foca",
     "backstop_request",
@@ -40,6 +44,7 @@ const KIND_NAMES: [&str; KINDS] = [
     "answer_after_direct_request",
     "ack",
     "direct_spread",
+    "relay_batch",
 ];
 
 /// What the simulator made of a node.
@@ -70,6 +75,12 @@ pub(crate) struct NodeMetrics {
     /// Real (not virtual) time spent in this node's calls from the start
     /// of the sweep: what the node's logic costs a CPU.
     pub cpu: Duration,
+    /// Datagrams its full receive queue dropped.
+    pub rx_dropped: u64,
+    /// Its answer body's encoded size before compact answers and now.
+    pub answer_bytes: Option<(usize, usize)>,
+    /// Datagrams of its answer's first send.
+    pub first_pieces: u32,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -143,6 +154,42 @@ pub(crate) struct Inputs<'a> {
     pub events: u64,
     /// Pair keys the coordinator derived (certificate check plus X25519).
     pub pair_keys_derived: u64,
+    /// The relays the coordinator named (node indices).
+    pub relays: &'a [usize],
+}
+
+/// Answer sizes over the nodes that answered.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AnswerSizes {
+    /// Median encoded answer body before compact answers (protocol 4:
+    /// every outcome with its texts), bytes.
+    pub before_median: usize,
+    /// Median compact answer body (protocol 5), bytes, without the
+    /// node's proof.
+    pub after_median: usize,
+    /// Share of answers whose first send was one datagram (proof
+    /// included).
+    pub one_datagram: f64,
+}
+
+/// What the relays carried, from the sweep's start to its completion.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RelayFigures {
+    pub relays: usize,
+    /// Relays that died during the sweep.
+    pub died: usize,
+    pub received_packets_max: u64,
+    pub received_packets_median: u64,
+    pub received_bytes_max: u64,
+    pub received_bytes_median: u64,
+    pub sent_packets_max: u64,
+    pub sent_packets_median: u64,
+    pub sent_bytes_max: u64,
+    pub sent_bytes_median: u64,
+    /// Datagrams dropped by the relays' full receive queues.
+    pub queue_overflow: u64,
+    /// Answers that reached the coordinator in a relay's batch.
+    pub answers_relayed: u64,
 }
 
 /// What the nodes' logic cost in real CPU time during the sweep.
@@ -177,7 +224,8 @@ pub struct SettingsEcho {
     pub check_min_ms: f64,
     pub check_max_ms: f64,
     pub failing: f64,
-    pub result_bytes: usize,
+    pub result_bytes: Option<usize>,
+    pub relays_die: f64,
     pub deadline_ms: f64,
     pub seed: u64,
     /// foca settings actually used (after overrides).
@@ -264,7 +312,10 @@ pub struct TrafficFigures {
     /// Datagrams lost at random, dropped by a full receive queue, or sent
     /// to a dead node.
     pub lost: u64,
+    /// Datagrams dropped by a full receive queue, at any node.
     pub queue_overflow: u64,
+    /// ... at the coordinator.
+    pub coordinator_queue_overflow: u64,
     pub to_dead_nodes: u64,
     /// Packets sent, by kind.
     pub packets_by_kind: BTreeMap<String, u64>,
@@ -292,6 +343,8 @@ pub struct SimReport {
     pub states: StateCounts,
     pub accounting: Accounting,
     pub cpu: CpuFigures,
+    pub sizes: AnswerSizes,
+    pub relays: RelayFigures,
     /// Events the simulator handled.
     pub events: u64,
 }
@@ -409,6 +462,7 @@ pub(crate) fn build(inp: Inputs<'_>) -> SimReport {
         total_bytes: all(&t.sent_bytes),
         lost: all(&t.lost),
         queue_overflow: all(&t.overflow),
+        coordinator_queue_overflow: c.rx_dropped,
         to_dead_nodes: all(&t.to_dead),
         packets_by_kind: KIND_NAMES
             .iter()
@@ -448,6 +502,7 @@ pub(crate) fn build(inp: Inputs<'_>) -> SimReport {
             check_max_ms: ms(s.check_max),
             failing: s.failing,
             result_bytes: s.result_bytes,
+            relays_die: s.relays_die,
             deadline_ms,
             seed: s.seed,
             max_transmissions: config.max_transmissions.get(),
@@ -476,8 +531,80 @@ pub(crate) fn build(inp: Inputs<'_>) -> SimReport {
             },
             pair_keys_derived: inp.pair_keys_derived,
         },
+        sizes: sizes(&inp),
+        relays: relay_figures(&inp),
         events: inp.events,
     }
+}
+
+fn sizes(inp: &Inputs<'_>) -> AnswerSizes {
+    let answered: Vec<&NodeMetrics> = inp
+        .metrics
+        .iter()
+        .filter(|m| m.answer_bytes.is_some())
+        .collect();
+    let mut before: Vec<u64> = answered
+        .iter()
+        .filter_map(|m| m.answer_bytes.map(|b| b.0 as u64))
+        .collect();
+    let mut after: Vec<u64> = answered
+        .iter()
+        .filter_map(|m| m.answer_bytes.map(|b| b.1 as u64))
+        .collect();
+    let sent: Vec<u32> = answered
+        .iter()
+        .map(|m| m.first_pieces)
+        .filter(|p| *p > 0)
+        .collect();
+    AnswerSizes {
+        before_median: median(&mut before) as usize,
+        after_median: median(&mut after) as usize,
+        one_datagram: if sent.is_empty() {
+            0.0
+        } else {
+            sent.iter().filter(|p| **p == 1).count() as f64 / sent.len() as f64
+        },
+    }
+}
+
+fn relay_figures(inp: &Inputs<'_>) -> RelayFigures {
+    let ms: Vec<&NodeMetrics> = inp.relays.iter().map(|&i| &inp.metrics[i]).collect();
+    let pick = |f: &dyn Fn(&NodeMetrics) -> u64| {
+        let mut v: Vec<u64> = ms.iter().map(|m| f(m)).collect();
+        (v.iter().copied().max().unwrap_or(0), median(&mut v))
+    };
+    let (received_packets_max, received_packets_median) = pick(&|m| m.recv_packets);
+    let (received_bytes_max, received_bytes_median) = pick(&|m| m.recv_bytes);
+    let (sent_packets_max, sent_packets_median) = pick(&|m| m.sent_packets);
+    let (sent_bytes_max, sent_bytes_median) = pick(&|m| m.sent_bytes);
+    RelayFigures {
+        relays: ms.len(),
+        died: ms.iter().filter(|m| m.died_at.is_some()).count(),
+        received_packets_max,
+        received_packets_median,
+        received_bytes_max,
+        received_bytes_median,
+        sent_packets_max,
+        sent_packets_median,
+        sent_bytes_max,
+        sent_bytes_median,
+        queue_overflow: ms.iter().map(|m| m.rx_dropped).sum(),
+        answers_relayed: inp
+            .tally
+            .answers
+            .iter()
+            .filter(|a| a.complete.is_some_and(|(k, _)| k == Kind::Batch))
+            .count() as u64,
+    }
+}
+
+/// The median (lower middle) of `v`, 0 when empty; sorts `v`.
+fn median(v: &mut [u64]) -> u64 {
+    if v.is_empty() {
+        return 0;
+    }
+    v.sort_unstable();
+    v[(v.len() - 1) / 2]
 }
 
 fn mean(v: &[u64]) -> f64 {

@@ -56,8 +56,9 @@ pub(super) struct Shared {
     pub check_min: Duration,
     pub check_max: Duration,
     pub slow_check: Duration,
-    pub ok_outcomes: Vec<CheckOutcome>,
-    pub failing_outcomes: Vec<CheckOutcome>,
+    pub answers: super::world::AnswerModel,
+    /// The relays the coordinator named (node indices).
+    pub relays: Vec<usize>,
     pub cause: Cause,
     /// The answer kind chosen for the current call, once it sent one.
     pub round: Option<Kind>,
@@ -135,15 +136,17 @@ pub(super) fn join(
     carry_out(i, node, sh);
 }
 
-pub(super) fn start_sweep(node: &mut SimNode, sh: &mut Shared, spec: StartSweep) {
+pub(super) fn start_sweep(node: &mut SimNode, sh: &mut Shared, spec: StartSweep) -> u64 {
     node.m.reached_at = Some(sh.now);
     sh.cause = Cause::Start;
     let t = Instant::now();
-    if let Err(e) = node.node.start_sweep(sh.at(), spec) {
-        panic!("the simulated coordinator refused its sweep: {e}");
-    }
+    let id = match node.node.start_sweep(sh.at(), spec) {
+        Ok(id) => id,
+        Err(e) => panic!("the simulated coordinator refused its sweep: {e}"),
+    };
     node.m.cpu += t.elapsed();
     carry_out(COORDINATOR, node, sh);
+    id
 }
 
 pub(super) fn timer(i: usize, node: &mut SimNode, sh: &mut Shared, t: NodeTimer) {
@@ -157,11 +160,8 @@ pub(super) fn timer(i: usize, node: &mut SimNode, sh: &mut Shared, t: NodeTimer)
 }
 
 pub(super) fn checks_done(i: usize, node: &mut SimNode, sh: &mut Shared, sweep_id: u64) {
-    let outcomes = if node.failing {
-        sh.failing_outcomes.clone()
-    } else {
-        sh.ok_outcomes.clone()
-    };
+    let outcomes = sh.answers.draw(node.failing, &mut sh.check_rng);
+    node.m.answer_bytes = Some(answer_sizes(&outcomes));
     sh.cause = Cause::Other;
     let t = Instant::now();
     node.node.checks_done(sh.at(), sweep_id, outcomes);
@@ -193,6 +193,13 @@ pub(super) fn datagram(
                 if let Some(from) = node_index(&chunk.node, sh.n) {
                     sh.tally
                         .piece_arrived(from, chunk.index, chunk.count, d.kind, sh.now);
+                }
+            }
+            Ok(SweepMessage::Batch(batch)) if i == COORDINATOR => {
+                for node in batch.groups.iter().flat_map(|g| &g.nodes) {
+                    if let Some(from) = node_index(&node.node, sh.n) {
+                        sh.tally.piece_arrived(from, 0, 1, Kind::Batch, sh.now);
+                    }
                 }
             }
             Ok(_) => {}
@@ -251,9 +258,10 @@ fn carry_out(i: usize, node: &mut SimNode, sh: &mut Shared) {
 /// The simulator's finer kind of a datagram, from the node's kind and the
 /// call that produced it.
 fn classify(node: &mut SimNode, sh: &mut Shared, kind: DatagramKind) -> Kind {
-    match kind {
+    let kind = match kind {
         DatagramKind::Foca | DatagramKind::Leave => Kind::Foca,
         DatagramKind::Ack => Kind::Ack,
+        DatagramKind::Batch => Kind::Batch,
         DatagramKind::Request if sh.cause == Cause::Start => Kind::DirectSpread,
         DatagramKind::Request => Kind::Backstop,
         DatagramKind::Answer => match sh.round {
@@ -269,7 +277,25 @@ fn classify(node: &mut SimNode, sh: &mut Shared, kind: DatagramKind) -> Kind {
                 kind
             }
         },
+    };
+    if kind == Kind::AnswerFirst {
+        node.m.first_pieces += 1;
     }
+    kind
+}
+
+/// Encoded size of an answer body with `outcomes`, before compact answers
+/// (protocol 4: every outcome whole) and now, without the node's proof.
+fn answer_sizes(outcomes: &[CheckOutcome]) -> (usize, usize) {
+    let cfg = bincode::config::standard();
+    let tags = std::collections::BTreeMap::<String, String>::new();
+    let now = BASE_UNIX_MS;
+    let before =
+        bincode::serde::encode_to_vec((&tags, now, 50u64, outcomes), cfg).map_or(0, |v| v.len());
+    let after = patrol_core::sweep::AnswerBody::compact(tags, now, 50, outcomes.to_vec())
+        .encode()
+        .len();
+    (before, after)
 }
 
 fn node_index(name: &str, n: usize) -> Option<usize> {

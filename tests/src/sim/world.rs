@@ -22,7 +22,7 @@ use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 
-use super::network::{addr_of, EventQueue, RxQueue};
+use super::network::{addr_of, index_of, EventQueue, RxQueue};
 use super::report::{self, Kind, NodeFate, NodeMetrics, Tally};
 use super::shell::{self, Cause, Shared, SimNode};
 use super::SimSettings;
@@ -199,7 +199,10 @@ impl World {
             queue.push(settings.warmup + at, Event::Die(i));
         }
 
-        let (ok_outcomes, failing_outcomes) = outcomes(settings.result_bytes);
+        let answers = match settings.result_bytes {
+            Some(bytes) => AnswerModel::synthetic(bytes),
+            None => AnswerModel::k8s_node(),
+        };
 
         let operator = settings
             .identities
@@ -222,8 +225,8 @@ impl World {
                 check_min: settings.check_min,
                 check_max: settings.check_max,
                 slow_check: settings.slow_check,
-                ok_outcomes,
-                failing_outcomes,
+                answers,
+                relays: Vec::new(),
                 cause: Cause::Other,
                 round: None,
                 sweep_started: None,
@@ -273,6 +276,7 @@ impl World {
             completed_at: self.sh.done_at,
             events: self.sh.queue.popped(),
             pair_keys_derived: self.nodes[COORDINATOR].node.pair_keys_derived() - self.keys_before,
+            relays: &self.sh.relays,
         })
     }
 
@@ -299,7 +303,12 @@ impl World {
                     return;
                 }
                 match node.rx.admit(sh.now, &sh.link) {
-                    None => sh.tally.overflow[d.kind as usize] += 1,
+                    None => {
+                        sh.tally.overflow[d.kind as usize] += 1;
+                        if sh.counting {
+                            node.m.rx_dropped += 1;
+                        }
+                    }
                     Some(at) if at <= sh.now => shell::datagram(d.to, node, sh, d, &self.fates),
                     Some(at) => sh.queue.push(at, Event::Deliver(d)),
                 }
@@ -343,7 +352,14 @@ impl World {
                     Some(op) => sign(op, spec, mix(self.settings.seed, 0, 9), sh.at().unix_ms),
                     None => spec,
                 };
-                shell::start_sweep(&mut self.nodes[COORDINATOR], sh, spec);
+                let id = shell::start_sweep(&mut self.nodes[COORDINATOR], sh, spec);
+                sh.relays = self.nodes[COORDINATOR]
+                    .node
+                    .relays(id)
+                    .iter()
+                    .filter_map(|a| index_of(*a, sh.n))
+                    .collect();
+                self.relay_deaths();
             }
             Event::DrainCheck => {
                 let busy = self
@@ -365,6 +381,31 @@ impl World {
     }
 }
 
+impl World {
+    /// Kill `relays_die` of the relays (at least one when the share is
+    /// above zero) at uniform times within `die_within` of the start.
+    fn relay_deaths(&mut self) {
+        let share = self.settings.relays_die;
+        let relays = &self.sh.relays;
+        if share <= 0.0 || relays.is_empty() {
+            return;
+        }
+        let count = ((share * relays.len() as f64).round() as usize).clamp(1, relays.len());
+        let mut rng = SmallRng::seed_from_u64(mix(self.settings.seed, 0, 11));
+        let mut chosen = relays.clone();
+        chosen.shuffle(&mut rng);
+        for i in chosen.into_iter().take(count) {
+            if self.fates[i] != NodeFate::Live {
+                continue;
+            }
+            self.fates[i] = NodeFate::DiesDuring;
+            let within = self.settings.die_within.as_nanos().max(1) as u64;
+            let at = self.sh.now + Duration::from_nanos(rng.random_range(0..within));
+            self.sh.queue.push(at, Event::Die(i));
+        }
+    }
+}
+
 /// `node-00042` for index 42.
 pub(crate) fn node_name(i: usize) -> String {
     format!("node-{i:05}")
@@ -378,32 +419,119 @@ fn mix(seed: u64, i: u64, stream: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Check outcomes adding up to about `bytes` encoded bytes: all passing,
-/// and the same with the first one failing.
-fn outcomes(bytes: usize) -> (Vec<CheckOutcome>, Vec<CheckOutcome>) {
-    // One outcome below encodes to about 40 bytes plus its message.
-    const PER_OUTCOME: usize = 100;
-    let count = bytes.div_ceil(PER_OUTCOME).max(1);
-    let ok: Vec<CheckOutcome> = (0..count)
-        .map(|k| CheckOutcome {
-            id: format!("sim-check-{k:03}"),
-            kind: "sim".to_string(),
-            status: Status::Pass,
-            severity: Severity::Fail,
-            observed: Observed::Number(k as f64),
-            expected: ">= 0".to_string(),
-            message: "m".repeat(PER_OUTCOME - 40),
-            duration_us: 1234,
-            description: String::new(),
-            remediation: String::new(),
-        })
-        .collect();
-    let mut failing = ok.clone();
-    if let Some(first) = failing.first_mut() {
-        first.status = Status::Fail;
-        first.observed = Observed::Number(-1.0);
+/// What the simulated nodes answer: a healthy and a failing outcome
+/// list, and which of their values differ from node to node.
+pub(super) struct AnswerModel {
+    ok: Vec<CheckOutcome>,
+    failing: Vec<CheckOutcome>,
+    /// Index of each value drawn per node, and how.
+    vary: Vec<(usize, Vary)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Vary {
+    /// A whole number in the range.
+    Count(u32, u32),
+    /// A percentage with two decimals in the range.
+    Percent(u32, u32),
+    /// The same, as the one mount of a `named` value.
+    MountPercent(u32, u32),
+}
+
+/// `patrol check --profile k8s-node --format json` on a real host, made
+/// healthy (see the file's `source`).
+const K8S_NODE_ANSWER: &str = include_str!("k8s-node-answer.json");
+
+#[derive(serde::Deserialize)]
+struct Fixture {
+    healthy: Vec<CheckOutcome>,
+    failing: CheckOutcome,
+}
+
+impl AnswerModel {
+    /// The built-in `k8s-node` profile's answer as a real host gives it.
+    fn k8s_node() -> Self {
+        let fixture: Fixture =
+            serde_json::from_str(K8S_NODE_ANSWER).expect("the k8s-node answer fixture parses");
+        let ok = fixture.healthy;
+        let mut failing = ok.clone();
+        if let Some(slot) = failing.iter_mut().find(|o| o.id == fixture.failing.id) {
+            *slot = fixture.failing;
+        }
+        let how = |id: &str| match id {
+            "process-total" => Some(Vary::Count(120, 600)),
+            "pid-max-usage" => Some(Vary::Percent(0, 3)),
+            "file-handles" => Some(Vary::Percent(0, 2)),
+            "memory-available" => Some(Vary::Percent(15, 90)),
+            "disk-root" => Some(Vary::MountPercent(20, 80)),
+            "disk-root-inodes" => Some(Vary::MountPercent(1, 20)),
+            _ => None,
+        };
+        let vary = ok
+            .iter()
+            .enumerate()
+            .filter_map(|(i, o)| how(&o.id).map(|v| (i, v)))
+            .collect();
+        AnswerModel { ok, failing, vary }
     }
-    (ok, failing)
+
+    /// Outcomes adding up to about `bytes` encoded bytes, the same on
+    /// every node: all passing, or the first one failing.
+    fn synthetic(bytes: usize) -> Self {
+        // One outcome below encodes to about 40 bytes plus its message.
+        const PER_OUTCOME: usize = 100;
+        let count = bytes.div_ceil(PER_OUTCOME).max(1);
+        let ok: Vec<CheckOutcome> = (0..count)
+            .map(|k| CheckOutcome {
+                id: format!("sim-check-{k:03}"),
+                kind: "sim".to_string(),
+                status: Status::Pass,
+                severity: Severity::Fail,
+                observed: Observed::Number(k as f64),
+                expected: ">= 0".to_string(),
+                message: "m".repeat(PER_OUTCOME - 40),
+                duration_us: 1234,
+                description: String::new(),
+                remediation: String::new(),
+            })
+            .collect();
+        let mut failing = ok.clone();
+        if let Some(first) = failing.first_mut() {
+            first.status = Status::Fail;
+            first.observed = Observed::Number(-1.0);
+        }
+        AnswerModel {
+            ok,
+            failing,
+            vary: Vec::new(),
+        }
+    }
+
+    /// One node's outcomes, its varying values drawn from `rng`.
+    pub(super) fn draw(&self, failing: bool, rng: &mut SmallRng) -> Vec<CheckOutcome> {
+        let mut outcomes = if failing {
+            self.failing.clone()
+        } else {
+            self.ok.clone()
+        };
+        for (i, how) in &self.vary {
+            let Some(o) = outcomes.get_mut(*i) else {
+                continue;
+            };
+            let percent = |rng: &mut SmallRng, lo: u32, hi: u32| {
+                f64::from(rng.random_range(lo * 100..=hi * 100)) / 100.0
+            };
+            o.observed = match *how {
+                Vary::Count(lo, hi) => Observed::Number(f64::from(rng.random_range(lo..=hi))),
+                Vary::Percent(lo, hi) => Observed::Number(percent(rng, lo, hi)),
+                Vary::MountPercent(lo, hi) => Observed::Named(vec![(
+                    "/".to_string(),
+                    Observed::Number(percent(rng, lo, hi)),
+                )]),
+            };
+        }
+        outcomes
+    }
 }
 
 /// A CA for the run: every node gets a certificate (seeded, so runs

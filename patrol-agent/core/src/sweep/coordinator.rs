@@ -35,9 +35,14 @@ use patrol_model::{
 use super::auth::SweepTrust;
 use super::participant::CLOCK_SKEW_CHECK_ID;
 use super::wire::{
-    AnswerBody, AnswerChunk, AnswerPayload, RequestAuth, SweepMessage, SweepRequest, WireError,
+    AnswerBody, AnswerChunk, AnswerPayload, RelayBatch, RequestAuth, SweepMessage, SweepRequest,
+    WireError,
 };
-use super::{Effect, MemberView, Peer, StartSweep, SweepSettings, SweepTimer, TimerKind};
+use super::{Effect, MemberView, Peer, Prng, StartSweep, SweepSettings, SweepTimer, TimerKind};
+
+/// Most relay group headers a coordinator keeps per sweep (a few per relay
+/// in a real fleet: one per distinct set of tags and checks).
+const MAX_RELAY_GROUPS: usize = 16_384;
 
 /// Completed sweep ids remembered so late answer pieces still get acked.
 const RECENT_COMPLETED: usize = 256;
@@ -101,6 +106,9 @@ struct Sweep {
     /// Names claimed by more than one alive member: not expected under the
     /// name, listed once per claimant as `failing`, their answers ignored.
     conflicts: BTreeMap<String, Vec<Peer>>,
+    /// The group headers relays sent, by (relay, group number); bounded by
+    /// `MAX_RELAY_GROUPS`.
+    relay_groups: HashMap<(SocketAddr, u32), super::wire::GroupHeader>,
     /// Incomplete answers by (node, nonce): a forged answer in a node's
     /// name cannot mix its pieces into the node's own.
     partial: HashMap<(String, u64), Partial>,
@@ -164,6 +172,11 @@ enum SlotState {
 impl Coordinator {
     pub(crate) fn active(&self) -> usize {
         self.sweeps.len()
+    }
+
+    /// Whether this node coordinates `id` right now.
+    pub(crate) fn active_sweep(&self, id: u64) -> bool {
+        self.sweeps.contains_key(&id)
     }
 
     /// Whether `id` is running or was completed recently.
@@ -239,7 +252,8 @@ impl Coordinator {
             }
         }
         let deadline = spec.deadline.min(settings.max_deadline);
-        let spread = settings.spread_for(expected.len());
+        let relays = choose_relays(settings, id, &me.name, &expected);
+        let spread = settings.spread_for(expected.len(), !relays.is_empty());
         let request = SweepRequest {
             id,
             coordinator: me.peer_addr(),
@@ -248,8 +262,17 @@ impl Coordinator {
             issued_at_unix_ms: unix_ms,
             deadline_ms: deadline.as_millis() as u64,
             answer_spread_ms: spread.as_micros().div_ceil(1000).min(u128::from(u32::MAX)) as u32,
+            relays,
             auth,
         };
+        // The relays hear first, straight from us: each must know it
+        // relays before its nodes' answers come in.
+        for to in &request.relays {
+            out.push(Effect::Send {
+                to: *to,
+                msg: SweepMessage::Request(request.clone()),
+            });
+        }
         let doc = SweepDocument {
             version: DOCUMENT_VERSION,
             sweep_id: format!("{id:016x}"),
@@ -281,6 +304,7 @@ impl Coordinator {
             expected,
             late: BTreeMap::new(),
             conflicts,
+            relay_groups: HashMap::new(),
             partial: HashMap::new(),
             partial_bytes: 0,
             late_partial_bytes: 0,
@@ -405,35 +429,147 @@ impl Coordinator {
         if !expected {
             sweep.late_partial_bytes -= held_then;
         }
-        let decoded = AnswerPayload::decode(&bytes).and_then(|payload| {
-            if let Some(trust) = trust {
-                if let Err(reason) =
-                    trust.check_answer(id, &chunk.node, chunk.nonce, &payload, unix_ms)
+        let trip = trip.map(|t| (t.sent, t.arrived));
+        let payload = match AnswerPayload::decode(&bytes) {
+            Ok(payload) => payload,
+            Err(e) => {
+                // The node answered (every piece arrived and was acked),
+                // but its answer does not decode: list it as failing with
+                // the reason, not as silent (and with no clock offset: its
+                // receive time is unknown).
+                let body = sweep.unreadable(now, &e);
+                sweep.record(settings, now, from, chunk.node, body, None, out);
+                self.complete_if_settled(id, now, out);
+                return Verdict::Taken;
+            }
+        };
+        let verdict = sweep.accept(
+            settings,
+            now,
+            unix_ms,
+            from,
+            &chunk.node,
+            chunk.nonce,
+            payload,
+            trip,
+            trust,
+            out,
+        );
+        self.complete_if_settled(id, now, out);
+        verdict
+    }
+
+    /// A relay's batch: every answer in it is rebuilt, checked (with
+    /// certificates, against its own node's proof) and recorded like a
+    /// direct one; the batch is acked once it has been read. Returns the
+    /// answers refused (malformed or over a bound) and forged.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn batch(
+        &mut self,
+        settings: &SweepSettings,
+        now: Duration,
+        unix_ms: u64,
+        from: SocketAddr,
+        batch: RelayBatch,
+        mut trust: Option<&mut SweepTrust>,
+        out: &mut Vec<Effect>,
+    ) -> (u64, u64) {
+        let id = batch.sweep_id;
+        let batch_ack = Effect::Send {
+            to: from,
+            msg: SweepMessage::BatchAck {
+                sweep_id: id,
+                batch: batch.batch,
+            },
+        };
+        let Some(sweep) = self.sweeps.get_mut(&id) else {
+            if self.recent.contains(&id) {
+                out.push(batch_ack);
+                return (0, 0);
+            }
+            let answers = batch.groups.iter().map(|g| g.nodes.len() as u64).sum();
+            return (answers, 0);
+        };
+        let answers = |b: &RelayBatch| b.groups.iter().map(|g| g.nodes.len() as u64).sum();
+        if !sweep.request.relays.contains(&from) {
+            // Only the relays the request named forward answers.
+            return (answers(&batch), 0);
+        }
+        let (mut refused, mut forged) = (0, 0);
+        let arrived = sweep.coordinator_clock(now);
+        for group in batch.groups {
+            let slot = (from, group.key);
+            if let Some(header) = group.header {
+                if sweep.relay_groups.len() >= MAX_RELAY_GROUPS
+                    && !sweep.relay_groups.contains_key(&slot)
                 {
-                    return Ok(Err(reason));
+                    refused += group.nodes.len() as u64;
+                    continue;
+                }
+                sweep.relay_groups.insert(slot, header);
+            }
+            let Some(header) = sweep.relay_groups.get(&slot).cloned() else {
+                // A header this coordinator never had: the relay thinks
+                // it was acked (a restart in between). The backstop asks
+                // these nodes directly.
+                refused += group.nodes.len() as u64;
+                continue;
+            };
+            for node in &group.nodes {
+                if node.node.len() > MAX_NODE_NAME {
+                    refused += 1;
+                    continue;
+                }
+                if sweep.has_answer(&node.node) || sweep.conflicts.contains_key(&node.node) {
+                    continue;
+                }
+                if !sweep.expected.contains_key(&node.node)
+                    && sweep.late.len() + sweep.late_partial() >= settings.max_late_joiners
+                {
+                    refused += 1;
+                    continue;
+                }
+                let Some(body) = header.body(node) else {
+                    refused += 1;
+                    continue;
+                };
+                let payload = AnswerPayload {
+                    body: body.encode(),
+                    proof: node.proof.clone(),
+                };
+                let trip = (
+                    node.received_unix_ms + u64::from(node.sent_after_ms),
+                    arrived.saturating_sub(u64::from(node.held_ms)),
+                );
+                let verdict = sweep.accept(
+                    settings,
+                    now,
+                    unix_ms,
+                    from,
+                    &node.node,
+                    node.nonce,
+                    payload,
+                    Some(trip),
+                    trust.as_deref_mut(),
+                    out,
+                );
+                match verdict {
+                    Verdict::Forged => forged += 1,
+                    Verdict::Refused => refused += 1,
+                    Verdict::Taken => {}
                 }
             }
-            Ok(Ok(AnswerBody::decode(&payload.body)?))
-        });
-        let decoded: Result<AnswerBody, WireError> = match decoded {
-            Ok(Err(reason)) => {
-                tracing::warn!(sweep = %format!("{id:016x}"), %from, reason = %reason, "dropped a forged answer");
-                return Verdict::Forged;
-            }
-            Ok(Ok(body)) => Ok(body),
-            Err(e) => Err(e),
-        };
-        let (body, trip) = match decoded {
-            Ok(body) => (body, trip),
-            // The node answered (every piece arrived and was acked), but
-            // its answer does not decode: list it as failing with the
-            // reason, not as silent (and with no clock offset: its receive
-            // time is unknown).
-            Err(e) => (sweep.unreadable(now, &e), None),
-        };
-        sweep.record(settings, now, from, chunk.node, body, trip, out);
+        }
+        out.push(batch_ack);
         self.complete_if_settled(id, now, out);
-        Verdict::Taken
+        (refused, forged)
+    }
+
+    /// The relays sweep `id` named (empty when it has none or is over).
+    pub(crate) fn relays(&self, id: u64) -> &[SocketAddr] {
+        self.sweeps
+            .get(&id)
+            .map_or(&[][..], |s| s.request.relays.as_slice())
     }
 
     pub(crate) fn member_down(&mut self, now: Duration, name: &str, out: &mut Vec<Effect>) {
@@ -595,19 +731,19 @@ impl Sweep {
     /// The body recorded for an answer that arrived whole but does not
     /// decode: one `patrol.unreadable_answer` error saying why.
     fn unreadable(&self, now: Duration, e: &WireError) -> AnswerBody {
-        AnswerBody {
-            tags: BTreeMap::new(),
+        AnswerBody::compact(
+            BTreeMap::new(),
             // Unknown; the answer's arrival is an upper bound.
-            received_unix_ms: self.coordinator_clock(now),
-            checks_ms: 0,
-            outcomes: vec![super::participant::patrol_error(
+            self.coordinator_clock(now),
+            0,
+            vec![super::participant::patrol_error(
                 UNREADABLE_ANSWER_ID,
                 "an answer this coordinator can decode".to_string(),
                 format!(
                     "the node's answer did not decode ({e}); is it running another Patrol version?"
                 ),
             )],
-        }
+        )
     }
 
     /// Our wall clock at monotonic time `now`, unix milliseconds: the
@@ -619,6 +755,38 @@ impl Sweep {
             .saturating_add(now.saturating_sub(self.started_at).as_millis() as u64)
     }
 
+    /// A whole answer of `node`: checked against the node's proof (with
+    /// certificates), then recorded. `trip` is the node's send time and our
+    /// arrival time (less what a relay held it).
+    #[allow(clippy::too_many_arguments)]
+    fn accept(
+        &mut self,
+        settings: &SweepSettings,
+        now: Duration,
+        unix_ms: u64,
+        from: SocketAddr,
+        node: &str,
+        nonce: u64,
+        payload: AnswerPayload,
+        trip: Option<(u64, u64)>,
+        trust: Option<&mut SweepTrust>,
+        out: &mut Vec<Effect>,
+    ) -> Verdict {
+        let id = self.request.id;
+        if let Some(trust) = trust {
+            if let Err(reason) = trust.check_answer(id, node, nonce, &payload, unix_ms) {
+                tracing::warn!(sweep = %format!("{id:016x}"), %from, reason = %reason, "dropped a forged answer");
+                return Verdict::Forged;
+            }
+        }
+        let (body, trip) = match AnswerBody::decode(&payload.body) {
+            Ok(body) => (body, trip.map(|(sent, arrived)| Trip { sent, arrived })),
+            Err(e) => (self.unreadable(now, &e), None),
+        };
+        self.record(settings, now, from, node.to_string(), body, trip, out);
+        Verdict::Taken
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn record(
         &mut self,
@@ -626,7 +794,7 @@ impl Sweep {
         now: Duration,
         from: SocketAddr,
         node: String,
-        mut body: AnswerBody,
+        body: AnswerBody,
         trip: Option<Trip>,
         out: &mut Vec<Effect>,
     ) {
@@ -638,13 +806,22 @@ impl Sweep {
                 t.arrived,
             )
         });
-        if let Some(skew) = clock.and_then(|c| clock_skew(settings, c)) {
+        let skew = clock.and_then(|c| clock_skew(settings, c));
+        let mut outcomes = match body.outcomes() {
+            Ok(outcomes) => outcomes,
+            Err(e) => vec![super::participant::patrol_error(
+                UNREADABLE_ANSWER_ID,
+                "an answer this coordinator can decode".to_string(),
+                format!("the node's answer is malformed ({e})"),
+            )],
+        };
+        if let Some(skew) = skew {
             // A node that refused the request for its clock already says so.
-            if !body.outcomes.iter().any(|o| o.id == CLOCK_SKEW_CHECK_ID) {
-                body.outcomes.push(skew);
+            if !outcomes.iter().any(|o| o.id == CLOCK_SKEW_CHECK_ID) {
+                outcomes.push(skew);
             }
         }
-        let failing = body.outcomes.iter().any(|o| o.status != Status::Pass);
+        let failing = outcomes.iter().any(|o| o.status != Status::Pass);
         let mut entry = NodeEntry {
             name: node.clone(),
             addr: from.to_string(),
@@ -661,7 +838,7 @@ impl Sweep {
             ),
             answered_ms: Some(now.saturating_sub(self.started_at).as_millis() as u64),
             checks_ms: Some(body.checks_ms),
-            checks: body.outcomes,
+            checks: outcomes,
             clock,
             silence: None,
         };
@@ -803,4 +980,28 @@ fn percentile(sorted: &[u64], p: usize) -> Option<u64> {
     }
     let rank = (sorted.len() * p).div_ceil(100).max(1);
     sorted.get(rank - 1).copied()
+}
+
+/// The relays of sweep `id`: none below `relay_min_nodes`, else
+/// `relays_for` alive expected members other than the coordinator, drawn
+/// at random (seeded by the sweep id).
+fn choose_relays(
+    settings: &SweepSettings,
+    id: u64,
+    me: &str,
+    expected: &BTreeMap<String, Slot>,
+) -> Vec<SocketAddr> {
+    let mut alive: Vec<SocketAddr> = expected
+        .values()
+        .filter(|s| matches!(s.state, SlotState::Pending) && s.peer.name != me)
+        .map(|s| s.peer.addr)
+        .collect();
+    let count = settings.relays_for(expected.len(), alive.len());
+    let mut rng = Prng::new(id ^ 0x7265_6c61_7973);
+    for i in 0..count {
+        let j = i + (rng.next_u64() % (alive.len() - i) as u64) as usize;
+        alive.swap(i, j);
+    }
+    alive.truncate(count);
+    alive
 }

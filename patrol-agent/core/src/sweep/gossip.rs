@@ -154,6 +154,7 @@ mod tests {
             issued_at_unix_ms: issued,
             deadline_ms: 1000,
             answer_spread_ms: 0,
+            relays: vec![],
             auth: None,
         }
     }

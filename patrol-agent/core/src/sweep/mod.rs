@@ -22,6 +22,7 @@ mod auth;
 mod coordinator;
 pub mod gossip;
 mod participant;
+mod relay;
 mod settings;
 pub mod wire;
 
@@ -32,10 +33,12 @@ use std::time::Duration;
 use patrol_model::{CheckOutcome, Selector, SweepDocument};
 
 pub use gossip::{GossipShared, RequestGossip, SweepKey};
+pub use relay::RelayCounters;
 pub use settings::SweepSettings;
 pub use wire::{
-    AnswerBody, AnswerChunk, AnswerPayload, AnswerProof, PeerAddr, RequestAuth, SweepMessage,
-    SweepRequest, WireError, PROTOCOL_VERSION,
+    relay_index, AnswerBody, AnswerChunk, AnswerPayload, AnswerProof, CheckDetail, CheckName,
+    CheckResult, GroupHeader, PeerAddr, RelayBatch, RelayGroup, RelayedAnswer, RequestAuth,
+    SweepMessage, SweepRequest, WireError, PROTOCOL_VERSION,
 };
 
 use coordinator::Coordinator;
@@ -165,6 +168,10 @@ enum TimerKind {
     Tick(u64),
     /// Coordinator: the deadline.
     Deadline(u64),
+    /// Relay: forward what waits for sweep n.
+    RelayFlush(u64),
+    /// Relay: resend batch b of sweep n unless acked (attempt a).
+    RelayResend(u64, u32, u32),
 }
 
 /// One node's sweep logic: coordinator and participant.
@@ -176,6 +183,7 @@ pub struct SweepCore {
     rng: Prng,
     coordinator: Coordinator,
     participant: Participant,
+    relay: relay::Relay,
     counters: SweepCounters,
     /// With certificates: this node's identity and the CAs it accepts.
     trust: Option<auth::SweepTrust>,
@@ -204,6 +212,12 @@ pub struct SweepCounters {
     /// they did not carry a valid proof by the node they name.
     #[serde(default)]
     pub answers_forged: u64,
+    /// Batch acks not from the sweep's coordinator.
+    #[serde(default)]
+    pub batch_acks_refused: u64,
+    /// What this node did as a relay.
+    #[serde(default)]
+    pub relay: RelayCounters,
 }
 
 /// How much the sweep core holds right now: the size of each of its
@@ -229,6 +243,9 @@ pub struct Held {
     /// Sweeps this node takes part in (running, answering or waiting to be
     /// forgotten); bounded by `max_participations`.
     pub participations: usize,
+    /// Sweeps this node relays answers for (each one it takes part in at
+    /// most).
+    pub relaying: usize,
 }
 
 impl SweepCounters {
@@ -255,6 +272,7 @@ impl SweepCore {
             rng: Prng::new(mix),
             coordinator: Coordinator::default(),
             participant: Participant::default(),
+            relay: relay::Relay::default(),
             counters: SweepCounters::default(),
             trust: None,
         }
@@ -326,7 +344,14 @@ impl SweepCore {
     pub fn held(&self) -> Held {
         let mut held = self.coordinator.held();
         held.participations = self.participant.len();
+        held.relaying = self.relay.len();
         held
+    }
+
+    /// The relays a sweep this node coordinates named (empty for a small
+    /// mesh, or once the sweep is over).
+    pub fn relays(&self, sweep_id: u64) -> &[SocketAddr] {
+        self.coordinator.relays(sweep_id)
     }
 
     /// Number of sweeps whose checks this node is running right now.
@@ -406,6 +431,29 @@ impl SweepCore {
         req: SweepRequest,
         out: &mut Vec<Effect>,
     ) {
+        self.take_request(now, unix_ms, req, None, out);
+        self.deliver_local(now, unix_ms, out);
+    }
+
+    /// A request, gossiped (`from` None) or direct: to the participant,
+    /// and, when it names this node a relay and the participant took it,
+    /// to the relay side.
+    fn take_request(
+        &mut self,
+        now: Duration,
+        unix_ms: u64,
+        req: SweepRequest,
+        from: Option<SocketAddr>,
+        out: &mut Vec<Effect>,
+    ) {
+        let relay = req.relays.contains(&self.me.addr).then(|| {
+            let left = req.expires_at_unix_ms().saturating_sub(unix_ms);
+            (
+                req.id,
+                req.coordinator.addr,
+                now + Duration::from_millis(left),
+            )
+        });
         let verdict = self.participant.request(
             &self.me,
             &self.settings,
@@ -413,12 +461,16 @@ impl SweepCore {
             now,
             unix_ms,
             req,
-            None,
+            from,
             self.trust.as_mut(),
             out,
         );
+        if verdict == Verdict::Taken {
+            if let Some((id, coordinator, expires_at)) = relay {
+                self.relay.start(id, coordinator, expires_at);
+            }
+        }
         self.counters.request(verdict);
-        self.deliver_local(now, unix_ms, out);
     }
 
     /// A direct sweep message: backstop request, answer piece or ack.
@@ -431,20 +483,7 @@ impl SweepCore {
         out: &mut Vec<Effect>,
     ) {
         match msg {
-            SweepMessage::Request(req) => {
-                let verdict = self.participant.request(
-                    &self.me,
-                    &self.settings,
-                    &mut self.rng,
-                    now,
-                    unix_ms,
-                    req,
-                    Some(from),
-                    self.trust.as_mut(),
-                    out,
-                );
-                self.counters.request(verdict);
-            }
+            SweepMessage::Request(req) => self.take_request(now, unix_ms, req, Some(from), out),
             msg => self.take_direct(now, unix_ms, from, msg, out),
         }
         self.deliver_local(now, unix_ms, out);
@@ -460,6 +499,20 @@ impl SweepCore {
         out: &mut Vec<Effect>,
     ) {
         match msg {
+            SweepMessage::Answer(chunk)
+                if !self.coordinator.active_sweep(chunk.sweep_id)
+                    && self.relay.relays(chunk.sweep_id) =>
+            {
+                self.relay.answer(
+                    &self.settings,
+                    &mut self.counters.relay,
+                    &mut self.rng,
+                    now,
+                    from,
+                    chunk,
+                    out,
+                );
+            }
             SweepMessage::Answer(chunk) => {
                 let verdict = self.coordinator.answer_chunk(
                     &self.settings,
@@ -487,6 +540,24 @@ impl SweepCore {
                     .ack(&self.me, from, sweep_id, &node, nonce, index);
                 if verdict == Verdict::Forged {
                     self.counters.acks_refused += 1;
+                }
+            }
+            SweepMessage::Batch(batch) => {
+                let (refused, forged) = self.coordinator.batch(
+                    &self.settings,
+                    now,
+                    unix_ms,
+                    from,
+                    batch,
+                    self.trust.as_mut(),
+                    out,
+                );
+                self.counters.pieces_refused += refused;
+                self.counters.answers_forged += forged;
+            }
+            SweepMessage::BatchAck { sweep_id, batch } => {
+                if !self.relay.batch_acked(from, sweep_id, batch) {
+                    self.counters.batch_acks_refused += 1;
                 }
             }
             // A backstop request to ourselves: we always have the request.
@@ -540,7 +611,28 @@ impl SweepCore {
                 self.participant
                     .send_answer(&self.settings, &mut self.rng, id, attempt, now, out)
             }
-            TimerKind::Forget(id) => self.participant.forget(id),
+            TimerKind::Forget(id) => {
+                self.participant.forget(id);
+                self.relay.forget(id);
+            }
+            TimerKind::RelayFlush(id) => self.relay.flush(
+                &self.settings,
+                &mut self.counters.relay,
+                &mut self.rng,
+                id,
+                now,
+                out,
+            ),
+            TimerKind::RelayResend(id, batch, attempt) => self.relay.resend(
+                &self.settings,
+                &mut self.counters.relay,
+                &mut self.rng,
+                id,
+                batch,
+                attempt,
+                now,
+                out,
+            ),
             TimerKind::Tick(id) => self.coordinator.tick(&self.settings, id, now, out),
             TimerKind::Deadline(id) => self.coordinator.deadline(id, now, out),
         }

@@ -10,7 +10,9 @@ use patrol_model::selector::tags_match;
 use patrol_model::{CheckOutcome, Observed, Severity, Status};
 
 use super::auth::{Refusal, SweepTrust};
-use super::wire::{AnswerBody, AnswerChunk, AnswerPayload, PeerAddr, SweepMessage, SweepRequest};
+use super::wire::{
+    relay_index, AnswerBody, AnswerChunk, AnswerPayload, PeerAddr, SweepMessage, SweepRequest,
+};
 use super::{AuditAction, AuditEntry, Effect, Peer, Prng, SweepSettings, SweepTimer, TimerKind};
 use crate::trust::PairKey;
 
@@ -24,6 +26,10 @@ pub const CLOCK_SKEW_CHECK_ID: &str = "patrol.clock_skew";
 /// Check id of the single `error` outcome a node sends (once, unretried)
 /// for a request that found `max_participations` sweeps remembered.
 pub const OVER_CAPACITY_CHECK_ID: &str = "patrol.over_capacity";
+
+/// What a relay's batch adds around an answer alone in it, at most: the
+/// batch header, the node's times and hold time, less the piece header.
+const RELAY_OVERHEAD: usize = 64;
 
 /// How long after expiry a sweep id is still remembered (clock drift between
 /// the monotonic and wall clocks).
@@ -65,6 +71,11 @@ struct Participation {
     phase: Phase,
     /// With certificates: the key our answer is proved with.
     pair: Option<PairKey>,
+    /// The relay the request assigned us, while our answer still goes
+    /// there: a one-datagram answer is sent to it first; a resend past
+    /// `relay_attempts`, a backstop request, or a multi-piece answer goes
+    /// to the coordinator instead.
+    relay: Option<SocketAddr>,
     /// The audit line written when our checks are done.
     audit: AuditEntry,
 }
@@ -75,6 +86,10 @@ enum Phase {
     Running,
     /// The answer is built; `None` marks a piece the coordinator acked.
     Answering(Vec<Option<AnswerChunk>>),
+    /// Our relay acked our (one-piece) answer. Kept: a backstop request
+    /// from the coordinator means the relay never delivered it, and the
+    /// answer then goes to the coordinator directly.
+    Relayed(AnswerChunk),
     /// Every piece acked.
     Done,
 }
@@ -115,8 +130,24 @@ impl Participant {
             // backstop: it has not got our answer, so resend what is
             // unacked now.
             if from == Some(p.coordinator.addr) {
-                if let Phase::Answering(pieces) = &p.phase {
-                    send_pieces(&p.coordinator, pieces, p.node_clock(now), out);
+                p.relay = None;
+                match std::mem::replace(&mut p.phase, Phase::Done) {
+                    Phase::Answering(pieces) => {
+                        send_pieces(p.coordinator.addr, &pieces, p.node_clock(now), out);
+                        p.phase = Phase::Answering(pieces);
+                    }
+                    Phase::Relayed(piece) => {
+                        // The relay acked but the coordinator never got it:
+                        // straight to the coordinator, resent until acked.
+                        let pieces = vec![Some(piece)];
+                        send_pieces(p.coordinator.addr, &pieces, p.node_clock(now), out);
+                        p.phase = Phase::Answering(pieces);
+                        out.push(Effect::Schedule {
+                            after: settings.retry_initial,
+                            timer: SweepTimer(TimerKind::Resend(req.id, 1)),
+                        });
+                    }
+                    other => p.phase = other,
                 }
             }
             return Verdict::Ignored;
@@ -216,6 +247,8 @@ impl Participant {
         }
         let remaining = Duration::from_millis(expires - unix_ms);
         let busy = self.running() >= settings.max_concurrent;
+        let relay = (!req.relays.is_empty() && req.coordinator.addr != me.addr)
+            .then(|| req.relays[relay_index(req.id, &me.name, req.relays.len())]);
         let mut p = Participation {
             coordinator: req.coordinator.clone(),
             nonce: 0,
@@ -225,6 +258,7 @@ impl Participant {
             spread: Duration::from_millis(u64::from(req.answer_spread_ms)),
             phase: Phase::Running,
             pair,
+            relay,
             audit,
         };
         out.push(Effect::Schedule {
@@ -302,7 +336,7 @@ impl Participant {
         now: Duration,
         out: &mut Vec<Effect>,
     ) {
-        let Some(p) = self.sweeps.get(&sweep_id) else {
+        let Some(p) = self.sweeps.get_mut(&sweep_id) else {
             return;
         };
         let Phase::Answering(pieces) = &p.phase else {
@@ -311,7 +345,13 @@ impl Participant {
         if now >= p.expires_at {
             return;
         }
-        send_pieces(&p.coordinator, pieces, p.node_clock(now), out);
+        if attempt >= settings.relay_attempts {
+            // The relay did not ack in time (dead, or its queue full):
+            // the coordinator directly from now on.
+            p.relay = None;
+        }
+        let to = p.relay.unwrap_or(p.coordinator.addr);
+        send_pieces(to, pieces, p.node_clock(now), out);
         let base = settings
             .retry_initial
             .saturating_mul(1u32 << attempt.min(16))
@@ -325,8 +365,9 @@ impl Participant {
     }
 
     /// An ack from `from`. Taken only when it names us and our answer's
-    /// nonce and comes from the coordinator's address; an ack for a sweep
-    /// we no longer remember is ignored.
+    /// nonce and comes from the coordinator's address, or from our relay's
+    /// while the answer goes there; an ack for a sweep we no longer
+    /// remember is ignored.
     pub(crate) fn ack(
         &mut self,
         me: &Peer,
@@ -339,12 +380,24 @@ impl Participant {
         let Some(p) = self.sweeps.get_mut(&sweep_id) else {
             return Verdict::Ignored;
         };
+        let by_relay = p.relay == Some(from) && from != p.coordinator.addr;
         if node != me.name
-            || from != p.coordinator.addr
-            || !matches!(p.phase, Phase::Answering(_) | Phase::Done)
+            || (from != p.coordinator.addr && !by_relay)
+            || !matches!(
+                p.phase,
+                Phase::Answering(_) | Phase::Relayed(_) | Phase::Done
+            )
             || nonce != p.nonce
         {
             return Verdict::Forged;
+        }
+        if by_relay {
+            if let Phase::Answering(pieces) = &mut p.phase {
+                if let [Some(piece)] = pieces.as_mut_slice() {
+                    p.phase = Phase::Relayed(piece.clone());
+                }
+            }
+            return Verdict::Taken;
         }
         if let Phase::Answering(pieces) = &mut p.phase {
             if let Some(slot) = pieces.get_mut(usize::from(index)) {
@@ -384,18 +437,29 @@ impl Participation {
         outcomes: Vec<CheckOutcome>,
         out: &mut Vec<Effect>,
     ) {
-        let body = AnswerBody {
-            tags: me.tags.clone(),
-            received_unix_ms: self.received_unix_ms,
-            checks_ms: now.saturating_sub(self.received_at).as_millis() as u64,
+        let body = AnswerBody::compact(
+            me.tags.clone(),
+            self.received_unix_ms,
+            now.saturating_sub(self.received_at).as_millis() as u64,
             outcomes,
-        };
+        );
         self.nonce = rng.next_u64();
         let proof = trust.zip(self.pair.as_ref());
-        let chunks = chunks(me, settings, sweep_id, self.nonce, body, proof)
+        let chunks: Vec<_> = chunks(me, settings, sweep_id, self.nonce, body, proof)
             .into_iter()
             .map(Some)
             .collect();
+        let relayable = match chunks.as_slice() {
+            [Some(only)] => {
+                only.payload.len() + RELAY_OVERHEAD <= settings.chunk_payload(me.name.len())
+            }
+            _ => false,
+        };
+        if !relayable {
+            // Relays take answers that fit one datagram, with room for
+            // what a relay's batch adds around them.
+            self.relay = None;
+        }
         self.phase = Phase::Answering(chunks);
         out.push(Effect::Schedule {
             after: rng.below(self.spread),
@@ -415,6 +479,20 @@ fn chunks(
     mut body: AnswerBody,
     proof: Option<(&SweepTrust, &PairKey)>,
 ) -> Vec<AnswerChunk> {
+    let too_large = |size: usize| {
+        AnswerBody::compact(
+            body.tags.clone(),
+            body.received_unix_ms,
+            body.checks_ms,
+            vec![patrol_error(
+                TOO_LARGE_CHECK_ID,
+                format!("an answer of at most {} bytes", settings.max_answer_bytes),
+                format!(
+                    "answer of {size} bytes is too large to send; checks ran but results were dropped"
+                ),
+            )],
+        )
+    };
     let wrap = |body: Vec<u8>| match proof {
         Some((trust, pair)) => trust.prove(pair, sweep_id, &me.name, nonce, body).encode(),
         None => AnswerPayload { body, proof: None }.encode(),
@@ -424,14 +502,7 @@ fn chunks(
     if bytes.len() > settings.max_answer_bytes
         || bytes.len().div_ceil(payload) > usize::from(u16::MAX)
     {
-        let size = bytes.len();
-        body.outcomes = vec![patrol_error(
-            TOO_LARGE_CHECK_ID,
-            format!("an answer of at most {} bytes", settings.max_answer_bytes),
-            format!(
-                "answer of {size} bytes is too large to send; checks ran but results were dropped"
-            ),
-        )];
+        body = too_large(bytes.len());
         bytes = wrap(body.encode());
     }
     let pieces: Vec<&[u8]> = if bytes.is_empty() {
@@ -469,12 +540,7 @@ fn report(
     proof: Option<(&SweepTrust, &PairKey)>,
     out: &mut Vec<Effect>,
 ) {
-    let body = AnswerBody {
-        tags: me.tags.clone(),
-        received_unix_ms: unix_ms,
-        checks_ms: 0,
-        outcomes: vec![outcome],
-    };
+    let body = AnswerBody::compact(me.tags.clone(), unix_ms, 0, vec![outcome]);
     let nonce = rng.next_u64();
     for mut chunk in chunks(me, settings, req.id, nonce, body, proof) {
         chunk.sent_unix_ms = unix_ms;
@@ -488,14 +554,14 @@ fn report(
 /// Send every unacked piece, each stamped with `sent_unix_ms` (our clock
 /// now: a resent piece carries its resend time, not the first send's).
 fn send_pieces(
-    coordinator: &PeerAddr,
+    to: SocketAddr,
     pieces: &[Option<AnswerChunk>],
     sent_unix_ms: u64,
     out: &mut Vec<Effect>,
 ) {
     for piece in pieces.iter().flatten() {
         out.push(Effect::Send {
-            to: coordinator.addr,
+            to,
             msg: SweepMessage::Answer(AnswerChunk {
                 sent_unix_ms,
                 ..piece.clone()

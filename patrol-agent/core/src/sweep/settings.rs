@@ -126,6 +126,36 @@ pub struct SweepSettings {
     /// expected nodes' answers. Default 16 MiB (about 4,700 `k8s-node`
     /// answers in flight). Must not exceed `max_partial_bytes`.
     pub max_late_partial_bytes: usize,
+    /// Relays engage for an expected set of at least this many nodes;
+    /// below it every node answers the coordinator directly (one hop,
+    /// nothing to wait for). Default 2,000: see ARCHITECTURE.md ("Relays")
+    /// for the simulator runs behind it.
+    pub relay_min_nodes: usize,
+    /// Nodes per relay: the coordinator names `expected / nodes_per_relay`
+    /// relays (rounded up), between 2 and `max_relays`. Default 2,000: a
+    /// relay takes that many one-datagram answers within the spread window
+    /// with room to spare in its 4,096-datagram receive queue.
+    pub nodes_per_relay: usize,
+    /// Most relays a request names (each costs 8 bytes of the request,
+    /// which rides in foca packets). Default 64.
+    pub max_relays: usize,
+    /// A relay forwards what it holds this long after the first answer of
+    /// a batch arrived, or at once when a datagram is full. Default 10 ms.
+    pub relay_flush: Duration,
+    /// With relays, the answer spread window is `expected *
+    /// relay_spread_per_node` (capped by `answer_spread_max`): what the
+    /// relays and the coordinator receive, rather than one datagram per
+    /// node at the coordinator. Default 3 µs (300 ms at 100,000 nodes).
+    pub relay_spread_per_node: Duration,
+    /// Sends of an answer to its relay before the node gives up on the
+    /// relay and sends to the coordinator directly (the first send counts;
+    /// a later one waits `retry_initial`, doubling). Default 1: a relay that
+    /// does not ack the first send is passed over at the first resend.
+    pub relay_attempts: u32,
+    /// Most answers one relay takes per sweep (bounds its maps); beyond,
+    /// answers are not acked and their nodes go to the coordinator.
+    /// Default 65,536.
+    pub max_relayed_nodes: usize,
 }
 
 impl Default for SweepSettings {
@@ -154,6 +184,13 @@ impl Default for SweepSettings {
             signed_request_slack: Duration::from_secs(60),
             peer_keys: 131_072,
             max_late_partial_bytes: 16 * 1024 * 1024,
+            relay_min_nodes: 2000,
+            nodes_per_relay: 2000,
+            max_relays: 64,
+            relay_flush: Duration::from_millis(10),
+            relay_spread_per_node: Duration::from_micros(3),
+            relay_attempts: 1,
+            max_relayed_nodes: 65_536,
         }
     }
 }
@@ -174,9 +211,27 @@ impl SweepSettings {
             .max(self.budget_floor)
     }
 
-    /// The answer spread window for an expected set of `expected` nodes.
-    pub(crate) fn spread_for(&self, expected: usize) -> Duration {
-        (self.answer_spread_per_node * expected.min(u32::MAX as usize) as u32)
-            .min(self.answer_spread_max)
+    /// The answer spread window for an expected set of `expected` nodes,
+    /// answering through relays or not.
+    pub(crate) fn spread_for(&self, expected: usize, relayed: bool) -> Duration {
+        let per_node = if relayed {
+            self.relay_spread_per_node
+        } else {
+            self.answer_spread_per_node
+        };
+        (per_node * expected.min(u32::MAX as usize) as u32).min(self.answer_spread_max)
+    }
+
+    /// How many relays a sweep of `expected` nodes, `alive` of them alive
+    /// members other than the coordinator, names: none below
+    /// `relay_min_nodes`.
+    pub fn relays_for(&self, expected: usize, alive: usize) -> usize {
+        if expected < self.relay_min_nodes.max(1) || self.max_relays == 0 {
+            return 0;
+        }
+        expected
+            .div_ceil(self.nodes_per_relay.max(1))
+            .clamp(2, self.max_relays)
+            .min(alive)
     }
 }

@@ -440,6 +440,7 @@ fn expired_request_is_refused() {
         issued_at_unix_ms: UNIX0,
         deadline_ms: 1000,
         answer_spread_ms: 0,
+        relays: vec![],
         auth: None,
     };
     let mut out = Vec::new();
@@ -828,6 +829,7 @@ fn a_future_dated_request_is_refused_and_reported_once() {
         issued_at_unix_ms: net.unix() + 3_600_000,
         deadline_ms: 5000,
         answer_spread_ms: 0,
+        relays: vec![],
         auth: None,
     };
     let (now, unix) = (net.now, net.unix());
@@ -868,11 +870,16 @@ fn a_future_dated_request_is_refused_and_reported_once() {
     assert_eq!(answers.len(), 1, "one unretried report: {out:?}");
     let payload = AnswerPayload::decode(&answers[0].payload).unwrap();
     let body = AnswerBody::decode(&payload.body).unwrap();
-    assert_eq!(body.outcomes[0].id, participant::CLOCK_SKEW_CHECK_ID);
+    assert_eq!(
+        body.outcomes().unwrap()[0].id,
+        participant::CLOCK_SKEW_CHECK_ID
+    );
     assert!(
-        body.outcomes[0].message.contains("in the future"),
+        body.outcomes().unwrap()[0]
+            .message
+            .contains("in the future"),
         "{}",
-        body.outcomes[0].message
+        body.outcomes().unwrap()[0].message
     );
 }
 
@@ -1177,6 +1184,7 @@ fn participations_are_capped() {
             issued_at_unix_ms: unix,
             deadline_ms: 5000,
             answer_spread_ms: 0,
+            relays: vec![],
             auth: None,
         };
         net.cores[1].handle_request(now, unix, req, &mut out);
@@ -1193,6 +1201,7 @@ fn participations_are_capped() {
         issued_at_unix_ms: unix,
         deadline_ms: 5000,
         answer_spread_ms: 0,
+        relays: vec![],
         auth: None,
     };
     let mut out = Vec::new();
@@ -1218,7 +1227,10 @@ fn participations_are_capped() {
     assert_eq!(*to, addr(0));
     let payload = AnswerPayload::decode(&chunk.payload).unwrap();
     let body = AnswerBody::decode(&payload.body).unwrap();
-    assert_eq!(body.outcomes[0].id, participant::OVER_CAPACITY_CHECK_ID);
+    assert_eq!(
+        body.outcomes().unwrap()[0].id,
+        participant::OVER_CAPACITY_CHECK_ID
+    );
 }
 
 /// Regression (issue 12): two nodes with the same name hid each other; the

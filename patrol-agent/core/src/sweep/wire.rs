@@ -10,7 +10,7 @@
 use core::net::SocketAddr;
 use std::collections::BTreeMap;
 
-use patrol_model::{CheckOutcome, Selector};
+use patrol_model::{CheckOutcome, Observed, Selector, Severity, Status};
 use serde::{Deserialize, Serialize};
 
 use crate::trust::{Authorization, Certificate};
@@ -20,8 +20,10 @@ use crate::trust::{Authorization, Certificate};
 /// the coordinator measures each node's clock offset. 4: requests carry
 /// the operator's authorization and the coordinator's certificate
 /// (`SweepRequest::auth`), answers reassemble to an `AnswerPayload` with
-/// the node's proof.
-pub const PROTOCOL_VERSION: u16 = 4;
+/// the node's proof. 5: compact answers (a check's name once, its
+/// expectation and message text only when it did not pass), relays named
+/// in the request (`SweepRequest::relays`), relay batches and their acks.
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// Hard limit on one decoded message (a datagram is far smaller; this bounds
 /// what a forged length prefix can make the decoder allocate).
@@ -70,9 +72,27 @@ pub struct SweepRequest {
     /// `[0, answer_spread_ms)`, chosen by the coordinator from the size of
     /// the expected set, so that answers do not arrive all at once.
     pub answer_spread_ms: u32,
+    /// Relays: members chosen by the coordinator (in large meshes only)
+    /// that take the one-datagram answers of their share of the nodes,
+    /// ack them, and forward them in grouped batches ([`RelayBatch`]). A
+    /// node's relay is `relays[relay_index(id, name, len)]`. Empty: every
+    /// node answers the coordinator directly.
+    pub relays: Vec<SocketAddr>,
     /// With certificates: who asked and who coordinates, checked by every
     /// participant before it runs a check.
     pub auth: Option<Box<RequestAuth>>,
+}
+
+/// Which of `relays` relays node `name`'s answer to sweep `sweep_id`: a
+/// hash (FNV-1a) of both, so every node finds its own without talking to
+/// anyone, and the coordinator knows each node's relay too.
+pub fn relay_index(sweep_id: u64, name: &str, relays: usize) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in sweep_id.to_le_bytes().iter().chain(name.as_bytes()) {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (h % relays.max(1) as u64) as usize
 }
 
 /// The proofs a request carries when the cluster runs with certificates.
@@ -158,7 +178,12 @@ pub struct AnswerChunk {
     pub payload: Vec<u8>,
 }
 
-/// What a participant reports (reassembled from [`AnswerChunk`]s).
+/// What a participant reports (reassembled from [`AnswerChunk`]s): the
+/// compact form of its check outcomes. Per check, its name once
+/// (`catalog`) and what varies (`results`: status, observed value, and
+/// the text only for a check that did not pass). The encoding of this
+/// struct is what a node's proof covers, so a relay that regroups answers
+/// cannot change one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AnswerBody {
     /// The node's tags (the coordinator uses them for late joiners).
@@ -170,10 +195,119 @@ pub struct AnswerBody {
     pub received_unix_ms: u64,
     /// Time spent running checks, milliseconds.
     pub checks_ms: u64,
-    pub outcomes: Vec<CheckOutcome>,
+    /// The checks that ran, in order: what identifies each.
+    pub catalog: Vec<CheckName>,
+    /// One per `catalog` entry, same order.
+    pub results: Vec<CheckResult>,
+}
+
+/// What identifies a check in an answer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CheckName {
+    pub id: String,
+    pub kind: String,
+}
+
+/// What a check found, as an answer carries it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckResult {
+    pub status: Status,
+    pub observed: Observed,
+    /// Only for a check that did not pass: the words around the value.
+    pub detail: Option<Box<CheckDetail>>,
+}
+
+/// The text of a check that did not pass.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckDetail {
+    pub severity: Severity,
+    pub expected: String,
+    pub message: String,
+    pub duration_us: u64,
+    pub description: String,
+    pub remediation: String,
+}
+
+/// Why a reassembled answer cannot be turned back into outcomes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the answer names {names} checks but carries {results} results")]
+pub struct Misaligned {
+    pub names: usize,
+    pub results: usize,
 }
 
 impl AnswerBody {
+    /// The compact answer for `outcomes`: a passing check keeps its id,
+    /// kind, status and observed value; the others keep everything.
+    pub fn compact(
+        tags: BTreeMap<String, String>,
+        received_unix_ms: u64,
+        checks_ms: u64,
+        outcomes: Vec<CheckOutcome>,
+    ) -> Self {
+        let mut catalog = Vec::with_capacity(outcomes.len());
+        let mut results = Vec::with_capacity(outcomes.len());
+        for o in outcomes {
+            catalog.push(CheckName {
+                id: o.id,
+                kind: o.kind,
+            });
+            let detail = (o.status != Status::Pass).then(|| {
+                Box::new(CheckDetail {
+                    severity: o.severity,
+                    expected: o.expected,
+                    message: o.message,
+                    duration_us: o.duration_us,
+                    description: o.description,
+                    remediation: o.remediation,
+                })
+            });
+            results.push(CheckResult {
+                status: o.status,
+                observed: o.observed,
+                detail,
+            });
+        }
+        AnswerBody {
+            tags,
+            received_unix_ms,
+            checks_ms,
+            catalog,
+            results,
+        }
+    }
+
+    /// The outcomes back, as the document lists them (a passing check has
+    /// no expectation or message text, and severity `fail`).
+    pub fn outcomes(&self) -> Result<Vec<CheckOutcome>, Misaligned> {
+        if self.catalog.len() != self.results.len() {
+            return Err(Misaligned {
+                names: self.catalog.len(),
+                results: self.results.len(),
+            });
+        }
+        Ok(self
+            .catalog
+            .iter()
+            .zip(&self.results)
+            .map(|(name, r)| {
+                let d = r.detail.as_deref();
+                CheckOutcome {
+                    id: name.id.clone(),
+                    kind: name.kind.clone(),
+                    status: r.status,
+                    severity: d.map_or(Severity::Fail, |d| d.severity),
+                    observed: r.observed.clone(),
+                    expected: d.map(|d| d.expected.clone()).unwrap_or_default(),
+                    message: d.map(|d| d.message.clone()).unwrap_or_default(),
+                    duration_us: d.map_or(0, |d| d.duration_us),
+                    description: d.map(|d| d.description.clone()).unwrap_or_default(),
+                    remediation: d.map(|d| d.remediation.clone()).unwrap_or_default(),
+                }
+            })
+            .collect())
+    }
+
     /// The body's bytes, before they are cut into [`AnswerChunk`]s.
     pub fn encode(&self) -> Vec<u8> {
         bincode::serde::encode_to_vec(self, bincode::config::standard()).unwrap_or_default()
@@ -189,6 +323,75 @@ impl AnswerBody {
             return Err(WireError::Trailing(bytes.len() - used));
         }
         Ok(body)
+    }
+}
+
+/// What a relay forwards to the coordinator in one datagram: the answers
+/// it took, grouped. Every node of a group shares its tags and check names
+/// and differs from the group's `base` results only where its `diff` says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RelayBatch {
+    pub sweep_id: u64,
+    /// The relay's number for this batch within the sweep; the
+    /// coordinator's [`SweepMessage::BatchAck`] echoes it.
+    pub batch: u32,
+    pub groups: Vec<RelayGroup>,
+}
+
+/// Answers with the same tags and check names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RelayGroup {
+    /// The relay's number for the group within the sweep.
+    pub key: u32,
+    /// What the group's answers share. Carried until a batch with it was
+    /// acked, then left out: the coordinator keeps it by (relay, key).
+    pub header: Option<GroupHeader>,
+    pub nodes: Vec<RelayedAnswer>,
+}
+
+/// Tags, check names and base results of a [`RelayGroup`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupHeader {
+    pub tags: BTreeMap<String, String>,
+    pub catalog: Vec<CheckName>,
+    /// The results most of the group share (its first node's).
+    pub base: Vec<CheckResult>,
+}
+
+/// One node's answer inside a [`RelayGroup`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RelayedAnswer {
+    pub node: String,
+    pub nonce: u64,
+    pub received_unix_ms: u64,
+    pub checks_ms: u64,
+    /// The node's clock when it sent the copy the relay took, less
+    /// `received_unix_ms`.
+    pub sent_after_ms: u32,
+    /// Milliseconds the relay held the answer before this batch left
+    /// (its monotonic clock): the coordinator takes it off the trip.
+    pub held_ms: u32,
+    /// `(index, result)` where this node's results differ from the base.
+    pub diff: Vec<(u16, CheckResult)>,
+    /// With certificates: the node's own proof over its whole answer.
+    pub proof: Option<AnswerProof>,
+}
+
+impl GroupHeader {
+    /// Node `n`'s answer body, rebuilt from the group; None when its diff
+    /// points past the results.
+    pub fn body(&self, n: &RelayedAnswer) -> Option<AnswerBody> {
+        let mut results = self.base.clone();
+        for (i, r) in &n.diff {
+            *results.get_mut(usize::from(*i))? = r.clone();
+        }
+        Some(AnswerBody {
+            tags: self.tags.clone(),
+            received_unix_ms: n.received_unix_ms,
+            checks_ms: n.checks_ms,
+            catalog: self.catalog.clone(),
+            results,
+        })
     }
 }
 
@@ -208,6 +411,11 @@ pub enum SweepMessage {
         nonce: u64,
         index: u16,
     },
+    /// Relay to coordinator: answers it took, grouped.
+    Batch(RelayBatch),
+    /// Coordinator to relay: batch `batch` arrived. Accepted only from the
+    /// sweep's coordinator.
+    BatchAck { sweep_id: u64, batch: u32 },
 }
 
 impl SweepMessage {
@@ -266,6 +474,7 @@ mod tests {
             issued_at_unix_ms: 1_700_000_000_000,
             deadline_ms: 5000,
             answer_spread_ms: 20,
+            relays: vec![],
             auth: None,
         }
     }

@@ -1,0 +1,447 @@
+//! The relay side of a sweep: a member the request names as a relay takes
+//! the one-datagram answers of its share of the nodes, acks each, groups
+//! them by tags and check names (the first answer of a group is its base,
+//! the others carry only where they differ), and forwards full datagrams
+//! to the coordinator at once and the rest after `relay_flush`. A group's
+//! shared part (its header) travels until a batch carrying it is acked;
+//! later batches name the group by its number only. Batches are resent
+//! until the coordinator acks them or the request expires.
+//!
+//! A relay cannot answer for a node: it forwards each node's nonce and,
+//! with certificates, the node's own proof over its whole answer, which
+//! the coordinator checks on the answer it rebuilds. A relay can drop an
+//! answer; the coordinator's backstop then asks the node directly, and the
+//! node, which kept its answer, sends it straight to the coordinator.
+
+use core::net::SocketAddr;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use super::wire::{
+    AnswerBody, AnswerChunk, AnswerPayload, CheckResult, GroupHeader, RelayBatch, RelayGroup,
+    RelayedAnswer, SweepMessage,
+};
+use super::{Effect, Prng, SweepSettings, SweepTimer, TimerKind};
+
+/// Bytes of a batch besides its groups, at most: sweep id 9, batch number
+/// 5, group count 3, and the message's version and variant 4.
+const BATCH_HEADER: usize = 24;
+
+/// Bytes of a group besides its header and nodes, at most: key 5, header
+/// tag 1, node count 3.
+const GROUP_OVERHEAD: usize = 9;
+
+/// Most groups (distinct tags and check names) a relay keeps per sweep.
+pub(crate) const MAX_GROUPS: usize = 1024;
+
+/// What one relay holds for the sweeps it relays.
+#[derive(Debug, Default)]
+pub(crate) struct Relay {
+    sweeps: HashMap<u64, RelaySweep>,
+}
+
+/// What this node did as a relay (part of its sweep counters).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RelayCounters {
+    /// Answers taken and acked as a relay.
+    pub answers_relayed: u64,
+    /// Batches sent to coordinators (first sends).
+    pub batches_sent: u64,
+    /// Batches sent again for want of an ack.
+    pub batches_resent: u64,
+    /// Answer pieces a relay did not take (not one datagram, not
+    /// decodable, over a bound, for a sweep it does not relay): not acked,
+    /// so their nodes go to the coordinator.
+    pub pieces_refused: u64,
+}
+
+#[derive(Debug)]
+struct RelaySweep {
+    coordinator: SocketAddr,
+    expires_at: Duration,
+    /// Nodes whose answers this relay took (acked again on a resend).
+    taken: HashSet<String>,
+    /// Groups by number; a group's number is its index.
+    groups: Vec<Group>,
+    /// Answers waiting for the next batch: group, answer, arrival here.
+    waiting: Vec<(u32, RelayedAnswer, Duration)>,
+    /// Encoded size of what `waiting` would take, about.
+    waiting_bytes: usize,
+    /// A flush timer is scheduled.
+    flush_pending: bool,
+    /// Batches sent and not acked yet, by number.
+    unacked: HashMap<u32, RelayBatch>,
+    next_batch: u32,
+}
+
+#[derive(Debug)]
+struct Group {
+    header: GroupHeader,
+    header_len: usize,
+    /// The coordinator acked a batch carrying the header.
+    known: bool,
+}
+
+impl Relay {
+    /// Sweeps relayed right now.
+    pub(crate) fn len(&self) -> usize {
+        self.sweeps.len()
+    }
+
+    pub(crate) fn relays(&self, sweep_id: u64) -> bool {
+        self.sweeps.contains_key(&sweep_id)
+    }
+
+    /// This node relays `sweep_id` until `expires_at`.
+    pub(crate) fn start(&mut self, sweep_id: u64, coordinator: SocketAddr, expires_at: Duration) {
+        self.sweeps.entry(sweep_id).or_insert(RelaySweep {
+            coordinator,
+            expires_at,
+            taken: HashSet::new(),
+            groups: Vec::new(),
+            waiting: Vec::new(),
+            waiting_bytes: 0,
+            flush_pending: false,
+            unacked: HashMap::new(),
+            next_batch: 0,
+        });
+    }
+
+    /// A node's answer piece, sent to us as its relay: acked when taken
+    /// (or taken before), refused and counted otherwise.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn answer(
+        &mut self,
+        settings: &SweepSettings,
+        counters: &mut RelayCounters,
+        rng: &mut Prng,
+        now: Duration,
+        from: SocketAddr,
+        chunk: AnswerChunk,
+        out: &mut Vec<Effect>,
+    ) {
+        let id = chunk.sweep_id;
+        let Some(sweep) = self.sweeps.get_mut(&id) else {
+            counters.pieces_refused += 1;
+            return;
+        };
+        if sweep.taken.contains(&chunk.node) {
+            out.push(ack(from, &chunk));
+            return;
+        }
+        let Some((key, answer, len)) = sweep.admit(settings, now, &chunk) else {
+            counters.pieces_refused += 1;
+            return;
+        };
+        sweep.taken.insert(chunk.node.clone());
+        sweep.waiting.push((key, answer, now));
+        sweep.waiting_bytes += len;
+        counters.answers_relayed += 1;
+        out.push(ack(from, &chunk));
+        if BATCH_HEADER + sweep.waiting_bytes >= settings.max_datagram {
+            sweep.flush(settings, counters, rng, id, now, true, out);
+        } else if !sweep.flush_pending {
+            sweep.flush_pending = true;
+            out.push(Effect::Schedule {
+                after: settings.relay_flush,
+                timer: SweepTimer(TimerKind::RelayFlush(id)),
+            });
+        }
+    }
+
+    /// The flush timer: forward whatever waits.
+    pub(crate) fn flush(
+        &mut self,
+        settings: &SweepSettings,
+        counters: &mut RelayCounters,
+        rng: &mut Prng,
+        sweep_id: u64,
+        now: Duration,
+        out: &mut Vec<Effect>,
+    ) {
+        if let Some(sweep) = self.sweeps.get_mut(&sweep_id) {
+            sweep.flush_pending = false;
+            sweep.flush(settings, counters, rng, sweep_id, now, false, out);
+        }
+    }
+
+    /// Resend batch `batch` unless acked (attempt `attempt`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn resend(
+        &mut self,
+        settings: &SweepSettings,
+        counters: &mut RelayCounters,
+        rng: &mut Prng,
+        sweep_id: u64,
+        batch: u32,
+        attempt: u32,
+        now: Duration,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(sweep) = self.sweeps.get(&sweep_id) else {
+            return;
+        };
+        let Some(b) = sweep.unacked.get(&batch) else {
+            return;
+        };
+        if now >= sweep.expires_at {
+            return;
+        }
+        counters.batches_resent += 1;
+        out.push(Effect::Send {
+            to: sweep.coordinator,
+            msg: SweepMessage::Batch(b.clone()),
+        });
+        schedule_resend(settings, rng, sweep_id, batch, attempt + 1, out);
+    }
+
+    /// The coordinator acked batch `batch`: the headers it carried are
+    /// known from now on. Acks from anyone else are refused (false).
+    pub(crate) fn batch_acked(&mut self, from: SocketAddr, sweep_id: u64, batch: u32) -> bool {
+        let Some(sweep) = self.sweeps.get_mut(&sweep_id) else {
+            return true;
+        };
+        if sweep.coordinator != from {
+            return false;
+        }
+        if let Some(b) = sweep.unacked.remove(&batch) {
+            for g in b.groups.iter().filter(|g| g.header.is_some()) {
+                if let Some(group) = sweep.groups.get_mut(g.key as usize) {
+                    group.known = true;
+                }
+            }
+        }
+        true
+    }
+
+    pub(crate) fn forget(&mut self, sweep_id: u64) {
+        self.sweeps.remove(&sweep_id);
+    }
+}
+
+impl RelaySweep {
+    /// The relayed form of `chunk` (its group, the answer, its encoded
+    /// size), or None when this relay cannot take it: expired, more than
+    /// one piece, malformed, over a bound, or too large for a batch.
+    fn admit(
+        &mut self,
+        settings: &SweepSettings,
+        now: Duration,
+        chunk: &AnswerChunk,
+    ) -> Option<(u32, RelayedAnswer, usize)> {
+        if now >= self.expires_at
+            || chunk.count != 1
+            || chunk.index != 0
+            || chunk.node.len() > super::coordinator::MAX_NODE_NAME
+            || chunk.payload.len() > settings.chunk_payload(chunk.node.len())
+            || self.taken.len() >= settings.max_relayed_nodes
+        {
+            return None;
+        }
+        let payload = AnswerPayload::decode(&chunk.payload).ok()?;
+        let body = AnswerBody::decode(&payload.body).ok()?;
+        if body.catalog.len() != body.results.len() || body.results.len() > usize::from(u16::MAX) {
+            return None;
+        }
+        let found = self
+            .groups
+            .iter()
+            .position(|g| g.header.tags == body.tags && g.header.catalog == body.catalog);
+        let mut answer = RelayedAnswer {
+            node: chunk.node.clone(),
+            nonce: chunk.nonce,
+            received_unix_ms: body.received_unix_ms,
+            checks_ms: body.checks_ms,
+            sent_after_ms: chunk
+                .sent_unix_ms
+                .saturating_sub(body.received_unix_ms)
+                .min(u64::from(u32::MAX)) as u32,
+            // Set when the batch leaves; the largest value sizes it here.
+            held_ms: u32::MAX,
+            diff: Vec::new(),
+            proof: payload.proof,
+        };
+        let key = match found {
+            Some(key) => {
+                answer.diff = diff(&self.groups[key].header.base, &body.results);
+                key
+            }
+            None => {
+                if self.groups.len() >= MAX_GROUPS {
+                    return None;
+                }
+                let header = GroupHeader {
+                    tags: body.tags,
+                    catalog: body.catalog,
+                    base: body.results,
+                };
+                let header_len = encoded_len(&header);
+                self.groups.push(Group {
+                    header,
+                    header_len,
+                    known: false,
+                });
+                self.groups.len() - 1
+            }
+        };
+        let len = encoded_len(&answer);
+        let alone = BATCH_HEADER + GROUP_OVERHEAD + self.groups[key].header_len + len;
+        if alone > settings.max_datagram {
+            // Even alone in a batch it would not fit: the node must go to
+            // the coordinator itself (its header stays, unused).
+            return None;
+        }
+        let first = !self.waiting.iter().any(|(k, _, _)| *k as usize == key);
+        let mut added = len;
+        if first {
+            added += GROUP_OVERHEAD;
+            if !self.groups[key].known {
+                added += self.groups[key].header_len;
+            }
+        }
+        Some((key as u32, answer, added))
+    }
+
+    /// Forward what waits in batches of at most one datagram each, grouped
+    /// by group; with `full_only`, a last batch less than half full keeps
+    /// waiting for the flush timer.
+    #[allow(clippy::too_many_arguments)]
+    fn flush(
+        &mut self,
+        settings: &SweepSettings,
+        counters: &mut RelayCounters,
+        rng: &mut Prng,
+        sweep_id: u64,
+        now: Duration,
+        full_only: bool,
+        out: &mut Vec<Effect>,
+    ) {
+        let mut waiting = std::mem::take(&mut self.waiting);
+        self.waiting_bytes = 0;
+        waiting.sort_by_key(|(key, _, _)| *key);
+        // Each batch: its groups, its size, and its answers' arrivals.
+        let mut batches: Vec<(Vec<RelayGroup>, usize, Vec<Duration>)> = Vec::new();
+        let mut current: (Vec<RelayGroup>, usize, Vec<Duration>) =
+            (Vec::new(), BATCH_HEADER, Vec::new());
+        for (key, mut answer, arrived) in waiting {
+            answer.held_ms = now
+                .saturating_sub(arrived)
+                .as_millis()
+                .min(u128::from(u32::MAX)) as u32;
+            let len = encoded_len(&answer);
+            let group = &self.groups[key as usize];
+            let open = current.0.last().is_some_and(|g| g.key == key);
+            let group_len = GROUP_OVERHEAD + if group.known { 0 } else { group.header_len };
+            let need = len + if open { 0 } else { group_len };
+            if current.1 + need > settings.max_datagram && !current.0.is_empty() {
+                batches.push(std::mem::replace(
+                    &mut current,
+                    (Vec::new(), BATCH_HEADER, Vec::new()),
+                ));
+            }
+            let open = current.0.last().is_some_and(|g| g.key == key);
+            if !open {
+                current.0.push(RelayGroup {
+                    key,
+                    header: (!group.known).then(|| group.header.clone()),
+                    nodes: Vec::new(),
+                });
+                current.1 += group_len;
+            }
+            if let Some(g) = current.0.last_mut() {
+                g.nodes.push(answer);
+            }
+            current.1 += len;
+            current.2.push(arrived);
+        }
+        if !current.0.is_empty() {
+            batches.push(current);
+        }
+        if full_only
+            && batches
+                .last()
+                .is_some_and(|b| b.1 < settings.max_datagram / 2)
+        {
+            if let Some((groups, bytes, arrivals)) = batches.pop() {
+                // Not worth a datagram yet: back to wait for the timer.
+                let mut arrivals = arrivals.into_iter();
+                for group in groups {
+                    for answer in group.nodes {
+                        let arrived = arrivals.next().unwrap_or(now);
+                        self.waiting.push((group.key, answer, arrived));
+                    }
+                }
+                self.waiting_bytes = bytes - BATCH_HEADER;
+                if !self.flush_pending {
+                    self.flush_pending = true;
+                    out.push(Effect::Schedule {
+                        after: settings.relay_flush,
+                        timer: SweepTimer(TimerKind::RelayFlush(sweep_id)),
+                    });
+                }
+            }
+        }
+        for (groups, _, _) in batches {
+            let batch = RelayBatch {
+                sweep_id,
+                batch: self.next_batch,
+                groups,
+            };
+            self.next_batch = self.next_batch.wrapping_add(1);
+            counters.batches_sent += 1;
+            out.push(Effect::Send {
+                to: self.coordinator,
+                msg: SweepMessage::Batch(batch.clone()),
+            });
+            schedule_resend(settings, rng, sweep_id, batch.batch, 1, out);
+            self.unacked.insert(batch.batch, batch);
+        }
+    }
+}
+
+fn schedule_resend(
+    settings: &SweepSettings,
+    rng: &mut Prng,
+    sweep_id: u64,
+    batch: u32,
+    attempt: u32,
+    out: &mut Vec<Effect>,
+) {
+    let base = settings
+        .retry_initial
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+        .min(settings.retry_max);
+    // ±25% jitter, as the nodes' own resends.
+    let after = base * 3 / 4 + rng.below(base / 2);
+    out.push(Effect::Schedule {
+        after,
+        timer: SweepTimer(TimerKind::RelayResend(sweep_id, batch, attempt)),
+    });
+}
+
+/// Where `results` differ from `base`, by index.
+fn diff(base: &[CheckResult], results: &[CheckResult]) -> Vec<(u16, CheckResult)> {
+    results
+        .iter()
+        .enumerate()
+        .filter(|(i, r)| base.get(*i) != Some(r))
+        .map(|(i, r)| (i as u16, r.clone()))
+        .collect()
+}
+
+fn encoded_len<T: serde::Serialize>(value: &T) -> usize {
+    bincode::serde::encode_to_vec(value, bincode::config::standard())
+        .map_or(usize::MAX / 4, |v| v.len())
+}
+
+fn ack(to: SocketAddr, chunk: &AnswerChunk) -> Effect {
+    Effect::Send {
+        to,
+        msg: SweepMessage::Ack {
+            sweep_id: chunk.sweep_id,
+            node: chunk.node.clone(),
+            nonce: chunk.nonce,
+            index: chunk.index,
+        },
+    }
+}
