@@ -78,6 +78,8 @@ fn thousand_nodes_with_loss_and_dead_nodes_are_all_accounted_for() {
             answered,
             "{text}"
         );
+        // A mesh this small answers the coordinator directly.
+        assert_eq!(r.relays.relays, 0, "{text}");
     }
 }
 
@@ -112,6 +114,90 @@ fn a_seed_determines_the_whole_report() {
     assert_eq!(json(&a), json(&b));
     let c = run(&faulty(12));
     assert_ne!(json(&a), json(&c), "another seed should give another run");
+}
+
+/// A mesh large enough for relays, with the faults of `faulty`.
+fn relayed(nodes: usize, seed: u64) -> SimSettings {
+    SimSettings {
+        nodes,
+        down_before: 0.05,
+        die_during: 0.01,
+        deadline: Duration::from_secs(3),
+        seed,
+        ..SimSettings::default()
+    }
+}
+
+/// Answers are counted once, by how they got in.
+fn assert_every_answer_counted_once(r: &SimReport) {
+    let text = r.render();
+    let a = &r.answers;
+    assert_eq!(
+        a.first_send + a.recovered_by_retry + a.recovered_by_backstop + r.relays.answers_relayed,
+        r.states.ok + r.states.failing,
+        "{text}"
+    );
+}
+
+#[test]
+fn relays_carry_most_answers_of_a_large_mesh_and_every_node_is_accounted_for() {
+    let r = run(&relayed(3000, 21));
+    let text = r.render();
+    assert_eq!(r.relays.relays, 2, "{text}");
+    // Every live node answered (checked by the accounting) and most of
+    // them through a relay, so the coordinator received far fewer
+    // datagrams than there are nodes.
+    assert!(
+        r.relays.answers_relayed * 10 >= (r.states.ok + r.states.failing) * 8,
+        "{text}"
+    );
+    assert!(
+        r.traffic.coordinator_received_packets * 2 < r.states.ok + r.states.failing,
+        "{text}"
+    );
+    assert_every_answer_counted_once(&r);
+    // A healthy node's compact answer fits one datagram.
+    assert!(r.sizes.after_median * 3 < r.sizes.before_median, "{text}");
+    assert!(r.sizes.one_datagram > 0.9, "{text}");
+}
+
+#[test]
+fn a_relay_dying_during_the_sweep_costs_no_node_its_answer() {
+    // One of the two relays dies 20-80 ms into the sweep, after taking
+    // answers it never forwarded and while more are on their way to it:
+    // its nodes must reach the coordinator directly.
+    let r = run(&SimSettings {
+        relays_die: 0.5,
+        die_within: Duration::from_millis(80),
+        ..relayed(2500, 22)
+    });
+    let text = r.render();
+    assert_eq!(r.relays.relays, 2, "{text}");
+    assert_eq!(r.relays.died, 1, "{text}");
+    assert!(r.relays.answers_relayed > 0, "{text}");
+    // The dead relay's nodes got through on a resend to the coordinator
+    // or after its backstop asked them.
+    assert!(
+        r.answers.recovered_by_retry + r.answers.recovered_by_backstop >= 300,
+        "{text}"
+    );
+    assert_every_answer_counted_once(&r);
+}
+
+#[test]
+fn relayed_answers_keep_each_nodes_proof() {
+    // With identities every relayed answer is checked against its own
+    // node's proof (a forgery would be counted, and the node listed
+    // no_answer: the accounting would fail).
+    let r = run(&SimSettings {
+        identities: true,
+        warm_keys: true,
+        ..relayed(2000, 23)
+    });
+    let text = r.render();
+    assert_eq!(r.relays.relays, 2, "{text}");
+    assert!(r.relays.answers_relayed > 1000, "{text}");
+    assert_every_answer_counted_once(&r);
 }
 
 #[test]

@@ -454,6 +454,17 @@ impl Node {
         self.core.pair_keys_derived()
     }
 
+    /// With certificates: this node's peer epoch as a coordinator.
+    pub fn peer_epoch(&self) -> Option<u64> {
+        self.core.peer_epoch()
+    }
+
+    /// With certificates: `coordinator` has this node's certificate in its
+    /// peer epoch `epoch` (what a node that answered it before knows).
+    pub fn mark_told(&mut self, coordinator: &str, epoch: u64) {
+        self.core.mark_told(coordinator, epoch);
+    }
+
     /// The relays a sweep this node coordinates named (empty in a small
     /// mesh, or once the sweep is over).
     pub fn relays(&self, sweep_id: u64) -> &[SocketAddr] {

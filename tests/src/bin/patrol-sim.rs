@@ -133,6 +133,22 @@ struct Args {
     /// Tuning: wait between backstop rounds, doubling (ms).
     #[arg(long)]
     backstop_interval_ms: Option<f64>,
+    /// Tuning: relays engage from this many expected nodes (a huge value
+    /// turns them off).
+    #[arg(long)]
+    relay_min_nodes: Option<usize>,
+    /// Tuning: nodes per relay.
+    #[arg(long)]
+    nodes_per_relay: Option<usize>,
+    /// Tuning: most relays a request names.
+    #[arg(long)]
+    max_relays: Option<usize>,
+    /// Tuning: answer spread window per expected node with relays (µs).
+    #[arg(long)]
+    relay_spread_per_node_us: Option<f64>,
+    /// Tuning: a relay forwards what it holds after this long (ms).
+    #[arg(long)]
+    relay_flush_ms: Option<f64>,
 }
 
 fn millis(v: f64, what: &str) -> Result<Duration> {
@@ -216,6 +232,21 @@ fn settings(a: &Args) -> Result<SimSettings> {
     if let Some(p) = a.backstop_deadline_percent {
         w.backstop_deadline_percent = p;
     }
+    if let Some(n) = a.relay_min_nodes {
+        w.relay_min_nodes = n;
+    }
+    if let Some(n) = a.nodes_per_relay {
+        w.nodes_per_relay = n;
+    }
+    if let Some(n) = a.max_relays {
+        w.max_relays = n;
+    }
+    set(
+        &mut w.relay_spread_per_node,
+        a.relay_spread_per_node_us.map(|v| v / 1000.0),
+        "relay-spread-per-node-us",
+    )?;
+    set(&mut w.relay_flush, a.relay_flush_ms, "relay-flush-ms")?;
     s.validate().context("invalid simulation settings")?;
     Ok(s)
 }

@@ -101,7 +101,8 @@ pub struct SimSettings {
     pub identities: bool,
     /// With identities: the coordinator has every peer's certificate and
     /// pair key cached before the sweep (as after a first sweep); without,
-    /// it derives them as answers arrive.
+    /// it derives them as answers arrive. Warm, every node also knows the
+    /// coordinator has its certificate and names it by digest.
     pub warm_keys: bool,
 }
 

@@ -583,6 +583,16 @@ fn identities(nodes: &mut [SimNode], ids: &[NodeId], seed: u64, warm: bool) -> C
                 .learn_peer(now, cert)
                 .expect("a certificate of the run's CA");
         }
+        // And every node knows the coordinator has its certificate, as
+        // after answering it once: answers name it by digest.
+        let epoch = nodes[COORDINATOR]
+            .node
+            .peer_epoch()
+            .expect("the coordinator runs with certificates");
+        let coordinator = ids[COORDINATOR].name.clone();
+        for node in nodes.iter_mut() {
+            node.node.mark_told(&coordinator, epoch);
+        }
     }
     make(
         Role::Operator(Scope::full(600_000)),

@@ -14,12 +14,16 @@ use std::collections::VecDeque;
 use crate::trust::authorization::SweepAsk;
 use crate::trust::{Credentials, PairKey, PeerKeys, TrustBundle};
 
-use super::wire::{AnswerPayload, AnswerProof, RequestAuth, SweepRequest};
+use super::wire::{AnswerPayload, AnswerProof, CertRef, RequestAuth, SweepRequest};
 use super::SweepSettings;
 
 /// Sweep ids refused for their authorization, remembered so that the
 /// gossip copies of one refused request are counted and audited once.
 const REFUSED_MEMORY: usize = 256;
+
+/// Coordinators (name and peer epoch) a node remembers having given its
+/// certificate to.
+const TOLD_MEMORY: usize = 256;
 
 /// A node's identity and what it trusts, as the sweep core uses them.
 #[derive(Debug)]
@@ -28,6 +32,23 @@ pub(crate) struct SweepTrust {
     pub(crate) bundle: TrustBundle,
     pub(crate) peers: PeerKeys,
     refused: VecDeque<u64>,
+    /// As a coordinator: the generation of `peers` (see
+    /// `RequestAuth::peer_epoch`).
+    pub(crate) epoch: u64,
+    /// As a participant: coordinators that have our certificate, by name
+    /// and peer epoch.
+    told: VecDeque<(String, u64)>,
+}
+
+/// Why a coordinator did not record an answer's proof.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ProofRefusal {
+    /// Not the node's own answer.
+    Forged(String),
+    /// Named by a certificate digest this coordinator does not have (it
+    /// restarted, reloaded or evicted it): the backstop asks the node
+    /// again, and it sends its whole certificate.
+    Unknown,
 }
 
 /// A request a participant accepted: who asked, and the key its answer is
@@ -36,6 +57,9 @@ pub(crate) struct SweepTrust {
 pub(crate) struct Admitted {
     pub(crate) operator: String,
     pub(crate) pair: PairKey,
+    /// The coordinator has our certificate (this peer epoch): the answer
+    /// names it by digest.
+    pub(crate) told: bool,
 }
 
 /// Why a participant refused a request's authorization.
@@ -48,20 +72,47 @@ pub(crate) enum Refusal {
 }
 
 impl SweepTrust {
-    pub(crate) fn new(creds: Credentials, bundle: TrustBundle, settings: &SweepSettings) -> Self {
+    pub(crate) fn new(
+        creds: Credentials,
+        bundle: TrustBundle,
+        settings: &SweepSettings,
+        epoch: u64,
+    ) -> Self {
         let peers = PeerKeys::new(creds.key.clone(), settings.peer_keys);
         SweepTrust {
             creds,
             bundle,
             peers,
             refused: VecDeque::new(),
+            epoch,
+            told: VecDeque::new(),
         }
     }
 
-    /// A new bundle or deny list: cached peers are checked again.
-    pub(crate) fn set_bundle(&mut self, bundle: TrustBundle) {
+    /// A new bundle or deny list: cached peers are checked again, under a
+    /// new peer epoch.
+    pub(crate) fn set_bundle(&mut self, bundle: TrustBundle, epoch: u64) {
         self.bundle = bundle;
         self.peers.clear();
+        self.epoch = epoch;
+    }
+
+    /// Participant: `coordinator` has our certificate in peer epoch
+    /// `epoch` (an answer carrying it was acked).
+    pub(crate) fn told(&mut self, coordinator: &str, epoch: u64) {
+        if self.knows_us(coordinator, epoch) {
+            return;
+        }
+        if self.told.len() >= TOLD_MEMORY {
+            self.told.pop_front();
+        }
+        self.told.push_back((coordinator.to_string(), epoch));
+    }
+
+    pub(crate) fn knows_us(&self, coordinator: &str, epoch: u64) -> bool {
+        self.told
+            .iter()
+            .any(|(name, e)| *e == epoch && name == coordinator)
     }
 
     /// Participant: check `req`'s operator signature and scope, the
@@ -132,6 +183,7 @@ impl SweepTrust {
         Ok(Admitted {
             operator: operator.name().to_string(),
             pair,
+            told: self.knows_us(&req.coordinator.name, auth.peer_epoch),
         })
     }
 
@@ -140,10 +192,13 @@ impl SweepTrust {
         RequestAuth {
             authorization,
             coordinator: self.creds.cert.clone(),
+            peer_epoch: self.epoch,
         }
     }
 
-    /// Participant: `body` with this node's proof for the coordinator.
+    /// Participant: `body` with this node's proof for the coordinator,
+    /// naming our certificate whole or, when the coordinator has it, by
+    /// digest.
     pub(crate) fn prove(
         &self,
         pair: &PairKey,
@@ -151,14 +206,17 @@ impl SweepTrust {
         node: &str,
         nonce: u64,
         body: Vec<u8>,
+        whole: bool,
     ) -> AnswerPayload {
         let mac = pair.answer_proof(sweep_id, node, nonce, &body).to_vec();
+        let cert = if whole {
+            CertRef::Whole(Box::new(self.creds.cert.clone()))
+        } else {
+            CertRef::Known(crate::trust::cert_digest(&self.creds.cert))
+        };
         AnswerPayload {
             body,
-            proof: Some(AnswerProof {
-                cert: self.creds.cert.clone(),
-                mac,
-            }),
+            proof: Some(AnswerProof { cert, mac }),
         }
     }
 
@@ -171,25 +229,39 @@ impl SweepTrust {
         nonce: u64,
         payload: &AnswerPayload,
         unix_ms: u64,
-    ) -> Result<(), String> {
+    ) -> Result<(), ProofRefusal> {
         let Some(proof) = &payload.proof else {
-            return Err(format!("an answer for `{node}` without a node proof"));
+            return Err(ProofRefusal::Forged(format!(
+                "an answer for `{node}` without a node proof"
+            )));
         };
-        let peer = self
-            .peers
-            .peer(&self.bundle, &proof.cert, unix_ms / 1000)
-            .map_err(|e| format!("an answer for `{node}` with a refused certificate: {e}"))?;
+        let peer = match &proof.cert {
+            CertRef::Whole(cert) => self
+                .peers
+                .peer(&self.bundle, cert, unix_ms / 1000)
+                .map_err(|e| {
+                    ProofRefusal::Forged(format!(
+                        "an answer for `{node}` with a refused certificate: {e}"
+                    ))
+                })?,
+            CertRef::Known(digest) => self
+                .peers
+                .known(digest, unix_ms / 1000)
+                .ok_or(ProofRefusal::Unknown)?,
+        };
         if peer.verified.name() != node {
-            return Err(format!(
+            return Err(ProofRefusal::Forged(format!(
                 "an answer for `{node}` proved by `{}`",
                 peer.verified.name()
-            ));
+            )));
         }
         if !peer
             .key
             .check_answer(sweep_id, node, nonce, &payload.body, &proof.mac)
         {
-            return Err(format!("an answer for `{node}` whose proof does not check"));
+            return Err(ProofRefusal::Forged(format!(
+                "an answer for `{node}` whose proof does not check"
+            )));
         }
         Ok(())
     }

@@ -32,7 +32,7 @@ use patrol_model::{
     SweepDocument, SweepTiming, SwimState,
 };
 
-use super::auth::SweepTrust;
+use super::auth::{ProofRefusal, SweepTrust};
 use super::participant::CLOCK_SKEW_CHECK_ID;
 use super::wire::{
     AnswerBody, AnswerChunk, AnswerPayload, RelayBatch, RequestAuth, SweepMessage, SweepRequest,
@@ -60,6 +60,10 @@ pub(crate) enum Verdict {
     /// With certificates: a whole answer without a valid proof by the node
     /// it names. Not recorded; the node's own answer still is.
     Forged,
+    /// With certificates: an answer naming its node's certificate by a
+    /// digest this coordinator does not have. Not recorded; the backstop
+    /// asks the node again.
+    Unverified,
 }
 
 /// Check id of the `error` outcome listed for each of several alive
@@ -462,7 +466,7 @@ impl Coordinator {
     /// A relay's batch: every answer in it is rebuilt, checked (with
     /// certificates, against its own node's proof) and recorded like a
     /// direct one; the batch is acked once it has been read. Returns the
-    /// answers refused (malformed or over a bound) and forged.
+    /// answers refused (malformed or over a bound), forged and unverified.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn batch(
         &mut self,
@@ -473,7 +477,7 @@ impl Coordinator {
         batch: RelayBatch,
         mut trust: Option<&mut SweepTrust>,
         out: &mut Vec<Effect>,
-    ) -> (u64, u64) {
+    ) -> (u64, u64, u64) {
         let id = batch.sweep_id;
         let batch_ack = Effect::Send {
             to: from,
@@ -485,17 +489,17 @@ impl Coordinator {
         let Some(sweep) = self.sweeps.get_mut(&id) else {
             if self.recent.contains(&id) {
                 out.push(batch_ack);
-                return (0, 0);
+                return (0, 0, 0);
             }
             let answers = batch.groups.iter().map(|g| g.nodes.len() as u64).sum();
-            return (answers, 0);
+            return (answers, 0, 0);
         };
         let answers = |b: &RelayBatch| b.groups.iter().map(|g| g.nodes.len() as u64).sum();
         if !sweep.request.relays.contains(&from) {
             // Only the relays the request named forward answers.
-            return (answers(&batch), 0);
+            return (answers(&batch), 0, 0);
         }
-        let (mut refused, mut forged) = (0, 0);
+        let (mut refused, mut forged, mut unverified) = (0, 0, 0);
         let arrived = sweep.coordinator_clock(now);
         for group in batch.groups {
             let slot = (from, group.key);
@@ -555,6 +559,7 @@ impl Coordinator {
                 );
                 match verdict {
                     Verdict::Forged => forged += 1,
+                    Verdict::Unverified => unverified += 1,
                     Verdict::Refused => refused += 1,
                     Verdict::Taken => {}
                 }
@@ -562,7 +567,7 @@ impl Coordinator {
         }
         out.push(batch_ack);
         self.complete_if_settled(id, now, out);
-        (refused, forged)
+        (refused, forged, unverified)
     }
 
     /// The relays sweep `id` named (empty when it has none or is over).
@@ -774,9 +779,13 @@ impl Sweep {
     ) -> Verdict {
         let id = self.request.id;
         if let Some(trust) = trust {
-            if let Err(reason) = trust.check_answer(id, node, nonce, &payload, unix_ms) {
-                tracing::warn!(sweep = %format!("{id:016x}"), %from, reason = %reason, "dropped a forged answer");
-                return Verdict::Forged;
+            match trust.check_answer(id, node, nonce, &payload, unix_ms) {
+                Ok(()) => {}
+                Err(ProofRefusal::Forged(reason)) => {
+                    tracing::warn!(sweep = %format!("{id:016x}"), %from, reason = %reason, "dropped a forged answer");
+                    return Verdict::Forged;
+                }
+                Err(ProofRefusal::Unknown) => return Verdict::Unverified,
             }
         }
         let (body, trip) = match AnswerBody::decode(&payload.body) {

@@ -212,6 +212,11 @@ pub struct SweepCounters {
     /// they did not carry a valid proof by the node they name.
     #[serde(default)]
     pub answers_forged: u64,
+    /// With certificates: whole answers not recorded because they named
+    /// the node's certificate by a digest this coordinator does not have
+    /// (after a restart or reload); the backstop asks those nodes again.
+    #[serde(default)]
+    pub answers_unverified: u64,
     /// Batch acks not from the sweep's coordinator.
     #[serde(default)]
     pub batch_acks_refused: u64,
@@ -285,13 +290,29 @@ impl SweepCore {
         creds: crate::trust::Credentials,
         bundle: crate::trust::TrustBundle,
     ) {
-        self.trust = Some(auth::SweepTrust::new(creds, bundle, &self.settings));
+        let epoch = self.rng.next_u64();
+        self.trust = Some(auth::SweepTrust::new(creds, bundle, &self.settings, epoch));
     }
 
     /// A reloaded CA bundle or deny list (no effect without certificates).
     pub fn set_bundle(&mut self, bundle: crate::trust::TrustBundle) {
         if let Some(t) = self.trust.as_mut() {
-            t.set_bundle(bundle);
+            t.set_bundle(bundle, self.rng.next_u64());
+        }
+    }
+
+    /// With certificates: this node's peer epoch as a coordinator (see
+    /// `RequestAuth::peer_epoch`).
+    pub fn peer_epoch(&self) -> Option<u64> {
+        self.trust.as_ref().map(|t| t.epoch)
+    }
+
+    /// With certificates: `coordinator` has this node's certificate in its
+    /// peer epoch `epoch`, as after an answer to it (what a node that
+    /// answered it before knows; the simulator's warm start).
+    pub fn mark_told(&mut self, coordinator: &str, epoch: u64) {
+        if let Some(t) = self.trust.as_mut() {
+            t.told(coordinator, epoch);
         }
     }
 
@@ -526,6 +547,7 @@ impl SweepCore {
                 match verdict {
                     coordinator::Verdict::Refused => self.counters.pieces_refused += 1,
                     coordinator::Verdict::Forged => self.counters.answers_forged += 1,
+                    coordinator::Verdict::Unverified => self.counters.answers_unverified += 1,
                     coordinator::Verdict::Taken => {}
                 }
             }
@@ -535,15 +557,21 @@ impl SweepCore {
                 nonce,
                 index,
             } => {
-                let verdict = self
-                    .participant
-                    .ack(&self.me, from, sweep_id, &node, nonce, index);
+                let verdict = self.participant.ack(
+                    &self.me,
+                    from,
+                    sweep_id,
+                    &node,
+                    nonce,
+                    index,
+                    self.trust.as_mut(),
+                );
                 if verdict == Verdict::Forged {
                     self.counters.acks_refused += 1;
                 }
             }
             SweepMessage::Batch(batch) => {
-                let (refused, forged) = self.coordinator.batch(
+                let (refused, forged, unverified) = self.coordinator.batch(
                     &self.settings,
                     now,
                     unix_ms,
@@ -554,6 +582,7 @@ impl SweepCore {
                 );
                 self.counters.pieces_refused += refused;
                 self.counters.answers_forged += forged;
+                self.counters.answers_unverified += unverified;
             }
             SweepMessage::BatchAck { sweep_id, batch } => {
                 if !self.relay.batch_acked(from, sweep_id, batch) {

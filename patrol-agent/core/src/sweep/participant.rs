@@ -76,6 +76,17 @@ struct Participation {
     /// `relay_attempts`, a backstop request, or a multi-piece answer goes
     /// to the coordinator instead.
     relay: Option<SocketAddr>,
+    /// With certificates: the coordinator's peer epoch, and whether it has
+    /// our certificate in it (the answer then names it by digest).
+    epoch: u64,
+    cert_known: bool,
+    /// The pieces sent carry our whole certificate: once acked, the
+    /// coordinator has it.
+    tell_on_ack: bool,
+    /// With certificates, when the answer names our certificate by digest:
+    /// the same answer with the whole certificate, sent instead if the
+    /// coordinator asks us directly (it did not have it after all).
+    whole: Option<Vec<AnswerChunk>>,
     /// The audit line written when our checks are done.
     audit: AuditEntry,
 }
@@ -131,6 +142,22 @@ impl Participant {
             // unacked now.
             if from == Some(p.coordinator.addr) {
                 p.relay = None;
+                if let Some(whole) = p.whole.take() {
+                    // The coordinator asks again although our answer may
+                    // be in: it did not have our certificate. The whole
+                    // one goes straight to it now, resent until acked.
+                    let pieces: Vec<_> = whole.into_iter().map(Some).collect();
+                    send_pieces(p.coordinator.addr, &pieces, p.node_clock(now), out);
+                    if !matches!(p.phase, Phase::Answering(_)) {
+                        out.push(Effect::Schedule {
+                            after: settings.retry_initial,
+                            timer: SweepTimer(TimerKind::Resend(req.id, 1)),
+                        });
+                    }
+                    p.phase = Phase::Answering(pieces);
+                    p.tell_on_ack = true;
+                    return Verdict::Ignored;
+                }
                 match std::mem::replace(&mut p.phase, Phase::Done) {
                     Phase::Answering(pieces) => {
                         send_pieces(p.coordinator.addr, &pieces, p.node_clock(now), out);
@@ -171,11 +198,13 @@ impl Participant {
         // clock-skew answer, which would make us a reflector) before its
         // operator signature and coordinator certificate check out.
         let mut pair = None;
+        let mut cert_known = false;
         if let Some(trust) = trust.as_deref_mut() {
             match trust.admit(&req, unix_ms, settings) {
                 Ok(admitted) => {
                     audit.operator = Some(admitted.operator);
                     pair = Some(admitted.pair);
+                    cert_known = admitted.told;
                 }
                 Err(Refusal::Again) => return Verdict::Ignored,
                 Err(Refusal::New(reason)) => {
@@ -212,7 +241,10 @@ impl Participant {
                         "request refused: issued {ahead} ms in the future by this node's clock; this node's clock is behind the coordinator's (or the request is forged)"
                     ),
                 );
-                let proof = trust.as_deref().zip(pair.as_ref());
+                let proof = trust
+                    .as_deref()
+                    .zip(pair.as_ref())
+                    .map(|(t, k)| (t, k, true));
                 report(me, settings, rng, &req, unix_ms, outcome, proof, out);
             }
             out.push(Effect::Audit(AuditEntry {
@@ -240,7 +272,10 @@ impl Participant {
                         settings.max_participations
                     ),
                 );
-                let proof = trust.as_deref().zip(pair.as_ref());
+                let proof = trust
+                    .as_deref()
+                    .zip(pair.as_ref())
+                    .map(|(t, k)| (t, k, true));
                 report(me, settings, rng, &req, unix_ms, outcome, proof, out);
             }
             return Verdict::Full;
@@ -259,6 +294,10 @@ impl Participant {
             phase: Phase::Running,
             pair,
             relay,
+            epoch: req.auth.as_ref().map_or(0, |a| a.peer_epoch),
+            cert_known,
+            tell_on_ack: false,
+            whole: None,
             audit,
         };
         out.push(Effect::Schedule {
@@ -368,6 +407,7 @@ impl Participant {
     /// nonce and comes from the coordinator's address, or from our relay's
     /// while the answer goes there; an ack for a sweep we no longer
     /// remember is ignored.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn ack(
         &mut self,
         me: &Peer,
@@ -376,6 +416,7 @@ impl Participant {
         node: &str,
         nonce: u64,
         index: u16,
+        trust: Option<&mut SweepTrust>,
     ) -> Verdict {
         let Some(p) = self.sweeps.get_mut(&sweep_id) else {
             return Verdict::Ignored;
@@ -390,6 +431,11 @@ impl Participant {
             || nonce != p.nonce
         {
             return Verdict::Forged;
+        }
+        if std::mem::take(&mut p.tell_on_ack) {
+            if let Some(trust) = trust {
+                trust.told(&p.coordinator.name, p.epoch);
+            }
         }
         if by_relay {
             if let Phase::Answering(pieces) = &mut p.phase {
@@ -445,6 +491,19 @@ impl Participation {
         );
         self.nonce = rng.next_u64();
         let proof = trust.zip(self.pair.as_ref());
+        if let Some((trust, pair)) = proof.filter(|_| self.cert_known) {
+            let whole = Some((trust, pair, true));
+            self.whole = Some(chunks(
+                me,
+                settings,
+                sweep_id,
+                self.nonce,
+                body.clone(),
+                whole,
+            ));
+        }
+        self.tell_on_ack = proof.is_some() && !self.cert_known;
+        let proof = proof.map(|(t, k)| (t, k, !self.cert_known));
         let chunks: Vec<_> = chunks(me, settings, sweep_id, self.nonce, body, proof)
             .into_iter()
             .map(Some)
@@ -477,7 +536,7 @@ fn chunks(
     sweep_id: u64,
     nonce: u64,
     mut body: AnswerBody,
-    proof: Option<(&SweepTrust, &PairKey)>,
+    proof: Option<(&SweepTrust, &PairKey, bool)>,
 ) -> Vec<AnswerChunk> {
     let too_large = |size: usize| {
         AnswerBody::compact(
@@ -494,7 +553,9 @@ fn chunks(
         )
     };
     let wrap = |body: Vec<u8>| match proof {
-        Some((trust, pair)) => trust.prove(pair, sweep_id, &me.name, nonce, body).encode(),
+        Some((trust, pair, whole)) => trust
+            .prove(pair, sweep_id, &me.name, nonce, body, whole)
+            .encode(),
         None => AnswerPayload { body, proof: None }.encode(),
     };
     let mut bytes = wrap(body.encode());
@@ -537,7 +598,7 @@ fn report(
     req: &SweepRequest,
     unix_ms: u64,
     outcome: CheckOutcome,
-    proof: Option<(&SweepTrust, &PairKey)>,
+    proof: Option<(&SweepTrust, &PairKey, bool)>,
     out: &mut Vec<Effect>,
 ) {
     let body = AnswerBody::compact(me.tags.clone(), unix_ms, 0, vec![outcome]);

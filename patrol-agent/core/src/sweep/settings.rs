@@ -18,8 +18,10 @@ pub struct SweepSettings {
     /// check `patrol.busy`). Default 2.
     pub max_concurrent: usize,
     /// Largest encoded sweep message the core emits, in bytes (the shell
-    /// adds its channel byte and the ~45-byte sealed envelope). Answers are
-    /// cut into pieces to fit. Default 1200.
+    /// adds its channel byte, the replay header and the sealed envelope).
+    /// Answers are cut into pieces to fit. Default 1330: the node's
+    /// 1,331-byte plaintext limit less the channel byte, so a sealed sweep
+    /// datagram is at most 1,400 bytes, inside a 1,500-byte Ethernet MTU.
     pub max_datagram: usize,
     /// Answer spread window per expected node: the coordinator sets the
     /// request's window to `expected * answer_spread_per_node`, capped by
@@ -162,7 +164,7 @@ impl Default for SweepSettings {
     fn default() -> Self {
         SweepSettings {
             max_concurrent: 2,
-            max_datagram: 1200,
+            max_datagram: 1330,
             answer_spread_per_node: Duration::from_micros(30),
             answer_spread_max: Duration::from_secs(1),
             retry_initial: Duration::from_millis(150),

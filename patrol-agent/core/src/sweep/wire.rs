@@ -103,6 +103,12 @@ pub struct RequestAuth {
     /// The coordinator's node certificate: its name must be the request's
     /// coordinator, and its key gives the pair key answers are proved with.
     pub coordinator: Certificate,
+    /// The coordinator's peer cache generation, drawn anew whenever the
+    /// cache starts empty (a start, a reload). A node whose certificate
+    /// reached this coordinator in this generation names it by digest
+    /// only ([`CertRef::Known`]). Not signed: a forged value only makes
+    /// nodes send their whole certificate, or be asked again.
+    pub peer_epoch: u64,
 }
 
 /// What a participant's answer pieces reassemble to: the encoded
@@ -117,9 +123,22 @@ pub struct AnswerPayload {
 /// A node's proof that an answer is its own.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AnswerProof {
-    pub cert: Certificate,
+    pub cert: CertRef,
     /// 32 bytes.
     pub mac: Vec<u8>,
+}
+
+/// How an answer names its node's certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CertRef {
+    /// The whole certificate (about 150 bytes), for a coordinator that
+    /// may not have it.
+    Whole(Box<Certificate>),
+    /// Its digest ([`crate::trust::cert_digest`]), for a coordinator that
+    /// has it: this node's certificate reached it in the current
+    /// `peer_epoch`. A coordinator without it asks the node again
+    /// directly, and the node then sends it whole.
+    Known(crate::trust::CertDigest),
 }
 
 impl AnswerPayload {

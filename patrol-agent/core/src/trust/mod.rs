@@ -24,7 +24,7 @@ pub mod scope;
 pub use authorization::{AuthError, Authorization};
 pub use bundle::{Revocations, TrustBundle, Verified};
 pub use cert::{CertBody, Certificate, KeyId, Role, CERT_VERSION};
-pub use pairwise::{PairKey, PeerKeys};
+pub use pairwise::{cert_digest, CertDigest, PairKey, PeerKeys};
 pub use scope::{Scope, ScopeError};
 
 pub use ed25519_dalek::{SigningKey, VerifyingKey};

@@ -109,6 +109,19 @@ pub struct Peer {
     pub key: PairKey,
 }
 
+/// A certificate's digest: the first 16 bytes of the SHA-256 of its
+/// encoding. What an answer names its node's certificate by once the
+/// coordinator has it.
+pub type CertDigest = [u8; 16];
+
+/// The digest of `cert`.
+pub fn cert_digest(cert: &Certificate) -> CertDigest {
+    let full: [u8; 32] = Sha256::digest(cert.encode()).into();
+    let mut digest = [0u8; 16];
+    digest.copy_from_slice(&full[..16]);
+    digest
+}
+
 /// Verified peer certificates and their pair keys, by certificate digest,
 /// bounded: the oldest entry goes first when full. Clear it when the
 /// bundle or deny list changes.
@@ -116,8 +129,8 @@ pub struct Peer {
 pub struct PeerKeys {
     mine: SigningKey,
     capacity: usize,
-    peers: HashMap<[u8; 32], Peer>,
-    order: VecDeque<[u8; 32]>,
+    peers: HashMap<CertDigest, Peer>,
+    order: VecDeque<CertDigest>,
     /// Derivations done (each a signature check and an X25519).
     pub derived: u64,
 }
@@ -156,7 +169,7 @@ impl PeerKeys {
         cert: &Certificate,
         now_s: u64,
     ) -> Result<&Peer, TrustError> {
-        let digest: [u8; 32] = Sha256::digest(cert.encode()).into();
+        let digest = cert_digest(cert);
         let fresh = self
             .peers
             .get(&digest)
@@ -177,6 +190,14 @@ impl PeerKeys {
         self.peers
             .get(&digest)
             .ok_or_else(|| TrustError::Malformed("peer cache lost an entry".into()))
+    }
+
+    /// The cached peer whose certificate has digest `digest`, unless its
+    /// certificate expired by `now_s`; None when not cached.
+    pub fn known(&self, digest: &CertDigest, now_s: u64) -> Option<&Peer> {
+        self.peers
+            .get(digest)
+            .filter(|p| now_s <= p.verified.cert.body.not_after)
     }
 }
 
