@@ -174,6 +174,13 @@ fn documented_defaults() -> BTreeMap<&'static str, String> {
         "max_late_partial_bytes",
         s.max_late_partial_bytes.to_string(),
     );
+    m.insert("relay_min_nodes", s.relay_min_nodes.to_string());
+    m.insert("nodes_per_relay", s.nodes_per_relay.to_string());
+    m.insert("max_relays", s.max_relays.to_string());
+    m.insert("relay_flush", dur(s.relay_flush));
+    m.insert("relay_spread_per_node", dur(s.relay_spread_per_node));
+    m.insert("relay_attempts", s.relay_attempts.to_string());
+    m.insert("max_relayed_nodes", s.max_relayed_nodes.to_string());
     let c = patrol_agent::control::server::ControlSettings::default();
     m.insert("max_connections", c.max_connections.to_string());
     m.insert("request_timeout", dur(c.request_timeout));

@@ -5,7 +5,7 @@
 //! operator's laptop or a cron job never holds one.
 //!
 //! ```text
-//! server → hello3  = "PTRL" 3 challenge[16] server_eph[32]
+//! server → hello3  = "PTRL" 5 challenge[16] server_eph[32]
 //! client → auth    = bincode { eph[32], operator cert, sig }
 //!          sig     = Ed25519(operator key, "patrol-control-v2 client\0" || hello3 || eph || cert)
 //! server → proof   = bincode { node cert, sig }        (or a DENY frame)
