@@ -532,3 +532,82 @@ async fn a_node_whose_checks_hang_and_a_partitioned_node_are_silent_for_differen
         a.stop(StopMode::Crash).await;
     }
 }
+
+/// Agents on real loopback sockets whose sweeps use relays from two nodes
+/// on (one relay per four nodes), as a 2,000-node mesh would.
+async fn relayed_udp_mesh(
+    n: usize,
+    env: &Envelope,
+    inspector: Arc<CountingInspector>,
+) -> Vec<AgentHandle> {
+    let relayed = |name: &str, seeds: Vec<std::net::SocketAddr>| {
+        let mut s = patrol_tests::settings(name, seeds, BTreeMap::new());
+        s.node.sweep.relay_min_nodes = 2;
+        s.node.sweep.nodes_per_relay = 4;
+        // A 20 ms spread window, as a large mesh has (100 ms at 100,000
+        // nodes): answers do not overtake the request to their relay.
+        s.node.sweep.relay_spread_per_node = Duration::from_millis(1);
+        s
+    };
+    let first = udp_agent_with(relayed("node-00", vec![]), 0, env, inspector.clone()).await;
+    let mut agents = vec![first];
+    for i in 1..n {
+        let settings = relayed(&format!("node-{i:02}"), vec![agents[0].addr]);
+        agents.push(udp_agent_with(settings, 0, env, inspector.clone()).await);
+    }
+    wait_converged(&agents, n, CONVERGE).await;
+    agents
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relays_on_real_sockets_carry_the_answers_and_dead_relays_lose_no_node() {
+    let env = new_envelope();
+    let inspector = Arc::new(CountingInspector::default());
+    let mut agents = relayed_udp_mesh(20, &env, inspector.clone()).await;
+
+    let first = sweep(&agents[0], Duration::from_secs(5)).await;
+    assert_eq!(first.counts.ok, 20, "{:?}", first.counts);
+    let mut relayed = 0;
+    let mut batches = 0;
+    let mut all = Vec::new();
+    for a in &agents {
+        let stats = a.stats().await.expect("agent is running");
+        relayed += stats.node.sweep.relay.answers_relayed;
+        batches += stats.node.sweep.relay.batches_sent;
+        all.push((a.name.clone(), stats.node.sweep));
+    }
+    // Five relays (20 nodes, 4 each) took every answer but the
+    // coordinator's own (and maybe a resend that went direct).
+    assert!(relayed >= 15, "{relayed} answers relayed: {all:#?}");
+    assert!(batches >= 1 && batches <= relayed, "{batches} batches");
+
+    // Five nodes killed hard just before the next sweep, unnoticed: the
+    // coordinator may name some of them relays. Their nodes pass them over
+    // and every live node is still accounted for.
+    let killed: BTreeSet<String> = [2usize, 5, 9, 13, 17]
+        .iter()
+        .map(|i| format!("node-{i:02}"))
+        .collect();
+    let mut victims = Vec::new();
+    for name in &killed {
+        let idx = agents.iter().position(|a| &a.name == name).unwrap();
+        victims.push(agents.remove(idx));
+    }
+    for v in victims {
+        v.stop(StopMode::Crash).await;
+    }
+    for coordinator in [0, 7] {
+        let doc = sweep(&agents[coordinator], Duration::from_secs(4)).await;
+        let missing: BTreeSet<String> = doc
+            .nodes
+            .iter()
+            .filter(|n| matches!(n.state, NodeState::NoAnswer | NodeState::Down))
+            .map(|n| n.name.clone())
+            .collect();
+        assert_eq!(missing, killed, "{:?}", doc.counts);
+        assert_eq!(doc.counts.ok, 15, "{:?}", doc.counts);
+    }
+    for a in agents {
+        a.stop(StopMode::Crash).await;
+    }
+}

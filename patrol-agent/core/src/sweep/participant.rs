@@ -140,7 +140,16 @@ impl Participant {
             // Known sweep. A direct request from its coordinator is the
             // backstop: it has not got our answer, so resend what is
             // unacked now.
-            if from == Some(p.coordinator.addr) {
+            // The coordinator's first direct copies (its direct spread in
+            // a small mesh, its copy to each relay) can arrive after a
+            // gossip copy and after we answered: only a copy sent after
+            // the spread window and half the backstop's delay can be the
+            // backstop (judged on our clock, so a clock far off costs at
+            // most a needless resend or one backstop round).
+            let since_issue = unix_ms.saturating_sub(req.issued_at_unix_ms);
+            let backstop_from = u64::from(req.answer_spread_ms)
+                + settings.backstop_min_delay.as_millis() as u64 / 2;
+            if from == Some(p.coordinator.addr) && since_issue >= backstop_from {
                 p.relay = None;
                 if let Some(whole) = p.whole.take() {
                     // The coordinator asks again although our answer may
