@@ -454,7 +454,7 @@ impl Coordinator {
             from,
             &chunk.node,
             chunk.nonce,
-            payload,
+            Answer::Received(payload),
             trip,
             trust,
             out,
@@ -537,10 +537,6 @@ impl Coordinator {
                     refused += 1;
                     continue;
                 };
-                let payload = AnswerPayload {
-                    body: body.encode(),
-                    proof: node.proof.clone(),
-                };
                 let trip = (
                     node.received_unix_ms + u64::from(node.sent_after_ms),
                     arrived.saturating_sub(u64::from(node.held_ms)),
@@ -552,7 +548,7 @@ impl Coordinator {
                     from,
                     &node.node,
                     node.nonce,
-                    payload,
+                    Answer::Rebuilt(body, node.proof.clone()),
                     Some(trip),
                     trust.as_deref_mut(),
                     out,
@@ -679,6 +675,14 @@ fn ack(to: SocketAddr, chunk: &AnswerChunk) -> Effect {
     }
 }
 
+/// A whole answer as the coordinator got it.
+enum Answer {
+    /// Reassembled from the node's own pieces.
+    Received(AnswerPayload),
+    /// Rebuilt from a relay's batch, with the node's proof.
+    Rebuilt(AnswerBody, Option<super::wire::AnswerProof>),
+}
+
 /// What one slot of an incomplete answer costs besides its payload.
 const SLOT_BYTES: usize = std::mem::size_of::<Option<Vec<u8>>>();
 
@@ -772,12 +776,30 @@ impl Sweep {
         from: SocketAddr,
         node: &str,
         nonce: u64,
-        payload: AnswerPayload,
+        answer: Answer,
         trip: Option<(u64, u64)>,
         trust: Option<&mut SweepTrust>,
         out: &mut Vec<Effect>,
     ) -> Verdict {
         let id = self.request.id;
+        // A relayed answer is rebuilt as a struct; its bytes (what the
+        // node's proof covers) are only needed with certificates.
+        let (payload, body) = match answer {
+            Answer::Received(payload) => (payload, None),
+            Answer::Rebuilt(body, proof) => {
+                let payload = trust.as_ref().map(|_| AnswerPayload {
+                    body: body.encode(),
+                    proof,
+                });
+                (
+                    payload.unwrap_or(AnswerPayload {
+                        body: Vec::new(),
+                        proof: None,
+                    }),
+                    Some(body),
+                )
+            }
+        };
         if let Some(trust) = trust {
             match trust.check_answer(id, node, nonce, &payload, unix_ms) {
                 Ok(()) => {}
@@ -788,7 +810,11 @@ impl Sweep {
                 Err(ProofRefusal::Unknown) => return Verdict::Unverified,
             }
         }
-        let (body, trip) = match AnswerBody::decode(&payload.body) {
+        let body = match body {
+            Some(body) => Ok(body),
+            None => AnswerBody::decode(&payload.body),
+        };
+        let (body, trip) = match body {
             Ok(body) => (body, trip.map(|(sent, arrived)| Trip { sent, arrived })),
             Err(e) => (self.unreadable(now, &e), None),
         };
