@@ -75,11 +75,25 @@ fn answered(doc: &SweepDocument) -> BTreeSet<String> {
 }
 
 async fn udp_mesh(n: usize, env: &Envelope, inspector: Arc<CountingInspector>) -> Vec<AgentHandle> {
-    let seed = udp_agent("node-00", 0, vec![], env, inspector.clone()).await;
-    let mut agents = vec![seed];
+    udp_mesh_with(n, env, inspector, |name, seeds| {
+        settings(name, seeds, BTreeMap::new())
+    })
+    .await
+}
+
+/// `n` agents on real loopback sockets, node-00 the seed of the others,
+/// each with the settings `make` gives for its name and seeds.
+async fn udp_mesh_with(
+    n: usize,
+    env: &Envelope,
+    inspector: Arc<CountingInspector>,
+    make: impl Fn(&str, Vec<std::net::SocketAddr>) -> patrol_agent::agent::AgentSettings,
+) -> Vec<AgentHandle> {
+    let first = udp_agent_with(make("node-00", vec![]), 0, env, inspector.clone()).await;
+    let mut agents = vec![first];
     for i in 1..n {
-        let seeds = vec![agents[0].addr];
-        agents.push(udp_agent(&format!("node-{i:02}"), 0, seeds, env, inspector.clone()).await);
+        let settings = make(&format!("node-{i:02}"), vec![agents[0].addr]);
+        agents.push(udp_agent_with(settings, 0, env, inspector.clone()).await);
     }
     wait_converged(&agents, n, CONVERGE).await;
     agents
@@ -540,23 +554,16 @@ async fn relayed_udp_mesh(
     env: &Envelope,
     inspector: Arc<CountingInspector>,
 ) -> Vec<AgentHandle> {
-    let relayed = |name: &str, seeds: Vec<std::net::SocketAddr>| {
-        let mut s = patrol_tests::settings(name, seeds, BTreeMap::new());
+    udp_mesh_with(n, env, inspector, |name, seeds| {
+        let mut s = settings(name, seeds, BTreeMap::new());
         s.node.sweep.relay_min_nodes = 2;
         s.node.sweep.nodes_per_relay = 4;
         // A 20 ms spread window, as a large mesh has (100 ms at 100,000
         // nodes): answers do not overtake the request to their relay.
         s.node.sweep.relay_spread_per_node = Duration::from_millis(1);
         s
-    };
-    let first = udp_agent_with(relayed("node-00", vec![]), 0, env, inspector.clone()).await;
-    let mut agents = vec![first];
-    for i in 1..n {
-        let settings = relayed(&format!("node-{i:02}"), vec![agents[0].addr]);
-        agents.push(udp_agent_with(settings, 0, env, inspector.clone()).await);
-    }
-    wait_converged(&agents, n, CONVERGE).await;
-    agents
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

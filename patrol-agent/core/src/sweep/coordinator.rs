@@ -663,7 +663,8 @@ impl Coordinator {
     }
 }
 
-fn ack(to: SocketAddr, chunk: &AnswerChunk) -> Effect {
+/// The ack of `chunk`, to `to` (from a coordinator or a relay).
+pub(super) fn ack(to: SocketAddr, chunk: &AnswerChunk) -> Effect {
     Effect::Send {
         to,
         msg: SweepMessage::Ack {

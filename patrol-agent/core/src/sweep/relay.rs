@@ -17,6 +17,7 @@ use core::net::SocketAddr;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use super::coordinator::ack;
 use super::wire::{
     AnswerBody, AnswerChunk, AnswerPayload, CheckResult, GroupHeader, RelayBatch, RelayGroup,
     RelayedAnswer, SweepMessage,
@@ -432,16 +433,4 @@ fn diff(base: &[CheckResult], results: &[CheckResult]) -> Vec<(u16, CheckResult)
 fn encoded_len<T: serde::Serialize>(value: &T) -> usize {
     bincode::serde::encode_to_vec(value, bincode::config::standard())
         .map_or(usize::MAX / 4, |v| v.len())
-}
-
-fn ack(to: SocketAddr, chunk: &AnswerChunk) -> Effect {
-    Effect::Send {
-        to,
-        msg: SweepMessage::Ack {
-            sweep_id: chunk.sweep_id,
-            node: chunk.node.clone(),
-            nonce: chunk.nonce,
-            index: chunk.index,
-        },
-    }
 }
