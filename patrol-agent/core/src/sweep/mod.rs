@@ -433,6 +433,7 @@ impl SweepCore {
             spec,
             auth,
             members,
+            self.trust.as_ref().map(|t| t.peers.len()),
             out,
         );
         out.push(Effect::Spread(req.clone()));

@@ -154,7 +154,9 @@ pub struct SweepSettings {
     /// 100,000 nodes, 2,000 answers per relay and about 13,000 datagrams
     /// at the coordinator in that window plus the stragglers, with no
     /// receive queue overflowing in the simulator; the backstop's first
-    /// round then comes at 200 ms (3 µs put it at 400 ms).
+    /// round then comes at 200 ms (3 µs put it at 400 ms). With
+    /// certificates, each expected node beyond the peer keys cached counts
+    /// four times (its answer carries the whole certificate).
     pub relay_spread_per_node: Duration,
     /// Sends of an answer to its relay before the node gives up on the
     /// relay and sends to the coordinator directly (the first send counts;
