@@ -99,6 +99,26 @@ async fn udp_mesh_with(
     agents
 }
 
+/// Stop the agents `node-NN` for each NN of `which` hard (no leave
+/// notice: nobody notices at once) and return their names.
+async fn crash(agents: &mut Vec<AgentHandle>, which: &[usize]) -> BTreeSet<String> {
+    let killed: BTreeSet<String> = which.iter().map(|i| format!("node-{i:02}")).collect();
+    for name in &killed {
+        let idx = agents.iter().position(|a| &a.name == name).unwrap();
+        agents.remove(idx).stop(StopMode::Crash).await;
+    }
+    killed
+}
+
+/// The nodes a sweep lists as `no_answer` or `down`.
+fn silent(doc: &SweepDocument) -> BTreeSet<String> {
+    doc.nodes
+        .iter()
+        .filter(|n| matches!(n.state, NodeState::NoAnswer | NodeState::Down))
+        .map(|n| n.name.clone())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forty_agents_all_answer_whoever_coordinates_and_five_killed_are_listed() {
     let env = new_envelope();
@@ -133,26 +153,9 @@ async fn forty_agents_all_answer_whoever_coordinates_and_five_killed_are_listed(
     assert_eq!(second.counts.ok, 40);
 
     // Five killed hard, just before the sweep: nobody has noticed yet.
-    let killed: BTreeSet<String> = [3usize, 11, 19, 27, 35]
-        .iter()
-        .map(|i| format!("node-{i:02}"))
-        .collect();
-    let mut victims = Vec::new();
-    for name in &killed {
-        let idx = agents.iter().position(|a| &a.name == name).unwrap();
-        victims.push(agents.remove(idx));
-    }
-    for v in victims {
-        v.stop(StopMode::Crash).await;
-    }
+    let killed = crash(&mut agents, &[3, 11, 19, 27, 35]).await;
     let third = sweep(&agents[0], Duration::from_secs(4)).await;
-    let missing: BTreeSet<String> = third
-        .nodes
-        .iter()
-        .filter(|n| matches!(n.state, NodeState::NoAnswer | NodeState::Down))
-        .map(|n| n.name.clone())
-        .collect();
-    assert_eq!(missing, killed, "{:?}", third.counts);
+    assert_eq!(silent(&third), killed, "{:?}", third.counts);
     assert_eq!(third.counts.expected, 40);
     assert_eq!(third.counts.ok, 35);
     for a in agents {
@@ -596,27 +599,10 @@ async fn relays_on_real_sockets_carry_the_answers_and_dead_relays_lose_no_node()
     // Five nodes killed hard just before the next sweep, unnoticed: the
     // coordinator may name some of them relays. Their nodes pass them over
     // and every live node is still accounted for.
-    let killed: BTreeSet<String> = [2usize, 5, 9, 13, 17]
-        .iter()
-        .map(|i| format!("node-{i:02}"))
-        .collect();
-    let mut victims = Vec::new();
-    for name in &killed {
-        let idx = agents.iter().position(|a| &a.name == name).unwrap();
-        victims.push(agents.remove(idx));
-    }
-    for v in victims {
-        v.stop(StopMode::Crash).await;
-    }
+    let killed = crash(&mut agents, &[2, 5, 9, 13, 17]).await;
     for coordinator in [0, 7] {
         let doc = sweep(&agents[coordinator], Duration::from_secs(4)).await;
-        let missing: BTreeSet<String> = doc
-            .nodes
-            .iter()
-            .filter(|n| matches!(n.state, NodeState::NoAnswer | NodeState::Down))
-            .map(|n| n.name.clone())
-            .collect();
-        assert_eq!(missing, killed, "{:?}", doc.counts);
+        assert_eq!(silent(&doc), killed, "{:?}", doc.counts);
         assert_eq!(doc.counts.ok, 15, "{:?}", doc.counts);
     }
     for a in agents {
