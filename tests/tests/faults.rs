@@ -287,6 +287,10 @@ fn a_namespaced_fleet_is_accounted_for_through_loss_partitions_freezes_kills_flo
         "the flooded agent grew to {} MiB",
         peak_rss / (1024 * 1024)
     );
+    // SWIM may have called the flooded agent down meanwhile (its probes
+    // queue behind 100,000 datagrams a second): wait until it is back, as
+    // after the freezes and the kill.
+    fleet.wait_alive(&everyone, Duration::from_secs(60));
 
     // 7. Twins: a second agent called h03 starts on the spare host. Both
     // are listed, as a conflict; neither is silently `ok`.
