@@ -20,6 +20,7 @@
 
 mod auth;
 mod coordinator;
+mod counters;
 pub mod gossip;
 mod participant;
 mod relay;
@@ -32,8 +33,8 @@ use std::time::Duration;
 
 use patrol_model::{CheckOutcome, Selector, SweepDocument};
 
+pub use counters::{Held, RelayCounters, SweepCounters};
 pub use gossip::{GossipShared, RequestGossip, SweepKey};
-pub use relay::RelayCounters;
 pub use settings::SweepSettings;
 pub use wire::{
     relay_index, AnswerBody, AnswerChunk, AnswerPayload, AnswerProof, CheckDetail, CheckName,
@@ -187,81 +188,6 @@ pub struct SweepCore {
     counters: SweepCounters,
     /// With certificates: this node's identity and the CAs it accepts.
     trust: Option<auth::SweepTrust>,
-}
-
-/// What the sweep core refused, by reason. Every refusal is counted here.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct SweepCounters {
-    /// Requests refused because they were issued too far in the future by
-    /// this node's clock (reported to a coordinator that asked directly).
-    pub requests_clock_skew: u64,
-    /// Requests refused because `max_participations` sweeps were remembered
-    /// (reported to a coordinator that asked directly).
-    pub requests_over_capacity: u64,
-    /// Answer pieces dropped at a coordinator: malformed, over a size or
-    /// count bound, a late joiner over the cap, or for an unknown sweep.
-    pub pieces_refused: u64,
-    /// Acks not naming this node, this answer's nonce, or not from the
-    /// sweep's coordinator (replayed or forged).
-    pub acks_refused: u64,
-    /// With certificates: requests refused for their operator signature,
-    /// scope, signing time or coordinator certificate (once per sweep id).
-    #[serde(default)]
-    pub requests_unauthorized: u64,
-    /// With certificates: whole answers dropped at a coordinator because
-    /// they did not carry a valid proof by the node they name.
-    #[serde(default)]
-    pub answers_forged: u64,
-    /// With certificates: whole answers not recorded because they named
-    /// the node's certificate by a digest this coordinator does not have
-    /// (after a restart or reload); the backstop asks those nodes again.
-    #[serde(default)]
-    pub answers_unverified: u64,
-    /// Batch acks not from the sweep's coordinator.
-    #[serde(default)]
-    pub batch_acks_refused: u64,
-    /// What this node did as a relay.
-    #[serde(default)]
-    pub relay: RelayCounters,
-}
-
-/// How much the sweep core holds right now: the size of each of its
-/// bounded structures, next to the bound in [`SweepSettings`]. Measured
-/// from the structures themselves, not from the counters that enforce the
-/// bounds, so a test can tell a bound that holds from one that is only
-/// counted. Not on any wire.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Held {
-    /// Sweeps this node coordinates (each started over the control
-    /// channel).
-    pub coordinating: usize,
-    /// The most late joiners (answered or partly answered) one coordinated
-    /// sweep holds; bounded by `max_late_joiners`.
-    pub late_joiners: usize,
-    /// The most bytes one coordinated sweep holds for incomplete answers:
-    /// the pieces' payloads and a slot per announced piece; bounded by
-    /// `max_partial_bytes`.
-    pub partial_bytes: usize,
-    /// Of those, the bytes of incomplete answers from nodes outside the
-    /// expected set; bounded by `max_late_partial_bytes`.
-    pub late_partial_bytes: usize,
-    /// Sweeps this node takes part in (running, answering or waiting to be
-    /// forgotten); bounded by `max_participations`.
-    pub participations: usize,
-    /// Sweeps this node relays answers for (each one it takes part in at
-    /// most).
-    pub relaying: usize,
-}
-
-impl SweepCounters {
-    fn request(&mut self, verdict: Verdict) {
-        match verdict {
-            Verdict::ClockSkew => self.requests_clock_skew += 1,
-            Verdict::Full => self.requests_over_capacity += 1,
-            Verdict::Unauthorized => self.requests_unauthorized += 1,
-            _ => {}
-        }
-    }
 }
 
 impl SweepCore {

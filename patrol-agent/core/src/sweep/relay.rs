@@ -18,6 +18,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use super::coordinator::ack;
+use super::counters::RelayCounters;
 use super::wire::{
     AnswerBody, AnswerChunk, AnswerPayload, CheckResult, GroupHeader, RelayBatch, RelayGroup,
     RelayedAnswer, SweepMessage,
@@ -39,21 +40,6 @@ pub(crate) const MAX_GROUPS: usize = 1024;
 #[derive(Debug, Default)]
 pub(crate) struct Relay {
     sweeps: HashMap<u64, RelaySweep>,
-}
-
-/// What this node did as a relay (part of its sweep counters).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct RelayCounters {
-    /// Answers taken and acked as a relay.
-    pub answers_relayed: u64,
-    /// Batches sent to coordinators (first sends).
-    pub batches_sent: u64,
-    /// Batches sent again for want of an ack.
-    pub batches_resent: u64,
-    /// Answer pieces a relay did not take (not one datagram, not
-    /// decodable, over a bound, for a sweep it does not relay): not acked,
-    /// so their nodes go to the coordinator.
-    pub pieces_refused: u64,
 }
 
 #[derive(Debug)]

@@ -1,0 +1,95 @@
+//! What the sweep core counts and holds: [`SweepCounters`] (every refusal,
+//! by reason), [`RelayCounters`] (what the node did as a relay) and
+//! [`Held`] (the size of each bounded structure right now).
+
+use super::participant::Verdict;
+
+/// What the sweep core refused, by reason. Every refusal is counted here.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SweepCounters {
+    /// Requests refused because they were issued too far in the future by
+    /// this node's clock (reported to a coordinator that asked directly).
+    pub requests_clock_skew: u64,
+    /// Requests refused because `max_participations` sweeps were remembered
+    /// (reported to a coordinator that asked directly).
+    pub requests_over_capacity: u64,
+    /// Answer pieces dropped at a coordinator: malformed, over a size or
+    /// count bound, a late joiner over the cap, or for an unknown sweep.
+    pub pieces_refused: u64,
+    /// Acks not naming this node, this answer's nonce, or not from the
+    /// sweep's coordinator (replayed or forged).
+    pub acks_refused: u64,
+    /// With certificates: requests refused for their operator signature,
+    /// scope, signing time or coordinator certificate (once per sweep id).
+    #[serde(default)]
+    pub requests_unauthorized: u64,
+    /// With certificates: whole answers dropped at a coordinator because
+    /// they did not carry a valid proof by the node they name.
+    #[serde(default)]
+    pub answers_forged: u64,
+    /// With certificates: whole answers not recorded because they named
+    /// the node's certificate by a digest this coordinator does not have
+    /// (after a restart or reload); the backstop asks those nodes again.
+    #[serde(default)]
+    pub answers_unverified: u64,
+    /// Batch acks not from the sweep's coordinator.
+    #[serde(default)]
+    pub batch_acks_refused: u64,
+    /// What this node did as a relay.
+    #[serde(default)]
+    pub relay: RelayCounters,
+}
+
+/// How much the sweep core holds right now: the size of each of its
+/// bounded structures, next to the bound in [`SweepSettings`]. Measured
+/// from the structures themselves, not from the counters that enforce the
+/// bounds, so a test can tell a bound that holds from one that is only
+/// counted. Not on any wire.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Held {
+    /// Sweeps this node coordinates (each started over the control
+    /// channel).
+    pub coordinating: usize,
+    /// The most late joiners (answered or partly answered) one coordinated
+    /// sweep holds; bounded by `max_late_joiners`.
+    pub late_joiners: usize,
+    /// The most bytes one coordinated sweep holds for incomplete answers:
+    /// the pieces' payloads and a slot per announced piece; bounded by
+    /// `max_partial_bytes`.
+    pub partial_bytes: usize,
+    /// Of those, the bytes of incomplete answers from nodes outside the
+    /// expected set; bounded by `max_late_partial_bytes`.
+    pub late_partial_bytes: usize,
+    /// Sweeps this node takes part in (running, answering or waiting to be
+    /// forgotten); bounded by `max_participations`.
+    pub participations: usize,
+    /// Sweeps this node relays answers for (each one it takes part in at
+    /// most).
+    pub relaying: usize,
+}
+
+impl SweepCounters {
+    pub(super) fn request(&mut self, verdict: Verdict) {
+        match verdict {
+            Verdict::ClockSkew => self.requests_clock_skew += 1,
+            Verdict::Full => self.requests_over_capacity += 1,
+            Verdict::Unauthorized => self.requests_unauthorized += 1,
+            _ => {}
+        }
+    }
+}
+
+/// What this node did as a relay (part of its sweep counters).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RelayCounters {
+    /// Answers taken and acked as a relay.
+    pub answers_relayed: u64,
+    /// Batches sent to coordinators (first sends).
+    pub batches_sent: u64,
+    /// Batches sent again for want of an ack.
+    pub batches_resent: u64,
+    /// Answer pieces a relay did not take (not one datagram, not
+    /// decodable, over a bound, for a sweep it does not relay): not acked,
+    /// so their nodes go to the coordinator.
+    pub pieces_refused: u64,
+}
