@@ -278,7 +278,7 @@ pub async fn start_trusted(
                 bundle: rx,
                 audit: t.audit.clone(),
                 clock: crate::clock::WallClock::default(),
-                skew: NodeSettings::default().sweep.clock_skew_tolerance,
+                sweep: node_settings(config).sweep,
             };
             agent.tasks().spawn(crate::control::serve(
                 listener,

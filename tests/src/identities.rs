@@ -150,7 +150,7 @@ pub async fn trusted_agent(
                 bundle: rx,
                 audit: t.audit,
                 clock: Default::default(),
-                skew: Duration::from_secs(5),
+                sweep: patrol_agent::sweep::SweepSettings::default(),
             }));
             (auth, Some(tx))
         }

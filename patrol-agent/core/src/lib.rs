@@ -9,6 +9,7 @@
 //! it so (the crate has no such dependency) and `tests/tests/tidy.rs` fails
 //! when a file here names `tokio`, `std::net`, `std::fs` or `SystemTime`.
 
+pub mod clock;
 pub mod codec;
 pub mod identity;
 pub mod membership;

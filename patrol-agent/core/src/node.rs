@@ -85,15 +85,7 @@ pub enum DatagramKind {
     Leave,
 }
 
-/// The current time, as both clocks see it. `mono` is monotonic from any
-/// epoch (virtual in the simulator) and drives timers and expiry on this
-/// node; `unix_ms` is wall-clock milliseconds, used where nodes compare
-/// times (request issue and expiry, the sweep document).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Now {
-    pub mono: Duration,
-    pub unix_ms: u64,
-}
+pub use crate::clock::Now;
 
 /// A timer the node asked for; opaque to the shell, handed back as is by
 /// [`Node::timer`] once `after` has passed.
@@ -344,8 +336,7 @@ impl Node {
                     if matches!(msg, SweepMessage::Request(_)) {
                         self.stats.request_copies += 1;
                     }
-                    self.core
-                        .handle_message(now.mono, now.unix_ms, from, msg, &mut self.effects);
+                    self.core.handle_message(now, from, msg, &mut self.effects);
                 }
                 Err(e) => {
                     self.stats.dropped_malformed += 1;
@@ -386,10 +377,7 @@ impl Node {
                     tracing::debug!(error = %e, "foca timer");
                 }
             }
-            NodeTimer::Sweep(t) => {
-                self.core
-                    .handle_timer(now.mono, now.unix_ms, t, &mut self.effects)
-            }
+            NodeTimer::Sweep(t) => self.core.handle_timer(now, t, &mut self.effects),
             NodeTimer::Rejoin => self.join(),
         }
         self.flush(now);
@@ -399,7 +387,7 @@ impl Node {
     pub fn checks_done(&mut self, now: Now, sweep_id: u64, outcomes: Vec<CheckOutcome>) {
         self.tick(now);
         self.core
-            .checks_done(now.mono, now.unix_ms, sweep_id, outcomes, &mut self.effects);
+            .checks_done(now, sweep_id, outcomes, &mut self.effects);
         self.flush(now);
     }
 
@@ -415,9 +403,7 @@ impl Node {
     ) -> Result<u64, crate::sweep::StartRefused> {
         self.tick(now);
         let members = membership_snapshot(self.foca.iter_membership_state());
-        let id = self
-            .core
-            .start(now.mono, now.unix_ms, spec, members, &mut self.effects);
+        let id = self.core.start(now, spec, members, &mut self.effects);
         if id.is_ok() {
             self.stats.sweeps_coordinated += 1;
         }
@@ -534,8 +520,7 @@ impl Node {
         let mut fresh = false;
         while let Ok(req) = self.inbox.try_recv() {
             fresh = true;
-            self.core
-                .handle_request(now.mono, now.unix_ms, req, &mut self.effects);
+            self.core.handle_request(now, req, &mut self.effects);
         }
         if fresh {
             self.eager_push();
@@ -588,7 +573,7 @@ impl Node {
                     .push_back(Output::Member(MemberEvent::Up(id.name.clone())));
             }
             OwnedNotification::MemberDown(id) => {
-                self.core.member_down(now.mono, &id.name, &mut self.effects);
+                self.core.member_down(now, &id.name, &mut self.effects);
                 self.resize();
                 self.out
                     .push_back(Output::Member(MemberEvent::Down(id.name.clone())));

@@ -28,7 +28,7 @@ use crate::agent::{Commander, SweepEvent};
 use crate::audit::{AuditLog, AuditRecord};
 use crate::clock::WallClock;
 use crate::envelope::{Envelope, Purpose};
-use crate::sweep::StartSweep;
+use crate::sweep::{check_signed_sweep, StartSweep, SweepSettings};
 
 /// How the control channel authenticates clients.
 #[derive(Debug, Clone)]
@@ -57,8 +57,10 @@ pub struct CertAuth {
     /// Where every control request is recorded, refused ones included.
     pub audit: Option<AuditLog>,
     pub clock: WallClock,
-    /// Clock tolerance for the operator's signing time.
-    pub skew: Duration,
+    /// The node's configured sweep settings: a signed sweep is checked
+    /// here with the one check the sweep core makes
+    /// ([`patrol_core::sweep::check_signed_sweep`]), in the same window.
+    pub sweep: SweepSettings,
 }
 
 /// The control channel's limits. `Default` gives the shipped values.
@@ -365,16 +367,14 @@ impl Connection {
             node_filter: &spec.node_filter,
             deadline_ms,
         };
-        signed
-            .authorization
-            .check(
-                &bundle,
-                &ask,
-                cert.clock.unix_ms(),
-                cert.skew.as_millis() as u64,
-                cert.skew.as_millis() as u64,
-            )
-            .map_err(|e| e.to_string())?;
+        check_signed_sweep(
+            &signed.authorization,
+            &bundle,
+            &ask,
+            &cert.sweep,
+            cert.clock.unix_ms(),
+        )
+        .map_err(|e| e.to_string())?;
         spec.id = Some(signed.sweep_id);
         spec.authorization = Some(signed.authorization);
         Ok(())

@@ -11,8 +11,8 @@
 
 use std::collections::VecDeque;
 
-use crate::trust::authorization::SweepAsk;
-use crate::trust::{Credentials, PairKey, PeerKeys, TrustBundle};
+use crate::trust::authorization::{AuthError, Authorization, SigningWindow, SweepAsk};
+use crate::trust::{Credentials, PairKey, PeerKeys, TrustBundle, Verified};
 
 use super::wire::{AnswerPayload, AnswerProof, CertRef, RequestAuth, SweepRequest};
 use super::SweepSettings;
@@ -24,6 +24,30 @@ const REFUSED_MEMORY: usize = 256;
 /// Coordinators (name and peer epoch) a node remembers having given its
 /// certificate to.
 const TOLD_MEMORY: usize = 256;
+
+/// The one check of an operator's signed sweep, made by the control server
+/// when the CLI asks, by the coordinator when it starts the sweep, and (in
+/// two halves, around the clock-skew answer) by every participant: the
+/// operator's certificate, its signature over `ask`, its scope, and its
+/// signing time within the node's [`signing_window`].
+pub fn check_signed_sweep(
+    authorization: &Authorization,
+    bundle: &TrustBundle,
+    ask: &SweepAsk<'_>,
+    settings: &SweepSettings,
+    unix_ms: u64,
+) -> Result<Verified, AuthError> {
+    authorization.check(bundle, ask, unix_ms, signing_window(settings))
+}
+
+/// The node's signing window: `clock_skew_tolerance` ahead,
+/// `signed_request_slack` past the deadline.
+pub fn signing_window(settings: &SweepSettings) -> SigningWindow {
+    SigningWindow {
+        skew_ms: settings.clock_skew_tolerance.as_millis() as u64,
+        slack_ms: settings.signed_request_slack.as_millis() as u64,
+    }
+}
 
 /// A node's identity and what it trusts, as the sweep core uses them.
 #[derive(Debug)]
@@ -51,10 +75,10 @@ pub(crate) enum ProofRefusal {
     Unknown,
 }
 
-/// A request a participant accepted: who asked, and the key its answer is
-/// proved with.
+/// A request whose authorization a participant accepted: who asked, and
+/// the key its answer is proved with.
 #[derive(Debug)]
-pub(crate) struct Admitted {
+pub(crate) struct Authorized {
     pub(crate) operator: String,
     pub(crate) pair: PairKey,
     /// The coordinator has our certificate (this peer epoch): the answer
@@ -64,11 +88,11 @@ pub(crate) struct Admitted {
 
 /// Why a participant refused a request's authorization.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Refusal {
+pub(crate) enum AuthRefusal {
     /// First time for this sweep id: count and audit it.
-    New(String),
+    Refused(String),
     /// A copy of a request already refused.
-    Again,
+    RefusedBefore,
 }
 
 impl SweepTrust {
@@ -124,9 +148,9 @@ impl SweepTrust {
         req: &SweepRequest,
         unix_ms: u64,
         settings: &SweepSettings,
-    ) -> Result<Admitted, Refusal> {
+    ) -> Result<Authorized, AuthRefusal> {
         if self.refused.contains(&req.id) {
-            return Err(Refusal::Again);
+            return Err(AuthRefusal::RefusedBefore);
         }
         let result = self.check(req, unix_ms, settings);
         if let Err(reason) = &result {
@@ -134,9 +158,9 @@ impl SweepTrust {
                 self.refused.pop_front();
             }
             self.refused.push_back(req.id);
-            return Err(Refusal::New(reason.clone()));
+            return Err(AuthRefusal::Refused(reason.clone()));
         }
-        result.map_err(Refusal::New)
+        result.map_err(AuthRefusal::Refused)
     }
 
     fn check(
@@ -144,7 +168,7 @@ impl SweepTrust {
         req: &SweepRequest,
         unix_ms: u64,
         settings: &SweepSettings,
-    ) -> Result<Admitted, String> {
+    ) -> Result<Authorized, String> {
         let Some(auth) = &req.auth else {
             return Err(
                 "the request carries no operator signature (this node requires one)".into(),
@@ -173,14 +197,9 @@ impl SweepTrust {
         }
         let pair = coordinator.key.clone();
         auth.authorization
-            .fresh(
-                req.deadline_ms,
-                unix_ms,
-                settings.clock_skew_tolerance.as_millis() as u64,
-                settings.signed_request_slack.as_millis() as u64,
-            )
+            .fresh(req.deadline_ms, unix_ms, signing_window(settings))
             .map_err(|e| e.to_string())?;
-        Ok(Admitted {
+        Ok(Authorized {
             operator: operator.name().to_string(),
             pair,
             told: self.knows_us(&req.coordinator.name, auth.peer_epoch),

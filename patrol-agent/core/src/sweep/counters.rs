@@ -2,8 +2,6 @@
 //! by reason), [`RelayCounters`] (what the node did as a relay) and
 //! [`Held`] (the size of each bounded structure right now).
 
-use super::participant::Verdict;
-
 /// What the sweep core refused, by reason. Every refusal is counted here.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SweepCounters {
@@ -66,17 +64,6 @@ pub struct Held {
     /// Sweeps this node relays answers for (each one it takes part in at
     /// most).
     pub relaying: usize,
-}
-
-impl SweepCounters {
-    pub(super) fn request(&mut self, verdict: Verdict) {
-        match verdict {
-            Verdict::ClockSkew => self.requests_clock_skew += 1,
-            Verdict::Full => self.requests_over_capacity += 1,
-            Verdict::Unauthorized => self.requests_unauthorized += 1,
-            _ => {}
-        }
-    }
 }
 
 /// What this node did as a relay (part of its sweep counters).

@@ -7,11 +7,23 @@
 //! spread a request through foca, send a direct message, schedule a timer,
 //! run checks, report progress, hand over the finished [`SweepDocument`].
 //!
-//! Time comes in two forms: `now`, a monotonic [`Duration`] since any epoch
-//! (virtual in the simulator), and `unix_ms`, wall-clock milliseconds, used
-//! for the document and for request expiry across nodes (a node whose
-//! clock is ahead of the coordinator's by more than the deadline ignores
-//! the request).
+//! Time comes as a [`Now`] with every input: a monotonic time since any
+//! epoch (virtual in the simulator) for timers and expiry, and wall-clock
+//! milliseconds for the document and for request expiry across nodes (a
+//! node whose clock is ahead of the coordinator's by more than the
+//! deadline ignores the request).
+//!
+//! Inside, each input becomes one [`ctx::Ctx`] (who we are, settings,
+//! random numbers, trust, counters, the time, the effects out) handed to
+//! the side it concerns:
+//! - [`coordinator`]: the sweeps this node started (lifecycle and
+//!   backstop, intake of answers, the document);
+//! - [`participant`]: admission of requests, running our checks, our
+//!   answer and its resends;
+//! - [`relay`]: the answers this node forwards for a coordinator, and the
+//!   coordinator's choice of relays;
+//! - [`outcomes`]: every `patrol.*` outcome the sweep raises itself;
+//! - [`auth`]: operator signatures and node proofs, with certificates.
 //!
 //! The coordinator's own node takes part like any other: `start` registers
 //! the request with its own participant side at once (the copy that comes
@@ -21,7 +33,9 @@
 mod auth;
 mod coordinator;
 mod counters;
+mod ctx;
 pub mod gossip;
+pub mod outcomes;
 mod participant;
 mod relay;
 mod settings;
@@ -42,8 +56,13 @@ pub use wire::{
     SweepMessage, SweepRequest, WireError, PROTOCOL_VERSION,
 };
 
+pub use auth::{check_signed_sweep, signing_window};
 use coordinator::Coordinator;
-use participant::{Participant, Verdict};
+pub use coordinator::MAX_NODE_NAME;
+use ctx::{Env, Prng};
+use participant::{AckVerdict, Participant};
+
+use crate::clock::Now;
 
 /// A mesh member as the sweep core needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,19 +194,14 @@ enum TimerKind {
     RelayResend(u64, u32, u32),
 }
 
-/// One node's sweep logic: coordinator and participant.
+/// One node's sweep logic: coordinator, participant and relay, around one
+/// [`Env`] that each gets a [`Ctx`] of per input.
 #[derive(Debug)]
 pub struct SweepCore {
-    me: Peer,
-    cluster: String,
-    settings: SweepSettings,
-    rng: Prng,
+    env: Env,
     coordinator: Coordinator,
     participant: Participant,
     relay: relay::Relay,
-    counters: SweepCounters,
-    /// With certificates: this node's identity and the CAs it accepts.
-    trust: Option<auth::SweepTrust>,
 }
 
 impl SweepCore {
@@ -197,15 +211,17 @@ impl SweepCore {
             mix = mix.rotate_left(5) ^ u64::from(b);
         }
         SweepCore {
-            me,
-            cluster,
-            settings,
-            rng: Prng::new(mix),
+            env: Env {
+                me,
+                cluster,
+                settings,
+                rng: Prng::new(mix),
+                counters: SweepCounters::default(),
+                trust: None,
+            },
             coordinator: Coordinator::default(),
             participant: Participant::default(),
             relay: relay::Relay::default(),
-            counters: SweepCounters::default(),
-            trust: None,
         }
     }
 
@@ -216,35 +232,40 @@ impl SweepCore {
         creds: crate::trust::Credentials,
         bundle: crate::trust::TrustBundle,
     ) {
-        let epoch = self.rng.next_u64();
-        self.trust = Some(auth::SweepTrust::new(creds, bundle, &self.settings, epoch));
+        let epoch = self.env.rng.next_u64();
+        self.env.trust = Some(auth::SweepTrust::new(
+            creds,
+            bundle,
+            &self.env.settings,
+            epoch,
+        ));
     }
 
     /// A reloaded CA bundle or deny list (no effect without certificates).
     pub fn set_bundle(&mut self, bundle: crate::trust::TrustBundle) {
-        if let Some(t) = self.trust.as_mut() {
-            t.set_bundle(bundle, self.rng.next_u64());
+        if let Some(t) = self.env.trust.as_mut() {
+            t.set_bundle(bundle, self.env.rng.next_u64());
         }
     }
 
     /// With certificates: this node's peer epoch as a coordinator (see
     /// `RequestAuth::peer_epoch`).
     pub fn peer_epoch(&self) -> Option<u64> {
-        self.trust.as_ref().map(|t| t.epoch)
+        self.env.trust.as_ref().map(|t| t.epoch)
     }
 
     /// With certificates: `coordinator` has this node's certificate in its
     /// peer epoch `epoch`, as after an answer to it (what a node that
     /// answered it before knows; the simulator's warm start).
     pub fn mark_told(&mut self, coordinator: &str, epoch: u64) {
-        if let Some(t) = self.trust.as_mut() {
+        if let Some(t) = self.env.trust.as_mut() {
             t.told(coordinator, epoch);
         }
     }
 
     /// Whether this node runs with certificates.
     pub fn trusted(&self) -> bool {
-        self.trust.is_some()
+        self.env.trust.is_some()
     }
 
     /// Check a peer's node certificate and derive the pair key with it now
@@ -255,7 +276,7 @@ impl SweepCore {
         cert: &crate::trust::Certificate,
         unix_ms: u64,
     ) -> Result<(), crate::trust::TrustError> {
-        match self.trust.as_mut() {
+        match self.env.trust.as_mut() {
             Some(t) => {
                 let bundle = t.bundle.clone();
                 t.peers.peer(&bundle, cert, unix_ms / 1000).map(|_| ())
@@ -266,20 +287,20 @@ impl SweepCore {
 
     /// Peer certificates verified and pair keys derived so far.
     pub fn pair_keys_derived(&self) -> u64 {
-        self.trust.as_ref().map_or(0, |t| t.peers.derived)
+        self.env.trust.as_ref().map_or(0, |t| t.peers.derived)
     }
 
     pub fn me(&self) -> &Peer {
-        &self.me
+        &self.env.me
     }
 
     pub fn settings(&self) -> &SweepSettings {
-        &self.settings
+        &self.env.settings
     }
 
     /// What the core refused so far.
     pub fn counters(&self) -> &SweepCounters {
-        &self.counters
+        &self.env.counters
     }
 
     /// Number of sweeps this node coordinates right now.
@@ -310,20 +331,20 @@ impl SweepCore {
     /// added when missing) as the expected set, spread the request, and take
     /// part ourselves. Returns the sweep id.
     /// With certificates the sweep must carry an operator's authorization
-    /// for its id (checked here, and again by every participant).
+    /// for its id ([`check_signed_sweep`], checked here and again by every
+    /// participant).
     pub fn start(
         &mut self,
-        now: Duration,
-        unix_ms: u64,
+        now: Now,
         mut spec: StartSweep,
         members: Vec<MemberView>,
         out: &mut Vec<Effect>,
     ) -> Result<u64, StartRefused> {
-        let id = spec.id.unwrap_or_else(|| self.rng.next_u64());
+        let id = spec.id.unwrap_or_else(|| self.env.rng.next_u64());
         if self.coordinator.knows(id) {
             return Err(StartRefused::DuplicateId(id));
         }
-        let auth = match self.trust.as_ref() {
+        let auth = match self.env.trust.as_ref() {
             None => None,
             Some(trust) => {
                 let Some(authorization) = spec.authorization.take() else {
@@ -337,33 +358,21 @@ impl SweepCore {
                     node_filter: &spec.node_filter,
                     deadline_ms: spec.deadline.as_millis() as u64,
                 };
-                authorization
-                    .check(
-                        &trust.bundle,
-                        &ask,
-                        unix_ms,
-                        self.settings.clock_skew_tolerance.as_millis() as u64,
-                        self.settings.signed_request_slack.as_millis() as u64,
-                    )
-                    .map_err(|e| StartRefused::Unauthorized(e.to_string()))?;
+                check_signed_sweep(
+                    &authorization,
+                    &trust.bundle,
+                    &ask,
+                    &self.env.settings,
+                    now.unix_ms,
+                )
+                .map_err(|e| StartRefused::Unauthorized(e.to_string()))?;
                 Some(Box::new(trust.request_auth(authorization)))
             }
         };
-        let req = self.coordinator.start(
-            &self.me,
-            &self.cluster,
-            &self.settings,
-            id,
-            now,
-            unix_ms,
-            spec,
-            auth,
-            members,
-            self.trust.as_ref().map(|t| t.peers.len()),
-            out,
-        );
-        out.push(Effect::Spread(req.clone()));
-        self.handle_request(now, unix_ms, req, out);
+        let mut cx = self.env.ctx(now, out);
+        let req = self.coordinator.start(&mut cx, id, spec, auth, members);
+        cx.push(Effect::Spread(req.clone()));
+        self.handle_request(now, req, out);
         Ok(id)
     }
 
@@ -372,15 +381,9 @@ impl SweepCore {
     /// match our tags run nothing. When `max_concurrent` sweeps are already
     /// running, the node answers at once with a single `error` check
     /// `patrol.busy`, so the coordinator lists it as `failing`, not silent.
-    pub fn handle_request(
-        &mut self,
-        now: Duration,
-        unix_ms: u64,
-        req: SweepRequest,
-        out: &mut Vec<Effect>,
-    ) {
-        self.take_request(now, unix_ms, req, None, out);
-        self.deliver_local(now, unix_ms, out);
+    pub fn handle_request(&mut self, now: Now, req: SweepRequest, out: &mut Vec<Effect>) {
+        self.take_request(now, req, None, out);
+        self.deliver_local(now, out);
     }
 
     /// A request, gossiped (`from` None) or direct: to the participant,
@@ -388,132 +391,76 @@ impl SweepCore {
     /// to the relay side.
     fn take_request(
         &mut self,
-        now: Duration,
-        unix_ms: u64,
+        now: Now,
         req: SweepRequest,
         from: Option<SocketAddr>,
         out: &mut Vec<Effect>,
     ) {
-        let relay = req.relays.contains(&self.me.addr).then(|| {
-            let left = req.expires_at_unix_ms().saturating_sub(unix_ms);
+        let relay = req.relays.contains(&self.env.me.addr).then(|| {
+            let left = req.expires_at_unix_ms().saturating_sub(now.unix_ms);
             (
                 req.id,
                 req.coordinator.addr,
-                now + Duration::from_millis(left),
+                now.mono + Duration::from_millis(left),
             )
         });
-        let verdict = self.participant.request(
-            &self.me,
-            &self.settings,
-            &mut self.rng,
-            now,
-            unix_ms,
-            req,
-            from,
-            self.trust.as_mut(),
-            out,
-        );
-        if verdict == Verdict::Taken {
+        let mut cx = self.env.ctx(now, out);
+        if self.participant.request(&mut cx, req, from) {
             if let Some((id, coordinator, expires_at)) = relay {
                 self.relay.start(id, coordinator, expires_at);
             }
         }
-        self.counters.request(verdict);
     }
 
     /// A direct sweep message: backstop request, answer piece or ack.
     pub fn handle_message(
         &mut self,
-        now: Duration,
-        unix_ms: u64,
+        now: Now,
         from: SocketAddr,
         msg: SweepMessage,
         out: &mut Vec<Effect>,
     ) {
         match msg {
-            SweepMessage::Request(req) => self.take_request(now, unix_ms, req, Some(from), out),
-            msg => self.take_direct(now, unix_ms, from, msg, out),
+            SweepMessage::Request(req) => self.take_request(now, req, Some(from), out),
+            msg => self.take_direct(now, from, msg, out),
         }
-        self.deliver_local(now, unix_ms, out);
+        self.deliver_local(now, out);
     }
 
     /// An answer piece or an ack, from the network or from ourselves.
     fn take_direct(
         &mut self,
-        now: Duration,
-        unix_ms: u64,
+        now: Now,
         from: SocketAddr,
         msg: SweepMessage,
         out: &mut Vec<Effect>,
     ) {
+        let mut cx = self.env.ctx(now, out);
         match msg {
             SweepMessage::Answer(chunk)
                 if !self.coordinator.active_sweep(chunk.sweep_id)
                     && self.relay.relays(chunk.sweep_id) =>
             {
-                self.relay.answer(
-                    &self.settings,
-                    &mut self.counters.relay,
-                    &mut self.rng,
-                    now,
-                    from,
-                    chunk,
-                    out,
-                );
+                self.relay.answer(&mut cx, from, chunk);
             }
-            SweepMessage::Answer(chunk) => {
-                let verdict = self.coordinator.answer_chunk(
-                    &self.settings,
-                    now,
-                    unix_ms,
-                    from,
-                    chunk,
-                    self.trust.as_mut(),
-                    out,
-                );
-                match verdict {
-                    coordinator::Verdict::Refused => self.counters.pieces_refused += 1,
-                    coordinator::Verdict::Forged => self.counters.answers_forged += 1,
-                    coordinator::Verdict::Unverified => self.counters.answers_unverified += 1,
-                    coordinator::Verdict::Taken => {}
-                }
-            }
+            SweepMessage::Answer(chunk) => self.coordinator.answer_chunk(&mut cx, from, chunk),
             SweepMessage::Ack {
                 sweep_id,
                 node,
                 nonce,
                 index,
             } => {
-                let verdict = self.participant.ack(
-                    &self.me,
-                    from,
-                    sweep_id,
-                    &node,
-                    nonce,
-                    index,
-                    self.trust.as_mut(),
-                );
-                if verdict == Verdict::Forged {
-                    self.counters.acks_refused += 1;
+                let verdict = self
+                    .participant
+                    .ack(&mut cx, from, sweep_id, &node, nonce, index);
+                if verdict == AckVerdict::Forged {
+                    cx.counters.acks_refused += 1;
                 }
             }
-            SweepMessage::Batch(batch) => {
-                let (refused, forged, unverified) = self.coordinator.batch(
-                    &self.settings,
-                    now,
-                    unix_ms,
-                    from,
-                    batch,
-                    self.trust.as_mut(),
-                    out,
-                );
-                self.counters.pieces_refused += refused;
-                self.counters.answers_forged += forged;
-                self.counters.answers_unverified += unverified;
-            }
+            SweepMessage::Batch(batch) => self.coordinator.batch(&mut cx, from, batch),
             SweepMessage::BatchAck { sweep_id, batch } => {
                 if !self.relay.batch_acked(from, sweep_id, batch) {
-                    self.counters.batch_acks_refused += 1;
+                    cx.counters.batch_acks_refused += 1;
                 }
             }
             // A backstop request to ourselves: we always have the request.
@@ -525,120 +472,54 @@ impl SweepCore {
     /// random delay within the request's spread window.
     pub fn checks_done(
         &mut self,
-        now: Duration,
-        unix_ms: u64,
+        now: Now,
         sweep_id: u64,
         outcomes: Vec<CheckOutcome>,
         out: &mut Vec<Effect>,
     ) {
-        // Expiry is judged on the monotonic clock from the receive time on.
-        self.participant.checks_done(
-            &self.me,
-            &self.settings,
-            &mut self.rng,
-            now,
-            sweep_id,
-            outcomes,
-            self.trust.as_ref(),
-            out,
-        );
-        self.deliver_local(now, unix_ms, out);
+        let mut cx = self.env.ctx(now, out);
+        self.participant.checks_done(&mut cx, sweep_id, outcomes);
+        self.deliver_local(now, out);
     }
 
     /// SWIM declared `name` down or left: in every sweep we coordinate, an
     /// expected member that has not answered becomes `down`.
-    pub fn member_down(&mut self, now: Duration, name: &str, out: &mut Vec<Effect>) {
-        self.coordinator.member_down(now, name, out);
+    pub fn member_down(&mut self, now: Now, name: &str, out: &mut Vec<Effect>) {
+        let mut cx = self.env.ctx(now, out);
+        self.coordinator.member_down(&mut cx, name);
     }
 
-    pub fn handle_timer(
-        &mut self,
-        now: Duration,
-        unix_ms: u64,
-        timer: SweepTimer,
-        out: &mut Vec<Effect>,
-    ) {
+    pub fn handle_timer(&mut self, now: Now, timer: SweepTimer, out: &mut Vec<Effect>) {
+        let mut cx = self.env.ctx(now, out);
         match timer.0 {
-            TimerKind::SendAnswer(id) => {
-                self.participant
-                    .send_answer(&self.settings, &mut self.rng, id, 0, now, out)
-            }
-            TimerKind::Resend(id, attempt) => {
-                self.participant
-                    .send_answer(&self.settings, &mut self.rng, id, attempt, now, out)
-            }
+            TimerKind::SendAnswer(id) => self.participant.send_answer(&mut cx, id, 0),
+            TimerKind::Resend(id, attempt) => self.participant.send_answer(&mut cx, id, attempt),
             TimerKind::Forget(id) => {
                 self.participant.forget(id);
                 self.relay.forget(id);
             }
-            TimerKind::RelayFlush(id) => self.relay.flush(
-                &self.settings,
-                &mut self.counters.relay,
-                &mut self.rng,
-                id,
-                now,
-                out,
-            ),
-            TimerKind::RelayResend(id, batch, attempt) => self.relay.resend(
-                &self.settings,
-                &mut self.counters.relay,
-                &mut self.rng,
-                id,
-                batch,
-                attempt,
-                now,
-                out,
-            ),
-            TimerKind::Tick(id) => self.coordinator.tick(&self.settings, id, now, out),
-            TimerKind::Deadline(id) => self.coordinator.deadline(id, now, out),
+            TimerKind::RelayFlush(id) => self.relay.flush(&mut cx, id),
+            TimerKind::RelayResend(id, batch, attempt) => {
+                self.relay.resend(&mut cx, id, batch, attempt)
+            }
+            TimerKind::Tick(id) => self.coordinator.tick(&mut cx, id),
+            TimerKind::Deadline(id) => self.coordinator.deadline(&mut cx, id),
         }
-        self.deliver_local(now, unix_ms, out);
+        self.deliver_local(now, out);
     }
 
     /// Answers addressed to ourselves never touch the network: move them
     /// from `Send` effects to the coordinator side, acks back likewise.
-    fn deliver_local(&mut self, now: Duration, unix_ms: u64, out: &mut Vec<Effect>) {
-        loop {
-            let Some(pos) = out
-                .iter()
-                .position(|e| matches!(e, Effect::Send { to, .. } if *to == self.me.addr))
-            else {
-                return;
-            };
-            let Effect::Send { msg, .. } = out.remove(pos) else {
-                return;
-            };
-            let from = self.me.addr;
-            self.take_direct(now, unix_ms, from, msg, out);
+    fn deliver_local(&mut self, now: Now, out: &mut Vec<Effect>) {
+        let me = self.env.me.addr;
+        while let Some(pos) = out
+            .iter()
+            .position(|e| matches!(e, Effect::Send { to, .. } if *to == me))
+        {
+            if let Effect::Send { msg, .. } = out.remove(pos) {
+                self.take_direct(now, me, msg, out);
+            }
         }
-    }
-}
-
-/// A small deterministic PRNG (splitmix64) for sweep ids and jitter, so the
-/// core stays reproducible under a seed.
-#[derive(Debug, Clone)]
-pub(crate) struct Prng(u64);
-
-impl Prng {
-    pub(crate) fn new(seed: u64) -> Self {
-        Prng(seed ^ 0x9E37_79B9_7F4A_7C15)
-    }
-
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, max)`; zero when `max` is zero.
-    pub(crate) fn below(&mut self, max: Duration) -> Duration {
-        let nanos = max.as_nanos() as u64;
-        if nanos == 0 {
-            return Duration::ZERO;
-        }
-        Duration::from_nanos(self.next_u64() % nanos)
     }
 }
 

@@ -12,18 +12,24 @@
 //! the coordinator checks on the answer it rebuilds. A relay can drop an
 //! answer; the coordinator's backstop then asks the node directly, and the
 //! node, which kept its answer, sends it straight to the coordinator.
+//!
+//! Which members relay is the coordinator's choice ([`choose_relays`]):
+//! none below `relay_min_nodes`, else `relays_for` alive expected members
+//! drawn at random; which relay a node uses is [`super::relay_index`].
 
 use core::net::SocketAddr;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use super::coordinator::ack;
-use super::counters::RelayCounters;
+use std::collections::BTreeMap;
+
+use super::coordinator::{ack, Slot, SlotState};
+use super::ctx::{Ctx, Prng};
 use super::wire::{
     AnswerBody, AnswerChunk, AnswerPayload, CheckResult, GroupHeader, RelayBatch, RelayGroup,
     RelayedAnswer, SweepMessage,
 };
-use super::{Effect, Prng, SweepSettings, SweepTimer, TimerKind};
+use super::{Effect, SweepSettings, SweepTimer, TimerKind};
 
 /// Bytes of a batch besides its groups, at most: sweep id 9, batch number
 /// 5, group count 3, and the message's version and variant 4.
@@ -96,90 +102,62 @@ impl Relay {
 
     /// A node's answer piece, sent to us as its relay: acked when taken
     /// (or taken before), refused and counted otherwise.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn answer(
-        &mut self,
-        settings: &SweepSettings,
-        counters: &mut RelayCounters,
-        rng: &mut Prng,
-        now: Duration,
-        from: SocketAddr,
-        chunk: AnswerChunk,
-        out: &mut Vec<Effect>,
-    ) {
+    pub(crate) fn answer(&mut self, cx: &mut Ctx, from: SocketAddr, chunk: AnswerChunk) {
         let id = chunk.sweep_id;
         let Some(sweep) = self.sweeps.get_mut(&id) else {
-            counters.pieces_refused += 1;
+            cx.counters.relay.pieces_refused += 1;
             return;
         };
         if sweep.taken.contains(&chunk.node) {
-            out.push(ack(from, &chunk));
+            cx.push(ack(from, &chunk));
             return;
         }
-        let Some((key, answer, len)) = sweep.admit(settings, now, &chunk) else {
-            counters.pieces_refused += 1;
+        let now = cx.mono();
+        let Some((key, answer, len)) = sweep.admit(cx.settings, now, &chunk) else {
+            cx.counters.relay.pieces_refused += 1;
             return;
         };
         sweep.taken.insert(chunk.node.clone());
         sweep.waiting.push((key, answer, now));
         sweep.waiting_bytes += len;
-        counters.answers_relayed += 1;
-        out.push(ack(from, &chunk));
-        if BATCH_HEADER + sweep.waiting_bytes >= settings.max_datagram {
-            sweep.flush(settings, counters, rng, id, now, true, out);
+        cx.counters.relay.answers_relayed += 1;
+        cx.push(ack(from, &chunk));
+        if BATCH_HEADER + sweep.waiting_bytes >= cx.settings.max_datagram {
+            sweep.flush(cx, id, true);
         } else if !sweep.flush_pending {
             sweep.flush_pending = true;
-            out.push(Effect::Schedule {
-                after: settings.relay_flush,
+            cx.push(Effect::Schedule {
+                after: cx.settings.relay_flush,
                 timer: SweepTimer(TimerKind::RelayFlush(id)),
             });
         }
     }
 
     /// The flush timer: forward whatever waits.
-    pub(crate) fn flush(
-        &mut self,
-        settings: &SweepSettings,
-        counters: &mut RelayCounters,
-        rng: &mut Prng,
-        sweep_id: u64,
-        now: Duration,
-        out: &mut Vec<Effect>,
-    ) {
+    pub(crate) fn flush(&mut self, cx: &mut Ctx, sweep_id: u64) {
         if let Some(sweep) = self.sweeps.get_mut(&sweep_id) {
             sweep.flush_pending = false;
-            sweep.flush(settings, counters, rng, sweep_id, now, false, out);
+            sweep.flush(cx, sweep_id, false);
         }
     }
 
     /// Resend batch `batch` unless acked (attempt `attempt`).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn resend(
-        &mut self,
-        settings: &SweepSettings,
-        counters: &mut RelayCounters,
-        rng: &mut Prng,
-        sweep_id: u64,
-        batch: u32,
-        attempt: u32,
-        now: Duration,
-        out: &mut Vec<Effect>,
-    ) {
+    pub(crate) fn resend(&mut self, cx: &mut Ctx, sweep_id: u64, batch: u32, attempt: u32) {
         let Some(sweep) = self.sweeps.get(&sweep_id) else {
             return;
         };
         let Some(b) = sweep.unacked.get(&batch) else {
             return;
         };
-        if now >= sweep.expires_at {
+        if cx.mono() >= sweep.expires_at {
             return;
         }
-        counters.batches_resent += 1;
-        out.push(Effect::Send {
+        cx.counters.relay.batches_resent += 1;
+        cx.push(Effect::Send {
             to: sweep.coordinator,
             msg: SweepMessage::Batch(b.clone()),
         });
-        schedule_resend(settings, rng, sweep_id, batch, attempt + 1, out);
+        schedule_resend(cx, sweep_id, batch, attempt + 1);
     }
 
     /// The coordinator acked batch `batch`: the headers it carried are
@@ -292,17 +270,9 @@ impl RelaySweep {
     /// Forward what waits in batches of at most one datagram each, grouped
     /// by group; with `full_only`, a last batch less than half full keeps
     /// waiting for the flush timer.
-    #[allow(clippy::too_many_arguments)]
-    fn flush(
-        &mut self,
-        settings: &SweepSettings,
-        counters: &mut RelayCounters,
-        rng: &mut Prng,
-        sweep_id: u64,
-        now: Duration,
-        full_only: bool,
-        out: &mut Vec<Effect>,
-    ) {
+    fn flush(&mut self, cx: &mut Ctx, sweep_id: u64, full_only: bool) {
+        let settings = cx.settings;
+        let now = cx.mono();
         let mut waiting = std::mem::take(&mut self.waiting);
         self.waiting_bytes = 0;
         waiting.sort_by_key(|(key, _, _)| *key);
@@ -361,7 +331,7 @@ impl RelaySweep {
                 self.waiting_bytes = bytes - BATCH_HEADER;
                 if !self.flush_pending {
                     self.flush_pending = true;
-                    out.push(Effect::Schedule {
+                    cx.push(Effect::Schedule {
                         after: settings.relay_flush,
                         timer: SweepTimer(TimerKind::RelayFlush(sweep_id)),
                     });
@@ -375,32 +345,20 @@ impl RelaySweep {
                 groups,
             };
             self.next_batch = self.next_batch.wrapping_add(1);
-            counters.batches_sent += 1;
-            out.push(Effect::Send {
+            cx.counters.relay.batches_sent += 1;
+            cx.push(Effect::Send {
                 to: self.coordinator,
                 msg: SweepMessage::Batch(batch.clone()),
             });
-            schedule_resend(settings, rng, sweep_id, batch.batch, 1, out);
+            schedule_resend(cx, sweep_id, batch.batch, 1);
             self.unacked.insert(batch.batch, batch);
         }
     }
 }
 
-fn schedule_resend(
-    settings: &SweepSettings,
-    rng: &mut Prng,
-    sweep_id: u64,
-    batch: u32,
-    attempt: u32,
-    out: &mut Vec<Effect>,
-) {
-    let base = settings
-        .retry_initial
-        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
-        .min(settings.retry_max);
-    // ±25% jitter, as the nodes' own resends.
-    let after = base * 3 / 4 + rng.below(base / 2);
-    out.push(Effect::Schedule {
+fn schedule_resend(cx: &mut Ctx, sweep_id: u64, batch: u32, attempt: u32) {
+    let after = cx.retry_delay(attempt.saturating_sub(1));
+    cx.push(Effect::Schedule {
         after,
         timer: SweepTimer(TimerKind::RelayResend(sweep_id, batch, attempt)),
     });
@@ -419,4 +377,28 @@ fn diff(base: &[CheckResult], results: &[CheckResult]) -> Vec<(u16, CheckResult)
 fn encoded_len<T: serde::Serialize>(value: &T) -> usize {
     bincode::serde::encode_to_vec(value, bincode::config::standard())
         .map_or(usize::MAX / 4, |v| v.len())
+}
+
+/// The relays of sweep `id`: none below `relay_min_nodes`, else
+/// `relays_for` alive expected members other than the coordinator, drawn
+/// at random (seeded by the sweep id).
+pub(crate) fn choose_relays(
+    settings: &SweepSettings,
+    id: u64,
+    me: &str,
+    expected: &BTreeMap<String, Slot>,
+) -> Vec<SocketAddr> {
+    let mut alive: Vec<SocketAddr> = expected
+        .values()
+        .filter(|s| matches!(s.state, SlotState::Pending) && s.peer.name != me)
+        .map(|s| s.peer.addr)
+        .collect();
+    let count = settings.relays_for(expected.len(), alive.len());
+    let mut rng = Prng::new(id ^ 0x7265_6c61_7973);
+    for i in 0..count {
+        let j = i + (rng.next_u64() % (alive.len() - i) as u64) as usize;
+        alive.swap(i, j);
+    }
+    alive.truncate(count);
+    alive
 }

@@ -59,6 +59,20 @@ pub enum AuthError {
     },
 }
 
+/// How far from a node's clock an operator's signing time may be: a
+/// signed request is good from `skew_ms` before it was signed (the
+/// operator's clock ahead of ours) until its deadline plus `slack_ms` after
+/// (the time for the CLI to reach the coordinator and the request to
+/// spread), never later. Every check of a signed sweep, by the control
+/// server, the coordinator and each participant, uses the node's one
+/// window: `SweepSettings::clock_skew_tolerance` and
+/// `SweepSettings::signed_request_slack`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SigningWindow {
+    pub skew_ms: u64,
+    pub slack_ms: u64,
+}
+
 /// What an operator signs.
 #[derive(Debug, Clone, Copy)]
 pub struct SweepAsk<'a> {
@@ -101,18 +115,16 @@ impl Authorization {
 
     /// Check the operator's certificate, its signature over `ask`, its
     /// scope, and that it was signed within
-    /// `[now − deadline − slack, now + skew]`: a signed request is good for
-    /// one deadline (plus slack for the sweep to start), never later.
+    /// `[now − deadline − slack, now + skew]` ([`SigningWindow`]).
     pub fn check(
         &self,
         bundle: &TrustBundle,
         ask: &SweepAsk<'_>,
         now_unix_ms: u64,
-        skew_ms: u64,
-        slack_ms: u64,
+        window: SigningWindow,
     ) -> Result<Verified, AuthError> {
         let operator = self.verify(bundle, ask, now_unix_ms)?;
-        self.fresh(ask.deadline_ms, now_unix_ms, skew_ms, slack_ms)?;
+        self.fresh(ask.deadline_ms, now_unix_ms, window)?;
         Ok(operator)
     }
 
@@ -151,13 +163,12 @@ impl Authorization {
         &self,
         deadline_ms: u64,
         now_unix_ms: u64,
-        skew_ms: u64,
-        slack_ms: u64,
+        window: SigningWindow,
     ) -> Result<(), AuthError> {
         let earliest = now_unix_ms
             .saturating_sub(deadline_ms)
-            .saturating_sub(slack_ms);
-        let latest = now_unix_ms.saturating_add(skew_ms);
+            .saturating_sub(window.slack_ms);
+        let latest = now_unix_ms.saturating_add(window.skew_ms);
         if self.signed_at_unix_ms < earliest || self.signed_at_unix_ms > latest {
             return Err(AuthError::Stale {
                 signed_at_unix_ms: self.signed_at_unix_ms,
@@ -174,6 +185,11 @@ mod tests {
     use super::super::testing::*;
     use super::super::{Role, Scope};
     use super::*;
+
+    const WINDOW: SigningWindow = SigningWindow {
+        skew_ms: 5000,
+        slack_ms: 60_000,
+    };
 
     fn ask<'a>(sel: &'a Selector, filter: &'a BTreeMap<String, String>) -> SweepAsk<'a> {
         SweepAsk {
@@ -193,7 +209,7 @@ mod tests {
         let filter = BTreeMap::new();
         let auth = Authorization::sign(&op, &ask(&sel, &filter), 1_000_000);
         let ok = auth
-            .check(&b, &ask(&sel, &filter), 1_000_100, 5000, 60_000)
+            .check(&b, &ask(&sel, &filter), 1_000_100, WINDOW)
             .unwrap();
         assert_eq!(ok.name(), "alice");
 
@@ -203,15 +219,15 @@ mod tests {
             labels: vec![],
         };
         assert!(matches!(
-            auth.check(&b, &ask(&wider, &filter), 1_000_100, 5000, 60_000),
+            auth.check(&b, &ask(&wider, &filter), 1_000_100, WINDOW),
             Err(AuthError::BadSignature { .. })
         ));
         let mut other_id = ask(&sel, &filter);
         other_id.sweep_id = 43;
-        assert!(auth.check(&b, &other_id, 1_000_100, 5000, 60_000).is_err());
+        assert!(auth.check(&b, &other_id, 1_000_100, WINDOW).is_err());
         let mut longer = ask(&sel, &filter);
         longer.deadline_ms = 6000;
-        assert!(auth.check(&b, &longer, 1_000_100, 5000, 60_000).is_err());
+        assert!(auth.check(&b, &longer, 1_000_100, WINDOW).is_err());
     }
 
     #[test]
@@ -224,14 +240,14 @@ mod tests {
         let auth = Authorization::sign(&op, &ask(&sel, &filter), 1_000_000);
         // Deadline 5 s + slack 60 s after signing: still good; a ms later not.
         assert!(auth
-            .check(&b, &ask(&sel, &filter), 1_065_000, 5000, 60_000)
+            .check(&b, &ask(&sel, &filter), 1_065_000, WINDOW)
             .is_ok());
         assert!(matches!(
-            auth.check(&b, &ask(&sel, &filter), 1_065_001, 5000, 60_000),
+            auth.check(&b, &ask(&sel, &filter), 1_065_001, WINDOW),
             Err(AuthError::Stale { .. })
         ));
         assert!(matches!(
-            auth.check(&b, &ask(&sel, &filter), 994_999, 5000, 60_000),
+            auth.check(&b, &ask(&sel, &filter), 994_999, WINDOW),
             Err(AuthError::Stale { .. })
         ));
     }
@@ -245,7 +261,7 @@ mod tests {
         let filter = BTreeMap::new();
         let auth = Authorization::sign(&node, &ask(&sel, &filter), 1_000_000);
         assert!(matches!(
-            auth.check(&b, &ask(&sel, &filter), 1_000_000, 5000, 60_000),
+            auth.check(&b, &ask(&sel, &filter), 1_000_000, WINDOW),
             Err(AuthError::Certificate(TrustError::WrongRole { .. }))
         ));
         let nightly = Scope {
@@ -256,7 +272,7 @@ mod tests {
         let op = creds(&ca, Role::Operator(nightly), "cron", 3);
         let auth = Authorization::sign(&op, &ask(&sel, &filter), 1_000_000);
         assert!(matches!(
-            auth.check(&b, &ask(&sel, &filter), 1_000_000, 5000, 60_000),
+            auth.check(&b, &ask(&sel, &filter), 1_000_000, WINDOW),
             Err(AuthError::Scope { .. })
         ));
     }

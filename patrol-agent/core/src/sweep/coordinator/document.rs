@@ -1,0 +1,112 @@
+//! The finished sweep as a [`SweepDocument`]: every expected node in
+//! exactly one state (answered ok or failing, `no_answer`, `down`), late
+//! joiners after them, each claimant of a name in conflict listed
+//! `failing`, and the sweep's timing.
+
+use std::time::Duration;
+
+use patrol_model::document::DOCUMENT_VERSION;
+use patrol_model::{NodeEntry, NodeState, Silence, SweepDocument, SweepTiming, SwimState};
+
+use super::super::outcomes;
+use super::{Slot, SlotState, Sweep};
+
+impl Sweep {
+    /// The document of this sweep, completed at `now`.
+    pub(super) fn finish(self, cluster: &str, now: Duration) -> SweepDocument {
+        let request = &self.request;
+        let mut doc = SweepDocument {
+            version: DOCUMENT_VERSION,
+            sweep_id: format!("{:016x}", request.id),
+            cluster: cluster.to_string(),
+            coordinator: request.coordinator.name.clone(),
+            started_at_unix_ms: request.issued_at_unix_ms,
+            deadline_ms: request.deadline_ms,
+            selector: request.selector.clone(),
+            node_filter: request.node_filter.clone(),
+            counts: Default::default(),
+            nodes: Vec::new(),
+            timing: SweepTiming::default(),
+            operator: request
+                .auth
+                .as_ref()
+                .map(|a| a.authorization.operator.body.name.clone()),
+        };
+        let mut nodes: Vec<NodeEntry> = self.expected.into_values().map(entry).collect();
+        nodes.extend(self.late.into_values());
+        for (name, claimants) in &self.conflicts {
+            let addrs: Vec<String> = claimants.iter().map(|p| p.addr.to_string()).collect();
+            for peer in claimants {
+                nodes.push(NodeEntry {
+                    name: format!("{name}@{}", peer.addr),
+                    addr: peer.addr.to_string(),
+                    tags: peer.tags.clone(),
+                    state: NodeState::Failing,
+                    late_joiner: false,
+                    reached_ms: None,
+                    answered_ms: None,
+                    checks_ms: None,
+                    checks: vec![outcomes::name_conflict(name, &addrs)],
+                    clock: None,
+                    silence: None,
+                });
+            }
+        }
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut reached: Vec<u64> = nodes.iter().filter_map(|n| n.reached_ms).collect();
+        reached.sort_unstable();
+        doc.timing = SweepTiming {
+            reached_p50_ms: percentile(&reached, 50),
+            reached_p99_ms: percentile(&reached, 99),
+            reached_max_ms: reached.last().copied(),
+            last_answer_ms: self
+                .last_answer_at
+                .map(|t| t.saturating_sub(self.started_at).as_millis() as u64),
+            completed_ms: now.saturating_sub(self.started_at).as_millis() as u64,
+        };
+        doc.nodes = nodes;
+        doc.recount();
+        doc
+    }
+}
+
+/// An expected node's entry: its answer, or why there is none.
+fn entry(slot: Slot) -> NodeEntry {
+    let pending = match slot.state {
+        SlotState::Answered(entry) => return entry,
+        SlotState::Pending => true,
+        SlotState::Down => false,
+    };
+    NodeEntry {
+        name: slot.peer.name,
+        addr: slot.peer.addr.to_string(),
+        tags: slot.peer.tags,
+        state: if pending {
+            NodeState::NoAnswer
+        } else {
+            NodeState::Down
+        },
+        late_joiner: false,
+        reached_ms: None,
+        answered_ms: None,
+        checks_ms: None,
+        checks: Vec::new(),
+        clock: None,
+        // What the sweep knows; the node adds what the mesh knows (when it
+        // last heard from it, its SWIM state).
+        silence: pending.then_some(Silence {
+            last_heard_ago_ms: None,
+            swim: SwimState::Unknown,
+            backstop_requests: slot.backstops,
+        }),
+    }
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[u64], p: usize) -> Option<u64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (sorted.len() * p).div_ceil(100).max(1);
+    sorted.get(rank - 1).copied()
+}

@@ -1,0 +1,501 @@
+//! The coordinator's intake: answers coming in and recorded, each node
+//! once.
+//! - **Direct answers** come in acked pieces, reassembled by (node, nonce)
+//!   so that a forged answer in a node's name cannot mix its pieces into
+//!   the node's own; what incomplete answers hold is bounded
+//!   (`max_partial_bytes`, of which `max_late_partial_bytes` for nodes
+//!   outside the expected set).
+//! - **Relay batches** carry grouped answers; each is rebuilt from its
+//!   group's header and checked against its own node's proof.
+//! - **Recording** measures the node's clock offset (PROTOCOL.md, "Clock
+//!   offset"): each answer piece carries the node's clock when that copy
+//!   left; each arrival is paired with it, and the copy with the shortest
+//!   trip is kept, so a resend measures as well as a first send. With the
+//!   request's issue time and the node's receive time that gives an
+//!   NTP-style offset and bound; a node off by more than
+//!   `clock_skew_limit` for certain gets a `patrol.clock_skew` outcome.
+//!
+//! Every refusal is counted in the context's counters.
+
+use core::net::SocketAddr;
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use patrol_model::{ClockOffset, NodeEntry, NodeState, Status};
+
+use super::super::ctx::Ctx;
+use super::super::outcomes::{self, CLOCK_SKEW_CHECK_ID};
+use super::super::wire::{
+    AnswerBody, AnswerChunk, AnswerPayload, AnswerProof, GroupHeader, RelayBatch, SweepMessage,
+    WireError,
+};
+use super::super::{auth::ProofRefusal, Effect};
+use super::{Coordinator, SlotState, Sweep, MAX_NODE_NAME};
+
+/// Most relay group headers a coordinator keeps per sweep (a few per relay
+/// in a real fleet: one per distinct set of tags and checks).
+const MAX_RELAY_GROUPS: usize = 16_384;
+
+/// What one slot of an incomplete answer costs besides its payload.
+const SLOT_BYTES: usize = std::mem::size_of::<Option<Vec<u8>>>();
+
+/// A sweep's answers on their way in.
+#[derive(Debug, Default)]
+pub(super) struct Intake {
+    /// The group headers relays sent, by (relay, group number); bounded by
+    /// `MAX_RELAY_GROUPS`.
+    relay_groups: HashMap<(SocketAddr, u32), GroupHeader>,
+    /// Incomplete answers by (node, nonce).
+    partial: HashMap<(String, u64), Partial>,
+    /// Bytes held in `partial` (payloads and a [`SLOT_BYTES`] slot per
+    /// announced piece), bounded by `max_partial_bytes`.
+    partial_bytes: usize,
+    /// Of those, the bytes of nodes outside the expected set, bounded by
+    /// `max_late_partial_bytes`.
+    late_partial_bytes: usize,
+}
+
+/// An answer whose pieces are still coming in.
+#[derive(Debug, Default)]
+struct Partial {
+    pieces: Vec<Option<Vec<u8>>>,
+    /// Of the copies of its pieces that arrived, the one with the shortest
+    /// trip: the pair the node's clock offset is measured from.
+    trip: Option<Trip>,
+}
+
+/// One piece's trip: the node's send time (its clock) and the arrival
+/// (ours), unix milliseconds.
+#[derive(Debug, Clone, Copy)]
+struct Trip {
+    sent: u64,
+    arrived: u64,
+}
+
+impl Trip {
+    /// Arrival less departure: the one-way delay plus the clock offset.
+    /// The offset is the same for every copy, so the smallest value is the
+    /// copy that spent the least time on the way (NTP's minimum-delay
+    /// filter).
+    fn span(&self) -> i128 {
+        i128::from(self.arrived) - i128::from(self.sent)
+    }
+}
+
+/// A whole answer as the coordinator got it.
+enum Answer {
+    /// Reassembled from the node's own pieces.
+    Received(AnswerPayload),
+    /// Rebuilt from a relay's batch, with the node's proof.
+    Rebuilt(AnswerBody, Option<AnswerProof>),
+}
+
+/// The ack of `chunk`, to `to` (from a coordinator or a relay).
+pub(crate) fn ack(to: SocketAddr, chunk: &AnswerChunk) -> Effect {
+    Effect::Send {
+        to,
+        msg: SweepMessage::Ack {
+            sweep_id: chunk.sweep_id,
+            node: chunk.node.clone(),
+            nonce: chunk.nonce,
+            index: chunk.index,
+        },
+    }
+}
+
+/// Bytes an incomplete answer holds: its slots and its payloads.
+fn held_by(parts: &[Option<Vec<u8>>]) -> usize {
+    parts.len() * SLOT_BYTES + parts.iter().flatten().map(Vec::len).sum::<usize>()
+}
+
+impl Coordinator {
+    /// An answer piece from `from`. Acked when taken (or taken before);
+    /// malformed pieces, pieces over a bound and pieces for an unknown
+    /// sweep are refused and counted.
+    pub(crate) fn answer_chunk(&mut self, cx: &mut Ctx, from: SocketAddr, chunk: AnswerChunk) {
+        let id = chunk.sweep_id;
+        let Some(sweep) = self.sweeps.get_mut(&id) else {
+            if self.recent.contains(&id) {
+                cx.push(ack(from, &chunk));
+            } else {
+                cx.counters.pieces_refused += 1;
+            }
+            return;
+        };
+        if let Some(bytes) = sweep.take_piece(cx, from, &chunk) {
+            sweep.whole_answer(cx, from, &chunk, &bytes);
+            self.complete_if_settled(cx, id);
+        }
+    }
+
+    /// A relay's batch: every answer in it is rebuilt, checked (with
+    /// certificates, against its own node's proof) and recorded like a
+    /// direct one; the batch is acked once it has been read.
+    pub(crate) fn batch(&mut self, cx: &mut Ctx, from: SocketAddr, batch: RelayBatch) {
+        let id = batch.sweep_id;
+        let batch_ack = Effect::Send {
+            to: from,
+            msg: SweepMessage::BatchAck {
+                sweep_id: id,
+                batch: batch.batch,
+            },
+        };
+        let answers: u64 = batch.groups.iter().map(|g| g.nodes.len() as u64).sum();
+        let Some(sweep) = self.sweeps.get_mut(&id) else {
+            if self.recent.contains(&id) {
+                cx.push(batch_ack);
+            } else {
+                cx.counters.pieces_refused += answers;
+            }
+            return;
+        };
+        if !sweep.request.relays.contains(&from) {
+            // Only the relays the request named forward answers.
+            cx.counters.pieces_refused += answers;
+            return;
+        }
+        sweep.take_batch(cx, from, batch);
+        cx.push(batch_ack);
+        self.complete_if_settled(cx, id);
+    }
+}
+
+impl Sweep {
+    /// Take one piece into its node's incomplete answer (acking it); the
+    /// whole answer's bytes once its last piece is in.
+    fn take_piece(
+        &mut self,
+        cx: &mut Ctx,
+        from: SocketAddr,
+        chunk: &AnswerChunk,
+    ) -> Option<Vec<u8>> {
+        let settings = cx.settings;
+        let count = usize::from(chunk.count);
+        let index = usize::from(chunk.index);
+        let payload = settings.chunk_payload(chunk.node.len());
+        let max_pieces = settings.max_answer_bytes / payload.max(1) + 1;
+        if count == 0
+            || index >= count
+            || count > max_pieces
+            || chunk.payload.len() > payload
+            || chunk.node.len() > MAX_NODE_NAME
+        {
+            cx.counters.pieces_refused += 1;
+            return None;
+        }
+        if self.has_answer(&chunk.node) || self.conflicts.contains_key(&chunk.node) {
+            // Acked so the node stops resending; a claimant of a name in
+            // conflict cannot be told apart from its twin, so its answer
+            // is not recorded.
+            cx.push(ack(from, chunk));
+            return None;
+        }
+        let expected = self.expected.contains_key(&chunk.node);
+        let key = (chunk.node.clone(), chunk.nonce);
+        if !expected && !self.intake.partial.contains_key(&key) && self.late_is_full(cx) {
+            cx.counters.pieces_refused += 1;
+            return None;
+        }
+        // What the node's incomplete answer holds now and would hold with
+        // this piece: a piece with another `count` starts it again, with a
+        // slot for every piece it announces (counted, so that pieces
+        // claiming thousands of empty siblings cannot hold more than the
+        // bound).
+        let intake = &mut self.intake;
+        let held_now = intake.partial.get(&key).map_or(0, |p| held_by(&p.pieces));
+        let held_then = match intake.partial.get(&key) {
+            Some(p) if p.pieces.len() == count => {
+                held_now - p.pieces[index].as_ref().map_or(0, Vec::len) + chunk.payload.len()
+            }
+            _ => count * SLOT_BYTES + chunk.payload.len(),
+        };
+        let grows = held_then.saturating_sub(held_now);
+        if intake.partial_bytes + grows > settings.max_partial_bytes
+            || (!expected && intake.late_partial_bytes + grows > settings.max_late_partial_bytes)
+        {
+            cx.counters.pieces_refused += 1;
+            return None;
+        }
+        cx.push(ack(from, chunk));
+        intake.partial_bytes = intake.partial_bytes - held_now + held_then;
+        if !expected {
+            intake.late_partial_bytes = intake.late_partial_bytes - held_now + held_then;
+        }
+        let arrived = self.coordinator_clock(cx.mono());
+        let intake = &mut self.intake;
+        let partial = intake.partial.entry(key.clone()).or_default();
+        if partial.pieces.len() != count {
+            *partial = Partial {
+                pieces: vec![None; count],
+                trip: None,
+            };
+        }
+        let trip = Trip {
+            sent: chunk.sent_unix_ms,
+            arrived,
+        };
+        if partial.trip.is_none_or(|best| trip.span() < best.span()) {
+            partial.trip = Some(trip);
+        }
+        partial.pieces[index] = Some(chunk.payload.clone());
+        if partial.pieces.iter().any(Option::is_none) {
+            return None;
+        }
+        let bytes: Vec<u8> = partial.pieces.iter().flatten().flatten().copied().collect();
+        intake.partial_bytes -= held_then;
+        if !expected {
+            intake.late_partial_bytes -= held_then;
+        }
+        Some(bytes)
+    }
+
+    /// Record the answer whose last piece was `chunk`.
+    fn whole_answer(&mut self, cx: &mut Ctx, from: SocketAddr, chunk: &AnswerChunk, bytes: &[u8]) {
+        let key = (chunk.node.clone(), chunk.nonce);
+        let trip = self.intake.partial.remove(&key).and_then(|p| p.trip);
+        match AnswerPayload::decode(bytes) {
+            Ok(payload) => {
+                self.accept(
+                    cx,
+                    from,
+                    &chunk.node,
+                    chunk.nonce,
+                    Answer::Received(payload),
+                    trip,
+                );
+            }
+            Err(e) => {
+                // The node answered (every piece arrived and was acked),
+                // but its answer does not decode: list it as failing with
+                // the reason, not as silent (and with no clock offset: its
+                // receive time is unknown).
+                let body = self.unreadable(cx.mono(), &e);
+                self.record(cx, from, chunk.node.clone(), body, None);
+            }
+        }
+    }
+
+    /// Every answer of a relay's batch, rebuilt and accepted.
+    fn take_batch(&mut self, cx: &mut Ctx, from: SocketAddr, batch: RelayBatch) {
+        let arrived = self.coordinator_clock(cx.mono());
+        for group in batch.groups {
+            let slot = (from, group.key);
+            if let Some(header) = group.header {
+                let groups = &mut self.intake.relay_groups;
+                if groups.len() >= MAX_RELAY_GROUPS && !groups.contains_key(&slot) {
+                    cx.counters.pieces_refused += group.nodes.len() as u64;
+                    continue;
+                }
+                groups.insert(slot, header);
+            }
+            let Some(header) = self.intake.relay_groups.get(&slot).cloned() else {
+                // A header this coordinator never had: the relay thinks
+                // it was acked (a restart in between). The backstop asks
+                // these nodes directly.
+                cx.counters.pieces_refused += group.nodes.len() as u64;
+                continue;
+            };
+            for node in &group.nodes {
+                if node.node.len() > MAX_NODE_NAME {
+                    cx.counters.pieces_refused += 1;
+                    continue;
+                }
+                if self.has_answer(&node.node) || self.conflicts.contains_key(&node.node) {
+                    continue;
+                }
+                if !self.expected.contains_key(&node.node) && self.late_is_full(cx) {
+                    cx.counters.pieces_refused += 1;
+                    continue;
+                }
+                let Some(body) = header.body(node) else {
+                    cx.counters.pieces_refused += 1;
+                    continue;
+                };
+                let trip = Trip {
+                    sent: node.received_unix_ms + u64::from(node.sent_after_ms),
+                    arrived: arrived.saturating_sub(u64::from(node.held_ms)),
+                };
+                let answer = Answer::Rebuilt(body, node.proof.clone());
+                self.accept(cx, from, &node.node, node.nonce, answer, Some(trip));
+            }
+        }
+    }
+
+    /// Whether the late joiners (answered or partly answered) are at
+    /// `max_late_joiners`.
+    fn late_is_full(&self, cx: &Ctx) -> bool {
+        self.late.len() + self.late_partial() >= cx.settings.max_late_joiners
+    }
+
+    /// A whole answer of `node`: checked against the node's proof (with
+    /// certificates), then recorded. `trip` is the node's send time and our
+    /// arrival time (less what a relay held it).
+    fn accept(
+        &mut self,
+        cx: &mut Ctx,
+        from: SocketAddr,
+        node: &str,
+        nonce: u64,
+        answer: Answer,
+        trip: Option<Trip>,
+    ) {
+        let id = self.request.id;
+        let trusted = cx.trust.is_some();
+        // A relayed answer is rebuilt as a struct; its bytes (what the
+        // node's proof covers) are only needed with certificates.
+        let (payload, body) = match answer {
+            Answer::Received(payload) => (payload, None),
+            Answer::Rebuilt(body, proof) => {
+                let bytes = if trusted { body.encode() } else { Vec::new() };
+                (AnswerPayload { body: bytes, proof }, Some(body))
+            }
+        };
+        if let Some(trust) = cx.trust.as_deref_mut() {
+            match trust.check_answer(id, node, nonce, &payload, cx.now.unix_ms) {
+                Ok(()) => {}
+                Err(ProofRefusal::Forged(reason)) => {
+                    tracing::warn!(sweep = %format!("{id:016x}"), %from, reason = %reason, "dropped a forged answer");
+                    cx.counters.answers_forged += 1;
+                    return;
+                }
+                Err(ProofRefusal::Unknown) => {
+                    cx.counters.answers_unverified += 1;
+                    return;
+                }
+            }
+        }
+        let body = match body {
+            Some(body) => Ok(body),
+            None => AnswerBody::decode(&payload.body),
+        };
+        let (body, trip) = match body {
+            Ok(body) => (body, trip),
+            Err(e) => (self.unreadable(cx.mono(), &e), None),
+        };
+        self.record(cx, from, node.to_string(), body, trip);
+    }
+
+    /// The body recorded for an answer that arrived whole but does not
+    /// decode: one `patrol.unreadable_answer` error saying why.
+    fn unreadable(&self, now: Duration, e: &WireError) -> AnswerBody {
+        AnswerBody::compact(
+            BTreeMap::new(),
+            // Unknown; the answer's arrival is an upper bound.
+            self.coordinator_clock(now),
+            0,
+            vec![outcomes::undecodable(e)],
+        )
+    }
+
+    /// The node's entry: its outcomes (with the clock-skew verdict), its
+    /// times, under the expected slot or as a late joiner.
+    fn record(
+        &mut self,
+        cx: &mut Ctx,
+        from: SocketAddr,
+        node: String,
+        body: AnswerBody,
+        trip: Option<Trip>,
+    ) {
+        let now = cx.mono();
+        let clock = trip.map(|t| {
+            ClockOffset::from_times(
+                self.request.issued_at_unix_ms,
+                body.received_unix_ms,
+                t.sent,
+                t.arrived,
+            )
+        });
+        let limit_ms = cx.settings.clock_skew_limit.as_millis() as u64;
+        let skew = clock.and_then(|c| outcomes::clock_skew(limit_ms, c));
+        let mut checks = match body.outcomes() {
+            Ok(outcomes) => outcomes,
+            Err(e) => vec![outcomes::malformed(&e)],
+        };
+        if let Some(skew) = skew {
+            // A node that refused the request for its clock already says so.
+            if !checks.iter().any(|o| o.id == CLOCK_SKEW_CHECK_ID) {
+                checks.push(skew);
+            }
+        }
+        let failing = checks.iter().any(|o| o.status != Status::Pass);
+        let mut entry = NodeEntry {
+            name: node.clone(),
+            addr: from.to_string(),
+            tags: body.tags,
+            state: if failing {
+                NodeState::Failing
+            } else {
+                NodeState::Ok
+            },
+            late_joiner: false,
+            reached_ms: Some(
+                body.received_unix_ms
+                    .saturating_sub(self.request.issued_at_unix_ms),
+            ),
+            answered_ms: Some(now.saturating_sub(self.started_at).as_millis() as u64),
+            checks_ms: Some(body.checks_ms),
+            checks,
+            clock,
+            silence: None,
+        };
+        self.last_answer_at = Some(now);
+        match self.expected.get_mut(&node) {
+            Some(slot) => {
+                // The snapshot's view of the node (address, tags) is what
+                // the filter was applied to; keep it.
+                entry.addr = slot.peer.addr.to_string();
+                entry.tags = slot.peer.tags.clone();
+                if matches!(slot.state, SlotState::Pending) {
+                    self.settled += 1;
+                }
+                // An answer from a node SWIM called down proves it alive.
+                slot.state = SlotState::Answered(entry);
+                self.answered += 1;
+            }
+            None => {
+                entry.late_joiner = true;
+                self.late.insert(node, entry);
+            }
+        }
+        cx.push(self.progress());
+    }
+
+    /// Bytes held for incomplete answers, counted from the pieces
+    /// themselves (payloads and slots): all of them, and those of nodes
+    /// outside the expected set.
+    pub(super) fn partial_held(&self) -> (usize, usize) {
+        let mut all = 0;
+        let mut late = 0;
+        for ((node, _), partial) in &self.intake.partial {
+            let bytes = held_by(&partial.pieces);
+            all += bytes;
+            if !self.expected.contains_key(node) {
+                late += bytes;
+            }
+        }
+        (all, late)
+    }
+
+    /// Incomplete answers from nodes outside the expected set.
+    pub(super) fn late_partial(&self) -> usize {
+        let mut names: Vec<&str> = self
+            .intake
+            .partial
+            .keys()
+            .map(|(n, _)| n.as_str())
+            .filter(|n| !self.expected.contains_key(*n))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names.len()
+    }
+
+    fn has_answer(&self, node: &str) -> bool {
+        self.late.contains_key(node)
+            || self
+                .expected
+                .get(node)
+                .is_some_and(|s| matches!(s.state, SlotState::Answered(_)))
+    }
+}

@@ -1,0 +1,370 @@
+//! The coordinator side of a sweep, in three parts:
+//! - this file, the lifecycle: the expected set snapshot, the request, the
+//!   backstop, members going down, the deadline and completion;
+//! - [`intake`]: answers coming in, direct (reassembled from pieces) or in
+//!   relay batches, checked and recorded, each node once;
+//! - [`document`]: the finished sweep as a [`SweepDocument`] that puts every
+//!   expected node in exactly one state.
+//!
+//! Backstop timing: every `tick` the coordinator looks at the sweep. The
+//! first backstop round runs once the sweep is older than the answer spread
+//! window plus `backstop_min_delay` AND either answers have gone quiet (none
+//! for `backstop_quiet`) or `backstop_deadline_percent` of the deadline has
+//! passed. So a fast, healthy sweep backstops early (answers stop arriving
+//! as soon as the reachable nodes are done) while a sweep whose answers are
+//! still streaming in does not flood nodes that are merely slow. Later
+//! rounds follow after `backstop_interval`, doubling, and never within the
+//! last tick before the deadline.
+
+mod document;
+mod intake;
+
+use core::net::SocketAddr;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::Duration;
+
+use patrol_model::selector::tags_match;
+use patrol_model::NodeEntry;
+
+use super::ctx::Ctx;
+use super::relay::choose_relays;
+use super::wire::{RequestAuth, SweepMessage, SweepRequest};
+use super::{Effect, MemberView, Peer, StartSweep, SweepTimer, TimerKind};
+
+pub(crate) use intake::ack;
+
+/// Completed sweep ids remembered so late answer pieces still get acked.
+const RECENT_COMPLETED: usize = 256;
+
+/// Longest node name a coordinator accepts in an answer (a DNS name's
+/// limit).
+pub const MAX_NODE_NAME: usize = 253;
+
+#[derive(Debug, Default)]
+pub(crate) struct Coordinator {
+    sweeps: HashMap<u64, Sweep>,
+    recent: VecDeque<u64>,
+}
+
+#[derive(Debug)]
+struct Sweep {
+    request: SweepRequest,
+    started_at: Duration,
+    deadline_at: Duration,
+    spread: Duration,
+    expected: BTreeMap<String, Slot>,
+    late: BTreeMap<String, NodeEntry>,
+    /// Names claimed by more than one alive member: not expected under the
+    /// name, listed once per claimant as `failing`, their answers ignored.
+    conflicts: BTreeMap<String, Vec<Peer>>,
+    /// Answers on their way in.
+    intake: intake::Intake,
+    /// Expected nodes that answered.
+    answered: u64,
+    /// Expected nodes that answered or are down.
+    settled: u64,
+    last_answer_at: Option<Duration>,
+    rounds: u32,
+    next_round_at: Option<Duration>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Slot {
+    pub(crate) peer: Peer,
+    pub(crate) state: SlotState,
+    /// Backstop rounds that sent this node the request.
+    backstops: u32,
+}
+
+#[derive(Debug)]
+pub(crate) enum SlotState {
+    Pending,
+    Down,
+    Answered(NodeEntry),
+}
+
+/// Names claimed by more than one alive member (at different addresses),
+/// with every alive claimant.
+fn name_conflicts(members: &[MemberView]) -> BTreeMap<String, Vec<Peer>> {
+    let mut by_name: BTreeMap<&str, Vec<&Peer>> = BTreeMap::new();
+    for m in members.iter().filter(|m| m.alive) {
+        let claimants = by_name.entry(m.peer.name.as_str()).or_default();
+        if !claimants.iter().any(|p| p.addr == m.peer.addr) {
+            claimants.push(&m.peer);
+        }
+    }
+    by_name
+        .into_iter()
+        .filter(|(_, c)| c.len() > 1)
+        .map(|(name, c)| (name.to_string(), c.into_iter().cloned().collect()))
+        .collect()
+}
+
+/// The expected set: `members` (this node added) after the node filter,
+/// one slot per name, less the names in conflict.
+fn expected_set(
+    me: &Peer,
+    filter: &BTreeMap<String, String>,
+    members: Vec<MemberView>,
+) -> (BTreeMap<String, Slot>, BTreeMap<String, Vec<Peer>>) {
+    let mut members: Vec<MemberView> = members
+        .into_iter()
+        .filter(|m| tags_match(filter, &m.peer.tags))
+        .collect();
+    if tags_match(filter, &me.tags) {
+        members.push(MemberView {
+            peer: me.clone(),
+            alive: true,
+        });
+    }
+    let conflicts = name_conflicts(&members);
+    // Alive members first, so that a name held by a down identity (a
+    // node that came back at another address) and an alive one is
+    // expected at the alive one.
+    members.sort_by_key(|m| !m.alive);
+    let mut expected = BTreeMap::new();
+    for m in members {
+        if conflicts.contains_key(&m.peer.name) || expected.contains_key(&m.peer.name) {
+            continue;
+        }
+        let state = if m.alive {
+            SlotState::Pending
+        } else {
+            SlotState::Down
+        };
+        expected.insert(
+            m.peer.name.clone(),
+            Slot {
+                peer: m.peer,
+                state,
+                backstops: 0,
+            },
+        );
+    }
+    (expected, conflicts)
+}
+
+impl Coordinator {
+    pub(crate) fn active(&self) -> usize {
+        self.sweeps.len()
+    }
+
+    /// Whether this node coordinates `id` right now.
+    pub(crate) fn active_sweep(&self, id: u64) -> bool {
+        self.sweeps.contains_key(&id)
+    }
+
+    /// Whether `id` is running or was completed recently.
+    pub(crate) fn knows(&self, id: u64) -> bool {
+        self.sweeps.contains_key(&id) || self.recent.contains(&id)
+    }
+
+    /// What the sweeps being coordinated hold (the largest of each).
+    pub(crate) fn held(&self) -> super::Held {
+        let mut held = super::Held {
+            coordinating: self.sweeps.len(),
+            ..super::Held::default()
+        };
+        for sweep in self.sweeps.values() {
+            let late = sweep.late.len() + sweep.late_partial();
+            held.late_joiners = held.late_joiners.max(late);
+            let (all, late) = sweep.partial_held();
+            held.partial_bytes = held.partial_bytes.max(all);
+            held.late_partial_bytes = held.late_partial_bytes.max(late);
+        }
+        held
+    }
+
+    /// Snapshot `members` as the expected set of sweep `id` and build its
+    /// request; the relays it names hear it first, directly.
+    pub(crate) fn start(
+        &mut self,
+        cx: &mut Ctx,
+        id: u64,
+        spec: StartSweep,
+        auth: Option<Box<RequestAuth>>,
+        members: Vec<MemberView>,
+    ) -> SweepRequest {
+        let settings = cx.settings;
+        let (expected, conflicts) = expected_set(cx.me, &spec.node_filter, members);
+        let deadline = spec.deadline.min(settings.max_deadline);
+        let relays = choose_relays(settings, id, &cx.me.name, &expected);
+        // With certificates, a node whose key we have not cached sends its
+        // whole certificate (about 150 bytes more, three times the room in
+        // a relay's batch): count it four times when sizing the window.
+        let cached_peers = cx.trust.as_ref().map(|t| t.peers.len());
+        let cold = cached_peers.map_or(0, |c| expected.len().saturating_sub(c));
+        let spread = settings.spread_for(expected.len() + 3 * cold, !relays.is_empty());
+        let request = SweepRequest {
+            id,
+            coordinator: cx.me.peer_addr(),
+            selector: spec.selector,
+            node_filter: spec.node_filter,
+            issued_at_unix_ms: cx.unix_ms(),
+            deadline_ms: deadline.as_millis() as u64,
+            answer_spread_ms: spread.as_micros().div_ceil(1000).min(u128::from(u32::MAX)) as u32,
+            relays,
+            auth,
+        };
+        // The relays hear first, straight from us: each must know it
+        // relays before its nodes' answers come in.
+        for to in &request.relays {
+            cx.push(Effect::Send {
+                to: *to,
+                msg: SweepMessage::Request(request.clone()),
+            });
+        }
+        let settled = expected
+            .values()
+            .filter(|s| matches!(s.state, SlotState::Down))
+            .count() as u64;
+        let sweep = Sweep {
+            request: request.clone(),
+            started_at: cx.mono(),
+            deadline_at: cx.mono() + deadline,
+            spread,
+            expected,
+            late: BTreeMap::new(),
+            conflicts,
+            intake: intake::Intake::default(),
+            answered: 0,
+            settled,
+            last_answer_at: None,
+            rounds: 0,
+            next_round_at: None,
+        };
+        cx.push(sweep.progress());
+        cx.push(Effect::Schedule {
+            after: deadline,
+            timer: SweepTimer(TimerKind::Deadline(id)),
+        });
+        cx.push(Effect::Schedule {
+            after: settings.tick,
+            timer: SweepTimer(TimerKind::Tick(id)),
+        });
+        self.sweeps.insert(id, sweep);
+        self.complete_if_settled(cx, id);
+        request
+    }
+
+    /// The relays sweep `id` named (empty when it has none or is over).
+    pub(crate) fn relays(&self, id: u64) -> &[SocketAddr] {
+        self.sweeps
+            .get(&id)
+            .map_or(&[][..], |s| s.request.relays.as_slice())
+    }
+
+    /// SWIM declared `name` down or left: in every sweep, an expected
+    /// member that has not answered becomes `down`.
+    pub(crate) fn member_down(&mut self, cx: &mut Ctx, name: &str) {
+        let ids: Vec<u64> = self.sweeps.keys().copied().collect();
+        for id in ids {
+            let Some(sweep) = self.sweeps.get_mut(&id) else {
+                continue;
+            };
+            if let Some(slot) = sweep.expected.get_mut(name) {
+                if matches!(slot.state, SlotState::Pending) {
+                    slot.state = SlotState::Down;
+                    sweep.settled += 1;
+                    cx.push(sweep.progress());
+                }
+            }
+            self.complete_if_settled(cx, id);
+        }
+    }
+
+    /// The periodic look at sweep `id`: maybe a backstop round, and the
+    /// next tick.
+    pub(crate) fn tick(&mut self, cx: &mut Ctx, id: u64) {
+        let Some(sweep) = self.sweeps.get_mut(&id) else {
+            return;
+        };
+        let settings = cx.settings;
+        let now = cx.mono();
+        let elapsed = now.saturating_sub(sweep.started_at);
+        let deadline = sweep.deadline_at.saturating_sub(sweep.started_at);
+        let quiet = now.saturating_sub(sweep.last_answer_at.unwrap_or(sweep.started_at))
+            >= settings.backstop_quiet;
+        let late = elapsed * 100 >= deadline * settings.backstop_deadline_percent;
+        let ready = match sweep.next_round_at {
+            None => elapsed >= sweep.spread + settings.backstop_min_delay,
+            Some(at) => now >= at,
+        };
+        let room = sweep.deadline_at.saturating_sub(now) > settings.tick;
+        if ready && (quiet || late) && room {
+            sweep.backstop(cx);
+            let wait = settings
+                .backstop_interval
+                .saturating_mul(1u32 << sweep.rounds.min(16));
+            sweep.rounds += 1;
+            sweep.next_round_at = Some(now + wait);
+        }
+        if sweep.deadline_at > now + settings.tick {
+            cx.push(Effect::Schedule {
+                after: settings.tick,
+                timer: SweepTimer(TimerKind::Tick(id)),
+            });
+        }
+    }
+
+    pub(crate) fn deadline(&mut self, cx: &mut Ctx, id: u64) {
+        self.complete(cx, id);
+    }
+
+    fn complete_if_settled(&mut self, cx: &mut Ctx, id: u64) {
+        if self
+            .sweeps
+            .get(&id)
+            .is_some_and(|s| s.settled == s.expected.len() as u64)
+        {
+            self.complete(cx, id);
+        }
+    }
+
+    fn complete(&mut self, cx: &mut Ctx, id: u64) {
+        let Some(sweep) = self.sweeps.remove(&id) else {
+            return;
+        };
+        if self.recent.len() >= RECENT_COMPLETED {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(id);
+        cx.push(Effect::Completed {
+            sweep_id: id,
+            document: Box::new(sweep.finish(cx.cluster, cx.mono())),
+        });
+    }
+}
+
+impl Sweep {
+    /// One backstop round: the request, directly, to every expected node
+    /// that has not answered and is not known down.
+    fn backstop(&mut self, cx: &mut Ctx) {
+        for slot in self.expected.values_mut() {
+            if matches!(slot.state, SlotState::Pending) && slot.peer.name != cx.me.name {
+                slot.backstops += 1;
+                cx.push(Effect::Send {
+                    to: slot.peer.addr,
+                    msg: SweepMessage::Request(self.request.clone()),
+                });
+            }
+        }
+    }
+
+    fn progress(&self) -> Effect {
+        Effect::Progress {
+            sweep_id: self.request.id,
+            answered: self.answered,
+            expected: self.expected.len() as u64,
+        }
+    }
+
+    /// Our wall clock at monotonic time `now`, unix milliseconds: the
+    /// request's issue time plus the time since, so the issue and arrival
+    /// times of the clock measurement stay on one timeline.
+    fn coordinator_clock(&self, now: Duration) -> u64 {
+        self.request
+            .issued_at_unix_ms
+            .saturating_add(now.saturating_sub(self.started_at).as_millis() as u64)
+    }
+}

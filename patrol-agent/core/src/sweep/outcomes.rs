@@ -1,0 +1,150 @@
+//! Every outcome the sweep raises itself (check ids `patrol.*`), rather
+//! than a configured check: why a node was busy, refused a request, sent
+//! an answer too large or unreadable, shares its name, or has a clock off.
+//! A report reads them like any check, so a problem of the sweep is listed
+//! with the node it concerns instead of making the node look silent.
+
+use std::fmt::Display;
+
+use patrol_model::{CheckOutcome, ClockOffset, Observed, Severity, Status};
+
+/// A node answers with this single `error` when `max_concurrent` sweeps
+/// already run on it.
+pub const BUSY_CHECK_ID: &str = "patrol.busy";
+/// A node answers with this single `error` when its answer is too large to
+/// send.
+pub const TOO_LARGE_CHECK_ID: &str = "patrol.answer_too_large";
+/// A node answers with this single `error` (once, unretried) for a request
+/// issued too far in the future by its clock; a coordinator lists a node
+/// whose measured clock offset is over `clock_skew_limit` with a `fail` of
+/// the same id.
+pub const CLOCK_SKEW_CHECK_ID: &str = "patrol.clock_skew";
+/// A node answers with this single `error` (once, unretried) for a request
+/// that found `max_participations` sweeps remembered.
+pub const OVER_CAPACITY_CHECK_ID: &str = "patrol.over_capacity";
+/// Listed for each of several alive members claiming one name.
+pub const NAME_CONFLICT_ID: &str = "patrol.name_conflict";
+/// Recorded for a node whose answer arrived whole but did not decode.
+pub const UNREADABLE_ANSWER_ID: &str = "patrol.unreadable_answer";
+
+/// An `error` raised by the sweep itself.
+pub(crate) fn patrol_error(id: &str, expected: String, message: String) -> CheckOutcome {
+    CheckOutcome {
+        id: id.to_string(),
+        kind: "patrol".to_string(),
+        status: Status::Error,
+        severity: Severity::Fail,
+        observed: Observed::None,
+        expected,
+        message,
+        duration_us: 0,
+        description: "raised by the sweep itself, not by a configured check".to_string(),
+        remediation: String::new(),
+    }
+}
+
+/// `max_concurrent` sweeps already run here: this one's checks did not.
+pub(crate) fn busy(max_concurrent: usize) -> CheckOutcome {
+    patrol_error(
+        BUSY_CHECK_ID,
+        format!("at most {max_concurrent} sweeps at once"),
+        format!(
+            "node busy: {max_concurrent} sweeps already running, this sweep's checks were not run"
+        ),
+    )
+}
+
+/// The answer of `size` bytes is over `max_answer_bytes`.
+pub(crate) fn too_large(max_answer_bytes: usize, size: usize) -> CheckOutcome {
+    patrol_error(
+        TOO_LARGE_CHECK_ID,
+        format!("an answer of at most {max_answer_bytes} bytes"),
+        format!("answer of {size} bytes is too large to send; checks ran but results were dropped"),
+    )
+}
+
+/// The request was issued `ahead_ms` in the future by this node's clock,
+/// more than `tolerance_ms`.
+pub(crate) fn issued_in_the_future(tolerance_ms: u128, ahead_ms: u64) -> CheckOutcome {
+    patrol_error(
+        CLOCK_SKEW_CHECK_ID,
+        format!("clocks within {tolerance_ms} ms of the coordinator's"),
+        format!(
+            "request refused: issued {ahead_ms} ms in the future by this node's clock; this node's clock is behind the coordinator's (or the request is forged)"
+        ),
+    )
+}
+
+/// The node already takes part in `max_participations` sweeps.
+pub(crate) fn over_capacity(max_participations: usize) -> CheckOutcome {
+    patrol_error(
+        OVER_CAPACITY_CHECK_ID,
+        format!("at most {max_participations} sweeps remembered"),
+        format!(
+            "request refused: this node already takes part in {max_participations} sweeps (the most it remembers); its checks were not run"
+        ),
+    )
+}
+
+/// One of `claimants` (their addresses) nodes claiming `name`.
+pub(crate) fn name_conflict(name: &str, addrs: &[String]) -> CheckOutcome {
+    patrol_error(
+        NAME_CONFLICT_ID,
+        "one node per name".to_string(),
+        format!(
+            "{} nodes claim the name {name} ({}); their answers cannot be told apart and were not recorded: give each its own [node] name",
+            addrs.len(),
+            addrs.join(", ")
+        ),
+    )
+}
+
+/// The node's whole answer did not decode.
+pub(crate) fn undecodable(e: &dyn Display) -> CheckOutcome {
+    patrol_error(
+        UNREADABLE_ANSWER_ID,
+        "an answer this coordinator can decode".to_string(),
+        format!("the node's answer did not decode ({e}); is it running another Patrol version?"),
+    )
+}
+
+/// The node's answer decoded but does not hold together (its catalog and
+/// results disagree).
+pub(crate) fn malformed(e: &dyn Display) -> CheckOutcome {
+    patrol_error(
+        UNREADABLE_ANSWER_ID,
+        "an answer this coordinator can decode".to_string(),
+        format!("the node's answer is malformed ({e})"),
+    )
+}
+
+/// The `patrol.clock_skew` outcome for a node whose clock is certainly
+/// further from ours than `limit_ms` (its offset less the measurement's
+/// bound), or None.
+pub(crate) fn clock_skew(limit_ms: u64, clock: ClockOffset) -> Option<CheckOutcome> {
+    if clock.least_skew_ms() <= limit_ms {
+        return None;
+    }
+    let way = if clock.offset_ms > 0 {
+        "ahead"
+    } else {
+        "behind"
+    };
+    Some(CheckOutcome {
+        id: CLOCK_SKEW_CHECK_ID.to_string(),
+        kind: "patrol".to_string(),
+        status: Status::Fail,
+        severity: Severity::Fail,
+        observed: Observed::Text(way.to_string()),
+        expected: format!("within {limit_ms} ms of the coordinator's clock"),
+        message: format!(
+            "clock {} ms {way} of the coordinator's (± {} ms), measured by the sweep",
+            clock.offset_ms.unsigned_abs(),
+            clock.bound_ms
+        ),
+        duration_us: 0,
+        description: "the node's clock offset from the coordinator's, measured by the sweep itself"
+            .to_string(),
+        remediation: "check time synchronisation on the node (chronyc tracking, timedatectl); if most nodes are off the same way, on the coordinator".to_string(),
+    })
+}

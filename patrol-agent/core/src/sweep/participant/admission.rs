@@ -1,0 +1,201 @@
+//! Admission: whether a participant takes a new request, as
+//! `Result<Admitted, Refusal>`, and what a refusal does (an audit line; to
+//! a coordinator that asked directly, one `error` answer saying why).
+//!
+//! The order of the checks is part of the protocol:
+//! 1. expired, or a deadline over `max_deadline`: ignored, nothing said;
+//! 2. with certificates, the operator's signature and scope, the
+//!    coordinator's certificate and the signing time (nothing, not even a
+//!    refusal answer, goes out before these check, so a forged request
+//!    cannot make a node a reflector);
+//! 3. the node filter against this node's tags;
+//! 4. a request issued too far in the future by this node's clock;
+//! 5. `max_participations` sweeps already remembered.
+
+use core::net::SocketAddr;
+use std::time::Duration;
+
+use patrol_model::selector::tags_match;
+use patrol_model::CheckOutcome;
+
+use super::super::auth::AuthRefusal;
+use super::super::ctx::Ctx;
+use super::super::outcomes;
+use super::super::wire::{AnswerBody, SweepMessage, SweepRequest};
+use super::super::{AuditAction, AuditEntry, Effect};
+use super::{chunks, Participant, Proof};
+use crate::trust::PairKey;
+
+/// A request this node takes part in.
+#[derive(Debug)]
+pub(crate) struct Admitted {
+    /// The audit line written once the checks ran (or were refused as
+    /// busy).
+    pub(super) audit: AuditEntry,
+    /// With certificates: the key our answer is proved with.
+    pub(super) pair: Option<PairKey>,
+    /// With certificates: the coordinator has our certificate.
+    pub(super) cert_known: bool,
+    /// Time left before the request expires.
+    pub(super) remaining: Duration,
+}
+
+/// Why a participant did not take a request.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    /// Expired, or a deadline over `max_deadline`; nothing is said.
+    Stale,
+    /// A copy of a request whose authorization was refused before.
+    RefusedBefore,
+    /// With certificates: no valid operator signature within its scope, or
+    /// a coordinator certificate that does not check.
+    Unauthorized {
+        audit: Box<AuditEntry>,
+        reason: String,
+    },
+    /// The node filter does not match our tags.
+    NotForUs { audit: Box<AuditEntry> },
+    /// Issued `ahead_ms` in the future by our clock.
+    ClockSkew {
+        audit: Box<AuditEntry>,
+        pair: Option<PairKey>,
+        ahead_ms: u64,
+    },
+    /// `max_participations` sweeps already remembered.
+    OverCapacity {
+        audit: Box<AuditEntry>,
+        pair: Option<PairKey>,
+    },
+}
+
+impl Participant {
+    /// Whether to take `req`, a request for a sweep this node does not
+    /// know yet.
+    pub(super) fn admit(&self, cx: &mut Ctx, req: &SweepRequest) -> Result<Admitted, Refusal> {
+        let settings = cx.settings;
+        let unix_ms = cx.unix_ms();
+        let expires = req.expires_at_unix_ms();
+        if expires <= unix_ms || Duration::from_millis(req.deadline_ms) > settings.max_deadline {
+            return Err(Refusal::Stale);
+        }
+        let mut audit = Box::new(AuditEntry {
+            sweep_id: req.id,
+            operator: req
+                .auth
+                .as_ref()
+                .map(|a| a.authorization.operator.body.name.clone()),
+            coordinator: req.coordinator.name.clone(),
+            selector: req.selector.clone(),
+            node_filter: req.node_filter.clone(),
+            action: AuditAction::Ran { checks: 0 },
+        });
+        let mut pair = None;
+        let mut cert_known = false;
+        if let Some(trust) = cx.trust.as_deref_mut() {
+            match trust.admit(req, unix_ms, settings) {
+                Ok(authorized) => {
+                    audit.operator = Some(authorized.operator);
+                    pair = Some(authorized.pair);
+                    cert_known = authorized.told;
+                }
+                Err(AuthRefusal::RefusedBefore) => return Err(Refusal::RefusedBefore),
+                Err(AuthRefusal::Refused(reason)) => {
+                    return Err(Refusal::Unauthorized { audit, reason })
+                }
+            }
+        }
+        if !tags_match(&req.node_filter, &cx.me.tags) {
+            return Err(Refusal::NotForUs { audit });
+        }
+        let ahead_ms = req.issued_at_unix_ms.saturating_sub(unix_ms);
+        if ahead_ms > settings.clock_skew_tolerance.as_millis() as u64 {
+            return Err(Refusal::ClockSkew {
+                audit,
+                pair,
+                ahead_ms,
+            });
+        }
+        if self.len() >= settings.max_participations {
+            return Err(Refusal::OverCapacity { audit, pair });
+        }
+        Ok(Admitted {
+            audit: *audit,
+            pair,
+            cert_known,
+            remaining: Duration::from_millis(expires - unix_ms),
+        })
+    }
+}
+
+impl Refusal {
+    /// Count and audit the refusal and, where the coordinator asked us directly
+    /// from its own address (its direct spread or backstop), tell it why.
+    /// Never to an address a request merely names, so that no forged
+    /// request can aim our answers at someone else. Nothing about the
+    /// sweep is remembered (a forged future-dated request must not live
+    /// for its deadline window).
+    pub(super) fn answer(self, cx: &mut Ctx, req: &SweepRequest, from: Option<SocketAddr>) {
+        let asked_by_coordinator = from == Some(req.coordinator.addr);
+        let settings = cx.settings;
+        match self {
+            Refusal::Stale | Refusal::RefusedBefore => {}
+            Refusal::Unauthorized { audit, reason } => {
+                cx.counters.requests_unauthorized += 1;
+                audit_line(cx, *audit, AuditAction::Refused(reason));
+            }
+            Refusal::NotForUs { audit } => {
+                let why = "the node filter does not match this node's tags";
+                audit_line(cx, *audit, AuditAction::Skipped(why.into()));
+            }
+            Refusal::ClockSkew {
+                audit,
+                pair,
+                ahead_ms,
+            } => {
+                cx.counters.requests_clock_skew += 1;
+                if asked_by_coordinator {
+                    let tolerance_ms = settings.clock_skew_tolerance.as_millis();
+                    let outcome = outcomes::issued_in_the_future(tolerance_ms, ahead_ms);
+                    report(cx, req, outcome, pair.as_ref());
+                }
+                let why = format!("issued {ahead_ms} ms in the future by this node's clock");
+                audit_line(cx, *audit, AuditAction::Refused(why));
+            }
+            Refusal::OverCapacity { audit, pair } => {
+                cx.counters.requests_over_capacity += 1;
+                let max = settings.max_participations;
+                let why = format!("{max} sweeps already remembered");
+                audit_line(cx, *audit, AuditAction::Refused(why));
+                if asked_by_coordinator {
+                    report(cx, req, outcomes::over_capacity(max), pair.as_ref());
+                }
+            }
+        }
+    }
+}
+
+fn audit_line(cx: &mut Ctx, audit: AuditEntry, action: AuditAction) {
+    cx.push(Effect::Audit(AuditEntry { action, ..audit }));
+}
+
+/// A refusal as an answer of one `error` outcome, sent once and not
+/// retried (nothing about the sweep is remembered); proved, with
+/// certificates, with our whole certificate.
+fn report(cx: &mut Ctx, req: &SweepRequest, outcome: CheckOutcome, pair: Option<&PairKey>) {
+    let unix_ms = cx.unix_ms();
+    let body = AnswerBody::compact(cx.me.tags.clone(), unix_ms, 0, vec![outcome]);
+    let nonce = cx.rng.next_u64();
+    let proof = cx.trust.as_deref().zip(pair).map(|(trust, pair)| Proof {
+        trust,
+        pair,
+        whole: true,
+    });
+    let pieces = chunks(cx.me, cx.settings, req.id, nonce, body, proof);
+    for mut chunk in pieces {
+        chunk.sent_unix_ms = unix_ms;
+        cx.push(Effect::Send {
+            to: req.coordinator.addr,
+            msg: SweepMessage::Answer(chunk),
+        });
+    }
+}

@@ -1,0 +1,338 @@
+//! The participant side of a sweep: take a request once ([`admission`]),
+//! run the checks, answer the coordinator in acked pieces ([`answer`]),
+//! resend with backoff until every piece is acked or the request expires,
+//! and refuse replays.
+
+mod admission;
+mod answer;
+
+use core::net::SocketAddr;
+use std::collections::HashMap;
+use std::time::Duration;
+
+use patrol_model::CheckOutcome;
+
+use super::ctx::Ctx;
+use super::outcomes;
+use super::wire::{relay_index, AnswerChunk, PeerAddr, SweepRequest};
+use super::{AuditAction, AuditEntry, Effect, SweepTimer, TimerKind};
+use crate::trust::PairKey;
+
+use admission::Admitted;
+use answer::{chunks, send_pieces, Proof};
+
+/// How long after expiry a sweep id is still remembered (clock drift between
+/// the monotonic and wall clocks).
+const FORGET_GRACE: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Default)]
+pub(crate) struct Participant {
+    sweeps: HashMap<u64, Participation>,
+}
+
+/// What became of an ack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AckVerdict {
+    Taken,
+    /// For a sweep we no longer remember.
+    Ignored,
+    /// Not for us, not for this answer, or not from the coordinator (or
+    /// our relay).
+    Forged,
+}
+
+#[derive(Debug)]
+struct Participation {
+    coordinator: PeerAddr,
+    /// Echoed by every ack of our answer.
+    nonce: u64,
+    received_unix_ms: u64,
+    received_at: Duration,
+    /// Monotonic time at which the request expires.
+    expires_at: Duration,
+    spread: Duration,
+    phase: Phase,
+    /// With certificates: the key our answer is proved with.
+    pair: Option<PairKey>,
+    /// The relay the request assigned us, while our answer still goes
+    /// there: a one-datagram answer is sent to it first; a resend past
+    /// `relay_attempts`, a backstop request, or a multi-piece answer goes
+    /// to the coordinator instead.
+    relay: Option<SocketAddr>,
+    /// With certificates: the coordinator's peer epoch, and whether it has
+    /// our certificate in it (the answer then names it by digest).
+    epoch: u64,
+    cert_known: bool,
+    /// The pieces sent carry our whole certificate: once acked, the
+    /// coordinator has it.
+    tell_on_ack: bool,
+    /// With certificates, when the answer names our certificate by digest:
+    /// the same answer with the whole certificate, sent instead if the
+    /// coordinator asks us directly (it did not have it after all).
+    whole: Option<Vec<AnswerChunk>>,
+    /// The audit line written when our checks are done.
+    audit: AuditEntry,
+}
+
+#[derive(Debug)]
+enum Phase {
+    /// The shell is running our checks.
+    Running,
+    /// The answer is built; `None` marks a piece the coordinator acked.
+    Answering(Vec<Option<AnswerChunk>>),
+    /// Our relay acked our (one-piece) answer. Kept: a backstop request
+    /// from the coordinator means the relay never delivered it, and the
+    /// answer then goes to the coordinator directly.
+    Relayed(AnswerChunk),
+    /// Every piece acked.
+    Done,
+}
+
+impl Participant {
+    /// Sweeps remembered.
+    pub(crate) fn len(&self) -> usize {
+        self.sweeps.len()
+    }
+
+    pub(crate) fn running(&self) -> usize {
+        self.sweeps
+            .values()
+            .filter(|p| matches!(p.phase, Phase::Running))
+            .count()
+    }
+
+    /// A request, gossiped (`from` None) or direct. A known sweep is not
+    /// run again (a direct copy from its coordinator is the backstop); a
+    /// new one is admitted and run, or refused (counted, audited, and
+    /// answered when its coordinator asked directly). True when taken.
+    pub(crate) fn request(
+        &mut self,
+        cx: &mut Ctx,
+        req: SweepRequest,
+        from: Option<SocketAddr>,
+    ) -> bool {
+        if let Some(p) = self.sweeps.get_mut(&req.id) {
+            p.asked_again(cx, &req, from);
+            return false;
+        }
+        match self.admit(cx, &req) {
+            Ok(admitted) => {
+                self.run(cx, req, admitted);
+                true
+            }
+            Err(refusal) => {
+                refusal.answer(cx, &req, from);
+                false
+            }
+        }
+    }
+
+    /// Take part in an admitted request: run our checks, or, when
+    /// `max_concurrent` sweeps already run, answer at once with a single
+    /// `patrol.busy` error, so the coordinator lists us as `failing`, not
+    /// silent.
+    fn run(&mut self, cx: &mut Ctx, req: SweepRequest, admitted: Admitted) {
+        let settings = cx.settings;
+        let now = cx.mono();
+        let busy = self.running() >= settings.max_concurrent;
+        let relay = (!req.relays.is_empty() && req.coordinator.addr != cx.me.addr)
+            .then(|| req.relays[relay_index(req.id, &cx.me.name, req.relays.len())]);
+        let remaining = admitted.remaining;
+        let mut p = Participation {
+            coordinator: req.coordinator.clone(),
+            nonce: 0,
+            received_unix_ms: cx.unix_ms(),
+            received_at: now,
+            expires_at: now + remaining,
+            spread: Duration::from_millis(u64::from(req.answer_spread_ms)),
+            phase: Phase::Running,
+            pair: admitted.pair,
+            relay,
+            epoch: req.auth.as_ref().map_or(0, |a| a.peer_epoch),
+            cert_known: admitted.cert_known,
+            tell_on_ack: false,
+            whole: None,
+            audit: admitted.audit,
+        };
+        cx.push(Effect::Schedule {
+            after: remaining + FORGET_GRACE,
+            timer: SweepTimer(TimerKind::Forget(req.id)),
+        });
+        if busy {
+            let max = settings.max_concurrent;
+            p.audit.action = AuditAction::Refused(format!("busy: {max} sweeps already running"));
+            cx.push(Effect::Audit(p.audit.clone()));
+            p.answer(cx, req.id, vec![outcomes::busy(max)]);
+        } else {
+            cx.push(Effect::RunChecks {
+                sweep_id: req.id,
+                selector: req.selector,
+                budget: settings.check_budget(remaining, p.spread),
+            });
+        }
+        self.sweeps.insert(req.id, p);
+    }
+
+    pub(crate) fn checks_done(&mut self, cx: &mut Ctx, sweep_id: u64, outcomes: Vec<CheckOutcome>) {
+        let Some(p) = self.sweeps.get_mut(&sweep_id) else {
+            return;
+        };
+        // Expiry is judged on the monotonic clock from the receive time on.
+        if !matches!(p.phase, Phase::Running) || cx.mono() >= p.expires_at {
+            return;
+        }
+        p.audit.action = AuditAction::Ran {
+            checks: outcomes.len(),
+        };
+        cx.push(Effect::Audit(p.audit.clone()));
+        p.answer(cx, sweep_id, outcomes);
+    }
+
+    /// Send the unacked pieces (attempt 0 is the first send) and schedule
+    /// the next resend, until acked or expired.
+    pub(crate) fn send_answer(&mut self, cx: &mut Ctx, sweep_id: u64, attempt: u32) {
+        let Some(p) = self.sweeps.get_mut(&sweep_id) else {
+            return;
+        };
+        let Phase::Answering(pieces) = &p.phase else {
+            return;
+        };
+        if cx.mono() >= p.expires_at {
+            return;
+        }
+        if attempt >= cx.settings.relay_attempts {
+            // The relay did not ack in time (dead, or its queue full):
+            // the coordinator directly from now on.
+            p.relay = None;
+        }
+        let to = p.relay.unwrap_or(p.coordinator.addr);
+        send_pieces(cx, to, pieces, p.node_clock(cx.mono()));
+        let after = cx.retry_delay(attempt);
+        cx.push(Effect::Schedule {
+            after,
+            timer: SweepTimer(TimerKind::Resend(sweep_id, attempt + 1)),
+        });
+    }
+
+    /// An ack from `from`. Taken only when it names us and our answer's
+    /// nonce and comes from the coordinator's address, or from our relay's
+    /// while the answer goes there; an ack for a sweep we no longer
+    /// remember is ignored.
+    pub(crate) fn ack(
+        &mut self,
+        cx: &mut Ctx,
+        from: SocketAddr,
+        sweep_id: u64,
+        node: &str,
+        nonce: u64,
+        index: u16,
+    ) -> AckVerdict {
+        let Some(p) = self.sweeps.get_mut(&sweep_id) else {
+            return AckVerdict::Ignored;
+        };
+        let by_relay = p.relay == Some(from) && from != p.coordinator.addr;
+        if node != cx.me.name
+            || (from != p.coordinator.addr && !by_relay)
+            || !matches!(
+                p.phase,
+                Phase::Answering(_) | Phase::Relayed(_) | Phase::Done
+            )
+            || nonce != p.nonce
+        {
+            return AckVerdict::Forged;
+        }
+        if std::mem::take(&mut p.tell_on_ack) {
+            if let Some(trust) = cx.trust.as_deref_mut() {
+                trust.told(&p.coordinator.name, p.epoch);
+            }
+        }
+        if by_relay {
+            if let Phase::Answering(pieces) = &mut p.phase {
+                if let [Some(piece)] = pieces.as_mut_slice() {
+                    p.phase = Phase::Relayed(piece.clone());
+                }
+            }
+            return AckVerdict::Taken;
+        }
+        if let Phase::Answering(pieces) = &mut p.phase {
+            if let Some(slot) = pieces.get_mut(usize::from(index)) {
+                *slot = None;
+            }
+            if pieces.iter().all(Option::is_none) {
+                p.phase = Phase::Done;
+            }
+        }
+        AckVerdict::Taken
+    }
+
+    pub(crate) fn forget(&mut self, sweep_id: u64) {
+        self.sweeps.remove(&sweep_id);
+    }
+}
+
+impl Participation {
+    /// Our wall clock at monotonic time `now`, unix milliseconds: the clock
+    /// when the request arrived plus the time since, so the arrival and
+    /// the send times of one answer stay on one timeline even if the wall
+    /// clock is stepped in between.
+    fn node_clock(&self, now: Duration) -> u64 {
+        self.received_unix_ms
+            .saturating_add(now.saturating_sub(self.received_at).as_millis() as u64)
+    }
+
+    /// A request for a sweep we know. A direct copy from its coordinator is
+    /// the backstop: it has not got our answer, so what is unacked goes to
+    /// it again, directly.
+    ///
+    /// The coordinator's first direct copies (its direct spread in a small
+    /// mesh, its copy to each relay) can arrive after a gossip copy and
+    /// after we answered: only a copy sent after the spread window and half
+    /// the backstop's delay can be the backstop (judged on our clock, so a
+    /// clock far off costs at most a needless resend or one backstop round).
+    fn asked_again(&mut self, cx: &mut Ctx, req: &SweepRequest, from: Option<SocketAddr>) {
+        let since_issue = cx.unix_ms().saturating_sub(req.issued_at_unix_ms);
+        let backstop_from =
+            u64::from(req.answer_spread_ms) + cx.settings.backstop_min_delay.as_millis() as u64 / 2;
+        if from != Some(self.coordinator.addr) || since_issue < backstop_from {
+            return;
+        }
+        self.relay = None;
+        let to = self.coordinator.addr;
+        let clock = self.node_clock(cx.mono());
+        if let Some(whole) = self.whole.take() {
+            // The coordinator asks again although our answer may be in: it
+            // did not have our certificate. The whole one goes straight to
+            // it now, resent until acked.
+            let pieces: Vec<_> = whole.into_iter().map(Some).collect();
+            send_pieces(cx, to, &pieces, clock);
+            if !matches!(self.phase, Phase::Answering(_)) {
+                self.schedule_first_resend(cx, req.id);
+            }
+            self.phase = Phase::Answering(pieces);
+            self.tell_on_ack = true;
+            return;
+        }
+        match std::mem::replace(&mut self.phase, Phase::Done) {
+            Phase::Answering(pieces) => {
+                send_pieces(cx, to, &pieces, clock);
+                self.phase = Phase::Answering(pieces);
+            }
+            Phase::Relayed(piece) => {
+                // The relay acked but the coordinator never got it:
+                // straight to the coordinator, resent until acked.
+                let pieces = vec![Some(piece)];
+                send_pieces(cx, to, &pieces, clock);
+                self.phase = Phase::Answering(pieces);
+                self.schedule_first_resend(cx, req.id);
+            }
+            other => self.phase = other,
+        }
+    }
+
+    fn schedule_first_resend(&self, cx: &mut Ctx, sweep_id: u64) {
+        cx.push(Effect::Schedule {
+            after: cx.settings.retry_initial,
+            timer: SweepTimer(TimerKind::Resend(sweep_id, 1)),
+        });
+    }
+}
