@@ -40,7 +40,7 @@ mod write;
 use std::path::{Path, PathBuf};
 
 use patrol_checks::SweepDocument;
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension, Params, Row};
 use serde::{Deserialize, Serialize};
 
 use crate::diff::FirstSeen;
@@ -155,6 +155,19 @@ fn scope_key(doc: &SweepDocument) -> String {
 fn scope_of(conn: &Connection, key: &str) -> Result<Option<i64>, rusqlite::Error> {
     conn.query_row("SELECT id FROM scope WHERE key = ?1", [key], |r| r.get(0))
         .optional()
+}
+
+/// Every row `sql` selects with `params`, each read by `read`, collected
+/// into a `Vec`, a map, ...
+fn select<T, B: FromIterator<T>>(
+    conn: &Connection,
+    sql: &str,
+    params: impl Params,
+    read: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<B> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(params, read)?;
+    rows.collect()
 }
 
 impl History {

@@ -8,7 +8,7 @@ use patrol_checks::{CheckOutcome, NodeEntry, NodeState, Observed, SweepDocument}
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::schema::{state_of, status_of, NodeRow, ObsRow, Spec};
-use super::{CheckPoint, History, NodeChange, StoredSweep, TrendPoint};
+use super::{select, CheckPoint, History, NodeChange, StoredSweep, TrendPoint};
 use crate::diff::FirstSeen;
 use crate::error::ReportError;
 
@@ -146,16 +146,12 @@ impl History {
         let Some(scope) = self.scope_id(doc)? else {
             return Ok(Vec::new());
         };
-        let e = |x| self.err(x);
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT sweep_id, started_ms, failing, unreachable, groups FROM sweep
-                 WHERE scope = ?1 ORDER BY seq DESC LIMIT ?2",
-            )
-            .map_err(e)?;
-        let mut out = stmt
-            .query_map(params![scope, n as i64], |r| {
+        let mut out: Vec<TrendPoint> = select(
+            &self.conn,
+            "SELECT sweep_id, started_ms, failing, unreachable, groups FROM sweep
+             WHERE scope = ?1 ORDER BY seq DESC LIMIT ?2",
+            params![scope, n as i64],
+            |r| {
                 Ok(TrendPoint {
                     sweep_id: r.get(0)?,
                     started_ms: r.get::<_, i64>(1)? as u64,
@@ -163,10 +159,9 @@ impl History {
                     unreachable: r.get::<_, i64>(3)? as u64,
                     groups: r.get::<_, i64>(4)? as u64,
                 })
-            })
-            .map_err(e)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(e)?;
+            },
+        )
+        .map_err(|e| self.err(e))?;
         out.reverse();
         Ok(out)
     }
@@ -183,18 +178,15 @@ impl History {
         if check.is_none() {
             out = node_state_changes(&self.conn, node).map_err(e)?;
         }
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT o.scope, sc.text, c.text, o.seq, o.status, o.observed, o.message FROM obs o
-                 JOIN scope sc ON sc.id = o.scope JOIN name c ON c.id = o.check_id
-                 WHERE o.node = (SELECT id FROM name WHERE text = ?1)
-                   AND (?2 IS NULL OR c.text = ?2)
-                 ORDER BY o.scope, c.text, o.seq",
-            )
-            .map_err(e)?;
-        let rows = stmt
-            .query_map(params![node, check], |r| {
+        let rows: Vec<TimelineRow> = select(
+            &self.conn,
+            "SELECT o.scope, sc.text, c.text, o.seq, o.status, o.observed, o.message FROM obs o
+             JOIN scope sc ON sc.id = o.scope JOIN name c ON c.id = o.check_id
+             WHERE o.node = (SELECT id FROM name WHERE text = ?1)
+               AND (?2 IS NULL OR c.text = ?2)
+             ORDER BY o.scope, c.text, o.seq",
+            params![node, check],
+            |r| {
                 Ok(TimelineRow {
                     scope: r.get(0)?,
                     scope_text: r.get(1)?,
@@ -204,10 +196,9 @@ impl History {
                     observed: r.get(5)?,
                     message: r.get(6)?,
                 })
-            })
-            .map_err(e)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(e)?;
+            },
+        )
+        .map_err(e)?;
         for row in rows {
             let (sweep, previous_sweep) =
                 sweep_and_before(&self.conn, row.scope, row.seq).map_err(e)?;
@@ -233,18 +224,14 @@ impl History {
     /// A check's outcome counts over every stored sweep that ran it,
     /// oldest first.
     pub fn check_history(&self, check: &str) -> Result<Vec<CheckPoint>, ReportError> {
-        let e = |x| self.err(x);
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT sc.text, s.sweep_id, s.started_ms, k.pass, k.warn, k.fail, k.error
-                 FROM check_count k JOIN sweep s ON s.seq = k.seq JOIN scope sc ON sc.id = k.scope
-                 WHERE k.check_id = (SELECT id FROM name WHERE text = ?1)
-                 ORDER BY sc.text, s.started_ms",
-            )
-            .map_err(e)?;
-        let rows = stmt
-            .query_map([check], |r| {
+        select(
+            &self.conn,
+            "SELECT sc.text, s.sweep_id, s.started_ms, k.pass, k.warn, k.fail, k.error
+             FROM check_count k JOIN sweep s ON s.seq = k.seq JOIN scope sc ON sc.id = k.scope
+             WHERE k.check_id = (SELECT id FROM name WHERE text = ?1)
+             ORDER BY sc.text, s.started_ms",
+            [check],
+            |r| {
                 Ok(CheckPoint {
                     scope: r.get(0)?,
                     sweep_id: r.get(1)?,
@@ -254,51 +241,41 @@ impl History {
                     fail: r.get::<_, i64>(5)? as u64,
                     error: r.get::<_, i64>(6)? as u64,
                 })
-            })
-            .map_err(e)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(e)?;
-        Ok(rows)
+            },
+        )
+        .map_err(|e| self.err(e))
     }
 
     /// Sweeps stored per scope: (scope text, sweeps).
     pub fn scopes(&self) -> Result<Vec<(String, u64)>, ReportError> {
-        let e = |x| self.err(x);
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT sc.text, COUNT(s.seq) FROM scope sc LEFT JOIN sweep s ON s.scope = sc.id
-                 GROUP BY sc.id ORDER BY sc.text",
-            )
-            .map_err(e)?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
-            .map_err(e)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(e)?;
-        Ok(rows)
+        select(
+            &self.conn,
+            "SELECT sc.text, COUNT(s.seq) FROM scope sc LEFT JOIN sweep s ON s.scope = sc.id
+             GROUP BY sc.id ORDER BY sc.text",
+            [],
+            |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)),
+        )
+        .map_err(|e| self.err(e))
     }
 }
 
 /// Every interned name (node names and check ids) by id.
 fn names(conn: &Connection) -> rusqlite::Result<HashMap<i64, String>> {
-    let mut stmt = conn.prepare_cached("SELECT id, text FROM name")?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
-    rows.collect()
+    select(conn, "SELECT id, text FROM name", [], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })
 }
 
 /// Every check's words by spec id; a body that no longer decodes is left
 /// out (its checks get [`Spec::unknown`]).
 fn specs(conn: &Connection) -> rusqlite::Result<HashMap<i64, Spec>> {
-    let mut stmt = conn.prepare_cached("SELECT id, body FROM spec")?;
-    let mut out = HashMap::new();
-    for r in stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))? {
-        let (id, body) = r?;
-        if let Ok(s) = serde_json::from_str(&body) {
-            out.insert(id, s);
-        }
-    }
-    Ok(out)
+    let bodies: Vec<(i64, String)> = select(conn, "SELECT id, body FROM spec", [], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })?;
+    Ok(bodies
+        .into_iter()
+        .filter_map(|(id, body)| Some((id, serde_json::from_str(&body).ok()?)))
+        .collect())
 }
 
 /// The nodes of `scope` as they were at sweep `seq`, without their checks,
@@ -310,7 +287,7 @@ fn node_entries(
     newest: bool,
     names: &HashMap<i64, String>,
 ) -> rusqlite::Result<BTreeMap<i64, NodeEntry>> {
-    let mut stmt = conn.prepare_cached(if newest {
+    let sql = if newest {
         "SELECT node, state, addr, tags, late FROM node_state
          WHERE scope = ?1 AND current = 1 AND seq <= ?2"
     } else {
@@ -318,10 +295,10 @@ fn node_entries(
          WHERE scope = ?1 AND seq <= ?2 AND NOT EXISTS (
            SELECT 1 FROM node_state n WHERE n.scope = o.scope AND n.node = o.node
              AND n.seq > o.seq AND n.seq <= ?2)"
-    })?;
+    };
+    let rows: Vec<NodeRow> = select(conn, sql, params![scope, seq], NodeRow::read)?;
     let mut nodes = BTreeMap::new();
-    for row in stmt.query_map(params![scope, seq], NodeRow::read)? {
-        let row = row?;
+    for row in rows {
         let Some(state) = state_of(row.state) else {
             continue; // gone
         };
@@ -352,7 +329,7 @@ fn obs_rows(
     seq: i64,
     newest: bool,
 ) -> rusqlite::Result<Vec<ObsRow>> {
-    let mut stmt = conn.prepare_cached(if newest {
+    let sql = if newest {
         "SELECT node, check_id, status, spec, observed, message FROM obs
          WHERE scope = ?1 AND current = 1 AND seq <= ?2"
     } else {
@@ -360,29 +337,28 @@ fn obs_rows(
          WHERE scope = ?1 AND seq <= ?2 AND NOT EXISTS (
            SELECT 1 FROM obs n WHERE n.scope = o.scope AND n.node = o.node
              AND n.check_id = o.check_id AND n.seq > o.seq AND n.seq <= ?2)"
-    })?;
-    let rows = stmt.query_map(params![scope, seq], ObsRow::read)?;
-    rows.collect()
+    };
+    select(conn, sql, params![scope, seq], ObsRow::read)
 }
 
 /// Every change of `node`'s state, as timeline entries `(node)`.
 fn node_state_changes(conn: &Connection, node: &str) -> rusqlite::Result<Vec<NodeChange>> {
-    let mut stmt = conn.prepare(
+    let rows: Vec<StateRow> = select(
+        conn,
         "SELECT o.scope, sc.text, o.seq, o.state FROM node_state o
          JOIN scope sc ON sc.id = o.scope
          WHERE o.node = (SELECT id FROM name WHERE text = ?1)
          ORDER BY o.scope, o.seq",
-    )?;
-    let rows = stmt
-        .query_map([node], |r| {
+        [node],
+        |r| {
             Ok(StateRow {
                 scope: r.get(0)?,
                 scope_text: r.get(1)?,
                 seq: r.get(2)?,
                 state: r.get(3)?,
             })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        },
+    )?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let (sweep, previous_sweep) = sweep_and_before(conn, row.scope, row.seq)?;

@@ -9,7 +9,7 @@ use patrol_checks::{CheckOutcome, NodeEntry, NodeState, Severity, Status, SweepD
 use rusqlite::{params, CachedStatement, Connection, OptionalExtension, Transaction};
 
 use super::schema::{state_code, status_code, NodeRow, ObsRow, Spec, GONE};
-use super::{scope_key, scope_of, History, Stored, SweepSummary};
+use super::{scope_key, scope_of, select, History, Stored, SweepSummary};
 use crate::diff::FirstSeen;
 use crate::error::ReportError;
 use crate::summary::scope_text;
@@ -174,12 +174,9 @@ struct Interner<'t> {
 }
 
 impl<'t> Interner<'t> {
-    /// `select` reads `text, id`; `insert` adds a text as `?1`.
-    fn load(tx: &'t Connection, select: &str, insert: &str) -> rusqlite::Result<Interner<'t>> {
-        let mut stmt = tx.prepare(select)?;
-        let ids = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
-            .collect::<rusqlite::Result<HashMap<_, _>>>()?;
+    /// `sql` selects `text, id`; `insert` adds a text as `?1`.
+    fn load(tx: &'t Connection, sql: &str, insert: &str) -> rusqlite::Result<Interner<'t>> {
+        let ids = select(tx, sql, [], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(Interner {
             ids,
             add: tx.prepare_cached(insert)?,
@@ -208,40 +205,42 @@ fn current_obs(
     tx: &Connection,
     scope: i64,
 ) -> rusqlite::Result<HashMap<(i64, i64), Current<ObsRow>>> {
-    let mut stmt = tx.prepare(
+    select(
+        tx,
         "SELECT node, check_id, status, spec, observed, message, rowid FROM obs
          WHERE scope = ?1 AND current = 1",
-    )?;
-    let rows = stmt.query_map([scope], |r| {
-        let row = ObsRow::read(r)?;
-        Ok((
-            (row.node, row.check),
-            Current {
-                rowid: r.get(6)?,
-                row,
-            },
-        ))
-    })?;
-    rows.collect()
+        [scope],
+        |r| {
+            let row = ObsRow::read(r)?;
+            Ok((
+                (row.node, row.check),
+                Current {
+                    rowid: r.get(6)?,
+                    row,
+                },
+            ))
+        },
+    )
 }
 
 /// The scope's current `node_state` rows by node.
 fn current_nodes(tx: &Connection, scope: i64) -> rusqlite::Result<HashMap<i64, Current<NodeRow>>> {
-    let mut stmt = tx.prepare(
+    select(
+        tx,
         "SELECT node, state, addr, tags, late, rowid FROM node_state
          WHERE scope = ?1 AND current = 1",
-    )?;
-    let rows = stmt.query_map([scope], |r| {
-        let row = NodeRow::read(r)?;
-        Ok((
-            row.node,
-            Current {
-                rowid: r.get(5)?,
-                row,
-            },
-        ))
-    })?;
-    rows.collect()
+        [scope],
+        |r| {
+            let row = NodeRow::read(r)?;
+            Ok((
+                row.node,
+                Current {
+                    rowid: r.get(5)?,
+                    row,
+                },
+            ))
+        },
+    )
 }
 
 /// A check's words as a node reported them, borrowed from the document.
