@@ -469,6 +469,13 @@ mod tests {
         Config::parse(text, Path::new("test.toml"))
     }
 
+    /// Every one of `needles` is somewhere in `text`.
+    fn assert_mentions(text: &str, needles: &[&str]) {
+        for needle in needles {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+    }
+
     #[test]
     fn empty_file_gives_defaults() {
         match parse("") {
@@ -527,15 +534,16 @@ mod tests {
         )
         .unwrap_err();
         let text = err.to_string();
-        for needle in [
-            "checks.concurrency: must be 1-256",
-            "checks.blocking_per_kind: must be 1-64 (got 0)",
-            "sweep.max_concurrent: must be 1-64",
-            "sweep.default_deadline",
-            "sweep.clock_skew_limit: must be at most 60s",
-        ] {
-            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
-        }
+        assert_mentions(
+            &text,
+            &[
+                "checks.concurrency: must be 1-256",
+                "checks.blocking_per_kind: must be 1-64 (got 0)",
+                "sweep.max_concurrent: must be 1-64",
+                "sweep.default_deadline",
+                "sweep.clock_skew_limit: must be at most 60s",
+            ],
+        );
     }
 
     /// A config decides what runs as root: others must not be able to write it.
@@ -584,15 +592,16 @@ mod tests {
         )
         .unwrap_err();
         let text = err.to_string();
-        for needle in [
-            "test.toml: bogus: unknown key",
-            "node.name: must not be empty",
-            "node.seeds[0]: `nope` is not host:port",
-            "sweep.max_concurrent: must be 1-64 (got 0)",
-            "checks.colour: unknown field",
-        ] {
-            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
-        }
+        assert_mentions(
+            &text,
+            &[
+                "test.toml: bogus: unknown key",
+                "node.name: must not be empty",
+                "node.seeds[0]: `nope` is not host:port",
+                "sweep.max_concurrent: must be 1-64 (got 0)",
+                "checks.colour: unknown field",
+            ],
+        );
         assert_eq!(err.problems.len(), 5, "{text}");
     }
 
