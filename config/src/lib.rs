@@ -11,6 +11,7 @@ mod duration;
 mod error;
 mod mail;
 mod model;
+mod validate;
 
 pub use duration::{format_duration, parse_duration};
 pub use error::{ConfigError, Problem};

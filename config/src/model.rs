@@ -1,15 +1,17 @@
-//! The config model and its loader.
+//! The config model and its loader: the sections, their defaults and
+//! limits, and [`Config::load`] / [`Config::parse`] (each section's
+//! validation is in `validate.rs`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::duration::serde_duration;
-use crate::{ConfigError, MailSection, Problem, ReportSection};
+use crate::validate::{check_tables, optional_section, section, Problems};
+use crate::{ConfigError, MailSection, ReportSection};
 
 /// Where the agent and the CLI look when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/patrol/patrol.toml";
@@ -404,18 +406,14 @@ impl Config {
         }
     }
 
+    /// Read every section of `table`, then validate each: every problem
+    /// found, or the config.
     fn parse_table(table: toml::Table, file: &Path) -> Result<Config, ConfigError> {
-        let mut problems = Vec::new();
-        let mut push = |key: &str, message: String| {
-            problems.push(Problem {
-                file: file.to_path_buf(),
-                key: key.to_string(),
-                message,
-            })
-        };
+        let mut problems = Problems::new(file);
+        let p = &mut problems;
         for key in table.keys() {
             if !TOP_LEVEL_KEYS.contains(&key.as_str()) {
-                push(
+                p.push(
                     key,
                     format!(
                         "unknown key (expected one of: {})",
@@ -424,286 +422,42 @@ impl Config {
                 );
             }
         }
-        let node: NodeSection = section(&table, "node", &mut push).unwrap_or_default();
-        let control: ControlSection = section(&table, "control", &mut push).unwrap_or_default();
-        let sweep: SweepSection = section(&table, "sweep", &mut push).unwrap_or_default();
-        let checks: ChecksSection = section(&table, "checks", &mut push).unwrap_or_default();
-        let report: ReportSection = section(&table, "report", &mut push).unwrap_or_default();
-        if report.keep_sweeps < 2 {
-            push(
-                "report.keep_sweeps",
-                format!(
-                    "must be at least 2 (got {}): each report is compared with the previous sweep",
-                    report.keep_sweeps
-                ),
-            );
-        }
-        if let Some(root) = &node.host_root {
-            if !root.is_absolute() {
-                push(
-                    "node.host_root",
-                    format!("`{}` must be an absolute path", root.display()),
-                );
-            }
-        }
-        if let Some(name) = &report.time_zone {
-            if let Err(e) = jiff::tz::TimeZone::get(name) {
-                push(
-                    "report.time_zone",
-                    format!("`{name}` is not a known IANA time zone (e.g. Europe/Paris, UTC): {e}"),
-                );
-            }
-        }
-        let metrics: MetricsSection = section(&table, "metrics", &mut push).unwrap_or_default();
-        let trust: Option<TrustSection> = if table.contains_key("trust") {
-            section(&table, "trust", &mut push)
-        } else {
-            None
-        };
+        let node: NodeSection = section(&table, "node", p).unwrap_or_default();
+        node.validate(table.contains_key("node"), p);
+        let control: ControlSection = section(&table, "control", p).unwrap_or_default();
+        let sweep: SweepSection = section(&table, "sweep", p).unwrap_or_default();
+        sweep.validate(p);
+        let checks: ChecksSection = section(&table, "checks", p).unwrap_or_default();
+        checks.validate(p);
+        let report: ReportSection = section(&table, "report", p).unwrap_or_default();
+        report.validate(p);
+        let metrics: MetricsSection = section(&table, "metrics", p).unwrap_or_default();
+        let trust: Option<TrustSection> = optional_section(&table, "trust", p);
         if let Some(t) = &trust {
-            if t.audit_max_bytes < 4096 {
-                push(
-                    "trust.audit_max_bytes",
-                    format!("must be at least 4096 (got {})", t.audit_max_bytes),
-                );
-            }
-            if !(1..=100).contains(&t.audit_keep) {
-                push(
-                    "trust.audit_keep",
-                    format!("must be 1-100 (got {})", t.audit_keep),
-                );
-            }
+            t.validate(p);
         }
-        let mail: Option<MailSection> = if table.contains_key("mail") {
-            section(&table, "mail", &mut push)
-        } else {
-            None
-        };
-        let mut check = Vec::new();
-        match table.get("check") {
-            None => {}
-            Some(toml::Value::Array(items)) => {
-                for (i, item) in items.iter().enumerate() {
-                    match item {
-                        toml::Value::Table(t) => check.push(t.clone()),
-                        _ => push(
-                            &format!("check[{i}]"),
-                            "expected a table ([[check]])".into(),
-                        ),
-                    }
-                }
-            }
-            Some(_) => push("check", "expected an array of tables ([[check]])".into()),
-        }
-
-        // Semantic validation, every field, every problem.
-        if node.name.trim().is_empty() {
-            push("node.name", "must not be empty".into());
-        }
-        if node.name == "localhost" || node.name.starts_with("localhost.") {
-            push(
-                "node.name",
-                format!(
-                    "`{}` cannot tell nodes apart (every machine is localhost): set [node] name, or give the machine a real hostname",
-                    node.name
-                ),
-            );
-        }
-        let identity = identity_text_len(&node.name, &node.tags);
-        if identity > MAX_IDENTITY_TEXT {
-            push(
-                "node.name",
-                format!(
-                    "node.name and node.tags take {identity} bytes; at most {MAX_IDENTITY_TEXT} fit in the gossip header every packet carries (shorten the name or drop tags)"
-                ),
-            );
-        }
-        if node.cluster.trim().is_empty() {
-            push("node.cluster", "must not be empty".into());
-        }
-        if node.advertise.is_none() && node.bind.ip().is_unspecified() && table.contains_key("node")
-        {
-            // Binding 0.0.0.0 needs an address others can reach.
-            push(
-                "node.advertise",
-                format!(
-                    "required when node.bind ({}) is an unspecified address: give the address other nodes reach this one at",
-                    node.bind
-                ),
-            );
-        }
-        if let Some(adv) = node.advertise {
-            if adv.ip().is_unspecified() || adv.port() == 0 {
-                push(
-                    "node.advertise",
-                    format!("{adv} cannot be reached by others (expected a concrete ip:port)"),
-                );
-            }
-        }
-        for (i, seed) in node.seeds.iter().enumerate() {
-            if seed
-                .rsplit_once(':')
-                .and_then(|(_, p)| p.parse::<u16>().ok())
-                .is_none()
-            {
-                push(
-                    &format!("node.seeds[{i}]"),
-                    format!("`{seed}` is not host:port"),
-                );
-            }
-        }
-        for (k, v) in &node.tags {
-            if k.is_empty() || k.len() > 64 || v.len() > 128 {
-                push(
-                    &format!("node.tags.{k}"),
-                    "tag keys must be 1-64 bytes and values at most 128 bytes".into(),
-                );
-            }
-        }
-        if node.tags.len() > 16 {
-            push(
-                "node.tags",
-                format!("{} tags; at most 16 are allowed", node.tags.len()),
-            );
-        }
-        if !(1..=MAX_SWEEPS_AT_ONCE).contains(&sweep.max_concurrent) {
-            push(
-                "sweep.max_concurrent",
-                format!(
-                    "must be 1-{MAX_SWEEPS_AT_ONCE} (got {})",
-                    sweep.max_concurrent
-                ),
-            );
-        }
-        if sweep.default_deadline.is_zero() || sweep.default_deadline > MAX_DEADLINE {
-            push(
-                "sweep.default_deadline",
-                format!(
-                    "must be longer than 0s and at most {}s",
-                    MAX_DEADLINE.as_secs()
-                ),
-            );
-        }
-        if sweep.clock_skew_limit > MAX_CLOCK_SKEW_LIMIT {
-            push(
-                "sweep.clock_skew_limit",
-                format!(
-                    "must be at most {}s (datagrams from clocks further off are refused, so a larger skew is never measured)",
-                    MAX_CLOCK_SKEW_LIMIT.as_secs()
-                ),
-            );
-        }
-        if !(1..=MAX_CHECK_CONCURRENCY).contains(&checks.concurrency) {
-            push(
-                "checks.concurrency",
-                format!(
-                    "must be 1-{MAX_CHECK_CONCURRENCY} (got {})",
-                    checks.concurrency
-                ),
-            );
-        }
-        if !(1..=MAX_BLOCKING_PER_KIND).contains(&checks.blocking_per_kind) {
-            push(
-                "checks.blocking_per_kind",
-                format!(
-                    "must be 1-{MAX_BLOCKING_PER_KIND} (got {})",
-                    checks.blocking_per_kind
-                ),
-            );
-        }
-        if let Some(user) = &checks.command_user {
-            if user.is_empty()
-                || user.len() > 256
-                || user.contains([':', ','])
-                || user.contains(char::is_whitespace)
-            {
-                push(
-                    "checks.command_user",
-                    format!("`{user}` is not a user name (expected a name or uid from /etc/passwd, e.g. \"nobody\")"),
-                );
-            }
-        }
-        if checks.default_timeout.is_zero() || checks.default_timeout > MAX_DEADLINE {
-            push(
-                "checks.default_timeout",
-                format!(
-                    "must be longer than 0s and at most {}s",
-                    MAX_DEADLINE.as_secs()
-                ),
-            );
-        }
+        let mail: Option<MailSection> = optional_section(&table, "mail", p);
         if let Some(m) = &mail {
-            if m.to.is_empty() {
-                push("mail.to", "needs at least one recipient".into());
-            }
-            for (i, addr) in m.to.iter().enumerate() {
-                if !addr.contains('@') {
-                    push(
-                        &format!("mail.to[{i}]"),
-                        format!("`{addr}` is not a mail address"),
-                    );
-                }
-            }
-            if !m.from.contains('@') {
-                push("mail.from", format!("`{}` is not a mail address", m.from));
-            }
-            if m.username.is_some() != m.password_file.is_some() {
-                push(
-                    "mail.username",
-                    "username and password_file go together: give both or neither".into(),
-                );
-            }
+            m.validate(p);
         }
-
-        if problems.is_empty() {
-            Ok(Config {
-                node,
-                control,
-                sweep,
-                checks,
-                check,
-                mail,
-                report,
-                metrics,
-                trust,
-                source: file.to_path_buf(),
-            })
-        } else {
-            Err(ConfigError { problems })
-        }
+        let check = check_tables(&table, p);
+        problems.result(|| Config {
+            node,
+            control,
+            sweep,
+            checks,
+            check,
+            mail,
+            report,
+            metrics,
+            trust,
+            source: file.to_path_buf(),
+        })
     }
 
     /// The address others reach this node at.
     pub fn advertise_addr(&self) -> SocketAddr {
         self.node.advertise.unwrap_or(self.node.bind)
-    }
-}
-
-/// Deserialize one top-level section, reporting its problem with the key.
-fn section<T: DeserializeOwned>(
-    table: &toml::Table,
-    name: &str,
-    push: &mut impl FnMut(&str, String),
-) -> Option<T> {
-    let value = table
-        .get(name)
-        .cloned()
-        .unwrap_or_else(|| toml::Value::Table(toml::Table::new()));
-    match T::deserialize(value) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            let msg = e.to_string();
-            let msg = msg.trim_end();
-            // Name the offending key when serde says which.
-            let key = msg
-                .split('`')
-                .nth(1)
-                .filter(|_| msg.starts_with("unknown field"))
-                .map(|k| format!("{name}.{k}"))
-                .unwrap_or_else(|| name.to_string());
-            push(&key, msg.to_string());
-            None
-        }
     }
 }
 
@@ -713,6 +467,13 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("test.toml"))
+    }
+
+    /// Every one of `needles` is somewhere in `text`.
+    fn assert_mentions(text: &str, needles: &[&str]) {
+        for needle in needles {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
     }
 
     #[test]
@@ -773,15 +534,16 @@ mod tests {
         )
         .unwrap_err();
         let text = err.to_string();
-        for needle in [
-            "checks.concurrency: must be 1-256",
-            "checks.blocking_per_kind: must be 1-64 (got 0)",
-            "sweep.max_concurrent: must be 1-64",
-            "sweep.default_deadline",
-            "sweep.clock_skew_limit: must be at most 60s",
-        ] {
-            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
-        }
+        assert_mentions(
+            &text,
+            &[
+                "checks.concurrency: must be 1-256",
+                "checks.blocking_per_kind: must be 1-64 (got 0)",
+                "sweep.max_concurrent: must be 1-64",
+                "sweep.default_deadline",
+                "sweep.clock_skew_limit: must be at most 60s",
+            ],
+        );
     }
 
     /// A config decides what runs as root: others must not be able to write it.
@@ -830,15 +592,16 @@ mod tests {
         )
         .unwrap_err();
         let text = err.to_string();
-        for needle in [
-            "test.toml: bogus: unknown key",
-            "node.name: must not be empty",
-            "node.seeds[0]: `nope` is not host:port",
-            "sweep.max_concurrent: must be 1-64 (got 0)",
-            "checks.colour: unknown field",
-        ] {
-            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
-        }
+        assert_mentions(
+            &text,
+            &[
+                "test.toml: bogus: unknown key",
+                "node.name: must not be empty",
+                "node.seeds[0]: `nope` is not host:port",
+                "sweep.max_concurrent: must be 1-64 (got 0)",
+                "checks.colour: unknown field",
+            ],
+        );
         assert_eq!(err.problems.len(), 5, "{text}");
     }
 

@@ -49,6 +49,21 @@ pub struct Quantiles {
     pub max_node: String,
 }
 
+impl Quantiles {
+    /// `min A{sep}p50 B{sep}p90 C{sep}p99 D{sep}max E (node)`.
+    fn words(&self, sep: &str) -> String {
+        format!(
+            "min {}{sep}p50 {}{sep}p90 {}{sep}p99 {}{sep}max {} ({})",
+            num(self.min),
+            num(self.p50),
+            num(self.p90),
+            num(self.p99),
+            num(self.max),
+            one_line(&self.max_node)
+        )
+    }
+}
+
 /// How one check's values spread.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Distribution {
@@ -95,15 +110,7 @@ impl Distribution {
         }
         let mut s = format!("{}: {}", one_line(&self.check), parts.join(", "));
         if let Some(q) = &self.quantiles {
-            s.push_str(&format!(
-                "; min {}, p50 {}, p90 {}, p99 {}, max {} ({})",
-                num(q.min),
-                num(q.p50),
-                num(q.p90),
-                num(q.p99),
-                num(q.max),
-                one_line(&q.max_node)
-            ));
+            s.push_str(&format!("; {}", q.words(", ")));
         }
         s
     }
@@ -160,15 +167,7 @@ impl Distribution {
             ));
         }
         if let Some(q) = &self.quantiles {
-            out.push_str(&format!(
-                "  min {}  p50 {}  p90 {}  p99 {}  max {} ({})\n",
-                num(q.min),
-                num(q.p50),
-                num(q.p90),
-                num(q.p99),
-                num(q.max),
-                one_line(&q.max_node)
-            ));
+            out.push_str(&format!("  {}\n", q.words("  ")));
         }
         out
     }

@@ -2,7 +2,7 @@
 //! consecutive days.
 #![allow(dead_code)]
 
-use patrol_checks::{NodeState, Observed, Status};
+use patrol_checks::{NodeEntry, NodeState, Observed, Status};
 use patrol_report::sample::{document, node, outcome};
 
 pub const DAY: u64 = 86_400_000;
@@ -34,6 +34,20 @@ pub fn swappiness(v: f64) -> patrol_checks::CheckOutcome {
     outcome("vm.swappiness", Status::Pass, Observed::Number(v), "any")
 }
 
+/// A worker that answered, with its file-max, somaxconn and swappiness.
+pub fn worker(name: &str, fs_file_max: f64, net_somaxconn: f64, vm_swappiness: f64) -> NodeEntry {
+    node(
+        name,
+        &[("role", "worker")],
+        NodeState::Ok,
+        vec![
+            file_max(fs_file_max),
+            somaxconn(net_somaxconn),
+            swappiness(vm_swappiness),
+        ],
+    )
+}
+
 /// Five workers: two with a low fs.file-max, one with low somaxconn, one
 /// with swappiness 60; plus one node with no answer and one down.
 pub fn day_one() -> patrol_checks::SweepDocument {
@@ -43,36 +57,11 @@ pub fn day_one() -> patrol_checks::SweepDocument {
         "00000000000000a1",
         T0,
         vec![
-            node(
-                "node-a",
-                &w,
-                NodeState::Ok,
-                vec![file_max(65536.0), somaxconn(4096.0), swappiness(0.0)],
-            ),
-            node(
-                "node-b",
-                &w,
-                NodeState::Ok,
-                vec![file_max(65536.0), somaxconn(128.0), swappiness(0.0)],
-            ),
-            node(
-                "node-c",
-                &w,
-                NodeState::Ok,
-                vec![file_max(2_097_152.0), somaxconn(4096.0), swappiness(60.0)],
-            ),
-            node(
-                "node-d",
-                &w,
-                NodeState::Ok,
-                vec![file_max(2_097_152.0), somaxconn(4096.0), swappiness(0.0)],
-            ),
-            node(
-                "node-e",
-                &w,
-                NodeState::Ok,
-                vec![file_max(2_097_152.0), somaxconn(4096.0), swappiness(0.0)],
-            ),
+            worker("node-a", 65536.0, 4096.0, 0.0),
+            worker("node-b", 65536.0, 128.0, 0.0),
+            worker("node-c", 2_097_152.0, 4096.0, 60.0),
+            worker("node-d", 2_097_152.0, 4096.0, 0.0),
+            worker("node-e", 2_097_152.0, 4096.0, 0.0),
             node("node-f", &w, NodeState::NoAnswer, vec![]),
             node("node-g", &w, NodeState::Down, vec![]),
         ],
@@ -82,42 +71,16 @@ pub fn day_one() -> patrol_checks::SweepDocument {
 /// Day two: node-b fixed somaxconn (resolved), node-a and node-b still
 /// have the low file-max (persisting), node-d now has a new value.
 pub fn day_two() -> patrol_checks::SweepDocument {
-    let w = [("role", "worker")];
     document(
         "prod",
         "00000000000000a2",
         T0 + DAY,
         vec![
-            node(
-                "node-a",
-                &w,
-                NodeState::Ok,
-                vec![file_max(65536.0), somaxconn(4096.0), swappiness(0.0)],
-            ),
-            node(
-                "node-b",
-                &w,
-                NodeState::Ok,
-                vec![file_max(65536.0), somaxconn(4096.0), swappiness(0.0)],
-            ),
-            node(
-                "node-c",
-                &w,
-                NodeState::Ok,
-                vec![file_max(2_097_152.0), somaxconn(4096.0), swappiness(60.0)],
-            ),
-            node(
-                "node-d",
-                &w,
-                NodeState::Ok,
-                vec![file_max(8192.0), somaxconn(4096.0), swappiness(0.0)],
-            ),
-            node(
-                "node-e",
-                &w,
-                NodeState::Ok,
-                vec![file_max(2_097_152.0), somaxconn(4096.0), swappiness(0.0)],
-            ),
+            worker("node-a", 65536.0, 4096.0, 0.0),
+            worker("node-b", 65536.0, 4096.0, 0.0),
+            worker("node-c", 2_097_152.0, 4096.0, 60.0),
+            worker("node-d", 8192.0, 4096.0, 0.0),
+            worker("node-e", 2_097_152.0, 4096.0, 0.0),
         ],
     )
 }

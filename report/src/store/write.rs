@@ -1,0 +1,512 @@
+//! Writing the history: [`History::store`] adds one sweep in one
+//! transaction (its `sweep` row, then a value row for every node and
+//! (node, check) whose value changed since the scope's previous sweep,
+//! then the per-check counts), and [`prune`] keeps the newest sweeps.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use patrol_checks::{CheckOutcome, NodeEntry, NodeState, Severity, Status, SweepDocument};
+use rusqlite::{params, CachedStatement, Connection, OptionalExtension, Transaction};
+
+use super::schema::{state_code, status_code, NodeRow, ObsRow, Spec, GONE};
+use super::{scope_key, scope_of, select, History, Stored, SweepSummary};
+use crate::diff::FirstSeen;
+use crate::error::ReportError;
+use crate::summary::scope_text;
+
+impl History {
+    /// Store `doc`: its sweep row, and a value row for every (node, check)
+    /// whose status, value, message or words changed since the scope's
+    /// previous sweep. Then keep only the newest `keep` sweeps of the scope.
+    pub fn store(
+        &mut self,
+        doc: &SweepDocument,
+        first_seen: &FirstSeen,
+        summary: SweepSummary,
+        keep: usize,
+    ) -> Result<Stored, ReportError> {
+        let path = self.path.clone();
+        let e = |source| ReportError::Database {
+            path: path.clone(),
+            source,
+        };
+        let sweep = SweepRow {
+            meta: meta_json(doc)?,
+            first_seen: serde_json::to_string(first_seen).map_err(|source| {
+                ReportError::Encode {
+                    what: "first-seen times",
+                    source,
+                }
+            })?,
+            summary,
+        };
+        let tx = self.conn.transaction().map_err(e)?;
+        // Returning early drops `tx`: nothing of this sweep is kept.
+        let (scope, seq) = match add_sweep(&tx, doc, &sweep).map_err(e)? {
+            Placed::At { scope, seq } => (scope, seq),
+            Placed::Not(stored) => return Ok(stored),
+        };
+        let changes = add_values(&tx, doc, scope, seq).map_err(e)?;
+        prune(&tx, scope, keep.max(2)).map_err(e)?;
+        tx.commit().map_err(e)?;
+        Ok(Stored::Added { changes })
+    }
+}
+
+/// The document without its nodes, as stored in `sweep.meta`.
+fn meta_json(doc: &SweepDocument) -> Result<String, ReportError> {
+    // Field by field: cloning the whole document would copy every node.
+    let bare = SweepDocument {
+        version: doc.version,
+        sweep_id: doc.sweep_id.clone(),
+        cluster: doc.cluster.clone(),
+        coordinator: doc.coordinator.clone(),
+        started_at_unix_ms: doc.started_at_unix_ms,
+        deadline_ms: doc.deadline_ms,
+        selector: doc.selector.clone(),
+        node_filter: doc.node_filter.clone(),
+        counts: doc.counts.clone(),
+        nodes: Vec::new(),
+        timing: doc.timing.clone(),
+        operator: None,
+    };
+    serde_json::to_string(&bare).map_err(|source| ReportError::Encode {
+        what: "the sweep document",
+        source,
+    })
+}
+
+/// What a `sweep` row holds besides the document's own fields.
+struct SweepRow {
+    /// [`meta_json`].
+    meta: String,
+    /// The first-seen times as JSON.
+    first_seen: String,
+    summary: SweepSummary,
+}
+
+/// Where a sweep goes: its new `sweep` row, or why it is not stored.
+enum Placed {
+    At { scope: i64, seq: i64 },
+    Not(Stored),
+}
+
+/// Add `doc`'s scope if it is new and its `sweep` row, unless the sweep is
+/// stored already or older than the newest of its scope.
+fn add_sweep(tx: &Connection, doc: &SweepDocument, row: &SweepRow) -> rusqlite::Result<Placed> {
+    let key = scope_key(doc);
+    tx.execute(
+        "INSERT OR IGNORE INTO scope (key, cluster, text) VALUES (?1, ?2, ?3)",
+        params![key, doc.cluster, scope_text(doc)],
+    )?;
+    let scope = scope_of(tx, &key)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+    let known: Option<i64> = tx
+        .query_row(
+            "SELECT seq FROM sweep WHERE scope = ?1 AND sweep_id = ?2",
+            params![scope, doc.sweep_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if known.is_some() {
+        return Ok(Placed::Not(Stored::AlreadyStored));
+    }
+    let newest: Option<i64> = tx.query_row(
+        "SELECT MAX(started_ms) FROM sweep WHERE scope = ?1",
+        [scope],
+        |r| r.get(0),
+    )?;
+    if newest.is_some_and(|n| n > doc.started_at_unix_ms as i64) {
+        return Ok(Placed::Not(Stored::Older));
+    }
+    let c = &doc.counts;
+    tx.execute(
+        "INSERT INTO sweep (scope, sweep_id, started_ms, meta, expected, failing, unreachable,
+           groups, new_groups, drift, first_seen)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        params![
+            scope,
+            doc.sweep_id,
+            doc.started_at_unix_ms as i64,
+            row.meta,
+            c.expected as i64,
+            c.failing as i64,
+            (c.no_answer + c.down) as i64,
+            row.summary.groups as i64,
+            row.summary.new_groups as i64,
+            row.summary.drift as i64,
+            row.first_seen
+        ],
+    )?;
+    Ok(Placed::At {
+        scope,
+        seq: tx.last_insert_rowid(),
+    })
+}
+
+/// Write the value rows and check counts of sweep `seq` of `scope`;
+/// returns the number of value rows written.
+fn add_values(
+    tx: &Connection,
+    doc: &SweepDocument,
+    scope: i64,
+    seq: i64,
+) -> rusqlite::Result<usize> {
+    let mut w = ValueWriter::new(tx, scope, seq)?;
+    for n in &doc.nodes {
+        w.node(n)?;
+    }
+    w.retire_missing()?;
+    let mut add_count = tx.prepare_cached(
+        "INSERT INTO check_count (scope, seq, check_id, pass, warn, fail, error)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for (check, [p, w, f, x]) in &w.counts {
+        add_count.execute(params![scope, seq, check, p, w, f, x])?;
+    }
+    Ok(w.changes)
+}
+
+/// The texts of one interning table (`name` or `spec`) and their ids:
+/// loaded once, added to as new texts come.
+struct Interner<'t> {
+    ids: HashMap<String, i64>,
+    add: CachedStatement<'t>,
+}
+
+impl<'t> Interner<'t> {
+    /// `sql` selects `text, id`; `insert` adds a text as `?1`.
+    fn load(tx: &'t Connection, sql: &str, insert: &str) -> rusqlite::Result<Interner<'t>> {
+        let ids = select(tx, sql, [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(Interner {
+            ids,
+            add: tx.prepare_cached(insert)?,
+        })
+    }
+
+    /// The id of `text`, added when it is new.
+    fn id(&mut self, text: &str) -> rusqlite::Result<i64> {
+        if let Some(id) = self.ids.get(text) {
+            return Ok(*id);
+        }
+        let id = self.add.insert([text])?;
+        self.ids.insert(text.to_string(), id);
+        Ok(id)
+    }
+}
+
+/// A scope's `current = 1` row, with its rowid (to retire it).
+struct Current<T> {
+    rowid: i64,
+    row: T,
+}
+
+/// The scope's current `obs` rows by (node, check).
+fn current_obs(
+    tx: &Connection,
+    scope: i64,
+) -> rusqlite::Result<HashMap<(i64, i64), Current<ObsRow>>> {
+    select(
+        tx,
+        "SELECT node, check_id, status, spec, observed, message, rowid FROM obs
+         WHERE scope = ?1 AND current = 1",
+        [scope],
+        |r| {
+            let row = ObsRow::read(r)?;
+            Ok((
+                (row.node, row.check),
+                Current {
+                    rowid: r.get(6)?,
+                    row,
+                },
+            ))
+        },
+    )
+}
+
+/// The scope's current `node_state` rows by node.
+fn current_nodes(tx: &Connection, scope: i64) -> rusqlite::Result<HashMap<i64, Current<NodeRow>>> {
+    select(
+        tx,
+        "SELECT node, state, addr, tags, late, rowid FROM node_state
+         WHERE scope = ?1 AND current = 1",
+        [scope],
+        |r| {
+            let row = NodeRow::read(r)?;
+            Ok((
+                row.node,
+                Current {
+                    rowid: r.get(5)?,
+                    row,
+                },
+            ))
+        },
+    )
+}
+
+/// A check's words as a node reported them, borrowed from the document.
+#[derive(Clone, Copy, PartialEq)]
+struct Words<'d> {
+    kind: &'d str,
+    severity: Severity,
+    expected: &'d str,
+    description: &'d str,
+    remediation: &'d str,
+}
+
+impl<'d> Words<'d> {
+    fn of(o: &'d CheckOutcome) -> Words<'d> {
+        Words {
+            kind: &o.kind,
+            severity: o.severity,
+            expected: &o.expected,
+            description: &o.description,
+            remediation: &o.remediation,
+        }
+    }
+
+    /// The `spec.body` of these words.
+    fn body(self) -> String {
+        serde_json::to_string(&Spec {
+            kind: self.kind.to_string(),
+            severity: self.severity,
+            expected: self.expected.to_string(),
+            description: self.description.to_string(),
+            remediation: self.remediation.to_string(),
+        })
+        .unwrap_or_default()
+    }
+}
+
+/// The statements that add and retire value rows.
+struct Statements<'t> {
+    add_obs: CachedStatement<'t>,
+    retire_obs: CachedStatement<'t>,
+    add_node: CachedStatement<'t>,
+    retire_node: CachedStatement<'t>,
+}
+
+impl<'t> Statements<'t> {
+    fn prepare(tx: &'t Connection) -> rusqlite::Result<Statements<'t>> {
+        Ok(Statements {
+            add_obs: tx.prepare_cached(
+                "INSERT INTO obs (scope, node, check_id, seq, status, spec, observed, message, current)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1)",
+            )?,
+            retire_obs: tx.prepare_cached("UPDATE obs SET current = 0 WHERE rowid = ?1")?,
+            add_node: tx.prepare_cached(
+                "INSERT INTO node_state (scope, node, seq, state, addr, tags, late, current)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1)",
+            )?,
+            retire_node: tx.prepare_cached("UPDATE node_state SET current = 0 WHERE rowid = ?1")?,
+        })
+    }
+}
+
+/// The value rows of one sweep being written: each new value retires the
+/// current row it replaces and becomes the current one.
+struct ValueWriter<'t, 'd> {
+    scope: i64,
+    seq: i64,
+    sql: Statements<'t>,
+    names: Interner<'t>,
+    specs: Interner<'t>,
+    /// The words last seen for each check and their spec id: most nodes
+    /// share a check's words, so they are compared before being encoded.
+    last_spec: HashMap<i64, (Words<'d>, i64)>,
+    obs_now: HashMap<(i64, i64), Current<ObsRow>>,
+    nodes_now: HashMap<i64, Current<NodeRow>>,
+    /// Nodes in this sweep, nodes that answered, and their checks.
+    seen_nodes: HashSet<i64>,
+    answered: HashSet<i64>,
+    seen_obs: HashSet<(i64, i64)>,
+    /// Per check: nodes passing, warning, failing, in error.
+    counts: BTreeMap<i64, [i64; 4]>,
+    /// Value rows written.
+    changes: usize,
+}
+
+impl<'t, 'd> ValueWriter<'t, 'd> {
+    fn new(tx: &'t Connection, scope: i64, seq: i64) -> rusqlite::Result<ValueWriter<'t, 'd>> {
+        Ok(ValueWriter {
+            scope,
+            seq,
+            names: Interner::load(
+                tx,
+                "SELECT text, id FROM name",
+                "INSERT INTO name (text) VALUES (?1)",
+            )?,
+            specs: Interner::load(
+                tx,
+                "SELECT body, id FROM spec",
+                "INSERT INTO spec (body) VALUES (?1)",
+            )?,
+            obs_now: current_obs(tx, scope)?,
+            nodes_now: current_nodes(tx, scope)?,
+            sql: Statements::prepare(tx)?,
+            last_spec: HashMap::new(),
+            seen_nodes: HashSet::new(),
+            answered: HashSet::new(),
+            seen_obs: HashSet::new(),
+            counts: BTreeMap::new(),
+            changes: 0,
+        })
+    }
+
+    /// A node's state row when it changed, then its checks if it answered.
+    fn node(&mut self, n: &'d NodeEntry) -> rusqlite::Result<()> {
+        let node = self.names.id(&n.name)?;
+        self.seen_nodes.insert(node);
+        let tags = serde_json::to_string(&n.tags).unwrap_or_default();
+        let state = state_code(n.state);
+        let prev = self.nodes_now.get(&node);
+        let same = prev.is_some_and(|c| {
+            c.row.state == state
+                && c.row.addr == n.addr
+                && c.row.tags == tags
+                && c.row.late == n.late_joiner
+        });
+        if !same {
+            if let Some(c) = prev {
+                self.sql.retire_node.execute([c.rowid])?;
+            }
+            self.sql.add_node.execute(params![
+                self.scope,
+                node,
+                self.seq,
+                state,
+                n.addr,
+                tags,
+                n.late_joiner
+            ])?;
+            self.changes += 1;
+        }
+        if !matches!(n.state, NodeState::Ok | NodeState::Failing) {
+            return Ok(()); // nothing observed: the last values stand
+        }
+        self.answered.insert(node);
+        for o in &n.checks {
+            self.check(node, o)?;
+        }
+        Ok(())
+    }
+
+    /// One outcome: counted, and a value row when it changed.
+    fn check(&mut self, node: i64, o: &'d CheckOutcome) -> rusqlite::Result<()> {
+        let check = self.names.id(&o.id)?;
+        self.seen_obs.insert((node, check));
+        let spec = self.spec_id(check, o)?;
+        let status = status_code(o.status);
+        self.counts.entry(check).or_default()[status as usize] += 1;
+        let observed = serde_json::to_string(&o.observed).unwrap_or_default();
+        // A passing check's message repeats its value.
+        let message = if o.status == Status::Pass {
+            ""
+        } else {
+            o.message.as_str()
+        };
+        let prev = self.obs_now.get(&(node, check));
+        let same = prev.is_some_and(|c| {
+            c.row.status == status
+                && c.row.spec == spec
+                && c.row.observed == observed
+                && c.row.message == message
+        });
+        if same {
+            return Ok(());
+        }
+        if let Some(c) = prev {
+            self.sql.retire_obs.execute([c.rowid])?;
+        }
+        self.sql.add_obs.execute(params![
+            self.scope, node, check, self.seq, status, spec, observed, message
+        ])?;
+        self.changes += 1;
+        Ok(())
+    }
+
+    /// The spec id of `o`'s words.
+    fn spec_id(&mut self, check: i64, o: &'d CheckOutcome) -> rusqlite::Result<i64> {
+        let words = Words::of(o);
+        if let Some((w, id)) = self.last_spec.get(&check) {
+            if *w == words {
+                return Ok(*id);
+            }
+        }
+        let id = self.specs.id(&words.body())?;
+        self.last_spec.insert(check, (words, id));
+        Ok(id)
+    }
+
+    /// `GONE` rows for checks a node that answered stopped reporting, and
+    /// for nodes no longer in the sweep.
+    fn retire_missing(&mut self) -> rusqlite::Result<()> {
+        for (&(node, check), c) in &self.obs_now {
+            if c.row.status == GONE
+                || self.seen_obs.contains(&(node, check))
+                || !self.answered.contains(&node)
+            {
+                continue;
+            }
+            self.sql.retire_obs.execute([c.rowid])?;
+            self.sql.add_obs.execute(params![
+                self.scope, node, check, self.seq, GONE, c.row.spec, "null", ""
+            ])?;
+            self.changes += 1;
+        }
+        for (&node, c) in &self.nodes_now {
+            if c.row.state == GONE || self.seen_nodes.contains(&node) {
+                continue;
+            }
+            self.sql.retire_node.execute([c.rowid])?;
+            self.sql
+                .add_node
+                .execute(params![self.scope, node, self.seq, GONE, "", "{}", false])?;
+            self.changes += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Keep the newest `keep` sweeps of `scope`; keep the value rows that are
+/// still the value at the oldest kept sweep.
+fn prune(tx: &Transaction<'_>, scope: i64, keep: usize) -> rusqlite::Result<()> {
+    let cutoff: Option<i64> = tx
+        .query_row(
+            "SELECT seq FROM sweep WHERE scope = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2",
+            params![scope, keep as i64 - 1],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(cutoff) = cutoff else {
+        return Ok(());
+    };
+    let older: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM sweep WHERE scope = ?1 AND seq < ?2",
+        params![scope, cutoff],
+        |r| r.get(0),
+    )?;
+    if older == 0 {
+        return Ok(());
+    }
+    tx.execute(
+        "DELETE FROM obs WHERE scope = ?1 AND seq < ?2 AND EXISTS (
+           SELECT 1 FROM obs n WHERE n.scope = obs.scope AND n.node = obs.node
+             AND n.check_id = obs.check_id AND n.seq > obs.seq AND n.seq <= ?2)",
+        params![scope, cutoff],
+    )?;
+    tx.execute(
+        "DELETE FROM node_state WHERE scope = ?1 AND seq < ?2 AND EXISTS (
+           SELECT 1 FROM node_state n WHERE n.scope = node_state.scope AND n.node = node_state.node
+             AND n.seq > node_state.seq AND n.seq <= ?2)",
+        params![scope, cutoff],
+    )?;
+    tx.execute(
+        "DELETE FROM check_count WHERE scope = ?1 AND seq < ?2",
+        params![scope, cutoff],
+    )?;
+    tx.execute(
+        "DELETE FROM sweep WHERE scope = ?1 AND seq < ?2",
+        params![scope, cutoff],
+    )?;
+    Ok(())
+}
