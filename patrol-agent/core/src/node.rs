@@ -176,6 +176,34 @@ pub struct NodeStats {
     pub sweep: crate::sweep::SweepCounters,
 }
 
+impl NodeStats {
+    /// Every counter, as rows of the counter list
+    /// ([`crate::counter_list`]); the sweep core's included.
+    pub fn counts(&self) -> Vec<crate::counter_list::Count> {
+        use crate::counter_list as list;
+        // No `..`: a new field does not compile until it has a row.
+        let NodeStats {
+            datagrams_in,
+            dropped_malformed,
+            datagrams_out,
+            sweeps_coordinated,
+            checks_runs,
+            request_copies,
+            sweep,
+        } = self;
+        let mut rows = vec![
+            list::DATAGRAMS_RECEIVED.count(*datagrams_in),
+            list::DATAGRAMS_SENT.count(*datagrams_out),
+            list::DATAGRAMS_DROPPED.reason("malformed", *dropped_malformed),
+            list::SWEEPS_COORDINATED.count(*sweeps_coordinated),
+            list::CHECK_RUNS.count(*checks_runs),
+            list::SWEEP_REQUEST_COPIES.count(*request_copies),
+        ];
+        rows.extend(sweep.counts());
+        rows
+    }
+}
+
 type NodeFoca = Foca<NodeId, BincodeCodec, SmallRng, RequestGossip>;
 
 /// One mesh member: foca, the sweep core and the glue between them.
