@@ -5,7 +5,7 @@
 //! textfile all print these rows and nothing else, so they cannot drift.
 //!
 //! Each struct that keeps counters lists its own fields in a `counts`
-//! method (`NodeStats::counts`, `SweepCounters::counts`,
+//! method (`NodeStats::counts`, here; `SweepCounters::counts`,
 //! `RelayCounters::counts`, and the shell's `AgentStats::counts`), by
 //! destructuring itself without `..`: a new field does not compile until
 //! it is given a row. The families are named here, once.
@@ -16,6 +16,8 @@
 //! row has a reason or there is exactly one row.
 
 use serde::Serialize;
+
+use crate::node::NodeStats;
 
 /// A counter family: one Prometheus metric (`patrol_{name}_total`) and
 /// its help text.
@@ -135,6 +137,33 @@ pub const FAMILIES: [Family; 10] = [
     RELAY_BATCHES_SENT,
     RELAY_BATCHES_RESENT,
 ];
+
+impl NodeStats {
+    /// Every counter, as rows of the counter list; the sweep core's
+    /// included.
+    pub fn counts(&self) -> Vec<Count> {
+        // No `..`: a new field does not compile until it has a row.
+        let NodeStats {
+            datagrams_in,
+            dropped_malformed,
+            datagrams_out,
+            sweeps_coordinated,
+            checks_runs,
+            request_copies,
+            sweep,
+        } = self;
+        let mut rows = vec![
+            DATAGRAMS_RECEIVED.count(*datagrams_in),
+            DATAGRAMS_SENT.count(*datagrams_out),
+            DATAGRAMS_DROPPED.reason("malformed", *dropped_malformed),
+            SWEEPS_COORDINATED.count(*sweeps_coordinated),
+            CHECK_RUNS.count(*checks_runs),
+            SWEEP_REQUEST_COPIES.count(*request_copies),
+        ];
+        rows.extend(sweep.counts());
+        rows
+    }
+}
 
 /// Why `counts` is not a well-formed list (see the module doc).
 pub fn check(counts: &[Count]) -> Result<(), String> {

@@ -158,7 +158,7 @@ pub enum Output {
 }
 
 /// Counters kept by the node (the shell adds its own, e.g. datagrams that
-/// did not open).
+/// did not open). `counts()` (in [`crate::counter_list`]) lists them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeStats {
     /// Datagrams handed to [`Node::datagram`].
@@ -174,34 +174,6 @@ pub struct NodeStats {
     pub request_copies: u64,
     /// What the sweep core refused, by reason.
     pub sweep: crate::sweep::SweepCounters,
-}
-
-impl NodeStats {
-    /// Every counter, as rows of the counter list
-    /// ([`crate::counter_list`]); the sweep core's included.
-    pub fn counts(&self) -> Vec<crate::counter_list::Count> {
-        use crate::counter_list as list;
-        // No `..`: a new field does not compile until it has a row.
-        let NodeStats {
-            datagrams_in,
-            dropped_malformed,
-            datagrams_out,
-            sweeps_coordinated,
-            checks_runs,
-            request_copies,
-            sweep,
-        } = self;
-        let mut rows = vec![
-            list::DATAGRAMS_RECEIVED.count(*datagrams_in),
-            list::DATAGRAMS_SENT.count(*datagrams_out),
-            list::DATAGRAMS_DROPPED.reason("malformed", *dropped_malformed),
-            list::SWEEPS_COORDINATED.count(*sweeps_coordinated),
-            list::CHECK_RUNS.count(*checks_runs),
-            list::SWEEP_REQUEST_COPIES.count(*request_copies),
-        ];
-        rows.extend(sweep.counts());
-        rows
-    }
 }
 
 type NodeFoca = Foca<NodeId, BincodeCodec, SmallRng, RequestGossip>;
