@@ -267,7 +267,12 @@ pub async fn start_trusted(
     }
     if let Some(l) = metrics_listener {
         let exporter = crate::metrics::Exporter::new(metrics_source(commander.clone()), meter);
-        agent.tasks().spawn(crate::metrics::serve(l, exporter));
+        // `[metrics]` has no keys for the endpoint's limits: the defaults.
+        agent.tasks().spawn(crate::metrics::serve(
+            l,
+            exporter,
+            crate::metrics::MetricsSettings::default(),
+        ));
     }
     let bundle = match &trust {
         Some(t) => {
@@ -322,21 +327,7 @@ fn metrics_source(commander: agent::Commander) -> crate::metrics::Source {
             }
             Some(crate::metrics::Snapshot {
                 members: by_state,
-                datagrams_in: stats.node.datagrams_in,
-                datagrams_out: stats.node.datagrams_out,
-                dropped_unsealed: stats.dropped_unsealed,
-                dropped_malformed: stats.node.dropped_malformed,
-                dropped_outbound: stats.dropped_outbound,
-                sweeps_coordinated: stats.node.sweeps_coordinated,
-                refused: vec![
-                    ("clock_skew".into(), stats.node.sweep.requests_clock_skew),
-                    (
-                        "over_capacity".into(),
-                        stats.node.sweep.requests_over_capacity,
-                    ),
-                    ("answer_piece".into(), stats.node.sweep.pieces_refused),
-                    ("ack".into(), stats.node.sweep.acks_refused),
-                ],
+                counts: stats.counts(),
             })
         })
     })

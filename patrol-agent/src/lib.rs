@@ -17,4 +17,4 @@ pub mod timers;
 pub mod transport;
 pub mod trust_files;
 
-pub use patrol_core::{codec, identity, membership, sweep, trust};
+pub use patrol_core::{codec, counter_list, identity, membership, sweep, trust};

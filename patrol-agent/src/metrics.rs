@@ -4,9 +4,10 @@
 //!
 //! Two sources feed it:
 //! - a [`Source`]: a closure the daemon hands in that asks the owner task
-//!   for a [`Snapshot`] (members by state, datagram and sweep counters).
-//!   The owner task keeps its counters; this module never reaches into it,
-//!   so the owner task can change shape without this file changing;
+//!   for a [`Snapshot`] (members by state, and every counter of the one
+//!   counter list, [`patrol_core::counter_list`]). The owner task keeps
+//!   its counters; this module never reaches into it, so the owner task
+//!   can change shape without this file changing;
 //! - a [`CheckMeter`] that sees every local check outcome on its way out
 //!   of the inspector ([`MeteredInspector`]): check durations by kind (a
 //!   histogram), the status of each local check in the last sweep that ran
@@ -14,15 +15,19 @@
 //!   a node-level alert (`patrol_check_status{status="fail"} == 1`) works
 //!   between nightly sweeps.
 //!
-//! Series (all prefixed `patrol_`):
+//! Series (all prefixed `patrol_`). The counters come from the counter
+//! list, whose module names each family and reason; [`counters_text`]
+//! writes the same families for `patrol members --stats --prometheus`:
 //!
 //! | series | type | labels |
 //! |---|---|---|
 //! | `members` | gauge | `state` (alive, suspect, down, left) |
 //! | `datagrams_received_total`, `datagrams_sent_total` | counter | |
-//! | `datagrams_dropped_total` | counter | `reason` (unsealed, malformed, outbound_full) |
-//! | `sweeps_coordinated_total`, `sweeps_joined_total` | counter | |
-//! | `sweep_messages_refused_total` | counter | `reason` (what the sweep core refused and counted) |
+//! | `datagrams_dropped_total` | counter | `reason` (unsealed, replayed, clock_skew, other, malformed, outbound_full) |
+//! | `sweeps_coordinated_total`, `check_runs_total`, `sweep_request_copies_total` | counter | |
+//! | `sweep_messages_refused_total` | counter | `reason` (clock_skew, over_capacity, unauthorized, answer_piece, forged_answer, unverified_answer, ack, batch_ack, relay_piece) |
+//! | `relayed_answers_total`, `relay_batches_sent_total`, `relay_batches_resent_total` | counter | |
+//! | `sweeps_joined_total` | counter | |
 //! | `check_duration_seconds` | histogram | `kind` |
 //! | `last_sweep_age_seconds` | gauge | (absent before the first sweep) |
 //! | `check_status` | gauge, 1 for the current status and 0 for the others | `check`, `kind`, `status` |
@@ -31,10 +36,10 @@
 //! (curl, `promtool check metrics`) gets the same series in the classic
 //! text format ([`prometheus_text`]).
 //!
-//! The HTTP side is the least a scraper needs: one request per
-//! connection, a head of at most [`MAX_REQUEST_HEAD`] bytes read within
-//! [`REQUEST_TIMEOUT`], at most [`MAX_CONNECTIONS`] at once, `GET
-//! /metrics` or 404.
+//! The HTTP side is the least a scraper needs, bounded by
+//! [`MetricsSettings`]: one request per connection, a head of limited
+//! size read within a time limit, a limited number of connections at once,
+//! `GET /metrics` or 404.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -55,13 +60,65 @@ use tokio::sync::Semaphore;
 
 use crate::agent::Inspector;
 use crate::membership::MemberState;
+use patrol_core::counter_list::Count;
 
-/// Bytes of request head read at most before answering 400.
-pub const MAX_REQUEST_HEAD: usize = 8 * 1024;
-/// Time a client has to send its request head.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// Connections served at once; more wait for a slot.
-pub const MAX_CONNECTIONS: usize = 16;
+/// The endpoint's limits. `Default` gives the shipped values; the daemon
+/// passes them to [`serve`] (the config has no keys for them today).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsSettings {
+    /// Bytes of request head read at most before answering 400. Default
+    /// 8 KiB: a scraper's head is a few hundred bytes; more is not a
+    /// scraper. Must be at least 1 KiB (what one read takes).
+    pub max_request_head: usize,
+    /// Time a client has to send its request head. Default 5 s: a scraper
+    /// sends its head at once; a client that dawdles only holds a slot.
+    /// Must not be zero.
+    pub request_timeout: Duration,
+    /// Connections served at once; more wait for a slot. Default 16: one
+    /// Prometheus scrapes with one connection, a few are plenty. Must not
+    /// be zero.
+    pub max_connections: usize,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        MetricsSettings {
+            max_request_head: 8 * 1024,
+            request_timeout: Duration::from_secs(5),
+            max_connections: 16,
+        }
+    }
+}
+
+/// A [`MetricsSettings`] field outside its constraint.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetricsSettingsError {
+    #[error("metrics max_request_head must be at least 1024 bytes, not {0}")]
+    RequestHeadTooSmall(usize),
+    #[error("metrics request_timeout must not be zero")]
+    ZeroTimeout,
+    #[error("metrics max_connections must not be zero")]
+    ZeroConnections,
+}
+
+impl MetricsSettings {
+    /// Every documented constraint, checked once.
+    pub fn validate(&self) -> Result<(), MetricsSettingsError> {
+        if self.max_request_head < 1024 {
+            return Err(MetricsSettingsError::RequestHeadTooSmall(
+                self.max_request_head,
+            ));
+        }
+        if self.request_timeout.is_zero() {
+            return Err(MetricsSettingsError::ZeroTimeout);
+        }
+        if self.max_connections == 0 {
+            return Err(MetricsSettingsError::ZeroConnections);
+        }
+        Ok(())
+    }
+}
+
 /// The OpenMetrics content type Prometheus asks for.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 /// The classic Prometheus text format, for clients that do not ask for
@@ -104,18 +161,8 @@ pub struct Snapshot {
     /// Members (this node included) by SWIM state; a state not listed
     /// counts 0.
     pub members: Vec<(MemberState, u64)>,
-    pub datagrams_in: u64,
-    pub datagrams_out: u64,
-    /// Datagrams that did not open (wrong key, corrupted, other cluster).
-    pub dropped_unsealed: u64,
-    /// Opened datagrams that foca or the sweep decoder rejected.
-    pub dropped_malformed: u64,
-    /// Sealed datagrams not sent because the outbound queue was full.
-    pub dropped_outbound: u64,
-    pub sweeps_coordinated: u64,
-    /// Sweep messages the node refused, by reason (e.g. `clock_skew`,
-    /// `ack`): every refusal is counted, never silently dropped.
-    pub refused: Vec<(String, u64)>,
+    /// Every counter of the agent ([`crate::agent::AgentStats::counts`]).
+    pub counts: Vec<Count>,
 }
 
 /// Asks the owner task for a [`Snapshot`]; `None` when the agent is gone
@@ -260,6 +307,44 @@ fn counter(value: u64) -> Counter {
     c
 }
 
+/// Register the counter list's rows: one family per name, in the list's
+/// order; a family's rows with a reason become its `reason` label.
+fn register_counts(registry: &mut Registry, counts: &[Count]) {
+    let mut seen: Vec<&str> = Vec::new();
+    for c in counts {
+        if seen.contains(&c.name) {
+            continue;
+        }
+        seen.push(c.name);
+        let rows = counts.iter().filter(|o| o.name == c.name);
+        if c.reason.is_none() {
+            registry.register(c.name, c.help, counter(c.value));
+            continue;
+        }
+        let family = Family::<ReasonLabel, Counter>::default();
+        for row in rows {
+            family
+                .get_or_create(&ReasonLabel {
+                    reason: row.reason.unwrap_or_default().to_string(),
+                })
+                .inc_by(row.value);
+        }
+        registry.register(c.name, c.help, family);
+    }
+}
+
+/// The counter list's families alone, in the classic text format: the
+/// node_exporter textfile of `patrol members --stats --prometheus`, with
+/// the same series `/metrics` serves.
+pub fn counters_text(counts: &[Count]) -> String {
+    let mut registry = Registry::with_prefix("patrol");
+    register_counts(&mut registry, counts);
+    let mut text = String::new();
+    // Writing to a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+    prometheus_text(&text)
+}
+
 impl Exporter {
     pub fn new(source: Source, meter: CheckMeter) -> Self {
         Exporter { source, meter }
@@ -287,51 +372,7 @@ impl Exporter {
             "Members of the mesh by SWIM state, as this agent sees them",
             members,
         );
-        registry.register(
-            "datagrams_received",
-            "Datagrams received on the gossip socket",
-            counter(snapshot.datagrams_in),
-        );
-        registry.register(
-            "datagrams_sent",
-            "Datagrams sent on the gossip socket",
-            counter(snapshot.datagrams_out),
-        );
-        let dropped = Family::<ReasonLabel, Counter>::default();
-        for (reason, n) in [
-            ("unsealed", snapshot.dropped_unsealed),
-            ("malformed", snapshot.dropped_malformed),
-            ("outbound_full", snapshot.dropped_outbound),
-        ] {
-            dropped
-                .get_or_create(&ReasonLabel {
-                    reason: reason.to_string(),
-                })
-                .inc_by(n);
-        }
-        registry.register(
-            "datagrams_dropped",
-            "Datagrams dropped: unsealed (did not open: wrong key, corrupted, other cluster), malformed (opened but did not decode) or outbound_full (not sent: the send queue was full)",
-            dropped,
-        );
-        registry.register(
-            "sweeps_coordinated",
-            "Sweeps this agent coordinated",
-            counter(snapshot.sweeps_coordinated),
-        );
-        let refused = Family::<ReasonLabel, Counter>::default();
-        for (reason, n) in &snapshot.refused {
-            refused
-                .get_or_create(&ReasonLabel {
-                    reason: reason.clone(),
-                })
-                .inc_by(*n);
-        }
-        registry.register(
-            "sweep_messages_refused",
-            "Sweep requests, answer pieces and acks this node refused, by reason",
-            refused,
-        );
+        register_counts(&mut registry, &snapshot.counts);
         let local = self.meter.local.lock().unwrap_or_else(|e| e.into_inner());
         registry.register(
             "sweeps_joined",
@@ -386,8 +427,9 @@ impl Exporter {
 /// Serve `GET /metrics` on `listener`, until the future is dropped (the
 /// agent's task set cancels it on shutdown; the connections in flight go
 /// with it).
-pub async fn serve(listener: TcpListener, exporter: Exporter) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+pub async fn serve(listener: TcpListener, exporter: Exporter, settings: MetricsSettings) {
+    let settings = Arc::new(settings);
+    let slots = Arc::new(Semaphore::new(settings.max_connections));
     let mut connections = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
@@ -395,8 +437,9 @@ pub async fn serve(listener: TcpListener, exporter: Exporter) {
                 let Ok((stream, _)) = accepted else { continue };
                 let Ok(slot) = slots.clone().acquire_owned().await else { break };
                 let exporter = exporter.clone();
+                let settings = Arc::clone(&settings);
                 connections.spawn(async move {
-                    let _ = serve_one(stream, &exporter).await;
+                    let _ = serve_one(stream, &exporter, &settings).await;
                     drop(slot);
                 });
             }
@@ -406,8 +449,16 @@ pub async fn serve(listener: TcpListener, exporter: Exporter) {
 }
 
 /// Read one request head and answer it; the connection closes after.
-async fn serve_one(mut stream: TcpStream, exporter: &Exporter) -> std::io::Result<()> {
-    let head = tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut stream)).await;
+async fn serve_one(
+    mut stream: TcpStream,
+    exporter: &Exporter,
+    settings: &MetricsSettings,
+) -> std::io::Result<()> {
+    let head = tokio::time::timeout(
+        settings.request_timeout,
+        read_head(&mut stream, settings.max_request_head),
+    )
+    .await;
     let (status, content_type, body) = match head {
         Ok(Ok(Some(head))) => match parse_request_line(head.lines().next().unwrap_or_default()) {
             Some(("GET", "/metrics")) => match exporter.scrape().await {
@@ -447,14 +498,14 @@ fn wants_openmetrics(head: &str) -> bool {
 
 /// The request head, once the whole of it (up to the blank line) is in;
 /// `None` when it is too long or the peer closed early.
-async fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<String>> {
+async fn read_head(stream: &mut TcpStream, max: usize) -> std::io::Result<Option<String>> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             return Ok(Some(String::from_utf8_lossy(&buf[..end]).into_owned()));
         }
-        if buf.len() > MAX_REQUEST_HEAD {
+        if buf.len() > max {
             return Ok(None);
         }
         let n = stream.read(&mut chunk).await?;
@@ -478,7 +529,10 @@ fn parse_request_line(line: &str) -> Option<(&str, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::AgentStats;
     use patrol_checks::{Observed, Severity};
+    use patrol_core::node::NodeStats;
+    use patrol_core::sweep::SweepCounters;
 
     fn outcome(id: &str, kind: &str, status: Status, us: u64) -> CheckOutcome {
         CheckOutcome {
@@ -515,15 +569,25 @@ mod tests {
         );
         // A later sweep that ran only one of them changes only that one.
         meter.record(&[outcome("pid-max", "sysctl", Status::Warn, 300)], t0);
+        let stats = AgentStats {
+            dropped_unsealed: 2,
+            dropped_outbound: 5,
+            node: NodeStats {
+                datagrams_in: 10,
+                datagrams_out: 12,
+                dropped_malformed: 1,
+                sweeps_coordinated: 4,
+                sweep: SweepCounters {
+                    requests_clock_skew: 2,
+                    ..SweepCounters::default()
+                },
+                ..NodeStats::default()
+            },
+            ..AgentStats::default()
+        };
         let snapshot = Snapshot {
             members: vec![(MemberState::Alive, 3), (MemberState::Down, 1)],
-            datagrams_in: 10,
-            datagrams_out: 12,
-            dropped_unsealed: 2,
-            dropped_malformed: 1,
-            dropped_outbound: 5,
-            sweeps_coordinated: 4,
-            refused: vec![("clock_skew".into(), 2)],
+            counts: stats.counts(),
         };
         let page = exporter(meter).encode(&snapshot, t0 + Duration::from_secs(30));
         for line in [
@@ -576,7 +640,11 @@ mod tests {
     async fn the_endpoint_answers_get_metrics_and_404_elsewhere() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(serve(listener, exporter(CheckMeter::default())));
+        let task = tokio::spawn(serve(
+            listener,
+            exporter(CheckMeter::default()),
+            MetricsSettings::default(),
+        ));
         let get = |path: &'static str, accept: &'static str| async move {
             let mut s = TcpStream::connect(addr).await.unwrap();
             s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n{accept}\r\n").as_bytes())
@@ -606,5 +674,93 @@ mod tests {
         assert!(get("/", "").await.starts_with("HTTP/1.1 404"));
         task.abort();
         assert!(task.await.unwrap_err().is_cancelled());
+    }
+    #[test]
+    fn every_counter_of_the_list_is_on_the_page_and_in_the_textfile() {
+        let stats = AgentStats {
+            dropped_replayed: 3,
+            node: NodeStats {
+                checks_runs: 7,
+                sweep: SweepCounters {
+                    answers_forged: 9,
+                    relay: patrol_core::sweep::RelayCounters {
+                        batches_resent: 4,
+                        ..Default::default()
+                    },
+                    ..SweepCounters::default()
+                },
+                ..NodeStats::default()
+            },
+            ..AgentStats::default()
+        };
+        let counts = stats.counts();
+        patrol_core::counter_list::check(&counts).unwrap();
+        let snapshot = Snapshot {
+            members: vec![],
+            counts: counts.clone(),
+        };
+        let page =
+            prometheus_text(&exporter(CheckMeter::default()).encode(&snapshot, Instant::now()));
+        let file = counters_text(&counts);
+        for c in &counts {
+            let line = match c.reason {
+                Some(r) => format!("patrol_{}_total{{reason=\"{r}\"}} {}", c.name, c.value),
+                None => format!("patrol_{}_total {}", c.name, c.value),
+            };
+            assert!(page.lines().any(|l| l == line), "no `{line}` in:\n{page}");
+            assert!(file.lines().any(|l| l == line), "no `{line}` in:\n{file}");
+            // The encoder ends the help text with a period.
+            let help = format!("# HELP patrol_{}_total {}.", c.name, c.help);
+            assert!(file.lines().any(|l| l == help), "no `{help}` in:\n{file}");
+        }
+        for line in [
+            "patrol_datagrams_dropped_total{reason=\"replayed\"} 3",
+            "patrol_check_runs_total 7",
+            "patrol_sweep_messages_refused_total{reason=\"forged_answer\"} 9",
+            "patrol_relay_batches_resent_total 4",
+        ] {
+            assert!(file.lines().any(|l| l == line), "no `{line}` in:\n{file}");
+        }
+        // The textfile has the counters and nothing else.
+        let samples = file.lines().filter(|l| !l.starts_with('#')).count();
+        assert_eq!(samples, counts.len(), "{file}");
+    }
+
+    #[test]
+    fn settings_outside_their_constraints_are_refused() {
+        assert_eq!(MetricsSettings::default().validate(), Ok(()));
+        let bad = |f: fn(&mut MetricsSettings)| {
+            let mut s = MetricsSettings::default();
+            f(&mut s);
+            s.validate().unwrap_err().to_string()
+        };
+        assert!(bad(|s| s.max_request_head = 100).contains("max_request_head"));
+        assert!(bad(|s| s.request_timeout = Duration::ZERO).contains("request_timeout"));
+        assert!(bad(|s| s.max_connections = 0).contains("max_connections"));
+    }
+
+    #[tokio::test]
+    async fn a_request_head_over_the_configured_limit_gets_400() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let settings = MetricsSettings {
+            max_request_head: 1024,
+            ..MetricsSettings::default()
+        };
+        let task = tokio::spawn(serve(listener, exporter(CheckMeter::default()), settings));
+        let head = |pad: usize| async move {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            let req = format!(
+                "GET /metrics HTTP/1.1\r\nX-Pad: {}\r\n\r\n",
+                "a".repeat(pad)
+            );
+            s.write_all(req.as_bytes()).await.unwrap();
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out).await;
+            out
+        };
+        assert!(head(500).await.starts_with("HTTP/1.1 200 OK\r\n"));
+        assert!(head(4000).await.starts_with("HTTP/1.1 400 "));
+        task.abort();
     }
 }

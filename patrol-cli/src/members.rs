@@ -1,9 +1,14 @@
-//! `patrol members`: the mesh as one agent sees it.
+//! `patrol members`: the mesh as one agent sees it; with `--stats`, the
+//! answering agent's counters (the one counter list,
+//! `patrol_core::counter_list`), also as a node_exporter textfile with
+//! `--prometheus FILE` (the same series its `/metrics` serves).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::bail;
 use patrol_agent::control::{ControlRequest, Reply};
+use patrol_agent::counter_list::Count;
 use patrol_agent::membership::{MemberInfo, MemberState};
 use patrol_checks::printable::one_line;
 
@@ -17,10 +22,16 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
-    /// Also show the answering agent's counters (datagrams in and out,
-    /// dropped because they did not open or did not decode, sweeps).
+    /// Also show the answering agent's counters: datagrams in, out and
+    /// dropped by reason, sweep messages refused by reason, sweeps, relay
+    /// work.
     #[arg(long)]
     pub stats: bool,
+    /// With --stats: also write the agent's counters as a node_exporter
+    /// textfile-collector file, the same series its /metrics endpoint
+    /// serves (replaced atomically; no timestamps).
+    #[arg(long, value_name = "FILE", requires = "stats")]
+    pub prometheus: Option<PathBuf>,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -40,6 +51,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
+    let counts = stats.as_ref().map(|s| s.counts());
+    if let (Some(path), Some(counts)) = (&args.prometheus, &counts) {
+        let text = patrol_agent::metrics::counters_text(counts);
+        crate::textfile::write_atomic(path, &text)?;
+    }
     match (args.format, stats) {
         (Format::Junit, _) => {
             bail!("--format junit is for check results (sweep, check), not members")
@@ -51,36 +67,46 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             if let Some(s) = stats {
                 println!(
                     "{}",
-                    serde_json::to_string(&serde_json::json!({ "stats": s }))?
+                    serde_json::to_string(&serde_json::json!({ "stats": s, "counters": counts }))?
                 );
             }
         }
         (Format::Json, None) => println!("{}", serde_json::to_string_pretty(&members)?),
         (Format::Json, Some(s)) => println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "members": members, "stats": s }))?
+            serde_json::to_string_pretty(&serde_json::json!({
+                "members": members,
+                "stats": s,
+                "counters": counts,
+            }))?
         ),
-        (Format::Table, stats) => {
+        (Format::Table, _) => {
             print!("{}", table(&members));
-            if let Some(s) = stats {
-                println!(
-                    "agent at {addr}: {} datagrams in, {} out; dropped: {} that did not open (wrong key, corrupted, other cluster), {} malformed, {} outbound (queue full); refused: {} acks, {} answer pieces, {} future-dated requests, {} requests over capacity; {} sweeps coordinated, {} check runs",
-                    s.node.datagrams_in + s.dropped_unsealed,
-                    s.node.datagrams_out,
-                    s.dropped_unsealed,
-                    s.node.dropped_malformed,
-                    s.dropped_outbound,
-                    s.node.sweep.acks_refused,
-                    s.node.sweep.pieces_refused,
-                    s.node.sweep.requests_clock_skew,
-                    s.node.sweep.requests_over_capacity,
-                    s.node.sweeps_coordinated,
-                    s.node.checks_runs
-                );
+            if let Some(counts) = &counts {
+                print!("{}", counters_table(&addr.to_string(), counts));
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The agent's counters, one row each, in the counter list's order.
+pub fn counters_table(addr: &str, counts: &[Count]) -> String {
+    let rows: Vec<[String; 3]> = counts
+        .iter()
+        .map(|c| {
+            [
+                c.name.to_string(),
+                c.reason.unwrap_or_default().to_string(),
+                c.value.to_string(),
+            ]
+        })
+        .collect();
+    format!(
+        "\ncounters of the agent at {}:\n{}",
+        one_line(addr),
+        crate::columns::render(["COUNTER", "REASON", "VALUE"], &rows)
+    )
 }
 
 /// The members table with a summary line. Names, addresses and tags come
@@ -158,5 +184,31 @@ mod tests {
         assert!(text.contains("evil\\x1b]0;pwned\\x07  10.0.0.1:7946\\x1b[2J"));
         assert!(text.contains("role\\u{202e}==x\\r\\n"), "{text}");
         assert!(text.contains("called evil\\x1b]0;pwned\\x07;"), "{text}");
+    }
+
+    #[test]
+    fn the_counters_table_has_a_row_per_counter_with_its_reason() {
+        let stats = patrol_agent::agent::AgentStats {
+            dropped_unsealed: 3,
+            ..Default::default()
+        };
+        let counts = stats.counts();
+        let text = counters_table("127.0.0.1:7947", &counts);
+        assert!(
+            text.contains("counters of the agent at 127.0.0.1:7947:\n"),
+            "{text}"
+        );
+        assert_eq!(text.lines().count(), counts.len() + 3, "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                    == ["datagrams_dropped", "unsealed", "3"]),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["datagrams_sent", "0"]),
+            "{text}"
+        );
     }
 }

@@ -18,7 +18,8 @@
 //! No sample carries a timestamp (the textfile collector refuses them;
 //! the start time is a value instead). The file is written to a temporary
 //! name in the same directory and renamed over `FILE`, so the collector
-//! never reads half a file.
+//! never reads half a file ([`write_atomic`], which `patrol members
+//! --stats --prometheus FILE` uses for the agent's counters too).
 
 use std::collections::BTreeMap;
 use std::io::Write;

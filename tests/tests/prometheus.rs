@@ -2,7 +2,8 @@
 //! listen` on loopback, Debian's `prometheus` server started on loopback
 //! scraping it, and the series read back through the PromQL HTTP API.
 //! `promtool check metrics` (which comes with the package) passes on the
-//! endpoint's page and on the `patrol sweep --prometheus` textfile.
+//! endpoint's page, on the `patrol sweep --prometheus` textfile and on the
+//! `patrol members --stats --prometheus` one.
 //!
 //! Needs Debian's `prometheus` package (`apt-get install prometheus`;
 //! `bash .ci/run` installs it). Without it the test fails and says so.
@@ -221,6 +222,30 @@ fn a_real_prometheus_scrapes_the_agent_and_promtool_accepts_both_outputs() {
         "{textfile}"
     );
     promtool_check(&textfile, "the textfile");
+
+    // The agent's counters as a textfile (`members --stats --prometheus`).
+    let counters_file = dir.path().join("agent.prom");
+    let out = patrol(&[
+        "members",
+        "--seed",
+        &seed,
+        "--config",
+        &cfg,
+        "--stats",
+        "--prometheus",
+        counters_file.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let counters = std::fs::read_to_string(&counters_file).unwrap();
+    assert!(
+        counters.contains("\npatrol_datagrams_dropped_total{reason=\"replayed\"} "),
+        "{counters}"
+    );
+    promtool_check(&counters, "the agent's counters textfile");
 
     // The endpoint, as curl and promtool read it (classic text format).
     let (status, page) = http_get(metrics_addr, "/metrics").unwrap();

@@ -1,7 +1,8 @@
 //! Patrol's sans-IO core: everything about a node that is logic rather
 //! than I/O. The sweep state machine ([`sweep`]), foca's identity
 //! ([`identity`]), its wire codec ([`codec`]) and settings
-//! ([`membership`]).
+//! ([`membership`]), and the one list of an agent's counters
+//! ([`counter_list`]).
 //!
 //! **Architecture Invariant:** this crate does no I/O. It depends on no
 //! runtime (no tokio), opens no socket, reads no clock and touches no file:
@@ -11,6 +12,7 @@
 
 pub mod clock;
 pub mod codec;
+pub mod counter_list;
 pub mod identity;
 pub mod membership;
 pub mod node;

@@ -150,7 +150,7 @@ pub enum Output {
 }
 
 /// Counters kept by the node (the shell adds its own, e.g. datagrams that
-/// did not open).
+/// did not open). `counts()` (in [`crate::counter_list`]) lists them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeStats {
     /// Datagrams handed to [`Node::datagram`].

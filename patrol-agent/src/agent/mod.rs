@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use patrol_checks::{CheckOutcome, Selector};
+use patrol_core::counter_list::{Count, DATAGRAMS_DROPPED};
 use patrol_core::node::{MemberEvent, NodeStats, NodeTimer};
 use patrol_core::{Node, NodeSettings, Now, Output};
 use serde::{Deserialize, Serialize};
@@ -92,6 +93,40 @@ pub struct AgentStats {
     /// full.
     pub dropped_outbound: u64,
     pub node: NodeStats,
+}
+
+impl AgentStats {
+    /// Every counter, as rows of the one counter list
+    /// ([`patrol_core::counter_list`]): what `members --stats`, `/metrics`
+    /// and the textfile show.
+    pub fn counts(&self) -> Vec<Count> {
+        // No `..`: a new field does not compile until it has a row.
+        let AgentStats {
+            dropped_unsealed,
+            dropped_replayed,
+            dropped_clock_skew,
+            dropped_other,
+            dropped_outbound,
+            node,
+        } = self;
+        let mut rows = node.counts();
+        // The shell's drops, next to the node's (`malformed`).
+        let at = rows
+            .iter()
+            .position(|c| c.name == DATAGRAMS_DROPPED.name)
+            .unwrap_or(rows.len());
+        rows.splice(
+            at..at,
+            [
+                DATAGRAMS_DROPPED.reason("unsealed", *dropped_unsealed),
+                DATAGRAMS_DROPPED.reason("replayed", *dropped_replayed),
+                DATAGRAMS_DROPPED.reason("clock_skew", *dropped_clock_skew),
+                DATAGRAMS_DROPPED.reason("other", *dropped_other),
+                DATAGRAMS_DROPPED.reason("outbound_full", *dropped_outbound),
+            ],
+        );
+        rows
+    }
 }
 
 /// Start an agent on `transport`: the transport's tasks, the timer task and

@@ -1,6 +1,12 @@
 //! What the sweep core counts and holds: [`SweepCounters`] (every refusal,
 //! by reason), [`RelayCounters`] (what the node did as a relay) and
-//! [`Held`] (the size of each bounded structure right now).
+//! [`Held`] (the size of each bounded structure right now). Each counter
+//! struct lists its fields as rows of the agent's one counter list
+//! ([`crate::counter_list`]).
+
+use crate::counter_list::{
+    Count, RELAYED_ANSWERS, RELAY_BATCHES_RESENT, RELAY_BATCHES_SENT, SWEEP_MESSAGES_REFUSED,
+};
 
 /// What the sweep core refused, by reason. Every refusal is counted here.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -64,6 +70,55 @@ pub struct Held {
     /// Sweeps this node relays answers for (each one it takes part in at
     /// most).
     pub relaying: usize,
+}
+
+impl SweepCounters {
+    /// Every counter, as rows of the counter list; the relay's included.
+    pub fn counts(&self) -> Vec<Count> {
+        // No `..`: a new field does not compile until it has a row.
+        let SweepCounters {
+            requests_clock_skew,
+            requests_over_capacity,
+            pieces_refused,
+            acks_refused,
+            requests_unauthorized,
+            answers_forged,
+            answers_unverified,
+            batch_acks_refused,
+            relay,
+        } = self;
+        let refused = |reason, n: &u64| SWEEP_MESSAGES_REFUSED.reason(reason, *n);
+        let mut rows = vec![
+            refused("clock_skew", requests_clock_skew),
+            refused("over_capacity", requests_over_capacity),
+            refused("unauthorized", requests_unauthorized),
+            refused("answer_piece", pieces_refused),
+            refused("forged_answer", answers_forged),
+            refused("unverified_answer", answers_unverified),
+            refused("ack", acks_refused),
+            refused("batch_ack", batch_acks_refused),
+        ];
+        rows.extend(relay.counts());
+        rows
+    }
+}
+
+impl RelayCounters {
+    /// Every counter, as rows of the counter list.
+    pub fn counts(&self) -> Vec<Count> {
+        let RelayCounters {
+            answers_relayed,
+            batches_sent,
+            batches_resent,
+            pieces_refused,
+        } = self;
+        vec![
+            RELAYED_ANSWERS.count(*answers_relayed),
+            RELAY_BATCHES_SENT.count(*batches_sent),
+            RELAY_BATCHES_RESENT.count(*batches_resent),
+            SWEEP_MESSAGES_REFUSED.reason("relay_piece", *pieces_refused),
+        ]
+    }
 }
 
 /// What this node did as a relay (part of its sweep counters).

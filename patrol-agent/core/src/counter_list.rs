@@ -1,0 +1,244 @@
+//! The one list of an agent's counters: every counter the node, its sweep
+//! core and the agent's shell keep, as [`Count`] rows (family, help text,
+//! reason label, value). `patrol members --stats` (table and JSON), the
+//! agent's `/metrics` endpoint and the `members --stats --prometheus`
+//! textfile all print these rows and nothing else, so they cannot drift.
+//!
+//! Each struct that keeps counters lists its own fields in a `counts`
+//! method (`NodeStats::counts`, here; `SweepCounters::counts`,
+//! `RelayCounters::counts`, and the shell's `AgentStats::counts`), by
+//! destructuring itself without `..`: a new field does not compile until
+//! it is given a row. The families are named here, once.
+//!
+//! **Naming.** A family is `patrol_{name}_total` in Prometheus. A
+//! refusal or a drop carries a `reason` label (lowercase snake_case); the
+//! other families have one row and no label. Within a family either every
+//! row has a reason or there is exactly one row.
+
+use serde::Serialize;
+
+use crate::node::NodeStats;
+
+/// A counter family: one Prometheus metric (`patrol_{name}_total`) and
+/// its help text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Family {
+    /// Without the `patrol_` prefix and the `_total` suffix.
+    pub name: &'static str,
+    pub help: &'static str,
+}
+
+/// One counter's row in the list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Count {
+    /// The family's name (see [`Family::name`]).
+    pub name: &'static str,
+    /// The `reason` label of a refusal or a drop; `None` for a family of
+    /// one row.
+    pub reason: Option<&'static str>,
+    /// The family's help text.
+    pub help: &'static str,
+    pub value: u64,
+}
+
+impl Family {
+    /// The family's only row.
+    pub const fn count(self, value: u64) -> Count {
+        Count {
+            name: self.name,
+            reason: None,
+            help: self.help,
+            value,
+        }
+    }
+
+    /// The row of one reason.
+    pub const fn reason(self, reason: &'static str, value: u64) -> Count {
+        Count {
+            name: self.name,
+            reason: Some(reason),
+            help: self.help,
+            value,
+        }
+    }
+}
+
+/// Datagrams that opened and reached the node.
+pub const DATAGRAMS_RECEIVED: Family = Family {
+    name: "datagrams_received",
+    help: "Datagrams received on the gossip socket that opened and reached the node (the others count in patrol_datagrams_dropped_total)",
+};
+
+/// Datagrams the node sent.
+pub const DATAGRAMS_SENT: Family = Family {
+    name: "datagrams_sent",
+    help: "Datagrams the node handed to the gossip socket",
+};
+
+/// Datagrams dropped, by reason: by the shell (`unsealed`, `replayed`,
+/// `clock_skew`, `other`, `outbound_full`) or the node (`malformed`).
+pub const DATAGRAMS_DROPPED: Family = Family {
+    name: "datagrams_dropped",
+    help: "Datagrams dropped: unsealed (did not open: wrong key, corrupted, truncated, other cluster, too large, unknown key id), replayed (seen before or older than the sender's window), clock_skew (sent too far from this node's clock), other (no replay header, too many sender sessions, the queue to the node full), malformed (opened but did not decode) or outbound_full (not sent: the send queue was full)",
+};
+
+/// Sweeps this node coordinated.
+pub const SWEEPS_COORDINATED: Family = Family {
+    name: "sweeps_coordinated",
+    help: "Sweeps this agent coordinated",
+};
+
+/// Times the node started its local checks for a sweep.
+pub const CHECK_RUNS: Family = Family {
+    name: "check_runs",
+    help: "Times the node started its local checks for a sweep",
+};
+
+/// Copies of sweep requests received.
+pub const SWEEP_REQUEST_COPIES: Family = Family {
+    name: "sweep_request_copies",
+    help: "Copies of sweep requests received, by gossip or directly, duplicates included (the spread's redundancy)",
+};
+
+/// Sweep messages refused, by reason (see `SweepCounters`).
+pub const SWEEP_MESSAGES_REFUSED: Family = Family {
+    name: "sweep_messages_refused",
+    help: "Sweep messages this node refused: clock_skew (request issued too far in the future), over_capacity (request over max_participations), unauthorized (request's operator signature, scope, signing time or coordinator certificate), answer_piece (malformed, over a bound, or for an unknown sweep), forged_answer (no valid proof by the node it names), unverified_answer (names a certificate this coordinator does not have), ack and batch_ack (not from the sweep's coordinator, or not for this node and answer), relay_piece (a piece this node did not take as a relay)",
+};
+
+/// Answers taken and acked as a relay.
+pub const RELAYED_ANSWERS: Family = Family {
+    name: "relayed_answers",
+    help: "Answers this node took and acked as a relay",
+};
+
+/// Relay batches sent (first sends).
+pub const RELAY_BATCHES_SENT: Family = Family {
+    name: "relay_batches_sent",
+    help: "Batches of relayed answers sent to coordinators (first sends)",
+};
+
+/// Relay batches sent again.
+pub const RELAY_BATCHES_RESENT: Family = Family {
+    name: "relay_batches_resent",
+    help: "Batches of relayed answers sent again for want of an ack",
+};
+
+/// Every family, in the order the list shows them.
+pub const FAMILIES: [Family; 10] = [
+    DATAGRAMS_RECEIVED,
+    DATAGRAMS_SENT,
+    DATAGRAMS_DROPPED,
+    SWEEPS_COORDINATED,
+    CHECK_RUNS,
+    SWEEP_REQUEST_COPIES,
+    SWEEP_MESSAGES_REFUSED,
+    RELAYED_ANSWERS,
+    RELAY_BATCHES_SENT,
+    RELAY_BATCHES_RESENT,
+];
+
+impl NodeStats {
+    /// Every counter, as rows of the counter list; the sweep core's
+    /// included.
+    pub fn counts(&self) -> Vec<Count> {
+        // No `..`: a new field does not compile until it has a row.
+        let NodeStats {
+            datagrams_in,
+            dropped_malformed,
+            datagrams_out,
+            sweeps_coordinated,
+            checks_runs,
+            request_copies,
+            sweep,
+        } = self;
+        let mut rows = vec![
+            DATAGRAMS_RECEIVED.count(*datagrams_in),
+            DATAGRAMS_SENT.count(*datagrams_out),
+            DATAGRAMS_DROPPED.reason("malformed", *dropped_malformed),
+            SWEEPS_COORDINATED.count(*sweeps_coordinated),
+            CHECK_RUNS.count(*checks_runs),
+            SWEEP_REQUEST_COPIES.count(*request_copies),
+        ];
+        rows.extend(sweep.counts());
+        rows
+    }
+}
+
+/// Why `counts` is not a well-formed list (see the module doc).
+pub fn check(counts: &[Count]) -> Result<(), String> {
+    let snake = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    };
+    for (i, c) in counts.iter().enumerate() {
+        if !FAMILIES
+            .iter()
+            .any(|f| f.name == c.name && f.help == c.help)
+        {
+            return Err(format!("{} is not a family of the list", c.name));
+        }
+        if let Some(r) = c.reason.filter(|r| !snake(r)) {
+            return Err(format!("{}: reason {r:?} is not snake_case", c.name));
+        }
+        let same: Vec<&Count> = counts.iter().filter(|o| o.name == c.name).collect();
+        if c.reason.is_none() && same.len() > 1 {
+            return Err(format!(
+                "{} has more than one row, one without a reason",
+                c.name
+            ));
+        }
+        if counts[..i]
+            .iter()
+            .any(|o| o.name == c.name && o.reason == c.reason)
+        {
+            return Err(format!("{} {:?} is listed twice", c.name, c.reason));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn family_names_are_snake_case_and_unique() {
+        for (i, f) in FAMILIES.iter().enumerate() {
+            assert!(
+                f.name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{}",
+                f.name
+            );
+            assert!(!f.name.ends_with("_total"), "{}", f.name);
+            assert!(FAMILIES[..i].iter().all(|o| o.name != f.name), "{}", f.name);
+        }
+    }
+
+    #[test]
+    fn the_node_lists_every_counter_once_with_a_known_family() {
+        let counts = crate::node::NodeStats::default().counts();
+        check(&counts).unwrap();
+        assert!(counts.len() >= 17, "{counts:?}");
+    }
+
+    #[test]
+    fn a_malformed_list_is_refused() {
+        let twice = [
+            DATAGRAMS_DROPPED.reason("malformed", 1),
+            DATAGRAMS_DROPPED.reason("malformed", 2),
+        ];
+        assert!(check(&twice).unwrap_err().contains("twice"));
+        let mixed = [DATAGRAMS_SENT.count(1), DATAGRAMS_SENT.reason("x", 1)];
+        assert!(check(&mixed).is_err());
+        let camel = [DATAGRAMS_DROPPED.reason("ClockSkew", 1)];
+        assert!(check(&camel).unwrap_err().contains("snake_case"));
+        let stranger = [Family {
+            name: "made_up",
+            help: "",
+        }
+        .count(1)];
+        assert!(check(&stranger).is_err());
+    }
+}
