@@ -10,6 +10,7 @@
 //! when a file here names `tokio`, `std::net`, `std::fs` or `SystemTime`.
 
 pub mod codec;
+pub mod constraint;
 pub mod identity;
 pub mod membership;
 pub mod node;
@@ -17,5 +18,6 @@ pub mod settings;
 pub mod sweep;
 pub mod trust;
 
+pub use constraint::SettingsError;
 pub use node::{Node, Now, Output};
 pub use settings::{FocaTuning, NodeSettings};
