@@ -69,7 +69,7 @@ pub struct AgentSettings {
     /// that has been running for weeks.
     pub started_at_unix_ms: Option<u64>,
     /// Node and operator identities (`[trust]`); None: cluster key only.
-    pub trust: Option<crate::daemon::NodeTrust>,
+    pub trust: Option<crate::node_trust::NodeTrust>,
 }
 
 /// Counters, for `members --stats`, tests and logs: the node's own plus
