@@ -27,6 +27,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 mod handle;
+#[cfg(test)]
+mod tests;
 
 use handle::Command;
 pub use handle::{AgentGone, AgentHandle, Commander, StopMode, SweepEvent};
@@ -154,7 +156,8 @@ struct Owner {
     outbound: mpsc::Sender<(SocketAddr, Vec<u8>)>,
     timers: TimerSender<NodeTimer>,
     inspector: Arc<dyn Inspector>,
-    /// Running checks; dropped (aborted) with the owner.
+    /// Running checks: aborted and awaited on a stop, aborted if the owner
+    /// is dropped (its task cancelled).
     checks: JoinSet<(u64, Vec<CheckOutcome>)>,
     requesters: HashMap<u64, mpsc::Sender<SweepEvent>>,
     epoch: Instant,
@@ -182,6 +185,9 @@ impl Owner {
                 Some(cmd) = commands.recv() => {
                     if let Command::Stop(mode, reply) = cmd {
                         self.stop(mode).await;
+                        // The running checks end with the agent (a
+                        // command check's process group is killed).
+                        self.checks.shutdown().await;
                         let _ = reply.send(self.stats());
                         return;
                     }
