@@ -27,8 +27,6 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 mod handle;
-#[cfg(test)]
-mod tests;
 
 use handle::Command;
 pub use handle::{AgentGone, AgentHandle, Commander, StopMode, SweepEvent};
