@@ -83,13 +83,13 @@ impl Runner {
         checks: &[CheckSpec],
         deadline: Option<(tokio::time::Instant, Duration)>,
     ) -> Vec<CheckOutcome> {
-        let mut handles = Vec::with_capacity(checks.len());
+        let mut running = Running(Vec::with_capacity(checks.len()));
         for spec in checks {
             let mut spec = spec.clone();
             let host = Arc::clone(&self.host);
             let limit = Arc::clone(&self.limit);
             let calls = Arc::clone(&self.calls);
-            handles.push(tokio::spawn(async move {
+            running.0.push(tokio::spawn(async move {
                 let Some((deadline, budget)) = deadline else {
                     // The semaphore is never closed, so acquire cannot fail.
                     let _permit = limit.acquire_owned().await.ok();
@@ -122,7 +122,7 @@ impl Runner {
             }));
         }
         let mut out = Vec::with_capacity(checks.len());
-        for (handle, spec) in handles.into_iter().zip(checks) {
+        for (handle, spec) in running.0.iter_mut().zip(checks) {
             out.push(match handle.await {
                 Ok(o) => o,
                 Err(e) => outcome(
@@ -133,6 +133,19 @@ impl Runner {
             });
         }
         out
+    }
+}
+
+/// The tasks of a run's checks, aborted when the run is dropped (its sweep
+/// or its agent stopped): a check never outlives the caller waiting for
+/// it, and a command check's process group is killed as its task ends.
+struct Running(Vec<tokio::task::JoinHandle<CheckOutcome>>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for handle in &self.0 {
+            handle.abort();
+        }
     }
 }
 

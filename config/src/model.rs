@@ -209,8 +209,9 @@ pub const MAX_SWEEPS_AT_ONCE: usize = 64;
 pub const DEFAULT_BLOCKING_PER_KIND: usize = 4;
 /// Largest `[checks] blocking_per_kind`.
 pub const MAX_BLOCKING_PER_KIND: usize = 64;
-/// Longest sweep deadline or check timeout (what an agent accepts).
-pub const MAX_DEADLINE: Duration = Duration::from_secs(600);
+/// Longest sweep deadline or check timeout (what an agent accepts): the
+/// one cap every layer reads, kept in `patrol_model`.
+pub use patrol_model::MAX_DEADLINE;
 /// Largest `[sweep] clock_skew_limit`: datagrams from a clock further off
 /// than a minute are refused by the agents' replay window, so no larger
 /// skew can ever be measured.

@@ -5,22 +5,26 @@
 //! envelope; `[[check]]` and `[checks] profiles` become the inspector; the
 //! `[node]` bind address becomes the UDP transport; the agent task starts
 //! and joins through the seeds; the control listener starts on
-//! `[control] listen`. Everything stops on the shutdown future.
+//! `[control] listen`. Everything stops on the shutdown future. Every
+//! tunable the daemon uses is in one [`DaemonSettings`], built from the
+//! config and validated before anything binds.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use patrol_config::Config;
 use tokio::net::TcpListener;
 
 use crate::agent::{self, AgentHandle, AgentSettings, AgentStats, StopMode};
+use crate::control::server::ControlSettings;
 use crate::envelope::Envelope;
 use crate::inspector::CatalogInspector;
 use crate::keyring::Keyring;
-use crate::sweep::SweepSettings;
-use crate::transport::Transport;
-use patrol_core::NodeSettings;
+pub use crate::node_trust::NodeTrust;
+use crate::transport::{Transport, TransportSettings, MAX_SEALED_DATAGRAM};
+use patrol_core::{NodeSettings, SettingsError};
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +33,8 @@ pub enum StartError {
     Config(#[from] patrol_config::ConfigError),
     #[error("{0}")]
     Key(#[from] crate::keyring::KeyringError),
+    #[error("invalid settings: {0}")]
+    Settings(#[from] SettingsError),
     #[error("cannot bind the gossip socket {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -60,14 +66,6 @@ pub enum StartError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
-}
-
-/// A node's identity, loaded and checked from `[trust]`.
-#[derive(Debug, Clone)]
-pub struct NodeTrust {
-    pub creds: patrol_core::trust::Credentials,
-    pub bundle: patrol_core::trust::TrustBundle,
-    pub audit: Option<crate::audit::AuditLog>,
 }
 
 /// Load `[trust]`: the node's key and certificate (its name must be
@@ -157,16 +155,85 @@ pub async fn resolve_seeds(seeds: &[String]) -> Vec<SocketAddr> {
     out
 }
 
-/// How often seed names are resolved again.
-const SEED_REFRESH: std::time::Duration = std::time::Duration::from_secs(30);
+/// Every tunable a daemon runs with: the node's, the transport's, the
+/// control channel's and its own. [`DaemonSettings::from_config`] is the
+/// one place the defaults meet the config; everything the daemon starts
+/// reads these.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DaemonSettings {
+    /// The node's settings: the tuned defaults with the config's cluster
+    /// name, `[sweep] max_concurrent` and `[sweep] clock_skew_limit`.
+    pub node: NodeSettings,
+    pub transport: TransportSettings,
+    pub control: ControlSettings,
+    /// How often seed names are resolved again, so a seed whose name did
+    /// not resolve at boot, or that moved, is still found. Default 30 s:
+    /// two lookups a minute per seed name, and a seed that moved is found
+    /// within half a minute. Must not be zero.
+    pub seed_refresh: Duration,
+}
 
-/// Resolve the seed names again every [`SEED_REFRESH`] and hand the agent
-/// the addresses when they change: a seed whose name did not resolve at
-/// boot, or that moved, is still found. `last` is what the agent started
-/// with.
-async fn refresh_seeds(names: Vec<String>, mut last: Vec<SocketAddr>, commander: agent::Commander) {
+impl DaemonSettings {
+    /// The settings a daemon runs `config` with.
+    pub fn from_config(config: &Config) -> DaemonSettings {
+        let mut node = NodeSettings::default();
+        node.cluster = config.node.cluster.clone();
+        node.max_datagram =
+            MAX_SEALED_DATAGRAM - crate::envelope::OVERHEAD - crate::datagram::REPLAY_HEADER;
+        node.sweep.max_concurrent = config.sweep.max_concurrent;
+        node.sweep.clock_skew_limit = config.sweep.clock_skew_limit;
+        let control = ControlSettings {
+            deadline_max: node.sweep.max_deadline,
+            ..ControlSettings::default()
+        };
+        DaemonSettings {
+            node,
+            transport: TransportSettings::default(),
+            control,
+            seed_refresh: Duration::from_secs(30),
+        }
+    }
+
+    /// Check every constraint a doc states, the node's and the
+    /// transport's included, and how they fit together: a sealed node
+    /// datagram fits [`MAX_SEALED_DATAGRAM`], and the control channel
+    /// accepts no deadline the node refuses.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        use patrol_core::constraint::{at_most, not_above, not_zero};
+        self.node.validate()?;
+        self.transport.validate()?;
+        at_most(
+            "node.max_datagram",
+            self.node.max_datagram,
+            MAX_SEALED_DATAGRAM - crate::envelope::OVERHEAD - crate::datagram::REPLAY_HEADER,
+        )?;
+        not_zero("control.deadline_min", self.control.deadline_min)?;
+        not_above(
+            "control.deadline_min",
+            self.control.deadline_min,
+            "control.deadline_max",
+            self.control.deadline_max,
+        )?;
+        not_above(
+            "control.deadline_max",
+            self.control.deadline_max,
+            "node.sweep.max_deadline",
+            self.node.sweep.max_deadline,
+        )?;
+        not_zero("seed_refresh", self.seed_refresh)
+    }
+}
+
+/// Resolve the seed names again every `every` and hand the agent the
+/// addresses when they change. `last` is what the agent started with.
+async fn refresh_seeds(
+    names: Vec<String>,
+    mut last: Vec<SocketAddr>,
+    commander: agent::Commander,
+    every: Duration,
+) {
     loop {
-        tokio::time::sleep(SEED_REFRESH).await;
+        tokio::time::sleep(every).await;
         let now = resolve_seeds(&names).await;
         if now != last && !now.is_empty() {
             if commander.set_seeds(now.clone()).await.is_err() {
@@ -191,6 +258,8 @@ pub async fn start_trusted(
     envelope: Envelope,
     trust: Option<NodeTrust>,
 ) -> Result<Daemon, StartError> {
+    let settings = DaemonSettings::from_config(config);
+    settings.validate()?;
     let catalog = patrol_checks::Catalog::from_config(config)?;
     // `[checks] command_user` needs an agent running as root.
     catalog.check_user_switch()?;
@@ -204,7 +273,7 @@ pub async fn start_trusted(
         inspector,
         meter.clone(),
     ));
-    let transport = Transport::udp(config.node.bind)
+    let transport = Transport::udp_with(config.node.bind, settings.transport.clone())
         .await
         .map_err(|source| StartError::Bind {
             addr: config.node.bind,
@@ -247,23 +316,26 @@ pub async fn start_trusted(
         None => None,
     };
     let seeds = resolve_seeds(&config.node.seeds).await;
-    let settings = AgentSettings {
+    let agent_settings = AgentSettings {
         name: config.node.name.clone(),
         tags: config.node.tags.clone(),
         seeds: seeds.clone(),
         advertise: Some(advertise),
-        node: node_settings(config),
+        node: settings.node.clone(),
         clock: crate::clock::WallClock::default(),
         started_at_unix_ms: None,
         trust: trust.clone(),
     };
-    let mut agent = agent::start(settings, transport, envelope.clone(), inspector);
+    let mut agent = agent::start(agent_settings, transport, envelope.clone(), inspector);
     let commander = agent.commander();
     if !config.node.seeds.is_empty() {
         let names = config.node.seeds.clone();
-        agent
-            .tasks()
-            .spawn(refresh_seeds(names, seeds, commander.clone()));
+        agent.tasks().spawn(refresh_seeds(
+            names,
+            seeds,
+            commander.clone(),
+            settings.seed_refresh,
+        ));
     }
     if let Some(l) = metrics_listener {
         let exporter = crate::metrics::Exporter::new(metrics_source(commander.clone()), meter);
@@ -283,9 +355,10 @@ pub async fn start_trusted(
                 bundle: rx,
                 audit: t.audit.clone(),
                 clock: crate::clock::WallClock::default(),
-                sweep: node_settings(config).sweep,
+                sweep: settings.node.sweep.clone(),
             };
-            agent.tasks().spawn(crate::control::serve(
+            agent.tasks().spawn(crate::control::server::serve_with(
+                settings.control.clone(),
                 listener,
                 crate::control::server::ControlAuth::Certificates(Box::new(auth)),
                 commander,
@@ -294,9 +367,12 @@ pub async fn start_trusted(
         }
         None => {
             tracing::warn!("no [trust] section: the cluster key is the only trust boundary (any key holder can answer for any node and start sweeps); see `patrol ca`");
-            agent
-                .tasks()
-                .spawn(crate::control::serve(listener, envelope, commander));
+            agent.tasks().spawn(crate::control::server::serve_with(
+                settings.control.clone(),
+                listener,
+                envelope,
+                commander,
+            ));
             None
         }
     };
@@ -331,25 +407,6 @@ fn metrics_source(commander: agent::Commander) -> crate::metrics::Source {
             })
         })
     })
-}
-
-/// The node's settings from the config file: the tuned defaults, with the
-/// cluster name, `[sweep] max_concurrent` and `[sweep] clock_skew_limit`
-/// from `config`.
-pub fn node_settings(config: &Config) -> NodeSettings {
-    let defaults = NodeSettings::default();
-    NodeSettings {
-        cluster: config.node.cluster.clone(),
-        max_datagram: crate::transport::MAX_SEALED_DATAGRAM
-            - crate::envelope::OVERHEAD
-            - crate::datagram::REPLAY_HEADER,
-        sweep: SweepSettings {
-            max_concurrent: config.sweep.max_concurrent,
-            clock_skew_limit: config.sweep.clock_skew_limit,
-            ..defaults.sweep.clone()
-        },
-        ..defaults
-    }
 }
 
 /// Run a daemon from its config file until `shutdown` completes, then leave
@@ -437,5 +494,51 @@ async fn reload_on_hangup(envelope: Envelope, key_file: std::path::PathBuf, trus
         if let Some(t) = &trust {
             t.run().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        Config::parse(
+            "[node]\nname = \"n1\"\ncluster = \"c1\"\nbind = \"127.0.0.1:0\"\n[sweep]\nmax_concurrent = 3\n",
+            std::path::Path::new("test.toml"),
+        )
+        .expect("test config parses")
+    }
+
+    #[test]
+    fn the_settings_of_a_config_are_valid_and_carry_its_values() {
+        let s = DaemonSettings::from_config(&config());
+        assert_eq!(s.validate(), Ok(()));
+        assert_eq!(s.node.cluster, "c1");
+        assert_eq!(s.node.sweep.max_concurrent, 3);
+        assert_eq!(s.node.max_datagram, NodeSettings::default().max_datagram);
+        assert_eq!(s.control.deadline_max, s.node.sweep.max_deadline);
+    }
+
+    #[test]
+    fn a_control_deadline_beyond_the_nodes_is_refused() {
+        let mut s = DaemonSettings::from_config(&config());
+        s.node.sweep.max_deadline = Duration::from_secs(60);
+        let e = s.validate().unwrap_err();
+        assert_eq!(e.field, "control.deadline_max");
+    }
+
+    #[test]
+    fn a_node_datagram_that_would_not_fit_sealed_is_refused() {
+        let mut s = DaemonSettings::from_config(&config());
+        s.node.max_datagram += 1;
+        s.node.sweep.max_datagram = s.node.max_datagram - 1;
+        assert_eq!(s.validate().unwrap_err().field, "node.max_datagram");
+    }
+
+    #[test]
+    fn a_zero_transport_queue_is_refused() {
+        let mut s = DaemonSettings::from_config(&config());
+        s.transport.queue = 0;
+        assert_eq!(s.validate().unwrap_err().field, "transport.queue");
     }
 }

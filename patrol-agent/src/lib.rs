@@ -12,6 +12,7 @@ pub mod envelope;
 pub mod inspector;
 pub mod keyring;
 pub mod metrics;
+pub mod node_trust;
 pub mod shutdown;
 pub mod timers;
 pub mod transport;

@@ -7,7 +7,10 @@
 //! [`Transport::spawn_gated`] puts an opener task between the socket and
 //! the agent: datagrams are opened and checked for replay there, off the
 //! agent's owner task, and the UDP reader drops what cannot be a datagram
-//! of ours (too large, unknown version or key id) before queueing it.
+//! of ours (too large, unknown version or key id) before queueing it. The
+//! in-memory network applies the same check at the receiving end, so the
+//! fake drops what the real one drops. Every limit is a field of
+//! [`TransportSettings`].
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -17,6 +20,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
+
+use patrol_core::SettingsError;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -29,12 +35,62 @@ pub type Datagram = (SocketAddr, Vec<u8>);
 
 /// Largest sealed datagram an agent sends: fits a 1,500-byte Ethernet MTU
 /// with IP and UDP headers. The node's plaintext limit
-/// (`NodeSettings::max_datagram`) is this less the envelope's overhead.
+/// (`NodeSettings::max_datagram`) is this less the envelope's overhead and
+/// the replay header. A wire constant, not a setting: every agent's reader
+/// drops a larger datagram unopened, so an agent configured to send more
+/// would be dropped by the rest of the mesh.
 pub const MAX_SEALED_DATAGRAM: usize = 1400;
 
-/// Largest datagram we read (UDP's own ceiling).
-const MAX_DATAGRAM: usize = 65_536;
-const QUEUE: usize = 4096;
+/// The transport's limits. `Default` gives the shipped values;
+/// [`TransportSettings::validate`] checks the constraint each field states.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransportSettings {
+    /// Datagrams queued each way between the socket and the agent, and
+    /// between the opener task and the owner task; a full queue drops, as
+    /// the network would. Default 4,096: a relay's batch of
+    /// `nodes_per_relay` (2,000) one-datagram answers within the spread
+    /// window fits with room to spare, and the simulator's receive queue
+    /// is the same size. Must not be zero.
+    pub queue: usize,
+    /// Bytes of the UDP reader's buffer. Default 65,536, UDP's own ceiling:
+    /// every datagram is read whole, so one larger than
+    /// [`MAX_SEALED_DATAGRAM`] is seen (and counted) as oversized rather
+    /// than cut to fit. Must be more than [`MAX_SEALED_DATAGRAM`].
+    pub recv_buffer: usize,
+    /// How long the UDP reader waits after a receive error (other than an
+    /// ICMP refusal) before reading again, so an error that repeats does
+    /// not spin a core. Default 10 ms. Must not be zero.
+    pub recv_error_pause: Duration,
+    /// The opener logs at most one clock-skew refusal per this period
+    /// (each one is counted): a node with a wrong clock would otherwise
+    /// log every datagram it receives. Default 10 s.
+    pub skew_warning_every: Duration,
+}
+
+impl Default for TransportSettings {
+    fn default() -> Self {
+        TransportSettings {
+            queue: 4096,
+            recv_buffer: 65_536,
+            recv_error_pause: Duration::from_millis(10),
+            skew_warning_every: Duration::from_secs(10),
+        }
+    }
+}
+
+impl TransportSettings {
+    /// Check the constraint each field's doc states.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        use patrol_core::constraint::{at_least, not_zero};
+        not_zero("transport.queue", self.queue)?;
+        at_least(
+            "transport.recv_buffer",
+            self.recv_buffer,
+            MAX_SEALED_DATAGRAM + 1,
+        )?;
+        not_zero("transport.recv_error_pause", self.recv_error_pause)
+    }
+}
 
 /// A task that moves bytes, not started yet.
 type Mover = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -48,17 +104,28 @@ pub struct Transport {
     inbound: mpsc::Receiver<Datagram>,
     outbound: mpsc::Sender<Datagram>,
     movers: Vec<Mover>,
-    /// What the UDP reader checks before queueing, once gated.
-    early: Arc<OnceLock<EarlyCheck>>,
+    /// What the reader checks before queueing, once gated.
+    early: Early,
+    settings: TransportSettings,
 }
 
+/// The reader's early check, set when the transport is gated (shared with
+/// the reader, or with the in-memory network's route to this node).
+type Early = Arc<OnceLock<EarlyCheck>>;
+
 /// The reader's cheap checks: the envelope's precheck, counted.
+#[derive(Debug)]
 struct EarlyCheck {
     envelope: Envelope,
     counters: Arc<GateCounters>,
 }
 
 impl EarlyCheck {
+    /// Whether `early` (when set) lets `bytes` through; a drop is counted.
+    fn lets_through(early: &Early, bytes: &[u8]) -> bool {
+        early.get().is_none_or(|c| c.pass(bytes))
+    }
+
     fn pass(&self, bytes: &[u8]) -> bool {
         let ok = bytes.len() <= MAX_SEALED_DATAGRAM && self.envelope.precheck(bytes).is_ok();
         if !ok {
@@ -101,8 +168,9 @@ impl Transport {
             envelope: opener.envelope().clone(),
             counters: Arc::clone(&counters),
         });
+        let quiet_for = self.settings.skew_warning_every;
+        let (plain_tx, plain_rx) = mpsc::channel::<Datagram>(self.settings.queue);
         let (mut raw, outbound) = self.spawn(tasks);
-        let (plain_tx, plain_rx) = mpsc::channel::<Datagram>(QUEUE);
         tasks.spawn(async move {
             let mut last_warning: Option<tokio::time::Instant> = None;
             while let Some((from, bytes)) = raw.recv().await {
@@ -114,9 +182,8 @@ impl Transport {
                     }
                     Err(refusal) => {
                         counters.count(&refusal);
-                        // At most one warning every 10 s.
-                        let quiet = last_warning
-                            .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(10));
+                        // At most one warning per `skew_warning_every`.
+                        let quiet = last_warning.is_some_and(|t| t.elapsed() < quiet_for);
                         if !quiet || !matches!(refusal, Refusal::ClockSkew { .. }) {
                             if matches!(refusal, Refusal::ClockSkew { .. }) {
                                 last_warning = Some(tokio::time::Instant::now());
@@ -130,21 +197,28 @@ impl Transport {
         (plain_rx, outbound)
     }
 
-    /// Bind a UDP socket and start its reader and writer tasks.
+    /// Bind a UDP socket, with the default [`TransportSettings`].
     pub async fn udp(bind: SocketAddr) -> io::Result<Transport> {
+        Transport::udp_with(bind, TransportSettings::default()).await
+    }
+
+    /// Bind a UDP socket; its reader and writer tasks start with
+    /// [`Transport::spawn`].
+    pub async fn udp_with(bind: SocketAddr, settings: TransportSettings) -> io::Result<Transport> {
         let socket = Arc::new(UdpSocket::bind(bind).await?);
         let local_addr = socket.local_addr()?;
-        let (in_tx, in_rx) = mpsc::channel::<Datagram>(QUEUE);
-        let (out_tx, mut out_rx) = mpsc::channel::<Datagram>(QUEUE);
-        let early: Arc<OnceLock<EarlyCheck>> = Arc::new(OnceLock::new());
+        let (in_tx, in_rx) = mpsc::channel::<Datagram>(settings.queue);
+        let (out_tx, mut out_rx) = mpsc::channel::<Datagram>(settings.queue);
+        let early: Early = Arc::new(OnceLock::new());
         let reader = {
             let socket = socket.clone();
             let early = Arc::clone(&early);
+            let (size, pause) = (settings.recv_buffer, settings.recv_error_pause);
             Box::pin(async move {
-                let mut buf = vec![0u8; MAX_DATAGRAM];
+                let mut buf = vec![0u8; size];
                 loop {
                     match socket.recv_from(&mut buf).await {
-                        Ok((n, _)) if early.get().is_some_and(|c| !c.pass(&buf[..n])) => {}
+                        Ok((n, _)) if !EarlyCheck::lets_through(&early, &buf[..n]) => {}
                         Ok((n, from)) => {
                             // A full queue means the agent is overloaded: drop,
                             // as the network would.
@@ -155,7 +229,7 @@ impl Transport {
                         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
                         Err(e) => {
                             tracing::warn!(error = %e, "udp receive failed");
-                            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                            tokio::time::sleep(pause).await;
                         }
                     }
                     if in_tx.is_closed() {
@@ -177,13 +251,16 @@ impl Transport {
             outbound: out_tx,
             movers: vec![reader, writer],
             early,
+            settings,
         })
     }
 }
 
 /// An in-memory datagram network for tests: nodes attach under an address;
 /// each datagram is dropped with probability `loss`; partitioned addresses
-/// neither send nor receive.
+/// neither send nor receive. A gated node's route applies the UDP reader's
+/// early check (size and envelope precheck, counted alike), and its queues
+/// hold `TransportSettings::queue` datagrams, as over UDP.
 #[derive(Debug, Clone)]
 pub struct MemoryNetwork {
     inner: Arc<Mutex<MemoryInner>>,
@@ -191,7 +268,8 @@ pub struct MemoryNetwork {
 
 #[derive(Debug)]
 struct MemoryInner {
-    routes: HashMap<SocketAddr, mpsc::Sender<Datagram>>,
+    routes: HashMap<SocketAddr, Route>,
+    settings: TransportSettings,
     isolated: HashSet<SocketAddr>,
     loss: f64,
     rng_state: u64,
@@ -206,9 +284,15 @@ impl MemoryNetwork {
     /// A network dropping each datagram with probability `loss` (0.0-1.0),
     /// reproducibly from `seed`.
     pub fn new(loss: f64, seed: u64) -> Self {
+        MemoryNetwork::with_settings(loss, seed, TransportSettings::default())
+    }
+
+    /// [`MemoryNetwork::new`] whose nodes' transports have `settings`.
+    pub fn with_settings(loss: f64, seed: u64, settings: TransportSettings) -> Self {
         MemoryNetwork {
             inner: Arc::new(Mutex::new(MemoryInner {
                 routes: HashMap::new(),
+                settings,
                 isolated: HashSet::new(),
                 loss,
                 rng_state: seed | 1,
@@ -226,14 +310,20 @@ impl MemoryNetwork {
 
     /// Attach a node; it gets a fresh address on 127.0.0.1.
     pub fn attach(&self) -> Transport {
-        let (in_tx, in_rx) = mpsc::channel::<Datagram>(QUEUE);
-        let (out_tx, mut out_rx) = mpsc::channel::<Datagram>(QUEUE);
-        let local_addr = {
+        let early: Early = Arc::new(OnceLock::new());
+        let (local_addr, settings, in_rx, out_tx, mut out_rx) = {
             let mut inner = self.lock();
+            let settings = inner.settings.clone();
+            let (in_tx, in_rx) = mpsc::channel::<Datagram>(settings.queue);
+            let (out_tx, out_rx) = mpsc::channel::<Datagram>(settings.queue);
             inner.next_port = inner.next_port.wrapping_add(1);
             let addr = SocketAddr::from(([127, 0, 0, 1], inner.next_port));
-            inner.routes.insert(addr, in_tx);
-            addr
+            let route = Route {
+                tx: in_tx,
+                early: Arc::clone(&early),
+            };
+            inner.routes.insert(addr, route);
+            (addr, settings, in_rx, out_tx, out_rx)
         };
         let net = self.clone();
         let mover = Box::pin(async move {
@@ -254,8 +344,8 @@ impl MemoryNetwork {
                         inner.routes.get(&to).cloned()
                     }
                 };
-                if let Some(tx) = target {
-                    let _ = tx.try_send((local_addr, bytes));
+                if let Some(route) = target {
+                    route.deliver(local_addr, bytes);
                 }
             }
             net.lock().routes.remove(&local_addr);
@@ -265,7 +355,8 @@ impl MemoryNetwork {
             inbound: in_rx,
             outbound: out_tx,
             movers: vec![mover],
-            early: Arc::new(OnceLock::new()),
+            early,
+            settings,
         }
     }
 
@@ -297,19 +388,34 @@ impl MemoryNetwork {
     }
 
     /// Deliver `bytes` to `to` as if `from` had sent them (a replay),
-    /// bypassing loss and partitions. False when nobody is attached at `to`.
+    /// bypassing loss and partitions but not the receiver's early check.
+    /// False when nobody is attached at `to`, the early check dropped them
+    /// or the receiver's queue is full.
     pub fn inject(&self, from: SocketAddr, to: SocketAddr, bytes: Vec<u8>) -> bool {
         let target = self.lock().routes.get(&to).cloned();
-        match target {
-            Some(tx) => tx.try_send((from, bytes)).is_ok(),
-            None => false,
-        }
+        target.is_some_and(|route| route.deliver(from, bytes))
     }
 
     /// Datagrams dropped and delivered so far.
     pub fn stats(&self) -> (u64, u64) {
         let inner = self.lock();
         (inner.dropped, inner.delivered)
+    }
+}
+
+/// Where the in-memory network delivers to one node: its inbound queue,
+/// behind its early check.
+#[derive(Debug, Clone)]
+struct Route {
+    tx: mpsc::Sender<Datagram>,
+    early: Early,
+}
+
+impl Route {
+    /// Queue `bytes` from `from` if the early check lets them through and
+    /// the queue has room (dropped otherwise, as the UDP reader drops).
+    fn deliver(&self, from: SocketAddr, bytes: Vec<u8>) -> bool {
+        EarlyCheck::lets_through(&self.early, &bytes) && self.tx.try_send((from, bytes)).is_ok()
     }
 }
 

@@ -17,6 +17,15 @@ use crate::{CheckOutcome, Selector, Status};
 /// 1 wrote `{"number": 0.31}` and empty strings).
 pub const DOCUMENT_VERSION: u32 = 2;
 
+/// The longest deadline a sweep may have: 10 minutes. It bounds how long a
+/// participant remembers a sweep (its replay guard and its answer timers)
+/// and how long a coordinator holds one open. This is the one place the
+/// cap is written: the sweep core's `SweepSettings::max_deadline` defaults
+/// to it and may only lower it, the control channel's `deadline_max`
+/// follows the node's, and the config refuses a `[sweep] default_deadline`
+/// or `[checks] default_timeout` above it (a longer one could never run).
+pub const MAX_DEADLINE: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Where a node of the expected set ended up. Every node of the expected
 /// set is in exactly one state.
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]

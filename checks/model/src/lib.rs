@@ -26,7 +26,7 @@ pub mod selector;
 
 pub use document::{
     AccountingError, ClockOffset, NodeEntry, NodeState, Silence, StateCounts, SweepDocument,
-    SweepTiming, SwimState,
+    SweepTiming, SwimState, MAX_DEADLINE,
 };
 pub use outcome::{CheckOutcome, Observed, Severity, Status};
 pub use selector::Selector;

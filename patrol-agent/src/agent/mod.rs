@@ -70,7 +70,7 @@ pub struct AgentSettings {
     /// that has been running for weeks.
     pub started_at_unix_ms: Option<u64>,
     /// Node and operator identities (`[trust]`); None: cluster key only.
-    pub trust: Option<crate::daemon::NodeTrust>,
+    pub trust: Option<crate::node_trust::NodeTrust>,
 }
 
 /// Counters, for `members --stats`, tests and logs: the node's own plus
@@ -189,7 +189,8 @@ struct Owner {
     outbound: mpsc::Sender<(SocketAddr, Vec<u8>)>,
     timers: TimerSender<NodeTimer>,
     inspector: Arc<dyn Inspector>,
-    /// Running checks; dropped (aborted) with the owner.
+    /// Running checks: aborted and awaited on a stop, aborted if the owner
+    /// is dropped (its task cancelled).
     checks: JoinSet<(u64, Vec<CheckOutcome>)>,
     requesters: HashMap<u64, mpsc::Sender<SweepEvent>>,
     epoch: Instant,
@@ -217,6 +218,9 @@ impl Owner {
                 Some(cmd) = commands.recv() => {
                     if let Command::Stop(mode, reply) = cmd {
                         self.stop(mode).await;
+                        // The running checks end with the agent (a
+                        // command check's process group is killed).
+                        self.checks.shutdown().await;
                         let _ = reply.send(self.stats());
                         return;
                     }

@@ -76,8 +76,15 @@ pub struct ControlSettings {
     /// the request rides in one gossip packet with foca's header and the
     /// envelope. Default 900 bytes.
     pub max_selector_bytes: usize,
-    /// A sweep's deadline is clamped to this range. Default 100 ms to 1 h.
+    /// A sweep's deadline is clamped to `deadline_min..=deadline_max` (with
+    /// certificates, a signed deadline outside it is refused). Default
+    /// 100 ms.
     pub deadline_min: Duration,
+    /// Default 10 min: [`patrol_checks::document::MAX_DEADLINE`], the one
+    /// deadline cap; the daemon sets the node's `sweep.max_deadline` here,
+    /// so the channel never starts a sweep the node would cut short or its
+    /// participants refuse. Must be at least `deadline_min` and at most
+    /// the node's `sweep.max_deadline` (checked by the daemon's settings).
     pub deadline_max: Duration,
     /// Connections from one peer address that have not sent a request yet.
     /// Default 16. (All local users share 127.0.0.1: the eviction of the
@@ -96,7 +103,7 @@ impl Default for ControlSettings {
             request_timeout: Duration::from_secs(5),
             max_selector_bytes: 900,
             deadline_min: Duration::from_millis(100),
-            deadline_max: Duration::from_secs(3600),
+            deadline_max: patrol_checks::document::MAX_DEADLINE,
             max_pending_per_peer: 16,
             write_timeout: Duration::from_secs(10),
         }

@@ -160,6 +160,9 @@ pub enum SimError {
     EmptyRxQueue,
     #[error("the deadline must be positive")]
     ZeroDeadline,
+    /// The nodes' settings break a documented constraint.
+    #[error("{0}")]
+    Node(#[from] patrol_core::SettingsError),
 }
 
 impl SimSettings {
@@ -212,6 +215,7 @@ impl SimSettings {
         if self.deadline.is_zero() {
             return Err(SimError::ZeroDeadline);
         }
+        self.node.validate()?;
         Ok(())
     }
 }
@@ -220,4 +224,19 @@ impl SimSettings {
 pub fn run(settings: &SimSettings) -> Result<SimReport, SimError> {
     settings.validate()?;
     Ok(world::World::new(settings).run())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_settings_that_break_a_constraint_stop_the_run_before_it_starts() {
+        let mut settings = SimSettings::default();
+        settings.node.sweep.budget_floor = Duration::ZERO;
+        match run(&settings) {
+            Err(SimError::Node(e)) => assert_eq!(e.field, "sweep.budget_floor"),
+            other => panic!("expected a settings error, got {:?}", other.map(|_| ())),
+        }
+    }
 }

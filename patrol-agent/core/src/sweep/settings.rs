@@ -1,9 +1,12 @@
 //! Tunable sweep settings and their defaults, chosen with `patrol-sim`
 //! (the simulator in `tests/src/sim/`, real foca and real `SweepCore` on
 //! 10,000 virtual nodes); ARCHITECTURE.md ("Tuned defaults") has the
-//! measurements behind each value.
+//! measurements behind each value. [`SweepSettings::validate`] checks the
+//! constraint each field's doc states.
 
 use std::time::Duration;
+
+use crate::constraint::{at_most, not_above, not_zero, SettingsError};
 
 /// Bytes of an encoded `AnswerChunk` besides its payload and node name, at
 /// most: version 1, variant 1, sweep id 9, name length 3, nonce 9, index
@@ -15,13 +18,16 @@ const CHUNK_HEADER: usize = 48;
 pub struct SweepSettings {
     /// Most sweeps whose checks run at once on this node as a participant.
     /// A request beyond that gets an immediate `busy` answer (one `error`
-    /// check `patrol.busy`). Default 2.
+    /// check `patrol.busy`). Default 2. Must not be zero (every request
+    /// would be answered `busy`).
     pub max_concurrent: usize,
     /// Largest encoded sweep message the core emits, in bytes (the shell
     /// adds its channel byte, the replay header and the sealed envelope).
     /// Answers are cut into pieces to fit. Default 1330: the node's
     /// 1,331-byte plaintext limit less the channel byte, so a sealed sweep
     /// datagram is at most 1,400 bytes, inside a 1,500-byte Ethernet MTU.
+    /// Must not be zero, nor exceed the node's `max_datagram` less its
+    /// channel byte (checked by `NodeSettings::validate`).
     pub max_datagram: usize,
     /// Answer spread window per expected node: the coordinator sets the
     /// request's window to `expected * answer_spread_per_node`, capped by
@@ -38,11 +44,14 @@ pub struct SweepSettings {
     /// 33,000 nodes; a 250 ms cap overflowed the coordinator at 40,000).
     pub answer_spread_max: Duration,
     /// First wait before resending unacked answer pieces; doubles per
-    /// attempt up to `retry_max`, with ±25% jitter. Default 150 ms.
+    /// attempt up to `retry_max`, with ±25% jitter. Default 150 ms. Must
+    /// not be zero (doubling zero stays zero: a resend at every tick).
     pub retry_initial: Duration,
-    /// Longest wait between resends. Default 800 ms.
+    /// Longest wait between resends. Default 800 ms. Must be at least
+    /// `retry_initial`.
     pub retry_max: Duration,
-    /// How often the coordinator looks at progress. Default 50 ms.
+    /// How often the coordinator looks at progress. Default 50 ms. Must not
+    /// be zero (a timer due at once, forever).
     pub tick: Duration,
     /// The backstop (request sent directly to expected, alive members that
     /// have not answered) runs at the first tick where the sweep is at
@@ -58,19 +67,28 @@ pub struct SweepSettings {
     /// delayed the backstop by 300 ms, and one direct datagram to each
     /// silent node costs little.
     pub backstop_quiet: Duration,
-    /// Default 50 (%).
+    /// Share of the deadline, in percent, after which the backstop runs
+    /// whatever the answers do (see `backstop_min_delay`). Default 50 (%):
+    /// half the deadline is left for the silent nodes' checks. At most 100.
     pub backstop_deadline_percent: u32,
     /// Later backstop rounds wait at least this long after the previous
     /// round, doubling each round. No round starts within the last
     /// `tick` before the deadline. Default 200 ms: a node the gossip
     /// missed whose first backstop request is lost too is reached 200 ms
     /// later (at 100,000 nodes 400 ms after the start, within the 500 ms
-    /// target; 400 ms made it 600).
+    /// target; 400 ms made it 600). Must not be zero (rounds would follow
+    /// each other at every tick).
     pub backstop_interval: Duration,
-    /// Requests whose deadline is further away than this are refused
-    /// (bounds how long a participant remembers a sweep). Default 10 min.
+    /// Requests whose deadline is further away than this are refused, and
+    /// a coordinator cuts a longer deadline to it (bounds how long a
+    /// participant remembers a sweep). Default 10 min:
+    /// [`patrol_model::MAX_DEADLINE`], the one cap every layer reads. Must
+    /// not be zero, and at most that cap (the control channel and the config
+    /// never ask for more).
     pub max_deadline: Duration,
-    /// Largest answer body the coordinator reassembles, bytes. Default 4 MiB.
+    /// Largest answer body the coordinator reassembles, bytes. Default 4 MiB
+    /// (a `k8s-node` answer is three pieces of about 1,200 bytes). Must not
+    /// be zero.
     pub max_answer_bytes: usize,
     /// Of the time left before a request expires, what a participant's
     /// checks may not use: the answer's trip to the coordinator and one
@@ -104,7 +122,8 @@ pub struct SweepSettings {
     pub clock_skew_limit: Duration,
     /// Most sweeps a participant remembers at once (running, answering or
     /// waiting to be forgotten); further requests are refused and counted.
-    /// Bounds the participant's map and its timers. Default 64.
+    /// Bounds the participant's map and its timers. Default 64. Must not be
+    /// zero (every request would be refused).
     pub max_participations: usize,
     /// Most nodes outside the expected set whose answers a coordinator
     /// keeps per sweep. Default 1,024.
@@ -139,7 +158,8 @@ pub struct SweepSettings {
     /// Nodes per relay: the coordinator names `expected / nodes_per_relay`
     /// relays (rounded up), between 2 and `max_relays`. Default 2,000: a
     /// relay takes that many one-datagram answers within the spread window
-    /// with room to spare in its 4,096-datagram receive queue.
+    /// with room to spare in its 4,096-datagram receive queue. Must not be
+    /// zero.
     pub nodes_per_relay: usize,
     /// Most relays a request names (each costs 8 bytes of the request,
     /// which rides in foca packets). Default 64.
@@ -183,7 +203,7 @@ impl Default for SweepSettings {
             backstop_quiet: Duration::ZERO,
             backstop_deadline_percent: 50,
             backstop_interval: Duration::from_millis(200),
-            max_deadline: Duration::from_secs(600),
+            max_deadline: patrol_model::MAX_DEADLINE,
             max_answer_bytes: 4 * 1024 * 1024,
             budget_margin: Duration::from_millis(400),
             budget_floor: Duration::from_millis(100),
@@ -207,6 +227,45 @@ impl Default for SweepSettings {
 }
 
 impl SweepSettings {
+    /// Check the constraint each field's doc states; the first broken one
+    /// is the error.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        not_zero("sweep.max_concurrent", self.max_concurrent)?;
+        not_zero("sweep.retry_initial", self.retry_initial)?;
+        not_above(
+            "sweep.retry_initial",
+            self.retry_initial,
+            "sweep.retry_max",
+            self.retry_max,
+        )?;
+        not_zero("sweep.tick", self.tick)?;
+        at_most(
+            "sweep.backstop_deadline_percent",
+            self.backstop_deadline_percent,
+            100,
+        )?;
+        not_zero("sweep.backstop_interval", self.backstop_interval)?;
+        not_zero("sweep.max_deadline", self.max_deadline)?;
+        at_most(
+            "sweep.max_deadline",
+            self.max_deadline,
+            patrol_model::MAX_DEADLINE,
+        )?;
+        not_zero("sweep.max_answer_bytes", self.max_answer_bytes)?;
+        not_zero("sweep.budget_floor", self.budget_floor)?;
+        not_zero("sweep.max_participations", self.max_participations)?;
+        not_zero("sweep.peer_keys", self.peer_keys)?;
+        not_above(
+            "sweep.max_late_partial_bytes",
+            self.max_late_partial_bytes,
+            "sweep.max_partial_bytes",
+            self.max_partial_bytes,
+        )?;
+        not_zero("sweep.nodes_per_relay", self.nodes_per_relay)?;
+        not_zero("sweep.max_datagram", self.max_datagram)?;
+        Ok(())
+    }
+
     /// Payload bytes per answer piece so that the encoded message stays
     /// under `max_datagram` (header: version, variant, ids, node name).
     pub fn chunk_payload(&self, node_name_len: usize) -> usize {
