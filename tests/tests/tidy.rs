@@ -264,3 +264,146 @@ fn a_stale_quoted_default_is_caught() {
     );
     assert_ne!(documented_defaults()["eager_push_rounds"], "3");
 }
+
+/// The files that define what travels between nodes and between the CLI
+/// and an agent. A change to any of them is a wire change, and PROTOCOL.md
+/// must say so: it keeps each file's SHA-256 in "Wire-format files".
+const WIRE_FILES: [&str; 6] = [
+    "patrol-agent/core/src/sweep/wire.rs",
+    "patrol-agent/core/src/codec.rs",
+    "patrol-agent/src/control/mod.rs",
+    "patrol-agent/src/control/frame.rs",
+    "patrol-agent/src/control/handshake.rs",
+    "patrol-agent/src/envelope.rs",
+];
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The `| \`path\` | \`hash\` |` rows of PROTOCOL.md's "Wire-format files".
+fn recorded_hashes(protocol: &str) -> BTreeMap<String, String> {
+    let section = protocol
+        .split("\n## Wire-format files")
+        .nth(1)
+        .expect("PROTOCOL.md has a section \"## Wire-format files\"");
+    let section = section.split("\n## ").next().unwrap_or(section);
+    section
+        .lines()
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            match cells.as_slice() {
+                ["", path, hash, ""] if path.starts_with('`') && hash.starts_with('`') => Some((
+                    path.trim_matches('`').to_string(),
+                    hash.trim_matches('`').to_string(),
+                )),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Wire changes that PROTOCOL.md does not record.
+fn stale_wire_hashes(protocol: &str) -> Vec<String> {
+    let recorded = recorded_hashes(protocol);
+    let mut problems = Vec::new();
+    for file in WIRE_FILES {
+        let bytes = std::fs::read(root().join(file)).expect(file);
+        let now = sha256_hex(&bytes);
+        match recorded.get(file) {
+            None => problems.push(format!("PROTOCOL.md records no hash for `{file}`")),
+            Some(old) if *old != now => problems.push(format!(
+                "`{file}` changed (sha256 {now}, PROTOCOL.md records {old}): update what PROTOCOL.md says of it (and the version, if the bytes on the wire change), then its row in \"Wire-format files\""
+            )),
+            Some(_) => {}
+        }
+    }
+    for file in recorded.keys() {
+        if !WIRE_FILES.contains(&file.as_str()) {
+            problems.push(format!(
+                "PROTOCOL.md records a hash for `{file}`, which is not a wire-format file"
+            ));
+        }
+    }
+    problems
+}
+
+#[test]
+fn every_wire_format_file_is_as_protocol_md_last_described_it() {
+    let protocol = std::fs::read_to_string(root().join("PROTOCOL.md")).unwrap();
+    let problems = stale_wire_hashes(&protocol);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn a_wire_change_without_a_doc_change_is_caught() {
+    let protocol = std::fs::read_to_string(root().join("PROTOCOL.md")).unwrap();
+    let file = WIRE_FILES[0];
+    let now = sha256_hex(&std::fs::read(root().join(file)).unwrap());
+    let stale = protocol.replace(&now, &"0".repeat(64));
+    let problems = stale_wire_hashes(&stale);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains(file), "{problems:?}");
+}
+
+/// Each protocol's one version constant: (file, constant, how PROTOCOL.md
+/// names it).
+const VERSIONS: [(&str, &str, &str); 4] = [
+    (
+        "patrol-agent/core/src/sweep/wire.rs",
+        "PROTOCOL_VERSION",
+        "sweep::wire::PROTOCOL_VERSION",
+    ),
+    (
+        "patrol-agent/src/control/frame.rs",
+        "CONTROL_VERSION",
+        "control::frame::CONTROL_VERSION",
+    ),
+    (
+        "patrol-agent/src/envelope.rs",
+        "VERSION",
+        "envelope::VERSION",
+    ),
+    (
+        "checks/model/src/document.rs",
+        "DOCUMENT_VERSION",
+        "DOCUMENT_VERSION",
+    ),
+];
+
+#[test]
+fn every_protocol_version_is_named_once_in_code_and_quoted_by_protocol_md() {
+    let protocol = std::fs::read_to_string(root().join("PROTOCOL.md")).unwrap();
+    for (file, name, quoted) in VERSIONS {
+        let source = std::fs::read_to_string(root().join(file)).unwrap();
+        let decl = format!("pub const {name}: ");
+        let values: Vec<&str> = source
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix(&decl))
+            .filter_map(|rest| rest.split_once(" = "))
+            .map(|(_, v)| v.trim_end_matches(';'))
+            .collect();
+        assert_eq!(values.len(), 1, "`{name}` is declared once in {file}");
+        let quote = format!("`{quoted} = {}`", values[0]);
+        assert!(
+            protocol.contains(&quote),
+            "PROTOCOL.md does not quote {quote} (from {file})"
+        );
+    }
+    // No second version constant for the control channel.
+    for file in WIRE_FILES {
+        let source = std::fs::read_to_string(root().join(file)).unwrap();
+        let versions = source
+            .lines()
+            .filter(|l| l.trim_start().starts_with("pub const") && l.contains("VERSION"))
+            .count();
+        assert!(
+            versions <= 1,
+            "{file} declares {versions} version constants"
+        );
+    }
+}

@@ -23,9 +23,9 @@ use crate::envelope::{Envelope, Purpose};
 /// How the client proves who it is.
 #[derive(Debug, Clone)]
 pub enum ClientAuth {
-    /// Protocol 1: the cluster key.
+    /// The cluster key.
     ClusterKey(Envelope),
-    /// Protocol 2: an operator certificate and the CAs to check the agent
+    /// With certificates: an operator certificate and the CAs to check the agent
     /// against.
     Operator(Arc<OperatorIdentity>),
 }
@@ -76,6 +76,7 @@ impl ControlClient {
         let hello = tokio::time::timeout(timeout, read_frame(&mut stream, MAX_FRAME))
             .await
             .map_err(|_| ControlError::Timeout)??;
+        frame::check_hello(&hello, &addr.to_string())?;
         if let Some((challenge, server_eph)) = handshake::decode_hello3(&hello) {
             let ClientAuth::Operator(op) = auth else {
                 return Err(ControlError::Refused(format!(

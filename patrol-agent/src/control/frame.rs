@@ -28,10 +28,12 @@ pub const HELLO_MAGIC: &[u8; 4] = b"PTRL";
 pub const DENY_MAGIC: &[u8; 4] = b"DENY";
 /// A hello: magic, protocol version, challenge.
 pub const HELLO_LEN: usize = HELLO_MAGIC.len() + 1 + CHALLENGE_LEN;
-/// Control protocol version, in the hello. 2: the sweep document's node
-/// entries carry the clock offset and, for silent nodes, why (issue 14).
-/// 4: the stats carry relay counters (3 is the certificate handshake's).
-pub const PROTOCOL_VERSION: u8 = 4;
+/// The control protocol's version, byte 4 of every hello, with the cluster
+/// key or with certificates (the two hellos differ in length, not in
+/// version). The one number for the whole control channel; PROTOCOL.md
+/// ("Versions and rolling upgrades") quotes it and says what each version
+/// changed. 6: one version for both handshakes, stats as the counter list.
+pub const CONTROL_VERSION: u8 = 6;
 /// Largest frame either side accepts. Sweep documents travel in pieces of
 /// [`DOC_PIECE`] bytes, so a document of any size fits.
 pub const MAX_FRAME: usize = 8 * 1024 * 1024;
@@ -77,22 +79,35 @@ pub fn len_header(len: usize) -> Result<[u8; LEN_PREFIX], ControlError> {
 pub fn encode_hello(challenge: &Challenge) -> Vec<u8> {
     let mut hello = Vec::with_capacity(HELLO_LEN);
     hello.extend_from_slice(HELLO_MAGIC);
-    hello.push(PROTOCOL_VERSION);
+    hello.push(CONTROL_VERSION);
     hello.extend_from_slice(challenge);
     hello
 }
 
-/// The challenge of a server's hello; `peer` names the server in errors.
-pub fn decode_hello(hello: &[u8], peer: &str) -> Result<Challenge, ControlError> {
-    if hello.len() != HELLO_LEN || &hello[..HELLO_MAGIC.len()] != HELLO_MAGIC {
+/// Whether `hello` is a patrol hello of this control version (either
+/// handshake); `peer` names the server in errors.
+pub fn check_hello(hello: &[u8], peer: &str) -> Result<(), ControlError> {
+    if hello.len() <= HELLO_MAGIC.len() || &hello[..HELLO_MAGIC.len()] != HELLO_MAGIC {
         return Err(ControlError::Protocol(format!(
             "{peer} is not a patrol control port"
         )));
     }
     let version = hello[HELLO_MAGIC.len()];
-    if version != PROTOCOL_VERSION {
+    if version != CONTROL_VERSION {
         return Err(ControlError::Protocol(format!(
-            "agent speaks control protocol {version}, this client {PROTOCOL_VERSION}"
+            "agent speaks control protocol {version}, this client {CONTROL_VERSION}"
+        )));
+    }
+    Ok(())
+}
+
+/// The challenge of a server's cluster-key hello; `peer` names the server
+/// in errors.
+pub fn decode_hello(hello: &[u8], peer: &str) -> Result<Challenge, ControlError> {
+    check_hello(hello, peer)?;
+    if hello.len() != HELLO_LEN {
+        return Err(ControlError::Protocol(format!(
+            "{peer} is not a patrol control port"
         )));
     }
     let mut challenge = [0u8; CHALLENGE_LEN];
@@ -253,7 +268,7 @@ mod tests {
         assert_eq!(hello.len(), HELLO_LEN);
         assert_eq!(decode_hello(&hello, "x").unwrap(), [9; CHALLENGE_LEN]);
         let mut newer = hello.clone();
-        newer[4] = PROTOCOL_VERSION + 1;
+        newer[4] = CONTROL_VERSION + 1;
         assert!(decode_hello(&newer, "x")
             .unwrap_err()
             .to_string()

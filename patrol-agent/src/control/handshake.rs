@@ -1,11 +1,12 @@
-//! The certificate handshake of the control channel (protocol 3), as pure
+//! The certificate handshake of the control channel (agents with
+//! `[trust]`), as pure
 //! functions: the operator proves who it is with its certificate, the
 //! agent proves it is a node of the same CA, and both derive a session
 //! key from ephemeral X25519 keys. No cluster key is involved, so an
 //! operator's laptop or a cron job never holds one.
 //!
 //! ```text
-//! server → hello3  = "PTRL" 5 challenge[16] server_eph[32]
+//! server → hello3  = "PTRL" CONTROL_VERSION challenge[16] server_eph[32]
 //! client → auth    = bincode { eph[32], operator cert, sig }
 //!          sig     = Ed25519(operator key, "patrol-control-v2 client\0" || hello3 || eph || cert)
 //! server → proof   = bincode { node cert, sig }        (or a DENY frame)
@@ -14,7 +15,7 @@
 //!                                ikm = X25519(eph_s, eph_c), info = "patrol-control-v2")
 //! ```
 //!
-//! After the proof every frame is sealed exactly as in protocol 2 (the
+//! After the proof every frame is sealed exactly as with the cluster key (the
 //! envelope, bound to the connection's challenge), with the session key
 //! in place of the cluster key. Each signature covers the other side's
 //! fresh ephemeral key, so neither proof can be replayed into another
@@ -26,18 +27,15 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use super::frame::{Challenge, CHALLENGE_LEN, HELLO_MAGIC};
+use super::frame::{Challenge, CHALLENGE_LEN, CONTROL_VERSION, HELLO_MAGIC};
 use super::ControlError;
 use crate::envelope::Envelope;
 use crate::keyring::Keyring;
 
-/// Control protocol version of the certificate handshake. 5: the stats
-/// carry relay counters.
-pub const CERT_PROTOCOL_VERSION: u8 = 5;
 /// Bytes of an X25519 public key.
 pub const EPH_LEN: usize = 32;
-/// The protocol 3 hello: magic, version, challenge, the agent's ephemeral
-/// key.
+/// The certificate handshake's hello: magic, version, challenge, the
+/// agent's ephemeral key.
 pub const HELLO3_LEN: usize = HELLO_MAGIC.len() + 1 + CHALLENGE_LEN + EPH_LEN;
 const CLIENT_CONTEXT: &[u8] = b"patrol-control-v2 client\0";
 const SERVER_CONTEXT: &[u8] = b"patrol-control-v2 server\0";
@@ -69,17 +67,17 @@ impl Default for Ephemeral {
 pub fn encode_hello3(challenge: &Challenge, eph: &[u8; EPH_LEN]) -> Vec<u8> {
     let mut hello = Vec::with_capacity(HELLO3_LEN);
     hello.extend_from_slice(HELLO_MAGIC);
-    hello.push(CERT_PROTOCOL_VERSION);
+    hello.push(CONTROL_VERSION);
     hello.extend_from_slice(challenge);
     hello.extend_from_slice(eph);
     hello
 }
 
-/// The challenge and the agent's ephemeral key of a protocol 3 hello.
+/// The challenge and the agent's ephemeral key of a certificate hello.
 pub fn decode_hello3(hello: &[u8]) -> Option<(Challenge, [u8; EPH_LEN])> {
     if hello.len() != HELLO3_LEN
         || &hello[..HELLO_MAGIC.len()] != HELLO_MAGIC
-        || hello[HELLO_MAGIC.len()] != CERT_PROTOCOL_VERSION
+        || hello[HELLO_MAGIC.len()] != CONTROL_VERSION
     {
         return None;
     }

@@ -12,9 +12,8 @@
 //! differs each time). A refused client gets a plain-text `DENY` frame
 //! saying why, then the connection closes.
 //!
-//! What seals them depends on the agent. Without `[trust]` (protocol 2)
-//! it is the cluster key, so a client without the key is refused. With
-//! `[trust]` (protocol 3, [`handshake`]) the client proves an operator
+//! What seals them depends on the agent. Without `[trust]` it is the cluster key, so a client without the key is refused. With
+//! `[trust]` ([`handshake`]) the client proves an operator
 //! certificate, the agent proves its node certificate, and a session key
 //! from ephemeral X25519 keys seals the rest: the CLI holds no cluster
 //! key, and what it may ask is its certificate's scope.

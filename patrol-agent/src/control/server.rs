@@ -33,9 +33,9 @@ use crate::sweep::{check_signed_sweep, StartSweep, SweepSettings};
 /// How the control channel authenticates clients.
 #[derive(Debug, Clone)]
 pub enum ControlAuth {
-    /// Protocol 1: frames sealed with the cluster key.
+    /// Frames sealed with the cluster key.
     ClusterKey(Envelope),
-    /// Protocol 2: operator certificates (see [`handshake`]).
+    /// Operator certificates (see [`handshake`]).
     Certificates(Box<CertAuth>),
 }
 
@@ -244,7 +244,7 @@ struct Connection {
     /// What seals this connection's frames: the cluster key, or the
     /// session key once the handshake is done.
     envelope: Option<Envelope>,
-    /// The operator who proved its certificate (protocol 3).
+    /// The operator who proved its certificate (with certificates).
     operator: Option<Verified>,
     peer: String,
     challenge: Challenge,
@@ -297,7 +297,7 @@ impl Connection {
         }
     }
 
-    /// Protocol 2: the hello with our ephemeral key, the operator's proof
+    /// The certificate handshake: the hello with our ephemeral key, the operator's proof
     /// (refused with a DENY saying why), our proof, the session key.
     async fn handshake(&mut self, cert: &CertAuth) -> Result<(), ControlError> {
         let eph = Ephemeral::new();
@@ -387,7 +387,7 @@ impl Connection {
         Ok(())
     }
 
-    /// One audit line for this control request (protocol 3 only).
+    /// One audit line for this control request (with certificates only).
     fn audit(
         &self,
         request: &'static str,

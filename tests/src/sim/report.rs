@@ -161,10 +161,10 @@ pub(crate) struct Inputs<'a> {
 /// Answer sizes over the nodes that answered.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AnswerSizes {
-    /// Median encoded answer body before compact answers (protocol 4:
+    /// Median encoded answer body before compact answers (sweep protocol 4:
     /// every outcome with its texts), bytes.
     pub before_median: usize,
-    /// Median compact answer body (protocol 5), bytes, without the
+    /// Median compact answer body (sweep protocol 5), bytes, without the
     /// node's proof.
     pub after_median: usize,
     /// Share of answers whose first send was one datagram (proof

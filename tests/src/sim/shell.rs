@@ -285,7 +285,7 @@ fn classify(node: &mut SimNode, sh: &mut Shared, kind: DatagramKind) -> Kind {
 }
 
 /// Encoded size of an answer body with `outcomes`, before compact answers
-/// (protocol 4: every outcome whole) and now, without the node's proof.
+/// (sweep protocol 4: every outcome whole) and now, without the node's proof.
 fn answer_sizes(outcomes: &[CheckOutcome]) -> (usize, usize) {
     let cfg = bincode::config::standard();
     let tags = std::collections::BTreeMap::<String, String>::new();
