@@ -6,64 +6,34 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use patrol_agent::agent::{AgentHandle, StopMode, SweepEvent};
+use patrol_agent::agent::{AgentHandle, StopMode};
 use patrol_agent::clock::WallClock;
 use patrol_agent::control::{ControlClient, ControlError, ControlRequest};
 use patrol_agent::datagram::Sealer;
 use patrol_agent::envelope::Envelope;
 use patrol_agent::keyring::Keyring;
 use patrol_agent::membership::MemberState;
-use patrol_agent::sweep::{PeerAddr, StartSweep, SweepMessage, SweepRequest};
+use patrol_agent::sweep::{PeerAddr, SweepMessage, SweepRequest};
 use patrol_agent::transport::MemoryNetwork;
 use patrol_checks::{NodeState, Observed, Selector, Status, SweepDocument, SwimState};
 use patrol_report::silence::{self, Cause};
 use patrol_tests::{
-    catalog_inspector, memory_agent, new_envelope, settings, state_of, udp_agent, udp_agent_with,
-    wait_converged, wait_for, CountingInspector, HungInspector,
+    catalog_inspector, finish, memory_agent, new_envelope, settings, state_of, sweep_spec,
+    udp_agent, udp_agent_with, wait_converged, wait_for, CountingInspector, HungInspector,
 };
 
 const CONVERGE: Duration = Duration::from_secs(90);
 
-fn spec(deadline: Duration) -> StartSweep {
-    StartSweep {
-        selector: Selector::default(),
-        node_filter: BTreeMap::new(),
-        deadline,
-        id: None,
-        authorization: None,
-    }
-}
-
-/// Run a sweep through `agent` and return the finished document, checking
-/// that progress events came first.
+/// Run a sweep through `agent` and return the finished document (its
+/// accounting checked), checking that progress events came first.
 async fn sweep(agent: &AgentHandle, deadline: Duration) -> SweepDocument {
-    let mut events = agent
-        .start_sweep(spec(deadline))
+    let events = agent
+        .start_sweep(sweep_spec(deadline))
         .await
         .expect("agent is running");
-    let mut last_progress = None;
-    let doc = loop {
-        match tokio::time::timeout(deadline + Duration::from_secs(10), events.recv()).await {
-            Ok(Some(SweepEvent::Progress { answered, expected })) => {
-                assert!(answered <= expected, "{answered}/{expected}");
-                last_progress = Some((answered, expected));
-            }
-            Ok(Some(SweepEvent::Done(doc))) => break *doc,
-            Ok(Some(SweepEvent::Refused(reason))) => panic!("the sweep was refused: {reason}"),
-            Ok(None) => panic!("the agent dropped the sweep"),
-            Err(_) => panic!("no result {:?} after the deadline", Duration::from_secs(10)),
-        }
-    };
-    assert!(last_progress.is_some(), "no progress was reported");
-    assert_accounted(&doc);
-    doc
-}
-
-/// Every node in exactly one state, and the counts agree with the list.
-fn assert_accounted(doc: &SweepDocument) {
-    if let Err(e) = doc.check_accounting() {
-        panic!("{e}");
-    }
+    let done = finish(events, deadline + Duration::from_secs(10)).await;
+    assert!(!done.progress.is_empty(), "no progress was reported");
+    done.doc
 }
 
 fn answered(doc: &SweepDocument) -> BTreeSet<String> {
