@@ -25,7 +25,7 @@ use patrol_checks::{CheckOutcome, Observed, Selector, Severity, Status, SweepDoc
 use patrol_core::NodeSettings;
 use tokio::sync::mpsc;
 
-use crate::{finish, new_envelope, sweep_spec, wait_converged, wait_for};
+use crate::{finish, new_envelope, sweep_spec, wait_converged};
 
 /// How long a lab waits for anything; only stops a broken run from
 /// hanging.
@@ -167,16 +167,7 @@ impl Lab {
 
     /// Wait until `probe` holds for the stats of node `name`.
     pub async fn wait_stats(&self, name: &str, what: &str, probe: impl Fn(&AgentStats) -> bool) {
-        let node = self.node(name);
-        wait_for(LIMIT, what, || async {
-            let s = node.stats().await.map_err(|e| e.to_string())?;
-            if probe(&s) {
-                Ok(())
-            } else {
-                Err(format!("{s:?}"))
-            }
-        })
-        .await
+        crate::wait_stats(self.node(name), LIMIT, what, probe).await
     }
 
     /// Start a sweep coordinated by `name`; its events.

@@ -13,7 +13,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use patrol_agent::agent::{self, AgentHandle, AgentSettings, Inspector, SweepEvent};
+use patrol_agent::agent::{self, AgentHandle, AgentSettings, AgentStats, Inspector, SweepEvent};
+use patrol_agent::clock::WallClock;
+use patrol_agent::datagram::Sealer;
 use patrol_agent::envelope::Envelope;
 use patrol_agent::keyring::Keyring;
 use patrol_agent::membership::{MemberInfo, MemberState};
@@ -234,6 +236,53 @@ pub async fn wait_converged(agents: &[AgentHandle], n: usize, limit: Duration) {
         },
     )
     .await
+}
+
+/// Wait until `probe` holds for `agent`'s stats (each read is a round
+/// trip through its owner task).
+pub async fn wait_stats(
+    agent: &AgentHandle,
+    limit: Duration,
+    what: &str,
+    probe: impl Fn(&AgentStats) -> bool,
+) {
+    wait_for(limit, what, || async {
+        let s = agent.stats().await.map_err(|e| e.to_string())?;
+        if probe(&s) {
+            Ok(())
+        } else {
+            Err(format!("{s:?}"))
+        }
+    })
+    .await
+}
+
+// Barriers, for tests that assert that something did not happen: they
+// wait until the agent has handled what could have made it happen, rather
+// than for a while (which passes when a run is merely late).
+
+/// A barrier datagram: sealed under `envelope` (so it opens) on a channel
+/// that does not exist, so the node counts it in
+/// `NodeStats::dropped_malformed`. One sender's datagrams reach the node
+/// in order: once the marker is counted, everything sent before it from
+/// the same socket was handled ([`wait_stats`] on that counter).
+pub fn marker(envelope: &Envelope) -> Vec<u8> {
+    const NO_SUCH_CHANNEL: u8 = 0xEE;
+    let mut sealed = Vec::new();
+    Sealer::new(envelope.clone(), WallClock::default())
+        .seal(&[NO_SUCH_CHANNEL], &mut sealed)
+        .expect("seal a marker");
+    sealed
+}
+
+/// A stats round trip to every agent, which handles commands in order: so
+/// each has handled every command sent to it before (a control server's
+/// too), and none of them started a sweep.
+pub async fn assert_no_sweep_started(agents: &[AgentHandle]) {
+    for a in agents {
+        let s = a.stats().await.expect("agent running");
+        assert_eq!(s.node.sweeps_coordinated, 0, "{} started a sweep", a.name);
+    }
 }
 
 /// A sweep of every check on every node, ending `deadline` after it

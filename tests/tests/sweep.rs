@@ -18,8 +18,9 @@ use patrol_agent::transport::MemoryNetwork;
 use patrol_checks::{NodeState, Observed, Selector, Status, SweepDocument, SwimState};
 use patrol_report::silence::{self, Cause};
 use patrol_tests::{
-    catalog_inspector, finish, memory_agent, new_envelope, settings, state_of, sweep_spec,
-    udp_agent, udp_agent_with, wait_converged, wait_for, CountingInspector, HungInspector,
+    assert_no_sweep_started, catalog_inspector, finish, marker, memory_agent, new_envelope,
+    settings, state_of, sweep_spec, udp_agent, udp_agent_with, wait_converged, wait_for,
+    wait_stats, CountingInspector, HungInspector,
 };
 
 const CONVERGE: Duration = Duration::from_secs(90);
@@ -246,6 +247,10 @@ async fn a_replayed_or_stale_request_runs_no_checks() {
         ..replay.clone()
     };
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut malformed = Vec::new();
+    for a in &agents {
+        malformed.push(a.stats().await.unwrap().node.dropped_malformed);
+    }
     // A key holder crafting requests: properly sealed datagrams.
     let mut sealer = Sealer::new(env.clone(), WallClock::default());
     for req in [replay, stale] {
@@ -257,7 +262,15 @@ async fn a_replayed_or_stale_request_runs_no_checks() {
             sock.send_to(&sealed, a.addr).await.unwrap();
         }
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Barrier: a marker after them from the same socket; once each node
+    // counted it, each has handled both requests.
+    for (a, before) in agents.iter().zip(malformed) {
+        sock.send_to(&marker(&env), a.addr).await.unwrap();
+        wait_stats(a, CONVERGE, "the marker after the requests", |s| {
+            s.node.dropped_malformed > before
+        })
+        .await;
+    }
     assert_eq!(
         inspector.runs(),
         3,
@@ -296,7 +309,7 @@ async fn a_sweep_over_the_control_channel_needs_the_key() {
         client.call(&request).await,
         Err(ControlError::Refused(_))
     ));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_no_sweep_started(&agents).await;
     assert_eq!(inspector.runs(), 0, "a refused sweep ran checks");
 
     // A selector too large for one gossip packet: refused, with the reason.

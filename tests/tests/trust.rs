@@ -27,7 +27,8 @@ use patrol_core::trust::authorization::SweepAsk;
 use patrol_core::trust::{cert_digest, Authorization, Credentials, PairKey, Role, Scope};
 use patrol_tests::identities::{trusted_agent, TestCa};
 use patrol_tests::{
-    assert_accounted, finish, new_envelope, wait_converged, wait_for, CountingInspector,
+    assert_accounted, assert_no_sweep_started, finish, new_envelope, wait_converged, wait_for,
+    CountingInspector,
 };
 
 const CONVERGE: Duration = Duration::from_secs(15);
@@ -300,7 +301,7 @@ async fn a_client_with_only_the_cluster_key_is_refused_and_a_refusal_is_audited(
         refused[0]["reason"].as_str().unwrap().contains("node"),
         "{refused:?}"
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_no_sweep_started(&m.agents).await;
     assert_eq!(inspector.runs(), 0, "a refused client ran checks");
     m.stop().await;
 }
@@ -675,7 +676,7 @@ async fn a_read_only_operator_lists_members_but_cannot_sweep() {
     .await
     .unwrap_err();
     assert!(e.contains("read-only"), "{e}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_no_sweep_started(&m.agents).await;
     assert_eq!(inspector.runs(), 0, "a read-only operator ran checks");
     m.stop().await;
 }
