@@ -156,6 +156,7 @@ async fn commands_see_only_a_cleared_environment_with_a_fixed_path() {
 }
 
 #[tokio::test]
+#[ignore = "full tier: needs root (switches users)"]
 async fn commands_run_as_the_command_user_unless_a_check_names_its_own() {
     require_root();
     let text = format!(
@@ -208,6 +209,7 @@ shell = true
 }
 
 #[tokio::test]
+#[ignore = "full tier: needs root (switches users)"]
 async fn a_user_gets_its_supplementary_groups_and_only_the_fixed_environment() {
     require_root();
     // A user this machine does not have: the ids come from these files.
@@ -244,6 +246,7 @@ async fn a_user_gets_its_supplementary_groups_and_only_the_fixed_environment() {
 }
 
 #[tokio::test]
+#[ignore = "full tier: needs root (switches users)"]
 async fn a_program_the_user_may_not_run_is_an_error_naming_it() {
     require_root();
     // A private directory of root's: nobody cannot reach the plugin.

@@ -206,6 +206,7 @@ fn named(o: &Observed, key: &str) -> Option<Observed> {
 }
 
 #[tokio::test]
+#[ignore = "full tier: needs etcd"]
 async fn a_healthy_etcd_passes_with_its_version_and_latency() {
     let etcd = Etcd::start(None);
     let version = installed_version();
@@ -251,6 +252,7 @@ async fn a_healthy_etcd_passes_with_its_version_and_latency() {
 }
 
 #[tokio::test]
+#[ignore = "full tier: needs etcd"]
 async fn a_stopped_etcd_fails_with_a_clear_message_not_a_hang() {
     let mut etcd = Etcd::start(None);
     let text = check(&etcd.endpoint, "");
@@ -275,6 +277,7 @@ async fn a_stopped_etcd_fails_with_a_clear_message_not_a_hang() {
 }
 
 #[tokio::test]
+#[ignore = "full tier: needs etcd and openssl"]
 async fn mutual_tls_with_ca_and_client_certificate() {
     let pki = Pki::new();
     let etcd = Etcd::start(Some(&pki));

@@ -16,14 +16,15 @@ use std::collections::BTreeMap;
 use patrol_checks::{CheckOutcome, Status};
 use patrol_core::sweep::wire::CertRef;
 use patrol_core::sweep::{AnswerBody, AnswerPayload, AnswerProof, SweepSettings};
-use patrol_core::trust::{cert_digest, issue, Certificate, Credentials, Issue, Role, SigningKey};
+use patrol_core::trust::testing::{ca_with, issued};
+use patrol_core::trust::{cert_digest, Certificate, Role, SigningKey};
 
 fn main() -> anyhow::Result<()> {
     let Some(path) = std::env::args().nth(1) else {
         anyhow::bail!("usage: answer_size OUTCOMES.json (from `patrol check --format json`)");
     };
     let outcomes: Vec<CheckOutcome> = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
-    let cert = node_certificate("node-00042")?;
+    let cert = node_certificate("node-00042");
     println!("{} outcomes from {path}", outcomes.len());
     report("as measured", &outcomes, &cert);
     let healthy: Vec<CheckOutcome> = outcomes
@@ -77,22 +78,21 @@ fn report(what: &str, outcomes: &[CheckOutcome], cert: &Certificate) {
 }
 
 /// A node certificate of a throwaway CA, the size real ones have.
-fn node_certificate(name: &str) -> anyhow::Result<Certificate> {
-    let ca_key = SigningKey::from_bytes(&[1; 32]);
-    let ca = Credentials::new(
-        ca_key.clone(),
-        Certificate::new_ca(&ca_key, "patrol-ca", 1, 0, u64::MAX / 2),
-    )?;
+fn node_certificate(name: &str) -> Certificate {
+    let ca = ca_with(
+        SigningKey::from_bytes(&[1; 32]),
+        "patrol-ca",
+        1,
+        0..u64::MAX / 2,
+    );
     let key = SigningKey::from_bytes(&[2; 32]);
-    Ok(issue(
+    let node = issued(
         &ca,
-        Issue {
-            role: Role::Node,
-            name,
-            public_key: key.verifying_key(),
-            serial: 1_000_042,
-            not_before: 1_700_000_000,
-            not_after: 1_900_000_000,
-        },
-    )?)
+        key,
+        Role::Node,
+        name,
+        1_000_042,
+        1_700_000_000..1_900_000_000,
+    );
+    node.cert
 }

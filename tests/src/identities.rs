@@ -1,7 +1,8 @@
-//! A throwaway CA for tests: node identities for in-process agents,
+//! Identities for in-process agents: a CA with random keys and real
+//! validity times (minted by the core's `trust::testing`, feature
+//! `test-support`), node identities auditing into its temporary folder,
 //! operator identities for control clients, and agents started with them
-//! (their control channel taking operator certificates, their audit logs
-//! in the CA's temporary folder).
+//! (their control channel taking operator certificates).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -16,9 +17,8 @@ use patrol_agent::control::server::{CertAuth, ControlAuth};
 use patrol_agent::daemon::NodeTrust;
 use patrol_agent::envelope::Envelope;
 use patrol_agent::transport::Transport;
-use patrol_core::trust::{
-    issue, Certificate, Credentials, Issue, Revocations, Role, Scope, SigningKey, TrustBundle,
-};
+use patrol_core::trust::testing::{bundle_revoking, ca_with, issued};
+use patrol_core::trust::{Credentials, Role, Scope, SigningKey, TrustBundle};
 
 /// Unix seconds now.
 pub fn now_s() -> u64 {
@@ -36,18 +36,20 @@ pub struct TestCa {
 }
 
 impl TestCa {
+    /// A CA named `name` with a random key, valid from a minute ago for a
+    /// day (the core's [`ca_with`]).
     pub fn new(name: &str) -> TestCa {
         let key = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
         let now = now_s();
-        let cert = Certificate::new_ca(&key, name, rand::random(), now - 60, now + 86_400);
         TestCa {
-            ca: Credentials::new(key, cert).expect("a CA's own key"),
+            ca: ca_with(key, name, rand::random(), now - 60..now + 86_400),
             dir: tempfile::tempdir().expect("a temporary folder"),
             next_serial: std::sync::atomic::AtomicU64::new(1),
         }
     }
 
-    /// A certificate for `role` and `name`, valid for `valid` from now.
+    /// A certificate for `role` and `name` with a random key, valid for
+    /// `valid` from now (the core's [`issued`]).
     pub fn creds_for(&self, role: Role, name: &str, valid: Duration) -> Credentials {
         let key = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
         let now = now_s();
@@ -55,26 +57,21 @@ impl TestCa {
             .next_serial
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
             | (rand::random::<u64>() << 16);
-        let cert = issue(
+        issued(
             &self.ca,
-            Issue {
-                role,
-                name,
-                public_key: key.verifying_key(),
-                serial,
-                not_before: now - 60,
-                not_after: now + valid.as_secs(),
-            },
+            key,
+            role,
+            name,
+            serial,
+            now - 60..now + valid.as_secs(),
         )
-        .expect("issue a certificate");
-        Credentials::new(key, cert).expect("the key of the certificate")
     }
 
     /// A bundle of this CA (and `others`) with `revoked` serials.
     pub fn bundle_with(&self, others: &[&TestCa], revoked: &[u64]) -> TrustBundle {
-        let mut cas = vec![self.ca.cert.clone()];
-        cas.extend(others.iter().map(|o| o.ca.cert.clone()));
-        TrustBundle::new(cas, Revocations::new(revoked.iter().copied())).expect("a bundle")
+        let mut cas = vec![&self.ca];
+        cas.extend(others.iter().map(|o| &o.ca));
+        bundle_revoking(&cas, revoked)
     }
 
     pub fn bundle(&self) -> TrustBundle {

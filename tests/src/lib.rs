@@ -1,6 +1,7 @@
 //! Patrol integration-test support: a harness that starts real agents on
-//! ephemeral loopback ports (or on an in-memory network), and helpers to
-//! wait for the mesh to reach a state.
+//! ephemeral loopback ports (or on an in-memory network), helpers to wait
+//! for the mesh to reach a state, and the one way tests wait for a sweep's
+//! document ([`finish`], which always checks its accounting).
 //!
 //! Tests live in `tests/tests/`; the simulator in `src/sim/` and the
 //! `patrol-sim` binary.
@@ -12,15 +13,20 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use patrol_agent::agent::{self, AgentHandle, AgentSettings, Inspector};
+use patrol_agent::agent::{self, AgentHandle, AgentSettings, AgentStats, Inspector, SweepEvent};
+use patrol_agent::clock::WallClock;
+use patrol_agent::datagram::Sealer;
 use patrol_agent::envelope::Envelope;
 use patrol_agent::keyring::Keyring;
 use patrol_agent::membership::{MemberInfo, MemberState};
 use patrol_agent::transport::{MemoryNetwork, Transport};
-use patrol_checks::{CheckOutcome, Selector};
+use patrol_checks::{CheckOutcome, Selector, SweepDocument};
+use patrol_core::sweep::StartSweep;
 use patrol_core::NodeSettings;
+use tokio::sync::mpsc;
 
 pub mod identities;
+pub mod lab;
 pub mod netns;
 pub mod process;
 pub mod sim;
@@ -230,4 +236,107 @@ pub async fn wait_converged(agents: &[AgentHandle], n: usize, limit: Duration) {
         },
     )
     .await
+}
+
+/// Wait until `probe` holds for `agent`'s stats (each read is a round
+/// trip through its owner task).
+pub async fn wait_stats(
+    agent: &AgentHandle,
+    limit: Duration,
+    what: &str,
+    probe: impl Fn(&AgentStats) -> bool,
+) {
+    wait_for(limit, what, || async {
+        let s = agent.stats().await.map_err(|e| e.to_string())?;
+        if probe(&s) {
+            Ok(())
+        } else {
+            Err(format!("{s:?}"))
+        }
+    })
+    .await
+}
+
+// Barriers, for tests that assert that something did not happen: they
+// wait until the agent has handled what could have made it happen, rather
+// than for a while (which passes when a run is merely late).
+
+/// A barrier datagram: sealed under `envelope` (so it opens) on a channel
+/// that does not exist, so the node counts it in
+/// `NodeStats::dropped_malformed`. One sender's datagrams reach the node
+/// in order: once the marker is counted, everything sent before it from
+/// the same socket was handled ([`wait_stats`] on that counter).
+pub fn marker(envelope: &Envelope) -> Vec<u8> {
+    const NO_SUCH_CHANNEL: u8 = 0xEE;
+    let mut sealed = Vec::new();
+    Sealer::new(envelope.clone(), WallClock::default())
+        .seal(&[NO_SUCH_CHANNEL], &mut sealed)
+        .expect("seal a marker");
+    sealed
+}
+
+/// A stats round trip to every agent, which handles commands in order: so
+/// each has handled every command sent to it before (a control server's
+/// too), and none of them started a sweep.
+pub async fn assert_no_sweep_started(agents: &[AgentHandle]) {
+    for a in agents {
+        let s = a.stats().await.expect("agent running");
+        assert_eq!(s.node.sweeps_coordinated, 0, "{} started a sweep", a.name);
+    }
+}
+
+/// A sweep of every check on every node, ending `deadline` after it
+/// starts.
+pub fn sweep_spec(deadline: Duration) -> StartSweep {
+    StartSweep {
+        selector: Selector::default(),
+        node_filter: BTreeMap::new(),
+        deadline,
+        id: None,
+        authorization: None,
+    }
+}
+
+/// Every node of `doc` in exactly one state, and the counts agree with
+/// the list; panics saying what is off.
+pub fn assert_accounted(doc: &SweepDocument) {
+    if let Err(e) = doc.check_accounting() {
+        panic!("{e}");
+    }
+}
+
+/// How a sweep's events ended: the document, and the progress reported
+/// before it.
+#[derive(Debug)]
+pub struct Finished {
+    pub doc: SweepDocument,
+    /// Every `(answered, expected)` progress event, in order.
+    pub progress: Vec<(u64, u64)>,
+}
+
+/// Wait for the document at the end of a sweep's `events`, each event at
+/// most `limit` after the one before. Panics when the sweep is refused,
+/// dropped or silent that long, when a progress event counts more answers
+/// than expected, and when the document's accounting does not hold
+/// ([`assert_accounted`]).
+pub async fn finish(mut events: mpsc::Receiver<SweepEvent>, limit: Duration) -> Finished {
+    let mut progress = Vec::new();
+    loop {
+        match tokio::time::timeout(limit, events.recv()).await {
+            Ok(Some(SweepEvent::Progress { answered, expected })) => {
+                assert!(answered <= expected, "progress {answered}/{expected}");
+                progress.push((answered, expected));
+            }
+            Ok(Some(SweepEvent::Done(doc))) => {
+                assert_accounted(&doc);
+                return Finished {
+                    doc: *doc,
+                    progress,
+                };
+            }
+            Ok(Some(SweepEvent::Refused(reason))) => panic!("the sweep was refused: {reason}"),
+            Ok(None) => panic!("the agent dropped the sweep"),
+            Err(_) => panic!("no sweep result within {limit:?} of the last event"),
+        }
+    }
 }

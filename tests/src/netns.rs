@@ -1,24 +1,25 @@
-//! A network lab of our own: N hosts, each a network namespace with one
-//! veth into a bridge that lives in a namespace of its own, so the test
-//! touches no interface or address of the machine. Hosts are
-//! `10.201.0.1`, `10.201.0.2`, ... on `10.201.0.0/24`, reachable only
-//! inside the lab. Loss and partitions are `nftables` rules inside a
-//! host's namespace (this kernel has no netem). Everything is removed when
-//! the lab drops.
+//! [`Hosts`]: a network of our own for real processes. N hosts, each a
+//! network namespace with one veth into a bridge that lives in a namespace
+//! of its own, so the test touches no interface or address of the
+//! machine. Hosts are `10.201.0.1`, `10.201.0.2`, ... on `10.201.0.0/24`,
+//! reachable only inside it. Loss and partitions are `nftables` rules
+//! inside a host's namespace (this kernel has no netem). Everything is
+//! removed when the value drops. (Agents in this process on an in-memory
+//! network are [`crate::lab::Lab`].)
 //!
 //! Needs root, `ip` (iproute2) and `nft` (nftables); without them
-//! [`Lab::new`] fails saying how to get them, never skips.
+//! [`Hosts::new`] fails saying how to get them, never skips.
 
 use std::net::Ipv4Addr;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// Numbers labs made by this process apart.
+/// Numbers the networks made by this process apart.
 static NEXT_LAB: AtomicU32 = AtomicU32::new(0);
 
-/// The lab; namespaces and the bridge are deleted on drop.
+/// The hosts; their namespaces and the bridge are deleted on drop.
 #[derive(Debug)]
-pub struct Lab {
+pub struct Hosts {
     prefix: String,
     switch: String,
     hosts: Vec<String>,
@@ -40,9 +41,9 @@ fn run(args: &[&str]) -> Result<(), String> {
     }
 }
 
-impl Lab {
-    /// A lab of `n` hosts on one bridge.
-    pub fn new(n: usize) -> Result<Lab, String> {
+impl Hosts {
+    /// `n` hosts on one bridge.
+    pub fn new(n: usize) -> Result<Hosts, String> {
         let uid = Command::new("id")
             .arg("-u")
             .output()
@@ -66,18 +67,18 @@ impl Lab {
             NEXT_LAB.fetch_add(1, Ordering::Relaxed)
         );
         let switch = format!("{prefix}-sw");
-        let mut lab = Lab {
+        let mut hosts = Hosts {
             prefix: prefix.clone(),
             switch: switch.clone(),
             hosts: Vec::new(),
         };
         run(&["ip", "netns", "add", &switch])?;
-        lab.in_switch(&["ip", "link", "add", "br0", "type", "bridge"])?;
-        lab.in_switch(&["ip", "link", "set", "br0", "up"])?;
+        hosts.in_switch(&["ip", "link", "add", "br0", "type", "bridge"])?;
+        hosts.in_switch(&["ip", "link", "set", "br0", "up"])?;
         for i in 0..n {
-            lab.add_host(i)?;
+            hosts.add_host(i)?;
         }
-        Ok(lab)
+        Ok(hosts)
     }
 
     fn in_switch(&self, args: &[&str]) -> Result<(), String> {
@@ -168,7 +169,7 @@ impl Lab {
     }
 }
 
-impl Drop for Lab {
+impl Drop for Hosts {
     fn drop(&mut self) {
         // Killing what runs inside is the caller's (processes drop first);
         // deleting a namespace takes its interfaces with it.

@@ -1,5 +1,5 @@
 //! The real-network fault suite: 20 real `patrol-agent` processes, each in
-//! its own network namespace on a bridge (`patrol_tests::netns::Lab`), and
+//! its own network namespace on a bridge (`patrol_tests::netns::Hosts`), and
 //! the real `patrol` CLI sweeping them while the network and the
 //! processes misbehave: packet loss and a partition made with nftables
 //! inside the namespaces, agents frozen with SIGSTOP, killed with SIGKILL
@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use patrol_tests::netns::Lab;
+use patrol_tests::netns::Hosts;
 use patrol_tests::process::{binary, patrol, patrol_in, AgentProcess};
 
 const AGENTS: usize = 20;
@@ -26,15 +26,15 @@ const SPARE: usize = AGENTS;
 /// Fields drop in order: the agents stop before their namespaces go.
 struct Fleet {
     agents: Vec<Option<AgentProcess>>,
-    lab: Lab,
+    hosts: Hosts,
     dir: tempfile::TempDir,
     key: PathBuf,
 }
 
 impl Fleet {
     fn config(&self, host: usize, name: &str) -> PathBuf {
-        let seed = format!("{}:{GOSSIP}", self.lab.ip(0));
-        let ip = self.lab.ip(host);
+        let seed = format!("{}:{GOSSIP}", self.hosts.ip(0));
+        let ip = self.hosts.ip(host);
         let text = format!(
             "[node]\nname = \"{name}\"\ncluster = \"faults\"\nbind = \"{ip}:{GOSSIP}\"\nseeds = [\"{seed}\"]\nkey_file = \"{}\"\n\n[control]\nlisten = \"{ip}:{CONTROL}\"\n\n[[check]]\nid = \"pid-max\"\ntype = \"sysctl\"\nkey = \"kernel.pid_max\"\nexpect = {{ min = 1 }}\n",
             self.key.display()
@@ -46,7 +46,7 @@ impl Fleet {
 
     fn start(&mut self, host: usize, name: &str) -> AgentProcess {
         let cfg = self.config(host, name);
-        AgentProcess::start_in(Some(self.lab.ns(host)), &cfg)
+        AgentProcess::start_in(Some(self.hosts.ns(host)), &cfg)
     }
 
     fn name(i: usize) -> String {
@@ -57,7 +57,7 @@ impl Fleet {
     /// EXTRA...`, run inside host 0's namespace.
     fn cli(&self, command: &str, extra: &[&str]) -> std::process::Output {
         let cfg = self.dir.path().join(format!("{}-0.toml", Self::name(0)));
-        let ctl = format!("{}:{CONTROL}", self.lab.ip(0));
+        let ctl = format!("{}:{CONTROL}", self.hosts.ip(0));
         let mut args = vec![
             command,
             "--seed",
@@ -68,7 +68,7 @@ impl Fleet {
             "json",
         ];
         args.extend_from_slice(extra);
-        patrol_in(Some(self.lab.ns(0)), &args)
+        patrol_in(Some(self.hosts.ns(0)), &args)
     }
 
     /// `patrol members` from host 0, as JSON.
@@ -169,8 +169,9 @@ const OK: &[&str] = &["ok"];
 const SILENT: &[&str] = &["no_answer", "down"];
 
 #[test]
+#[ignore = "full tier: needs root, iproute2 and nftables (network namespaces)"]
 fn a_namespaced_fleet_is_accounted_for_through_loss_partitions_freezes_kills_floods_and_twins() {
-    let lab = Lab::new(AGENTS + 1).unwrap_or_else(|e| panic!("{e}"));
+    let hosts = Hosts::new(AGENTS + 1).unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("cluster.key");
     let out = patrol(&["keys", "generate", "--out", key.to_str().unwrap()]);
@@ -180,7 +181,7 @@ fn a_namespaced_fleet_is_accounted_for_through_loss_partitions_freezes_kills_flo
         String::from_utf8_lossy(&out.stderr)
     );
     let mut fleet = Fleet {
-        lab,
+        hosts,
         dir,
         key,
         agents: Vec::new(),
@@ -199,17 +200,17 @@ fn a_namespaced_fleet_is_accounted_for_through_loss_partitions_freezes_kills_flo
     // 2. 20% loss into five agents: retries and the backstop still get
     // every answer in.
     for i in 5..10 {
-        fleet.lab.loss(i, 20).unwrap();
+        fleet.hosts.loss(i, 20).unwrap();
     }
     let (s, doc) = fleet.sweep("4s");
     assert_states("20% loss", &s, &doc, &all(everyone.iter().cloned(), OK));
     for i in 5..10 {
-        fleet.lab.heal(i).unwrap();
+        fleet.hosts.heal(i).unwrap();
     }
 
     // 3. A partition: three agents cut off from everyone.
     for i in 17..20 {
-        fleet.lab.isolate(i).unwrap();
+        fleet.hosts.isolate(i).unwrap();
     }
     let (s, doc) = fleet.sweep("3s");
     let mut want = all(everyone.iter().cloned(), OK);
@@ -218,7 +219,7 @@ fn a_namespaced_fleet_is_accounted_for_through_loss_partitions_freezes_kills_flo
     }
     assert_states("partition", &s, &doc, &want);
     for i in 17..20 {
-        fleet.lab.heal(i).unwrap();
+        fleet.hosts.heal(i).unwrap();
     }
     fleet.wait_alive(&everyone, Duration::from_secs(60));
 
@@ -254,9 +255,9 @@ fn a_namespaced_fleet_is_accounted_for_through_loss_partitions_freezes_kills_flo
     let key_id = patrol_agent::keyring::Keyring::load(&fleet.key)
         .unwrap()
         .primary_id();
-    let target = format!("{}:{GOSSIP}", fleet.lab.ip(1));
+    let target = format!("{}:{GOSSIP}", fleet.hosts.ip(1));
     let flooder = std::process::Command::new("ip")
-        .args(["netns", "exec", fleet.lab.ns(SPARE)])
+        .args(["netns", "exec", fleet.hosts.ns(SPARE)])
         .arg(binary("patrol-flood"))
         .args([
             "--to", &target, "--rate", "100000", "--secs", "10", "--key-id",
@@ -319,7 +320,7 @@ fn a_namespaced_fleet_is_accounted_for_through_loss_partitions_freezes_kills_flo
     );
     for host in [3, SPARE] {
         want.insert(
-            format!("{}@{}:{GOSSIP}", Fleet::name(3), fleet.lab.ip(host)),
+            format!("{}@{}:{GOSSIP}", Fleet::name(3), fleet.hosts.ip(host)),
             &["failing"],
         );
     }

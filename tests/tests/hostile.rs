@@ -24,15 +24,12 @@
 //! alone (`mesh.rs::an_eavesdropper_replaying_captured_datagrams_changes_nothing`).
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use foca::{Codec, Header, Message};
-use patrol_agent::agent::{self, AgentHandle, AgentStats, Inspector, StopMode, SweepEvent};
+use patrol_agent::agent::{AgentStats, StopMode};
 use patrol_agent::clock::WallClock;
 use patrol_agent::codec::BincodeCodec;
 use patrol_agent::datagram::{Opener, ReplaySettings, Sealer, REPLAY_HEADER};
@@ -41,190 +38,19 @@ use patrol_agent::identity::NodeId;
 use patrol_agent::membership::MemberState;
 use patrol_agent::shutdown::Tasks;
 use patrol_agent::sweep::{
-    AnswerBody, AnswerChunk, AnswerPayload, PeerAddr, StartSweep, SweepMessage, SweepRequest,
-    SweepSettings,
+    AnswerBody, AnswerChunk, AnswerPayload, PeerAddr, SweepMessage, SweepRequest, SweepSettings,
 };
 use patrol_agent::transport::{Datagram, MemoryNetwork};
-use patrol_checks::{CheckOutcome, NodeState, Observed, Selector, Severity, Status, SweepDocument};
-use patrol_core::{FocaTuning, NodeSettings};
-use patrol_tests::{new_envelope, wait_converged, wait_for};
+use patrol_checks::{NodeState, Selector, SweepDocument};
+use patrol_core::FocaTuning;
+use patrol_tests::lab::{node_settings, Lab, LIMIT};
+use patrol_tests::{finish, wait_converged, wait_for};
 use tokio::sync::mpsc;
 
-/// Only stops a broken run from hanging.
-const LIMIT: Duration = Duration::from_secs(30);
 const REAL: [&str; 3] = ["node-a", "node-b", "node-c"];
 /// The channel bytes in front of a datagram's plaintext.
 const CH_FOCA: u8 = 0;
 const CH_SWEEP: u8 = 1;
-
-/// An inspector with one passing check that takes `delay` (so that a
-/// sweep stays open while it is attacked), counting its runs and the most
-/// it ran at once.
-#[derive(Debug, Default)]
-struct Probe {
-    delay_ms: AtomicU64,
-    runs: AtomicU64,
-    running: Arc<AtomicU64>,
-    peak: Arc<AtomicU64>,
-}
-
-impl Probe {
-    fn runs(&self) -> u64 {
-        self.runs.load(Ordering::SeqCst)
-    }
-    fn set_delay(&self, d: Duration) {
-        self.delay_ms.store(d.as_millis() as u64, Ordering::SeqCst);
-    }
-}
-
-impl Inspector for Probe {
-    fn inspect(
-        &self,
-        _selector: &Selector,
-        _budget: Duration,
-    ) -> Pin<Box<dyn Future<Output = Vec<CheckOutcome>> + Send>> {
-        self.runs.fetch_add(1, Ordering::SeqCst);
-        let delay = Duration::from_millis(self.delay_ms.load(Ordering::SeqCst));
-        let (running, peak) = (Arc::clone(&self.running), Arc::clone(&self.peak));
-        Box::pin(async move {
-            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
-            peak.fetch_max(now, Ordering::SeqCst);
-            tokio::time::sleep(delay).await;
-            running.fetch_sub(1, Ordering::SeqCst);
-            vec![CheckOutcome {
-                id: "probe".into(),
-                kind: "test".into(),
-                status: Status::Pass,
-                severity: Severity::Fail,
-                observed: Observed::Number(1.0),
-                expected: "1".into(),
-                message: "ok".into(),
-                duration_us: 1,
-                description: String::new(),
-                remediation: String::new(),
-            }]
-        })
-    }
-}
-
-/// Real agents on one in-memory network under one key.
-struct Lab {
-    net: MemoryNetwork,
-    env: Envelope,
-    nodes: Vec<AgentHandle>,
-    /// Each node's identity, exactly as foca knows it.
-    ids: Vec<NodeId>,
-    probes: Vec<Arc<Probe>>,
-}
-
-/// Node settings for a lab: the shipped defaults with `sweep` changed.
-fn node_settings(sweep: SweepSettings) -> NodeSettings {
-    NodeSettings {
-        cluster: "test".to_string(),
-        sweep,
-        ..NodeSettings::default()
-    }
-}
-
-impl Lab {
-    /// Agents named `names`, joined through the first, converged.
-    async fn start(names: &[&str], settings: NodeSettings) -> Lab {
-        let net = MemoryNetwork::new(0.0, 12);
-        let env = new_envelope();
-        let mut lab = Lab {
-            net,
-            env,
-            nodes: Vec::new(),
-            ids: Vec::new(),
-            probes: Vec::new(),
-        };
-        for name in names {
-            lab.add(name, settings.clone());
-        }
-        wait_converged(&lab.nodes, names.len(), LIMIT).await;
-        lab
-    }
-
-    /// Start one more agent, joining through the first.
-    fn add(&mut self, name: &str, settings: NodeSettings) -> usize {
-        let seeds = self.nodes.first().map(|n| vec![n.addr]).unwrap_or_default();
-        let mut s = patrol_tests::settings(name, seeds, BTreeMap::new());
-        s.node = settings;
-        // A known start time is a known bump: the evil node can address
-        // foca packets to exact identities.
-        let started = WallClock::default().unix_ms() + self.nodes.len() as u64;
-        s.started_at_unix_ms = Some(started);
-        let probe = Arc::new(Probe::default());
-        let handle = agent::start(s, self.net.attach(), self.env.clone(), probe.clone());
-        self.ids.push(NodeId::new(
-            name,
-            handle.addr,
-            NodeId::bump_from_unix_ms(started),
-            BTreeMap::new(),
-        ));
-        self.nodes.push(handle);
-        self.probes.push(probe);
-        self.nodes.len() - 1
-    }
-
-    fn node(&self, name: &str) -> &AgentHandle {
-        self.nodes
-            .iter()
-            .find(|n| n.name == name)
-            .expect("a lab node")
-    }
-
-    fn index(&self, name: &str) -> usize {
-        self.nodes
-            .iter()
-            .position(|n| n.name == name)
-            .expect("a lab node")
-    }
-
-    async fn stats(&self, name: &str) -> AgentStats {
-        self.node(name).stats().await.expect("agent running")
-    }
-
-    /// Start a sweep coordinated by `name`; its events.
-    async fn start_sweep(&self, name: &str, deadline: Duration) -> mpsc::Receiver<SweepEvent> {
-        self.node(name)
-            .start_sweep(StartSweep {
-                selector: Selector::default(),
-                node_filter: BTreeMap::new(),
-                deadline,
-                id: None,
-                authorization: None,
-            })
-            .await
-            .expect("agent running")
-    }
-
-    async fn sweep(&self, name: &str, deadline: Duration) -> SweepDocument {
-        finish(self.start_sweep(name, deadline).await).await
-    }
-
-    async fn stop(self) {
-        for n in self.nodes {
-            n.stop(StopMode::Crash).await;
-        }
-    }
-}
-
-/// The document at the end of a sweep's events, checked for consistency.
-async fn finish(mut events: mpsc::Receiver<SweepEvent>) -> SweepDocument {
-    loop {
-        match tokio::time::timeout(LIMIT, events.recv()).await {
-            Ok(Some(SweepEvent::Done(doc))) => {
-                if let Err(e) = doc.check_accounting() {
-                    panic!("{e}");
-                }
-                return *doc;
-            }
-            Ok(Some(SweepEvent::Progress { .. })) => {}
-            other => panic!("the sweep ended without a document: {other:?}"),
-        }
-    }
-}
 
 /// Every node in `doc` is in the state given, and no other node is
 /// listed; late joiners are checked apart.
@@ -241,20 +67,6 @@ fn assert_states(doc: &SweepDocument, want: &[(&str, NodeState)]) {
 
 fn all_ok<'a>(names: &[&'a str]) -> Vec<(&'a str, NodeState)> {
     names.iter().map(|n| (*n, NodeState::Ok)).collect()
-}
-
-/// Wait until `probe` holds for the stats of node `name`.
-async fn wait_stats(lab: &Lab, name: &str, what: &str, probe: impl Fn(&AgentStats) -> bool) {
-    let node = lab.node(name);
-    wait_for(LIMIT, what, || async {
-        let s = node.stats().await.map_err(|e| e.to_string())?;
-        if probe(&s) {
-            Ok(())
-        } else {
-            Err(format!("{s:?}"))
-        }
-    })
-    .await
 }
 
 /// The evil node: it holds the cluster key, so what it seals opens; it
@@ -437,7 +249,7 @@ async fn acks_replayed_by_an_eavesdropper_do_not_silence_waiting_participants() 
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let second = finish(events).await;
+    let second = finish(events, LIMIT).await.doc;
     lab.net.capture(false);
     assert!(replayed > 100, "replayed only {replayed}");
     // (1) node-c was not silenced: its answer arrived.
@@ -517,10 +329,8 @@ async fn a_replayed_announce_neither_evicts_a_live_node_nor_brings_back_a_reaped
     }
     for (i, name) in REAL.iter().enumerate() {
         let want = before[i].dropped_replayed + replayed[i];
-        wait_stats(&lab, name, "every replay counted", |s| {
-            s.dropped_replayed >= want
-        })
-        .await;
+        lab.wait_stats(name, "every replay counted", |s| s.dropped_replayed >= want)
+            .await;
         // (1, 2) every copy refused as a replay, and nothing else.
         let s = lab.stats(name).await;
         assert_eq!(s.dropped_replayed, want, "{name}");
@@ -533,7 +343,39 @@ async fn a_replayed_announce_neither_evicts_a_live_node_nor_brings_back_a_reaped
             }
         }
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Barrier: behind them in each node's queue, a sweep request issued an
+    // hour ago (ignored, but counted as a request copy; no sweep ran in
+    // this test, so nothing else is).
+    let mut sealer = Sealer::new(lab.env.clone(), WallClock::default());
+    for (n, name) in lab.nodes.iter().zip(REAL) {
+        let marker = SweepMessage::Request(SweepRequest {
+            id: 0xba77,
+            coordinator: PeerAddr {
+                name: "marker".into(),
+                addr: d_addr,
+            },
+            selector: Selector::default(),
+            node_filter: BTreeMap::new(),
+            issued_at_unix_ms: WallClock::default().unix_ms() - 3_600_000,
+            deadline_ms: 1000,
+            answer_spread_ms: 0,
+            relays: vec![],
+            auth: None,
+        });
+        let mut plain = vec![CH_SWEEP];
+        plain.extend(marker.encode());
+        let mut sealed = Vec::new();
+        sealer.seal(&plain, &mut sealed).expect("seal");
+        assert_eq!(lab.stats(name).await.node.request_copies, 0, "{name}");
+        // The queue may be full of replays: wait for room.
+        while !lab.net.inject(d_addr, n.addr, sealed.clone()) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        lab.wait_stats(name, "the marker behind the replays", |s| {
+            s.node.request_copies >= 1
+        })
+        .await;
+    }
     for n in &lab.nodes {
         let members = n.members().await.unwrap();
         assert!(
@@ -584,7 +426,7 @@ async fn answer_pieces_larger_than_the_chunk_size_are_refused() {
     let heard = forge.heard(Duration::from_millis(300)).await;
     // (1) nothing was acked, (2) every piece counted.
     assert_eq!(acks(&sweep_messages(&heard)), vec![]);
-    wait_stats(&lab, "node-a", "the pieces refused", |s| {
+    lab.wait_stats("node-a", "the pieces refused", |s| {
         s.node.sweep.pieces_refused >= before.node.sweep.pieces_refused + sent
     })
     .await;
@@ -593,7 +435,7 @@ async fn answer_pieces_larger_than_the_chunk_size_are_refused() {
     assert_eq!(held.coordinating, 1, "the sweep is still open");
     assert!(held.partial_bytes < 1000, "{held:?}");
     // (3) the fleet answered.
-    let doc = finish(events).await;
+    let doc = finish(events, LIMIT).await.doc;
     assert_states(&doc, &all_ok(&REAL));
     assert_eq!(doc.counts.late_joiners, 0);
     assert_eq!(
@@ -660,12 +502,12 @@ async fn piece_counts_claimed_huge_cannot_hold_more_than_the_partial_bound() {
     // (1, 2) the rest refused and counted.
     let refused = 220 - acked.len() as u64;
     assert!(refused >= 20 + 150, "only {refused} refused");
-    wait_stats(&lab, "node-a", "the pieces refused", |s| {
+    lab.wait_stats("node-a", "the pieces refused", |s| {
         s.node.sweep.pieces_refused == before.node.sweep.pieces_refused + refused
     })
     .await;
     // (3) the fleet's own answers still fit.
-    let doc = finish(events).await;
+    let doc = finish(events, LIMIT).await.doc;
     assert_states(&doc, &all_ok(&REAL));
     forge.stop().await;
     lab.stop().await;
@@ -704,14 +546,14 @@ async fn a_flood_of_late_joiners_is_held_at_its_cap() {
     // (1) the first `cap` were taken and acked, the rest refused...
     assert_eq!(acks(&sweep_messages(&heard)).len(), cap);
     // (2) ...and counted; (4) the sweep holds `cap` late joiners.
-    wait_stats(&lab, "node-a", "the late joiners refused", |s| {
+    lab.wait_stats("node-a", "the late joiners refused", |s| {
         s.node.sweep.pieces_refused == before.node.sweep.pieces_refused + (flood - cap) as u64
     })
     .await;
     assert_eq!(lab.node("node-a").held().await.unwrap().late_joiners, cap);
     // (3) the fleet is accounted for; the ghosts are listed apart, as late
     // joiners, no more than the cap.
-    let doc = finish(events).await;
+    let doc = finish(events, LIMIT).await.doc;
     assert_states(&doc, &all_ok(&REAL));
     assert_eq!(doc.counts.late_joiners, cap as u64);
     assert_eq!(doc.counts.expected, 3);
@@ -761,12 +603,12 @@ async fn partial_answers_under_invented_names_cannot_crowd_out_the_fleet() {
         "{held:?}"
     );
     // (2) every piece not acked is counted.
-    wait_stats(&lab, "node-a", "the pieces refused", |s| {
+    lab.wait_stats("node-a", "the pieces refused", |s| {
         s.node.sweep.pieces_refused == before.node.sweep.pieces_refused + (sent - acked)
     })
     .await;
     // (1, 3) the fleet's answers still got in.
-    let doc = finish(events).await;
+    let doc = finish(events, LIMIT).await.doc;
     assert_states(&doc, &all_ok(&REAL));
     assert_eq!(doc.counts.late_joiners, 0);
     forge.stop().await;
@@ -923,7 +765,7 @@ async fn many_sweeps_at_once_are_bounded_and_a_full_node_says_so() {
     }
     let concurrent = lab.start_sweep("node-a", Duration::from_secs(2)).await;
     // (1, 2) `cap` taken, the rest refused and counted.
-    wait_stats(&lab, "node-b", "the requests over capacity", |s| {
+    lab.wait_stats("node-b", "the requests over capacity", |s| {
         s.node.sweep.requests_over_capacity
             >= before.node.sweep.requests_over_capacity + flood - cap as u64
     })
@@ -933,7 +775,7 @@ async fn many_sweeps_at_once_are_bounded_and_a_full_node_says_so() {
     let held = lab.node("node-b").held().await.unwrap();
     assert_eq!(held.participations, cap);
     // (3) the concurrent sweep lists node-b failing with the reason.
-    let doc = finish(concurrent).await;
+    let doc = finish(concurrent, LIMIT).await.doc;
     assert_states(
         &doc,
         &[
@@ -1003,7 +845,7 @@ async fn an_oversized_identity_is_refused() {
         "node-a answered: {} datagrams",
         heard.len()
     );
-    wait_stats(&lab, "node-a", "the announces refused", |s| {
+    lab.wait_stats("node-a", "the announces refused", |s| {
         s.node.dropped_malformed >= before.node.dropped_malformed + 2
     })
     .await;

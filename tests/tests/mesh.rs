@@ -15,7 +15,7 @@ use patrol_agent::membership::MemberState;
 use patrol_agent::transport::{MemoryNetwork, Transport};
 use patrol_tests::{
     count, memory_agent, new_envelope, settings, state_of, udp_agent, wait_converged, wait_for,
-    NoChecks,
+    wait_stats, NoChecks,
 };
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -124,8 +124,17 @@ async fn agent_with_wrong_key_never_appears() {
     .await;
     let agents = [a, b];
     wait_converged(&agents, 2, LIMIT).await;
-    // Give the intruder several announce rounds.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Several of the intruder's announce rounds (200 ms, then doubling)
+    // reached both and were refused before we look.
+    for ag in &agents {
+        wait_stats(
+            ag,
+            LIMIT,
+            "three of the intruder's announces refused",
+            |s| s.dropped_unsealed >= 3,
+        )
+        .await;
+    }
     for ag in &agents {
         let members = ag.members().await.unwrap();
         assert!(members.iter().all(|m| m.name != "intruder"), "{members:?}");
@@ -251,7 +260,12 @@ async fn joins_through_a_later_seed_and_keeps_retrying_until_one_answers() {
         .local_addr()
         .unwrap();
     let joiner = udp_agent("joiner", 0, vec![dead, late], &env, Arc::new(NoChecks)).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Three announce rounds to both seeds (200 ms, then doubling), all
+    // unanswered, before the late seed starts.
+    wait_stats(&joiner, LIMIT, "three announce rounds", |s| {
+        s.node.datagrams_out >= 6
+    })
+    .await;
     assert_eq!(
         joiner.members().await.unwrap().len(),
         1,

@@ -6,64 +6,35 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use patrol_agent::agent::{AgentHandle, StopMode, SweepEvent};
+use patrol_agent::agent::{AgentHandle, StopMode};
 use patrol_agent::clock::WallClock;
 use patrol_agent::control::{ControlClient, ControlError, ControlRequest};
 use patrol_agent::datagram::Sealer;
 use patrol_agent::envelope::Envelope;
 use patrol_agent::keyring::Keyring;
 use patrol_agent::membership::MemberState;
-use patrol_agent::sweep::{PeerAddr, StartSweep, SweepMessage, SweepRequest};
+use patrol_agent::sweep::{PeerAddr, SweepMessage, SweepRequest};
 use patrol_agent::transport::MemoryNetwork;
 use patrol_checks::{NodeState, Observed, Selector, Status, SweepDocument, SwimState};
 use patrol_report::silence::{self, Cause};
 use patrol_tests::{
-    catalog_inspector, memory_agent, new_envelope, settings, state_of, udp_agent, udp_agent_with,
-    wait_converged, wait_for, CountingInspector, HungInspector,
+    assert_no_sweep_started, catalog_inspector, finish, marker, memory_agent, new_envelope,
+    settings, state_of, sweep_spec, udp_agent, udp_agent_with, wait_converged, wait_for,
+    wait_stats, CountingInspector, HungInspector,
 };
 
 const CONVERGE: Duration = Duration::from_secs(90);
 
-fn spec(deadline: Duration) -> StartSweep {
-    StartSweep {
-        selector: Selector::default(),
-        node_filter: BTreeMap::new(),
-        deadline,
-        id: None,
-        authorization: None,
-    }
-}
-
-/// Run a sweep through `agent` and return the finished document, checking
-/// that progress events came first.
+/// Run a sweep through `agent` and return the finished document (its
+/// accounting checked), checking that progress events came first.
 async fn sweep(agent: &AgentHandle, deadline: Duration) -> SweepDocument {
-    let mut events = agent
-        .start_sweep(spec(deadline))
+    let events = agent
+        .start_sweep(sweep_spec(deadline))
         .await
         .expect("agent is running");
-    let mut last_progress = None;
-    let doc = loop {
-        match tokio::time::timeout(deadline + Duration::from_secs(10), events.recv()).await {
-            Ok(Some(SweepEvent::Progress { answered, expected })) => {
-                assert!(answered <= expected, "{answered}/{expected}");
-                last_progress = Some((answered, expected));
-            }
-            Ok(Some(SweepEvent::Done(doc))) => break *doc,
-            Ok(Some(SweepEvent::Refused(reason))) => panic!("the sweep was refused: {reason}"),
-            Ok(None) => panic!("the agent dropped the sweep"),
-            Err(_) => panic!("no result {:?} after the deadline", Duration::from_secs(10)),
-        }
-    };
-    assert!(last_progress.is_some(), "no progress was reported");
-    assert_accounted(&doc);
-    doc
-}
-
-/// Every node in exactly one state, and the counts agree with the list.
-fn assert_accounted(doc: &SweepDocument) {
-    if let Err(e) = doc.check_accounting() {
-        panic!("{e}");
-    }
+    let done = finish(events, deadline + Duration::from_secs(10)).await;
+    assert!(!done.progress.is_empty(), "no progress was reported");
+    done.doc
 }
 
 fn answered(doc: &SweepDocument) -> BTreeSet<String> {
@@ -276,6 +247,10 @@ async fn a_replayed_or_stale_request_runs_no_checks() {
         ..replay.clone()
     };
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut malformed = Vec::new();
+    for a in &agents {
+        malformed.push(a.stats().await.unwrap().node.dropped_malformed);
+    }
     // A key holder crafting requests: properly sealed datagrams.
     let mut sealer = Sealer::new(env.clone(), WallClock::default());
     for req in [replay, stale] {
@@ -287,7 +262,15 @@ async fn a_replayed_or_stale_request_runs_no_checks() {
             sock.send_to(&sealed, a.addr).await.unwrap();
         }
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Barrier: a marker after them from the same socket; once each node
+    // counted it, each has handled both requests.
+    for (a, before) in agents.iter().zip(malformed) {
+        sock.send_to(&marker(&env), a.addr).await.unwrap();
+        wait_stats(a, CONVERGE, "the marker after the requests", |s| {
+            s.node.dropped_malformed > before
+        })
+        .await;
+    }
     assert_eq!(
         inspector.runs(),
         3,
@@ -326,7 +309,7 @@ async fn a_sweep_over_the_control_channel_needs_the_key() {
         client.call(&request).await,
         Err(ControlError::Refused(_))
     ));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_no_sweep_started(&agents).await;
     assert_eq!(inspector.runs(), 0, "a refused sweep ran checks");
 
     // A selector too large for one gossip packet: refused, with the reason.

@@ -26,7 +26,10 @@ use patrol_core::sweep::wire::CertRef;
 use patrol_core::trust::authorization::SweepAsk;
 use patrol_core::trust::{cert_digest, Authorization, Credentials, PairKey, Role, Scope};
 use patrol_tests::identities::{trusted_agent, TestCa};
-use patrol_tests::{new_envelope, wait_converged, wait_for, CountingInspector};
+use patrol_tests::{
+    assert_accounted, assert_no_sweep_started, finish, new_envelope, wait_converged, wait_for,
+    CountingInspector,
+};
 
 const CONVERGE: Duration = Duration::from_secs(15);
 
@@ -126,7 +129,8 @@ fn sweep_request(selector: Selector, deadline_ms: u64) -> ControlRequest {
     }
 }
 
-/// Sweep through `addr` as `auth`; the document or the refusal.
+/// Sweep through `addr` as `auth`; the document (its accounting checked)
+/// or the refusal.
 async fn sweep_as(
     addr: SocketAddr,
     auth: ClientAuth,
@@ -139,7 +143,10 @@ async fn sweep_as(
     loop {
         match client.recv().await.map_err(|e| e.to_string())? {
             Reply::Progress { .. } => {}
-            Reply::SweepDone(doc) => return Ok(*doc),
+            Reply::SweepDone(doc) => {
+                assert_accounted(&doc);
+                return Ok(*doc);
+            }
             Reply::Error(e) => return Err(e),
             other => return Err(format!("unexpected {other:?}")),
         }
@@ -173,20 +180,6 @@ async fn start_signed(
         })
         .await
         .unwrap()
-}
-
-async fn finish(
-    mut events: tokio::sync::mpsc::Receiver<SweepEvent>,
-) -> patrol_checks::SweepDocument {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(20), events.recv()).await {
-            Ok(Some(SweepEvent::Done(doc))) => return *doc,
-            Ok(Some(SweepEvent::Refused(r))) => panic!("refused: {r}"),
-            Ok(Some(SweepEvent::Progress { .. })) => {}
-            Ok(None) => panic!("the agent dropped the sweep"),
-            Err(_) => panic!("no sweep result in 20 s"),
-        }
-    }
 }
 
 /// Seal `msg` as a key holder would and send it to `to`.
@@ -308,7 +301,7 @@ async fn a_client_with_only_the_cluster_key_is_refused_and_a_refusal_is_audited(
         refused[0]["reason"].as_str().unwrap().contains("node"),
         "{refused:?}"
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_no_sweep_started(&m.agents).await;
     assert_eq!(inspector.runs(), 0, "a refused client ran checks");
     m.stop().await;
 }
@@ -398,7 +391,7 @@ async fn an_answer_forged_in_another_nodes_name_is_dropped_counted_and_the_real_
         };
         send_sealed(&m.env, m.agents[0].addr, &SweepMessage::Answer(chunk)).await;
     }
-    let doc = finish(events).await;
+    let doc = finish(events, Duration::from_secs(20)).await.doc;
     let n2 = doc.nodes.iter().find(|n| n.name == "node-02").unwrap();
     assert_eq!(n2.state, NodeState::Ok, "{n2:?}");
     assert_eq!(
@@ -683,7 +676,7 @@ async fn a_read_only_operator_lists_members_but_cannot_sweep() {
     .await
     .unwrap_err();
     assert!(e.contains("read-only"), "{e}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_no_sweep_started(&m.agents).await;
     assert_eq!(inspector.runs(), 0, "a read-only operator ran checks");
     m.stop().await;
 }

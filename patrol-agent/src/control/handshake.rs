@@ -255,35 +255,17 @@ pub fn server_accept(
 
 #[cfg(test)]
 mod tests {
-    use patrol_core::trust::{issue, Issue, Revocations, Role, Scope, SigningKey};
+    use patrol_core::trust::testing::{bundle, ca, creds};
+    use patrol_core::trust::{Role, Scope};
 
     use super::*;
     use crate::envelope::Purpose;
 
-    fn creds(ca: &Credentials, role: Role, name: &str, seed: u8) -> Credentials {
-        let key = SigningKey::from_bytes(&[seed; 32]);
-        let cert = issue(
-            ca,
-            Issue {
-                role,
-                name,
-                public_key: key.verifying_key(),
-                serial: seed as u64,
-                not_before: 0,
-                not_after: u64::MAX,
-            },
-        )
-        .unwrap();
-        Credentials::new(key, cert).unwrap()
-    }
-
     fn setup() -> (Credentials, Credentials, Credentials, TrustBundle) {
-        let key = SigningKey::from_bytes(&[1; 32]);
-        let ca =
-            Credentials::new(key.clone(), Certificate::new_ca(&key, "ca", 1, 0, u64::MAX)).unwrap();
+        let ca = ca(1);
         let node = creds(&ca, Role::Node, "host-1", 2);
         let op = creds(&ca, Role::Operator(Scope::full(60_000)), "alice", 3);
-        let bundle = TrustBundle::new(vec![ca.cert.clone()], Revocations::default()).unwrap();
+        let bundle = bundle(&[&ca]);
         (ca, node, op, bundle)
     }
 

@@ -3,10 +3,8 @@
 //! through the link model to each node's shell (`shell.rs`).
 
 use patrol_core::trust::authorization::SweepAsk;
-use patrol_core::trust::{
-    issue, Authorization, Certificate, Credentials, Issue, Revocations, Role, Scope, SigningKey,
-    TrustBundle,
-};
+use patrol_core::trust::testing::{bundle, ca_with, issued};
+use patrol_core::trust::{Authorization, Credentials, Role, Scope, SigningKey};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -544,27 +542,10 @@ fn identities(nodes: &mut [SimNode], ids: &[NodeId], seed: u64, warm: bool) -> C
         }
         SigningKey::from_bytes(&bytes)
     };
-    let ca_key = key(u64::MAX, 100);
-    let ca = Credentials::new(
-        ca_key.clone(),
-        Certificate::new_ca(&ca_key, "sim-ca", 1, 0, u64::MAX / 2),
-    )
-    .expect("the CA's own key");
-    let bundle = TrustBundle::new(vec![ca.cert.clone()], Revocations::default()).expect("a bundle");
+    let ca = ca_with(key(u64::MAX, 100), "sim-ca", 1, 0..u64::MAX / 2);
+    let bundle = bundle(&[&ca]);
     let make = |role: Role, name: &str, k: SigningKey, serial: u64| {
-        let cert = issue(
-            &ca,
-            Issue {
-                role,
-                name,
-                public_key: k.verifying_key(),
-                serial,
-                not_before: 0,
-                not_after: u64::MAX / 2,
-            },
-        )
-        .expect("issue");
-        Credentials::new(k, cert).expect("its key")
+        issued(&ca, k, role, name, serial, 0..u64::MAX / 2)
     };
     let mut certs = Vec::with_capacity(nodes.len());
     for (i, node) in nodes.iter_mut().enumerate() {

@@ -134,40 +134,73 @@ pub fn issue(ca: &Credentials, what: Issue<'_>) -> Result<Certificate, TrustErro
     ))
 }
 
-#[cfg(test)]
-pub(crate) mod testing {
-    //! A throwaway CA for tests.
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing {
+    //! A throwaway CA for tests: this crate's, and (with the feature
+    //! `test-support`, which only dev-dependencies and the test harness
+    //! turn on) every other crate's. Keys come from a seed byte, so a test
+    //! repeats; [`ca_with`] and [`issued`] take any key, name and validity.
+    use std::ops::Range;
+
     use super::*;
 
+    /// CA `ca-SEED` (serial SEED), its key from `seed`, valid from the
+    /// epoch to far in the future.
     pub fn ca(seed: u8) -> Credentials {
         let key = SigningKey::from_bytes(&[seed; 32]);
-        let cert = Certificate::new_ca(&key, &format!("ca-{seed}"), seed as u64, 0, u64::MAX / 2);
-        Credentials::new(key, cert).unwrap()
+        ca_with(key, &format!("ca-{seed}"), seed as u64, 0..u64::MAX / 2)
     }
 
+    /// CA `name` holding `key`, valid over `valid` (Unix seconds).
+    pub fn ca_with(key: SigningKey, name: &str, serial: u64, valid: Range<u64>) -> Credentials {
+        let cert = Certificate::new_ca(&key, name, serial, valid.start, valid.end);
+        Credentials::new(key, cert).expect("a CA's own key")
+    }
+
+    /// A certificate of `ca` for `role` and `name` (serial 10,000 + SEED),
+    /// its key from `seed`, valid forever (as long as its CA).
     pub fn creds(ca: &Credentials, role: Role, name: &str, seed: u8) -> Credentials {
         let key = SigningKey::from_bytes(&[seed; 32]);
+        issued(ca, key, role, name, 10_000 + seed as u64, 0..u64::MAX)
+    }
+
+    /// A certificate of `ca` for `key`, `role` and `name`, valid over
+    /// `valid` (Unix seconds).
+    pub fn issued(
+        ca: &Credentials,
+        key: SigningKey,
+        role: Role,
+        name: &str,
+        serial: u64,
+        valid: Range<u64>,
+    ) -> Credentials {
         let cert = issue(
             ca,
             Issue {
                 role,
                 name,
                 public_key: key.verifying_key(),
-                serial: 10_000 + seed as u64,
-                not_before: 0,
-                not_after: u64::MAX,
+                serial,
+                not_before: valid.start,
+                not_after: valid.end,
             },
         )
-        .unwrap();
-        Credentials::new(key, cert).unwrap()
+        .expect("issue a certificate");
+        Credentials::new(key, cert).expect("the key of the certificate")
     }
 
+    /// A bundle of `cas`, nothing revoked.
     pub fn bundle(cas: &[&Credentials]) -> TrustBundle {
+        bundle_revoking(cas, &[])
+    }
+
+    /// A bundle of `cas` with `revoked` serials.
+    pub fn bundle_revoking(cas: &[&Credentials], revoked: &[u64]) -> TrustBundle {
         TrustBundle::new(
             cas.iter().map(|c| c.cert.clone()).collect(),
-            Revocations::default(),
+            Revocations::new(revoked.iter().copied()),
         )
-        .unwrap()
+        .expect("a bundle")
     }
 }
 
