@@ -203,6 +203,23 @@ pub fn patrol_in(netns: Option<&str>, args: &[&str]) -> Output {
     }
 }
 
+/// A new cluster key at `DIR/NAME`, made by `patrol keys generate`.
+pub fn cluster_key(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    let out = patrol(&[
+        "keys",
+        "generate",
+        "--out",
+        path.to_str().expect("utf-8 path"),
+    ]);
+    assert!(
+        out.status.success(),
+        "patrol keys generate: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path
+}
+
 /// A config file for a test agent on loopback, in cluster `proc-test`.
 pub fn write_config(
     dir: &Path,

@@ -4,25 +4,13 @@
 //! that cannot be reached (nobody listening, or the wrong key) is listed
 //! as such.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use patrol_tests::process::{binary, patrol, write_cluster_config, AgentProcess};
+use patrol_tests::process::{binary, cluster_key, patrol, write_cluster_config, AgentProcess};
 use serde_json::Value;
 
 const CHECKS: &str = "[[check]]\nid = \"pid-max\"\ntype = \"sysctl\"\nkey = \"kernel.pid_max\"\nexpect = { min = 1 }\n";
-
-fn key(dir: &Path, name: &str) -> std::path::PathBuf {
-    let path = dir.join(name);
-    let out = patrol(&["keys", "generate", "--out", path.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    path
-}
 
 fn closed_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -57,8 +45,8 @@ fn two_meshes_with_their_own_keys_sweep_into_one_document_with_one_exit_code() {
     let (alpha_dir, beta_dir) = (dir.path().join("alpha"), dir.path().join("beta"));
     std::fs::create_dir_all(&alpha_dir).unwrap();
     std::fs::create_dir_all(&beta_dir).unwrap();
-    let alpha_key = key(dir.path(), "alpha.key");
-    let beta_key = key(dir.path(), "beta.key");
+    let alpha_key = cluster_key(dir.path(), "alpha.key");
+    let beta_key = cluster_key(dir.path(), "beta.key");
     let a0 = AgentProcess::start(&write_cluster_config(
         &alpha_dir,
         "alpha",

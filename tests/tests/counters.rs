@@ -29,7 +29,7 @@ use patrol_agent::datagram::Sealer;
 use patrol_agent::envelope::Envelope;
 use patrol_agent::keyring::Keyring;
 use patrol_agent::sweep::{AnswerChunk, SweepMessage};
-use patrol_tests::process::{patrol, write_config, AgentProcess};
+use patrol_tests::process::{cluster_key, patrol, write_config, AgentProcess};
 use serde_json::Value;
 
 /// (family, reason) -> value.
@@ -196,13 +196,7 @@ fn send_hostile_traffic(key: &std::path::Path, to: SocketAddr, sweep_id: u64) {
 #[test]
 fn members_stats_the_metrics_endpoint_and_the_textfile_show_the_same_counters() {
     let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("cluster.key");
-    let out = patrol(&["keys", "generate", "--out", key.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let key = cluster_key(dir.path(), "cluster.key");
     let checks = "[[check]]\nid = \"pid-max\"\ntype = \"sysctl\"\nkey = \"kernel.pid_max\"\nexpect = { min = 1 }\n";
     let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let process = AgentProcess::start(&write_config(

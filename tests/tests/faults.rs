@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use patrol_tests::netns::Hosts;
-use patrol_tests::process::{binary, patrol, patrol_in, AgentProcess};
+use patrol_tests::process::{binary, cluster_key, patrol_in, AgentProcess};
 
 const AGENTS: usize = 20;
 const GOSSIP: u16 = 7946;
@@ -173,13 +173,7 @@ const SILENT: &[&str] = &["no_answer", "down"];
 fn a_namespaced_fleet_is_accounted_for_through_loss_partitions_freezes_kills_floods_and_twins() {
     let hosts = Hosts::new(AGENTS + 1).unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("cluster.key");
-    let out = patrol(&["keys", "generate", "--out", key.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let key = cluster_key(dir.path(), "cluster.key");
     let mut fleet = Fleet {
         hosts,
         dir,

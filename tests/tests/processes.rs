@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use patrol_tests::process::{patrol, write_config, AgentProcess};
+use patrol_tests::process::{cluster_key, patrol, write_config, AgentProcess};
 
 fn members_json(
     control: std::net::SocketAddr,
@@ -48,13 +48,7 @@ fn wait(limit: Duration, what: &str, mut f: impl FnMut() -> Result<(), String>) 
 #[test]
 fn agents_as_processes_members_sweep_kill_restart_and_terminate() {
     let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("cluster.key");
-    let out = patrol(&["keys", "generate", "--out", key.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let key = cluster_key(dir.path(), "cluster.key");
 
     let checks = "[[check]]\nid = \"forwarding\"\ntype = \"sysctl\"\nkey = \"kernel.pid_max\"\nexpect = { min = 1 }\n";
     let first = AgentProcess::start(&write_config(dir.path(), "p0", &key, &[], 0, checks));
@@ -392,13 +386,7 @@ fn keys_rotate_without_a_restart() {
 #[test]
 fn two_hundred_idle_control_connections_do_not_stop_a_sweep() {
     let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("cluster.key");
-    let out = patrol(&["keys", "generate", "--out", key.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let key = cluster_key(dir.path(), "cluster.key");
     let first = AgentProcess::start(&write_config(dir.path(), "q0", &key, &[], 0, ""));
     let second = AgentProcess::start(&write_config(
         dir.path(),

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use patrol_tests::process::{patrol, write_config, AgentProcess};
+use patrol_tests::process::{cluster_key, patrol, write_config, AgentProcess};
 use serde_json::Value;
 
 const INSTALL: &str =
@@ -165,13 +165,7 @@ fn wait_for(limit: Duration, what: &str, mut f: impl FnMut() -> Option<String>) 
 fn a_real_prometheus_scrapes_the_agent_and_promtool_accepts_both_outputs() {
     let prometheus = tool("prometheus");
     let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("cluster.key");
-    let out = patrol(&["keys", "generate", "--out", key.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let key = cluster_key(dir.path(), "cluster.key");
     let checks = "[[check]]\nid = \"pid-max\"\ntype = \"sysctl\"\nkey = \"kernel.pid_max\"\nexpect = { min = 1 }\n";
     let metrics_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let a = AgentProcess::start(&write_config(

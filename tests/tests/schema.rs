@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use patrol_model::{CheckOutcome, NodeEntry, SweepDocument};
-use patrol_tests::process::{patrol, write_config, AgentProcess};
+use patrol_tests::process::{cluster_key, patrol, write_config, AgentProcess};
 use serde_json::Value;
 
 fn schema_dir() -> PathBuf {
@@ -125,13 +125,7 @@ fn jq(filter: &str, input: &[u8]) -> String {
 #[test]
 fn real_sweep_and_check_output_match_the_committed_schema() {
     let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("cluster.key");
-    let out = patrol(&["keys", "generate", "--out", key.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let key = cluster_key(dir.path(), "cluster.key");
     let a = AgentProcess::start(&write_config(dir.path(), "s0", &key, &[], 0, CHECKS));
     let b = AgentProcess::start(&write_config(
         dir.path(),

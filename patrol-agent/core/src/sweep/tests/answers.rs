@@ -59,15 +59,7 @@ fn malformed_piece_is_ignored_and_an_undecodable_answer_is_listed_failing() {
         sent_unix_ms: unix,
         payload: vec![],
     };
-    net.cores[0].handle_message(
-        Now {
-            mono: now,
-            unix_ms: unix,
-        },
-        addr(1),
-        SweepMessage::Answer(bad),
-        &mut out,
-    );
+    net.cores[0].handle_message(at(now, unix), addr(1), SweepMessage::Answer(bad), &mut out);
     assert!(out.is_empty(), "{out:?}");
     // A whole answer that does not decode: acked, and the node is listed
     // as failing with the reason, not as silent.
@@ -81,10 +73,7 @@ fn malformed_piece_is_ignored_and_an_undecodable_answer_is_listed_failing() {
         payload: vec![0xff; 40],
     };
     net.cores[0].handle_message(
-        Now {
-            mono: now,
-            unix_ms: unix,
-        },
+        at(now, unix),
         addr(1),
         SweepMessage::Answer(garbage),
         &mut out,
@@ -150,15 +139,7 @@ fn acks_captured_from_other_nodes_do_not_silence_a_waiting_node() {
             for from in [addr(0), addr(9)] {
                 let (now, unix) = (net.now, net.unix());
                 let mut out = Vec::new();
-                net.cores[victim].handle_message(
-                    Now {
-                        mono: now,
-                        unix_ms: unix,
-                    },
-                    from,
-                    ack.clone(),
-                    &mut out,
-                );
+                net.cores[victim].handle_message(at(now, unix), from, ack.clone(), &mut out);
                 net.effects(victim, out);
             }
         }
@@ -196,34 +177,10 @@ fn an_ack_must_echo_the_nonce_and_come_from_the_coordinator() {
     };
     let (now, unix) = (net.now, net.unix());
     let mut out = Vec::new();
-    net.cores[1].handle_message(
-        Now {
-            mono: now,
-            unix_ms: unix,
-        },
-        addr(0),
-        ack(nonce ^ 1),
-        &mut out,
-    );
-    net.cores[1].handle_message(
-        Now {
-            mono: now,
-            unix_ms: unix,
-        },
-        addr(7),
-        ack(nonce),
-        &mut out,
-    );
+    net.cores[1].handle_message(at(now, unix), addr(0), ack(nonce ^ 1), &mut out);
+    net.cores[1].handle_message(at(now, unix), addr(7), ack(nonce), &mut out);
     assert_eq!(net.cores[1].counters().acks_refused, 2);
-    net.cores[1].handle_message(
-        Now {
-            mono: now,
-            unix_ms: unix,
-        },
-        addr(0),
-        ack(nonce),
-        &mut out,
-    );
+    net.cores[1].handle_message(at(now, unix), addr(0), ack(nonce), &mut out);
     assert_eq!(
         net.cores[1].counters().acks_refused,
         2,
@@ -269,35 +226,17 @@ fn a_future_dated_request_is_refused_and_reported_once() {
             .collect()
     };
     let mut out = Vec::new();
-    net.cores[1].handle_request(
-        Now {
-            mono: now,
-            unix_ms: unix,
-        },
-        req.clone(),
-        &mut out,
-    );
+    net.cores[1].handle_request(at(now, unix), req.clone(), &mut out);
     let stranger = addr(9);
     net.cores[1].handle_message(
-        Now {
-            mono: now,
-            unix_ms: unix,
-        },
+        at(now, unix),
         stranger,
         SweepMessage::Request(req.clone()),
         &mut out,
     );
     assert_eq!(net.cores[1].counters().requests_clock_skew, 2);
     assert!(answers(&out).is_empty(), "answered a copy: {out:?}");
-    net.cores[1].handle_message(
-        Now {
-            mono: now,
-            unix_ms: unix,
-        },
-        addr(0),
-        SweepMessage::Request(req),
-        &mut out,
-    );
+    net.cores[1].handle_message(at(now, unix), addr(0), SweepMessage::Request(req), &mut out);
     assert_eq!(net.cores[1].counters().requests_clock_skew, 3);
     assert!(
         !out.iter().any(|e| matches!(e, Effect::RunChecks { .. })),

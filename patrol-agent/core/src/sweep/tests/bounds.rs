@@ -31,10 +31,7 @@ fn oversized_pieces_and_late_joiners_past_the_cap_are_refused() {
     };
     let mut out = Vec::new();
     net.cores[0].handle_message(
-        Now {
-            mono: now,
-            unix_ms: unix,
-        },
+        at(now, unix),
         addr(1),
         piece(peer(1).name, vec![0; chunk_limit + 1], 2),
         &mut out,
@@ -43,10 +40,7 @@ fn oversized_pieces_and_late_joiners_past_the_cap_are_refused() {
     assert_eq!(net.cores[0].counters().pieces_refused, 1);
     for k in 0..10 {
         net.cores[0].handle_message(
-            Now {
-                mono: now,
-                unix_ms: unix,
-            },
+            at(now, unix),
             addr(5),
             piece(format!("ghost{k}"), vec![1; 10], 2),
             &mut out,
@@ -86,15 +80,7 @@ fn buffered_answer_bytes_are_bounded_per_sweep() {
             sent_unix_ms: unix,
             payload: vec![7; 1000],
         });
-        net.cores[0].handle_message(
-            Now {
-                mono: now,
-                unix_ms: unix,
-            },
-            addr(1),
-            m,
-            &mut out,
-        );
+        net.cores[0].handle_message(at(now, unix), addr(1), m, &mut out);
     }
     assert_eq!(
         net.cores[0].counters().pieces_refused,
@@ -131,10 +117,7 @@ fn late_partial_answers_cannot_take_the_expected_nodes_room() {
     };
     for k in 0..10u16 {
         net.cores[0].handle_message(
-            Now {
-                mono: now,
-                unix_ms: unix,
-            },
+            at(now, unix),
             addr(5),
             piece(format!("ghost{k}"), 0),
             &mut out,
@@ -144,15 +127,7 @@ fn late_partial_answers_cannot_take_the_expected_nodes_room() {
     assert_eq!(net.cores[0].counters().pieces_refused, 6);
     assert!(net.cores[0].held().late_partial_bytes <= 5_000);
     for index in 0..9u16 {
-        net.cores[0].handle_message(
-            Now {
-                mono: now,
-                unix_ms: unix,
-            },
-            addr(1),
-            piece(peer(1).name, index),
-            &mut out,
-        );
+        net.cores[0].handle_message(at(now, unix), addr(1), piece(peer(1).name, index), &mut out);
     }
     assert_eq!(
         net.cores[0].counters().pieces_refused,
@@ -185,14 +160,7 @@ fn participations_are_capped() {
             relays: vec![],
             auth: None,
         };
-        net.cores[1].handle_request(
-            Now {
-                mono: now,
-                unix_ms: unix,
-            },
-            req,
-            &mut out,
-        );
+        net.cores[1].handle_request(at(now, unix), req, &mut out);
     }
     assert_eq!(net.cores[1].counters().requests_over_capacity, 2);
     assert_eq!(net.cores[1].held().participations, 3);
@@ -211,25 +179,14 @@ fn participations_are_capped() {
     };
     let mut out = Vec::new();
     net.cores[1].handle_message(
-        Now {
-            mono: now,
-            unix_ms: unix,
-        },
+        at(now, unix),
         addr(9),
         SweepMessage::Request(req.clone()),
         &mut out,
     );
     out.retain(|e| !matches!(e, Effect::Audit(_)));
     assert!(out.is_empty(), "answered a stranger: {out:?}");
-    net.cores[1].handle_message(
-        Now {
-            mono: now,
-            unix_ms: unix,
-        },
-        addr(0),
-        SweepMessage::Request(req),
-        &mut out,
-    );
+    net.cores[1].handle_message(at(now, unix), addr(0), SweepMessage::Request(req), &mut out);
     out.retain(|e| !matches!(e, Effect::Audit(_)));
     assert_eq!(net.cores[1].counters().requests_over_capacity, 4);
     let [Effect::Send {

@@ -20,15 +20,7 @@ fn a_node_whose_clock_is_far_behind_is_listed_with_the_skew() {
     };
     let (now, unix) = (net.now, net.unix() + 60_000);
     net.cores[0]
-        .start(
-            Now {
-                mono: now,
-                unix_ms: unix,
-            },
-            spec,
-            members,
-            &mut out,
-        )
+        .start(at(now, unix), spec, members, &mut out)
         .unwrap();
     net.effects(0, out);
     net.run_for(Duration::from_secs(3));

@@ -209,23 +209,9 @@ fn expired_request_is_refused() {
         auth: None,
     };
     let mut out = Vec::new();
-    core.handle_request(
-        Now {
-            mono: Duration::ZERO,
-            unix_ms: UNIX0 + 1000,
-        },
-        req.clone(),
-        &mut out,
-    );
+    core.handle_request(at(Duration::ZERO, UNIX0 + 1000), req.clone(), &mut out);
     assert!(out.is_empty(), "expired request produced {out:?}");
-    core.handle_request(
-        Now {
-            mono: Duration::ZERO,
-            unix_ms: UNIX0 + 999,
-        },
-        req,
-        &mut out,
-    );
+    core.handle_request(at(Duration::ZERO, UNIX0 + 999), req, &mut out);
     assert!(out
         .iter()
         .any(|e| matches!(e, Effect::RunChecks { sweep_id: 9, .. })));
@@ -245,15 +231,7 @@ fn node_filter_excludes_nodes_on_both_sides() {
     };
     let (now, unix) = (net.now, net.unix());
     net.cores[1]
-        .start(
-            Now {
-                mono: now,
-                unix_ms: unix,
-            },
-            spec,
-            members,
-            &mut out,
-        )
+        .start(at(now, unix), spec, members, &mut out)
         .unwrap();
     net.effects(1, out);
     net.run_for(Duration::from_secs(2));
@@ -313,14 +291,7 @@ fn member_down_mid_sweep_completes_the_sweep_early() {
     net.run_for(Duration::from_millis(500));
     assert!(net.completed.is_empty());
     let mut out = Vec::new();
-    net.cores[0].member_down(
-        Now {
-            mono: net.now,
-            unix_ms: UNIX0,
-        },
-        &peer(3).name,
-        &mut out,
-    );
+    net.cores[0].member_down(at(net.now, UNIX0), &peer(3).name, &mut out);
     assert!(out
         .iter()
         .any(|e| matches!(e, Effect::Progress { sweep_id, .. } if *sweep_id == id)));
@@ -360,22 +331,8 @@ fn member_down_after_answering_stays_answered() {
     net.start(0, Duration::from_secs(5), members);
     net.run_for(Duration::from_millis(500));
     let mut out = Vec::new();
-    net.cores[0].member_down(
-        Now {
-            mono: net.now,
-            unix_ms: UNIX0,
-        },
-        &peer(1).name,
-        &mut out,
-    );
-    net.cores[0].member_down(
-        Now {
-            mono: net.now,
-            unix_ms: UNIX0,
-        },
-        &peer(2).name,
-        &mut out,
-    );
+    net.cores[0].member_down(at(net.now, UNIX0), &peer(1).name, &mut out);
+    net.cores[0].member_down(at(net.now, UNIX0), &peer(2).name, &mut out);
     net.effects(0, out);
     let doc = net.doc();
     assert_eq!(state_of(doc, 1), NodeState::Ok);
@@ -424,10 +381,7 @@ fn late_answer_after_the_deadline_is_acked_but_changes_nothing() {
     let mut out = Vec::new();
     let (now, unix) = (net.now, net.unix());
     net.cores[0].handle_message(
-        Now {
-            mono: now,
-            unix_ms: unix,
-        },
+        at(now, unix),
         addr(1),
         SweepMessage::Answer(chunk),
         &mut out,

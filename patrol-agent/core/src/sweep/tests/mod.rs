@@ -21,6 +21,11 @@ use super::*;
 const UNIX0: u64 = 1_800_000_000_000;
 const HOP: Duration = Duration::from_millis(1);
 
+/// The time `mono` on the monotonic clock and `unix_ms` on the wall clock.
+fn at(mono: Duration, unix_ms: u64) -> Now {
+    Now { mono, unix_ms }
+}
+
 fn addr(i: usize) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 10_000 + i as u16))
 }
@@ -145,15 +150,7 @@ impl Net {
         };
         let (now, unix) = (self.now, self.unix_of(coord));
         let id = self.cores[coord]
-            .start(
-                Now {
-                    mono: now,
-                    unix_ms: unix,
-                },
-                spec,
-                members,
-                &mut out,
-            )
+            .start(at(now, unix), spec, members, &mut out)
             .unwrap();
         self.effects(coord, out);
         id
@@ -223,42 +220,14 @@ impl Net {
             }
             let mut out = Vec::new();
             match ev {
-                Ev::Req(j, req) => self.cores[j].handle_request(
-                    Now {
-                        mono: now,
-                        unix_ms: unix,
-                    },
-                    req,
-                    &mut out,
-                ),
-                Ev::Msg(j, from, msg) => self.cores[j].handle_message(
-                    Now {
-                        mono: now,
-                        unix_ms: unix,
-                    },
-                    from,
-                    msg,
-                    &mut out,
-                ),
-                Ev::Timer(j, timer) => self.cores[j].handle_timer(
-                    Now {
-                        mono: now,
-                        unix_ms: unix,
-                    },
-                    timer,
-                    &mut out,
-                ),
+                Ev::Req(j, req) => self.cores[j].handle_request(at(now, unix), req, &mut out),
+                Ev::Msg(j, from, msg) => {
+                    self.cores[j].handle_message(at(now, unix), from, msg, &mut out)
+                }
+                Ev::Timer(j, timer) => self.cores[j].handle_timer(at(now, unix), timer, &mut out),
                 Ev::ChecksDone(j, id) => {
                     let outcomes = (self.outcomes)(j);
-                    self.cores[j].checks_done(
-                        Now {
-                            mono: now,
-                            unix_ms: unix,
-                        },
-                        id,
-                        outcomes,
-                        &mut out,
-                    )
+                    self.cores[j].checks_done(at(now, unix), id, outcomes, &mut out)
                 }
             }
             self.effects(node, out);

@@ -167,10 +167,7 @@ fn a_batch_from_a_node_that_is_no_relay_is_refused() {
     let mut out = Vec::new();
     let (now, unix) = (net.now, net.unix());
     net.cores[0].handle_message(
-        Now {
-            mono: now,
-            unix_ms: unix,
-        },
+        at(now, unix),
         addr(intruder),
         SweepMessage::Batch(forged),
         &mut out,
@@ -233,15 +230,7 @@ fn certified_relayed_sweep(told: bool, tamper: bool) -> Net {
     let members = net.members();
     let (now, unix) = (net.now, net.unix());
     net.cores[0]
-        .start(
-            Now {
-                mono: now,
-                unix_ms: unix,
-            },
-            spec,
-            members,
-            &mut out,
-        )
+        .start(at(now, unix), spec, members, &mut out)
         .unwrap();
     net.effects(0, out);
     net
