@@ -166,6 +166,8 @@ pub struct DaemonSettings {
     pub node: NodeSettings,
     pub transport: TransportSettings,
     pub control: ControlSettings,
+    /// The `/metrics` endpoint's limits (`[metrics]` has no keys for them).
+    pub metrics: crate::metrics::MetricsSettings,
     /// How often seed names are resolved again, so a seed whose name did
     /// not resolve at boot, or that moved, is still found. Default 30 s:
     /// two lookups a minute per seed name, and a seed that moved is found
@@ -190,6 +192,7 @@ impl DaemonSettings {
             node,
             transport: TransportSettings::default(),
             control,
+            metrics: crate::metrics::MetricsSettings::default(),
             seed_refresh: Duration::from_secs(30),
         }
     }
@@ -202,6 +205,7 @@ impl DaemonSettings {
         use patrol_core::constraint::{at_most, not_above, not_zero};
         self.node.validate()?;
         self.transport.validate()?;
+        self.metrics.validate()?;
         at_most(
             "node.max_datagram",
             self.node.max_datagram,
@@ -339,12 +343,9 @@ pub async fn start_trusted(
     }
     if let Some(l) = metrics_listener {
         let exporter = crate::metrics::Exporter::new(metrics_source(commander.clone()), meter);
-        // `[metrics]` has no keys for the endpoint's limits: the defaults.
-        agent.tasks().spawn(crate::metrics::serve(
-            l,
-            exporter,
-            crate::metrics::MetricsSettings::default(),
-        ));
+        agent
+            .tasks()
+            .spawn(crate::metrics::serve(l, exporter, settings.metrics.clone()));
     }
     let bundle = match &trust {
         Some(t) => {

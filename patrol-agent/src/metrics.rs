@@ -60,7 +60,9 @@ use tokio::sync::Semaphore;
 
 use crate::agent::Inspector;
 use crate::membership::MemberState;
+use patrol_core::constraint::{at_least, not_zero};
 use patrol_core::counter_list::Count;
+use patrol_core::SettingsError;
 
 /// The endpoint's limits. `Default` gives the shipped values; the daemon
 /// passes them to [`serve`] (the config has no keys for them today).
@@ -90,32 +92,12 @@ impl Default for MetricsSettings {
     }
 }
 
-/// A [`MetricsSettings`] field outside its constraint.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MetricsSettingsError {
-    #[error("metrics max_request_head must be at least 1024 bytes, not {0}")]
-    RequestHeadTooSmall(usize),
-    #[error("metrics request_timeout must not be zero")]
-    ZeroTimeout,
-    #[error("metrics max_connections must not be zero")]
-    ZeroConnections,
-}
-
 impl MetricsSettings {
     /// Every documented constraint, checked once.
-    pub fn validate(&self) -> Result<(), MetricsSettingsError> {
-        if self.max_request_head < 1024 {
-            return Err(MetricsSettingsError::RequestHeadTooSmall(
-                self.max_request_head,
-            ));
-        }
-        if self.request_timeout.is_zero() {
-            return Err(MetricsSettingsError::ZeroTimeout);
-        }
-        if self.max_connections == 0 {
-            return Err(MetricsSettingsError::ZeroConnections);
-        }
-        Ok(())
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        at_least("metrics.max_request_head", self.max_request_head, 1024)?;
+        not_zero("metrics.request_timeout", self.request_timeout)?;
+        not_zero("metrics.max_connections", self.max_connections)
     }
 }
 
