@@ -1,5 +1,27 @@
-//! The Patrol agent library: the foca mesh glue, the sealed UDP transport,
-//! the sans-IO sweep core, the control channel and the check executor.
+//! The Patrol agent: the I/O shell around the sans-IO [`patrol_core::Node`]
+//! and the `patrol-agent` daemon built on it.
+//!
+//! - [`agent`]: the owner task, the only code that touches the `Node` (it
+//!   hands it datagrams, timers and finished checks with the real clock and
+//!   carries out its outputs), and the [`agent::Commander`] other tasks
+//!   reach it through;
+//! - the sealed UDP path: [`transport`] (UDP, or an in-memory network for
+//!   tests), [`envelope`] (the seal), [`datagram`] (the replay header and
+//!   the opener task), [`keyring`] (the cluster keys);
+//! - [`timers`], [`shutdown`] (every task in one set, one cancellation
+//!   token) and [`clock`] (the one read of the wall clock);
+//! - [`inspector`]: runs the node's own configured checks a sweep selects;
+//! - [`control`]: the control channel, server and client;
+//! - identities on disk and in use: [`node_trust`], [`trust_files`],
+//!   [`audit`];
+//! - [`metrics`]: the OpenMetrics endpoint;
+//! - [`daemon`]: config in, running tasks out, with [`daemon::DaemonSettings`];
+//!   [`command_line`]: the binary's arguments.
+//!
+//! The protocol logic (foca's glue, the sweep, trust, the counter list) is
+//! `patrol-core`'s; its modules are re-exported here under their own names
+//! so callers need one crate. ARCHITECTURE.md at the repository root has
+//! the map.
 
 pub mod agent;
 pub mod audit;

@@ -3,8 +3,9 @@
 //! rust-analyzer habit in STYLE.md);
 //! the sans-IO core and the model depend on no runtime and keep their
 //! `clippy.toml` bans (clippy, not a text search, keeps them free of
-//! I/O); and every default the docs quote as `` `field` = value `` is the
-//! code's.
+//! I/O); every default the docs quote as `` `field` = value `` is the
+//! code's; and ARCHITECTURE.md stays short, quotes no default and names
+//! only paths that exist.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -222,8 +223,9 @@ fn every_default_the_docs_quote_is_the_codes() {
     let defaults = documented_defaults();
     let mut checked = 0;
     let mut wrong = Vec::new();
+    // ARCHITECTURE.md quotes no default (it links to the settings structs;
+    // `architecture_md_is_short_and_names_only_paths_that_exist` keeps it so).
     for doc in [
-        "ARCHITECTURE.md",
         "PROTOCOL.md",
         "README.md",
         "patrol-agent/README.md",
@@ -406,4 +408,157 @@ fn every_protocol_version_is_named_once_in_code_and_quoted_by_protocol_md() {
             "{file} declares {versions} version constants"
         );
     }
+}
+
+/// ARCHITECTURE.md's length limit: the codemap stays a map.
+const ARCHITECTURE_MAX_LINES: usize = 550;
+
+/// Top-level folders: a backticked token that starts with one of these is
+/// a repository path.
+const TOP_FOLDERS: [&str; 9] = [
+    "patrol-agent/",
+    "patrol-cli/",
+    "checks/",
+    "report/",
+    "config/",
+    "tests/",
+    "dist/",
+    "bench/",
+    ".ci/",
+];
+
+/// `a/{b,c}.rs` as `a/b.rs` and `a/c.rs` (one brace group; none: itself).
+fn expand_braces(token: &str) -> Vec<String> {
+    let (Some(open), Some(close)) = (token.find('{'), token.find('}')) else {
+        return vec![token.to_string()];
+    };
+    if close < open {
+        return vec![token.to_string()];
+    }
+    let (head, tail) = (&token[..open], &token[close + 1..]);
+    token[open + 1..close]
+        .split(',')
+        .map(|alt| format!("{head}{}{tail}", alt.trim()))
+        .collect()
+}
+
+/// The repository paths `doc` names: backticked tokens that start with a
+/// top-level folder or are a root file (`PROTOCOL.md`, `Cargo.toml`), and
+/// relative link targets, outside fenced code blocks. `path::item` names
+/// the file; a trailing `/` means a folder. (A path must not break across
+/// lines: a token with whitespace in it is not a path.)
+fn named_paths(doc: &str) -> Vec<String> {
+    let mut fenced = false;
+    let prose: String = doc
+        .lines()
+        .filter(|l| {
+            if l.trim_start().starts_with("```") {
+                fenced = !fenced;
+                return false;
+            }
+            !fenced
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let doc = prose.as_str();
+    let mut tokens = Vec::new();
+    for (i, part) in doc.split('`').enumerate() {
+        if i % 2 == 1 {
+            tokens.push(part.to_string());
+        }
+    }
+    let mut rest = doc;
+    while let Some(at) = rest.find("](") {
+        let after = &rest[at + 2..];
+        let Some(end) = after.find(')') else { break };
+        let target = after[..end].split('#').next().unwrap_or("");
+        if !target.is_empty() && !target.contains("://") {
+            tokens.push(target.to_string());
+        }
+        rest = &after[end..];
+    }
+    let mut out = Vec::new();
+    for token in tokens {
+        let token = token.split("::").next().unwrap_or("").trim();
+        if token.is_empty() || token.contains(char::is_whitespace) {
+            continue;
+        }
+        let root_file = !token.contains('/')
+            && (token.ends_with(".md") || token == "Cargo.toml" || token == "Cargo.lock");
+        if root_file || TOP_FOLDERS.iter().any(|f| token.starts_with(f)) {
+            out.extend(expand_braces(token));
+        }
+    }
+    out
+}
+
+/// The paths `doc` names that do not exist under `root`.
+fn missing_paths(root: &Path, doc: &str) -> Vec<String> {
+    named_paths(doc)
+        .into_iter()
+        .filter(|p| {
+            let full = root.join(p);
+            if p.ends_with('/') {
+                !full.is_dir()
+            } else {
+                !full.exists()
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn architecture_md_is_short_and_names_only_paths_that_exist() {
+    let text = std::fs::read_to_string(root().join("ARCHITECTURE.md")).unwrap();
+    let lines = text.lines().count();
+    assert!(
+        lines <= ARCHITECTURE_MAX_LINES,
+        "ARCHITECTURE.md has {lines} lines (at most {ARCHITECTURE_MAX_LINES}): keep it a map, move detail to the module docs"
+    );
+    let named = named_paths(&text);
+    assert!(
+        named.len() >= 40,
+        "ARCHITECTURE.md names only {} paths: is the codemap still there?",
+        named.len()
+    );
+    let missing = missing_paths(root(), &text);
+    assert!(
+        missing.is_empty(),
+        "ARCHITECTURE.md names paths that do not exist: {missing:?}"
+    );
+    let defaults = documented_defaults();
+    let quoted: Vec<String> = quoted_defaults(&text)
+        .into_iter()
+        .filter(|(name, _)| defaults.contains_key(name.as_str()))
+        .map(|(name, value)| format!("`{name}` = {value}"))
+        .collect();
+    assert!(
+        quoted.is_empty(),
+        "ARCHITECTURE.md quotes defaults {quoted:?}: link to the settings struct instead"
+    );
+}
+
+#[test]
+fn a_made_up_path_in_architecture_md_is_caught() {
+    let text = std::fs::read_to_string(root().join("ARCHITECTURE.md")).unwrap();
+    assert!(missing_paths(root(), &text).is_empty());
+    let edited = format!(
+        "{text}\nSee `patrol-agent/core/src/sweep/made_up.rs::Thing`, `report/no_such_folder/`, \
+         `patrol-agent/src/{{agent/mod,nowhere}}.rs`, [the plan](PLAN.md) and `NOTES.md`.\n"
+    );
+    assert_eq!(
+        missing_paths(root(), &edited),
+        [
+            "patrol-agent/core/src/sweep/made_up.rs",
+            "report/no_such_folder/",
+            "patrol-agent/src/nowhere.rs",
+            "NOTES.md",
+            "PLAN.md",
+        ]
+    );
+    // A file named as a folder is caught too.
+    assert_eq!(
+        missing_paths(root(), "`patrol-agent/src/daemon.rs/`"),
+        ["patrol-agent/src/daemon.rs/"]
+    );
 }

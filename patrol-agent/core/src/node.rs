@@ -1,19 +1,24 @@
-//! [`Node`]: one mesh member as pure logic. It owns `Foca`, the
-//! [`SweepCore`], the request-gossip inbox, the departures (members that
-//! said they leave), join backoff and foca resizing, and glues them
+//! [`Node`]: one mesh member as pure logic, the type both shells drive.
+//! It owns `Foca`, the [`SweepCore`], the request-gossip inbox, the
+//! departures (members that said they leave), the record of when each
+//! member was last heard, join backoff and foca resizing, and glues them
 //! together: the channel byte in front of every datagram, eager push of a
-//! fresh request, direct spread in small meshes, the check budget, and
-//! what the mesh knows of a finished sweep's silent nodes (when a
-//! datagram last came from each, its SWIM state).
+//! fresh request, direct spread in small meshes, the membership snapshot a
+//! sweep starts from, and what the mesh knows of a finished sweep's silent
+//! nodes (when a datagram last came from each, its SWIM state). The sweep
+//! protocol itself, the check budget included, is the [`SweepCore`]'s.
 //!
-//! Inputs are method calls that carry the current time ([`Now`]); outputs
-//! queue up as [`Output`]s the shell takes with [`Node::next_output`]:
-//! datagrams to send (plaintext, channel byte first: the shell seals them),
-//! timers to set, checks to run with their budget, sweep progress and
-//! results, membership events. Nothing here touches a socket, a clock or a
-//! runtime: the agent (`patrol-agent/src/agent.rs`) runs it on tokio and
-//! UDP, the simulator (`tests/src/sim/`) in virtual time, the unit tests
-//! below by hand.
+//! Inputs are method calls that carry the current time ([`Now`]):
+//! `datagram`, `timer`, `checks_done`, `start_sweep`, `set_seeds`,
+//! `learn_members`, `leave`, and, with certificates, `set_trust`,
+//! `set_bundle`, `learn_peer`. Outputs queue up as [`Output`]s the shell
+//! takes with [`Node::next_output`] after every input: datagrams to send
+//! (plaintext, channel byte first: the shell seals them), timers to set,
+//! checks to run with their budget, sweep progress and results, membership
+//! events, audit lines. Nothing here touches a socket, a clock or a
+//! runtime: the agent's owner task (`patrol-agent/src/agent/mod.rs`) runs
+//! it on tokio and UDP, the simulator (`tests/src/sim/shell.rs`) in virtual
+//! time, the unit tests (`node/tests.rs`) by hand.
 //!
 //! ```text
 //!   shell ──datagram/timer/checks_done/start_sweep/leave(now)──▶ Node

@@ -8,8 +8,9 @@
 //! [`NodeSettings::validate`] checks every constraint a doc states, once,
 //! before a node starts: the daemon and the simulator call it.
 //!
-//! ARCHITECTURE.md links here instead of repeating the numbers; the tidy
-//! test (`tests/tests/tidy.rs`) fails when a number it quotes disagrees.
+//! ARCHITECTURE.md links here rather than quoting the defaults; where
+//! another doc quotes one (PROTOCOL.md), the tidy test
+//! (`tests/tests/tidy.rs`) fails when the code disagrees.
 
 use std::num::NonZeroU8;
 use std::time::Duration;

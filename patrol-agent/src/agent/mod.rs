@@ -1,9 +1,8 @@
-//! The agent's owner task: the I/O around one sans-IO
-//! [`Node`](patrol_core::Node). It hands the node the datagrams the
-//! transport's opener task let through (opened, not replayed) with the real
-//! clock, carries out the node's outputs (seal and send,
-//! set a timer, run checks on the inspector, tell the requester), and
-//! serves commands from the control channel and tests. Every decision
+//! The agent's owner task: the I/O around one sans-IO [`Node`]. It hands
+//! the node the datagrams the transport's opener task let through (opened,
+//! not replayed) with the real clock, carries out the node's outputs (seal
+//! and send, set a timer, run checks on the inspector, tell the requester),
+//! and serves commands from the control channel and tests. Every decision
 //! (eager push, direct spread, check budget, join backoff, resizing) is the
 //! node's; nothing here would change in the simulator.
 //!

@@ -13,17 +13,18 @@
 //! node whose clock is ahead of the coordinator's by more than the
 //! deadline ignores the request).
 //!
-//! Inside, each input becomes one [`ctx::Ctx`] (who we are, settings,
+//! Inside, each input becomes one `Ctx` (`ctx.rs`: who we are, settings,
 //! random numbers, trust, counters, the time, the effects out) handed to
 //! the side it concerns:
-//! - [`coordinator`]: the sweeps this node started (lifecycle and
-//!   backstop, intake of answers, the document);
-//! - [`participant`]: admission of requests, running our checks, our
-//!   answer and its resends;
-//! - [`relay`]: the answers this node forwards for a coordinator, and the
+//! - `coordinator/`: the sweeps this node started (lifecycle and backstop,
+//!   intake of answers, the document);
+//! - `participant/`: admission of requests, running our checks, our answer
+//!   and its resends;
+//! - `relay.rs`: the answers this node forwards for a coordinator, and the
 //!   coordinator's choice of relays;
 //! - [`outcomes`]: every `patrol.*` outcome the sweep raises itself;
-//! - [`auth`]: operator signatures and node proofs, with certificates.
+//! - `auth.rs`: operator signatures and node proofs, with certificates
+//!   ([`check_signed_sweep`] is the one check of a signed sweep).
 //!
 //! The coordinator's own node takes part like any other: `start` registers
 //! the request with its own participant side at once (the copy that comes

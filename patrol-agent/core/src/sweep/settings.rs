@@ -1,8 +1,8 @@
 //! Tunable sweep settings and their defaults, chosen with `patrol-sim`
 //! (the simulator in `tests/src/sim/`, real foca and real `SweepCore` on
-//! 10,000 virtual nodes); ARCHITECTURE.md ("Tuned defaults") has the
-//! measurements behind each value. [`SweepSettings::validate`] checks the
-//! constraint each field's doc states.
+//! 10,000 virtual nodes): each field's doc gives the measurement behind its
+//! value, `bench/RESULTS.md` the longer runs. [`SweepSettings::validate`]
+//! checks the constraint each field's doc states.
 
 use std::time::Duration;
 
@@ -152,8 +152,8 @@ pub struct SweepSettings {
     pub max_late_partial_bytes: usize,
     /// Relays engage for an expected set of at least this many nodes;
     /// below it every node answers the coordinator directly (one hop,
-    /// nothing to wait for). Default 2,000: see ARCHITECTURE.md ("Relays")
-    /// for the simulator runs behind it.
+    /// nothing to wait for). Default 2,000: see `bench/RESULTS.md` ("Relays
+    /// at scale") for the simulator runs behind it.
     pub relay_min_nodes: usize,
     /// Nodes per relay: the coordinator names `expected / nodes_per_relay`
     /// relays (rounded up), between 2 and `max_relays`. Default 2,000: a
