@@ -401,7 +401,15 @@ async fn a_replayed_announce_neither_evicts_a_live_node_nor_brings_back_a_reaped
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answer_pieces_larger_than_the_chunk_size_are_refused() {
-    let lab = Lab::start(&REAL, node_settings(SweepSettings::default())).await;
+    // Sweep datagrams well under the node's datagram limit, so that a
+    // piece over the chunk size still fits a datagram and reaches the
+    // coordinator's check (at the default sizes the UDP reader, and the
+    // in-memory network like it, drops it first as oversized).
+    let settings = SweepSettings {
+        max_datagram: 1200,
+        ..SweepSettings::default()
+    };
+    let lab = Lab::start(&REAL, node_settings(settings.clone())).await;
     slow(&lab);
     let mut forge = Forge::new(&lab);
     lab.net.capture(true);
@@ -417,7 +425,7 @@ async fn answer_pieces_larger_than_the_chunk_size_are_refused() {
         } else {
             "node-b".to_string()
         };
-        let payload = vec![0x5a; chunk_payload(name.len()) + 1 + k];
+        let payload = vec![0x5a; settings.chunk_payload(name.len()) + 1 + k];
         forge
             .sweep(req.coordinator.addr, &piece(req.id, &name, 0, 2, payload))
             .await;
