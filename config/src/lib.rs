@@ -15,7 +15,7 @@ mod validate;
 
 pub use duration::{format_duration, parse_duration};
 pub use error::{ConfigError, Problem};
-pub use mail::{MailSection, ReportSection, SmtpSecurity};
+pub use mail::{MailSection, ReportSection, SmtpSecurity, DEFAULT_MAIL_MAX_BYTES};
 pub use model::{
     ChecksSection, Config, ControlSection, MetricsSection, NodeOverrides, NodeSection,
     SweepSection, TrustSection, DEFAULT_BLOCKING_PER_KIND, DEFAULT_CONFIG_PATH,

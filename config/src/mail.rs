@@ -35,10 +35,26 @@ pub struct MailSection {
     /// Prefix of the subject, default `[patrol]`.
     #[serde(default = "default_subject_prefix")]
     pub subject_prefix: String,
+    /// Largest message sent, bytes, as encoded (base64 attachments
+    /// included). Default 10,240,000: Postfix's default
+    /// `message_size_limit`, the smallest limit a relay commonly has. The
+    /// attachment (the rows worth reading, gzipped when that helps) is
+    /// left out when it would break the limit; the full detail always
+    /// stays in the report folder, and the mail says where. At least
+    /// 65,536.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: u64,
 }
 
 fn default_subject_prefix() -> String {
     "[patrol]".to_string()
+}
+
+/// See [`MailSection::max_bytes`].
+pub const DEFAULT_MAIL_MAX_BYTES: u64 = 10_240_000;
+
+fn default_max_bytes() -> u64 {
+    DEFAULT_MAIL_MAX_BYTES
 }
 
 /// `[report]`: where reports and history live.

@@ -333,5 +333,11 @@ impl MailSection {
                 "username and password_file go together: give both or neither",
             );
         }
+        if self.max_bytes < 65_536 {
+            problems.push(
+                "mail.max_bytes",
+                format!("must be at least 65536 (got {})", self.max_bytes),
+            );
+        }
     }
 }

@@ -1,5 +1,7 @@
-//! The CSV attachment: every node and every check outcome, one row each,
-//! so the bounded HTML can leave names out without losing anything.
+//! The CSV files: `nodes.csv`, every node and every check outcome, one
+//! row each, so the bounded HTML can leave names out without losing
+//! anything; and `anomalies.csv`, the same columns with only the rows
+//! worth reading, which the mail attaches (see [`crate::delivery`]).
 //!
 //! Every cell is text from a node and opens in a spreadsheet, so each one
 //! goes through [`cell`]: control characters, escape sequences and bidi
@@ -15,7 +17,7 @@
 use std::borrow::Cow;
 
 use patrol_checks::printable::lines;
-use patrol_checks::SweepDocument;
+use patrol_checks::{CheckOutcome, NodeEntry, NodeState, Status, SweepDocument};
 
 /// Header row of the CSV.
 pub const CSV_HEADER: &str = "node,addr,state,tags,check,kind,status,observed,expected,message";
@@ -25,6 +27,23 @@ pub const CSV_HEADER: &str = "node,addr,state,tags,check,kind,status,observed,ex
 /// check columns; for a silent node its `message` says why
 /// ([`crate::silence::explain`]).
 pub fn csv(doc: &SweepDocument) -> String {
+    rows(doc, |_, _| true)
+}
+
+/// The rows worth reading, as CSV with the same columns as [`csv`]: every
+/// check that did not pass, and every node not `ok` that has no check to
+/// show (silent, down, or nothing selected). The mail attaches this; the
+/// full [`csv`] stays in the report folder.
+pub fn anomalies_csv(doc: &SweepDocument) -> String {
+    rows(doc, |node, check| match check {
+        Some(c) => c.status != Status::Pass,
+        None => node.state != NodeState::Ok,
+    })
+}
+
+/// The CSV of the rows `keep` keeps: `(node, Some(check))` for each
+/// outcome, `(node, None)` for a node without outcomes.
+fn rows(doc: &SweepDocument, keep: impl Fn(&NodeEntry, Option<&CheckOutcome>) -> bool) -> String {
     let mut w = csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
         .from_writer(Vec::with_capacity(doc.nodes.len() * 256));
@@ -42,7 +61,7 @@ pub fn csv(doc: &SweepDocument) -> String {
             .collect::<Vec<_>>()
             .join(";");
         let state = n.state.as_str();
-        if n.checks.is_empty() {
+        if n.checks.is_empty() && keep(n, None) {
             let why = n
                 .silence
                 .as_ref()
@@ -50,7 +69,7 @@ pub fn csv(doc: &SweepDocument) -> String {
                 .unwrap_or_default();
             row(&[&n.name, &n.addr, state, &tags, "", "", "", "", "", &why]);
         }
-        for c in &n.checks {
+        for c in n.checks.iter().filter(|c| keep(n, Some(c))) {
             let observed = c.observed.to_string();
             row(&[
                 &n.name,

@@ -3,22 +3,28 @@
 //!
 //! Files of one report, in one folder:
 //! `report.html`, `report.txt`, `nodes.csv` (every node and check),
-//! `sweep.json` (the sweep document) and, when the mail did not go out,
-//! `message.eml` (the exact message, ready for `patrol report --send`).
+//! `anomalies.csv` (the rows worth reading), `sweep.json` (the sweep
+//! document) and, when the mail did not go out, `message.eml` (the exact
+//! message, ready for `patrol report --send`).
+//!
+//! The mail stays under `[mail] max_bytes` at any fleet size: it attaches
+//! `anomalies.csv` (gzipped when large), or nothing when even that would
+//! break the limit, and its footer says where the full detail is.
 //!
 //! **Invariant:** the report files are on disk before any SMTP exchange
 //! starts, and a failed send writes `message.eml` next to them and returns
 //! [`ReportError::Send`] naming both. Nothing is lost.
 
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use patrol_checks::SweepDocument;
-use patrol_config::Config;
+use patrol_config::{Config, MailSection, DEFAULT_MAIL_MAX_BYTES};
 
 use crate::error::ReportError;
 use crate::history::{self, write_atomic};
-use crate::mail::{self, Parts};
+use crate::mail::{self, MailFile, Parts};
 use crate::render;
 use crate::store::{History, Stored, SweepSummary};
 use crate::summary::{self, PreviousSweep, Report};
@@ -26,8 +32,13 @@ use crate::text::stamp;
 
 /// Subject prefix when there is no `[mail]` section.
 pub const DEFAULT_PREFIX: &str = "[patrol]";
-/// Name of the CSV file and attachment.
+/// Name of the CSV file with every node and check.
 pub const CSV_NAME: &str = "nodes.csv";
+/// Name of the CSV file with the rows worth reading, which the mail
+/// attaches (gzipped, `.gz`, when over [`GZIP_OVER`] bytes).
+pub const ANOMALIES_NAME: &str = "anomalies.csv";
+/// An attachment over this many bytes is gzipped.
+pub const GZIP_OVER: usize = 64 * 1024;
 /// Name of the kept message in a report folder.
 pub const EML_NAME: &str = "message.eml";
 
@@ -67,9 +78,15 @@ pub struct Rendered {
     pub html: String,
     /// The HTML as mailed (the chart is the inline part `cid:...`).
     pub mail_html: String,
+    /// Every node and check ([`CSV_NAME`]).
     pub csv: String,
+    /// The rows worth reading ([`ANOMALIES_NAME`]): what the mail attaches.
+    pub anomalies_csv: String,
     /// The trend chart, when the history has two sweeps or more.
     pub chart_png: Option<Vec<u8>>,
+    /// The view as mailed, to render the mail's bodies with their own
+    /// footer (what is attached, where the rest is).
+    mail_view: render::View,
 }
 
 /// Subject prefix from the config's `[mail]`, or [`DEFAULT_PREFIX`].
@@ -114,8 +131,10 @@ fn render_built(
         html,
         mail_html,
         csv: crate::attachment::csv(doc),
-        subject: view.subject,
+        anomalies_csv: crate::attachment::anomalies_csv(doc),
+        subject: view.subject.clone(),
         chart_png,
+        mail_view: view,
     })
 }
 
@@ -142,6 +161,7 @@ fn write_files(doc: &SweepDocument, r: &Rendered, dir: &Path) -> Result<ReportFi
     write_atomic(&files.html, r.html.as_bytes())?;
     write_atomic(&files.text, r.text.as_bytes())?;
     write_atomic(&files.csv, r.csv.as_bytes())?;
+    write_atomic(&dir.join(ANOMALIES_NAME), r.anomalies_csv.as_bytes())?;
     if let (Some(path), Some(png)) = (&files.chart, &r.chart_png) {
         write_atomic(path, png)?;
     }
@@ -251,17 +271,8 @@ pub async fn email_sweep(doc: &SweepDocument, config: &Config) -> Result<Deliver
     let mut files = write_files(doc, &rendered, &dir)?;
     files.warnings = report.warnings.clone();
     let mail_cfg = config.mail.as_ref();
-    let message = mail::build_message(
-        mail_cfg,
-        Parts {
-            subject: &rendered.subject,
-            text: &rendered.text,
-            html: &rendered.mail_html,
-            csv: &rendered.csv,
-            csv_name: CSV_NAME,
-            chart_png: rendered.chart_png.as_deref(),
-        },
-    )?;
+    let max_bytes = mail_cfg.map_or(DEFAULT_MAIL_MAX_BYTES, |m| m.max_bytes);
+    let message = mail_message(mail_cfg, &rendered, &dir, max_bytes)?;
     let eml = dir.join(EML_NAME);
     match mail_cfg.filter(|m| m.smtp_host.is_some()) {
         Some(m) => match mail::send(m, message.clone()).await {
@@ -284,6 +295,78 @@ pub async fn email_sweep(doc: &SweepDocument, config: &Config) -> Result<Deliver
             })
         }
     }
+}
+
+/// The mail's attachment: [`ANOMALIES_NAME`], gzipped when it is over
+/// [`GZIP_OVER`] bytes (CSV of a large fleet shrinks about twentyfold).
+fn attachment(anomalies_csv: &str) -> (String, &'static str, Vec<u8>) {
+    if anomalies_csv.len() <= GZIP_OVER {
+        return (
+            ANOMALIES_NAME.to_string(),
+            "text/csv; charset=utf-8",
+            anomalies_csv.as_bytes().to_vec(),
+        );
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    // Writing to a Vec cannot fail.
+    let _ = gz.write_all(anomalies_csv.as_bytes());
+    let bytes = gz.finish().unwrap_or_default();
+    (format!("{ANOMALIES_NAME}.gz"), "application/gzip", bytes)
+}
+
+/// The report's mail, at most `max_bytes` as encoded: with the attachment
+/// when it fits, else without it, the footer saying which and where the
+/// full detail is. Bodies alone over the limit are an error (the files and
+/// the report folder are already written).
+fn mail_message(
+    mail_cfg: Option<&MailSection>,
+    rendered: &Rendered,
+    dir: &Path,
+    max_bytes: u64,
+) -> Result<lettre::Message, ReportError> {
+    let host = hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "the host that ran the sweep".to_string());
+    let rows = rendered.anomalies_csv.lines().count().saturating_sub(1);
+    let (name, content_type, bytes) = attachment(&rendered.anomalies_csv);
+    let folder = format!(
+        "the full detail of every node is in {} on {host} ({CSV_NAME}, sweep.json, {ANOMALIES_NAME})",
+        dir.display()
+    );
+    let mut size = 0;
+    for attach in [true, false] {
+        let mut view = rendered.mail_view.clone();
+        view.detail = if attach {
+            format!("Attached: {name}, the {rows} rows worth reading (checks that did not pass, nodes not ok); {folder}.")
+        } else {
+            format!("The {rows} rows worth reading ({name}, {} bytes) were not attached: the message would be over [mail] max_bytes ({max_bytes}); {folder}.", bytes.len())
+        };
+        let text = render::text(&view)?;
+        let html = render::html(&view)?;
+        let message = mail::build_message(
+            mail_cfg,
+            Parts {
+                subject: &rendered.subject,
+                text: &text,
+                html: &html,
+                attachment: attach.then_some(MailFile {
+                    name: &name,
+                    content_type,
+                    bytes: &bytes,
+                }),
+                chart_png: rendered.chart_png.as_deref(),
+            },
+        )?;
+        size = message.formatted().len();
+        if size as u64 <= max_bytes {
+            return Ok(message);
+        }
+    }
+    Err(ReportError::Message(format!(
+        "the report's mail takes {size} bytes without its attachment, over [mail] max_bytes ({max_bytes}); the report is in {}",
+        dir.display()
+    )))
 }
 
 /// What [`send_file`] sent.

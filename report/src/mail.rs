@@ -1,5 +1,6 @@
 //! Mail: the multipart message (text + HTML alternatives, the HTML with
-//! the trend chart inline when there is one, CSV attachment)
+//! the trend chart inline when there is one, and an attachment when there
+//! is one)
 //! and sending it with lettre over SMTP (STARTTLS, implicit TLS or plain
 //! for a local relay, optional authentication).
 
@@ -22,14 +23,22 @@ const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
 const FALLBACK_FROM: &str = "patrol@localhost";
 const FALLBACK_TO: &str = "root@localhost";
 
+/// A file attached to the message.
+#[derive(Debug, Clone, Copy)]
+pub struct MailFile<'a> {
+    pub name: &'a str,
+    /// A MIME type, e.g. `text/csv; charset=utf-8` or `application/gzip`.
+    pub content_type: &'a str,
+    pub bytes: &'a [u8],
+}
+
 /// The bodies and attachment of one report message.
 #[derive(Debug, Clone, Copy)]
 pub struct Parts<'a> {
     pub subject: &'a str,
     pub text: &'a str,
     pub html: &'a str,
-    pub csv: &'a str,
-    pub csv_name: &'a str,
+    pub attachment: Option<MailFile<'a>>,
     /// The trend chart (PNG), sent inline under
     /// [`crate::chart::CONTENT_ID`], which the HTML names as `cid:...`.
     pub chart_png: Option<&'a [u8]>,
@@ -41,8 +50,9 @@ fn mailbox(addr: &str, key: &str) -> Result<Mailbox, ReportError> {
 }
 
 /// Build the message: multipart/mixed holding multipart/alternative
-/// (text, HTML) and the CSV attachment; with a chart, the HTML alternative
-/// is multipart/related (HTML, the PNG inline with its Content-ID).
+/// (text, HTML) and the attachment, if any; with a chart, the HTML
+/// alternative is multipart/related (HTML, the PNG inline with its
+/// Content-ID).
 pub fn build_message(mail: Option<&MailSection>, parts: Parts<'_>) -> Result<Message, ReportError> {
     let (from, to): (&str, Vec<&str>) = match mail {
         Some(m) => (m.from.as_str(), m.to.iter().map(String::as_str).collect()),
@@ -57,8 +67,6 @@ pub fn build_message(mail: Option<&MailSection>, parts: Parts<'_>) -> Result<Mes
     for addr in to {
         builder = builder.to(mailbox(addr, "to")?);
     }
-    let csv_type = ContentType::parse("text/csv; charset=utf-8")
-        .map_err(|e| ReportError::Message(format!("content type: {e}")))?;
     let alternative = match parts.chart_png {
         None => MultiPart::alternative_plain_html(parts.text.to_string(), parts.html.to_string()),
         Some(png) => {
@@ -76,9 +84,14 @@ pub fn build_message(mail: Option<&MailSection>, parts: Parts<'_>) -> Result<Mes
                 )
         }
     };
-    let body = MultiPart::mixed().multipart(alternative).singlepart(
-        Attachment::new(parts.csv_name.to_string()).body(parts.csv.to_string(), csv_type),
-    );
+    let mut body = MultiPart::mixed().multipart(alternative);
+    if let Some(file) = parts.attachment {
+        let content_type = ContentType::parse(file.content_type)
+            .map_err(|e| ReportError::Message(format!("content type: {e}")))?;
+        body = body.singlepart(
+            Attachment::new(file.name.to_string()).body(file.bytes.to_vec(), content_type),
+        );
+    }
     builder
         .multipart(body)
         .map_err(|e| ReportError::Message(e.to_string()))

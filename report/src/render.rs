@@ -33,6 +33,7 @@ pub const MAX_UNREACHABLE: usize = 50;
 pub const MAX_DISTRIBUTIONS: usize = 60;
 
 /// One headline figure.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Figure {
     pub label: &'static str,
     pub value: String,
@@ -41,6 +42,7 @@ pub struct Figure {
 }
 
 /// One anomaly group as shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupView {
     pub status: &'static str,
     pub status_colour: &'static str,
@@ -53,6 +55,7 @@ pub struct GroupView {
 }
 
 /// One drift line as shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DriftView {
     pub title: String,
     pub sample: String,
@@ -60,6 +63,7 @@ pub struct DriftView {
 }
 
 /// One unreachable node as shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeView {
     pub name: String,
     pub addr: String,
@@ -69,7 +73,11 @@ pub struct NodeView {
 }
 
 /// What both templates read.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct View {
+    /// Where the full per-node detail is (the report folder, or what the
+    /// mail attaches), the footer's line.
+    pub detail: String,
     pub subject: String,
     pub cluster: String,
     pub sweep_id: String,
@@ -321,6 +329,10 @@ fn chart_alt(report: &Report) -> String {
     }
 }
 
+/// The footer's line in the files written to a report folder.
+pub const FILES_DETAIL: &str =
+    "Full per-node detail: nodes.csv and sweep.json in this report's folder; anomalies.csv holds only the rows worth reading.";
+
 /// The view both templates read; `prefix` starts the subject.
 pub fn view(report: &Report, prefix: &str) -> View {
     let h = &report.aggregate.headline;
@@ -383,6 +395,7 @@ pub fn view(report: &Report, prefix: &str) -> View {
         card_views(&report.resolved, MAX_SECONDARY, &report.time_zone);
     View {
         subject: subject(report, prefix),
+        detail: FILES_DETAIL.to_string(),
         cluster: report.cluster.clone(),
         sweep_id: report.sweep_id.clone(),
         // "node-07 for operator alice" when identities are on.

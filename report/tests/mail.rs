@@ -36,6 +36,7 @@ fn config(dir: &Path, port: u16) -> Config {
         from: "Patrol <patrol@fleet.example.test>".to_string(),
         to: TO.iter().map(|s| s.to_string()).collect(),
         subject_prefix: "[patrol]".to_string(),
+        max_bytes: patrol_config::DEFAULT_MAIL_MAX_BYTES,
     });
     c
 }
@@ -117,21 +118,53 @@ async fn the_report_mail_arrives_with_headers_both_parts_and_the_csv() {
     assert!(!mails[0].part_types().contains(&"image/png".to_string()));
     let csv_part = mail.part("text/csv");
     assert_eq!(csv_part["disposition"], "attachment");
-    assert_eq!(csv_part["filename"], "nodes.csv");
+    assert_eq!(csv_part["filename"], "anomalies.csv");
 
-    // Bodies, decoded, equal what was written next to the report.
+    // Bodies, decoded, equal what was written next to the report, but for
+    // the footer: the files point to the folder, the mail to what it
+    // attaches and to the folder on this host.
+    let footer = |line: &str| line.contains("Full per-node detail") || line.contains("Attached: ");
+    let body = |text: &str| -> Vec<String> {
+        text.trim_end()
+            .lines()
+            .filter(|l| !footer(l))
+            .map(str::to_string)
+            .collect()
+    };
     let text = std::fs::read_to_string(&second.files.text).unwrap();
-    assert_eq!(mail.body("text/plain").trim_end(), text.trim_end());
+    assert_eq!(body(&mail.body("text/plain")), body(&text));
+    let mail_text = mail.body("text/plain");
+    let mail_footer = mail_text.lines().find(|l| footer(l)).expect("a footer");
+    assert!(
+        mail_footer.starts_with("Attached: anomalies.csv")
+            && mail_footer.contains(&second.files.dir.display().to_string()),
+        "{mail_footer}"
+    );
     // On disk the chart is the file beside the HTML, in the mail the part.
     let html = std::fs::read_to_string(&second.files.html).unwrap();
     assert!(html.contains(r#"<img src="trend.png""#));
     assert_eq!(
-        mail.body("text/html").trim_end(),
-        html.replace(r#"src="trend.png""#, r#"src="cid:trend.png@patrol""#)
-            .trim_end()
+        body(&mail.body("text/html")),
+        body(&html.replace(r#"src="trend.png""#, r#"src="cid:trend.png@patrol""#))
     );
-    let csv = patrol_report::attachment::csv(&day_two()).replace("\r\n", "\n");
-    assert_eq!(mail.body("text/csv"), csv);
+    // The attachment is the rows worth reading, as written beside the
+    // report; every node and check stays in nodes.csv there.
+    let csv = patrol_report::attachment::anomalies_csv(&day_two());
+    assert_eq!(
+        std::fs::read_to_string(second.files.dir.join("anomalies.csv")).unwrap(),
+        csv
+    );
+    assert_eq!(mail.body("text/csv"), csv.replace("\r\n", "\n"));
+    assert!(
+        csv.lines()
+            .skip(1)
+            .all(|l| l.split(',').nth(2) != Some("ok")),
+        "{csv}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&second.files.csv).unwrap(),
+        patrol_report::attachment::csv(&day_two())
+    );
 
     // The HTML holds every anomaly group with its mark, and the resolved one.
     let one = day_one();
@@ -278,8 +311,7 @@ async fn a_silent_server_times_out_instead_of_hanging() {
             subject: "s",
             text: "t",
             html: "<p>h</p>",
-            csv: "a,b\r\n",
-            csv_name: "nodes.csv",
+            attachment: None,
             chart_png: None,
         },
     )
@@ -315,4 +347,96 @@ async fn starttls_is_required_not_optional() {
     assert!(err.to_string().contains("STARTTLS"), "{err}");
     std::thread::sleep(std::time::Duration::from_millis(200));
     assert_eq!(sink.count(), 0, "mail went out in clear text");
+}
+
+/// Regression (issue 24): the mail attached every node and check, 8.4 MB
+/// at 10,000 nodes and 85 MB at 100,000, over Postfix's default 10 MB
+/// limit. A 20,000-node sample fleet (about 17 MB the old way) now goes
+/// through a server that refuses messages over 10 MB, with the rows worth
+/// reading attached and gzipped, and the full detail left in the folder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "full tier: needs python3-aiosmtpd (a real SMTP server)"]
+async fn a_large_fleets_mail_stays_under_a_ten_megabyte_server_limit() {
+    let limit = 10 * 1024 * 1024;
+    let sink = SmtpSink::start_with_limit(limit);
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(tmp.path(), sink.port);
+    let doc = patrol_report::sample::generate(20_000, 4_000, 7);
+    let full = patrol_report::attachment::csv(&doc);
+    assert!(
+        full.len() as u64 > limit,
+        "the old attachment alone: {}",
+        full.len()
+    );
+
+    let sent = email_sweep(&doc, &cfg).await.expect("delivered");
+    assert_eq!(sent.sent_to.len(), TO.len());
+    let mails = sink.wait_for(1);
+    let raw = &mails[0].raw;
+    assert!(
+        (raw.len() as u64) < cfg.mail.as_ref().unwrap().max_bytes,
+        "{}",
+        raw.len()
+    );
+    let gz = mails[0].part("application/gzip");
+    assert_eq!(gz["filename"], "anomalies.csv.gz");
+    // The attachment is anomalies.csv, as written to the folder.
+    let on_disk = std::fs::read(sent.files.dir.join("anomalies.csv")).unwrap();
+    let sha = format!("{:x}", sha2::Sha256::digest(gzip(&on_disk)));
+    assert_eq!(
+        gz["sha256"],
+        serde_json::Value::from(sha),
+        "the attachment is the gzipped anomalies.csv"
+    );
+    assert_eq!(std::fs::read_to_string(&sent.files.csv).unwrap(), full);
+    let text = mails[0].body("text/plain");
+    assert!(
+        text.contains("Attached: anomalies.csv.gz")
+            && text.contains(&sent.files.dir.display().to_string()),
+        "{text}"
+    );
+}
+
+/// With a limit the attachment cannot fit under, the mail goes without
+/// it and says so; it still arrives and stays under the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "full tier: needs python3-aiosmtpd (a real SMTP server)"]
+async fn an_attachment_over_the_limit_is_left_out_and_the_mail_says_where_it_is() {
+    let sink = SmtpSink::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = config(tmp.path(), sink.port);
+    let doc = patrol_report::sample::generate(5_000, 20_000, 11);
+    let rows = patrol_report::attachment::anomalies_csv(&doc);
+    // First with the default limit: attached. Then with a limit the
+    // bodies fit under and the attachment does not.
+    email_sweep(&doc, &cfg).await.expect("delivered");
+    let first = &sink.wait_for(1)[0];
+    let attached = first.part("application/gzip")["size"].as_u64().unwrap();
+    let max_bytes = first.raw.len() as u64 - attached / 2;
+    cfg.mail.as_mut().unwrap().max_bytes = max_bytes;
+    let sent = email_sweep(&doc, &cfg).await.expect("delivered");
+    let mail = &sink.wait_for(2)[1];
+    assert!((mail.raw.len() as u64) <= max_bytes, "{}", mail.raw.len());
+    assert!(
+        !mail
+            .part_types()
+            .iter()
+            .any(|t| t == "application/gzip" || t == "text/csv"),
+        "{:?}",
+        mail.part_types()
+    );
+    let text = mail.body("text/plain");
+    assert!(text.contains("were not attached"), "{text}");
+    assert!(text.contains("[mail] max_bytes"), "{text}");
+    assert_eq!(
+        std::fs::read_to_string(sent.files.dir.join("anomalies.csv")).unwrap(),
+        rows
+    );
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(bytes).unwrap();
+    gz.finish().unwrap()
 }

@@ -12,8 +12,10 @@ what Python's own MIME parser makes of it as OUT_DIR/NNN.json (decoded
 headers; every part with its type, disposition, file name and decoded
 body), so the Rust test checks the message with an independent parser.
 The .eml appears last, so its presence means the other two are complete.
-Keeps serving until stdin closes or the process is killed. Prints "ready"
-once it accepts connections. Needs the Debian package python3-aiosmtpd.
+With SMTP_SINK_DATA_SIZE_LIMIT=N in the environment, messages over N bytes
+are refused (552), as a relay with a size limit does. Keeps serving until
+stdin closes or the process is killed. Prints "ready" once it accepts
+connections. Needs the Debian package python3-aiosmtpd.
 """
 
 import email
@@ -101,6 +103,9 @@ def main():
             auth_required=True,
             auth_require_tls=False,
         )
+    limit = os.environ.get("SMTP_SINK_DATA_SIZE_LIMIT")
+    if limit:
+        auth["data_size_limit"] = int(limit)
     controller = Controller(SaveHandler(out_dir), hostname=host, port=port, **auth)
     controller.start()
     print("ready", flush=True)

@@ -100,15 +100,21 @@ impl SmtpSink {
     /// accepts connections. Panics (saying how to install it) when
     /// aiosmtpd is missing.
     pub fn start() -> SmtpSink {
-        SmtpSink::start_with(None)
+        SmtpSink::start_with(None, None)
+    }
+
+    /// Like [`SmtpSink::start`], refusing messages over `bytes` (552), as
+    /// a relay with `message_size_limit` does.
+    pub fn start_with_limit(bytes: u64) -> SmtpSink {
+        SmtpSink::start_with(None, Some(bytes))
     }
 
     /// Like [`SmtpSink::start`], requiring SMTP AUTH as `user:password`.
     pub fn start_with_auth(user: &str, password: &str) -> SmtpSink {
-        SmtpSink::start_with(Some(format!("{user}:{password}")))
+        SmtpSink::start_with(Some(format!("{user}:{password}")), None)
     }
 
-    fn start_with(auth: Option<String>) -> SmtpSink {
+    fn start_with(auth: Option<String>, limit: Option<u64>) -> SmtpSink {
         check_installed();
         let mut last_err = String::new();
         for _ in 0..5 {
@@ -120,6 +126,7 @@ impl SmtpSink {
                 .arg(port.to_string())
                 .arg(dir.path())
                 .args(auth.as_deref())
+                .envs(limit.map(|l| ("SMTP_SINK_DATA_SIZE_LIMIT", l.to_string())))
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
