@@ -74,9 +74,11 @@ impl KubeSetting {
 
     /// The value(s) and where they came from, in words.
     fn observe(&self, e: &Effective) -> (Observed, String) {
+        let n = e.drop_ins.len();
         let from = match &e.config_file {
-            Some(f) if e.drop_ins.is_empty() => format!("pid {}, {f}", e.pid),
-            Some(f) => format!("pid {}, {f} + {} drop-ins", e.pid, e.drop_ins.len()),
+            Some(f) if n == 0 => format!("pid {}, {f}", e.pid),
+            Some(f) => format!("pid {}, {f} + {n} drop-ins", e.pid),
+            None if n > 0 => format!("pid {}, {n} drop-ins", e.pid),
             None => format!("pid {}, flags only", e.pid),
         };
         let observed = match &self.key {

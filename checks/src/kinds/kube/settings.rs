@@ -56,8 +56,12 @@ pub struct Effective {
 impl Effective {
     /// The value of a dotted key path (`authentication.anonymous.enabled`),
     /// or of a raw flag (`--hostname-override`); None when unset (missing,
-    /// null or empty text).
+    /// null or empty text). `--config` is the configuration file read,
+    /// named by the flag or the component's default.
     pub fn get(&self, key: &str) -> Option<Value> {
+        if key == "--config" {
+            return self.config_file.clone().map(Value::String);
+        }
         if let Some(name) = key.strip_prefix("--") {
             return flags::last(&self.flags, name).map(|v| Value::String(v.to_string()));
         }
