@@ -22,12 +22,18 @@ use crate::host::{resolve_account, switch_refused, Account, Host};
 use crate::{CheckKind, CheckSpec, Selector};
 
 /// Built-in profiles: (name, TOML text in the `[[check]]` syntax).
-const PROFILES: &[(&str, &str)] = &[(
-    "k8s-node",
-    include_str!("../../config/profiles/k8s-node.toml"),
-)];
+const PROFILES: &[(&str, &str)] = &[
+    (
+        "k8s-node",
+        include_str!("../../config/profiles/k8s-node.toml"),
+    ),
+    (
+        "cis-node",
+        include_str!("../../config/profiles/cis-node.toml"),
+    ),
+];
 
-const PROFILE_NAMES: &[&str] = &["k8s-node"];
+const PROFILE_NAMES: &[&str] = &["k8s-node", "cis-node"];
 
 /// Default timeout of a built-in profile check when no config gives one.
 const PROFILE_TIMEOUT: Duration = Duration::from_secs(5);

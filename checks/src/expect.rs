@@ -3,7 +3,11 @@
 //! In TOML an expectation is either a bare value (`expect = 1`, meaning
 //! `equals`) or a table whose keys all must hold:
 //! `equals`, `not_equals`, `one_of`, `min`, `max`, `range = [lo, hi]`,
-//! `regex`, `contains`, `version` (a constraint such as `">= 1.28, < 1.31"`).
+//! `regex`, `contains`, `not_contains`, `all_in` (every entry of a list is
+//! one of these), `mode_at_most` (a permission mode no looser than this,
+//! `"0600"`), `version` (a constraint such as `">= 1.28, < 1.31"`), and
+//! `or_unset = true` (the observation `unset` passes whatever else is
+//! asked: a setting left at its default).
 //! Numbers written as strings (`"1"`, sysctl values) compare as numbers;
 //! multi-value observations (`32768 60999`) compare word by word.
 
@@ -24,8 +28,20 @@ pub struct Expect {
     pub max: Option<f64>,
     pub regex: Option<Regex>,
     pub contains: Option<String>,
+    pub not_contains: Option<String>,
+    /// Every entry of the observation is one of these.
+    pub all_in: Vec<String>,
+    /// Permission bits (`0o600`): the observed octal mode sets no bit
+    /// outside them.
+    pub mode_at_most: Option<u32>,
     pub version: Option<VersionReq>,
+    /// The observation `unset` (a key a daemon's settings leave out)
+    /// passes, whatever the other conditions say.
+    pub or_unset: bool,
 }
+
+/// How the `kubelet` and `kube_proxy` kinds observe a key left unset.
+pub const UNSET: &str = "unset";
 
 /// Parse a number the way config and sysctl write them: `10`, `-3`,
 /// `0.5`, `1e6`, with surrounding blanks. `inf` and `nan` are not numbers.
@@ -110,15 +126,34 @@ impl Expect {
         if let Some(c) = &self.contains {
             parts.push(format!("contains \"{c}\""));
         }
+        if let Some(c) = &self.not_contains {
+            parts.push(format!("does not contain \"{c}\""));
+        }
+        if !self.all_in.is_empty() {
+            parts.push(format!("every entry one of {}", self.all_in.join(" | ")));
+        }
+        if let Some(m) = self.mode_at_most {
+            parts.push(format!("mode {m:04o} or stricter"));
+        }
         if let Some(v) = &self.version {
             parts.push(format!("version {}", v.as_str()));
         }
-        parts.join(", ")
+        let text = parts.join(", ");
+        if self.or_unset {
+            if text.is_empty() {
+                return UNSET.to_string();
+            }
+            return format!("{text}, or {UNSET}");
+        }
+        text
     }
 
     /// Judge an observation. `Err` holds the reason it misses, naming what
     /// was observed and what was expected.
     pub fn check(&self, observed: &Observed) -> Result<(), String> {
+        if self.or_unset && matches!(observed, Observed::Text(t) if t == UNSET) {
+            return Ok(());
+        }
         let mut why = String::new();
         let mut miss = |s: String| {
             if !why.is_empty() {
@@ -162,6 +197,38 @@ impl Expect {
             };
             if !hit {
                 miss(format!("expected to contain \"{c}\""));
+            }
+        }
+        if let Some(c) = &self.not_contains {
+            let hit = match observed {
+                Observed::List(items) => items.iter().any(|i| i.to_string() == *c),
+                _ => text.contains(c.as_str()),
+            };
+            if hit {
+                miss(format!("expected not to contain \"{c}\""));
+            }
+        }
+        if !self.all_in.is_empty() {
+            let entries = match observed {
+                Observed::List(items) => items.iter().map(|i| i.to_string()).collect(),
+                other => vec![other.to_string()],
+            };
+            let stray: Vec<String> = entries
+                .into_iter()
+                .filter(|e| !self.all_in.contains(e))
+                .collect();
+            if !stray.is_empty() {
+                miss(format!(
+                    "expected every entry to be one of the allowed ({} is not)",
+                    stray.join(", ")
+                ));
+            }
+        }
+        if let Some(max) = self.mode_at_most {
+            match u32::from_str_radix(text.trim(), 8) {
+                Ok(mode) if mode & !max == 0 => {}
+                Ok(_) => miss(format!("expected mode {max:04o} or stricter")),
+                Err(_) => miss(format!("expected a mode {max:04o} or stricter")),
             }
         }
         if let Some(req) = &self.version {
@@ -237,6 +304,32 @@ impl Expect {
                     );
                 }
                 "contains" => e.contains = Some(scalar_text(v).map_err(err)?),
+                "not_contains" => e.not_contains = Some(scalar_text(v).map_err(err)?),
+                "all_in" => {
+                    let items = v
+                        .as_array()
+                        .filter(|a| !a.is_empty())
+                        .ok_or_else(|| err("expected a non-empty list of allowed values".into()))?;
+                    for item in items {
+                        e.all_in.push(scalar_text(item).map_err(err)?);
+                    }
+                }
+                "mode_at_most" => {
+                    let s = v.as_str().ok_or_else(|| {
+                        err("expected an octal mode as a string, e.g. \"0600\"".into())
+                    })?;
+                    e.mode_at_most = Some(
+                        u32::from_str_radix(s.trim(), 8)
+                            .ok()
+                            .filter(|m| *m <= 0o7777)
+                            .ok_or_else(|| err(format!("`{s}` is not an octal mode such as \"0600\"")))?,
+                    );
+                }
+                "or_unset" => {
+                    e.or_unset = v
+                        .as_bool()
+                        .ok_or_else(|| err("expected true or false".into()))?
+                }
                 "version" => {
                     let s = v
                         .as_str()
@@ -245,7 +338,7 @@ impl Expect {
                 }
                 _ => {
                     return Err(err(
-                        "unknown expectation (expected one of: equals, not_equals, one_of, min, max, range, regex, contains, version)"
+                        "unknown expectation (expected one of: equals, not_equals, one_of, min, max, range, regex, contains, not_contains, all_in, mode_at_most, version, or_unset)"
                             .into(),
                     ))
                 }
@@ -380,6 +473,57 @@ mod tests {
         assert!(expect("{ not_equals = 0 }")
             .check(&Observed::Number(0.0))
             .is_err());
+    }
+
+    #[test]
+    fn mode_at_most_is_a_bitmask_not_a_number() {
+        let e = expect("{ mode_at_most = \"0600\" }");
+        assert_eq!(e.describe(), "mode 0600 or stricter");
+        for ok in ["0600", "0400", "0000", "600"] {
+            assert!(e.check(&Observed::Text(ok.into())).is_ok(), "{ok}");
+        }
+        // 0500 is numerically below 0600 but sets the execute bit.
+        for bad in ["0644", "0500", "0700", "4600", "absent"] {
+            assert!(e.check(&Observed::Text(bad.into())).is_err(), "{bad}");
+        }
+        assert_eq!(
+            e.check(&Observed::Text("0644".into())).unwrap_err(),
+            "observed 0644, expected mode 0600 or stricter"
+        );
+        let v: toml::Table = toml::from_str("e = { mode_at_most = \"0999\" }").unwrap();
+        assert_eq!(Expect::from_toml(&v["e"]).unwrap_err().0, "mode_at_most");
+    }
+
+    #[test]
+    fn unset_all_in_and_not_contains() {
+        let unset = Observed::Text(UNSET.into());
+        let e = expect("{ equals = 0, or_unset = true }");
+        assert_eq!(e.describe(), "= 0, or unset");
+        assert!(e.check(&unset).is_ok());
+        assert!(e.check(&Observed::Number(0.0)).is_ok());
+        assert!(e.check(&Observed::Number(10255.0)).is_err());
+        // Without or_unset, unset is a value like any other.
+        assert!(expect("0").check(&unset).is_err());
+        assert!(expect("\"unset\"").check(&unset).is_ok());
+        let list = |items: &[&str]| {
+            Observed::List(
+                items
+                    .iter()
+                    .map(|i| Observed::Text(i.to_string()))
+                    .collect(),
+            )
+        };
+        let allowed = expect("{ all_in = [\"A\", \"B\", \"C\"] }");
+        assert!(allowed.check(&list(&["A", "C"])).is_ok());
+        assert_eq!(
+            allowed.check(&list(&["A", "RC4", "D"])).unwrap_err(),
+            "observed A RC4 D, expected every entry to be one of the allowed (RC4, D is not)"
+        );
+        assert!(allowed.check(&unset).is_err());
+        let nc = expect("{ not_contains = \"AlwaysAllow\" }");
+        assert!(nc.check(&Observed::Text("Webhook".into())).is_ok());
+        assert!(nc.check(&Observed::Text("AlwaysAllow".into())).is_err());
+        assert!(nc.check(&list(&["Node", "AlwaysAllow"])).is_err());
     }
 
     #[test]

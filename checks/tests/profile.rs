@@ -19,7 +19,7 @@ const PROFILE: &str = include_str!("../../config/profiles/k8s-node.toml");
 #[test]
 fn the_profile_parses_and_every_check_says_what_and_how_to_fix() {
     let catalog = Catalog::builtin_profile("k8s-node").expect("k8s-node parses");
-    assert_eq!(Catalog::builtin_profile_names(), ["k8s-node"]);
+    assert_eq!(Catalog::builtin_profile_names(), ["k8s-node", "cis-node"]);
     assert!(Catalog::builtin_profile("mainframe").is_none());
     // Every [[check]] of the file made it (none silently dropped).
     assert_eq!(

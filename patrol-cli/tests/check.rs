@@ -243,7 +243,8 @@ fn exit_3_when_it_cannot_run_with_file_and_key_named() {
     let out = patrol(&["check", "--profile", "mainframe"]);
     assert_eq!(out.status.code(), Some(3));
     assert!(
-        text(&out.stderr).contains("unknown profile `mainframe` (built-in profiles: k8s-node)"),
+        text(&out.stderr)
+            .contains("unknown profile `mainframe` (built-in profiles: k8s-node, cis-node)"),
         "{}",
         text(&out.stderr)
     );

@@ -14,11 +14,18 @@
 //! `absent`, which is data: it misses `expect = "0600"` like any other
 //! value. Mode and owner of a glob are named per path. Without `expect`
 //! the check is observe-only (the value feeds drift and distributions).
+//!
+//! The path can come from a setting of the running kubelet or kube-proxy
+//! (`kubelet_path = "authentication.x509.clientCAFile"`, `"--kubeconfig"`,
+//! `"--config"`: the configuration file it read), with `path` as the
+//! fallback when the setting is unset or the daemon is not running; and
+//! `alternatives` lists further places (a unit file under `/etc` or
+//! `/usr/lib`): the first of `path` and them that exists is observed.
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::{Context, Finding};
+use super::{kube, Context, Finding};
 use crate::expect::Expect;
 use crate::host::{expand_glob, FileKind, Host};
 use crate::Observed;
@@ -35,6 +42,14 @@ pub struct FileCheck {
     pub path: String,
     #[serde(default)]
     pub measure: FileMeasure,
+    /// Take the path from this setting of the running kubelet (a key
+    /// path or `--flag`, as the `kubelet` kind reads them).
+    pub kubelet_path: Option<String>,
+    /// The same for kube-proxy.
+    pub kube_proxy_path: Option<String>,
+    /// Further candidate paths after `path`; the first that exists counts.
+    #[serde(default)]
+    pub alternatives: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -63,15 +78,84 @@ impl FileCheck {
             glob::Pattern::new(&self.path)
                 .map_err(|e| ("path".to_string(), format!("bad glob `{}`: {e}", self.path)))?;
         }
+        if self.kubelet_path.is_some() && self.kube_proxy_path.is_some() {
+            return Err((
+                "kubelet_path".into(),
+                "give at most one of `kubelet_path` and `kube_proxy_path`".into(),
+            ));
+        }
+        let chosen = self.kubelet_path.is_some() || self.kube_proxy_path.is_some();
+        if (chosen || !self.alternatives.is_empty()) && is_glob(&self.path) {
+            return Err((
+                "path".into(),
+                "a glob takes no `alternatives` nor a path from a setting".into(),
+            ));
+        }
+        for a in &self.alternatives {
+            if !a.starts_with('/') || a.contains("/../") || is_glob(a) {
+                return Err((
+                    "alternatives".into(),
+                    format!("`{a}` is not an absolute path"),
+                ));
+            }
+        }
         Ok(())
     }
 
     pub(crate) async fn run(&self, cx: &Context<'_>, expect: &Expect) -> Finding {
         let me = self.clone();
-        match cx.blocking(move |h| me.observe(h)).await {
-            Ok(Ok(observed)) => self.judge(observed, expect),
+        let observed = cx
+            .blocking(move |h| {
+                let (path, note) = me.choose_path(h);
+                let me = FileCheck { path, ..me };
+                me.observe(h).map(|o| (o, note))
+            })
+            .await;
+        match observed {
+            Ok(Ok((observed, note))) => {
+                let mut f = self.judge(observed, expect);
+                if let Some(note) = note {
+                    f.message = format!("{} ({note})", f.message);
+                }
+                f
+            }
             Ok(Err(e)) | Err(e) => Finding::error(expect.describe(), e),
         }
+    }
+
+    /// The path to observe, and where it came from when not `path`.
+    fn choose_path(&self, h: &dyn Host) -> (String, Option<String>) {
+        let from_setting = match (&self.kubelet_path, &self.kube_proxy_path) {
+            (Some(key), _) => Some((&kube::KUBELET, key)),
+            (None, Some(key)) => Some((&kube::KUBE_PROXY, key)),
+            (None, None) => None,
+        };
+        let mut why_not = None;
+        if let Some((component, key)) = from_setting {
+            match kube::settings::read(h, component) {
+                Ok(e) => match e.get(key) {
+                    Some(serde_json::Value::String(p)) if p.starts_with('/') => {
+                        let note = format!("{} {key} = {p}", component.process);
+                        return (p, Some(note));
+                    }
+                    Some(other) => {
+                        why_not = Some(format!("{} {key} is {other}", component.process));
+                    }
+                    None => why_not = Some(format!("{} {key} is unset", component.process)),
+                },
+                Err(e) => why_not = Some(e),
+            }
+        }
+        let found = std::iter::once(&self.path)
+            .chain(&self.alternatives)
+            .find(|p| h.stat(p, true).is_ok());
+        let path = found.unwrap_or(&self.path).clone();
+        let note = match (why_not, path != self.path) {
+            (Some(w), _) => Some(format!("{w}; read {path}")),
+            (None, true) => Some(path.clone()),
+            (None, false) => None,
+        };
+        (path, note)
     }
 
     fn judge(&self, observed: Observed, expect: &Expect) -> Finding {

@@ -19,6 +19,7 @@ pub mod etcd_health;
 pub mod file;
 pub mod file_descriptors;
 pub mod kernel_log;
+pub mod kube;
 pub mod kubelet_version;
 pub mod log_volume;
 pub mod memory;
@@ -51,6 +52,8 @@ pub enum CheckKind {
     LogVolume(log_volume::LogVolume),
     File(file::FileCheck),
     Package(package::Package),
+    Kubelet(kube::KubeSetting),
+    KubeProxy(kube::KubeSetting),
 }
 
 impl CheckKind {
@@ -71,6 +74,8 @@ impl CheckKind {
         "log_volume",
         "file",
         "package",
+        "kubelet",
+        "kube_proxy",
     ];
 
     /// The `type` name.
@@ -91,6 +96,8 @@ impl CheckKind {
             CheckKind::LogVolume(_) => "log_volume",
             CheckKind::File(_) => "file",
             CheckKind::Package(_) => "package",
+            CheckKind::Kubelet(_) => "kubelet",
+            CheckKind::KubeProxy(_) => "kube_proxy",
         }
     }
 
@@ -109,6 +116,7 @@ impl CheckKind {
             CheckKind::LogVolume(k) => k.validate(),
             CheckKind::File(k) => k.validate(),
             CheckKind::Package(k) => k.validate(),
+            CheckKind::Kubelet(k) | CheckKind::KubeProxy(k) => k.validate(),
             CheckKind::Memory(_) | CheckKind::FileDescriptors(_) | CheckKind::Clock(_) => Ok(()),
         }
     }
@@ -140,7 +148,11 @@ impl CheckKind {
     pub fn observes_without_expect(&self) -> bool {
         matches!(
             self,
-            CheckKind::Sysctl(_) | CheckKind::File(_) | CheckKind::Package(_)
+            CheckKind::Sysctl(_)
+                | CheckKind::File(_)
+                | CheckKind::Package(_)
+                | CheckKind::Kubelet(_)
+                | CheckKind::KubeProxy(_)
         )
     }
 
@@ -178,6 +190,8 @@ impl CheckKind {
             CheckKind::LogVolume(k) => k.run(cx, expect).await,
             CheckKind::File(k) => k.run(cx, expect).await,
             CheckKind::Package(k) => k.run(cx, expect).await,
+            CheckKind::Kubelet(k) => k.run(cx, expect, &kube::KUBELET).await,
+            CheckKind::KubeProxy(k) => k.run(cx, expect, &kube::KUBE_PROXY).await,
         }
     }
 }
@@ -227,7 +241,8 @@ pub enum ValueNature {
 /// this Patrol does not know (a newer agent's) is compared as discrete.
 pub fn value_nature(kind: &str, observed: &Observed) -> ValueNature {
     match kind {
-        "sysctl" | "kubelet_version" | "systemd_unit" | "file" | "package" => ValueNature::Discrete,
+        "sysctl" | "kubelet_version" | "systemd_unit" | "file" | "package" | "kubelet"
+        | "kube_proxy" => ValueNature::Discrete,
         "process_count" | "disk" | "memory" | "file_descriptors" | "kernel_log" | "clock"
         | "log_volume" => ValueNature::Gauge,
         "network" => network::value_nature(observed),
