@@ -11,6 +11,7 @@ mod columns;
 mod config_cmd;
 mod connect;
 mod contexts;
+mod coverage;
 mod demo;
 mod demo_netns;
 mod format;
@@ -36,6 +37,7 @@ enum Command {
     /// List the members of the mesh as an agent sees them.
     Members(members::Args),
     /// Run a sweep across the fleet through any agent.
+    #[command(after_help = sweep::EXIT_CODES)]
     Sweep(Box<sweep::Args>),
     /// Run checks on this machine, with no mesh.
     Check(check::Args),
