@@ -80,9 +80,15 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(history::read_document)
         .transpose()?;
-    // A history that cannot be read only costs the comparison.
+    // A history that cannot be read only costs the comparison; a missing
+    // one is not created (rendering stores nothing).
+    let db = config
+        .report
+        .history_dir
+        .join(patrol_report::store::DB_FILE);
     let stored = match &against {
         Some(_) => None,
+        None if !db.exists() => None,
         None => match History::open(&config.report.history_dir).and_then(|h| h.previous(&doc)) {
             Ok(p) => p,
             Err(e) => {
