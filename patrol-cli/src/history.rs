@@ -98,13 +98,13 @@ fn open(dir: &Path) -> anyhow::Result<History> {
 
 /// What a query prints when there is no database yet (exit 1, as for
 /// nothing stored).
-fn no_history(what: &str, file: &Path) -> ExitCode {
-    println!(
+fn no_history(what: &str, file: &Path) -> anyhow::Result<ExitCode> {
+    crate::stdout::outln!(
         "{}: nothing stored (no history database at {})",
         one_line(what),
         file.display()
     );
-    ExitCode::from(1)
+    Ok(ExitCode::from(1))
 }
 
 fn sweep_words(s: &Option<(String, u64)>, zone: &jiff::tz::TimeZone) -> String {
@@ -123,23 +123,23 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         } => {
             let (h, zone) = match common.open_existing()? {
                 Ok(opened) => opened,
-                Err(file) => return Ok(no_history(&name, &file)),
+                Err(file) => return no_history(&name, &file),
             };
             let changes = h.node_timeline(&name, check.as_deref())?;
             if changes.is_empty() {
-                println!("{}: nothing stored", one_line(&name));
+                crate::stdout::outln!("{}: nothing stored", one_line(&name));
                 return Ok(ExitCode::from(1));
             }
             let mut scope = None;
             let mut current_check = None;
             for c in &changes {
                 if scope.as_ref() != Some(&c.scope) {
-                    println!("{} in scope: {}", one_line(&name), one_line(&c.scope));
+                    crate::stdout::outln!("{} in scope: {}", one_line(&name), one_line(&c.scope));
                     scope = Some(c.scope.clone());
                     current_check = None;
                 }
                 if current_check.as_ref() != Some(&c.check) {
-                    println!("  {}", one_line(&c.check));
+                    crate::stdout::outln!("  {}", one_line(&c.check));
                     current_check = Some(c.check.clone());
                 }
                 let when = match &c.previous_sweep {
@@ -155,9 +155,9 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                 } else {
                     one_line(&format!("{} {}", c.status, c.value)).into_owned()
                 };
-                println!("    {value:<24} {when}");
+                crate::stdout::outln!("    {value:<24} {when}");
                 if !c.message.is_empty() {
-                    println!("    {:<24} {}", "", one_line(&c.message));
+                    crate::stdout::outln!("    {:<24} {}", "", one_line(&c.message));
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -165,11 +165,11 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Check { id, common } => {
             let (h, zone) = match common.open_existing()? {
                 Ok(opened) => opened,
-                Err(file) => return Ok(no_history(&id, &file)),
+                Err(file) => return no_history(&id, &file),
             };
             let points = h.check_history(&id)?;
             if points.is_empty() {
-                println!("{}: no stored sweep ran this check", one_line(&id));
+                crate::stdout::outln!("{}: no stored sweep ran this check", one_line(&id));
                 return Ok(ExitCode::from(1));
             }
             let mut rows = Vec::new();
@@ -183,7 +183,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                     p.scope.clone(),
                 ]);
             }
-            print!(
+            crate::stdout::out!(
                 "{}",
                 crate::columns::render(
                     [
@@ -206,7 +206,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             for w in &done.warnings {
                 eprintln!("patrol: warning: {w}");
             }
-            println!(
+            crate::stdout::outln!(
                 "imported {} sweeps from {} ({} already stored, {} older than the history and not stored, {} files skipped)",
                 done.stored,
                 dir.display(),

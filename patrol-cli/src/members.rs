@@ -65,17 +65,19 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         (Format::Ndjson, stats) => {
             for m in &members {
-                println!("{}", serde_json::to_string(m)?);
+                crate::stdout::outln!("{}", serde_json::to_string(m)?);
             }
             if let Some(s) = stats {
-                println!(
+                crate::stdout::outln!(
                     "{}",
                     serde_json::to_string(&serde_json::json!({ "stats": s, "counters": counts }))?
                 );
             }
         }
-        (Format::Json, None) => println!("{}", serde_json::to_string_pretty(&members)?),
-        (Format::Json, Some(s)) => println!(
+        (Format::Json, None) => {
+            crate::stdout::outln!("{}", serde_json::to_string_pretty(&members)?)
+        }
+        (Format::Json, Some(s)) => crate::stdout::outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "members": members,
@@ -84,9 +86,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             }))?
         ),
         (Format::Table, _) => {
-            print!("{}", table(&members));
+            crate::stdout::out!("{}", table(&members));
             if let Some(counts) = &counts {
-                print!("{}", counters_table(&addr.to_string(), counts));
+                crate::stdout::out!("{}", counters_table(&addr.to_string(), counts));
             }
         }
     }

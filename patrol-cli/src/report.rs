@@ -17,7 +17,6 @@
 //! problem, no `[mail]`), 4 the mail was not sent: the report is kept on
 //! disk and the message says where and how to send it later.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -122,10 +121,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     if args.text || (args.html.is_none() && args.csv.is_none()) {
-        let mut out = std::io::stdout().lock();
-        out.write_all(rendered.text.as_bytes())
-            .and_then(|()| out.flush())
-            .context("cannot write the report to stdout")?;
+        crate::stdout::out!("{}", rendered.text);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -133,9 +129,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 async fn send(file: &Path, config: &Config) -> anyhow::Result<ExitCode> {
     match send_file(file, config).await {
         Ok(sent) => {
-            println!("sent {} to {}", file.display(), sent.to.join(", "));
+            crate::stdout::outln!("sent {} to {}", file.display(), sent.to.join(", "));
             if let Some(p) = sent.renamed {
-                println!("renamed it {}", p.display());
+                crate::stdout::outln!("renamed it {}", p.display());
             }
             Ok(ExitCode::SUCCESS)
         }

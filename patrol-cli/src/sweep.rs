@@ -124,19 +124,19 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         crate::textfile::write_atomic(path, &crate::textfile::render(&per_cluster, &unreachable))?;
     }
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&doc)?),
+        Format::Json => crate::stdout::outln!("{}", serde_json::to_string_pretty(&doc)?),
         Format::Ndjson => {
             // One line per node, from the finished document (the control
             // channel streams counts only, not node entries, while the
             // sweep runs).
             for n in &doc.nodes {
-                println!("{}", serde_json::to_string(n)?);
+                crate::stdout::outln!("{}", serde_json::to_string(n)?);
             }
         }
-        Format::Junit => print!("{}", junit(&doc)),
+        Format::Junit => crate::stdout::out!("{}", junit(&doc)),
         Format::Table => {
-            print!("{}", table(&doc, args.all, &zone));
-            print!("{}", distributions(&doc, &args.distribution));
+            crate::stdout::out!("{}", table(&doc, args.all, &zone));
+            crate::stdout::out!("{}", distributions(&doc, &args.distribution));
         }
     }
     let mut code = exit_code(&doc);
@@ -218,10 +218,12 @@ async fn sweep_targets(
     let mut unreachable = Vec::new();
     for p in &parts {
         if let Err(e) = &p.result {
+            // The reason can span lines (one per seed tried): kept as
+            // lines, never folded into a literal `\n`.
             eprintln!(
                 "patrol: cluster {} could not be swept: {}",
                 one_line(&p.label),
-                one_line(e)
+                patrol_checks::printable::lines(e)
             );
             unreachable.push(p.label.clone());
         }
