@@ -173,6 +173,13 @@ pub struct DaemonSettings {
     /// two lookups a minute per seed name, and a seed that moved is found
     /// within half a minute. Must not be zero.
     pub seed_refresh: Duration,
+    /// How long an agent whose config lists seeds may see no other node
+    /// before it logs a warning (again each time it falls alone). Default
+    /// 60 s: a join takes one gossip round trip, and a seed that restarts
+    /// is back well within a minute, so a minute alone is a wrong seed
+    /// address, a closed port or another cluster key, not bad luck. Must
+    /// not be zero.
+    pub seed_warning: Duration,
 }
 
 impl DaemonSettings {
@@ -194,6 +201,7 @@ impl DaemonSettings {
             control,
             metrics: crate::metrics::MetricsSettings::default(),
             seed_refresh: Duration::from_secs(30),
+            seed_warning: Duration::from_secs(60),
         }
     }
 
@@ -224,7 +232,8 @@ impl DaemonSettings {
             "node.sweep.max_deadline",
             self.node.sweep.max_deadline,
         )?;
-        not_zero("seed_refresh", self.seed_refresh)
+        not_zero("seed_refresh", self.seed_refresh)?;
+        not_zero("seed_warning", self.seed_warning)
     }
 }
 
@@ -245,6 +254,39 @@ async fn refresh_seeds(
             }
             last = now;
         }
+    }
+}
+
+/// Every `after`, look at the members: an agent that sees no other node
+/// although its config lists seeds logs a warning naming them (once each
+/// time it falls alone), and an info line when it is joined again.
+async fn warn_when_alone(seeds: Vec<String>, commander: agent::Commander, after: Duration) {
+    let mut warned = false;
+    loop {
+        tokio::time::sleep(after).await;
+        let Ok(members) = commander.members().await else {
+            return;
+        };
+        let alone = members.iter().all(|m| {
+            m.is_self
+                || matches!(
+                    m.state,
+                    crate::membership::MemberState::Down | crate::membership::MemberState::Left
+                )
+        });
+        if alone && !warned {
+            tracing::warn!(
+                seeds = %seeds.join(", "),
+                "no seed has answered within {}: this agent is alone in its cluster (check the seed addresses, that their gossip port is open to this node, and that they share this cluster name and key)",
+                patrol_config::format_duration(after)
+            );
+        } else if !alone && warned {
+            tracing::info!(
+                members = members.len(),
+                "joined: this agent sees other nodes again"
+            );
+        }
+        warned = alone;
     }
 }
 
@@ -336,9 +378,22 @@ pub async fn start_trusted(
         let names = config.node.seeds.clone();
         agent.tasks().spawn(refresh_seeds(
             names,
-            seeds,
+            seeds.clone(),
             commander.clone(),
             settings.seed_refresh,
+        ));
+    }
+    // Seeds other than this node (a seed name that did not resolve counts:
+    // it is not this node either).
+    let other_seeds = seeds.len() < config.node.seeds.len()
+        || seeds
+            .iter()
+            .any(|a| *a != advertise && *a != config.node.bind);
+    if other_seeds {
+        agent.tasks().spawn(warn_when_alone(
+            config.node.seeds.clone(),
+            commander.clone(),
+            settings.seed_warning,
         ));
     }
     if let Some(l) = metrics_listener {

@@ -192,7 +192,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Init { out, name, expires } => {
             let ca = init(&out, &name, expires)?;
-            println!(
+            crate::stdout::outln!(
                 "CA `{}` (serial {:016x}) written to {}: keep ca.key offline, give ca.crt to every node and operator",
                 ca.name(),
                 ca.cert.body.serial,
@@ -202,7 +202,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Issue(IssueCommand::Node { ca, expires }) => {
             let authority = load_ca(&ca.ca)?;
             let cert = issue_into(&authority, &ca.out, "node", Role::Node, &ca.name, expires)?;
-            println!(
+            crate::stdout::outln!(
                 "node certificate `{}` (serial {:016x}) written to {}: node.key, node.crt, ca.crt for [trust]",
                 cert.body.name,
                 cert.body.serial,
@@ -257,7 +257,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 &ca.name,
                 expires,
             )?;
-            println!(
+            crate::stdout::outln!(
                 "operator certificate `{}` (serial {:016x}, scope {describe}) written to {}: use it with --identity {}",
                 cert.body.name,
                 cert.body.serial,
@@ -268,7 +268,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Show { files } => {
             for f in files {
                 for cert in trust_files::load_certs(&f)? {
-                    print!("{}: {}", f.display(), show(&cert));
+                    crate::stdout::out!("{}: {}", f.display(), show(&cert));
                 }
             }
         }
@@ -291,7 +291,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let current = patrol_agent::trust::Revocations::parse(&text)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", deny_list.display()))?;
             if current.contains(n) {
-                println!("{n:016x} is already in {}", deny_list.display());
+                crate::stdout::outln!("{n:016x} is already in {}", deny_list.display());
                 return Ok(ExitCode::SUCCESS);
             }
             if !text.ends_with('\n') {
@@ -302,7 +302,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             std::fs::write(&tmp, &text).with_context(|| format!("writing {}", tmp.display()))?;
             std::fs::rename(&tmp, &deny_list)
                 .with_context(|| format!("replacing {}", deny_list.display()))?;
-            println!(
+            crate::stdout::outln!(
                 "{n:016x} revoked in {}: copy it to the nodes and send the agents SIGHUP",
                 deny_list.display()
             );

@@ -16,7 +16,7 @@
 //! selected).
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -156,15 +156,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             t
         }
     };
-    let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        // A reader that went away (`| head`) does not change the verdict.
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            return Err(e).context("writing the results");
-        }
+    // A reader that went away (`| head`) does not change the verdict.
+    match crate::stdout::write(format_args!("{text}")) {
+        Err(e) if !crate::stdout::is_closed(&e) => return Err(e),
         _ => {}
     }
     Ok(ExitCode::from(exit_code(&outcomes)))

@@ -48,11 +48,11 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Check { file, no_key_file } => {
             let problems = check_file(&file, !no_key_file);
             if problems.is_empty() {
-                println!("ok");
+                crate::stdout::outln!("ok");
                 return Ok(ExitCode::SUCCESS);
             }
             for problem in &problems {
-                println!("{}", one_line(problem.clone()));
+                crate::stdout::outln!("{}", one_line(problem.clone()));
             }
             eprintln!(
                 "patrol: {} problem{} in {}",

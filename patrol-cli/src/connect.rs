@@ -17,9 +17,9 @@ use patrol_agent::keyring::Keyring;
 #[derive(Debug, Clone, clap::Args)]
 pub struct ControlArgs {
     /// Control address (HOST:PORT) of an agent; repeat to give fallbacks,
-    /// tried in order until one answers. Required whenever an agent is
-    /// asked, unless a context names the cluster (`patrol sweep --from
-    /// FILE` asks none).
+    /// tried in order until one answers. Default: the config's `[control]
+    /// listen` (the agent of this host), unless a context names the
+    /// cluster (`patrol sweep --from FILE` asks none).
     #[arg(long = "seed", value_name = "HOST:PORT")]
     pub seeds: Vec<String>,
     /// A cluster from the contexts file (its seeds, cluster name and key)
@@ -114,15 +114,17 @@ impl ControlArgs {
     /// `--all-contexts`), in the order given.
     pub fn targets(&self) -> anyhow::Result<Vec<Target>> {
         if self.contexts.is_empty() && !self.all_contexts {
-            if self.seeds.is_empty() {
-                bail!(
-                    "no agent to ask: pass --seed HOST:PORT (an agent's control address) or --context NAME"
-                );
-            }
+            let seeds = match (self.seeds.is_empty(), self.load_config()?) {
+                (false, _) => self.seeds.clone(),
+                (true, Some(config)) => vec![control_address(&config)?],
+                (true, None) => bail!(
+                    "no agent to ask: pass --seed HOST:PORT (an agent's control address), --config FILE (its [control] listen) or --context NAME"
+                ),
+            };
             return Ok(vec![Target {
                 context: None,
                 cluster: None,
-                seeds: self.seeds.clone(),
+                seeds,
                 auth: Ok(self.auth()?),
                 connect_timeout: self.connect_timeout,
             }]);
@@ -153,6 +155,26 @@ impl ControlArgs {
         }
         targets.remove(0).open(request).await
     }
+}
+
+/// The address a config's own agent serves the CLI on (`[control]
+/// listen`), for `--config FILE` without `--seed`: a wildcard address is
+/// reached on loopback.
+fn control_address(config: &patrol_config::Config) -> anyhow::Result<String> {
+    let mut addr = config.control.listen;
+    if addr.port() == 0 {
+        bail!(
+            "{}: control.listen has port 0 (chosen at start): pass --seed HOST:PORT",
+            config.source.display()
+        );
+    }
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    Ok(addr.to_string())
 }
 
 /// One cluster to reach: its seeds and its key.

@@ -189,7 +189,7 @@ async fn sweep_and_report(
         }
     };
     bar.finish_and_clear();
-    print!(
+    crate::stdout::out!(
         "{}",
         crate::sweep::table(&doc, false, &jiff::tz::TimeZone::system())
     );
@@ -197,11 +197,11 @@ async fn sweep_and_report(
     let config = node_config(0, &args.profile, None, out);
     let files = patrol_report::write_report(&doc, &config, &patrol_report::report_dir(out, &doc))
         .context("writing the report")?;
-    println!("\nsweep document: {}", files.json.display());
-    println!("HTML report:    {}", files.html.display());
-    println!("text report:    {}", files.text.display());
-    println!("per-node CSV:   {}", files.csv.display());
-    println!("audit logs:     {}", out.join("audit").display());
+    crate::stdout::outln!("\nsweep document: {}", files.json.display());
+    crate::stdout::outln!("HTML report:    {}", files.html.display());
+    crate::stdout::outln!("text report:    {}", files.text.display());
+    crate::stdout::outln!("per-node CSV:   {}", files.csv.display());
+    crate::stdout::outln!("audit logs:     {}", out.join("audit").display());
     Ok(ExitCode::SUCCESS)
 }
 

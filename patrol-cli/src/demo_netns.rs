@@ -293,8 +293,8 @@ pub fn run_demo(out: &Path) -> anyhow::Result<ExitCode> {
 
     let first = sweep(&exe, &key, &out.join("sweep-1.json"))?;
     let one = patrol_report::write_report(&first, &config, &out.join("report-1"))?;
-    println!("first sweep:");
-    print!(
+    crate::stdout::outln!("first sweep:");
+    crate::stdout::out!(
         "{}",
         crate::sweep::table(&first, false, &jiff::tz::TimeZone::system())
     );
@@ -315,13 +315,13 @@ pub fn run_demo(out: &Path) -> anyhow::Result<ExitCode> {
     // The demo's two sweeps run seconds apart; the report reads as nights.
     second.started_at_unix_ms = second.started_at_unix_ms.max(first.started_at_unix_ms + 1);
     let two = patrol_report::write_report(&second, &config, &out.join("report-2"))?;
-    println!("\nsecond sweep:");
-    print!(
+    crate::stdout::outln!("\nsecond sweep:");
+    crate::stdout::out!(
         "{}",
         crate::sweep::table(&second, false, &jiff::tz::TimeZone::system())
     );
-    println!("\nfirst report:  {}", one.text.display());
-    println!(
+    crate::stdout::outln!("\nfirst report:  {}", one.text.display());
+    crate::stdout::outln!(
         "second report: {} (HTML: {})",
         two.text.display(),
         two.html.display()

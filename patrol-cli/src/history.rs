@@ -67,16 +67,44 @@ impl Common {
         }
     }
 
-    /// The history, how many sweeps to keep, and the zone times are shown in.
-    fn open(&self) -> anyhow::Result<(History, usize, jiff::tz::TimeZone)> {
+    /// The history folder, how many sweeps to keep, and the zone times
+    /// are shown in.
+    fn settings(&self) -> anyhow::Result<(PathBuf, usize, jiff::tz::TimeZone)> {
         let config = self.config()?;
         let dir = self
             .history_dir
             .clone()
             .unwrap_or(config.report.history_dir.clone());
-        let h = History::open(&dir).with_context(|| format!("history in {}", dir.display()))?;
-        Ok((h, config.report.keep_sweeps, config.report.zone()))
+        Ok((dir, config.report.keep_sweeps, config.report.zone()))
     }
+
+    /// The history for a query: `Err(file)` when there is no database. A
+    /// query never creates one (a root query must not leave a root-owned
+    /// file that the `patrol` user's sweeps then cannot write).
+    fn open_existing(&self) -> anyhow::Result<Result<(History, jiff::tz::TimeZone), PathBuf>> {
+        let (dir, _, zone) = self.settings()?;
+        let file = dir.join(patrol_report::store::DB_FILE);
+        if !file.exists() {
+            return Ok(Err(file));
+        }
+        Ok(Ok((open(&dir)?, zone)))
+    }
+}
+
+/// Open (or create) the history in `dir`.
+fn open(dir: &Path) -> anyhow::Result<History> {
+    History::open(dir).with_context(|| format!("history in {}", dir.display()))
+}
+
+/// What a query prints when there is no database yet (exit 1, as for
+/// nothing stored).
+fn no_history(what: &str, file: &Path) -> anyhow::Result<ExitCode> {
+    crate::stdout::outln!(
+        "{}: nothing stored (no history database at {})",
+        one_line(what),
+        file.display()
+    );
+    Ok(ExitCode::from(1))
 }
 
 fn sweep_words(s: &Option<(String, u64)>, zone: &jiff::tz::TimeZone) -> String {
@@ -93,22 +121,25 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             check,
             common,
         } => {
-            let (h, _, zone) = common.open()?;
+            let (h, zone) = match common.open_existing()? {
+                Ok(opened) => opened,
+                Err(file) => return no_history(&name, &file),
+            };
             let changes = h.node_timeline(&name, check.as_deref())?;
             if changes.is_empty() {
-                println!("{}: nothing stored", one_line(&name));
+                crate::stdout::outln!("{}: nothing stored", one_line(&name));
                 return Ok(ExitCode::from(1));
             }
             let mut scope = None;
             let mut current_check = None;
             for c in &changes {
                 if scope.as_ref() != Some(&c.scope) {
-                    println!("{} in scope: {}", one_line(&name), one_line(&c.scope));
+                    crate::stdout::outln!("{} in scope: {}", one_line(&name), one_line(&c.scope));
                     scope = Some(c.scope.clone());
                     current_check = None;
                 }
                 if current_check.as_ref() != Some(&c.check) {
-                    println!("  {}", one_line(&c.check));
+                    crate::stdout::outln!("  {}", one_line(&c.check));
                     current_check = Some(c.check.clone());
                 }
                 let when = match &c.previous_sweep {
@@ -124,18 +155,21 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                 } else {
                     one_line(&format!("{} {}", c.status, c.value)).into_owned()
                 };
-                println!("    {value:<24} {when}");
+                crate::stdout::outln!("    {value:<24} {when}");
                 if !c.message.is_empty() {
-                    println!("    {:<24} {}", "", one_line(&c.message));
+                    crate::stdout::outln!("    {:<24} {}", "", one_line(&c.message));
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { id, common } => {
-            let (h, _, zone) = common.open()?;
+            let (h, zone) = match common.open_existing()? {
+                Ok(opened) => opened,
+                Err(file) => return no_history(&id, &file),
+            };
             let points = h.check_history(&id)?;
             if points.is_empty() {
-                println!("{}: no stored sweep ran this check", one_line(&id));
+                crate::stdout::outln!("{}: no stored sweep ran this check", one_line(&id));
                 return Ok(ExitCode::from(1));
             }
             let mut rows = Vec::new();
@@ -149,7 +183,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                     p.scope.clone(),
                 ]);
             }
-            print!(
+            crate::stdout::out!(
                 "{}",
                 crate::columns::render(
                     [
@@ -166,12 +200,13 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Import { dir, common } => {
-            let (mut h, keep, _) = common.open()?;
+            let (history_dir, keep, _) = common.settings()?;
+            let mut h = open(&history_dir)?;
             let done = patrol_report::history::import_dir(&mut h, &dir, keep)?;
             for w in &done.warnings {
                 eprintln!("patrol: warning: {w}");
             }
-            println!(
+            crate::stdout::outln!(
                 "imported {} sweeps from {} ({} already stored, {} older than the history and not stored, {} files skipped)",
                 done.stored,
                 dir.display(),

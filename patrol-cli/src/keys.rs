@@ -72,7 +72,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 Err(e @ KeyringError::Exists { .. }) => bail!("{e}: pass --force to replace it"),
                 Err(e) => return Err(e.into()),
             }
-            println!(
+            crate::stdout::outln!(
                 "wrote {} (mode 0600): key id {} (primary)",
                 out.display(),
                 ring.primary_id()
@@ -83,7 +83,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let mut ring = Keyring::load(&file)?;
             let id = ring.install_generated();
             ring.save(&file)?;
-            println!(
+            crate::stdout::outln!(
                 "installed key id {id} in {} (primary is still {}); copy the file to every node and send the agents SIGHUP",
                 file.display(),
                 ring.primary_id()
@@ -94,7 +94,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let mut ring = Keyring::load(&file)?;
             ring.use_primary(id)?;
             ring.save(&file)?;
-            println!(
+            crate::stdout::outln!(
                 "key id {id} is now primary in {}; copy the file to every node and send the agents SIGHUP",
                 file.display()
             );
@@ -104,7 +104,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let mut ring = Keyring::load(&file)?;
             ring.remove(id)?;
             ring.save(&file)?;
-            println!(
+            crate::stdout::outln!(
                 "removed key id {id} from {}; copy the file to every node and send the agents SIGHUP",
                 file.display()
             );
@@ -112,12 +112,12 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::List { file } => {
             let ring = Keyring::load(&file)?;
-            println!("{}: {} key(s)", file.display(), ring.len());
+            crate::stdout::outln!("{}: {} key(s)", file.display(), ring.len());
             for id in ring.ids() {
                 if id == ring.primary_id() {
-                    println!("{id}\tprimary");
+                    crate::stdout::outln!("{id}\tprimary");
                 } else {
-                    println!("{id}");
+                    crate::stdout::outln!("{id}");
                 }
             }
             Ok(ExitCode::SUCCESS)

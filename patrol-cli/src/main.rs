@@ -11,6 +11,7 @@ mod columns;
 mod config_cmd;
 mod connect;
 mod contexts;
+mod coverage;
 mod demo;
 mod demo_netns;
 mod format;
@@ -20,6 +21,7 @@ mod keys;
 mod members;
 mod report;
 mod shell;
+mod stdout;
 mod sweep;
 mod textfile;
 
@@ -36,6 +38,7 @@ enum Command {
     /// List the members of the mesh as an agent sees them.
     Members(members::Args),
     /// Run a sweep across the fleet through any agent.
+    #[command(after_help = sweep::EXIT_CODES)]
     Sweep(Box<sweep::Args>),
     /// Run checks on this machine, with no mesh.
     Check(check::Args),
@@ -104,11 +107,48 @@ fn main() -> ExitCode {
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     match result {
         Ok(code) => code,
+        Err(e) if stdout::is_closed(&e) => ExitCode::from(stdout::EXIT_CLOSED),
         Err(e) => {
             // Error text can carry what an agent or a node said.
-            let text = format!("{e:#}");
-            eprintln!("patrol: {}", patrol_checks::printable::lines(&text));
+            eprintln!(
+                "patrol: {}",
+                patrol_checks::printable::lines(&error_text(&e))
+            );
             ExitCode::from(3)
         }
+    }
+}
+
+/// An error and its causes, `: `-separated, each said once: a cause
+/// whose text its error already quotes (`cannot write key file F: No
+/// such file or directory (os error 2)` over the io error itself) is
+/// not repeated.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_the_error_already_quotes_is_said_once() {
+        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let quoted = format!("cannot write key file /tmp/x/k: {io}");
+        let e = anyhow::Error::new(io).context(quoted.clone());
+        assert_eq!(error_text(&e), quoted);
+        let e = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(error_text(&e), "outer: inner");
     }
 }

@@ -51,6 +51,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
+    if let Some(note) = alone(&members, args.control.load_config()?.as_ref()) {
+        eprintln!("patrol: warning: {note}");
+    }
     let counts = stats.as_ref().map(|s| s.counts());
     if let (Some(path), Some(counts)) = (&args.prometheus, &counts) {
         let text = patrol_agent::metrics::counters_text(counts);
@@ -62,17 +65,19 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         (Format::Ndjson, stats) => {
             for m in &members {
-                println!("{}", serde_json::to_string(m)?);
+                crate::stdout::outln!("{}", serde_json::to_string(m)?);
             }
             if let Some(s) = stats {
-                println!(
+                crate::stdout::outln!(
                     "{}",
                     serde_json::to_string(&serde_json::json!({ "stats": s, "counters": counts }))?
                 );
             }
         }
-        (Format::Json, None) => println!("{}", serde_json::to_string_pretty(&members)?),
-        (Format::Json, Some(s)) => println!(
+        (Format::Json, None) => {
+            crate::stdout::outln!("{}", serde_json::to_string_pretty(&members)?)
+        }
+        (Format::Json, Some(s)) => crate::stdout::outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "members": members,
@@ -81,13 +86,47 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             }))?
         ),
         (Format::Table, _) => {
-            print!("{}", table(&members));
+            crate::stdout::out!("{}", table(&members));
             if let Some(counts) = &counts {
-                print!("{}", counters_table(&addr.to_string(), counts));
+                crate::stdout::out!("{}", counters_table(&addr.to_string(), counts));
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// When the answering agent sees no other live node: says so, naming the
+/// config's seeds when it lists some besides the agent's own address.
+pub fn alone(members: &[MemberInfo], config: Option<&patrol_config::Config>) -> Option<String> {
+    let others = members
+        .iter()
+        .filter(|m| !m.is_self && matches!(m.state, MemberState::Alive | MemberState::Suspect))
+        .count();
+    if others > 0 {
+        return None;
+    }
+    let seeds: Vec<&str> = config
+        .map(|c| {
+            let own = [Some(c.node.bind), c.node.advertise];
+            c.node
+                .seeds
+                .iter()
+                .filter(|s| {
+                    s.parse::<std::net::SocketAddr>()
+                        .map_or(true, |a| !own.contains(&Some(a)))
+                })
+                .map(String::as_str)
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(if seeds.is_empty() {
+        "this agent sees no other node: it is a cluster of one (if it should have company, list a few nodes in [node] seeds)".to_string()
+    } else {
+        format!(
+            "this agent sees no other node: none of the seeds {} has joined it (check the seed addresses, that their gossip port is open to this node, and that they share the cluster name and key; the agent logs a warning after a minute alone)",
+            one_line(&seeds.join(", "))
+        )
+    })
 }
 
 /// The agent's counters, one row each, in the counter list's order.

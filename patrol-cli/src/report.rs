@@ -17,7 +17,6 @@
 //! problem, no `[mail]`), 4 the mail was not sent: the report is kept on
 //! disk and the message says where and how to send it later.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -80,9 +79,15 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(history::read_document)
         .transpose()?;
-    // A history that cannot be read only costs the comparison.
+    // A history that cannot be read only costs the comparison; a missing
+    // one is not created (rendering stores nothing).
+    let db = config
+        .report
+        .history_dir
+        .join(patrol_report::store::DB_FILE);
     let stored = match &against {
         Some(_) => None,
+        None if !db.exists() => None,
         None => match History::open(&config.report.history_dir).and_then(|h| h.previous(&doc)) {
             Ok(p) => p,
             Err(e) => {
@@ -116,10 +121,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     if args.text || (args.html.is_none() && args.csv.is_none()) {
-        let mut out = std::io::stdout().lock();
-        out.write_all(rendered.text.as_bytes())
-            .and_then(|()| out.flush())
-            .context("cannot write the report to stdout")?;
+        crate::stdout::out!("{}", rendered.text);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -127,9 +129,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 async fn send(file: &Path, config: &Config) -> anyhow::Result<ExitCode> {
     match send_file(file, config).await {
         Ok(sent) => {
-            println!("sent {} to {}", file.display(), sent.to.join(", "));
+            crate::stdout::outln!("sent {} to {}", file.display(), sent.to.join(", "));
             if let Some(p) = sent.renamed {
-                println!("renamed it {}", p.display());
+                crate::stdout::outln!("renamed it {}", p.display());
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -52,7 +52,7 @@ pub fn man(args: ManArgs) -> anyhow::Result<ExitCode> {
     agent.build();
     page(&agent, "patrol-agent", &args.out, &mut written)?;
     for p in written {
-        println!("{}", p.display());
+        crate::stdout::outln!("{}", p.display());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -64,6 +64,21 @@ pub struct Args {
     pub email: bool,
 }
 
+/// The exit codes, as `patrol sweep --help` and its man page list them
+/// (the same table is in patrol-cli/README.md).
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0  every node answered and every check passed
+  1  warnings only
+  2  a check failed or errored, or a node did not answer or is down
+  3  the sweep could not run (no agent answered, refused, bad config)
+  4  with --email: the report was not sent (it is kept on disk)
+  5  the sweep did not cover what was asked: a --checks id no node has
+     (the closest known id is named), a --where filter that matched no
+     node, a selector that ran no check on any node, or a coordinator
+     that sees no other node although the config lists seeds
+     (5 wins over 0, 1 and 2; 3 and 4 win over 5)";
+
 fn parse_tag(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
@@ -82,11 +97,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let zone = loaded
         .as_ref()
         .map_or_else(jiff::tz::TimeZone::system, |c| c.report.zone());
-    let config = if args.email {
-        Some(loaded.unwrap_or_default())
-    } else {
-        None
-    };
+    let config = args.email.then(|| loaded.clone().unwrap_or_default());
     let request = ControlRequest::StartSweep {
         selector: Selector {
             checks: args.checks.clone(),
@@ -113,22 +124,35 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         crate::textfile::write_atomic(path, &crate::textfile::render(&per_cluster, &unreachable))?;
     }
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&doc)?),
+        Format::Json => crate::stdout::outln!("{}", serde_json::to_string_pretty(&doc)?),
         Format::Ndjson => {
             // One line per node, from the finished document (the control
             // channel streams counts only, not node entries, while the
             // sweep runs).
             for n in &doc.nodes {
-                println!("{}", serde_json::to_string(n)?);
+                crate::stdout::outln!("{}", serde_json::to_string(n)?);
             }
         }
-        Format::Junit => print!("{}", junit(&doc)),
+        Format::Junit => crate::stdout::out!("{}", junit(&doc)),
         Format::Table => {
-            print!("{}", table(&doc, args.all, &zone));
-            print!("{}", distributions(&doc, &args.distribution));
+            crate::stdout::out!("{}", table(&doc, args.all, &zone));
+            crate::stdout::out!("{}", distributions(&doc, &args.distribution));
         }
     }
-    let code = exit_code(&doc);
+    let mut code = exit_code(&doc);
+    if args.from.is_none() {
+        let asked = crate::coverage::Asked {
+            config: loaded.as_ref(),
+            single_cluster: args.control.contexts.is_empty() && !args.control.all_contexts,
+        };
+        let gaps = crate::coverage::gaps(&doc, &asked);
+        for gap in &gaps {
+            eprintln!("patrol: {gap}");
+        }
+        if !gaps.is_empty() {
+            code = ExitCode::from(crate::coverage::EXIT_GAP);
+        }
+    }
     if let Some(config) = config {
         let delivered = patrol_report::email_sweep(&doc, &config).await;
         if let Ok(d) = &delivered {
@@ -194,10 +218,12 @@ async fn sweep_targets(
     let mut unreachable = Vec::new();
     for p in &parts {
         if let Err(e) = &p.result {
+            // The reason can span lines (one per seed tried): kept as
+            // lines, never folded into a literal `\n`.
             eprintln!(
                 "patrol: cluster {} could not be swept: {}",
                 one_line(&p.label),
-                one_line(e)
+                patrol_checks::printable::lines(e)
             );
             unreachable.push(p.label.clone());
         }
@@ -285,7 +311,8 @@ pub fn progress_bar(expected: Option<u64>) -> ProgressBar {
 /// 0: every node answered and every check passed; 1: warnings only;
 /// 2: a check failed or errored, or a node is silent or down. (`run`
 /// returns 3 when the sweep could not run, 4 when `--email` could not
-/// send the report, which is then kept on disk.)
+/// send the report, which is then kept on disk, and 5 when the sweep did
+/// not cover what it was asked to: see `coverage.rs`.)
 pub fn exit_code(doc: &SweepDocument) -> ExitCode {
     let unreachable = doc.counts.no_answer + doc.counts.down > 0;
     crate::format::exit_code(doc.nodes.iter().map(|n| n.worst()), unreachable)

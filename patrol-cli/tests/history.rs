@@ -149,3 +149,54 @@ fn history_import_takes_a_json_history_and_skips_broken_files() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("and sweep 00000000000000d2"), "{stdout}");
 }
+
+#[test]
+fn queries_and_rendering_never_create_the_history_they_only_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("history");
+    let file = db.join("history.sqlite");
+    for args in [
+        vec!["history", "node", "node-2"],
+        vec!["history", "check", "ip-forward"],
+    ] {
+        let mut args = args;
+        args.extend(["--history-dir", db.to_str().unwrap()]);
+        let out = patrol(&args);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stdout}");
+        assert!(
+            stdout.contains(&format!(
+                "nothing stored (no history database at {})",
+                file.display()
+            )),
+            "{stdout}"
+        );
+        assert!(!db.exists(), "{args:?} created {}", db.display());
+    }
+    // `patrol report FILE` compares with the history, and reads only.
+    let doc = dir.path().join("sweep.json");
+    std::fs::write(&doc, serde_json::to_vec(&sweep(0)).unwrap()).unwrap();
+    let config = dir.path().join("patrol.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[node]\nbind = \"127.0.0.1:7946\"\nkey_file = \"{}\"\n[report]\nhistory_dir = \"{}\"\n",
+            dir.path().join("cluster.key").display(),
+            db.display()
+        ),
+    )
+    .unwrap();
+    let out = patrol(&[
+        "report",
+        doc.to_str().unwrap(),
+        "--text",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!db.exists(), "patrol report created {}", db.display());
+}

@@ -46,6 +46,17 @@ impl AgentProcess {
     /// Start the agent inside network namespace `netns` (`ip netns exec`,
     /// which execs the agent: the pid is the agent's), or here.
     pub fn start_in(netns: Option<&str>, config: &Path) -> AgentProcess {
+        Self::spawn(netns, config, Stdio::inherit())
+    }
+
+    /// Start `patrol-agent --config FILE` with its log (stderr, level
+    /// `warn`) written to `log`, for tests that read what it warns about.
+    pub fn start_logging(config: &Path, log: &Path) -> AgentProcess {
+        let file = std::fs::File::create(log).expect("create the agent's log file");
+        Self::spawn(None, config, Stdio::from(file))
+    }
+
+    fn spawn(netns: Option<&str>, config: &Path, stderr: Stdio) -> AgentProcess {
         let mut command = match netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
@@ -59,7 +70,7 @@ impl AgentProcess {
             .arg(config)
             .env("PATROL_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start patrol-agent");
         let stdout = child.stdout.take().expect("piped stdout");
