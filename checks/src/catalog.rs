@@ -5,7 +5,9 @@
 //! Ids are unique on a node. A node's own `[[check]]` with the id of a
 //! profile check replaces that profile check (a node tunes a profile
 //! value that way); two own checks, or two profiles, defining the same id
-//! is a config problem.
+//! is a config problem, except a check two built-in profiles share (the
+//! scored CIS checks are in `k8s-node` and `cis-node`): it is one check
+//! that belongs to both.
 //!
 //! The users commands run as (`[checks] command_user`, a `command`
 //! check's `user`) are resolved here, from the machine's `/etc/passwd`
@@ -34,6 +36,11 @@ const PROFILES: &[(&str, &str)] = &[
 ];
 
 const PROFILE_NAMES: &[&str] = &["k8s-node", "cis-node"];
+
+/// Built-in profiles that include another's checks of severity `fail`
+/// (the scored ones): (profile, included profile). `k8s-node` carries the
+/// automated CIS worker-node checks, `cis-node` adds the manual ones.
+const INCLUDES_SCORED: &[(&str, &str)] = &[("k8s-node", "cis-node")];
 
 /// Default timeout of a built-in profile check when no config gives one.
 const PROFILE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -78,16 +85,32 @@ impl Catalog {
             }
         }
         let own = checks.len();
+        // The profile TOML each profile check was parsed from, by id: a
+        // check two profiles share comes from one TOML, and is one check.
+        let mut origins: BTreeMap<String, (&'static str, usize)> = BTreeMap::new();
         for (i, name) in config.checks.profiles.iter().enumerate() {
             match parse_profile(name, config.checks.default_timeout) {
                 Some(Ok(list)) => {
-                    for spec in list {
-                        match checks[..own].iter_mut().find(|(_, c)| c.id == spec.id) {
+                    for (origin, spec) in list {
+                        if let Some((_, mine)) =
+                            checks[..own].iter_mut().find(|(_, c)| c.id == spec.id)
+                        {
                             // The node's own check replaces this profile
                             // check, and stands for it when a selector asks
                             // for the profile.
-                            Some((_, mine)) => mine.profile = Some(name.clone()),
-                            None => checks.push((format!("checks.profiles[{i}]"), spec)),
+                            mine.profiles.push(name.clone());
+                            continue;
+                        }
+                        match origins.get(&spec.id) {
+                            Some(&(o, at))
+                                if o == origin && !checks[at].1.profiles.contains(name) =>
+                            {
+                                checks[at].1.profiles.push(name.clone());
+                            }
+                            _ => {
+                                origins.insert(spec.id.clone(), (origin, checks.len()));
+                                checks.push((format!("checks.profiles[{i}]"), spec));
+                            }
                         }
                     }
                 }
@@ -164,7 +187,7 @@ impl Catalog {
         parse_profile(name, PROFILE_TIMEOUT)?
             .ok()
             .map(|checks| Catalog {
-                checks,
+                checks: checks.into_iter().map(|(_, spec)| spec).collect(),
                 ..Catalog::default()
             })
     }
@@ -188,7 +211,10 @@ impl Catalog {
             .filter(|c| {
                 selector.labels.is_empty() || c.labels.iter().any(|l| selector.labels.contains(l))
             })
-            .filter(|c| selector.profile.is_none() || c.profile == selector.profile)
+            .filter(|c| match &selector.profile {
+                None => true,
+                Some(p) => c.profiles.contains(p),
+            })
             .filter(|c| c.runs_on(node_tags))
             .cloned()
             .collect()
@@ -254,19 +280,39 @@ fn resolve_users(
 fn parse_profile(
     name: &str,
     default_timeout: Duration,
-) -> Option<Result<Vec<CheckSpec>, ConfigError>> {
-    let (_, text) = PROFILES.iter().find(|(n, _)| *n == name)?;
-    let file = format!("(built-in profile {name})");
-    let table: toml::Table = match toml::from_str(text) {
-        Ok(t) => t,
-        Err(e) => {
-            return Some(Err(ConfigError::single(
-                Path::new(&file),
-                "",
-                e.to_string(),
-            )))
-        }
+) -> Option<Result<Vec<(&'static str, CheckSpec)>, ConfigError>> {
+    let (own, _) = PROFILES.iter().find(|(n, _)| *n == name)?;
+    let mut out: Vec<(&'static str, CheckSpec)> = match parse_toml(own, name, default_timeout) {
+        Ok(list) => list.into_iter().map(|s| (*own, s)).collect(),
+        Err(e) => return Some(Err(e)),
     };
+    for (_, included) in INCLUDES_SCORED.iter().filter(|(p, _)| *p == name) {
+        match parse_toml(included, name, default_timeout) {
+            Ok(list) => out.extend(
+                list.into_iter()
+                    .filter(|s| s.severity == crate::Severity::Fail)
+                    .map(|s| (*included, s)),
+            ),
+            Err(e) => return Some(Err(e)),
+        }
+    }
+    Some(Ok(out))
+}
+
+/// The checks of built-in profile `source`'s TOML, as members of
+/// `profile`.
+fn parse_toml(
+    source: &str,
+    profile: &str,
+    default_timeout: Duration,
+) -> Result<Vec<CheckSpec>, ConfigError> {
+    let text = PROFILES
+        .iter()
+        .find(|(n, _)| *n == source)
+        .map_or("", |(_, t)| *t);
+    let file = format!("(built-in profile {source})");
+    let table: toml::Table = toml::from_str(text)
+        .map_err(|e| ConfigError::single(Path::new(&file), "", e.to_string()))?;
     let mut problems = Vec::new();
     let mut out = Vec::new();
     let items = table
@@ -276,7 +322,7 @@ fn parse_profile(
         .unwrap_or_default();
     for (i, item) in items.iter().enumerate() {
         let Some(t) = item.as_table() else { continue };
-        match CheckSpec::from_table(t, default_timeout, Some(name)) {
+        match CheckSpec::from_table(t, default_timeout, Some(profile)) {
             Ok(s) => out.push(s),
             Err(list) => problems.extend(list.into_iter().map(|(k, m)| Problem {
                 file: file.clone().into(),
@@ -285,9 +331,9 @@ fn parse_profile(
             })),
         }
     }
-    Some(if problems.is_empty() {
+    if problems.is_empty() {
         Ok(out)
     } else {
         Err(ConfigError { problems })
-    })
+    }
 }

@@ -33,8 +33,9 @@ pub struct CheckSpec {
     pub labels: Vec<String>,
     pub description: String,
     pub remediation: String,
-    /// The built-in profile this check came from (None: the node's config).
-    pub profile: Option<String>,
+    /// The built-in profiles this check belongs to (empty: only the
+    /// node's config); a selector naming any of them picks it.
+    pub profiles: Vec<String>,
     /// Observe only: record the value, judge nothing. The check passes
     /// whenever it could observe (an `error` stays an error); its value
     /// feeds drift and the value distributions. Set by `observe = true`,
@@ -241,7 +242,7 @@ impl CheckSpec {
                 labels,
                 description,
                 remediation,
-                profile: profile.map(str::to_string),
+                profiles: profile.map(str::to_string).into_iter().collect(),
                 observe_only,
                 run_as: None,
             }),

@@ -15,21 +15,35 @@ use patrol_config::Config;
 use support::Fixture;
 
 const PROFILE: &str = include_str!("../../config/profiles/k8s-node.toml");
+const CIS: &str = include_str!("../../config/profiles/cis-node.toml");
+
+/// The scored CIS checks (severity `fail` in `cis-node`), which `k8s-node`
+/// includes.
+fn scored_cis() -> usize {
+    CIS.split("[[check]]")
+        .skip(1)
+        .filter(|c| c.contains("severity = \"fail\""))
+        .count()
+}
 
 #[test]
 fn the_profile_parses_and_every_check_says_what_and_how_to_fix() {
     let catalog = Catalog::builtin_profile("k8s-node").expect("k8s-node parses");
     assert_eq!(Catalog::builtin_profile_names(), ["k8s-node", "cis-node"]);
     assert!(Catalog::builtin_profile("mainframe").is_none());
-    // Every [[check]] of the file made it (none silently dropped).
+    // Every [[check]] of the file made it (none silently dropped), and
+    // the scored CIS worker-node checks.
+    assert_eq!(scored_cis(), 12);
     assert_eq!(
         catalog.len(),
-        PROFILE.lines().filter(|l| l.trim() == "[[check]]").count()
+        PROFILE.lines().filter(|l| l.trim() == "[[check]]").count() + scored_cis()
     );
+    assert!(catalog.checks().iter().any(|c| c.id == "cis-4.2.1"));
+    assert!(!catalog.checks().iter().any(|c| c.id == "cis-4.2.4"));
     let mut ids = std::collections::BTreeSet::new();
     for c in catalog.checks() {
         assert!(ids.insert(c.id.clone()), "duplicate id {}", c.id);
-        assert_eq!(c.profile.as_deref(), Some("k8s-node"));
+        assert_eq!(c.profiles, ["k8s-node"]);
         for (what, text) in [
             ("description", &c.description),
             ("remediation", &c.remediation),
@@ -147,18 +161,50 @@ fn good_node() -> Fixture {
     )
     .file(
         "/var/lib/kubelet/config.yaml",
-        "kind: KubeletConfiguration\n",
+        "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nauthentication:\n  anonymous:\n    enabled: false\n  x509:\n    clientCAFile: /etc/kubernetes/pki/ca.crt\nauthorization:\n  mode: Webhook\nrotateCertificates: true\n",
+    )
+    .file("/etc/systemd/system/kubelet.service.d/10-kubeadm.conf", "[Service]\n")
+    .file("/etc/kubernetes/pki/ca.crt", "CA\n")
+    .file(
+        "/var/lib/kube-proxy/config.conf",
+        "kind: KubeProxyConfiguration\nmetricsBindAddress: 127.0.0.1:10249\n",
     )
     .file(
         "/var/lib/dpkg/status",
         "Package: kubelet\nStatus: install ok installed\nVersion: 1.31.2-1.1\n",
     )
     .file("/var/log/syslog", "started\n");
-    std::fs::set_permissions(
-        f.root().join("etc/kubernetes/kubelet.conf"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
+    // The running kubelet and kube-proxy, as /proc shows them.
+    for (pid, comm, argv) in [
+        (
+            21,
+            "kubelet",
+            "/usr/bin/kubelet\0--kubeconfig=/etc/kubernetes/kubelet.conf\0--config=/var/lib/kubelet/config.yaml\0",
+        ),
+        (
+            22,
+            "kube-proxy",
+            "/usr/local/bin/kube-proxy\0--config=/var/lib/kube-proxy/config.conf\0",
+        ),
+    ] {
+        f.file(&format!("/proc/{pid}/cmdline"), argv)
+            .file(&format!("/proc/{pid}/comm"), &format!("{comm}\n"))
+            .file(
+                &format!("/proc/{pid}/stat"),
+                &format!("{pid} ({comm}) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 2 0 1 1 1\n"),
+            );
+    }
+    for path in [
+        "etc/kubernetes/kubelet.conf",
+        "var/lib/kubelet/config.yaml",
+        "etc/systemd/system/kubelet.service.d/10-kubeadm.conf",
+    ] {
+        std::fs::set_permissions(
+            f.root().join(path),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+    }
     f
 }
 
@@ -261,7 +307,7 @@ tags = { role = "etcd" }
     assert_eq!(zombies.len(), 1);
     assert_eq!(zombies[0].expect.describe(), "<= 50");
     // The override still counts as the profile's check when selecting it.
-    assert_eq!(zombies[0].profile.as_deref(), Some("k8s-node"));
+    assert_eq!(zombies[0].profiles, ["k8s-node"]);
 
     let none = BTreeMap::new();
     let etcd_node: BTreeMap<String, String> = [("role".to_string(), "etcd".to_string())].into();
@@ -291,7 +337,12 @@ tags = { role = "etcd" }
             "kubelet-kubeconfig-mode",
             "kubelet-kubeconfig-owner",
             "kubelet-config-hash",
-            "kubelet-package"
+            "kubelet-package",
+            "cis-4.2.1",
+            "cis-4.2.2",
+            "cis-4.2.3",
+            "cis-4.2.6",
+            "cis-4.2.10"
         ]
     );
     let by_id = Selector {
@@ -324,4 +375,33 @@ expect = { min = 2 }
             .contains("duplicate check id `a` (first defined at check[0])"),
         "{err}"
     );
+}
+
+/// `k8s-node` carries the scored CIS checks and `cis-node` all 25: with
+/// both enabled each shared check is one check that belongs to both, and
+/// selecting either profile gives all of its checks.
+#[test]
+fn k8s_node_and_cis_node_share_the_scored_cis_checks() {
+    let c = config("[checks]\nprofiles = [\"k8s-node\", \"cis-node\"]\n");
+    let catalog = Catalog::from_config(&c).expect("no duplicate ids");
+    let k8s = Catalog::builtin_profile("k8s-node").unwrap().len();
+    let cis = Catalog::builtin_profile("cis-node").unwrap().len();
+    assert_eq!(cis, 25);
+    assert_eq!(catalog.len(), k8s + cis - scored_cis());
+    let none = BTreeMap::new();
+    let of = |profile: &str| {
+        let selector = Selector {
+            profile: Some(profile.into()),
+            ..Selector::default()
+        };
+        catalog.select(&selector, &none).len()
+    };
+    assert_eq!(of("k8s-node"), k8s);
+    assert_eq!(of("cis-node"), cis);
+    let shared = catalog
+        .checks()
+        .iter()
+        .find(|c| c.id == "cis-4.2.1")
+        .unwrap();
+    assert_eq!(shared.profiles, ["k8s-node", "cis-node"]);
 }
