@@ -10,15 +10,12 @@ use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use patrol_tests::process::{patrol, write_config, AgentProcess};
+use patrol_tests::process::{cluster_key, patrol, write_config, AgentProcess};
 
 const CHECKS: &str = "[[check]]\nid = \"pid-max\"\ntype = \"sysctl\"\nkey = \"kernel.pid_max\"\nexpect = { min = 1 }\nlabels = [\"kernel\"]\n";
 
 fn key(dir: &Path) -> std::path::PathBuf {
-    let key = dir.join("cluster.key");
-    let out = patrol(&["keys", "generate", "--out", key.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    key
+    cluster_key(dir, "cluster.key")
 }
 
 fn text(bytes: &[u8]) -> String {
