@@ -119,7 +119,7 @@ fn report_times_follow_the_configured_time_zone() {
         t.contains("compared with sweep t1 of 2026-11-21 08:00 JST"),
         "{t}"
     );
-    assert!(t.contains("persisting since 2026-11-21]"), "{t}");
+    assert!(t.contains("persisting since 2026-11-21 08:00 JST]"), "{t}");
     assert!(!t.contains("UTC"), "{t}");
     let h = fs::read_to_string(&html).unwrap();
     assert!(h.contains("2026-11-22 08:00 JST"), "{h}");
@@ -162,7 +162,7 @@ fn renders_text_and_html_against_an_older_sweep() {
         "{t}"
     );
     assert!(
-        t.contains("[FAIL] [persisting since 2026-11-22] fs.file-max = 65536, expected >= 1048576 - 1 node"),
+        t.contains("[FAIL] [persisting since 2026-11-22 03:00 UTC] fs.file-max = 65536, expected >= 1048576 - 1 node"),
         "{t}"
     );
     assert!(t.contains("[DOWN] node-z"), "{t}");

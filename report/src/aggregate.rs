@@ -57,8 +57,17 @@ pub struct AnomalyGroup {
 }
 
 impl AnomalyGroup {
-    /// `fs.file-max = 65536, expected >= 1048576`.
+    /// `fs.file-max = 65536, expected >= 1048576`; for an error,
+    /// `kubelet-running: cannot observe: kubelet not found`.
     pub fn title(&self) -> String {
+        if self.key.status == Status::Error {
+            // An error observed nothing: what it could not observe, and why.
+            return format!(
+                "{}: cannot observe: {}",
+                self.key.check,
+                self.message.lines().next().unwrap_or("")
+            );
+        }
         if self.expected.is_empty() {
             format!("{} = {}", self.key.check, self.key.observed)
         } else {

@@ -196,7 +196,7 @@ fn group_view(m: &MarkedGroup, zone: &TimeZone) -> GroupView {
     let (change, change_colour) = match m.change {
         Change::New => ("NEW".to_string(), "#b91c1c"),
         Change::Persisting { since_unix_ms } => (
-            format!("persisting since {}", date(since_unix_ms, zone)),
+            format!("persisting since {}", date_time(since_unix_ms, zone)),
             "#57534e",
         ),
         Change::Resolved => ("RESOLVED".to_string(), "#15803d"),
@@ -215,7 +215,15 @@ fn group_view(m: &MarkedGroup, zone: &TimeZone) -> GroupView {
         title: clip(m.group.title()),
         count: plural(n, "node", "nodes"),
         sample: sample(&m.group.nodes),
-        remediation: m.group.remediation.clone(),
+        remediation: match m.group.key.status {
+            // The check's remediation is for a value that missed its
+            // expectation; an error observed no value.
+            Status::Error => format!(
+                "make the check able to observe (the node says: {}), then sweep again",
+                m.group.message.lines().next().unwrap_or("")
+            ),
+            _ => m.group.remediation.clone(),
+        },
     }
 }
 
@@ -236,7 +244,10 @@ fn family_view(members: &[&MarkedGroup], zone: &TimeZone) -> GroupView {
         (_, None) if members.iter().all(|m| m.change == Change::Resolved) => {
             ("RESOLVED".to_string(), "#15803d")
         }
-        (0, Some(since)) => (format!("persisting since {}", date(since, zone)), "#57534e"),
+        (0, Some(since)) => (
+            format!("persisting since {}", date_time(since, zone)),
+            "#57534e",
+        ),
         (_, None) => ("NEW".to_string(), "#b91c1c"),
         (new, Some(_)) => (format!("NEW for {new} of {n_values} values"), "#b91c1c"),
     };
@@ -354,8 +365,12 @@ pub fn view(report: &Report, prefix: &str) -> View {
             alert: false,
         },
         Figure {
-            label: "Pass rate",
-            value: format!("{:.2} %", h.pass_rate_pct),
+            label: "Checks passed",
+            value: format!(
+                "{} of {}",
+                thousands(h.checks_passed),
+                thousands(h.checks_run)
+            ),
             alert: false,
         },
         Figure {

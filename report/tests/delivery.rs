@@ -28,7 +28,7 @@ fn write_report_stores_history_and_the_next_report_is_compared_with_it() {
     let two = write_report(&day_two(), &cfg, &tmp.path().join("two")).expect("day two");
     let text = std::fs::read_to_string(&two.text).unwrap();
     assert!(
-        text.contains("[persisting since 2026-11-22] fs.file-max = 65536"),
+        text.contains("[persisting since 2026-11-22 03:00 UTC] fs.file-max = 65536"),
         "{text}"
     );
     assert!(

@@ -239,11 +239,11 @@ fn persisting_groups_say_since_when_from_the_database() {
     }
     let text = std::fs::read_to_string(tmp.path().join("d2/report.txt")).unwrap();
     assert!(
-        text.contains("[persisting since 2026-11-22] fs.file-max = 65536"),
+        text.contains("[persisting since 2026-11-22 03:00 UTC] fs.file-max = 65536"),
         "{text}"
     );
     assert!(
-        text.contains("[persisting since 2026-11-23] fs.file-max = 8192"),
+        text.contains("[persisting since 2026-11-23 03:00 UTC] fs.file-max = 8192"),
         "{text}"
     );
     assert!(
