@@ -109,8 +109,12 @@ pub struct View {
     pub unreachable_more: String,
     /// One line per check: how its values spread (see
     /// [`crate::distribution::Distribution::line`]).
+    /// Checks whose values differ across the nodes (or that some node
+    /// could not observe), one line each.
     pub distributions: Vec<String>,
     pub distributions_more: usize,
+    /// "24 checks uniform across the fleet" (empty when none is).
+    pub distributions_uniform: String,
 }
 
 #[derive(Template)]
@@ -405,6 +409,13 @@ pub fn view(report: &Report, prefix: &str) -> View {
         },
     ];
     let unreachable = &report.aggregate.unreachable;
+    // A check with one value everywhere says nothing a line per check
+    // would: it is counted, not listed.
+    let spread: Vec<_> = report
+        .distributions
+        .iter()
+        .filter(|d| d.distinct > 1 || d.errors > 0)
+        .collect();
     let (shown_groups, groups_more) = card_views(&report.groups, MAX_GROUPS, &report.time_zone);
     let (shown_resolved, resolved_more) =
         card_views(&report.resolved, MAX_SECONDARY, &report.time_zone);
@@ -459,13 +470,17 @@ pub fn view(report: &Report, prefix: &str) -> View {
                 why: u.why.clone(),
             })
             .collect(),
-        distributions: report
-            .distributions
+        distributions: spread
             .iter()
             .take(MAX_DISTRIBUTIONS)
             .map(|d| clip(d.line()))
             .collect(),
-        distributions_more: report.distributions.len().saturating_sub(MAX_DISTRIBUTIONS),
+        distributions_more: spread.len().saturating_sub(MAX_DISTRIBUTIONS),
+        distributions_uniform: match report.distributions.len() - spread.len() {
+            0 => String::new(),
+            1 => "1 check uniform across the fleet".to_string(),
+            n => format!("{} checks uniform across the fleet", thousands(n as u64)),
+        },
         unreachable_total: thousands(unreachable.len() as u64),
         unreachable_more: if unreachable.len() > MAX_UNREACHABLE {
             thousands((unreachable.len() - MAX_UNREACHABLE) as u64)
