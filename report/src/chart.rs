@@ -97,6 +97,9 @@ fn draw(points: &[TrendPoint], zone: &TimeZone, rgb: &mut [u8]) -> Result<(), St
     let mut chart = ChartBuilder::on(&root)
         .caption(caption, (FAMILY, 14).into_font().color(&BLACK))
         .margin(8)
+        // The last date label is centred on the right edge: room for its
+        // right half, so it is not clipped.
+        .margin_right(24)
         .x_label_area_size(22)
         .y_label_area_size(40)
         .build_cartesian_2d(0f64..(n - 1) as f64, 0f64..top)
