@@ -175,13 +175,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 d.files.dir.display()
             ),
             Err(e) => {
+                // The error names the kept report and the command that
+                // sends it later (with this config): said once.
                 eprintln!("patrol: the report was not sent: {e}");
-                if let Some(dir) = e.kept_dir() {
-                    eprintln!(
-                        "patrol: send it later with: patrol report --send {}",
-                        dir.join("message.eml").display()
-                    );
-                }
                 return Ok(ExitCode::from(4));
             }
         }

@@ -139,6 +139,9 @@ fn report_times_follow_the_configured_time_zone() {
 fn renders_text_and_html_against_an_older_sweep() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = write_config(tmp.path(), 25);
+    // The times the report shows, whatever this machine's zone.
+    let body = fs::read_to_string(&cfg).unwrap();
+    fs::write(&cfg, format!("{body}time_zone = \"UTC\"\n")).unwrap();
     let old = write_json(
         tmp.path(),
         "old.json",
@@ -227,10 +230,14 @@ fn an_unreachable_smtp_server_keeps_the_report_then_send_delivers_it() {
     let dir = tmp.path().join("reports/20261122-030000-a1");
     let eml = dir.join("message.eml");
     assert!(err.contains(&format!("kept in {}", dir.display())), "{err}");
-    assert!(
-        err.contains(&format!("patrol report --send {}", eml.display())),
-        "{err}"
+    // The command to send it later names the config its [mail] is in,
+    // and is said once.
+    let later = format!(
+        "patrol report --send {} --config {}",
+        eml.display(),
+        cfg.display()
     );
+    assert_eq!(err.matches(&later).count(), 1, "{err}");
     for f in [
         "report.html",
         "report.txt",

@@ -283,7 +283,12 @@ pub async fn email_sweep(doc: &SweepDocument, config: &Config) -> Result<Deliver
             }),
             Err(reason) => {
                 write_atomic(&eml, &message.formatted())?;
-                Err(ReportError::Send { reason, dir, eml })
+                Err(ReportError::Send {
+                    reason,
+                    dir,
+                    eml,
+                    config: config.source.clone(),
+                })
             }
         },
         None => {
@@ -400,6 +405,7 @@ pub async fn send_file(file: &Path, config: &Config) -> Result<Sent, ReportError
                 reason,
                 dir,
                 eml: file.to_path_buf(),
+                config: config.source.clone(),
             })?;
         let renamed = match file.file_stem().and_then(|s| s.to_str()) {
             Some(stem) if !stem.ends_with(".sent") => {

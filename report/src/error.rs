@@ -49,13 +49,26 @@ pub enum ReportError {
     NoSmtp(PathBuf),
     #[error(
         "sending the report failed: {reason}; the report is kept in {dir}; \
-         send it later with `patrol report --send {eml}`"
+         send it later with `{}`",
+        send_later(.eml, .config)
     )]
     Send {
         reason: String,
         dir: PathBuf,
         eml: PathBuf,
+        /// The config file whose `[mail]` the send used (empty: the
+        /// built-in defaults), so the command to send it later names it.
+        config: PathBuf,
     },
+}
+
+/// `patrol report --send EML [--config FILE]`.
+fn send_later(eml: &std::path::Path, config: &std::path::Path) -> String {
+    let mut command = format!("patrol report --send {}", eml.display());
+    if !config.as_os_str().is_empty() {
+        command.push_str(&format!(" --config {}", config.display()));
+    }
+    command
 }
 
 impl ReportError {

@@ -12,6 +12,7 @@ fn write_report_stores_history_and_the_next_report_is_compared_with_it() {
     let tmp = tempfile::tempdir().unwrap();
     let mut cfg = Config::default();
     cfg.report.history_dir = tmp.path().join("history");
+    cfg.report.time_zone = Some("UTC".to_string());
 
     let one = write_report(&day_one(), &cfg, &tmp.path().join("one")).expect("day one");
     for p in [&one.html, &one.text, &one.csv, &one.json] {
@@ -76,6 +77,7 @@ fn history_keeps_the_newest_sweeps_of_a_scope() {
     let tmp = tempfile::tempdir().unwrap();
     let mut cfg = Config::default();
     cfg.report.history_dir = tmp.path().join("history");
+    cfg.report.time_zone = Some("UTC".to_string());
     cfg.report.keep_sweeps = 3;
     let mut ids = Vec::new();
     for day in 0..5u64 {

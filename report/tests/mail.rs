@@ -27,6 +27,8 @@ fn config(dir: &Path, port: u16) -> Config {
     let mut c = Config::default();
     c.report.history_dir = dir.join("history");
     c.report.out_dir = dir.join("reports");
+    // The times the report shows, whatever this machine's zone.
+    c.report.time_zone = Some("UTC".to_string());
     c.mail = Some(MailSection {
         smtp_host: Some("127.0.0.1".to_string()),
         smtp_port: Some(port),
@@ -195,7 +197,7 @@ async fn the_report_mail_arrives_with_headers_both_parts_and_the_csv() {
     assert!(body.contains("vm.swappiness = 60 on 1 node, 0 on 4 others"));
     assert!(mail
         .body("text/plain")
-        .contains("[persisting since 2026-11-22] fs.file-max = 65536"));
+        .contains("[persisting since 2026-11-22 03:00 UTC] fs.file-max = 65536"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

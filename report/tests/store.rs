@@ -131,6 +131,7 @@ fn a_broken_history_gives_a_warning_and_no_previous_sweep_never_a_failed_report(
     let tmp = tempfile::tempdir().unwrap();
     let mut cfg = Config::default();
     cfg.report.history_dir = tmp.path().join("history");
+    cfg.report.time_zone = Some("UTC".to_string());
     std::fs::create_dir_all(&cfg.report.history_dir).unwrap();
     std::fs::write(
         cfg.report.history_dir.join(patrol_report::store::DB_FILE),
@@ -157,6 +158,7 @@ fn a_stored_value_that_no_longer_decodes_is_a_warning_and_no_previous_sweep() {
     let tmp = tempfile::tempdir().unwrap();
     let mut cfg = Config::default();
     cfg.report.history_dir = tmp.path().join("history");
+    cfg.report.time_zone = Some("UTC".to_string());
     write_report(&day_one(), &cfg, &tmp.path().join("one")).unwrap();
     {
         let db =
@@ -233,6 +235,7 @@ fn persisting_groups_say_since_when_from_the_database() {
     let tmp = tempfile::tempdir().unwrap();
     let mut cfg = Config::default();
     cfg.report.history_dir = tmp.path().join("history");
+    cfg.report.time_zone = Some("UTC".to_string());
     for (i, doc) in [day_one(), day_two(), day_three()].iter().enumerate() {
         let f = write_report(doc, &cfg, &tmp.path().join(format!("d{i}"))).unwrap();
         assert!(f.warnings.is_empty(), "{:?}", f.warnings);

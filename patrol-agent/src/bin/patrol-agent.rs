@@ -48,7 +48,25 @@ fn main() -> ExitCode {
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     match result {
         Ok(stats) => {
-            tracing::info!(?stats, "left the cluster");
+            // One readable line: the counters that moved, as `patrol
+            // members --stats` names them.
+            let moved: Vec<String> = stats
+                .counts()
+                .iter()
+                .filter(|c| c.value > 0)
+                .map(|c| match c.reason {
+                    Some(reason) => format!("{} {reason} {}", c.name, c.value),
+                    None => format!("{} {}", c.name, c.value),
+                })
+                .collect();
+            tracing::info!(
+                "left the cluster; counters: {}",
+                if moved.is_empty() {
+                    "all zero".to_string()
+                } else {
+                    moved.join(", ")
+                }
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {
