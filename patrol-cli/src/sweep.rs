@@ -381,7 +381,15 @@ pub fn table(doc: &SweepDocument, all: bool, zone: &jiff::tz::TimeZone) -> Strin
         .iter()
         .filter(|n| all || n.state != NodeState::Ok || n.checks.is_empty())
         .count();
-    if !all && listed > SCREENFUL {
+    // Nodes with the same problems share a row whenever that makes the
+    // table shorter (25 identical failing nodes are one row, not 25), and
+    // always above a screenful.
+    let sets: std::collections::BTreeSet<(NodeState, String)> = nodes
+        .iter()
+        .filter(|n| n.state != NodeState::Ok || n.checks.is_empty())
+        .map(|n| (n.state, problem_set(n, doc.timing.completed_ms)))
+        .collect();
+    if !all && (listed > SCREENFUL || sets.len() < listed) {
         out.push_str(&grouped_rows(&nodes, doc.timing.completed_ms));
         return footer(doc, out, true);
     }
@@ -427,8 +435,8 @@ pub fn table(doc: &SweepDocument, all: bool, zone: &jiff::tz::TimeZone) -> Strin
     footer(doc, out, false)
 }
 
-/// Above this many node rows (a screenful), failing nodes with the same
-/// set of problems share one row; `--all` lists every node.
+/// Above this many node rows (a screenful), nodes share rows by their set
+/// of problems even when each set is one node's; `--all` lists every node.
 pub const SCREENFUL: usize = 40;
 /// Problem-set rows shown when grouped; the rest are counted.
 const MAX_SET_ROWS: usize = 30;

@@ -1,5 +1,5 @@
-//! `patrol sweep --from FILE` through the real binary: a small sweep lists
-//! every failing node; a 10,000-node sweep groups failing nodes with the
+//! `patrol sweep --from FILE` through the real binary: nodes with the same
+//! problems share a row whenever that is shorter; a 10,000-node sweep groups failing nodes with the
 //! same problems into one row (bounded, a screenful), `--all` lists every
 //! node, and `--distribution` shows how a check's values spread.
 
@@ -20,14 +20,33 @@ fn write(dir: &Path, nodes: usize, anomalies: usize) -> String {
     path.to_str().unwrap().to_string()
 }
 
+/// Nodes share a row exactly when that makes the table shorter: in this
+/// 30-node sample node-00009 and node-00029 have the same problem; without
+/// node-00029 every failing node has its own problems and its own row.
 #[test]
-fn a_small_sweep_lists_every_failing_node() {
+fn a_small_sweep_shares_rows_only_where_nodes_share_their_problems() {
     let dir = tempfile::tempdir().unwrap();
     let file = write(dir.path(), 30, 6);
     let out = patrol(&["sweep", "--from", &file]);
     let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("share a row"), "{stdout}");
+    let shared = stdout
+        .lines()
+        .find(|l| l.contains("node-00009, node-00029"))
+        .unwrap_or_else(|| panic!("no shared row:\n{stdout}"));
+    assert!(shared.starts_with("2 "), "{shared}");
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+
+    let mut doc = patrol_report::sample::generate(30, 6, 42);
+    doc.nodes.retain(|n| n.name != "node-00029");
+    doc.recount();
+    let path = dir.path().join("distinct.json");
+    std::fs::write(&path, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let out = patrol(&["sweep", "--from", path.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("NODE  "), "{stdout}");
     assert!(!stdout.contains("share a row"), "{stdout}");
+    assert!(stdout.contains("node-00009"), "{stdout}");
     assert_eq!(out.status.code(), Some(2), "{stdout}");
 }
 
