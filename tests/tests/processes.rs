@@ -387,14 +387,16 @@ fn keys_rotate_without_a_restart() {
 fn two_hundred_idle_control_connections_do_not_stop_a_sweep() {
     let dir = tempfile::tempdir().unwrap();
     let key = cluster_key(dir.path(), "cluster.key");
-    let first = AgentProcess::start(&write_config(dir.path(), "q0", &key, &[], 0, ""));
+    // A check to run: a sweep that ran none exits 5, not 0.
+    let check = "[[check]]\nid = \"pid-max\"\ntype = \"sysctl\"\nkey = \"kernel.pid_max\"\nexpect = { min = 1 }\n";
+    let first = AgentProcess::start(&write_config(dir.path(), "q0", &key, &[], 0, check));
     let second = AgentProcess::start(&write_config(
         dir.path(),
         "q1",
         &key,
         &[first.gossip],
         0,
-        "",
+        check,
     ));
     let (ctl, cfg) = (first.control, first.config.clone());
     wait(Duration::from_secs(30), "2 alive members", || {
