@@ -38,8 +38,10 @@
 //!
 //! The HTTP side is the least a scraper needs, bounded by
 //! [`MetricsSettings`]: one request per connection, a head of limited
-//! size read within a time limit, a limited number of connections at once,
-//! `GET /metrics` or 404.
+//! size read within a time limit, `GET /metrics` or 404. A new connection
+//! is always accepted; when the endpoint holds its most, the oldest one
+//! that has not sent its request is closed (per peer first, then
+//! overall), so idle clients cannot starve a scrape.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -56,11 +58,10 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 
 use crate::agent::Inspector;
 use crate::membership::MemberState;
-use patrol_core::constraint::{at_least, not_zero};
+use patrol_core::constraint::{at_least, at_most, not_zero};
 use patrol_core::counter_list::Count;
 use patrol_core::SettingsError;
 
@@ -76,10 +77,16 @@ pub struct MetricsSettings {
     /// sends its head at once; a client that dawdles only holds a slot.
     /// Must not be zero.
     pub request_timeout: Duration,
-    /// Connections served at once; more wait for a slot. Default 16: one
-    /// Prometheus scrapes with one connection, a few are plenty. Must not
-    /// be zero.
+    /// Connections held at once. A new connection is always accepted: when
+    /// this many are open, the oldest one that has not sent its request
+    /// yet is closed to make room, so idle clients can never keep a
+    /// scrape out. Default 16: one Prometheus scrapes with one
+    /// connection, a few are plenty. Must not be zero.
     pub max_connections: usize,
+    /// Connections one peer address holds at once; its oldest makes room
+    /// for its newest. Default 8, so one host cannot take every slot.
+    /// Must not be zero nor above `max_connections`.
+    pub max_per_peer: usize,
 }
 
 impl Default for MetricsSettings {
@@ -88,6 +95,7 @@ impl Default for MetricsSettings {
             max_request_head: 8 * 1024,
             request_timeout: Duration::from_secs(5),
             max_connections: 16,
+            max_per_peer: 8,
         }
     }
 }
@@ -97,7 +105,13 @@ impl MetricsSettings {
     pub fn validate(&self) -> Result<(), SettingsError> {
         at_least("metrics.max_request_head", self.max_request_head, 1024)?;
         not_zero("metrics.request_timeout", self.request_timeout)?;
-        not_zero("metrics.max_connections", self.max_connections)
+        not_zero("metrics.max_connections", self.max_connections)?;
+        not_zero("metrics.max_per_peer", self.max_per_peer)?;
+        at_most(
+            "metrics.max_per_peer",
+            self.max_per_peer,
+            self.max_connections,
+        )
     }
 }
 
@@ -411,22 +425,102 @@ impl Exporter {
 /// with it).
 pub async fn serve(listener: TcpListener, exporter: Exporter, settings: MetricsSettings) {
     let settings = Arc::new(settings);
-    let slots = Arc::new(Semaphore::new(settings.max_connections));
     let mut connections = tokio::task::JoinSet::new();
+    let mut open = OpenConnections::default();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let Ok(slot) = slots.clone().acquire_owned().await else { break };
+                let Ok((stream, peer)) = accepted else { continue };
+                let Some(asked) = open.make_room(peer.ip(), &settings) else {
+                    // Every slot is answering a request: this one waits
+                    // for the next scrape interval.
+                    drop(stream);
+                    continue;
+                };
                 let exporter = exporter.clone();
                 let settings = Arc::clone(&settings);
-                connections.spawn(async move {
-                    let _ = serve_one(stream, &exporter, &settings).await;
-                    drop(slot);
+                let marker = Arc::clone(&asked);
+                let handle = connections.spawn(async move {
+                    let _ = serve_one(stream, &exporter, &settings, &marker).await;
                 });
+                open.push(handle, peer.ip(), asked);
             }
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            Some(done) = connections.join_next_with_id(), if !connections.is_empty() => {
+                let id = match done {
+                    Ok((id, ())) => id,
+                    Err(e) => e.id(),
+                };
+                open.remove(id);
+            }
         }
+    }
+}
+
+/// The connections the endpoint holds, oldest first: who they are from
+/// and whether they have sent their request (then they are answered, not
+/// evicted).
+#[derive(Default)]
+struct OpenConnections {
+    list: std::collections::VecDeque<OpenConnection>,
+}
+
+struct OpenConnection {
+    handle: tokio::task::AbortHandle,
+    peer: std::net::IpAddr,
+    asked: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl OpenConnections {
+    /// Room for one more connection from `peer`: the peer's oldest idle
+    /// connection goes when it holds `max_per_peer`, then the oldest idle
+    /// one overall when `max_connections` are open. None when every open
+    /// connection is answering a request. Returns the new connection's
+    /// "has asked" flag.
+    fn make_room(
+        &mut self,
+        peer: std::net::IpAddr,
+        settings: &MetricsSettings,
+    ) -> Option<Arc<std::sync::atomic::AtomicBool>> {
+        if self.list.iter().filter(|c| c.peer == peer).count() >= settings.max_per_peer {
+            self.evict(|c| c.peer == peer);
+        }
+        if self.list.len() >= settings.max_connections && !self.evict(|_| true) {
+            return None;
+        }
+        Some(Arc::default())
+    }
+
+    /// Close the oldest connection matching `which` that has not sent its
+    /// request; false when there is none.
+    fn evict(&mut self, which: impl Fn(&OpenConnection) -> bool) -> bool {
+        let idle = self
+            .list
+            .iter()
+            .position(|c| which(c) && !c.asked.load(std::sync::atomic::Ordering::Relaxed));
+        match idle.and_then(|at| self.list.remove(at)) {
+            Some(c) => {
+                c.handle.abort();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn push(
+        &mut self,
+        handle: tokio::task::AbortHandle,
+        peer: std::net::IpAddr,
+        asked: Arc<std::sync::atomic::AtomicBool>,
+    ) {
+        self.list.push_back(OpenConnection {
+            handle,
+            peer,
+            asked,
+        });
+    }
+
+    fn remove(&mut self, id: tokio::task::Id) {
+        self.list.retain(|c| c.handle.id() != id);
     }
 }
 
@@ -435,12 +529,15 @@ async fn serve_one(
     mut stream: TcpStream,
     exporter: &Exporter,
     settings: &MetricsSettings,
+    asked: &std::sync::atomic::AtomicBool,
 ) -> std::io::Result<()> {
     let head = tokio::time::timeout(
         settings.request_timeout,
         read_head(&mut stream, settings.max_request_head),
     )
     .await;
+    // From here on the connection is answered, never evicted.
+    asked.store(true, std::sync::atomic::Ordering::Relaxed);
     let (status, content_type, body) = match head {
         Ok(Ok(Some(head))) => match parse_request_line(head.lines().next().unwrap_or_default()) {
             Some(("GET", "/metrics")) => match exporter.scrape().await {
@@ -719,6 +816,50 @@ mod tests {
         assert!(bad(|s| s.max_request_head = 100).contains("max_request_head"));
         assert!(bad(|s| s.request_timeout = Duration::ZERO).contains("request_timeout"));
         assert!(bad(|s| s.max_connections = 0).contains("max_connections"));
+        assert!(bad(|s| s.max_per_peer = 0).contains("max_per_peer"));
+        assert!(bad(|s| s.max_per_peer = 17).contains("max_per_peer"));
+    }
+
+    /// Regression (issue 22): 400 idle connections made every scrape time
+    /// out; the server waited for one of 16 slots before it accepted, and
+    /// idle clients were never evicted. Now the oldest idle one makes room.
+    #[tokio::test]
+    async fn four_hundred_idle_connections_do_not_keep_a_scrape_out() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let settings = MetricsSettings {
+            // Idle clients are not timed out during the test: only
+            // eviction can make room.
+            request_timeout: Duration::from_secs(120),
+            ..MetricsSettings::default()
+        };
+        let task = tokio::spawn(serve(listener, exporter(CheckMeter::default()), settings));
+        let mut idle = Vec::new();
+        for _ in 0..400 {
+            idle.push(TcpStream::connect(addr).await.unwrap());
+        }
+        for _ in 0..3 {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").await.unwrap();
+            let mut out = String::new();
+            tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut out))
+                .await
+                .expect("the scrape is answered, not starved")
+                .unwrap();
+            assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+        }
+        // The idle ones were closed to make room, all but the newest few.
+        let mut closed = 0;
+        for s in &mut idle {
+            let mut buf = [0u8; 1];
+            if let Ok(Ok(0)) =
+                tokio::time::timeout(Duration::from_millis(20), s.read(&mut buf)).await
+            {
+                closed += 1;
+            }
+        }
+        assert!(closed >= 400 - 16, "only {closed} idle connections closed");
+        task.abort();
     }
 
     #[tokio::test]

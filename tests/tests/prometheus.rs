@@ -252,45 +252,8 @@ fn a_real_prometheus_scrapes_the_agent_and_promtool_accepts_both_outputs() {
     promtool_check(&page, "the agent's /metrics page");
 
     // The real server, scraping every second (OpenMetrics: it asks for it).
-    let prom_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let conf = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &conf,
-        format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: patrol\n    static_configs:\n      - targets: ['{metrics_addr}']\n"
-        ),
-    )
-    .unwrap();
-    let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
-    let _server = Server(
-        Command::new(&prometheus)
-            .arg(format!("--config.file={}", conf.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address={prom_addr}"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {prometheus}: {e}; {INSTALL}")),
-    );
-    let log_text =
-        || std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
-    let up = || {
-        let r = query(prom_addr, "up{job=\"patrol\"}");
-        r.first().map(|(_, v)| *v)
-    };
-    let start = Instant::now();
-    while up() != Some(1.0) {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "prometheus never scraped the agent (up = {:?}); its log:\n{}",
-            up(),
-            log_text()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    let (_server, prom_addr, log_text) = start_prometheus(&prometheus, dir.path(), metrics_addr);
+    wait_up(prom_addr, &log_text);
     let one = |q: &str| -> f64 {
         let r = query(prom_addr, q);
         assert_eq!(r.len(), 1, "{q}: {r:?}\n{}", log_text());
@@ -313,4 +276,126 @@ fn a_real_prometheus_scrapes_the_agent_and_promtool_accepts_both_outputs() {
     assert_eq!(one("sum(patrol_datagrams_dropped_total)"), 0.0);
     assert_eq!(one("sum(patrol_sweep_messages_refused_total)"), 0.0);
     drop(b);
+}
+
+/// A real prometheus scraping `metrics_addr` every second; its address
+/// and a reader of its log.
+fn start_prometheus(
+    prometheus: &str,
+    dir: &std::path::Path,
+    metrics_addr: SocketAddr,
+) -> (Server, SocketAddr, impl Fn() -> String) {
+    let prom_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let conf = dir.join("prometheus.yml");
+    std::fs::write(
+        &conf,
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: patrol\n    static_configs:\n      - targets: ['{metrics_addr}']\n"
+        ),
+    )
+    .unwrap();
+    let log_path = dir.join("prometheus.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let server = Server(
+        Command::new(prometheus)
+            .arg(format!("--config.file={}", conf.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address={prom_addr}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {prometheus}: {e}; {INSTALL}")),
+    );
+    let log_text = move || std::fs::read_to_string(&log_path).unwrap_or_default();
+    (server, prom_addr, log_text)
+}
+
+/// Wait (up to 60 s) until prometheus has scraped the target.
+fn wait_up(prom_addr: SocketAddr, log_text: &dyn Fn() -> String) {
+    let up = || {
+        let r = query(prom_addr, "up{job=\"patrol\"}");
+        r.first().map(|(_, v)| *v)
+    };
+    let start = Instant::now();
+    while up() != Some(1.0) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "prometheus never scraped the agent (up = {:?}); its log:\n{}",
+            up(),
+            log_text()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Regression (issue 22): 400 idle connections to the metrics port made
+/// every scrape time out (the server waited for one of 16 slots before it
+/// accepted, and idle clients were never evicted). A real prometheus
+/// scrapes while a local client keeps 400 idle connections open,
+/// reopening every one the agent closes.
+#[test]
+#[ignore = "full tier: needs prometheus and promtool"]
+fn a_real_prometheus_scrapes_while_four_hundred_idle_connections_are_held() {
+    let prometheus = tool("prometheus");
+    let dir = tempfile::tempdir().unwrap();
+    let key = cluster_key(dir.path(), "cluster.key");
+    let metrics_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let _agent = AgentProcess::start(&write_config(
+        dir.path(),
+        "idle0",
+        &key,
+        &[],
+        0,
+        &format!("[metrics]\nlisten = \"{metrics_addr}\"\n"),
+    ));
+    wait_for(Duration::from_secs(30), "the metrics port", || {
+        std::net::TcpStream::connect(metrics_addr)
+            .ok()
+            .map(|_| "up".to_string())
+    });
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let holder = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut idle: Vec<std::net::TcpStream> = Vec::new();
+            let mut reopened = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // Drop the ones the agent closed, reopen up to 400.
+                idle.retain(|s| {
+                    let mut buf = [0u8; 1];
+                    s.set_nonblocking(true).unwrap();
+                    !matches!(std::io::Read::read(&mut &*s, &mut buf), Ok(0))
+                });
+                while idle.len() < 400 {
+                    match std::net::TcpStream::connect(metrics_addr) {
+                        Ok(s) => idle.push(s),
+                        Err(_) => break,
+                    }
+                    reopened += 1;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            reopened
+        })
+    };
+    let (_server, prom_addr, log_text) = start_prometheus(&prometheus, dir.path(), metrics_addr);
+    wait_up(prom_addr, &log_text);
+    // Scrapes keep succeeding, not just one.
+    std::thread::sleep(Duration::from_secs(3));
+    let r = query(prom_addr, "min_over_time(up{job=\"patrol\"}[3s])");
+    assert_eq!(
+        r.first().map(|(_, v)| *v),
+        Some(1.0),
+        "{r:?}\n{}",
+        log_text()
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let reopened = holder.join().unwrap();
+    assert!(
+        reopened >= 400,
+        "the idle connections were held: {reopened}"
+    );
 }
