@@ -231,6 +231,25 @@ pub fn cluster_key(dir: &Path, name: &str) -> PathBuf {
     path
 }
 
+/// An agent process in cluster `proc-test` with `[metrics] listen` on a
+/// port of 127.0.0.1 that was free a moment ago; `extra` is added to its
+/// config (e.g. `[[check]]` tables). Returns the agent and the endpoint.
+pub fn start_with_metrics(
+    dir: &Path,
+    name: &str,
+    key: &Path,
+    extra: &str,
+) -> (AgentProcess, SocketAddr) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let metrics = SocketAddr::from(([127, 0, 0, 1], port));
+    let extra = format!("{extra}\n[metrics]\nlisten = \"{metrics}\"\n");
+    let agent = AgentProcess::start(&write_config(dir, name, key, &[], 0, &extra));
+    (agent, metrics)
+}
+
 /// A config file for a test agent on loopback, in cluster `proc-test`.
 pub fn write_config(
     dir: &Path,

@@ -19,7 +19,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use patrol_agent::agent::AgentStats;
@@ -29,7 +29,7 @@ use patrol_agent::datagram::Sealer;
 use patrol_agent::envelope::Envelope;
 use patrol_agent::keyring::Keyring;
 use patrol_agent::sweep::{AnswerChunk, SweepMessage};
-use patrol_tests::process::{cluster_key, patrol, write_config, AgentProcess};
+use patrol_tests::process::{cluster_key, patrol, start_with_metrics, AgentProcess};
 use serde_json::Value;
 
 /// (family, reason) -> value.
@@ -37,14 +37,6 @@ type Counts = BTreeMap<(String, Option<String>), u64>;
 
 /// The channel byte in front of a sweep message's plaintext.
 const CH_SWEEP: u8 = 1;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The classic text page of `GET /metrics`.
 fn scrape(addr: SocketAddr) -> String {
@@ -198,15 +190,7 @@ fn members_stats_the_metrics_endpoint_and_the_textfile_show_the_same_counters() 
     let dir = tempfile::tempdir().unwrap();
     let key = cluster_key(dir.path(), "cluster.key");
     let checks = "[[check]]\nid = \"pid-max\"\ntype = \"sysctl\"\nkey = \"kernel.pid_max\"\nexpect = { min = 1 }\n";
-    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let process = AgentProcess::start(&write_config(
-        dir.path(),
-        "m0",
-        &key,
-        &[],
-        0,
-        &format!("{checks}\n[metrics]\nlisten = \"{metrics}\"\n"),
-    ));
+    let (process, metrics) = start_with_metrics(dir.path(), "m0", &key, checks);
     let agent = Agent {
         metrics,
         textfile: dir.path().join("agent.prom"),

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use patrol_tests::process::{cluster_key, patrol, write_config, AgentProcess};
+use patrol_tests::process::{cluster_key, patrol, start_with_metrics, write_config, AgentProcess};
 use serde_json::Value;
 
 const INSTALL: &str =
@@ -167,15 +167,7 @@ fn a_real_prometheus_scrapes_the_agent_and_promtool_accepts_both_outputs() {
     let dir = tempfile::tempdir().unwrap();
     let key = cluster_key(dir.path(), "cluster.key");
     let checks = "[[check]]\nid = \"pid-max\"\ntype = \"sysctl\"\nkey = \"kernel.pid_max\"\nexpect = { min = 1 }\n";
-    let metrics_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let a = AgentProcess::start(&write_config(
-        dir.path(),
-        "m0",
-        &key,
-        &[],
-        0,
-        &format!("{checks}\n[metrics]\nlisten = \"{metrics_addr}\"\n"),
-    ));
+    let (a, metrics_addr) = start_with_metrics(dir.path(), "m0", &key, checks);
     let b = AgentProcess::start(&write_config(
         dir.path(),
         "m1",
@@ -342,15 +334,7 @@ fn a_real_prometheus_scrapes_while_four_hundred_idle_connections_are_held() {
     let prometheus = tool("prometheus");
     let dir = tempfile::tempdir().unwrap();
     let key = cluster_key(dir.path(), "cluster.key");
-    let metrics_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let _agent = AgentProcess::start(&write_config(
-        dir.path(),
-        "idle0",
-        &key,
-        &[],
-        0,
-        &format!("[metrics]\nlisten = \"{metrics_addr}\"\n"),
-    ));
+    let (_agent, metrics_addr) = start_with_metrics(dir.path(), "idle0", &key, "");
     wait_for(Duration::from_secs(30), "the metrics port", || {
         std::net::TcpStream::connect(metrics_addr)
             .ok()
