@@ -75,6 +75,15 @@ pub struct SweepSection {
     /// listed `failing` with a `patrol.clock_skew` outcome.
     #[serde(default = "default_clock_skew_limit", with = "serde_duration")]
     pub clock_skew_limit: Duration,
+    /// With `[trust]`: how long a node stays on this agent's roster (the
+    /// nodes its sweeps expect) after it was last seen; then sweeps list
+    /// it as gone, with the date it was last seen. Default 7 days.
+    #[serde(default = "default_roster_expiry", with = "serde_duration")]
+    pub roster_expiry: Duration,
+}
+
+fn default_roster_expiry() -> Duration {
+    Duration::from_secs(7 * 24 * 3600)
 }
 
 /// `[checks]`: settings shared by every check this node runs.
@@ -153,6 +162,14 @@ pub struct TrustSection {
     /// Rotated audit files kept.
     #[serde(default = "default_audit_keep")]
     pub audit_keep: usize,
+    /// The roster: the certified nodes this agent has seen, which its
+    /// sweeps expect. Written by the agent (mode 0640), read at start.
+    #[serde(default = "default_roster_file")]
+    pub roster_file: PathBuf,
+}
+
+fn default_roster_file() -> PathBuf {
+    PathBuf::from("/var/lib/patrol/roster.json")
 }
 
 fn default_audit_log() -> PathBuf {
@@ -313,6 +330,7 @@ impl Default for SweepSection {
             max_concurrent: default_max_concurrent(),
             default_deadline: default_deadline(),
             clock_skew_limit: default_clock_skew_limit(),
+            roster_expiry: default_roster_expiry(),
         }
     }
 }

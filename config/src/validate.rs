@@ -5,6 +5,7 @@
 //! names).
 
 use std::path::Path;
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
@@ -239,6 +240,13 @@ impl SweepSection {
                     "must be at most {}s (datagrams from clocks further off are refused, so a larger skew is never measured)",
                     MAX_CLOCK_SKEW_LIMIT.as_secs()
                 ),
+            );
+        }
+        if self.roster_expiry < Duration::from_secs(60) {
+            problems.push(
+                "sweep.roster_expiry",
+                "must be at least 1m (a node that misses a few probes would leave the roster)"
+                    .to_string(),
             );
         }
     }

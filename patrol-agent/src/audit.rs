@@ -55,6 +55,9 @@ pub struct AuditRecord {
     pub checks: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// For roster changes: the node concerned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl AuditRecord {
@@ -73,6 +76,7 @@ impl AuditRecord {
             action,
             checks: None,
             reason: None,
+            node: None,
         }
     }
 }

@@ -113,6 +113,7 @@ pub fn check_trust(config: &Config) -> Result<Option<NodeTrust>, StartError> {
         creds,
         bundle,
         audit: None,
+        roster_file: Some(t.roster_file.clone()),
     }))
 }
 
@@ -191,6 +192,7 @@ impl DaemonSettings {
             MAX_SEALED_DATAGRAM - crate::envelope::OVERHEAD - crate::datagram::REPLAY_HEADER;
         node.sweep.max_concurrent = config.sweep.max_concurrent;
         node.sweep.clock_skew_limit = config.sweep.clock_skew_limit;
+        node.roster_expiry = config.sweep.roster_expiry;
         let control = ControlSettings {
             deadline_max: node.sweep.max_deadline,
             ..ControlSettings::default()

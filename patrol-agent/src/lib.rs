@@ -35,6 +35,7 @@ pub mod inspector;
 pub mod keyring;
 pub mod metrics;
 pub mod node_trust;
+pub mod roster_file;
 pub mod shutdown;
 pub mod timers;
 pub mod transport;

@@ -9,4 +9,7 @@ pub struct NodeTrust {
     pub creds: patrol_core::trust::Credentials,
     pub bundle: patrol_core::trust::TrustBundle,
     pub audit: Option<crate::audit::AuditLog>,
+    /// Where the agent keeps its roster (None: in memory only, as in
+    /// tests that do not restart an agent).
+    pub roster_file: Option<std::path::PathBuf>,
 }

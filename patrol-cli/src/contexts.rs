@@ -218,6 +218,7 @@ pub fn merge(parts: Vec<ClusterResult>) -> SweepDocument {
         counts: Default::default(),
         nodes: Vec::new(),
         timing: Default::default(),
+        gone: Vec::new(),
     });
     clusters.sort();
     doc.cluster = clusters.join("+");
@@ -256,6 +257,7 @@ fn unreachable(label: &str, reason: &str) -> NodeEntry {
         }],
         clock: None,
         silence: None,
+        swim: None,
     }
 }
 

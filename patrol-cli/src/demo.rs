@@ -248,6 +248,7 @@ impl Throwaway {
             creds: Self::issue(&self.ca, Role::Node, name)?,
             bundle,
             audit: Some(audit),
+            roster_file: Some(audit_dir.join(format!("{name}.roster.json"))),
         })
     }
 

@@ -44,7 +44,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let stats = if args.stats {
         let (_, mut client) = args.control.open(&ControlRequest::Stats).await?;
         match client.recv().await? {
-            Reply::Stats(s) => Some(s),
+            Reply::Stats(s) => Some(*s),
             Reply::Error(e) => bail!("{addr}: {e}"),
             other => bail!("{addr}: unexpected reply {other:?}"),
         }

@@ -70,6 +70,7 @@ pub fn node(
             swim: SwimState::Suspect,
             backstop_requests: 2,
         }),
+        swim: None,
     };
     if answered {
         n.state = if n.worst() == Status::Pass {
@@ -113,6 +114,7 @@ pub fn document(
             last_answer_ms: Some(900),
             completed_ms: 1250,
         },
+        gone: Vec::new(),
     };
     doc.recount();
     doc

@@ -78,6 +78,11 @@ impl TestCa {
         self.bundle_with(&[], &[])
     }
 
+    /// Where node `name`'s roster is kept.
+    pub fn roster_path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("{name}.roster.json"))
+    }
+
     /// Where node `name`'s audit log is.
     pub fn audit_path(&self, name: &str) -> PathBuf {
         self.dir.path().join(format!("{name}.audit.jsonl"))
@@ -90,6 +95,7 @@ impl TestCa {
             creds: self.creds_for(Role::Node, name, Duration::from_secs(3600)),
             bundle,
             audit: Some(AuditLog::open(&self.audit_path(name), 1 << 20, 2).expect("audit log")),
+            roster_file: Some(self.roster_path(name)),
         }
     }
 

@@ -504,35 +504,82 @@ async fn a_scoped_operator_is_refused_by_the_coordinator_and_by_a_participant_it
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_with_only_the_cluster_key_cannot_start_a_sweep_on_certified_nodes() {
+async fn a_node_with_only_the_cluster_key_cannot_join_certified_nodes_nor_sweep_them() {
     let ca = TestCa::new("ca");
-    let names = ["node-00", "node-01", "node-02"];
+    let names = ["node-00", "node-01"];
     let inspector = Arc::new(CountingInspector::default());
-    // node-00 holds the cluster key only; the others have identities.
+    // node-00 and node-01 have identities; node-02 holds the cluster key
+    // only. It hears its seed node-00 (it checks nothing); the certified
+    // nodes never admit it, so it learns nobody else.
     let m = mesh(
         &names,
-        |i| (i > 0).then(|| ca.node_trust(names[i], ca.bundle())),
+        |i| Some(ca.node_trust(names[i], ca.bundle())),
         |_| inspector.clone(),
     )
     .await;
+    let (keyed, keyed_control, _) = trusted_agent(
+        "node-02",
+        vec![m.agents[0].addr],
+        &m.env,
+        inspector.clone(),
+        None,
+    )
+    .await;
+    // Give it time to announce (and be refused) a few times.
+    wait_for(
+        CONVERGE,
+        "node-00 to refuse node-02's announces",
+        || async {
+            let r = m.agents[0].roster().await.map_err(|e| e.to_string())?;
+            let seen = r.is_some_and(|r| r.intruders.iter().any(|i| i.name == "node-02"));
+            if seen {
+                Ok(())
+            } else {
+                Err("no intruder yet".to_string())
+            }
+        },
+    )
+    .await;
     let doc = sweep_as(
-        m.controls[0],
+        keyed_control,
         ClientAuth::ClusterKey(m.env.clone()),
         &sweep_request(Selector::default(), 2000),
     )
     .await
-    .expect("node-00 coordinates with the key");
-    assert_eq!(
-        doc.counts.ok, 1,
-        "only node-00 itself ran: {:?}",
-        doc.counts
+    .expect("node-02 coordinates with the key");
+    // Nobody answered its announces: its sweep covers itself alone, and no
+    // certified node ran anything for it.
+    assert_eq!(doc.counts.expected, 1, "{:?}", doc.counts);
+    assert_eq!(doc.counts.ok, 1, "{:?}", doc.counts);
+    let s = m.agents[0].stats().await.unwrap();
+    assert!(
+        s.node.gate.as_ref().is_some_and(|g| g.packets_unproven > 0),
+        "the seed counted the announces it refused: {:?}",
+        s.node.gate
     );
-    assert_eq!(doc.counts.no_answer, 2, "{:?}", doc.counts);
-    for a in &m.agents[1..] {
-        let s = a.stats().await.unwrap();
-        assert_eq!(s.node.sweep.requests_unauthorized, 1, "{:?}", s.node.sweep);
+    for a in &m.agents {
+        // It never became a member of a certified node, and node-00 (its
+        // seed) lists it as an intruder.
+        let alive = a
+            .members()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.state == patrol_agent::membership::MemberState::Alive)
+            .count();
+        assert_eq!(alive, 2, "{}: only the certified nodes", a.name);
     }
+    let roster = m.agents[0].roster().await.unwrap().expect("a roster");
+    assert!(
+        roster
+            .intruders
+            .iter()
+            .any(|i| i.name == "node-02" && i.addr == keyed.addr),
+        "{:?}",
+        roster.intruders
+    );
     assert_eq!(inspector.runs(), 1);
+    keyed.stop(patrol_agent::agent::StopMode::Crash).await;
     m.stop().await;
 }
 
@@ -714,9 +761,15 @@ async fn a_revoked_node_is_not_recorded_once_the_deny_list_is_reloaded() {
     )
     .await
     .unwrap();
-    let n2 = doc.nodes.iter().find(|n| n.name == "node-02").unwrap();
-    assert_eq!(n2.state, NodeState::NoAnswer, "{doc:?}");
-    let s = m.agents[0].stats().await.unwrap();
-    assert!(s.node.sweep.answers_forged >= 1, "{:?}", s.node.sweep);
+    // Revoked: off the roster (listed as gone), never recorded.
+    assert!(
+        doc.nodes
+            .iter()
+            .all(|n| n.name != "node-02" || n.state != NodeState::Ok),
+        "{doc:?}"
+    );
+    let gone = doc.gone.iter().find(|g| g.name == "node-02");
+    assert_eq!(gone.map(|g| g.reason.as_str()), Some("revoked"), "{doc:?}");
+    assert_eq!(doc.counts.ok, 2, "{:?}", doc.counts);
     m.stop().await;
 }

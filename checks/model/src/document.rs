@@ -94,6 +94,13 @@ pub struct NodeEntry {
     /// `no_answer` nodes have one.
     #[serde(default)]
     pub silence: Option<Silence>,
+    /// SWIM's view of a node that answered although SWIM did not count it
+    /// alive when the sweep started or while it ran (with `[trust]` the
+    /// roster expects it and the coordinator asks it directly): the
+    /// answer, proven by the node, is what the sweep records; this says
+    /// SWIM disagreed.
+    #[serde(default)]
+    pub swim: Option<SwimState>,
 }
 
 /// A node's clock offset from the coordinator's, estimated the way NTP
@@ -283,11 +290,30 @@ pub struct SweepDocument {
     /// Every node of the expected set plus late joiners, sorted by name.
     pub nodes: Vec<NodeEntry>,
     pub timing: SweepTiming,
+    /// With `[trust]`: nodes that left the coordinator's roster (the nodes
+    /// it expects) within the roster's expiry, within the node filter:
+    /// not expected any more, listed with when they were last seen.
+    #[serde(default)]
+    pub gone: Vec<GoneNode>,
+}
+
+/// A node that left the coordinator's roster.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GoneNode {
+    pub name: String,
+    pub addr: String,
+    /// `left` (its own signed leave), `revoked`, `forgotten` (an
+    /// operator's `patrol roster forget`) or `expired` (not seen for the
+    /// roster's expiry).
+    pub reason: String,
+    pub last_seen_unix_ms: u64,
+    pub gone_unix_ms: u64,
 }
 
 impl Serialize for NodeEntry {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut f = Fields::new(serializer, "NodeEntry", 11)?;
+        let mut f = Fields::new(serializer, "NodeEntry", 12)?;
         f.field("name", &self.name)?;
         f.field("addr", &self.addr)?;
         f.field("tags", &self.tags)?;
@@ -299,6 +325,7 @@ impl Serialize for NodeEntry {
         f.field("checks", &self.checks)?;
         f.optional("clock", &self.clock)?;
         f.optional("silence", &self.silence)?;
+        f.optional("swim", &self.swim)?;
         f.end()
     }
 }

@@ -25,8 +25,8 @@ pub mod printable;
 pub mod selector;
 
 pub use document::{
-    AccountingError, ClockOffset, NodeEntry, NodeState, Silence, StateCounts, SweepDocument,
-    SweepTiming, SwimState, MAX_DEADLINE,
+    AccountingError, ClockOffset, GoneNode, NodeEntry, NodeState, Silence, StateCounts,
+    SweepDocument, SweepTiming, SwimState, MAX_DEADLINE,
 };
 pub use outcome::{CheckOutcome, Observed, Severity, Status};
 pub use selector::Selector;

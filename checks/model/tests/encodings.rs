@@ -99,6 +99,7 @@ fn document() -> SweepDocument {
                     bound_ms: 2,
                 }),
                 silence: None,
+                swim: None,
             },
             NodeEntry {
                 name: "n2".into(),
@@ -116,6 +117,7 @@ fn document() -> SweepDocument {
                     swim: SwimState::Suspect,
                     backstop_requests: 2,
                 }),
+                swim: None,
             },
         ],
         timing: SweepTiming {
@@ -125,6 +127,7 @@ fn document() -> SweepDocument {
             last_answer_ms: Some(9),
             completed_ms: 5000,
         },
+        gone: vec![],
     };
     doc.recount();
     doc

@@ -124,8 +124,38 @@ pub const RELAY_BATCHES_RESENT: Family = Family {
     help: "Batches of relayed answers sent again for want of an ack",
 };
 
+/// With `[trust]`: membership refused by the gate, by reason.
+pub const MEMBERSHIP_REFUSED: Family = Family {
+    name: "membership_refused",
+    help: "With [trust], membership the gate refused: unproven_packet (a foca packet whose sender identity has no valid proof by its node, dropped whole), unproven_update (a member update without a valid proof, removed), stale_update (an older identity of a proven name, removed), certificate (a certificate from the exchange the bundle refuses), leave (a leave notice without its node's signature)",
+};
+
+/// With `[trust]`: packets held for their sender's certificate.
+pub const MEMBERSHIP_HELD: Family = Family {
+    name: "membership_held",
+    help: "With [trust], foca packets held until their sender's certificate arrived (asked from the sender)",
+};
+
+/// With `[trust]`: incarnations set back to 0.
+pub const INCARNATIONS_CLEARED: Family = Family {
+    name: "incarnations_cleared",
+    help: "With [trust], SWIM incarnations other than 0 set back to 0 (nobody signs them; certified nodes refute by renewing their signed identity)",
+};
+
+/// With `[trust]`: suspicions or down declarations of this node.
+pub const DECLARED_AGAINST_SELF: Family = Family {
+    name: "declared_against_self",
+    help: "With [trust], suspicions or down declarations of this node's identity received; each makes it renew its identity",
+};
+
+/// With `[trust]`: node certificates learned through the exchange.
+pub const CERTIFICATES_LEARNED: Family = Family {
+    name: "certificates_learned",
+    help: "With [trust], node certificates learned and checked through the certificate exchange",
+};
+
 /// Every family, in the order the list shows them.
-pub const FAMILIES: [Family; 10] = [
+pub const FAMILIES: [Family; 15] = [
     DATAGRAMS_RECEIVED,
     DATAGRAMS_SENT,
     DATAGRAMS_DROPPED,
@@ -136,6 +166,11 @@ pub const FAMILIES: [Family; 10] = [
     RELAYED_ANSWERS,
     RELAY_BATCHES_SENT,
     RELAY_BATCHES_RESENT,
+    MEMBERSHIP_REFUSED,
+    MEMBERSHIP_HELD,
+    INCARNATIONS_CLEARED,
+    DECLARED_AGAINST_SELF,
+    CERTIFICATES_LEARNED,
 ];
 
 impl NodeStats {
@@ -151,6 +186,7 @@ impl NodeStats {
             checks_runs,
             request_copies,
             sweep,
+            gate,
         } = self;
         let mut rows = vec![
             DATAGRAMS_RECEIVED.count(*datagrams_in),
@@ -161,7 +197,36 @@ impl NodeStats {
             SWEEP_REQUEST_COPIES.count(*request_copies),
         ];
         rows.extend(sweep.counts());
+        rows.extend(gate.clone().unwrap_or_default().counts());
         rows
+    }
+}
+
+impl crate::membership::gate::GateCounters {
+    /// The gate's rows (all zero without `[trust]`).
+    pub fn counts(&self) -> Vec<Count> {
+        let crate::membership::gate::GateCounters {
+            packets_unproven,
+            packets_unknown_sender,
+            updates_unproven,
+            updates_stale,
+            incarnations_cleared,
+            declared_against_self,
+            certs_learned,
+            certs_refused,
+            leaves_refused,
+        } = self;
+        vec![
+            MEMBERSHIP_REFUSED.reason("unproven_packet", *packets_unproven),
+            MEMBERSHIP_REFUSED.reason("unproven_update", *updates_unproven),
+            MEMBERSHIP_REFUSED.reason("stale_update", *updates_stale),
+            MEMBERSHIP_REFUSED.reason("certificate", *certs_refused),
+            MEMBERSHIP_REFUSED.reason("leave", *leaves_refused),
+            MEMBERSHIP_HELD.count(*packets_unknown_sender),
+            INCARNATIONS_CLEARED.count(*incarnations_cleared),
+            DECLARED_AGAINST_SELF.count(*declared_against_self),
+            CERTIFICATES_LEARNED.count(*certs_learned),
+        ]
     }
 }
 

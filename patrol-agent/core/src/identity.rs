@@ -12,20 +12,116 @@
 //! wrap within the life of any cluster. (It was a `u32` compared with
 //! serial arithmetic, which made an agent restarted 25-50 days after its
 //! previous start lose to its own old identity.)
+//!
+//! With `[trust]` an identity carries a [`MemberProof`]: the node's own
+//! signature over its name, address, bump and tags, and the digest of the
+//! certificate whose key made it (`membership::proof` checks it). The
+//! proof travels with the identity but is not part of it: two copies of
+//! one identity compare equal whatever their proofs. A node's own identity
+//! holds its [`IdentitySigner`], so that the renewed identity foca asks
+//! for is signed at once; received copies never hold one.
 
 use core::net::SocketAddr;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::trust::{CertDigest, SigningKey};
+
 /// A node's identity: name (unique in the cluster), gossip address, a bump
-/// that orders incarnations of the same name, and the node's tags.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// that orders incarnations of the same name, and the node's tags; with
+/// `[trust]`, the node's proof of all four.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct NodeId {
     pub name: String,
     pub addr: SocketAddr,
     pub bump: u64,
     pub tags: BTreeMap<String, String>,
+    /// The node's signature over the four fields above (with `[trust]`).
+    pub proof: Option<MemberProof>,
+    /// Our own identity's key, to sign its renewals. Never sent.
+    #[serde(skip)]
+    pub signer: Option<Arc<IdentitySigner>>,
+}
+
+/// A node's proof of its identity: which certificate (by digest) and the
+/// Ed25519 signature of that certificate's key over
+/// `"patrol-member-v1\0" || len(cluster) || cluster || bincode(name, addr,
+/// bump, tags)` (see [`NodeId::signed_bytes`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberProof {
+    pub cert: CertDigest,
+    pub sig: Vec<u8>,
+}
+
+/// Bytes a [`MemberProof`] adds to an identity on the wire: the option
+/// tag, the 16-byte digest, the signature's length and its 64 bytes.
+pub const PROOF_BYTES: usize = 1 + 16 + 1 + 64;
+
+/// A node's key and certificate digest, held by its own identity.
+pub struct IdentitySigner {
+    key: SigningKey,
+    cert: CertDigest,
+    cluster: String,
+}
+
+impl std::fmt::Debug for IdentitySigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentitySigner").finish_non_exhaustive()
+    }
+}
+
+impl IdentitySigner {
+    pub fn new(key: SigningKey, cert: CertDigest, cluster: &str) -> IdentitySigner {
+        IdentitySigner {
+            key,
+            cert,
+            cluster: cluster.to_string(),
+        }
+    }
+
+    /// The proof of `id` by this key.
+    pub fn prove(&self, id: &NodeId) -> MemberProof {
+        use ed25519_dalek::Signer;
+        let sig = self.key.sign(&id.signed_bytes(&self.cluster));
+        MemberProof {
+            cert: self.cert,
+            sig: sig.to_bytes().to_vec(),
+        }
+    }
+}
+
+impl std::fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeId")
+            .field("name", &self.name)
+            .field("addr", &self.addr)
+            .field("bump", &self.bump)
+            .field("tags", &self.tags)
+            .field("proven", &self.proof.is_some())
+            .finish()
+    }
+}
+
+impl PartialEq for NodeId {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+            && self.addr == other.addr
+            && self.bump == other.bump
+            && self.tags == other.tags
+    }
+}
+
+impl Eq for NodeId {}
+
+impl std::hash::Hash for NodeId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+        self.addr.hash(state);
+        self.bump.hash(state);
+        self.tags.hash(state);
+    }
 }
 
 /// Largest encoded identity a node starts with, and the largest the codec
@@ -35,7 +131,10 @@ pub struct NodeId {
 /// packet; about 400 bytes of tags silently broke indirect probes and
 /// about 620 all gossip. The config keeps a name and its tags within 192
 /// bytes of text, which encodes to at most ~260.
-pub const MAX_IDENTITY_BYTES: usize = 300;
+///
+/// With `[trust]` every identity also carries its proof
+/// ([`PROOF_BYTES`]); the limit is the config's bound plus that.
+pub const MAX_IDENTITY_BYTES: usize = 300 + PROOF_BYTES;
 
 impl NodeId {
     /// The identity's size in foca's packets (bincode, as the codec writes);
@@ -62,7 +161,30 @@ impl NodeId {
             addr,
             bump,
             tags,
+            proof: None,
+            signer: None,
         }
+    }
+
+    /// This identity signed by `signer`, which it keeps to sign its
+    /// renewals.
+    pub fn signed(mut self, signer: Arc<IdentitySigner>) -> NodeId {
+        self.proof = Some(signer.prove(&self));
+        self.signer = Some(signer);
+        self
+    }
+
+    /// What a [`MemberProof`] signs, for cluster `cluster`.
+    pub fn signed_bytes(&self, cluster: &str) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(128);
+        bytes.extend_from_slice(b"patrol-member-v1\0");
+        bytes.extend_from_slice(&(cluster.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(cluster.as_bytes());
+        let fields = (&self.name, &self.addr, self.bump, &self.tags);
+        // Encoding into a Vec cannot fail.
+        let _ =
+            bincode::serde::encode_into_std_write(fields, &mut bytes, bincode::config::standard());
+        bytes
     }
 
     /// The bump for an identity started at `unix_ms`: the milliseconds
@@ -76,12 +198,7 @@ impl NodeId {
     /// accepts an announce whose destination has the receiver's address,
     /// and learns the seed's real identity from its reply.
     pub fn seed_placeholder(addr: SocketAddr) -> Self {
-        NodeId {
-            name: format!("seed@{addr}"),
-            addr,
-            bump: 0,
-            tags: BTreeMap::new(),
-        }
+        NodeId::new(format!("seed@{addr}"), addr, 0, BTreeMap::new())
     }
 }
 
@@ -91,6 +208,7 @@ impl foca::Identity for NodeId {
     fn renew(&self) -> Option<Self> {
         let mut next = self.clone();
         next.bump = self.bump.saturating_add(1);
+        next.proof = self.signer.as_ref().map(|s| s.prove(&next));
         Some(next)
     }
 

@@ -40,6 +40,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::BincodeCodec;
 use crate::identity::NodeId;
+use crate::membership::gate::{CertMessage, Gate, GateCounters, Intruder, MAX_HAVE, MAX_WANT};
+use crate::membership::proof::{BookSettings, MemberBook};
+use crate::membership::roster::{GoneReason, Roster};
 use crate::membership::{self, Departures, LastHeard, MemberInfo};
 use crate::settings::NodeSettings;
 use crate::sweep::{
@@ -56,8 +59,16 @@ pub enum Channel {
     Foca = 0,
     /// A direct sweep message (request, answer piece, ack).
     Sweep = 1,
-    /// "I am leaving": the sender's name, sent before `leave_cluster`.
+    /// "I am leaving": the sender's name, sent before `leave_cluster`
+    /// (with `[trust]`, signed: [`SignedLeave`]).
     Leave = 2,
+    /// With `[trust]`: the certificate exchange
+    /// ([`CertMessage`](crate::membership::gate::CertMessage)).
+    Cert = 3,
+    /// With `[trust]`: an operator's signed roster forget
+    /// ([`SignedForget`](crate::trust::SignedForget)), passed on once by
+    /// the agent the CLI asked.
+    Forget = 4,
 }
 
 impl Channel {
@@ -66,6 +77,8 @@ impl Channel {
             0 => Some(Channel::Foca),
             1 => Some(Channel::Sweep),
             2 => Some(Channel::Leave),
+            3 => Some(Channel::Cert),
+            4 => Some(Channel::Forget),
             _ => None,
         }
     }
@@ -88,6 +101,8 @@ pub enum DatagramKind {
     Batch,
     /// A leave notice.
     Leave,
+    /// A certificate exchange message.
+    Cert,
 }
 
 pub use crate::clock::Now;
@@ -152,7 +167,21 @@ pub enum Output {
     Member(MemberEvent),
     /// Append this line to the node's audit trail.
     Audit(crate::sweep::AuditEntry),
+    /// With `[trust]`: an operator asked to forget a node from the roster
+    /// (`action` is `forgot` or `refused`); for the audit trail.
+    RosterAudit {
+        operator: Option<String>,
+        node: String,
+        action: &'static str,
+        reason: Option<String>,
+        peer: Option<SocketAddr>,
+    },
 }
+
+/// How far a roster forget's signing time may be from the node's clock.
+pub const FORGET_WINDOW_MS: u64 = 5 * 60 * 1000;
+/// Roster forgets remembered, so a copy is applied once.
+const FORGETS_REMEMBERED: usize = 256;
 
 /// Counters kept by the node (the shell adds its own, e.g. datagrams that
 /// did not open). `counts()` (in [`crate::counter_list`]) lists them.
@@ -171,6 +200,9 @@ pub struct NodeStats {
     pub request_copies: u64,
     /// What the sweep core refused, by reason.
     pub sweep: crate::sweep::SweepCounters,
+    /// With `[trust]`: what the membership gate counted.
+    #[serde(default)]
+    pub gate: Option<GateCounters>,
 }
 
 type NodeFoca = Foca<NodeId, BincodeCodec, SmallRng, RequestGossip>;
@@ -193,6 +225,33 @@ pub struct Node {
     stats: NodeStats,
     effects: Vec<Effect>,
     out: VecDeque<Output>,
+    /// With `[trust]`: the membership gate (proofs, roster, intruders) and
+    /// this node's credentials.
+    gate: Option<Gate>,
+    creds: Option<crate::trust::Credentials>,
+    seed: u64,
+    forgets: VecDeque<(String, u64)>,
+}
+
+/// A leave notice with `[trust]`: the node's signature over
+/// `"patrol-leave-v1\0" || len(cluster) || cluster || name || bump`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedLeave {
+    pub name: String,
+    pub bump: u64,
+    pub sig: Vec<u8>,
+}
+
+impl SignedLeave {
+    pub fn signed_bytes(cluster: &str, name: &str, bump: u64) -> Vec<u8> {
+        let mut b = b"patrol-leave-v1\0".to_vec();
+        b.extend_from_slice(&(cluster.len() as u64).to_le_bytes());
+        b.extend_from_slice(cluster.as_bytes());
+        b.extend_from_slice(&(name.len() as u64).to_le_bytes());
+        b.extend_from_slice(name.as_bytes());
+        b.extend_from_slice(&bump.to_le_bytes());
+        b
+    }
 }
 
 impl std::fmt::Debug for Node {
@@ -241,6 +300,10 @@ impl Node {
             stats: NodeStats::default(),
             effects: Vec::new(),
             out: VecDeque::new(),
+            gate: None,
+            creds: None,
+            seed,
+            forgets: VecDeque::new(),
         }
     }
 
@@ -255,6 +318,7 @@ impl Node {
     pub fn stats(&self) -> NodeStats {
         NodeStats {
             sweep: self.core.counters().clone(),
+            gate: self.gate_counters(),
             ..self.stats.clone()
         }
     }
@@ -312,9 +376,25 @@ impl Node {
     /// without broadcasting): members known from elsewhere, as the
     /// simulator's converged start. Already known members are updated only
     /// when the given state is newer.
+    ///
+    /// With certificates the caller vouches for these identities (it made
+    /// them, with their proofs): they are taken as proven and put on the
+    /// roster, each with the certificate serial `serial_of` gives.
     pub fn learn_members(&mut self, now: Now, members: impl Iterator<Item = Member<NodeId>>) {
         self.tick(now);
-        let _ = self.foca.apply_many(members, false, &mut self.rt);
+        let members: Vec<Member<NodeId>> = members.collect();
+        if let Some(gate) = self.gate.as_mut() {
+            for m in &members {
+                let id = m.id();
+                gate.book.vouch(id, 0);
+                let alive = m.state() != foca::State::Down;
+                gate.roster
+                    .seen(&id.name, 0, id.addr, &id.tags, alive, now.unix_ms);
+            }
+        }
+        let _ = self
+            .foca
+            .apply_many(members.into_iter(), false, &mut self.rt);
         self.flush(now);
     }
 
@@ -327,15 +407,7 @@ impl Node {
             return;
         };
         match Channel::from_byte(channel) {
-            Some(Channel::Foca) => {
-                if let Err(e) = self.foca.handle_data(body, &mut self.rt) {
-                    if !matches!(e, foca::Error::DataFromOurselves) {
-                        self.stats.dropped_malformed += 1;
-                        tracing::debug!(%from, error = %e, "foca rejected a datagram");
-                    }
-                }
-                self.drain_gossip(now);
-            }
+            Some(Channel::Foca) => self.foca_packet(now, from, body),
             Some(Channel::Sweep) => match SweepMessage::decode(body) {
                 Ok(msg) => {
                     if matches!(msg, SweepMessage::Request(_)) {
@@ -348,9 +420,21 @@ impl Node {
                     tracing::debug!(%from, error = %e, "bad sweep message");
                 }
             },
+            Some(Channel::Leave) if self.gate.is_some() => self.signed_leave(now, body),
             Some(Channel::Leave) => match std::str::from_utf8(body) {
                 Ok(name) => self.departures.record_leave(name),
                 Err(_) => self.stats.dropped_malformed += 1,
+            },
+            Some(Channel::Cert) if self.gate.is_some() => match CertMessage::decode(body) {
+                Some(msg) => self.cert_message(now, from, msg),
+                None => self.stats.dropped_malformed += 1,
+            },
+            Some(Channel::Cert) => self.stats.dropped_malformed += 1,
+            Some(Channel::Forget) => match crate::trust::SignedForget::decode(body) {
+                Some(f) if self.gate.is_some() => {
+                    let _ = self.apply_forget(now, &f, Some(from));
+                }
+                _ => self.stats.dropped_malformed += 1,
             },
             None => self.stats.dropped_malformed += 1,
         }
@@ -389,8 +473,15 @@ impl Node {
     }
 
     /// The checks of an [`Output::RunChecks`] finished.
-    pub fn checks_done(&mut self, now: Now, sweep_id: u64, outcomes: Vec<CheckOutcome>) {
+    ///
+    /// With certificates, every answer also lists the agents this node saw
+    /// claim a name without its proof within the last hour
+    /// (`patrol.intruder`, one `fail` each).
+    pub fn checks_done(&mut self, now: Now, sweep_id: u64, mut outcomes: Vec<CheckOutcome>) {
         self.tick(now);
+        for i in self.intruders(now) {
+            outcomes.push(crate::sweep::outcomes::intruder(&i, now.unix_ms));
+        }
         self.core
             .checks_done(now, sweep_id, outcomes, &mut self.effects);
         self.flush(now);
@@ -407,7 +498,13 @@ impl Node {
         spec: StartSweep,
     ) -> Result<u64, crate::sweep::StartRefused> {
         self.tick(now);
-        let members = membership_snapshot(self.foca.iter_membership_state());
+        let members = match self.gate.as_mut() {
+            None => membership_snapshot(self.foca.iter_membership_state()),
+            Some(gate) => {
+                gate.roster.expire(now.unix_ms);
+                roster_snapshot(&gate.roster, self.foca.iter_membership_state())
+            }
+        };
         let id = self.core.start(now, spec, members, &mut self.effects);
         if id.is_ok() {
             self.stats.sweeps_coordinated += 1;
@@ -416,18 +513,211 @@ impl Node {
         id
     }
 
-    /// Run with certificates (see [`crate::sweep::SweepCore::set_trust`]).
+    /// Run with certificates (see [`crate::sweep::SweepCore::set_trust`]):
+    /// this node's identity is signed, and membership goes through the
+    /// [`Gate`] (proven identities, the roster). Call before the node
+    /// joins (`set_seeds`, `learn_members`): foca starts again with the
+    /// signed identity.
     pub fn set_trust(
         &mut self,
         creds: crate::trust::Credentials,
         bundle: crate::trust::TrustBundle,
+        now: Now,
     ) {
+        let cluster = self.settings.cluster.clone();
+        let signer = Arc::new(crate::identity::IdentitySigner::new(
+            creds.key.clone(),
+            crate::trust::cert_digest(&creds.cert),
+            &cluster,
+        ));
+        let me = self.foca.identity().clone().signed(signer);
+        let (inbox_tx, inbox) = mpsc::channel();
+        let gossip = RequestGossip::new(
+            inbox_tx,
+            Arc::clone(&self.gossip),
+            self.settings.sweep.clock_skew_tolerance,
+        );
+        let config = membership::foca_config(
+            self.size_bucket,
+            self.settings.foca_payload(),
+            &self.settings.foca,
+        );
+        let rng = SmallRng::seed_from_u64(self.seed);
+        self.foca = Foca::with_custom_broadcast(me, config, rng, BincodeCodec, gossip);
+        self.inbox = inbox;
+        let mut book = MemberBook::new(
+            &cluster,
+            bundle.clone(),
+            BookSettings {
+                capacity: self.settings.roster_capacity,
+                bump_slack: self.settings.bump_slack,
+                address_hold: self.settings.address_hold,
+            },
+        );
+        if let Err(e) = book.learn_cert(&creds.cert, now.unix_ms / 1000) {
+            tracing::warn!(error = %e, "this node's own certificate is not accepted by its bundle");
+        }
+        let roster = Roster::new(self.settings.roster_capacity, self.settings.roster_expiry);
+        self.gate = Some(Gate::new(book, roster));
+        self.creds = Some(creds.clone());
         self.core.set_trust(creds, bundle);
     }
 
-    /// A reloaded CA bundle or deny list.
-    pub fn set_bundle(&mut self, bundle: crate::trust::TrustBundle) {
+    /// A reloaded CA bundle or deny list: proofs are checked again, and
+    /// nodes whose certificate is revoked leave the roster.
+    pub fn set_bundle(&mut self, now: Now, bundle: crate::trust::TrustBundle) {
+        if let Some(gate) = self.gate.as_mut() {
+            let revoked = bundle.revocations().clone();
+            gate.book.set_bundle(bundle.clone());
+            for name in gate.roster.revoke(|s| revoked.contains(s), now.unix_ms) {
+                tracing::info!(node = %name, "certificate revoked: the node leaves the roster");
+            }
+            if let Some(creds) = self.creds.as_ref() {
+                let _ = gate.book.learn_cert(&creds.cert, now.unix_ms / 1000);
+            }
+        }
         self.core.set_bundle(bundle);
+    }
+
+    /// With `[trust]`: the roster (None without).
+    pub fn roster(&self) -> Option<&Roster> {
+        self.gate.as_ref().map(|g| &g.roster)
+    }
+
+    /// With `[trust]`: the roster for `patrol roster`.
+    pub fn roster_view(&self, now: Now) -> Option<crate::membership::roster::RosterView> {
+        use crate::membership::roster::{RosterMember, RosterView};
+        let gate = self.gate.as_ref()?;
+        let swim: std::collections::HashMap<String, &'static str> = self
+            .members()
+            .into_iter()
+            .map(|m| (m.name, m.state.as_str()))
+            .collect();
+        Some(RosterView {
+            node: self.foca.identity().name.clone(),
+            members: gate
+                .roster
+                .entries()
+                .map(|e| RosterMember {
+                    entry: e.clone(),
+                    swim: swim.get(&e.name).copied().unwrap_or("absent").to_string(),
+                })
+                .collect(),
+            gone: gate.roster.gone().cloned().collect(),
+            intruders: gate.intruders(now.unix_ms),
+            expiry_ms: gate.roster.expiry().as_millis() as u64,
+            capacity: gate.roster.capacity() as u64,
+            refused_full: gate.roster.refused_full,
+        })
+    }
+
+    /// With `[trust]`: replace the roster with one loaded from disk.
+    pub fn set_roster(&mut self, roster: Roster) {
+        if let Some(gate) = self.gate.as_mut() {
+            gate.roster = roster;
+        }
+    }
+
+    /// With `[trust]`: the roster as its file's text, when it changed since
+    /// the last call (the shell writes it).
+    pub fn roster_to_save(&mut self, now: Now) -> Option<String> {
+        let me = self.foca.identity().name.clone();
+        let cluster = self.settings.cluster.clone();
+        let gate = self.gate.as_mut()?;
+        gate.roster.expire(now.unix_ms);
+        if !gate.roster.dirty() {
+            return None;
+        }
+        gate.roster.saved();
+        Some(gate.roster.to_text(&cluster, &me, now.unix_ms))
+    }
+
+    /// With `[trust]`: an operator's signed `patrol roster forget`, from
+    /// the control channel (`peer` None: then passed on to every member)
+    /// or from a member. Checked, applied once, audited either way.
+    /// Returns whether the node was on the roster, or why it was refused.
+    pub fn forget(
+        &mut self,
+        now: Now,
+        forget: crate::trust::SignedForget,
+        peer: Option<SocketAddr>,
+    ) -> Result<bool, String> {
+        self.tick(now);
+        let result = self.apply_forget(now, &forget, peer);
+        if result.is_ok() && peer.is_none() {
+            let bytes = forget.encode();
+            let to: Vec<SocketAddr> = self.foca.iter_members().map(|m| m.id().addr).collect();
+            for addr in to {
+                self.emit(addr, Channel::Forget, &bytes, DatagramKind::Leave);
+            }
+        }
+        self.flush(now);
+        result
+    }
+
+    fn apply_forget(
+        &mut self,
+        now: Now,
+        forget: &crate::trust::SignedForget,
+        peer: Option<SocketAddr>,
+    ) -> Result<bool, String> {
+        let Some(gate) = self.gate.as_mut() else {
+            return Err("this agent runs without [trust]: it has no roster".to_string());
+        };
+        let key = (forget.node.clone(), forget.signed_at_unix_ms);
+        if self.forgets.contains(&key) {
+            return Ok(false);
+        }
+        let checked = forget.check(
+            gate.book.bundle(),
+            &self.settings.cluster,
+            now.unix_ms,
+            FORGET_WINDOW_MS,
+        );
+        let operator = match checked {
+            Ok(op) => op,
+            Err(e) => {
+                let reason = e.to_string();
+                self.out.push_back(Output::RosterAudit {
+                    operator: None,
+                    node: forget.node.clone(),
+                    action: "refused",
+                    reason: Some(reason.clone()),
+                    peer,
+                });
+                return Err(reason);
+            }
+        };
+        if self.forgets.len() >= FORGETS_REMEMBERED {
+            self.forgets.pop_front();
+        }
+        self.forgets.push_back(key);
+        gate.book.forget(&forget.node);
+        let was = gate
+            .roster
+            .remove(&forget.node, GoneReason::Forgotten, now.unix_ms);
+        self.out.push_back(Output::RosterAudit {
+            operator: Some(operator),
+            node: forget.node.clone(),
+            action: "forgot",
+            reason: (!was).then(|| "not on this node's roster".to_string()),
+            peer,
+        });
+        Ok(was)
+    }
+
+    /// With `[trust]`: what the membership gate counted.
+    pub fn gate_counters(&self) -> Option<GateCounters> {
+        self.gate.as_ref().map(|g| g.counters.clone())
+    }
+
+    /// With `[trust]`: agents that claimed a name without its proof, seen
+    /// within the last hour.
+    pub fn intruders(&self, now: Now) -> Vec<Intruder> {
+        self.gate
+            .as_ref()
+            .map(|g| g.intruders(now.unix_ms))
+            .unwrap_or_default()
     }
 
     /// Check a peer's certificate and derive the pair key with it ahead of
@@ -467,14 +757,187 @@ impl Node {
     pub fn leave(&mut self, now: Now) {
         self.tick(now);
         let me = self.foca.identity().name.clone();
+        let notice = match self.creds.as_ref() {
+            None => me.into_bytes(),
+            Some(creds) => {
+                use ed25519_dalek::Signer;
+                let bump = self.foca.identity().bump;
+                let bytes = SignedLeave::signed_bytes(&self.settings.cluster, &me, bump);
+                let leave = SignedLeave {
+                    name: me,
+                    bump,
+                    sig: creds.key.sign(&bytes).to_bytes().to_vec(),
+                };
+                bincode::serde::encode_to_vec(&leave, bincode::config::standard())
+                    .unwrap_or_default()
+            }
+        };
         let targets: Vec<SocketAddr> = self.foca.iter_members().map(|m| m.id().addr).collect();
         for to in targets {
-            self.emit(to, Channel::Leave, me.as_bytes(), DatagramKind::Leave);
+            self.emit(to, Channel::Leave, &notice, DatagramKind::Leave);
         }
         let _ = self.foca.leave_cluster(&mut self.rt);
         while let Some((to, data)) = self.rt.to_send() {
             self.emit(to.addr, Channel::Foca, &data, DatagramKind::Foca);
         }
+    }
+
+    /// A foca packet from `from`: through the gate with certificates, then
+    /// to foca; fresh sweep requests it carried go to the core.
+    fn foca_packet(&mut self, now: Now, from: SocketAddr, body: &[u8]) {
+        let filtered;
+        let body = match self.gate.as_mut() {
+            None => body,
+            Some(gate) => {
+                let me = self.foca.identity().clone();
+                let f = gate.filter(now, from, &me, body);
+                self.want_certs(from, f.want);
+                match f.packet {
+                    Some(p) => {
+                        filtered = p;
+                        &filtered[..]
+                    }
+                    None => return,
+                }
+            }
+        };
+        if let Err(e) = self.foca.handle_data(body, &mut self.rt) {
+            if !matches!(e, foca::Error::DataFromOurselves) {
+                self.stats.dropped_malformed += 1;
+                tracing::debug!(%from, error = %e, "foca rejected a datagram");
+            }
+        }
+        self.drain_gossip(now);
+    }
+
+    /// With certificates: send our certificate to `to` (who then sends
+    /// its own back if ours was new to it).
+    fn introduce(&mut self, to: SocketAddr) {
+        if self.gate.is_some() {
+            self.want_certs_from(to, Vec::new(), true);
+        }
+    }
+
+    /// Ask `from` for the certificates `want` names, with ours.
+    fn want_certs(&mut self, from: SocketAddr, want: Vec<crate::trust::CertDigest>) {
+        self.want_certs_from(from, want, false);
+    }
+
+    fn want_certs_from(
+        &mut self,
+        to: SocketAddr,
+        want: Vec<crate::trust::CertDigest>,
+        always: bool,
+    ) {
+        let Some(creds) = self.creds.as_ref() else {
+            return;
+        };
+        let mine = Box::new(creds.cert.clone());
+        if want.is_empty() && always {
+            let msg = CertMessage::Want {
+                mine,
+                want: Vec::new(),
+            };
+            self.emit(to, Channel::Cert, &msg.encode(), DatagramKind::Cert);
+            return;
+        }
+        for chunk in want.chunks(MAX_WANT) {
+            let msg = CertMessage::Want {
+                mine: mine.clone(),
+                want: chunk.to_vec(),
+            };
+            self.emit(to, Channel::Cert, &msg.encode(), DatagramKind::Cert);
+        }
+    }
+
+    /// A certificate exchange message from `from`.
+    fn cert_message(&mut self, now: Now, from: SocketAddr, msg: CertMessage) {
+        let (learn, want) = match msg {
+            CertMessage::Want { mine, want } => (vec![*mine], Some(want)),
+            CertMessage::Have { certs } => (certs, None),
+        };
+        let mut introduce = false;
+        let mut released = Vec::new();
+        let mut packets = Vec::new();
+        if let Some(gate) = self.gate.as_mut() {
+            for cert in &learn {
+                let known = gate.book.cert(&crate::trust::cert_digest(cert)).is_some();
+                match gate.book.learn_cert(cert, now.unix_ms / 1000) {
+                    Ok(digest) if !known => {
+                        gate.counters.certs_learned += 1;
+                        introduce = want.is_some();
+                        released.extend(gate.take_pending(&digest));
+                        packets.extend(gate.take_pending_packets(&digest));
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        gate.counters.certs_refused += 1;
+                        tracing::debug!(%from, error = %e, "refused a certificate");
+                    }
+                }
+            }
+        }
+        if let Some(want) = want {
+            let mut certs: Vec<crate::trust::Certificate> = Vec::new();
+            if introduce {
+                certs.extend(self.creds.as_ref().map(|c| c.cert.clone()));
+            }
+            if let Some(gate) = self.gate.as_ref() {
+                certs.extend(want.iter().filter_map(|d| gate.book.cert(d).cloned()));
+            }
+            for chunk in certs.chunks(MAX_HAVE) {
+                let msg = CertMessage::Have {
+                    certs: chunk.to_vec(),
+                };
+                self.emit(from, Channel::Cert, &msg.encode(), DatagramKind::Cert);
+            }
+        }
+        if !released.is_empty() {
+            // Checked again now that the certificate is known, then applied
+            // as if they had just arrived.
+            let me = self.foca.identity().clone();
+            let mut admitted = Vec::new();
+            if let Some(gate) = self.gate.as_mut() {
+                for m in released {
+                    if gate.recheck(now, &me, &m) {
+                        admitted.push(m);
+                    }
+                }
+            }
+            let _ = self
+                .foca
+                .apply_many(admitted.into_iter(), true, &mut self.rt);
+        }
+        for (sender, packet) in packets {
+            self.foca_packet(now, sender, &packet);
+        }
+    }
+
+    /// A leave notice with certificates: taken only with the node's
+    /// signature over its current identity's bump.
+    fn signed_leave(&mut self, now: Now, body: &[u8]) {
+        let Some(gate) = self.gate.as_mut() else {
+            return;
+        };
+        let config = bincode::config::standard().with_limit::<1024>();
+        let leave: Option<SignedLeave> = bincode::serde::decode_from_slice(body, config)
+            .ok()
+            .filter(|(_, used)| *used == body.len())
+            .map(|(l, _)| l);
+        let Some(leave) = leave else {
+            self.stats.dropped_malformed += 1;
+            return;
+        };
+        let bytes = SignedLeave::signed_bytes(gate.book.cluster(), &leave.name, leave.bump);
+        let current = gate.book.bump_of(&leave.name) == Some(leave.bump);
+        if !current || !gate.book.verify_by(&leave.name, &bytes, &leave.sig) {
+            gate.counters.leaves_refused += 1;
+            return;
+        }
+        gate.book.forget(&leave.name);
+        gate.roster
+            .remove(&leave.name, GoneReason::Left, now.unix_ms);
+        self.departures.record_leave(&leave.name);
     }
 
     fn tick(&mut self, now: Now) {
@@ -498,6 +961,9 @@ impl Node {
             let me = self.foca.identity().addr;
             for seed in self.seeds.clone() {
                 if seed != me {
+                    // With certificates, ours goes first, so the seed can
+                    // check our announce (and sends its own back).
+                    self.introduce(seed);
                     let _ = self
                         .foca
                         .announce(NodeId::seed_placeholder(seed), &mut self.rt);
@@ -647,6 +1113,7 @@ impl Node {
                 mut document,
             } => {
                 self.explain_silence(now, &mut document);
+                self.list_gone(&mut document);
                 self.out.push_back(Output::Completed { sweep_id, document })
             }
             Effect::Audit(entry) => self.out.push_back(Output::Audit(entry)),
@@ -696,6 +1163,27 @@ impl Node {
         }
     }
 
+    /// With certificates: the nodes that left the roster (within the
+    /// sweep's node filter), with when they were last seen.
+    fn list_gone(&self, doc: &mut SweepDocument) {
+        let Some(gate) = self.gate.as_ref() else {
+            return;
+        };
+        doc.gone = gate
+            .roster
+            .gone()
+            .filter(|g| patrol_model::selector::tags_match(&doc.node_filter, &g.entry.tags))
+            .filter(|g| !doc.nodes.iter().any(|n| n.name == g.entry.name))
+            .map(|g| patrol_model::GoneNode {
+                name: g.entry.name.clone(),
+                addr: g.entry.addr.to_string(),
+                reason: g.reason.as_str().to_string(),
+                last_seen_unix_ms: g.entry.last_seen_unix_ms,
+                gone_unix_ms: g.gone_unix_ms,
+            })
+            .collect();
+    }
+
     /// A request this node coordinates: into foca's broadcasts and pushed
     /// at once, plus a direct copy to every member in a small mesh.
     fn spread(&mut self, req: SweepRequest) {
@@ -734,6 +1222,32 @@ fn membership_snapshot<'a>(
                 tags: m.id().tags.clone(),
             },
             alive: m.state() != foca::State::Down,
+            rostered: false,
+        })
+        .collect()
+}
+
+/// With certificates, the expected set is the roster: every node on it,
+/// at its last proven address and tags, alive when foca counts its name
+/// alive or suspect, and asked directly otherwise.
+fn roster_snapshot<'a>(
+    roster: &Roster,
+    members: impl Iterator<Item = &'a foca::Member<NodeId>>,
+) -> Vec<MemberView> {
+    let alive: std::collections::HashSet<&str> = members
+        .filter(|m| m.state() != foca::State::Down)
+        .map(|m| m.id().name.as_str())
+        .collect();
+    roster
+        .entries()
+        .map(|e| MemberView {
+            peer: Peer {
+                name: e.name.clone(),
+                addr: e.addr,
+                tags: e.tags.clone(),
+            },
+            alive: alive.contains(e.name.as_str()),
+            rostered: true,
         })
         .collect()
 }

@@ -70,6 +70,20 @@ pub struct NodeSettings {
     pub foca: FocaTuning,
     /// The sweep core's tunables.
     pub sweep: SweepSettings,
+    /// With `[trust]`: how long a node stays on the roster after it was
+    /// last seen (`[sweep] roster_expiry`). Default 7 days. Must not be
+    /// zero.
+    pub roster_expiry: Duration,
+    /// With `[trust]`: most nodes on the roster, and most certificates and
+    /// proven names the membership book holds. Default 131,072. Must not
+    /// be zero.
+    pub roster_capacity: usize,
+    /// With `[trust]`: how far ahead of this node's wall clock a member's
+    /// bump (its start time, ms) may be. Default 10 minutes.
+    pub bump_slack: Duration,
+    /// With `[trust]`: how long an address stays with the node last heard
+    /// from it, refusing another name's identity there. Default 60 s.
+    pub address_hold: Duration,
 }
 
 impl Default for NodeSettings {
@@ -85,6 +99,10 @@ impl Default for NodeSettings {
             cluster_size_hint: None,
             foca: FocaTuning::default(),
             sweep: SweepSettings::default(),
+            roster_expiry: Duration::from_secs(7 * 24 * 3600),
+            roster_capacity: 131_072,
+            bump_slack: Duration::from_secs(600),
+            address_hold: Duration::from_secs(60),
         }
     }
 }
@@ -102,6 +120,8 @@ impl NodeSettings {
             self.rejoin_max,
         )?;
         not_zero("rejoin_watch", self.rejoin_watch)?;
+        not_zero("roster_expiry", self.roster_expiry)?;
+        at_least("roster_capacity", self.roster_capacity, 1)?;
         self.foca.validate()?;
         self.sweep.validate()?;
         not_above(

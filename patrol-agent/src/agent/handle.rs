@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 
 use patrol_checks::SweepDocument;
+use patrol_core::membership::roster::RosterView;
 use tokio::sync::{mpsc, oneshot};
 
 use super::AgentStats;
@@ -41,6 +42,11 @@ pub(super) enum Command {
     Held(oneshot::Sender<Held>),
     StartSweep(Box<StartSweep>, mpsc::Sender<SweepEvent>),
     SetBundle(Box<patrol_core::trust::TrustBundle>),
+    Roster(oneshot::Sender<Option<RosterView>>),
+    Forget(
+        Box<patrol_core::trust::SignedForget>,
+        oneshot::Sender<Result<bool, String>>,
+    ),
     Stop(StopMode, oneshot::Sender<AgentStats>),
 }
 
@@ -106,6 +112,25 @@ impl Commander {
             .map_err(|_| AgentGone)
     }
 
+    /// With `[trust]`: the roster (None without).
+    pub async fn roster(&self) -> Result<Option<RosterView>, AgentGone> {
+        self.ask(Command::Roster).await
+    }
+
+    /// With `[trust]`: an operator's signed forget; passed on to every
+    /// member. Whether the node was on the roster, or why it was refused.
+    pub async fn forget(
+        &self,
+        forget: patrol_core::trust::SignedForget,
+    ) -> Result<Result<bool, String>, AgentGone> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Forget(Box::new(forget), tx))
+            .await
+            .map_err(|_| AgentGone)?;
+        rx.await.map_err(|_| AgentGone)
+    }
+
     pub async fn start_sweep(
         &self,
         spec: StartSweep,
@@ -146,6 +171,11 @@ impl AgentHandle {
 
     pub async fn stats(&self) -> Result<AgentStats, AgentGone> {
         self.commander.stats().await
+    }
+
+    /// With `[trust]`: the roster (None without).
+    pub async fn roster(&self) -> Result<Option<RosterView>, AgentGone> {
+        self.commander.roster().await
     }
 
     pub async fn held(&self) -> Result<Held, AgentGone> {

@@ -128,6 +128,9 @@ impl AgentStats {
     }
 }
 
+/// How often the roster is written when it changed.
+const ROSTER_SAVE_EVERY: Duration = Duration::from_secs(10);
+
 /// Start an agent on `transport`: the transport's tasks, the timer task and
 /// the owner task, all in one new [`Tasks`] set.
 pub fn start(
@@ -152,11 +155,17 @@ pub fn start(
         unix_ms: started,
     };
     let mut node = Node::new(me, settings.node.clone(), rand::random(), now);
-    node.set_seeds(now, settings.seeds.clone());
     let audit = settings.trust.as_ref().and_then(|t| t.audit.clone());
+    let roster_file = settings.trust.as_ref().and_then(|t| t.roster_file.clone());
     if let Some(t) = settings.trust {
-        node.set_trust(t.creds, t.bundle);
+        node.set_trust(t.creds, t.bundle, now);
+        if let Some(path) = &roster_file {
+            if let Some(roster) = crate::roster_file::load(path, &settings.name, &settings.node) {
+                node.set_roster(roster);
+            }
+        }
     }
+    node.set_seeds(now, settings.seeds.clone());
     let owner = Owner {
         node,
         sealer: Sealer::new(envelope, settings.clock),
@@ -170,6 +179,7 @@ pub fn start(
         clock: settings.clock,
         stats: AgentStats::default(),
         audit,
+        roster_file,
     };
     tasks.spawn(owner.run(inbound, due, commands));
     AgentHandle {
@@ -197,6 +207,8 @@ struct Owner {
     stats: AgentStats,
     /// Where the node's audit entries go (with `[trust]`).
     audit: Option<crate::audit::AuditLog>,
+    /// Where the roster is saved (with `[trust]`).
+    roster_file: Option<std::path::PathBuf>,
 }
 
 impl Owner {
@@ -207,8 +219,11 @@ impl Owner {
         mut commands: mpsc::Receiver<Command>,
     ) {
         self.carry_out();
+        let mut save = tokio::time::interval(ROSTER_SAVE_EVERY);
+        save.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = save.tick(), if self.roster_file.is_some() => self.save_roster(),
                 Some((from, bytes)) = inbound.recv() => self.on_datagram(from, &bytes),
                 Some(timer) = due.recv() => self.node.timer(self.now(), timer),
                 Some(Ok((sweep_id, outcomes))) = self.checks.join_next(), if !self.checks.is_empty() => {
@@ -217,6 +232,7 @@ impl Owner {
                 Some(cmd) = commands.recv() => {
                     if let Command::Stop(mode, reply) = cmd {
                         self.stop(mode).await;
+                        self.save_roster();
                         // The running checks end with the agent (a
                         // command check's process group is killed).
                         self.checks.shutdown().await;
@@ -253,6 +269,18 @@ impl Owner {
         }
     }
 
+    /// Write the roster if it changed (atomically, mode 0640).
+    fn save_roster(&mut self) {
+        let Some(path) = self.roster_file.clone() else {
+            return;
+        };
+        if let Some(text) = self.node.roster_to_save(self.now()) {
+            if let Err(e) = crate::roster_file::save(&path, &text) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot save the roster");
+            }
+        }
+    }
+
     fn on_datagram(&mut self, from: SocketAddr, plain: &[u8]) {
         self.node.datagram(self.now(), from, plain);
     }
@@ -277,7 +305,15 @@ impl Owner {
                     let _ = events.try_send(SweepEvent::Refused(e.to_string()));
                 }
             },
-            Command::SetBundle(bundle) => self.node.set_bundle(*bundle),
+            Command::SetBundle(bundle) => self.node.set_bundle(self.now(), *bundle),
+            Command::Roster(reply) => {
+                let _ = reply.send(self.node.roster_view(self.now()));
+            }
+            Command::Forget(forget, reply) => {
+                let result = self.node.forget(self.now(), *forget, None);
+                let _ = reply.send(result);
+                self.save_roster();
+            }
             Command::Stop(..) => {}
         }
     }
@@ -334,6 +370,25 @@ impl Owner {
                 Output::Audit(entry) => {
                     if let Some(log) = &self.audit {
                         log.append(&audit_record(self.clock.unix_ms(), entry));
+                    }
+                }
+                Output::RosterAudit {
+                    operator,
+                    node,
+                    action,
+                    reason,
+                    peer,
+                } => {
+                    tracing::info!(%node, action, operator = operator.as_deref().unwrap_or("-"), "roster forget");
+                    if let Some(log) = &self.audit {
+                        let mut r =
+                            crate::audit::AuditRecord::new(self.clock.unix_ms(), "roster", action);
+                        r.request = Some("forget");
+                        r.operator = operator;
+                        r.node = Some(node);
+                        r.reason = reason;
+                        r.peer = peer.map(|p| p.to_string());
+                        log.append(&r);
                     }
                 }
             }

@@ -162,6 +162,19 @@ impl ControlClient {
         write_frame(&mut self.stream, &sealed).await
     }
 
+    /// `patrol roster forget NODE`: the request, signed by this
+    /// connection's operator (a forget needs certificates).
+    pub fn forget_request(&self, node: &str) -> Result<ControlRequest, ControlError> {
+        let Some(op) = &self.operator else {
+            return Err(ControlError::Refused(
+                "forgetting a node needs an operator certificate: pass --identity DIR".into(),
+            ));
+        };
+        Ok(ControlRequest::Forget(Box::new(
+            patrol_core::trust::SignedForget::sign(&op.creds, &op.cluster, node, unix_ms()),
+        )))
+    }
+
     /// The next reply from the agent.
     pub async fn recv(&mut self) -> Result<Reply, ControlError> {
         loop {
@@ -178,6 +191,8 @@ impl ControlClient {
                     Reply::Progress { answered, expected }
                 }
                 ControlResponse::Error(e) => Reply::Error(e),
+                ControlResponse::Roster(r) => Reply::Roster(r),
+                ControlResponse::Forgot { was_on_roster } => Reply::Forgot { was_on_roster },
             };
             return Ok(reply);
         }

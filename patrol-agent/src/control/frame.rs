@@ -33,7 +33,7 @@ pub const HELLO_LEN: usize = HELLO_MAGIC.len() + 1 + CHALLENGE_LEN;
 /// version). The one number for the whole control channel; PROTOCOL.md
 /// ("Versions and rolling upgrades") quotes it and says what each version
 /// changed. 6: one version for both handshakes, stats as the counter list.
-pub const CONTROL_VERSION: u8 = 6;
+pub const CONTROL_VERSION: u8 = 7;
 /// Largest frame either side accepts. Sweep documents travel in pieces of
 /// [`DOC_PIECE`] bytes, so a document of any size fits.
 pub const MAX_FRAME: usize = 8 * 1024 * 1024;
@@ -352,9 +352,11 @@ mod tests {
                         bound_ms: 1,
                     }),
                     silence: None,
+                    swim: None,
                 })
                 .collect(),
             timing: Default::default(),
+            gone: Vec::new(),
         }
     }
 

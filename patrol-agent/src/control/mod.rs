@@ -49,6 +49,11 @@ pub enum ControlRequest {
         /// over the request (`patrol_core::trust::authorization`).
         signed: Option<Box<SignedSweep>>,
     },
+    /// With certificates: the roster (any operator, like `Members`).
+    Roster,
+    /// With certificates: forget a node from the roster, signed by the
+    /// operator of this connection (`patrol roster forget`).
+    Forget(Box<patrol_core::trust::SignedForget>),
 }
 
 /// An operator-signed sweep: the id the operator chose and its signature.
@@ -63,7 +68,7 @@ pub struct SignedSweep {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ControlResponse {
     Members(Vec<MemberInfo>),
-    Stats(AgentStats),
+    Stats(Box<AgentStats>),
     Progress {
         answered: u64,
         expected: u64,
@@ -74,6 +79,11 @@ pub enum ControlResponse {
         bytes: Vec<u8>,
     },
     Error(String),
+    Roster(Box<patrol_core::membership::roster::RosterView>),
+    /// The forget was applied; whether the node was on this agent's roster.
+    Forgot {
+        was_on_roster: bool,
+    },
 }
 
 /// What a client hears: the frames, with a sweep document already
@@ -81,10 +91,12 @@ pub enum ControlResponse {
 #[derive(Debug, Clone)]
 pub enum Reply {
     Members(Vec<MemberInfo>),
-    Stats(AgentStats),
+    Stats(Box<AgentStats>),
     Progress { answered: u64, expected: u64 },
     SweepDone(Box<SweepDocument>),
     Error(String),
+    Roster(Box<patrol_core::membership::roster::RosterView>),
+    Forgot { was_on_roster: bool },
 }
 
 /// Control channel failures, as the CLI reports them.

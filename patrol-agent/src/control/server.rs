@@ -294,6 +294,54 @@ impl Connection {
                 self.audit("sweep", Some(&spec), "served", None);
                 self.start_sweep(commander, spec).await
             }
+            ControlRequest::Roster => {
+                self.audit("roster", None, "served", None);
+                let reply = match commander.roster().await {
+                    Ok(Some(view)) => ControlResponse::Roster(Box::new(view)),
+                    Ok(None) => ControlResponse::Error(
+                        "this agent runs without [trust]: membership is SWIM's view only (patrol members)".into(),
+                    ),
+                    Err(e) => ControlResponse::Error(e.to_string()),
+                };
+                self.send(reply).await
+            }
+            ControlRequest::Forget(forget) => {
+                let reply = match self.forget_allowed(&forget) {
+                    Err(reason) => {
+                        self.audit("forget", None, "refused", Some(reason.clone()));
+                        ControlResponse::Error(reason)
+                    }
+                    Ok(()) => match commander.forget(*forget).await {
+                        Ok(Ok(was_on_roster)) => {
+                            self.audit("forget", None, "served", None);
+                            ControlResponse::Forgot { was_on_roster }
+                        }
+                        Ok(Err(reason)) => {
+                            self.audit("forget", None, "refused", Some(reason.clone()));
+                            ControlResponse::Error(reason)
+                        }
+                        Err(e) => ControlResponse::Error(e.to_string()),
+                    },
+                };
+                self.send(reply).await
+            }
+        }
+    }
+
+    /// A roster forget needs certificates and the signature of this
+    /// connection's operator (the node checks the rest).
+    fn forget_allowed(&self, forget: &patrol_core::trust::SignedForget) -> Result<(), String> {
+        if !matches!(self.auth, ControlAuth::Certificates(_)) {
+            return Err("this agent runs without [trust]: it has no roster to forget from".into());
+        }
+        match &self.operator {
+            Some(op) if op.cert == forget.operator => Ok(()),
+            Some(op) => Err(format!(
+                "the forget is signed by `{}`, not by `{}` who opened this connection",
+                forget.operator.body.name,
+                op.name()
+            )),
+            None => Err("no operator proved a certificate on this connection".into()),
         }
     }
 
@@ -475,7 +523,7 @@ impl Connection {
 
     async fn stats(mut self, commander: &Commander) -> Result<(), ControlError> {
         let body = match commander.stats().await {
-            Ok(s) => ControlResponse::Stats(s),
+            Ok(s) => ControlResponse::Stats(Box::new(s)),
             Err(e) => ControlResponse::Error(e.to_string()),
         };
         self.send(body).await

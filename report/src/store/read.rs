@@ -316,6 +316,7 @@ fn node_entries(
             // outcomes only.
             clock: None,
             silence: None,
+            swim: None,
         };
         nodes.insert(row.node, entry);
     }

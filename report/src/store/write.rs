@@ -69,6 +69,7 @@ fn meta_json(doc: &SweepDocument) -> Result<String, ReportError> {
         nodes: Vec::new(),
         timing: doc.timing.clone(),
         operator: None,
+        gone: doc.gone.clone(),
     };
     serde_json::to_string(&bare).map_err(|source| ReportError::Encode {
         what: "the sweep document",

@@ -250,7 +250,10 @@ fn carry_out(i: usize, node: &mut SimNode, sh: &mut Shared) {
                 // Keep going until the request dies out, to count every copy.
                 sh.queue.push(sh.now, Event::DrainCheck);
             }
-            Output::Progress { .. } | Output::Member(_) | Output::Audit(_) => {}
+            Output::Progress { .. }
+            | Output::Member(_)
+            | Output::Audit(_)
+            | Output::RosterAudit { .. } => {}
         }
     }
 }
@@ -259,7 +262,7 @@ fn carry_out(i: usize, node: &mut SimNode, sh: &mut Shared) {
 /// call that produced it.
 fn classify(node: &mut SimNode, sh: &mut Shared, kind: DatagramKind) -> Kind {
     let kind = match kind {
-        DatagramKind::Foca | DatagramKind::Leave => Kind::Foca,
+        DatagramKind::Foca | DatagramKind::Leave | DatagramKind::Cert => Kind::Foca,
         DatagramKind::Ack => Kind::Ack,
         DatagramKind::Batch => Kind::Batch,
         DatagramKind::Request if sh.cause == Cause::Start => Kind::DirectSpread,

@@ -95,12 +95,7 @@ impl World {
         };
 
         let ids: Vec<NodeId> = (0..n)
-            .map(|i| NodeId {
-                name: node_name(i),
-                addr: addr_of(i),
-                bump: 0,
-                tags: Default::default(),
-            })
+            .map(|i| NodeId::new(node_name(i), addr_of(i), 0, Default::default()))
             .collect();
 
         // Faults: distinct nodes, never the coordinator.
@@ -202,9 +197,10 @@ impl World {
             None => AnswerModel::k8s_node(),
         };
 
+        let mut ids = ids;
         let operator = settings
             .identities
-            .then(|| identities(&mut nodes, &ids, settings.seed, settings.warm_keys));
+            .then(|| identities(&mut nodes, &mut ids, settings.seed, settings.warm_keys));
         World {
             operator,
             keys_before: 0,
@@ -534,7 +530,10 @@ impl AnswerModel {
 
 /// A CA for the run: every node gets a certificate (seeded, so runs
 /// repeat) and trusts the CA; returns the operator who signs the sweep.
-fn identities(nodes: &mut [SimNode], ids: &[NodeId], seed: u64, warm: bool) -> Credentials {
+///
+/// Each node's identity is then signed by its key; `ids` become the
+/// signed identities, which is what the nodes learn of each other.
+fn identities(nodes: &mut [SimNode], ids: &mut [NodeId], seed: u64, warm: bool) -> Credentials {
     let key = |i: u64, salt: u64| {
         let mut bytes = [0u8; 32];
         for (k, chunk) in bytes.chunks_mut(8).enumerate() {
@@ -551,7 +550,14 @@ fn identities(nodes: &mut [SimNode], ids: &[NodeId], seed: u64, warm: bool) -> C
     for (i, node) in nodes.iter_mut().enumerate() {
         let creds = make(Role::Node, &ids[i].name, key(i as u64, 200), i as u64 + 10);
         certs.push(creds.cert.clone());
-        node.node.set_trust(creds, bundle.clone());
+        let start = Now {
+            mono: Duration::ZERO,
+            unix_ms: BASE_UNIX_MS,
+        };
+        node.node.set_trust(creds, bundle.clone(), start);
+        let mut signed = node.node.identity().clone();
+        signed.signer = None;
+        ids[i] = signed;
     }
     if warm {
         let now = Now {

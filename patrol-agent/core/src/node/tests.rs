@@ -131,7 +131,10 @@ impl Mesh {
                 Output::Completed { sweep_id, document } => {
                     self.documents.push((*sweep_id, (**document).clone()))
                 }
-                Output::Progress { .. } | Output::Member(_) | Output::Audit(_) => {}
+                Output::Progress { .. }
+                | Output::Member(_)
+                | Output::Audit(_)
+                | Output::RosterAudit { .. } => {}
             }
             self.seen[i].push(out);
         }

@@ -87,7 +87,12 @@ impl Peer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberView {
     pub peer: Peer,
+    /// SWIM counts it (alive or suspect).
     pub alive: bool,
+    /// On the roster (with `[trust]`): expected and asked directly even
+    /// when SWIM does not count it; `down` only if it stays silent while
+    /// the others settle.
+    pub rostered: bool,
 }
 
 /// The control command that starts a sweep.

@@ -24,6 +24,9 @@ pub const CLOCK_SKEW_CHECK_ID: &str = "patrol.clock_skew";
 pub const OVER_CAPACITY_CHECK_ID: &str = "patrol.over_capacity";
 /// Listed for each of several alive members claiming one name.
 pub const NAME_CONFLICT_ID: &str = "patrol.name_conflict";
+/// Listed by a node (with `[trust]`) for each agent it saw claim a name
+/// without that name's certificate.
+pub const INTRUDER_ID: &str = "patrol.intruder";
 /// Recorded for a node whose answer arrived whole but did not decode.
 pub const UNREADABLE_ANSWER_ID: &str = "patrol.unreadable_answer";
 
@@ -147,4 +150,29 @@ pub(crate) fn clock_skew(limit_ms: u64, clock: ClockOffset) -> Option<CheckOutco
             .to_string(),
         remediation: "check time synchronisation on the node (chronyc tracking, timedatectl); if most nodes are off the same way, on the coordinator".to_string(),
     })
+}
+
+/// An agent claimed a name without its proof: a `fail` on the node that saw
+/// it, naming the claimed name and the agent's address.
+pub fn intruder(i: &crate::membership::gate::Intruder, unix_ms: u64) -> CheckOutcome {
+    let ago_s = unix_ms.saturating_sub(i.last_seen_unix_ms) / 1000;
+    CheckOutcome {
+        id: INTRUDER_ID.to_string(),
+        kind: "patrol".to_string(),
+        status: Status::Fail,
+        severity: Severity::Fail,
+        observed: Observed::Text(format!("{} at {}", i.name, i.addr)),
+        expected: "only certified nodes in the mesh".to_string(),
+        message: format!(
+            "an agent at {} claims the name `{}` without its certificate ({}; {} packets refused, last {} s ago)",
+            i.addr, i.name, i.reason, i.packets, ago_s
+        ),
+        duration_us: 0,
+        description: "raised by the membership gate: an identity without a valid proof"
+            .to_string(),
+        remediation: format!(
+            "find the process at {} and stop it; if it is a real node, give it a certificate (patrol ca issue node)",
+            i.addr
+        ),
+    }
 }

@@ -18,12 +18,14 @@
 pub mod authorization;
 pub mod bundle;
 pub mod cert;
+pub mod forget;
 pub mod pairwise;
 pub mod scope;
 
 pub use authorization::{AuthError, Authorization};
 pub use bundle::{Revocations, TrustBundle, Verified};
 pub use cert::{CertBody, Certificate, KeyId, Role, CERT_VERSION};
+pub use forget::SignedForget;
 pub use pairwise::{cert_digest, CertDigest, PairKey, PeerKeys};
 pub use scope::{Scope, ScopeError};
 

@@ -69,6 +69,8 @@ pub enum ScopeError {
         max_ms: u64,
         asked_ms: u64,
     },
+    #[error("scope `{0}` may not sweep every node, so it may not forget one from the roster")]
+    NotFleetWide(String),
 }
 
 fn list(items: &[String]) -> String {

@@ -27,6 +27,7 @@ impl Sweep {
             counts: Default::default(),
             nodes: Vec::new(),
             timing: SweepTiming::default(),
+            gone: Vec::new(),
             operator: request
                 .auth
                 .as_ref()
@@ -49,6 +50,7 @@ impl Sweep {
                     checks: vec![outcomes::name_conflict(name, &addrs)],
                     clock: None,
                     silence: None,
+                    swim: None,
                 });
             }
         }
@@ -74,7 +76,7 @@ impl Sweep {
 fn entry(slot: Slot) -> NodeEntry {
     let pending = match slot.state {
         SlotState::Answered(entry) => return entry,
-        SlotState::Pending => true,
+        SlotState::Pending | SlotState::Unreached => true,
         SlotState::Down => false,
     };
     NodeEntry {
@@ -99,6 +101,7 @@ fn entry(slot: Slot) -> NodeEntry {
             swim: SwimState::Unknown,
             backstop_requests: slot.backstops,
         }),
+        swim: None,
     }
 }
 

@@ -438,6 +438,7 @@ impl Sweep {
             checks,
             clock,
             silence: None,
+            swim: None,
         };
         self.last_answer_at = Some(now);
         match self.expected.get_mut(&node) {
@@ -446,10 +447,19 @@ impl Sweep {
                 // the filter was applied to; keep it.
                 entry.addr = slot.peer.addr.to_string();
                 entry.tags = slot.peer.tags.clone();
-                if matches!(slot.state, SlotState::Pending) {
-                    self.settled += 1;
+                match slot.state {
+                    SlotState::Pending => self.settled += 1,
+                    SlotState::Unreached => {
+                        self.settled += 1;
+                        self.unreached -= 1;
+                    }
+                    SlotState::Down | SlotState::Answered(_) => {}
                 }
-                // An answer from a node SWIM called down proves it alive.
+                // An answer from a node SWIM called down proves it alive;
+                // the document says SWIM disagreed.
+                if slot.swim_down {
+                    entry.swim = Some(patrol_model::SwimState::Down);
+                }
                 slot.state = SlotState::Answered(entry);
                 self.answered += 1;
             }

@@ -63,6 +63,8 @@ struct Sweep {
     answered: u64,
     /// Expected nodes that answered or are down.
     settled: u64,
+    /// Rostered nodes SWIM does not count that have not answered yet.
+    unreached: u64,
     last_answer_at: Option<Duration>,
     rounds: u32,
     next_round_at: Option<Duration>,
@@ -74,11 +76,17 @@ pub(crate) struct Slot {
     pub(crate) state: SlotState,
     /// Backstop rounds that sent this node the request.
     backstops: u32,
+    /// SWIM did not count it alive (at the start, or went down since).
+    pub(crate) swim_down: bool,
+    rostered: bool,
 }
 
 #[derive(Debug)]
 pub(crate) enum SlotState {
     Pending,
+    /// On the roster but not alive to SWIM: asked directly, and `down`
+    /// once every other node has settled without an answer from it.
+    Unreached,
     Down,
     Answered(NodeEntry),
 }
@@ -115,6 +123,7 @@ fn expected_set(
         members.push(MemberView {
             peer: me.clone(),
             alive: true,
+            rostered: false,
         });
     }
     let conflicts = name_conflicts(&members);
@@ -129,6 +138,8 @@ fn expected_set(
         }
         let state = if m.alive {
             SlotState::Pending
+        } else if m.rostered {
+            SlotState::Unreached
         } else {
             SlotState::Down
         };
@@ -138,6 +149,8 @@ fn expected_set(
                 peer: m.peer,
                 state,
                 backstops: 0,
+                swim_down: !m.alive,
+                rostered: m.rostered,
             },
         );
     }
@@ -218,6 +231,17 @@ impl Coordinator {
             .values()
             .filter(|s| matches!(s.state, SlotState::Down))
             .count() as u64;
+        // Rostered nodes SWIM does not count hear it straight from us.
+        let mut unreached = 0;
+        for slot in expected.values() {
+            if matches!(slot.state, SlotState::Unreached) {
+                unreached += 1;
+                cx.push(Effect::Send {
+                    to: slot.peer.addr,
+                    msg: SweepMessage::Request(request.clone()),
+                });
+            }
+        }
         let sweep = Sweep {
             request: request.clone(),
             started_at: cx.mono(),
@@ -229,6 +253,7 @@ impl Coordinator {
             intake: intake::Intake::default(),
             answered: 0,
             settled,
+            unreached,
             last_answer_at: None,
             rounds: 0,
             next_round_at: None,
@@ -264,8 +289,15 @@ impl Coordinator {
             };
             if let Some(slot) = sweep.expected.get_mut(name) {
                 if matches!(slot.state, SlotState::Pending) {
-                    slot.state = SlotState::Down;
-                    sweep.settled += 1;
+                    slot.swim_down = true;
+                    if slot.rostered {
+                        // Still asked (the backstop): SWIM may be wrong.
+                        slot.state = SlotState::Unreached;
+                        sweep.unreached += 1;
+                    } else {
+                        slot.state = SlotState::Down;
+                        sweep.settled += 1;
+                    }
                     cx.push(sweep.progress());
                 }
             }
@@ -305,18 +337,36 @@ impl Coordinator {
                 timer: SweepTimer(TimerKind::Tick(id)),
             });
         }
+        self.complete_if_settled(cx, id);
     }
 
     pub(crate) fn deadline(&mut self, cx: &mut Ctx, id: u64) {
         self.complete(cx, id);
     }
 
+    /// Complete sweep `id` once every expected node has settled. Rostered
+    /// nodes SWIM does not count settle as `down` once all the others
+    /// have, and not before the first backstop could have asked them
+    /// again.
     fn complete_if_settled(&mut self, cx: &mut Ctx, id: u64) {
-        if self
-            .sweeps
-            .get(&id)
-            .is_some_and(|s| s.settled == s.expected.len() as u64)
-        {
+        let Some(sweep) = self.sweeps.get_mut(&id) else {
+            return;
+        };
+        let all = sweep.expected.len() as u64;
+        if sweep.unreached > 0 && sweep.settled + sweep.unreached == all {
+            let waited = cx.mono().saturating_sub(sweep.started_at)
+                >= sweep.spread + cx.settings.backstop_min_delay + cx.settings.backstop_quiet;
+            if waited {
+                for slot in sweep.expected.values_mut() {
+                    if matches!(slot.state, SlotState::Unreached) {
+                        slot.state = SlotState::Down;
+                    }
+                }
+                sweep.settled += sweep.unreached;
+                sweep.unreached = 0;
+            }
+        }
+        if sweep.settled == all {
             self.complete(cx, id);
         }
     }
@@ -341,7 +391,8 @@ impl Sweep {
     /// that has not answered and is not known down.
     fn backstop(&mut self, cx: &mut Ctx) {
         for slot in self.expected.values_mut() {
-            if matches!(slot.state, SlotState::Pending) && slot.peer.name != cx.me.name {
+            let ask = matches!(slot.state, SlotState::Pending | SlotState::Unreached);
+            if ask && slot.peer.name != cx.me.name {
                 slot.backstops += 1;
                 cx.push(Effect::Send {
                     to: slot.peer.addr,

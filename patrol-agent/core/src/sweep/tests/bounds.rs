@@ -263,6 +263,7 @@ fn a_down_identity_and_an_alive_one_with_one_name_are_no_conflict() {
     let mut net = Net::new(3, SweepSettings::default());
     let mut members = net.members();
     members.push(MemberView {
+        rostered: false,
         peer: Peer {
             addr: addr(7),
             ..peer(2)

@@ -128,6 +128,7 @@ impl Net {
     fn members(&self) -> Vec<MemberView> {
         (0..self.cores.len())
             .map(|i| MemberView {
+                rostered: false,
                 peer: peer(i),
                 alive: true,
             })

@@ -12,6 +12,10 @@
 //! address, so that a sweep can say of a silent node whether its agent
 //! still talks to the coordinator.
 
+pub mod gate;
+pub mod proof;
+pub mod roster;
+
 use core::net::SocketAddr;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::num::{NonZeroU32, NonZeroUsize};

@@ -1,0 +1,380 @@
+//! [`Gate`]: what of a foca packet reaches foca, with `[trust]`.
+//!
+//! Every foca packet a certified node receives passes here first. The gate
+//! decodes the header and the member updates with the same codec foca
+//! uses, and
+//! - drops the whole packet when its sender's identity is not proven
+//!   (asking the sender for a certificate it does not know yet);
+//! - removes each update whose identity is not proven, is stale, or waits
+//!   for a certificate (kept in a bounded list and applied once the
+//!   certificate arrives);
+//! - sets every incarnation to 0. Certified nodes never refute with
+//!   incarnations, which nobody signs: a suspicion or a down declaration
+//!   of this node's own identity becomes `down`, so foca renews the
+//!   identity at once (a new bump, signed by the identity's signer) and the
+//!   renewed identity wins over the suspected one everywhere. A forged
+//!   declaration can make a node renew, never hide it; a forged `alive`
+//!   at a high incarnation no longer outranks a suspicion;
+//! - records every proven sighting in the [`Roster`], and every refused
+//!   identity that claims a name as an intruder (name, address).
+//!
+//! The packet foca gets is re-encoded from what is left, custom broadcasts
+//! (sweep requests) untouched. Certificates travel on their own channel
+//! ([`CertMessage`]): a node asks the sender of a packet for the
+//! certificates it lacks, and sends its own with the question.
+
+use core::net::SocketAddr;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::Duration;
+
+use bytes::{Buf, BufMut};
+use foca::{Codec, Member, Message, State};
+use serde::{Deserialize, Serialize};
+
+use super::proof::{Check, MemberBook};
+use super::roster::Roster;
+use crate::clock::Now;
+use crate::codec::BincodeCodec;
+use crate::identity::NodeId;
+use crate::trust::{CertDigest, Certificate};
+
+/// Most updates held while their certificate is asked for.
+const MAX_PENDING: usize = 1024;
+/// Most packets held while their sender's certificate is asked for.
+const MAX_PENDING_PACKETS: usize = 256;
+/// Most certificate digests asked for in one message, and certificates
+/// sent in one answer.
+pub const MAX_WANT: usize = 16;
+pub const MAX_HAVE: usize = 5;
+/// A digest is asked for again after this long.
+const ASK_AGAIN: Duration = Duration::from_secs(1);
+/// Most intruders remembered.
+const MAX_INTRUDERS: usize = 256;
+/// An intruder is reported for this long after it was last seen.
+pub const INTRUDER_MEMORY: Duration = Duration::from_secs(3600);
+/// Largest certificate message decoded.
+const CERT_MESSAGE_LIMIT: usize = 8 * 1024;
+
+/// The certificate exchange (`CH_CERT`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum CertMessage {
+    /// "Here is my certificate; send me these."
+    Want {
+        mine: Box<Certificate>,
+        want: Vec<CertDigest>,
+    },
+    /// Certificates asked for (at most [`MAX_HAVE`]).
+    Have { certs: Vec<Certificate> },
+}
+
+impl CertMessage {
+    pub fn encode(&self) -> Vec<u8> {
+        bincode::serde::encode_to_vec(self, bincode::config::standard()).unwrap_or_default()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<CertMessage> {
+        let config = bincode::config::standard().with_limit::<CERT_MESSAGE_LIMIT>();
+        let (msg, used): (CertMessage, usize) =
+            bincode::serde::decode_from_slice(bytes, config).ok()?;
+        let bounded = match &msg {
+            CertMessage::Want { want, .. } => want.len() <= MAX_WANT,
+            CertMessage::Have { certs } => certs.len() <= MAX_HAVE,
+        };
+        (used == bytes.len() && bounded).then_some(msg)
+    }
+}
+
+/// An agent that claimed a name without that name's proof.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Intruder {
+    pub name: String,
+    pub addr: SocketAddr,
+    /// Why its identity was refused.
+    pub reason: String,
+    pub packets: u64,
+    pub first_seen_unix_ms: u64,
+    pub last_seen_unix_ms: u64,
+}
+
+/// What the gate counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateCounters {
+    /// Packets dropped whole: their sender's identity is not proven.
+    pub packets_unproven: u64,
+    /// Packets held back until the sender's certificate arrives.
+    pub packets_unknown_sender: u64,
+    /// Member updates removed: their identity is not proven.
+    pub updates_unproven: u64,
+    /// Member updates removed: an older identity of a proven name.
+    pub updates_stale: u64,
+    /// Incarnations other than 0 set back to 0.
+    pub incarnations_cleared: u64,
+    /// Suspicions or down declarations of this node's identity (each one
+    /// renews it).
+    pub declared_against_self: u64,
+    /// Certificates learned and refused through the exchange.
+    pub certs_learned: u64,
+    pub certs_refused: u64,
+    /// Leave notices refused (no valid signature by the node).
+    pub leaves_refused: u64,
+}
+
+/// What became of one packet.
+#[derive(Debug, Default)]
+pub struct Filtered {
+    /// The packet for foca (None: dropped).
+    pub packet: Option<Vec<u8>>,
+    /// Certificate digests to ask the sender for.
+    pub want: Vec<CertDigest>,
+}
+
+/// The gate: the book of proofs, the roster, pending updates, intruders.
+#[derive(Debug)]
+pub struct Gate {
+    pub book: MemberBook,
+    pub roster: Roster,
+    pub counters: GateCounters,
+    pending: VecDeque<(CertDigest, Member<NodeId>)>,
+    pending_packets: VecDeque<(CertDigest, SocketAddr, Vec<u8>)>,
+    asked: HashMap<CertDigest, Duration>,
+    intruders: BTreeMap<(String, SocketAddr), Intruder>,
+}
+
+impl Gate {
+    pub fn new(book: MemberBook, roster: Roster) -> Gate {
+        Gate {
+            book,
+            roster,
+            counters: GateCounters::default(),
+            pending: VecDeque::new(),
+            pending_packets: VecDeque::new(),
+            asked: HashMap::new(),
+            intruders: BTreeMap::new(),
+        }
+    }
+
+    /// Intruders seen within [`INTRUDER_MEMORY`].
+    pub fn intruders(&self, unix_ms: u64) -> Vec<Intruder> {
+        let memory = INTRUDER_MEMORY.as_millis() as u64;
+        self.intruders
+            .values()
+            .filter(|i| unix_ms.saturating_sub(i.last_seen_unix_ms) <= memory)
+            .cloned()
+            .collect()
+    }
+
+    /// Packets held for their sender's certificate `digest`, now that it
+    /// arrived: (sender address, packet), to filter again.
+    pub fn take_pending_packets(&mut self, digest: &CertDigest) -> Vec<(SocketAddr, Vec<u8>)> {
+        let mut out = Vec::new();
+        self.pending_packets.retain(|(d, from, p)| {
+            if d == digest {
+                out.push((*from, p.clone()));
+                false
+            } else {
+                true
+            }
+        });
+        out
+    }
+
+    /// Updates held for `digest`, now that its certificate arrived.
+    pub fn take_pending(&mut self, digest: &CertDigest) -> Vec<Member<NodeId>> {
+        let mut out = Vec::new();
+        self.pending.retain(|(d, m)| {
+            if d == digest {
+                out.push(m.clone());
+                false
+            } else {
+                true
+            }
+        });
+        out
+    }
+
+    /// Filter one foca packet `body` from `from`, for node `me`.
+    pub fn filter(&mut self, now: Now, from: SocketAddr, me: &NodeId, body: &[u8]) -> Filtered {
+        let mut out = Filtered::default();
+        let mut codec = BincodeCodec;
+        let mut buf = body;
+        let Ok(mut header) = codec.decode_header(&mut buf) else {
+            // foca refuses it again and it is counted as malformed.
+            out.packet = Some(body.to_vec());
+            return out;
+        };
+        if header.src.name == me.name {
+            // Our own identity (a replay, or an old incarnation): foca
+            // refuses data from ourselves; never a roster entry.
+            if header.src.addr == me.addr {
+                out.packet = Some(body.to_vec());
+            } else {
+                self.counters.packets_unproven += 1;
+            }
+            return out;
+        }
+        match self.book.check(&header.src, now.unix_ms, now.mono) {
+            Check::Proven { serial, .. } => {
+                if header.src.addr == from {
+                    self.book.heard_from(&header.src, now.mono);
+                }
+                let src = &header.src;
+                self.roster
+                    .seen(&src.name, serial, src.addr, &src.tags, true, now.unix_ms);
+            }
+            Check::UnknownCert(d) => {
+                self.counters.packets_unknown_sender += 1;
+                if self.pending_packets.len() >= MAX_PENDING_PACKETS {
+                    self.pending_packets.pop_front();
+                }
+                self.pending_packets.push_back((d, from, body.to_vec()));
+                self.ask(now, d, &mut out.want);
+                return out;
+            }
+            Check::Stale => {
+                self.counters.packets_unproven += 1;
+                return out;
+            }
+            Check::Refused(r) => {
+                self.counters.packets_unproven += 1;
+                self.intruder(&header.src.name, from, r.as_str(), now.unix_ms);
+                return out;
+            }
+        }
+        if header.src_incarnation != 0 {
+            self.counters.incarnations_cleared += 1;
+            header.src_incarnation = 0;
+        }
+        let mut packet = Vec::with_capacity(body.len());
+        if codec.encode_header(&header, &mut packet).is_err() {
+            return out;
+        }
+        let has_updates = buf.remaining() >= 2 && header.message != Message::Broadcast;
+        if has_updates {
+            let count = buf.get_u16();
+            let mut kept = Vec::with_capacity(usize::from(count));
+            for _ in 0..count {
+                let Ok(member) = codec.decode_member(&mut buf) else {
+                    out.packet = Some(body.to_vec());
+                    return out;
+                };
+                if let Some(m) = self.update(now, me, member, &mut out.want) {
+                    kept.push(m);
+                }
+            }
+            packet.put_u16(kept.len() as u16);
+            for m in &kept {
+                if codec.encode_member(m, &mut packet).is_err() {
+                    return out;
+                }
+            }
+        }
+        packet.extend_from_slice(buf);
+        out.packet = Some(packet);
+        out
+    }
+
+    /// One member update: kept (as foca should see it) or removed.
+    fn update(
+        &mut self,
+        now: Now,
+        me: &NodeId,
+        member: Member<NodeId>,
+        want: &mut Vec<CertDigest>,
+    ) -> Option<Member<NodeId>> {
+        let state = member.state();
+        let incarnation = member.incarnation();
+        let id = member.id().clone();
+        if incarnation != 0 {
+            self.counters.incarnations_cleared += 1;
+        }
+        if id.name == me.name {
+            if &id == me && state != State::Alive {
+                // Nobody refutes with incarnations here: renew instead.
+                self.counters.declared_against_self += 1;
+                return Some(Member::new(id, 0, State::Down));
+            }
+            return Some(Member::new(id, 0, state));
+        }
+        match self.book.check(&id, now.unix_ms, now.mono) {
+            Check::Proven { serial, .. } => {
+                let alive = state == State::Alive;
+                self.roster
+                    .seen(&id.name, serial, id.addr, &id.tags, alive, now.unix_ms);
+                Some(Member::new(id, 0, state))
+            }
+            Check::UnknownCert(d) => {
+                if self.pending.len() >= MAX_PENDING {
+                    self.pending.pop_front();
+                }
+                self.pending.push_back((d, Member::new(id, 0, state)));
+                self.ask(now, d, want);
+                None
+            }
+            Check::Stale => {
+                self.counters.updates_stale += 1;
+                None
+            }
+            Check::Refused(r) => {
+                self.counters.updates_unproven += 1;
+                self.intruder(&id.name, id.addr, r.as_str(), now.unix_ms);
+                None
+            }
+        }
+    }
+
+    /// An update held for its certificate, checked again once it arrived:
+    /// whether to apply it.
+    pub fn recheck(&mut self, now: Now, me: &NodeId, member: &Member<NodeId>) -> bool {
+        let mut want = Vec::new();
+        self.update(now, me, member.clone(), &mut want).is_some()
+    }
+
+    fn ask(&mut self, now: Now, digest: CertDigest, want: &mut Vec<CertDigest>) {
+        if want.contains(&digest) || want.len() >= MAX_WANT {
+            return;
+        }
+        if let Some(at) = self.asked.get(&digest) {
+            if now.mono.saturating_sub(*at) < ASK_AGAIN {
+                return;
+            }
+        }
+        if self.asked.len() >= MAX_PENDING {
+            self.asked
+                .retain(|_, at| now.mono.saturating_sub(*at) < ASK_AGAIN);
+        }
+        self.asked.insert(digest, now.mono);
+        want.push(digest);
+    }
+
+    /// Record an identity refused for `reason` that claims `name` at `addr`.
+    pub fn intruder(&mut self, name: &str, addr: SocketAddr, reason: &str, unix_ms: u64) {
+        let name: String = name.chars().take(253).collect();
+        let key = (name.clone(), addr);
+        if let Some(i) = self.intruders.get_mut(&key) {
+            i.packets += 1;
+            i.last_seen_unix_ms = unix_ms;
+            return;
+        }
+        if self.intruders.len() >= MAX_INTRUDERS {
+            let oldest = self
+                .intruders
+                .iter()
+                .min_by_key(|(_, i)| i.last_seen_unix_ms)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                self.intruders.remove(&k);
+            }
+        }
+        self.intruders.insert(
+            key,
+            Intruder {
+                name,
+                addr,
+                reason: reason.to_string(),
+                packets: 1,
+                first_seen_unix_ms: unix_ms,
+                last_seen_unix_ms: unix_ms,
+            },
+        );
+    }
+}
