@@ -372,3 +372,59 @@ impl Throwaway {
 fn now_s() -> u64 {
     patrol_agent::clock::unix_ms() / 1000
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        demo: Args,
+    }
+
+    #[test]
+    fn the_demo_replaces_the_checks_a_fixture_tree_cannot_answer() {
+        let args = Cli::parse_from(["demo"]).demo;
+        let config = node_config(4, &args, None, Path::new("/tmp/demo"));
+        assert_eq!(config.check.len(), 2, "OWN_CHECKS parses");
+        let catalog = patrol_checks::Catalog::from_config(&config).unwrap();
+        let selector = Selector {
+            profile: Some("k8s-node".into()),
+            ..Selector::default()
+        };
+        let run = catalog.select(&selector, &config.node.tags);
+        let kinds: BTreeMap<&str, &str> =
+            run.iter().map(|c| (c.id.as_str(), c.kind.name())).collect();
+        // Read from the package database instead of `kubelet --version`.
+        assert_eq!(kinds.get("kubelet-version"), Some(&"package"));
+        // Left out on a fixture node, and said so.
+        assert_eq!(kinds.get("kubelet-running"), None);
+        assert!(demo_hosts::LEFT_OUT
+            .iter()
+            .any(|(id, _)| *id == "kubelet-running"));
+        // Nothing else of the profile needs a program.
+        let programs = [
+            "systemd_unit",
+            "kubelet_version",
+            "command",
+            "clock",
+            "etcd_health",
+        ];
+        assert!(
+            run.iter().all(|c| !programs.contains(&c.kind.name())),
+            "{kinds:?}"
+        );
+        assert_eq!(
+            config.node.host_root.as_deref(),
+            Some(Path::new("/tmp/demo/hosts/demo-04"))
+        );
+    }
+
+    #[test]
+    fn the_story_needs_ten_nodes() {
+        assert!(Cli::try_parse_from(["demo", "--nodes", "9"]).is_err());
+        assert_eq!(Cli::parse_from(["demo", "--nodes", "10"]).demo.nodes, 10);
+    }
+}

@@ -322,7 +322,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_story_changes_exactly_three_things_between_the_sweeps() {
+    fn between_the_sweeps_two_trees_change_and_the_coordinator_is_not_the_stopped_agent() {
         let story = Story { nodes: 25 };
         let changed: Vec<usize> = (0..story.nodes)
             .filter(|&i| Values::of(i, Night::First) != Values::of(i, Night::Second))
