@@ -234,6 +234,44 @@ impl Catalog {
     }
 }
 
+/// The unit of each check's values, by check id ([`CheckKind::unit`]):
+/// the config's own checks when given, then every built-in profile's (a
+/// report may show checks of a profile its own config does not name).
+/// Checks without a unit are left out, and so is an own check that does
+/// not parse (loading the config reports it; the profile check it would
+/// replace does not lend it a unit).
+pub fn check_units(config: Option<&Config>) -> BTreeMap<String, &'static str> {
+    // (id, unit) in order of precedence; the first of an id counts.
+    let mut found: Vec<(String, Option<&'static str>)> = Vec::new();
+    if let Some(config) = config {
+        for table in &config.check {
+            match CheckSpec::from_table(table, config.checks.default_timeout, None) {
+                Ok(spec) => found.push((spec.id.clone(), spec.kind.unit())),
+                Err(_) => {
+                    if let Some(id) = table.get("id").and_then(|v| v.as_str()) {
+                        found.push((id.to_string(), None));
+                    }
+                }
+            }
+        }
+    }
+    for name in PROFILE_NAMES {
+        if let Some(Ok(list)) = parse_profile(name, PROFILE_TIMEOUT) {
+            found.extend(list.into_iter().map(|(_, s)| (s.id.clone(), s.kind.unit())));
+        }
+    }
+    let mut seen = BTreeSet::new();
+    let mut units = BTreeMap::new();
+    for (id, unit) in found {
+        if seen.insert(id.clone()) {
+            if let Some(unit) = unit {
+                units.insert(id, unit);
+            }
+        }
+    }
+    units
+}
+
 /// Resolve `[checks] command_user` and every `command` check's `user` on
 /// `host`, set each check's `run_as`, and return the users with the keys
 /// that named them; unknown users become problems at those keys.

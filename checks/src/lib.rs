@@ -20,7 +20,7 @@ pub mod runner;
 pub mod spec;
 pub mod version;
 
-pub use catalog::Catalog;
+pub use catalog::{check_units, Catalog};
 pub use expect::Expect;
 pub use host::{host_for, FixtureHost, Host, RealHost, RootedHost};
 pub use kinds::CheckKind;

@@ -405,3 +405,25 @@ fn k8s_node_and_cis_node_share_the_scored_cis_checks() {
         .unwrap();
     assert_eq!(shared.profiles, ["k8s-node", "cis-node"]);
 }
+
+#[test]
+fn gauges_have_units_and_an_own_check_sets_its_own() {
+    let builtin = patrol_checks::check_units(None);
+    assert_eq!(builtin.get("memory-available"), Some(&"%"));
+    assert_eq!(builtin.get("swap-off"), Some(&"MiB"));
+    assert_eq!(builtin.get("process-total"), Some(&"processes"));
+    assert_eq!(builtin.get("var-log-growth"), Some(&"MiB/hour"));
+    assert_eq!(builtin.get("kernel-log-errors"), Some(&"messages"));
+    // Settings, versions and file hashes have none.
+    for id in ["ip-forward", "kubelet-version", "kubelet-config-hash"] {
+        assert_eq!(builtin.get(id), None, "{id}");
+    }
+    // An own check of the same id is what the node runs: its unit wins.
+    let own = config(
+        "[checks]\nprofiles = [\"k8s-node\"]\n[[check]]\nid = \"memory-available\"\ntype = \"memory\"\nmeasure = \"available_mb\"\nexpect = { min = 512 }\n[[check]]\nid = \"rtt\"\ntype = \"network\"\nconnect = \"127.0.0.1:22\"\nobserve = true\n",
+    );
+    let units = patrol_checks::check_units(Some(&own));
+    assert_eq!(units.get("memory-available"), Some(&"MiB"));
+    assert_eq!(units.get("rtt"), Some(&"ms"));
+    assert_eq!(units.get("process-total"), Some(&"processes"));
+}

@@ -1,18 +1,27 @@
-//! `patrol demo`: the main job on a built-in default. Starts N real agents
-//! (real UDP sockets, sealed envelope, control listeners) on loopback in
-//! this process, waits for the mesh to converge, runs a sweep of the
-//! built-in `k8s-node` profile on this machine through one of them, prints
-//! the table, writes the sweep JSON and the HTML/text report into a
-//! directory it names, and stops every agent (leaving the mesh gracefully).
+//! `patrol demo`: the main job on a built-in default, and the story a
+//! fleet tells over two nights, without root. Starts N real agents (real
+//! UDP sockets, sealed envelope, control listeners) on loopback in this
+//! process, each inspecting a fixture tree of its own (`[node] host_root`,
+//! written by [`crate::demo_hosts`] under `OUT/hosts/`), waits for the mesh
+//! to converge, and runs two sweeps of the built-in `k8s-node` profile
+//! through one of them, with a change between them (one node fixed,
+//! another broken, one agent stopped). Both are stored in the demo's own
+//! history (`OUT/history/`, started afresh), so the second report shows
+//! new, persisting and resolved anomalies, drift, a silent node, value
+//! distributions and a trend chart. The first sweep is dated a day back
+//! (and the demo says so), so the report reads as two nights. Then it
+//! prints the second sweep's table, writes both sweeps' JSON and reports
+//! into folders it names, and stops every agent (leaving the mesh
+//! gracefully).
 //!
 //! The mesh runs with identities, as a production cluster does: a
 //! throwaway CA made in memory issues every node a certificate and signs
-//! for a `demo` operator, who asks for the sweep. Every node's audit log
+//! for a `demo` operator, who asks for the sweeps. Every node's audit log
 //! is written under the output folder (`audit/NAME.jsonl`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -29,51 +38,70 @@ use patrol_agent::trust::{
     issue, Authorization, Certificate, Credentials, Issue, Revocations, Role, Scope, SigningKey,
     TrustBundle,
 };
-use patrol_checks::Selector;
+use patrol_checks::{Selector, SweepDocument};
 use patrol_config::Config;
 
 use patrol_config::parse_duration;
 
+use crate::demo_hosts::{self, Night, Story, HOST_TAG};
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// How many agents to start.
-    #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u16).range(1..=500))]
+    /// How many agents to start (the story needs at least 10).
+    #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u16).range(demo_hosts::MIN_NODES as i64..=500))]
     pub nodes: u16,
     /// Where to write the sweep JSON and the report.
     #[arg(long, default_value = "patrol-demo")]
     pub out: PathBuf,
-    /// Sweep deadline.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    /// Deadline of each sweep. The second sweep lasts this long: it waits
+    /// for the stopped agent until then (SWIM takes about 8 s to call a
+    /// crashed node down).
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
     pub deadline: Duration,
-    /// Built-in profile to sweep with.
+    /// Built-in profile to sweep with (the fixture trees are written for
+    /// `k8s-node`; another profile runs on them as it can).
     #[arg(long, default_value = "k8s-node")]
     pub profile: String,
-    /// Root only: six agent processes, each in its own network namespace
+    /// Root only: twelve agent processes, each in its own network namespace
     /// with its own network sysctls; one is killed and two sweeps tell the
     /// drift story (see demo_netns.rs). Ignores --nodes and --profile.
     #[arg(long)]
     pub netns: bool,
 }
 
-fn node_config(i: u16, profile: &str, seed: Option<SocketAddr>, out: &std::path::Path) -> Config {
+fn node_config(i: usize, args: &Args, seed: Option<SocketAddr>, out: &Path) -> Config {
     let mut c = Config::default();
-    c.node.name = format!("demo-{i:02}");
+    c.node.name = Story::name(i);
     c.node.cluster = "demo".into();
     c.node.bind = SocketAddr::from(([127, 0, 0, 1], 0));
     c.node.seeds = seed.map(|s| vec![s.to_string()]).unwrap_or_default();
-    let role = if i < 3 { "control-plane" } else { "worker" };
     c.node.tags = BTreeMap::from([
-        ("role".to_string(), role.to_string()),
+        ("role".to_string(), Story::role(i).to_string()),
         (
             "dc".to_string(),
             if i.is_multiple_of(2) { "a" } else { "b" }.to_string(),
         ),
+        (HOST_TAG.0.to_string(), HOST_TAG.1.to_string()),
     ]);
+    c.node.host_root = Some(Story::tree(&out.join("hosts"), i));
     c.control.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    c.checks.profiles = vec![profile.to_string()];
+    c.checks.profiles = vec![args.profile.clone()];
+    c.check = own_checks();
     c.report.history_dir = out.join("history");
     c.report.out_dir = out.to_path_buf();
     c
+}
+
+/// [`demo_hosts::OWN_CHECKS`] as config tables.
+fn own_checks() -> Vec<toml::Table> {
+    #[derive(serde::Deserialize)]
+    struct Own {
+        check: Vec<toml::Table>,
+    }
+    // A constant, parsed by a test too.
+    toml::from_str::<Own>(demo_hosts::OWN_CHECKS)
+        .map(|o| o.check)
+        .unwrap_or_default()
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -91,49 +119,171 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let out = args.out.canonicalize().unwrap_or(args.out.clone());
+    // The demo's own trees and history, from an earlier run: the story
+    // starts afresh.
+    for own in ["hosts", "history"] {
+        let dir = out.join(own);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)
+                .with_context(|| format!("removing the earlier demo's {}", dir.display()))?;
+        }
+    }
+    let story = Story {
+        nodes: usize::from(args.nodes),
+    };
+    story
+        .write_fleet(&out.join("hosts"), Night::First)
+        .context("writing the fixture trees")?;
     // A fresh key and a throwaway CA for this demo only, never written
     // to disk.
     let envelope = Envelope::new(Keyring::generate(), "demo");
     let ca = Throwaway::new()?;
-    let n = usize::from(args.nodes);
 
     let started = Instant::now();
-    let mut daemons: Vec<Daemon> = Vec::with_capacity(n);
+    let mut daemons: Vec<Option<Daemon>> = Vec::with_capacity(story.nodes);
     let mut seed = None;
-    for i in 0..args.nodes {
-        let config = node_config(i, &args.profile, seed, &out);
+    for i in 0..story.nodes {
+        let config = node_config(i, &args, seed, &out);
         let trust = ca.node(&config.node.name, &out.join("audit"))?;
         let d = daemon::start_trusted(&config, envelope.clone(), Some(trust))
             .await
             .with_context(|| format!("starting agent {}", config.node.name))?;
         seed.get_or_insert(d.ready.gossip);
-        daemons.push(d);
+        daemons.push(Some(d));
     }
     eprintln!(
-        "started {n} agents on 127.0.0.1 (gossip {} ..., control {} ...)",
-        daemons[0].ready.gossip, daemons[0].ready.control
+        "started {} agents on 127.0.0.1, each inspecting its own fixture tree under {}",
+        story.nodes,
+        out.join("hosts").display()
     );
-
-    let result = sweep_and_report(&daemons, n, &args, &out, started, &ca).await;
-    for d in daemons {
+    let demo = Demo {
+        args: &args,
+        out: &out,
+        story,
+        ca: &ca,
+    };
+    let result = demo.tell(&mut daemons, started).await;
+    for d in daemons.into_iter().flatten() {
         d.stop(StopMode::Leave).await;
     }
     result
 }
 
-async fn sweep_and_report(
-    daemons: &[Daemon],
-    n: usize,
-    args: &Args,
-    out: &std::path::Path,
-    started: Instant,
-    ca: &Throwaway,
-) -> anyhow::Result<ExitCode> {
-    // Wait until every agent sees every other one alive.
+/// What the two sweeps share.
+struct Demo<'a> {
+    args: &'a Args,
+    out: &'a Path,
+    story: Story,
+    ca: &'a Throwaway,
+}
+
+/// A day, in milliseconds: how far back the first sweep is dated.
+const DAY_MS: u64 = 86_400_000;
+
+impl Demo<'_> {
+    /// The two sweeps and the change between them.
+    async fn tell(
+        &self,
+        daemons: &mut [Option<Daemon>],
+        started: Instant,
+    ) -> anyhow::Result<ExitCode> {
+        converge(daemons, self.story.nodes, started).await?;
+        for line in self.story.legend() {
+            eprintln!("story: {line}");
+        }
+        for (check, why) in demo_hosts::LEFT_OUT {
+            eprintln!("left out on the fixture trees: {check} ({why})");
+        }
+        let config = node_config(0, self.args, None, self.out);
+        let zone = jiff::tz::TimeZone::system();
+
+        let mut first = self.sweep(daemons).await?;
+        first.started_at_unix_ms = first.started_at_unix_ms.saturating_sub(DAY_MS);
+        let one = patrol_report::write_report(
+            &first,
+            &config,
+            &patrol_report::report_dir(self.out, &first),
+        )
+        .context("writing the first report")?;
+        eprintln!(
+            "first sweep (dated a day back): {} ok, {} failing, {} silent",
+            first.counts.ok,
+            first.counts.failing,
+            first.counts.no_answer + first.counts.down
+        );
+
+        // Overnight: one node fixed, one broken, one agent gone.
+        self.story
+            .write_fleet(&self.out.join("hosts"), Night::Second)
+            .context("rewriting the fixture trees")?;
+        if let Some(d) = daemons[self.story.stopped()].take() {
+            d.stop(StopMode::Crash).await;
+        }
+        let second = self.sweep(daemons).await?;
+        crate::stdout::out!("{}", crate::sweep::table(&second, false, &zone));
+        let two = patrol_report::write_report(
+            &second,
+            &config,
+            &patrol_report::report_dir(self.out, &second),
+        )
+        .context("writing the second report")?;
+        crate::stdout::outln!("\nfirst sweep:    {}", one.json.display());
+        crate::stdout::outln!("sweep document: {}", two.json.display());
+        crate::stdout::outln!("HTML report:    {}", two.html.display());
+        crate::stdout::outln!("text report:    {}", two.text.display());
+        crate::stdout::outln!("per-node CSV:   {}", two.csv.display());
+        crate::stdout::outln!("history:        {}", config.report.history_dir.display());
+        crate::stdout::outln!("fixture trees:  {}", self.out.join("hosts").display());
+        crate::stdout::outln!("audit logs:     {}", self.out.join("audit").display());
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// One sweep of the profile, coordinated by the story's coordinator.
+    async fn sweep(&self, daemons: &[Option<Daemon>]) -> anyhow::Result<SweepDocument> {
+        let Some(coordinator) = &daemons[self.story.coordinator()] else {
+            bail!("the coordinator's agent is not running");
+        };
+        let selector = Selector {
+            profile: Some(self.args.profile.clone()),
+            ..Selector::default()
+        };
+        let id = rand::random::<u64>();
+        let authorization = self.ca.sign(id, &selector, self.args.deadline);
+        let mut events = coordinator
+            .agent
+            .start_sweep(StartSweep {
+                selector,
+                node_filter: BTreeMap::new(),
+                deadline: self.args.deadline,
+                id: Some(id),
+                authorization: Some(authorization),
+            })
+            .await?;
+        let bar = crate::sweep::progress_bar(Some(self.story.nodes as u64));
+        let doc = loop {
+            match events.recv().await {
+                Some(SweepEvent::Progress { answered, expected }) => {
+                    bar.set_length(expected);
+                    bar.set_position(answered);
+                }
+                Some(SweepEvent::Done(doc)) => break *doc,
+                Some(SweepEvent::Refused(reason)) => {
+                    bail!("the coordinator refused the sweep: {reason}")
+                }
+                None => bail!("the coordinator stopped during the sweep"),
+            }
+        };
+        bar.finish_and_clear();
+        Ok(doc)
+    }
+}
+
+/// Wait until every agent sees every other one alive.
+async fn converge(daemons: &[Option<Daemon>], n: usize, started: Instant) -> anyhow::Result<()> {
     let limit = Duration::from_secs(60);
     loop {
         let mut converged = true;
-        for d in daemons {
+        for d in daemons.iter().flatten() {
             let members = d.agent.members().await?;
             if members
                 .iter()
@@ -157,52 +307,7 @@ async fn sweep_and_report(
         "mesh converged: {n} members alive on every agent after {:.2?}",
         started.elapsed()
     );
-
-    let coordinator = &daemons[n / 2].agent;
-    let selector = Selector {
-        profile: Some(args.profile.clone()),
-        ..Selector::default()
-    };
-    let id = rand::random::<u64>();
-    let authorization = ca.sign(id, &selector, args.deadline);
-    let mut events = coordinator
-        .start_sweep(StartSweep {
-            selector,
-            node_filter: BTreeMap::new(),
-            deadline: args.deadline,
-            id: Some(id),
-            authorization: Some(authorization),
-        })
-        .await?;
-    let bar = crate::sweep::progress_bar(Some(n as u64));
-    let doc = loop {
-        match events.recv().await {
-            Some(SweepEvent::Progress { answered, expected }) => {
-                bar.set_length(expected);
-                bar.set_position(answered);
-            }
-            Some(SweepEvent::Done(doc)) => break *doc,
-            Some(SweepEvent::Refused(reason)) => {
-                bail!("the coordinator refused the sweep: {reason}")
-            }
-            None => bail!("the coordinator stopped during the sweep"),
-        }
-    };
-    bar.finish_and_clear();
-    crate::stdout::out!(
-        "{}",
-        crate::sweep::table(&doc, false, &jiff::tz::TimeZone::system())
-    );
-
-    let config = node_config(0, &args.profile, None, out);
-    let files = patrol_report::write_report(&doc, &config, &patrol_report::report_dir(out, &doc))
-        .context("writing the report")?;
-    crate::stdout::outln!("\nsweep document: {}", files.json.display());
-    crate::stdout::outln!("HTML report:    {}", files.html.display());
-    crate::stdout::outln!("text report:    {}", files.text.display());
-    crate::stdout::outln!("per-node CSV:   {}", files.csv.display());
-    crate::stdout::outln!("audit logs:     {}", out.join("audit").display());
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// The demo's CA: made in memory, gone with the process.
@@ -267,4 +372,60 @@ impl Throwaway {
 
 fn now_s() -> u64 {
     patrol_agent::clock::unix_ms() / 1000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        demo: Args,
+    }
+
+    #[test]
+    fn the_demo_replaces_the_checks_a_fixture_tree_cannot_answer() {
+        let args = Cli::parse_from(["demo"]).demo;
+        let config = node_config(4, &args, None, Path::new("/tmp/demo"));
+        assert_eq!(config.check.len(), 2, "OWN_CHECKS parses");
+        let catalog = patrol_checks::Catalog::from_config(&config).unwrap();
+        let selector = Selector {
+            profile: Some("k8s-node".into()),
+            ..Selector::default()
+        };
+        let run = catalog.select(&selector, &config.node.tags);
+        let kinds: BTreeMap<&str, &str> =
+            run.iter().map(|c| (c.id.as_str(), c.kind.name())).collect();
+        // Read from the package database instead of `kubelet --version`.
+        assert_eq!(kinds.get("kubelet-version"), Some(&"package"));
+        // Left out on a fixture node, and said so.
+        assert_eq!(kinds.get("kubelet-running"), None);
+        assert!(demo_hosts::LEFT_OUT
+            .iter()
+            .any(|(id, _)| *id == "kubelet-running"));
+        // Nothing else of the profile needs a program.
+        let programs = [
+            "systemd_unit",
+            "kubelet_version",
+            "command",
+            "clock",
+            "etcd_health",
+        ];
+        assert!(
+            run.iter().all(|c| !programs.contains(&c.kind.name())),
+            "{kinds:?}"
+        );
+        assert_eq!(
+            config.node.host_root.as_deref(),
+            Some(Path::new("/tmp/demo/hosts/demo-04"))
+        );
+    }
+
+    #[test]
+    fn the_story_needs_ten_nodes() {
+        assert!(Cli::try_parse_from(["demo", "--nodes", "9"]).is_err());
+        assert_eq!(Cli::parse_from(["demo", "--nodes", "10"]).demo.nodes, 10);
+    }
 }

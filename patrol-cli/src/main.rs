@@ -13,6 +13,7 @@ mod connect;
 mod contexts;
 mod coverage;
 mod demo;
+mod demo_hosts;
 mod demo_netns;
 mod format;
 mod history;

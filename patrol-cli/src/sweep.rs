@@ -136,7 +136,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Format::Junit => crate::stdout::out!("{}", junit(&doc)),
         Format::Table => {
             crate::stdout::out!("{}", table(&doc, args.all, &zone));
-            crate::stdout::out!("{}", distributions(&doc, &args.distribution));
+            let units = patrol_checks::check_units(loaded.as_ref());
+            crate::stdout::out!("{}", distributions(&doc, &args.distribution, &units));
         }
     }
     let mut code = exit_code(&doc);
@@ -342,13 +343,21 @@ pub fn junit(doc: &SweepDocument) -> String {
     }))
 }
 
-/// `--distribution CHECK`: how each named check's values spread.
-pub fn distributions(doc: &SweepDocument, checks: &[String]) -> String {
+/// `--distribution CHECK`: how each named check's values spread, with
+/// the units of the checks as `units` (from the config) gives them.
+pub fn distributions(
+    doc: &SweepDocument,
+    checks: &[String],
+    units: &std::collections::BTreeMap<String, &str>,
+) -> String {
     let mut out = String::new();
     for check in checks {
         out.push('\n');
         match patrol_report::distribution::distribution(doc, check) {
-            Some(d) => out.push_str(&d.table()),
+            Some(mut d) => {
+                patrol_report::distribution::label_units(std::slice::from_mut(&mut d), units);
+                out.push_str(&d.table())
+            }
             None => out.push_str(&format!("{check}: no node that answered ran this check\n")),
         }
     }

@@ -227,6 +227,11 @@ fn build_with_history(doc: &SweepDocument, config: &Config) -> Report {
     }
     report.warnings = warnings;
     report.time_zone = config.report.zone();
+    // The units of the checks as this config defines them.
+    crate::distribution::label_units(
+        &mut report.distributions,
+        &patrol_checks::check_units(Some(config)),
+    );
     report
 }
 

@@ -7,6 +7,13 @@
 //! [`patrol_checks::kinds::value_nature`]) has as many values as nodes, so
 //! its distribution also carries quantiles (min, p50, p90, p99, max).
 //!
+//! Values with a unit (a gauge's `%`, `MiB`, `ms`, `processes`: see
+//! [`patrol_checks::CheckKind::unit`]) print it: after every plain
+//! number, and after the check id when the values are named
+//! (`disk-space (values in %): ...`). The unit comes from the check as the
+//! built-in profiles define it ([`distributions`]), or as the report's
+//! config does ([`label_units`]).
+//!
 //! Values and node names come from nodes: [`Distribution::line`] and
 //! [`Distribution::table`] print them through
 //! [`patrol_checks::printable::one_line`], so they are safe on a terminal
@@ -50,17 +57,28 @@ pub struct Quantiles {
 }
 
 impl Quantiles {
-    /// `min A{sep}p50 B{sep}p90 C{sep}p99 D{sep}max E (node)`.
-    fn words(&self, sep: &str) -> String {
+    /// `min A{sep}p50 B{sep}p90 C{sep}p99 D{sep}max E (node)`, each
+    /// number with `unit`.
+    fn words(&self, sep: &str, unit: Option<&str>) -> String {
+        let n = |x: f64| with_unit(num(x), unit);
         format!(
             "min {}{sep}p50 {}{sep}p90 {}{sep}p99 {}{sep}max {} ({})",
-            num(self.min),
-            num(self.p50),
-            num(self.p90),
-            num(self.p99),
-            num(self.max),
+            n(self.min),
+            n(self.p50),
+            n(self.p90),
+            n(self.p99),
+            n(self.max),
             one_line(&self.max_node)
         )
+    }
+}
+
+/// `text` followed by `unit` (`42%`, `512 MiB`) when it has one.
+fn with_unit(text: String, unit: Option<&str>) -> String {
+    match unit {
+        Some("%") => format!("{text}%"),
+        Some(u) => format!("{text} {u}"),
+        None => text,
     }
 }
 
@@ -80,15 +98,26 @@ pub struct Distribution {
     pub other_nodes: usize,
     /// For plain-number gauges.
     pub quantiles: Option<Quantiles>,
+    /// The unit of the values (`%`, `MiB`, `ms`...), when they have one.
+    #[serde(default)]
+    pub unit: Option<String>,
 }
 
 impl Distribution {
     /// `kubelet-version: 1.28.3 on 9,812 nodes, 1.27.9 on 188 (node-00017,
-    /// node-00230, node-00311)`, one line.
+    /// node-00230, node-00311)`, one line. A gauge whose every value is
+    /// on one node only gives its quantiles.
     pub fn line(&self) -> String {
         let mut parts: Vec<String> = Vec::new();
-        for (i, v) in self.top.iter().enumerate() {
-            let mut p = format!("{} on {}", clip(&v.value), thousands(v.nodes as u64));
+        let all_differ = self.quantiles.is_some() && self.top.iter().all(|v| v.nodes == 1);
+        if all_differ {
+            parts.push(format!(
+                "{} different values",
+                thousands(self.distinct as u64)
+            ));
+        }
+        for (i, v) in self.top.iter().enumerate().filter(|_| !all_differ) {
+            let mut p = format!("{} on {}", self.show(&v.value), thousands(v.nodes as u64));
             if i == 0 {
                 p.push_str(if v.nodes == 1 { " node" } else { " nodes" });
             }
@@ -98,7 +127,7 @@ impl Distribution {
             }
             parts.push(p);
         }
-        if self.other_nodes > 0 {
+        if self.other_nodes > 0 && !all_differ {
             parts.push(format!(
                 "{} other values on {}",
                 thousands((self.distinct - self.top.len()) as u64),
@@ -108,11 +137,36 @@ impl Distribution {
         if self.errors > 0 {
             parts.push(format!("not observed on {}", thousands(self.errors as u64)));
         }
-        let mut s = format!("{}: {}", one_line(&self.check), parts.join(", "));
+        let mut s = format!(
+            "{}{}: {}",
+            one_line(&self.check),
+            self.unit_note(),
+            parts.join(", ")
+        );
         if let Some(q) = &self.quantiles {
-            s.push_str(&format!("; {}", q.words(", ")));
+            s.push_str(&format!("; {}", q.words(", ", self.unit.as_deref())));
         }
         s
+    }
+
+    /// A value as shown: clipped, with the unit after a plain number.
+    fn show(&self, value: &str) -> String {
+        let unit = self
+            .unit
+            .as_deref()
+            .filter(|_| value.parse::<f64>().is_ok());
+        with_unit(clip(value), unit)
+    }
+
+    /// ` (values in %)` when the values have a unit that is not printed
+    /// after them (named values, such as one per mount point).
+    fn unit_note(&self) -> String {
+        match &self.unit {
+            Some(u) if self.top.iter().any(|v| v.value.parse::<f64>().is_err()) => {
+                format!(" (values in {u})")
+            }
+            _ => String::new(),
+        }
     }
 
     fn sample_text(&self, v: &ValueCount) -> String {
@@ -128,8 +182,9 @@ impl Distribution {
     /// Several lines for `patrol sweep --distribution`: one per top value.
     pub fn table(&self) -> String {
         let mut out = format!(
-            "{}: {} nodes observed, {} distinct values{}\n",
+            "{}{}: {} nodes observed, {} distinct values{}\n",
             one_line(&self.check),
+            self.unit_note(),
             thousands(self.observed as u64),
             thousands(self.distinct as u64),
             if self.errors > 0 {
@@ -141,7 +196,7 @@ impl Distribution {
         let width = self
             .top
             .iter()
-            .map(|v| clip(&v.value).chars().count())
+            .map(|v| self.show(&v.value).chars().count())
             .max()
             .unwrap_or(0);
         for v in &self.top {
@@ -153,7 +208,7 @@ impl Distribution {
             };
             out.push_str(&format!(
                 "  {:<width$}  {:>7} nodes {:>6}  {}\n",
-                clip(&v.value),
+                self.show(&v.value),
                 thousands(v.nodes as u64),
                 pct,
                 self.sample_text(v)
@@ -167,7 +222,7 @@ impl Distribution {
             ));
         }
         if let Some(q) = &self.quantiles {
-            out.push_str(&format!("  {}\n", q.words("  ")));
+            out.push_str(&format!("  {}\n", q.words("  ", self.unit.as_deref())));
         }
         out
     }
@@ -188,8 +243,23 @@ fn clip(value: &str) -> String {
     }
 }
 
-/// The distribution of every check in `doc`, ordered by check id.
+/// The distribution of every check in `doc`, ordered by check id, with
+/// the units of the built-in profiles' checks.
 pub fn distributions(doc: &SweepDocument) -> Vec<Distribution> {
+    let mut all = unlabelled(doc);
+    label_units(&mut all, &patrol_checks::check_units(None));
+    all
+}
+
+/// Set each distribution's unit from `units` (check id to unit, as
+/// [`patrol_checks::check_units`] gives them for a config).
+pub fn label_units(distributions: &mut [Distribution], units: &BTreeMap<String, &str>) {
+    for d in distributions {
+        d.unit = units.get(&d.check).map(|u| u.to_string());
+    }
+}
+
+fn unlabelled(doc: &SweepDocument) -> Vec<Distribution> {
     // check -> (kind, per node: name, observed or None for error)
     type Rows<'a> = Vec<(&'a str, Option<&'a Observed>)>;
     let mut by_check: BTreeMap<&str, (&str, Rows<'_>)> = BTreeMap::new();
@@ -276,5 +346,6 @@ fn build(check: &str, kind: &str, rows: &[(&str, Option<&Observed>)]) -> Distrib
         top,
         other_nodes,
         quantiles,
+        unit: None,
     }
 }

@@ -94,3 +94,50 @@ fn the_text_report_shows_distributions() {
         .html
         .contains("kubelet-version: 1.28.3 on 3 nodes, 1.27.9 on 1 (n3)"));
 }
+
+#[test]
+fn values_with_a_unit_show_it_and_a_gauge_of_all_different_values_gives_quantiles() {
+    let nodes: Vec<_> = (0..6)
+        .map(|i| {
+            let mut mem = outcome(
+                "memory-available",
+                Status::Pass,
+                Observed::Number(f64::from(40 + i)),
+                "",
+            );
+            mem.kind = "memory".into();
+            let mut disk = outcome(
+                "disk-root",
+                Status::Pass,
+                Observed::Named(vec![("/".into(), Observed::Number(77.5))]),
+                "",
+            );
+            disk.kind = "disk".into();
+            node(&format!("n{i}"), &[], NodeState::Ok, vec![mem, disk])
+        })
+        .collect();
+    let doc = document("prod", "01", 0, nodes);
+    let mem = distribution(&doc, "memory-available").unwrap();
+    assert_eq!(mem.unit.as_deref(), Some("%"));
+    assert_eq!(
+        mem.line(),
+        "memory-available: 6 different values; min 40%, p50 43%, p90 45%, p99 45%, max 45% (n5)"
+    );
+    assert!(
+        mem.table().contains("  40%        1 nodes"),
+        "{}",
+        mem.table()
+    );
+    let disk = distribution(&doc, "disk-root").unwrap();
+    assert!(
+        disk.line().starts_with("disk-root (values in %): "),
+        "{}",
+        disk.line()
+    );
+    // A config's own check decides its unit.
+    let mut all = distributions(&doc);
+    let units = std::collections::BTreeMap::from([("memory-available".to_string(), "MiB")]);
+    patrol_report::distribution::label_units(&mut all, &units);
+    assert!(all[1].line().contains("min 40 MiB"), "{}", all[1].line());
+    assert_eq!(all[0].unit, None);
+}

@@ -101,6 +101,55 @@ impl CheckKind {
         }
     }
 
+    /// The unit of the values this check observes, when they have one
+    /// (`%`, `MiB`, `ms`, `processes`...): what the report prints next to
+    /// them. None for settings, versions, states and hashes, and for a
+    /// plugin's perfdata, whose values carry their own units.
+    pub fn unit(&self) -> Option<&'static str> {
+        match self {
+            CheckKind::Disk(_) => Some("%"),
+            CheckKind::Memory(k) => Some(match k.measure {
+                memory::MemoryMeasure::AvailablePercent
+                | memory::MemoryMeasure::SwapUsedPercent => "%",
+                memory::MemoryMeasure::AvailableMb | memory::MemoryMeasure::SwapTotalMb => "MiB",
+            }),
+            CheckKind::FileDescriptors(k) => Some(match k.measure {
+                file_descriptors::FdMeasure::UsedPercent => "%",
+                file_descriptors::FdMeasure::Allocated | file_descriptors::FdMeasure::Max => {
+                    "file handles"
+                }
+            }),
+            CheckKind::ProcessCount(k) => Some(match k.count {
+                process_count::Count::Total
+                | process_count::Count::Zombies
+                | process_count::Count::Matching => "processes",
+                process_count::Count::Threads => "threads",
+                process_count::Count::PidMaxPercent => "%",
+            }),
+            CheckKind::KernelLog(_) => Some("messages"),
+            CheckKind::Clock(_) => Some("ms"),
+            CheckKind::LogVolume(k) => Some(match k.measure {
+                log_volume::LogMeasure::SizeMb => "MiB",
+                log_volume::LogMeasure::GrowthMbPerHour => "MiB/hour",
+            }),
+            CheckKind::Network(k) if k.connect.is_some() => Some("ms"),
+            CheckKind::Network(k) => match k.measure.unwrap_or_default() {
+                network::LinkMeasure::State => None,
+                network::LinkMeasure::Mtu => Some("bytes"),
+                network::LinkMeasure::Errors | network::LinkMeasure::Drops => Some("packets"),
+            },
+            CheckKind::Sysctl(_)
+            | CheckKind::KubeletVersion(_)
+            | CheckKind::EtcdHealth(_)
+            | CheckKind::Command(_)
+            | CheckKind::SystemdUnit(_)
+            | CheckKind::File(_)
+            | CheckKind::Package(_)
+            | CheckKind::Kubelet(_)
+            | CheckKind::KubeProxy(_) => None,
+        }
+    }
+
     /// Checks of the settings serde cannot express: (key, message).
     pub(crate) fn validate(&self) -> Result<(), (String, String)> {
         match self {
