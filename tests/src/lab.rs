@@ -93,6 +93,10 @@ pub struct Lab {
     /// Each node's identity, exactly as foca knows it.
     pub ids: Vec<NodeId>,
     pub probes: Vec<Arc<Probe>>,
+    /// A certified lab: the CA every node's identity is from, and the
+    /// operator that signs its sweeps.
+    pub ca: Option<Arc<crate::identities::TestCa>>,
+    pub operator: Option<patrol_core::trust::Credentials>,
 }
 
 /// Node settings for a lab: the shipped defaults with `sweep` changed.
@@ -115,6 +119,33 @@ impl Lab {
             nodes: Vec::new(),
             ids: Vec::new(),
             probes: Vec::new(),
+            ca: None,
+            operator: None,
+        };
+        for name in names {
+            lab.add(name, settings.clone());
+        }
+        wait_converged(&lab.nodes, names.len(), LIMIT).await;
+        lab
+    }
+
+    /// Like [`Lab::start`], every node with an identity from a new CA
+    /// (`[trust]`), and an operator of full scope signing the sweeps.
+    pub async fn start_certified(names: &[&str], settings: NodeSettings) -> Lab {
+        let ca = Arc::new(crate::identities::TestCa::new("lab-ca"));
+        let operator = ca.creds_for(
+            patrol_core::trust::Role::Operator(patrol_core::trust::Scope::full(600_000)),
+            "lab-operator",
+            Duration::from_secs(3600),
+        );
+        let mut lab = Lab {
+            net: MemoryNetwork::new(0.0, 12),
+            env: new_envelope(),
+            nodes: Vec::new(),
+            ids: Vec::new(),
+            probes: Vec::new(),
+            ca: Some(ca),
+            operator: Some(operator),
         };
         for name in names {
             lab.add(name, settings.clone());
@@ -132,6 +163,9 @@ impl Lab {
         // foca packets to exact identities.
         let started = WallClock::default().unix_ms() + self.nodes.len() as u64;
         s.started_at_unix_ms = Some(started);
+        if let Some(ca) = &self.ca {
+            s.trust = Some(ca.node_trust(name, ca.bundle()));
+        }
         let probe = Arc::new(Probe::default());
         let handle = agent::start(s, self.net.attach(), self.env.clone(), probe.clone());
         self.ids.push(NodeId::new(
@@ -170,10 +204,27 @@ impl Lab {
         crate::wait_stats(self.node(name), LIMIT, what, probe).await
     }
 
-    /// Start a sweep coordinated by `name`; its events.
+    /// Start a sweep coordinated by `name` (signed by the lab's operator
+    /// in a certified lab); its events.
     pub async fn start_sweep(&self, name: &str, deadline: Duration) -> mpsc::Receiver<SweepEvent> {
+        let mut spec = sweep_spec(deadline);
+        if let Some(op) = &self.operator {
+            let id = rand::random::<u64>();
+            let ask = patrol_core::trust::authorization::SweepAsk {
+                sweep_id: id,
+                selector: &spec.selector,
+                node_filter: &spec.node_filter,
+                deadline_ms: deadline.as_millis() as u64,
+            };
+            spec.authorization = Some(patrol_core::trust::Authorization::sign(
+                op,
+                &ask,
+                WallClock::default().unix_ms(),
+            ));
+            spec.id = Some(id);
+        }
         self.node(name)
-            .start_sweep(sweep_spec(deadline))
+            .start_sweep(spec)
             .await
             .expect("agent running")
     }
