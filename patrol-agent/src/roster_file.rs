@@ -83,6 +83,8 @@ mod tests {
     use std::collections::BTreeMap;
     use std::time::Duration;
 
+    use patrol_core::membership::roster::Sighting;
+
     use super::*;
 
     #[test]
@@ -91,14 +93,13 @@ mod tests {
         let path = dir.path().join("state/roster.json");
         let settings = NodeSettings::default();
         let mut r = Roster::new(10, Duration::from_secs(3600));
-        r.seen(
+        let id = patrol_core::identity::NodeId::new(
             "a",
-            1,
             "127.0.0.1:1".parse().unwrap(),
-            &BTreeMap::new(),
-            true,
             1,
+            BTreeMap::new(),
         );
+        r.seen(&id, 1, Sighting::Direct, 1);
         save(&path, &r.to_text(&settings.cluster, "me", 2)).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o640);

@@ -156,6 +156,12 @@ impl Lab {
 
     /// Start one more agent, joining through the first; its index.
     pub fn add(&mut self, name: &str, settings: NodeSettings) -> usize {
+        self.add_with(name, settings, true)
+    }
+
+    /// Start one more agent; in a certified lab, with an identity only when
+    /// `certified` (without one it holds the cluster key alone).
+    pub fn add_with(&mut self, name: &str, settings: NodeSettings, certified: bool) -> usize {
         let seeds = self.nodes.first().map(|n| vec![n.addr]).unwrap_or_default();
         let mut s = crate::settings(name, seeds, BTreeMap::new());
         s.node = settings;
@@ -163,7 +169,7 @@ impl Lab {
         // foca packets to exact identities.
         let started = WallClock::default().unix_ms() + self.nodes.len() as u64;
         s.started_at_unix_ms = Some(started);
-        if let Some(ca) = &self.ca {
+        if let Some(ca) = self.ca.as_ref().filter(|_| certified) {
             s.trust = Some(ca.node_trust(name, ca.bundle()));
         }
         let probe = Arc::new(Probe::default());

@@ -25,6 +25,7 @@ use patrol_core::sweep::StartSweep;
 use patrol_core::NodeSettings;
 use tokio::sync::mpsc;
 
+pub mod forge;
 pub mod identities;
 pub mod lab;
 pub mod netns;

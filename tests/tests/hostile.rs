@@ -28,11 +28,10 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use foca::{Codec, Header, Message};
+use foca::{Header, Message};
 use patrol_agent::agent::{AgentStats, StopMode};
 use patrol_agent::clock::WallClock;
-use patrol_agent::codec::BincodeCodec;
-use patrol_agent::datagram::{Opener, ReplaySettings, Sealer, REPLAY_HEADER};
+use patrol_agent::datagram::{Sealer, REPLAY_HEADER};
 use patrol_agent::envelope::{Envelope, Purpose};
 use patrol_agent::identity::NodeId;
 use patrol_agent::membership::MemberState;
@@ -40,16 +39,15 @@ use patrol_agent::shutdown::Tasks;
 use patrol_agent::sweep::{
     AnswerBody, AnswerChunk, AnswerPayload, PeerAddr, SweepMessage, SweepRequest, SweepSettings,
 };
-use patrol_agent::transport::{Datagram, MemoryNetwork};
+use patrol_agent::transport::MemoryNetwork;
 use patrol_checks::{NodeState, Selector, SweepDocument};
 use patrol_core::FocaTuning;
+use patrol_tests::forge::Forge;
 use patrol_tests::lab::{node_settings, Lab, LIMIT};
 use patrol_tests::{finish, wait_converged, wait_for};
-use tokio::sync::mpsc;
 
 const REAL: [&str; 3] = ["node-a", "node-b", "node-c"];
 /// The channel bytes in front of a datagram's plaintext.
-const CH_FOCA: u8 = 0;
 const CH_SWEEP: u8 = 1;
 
 /// Every node in `doc` is in the state given, and no other node is
@@ -67,88 +65,6 @@ fn assert_states(doc: &SweepDocument, want: &[(&str, NodeState)]) {
 
 fn all_ok<'a>(names: &[&'a str]) -> Vec<(&'a str, NodeState)> {
     names.iter().map(|n| (*n, NodeState::Ok)).collect()
-}
-
-/// The evil node: it holds the cluster key, so what it seals opens; it
-/// builds datagrams from the real wire types and codec. It sends from its
-/// own address on the network and hears what is sent back to it.
-struct Forge {
-    addr: SocketAddr,
-    sealer: Sealer,
-    opener: Opener,
-    inbound: mpsc::Receiver<Datagram>,
-    outbound: mpsc::Sender<Datagram>,
-    tasks: Tasks,
-}
-
-impl Forge {
-    fn new(lab: &Lab) -> Forge {
-        let transport = lab.net.attach();
-        let addr = transport.local_addr;
-        let mut tasks = Tasks::new();
-        let (inbound, outbound) = transport.spawn(&mut tasks);
-        Forge {
-            addr,
-            sealer: Sealer::new(lab.env.clone(), WallClock::default()),
-            opener: Opener::new(
-                lab.env.clone(),
-                WallClock::default(),
-                ReplaySettings::default(),
-            ),
-            inbound,
-            outbound,
-            tasks,
-        }
-    }
-
-    /// Seal `plain` (channel byte first) as a fresh datagram and send it.
-    async fn send(&mut self, to: SocketAddr, plain: &[u8]) {
-        let mut sealed = Vec::new();
-        self.sealer.seal(plain, &mut sealed).expect("seal");
-        self.outbound
-            .send((to, sealed))
-            .await
-            .expect("forge running");
-    }
-
-    async fn sweep(&mut self, to: SocketAddr, msg: &SweepMessage) {
-        let mut plain = vec![CH_SWEEP];
-        plain.extend(msg.encode());
-        self.send(to, &plain).await;
-        // Let the network and the agent keep up: nothing here is a flood.
-        tokio::task::yield_now().await;
-    }
-
-    /// A foca packet: `header`, then custom broadcast items (foca's u16
-    /// length framing), as a Broadcast message carries them.
-    async fn foca(&mut self, to: SocketAddr, header: &Header<NodeId>, items: &[Vec<u8>]) {
-        let mut plain = vec![CH_FOCA];
-        BincodeCodec
-            .encode_header(header, &mut plain)
-            .expect("encode the header");
-        for item in items {
-            plain.extend((item.len() as u16).to_be_bytes());
-            plain.extend(item);
-        }
-        self.send(to, &plain).await;
-    }
-
-    /// What reached the forge within `window`: sender and plaintext.
-    async fn heard(&mut self, window: Duration) -> Vec<(SocketAddr, Vec<u8>)> {
-        let mut got = Vec::new();
-        let end = tokio::time::Instant::now() + window;
-        while let Ok(Some((from, bytes))) = tokio::time::timeout_at(end, self.inbound.recv()).await
-        {
-            if let Ok(plain) = self.opener.open(&bytes) {
-                got.push((from, plain));
-            }
-        }
-        got
-    }
-
-    async fn stop(mut self) {
-        self.tasks.shutdown().await;
-    }
 }
 
 /// The sweep messages among datagrams heard.

@@ -387,9 +387,12 @@ impl Node {
             for m in &members {
                 let id = m.id();
                 gate.book.vouch(id, 0);
-                let alive = m.state() != foca::State::Down;
-                gate.roster
-                    .seen(&id.name, 0, id.addr, &id.tags, alive, now.unix_ms);
+                let how = if m.state() == foca::State::Down {
+                    crate::membership::roster::Sighting::Mentioned
+                } else {
+                    crate::membership::roster::Sighting::Hearsay
+                };
+                gate.roster.seen(id, 0, how, now.unix_ms);
             }
         }
         let _ = self
@@ -898,8 +901,8 @@ impl Node {
             let me = self.foca.identity().clone();
             let mut admitted = Vec::new();
             if let Some(gate) = self.gate.as_mut() {
-                for m in released {
-                    if gate.recheck(now, &me, &m) {
+                for (sender, m) in released {
+                    if gate.recheck(now, sender, &me, &m) {
                         admitted.push(m);
                     }
                 }

@@ -178,6 +178,15 @@ impl AgentHandle {
         self.commander.roster().await
     }
 
+    /// With `[trust]`: an operator's signed roster forget (see
+    /// [`Commander::forget`]).
+    pub async fn forget(
+        &self,
+        forget: patrol_core::trust::SignedForget,
+    ) -> Result<Result<bool, String>, AgentGone> {
+        self.commander.forget(forget).await
+    }
+
     pub async fn held(&self) -> Result<Held, AgentGone> {
         self.commander.held().await
     }

@@ -32,7 +32,7 @@ use foca::{Codec, Member, Message, State};
 use serde::{Deserialize, Serialize};
 
 use super::proof::{Check, MemberBook};
-use super::roster::Roster;
+use super::roster::{Roster, Sighting};
 use crate::clock::Now;
 use crate::codec::BincodeCodec;
 use crate::identity::NodeId;
@@ -134,7 +134,7 @@ pub struct Gate {
     pub book: MemberBook,
     pub roster: Roster,
     pub counters: GateCounters,
-    pending: VecDeque<(CertDigest, Member<NodeId>)>,
+    pending: VecDeque<(CertDigest, SocketAddr, Member<NodeId>)>,
     pending_packets: VecDeque<(CertDigest, SocketAddr, Vec<u8>)>,
     asked: HashMap<CertDigest, Duration>,
     intruders: BTreeMap<(String, SocketAddr), Intruder>,
@@ -179,11 +179,11 @@ impl Gate {
     }
 
     /// Updates held for `digest`, now that its certificate arrived.
-    pub fn take_pending(&mut self, digest: &CertDigest) -> Vec<Member<NodeId>> {
+    pub fn take_pending(&mut self, digest: &CertDigest) -> Vec<(SocketAddr, Member<NodeId>)> {
         let mut out = Vec::new();
-        self.pending.retain(|(d, m)| {
+        self.pending.retain(|(d, from, m)| {
             if d == digest {
-                out.push(m.clone());
+                out.push((*from, m.clone()));
                 false
             } else {
                 true
@@ -217,9 +217,8 @@ impl Gate {
                 if header.src.addr == from {
                     self.book.heard_from(&header.src, now.mono);
                 }
-                let src = &header.src;
                 self.roster
-                    .seen(&src.name, serial, src.addr, &src.tags, true, now.unix_ms);
+                    .seen(&header.src, serial, Sighting::Direct, now.unix_ms);
             }
             Check::UnknownCert(d) => {
                 self.counters.packets_unknown_sender += 1;
@@ -257,7 +256,7 @@ impl Gate {
                     out.packet = Some(body.to_vec());
                     return out;
                 };
-                if let Some(m) = self.update(now, me, member, &mut out.want) {
+                if let Some(m) = self.update(now, from, me, member, &mut out.want) {
                     kept.push(m);
                 }
             }
@@ -277,6 +276,7 @@ impl Gate {
     fn update(
         &mut self,
         now: Now,
+        from: SocketAddr,
         me: &NodeId,
         member: Member<NodeId>,
         want: &mut Vec<CertDigest>,
@@ -287,8 +287,8 @@ impl Gate {
         if incarnation != 0 {
             self.counters.incarnations_cleared += 1;
         }
-        if id.name == me.name {
-            if &id == me && state != State::Alive {
+        if &id == me {
+            if state != State::Alive {
                 // Nobody refutes with incarnations here: renew instead.
                 self.counters.declared_against_self += 1;
                 return Some(Member::new(id, 0, State::Down));
@@ -297,16 +297,21 @@ impl Gate {
         }
         match self.book.check(&id, now.unix_ms, now.mono) {
             Check::Proven { serial, .. } => {
-                let alive = state == State::Alive;
-                self.roster
-                    .seen(&id.name, serial, id.addr, &id.tags, alive, now.unix_ms);
+                if id.name != me.name {
+                    let seen = if state == State::Alive {
+                        Sighting::Hearsay
+                    } else {
+                        Sighting::Mentioned
+                    };
+                    self.roster.seen(&id, serial, seen, now.unix_ms);
+                }
                 Some(Member::new(id, 0, state))
             }
             Check::UnknownCert(d) => {
                 if self.pending.len() >= MAX_PENDING {
                     self.pending.pop_front();
                 }
-                self.pending.push_back((d, Member::new(id, 0, state)));
+                self.pending.push_back((d, from, Member::new(id, 0, state)));
                 self.ask(now, d, want);
                 None
             }
@@ -315,8 +320,11 @@ impl Gate {
                 None
             }
             Check::Refused(r) => {
+                // Listed at the address it came from (the claimed address
+                // may be a victim's).
                 self.counters.updates_unproven += 1;
-                self.intruder(&id.name, id.addr, r.as_str(), now.unix_ms);
+                let reason = format!("{} (an update claiming {})", r.as_str(), id.addr);
+                self.intruder(&id.name, from, &reason, now.unix_ms);
                 None
             }
         }
@@ -324,9 +332,16 @@ impl Gate {
 
     /// An update held for its certificate, checked again once it arrived:
     /// whether to apply it.
-    pub fn recheck(&mut self, now: Now, me: &NodeId, member: &Member<NodeId>) -> bool {
+    pub fn recheck(
+        &mut self,
+        now: Now,
+        from: SocketAddr,
+        me: &NodeId,
+        member: &Member<NodeId>,
+    ) -> bool {
         let mut want = Vec::new();
-        self.update(now, me, member.clone(), &mut want).is_some()
+        self.update(now, from, me, member.clone(), &mut want)
+            .is_some()
     }
 
     fn ask(&mut self, now: Now, digest: CertDigest, want: &mut Vec<CertDigest>) {

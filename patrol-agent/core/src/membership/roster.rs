@@ -42,9 +42,24 @@ pub struct RosterEntry {
     /// Serial of the certificate its latest identity was proven by.
     pub serial: u64,
     pub addr: SocketAddr,
+    /// The bump of its latest proven identity (its start time, ms).
+    pub bump: u64,
     pub tags: BTreeMap<String, String>,
     pub first_seen_unix_ms: u64,
     pub last_seen_unix_ms: u64,
+}
+
+/// How a proven identity was seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sighting {
+    /// The node itself spoke (a datagram whose sender it is), or answered
+    /// a sweep with its proof.
+    Direct,
+    /// Another member said it is alive.
+    Hearsay,
+    /// Another member mentioned it as suspect or down: proves who is at its
+    /// address, not that it lives.
+    Mentioned,
 }
 
 /// Why a node left the roster.
@@ -186,23 +201,22 @@ impl Roster {
         self.dirty = false;
     }
 
-    /// A proven identity of `name` was seen: as alive evidence when
-    /// `alive` (its own datagram, an alive update, a proven answer), or
-    /// only as a proof of who is at `addr` (a suspect or down update).
-    #[allow(clippy::too_many_arguments)]
-    pub fn seen(
-        &mut self,
-        name: &str,
-        serial: u64,
-        addr: SocketAddr,
-        tags: &BTreeMap<String, String>,
-        alive: bool,
-        unix_ms: u64,
-    ) {
+    /// A proven identity of `name` was seen (see [`Sighting`]). Alive
+    /// evidence (direct or hearsay) refreshes last seen and enrols a new
+    /// name; a node that left the roster comes back only when it speaks
+    /// itself, so gossip that still mentions it cannot undo a leave, a
+    /// forget or a revocation.
+    pub fn seen(&mut self, id: &crate::identity::NodeId, serial: u64, how: Sighting, unix_ms: u64) {
+        let (name, addr, tags) = (id.name.as_str(), id.addr, &id.tags);
+        let alive = how != Sighting::Mentioned;
         if let Some(e) = self.entries.get_mut(name) {
-            if e.serial != serial || e.addr != addr || &e.tags != tags {
+            if id.bump < e.bump {
+                return;
+            }
+            if e.serial != serial || e.addr != addr || &e.tags != tags || e.bump != id.bump {
                 e.serial = serial;
                 e.addr = addr;
+                e.bump = id.bump;
                 e.tags = tags.clone();
                 self.dirty = true;
             }
@@ -218,6 +232,15 @@ impl Roster {
         if !alive || name.is_empty() || name.len() > MAX_NAME {
             return;
         }
+        if let Some(g) = self.gone.get(name) {
+            // Gossip that still mentions a node cannot undo its leave, a
+            // forget or a revocation; the node itself can, and after a
+            // leave only with a new identity (it started again).
+            let left = g.reason == GoneReason::Left && id.bump <= g.entry.bump;
+            if how == Sighting::Hearsay || left {
+                return;
+            }
+        }
         if self.entries.len() >= self.capacity {
             self.refused_full += 1;
             return;
@@ -229,6 +252,7 @@ impl Roster {
                 name: name.to_string(),
                 serial,
                 addr,
+                bump: id.bump,
                 tags: tags.clone(),
                 first_seen_unix_ms: unix_ms,
                 last_seen_unix_ms: unix_ms,
@@ -383,6 +407,14 @@ mod tests {
 
     const DAY: u64 = 24 * 3600 * 1000;
 
+    fn nid(
+        name: &str,
+        addr: SocketAddr,
+        tags: &BTreeMap<String, String>,
+    ) -> crate::identity::NodeId {
+        crate::identity::NodeId::new(name, addr, 1, tags.clone())
+    }
+
     fn addr(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))
     }
@@ -392,11 +424,11 @@ mod tests {
         let mut r = Roster::new(10, Duration::from_millis(7 * DAY));
         let tags = BTreeMap::new();
         // A down update alone does not enrol anybody.
-        r.seen("a", 1, addr(1), &tags, false, 1000);
+        r.seen(&nid("a", addr(1), &tags), 1, Sighting::Mentioned, 1000);
         assert!(r.is_empty());
-        r.seen("a", 1, addr(1), &tags, true, 1000);
-        r.seen("b", 2, addr(2), &tags, true, 1000);
-        r.seen("a", 1, addr(3), &tags, false, 5000);
+        r.seen(&nid("a", addr(1), &tags), 1, Sighting::Direct, 1000);
+        r.seen(&nid("b", addr(2), &tags), 2, Sighting::Direct, 1000);
+        r.seen(&nid("a", addr(3), &tags), 1, Sighting::Mentioned, 5000);
         let a = r.get("a").unwrap();
         assert_eq!(
             (a.addr, a.first_seen_unix_ms, a.last_seen_unix_ms),
@@ -413,11 +445,46 @@ mod tests {
     }
 
     #[test]
+    fn a_node_that_left_comes_back_only_when_it_speaks_itself() {
+        let mut r = Roster::new(10, Duration::from_millis(DAY));
+        let tags = BTreeMap::new();
+        r.seen(&nid("a", addr(1), &tags), 1, Sighting::Direct, 1000);
+        r.remove("a", GoneReason::Forgotten, 2000);
+        // Gossip that still says it is alive does not undo the forget.
+        r.seen(&nid("a", addr(1), &tags), 1, Sighting::Hearsay, 3000);
+        assert!(r.get("a").is_none());
+        r.seen(&nid("a", addr(1), &tags), 1, Sighting::Direct, 4000);
+        assert_eq!(r.get("a").unwrap().first_seen_unix_ms, 4000);
+        assert_eq!(r.gone().count(), 0);
+    }
+
+    #[test]
+    fn a_node_that_left_comes_back_only_with_a_new_identity() {
+        let mut r = Roster::new(10, Duration::from_millis(DAY));
+        let tags = BTreeMap::new();
+        let old = nid("a", addr(1), &tags);
+        r.seen(&old, 1, Sighting::Direct, 1000);
+        r.remove("a", GoneReason::Left, 2000);
+        // Its last packets (foca's own goodbye) still name the old identity.
+        r.seen(&old, 1, Sighting::Direct, 2001);
+        assert!(r.get("a").is_none());
+        let mut restarted = old.clone();
+        restarted.bump = 5000;
+        r.seen(&restarted, 1, Sighting::Direct, 5001);
+        assert_eq!(r.get("a").unwrap().bump, 5000);
+    }
+
+    #[test]
     fn a_full_roster_takes_no_new_name_and_counts_it() {
         let mut r = Roster::new(2, Duration::from_millis(DAY));
         let tags = BTreeMap::new();
         for (i, n) in ["a", "b", "c"].iter().enumerate() {
-            r.seen(n, i as u64, addr(i as u16), &tags, true, 1);
+            r.seen(
+                &nid(n, addr(i as u16), &tags),
+                i as u64,
+                Sighting::Direct,
+                1,
+            );
         }
         assert_eq!(r.len(), 2);
         assert_eq!(r.refused_full, 1);
@@ -428,8 +495,8 @@ mod tests {
         let mut r = Roster::new(10, Duration::from_millis(DAY));
         let mut tags = BTreeMap::new();
         tags.insert("role".to_string(), "web".to_string());
-        r.seen("a", 7, addr(1), &tags, true, 1000);
-        r.seen("b", 8, addr(2), &tags, true, 1000);
+        r.seen(&nid("a", addr(1), &tags), 7, Sighting::Direct, 1000);
+        r.seen(&nid("b", addr(2), &tags), 8, Sighting::Direct, 1000);
         r.remove("b", GoneReason::Left, 2000);
         let text = r.to_text("c1", "me", 3000);
         let back = Roster::from_text(&text, "c1", "me", 10, Duration::from_millis(DAY)).unwrap();
