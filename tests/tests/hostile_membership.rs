@@ -115,7 +115,7 @@ async fn a_ghost_identity_at_a_live_nodes_address_is_refused_and_the_node_stays_
                 .foca_updates(
                     lab.nodes[to].addr,
                     &header(g.clone(), &lab, to),
-                    &[update.clone()],
+                    std::slice::from_ref(&update),
                 )
                 .await;
             // And in a packet from a sender that looks legitimate (a real
