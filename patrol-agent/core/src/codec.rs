@@ -38,6 +38,17 @@ fn check_identity(id: &NodeId) -> Result<(), CodecError> {
     }
 }
 
+/// An identity inside a probe message carries a proof.
+fn message_has_proof(message: &Message<NodeId>) -> bool {
+    match message {
+        Message::PingReq { target: id, .. }
+        | Message::IndirectPing { origin: id, .. }
+        | Message::IndirectAck { target: id, .. }
+        | Message::ForwardedAck { origin: id, .. } => id.proof.is_some(),
+        _ => false,
+    }
+}
+
 /// foca codec over bincode 2 with serde.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BincodeCodec;
@@ -64,12 +75,33 @@ impl BincodeCodec {
 impl foca::Codec<NodeId> for BincodeCodec {
     type Error = CodecError;
 
+    /// The header goes out with the sender's proof only: the destination
+    /// and the identities inside probe messages never enter anyone's
+    /// membership (foca compares the destination with its own identity,
+    /// and identities compare without their proofs), so their proofs
+    /// (81 bytes each) stay home.
     fn encode_header(
         &mut self,
         header: &Header<NodeId>,
         buf: impl BufMut,
     ) -> Result<(), CodecError> {
-        Self::encode(header, buf)
+        if header.dst.proof.is_none() && !message_has_proof(&header.message) {
+            return Self::encode(header, buf);
+        }
+        let mut lean = header.clone();
+        lean.dst.proof = None;
+        lean.dst.signer = None;
+        match &mut lean.message {
+            Message::PingReq { target: id, .. }
+            | Message::IndirectPing { origin: id, .. }
+            | Message::IndirectAck { target: id, .. }
+            | Message::ForwardedAck { origin: id, .. } => {
+                id.proof = None;
+                id.signer = None;
+            }
+            _ => {}
+        }
+        Self::encode(&lean, buf)
     }
 
     fn decode_header(&mut self, buf: impl Buf) -> Result<Header<NodeId>, CodecError> {

@@ -43,6 +43,7 @@ use crate::identity::NodeId;
 use crate::membership::gate::{CertMessage, Gate, GateCounters, Intruder, MAX_HAVE, MAX_WANT};
 use crate::membership::proof::{BookSettings, MemberBook};
 use crate::membership::roster::{GoneReason, Roster};
+pub use crate::membership::wire::SignedLeave;
 use crate::membership::{self, Departures, LastHeard, MemberInfo};
 use crate::settings::NodeSettings;
 use crate::sweep::{
@@ -231,27 +232,6 @@ pub struct Node {
     creds: Option<crate::trust::Credentials>,
     seed: u64,
     forgets: VecDeque<(String, u64)>,
-}
-
-/// A leave notice with `[trust]`: the node's signature over
-/// `"patrol-leave-v1\0" || len(cluster) || cluster || name || bump`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SignedLeave {
-    pub name: String,
-    pub bump: u64,
-    pub sig: Vec<u8>,
-}
-
-impl SignedLeave {
-    pub fn signed_bytes(cluster: &str, name: &str, bump: u64) -> Vec<u8> {
-        let mut b = b"patrol-leave-v1\0".to_vec();
-        b.extend_from_slice(&(cluster.len() as u64).to_le_bytes());
-        b.extend_from_slice(cluster.as_bytes());
-        b.extend_from_slice(&(name.len() as u64).to_le_bytes());
-        b.extend_from_slice(name.as_bytes());
-        b.extend_from_slice(&bump.to_le_bytes());
-        b
-    }
 }
 
 impl std::fmt::Debug for Node {

@@ -36,54 +36,20 @@ use super::roster::{Roster, Sighting};
 use crate::clock::Now;
 use crate::codec::BincodeCodec;
 use crate::identity::NodeId;
-use crate::trust::{CertDigest, Certificate};
+use crate::trust::CertDigest;
+
+pub use super::wire::{CertMessage, MAX_HAVE, MAX_WANT};
 
 /// Most updates held while their certificate is asked for.
 const MAX_PENDING: usize = 1024;
 /// Most packets held while their sender's certificate is asked for.
 const MAX_PENDING_PACKETS: usize = 256;
-/// Most certificate digests asked for in one message, and certificates
-/// sent in one answer.
-pub const MAX_WANT: usize = 16;
-pub const MAX_HAVE: usize = 5;
 /// A digest is asked for again after this long.
 const ASK_AGAIN: Duration = Duration::from_secs(1);
 /// Most intruders remembered.
 const MAX_INTRUDERS: usize = 256;
 /// An intruder is reported for this long after it was last seen.
 pub const INTRUDER_MEMORY: Duration = Duration::from_secs(3600);
-/// Largest certificate message decoded.
-const CERT_MESSAGE_LIMIT: usize = 8 * 1024;
-
-/// The certificate exchange (`CH_CERT`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum CertMessage {
-    /// "Here is my certificate; send me these."
-    Want {
-        mine: Box<Certificate>,
-        want: Vec<CertDigest>,
-    },
-    /// Certificates asked for (at most [`MAX_HAVE`]).
-    Have { certs: Vec<Certificate> },
-}
-
-impl CertMessage {
-    pub fn encode(&self) -> Vec<u8> {
-        bincode::serde::encode_to_vec(self, bincode::config::standard()).unwrap_or_default()
-    }
-
-    pub fn decode(bytes: &[u8]) -> Option<CertMessage> {
-        let config = bincode::config::standard().with_limit::<CERT_MESSAGE_LIMIT>();
-        let (msg, used): (CertMessage, usize) =
-            bincode::serde::decode_from_slice(bytes, config).ok()?;
-        let bounded = match &msg {
-            CertMessage::Want { want, .. } => want.len() <= MAX_WANT,
-            CertMessage::Have { certs } => certs.len() <= MAX_HAVE,
-        };
-        (used == bytes.len() && bounded).then_some(msg)
-    }
-}
-
 /// An agent that claimed a name without that name's proof.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Intruder {

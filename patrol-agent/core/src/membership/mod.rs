@@ -15,6 +15,7 @@
 pub mod gate;
 pub mod proof;
 pub mod roster;
+pub mod wire;
 
 use core::net::SocketAddr;
 use std::collections::{BTreeMap, HashMap, HashSet};
