@@ -108,6 +108,87 @@ impl Forge {
         self.send(to, &plain).await;
     }
 
+    /// A compromised node: the forge gets a node certificate of the lab's
+    /// CA under `name`, introduces itself to node `to` of the lab (the
+    /// certificate exchange) and learns that node's certificate from the
+    /// answer. Returns the forge's own signed identity (at the forge's
+    /// address) and the pair key it shares with node `to`.
+    pub async fn compromised(
+        &mut self,
+        lab: &Lab,
+        creds: &patrol_core::trust::Credentials,
+        to: usize,
+    ) -> (NodeId, patrol_core::trust::PairKey) {
+        use patrol_core::membership::wire::CertMessage;
+        let signer = std::sync::Arc::new(patrol_core::identity::IdentitySigner::new(
+            creds.key.clone(),
+            patrol_core::trust::cert_digest(&creds.cert),
+            "test",
+        ));
+        let me = NodeId::new(
+            creds.cert.body.name.clone(),
+            self.addr,
+            WallClock::default().unix_ms(),
+            Default::default(),
+        )
+        .signed(signer);
+        let hello = CertMessage::Want {
+            mine: Box::new(creds.cert.clone()),
+            want: Vec::new(),
+        };
+        let mut plain = vec![Channel::Cert as u8];
+        plain.extend(hello.encode());
+        self.send(lab.nodes[to].addr, &plain).await;
+        let theirs = loop {
+            let heard = self.heard(Duration::from_millis(200)).await;
+            let cert = heard.iter().find_map(|(from, p)| {
+                if *from != lab.nodes[to].addr || p.first() != Some(&(Channel::Cert as u8)) {
+                    return None;
+                }
+                match CertMessage::decode(&p[1..]) {
+                    Some(CertMessage::Have { mine, .. }) => Some(*mine),
+                    _ => None,
+                }
+            });
+            if let Some(c) = cert {
+                break c;
+            }
+        };
+        let key = patrol_core::trust::PairKey::derive(
+            &creds.key,
+            &theirs.public_key().expect("a node certificate"),
+        )
+        .expect("a pair key");
+        (me, key)
+    }
+
+    /// A foca packet from a compromised node: header and updates as
+    /// [`Forge::foca_updates`], tagged under `key` (its pair key with the
+    /// receiver), as a certified node's packets are.
+    pub async fn tagged_updates(
+        &mut self,
+        to: SocketAddr,
+        header: &Header<NodeId>,
+        members: &[foca::Member<NodeId>],
+        key: &patrol_core::trust::PairKey,
+    ) {
+        let mut packet = Vec::new();
+        BincodeCodec
+            .encode_header(header, &mut packet)
+            .expect("encode the header");
+        packet.extend((members.len() as u16).to_be_bytes());
+        for m in members {
+            BincodeCodec
+                .encode_member(m, &mut packet)
+                .expect("encode a member");
+        }
+        let tag = key.packet_tag(&packet);
+        let mut plain = vec![Channel::Foca as u8];
+        plain.extend(packet);
+        plain.extend(tag);
+        self.send(to, &plain).await;
+    }
+
     /// What reached the forge within `window`: sender and plaintext.
     pub async fn heard(&mut self, window: Duration) -> Vec<(SocketAddr, Vec<u8>)> {
         let mut got = Vec::new();
@@ -131,7 +212,9 @@ impl Forge {
 /// the lab's network. Turns capture on and leaves it on.
 pub async fn sniff_identity(lab: &Lab, name: &str) -> NodeId {
     wait_for(LIMIT, &format!("a foca packet from {name}"), || async {
-        for (_, _, bytes) in lab.net.capture(true) {
+        let captured = lab.net.capture(true);
+        let total = captured.len();
+        for (_, _, bytes) in captured {
             let Ok(inner) = lab.env.open(Purpose::Gossip, &bytes) else {
                 continue;
             };
@@ -146,7 +229,7 @@ pub async fn sniff_identity(lab: &Lab, name: &str) -> NodeId {
                 }
             }
         }
-        Err("none yet".to_string())
+        Err(format!("none among the last {total} datagrams"))
     })
     .await
 }

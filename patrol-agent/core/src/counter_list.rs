@@ -127,7 +127,13 @@ pub const RELAY_BATCHES_RESENT: Family = Family {
 /// With `[trust]`: membership refused by the gate, by reason.
 pub const MEMBERSHIP_REFUSED: Family = Family {
     name: "membership_refused",
-    help: "With [trust], membership the gate refused: unproven_packet (a foca packet whose sender identity has no valid proof by its node, dropped whole), unproven_update (a member update without a valid proof, removed), stale_update (an older identity of a proven name, removed), certificate (a certificate from the exchange the bundle refuses), leave (a leave notice without its node's signature)",
+    help: "With [trust], membership the gate refused: unproven_packet (a foca packet whose sender identity has no valid proof by its node, dropped whole), unproven_update (a member update without a valid proof, removed), stale_update (an older identity of a proven name, removed), certificate (a certificate from the exchange the bundle refuses), leave (a leave notice without its node's signature), forged_sender (a foca packet whose tag is not its named sender's: a proven identity replayed by someone else)",
+};
+
+/// With `[trust]`: foca packets not sent for want of a certificate.
+pub const MEMBERSHIP_UNSENT: Family = Family {
+    name: "membership_unsent",
+    help: "With [trust], foca packets not sent because the destination's certificate was not known yet to tag them (a seed before it introduced itself)",
 };
 
 /// With `[trust]`: packets held for their sender's certificate.
@@ -155,7 +161,7 @@ pub const CERTIFICATES_LEARNED: Family = Family {
 };
 
 /// Every family, in the order the list shows them.
-pub const FAMILIES: [Family; 15] = [
+pub const FAMILIES: [Family; 16] = [
     DATAGRAMS_RECEIVED,
     DATAGRAMS_SENT,
     DATAGRAMS_DROPPED,
@@ -168,6 +174,7 @@ pub const FAMILIES: [Family; 15] = [
     RELAY_BATCHES_RESENT,
     MEMBERSHIP_REFUSED,
     MEMBERSHIP_HELD,
+    MEMBERSHIP_UNSENT,
     INCARNATIONS_CLEARED,
     DECLARED_AGAINST_SELF,
     CERTIFICATES_LEARNED,
@@ -215,6 +222,8 @@ impl crate::membership::gate::GateCounters {
             certs_learned,
             certs_refused,
             leaves_refused,
+            packets_forged,
+            packets_untagged,
         } = self;
         vec![
             MEMBERSHIP_REFUSED.reason("unproven_packet", *packets_unproven),
@@ -222,6 +231,8 @@ impl crate::membership::gate::GateCounters {
             MEMBERSHIP_REFUSED.reason("stale_update", *updates_stale),
             MEMBERSHIP_REFUSED.reason("certificate", *certs_refused),
             MEMBERSHIP_REFUSED.reason("leave", *leaves_refused),
+            MEMBERSHIP_REFUSED.reason("forged_sender", *packets_forged),
+            MEMBERSHIP_UNSENT.count(*packets_untagged),
             MEMBERSHIP_HELD.count(*packets_unknown_sender),
             INCARNATIONS_CLEARED.count(*incarnations_cleared),
             DECLARED_AGAINST_SELF.count(*declared_against_self),

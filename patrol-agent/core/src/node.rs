@@ -541,7 +541,7 @@ impl Node {
             tracing::warn!(error = %e, "this node's own certificate is not accepted by its bundle");
         }
         let roster = Roster::new(self.settings.roster_capacity, self.settings.roster_expiry);
-        self.gate = Some(Gate::new(book, roster));
+        self.gate = Some(Gate::new(book, roster, creds.key.clone()));
         self.creds = Some(creds.clone());
         self.core.set_trust(creds, bundle);
     }
@@ -565,6 +565,17 @@ impl Node {
     /// With `[trust]`: the roster (None without).
     pub fn roster(&self) -> Option<&Roster> {
         self.gate.as_ref().map(|g| &g.roster)
+    }
+
+    /// With certificates: keep `certs` as checked without checking them
+    /// (certificates the caller vouches for: the simulator's converged
+    /// start, next to [`Node::learn_members`]).
+    pub fn vouch_certs<'a>(&mut self, certs: impl Iterator<Item = &'a crate::trust::Certificate>) {
+        if let Some(gate) = self.gate.as_mut() {
+            for c in certs {
+                gate.book.vouch_cert(c);
+            }
+        }
     }
 
     /// With `[trust]`: the roster for `patrol roster`.
@@ -761,7 +772,7 @@ impl Node {
         }
         let _ = self.foca.leave_cluster(&mut self.rt);
         while let Some((to, data)) = self.rt.to_send() {
-            self.emit(to.addr, Channel::Foca, &data, DatagramKind::Foca);
+            self.send_foca(&to, &data);
         }
     }
 
@@ -791,6 +802,22 @@ impl Node {
             }
         }
         self.drain_gossip(now);
+    }
+
+    /// A foca packet for `to`; with certificates, tagged under our pair key
+    /// with `to` (not sent while we have no certificate of it).
+    fn send_foca(&mut self, to: &NodeId, data: &[u8]) {
+        match self.gate.as_mut() {
+            None => self.emit(to.addr, Channel::Foca, data, DatagramKind::Foca),
+            Some(gate) => {
+                if let Some(tag) = gate.tag_for(to, data) {
+                    let mut tagged = Vec::with_capacity(data.len() + tag.len());
+                    tagged.extend_from_slice(data);
+                    tagged.extend_from_slice(&tag);
+                    self.emit(to.addr, Channel::Foca, &tagged, DatagramKind::Foca);
+                }
+            }
+        }
     }
 
     /// With certificates: send our certificate to `to` (who then sends
@@ -835,10 +862,12 @@ impl Node {
 
     /// A certificate exchange message from `from`.
     fn cert_message(&mut self, now: Now, from: SocketAddr, msg: CertMessage) {
-        let (learn, want) = match msg {
-            CertMessage::Want { mine, want } => (vec![*mine], Some(want)),
-            CertMessage::Have { certs } => (certs, None),
+        let (mine, learn, want) = match msg {
+            CertMessage::Want { mine, want } => (*mine, Vec::new(), Some(want)),
+            CertMessage::Have { mine, certs } => (*mine, certs, None),
         };
+        let learn: Vec<crate::trust::Certificate> =
+            std::iter::once(mine.clone()).chain(learn).collect();
         let mut introduce = false;
         let mut released = Vec::new();
         let mut packets = Vec::new();
@@ -860,20 +889,50 @@ impl Node {
                 }
             }
         }
-        if let Some(want) = want {
-            let mut certs: Vec<crate::trust::Certificate> = Vec::new();
-            if introduce {
-                certs.extend(self.creds.as_ref().map(|c| c.cert.clone()));
+        // The sender's own certificate was checked above: it is who
+        // speaks from that address (a seed we know by address only).
+        let introduced = self.gate.as_mut().is_some_and(|gate| {
+            let digest = crate::trust::cert_digest(&mine);
+            let known = gate.book.verified(&digest).is_some();
+            if known {
+                gate.introduced(from, digest);
             }
-            if let Some(gate) = self.gate.as_ref() {
-                certs.extend(want.iter().filter_map(|d| gate.book.cert(d).cloned()));
+            known
+        });
+        if let (Some(want), Some(creds)) = (want, self.creds.as_ref()) {
+            let own = Box::new(creds.cert.clone());
+            let certs: Vec<crate::trust::Certificate> = self
+                .gate
+                .as_ref()
+                .map(|gate| {
+                    want.iter()
+                        .filter_map(|d| gate.book.cert(d).cloned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            // An empty list is an introduction: always answered with
+            // ours (the asker may have restarted and forgotten it).
+            if introduce || want.is_empty() || !certs.is_empty() {
+                let mut chunks: Vec<Vec<crate::trust::Certificate>> =
+                    certs.chunks(MAX_HAVE).map(|c| c.to_vec()).collect();
+                if chunks.is_empty() {
+                    chunks.push(Vec::new());
+                }
+                for chunk in chunks {
+                    let msg = CertMessage::Have {
+                        mine: own.clone(),
+                        certs: chunk,
+                    };
+                    self.emit(from, Channel::Cert, &msg.encode(), DatagramKind::Cert);
+                }
             }
-            for chunk in certs.chunks(MAX_HAVE) {
-                let msg = CertMessage::Have {
-                    certs: chunk.to_vec(),
-                };
-                self.emit(from, Channel::Cert, &msg.encode(), DatagramKind::Cert);
-            }
+        }
+        // A seed that introduced itself while we know nobody: announce to
+        // it now rather than at the next join attempt.
+        if introduced && self.foca.num_members() == 0 && self.seeds.contains(&from) {
+            let _ = self
+                .foca
+                .announce(NodeId::seed_placeholder(from), &mut self.rt);
         }
         if !released.is_empty() {
             // Checked again now that the certificate is known, then applied
@@ -995,7 +1054,7 @@ impl Node {
             let mut progressed = false;
             while let Some((to, data)) = self.rt.to_send() {
                 progressed = true;
-                self.emit(to.addr, Channel::Foca, &data, DatagramKind::Foca);
+                self.send_foca(&to, &data);
             }
             while let Some((after, timer)) = self.rt.to_schedule() {
                 progressed = true;

@@ -198,9 +198,15 @@ impl World {
         };
 
         let mut ids = ids;
-        let operator = settings
-            .identities
-            .then(|| identities(&mut nodes, &mut ids, settings.seed, settings.warm_keys));
+        let operator = settings.identities.then(|| {
+            identities(
+                &mut nodes,
+                &mut ids,
+                &views,
+                settings.seed,
+                settings.warm_keys,
+            )
+        });
         World {
             operator,
             keys_before: 0,
@@ -533,7 +539,16 @@ impl AnswerModel {
 ///
 /// Each node's identity is then signed by its key; `ids` become the
 /// signed identities, which is what the nodes learn of each other.
-fn identities(nodes: &mut [SimNode], ids: &mut [NodeId], seed: u64, warm: bool) -> Credentials {
+///
+/// Each node also holds the certificates of the members it knows at the
+/// start (its view), as a node of a converged mesh does.
+fn identities(
+    nodes: &mut [SimNode],
+    ids: &mut [NodeId],
+    views: &[Vec<u32>],
+    seed: u64,
+    warm: bool,
+) -> Credentials {
     let key = |i: u64, salt: u64| {
         let mut bytes = [0u8; 32];
         for (k, chunk) in bytes.chunks_mut(8).enumerate() {
@@ -558,6 +573,10 @@ fn identities(nodes: &mut [SimNode], ids: &mut [NodeId], seed: u64, warm: bool) 
         let mut signed = node.node.identity().clone();
         signed.signer = None;
         ids[i] = signed;
+    }
+    for (i, node) in nodes.iter_mut().enumerate() {
+        node.node
+            .vouch_certs(views[i].iter().map(|j| &certs[*j as usize]));
     }
     if warm {
         let now = Now {

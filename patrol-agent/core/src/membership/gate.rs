@@ -18,6 +18,13 @@
 //! - records every proven sighting in the [`Roster`], and every refused
 //!   identity that claims a name as an intruder (name, address).
 //!
+//! Every foca packet between certified nodes also ends in a 16-byte tag,
+//! an HMAC under the pair key of its sender and its receiver (X25519 of
+//! their certified keys, derived once and cached): a proven identity is
+//! public, and anyone holding the cluster key could name it as a packet's
+//! sender; the tag proves the node itself sent it. A packet whose tag does
+//! not check is dropped and its source recorded as an intruder.
+//!
 //! The packet foca gets is re-encoded from what is left, custom broadcasts
 //! (sweep requests) untouched. Certificates travel on their own channel
 //! ([`CertMessage`]): a node asks the sender of a packet for the
@@ -36,7 +43,7 @@ use super::roster::{Roster, Sighting};
 use crate::clock::Now;
 use crate::codec::BincodeCodec;
 use crate::identity::NodeId;
-use crate::trust::CertDigest;
+use crate::trust::{CertDigest, PairKey, SigningKey, PACKET_TAG_LEN};
 
 pub use super::wire::{CertMessage, MAX_HAVE, MAX_WANT};
 
@@ -46,6 +53,9 @@ const MAX_PENDING: usize = 1024;
 const MAX_PENDING_PACKETS: usize = 256;
 /// A digest is asked for again after this long.
 const ASK_AGAIN: Duration = Duration::from_secs(1);
+/// Most pair keys and address-certificate pairs kept.
+const MAX_KEYS: usize = 131_072;
+const MAX_ADDR_CERTS: usize = 4096;
 /// Most intruders remembered.
 const MAX_INTRUDERS: usize = 256;
 /// An intruder is reported for this long after it was last seen.
@@ -83,6 +93,14 @@ pub struct GateCounters {
     pub certs_refused: u64,
     /// Leave notices refused (no valid signature by the node).
     pub leaves_refused: u64,
+    /// Packets dropped whole: their tag is not their sender's (a proven
+    /// identity named by someone else), or missing.
+    #[serde(default)]
+    pub packets_forged: u64,
+    /// Packets not sent: no certificate of the destination to tag them
+    /// with yet (a seed not introduced yet).
+    #[serde(default)]
+    pub packets_untagged: u64,
 }
 
 /// What became of one packet.
@@ -104,10 +122,17 @@ pub struct Gate {
     pending_packets: VecDeque<(CertDigest, SocketAddr, Vec<u8>)>,
     asked: HashMap<CertDigest, Duration>,
     intruders: BTreeMap<(String, SocketAddr), Intruder>,
+    /// This node's key, for pair keys.
+    mine: SigningKey,
+    keys: HashMap<CertDigest, PairKey>,
+    key_order: VecDeque<CertDigest>,
+    /// The certificate each address introduced itself with (for seeds,
+    /// known by address only).
+    addr_certs: HashMap<SocketAddr, CertDigest>,
 }
 
 impl Gate {
-    pub fn new(book: MemberBook, roster: Roster) -> Gate {
+    pub fn new(book: MemberBook, roster: Roster, mine: SigningKey) -> Gate {
         Gate {
             book,
             roster,
@@ -116,7 +141,54 @@ impl Gate {
             pending_packets: VecDeque::new(),
             asked: HashMap::new(),
             intruders: BTreeMap::new(),
+            mine,
+            keys: HashMap::new(),
+            key_order: VecDeque::new(),
+            addr_certs: HashMap::new(),
         }
+    }
+
+    /// The pair key with the holder of certificate `digest` (derived once).
+    fn pair_key(&mut self, digest: &CertDigest) -> Option<PairKey> {
+        if let Some(k) = self.keys.get(digest) {
+            return Some(k.clone());
+        }
+        let theirs = self.book.verified(digest)?.key;
+        let key = PairKey::derive(&self.mine, &theirs).ok()?;
+        if self.keys.len() >= MAX_KEYS {
+            if let Some(old) = self.key_order.pop_front() {
+                self.keys.remove(&old);
+            }
+        }
+        self.keys.insert(*digest, key.clone());
+        self.key_order.push_back(*digest);
+        Some(key)
+    }
+
+    /// `addr` introduced itself with certificate `digest`.
+    pub fn introduced(&mut self, addr: SocketAddr, digest: CertDigest) {
+        if self.addr_certs.len() >= MAX_ADDR_CERTS && !self.addr_certs.contains_key(&addr) {
+            self.addr_certs.clear();
+        }
+        self.addr_certs.insert(addr, digest);
+    }
+
+    /// The tag of foca packet `packet` for destination `to`: by its
+    /// proof's certificate, its name's latest proven one, or the one its
+    /// address introduced itself with. None: no certificate known yet.
+    pub fn tag_for(&mut self, to: &NodeId, packet: &[u8]) -> Option<[u8; PACKET_TAG_LEN]> {
+        let digest = to
+            .proof
+            .as_ref()
+            .map(|p| p.cert)
+            .filter(|d| self.book.verified(d).is_some())
+            .or_else(|| self.book.cert_of(&to.name))
+            .or_else(|| self.addr_certs.get(&to.addr).copied());
+        let Some(key) = digest.and_then(|d| self.pair_key(&d)) else {
+            self.counters.packets_untagged += 1;
+            return None;
+        };
+        Some(key.packet_tag(packet))
     }
 
     /// Intruders seen within [`INTRUDER_MEMORY`].
@@ -168,11 +240,16 @@ impl Gate {
             out.packet = Some(body.to_vec());
             return out;
         };
+        let header_len = body.len() - buf.len();
+        // The tag ends the packet (a packet too short for one has none).
+        let split = body.len().saturating_sub(PACKET_TAG_LEN).max(header_len);
+        let (packet, tag) = body.split_at(split);
+        let mut buf = &packet[header_len..];
         if header.src.name == me.name {
             // Our own identity (a replay, or an old incarnation): foca
             // refuses data from ourselves; never a roster entry.
             if header.src.addr == me.addr {
-                out.packet = Some(body.to_vec());
+                out.packet = Some(packet.to_vec());
             } else {
                 self.counters.packets_unproven += 1;
             }
@@ -180,6 +257,20 @@ impl Gate {
         }
         match self.book.check(&header.src, now.unix_ms, now.mono) {
             Check::Proven { serial, .. } => {
+                // Proven identities are public: the tag says the node
+                // itself sent this.
+                let digest = header.src.proof.as_ref().map(|p| p.cert);
+                let key = digest.and_then(|d| self.pair_key(&d));
+                if !key.is_some_and(|k| k.check_packet_tag(packet, tag)) {
+                    self.counters.packets_forged += 1;
+                    self.intruder(
+                        &header.src.name,
+                        from,
+                        "a packet not sealed by the node it names",
+                        now.unix_ms,
+                    );
+                    return out;
+                }
                 if header.src.addr == from {
                     self.book.heard_from(&header.src, now.mono);
                 }
@@ -219,7 +310,7 @@ impl Gate {
             let mut kept = Vec::with_capacity(usize::from(count));
             for _ in 0..count {
                 let Ok(member) = codec.decode_member(&mut buf) else {
-                    out.packet = Some(body.to_vec());
+                    out.packet = Some(packet.to_vec());
                     return out;
                 };
                 if let Some(m) = self.update(now, from, me, member, &mut out.want) {

@@ -102,6 +102,7 @@ struct Proven {
     /// SHA-256 (first 16 bytes) of the identity's signed bytes.
     content: [u8; 16],
     serial: u64,
+    cert: CertDigest,
 }
 
 /// Proven identities and the node certificates they are proven by.
@@ -190,14 +191,42 @@ impl MemberBook {
     /// for (the simulator's converged start, whose identities it made).
     pub fn vouch(&mut self, id: &NodeId, serial: u64) {
         let content = self.content(id);
+        let cert = id.proof.as_ref().map(|p| p.cert).unwrap_or_default();
         self.proven.insert(
             id.name.clone(),
             Proven {
                 bump: id.bump,
                 content,
                 serial,
+                cert,
             },
         );
+    }
+
+    /// Keep `cert` without checking it: a certificate the caller vouches
+    /// for (the simulator's, which made it).
+    pub fn vouch_cert(&mut self, cert: &Certificate) {
+        let digest = cert_digest(cert);
+        if let Ok(key) = cert.public_key() {
+            self.certs.insert(
+                digest,
+                Verified {
+                    cert: cert.clone(),
+                    key,
+                },
+            );
+            self.cert_order.push_back(digest);
+        }
+    }
+
+    /// The checked certificate `digest` names.
+    pub fn verified(&self, digest: &CertDigest) -> Option<&Verified> {
+        self.certs.get(digest)
+    }
+
+    /// The certificate digest of `name`'s latest proven identity.
+    pub fn cert_of(&self, name: &str) -> Option<CertDigest> {
+        self.proven.get(name).map(|p| p.cert)
     }
 
     /// A datagram whose header names `id` as its sender arrived from `id`'s
@@ -282,6 +311,7 @@ impl MemberBook {
                 bump: id.bump,
                 content,
                 serial,
+                cert: proof.cert,
             },
         );
         Check::Proven { serial, new: true }

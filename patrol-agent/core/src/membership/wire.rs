@@ -23,8 +23,12 @@ pub enum CertMessage {
         mine: Box<Certificate>,
         want: Vec<CertDigest>,
     },
-    /// Certificates asked for (at most [`MAX_HAVE`]).
-    Have { certs: Vec<Certificate> },
+    /// The sender's certificate, and certificates asked for (at most
+    /// [`MAX_HAVE`]).
+    Have {
+        mine: Box<Certificate>,
+        certs: Vec<Certificate>,
+    },
 }
 
 impl CertMessage {
@@ -38,7 +42,7 @@ impl CertMessage {
             bincode::serde::decode_from_slice(bytes, config).ok()?;
         let bounded = match &msg {
             CertMessage::Want { want, .. } => want.len() <= MAX_WANT,
-            CertMessage::Have { certs } => certs.len() <= MAX_HAVE,
+            CertMessage::Have { certs, .. } => certs.len() <= MAX_HAVE,
         };
         (used == bytes.len() && bounded).then_some(msg)
     }

@@ -26,7 +26,7 @@ pub use authorization::{AuthError, Authorization};
 pub use bundle::{Revocations, TrustBundle, Verified};
 pub use cert::{CertBody, Certificate, KeyId, Role, CERT_VERSION};
 pub use forget::SignedForget;
-pub use pairwise::{cert_digest, CertDigest, PairKey, PeerKeys};
+pub use pairwise::{cert_digest, CertDigest, PairKey, PeerKeys, PACKET_TAG_LEN};
 pub use scope::{Scope, ScopeError};
 
 pub use ed25519_dalek::{SigningKey, VerifyingKey};

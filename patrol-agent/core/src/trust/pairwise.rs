@@ -24,6 +24,9 @@ use super::TrustError;
 
 const PAIR_SALT: &[u8] = b"patrol-pair-v1";
 const ANSWER_CONTEXT: &[u8] = b"patrol-answer-v1\0";
+const PACKET_CONTEXT: &[u8] = b"patrol-foca-v1\0";
+/// Bytes of a foca packet's tag (with `[trust]`).
+pub const PACKET_TAG_LEN: usize = 16;
 /// Bytes of an answer proof.
 pub const PROOF_LEN: usize = 32;
 
@@ -83,6 +86,26 @@ impl PairKey {
     }
 
     /// Whether `proof` is this key's proof for the answer (constant time).
+    /// The tag that proves a foca packet came from the other holder of
+    /// this key: HMAC-SHA256 over the packet, first 16 bytes.
+    pub fn packet_tag(&self, packet: &[u8]) -> [u8; PACKET_TAG_LEN] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("hmac takes any key");
+        mac.update(PACKET_CONTEXT);
+        mac.update(packet);
+        let full: [u8; 32] = mac.finalize().into_bytes().into();
+        let mut tag = [0u8; PACKET_TAG_LEN];
+        tag.copy_from_slice(&full[..PACKET_TAG_LEN]);
+        tag
+    }
+
+    /// Whether `tag` is this key's tag of `packet` (in constant time).
+    pub fn check_packet_tag(&self, packet: &[u8], tag: &[u8]) -> bool {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("hmac takes any key");
+        mac.update(PACKET_CONTEXT);
+        mac.update(packet);
+        mac.verify_truncated_left(tag).is_ok() && tag.len() == PACKET_TAG_LEN
+    }
+
     pub fn check_answer(
         &self,
         sweep_id: u64,
