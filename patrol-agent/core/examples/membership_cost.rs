@@ -12,8 +12,11 @@
 //! - a probe (header only) from a sender whose proof is cached;
 //! - gossip with 6 member updates, every proof cached;
 //! - the same with one identity new to the node (one Ed25519 verify);
-//! - a sender whose certificate arrived just before (certificate check and
-//!   identity check).
+//! - a sender whose certificate arrived just before (certificate check,
+//!   identity check and the pair key's X25519).
+//!
+//! Every packet's 16-byte tag (an HMAC under the sender's and receiver's
+//! pair key) is checked in each case.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,7 +29,8 @@ use patrol_core::membership::gate::Gate;
 use patrol_core::membership::proof::{BookSettings, MemberBook};
 use patrol_core::membership::roster::Roster;
 use patrol_core::trust::{
-    cert_digest, issue, Certificate, Credentials, Issue, Revocations, Role, SigningKey, TrustBundle,
+    cert_digest, issue, Certificate, Credentials, Issue, PairKey, Revocations, Role, SigningKey,
+    TrustBundle, PACKET_TAG_LEN,
 };
 use patrol_core::Now;
 
@@ -129,13 +133,25 @@ fn packet(src: &NodeId, dst: &NodeId, message: Message<NodeId>, updates: &[NodeI
     out
 }
 
+/// `packet` from node `from` to node `to`, with its tag.
+fn tagged(f: &Fleet, from: usize, to: usize, mut packet: Vec<u8>) -> Vec<u8> {
+    let key = PairKey::derive(&f.creds[from].key, &f.creds[to].key.verifying_key()).unwrap();
+    let tag = key.packet_tag(&packet);
+    packet.extend_from_slice(&tag);
+    packet
+}
+
 fn gate(f: &Fleet, me: usize, known: impl Iterator<Item = usize>) -> Gate {
     let mut book = MemberBook::new("prod", f.bundle.clone(), BookSettings::default());
     for i in known {
         book.learn_cert(&f.creds[i].cert, NOW_MS / 1000).unwrap();
     }
     book.learn_cert(&f.creds[me].cert, NOW_MS / 1000).unwrap();
-    Gate::new(book, Roster::new(131_072, Duration::from_secs(7 * 86_400)))
+    Gate::new(
+        book,
+        Roster::new(131_072, Duration::from_secs(7 * 86_400)),
+        f.creds[me].key.clone(),
+    )
 }
 
 fn main() {
@@ -162,23 +178,24 @@ fn main() {
     let same = |id: &NodeId| id.clone();
     println!("bytes (an identity with one tag, `node-00001` role=worker):");
     println!("  proof per identity                         {one:6} B");
+    println!("  tag per foca packet                        {PACKET_TAG_LEN:6} B");
     println!(
         "  probe (header: 2 identities)          {:5} B -> {:5} B (+{})",
         ping(strip),
-        ping(same),
-        ping(same) - ping(strip)
+        ping(same) + PACKET_TAG_LEN,
+        ping(same) + PACKET_TAG_LEN - ping(strip)
     );
     println!(
         "  gossip, 6 updates (8 identities)      {:5} B -> {:5} B (+{})",
         gossip(strip),
-        gossip(same),
-        gossip(same) - gossip(strip)
+        gossip(same) + PACKET_TAG_LEN,
+        gossip(same) + PACKET_TAG_LEN - gossip(strip)
     );
 
     // CPU.
-    let probe = packet(&f.ids[1], me, Message::Ping(1), &[]);
+    let probe = tagged(&f, 1, 0, packet(&f.ids[1], me, Message::Ping(1), &[]));
     let ups: Vec<NodeId> = f.ids[2..8].to_vec();
-    let full = packet(&f.ids[1], me, Message::Gossip, &ups);
+    let full = tagged(&f, 1, 0, packet(&f.ids[1], me, Message::Gossip, &ups));
     let mut g = gate(&f, 0, 1..rounds + 8);
     let _ = g.filter(now, from, me, &full);
     let cached_probe = time(rounds, |_| {
@@ -193,7 +210,7 @@ fn main() {
         .map(|i| {
             let mut ups = f.ids[2..7].to_vec();
             ups.push(f.ids[8 + i % rounds].clone());
-            packet(&f.ids[1], me, Message::Gossip, &ups)
+            tagged(&f, 1, 0, packet(&f.ids[1], me, Message::Gossip, &ups))
         })
         .collect();
     let mut g2 = gate(&f, 0, 1..rounds + 8);
@@ -202,10 +219,10 @@ fn main() {
         assert!(g2.filter(now, from, me, &fresh[i]).packet.is_some());
     });
     // A sender met for the first time: its certificate arrives (checked),
-    // then its probe (its identity checked).
+    // then its probe (its identity checked, the pair key derived).
     let mut g3 = gate(&f, 0, std::iter::empty());
     let probes: Vec<Vec<u8>> = (1..=rounds)
-        .map(|i| packet(&f.ids[i], me, Message::Ping(1), &[]))
+        .map(|i| tagged(&f, i, 0, packet(&f.ids[i], me, Message::Ping(1), &[])))
         .collect();
     let first_contact = time(rounds, |i| {
         g3.book
