@@ -135,7 +135,7 @@ fn span(ms: u64) -> String {
     const UNITS: [(u64, &str); 3] = [(86_400_000, "d"), (3_600_000, "h"), (60_000, "m")];
     UNITS
         .iter()
-        .find(|(unit, _)| ms >= *unit && ms % unit == 0)
+        .find(|(unit, _)| ms >= *unit && ms.is_multiple_of(*unit))
         .map(|(unit, name)| format!("{}{name}", ms / unit))
         .unwrap_or_else(|| patrol_config::format_duration(Duration::from_millis(ms)))
 }
