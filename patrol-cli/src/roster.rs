@@ -156,7 +156,7 @@ fn when(unix_ms: u64, zone: &jiff::tz::TimeZone) -> String {
 pub fn table(view: &RosterView, addr: &str, zone: &jiff::tz::TimeZone) -> String {
     let expiry = span(view.expiry_ms);
     let mut out = format!(
-        "roster of {} (the agent at {}): {} certified node{}\n",
+        "roster of {0} (the agent at {1}): {2} certified node{3} besides {0}\n",
         one_line(&view.node),
         one_line(addr),
         view.members.len(),
@@ -307,7 +307,7 @@ mod tests {
         let lines: Vec<String> = text.lines().map(words).collect();
         assert_eq!(
             lines[0],
-            "roster of node-a (the agent at 127.0.0.1:7947): 2 certified nodes"
+            "roster of node-a (the agent at 127.0.0.1:7947): 2 certified nodes besides node-a"
         );
         assert_eq!(
             lines[1], "NAME ADDRESS SWIM FIRST SEEN LAST SEEN SERIAL",
@@ -364,7 +364,10 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("not alive"), "{text}");
-        assert!(text.contains(": 1 certified node\n"), "{text}");
+        assert!(
+            text.contains(": 1 certified node besides node-a\n"),
+            "{text}"
+        );
         assert_eq!(
             [span(129_600_000), span(5_400_000), span(1_500)],
             ["36h", "90m", "1.5s"]
