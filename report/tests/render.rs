@@ -187,3 +187,38 @@ fn many_values_of_one_check_fold_into_one_family_card() {
     assert!(t.contains("ANOMALIES (5)"), "{t}");
     assert!(t.contains("[FAIL] [NEW for 1 of 5 values] disk.root_used_pct = 86 .. 99 (5 values), expected < 85 - 5 nodes"), "{t}");
 }
+
+/// A certified sweep: nodes gone from the roster, an answer SWIM
+/// disagreed with, and intruders reported by two nodes.
+#[test]
+fn gone_nodes_swim_disagreement_and_intruders_in_text_and_html() {
+    let r = build(&patrol_report::sample::with_roster(), None);
+    let v = view(&r, "[patrol]");
+    let t = text(&v).unwrap();
+    for line in [
+        "ANSWERED ALTHOUGH SWIM DISAGREED (1)\n  node-03 (10.0.7.54:7946): answered; SWIM said down\n",
+        "GONE FROM THE ROSTER (2)\n  [FORGOTTEN] node-9 (10.0.0.9:7946): last seen 2026-11-21 22:40 UTC, gone 2026-11-22 02:41 UTC\n      an operator forgot it (patrol roster forget)\n  [EXPIRED] node-7 (10.0.0.7:7946): last seen 2026-11-15 03:12 UTC, gone 2026-11-22 02:10 UTC\n",
+        "  [FAIL] [NEW] patrol.intruder = node-01 at 10.9.9.9:7946, expected only certified nodes in the mesh - 2 nodes\n      seen by node-02, node-04\n      fix: find the process at 10.9.9.9:7946 and stop it;",
+    ] {
+        assert!(t.contains(line), "{line}\nnot in\n{t}");
+    }
+    insta::assert_snapshot!("roster_text", t);
+    let h = html(&v).unwrap();
+    for part in [
+        "Answered although SWIM disagreed (1)",
+        "answered; SWIM said down: its proven answer counts",
+        "Gone from the roster (2)",
+        "last seen 2026-11-15 03:12 UTC<br>gone 2026-11-22 02:10 UTC",
+        "seen by node-02, node-04",
+    ] {
+        assert!(h.contains(part), "{part} not in the HTML");
+    }
+    insta::assert_snapshot!("roster_html", h);
+    // Without [trust] neither section appears.
+    let plain = build(&common::day_one(), None);
+    let t = text(&view(&plain, "[patrol]")).unwrap();
+    assert!(
+        !t.contains("SWIM DISAGREED") && !t.contains("GONE FROM"),
+        "{t}"
+    );
+}
