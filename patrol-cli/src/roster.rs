@@ -28,9 +28,9 @@ Exit codes: 0 listed; 3 no agent answered, refused, or no [trust].";
 
 /// What `patrol roster forget --help` adds after the options.
 pub const FORGET_AFTER_HELP: &str = "\
-The forget is signed with the operator identity (--identity DIR, an
-operator certificate of scope `full` or another fleet-wide scope that may
-sweep; a read-only one is refused), checked and audited by the agent, and
+The forget is signed with the operator identity (--identity DIR: an
+operator whose scope may sweep every node; a read-only one, or one limited
+to some nodes with --where, is refused), checked and audited by the agent, and
 passed on to every member, each of which checks and audits it again. A
 forgotten node returns to the roster only when it speaks again itself.
 
