@@ -222,3 +222,34 @@ fn gone_nodes_swim_disagreement_and_intruders_in_text_and_html() {
         "{t}"
     );
 }
+
+/// Four intruders fold into one family card: its fix names the value it
+/// was written for, not all four addresses as if they were one.
+#[test]
+fn a_family_of_intruders_says_whose_fix_it_shows() {
+    let mut doc = patrol_report::sample::with_roster();
+    let model = doc.nodes[1].checks[1].clone();
+    for (i, n) in doc.nodes.iter_mut().enumerate() {
+        let addr = format!("10.9.9.{i}:7946");
+        let mut c = model.clone();
+        c.observed = patrol_checks::Observed::Text(format!("node-01 at {addr}"));
+        c.remediation = format!("find the process at {addr} and stop it");
+        n.checks.retain(|c| c.id != "patrol.intruder");
+        n.checks.push(c);
+    }
+    let r = build(&doc, None);
+    let t = text(&view(&r, "[patrol]")).unwrap();
+    assert!(t.contains("patrol.intruder = node-01 at "), "{t}");
+    assert!(
+        t.contains(" (4 values), expected only certified nodes in the mesh - 4 nodes\n"),
+        "{t}"
+    );
+    assert!(
+        t.contains("      seen by node-01 (node-01 at 10.9.9.0:7946)"),
+        "{t}"
+    );
+    assert!(
+        t.contains("      fix: for node-01 at 10.9.9.0:7946: find the process at 10.9.9.0:7946 and stop it\n"),
+        "{t}"
+    );
+}
