@@ -149,11 +149,21 @@ impl ControlArgs {
         &self,
         request: &ControlRequest,
     ) -> anyhow::Result<(SocketAddr, ControlClient)> {
+        self.open_with(|_| Ok(request.clone())).await
+    }
+
+    /// Connect to the first seed that answers and send the request
+    /// `request` makes for that connection (a roster forget is signed by
+    /// the connection's operator).
+    pub async fn open_with(
+        &self,
+        request: impl Fn(&ControlClient) -> anyhow::Result<ControlRequest>,
+    ) -> anyhow::Result<(SocketAddr, ControlClient)> {
         let mut targets = self.targets()?;
         if targets.len() != 1 {
             bail!("this command talks to one cluster: give one --context");
         }
-        targets.remove(0).open(request).await
+        targets.remove(0).open_with(request).await
     }
 }
 
@@ -205,6 +215,16 @@ impl Target {
         &self,
         request: &ControlRequest,
     ) -> anyhow::Result<(SocketAddr, ControlClient)> {
+        self.open_with(|_| Ok(request.clone())).await
+    }
+
+    /// Connect to the first seed that answers and send the request that
+    /// `request` makes for that connection; an error making it ends the
+    /// attempt.
+    pub async fn open_with(
+        &self,
+        request: impl Fn(&ControlClient) -> anyhow::Result<ControlRequest>,
+    ) -> anyhow::Result<(SocketAddr, ControlClient)> {
         let auth = match &self.auth {
             Ok(a) => a.clone(),
             Err(reason) => bail!("{reason}"),
@@ -220,7 +240,7 @@ impl Target {
             };
             for addr in addrs {
                 match ControlClient::connect(addr, auth.clone(), self.connect_timeout).await {
-                    Ok(mut client) => match client.send(request).await {
+                    Ok(mut client) => match client.send(&request(&client)?).await {
                         Ok(()) => return Ok((addr, client)),
                         Err(e) => failures.push(format!("{seed}: {e}")),
                     },

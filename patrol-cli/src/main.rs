@@ -21,6 +21,7 @@ mod junit;
 mod keys;
 mod members;
 mod report;
+mod roster;
 mod shell;
 mod stdout;
 mod sweep;
@@ -41,6 +42,10 @@ enum Command {
     /// Run a sweep across the fleet through any agent.
     #[command(after_help = sweep::EXIT_CODES)]
     Sweep(Box<sweep::Args>),
+    /// The roster of certified nodes (with [trust]) that sweeps expect;
+    /// `patrol roster forget NODE` removes one.
+    #[command(after_help = roster::AFTER_HELP)]
+    Roster(roster::Args),
     /// Run checks on this machine, with no mesh.
     Check(check::Args),
     /// Render or send the report of a stored sweep.
@@ -92,6 +97,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Members(a) => members::run(a).await,
             Command::Sweep(a) => sweep::run(*a).await,
+            Command::Roster(a) => roster::run(a).await,
             Command::Check(a) => check::run(a).await,
             Command::Report(a) => report::run(a).await,
             Command::History(c) => history::run(c),

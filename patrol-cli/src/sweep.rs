@@ -400,7 +400,7 @@ pub fn table(doc: &SweepDocument, all: bool, zone: &jiff::tz::TimeZone) -> Strin
         .collect();
     if !all && (listed > SCREENFUL || sets.len() < listed) {
         out.push_str(&grouped_rows(&nodes, doc.timing.completed_ms));
-        return footer(doc, out, true);
+        return footer(doc, out, true, zone);
     }
     let mut rows: Vec<[String; 5]> = Vec::new();
     let mut hidden = 0;
@@ -418,11 +418,13 @@ pub fn table(doc: &SweepDocument, all: bool, zone: &jiff::tz::TimeZone) -> Strin
             _ => "-".into(),
         };
         let detail = problem_detail(n, doc.timing.completed_ms);
-        let name = if n.late_joiner {
-            format!("{} (joined late)", n.name)
-        } else {
-            n.name.clone()
-        };
+        let mut name = n.name.clone();
+        if n.late_joiner {
+            name.push_str(" (joined late)");
+        }
+        if let Some(swim) = n.swim {
+            name.push_str(&format!(" ({})", patrol_report::roster::swim_note(swim)));
+        }
         let time = n
             .answered_ms
             .map(|ms| format!("{ms} ms"))
@@ -441,7 +443,7 @@ pub fn table(doc: &SweepDocument, all: bool, zone: &jiff::tz::TimeZone) -> Strin
         ));
     }
 
-    footer(doc, out, false)
+    footer(doc, out, false, zone)
 }
 
 /// Above this many node rows (a screenful), nodes share rows by their set
@@ -559,7 +561,12 @@ fn problem_set(n: &patrol_checks::NodeEntry, sweep_ms: u64) -> String {
 
 /// The checks not passing, grouped across nodes (bounded when `grouped`),
 /// then counts and timing.
-fn footer(doc: &SweepDocument, mut out: String, grouped: bool) -> String {
+fn footer(
+    doc: &SweepDocument,
+    mut out: String,
+    grouped: bool,
+    zone: &jiff::tz::TimeZone,
+) -> String {
     // The same problem on many nodes is one line.
     let mut groups: BTreeMap<(u8, String, String, String), Vec<&str>> = BTreeMap::new();
     for n in &doc.nodes {
@@ -617,6 +624,15 @@ fn footer(doc: &SweepDocument, mut out: String, grouped: bool) -> String {
         out.push_str(&format!(" (+{} joined late)", c.late_joiners));
     }
     out.push('\n');
+    // With [trust]: the coordinator's roster, in words (names from nodes).
+    for line in [
+        patrol_report::roster::swim_line(doc),
+        patrol_report::roster::gone_line(doc, zone),
+    ] {
+        if !line.is_empty() {
+            out.push_str(&format!("{}\n", one_line(&line)));
+        }
+    }
     let t = &doc.timing;
     let ms = |v: Option<u64>| v.map(|v| format!("{v} ms")).unwrap_or_else(|| "-".into());
     out.push_str(&format!(

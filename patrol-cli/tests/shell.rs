@@ -25,7 +25,14 @@ fn completions_for_each_shell_name_the_subcommands_and_their_flags() {
         );
         let text = String::from_utf8(out.stdout).unwrap();
         assert!(text.contains(marker), "{shell}:\n{text}");
-        for word in ["sweep", "members", "prometheus", "ndjson"] {
+        for word in [
+            "sweep",
+            "members",
+            "prometheus",
+            "ndjson",
+            "roster",
+            "forget",
+        ] {
             assert!(text.contains(word), "{shell} lacks {word}");
         }
     }
@@ -47,6 +54,8 @@ fn man_writes_a_page_per_command_including_the_agent() {
         "patrol-keys-generate.1",
         "patrol-agent.1",
         "patrol-completions.1",
+        "patrol-roster.1",
+        "patrol-roster-forget.1",
     ] {
         let text = std::fs::read_to_string(dir.path().join(page))
             .unwrap_or_else(|e| panic!("{page}: {e}"));

@@ -185,3 +185,35 @@ fn silent_nodes_say_why_and_a_skewed_clock_is_listed() {
     );
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// A certified sweep: the row of a node that answered although SWIM said
+/// it was down says so, and the summary names the nodes gone from the
+/// coordinator's roster with when they were last seen.
+#[test]
+fn swim_disagreement_and_gone_nodes_are_said_in_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("roster.json");
+    let doc = patrol_report::sample::with_roster();
+    std::fs::write(&path, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let out = patrol(&["sweep", "--from", path.to_str().unwrap(), "--all"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("node-03 (answered; SWIM said down)  ok ")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\nSWIM disagreed with 1 answer: node-03 (answered; SWIM said down)\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\n2 gone from the roster: node-9 (forgotten, last seen 2026-11-2"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("node-7 (expired, last seen 2026-11-15 "),
+        "{stdout}"
+    );
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+}

@@ -16,6 +16,7 @@
 //! - [`delivery`]: [`write_report`], [`email_sweep`], [`send_file`],
 //!   [`render_report`];
 //! - [`silence`]: why a `no_answer` node is silent, in words;
+//! - [`roster`]: nodes gone from the roster, answers SWIM disagreed with;
 //! - [`sample`]: generated sweep documents for tests and benchmarks.
 
 pub mod aggregate;
@@ -30,6 +31,7 @@ pub mod family;
 pub mod history;
 pub mod mail;
 pub mod render;
+pub mod roster;
 pub mod sample;
 pub mod silence;
 pub mod store;

@@ -107,6 +107,13 @@ pub struct View {
     pub unreachable: Vec<NodeView>,
     pub unreachable_total: String,
     pub unreachable_more: String,
+    /// Nodes gone from the roster (at most [`crate::roster::MAX_GONE`]).
+    pub gone: Vec<crate::roster::GoneView>,
+    pub gone_total: usize,
+    pub gone_more: usize,
+    /// Nodes that answered although SWIM did not count them alive: name,
+    /// address, note (`answered; SWIM said down`).
+    pub swim_disagreed: Vec<NodeView>,
     /// One line per check: how its values spread (see
     /// [`crate::distribution::Distribution::line`]).
     /// Checks whose values differ across the nodes (or that some node
@@ -218,7 +225,7 @@ fn group_view(m: &MarkedGroup, zone: &TimeZone) -> GroupView {
         change_colour,
         title: clip(m.group.title()),
         count: plural(n, "node", "nodes"),
-        sample: sample(&m.group.nodes),
+        sample: seen_by(&m.group.key.check, sample(&m.group.nodes)),
         remediation: match m.group.key.status {
             // The check's remediation is for a value that missed its
             // expectation; an error observed no value.
@@ -288,7 +295,32 @@ fn family_view(members: &[&MarkedGroup], zone: &TimeZone) -> GroupView {
             thousands((total - named.len()) as u64)
         ));
     }
+    view.sample = seen_by(&first.group.key.check, view.sample);
+    // A remediation that names its value (an intruder's address) is the
+    // first value's only.
+    if members
+        .iter()
+        .any(|m| m.group.remediation != first.group.remediation)
+    {
+        view.remediation = format!(
+            "for {}: {}",
+            first.group.key.observed, first.group.remediation
+        );
+    }
     view
+}
+
+/// The check a node lists for each agent it saw claim a name without its
+/// certificate: its nodes are the witnesses, not the culprits.
+const INTRUDER_CHECK: &str = "patrol.intruder";
+
+/// A group's node list, said as witnesses for [`INTRUDER_CHECK`].
+fn seen_by(check: &str, sample: String) -> String {
+    if check == INTRUDER_CHECK {
+        format!("seen by {sample}")
+    } else {
+        sample
+    }
 }
 
 /// Views of `groups`, families folded, at most `max` cards; and how many
@@ -417,6 +449,7 @@ pub fn view(report: &Report, prefix: &str) -> View {
         .filter(|d| d.distinct > 1 || d.errors > 0)
         .collect();
     let (shown_groups, groups_more) = card_views(&report.groups, MAX_GROUPS, &report.time_zone);
+    let (gone, gone_more) = crate::roster::gone_views(&report.gone, &report.time_zone);
     let (shown_resolved, resolved_more) =
         card_views(&report.resolved, MAX_SECONDARY, &report.time_zone);
     View {
@@ -468,6 +501,20 @@ pub fn view(report: &Report, prefix: &str) -> View {
                     NodeState::Failing => "FAILING",
                 },
                 why: u.why.clone(),
+            })
+            .collect(),
+        gone,
+        gone_total: report.gone.len(),
+        gone_more,
+        swim_disagreed: report
+            .swim_disagreed
+            .iter()
+            .take(MAX_UNREACHABLE)
+            .map(|d| NodeView {
+                name: d.name.clone(),
+                addr: d.addr.clone(),
+                state: "SWIM DISAGREED",
+                why: d.note(),
             })
             .collect(),
         distributions: spread

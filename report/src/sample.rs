@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use patrol_checks::document::DOCUMENT_VERSION;
+use patrol_checks::document::{GoneNode, DOCUMENT_VERSION};
 use patrol_checks::{
     CheckOutcome, ClockOffset, NodeEntry, NodeState, Observed, Selector, Severity, Silence, Status,
     SweepDocument, SweepTiming, SwimState,
@@ -117,6 +117,67 @@ pub fn document(
         gone: Vec::new(),
     };
     doc.recount();
+    doc
+}
+
+/// A small certified sweep started 2026-11-22 03:00 UTC: four nodes,
+/// `node-03` answered although SWIM said it was down, `node-02` and
+/// `node-04` each saw an agent claim `node-01` without its certificate
+/// (`patrol.intruder`), and two nodes are gone from the roster (`node-7`
+/// expired, `node-9` forgotten).
+pub fn with_roster() -> SweepDocument {
+    const T0: u64 = 1_795_316_400_000;
+    let pass = || {
+        outcome(
+            "kernel.pid_max",
+            Status::Pass,
+            Observed::Number(4e6),
+            ">= 4194304",
+        )
+    };
+    let intruder = || {
+        CheckOutcome {
+        id: "patrol.intruder".to_string(),
+        kind: "patrol".to_string(),
+        status: Status::Fail,
+        severity: Severity::Fail,
+        observed: Observed::Text("node-01 at 10.9.9.9:7946".to_string()),
+        expected: "only certified nodes in the mesh".to_string(),
+        message: "an agent at 10.9.9.9:7946 claims the name `node-01` without its certificate (no proof; 42 packets refused, last 3 s ago)".to_string(),
+        duration_us: 0,
+        description: "raised by the membership gate: an identity without a valid proof".to_string(),
+        remediation: "find the process at 10.9.9.9:7946 and stop it; if it is a real node, give it a certificate (patrol ca issue node)".to_string(),
+    }
+    };
+    let mut doc = document(
+        "prod",
+        "a1b2c3d4e5f60718",
+        T0,
+        vec![
+            node("node-01", &[], NodeState::Ok, vec![pass()]),
+            node("node-02", &[], NodeState::Ok, vec![pass(), intruder()]),
+            node("node-03", &[], NodeState::Ok, vec![pass()]),
+            node("node-04", &[], NodeState::Ok, vec![pass(), intruder()]),
+        ],
+    );
+    doc.operator = Some("alice".to_string());
+    doc.nodes[2].swim = Some(SwimState::Down);
+    doc.gone = vec![
+        GoneNode {
+            name: "node-7".to_string(),
+            addr: "10.0.0.7:7946".to_string(),
+            reason: "expired".to_string(),
+            last_seen_unix_ms: 1_794_712_320_000,
+            gone_unix_ms: 1_795_313_400_000,
+        },
+        GoneNode {
+            name: "node-9".to_string(),
+            addr: "10.0.0.9:7946".to_string(),
+            reason: "forgotten".to_string(),
+            last_seen_unix_ms: 1_795_300_800_000,
+            gone_unix_ms: 1_795_315_260_000,
+        },
+    ];
     doc
 }
 

@@ -42,6 +42,14 @@ pub struct Report {
     /// Problems with the history that did not stop the report (an
     /// unreadable database: no previous sweep, this one not stored).
     pub warnings: Vec<String>,
+    /// Nodes gone from the coordinator's roster (with `[trust]`), most
+    /// recently gone first ([`crate::roster::gone`]).
+    #[serde(default)]
+    pub gone: Vec<patrol_checks::document::GoneNode>,
+    /// Nodes that answered with proof although SWIM did not count them
+    /// alive, by name.
+    #[serde(default)]
+    pub swim_disagreed: Vec<crate::roster::SwimDisagreed>,
     /// The scope's last sweeps, oldest first, this one included (empty
     /// without a history).
     pub trend: Vec<crate::store::TrendPoint>,
@@ -113,6 +121,8 @@ pub fn build(doc: &SweepDocument, previous: Option<PreviousSweep<'_>>) -> Report
         distributions: distribution::distributions(doc),
         previous: previous.map(|p| (p.doc.sweep_id.clone(), p.doc.started_at_unix_ms)),
         warnings: Vec::new(),
+        gone: crate::roster::gone(doc),
+        swim_disagreed: crate::roster::swim_disagreed(doc),
         trend: Vec::new(),
         aggregate,
         groups,

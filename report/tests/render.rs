@@ -187,3 +187,69 @@ fn many_values_of_one_check_fold_into_one_family_card() {
     assert!(t.contains("ANOMALIES (5)"), "{t}");
     assert!(t.contains("[FAIL] [NEW for 1 of 5 values] disk.root_used_pct = 86 .. 99 (5 values), expected < 85 - 5 nodes"), "{t}");
 }
+
+/// A certified sweep: nodes gone from the roster, an answer SWIM
+/// disagreed with, and intruders reported by two nodes.
+#[test]
+fn gone_nodes_swim_disagreement_and_intruders_in_text_and_html() {
+    let r = build(&patrol_report::sample::with_roster(), None);
+    let v = view(&r, "[patrol]");
+    let t = text(&v).unwrap();
+    for line in [
+        "ANSWERED ALTHOUGH SWIM DISAGREED (1)\n  node-03 (10.0.7.54:7946): answered; SWIM said down\n",
+        "GONE FROM THE ROSTER (2)\n  [FORGOTTEN] node-9 (10.0.0.9:7946): last seen 2026-11-21 22:40 UTC, gone 2026-11-22 02:41 UTC\n      an operator forgot it (patrol roster forget)\n  [EXPIRED] node-7 (10.0.0.7:7946): last seen 2026-11-15 03:12 UTC, gone 2026-11-22 02:10 UTC\n",
+        "  [FAIL] [NEW] patrol.intruder = node-01 at 10.9.9.9:7946, expected only certified nodes in the mesh - 2 nodes\n      seen by node-02, node-04\n      fix: find the process at 10.9.9.9:7946 and stop it;",
+    ] {
+        assert!(t.contains(line), "{line}\nnot in\n{t}");
+    }
+    insta::assert_snapshot!("roster_text", t);
+    let h = html(&v).unwrap();
+    for part in [
+        "Answered although SWIM disagreed (1)",
+        "answered; SWIM said down: its proven answer counts",
+        "Gone from the roster (2)",
+        "last seen 2026-11-15 03:12 UTC<br>gone 2026-11-22 02:10 UTC",
+        "seen by node-02, node-04",
+    ] {
+        assert!(h.contains(part), "{part} not in the HTML");
+    }
+    insta::assert_snapshot!("roster_html", h);
+    // Without [trust] neither section appears.
+    let plain = build(&common::day_one(), None);
+    let t = text(&view(&plain, "[patrol]")).unwrap();
+    assert!(
+        !t.contains("SWIM DISAGREED") && !t.contains("GONE FROM"),
+        "{t}"
+    );
+}
+
+/// Four intruders fold into one family card: its fix names the value it
+/// was written for, not all four addresses as if they were one.
+#[test]
+fn a_family_of_intruders_says_whose_fix_it_shows() {
+    let mut doc = patrol_report::sample::with_roster();
+    let model = doc.nodes[1].checks[1].clone();
+    for (i, n) in doc.nodes.iter_mut().enumerate() {
+        let addr = format!("10.9.9.{i}:7946");
+        let mut c = model.clone();
+        c.observed = patrol_checks::Observed::Text(format!("node-01 at {addr}"));
+        c.remediation = format!("find the process at {addr} and stop it");
+        n.checks.retain(|c| c.id != "patrol.intruder");
+        n.checks.push(c);
+    }
+    let r = build(&doc, None);
+    let t = text(&view(&r, "[patrol]")).unwrap();
+    assert!(t.contains("patrol.intruder = node-01 at "), "{t}");
+    assert!(
+        t.contains(" (4 values), expected only certified nodes in the mesh - 4 nodes\n"),
+        "{t}"
+    );
+    assert!(
+        t.contains("      seen by node-01 (node-01 at 10.9.9.0:7946)"),
+        "{t}"
+    );
+    assert!(
+        t.contains("      fix: for node-01 at 10.9.9.0:7946: find the process at 10.9.9.0:7946 and stop it\n"),
+        "{t}"
+    );
+}
