@@ -15,6 +15,7 @@
 //! - [`mail`]: the lettre message and SMTP transport;
 //! - [`delivery`]: [`write_report`], [`email_sweep`], [`send_file`],
 //!   [`render_report`];
+//! - [`permissions`]: every file written 0640 in folders 0750;
 //! - [`silence`]: why a `no_answer` node is silent, in words;
 //! - [`sample`]: generated sweep documents for tests and benchmarks.
 
@@ -29,6 +30,7 @@ pub mod error;
 pub mod family;
 pub mod history;
 pub mod mail;
+pub mod permissions;
 pub mod render;
 pub mod sample;
 pub mod silence;
