@@ -136,11 +136,13 @@ async fn a_child_that_left_the_group_with_setsid_is_killed_when_the_plugin_exits
 [[check]]
 id = "setsid-child"
 type = "command"
-program = "setsid sleep 300 >/dev/null 2>&1 </dev/null & echo \"OK - started $!\""
+program = "setsid sleep 300 >/dev/null 2>&1 </dev/null & p=$!; while [ \"$(cut -d' ' -f6 /proc/$p/stat)\" != $p ]; do sleep 0.01; done; echo \"OK - started $p\""
 shell = true
 "#,
     )
     .await;
+    // The plugin printed the pid once the sleeper led a session of its
+    // own (field 6 of its stat): it had left the plugin's group.
     assert_eq!(o.status, Status::Pass, "{o:?}");
     let pid = printed_pid(&o.message);
     assert!(gone(pid), "the setsid sleep {pid} survived its check");
