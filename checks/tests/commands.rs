@@ -2,7 +2,9 @@
 //! cleared environment and a fixed `PATH`, in a process group of their own
 //! that is killed whenever the command ends, so nothing a plugin starts in
 //! the background outlives its check, and as `[checks] command_user` (or
-//! a check's `user`) with that user's groups.
+//! a check's `user`) with that user's groups; a child that left the group
+//! with `setsid` is found by the run's marker and killed too, and no
+//! command inherits the agent's ambient capabilities.
 //!
 //! Switching users needs root: CI runs the tests as root. Run as another
 //! user, the tests that switch fail and say so; they never skip.
@@ -127,9 +129,105 @@ shell = true
 }
 
 #[tokio::test]
+async fn a_child_that_left_the_group_with_setsid_is_killed_when_the_plugin_exits() {
+    let o = one(
+        RealHost,
+        r#"
+[[check]]
+id = "setsid-child"
+type = "command"
+program = "setsid sleep 300 >/dev/null 2>&1 </dev/null & p=$!; while [ \"$(cut -d' ' -f6 /proc/$p/stat)\" != $p ]; do sleep 0.01; done; echo \"OK - started $p\""
+shell = true
+"#,
+    )
+    .await;
+    // The plugin printed the pid once the sleeper led a session of its
+    // own (field 6 of its stat): it had left the plugin's group.
+    assert_eq!(o.status, Status::Pass, "{o:?}");
+    let pid = printed_pid(&o.message);
+    assert!(gone(pid), "the setsid sleep {pid} survived its check");
+}
+
+#[tokio::test]
+async fn a_setsid_child_of_a_plugin_that_times_out_is_killed_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("pid");
+    let script = format!(
+        "setsid sleep 300 >/dev/null 2>&1 </dev/null & echo $! > {}; sleep 300",
+        pid_file.display()
+    );
+    let mut req = request("sh", &["-c", &script]);
+    req.timeout = Duration::from_secs(2);
+    let e = RealHost.run_command(req).await.unwrap_err();
+    assert!(e.to_string().contains("did not finish"), "{e}");
+    let pid: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // The sleeper left the plugin's group and session.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let session = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(3));
+    assert!(
+        session.is_none() || session == Some(pid.to_string().as_str()),
+        "the sleeper did not lead a session of its own: {stat}"
+    );
+    assert!(
+        gone(pid),
+        "the setsid sleep {pid} survived its check's timeout"
+    );
+}
+
+#[test]
+fn a_plugin_does_not_inherit_the_agents_ambient_capabilities() {
+    require_root();
+    // Capabilities are per thread: give one thread an ambient capability,
+    // as systemd's AmbientCapabilities= gives a whole agent, and run a
+    // command from it.
+    let cap_amb = std::thread::spawn(|| {
+        use rustix::thread::{
+            capabilities, configure_capability_in_ambient_set, set_capabilities, CapabilitySet,
+        };
+        let mut sets = capabilities(None).unwrap();
+        sets.inheritable |= CapabilitySet::NET_RAW;
+        set_capabilities(None, sets).unwrap();
+        configure_capability_in_ambient_set(CapabilitySet::NET_RAW, true).unwrap();
+        let own = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+        assert!(
+            own.lines()
+                .any(|l| l.starts_with("CapAmb:") && !l.ends_with("0000000000000000")),
+            "the test thread has no ambient capability to pass on: {own}"
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let out = rt
+            .block_on(RealHost.run_command(request("grep", &["CapAmb", "/proc/self/status"])))
+            .unwrap();
+        out.stdout
+    })
+    .join()
+    .unwrap();
+    assert_eq!(
+        cap_amb.split_whitespace().collect::<Vec<_>>(),
+        ["CapAmb:", "0000000000000000"]
+    );
+}
+
+#[tokio::test]
 async fn commands_see_only_a_cleared_environment_with_a_fixed_path() {
     let out = RealHost.run_command(request("env", &[])).await.unwrap();
-    let mut vars: Vec<&str> = out.stdout.lines().collect();
+    // Besides the run's marker (see the setsid tests below).
+    let marker = format!("{}=", patrol_checks::host::MARKER_VAR);
+    let mut vars: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|v| !v.starts_with(&marker))
+        .collect();
+    assert_eq!(vars.len() + 1, out.stdout.lines().count(), "{}", out.stdout);
     vars.sort();
     assert_eq!(
         vars,

@@ -195,6 +195,10 @@ impl DaemonSettings {
         node.roster_expiry = config.sweep.roster_expiry;
         let control = ControlSettings {
             deadline_max: node.sweep.max_deadline,
+            quota: crate::control::server::QuotaSettings {
+                max_sweeps: (node.sweep.max_participations / 4).max(1),
+                ..Default::default()
+            },
             ..ControlSettings::default()
         };
         DaemonSettings {
@@ -234,6 +238,8 @@ impl DaemonSettings {
             "node.sweep.max_deadline",
             self.node.sweep.max_deadline,
         )?;
+        not_zero("control.quota.max_sweeps", self.control.quota.max_sweeps)?;
+        not_zero("control.quota.per_minute", self.control.quota.per_minute)?;
         not_zero("seed_refresh", self.seed_refresh)?;
         not_zero("seed_warning", self.seed_warning)
     }

@@ -13,7 +13,8 @@
 //! - [`inspector`]: runs the node's own configured checks a sweep selects;
 //! - [`control`]: the control channel, server and client;
 //! - identities on disk and in use: [`node_trust`], [`trust_files`],
-//!   [`audit`];
+//!   [`audit`] (with its budget for refusals nobody proved), and
+//!   [`escaped`] (client text made safe for the agent's log);
 //! - [`metrics`]: the OpenMetrics endpoint;
 //! - [`daemon`]: config in, running tasks out, with [`daemon::DaemonSettings`];
 //!   [`command_line`]: the binary's arguments.
@@ -31,6 +32,7 @@ pub mod control;
 pub mod daemon;
 pub mod datagram;
 pub mod envelope;
+pub mod escaped;
 pub mod inspector;
 pub mod keyring;
 pub mod metrics;

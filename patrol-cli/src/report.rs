@@ -113,11 +113,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .map_or(DEFAULT_PREFIX, |m| m.subject_prefix.as_str());
     let rendered = render_report(&doc, previous, prefix, &config.report.zone())?;
     if let Some(path) = &args.html {
-        std::fs::write(path, &rendered.html)
+        patrol_report::permissions::write_file(path, rendered.html.as_bytes())
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     if let Some(path) = &args.csv {
-        std::fs::write(path, &rendered.csv)
+        patrol_report::permissions::write_file(path, rendered.csv.as_bytes())
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     if args.text || (args.html.is_none() && args.csv.is_none()) {

@@ -118,7 +118,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     if let Some(path) = &args.out {
         let json = serde_json::to_vec_pretty(&doc)?;
-        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+        patrol_report::permissions::write_file(path, &json)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &args.prometheus {
         crate::textfile::write_atomic(path, &crate::textfile::render(&per_cluster, &unreachable))?;

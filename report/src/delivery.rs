@@ -139,7 +139,7 @@ fn render_built(
 }
 
 fn write_files(doc: &SweepDocument, r: &Rendered, dir: &Path) -> Result<ReportFiles, ReportError> {
-    fs::create_dir_all(dir).map_err(|e| ReportError::io("create", dir, e))?;
+    crate::permissions::create_dir(dir).map_err(|e| ReportError::io("create", dir, e))?;
     let files = ReportFiles {
         dir: dir.to_path_buf(),
         html: dir.join("report.html"),

@@ -20,13 +20,14 @@ use crate::diff::FirstSeen;
 use crate::error::ReportError;
 use crate::store::{History, Stored, SweepSummary};
 
-/// Write `bytes` to `path` through a temporary file and a rename.
+/// Write `bytes` to `path` through a temporary file and a rename, mode
+/// 0640 ([`crate::permissions`]).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
     // `report.html` -> `report.html.tmp`: never shared by two files.
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    fs::write(&tmp, bytes).map_err(|e| ReportError::io("write", &tmp, e))?;
+    crate::permissions::write_file(&tmp, bytes).map_err(|e| ReportError::io("write", &tmp, e))?;
     fs::rename(&tmp, path).map_err(|e| ReportError::io("rename into place", path, e))
 }
 

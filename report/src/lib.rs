@@ -15,6 +15,7 @@
 //! - [`mail`]: the lettre message and SMTP transport;
 //! - [`delivery`]: [`write_report`], [`email_sweep`], [`send_file`],
 //!   [`render_report`];
+//! - [`permissions`]: every file written 0640 in folders 0750;
 //! - [`silence`]: why a `no_answer` node is silent, in words;
 //! - [`roster`]: nodes gone from the roster, answers SWIM disagreed with;
 //! - [`sample`]: generated sweep documents for tests and benchmarks.
@@ -30,6 +31,7 @@ pub mod error;
 pub mod family;
 pub mod history;
 pub mod mail;
+pub mod permissions;
 pub mod render;
 pub mod roster;
 pub mod sample;

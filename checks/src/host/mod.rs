@@ -20,6 +20,7 @@ mod local;
 mod process;
 mod real;
 mod rooted;
+mod stray;
 
 pub use account::{resolve_account, Account, AccountError};
 pub use fixture::FixtureHost;
@@ -28,6 +29,7 @@ pub(crate) use process::switch_refused;
 pub use process::{CHROOT, COMMAND_PATH};
 pub use real::RealHost;
 pub use rooted::RootedHost;
+pub use stray::MARKER_VAR;
 
 /// The host a node's checks read: the live machine, or, with `[node]
 /// host_root` set, the host's filesystem mounted there ([`RootedHost`]).

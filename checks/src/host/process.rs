@@ -10,12 +10,19 @@
 //!   the whole group is killed with SIGKILL whenever the program ends: it
 //!   exits, it runs past its timeout, its output floods, or the caller
 //!   drops the future. Nothing it started in the background outlives the
-//!   check (short of a child that leaves the group with `setsid`), and a
-//!   background child that still holds stdout open does not hold up the
-//!   result: the program's own exit decides, then the group is killed and
-//!   the rest of the output read. The group is always killed before the
-//!   leader is reaped, while its pid (the group's id) cannot have been
-//!   reused.
+//!   check, and a background child that still holds stdout open does not
+//!   hold up the result: the program's own exit decides, then the group is
+//!   killed and the rest of the output read. The group is always killed
+//!   before the leader is reaped, while its pid (the group's id) cannot
+//!   have been reused. A child that left the group (`setsid`, a double
+//!   fork) is found by the run's marker in its environment and killed too
+//!   ([`super::stray`], which says what can still escape).
+//! - **Capabilities.** The ambient capability set of the thread that
+//!   starts the program is cleared first, so a program never inherits
+//!   the capabilities an agent was given as ambient ones (systemd's
+//!   `AmbientCapabilities=` for a non-root agent); the agent keeps its own
+//!   permitted and effective sets. `no_new_privs` is not set: a check may
+//!   rightly run a set-uid program (`sudo -n`, `ping` on old systems).
 //! - **User.** With a user ([`Account`], `[checks] command_user`) other
 //!   than the agent's, the program runs through coreutils `chroot
 //!   --userspec=+UID:+GID --groups=+G1,+G2,... ROOT PROGRAM ARGS...`, with
@@ -37,6 +44,7 @@ use rustix::process::{kill_process_group, Pid, Signal};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 
+use super::stray::{RunMarker, MARKER_VAR};
 use super::{Account, CommandError, CommandOutput, CommandRequest};
 
 /// The `PATH` every command gets.
@@ -50,15 +58,17 @@ pub const CHROOT: &str = "chroot";
 /// SIGCHLD says so (signals of several children can merge into one).
 const EXIT_POLL_MAX: Duration = Duration::from_millis(50);
 
-/// Kills the child's process group unless disarmed.
-struct GroupKill(Option<Pid>);
+/// Kills the child's process group, and the processes of the run that
+/// left it, unless disarmed.
+struct GroupKill(Option<Pid>, RunMarker);
 
 impl GroupKill {
-    /// Kill the group now, and not again on drop.
+    /// Kill the group and the strays now, and not again on drop.
     fn kill(&mut self) {
         if let Some(pid) = self.0.take() {
             // ESRCH: the group is gone already.
             let _ = kill_process_group(pid, Signal::KILL);
+            self.1.kill_all();
         }
     }
 }
@@ -111,7 +121,9 @@ pub(super) async fn run(
         c
     };
     let home = req.run_as.as_ref().map_or("/", |a| a.home.as_str());
+    let marker = RunMarker::new();
     cmd.env_clear()
+        .env(MARKER_VAR, marker.value())
         .env("PATH", COMMAND_PATH)
         .env("LANG", "C")
         .env("LC_ALL", "C")
@@ -122,7 +134,7 @@ pub(super) async fn run(
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .process_group(0);
-    let out = supervise(cmd, &req).await;
+    let out = supervise(cmd, &req, marker).await;
     if !through_chroot {
         return out;
     }
@@ -150,13 +162,21 @@ pub(super) async fn run(
 
 /// Start `cmd` and see it through: read its output, wait for it within
 /// the timeout, and kill its process group whatever happens.
-async fn supervise(mut cmd: Command, req: &CommandRequest) -> Result<CommandOutput, CommandError> {
+async fn supervise(
+    mut cmd: Command,
+    req: &CommandRequest,
+    marker: RunMarker,
+) -> Result<CommandOutput, CommandError> {
     let program = req.program.as_str();
     let io_error = |e: std::io::Error| CommandError::Io {
         program: program.to_string(),
         reason: e.to_string(),
     };
     let deadline = tokio::time::Instant::now() + req.timeout;
+    // Ambient capabilities are per thread, and the child is forked from
+    // this one. EINVAL: a kernel without ambient capabilities (before
+    // 4.3), which has none to pass on.
+    let _ = rustix::thread::clear_ambient_capability_set();
     let mut child = cmd.spawn().map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => CommandError::NotFound(program.to_string()),
         _ => CommandError::Spawn {
@@ -170,7 +190,7 @@ async fn supervise(mut cmd: Command, req: &CommandRequest) -> Result<CommandOutp
             reason: "the started process has no id".into(),
         });
     };
-    let mut group = GroupKill(Some(pid));
+    let mut group = GroupKill(Some(pid), marker);
     let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let ended = {

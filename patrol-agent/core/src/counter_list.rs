@@ -160,8 +160,21 @@ pub const CERTIFICATES_LEARNED: Family = Family {
     help: "With [trust], node certificates learned and checked through the certificate exchange",
 };
 
+/// With `[trust]`: audit lines of refusals nobody proved that were over
+/// their budget (counted in a `suppressed` audit line instead).
+pub const AUDIT_LINES_SUPPRESSED: Family = Family {
+    name: "audit_lines_suppressed",
+    help: "With [trust], refusals of control clients that proved no operator certificate, over the audit budget: not written one by one but summed up in a suppressed audit line",
+};
+
+/// Control requests refused by this agent's quotas, by reason.
+pub const CONTROL_REQUESTS_REFUSED: Family = Family {
+    name: "control_requests_refused",
+    help: "Sweeps refused on the control channel by the per-operator quotas: operator_concurrent (the operator already runs its share of this agent's sweeps) or operator_rate (the operator started too many sweeps in the last minute)",
+};
+
 /// Every family, in the order the list shows them.
-pub const FAMILIES: [Family; 16] = [
+pub const FAMILIES: [Family; 18] = [
     DATAGRAMS_RECEIVED,
     DATAGRAMS_SENT,
     DATAGRAMS_DROPPED,
@@ -178,6 +191,8 @@ pub const FAMILIES: [Family; 16] = [
     INCARNATIONS_CLEARED,
     DECLARED_AGAINST_SELF,
     CERTIFICATES_LEARNED,
+    AUDIT_LINES_SUPPRESSED,
+    CONTROL_REQUESTS_REFUSED,
 ];
 
 impl NodeStats {

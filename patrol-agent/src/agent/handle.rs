@@ -8,7 +8,7 @@ use patrol_checks::SweepDocument;
 use patrol_core::membership::roster::RosterView;
 use tokio::sync::{mpsc, oneshot};
 
-use super::AgentStats;
+use super::{AgentStats, ControlCounters};
 use crate::membership::MemberInfo;
 use crate::shutdown::Tasks;
 use crate::sweep::{Held, StartSweep};
@@ -59,6 +59,7 @@ pub struct AgentGone;
 #[derive(Clone)]
 pub struct Commander {
     pub(super) tx: mpsc::Sender<Command>,
+    pub(super) control: std::sync::Arc<ControlCounters>,
 }
 
 impl std::fmt::Debug for Commander {
@@ -75,6 +76,11 @@ impl Commander {
         let (tx, rx) = oneshot::channel();
         self.tx.send(make(tx)).await.map_err(|_| AgentGone)?;
         rx.await.map_err(|_| AgentGone)
+    }
+
+    /// Where the control channel counts what it refuses.
+    pub fn control_counters(&self) -> &ControlCounters {
+        &self.control
     }
 
     pub async fn members(&self) -> Result<Vec<MemberInfo>, AgentGone> {

@@ -14,11 +14,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use patrol_checks::{CheckOutcome, Selector};
-use patrol_core::counter_list::{Count, DATAGRAMS_DROPPED};
+use patrol_core::counter_list::{
+    Count, AUDIT_LINES_SUPPRESSED, CONTROL_REQUESTS_REFUSED, DATAGRAMS_DROPPED,
+};
 use patrol_core::node::{MemberEvent, NodeStats, NodeTimer};
 use patrol_core::{Node, NodeSettings, Now, Output};
 use serde::{Deserialize, Serialize};
@@ -91,7 +94,24 @@ pub struct AgentStats {
     /// Sealed datagrams dropped because the transport's outbound queue was
     /// full.
     pub dropped_outbound: u64,
+    /// With `[trust]`: refusals of control clients that proved no operator,
+    /// over the audit budget (summed up in a `suppressed` audit line).
+    pub audit_suppressed: u64,
+    /// Sweeps the control channel refused because their operator already
+    /// ran its share of this agent's sweeps at once.
+    pub refused_operator_concurrent: u64,
+    /// Sweeps the control channel refused because their operator started
+    /// too many in the last minute.
+    pub refused_operator_rate: u64,
     pub node: NodeStats,
+}
+
+/// Counters the control channel keeps, shared with the owner task through
+/// the [`Commander`] (the owner reports them in [`AgentStats`]).
+#[derive(Debug, Default)]
+pub struct ControlCounters {
+    pub refused_operator_concurrent: AtomicU64,
+    pub refused_operator_rate: AtomicU64,
 }
 
 impl AgentStats {
@@ -106,6 +126,9 @@ impl AgentStats {
             dropped_clock_skew,
             dropped_other,
             dropped_outbound,
+            audit_suppressed,
+            refused_operator_concurrent,
+            refused_operator_rate,
             node,
         } = self;
         let mut rows = node.counts();
@@ -124,6 +147,11 @@ impl AgentStats {
                 DATAGRAMS_DROPPED.reason("outbound_full", *dropped_outbound),
             ],
         );
+        rows.extend([
+            AUDIT_LINES_SUPPRESSED.count(*audit_suppressed),
+            CONTROL_REQUESTS_REFUSED.reason("operator_concurrent", *refused_operator_concurrent),
+            CONTROL_REQUESTS_REFUSED.reason("operator_rate", *refused_operator_rate),
+        ]);
         rows
     }
 }
@@ -149,6 +177,7 @@ pub fn start(
     let (inbound, outbound) = transport.spawn_gated(&mut tasks, opener, Arc::clone(&gate));
     let (timers, due) = timers::spawn::<NodeTimer>(&mut tasks);
     let (cmd_tx, commands) = mpsc::channel(64);
+    let control = Arc::new(ControlCounters::default());
     let epoch = Instant::now();
     let now = Now {
         mono: Duration::ZERO,
@@ -180,12 +209,16 @@ pub fn start(
         stats: AgentStats::default(),
         audit,
         roster_file,
+        control: Arc::clone(&control),
     };
     tasks.spawn(owner.run(inbound, due, commands));
     AgentHandle {
         name: settings.name,
         addr,
-        commander: Commander { tx: cmd_tx },
+        commander: Commander {
+            tx: cmd_tx,
+            control,
+        },
         tasks,
     }
 }
@@ -209,6 +242,8 @@ struct Owner {
     audit: Option<crate::audit::AuditLog>,
     /// Where the roster is saved (with `[trust]`).
     roster_file: Option<std::path::PathBuf>,
+    /// What the control channel refused (it counts, we report).
+    control: Arc<ControlCounters>,
 }
 
 impl Owner {
@@ -264,6 +299,12 @@ impl Owner {
             dropped_replayed: gate.replayed,
             dropped_clock_skew: gate.clock_skew,
             dropped_other: gate.other,
+            audit_suppressed: self.audit.as_ref().map_or(0, |a| a.suppressed()),
+            refused_operator_concurrent: self
+                .control
+                .refused_operator_concurrent
+                .load(Ordering::Relaxed),
+            refused_operator_rate: self.control.refused_operator_rate.load(Ordering::Relaxed),
             node: self.node.stats(),
             ..self.stats.clone()
         }

@@ -9,17 +9,31 @@
 //! within milliseconds of the hello, so it is rarely the oldest); one peer
 //! address holds at most `max_pending_per_peer` pending connections; every
 //! write has a deadline.
+//!
+//! With certificates, each operator may hold only a share of the sweeps
+//! started here ([`quota`]), so one operator cannot lock out the others.
+//!
+//! Refusals before a client proved an operator certificate are audited
+//! within a budget ([`AuditLog::append_unproven`]): a flood of refused
+//! handshakes is summed up, never written line by line, and is logged
+//! (quietly past the budget) with the client's text escaped
+//! ([`Escaped`]).
 
-use std::collections::VecDeque;
+mod quota;
+mod slots;
+
+pub use quota::{QuotaRefusal, QuotaSettings};
+
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
 
 use patrol_core::trust::authorization::SweepAsk;
 use patrol_core::trust::{Credentials, TrustBundle, Verified};
+
+use slots::{Slot, Slots};
 
 use super::frame::{self, Challenge, CHALLENGE_LEN, MAX_REQUEST_FRAME};
 use super::handshake::{self, Ephemeral};
@@ -28,7 +42,12 @@ use crate::agent::{Commander, SweepEvent};
 use crate::audit::{AuditLog, AuditRecord};
 use crate::clock::WallClock;
 use crate::envelope::{Envelope, Purpose};
+use crate::escaped::Escaped;
 use crate::sweep::{check_signed_sweep, StartSweep, SweepSettings};
+
+/// How often the summaries of suppressed refusals are written when due
+/// (the budget's own interval decides when they are due).
+const AUDIT_SUMMARY_TICK: Duration = Duration::from_secs(1);
 
 /// How the control channel authenticates clients.
 #[derive(Debug, Clone)]
@@ -94,6 +113,10 @@ pub struct ControlSettings {
     /// How long one frame may take to write before the connection is
     /// dropped (a client that stops reading). Default 10 s.
     pub write_timeout: Duration,
+    /// With certificates: how many sweeps one operator may hold and start
+    /// through this agent ([`quota`]). The daemon sets `max_sweeps` to a
+    /// quarter of the node's `sweep.max_participations`.
+    pub quota: QuotaSettings,
 }
 
 impl Default for ControlSettings {
@@ -106,6 +129,7 @@ impl Default for ControlSettings {
             deadline_max: patrol_checks::document::MAX_DEADLINE,
             max_pending_per_peer: 16,
             write_timeout: Duration::from_secs(10),
+            quota: QuotaSettings::default(),
         }
     }
 }
@@ -126,9 +150,20 @@ pub async fn serve_with(
     let auth = auth.into();
     let settings = Arc::new(settings);
     let slots = Arc::new(Mutex::new(Slots::default()));
+    let quotas = Arc::new(Mutex::new(quota::OperatorQuotas::new(
+        settings.quota.clone(),
+    )));
     let mut conns = tokio::task::JoinSet::new();
+    let mut summaries = tokio::time::interval(AUDIT_SUMMARY_TICK);
     loop {
         tokio::select! {
+            _ = summaries.tick() => {
+                if let ControlAuth::Certificates(cert) = &auth {
+                    if let Some(log) = &cert.audit {
+                        log.flush_unproven(cert.clock.unix_ms());
+                    }
+                }
+            }
             accepted = listener.accept() => {
                 let Ok((stream, peer)) = accepted else { continue };
                 let Some(slot) = Slots::take(&slots, &settings, peer.ip()) else {
@@ -141,8 +176,10 @@ pub async fn serve_with(
                     envelope: None,
                     operator: None,
                     peer: peer.to_string(),
+                    peer_ip: peer.ip(),
                     challenge: rand::random::<[u8; CHALLENGE_LEN]>(),
                     settings: Arc::clone(&settings),
+                    quotas: Arc::clone(&quotas),
                     slot,
                 };
                 let commander = commander.clone();
@@ -165,79 +202,6 @@ pub async fn serve_with(
     }
 }
 
-/// Who holds the control slots: connections pending (no request yet), in
-/// arrival order, and the number serving a request.
-#[derive(Debug, Default)]
-struct Slots {
-    next: u64,
-    pending: VecDeque<(u64, IpAddr, CancellationToken)>,
-    serving: usize,
-}
-
-/// One connection's hold on a slot; released when dropped.
-#[derive(Debug)]
-struct Slot {
-    id: u64,
-    slots: Arc<Mutex<Slots>>,
-    /// Cancelled when the connection is evicted to make room.
-    closed: CancellationToken,
-    serving: bool,
-}
-
-impl Slots {
-    /// A slot for a new connection from `ip`, closing the oldest pending
-    /// connection (of this peer when it holds its share, else of anyone)
-    /// to make room; `None` when every slot is serving a request.
-    fn take(slots: &Arc<Mutex<Slots>>, settings: &ControlSettings, ip: IpAddr) -> Option<Slot> {
-        let mut s = slots.lock().unwrap_or_else(|p| p.into_inner());
-        let same_peer = s.pending.iter().filter(|(_, p, _)| *p == ip).count();
-        if same_peer >= settings.max_pending_per_peer {
-            if let Some(pos) = s.pending.iter().position(|(_, p, _)| *p == ip) {
-                if let Some((_, _, token)) = s.pending.remove(pos) {
-                    token.cancel();
-                }
-            }
-        }
-        if s.pending.len() + s.serving >= settings.max_connections {
-            let (_, _, token) = s.pending.pop_front()?;
-            token.cancel();
-        }
-        s.next += 1;
-        let id = s.next;
-        let closed = CancellationToken::new();
-        s.pending.push_back((id, ip, closed.clone()));
-        Some(Slot {
-            id,
-            slots: Arc::clone(slots),
-            closed,
-            serving: false,
-        })
-    }
-}
-
-impl Slot {
-    /// The request opened: this connection can no longer be evicted.
-    fn serving(&mut self) {
-        let mut s = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(pos) = s.pending.iter().position(|(id, _, _)| *id == self.id) {
-            s.pending.remove(pos);
-            s.serving += 1;
-            self.serving = true;
-        }
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut s = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        if self.serving {
-            s.serving -= 1;
-        } else if let Some(pos) = s.pending.iter().position(|(id, _, _)| *id == self.id) {
-            s.pending.remove(pos);
-        }
-    }
-}
-
 struct Connection {
     stream: TcpStream,
     auth: ControlAuth,
@@ -247,8 +211,10 @@ struct Connection {
     /// The operator who proved its certificate (with certificates).
     operator: Option<Verified>,
     peer: String,
+    peer_ip: IpAddr,
     challenge: Challenge,
     settings: Arc<ControlSettings>,
+    quotas: Arc<Mutex<quota::OperatorQuotas>>,
     slot: Slot,
 }
 
@@ -288,6 +254,11 @@ impl Connection {
                     authorization: None,
                 };
                 if let Err(reason) = self.authorize(&mut spec, deadline_ms, signed) {
+                    self.audit("sweep", Some(&spec), "refused", Some(reason.clone()));
+                    return self.send(ControlResponse::Error(reason)).await;
+                }
+                if let Err(refusal) = self.within_quota(&spec, commander) {
+                    let reason = refusal.to_string();
                     self.audit("sweep", Some(&spec), "refused", Some(reason.clone()));
                     return self.send(ControlResponse::Error(reason)).await;
                 }
@@ -375,12 +346,34 @@ impl Connection {
                 Ok(())
             }
             Err(reason) => {
-                tracing::warn!(peer = %self.peer, reason = %reason, "refused a control client");
-                self.audit("handshake", None, "refused", Some(reason.clone()));
+                if self.audit("handshake", None, "refused", Some(reason.clone())) {
+                    tracing::warn!(peer = %self.peer, reason = %Escaped(&reason), "refused a control client");
+                } else {
+                    tracing::debug!(peer = %self.peer, reason = %Escaped(&reason), "refused a control client (over the audit budget)");
+                }
                 let _ = self.write(&frame::encode_deny(&reason)).await;
                 Err(ControlError::Refused(reason))
             }
         }
+    }
+
+    /// With certificates: take a slot of this operator's quota for the
+    /// sweep (counted when refused). Without, no quota: every key holder
+    /// is the cluster's administrator.
+    fn within_quota(&self, spec: &StartSweep, commander: &Commander) -> Result<(), QuotaRefusal> {
+        let Some(operator) = &self.operator else {
+            return Ok(());
+        };
+        let mut quotas = self.quotas.lock().unwrap_or_else(|p| p.into_inner());
+        let admitted = quotas.admit(operator.name(), spec.deadline, std::time::Instant::now());
+        let counters = commander.control_counters();
+        match &admitted {
+            Err(QuotaRefusal::Concurrent { .. }) => &counters.refused_operator_concurrent,
+            Err(QuotaRefusal::Rate { .. }) => &counters.refused_operator_rate,
+            Ok(()) => return Ok(()),
+        }
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        admitted
     }
 
     /// With certificates, a sweep must carry the operator's signature (by
@@ -435,19 +428,21 @@ impl Connection {
         Ok(())
     }
 
-    /// One audit line for this control request (with certificates only).
+    /// One audit line for this control request (with certificates only);
+    /// before an operator proved a certificate, within the budget for
+    /// unproven lines. Whether a line was written (or there is no log).
     fn audit(
         &self,
         request: &'static str,
         spec: Option<&StartSweep>,
         action: &'static str,
         reason: Option<String>,
-    ) {
+    ) -> bool {
         let ControlAuth::Certificates(cert) = &self.auth else {
-            return;
+            return true;
         };
         let Some(log) = &cert.audit else {
-            return;
+            return true;
         };
         let mut r = AuditRecord::new(cert.clock.unix_ms(), "control", action);
         r.request = Some(request);
@@ -460,7 +455,11 @@ impl Connection {
             r.sweep_id = spec.id.map(|id| format!("{id:016x}"));
         }
         r.reason = reason;
+        if self.operator.is_none() {
+            return log.append_unproven(self.peer_ip, &r);
+        }
         log.append(&r);
+        true
     }
 
     /// The one request, in time and sealed for this connection; a client
@@ -488,7 +487,7 @@ impl Connection {
                     }
                     other => other.to_string(),
                 };
-                tracing::warn!(reason = %reason, "refused a control client");
+                tracing::warn!(peer = %self.peer, reason = %Escaped(&reason), "refused a control client");
                 let _ = self.write(&frame::encode_deny(&reason)).await;
                 Err(ControlError::Refused(reason))
             }

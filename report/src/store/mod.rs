@@ -173,7 +173,7 @@ fn select<T, B: FromIterator<T>>(
 impl History {
     /// Open (or create) the database in `history_dir`.
     pub fn open(history_dir: &Path) -> Result<History, ReportError> {
-        std::fs::create_dir_all(history_dir)
+        crate::permissions::create_dir(history_dir)
             .map_err(|e| ReportError::io("create", history_dir, e))?;
         History::open_file(&history_dir.join(DB_FILE))
     }
@@ -184,6 +184,9 @@ impl History {
             path: path.to_path_buf(),
             source,
         };
+        if path != Path::new(":memory:") {
+            crate::permissions::touch_file(path).map_err(|e| ReportError::io("create", path, e))?;
+        }
         let conn = Connection::open(path).map_err(db)?;
         schema::prepare(&conn).map_err(db)?;
         Ok(History {
