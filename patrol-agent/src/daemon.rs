@@ -465,9 +465,11 @@ fn metrics_source(commander: agent::Commander) -> crate::metrics::Source {
                     None => by_state.push((m.state, 1)),
                 }
             }
+            let roster = commander.roster().await.ok()?;
             Some(crate::metrics::Snapshot {
                 members: by_state,
                 counts: stats.counts(),
+                roster,
             })
         })
     })

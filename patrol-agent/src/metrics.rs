@@ -31,6 +31,8 @@
 //! | `check_duration_seconds` | histogram | `kind` |
 //! | `last_sweep_age_seconds` | gauge | (absent before the first sweep) |
 //! | `check_status` | gauge, 1 for the current status and 0 for the others | `check`, `kind`, `status` |
+//! | `roster_nodes` | gauge (with `[trust]`) | `state` (`member`, `gone`) |
+//! | `intruder_packets` | gauge (with `[trust]`): packets refused from an agent claiming a name without its proof, seen within the hour (at most 256 series) | `name`, `addr` |
 //!
 //! Prometheus asks for OpenMetrics and gets it; a client that does not
 //! (curl, `promtool check metrics`) gets the same series in the classic
@@ -159,6 +161,8 @@ pub struct Snapshot {
     pub members: Vec<(MemberState, u64)>,
     /// Every counter of the agent ([`crate::agent::AgentStats::counts`]).
     pub counts: Vec<Count>,
+    /// With `[trust]`: the roster, its gone nodes and the intruders seen.
+    pub roster: Option<patrol_core::membership::roster::RosterView>,
 }
 
 /// Asks the owner task for a [`Snapshot`]; `None` when the agent is gone
@@ -341,6 +345,48 @@ pub fn counters_text(counts: &[Count]) -> String {
     prometheus_text(&text)
 }
 
+/// Labels of an intruder series.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, prometheus_client::encoding::EncodeLabelSet)]
+struct IntruderLabels {
+    name: String,
+    addr: String,
+}
+
+/// The roster's gauges: members and gone nodes, and one series per
+/// intruder seen within the hour (bounded by the gate: 256).
+fn register_roster(registry: &mut Registry, roster: &patrol_core::membership::roster::RosterView) {
+    let nodes = Family::<StateLabel, Gauge>::default();
+    for (state, n) in [
+        ("member", roster.members.len()),
+        ("gone", roster.gone.len()),
+    ] {
+        nodes
+            .get_or_create(&StateLabel {
+                state: state.to_string(),
+            })
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    registry.register(
+        "roster_nodes",
+        "Certified nodes on this agent's roster (the nodes its sweeps expect), and those gone from it",
+        nodes,
+    );
+    let intruders = Family::<IntruderLabels, Gauge>::default();
+    for i in &roster.intruders {
+        intruders
+            .get_or_create(&IntruderLabels {
+                name: i.name.clone(),
+                addr: i.addr.to_string(),
+            })
+            .set(i64::try_from(i.packets).unwrap_or(i64::MAX));
+    }
+    registry.register(
+        "intruder_packets",
+        "Packets refused from an agent that claimed a name without that name's certificate, by name claimed and address, seen within the last hour",
+        intruders,
+    );
+}
+
 impl Exporter {
     pub fn new(source: Source, meter: CheckMeter) -> Self {
         Exporter { source, meter }
@@ -369,6 +415,9 @@ impl Exporter {
             members,
         );
         register_counts(&mut registry, &snapshot.counts);
+        if let Some(roster) = &snapshot.roster {
+            register_roster(&mut registry, roster);
+        }
         let local = self.meter.local.lock().unwrap_or_else(|e| e.into_inner());
         registry.register(
             "sweeps_joined",
@@ -664,12 +713,32 @@ mod tests {
             },
             ..AgentStats::default()
         };
+        let intruder = patrol_core::membership::gate::Intruder {
+            name: "node-b".into(),
+            addr: "127.0.0.1:9".parse().unwrap(),
+            reason: "no proof".into(),
+            packets: 5,
+            first_seen_unix_ms: 1,
+            last_seen_unix_ms: 2,
+        };
+        let roster = patrol_core::membership::roster::RosterView {
+            node: "node-a".into(),
+            members: Vec::new(),
+            gone: Vec::new(),
+            intruders: vec![intruder],
+            expiry_ms: 1,
+            capacity: 1,
+            refused_full: 0,
+        };
         let snapshot = Snapshot {
             members: vec![(MemberState::Alive, 3), (MemberState::Down, 1)],
             counts: stats.counts(),
+            roster: Some(roster),
         };
         let page = exporter(meter).encode(&snapshot, t0 + Duration::from_secs(30));
         for line in [
+            "patrol_roster_nodes{state=\"member\"} 0",
+            "patrol_intruder_packets{name=\"node-b\",addr=\"127.0.0.1:9\"} 5",
             "patrol_members{state=\"alive\"} 3",
             "patrol_members{state=\"suspect\"} 0",
             "patrol_members{state=\"down\"} 1",
@@ -777,6 +846,7 @@ mod tests {
         let snapshot = Snapshot {
             members: vec![],
             counts: counts.clone(),
+            roster: None,
         };
         let page =
             prometheus_text(&exporter(CheckMeter::default()).encode(&snapshot, Instant::now()));
