@@ -248,7 +248,9 @@ impl Demo<'_> {
             ..Selector::default()
         };
         let id = rand::random::<u64>();
-        let authorization = self.ca.sign(id, &selector, self.args.deadline);
+        let authorization =
+            self.ca
+                .sign(id, &selector, self.args.deadline, &coordinator.agent.name);
         let mut events = coordinator
             .agent
             .start_sweep(StartSweep {
@@ -358,13 +360,20 @@ impl Throwaway {
     }
 
     /// The demo operator's signature over a sweep.
-    fn sign(&self, id: u64, selector: &Selector, deadline: Duration) -> Authorization {
+    fn sign(
+        &self,
+        id: u64,
+        selector: &Selector,
+        deadline: Duration,
+        coordinator: &str,
+    ) -> Authorization {
         let filter = BTreeMap::new();
         let ask = SweepAsk {
             sweep_id: id,
             selector,
             node_filter: &filter,
             deadline_ms: deadline.as_millis() as u64,
+            coordinator,
         };
         Authorization::sign(&self.operator, &ask, patrol_agent::clock::unix_ms())
     }

@@ -221,6 +221,7 @@ impl Lab {
                 selector: &spec.selector,
                 node_filter: &spec.node_filter,
                 deadline_ms: deadline.as_millis() as u64,
+                coordinator: name,
             };
             spec.authorization = Some(patrol_core::trust::Authorization::sign(
                 op,

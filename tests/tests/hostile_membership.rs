@@ -702,3 +702,100 @@ async fn roster_forget_is_signed_applied_everywhere_and_audited() {
     assert_eq!(gone.reason, "forgotten");
     lab.stop().await;
 }
+
+/// A sweep request read off the lab's network (the coordinator sends it
+/// straight to each member of a small mesh).
+fn captured_request(lab: &Lab) -> Option<patrol_agent::sweep::SweepRequest> {
+    use patrol_agent::sweep::SweepMessage;
+    for (_, _, bytes) in lab.net.capture(true) {
+        let Ok(inner) = lab
+            .env
+            .open(patrol_agent::envelope::Purpose::Gossip, &bytes)
+        else {
+            continue;
+        };
+        let Some(plain) = inner.get(patrol_agent::datagram::REPLAY_HEADER..) else {
+            continue;
+        };
+        if plain.first() == Some(&(Channel::Sweep as u8)) {
+            if let Ok(SweepMessage::Request(req)) = SweepMessage::decode(&plain[1..]) {
+                if req.auth.is_some() {
+                    return Some(req);
+                }
+            }
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_sweep_replayed_after_it_ended_runs_nothing_and_sends_nothing() {
+    use patrol_agent::sweep::{PeerAddr, SweepMessage};
+    let lab = Lab::start_certified(&REAL, settings()).await;
+    lab.net.capture(true);
+    let doc = lab.sweep("node-a", Duration::from_secs(1)).await;
+    all_answered(&doc, &REAL);
+    let req = captured_request(&lab).expect("the signed request on the wire");
+    let runs: Vec<u64> = lab.probes.iter().map(|p| p.runs()).collect();
+    // Wait until the participants forgot the sweep (1 s after its
+    // deadline), then replay it three ways to node-b and node-c.
+    let forgot = req.issued_at_unix_ms + req.deadline_ms + 1_500;
+    while WallClock::default().unix_ms() < forgot {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut forge = Forge::new(&lab);
+    let now = WallClock::default().unix_ms();
+    // 1. A fresh issue time, so it is current again.
+    let mut fresh = req.clone();
+    fresh.issued_at_unix_ms = now;
+    // 2. An issue time moved just enough to be current, within the clock
+    //    skew allowed: only the memory of admitted ids refuses it.
+    let mut shifted = req.clone();
+    shifted.issued_at_unix_ms = now + 1_000 - req.deadline_ms;
+    // 3. The same, with the forge's address as the coordinator's, so that
+    //    the answers would come to it.
+    let mut aimed = shifted.clone();
+    aimed.coordinator = PeerAddr {
+        name: req.coordinator.name.clone(),
+        addr: forge.addr,
+    };
+    for r in [&fresh, &shifted, &aimed] {
+        for to in 1..3 {
+            forge
+                .sweep(lab.nodes[to].addr, &SweepMessage::Request(r.clone()))
+                .await;
+        }
+    }
+    for name in ["node-b", "node-c"] {
+        lab.wait_stats(name, "the replays refused", |s| {
+            s.node.sweep.requests_unauthorized >= 1
+                && s.node
+                    .gate
+                    .as_ref()
+                    .is_some_and(|g| g.requests_misaddressed >= 1)
+        })
+        .await;
+    }
+    let heard = forge.heard(Duration::from_millis(500)).await;
+    assert!(
+        heard
+            .iter()
+            .all(|(_, p)| p.first() != Some(&(Channel::Sweep as u8))),
+        "a node answered the forge"
+    );
+    let after: Vec<u64> = lab.probes.iter().map(|p| p.runs()).collect();
+    assert_eq!(after, runs, "a replay ran checks");
+    // Each node audited the operator's one sweep as run once.
+    let ca = lab.ca.clone().unwrap();
+    let id = format!("{:016x}", req.id);
+    for name in REAL {
+        let audit = std::fs::read_to_string(ca.audit_path(name)).unwrap();
+        let ran = audit
+            .lines()
+            .filter(|l| l.contains(&id) && l.contains("\"action\":\"ran\""))
+            .count();
+        assert_eq!(ran, 1, "{name}: {audit}");
+    }
+    forge.stop().await;
+    lab.stop().await;
+}

@@ -168,6 +168,7 @@ async fn start_signed(
         selector: &selector,
         node_filter: &filter,
         deadline_ms: deadline.as_millis() as u64,
+        coordinator: &agent.name,
     };
     let authorization = Authorization::sign(operator, &ask, WallClock::default().unix_ms());
     agent
@@ -457,6 +458,7 @@ async fn a_scoped_operator_is_refused_by_the_coordinator_and_by_a_participant_it
         selector: &wider,
         node_filter: &filter,
         deadline_ms: 3000,
+        coordinator: "node-00",
     };
     let now = WallClock::default().unix_ms();
     let req = SweepRequest {

@@ -127,7 +127,7 @@ pub const RELAY_BATCHES_RESENT: Family = Family {
 /// With `[trust]`: membership refused by the gate, by reason.
 pub const MEMBERSHIP_REFUSED: Family = Family {
     name: "membership_refused",
-    help: "With [trust], membership the gate refused: unproven_packet (a foca packet whose sender identity has no valid proof by its node, dropped whole), unproven_update (a member update without a valid proof, removed), stale_update (an older identity of a proven name, removed), certificate (a certificate from the exchange the bundle refuses), leave (a leave notice without its node's signature), forged_sender (a foca packet whose tag is not its named sender's: a proven identity replayed by someone else)",
+    help: "With [trust], membership the gate refused: unproven_packet (a foca packet whose sender identity has no valid proof by its node, dropped whole), unproven_update (a member update without a valid proof, removed), stale_update (an older identity of a proven name, removed), certificate (a certificate from the exchange the bundle refuses), leave (a leave notice without its node's signature), forged_sender (a foca packet whose tag is not its named sender's: a proven identity replayed by someone else), coordinator_address (a sweep request naming a coordinator at another address than its proven one)",
 };
 
 /// With `[trust]`: foca packets not sent for want of a certificate.
@@ -239,6 +239,7 @@ impl crate::membership::gate::GateCounters {
             leaves_refused,
             packets_forged,
             packets_untagged,
+            requests_misaddressed,
         } = self;
         vec![
             MEMBERSHIP_REFUSED.reason("unproven_packet", *packets_unproven),
@@ -247,6 +248,7 @@ impl crate::membership::gate::GateCounters {
             MEMBERSHIP_REFUSED.reason("certificate", *certs_refused),
             MEMBERSHIP_REFUSED.reason("leave", *leaves_refused),
             MEMBERSHIP_REFUSED.reason("forged_sender", *packets_forged),
+            MEMBERSHIP_REFUSED.reason("coordinator_address", *requests_misaddressed),
             MEMBERSHIP_UNSENT.count(*packets_untagged),
             MEMBERSHIP_HELD.count(*packets_unknown_sender),
             INCARNATIONS_CLEARED.count(*incarnations_cleared),

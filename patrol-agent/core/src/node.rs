@@ -359,7 +359,8 @@ impl Node {
     ///
     /// With certificates the caller vouches for these identities (it made
     /// them, with their proofs): they are taken as proven and put on the
-    /// roster, each with the certificate serial `serial_of` gives.
+    /// roster, down ones included (members known from elsewhere were seen
+    /// alive once).
     pub fn learn_members(&mut self, now: Now, members: impl Iterator<Item = Member<NodeId>>) {
         self.tick(now);
         let members: Vec<Member<NodeId>> = members.collect();
@@ -367,11 +368,7 @@ impl Node {
             for m in &members {
                 let id = m.id();
                 gate.book.vouch(id, 0);
-                let how = if m.state() == foca::State::Down {
-                    crate::membership::roster::Sighting::Mentioned
-                } else {
-                    crate::membership::roster::Sighting::Hearsay
-                };
+                let how = crate::membership::roster::Sighting::Hearsay;
                 gate.roster.seen(id, 0, how, now.unix_ms);
             }
         }
@@ -393,8 +390,12 @@ impl Node {
             Some(Channel::Foca) => self.foca_packet(now, from, body),
             Some(Channel::Sweep) => match SweepMessage::decode(body) {
                 Ok(msg) => {
-                    if matches!(msg, SweepMessage::Request(_)) {
+                    if let SweepMessage::Request(req) = &msg {
                         self.stats.request_copies += 1;
+                        if self.misaddressed(req) {
+                            self.flush(now);
+                            return;
+                        }
                     }
                     self.core.handle_message(now, from, msg, &mut self.effects);
                 }
@@ -772,7 +773,7 @@ impl Node {
         }
         let _ = self.foca.leave_cluster(&mut self.rt);
         while let Some((to, data)) = self.rt.to_send() {
-            self.send_foca(&to, &data);
+            self.send_foca(now, &to, &data);
         }
     }
 
@@ -806,18 +807,43 @@ impl Node {
 
     /// A foca packet for `to`; with certificates, tagged under our pair key
     /// with `to` (not sent while we have no certificate of it).
-    fn send_foca(&mut self, to: &NodeId, data: &[u8]) {
+    fn send_foca(&mut self, now: Now, to: &NodeId, data: &[u8]) {
         match self.gate.as_mut() {
             None => self.emit(to.addr, Channel::Foca, data, DatagramKind::Foca),
-            Some(gate) => {
-                if let Some(tag) = gate.tag_for(to, data) {
+            Some(gate) => match gate.tag_for(now, to, data) {
+                Ok(tag) => {
                     let mut tagged = Vec::with_capacity(data.len() + tag.len());
                     tagged.extend_from_slice(data);
                     tagged.extend_from_slice(&tag);
                     self.emit(to.addr, Channel::Foca, &tagged, DatagramKind::Foca);
                 }
-            }
+                // Ask the member for the certificate it was proven by;
+                // foca sends to it again later.
+                Err(Some(digest)) => self.want_certs(to.addr, vec![digest]),
+                Err(None) => {}
+            },
         }
+    }
+
+    /// With certificates: `req` names a coordinator whose latest proven
+    /// address is another (a captured request re-aimed at someone else's
+    /// address, so that the answers go there): refused and counted.
+    fn misaddressed(&mut self, req: &SweepRequest) -> bool {
+        let me = &self.foca.identity().name;
+        let Some(gate) = self.gate.as_mut() else {
+            return false;
+        };
+        let c = &req.coordinator;
+        let wrong = if &c.name == me {
+            c.addr != self.foca.identity().addr
+        } else {
+            gate.roster.get(&c.name).is_some_and(|e| e.addr != c.addr)
+        };
+        if wrong {
+            gate.counters.requests_misaddressed += 1;
+            tracing::debug!(coordinator = %c.name, addr = %c.addr, "request names another address");
+        }
+        wrong
     }
 
     /// With certificates: send our certificate to `to` (who then sends
@@ -1033,7 +1059,9 @@ impl Node {
         let mut fresh = false;
         while let Ok(req) = self.inbox.try_recv() {
             fresh = true;
-            self.core.handle_request(now, req, &mut self.effects);
+            if !self.misaddressed(&req) {
+                self.core.handle_request(now, req, &mut self.effects);
+            }
         }
         if fresh {
             self.eager_push();
@@ -1054,7 +1082,7 @@ impl Node {
             let mut progressed = false;
             while let Some((to, data)) = self.rt.to_send() {
                 progressed = true;
-                self.send_foca(&to, &data);
+                self.send_foca(now, &to, &data);
             }
             while let Some((after, timer)) = self.rt.to_schedule() {
                 progressed = true;

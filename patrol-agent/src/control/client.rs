@@ -134,11 +134,15 @@ impl ControlClient {
                 },
             ) => {
                 let sweep_id = rand::random::<u64>();
+                // The coordinator is the agent whose certificate the
+                // handshake proved: a replay cannot name another.
+                let coordinator = self.agent.as_ref().map(|a| a.name()).unwrap_or_default();
                 let ask = SweepAsk {
                     sweep_id,
                     selector,
                     node_filter,
                     deadline_ms: *deadline_ms,
+                    coordinator,
                 };
                 signed = ControlRequest::StartSweep {
                     selector: selector.clone(),

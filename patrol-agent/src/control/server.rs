@@ -414,6 +414,7 @@ impl Connection {
             selector: &spec.selector,
             node_filter: &spec.node_filter,
             deadline_ms,
+            coordinator: cert.node.name(),
         };
         check_signed_sweep(
             &signed.authorization,

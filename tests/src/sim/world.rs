@@ -349,7 +349,13 @@ impl World {
                     authorization: None,
                 };
                 let spec = match &self.operator {
-                    Some(op) => sign(op, spec, mix(self.settings.seed, 0, 9), sh.at().unix_ms),
+                    Some(op) => sign(
+                        op,
+                        spec,
+                        mix(self.settings.seed, 0, 9),
+                        sh.at().unix_ms,
+                        &self.ids[COORDINATOR].name,
+                    ),
                     None => spec,
                 };
                 let id = shell::start_sweep(&mut self.nodes[COORDINATOR], sh, spec);
@@ -575,8 +581,10 @@ fn identities(
         ids[i] = signed;
     }
     for (i, node) in nodes.iter_mut().enumerate() {
-        node.node
-            .vouch_certs(views[i].iter().map(|j| &certs[*j as usize]));
+        // Its view and the coordinator (whom every node of a converged
+        // mesh has heard from).
+        let known = views[i].iter().map(|j| *j as usize).chain([COORDINATOR]);
+        node.node.vouch_certs(known.map(|j| &certs[j]));
     }
     if warm {
         let now = Now {
@@ -609,12 +617,19 @@ fn identities(
 }
 
 /// `spec` signed by `operator` under sweep id `id`.
-fn sign(operator: &Credentials, mut spec: StartSweep, id: u64, now_unix_ms: u64) -> StartSweep {
+fn sign(
+    operator: &Credentials,
+    mut spec: StartSweep,
+    id: u64,
+    now_unix_ms: u64,
+    coordinator: &str,
+) -> StartSweep {
     let ask = SweepAsk {
         sweep_id: id,
         selector: &spec.selector,
         node_filter: &spec.node_filter,
         deadline_ms: spec.deadline.as_millis() as u64,
+        coordinator,
     };
     spec.authorization = Some(Authorization::sign(operator, &ask, now_unix_ms));
     spec.id = Some(id);

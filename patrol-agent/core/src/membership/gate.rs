@@ -101,6 +101,10 @@ pub struct GateCounters {
     /// with yet (a seed not introduced yet).
     #[serde(default)]
     pub packets_untagged: u64,
+    /// Sweep requests refused because they name a coordinator at another
+    /// address than its latest proven one (a captured request re-aimed).
+    #[serde(default)]
+    pub requests_misaddressed: u64,
 }
 
 /// What became of one packet.
@@ -175,20 +179,36 @@ impl Gate {
 
     /// The tag of foca packet `packet` for destination `to`: by its
     /// proof's certificate, its name's latest proven one, or the one its
-    /// address introduced itself with. None: no certificate known yet.
-    pub fn tag_for(&mut self, to: &NodeId, packet: &[u8]) -> Option<[u8; PACKET_TAG_LEN]> {
-        let digest = to
-            .proof
-            .as_ref()
-            .map(|p| p.cert)
+    /// address introduced itself with. `Err(Some(digest))`: the
+    /// certificate is named but not held (evicted, or vouched for without
+    /// it): ask `to` for it; `Err(None)`: nothing known of `to` yet.
+    pub fn tag_for(
+        &mut self,
+        now: Now,
+        to: &NodeId,
+        packet: &[u8],
+    ) -> Result<[u8; PACKET_TAG_LEN], Option<CertDigest>> {
+        let named = to.proof.as_ref().map(|p| p.cert);
+        let digest = named
             .filter(|d| self.book.verified(d).is_some())
-            .or_else(|| self.book.cert_of(&to.name))
+            .or_else(|| {
+                self.book
+                    .cert_of(&to.name)
+                    .filter(|d| self.book.verified(d).is_some())
+            })
             .or_else(|| self.addr_certs.get(&to.addr).copied());
-        let Some(key) = digest.and_then(|d| self.pair_key(&d)) else {
-            self.counters.packets_untagged += 1;
-            return None;
-        };
-        Some(key.packet_tag(packet))
+        match digest.and_then(|d| self.pair_key(&d)) {
+            Some(key) => Ok(key.packet_tag(packet)),
+            None => {
+                self.counters.packets_untagged += 1;
+                let missing = named.or_else(|| self.book.cert_of(&to.name));
+                let mut want = Vec::new();
+                if let Some(d) = missing {
+                    self.ask(now, d, &mut want);
+                }
+                Err(want.first().copied())
+            }
+        }
     }
 
     /// Intruders seen within [`INTRUDER_MEMORY`].

@@ -25,6 +25,13 @@ const REFUSED_MEMORY: usize = 256;
 /// certificate to.
 const TOLD_MEMORY: usize = 256;
 
+/// Sweep ids a participant admitted, remembered until their operator's
+/// signature expires (the signing window), so a captured request replayed
+/// after its sweep ended cannot run again. At most this many; when full
+/// of ids still in their window, a new request is refused (counted) rather
+/// than an id forgotten early.
+pub(crate) const ADMITTED_MEMORY: usize = 65_536;
+
 /// The one check of an operator's signed sweep, made by the control server
 /// when the CLI asks, by the coordinator when it starts the sweep, and (in
 /// two halves, around the clock-skew answer) by every participant: the
@@ -56,6 +63,9 @@ pub(crate) struct SweepTrust {
     pub(crate) bundle: TrustBundle,
     pub(crate) peers: PeerKeys,
     refused: VecDeque<u64>,
+    /// Admitted sweep ids and the end of their signing window (unix ms).
+    admitted: std::collections::HashMap<u64, u64>,
+    admitted_order: VecDeque<u64>,
     /// As a coordinator: the generation of `peers` (see
     /// `RequestAuth::peer_epoch`).
     pub(crate) epoch: u64,
@@ -108,9 +118,30 @@ impl SweepTrust {
             bundle,
             peers,
             refused: VecDeque::new(),
+            admitted: std::collections::HashMap::new(),
+            admitted_order: VecDeque::new(),
             epoch,
             told: VecDeque::new(),
         }
+    }
+
+    /// Sweep `id` was admitted; its signature is good until `until_ms`.
+    /// False when the memory is full of ids still in their window.
+    fn remember_admitted(&mut self, id: u64, until_ms: u64, unix_ms: u64) -> bool {
+        while let Some(old) = self.admitted_order.front().copied() {
+            let expired = self.admitted.get(&old).is_none_or(|u| *u <= unix_ms);
+            if !expired && self.admitted.len() < ADMITTED_MEMORY {
+                break;
+            }
+            if !expired {
+                return false;
+            }
+            self.admitted_order.pop_front();
+            self.admitted.remove(&old);
+        }
+        self.admitted.insert(id, until_ms);
+        self.admitted_order.push_back(id);
+        true
     }
 
     /// A new bundle or deny list: cached peers are checked again, under a
@@ -152,7 +183,28 @@ impl SweepTrust {
         if self.refused.contains(&req.id) {
             return Err(AuthRefusal::RefusedBefore);
         }
-        let result = self.check(req, unix_ms, settings);
+        let result = self.check(req, unix_ms, settings).and_then(|authorized| {
+            let window = signing_window(settings);
+            let until = req
+                .auth
+                .as_ref()
+                .map_or(0, |a| a.authorization.signed_at_unix_ms)
+                .saturating_add(req.deadline_ms)
+                .saturating_add(window.slack_ms)
+                .saturating_add(window.skew_ms);
+            if self.admitted.get(&req.id).is_some_and(|u| *u > unix_ms) {
+                return Err(format!(
+                    "sweep {:016x} was admitted before: a replay of its request",
+                    req.id
+                ));
+            }
+            if !self.remember_admitted(req.id, until, unix_ms) {
+                return Err(format!(
+                    "{ADMITTED_MEMORY} signed sweeps are still within their window here"
+                ));
+            }
+            Ok(authorized)
+        });
         if let Err(reason) = &result {
             if self.refused.len() >= REFUSED_MEMORY {
                 self.refused.pop_front();
@@ -179,7 +231,19 @@ impl SweepTrust {
             selector: &req.selector,
             node_filter: &req.node_filter,
             deadline_ms: req.deadline_ms,
+            coordinator: &req.coordinator.name,
         };
+        // The issue time is not signed (the coordinator sets it when it
+        // starts the sweep); it must be close to the signing time, so a
+        // replay cannot give a captured request a fresh one.
+        let skew = signing_window(settings).skew_ms;
+        let signed_at = auth.authorization.signed_at_unix_ms;
+        if req.issued_at_unix_ms.abs_diff(signed_at) > skew {
+            return Err(format!(
+                "the request was issued {} ms from its signing time, over the {skew} ms allowed",
+                req.issued_at_unix_ms.abs_diff(signed_at)
+            ));
+        }
         let operator = auth
             .authorization
             .verify(&self.bundle, &ask, unix_ms)

@@ -363,6 +363,7 @@ impl SweepCore {
                     selector: &spec.selector,
                     node_filter: &spec.node_filter,
                     deadline_ms: spec.deadline.as_millis() as u64,
+                    coordinator: &self.env.me.name,
                 };
                 check_signed_sweep(
                     &authorization,

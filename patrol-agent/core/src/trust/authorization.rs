@@ -25,7 +25,7 @@ use super::cert::Certificate;
 use super::scope::ScopeError;
 use super::{Credentials, TrustError};
 
-const SWEEP_CONTEXT: &[u8] = b"patrol-sweep-v1\0";
+const SWEEP_CONTEXT: &[u8] = b"patrol-sweep-v2\0";
 
 /// The operator's proof that it asked for this sweep.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,13 +73,17 @@ pub struct SigningWindow {
     pub slack_ms: u64,
 }
 
-/// What an operator signs.
+/// What an operator signs: the sweep (id, selector, node filter,
+/// deadline) and the coordinator it asks, by the name its certificate
+/// proves (the CLI learns it from the control handshake), so a captured
+/// request cannot be put into the mesh under another coordinator.
 #[derive(Debug, Clone, Copy)]
 pub struct SweepAsk<'a> {
     pub sweep_id: u64,
     pub selector: &'a Selector,
     pub node_filter: &'a BTreeMap<String, String>,
     pub deadline_ms: u64,
+    pub coordinator: &'a str,
 }
 
 fn signed_bytes(ask: &SweepAsk<'_>, signed_at_unix_ms: u64) -> Vec<u8> {
@@ -91,6 +95,7 @@ fn signed_bytes(ask: &SweepAsk<'_>, signed_at_unix_ms: u64) -> Vec<u8> {
         ask.node_filter,
         ask.deadline_ms,
         signed_at_unix_ms,
+        ask.coordinator,
     );
     let mut out = SWEEP_CONTEXT.to_vec();
     out.extend(
@@ -197,6 +202,7 @@ mod tests {
             selector: sel,
             node_filter: filter,
             deadline_ms: 5000,
+            coordinator: "node-00",
         }
     }
 

@@ -76,8 +76,9 @@ impl Sweep {
 fn entry(slot: Slot) -> NodeEntry {
     let pending = match slot.state {
         SlotState::Answered(entry) => return entry,
-        SlotState::Pending | SlotState::Unreached => true,
-        SlotState::Down => false,
+        SlotState::Pending => true,
+        // Not alive to SWIM and silent to the direct requests: down.
+        SlotState::Unreached | SlotState::Down => false,
     };
     NodeEntry {
         name: slot.peer.name,

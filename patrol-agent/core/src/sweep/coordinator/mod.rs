@@ -85,7 +85,8 @@ pub(crate) struct Slot {
 pub(crate) enum SlotState {
     Pending,
     /// On the roster but not alive to SWIM: asked directly, and `down`
-    /// once every other node has settled without an answer from it.
+    /// once every other node has settled (or at the deadline) without an
+    /// answer from it.
     Unreached,
     Down,
     Answered(NodeEntry),

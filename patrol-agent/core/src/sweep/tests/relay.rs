@@ -218,6 +218,7 @@ fn certified_relayed_sweep(told: bool, tamper: bool) -> Net {
         selector: &selector,
         node_filter: &filter,
         deadline_ms: 5000,
+        coordinator: &peer(0).name,
     };
     let spec = StartSweep {
         selector: selector.clone(),
