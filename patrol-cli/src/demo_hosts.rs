@@ -56,13 +56,43 @@ expect = "active"
 tags = { host = "live" }
 labels = ["kubelet"]
 description = "the kubelet service is running (asks systemctl: not on the demo's fixture trees)"
+
+[[check]]
+id = "disk-root"
+type = "disk"
+mounts = ["/"]
+measure = "used_percent"
+expect = { max = 85 }
+tags = { host = "live" }
+labels = ["resources"]
+description = "root filesystem space (measures a real filesystem: not on the demo's fixture trees, which all sit on the demo machine's)"
+
+[[check]]
+id = "disk-root-inodes"
+type = "disk"
+mounts = ["/"]
+measure = "inodes_percent"
+expect = { max = 85 }
+tags = { host = "live" }
+labels = ["resources"]
+description = "root filesystem inodes (measures a real filesystem: not on the demo's fixture trees)"
 "#;
 
 /// Profile checks the demo's fixture trees leave out, and why.
-pub const LEFT_OUT: &[(&str, &str)] = &[(
-    "kubelet-running",
-    "asks systemctl, a program; running one inside a fixture tree needs root (chroot)",
-)];
+pub const LEFT_OUT: &[(&str, &str)] = &[
+    (
+        "kubelet-running",
+        "asks systemctl, a program; running one inside a fixture tree needs root (chroot)",
+    ),
+    (
+        "disk-root",
+        "measures the filesystem the trees sit on, the demo machine's own, not a node's",
+    ),
+    (
+        "disk-root-inodes",
+        "measures the filesystem the trees sit on, the demo machine's own, not a node's",
+    ),
+];
 
 /// The tag every demo node carries (a check tagged `host = live` does not
 /// run on it).
