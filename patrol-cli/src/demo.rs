@@ -398,7 +398,7 @@ mod tests {
     fn the_demo_replaces_the_checks_a_fixture_tree_cannot_answer() {
         let args = Cli::parse_from(["demo"]).demo;
         let config = node_config(4, &args, None, Path::new("/tmp/demo"));
-        assert_eq!(config.check.len(), 2, "OWN_CHECKS parses");
+        assert_eq!(config.check.len(), 4, "OWN_CHECKS parses");
         let catalog = patrol_checks::Catalog::from_config(&config).unwrap();
         let selector = Selector {
             profile: Some("k8s-node".into()),
@@ -409,11 +409,12 @@ mod tests {
             run.iter().map(|c| (c.id.as_str(), c.kind.name())).collect();
         // Read from the package database instead of `kubelet --version`.
         assert_eq!(kinds.get("kubelet-version"), Some(&"package"));
-        // Left out on a fixture node, and said so.
-        assert_eq!(kinds.get("kubelet-running"), None);
-        assert!(demo_hosts::LEFT_OUT
-            .iter()
-            .any(|(id, _)| *id == "kubelet-running"));
+        // Left out on a fixture node, and said so: the program, and the
+        // disk the trees share with the demo machine.
+        for id in ["kubelet-running", "disk-root", "disk-root-inodes"] {
+            assert_eq!(kinds.get(id), None, "{id}");
+            assert!(demo_hosts::LEFT_OUT.iter().any(|(left, _)| *left == id));
+        }
         // Nothing else of the profile needs a program.
         let programs = [
             "systemd_unit",
