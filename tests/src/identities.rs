@@ -164,3 +164,42 @@ pub async fn trusted_agent(
         .spawn(patrol_agent::control::serve(listener, auth, commander));
     (agent, control, tx)
 }
+
+/// A sweep request of `selector` with `deadline_ms`, unsigned (the
+/// client signs it with an operator identity).
+pub fn sweep_request(
+    selector: patrol_checks::Selector,
+    deadline_ms: u64,
+) -> patrol_agent::control::ControlRequest {
+    patrol_agent::control::ControlRequest::StartSweep {
+        selector,
+        node_filter: BTreeMap::new(),
+        deadline_ms,
+        signed: None,
+    }
+}
+
+/// Sweep through `addr` as `auth`; the document (its accounting checked)
+/// or the refusal.
+pub async fn sweep_as(
+    addr: SocketAddr,
+    auth: ClientAuth,
+    request: &patrol_agent::control::ControlRequest,
+) -> Result<patrol_checks::SweepDocument, String> {
+    let mut client =
+        patrol_agent::control::ControlClient::connect(addr, auth, Duration::from_secs(3))
+            .await
+            .map_err(|e| e.to_string())?;
+    client.send(request).await.map_err(|e| e.to_string())?;
+    loop {
+        match client.recv().await.map_err(|e| e.to_string())? {
+            patrol_agent::control::Reply::Progress { .. } => {}
+            patrol_agent::control::Reply::SweepDone(doc) => {
+                crate::assert_accounted(&doc);
+                return Ok(*doc);
+            }
+            patrol_agent::control::Reply::Error(e) => return Err(e),
+            other => return Err(format!("unexpected {other:?}")),
+        }
+    }
+}

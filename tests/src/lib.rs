@@ -341,3 +341,18 @@ pub async fn finish(mut events: mpsc::Receiver<SweepEvent>, limit: Duration) -> 
         }
     }
 }
+
+/// Wait (blocking, for tests driving processes) until `f` holds, trying
+/// every 200 ms; panics after `limit` with the last reason.
+pub fn wait_blocking(limit: Duration, what: &str, mut f: impl FnMut() -> Result<(), String>) {
+    let start = std::time::Instant::now();
+    let mut last = String::new();
+    while start.elapsed() < limit {
+        match f() {
+            Ok(()) => return,
+            Err(e) => last = e,
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("timed out after {limit:?} waiting for {what}; last: {last}");
+}

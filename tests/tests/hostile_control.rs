@@ -4,7 +4,6 @@
 //! name with a newline that would forge a line in the agent's log, and a
 //! scoped operator's 64 sweeps that would lock a full operator out.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -13,43 +12,14 @@ use std::time::Duration;
 use patrol_agent::audit::{AuditLog, BudgetSettings};
 use patrol_agent::control::client::{ClientAuth, OperatorIdentity};
 use patrol_agent::control::frame::{self, LEN_PREFIX};
-use patrol_agent::control::{ControlClient, ControlRequest, Reply};
+use patrol_agent::control::ControlClient;
 use patrol_agent::daemon::NodeTrust;
 use patrol_checks::Selector;
 use patrol_core::trust::{Role, Scope};
-use patrol_tests::identities::{trusted_agent, TestCa};
+use patrol_tests::identities::{sweep_as, sweep_request, trusted_agent, TestCa};
 use patrol_tests::process::{cluster_key, patrol, write_config, AgentProcess};
 use patrol_tests::{new_envelope, wait_converged, wait_for, CountingInspector};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn sweep_request(selector: Selector, deadline_ms: u64) -> ControlRequest {
-    ControlRequest::StartSweep {
-        selector,
-        node_filter: BTreeMap::new(),
-        deadline_ms,
-        signed: None,
-    }
-}
-
-/// Sweep through `addr` as `auth`: the document, or the refusal.
-async fn sweep_as(
-    addr: SocketAddr,
-    auth: ClientAuth,
-    request: &ControlRequest,
-) -> Result<patrol_checks::SweepDocument, String> {
-    let mut client = ControlClient::connect(addr, auth, Duration::from_secs(5))
-        .await
-        .map_err(|e| e.to_string())?;
-    client.send(request).await.map_err(|e| e.to_string())?;
-    loop {
-        match client.recv().await.map_err(|e| e.to_string())? {
-            Reply::Progress { .. } => {}
-            Reply::SweepDone(doc) => return Ok(*doc),
-            Reply::Error(e) => return Err(e),
-            other => return Err(format!("unexpected {other:?}")),
-        }
-    }
-}
 
 /// One refused handshake, as cheap as it gets: read the hello, send a
 /// frame that is no handshake, read the DENY.

@@ -2,9 +2,10 @@
 //! `patrol-agent` daemons on loopback, `patrol members` and `patrol sweep`
 //! against them; SIGKILL, restart and SIGTERM.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use patrol_tests::process::{cluster_key, patrol, write_config, AgentProcess};
+use patrol_tests::wait_blocking;
 
 fn members_json(
     control: std::net::SocketAddr,
@@ -32,19 +33,6 @@ fn state(members: &[serde_json::Value], name: &str) -> Option<String> {
         .map(|m| m["state"].as_str().unwrap_or_default().to_string())
 }
 
-fn wait(limit: Duration, what: &str, mut f: impl FnMut() -> Result<(), String>) {
-    let start = Instant::now();
-    let mut last = String::new();
-    while start.elapsed() < limit {
-        match f() {
-            Ok(()) => return,
-            Err(e) => last = e,
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("timed out after {limit:?} waiting for {what}; last: {last}");
-}
-
 #[test]
 fn agents_as_processes_members_sweep_kill_restart_and_terminate() {
     let dir = tempfile::tempdir().unwrap();
@@ -66,7 +54,7 @@ fn agents_as_processes_members_sweep_kill_restart_and_terminate() {
     }
     let (ctl, cfg) = (agents[0].control, agents[0].config.clone());
     let controls: Vec<_> = agents.iter().map(|a| a.control).collect();
-    wait(
+    wait_blocking(
         Duration::from_secs(30),
         "every agent to list 4 alive members",
         || {
@@ -193,7 +181,7 @@ fn agents_as_processes_members_sweep_kill_restart_and_terminate() {
     let p3 = agents.pop().unwrap();
     let (p3_port, p3_cfg) = (p3.gossip.port(), p3.config.clone());
     p3.kill_hard();
-    wait(Duration::from_secs(60), "p3 down", || {
+    wait_blocking(Duration::from_secs(60), "p3 down", || {
         let m = members_json(ctl, &cfg)?;
         (state(&m, "p3").as_deref() == Some("down"))
             .then_some(())
@@ -234,7 +222,7 @@ fn agents_as_processes_members_sweep_kill_restart_and_terminate() {
     std::fs::write(&p3_cfg, text).unwrap();
     let p3 = AgentProcess::start(&p3_cfg);
     assert_eq!(p3.gossip.port(), p3_port);
-    wait(Duration::from_secs(60), "p3 alive again", || {
+    wait_blocking(Duration::from_secs(60), "p3 alive again", || {
         let m = members_json(ctl, &cfg)?;
         let rows = m.iter().filter(|x| x["name"] == "p3").count();
         (state(&m, "p3").as_deref() == Some("alive") && rows == 1)
@@ -246,7 +234,7 @@ fn agents_as_processes_members_sweep_kill_restart_and_terminate() {
     // failure-detection timeout).
     let p1 = agents.remove(1);
     assert_eq!(p1.terminate(), Some(0));
-    wait(Duration::from_secs(5), "p1 left", || {
+    wait_blocking(Duration::from_secs(5), "p1 left", || {
         let m = members_json(ctl, &cfg)?;
         (state(&m, "p1").as_deref() == Some("left"))
             .then_some(())
@@ -300,7 +288,7 @@ fn keys_rotate_without_a_restart() {
     let a = AgentProcess::start(&write_config(dir.path(), "ka", &key, &[], 0, ""));
     let b = AgentProcess::start(&write_config(dir.path(), "kb", &key, &[a.gossip], 0, ""));
     let both_alive = |what: &str| {
-        wait(Duration::from_secs(30), what, || {
+        wait_blocking(Duration::from_secs(30), what, || {
             for ag in [&a, &b] {
                 let m = members_json(ag.control, &ag.config)?;
                 let alive = m.iter().filter(|m| m["state"] == "alive").count();
@@ -399,7 +387,7 @@ fn two_hundred_idle_control_connections_do_not_stop_a_sweep() {
         check,
     ));
     let (ctl, cfg) = (first.control, first.config.clone());
-    wait(Duration::from_secs(30), "2 alive members", || {
+    wait_blocking(Duration::from_secs(30), "2 alive members", || {
         let m = members_json(ctl, &cfg)?;
         match m.iter().filter(|m| m["state"] == "alive").count() {
             2 => Ok(()),
@@ -540,7 +528,7 @@ fn identities_from_patrol_ca_sweep_and_a_revocation_applies_on_sighup() {
         ])
     };
     // The mesh forms; then alice sweeps both nodes without the cluster key.
-    wait(Duration::from_secs(30), "a sweep of both nodes", || {
+    wait_blocking(Duration::from_secs(30), "a sweep of both nodes", || {
         let out = sweep();
         let doc: serde_json::Value =
             serde_json::from_slice(&out.stdout).map_err(|e| format!("{e}: {out:?}"))?;
@@ -560,7 +548,7 @@ fn identities_from_patrol_ca_sweep_and_a_revocation_applies_on_sighup() {
     p(&["ca", "revoke", &serial, "--deny-list", &s("revoked.txt")]);
     a.hangup();
     b.hangup();
-    wait(
+    wait_blocking(
         Duration::from_secs(10),
         "alice refused after SIGHUP",
         || {

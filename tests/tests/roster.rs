@@ -8,22 +8,10 @@
 
 use std::path::Path;
 use std::process::Output;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use patrol_tests::process::{patrol, write_config, AgentProcess};
-
-fn wait(limit: Duration, what: &str, mut f: impl FnMut() -> Result<(), String>) {
-    let start = Instant::now();
-    let mut last = String::new();
-    while start.elapsed() < limit {
-        match f() {
-            Ok(()) => return,
-            Err(e) => last = e,
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("timed out waiting for {what}: {last}");
-}
+use patrol_tests::wait_blocking;
 
 fn text(out: &Output) -> (String, String) {
     (
@@ -153,7 +141,7 @@ fn patrol_roster_lists_a_stopped_node_and_forget_is_signed_applied_everywhere_an
     ));
     let (ca, cb) = (a.control.to_string(), b.control.to_string());
     // Each agent's roster holds the others (it expects itself anyway).
-    wait(Duration::from_secs(30), "all three on both rosters", || {
+    wait_blocking(Duration::from_secs(30), "all three on both rosters", || {
         for (control, me) in [(&ca, "ra"), (&cb, "rb")] {
             let view = roster_json(control, &alice)?;
             if view["node"] != me || swim_of(&view, me).is_some() {
@@ -170,7 +158,7 @@ fn patrol_roster_lists_a_stopped_node_and_forget_is_signed_applied_everywhere_an
 
     // rc stops: still on the roster, not alive in SWIM.
     c.kill_hard();
-    wait(
+    wait_blocking(
         Duration::from_secs(60),
         "rc not alive on ra's roster",
         || {
@@ -234,7 +222,7 @@ fn patrol_roster_lists_a_stopped_node_and_forget_is_signed_applied_everywhere_an
         stdout.starts_with("rc forgotten: it was on the roster of the agent at "),
         "{stdout}"
     );
-    wait(
+    wait_blocking(
         Duration::from_secs(30),
         "rb to list rc as forgotten",
         || {

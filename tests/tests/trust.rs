@@ -25,10 +25,9 @@ use patrol_core::node::Channel;
 use patrol_core::sweep::wire::CertRef;
 use patrol_core::trust::authorization::SweepAsk;
 use patrol_core::trust::{cert_digest, Authorization, Credentials, PairKey, Role, Scope};
-use patrol_tests::identities::{trusted_agent, TestCa};
+use patrol_tests::identities::{sweep_as, sweep_request, trusted_agent, TestCa};
 use patrol_tests::{
-    assert_accounted, assert_no_sweep_started, finish, new_envelope, wait_converged, wait_for,
-    CountingInspector,
+    assert_no_sweep_started, finish, new_envelope, wait_converged, wait_for, CountingInspector,
 };
 
 const CONVERGE: Duration = Duration::from_secs(15);
@@ -118,39 +117,6 @@ async fn mesh(
     }
     wait_converged(&m.agents, names.len(), CONVERGE).await;
     m
-}
-
-fn sweep_request(selector: Selector, deadline_ms: u64) -> ControlRequest {
-    ControlRequest::StartSweep {
-        selector,
-        node_filter: BTreeMap::new(),
-        deadline_ms,
-        signed: None,
-    }
-}
-
-/// Sweep through `addr` as `auth`; the document (its accounting checked)
-/// or the refusal.
-async fn sweep_as(
-    addr: SocketAddr,
-    auth: ClientAuth,
-    request: &ControlRequest,
-) -> Result<patrol_checks::SweepDocument, String> {
-    let mut client = ControlClient::connect(addr, auth, Duration::from_secs(3))
-        .await
-        .map_err(|e| e.to_string())?;
-    client.send(request).await.map_err(|e| e.to_string())?;
-    loop {
-        match client.recv().await.map_err(|e| e.to_string())? {
-            Reply::Progress { .. } => {}
-            Reply::SweepDone(doc) => {
-                assert_accounted(&doc);
-                return Ok(*doc);
-            }
-            Reply::Error(e) => return Err(e),
-            other => return Err(format!("unexpected {other:?}")),
-        }
-    }
 }
 
 /// Start a sweep on `agent` directly with an authorization signed by
