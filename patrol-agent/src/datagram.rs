@@ -89,6 +89,10 @@ pub struct GateCounters {
     /// Dropped by the UDP reader before queueing: larger than any
     /// datagram an agent sends, or failing the envelope's precheck.
     pub oversized_or_unknown: AtomicU64,
+    /// Dropped by the UDP reader before queueing: the source was muted
+    /// for sending datagrams that keep failing to open
+    /// ([`crate::strikes`]).
+    pub muted: AtomicU64,
 }
 
 /// A snapshot of [`GateCounters`].
@@ -99,6 +103,7 @@ pub struct GateStats {
     pub clock_skew: u64,
     pub other: u64,
     pub oversized_or_unknown: u64,
+    pub muted: u64,
 }
 
 impl GateCounters {
@@ -110,6 +115,7 @@ impl GateCounters {
             clock_skew: get(&self.clock_skew),
             other: get(&self.other),
             oversized_or_unknown: get(&self.oversized_or_unknown),
+            muted: get(&self.muted),
         }
     }
 

@@ -39,6 +39,7 @@ pub mod metrics;
 pub mod node_trust;
 pub mod roster_file;
 pub mod shutdown;
+pub mod strikes;
 pub mod timers;
 pub mod transport;
 pub mod trust_files;

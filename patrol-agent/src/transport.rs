@@ -29,6 +29,7 @@ use tokio::sync::mpsc;
 use crate::datagram::{log_refusal, GateCounters, Opener, Refusal};
 use crate::envelope::Envelope;
 use crate::shutdown::Tasks;
+use crate::strikes::Strikes;
 
 /// One datagram and its peer address.
 pub type Datagram = (SocketAddr, Vec<u8>);
@@ -65,6 +66,13 @@ pub struct TransportSettings {
     /// (each one is counted): a node with a wrong clock would otherwise
     /// log every datagram it receives. Default 10 s.
     pub skew_warning_every: Duration,
+    /// A source whose datagrams the opener refuses this many times within
+    /// a second is muted for the rest of that second and the next: the
+    /// reader drops its datagrams unread (counted as `muted`), so one
+    /// flooding address cannot starve everyone else (see
+    /// [`crate::strikes`]). An agent's own sealed datagrams are never
+    /// refused, so it is never muted. Default 1,000. Must not be zero.
+    pub mute_after: u32,
 }
 
 impl Default for TransportSettings {
@@ -74,6 +82,7 @@ impl Default for TransportSettings {
             recv_buffer: 65_536,
             recv_error_pause: Duration::from_millis(10),
             skew_warning_every: Duration::from_secs(10),
+            mute_after: 1_000,
         }
     }
 }
@@ -88,7 +97,8 @@ impl TransportSettings {
             self.recv_buffer,
             MAX_SEALED_DATAGRAM + 1,
         )?;
-        not_zero("transport.recv_error_pause", self.recv_error_pause)
+        not_zero("transport.recv_error_pause", self.recv_error_pause)?;
+        not_zero("transport.mute_after", self.mute_after)
     }
 }
 
@@ -113,20 +123,27 @@ pub struct Transport {
 /// the reader, or with the in-memory network's route to this node).
 type Early = Arc<OnceLock<EarlyCheck>>;
 
-/// The reader's cheap checks: the envelope's precheck, counted.
+/// The reader's cheap checks: the source is not muted, and the envelope's
+/// precheck; each drop counted.
 #[derive(Debug)]
 struct EarlyCheck {
     envelope: Envelope,
     counters: Arc<GateCounters>,
+    strikes: Arc<Strikes>,
 }
 
 impl EarlyCheck {
-    /// Whether `early` (when set) lets `bytes` through; a drop is counted.
-    fn lets_through(early: &Early, bytes: &[u8]) -> bool {
-        early.get().is_none_or(|c| c.pass(bytes))
+    /// Whether `early` (when set) lets `bytes` from `from` through; a drop
+    /// is counted.
+    fn lets_through(early: &Early, from: SocketAddr, bytes: &[u8]) -> bool {
+        early.get().is_none_or(|c| c.pass(from, bytes))
     }
 
-    fn pass(&self, bytes: &[u8]) -> bool {
+    fn pass(&self, from: SocketAddr, bytes: &[u8]) -> bool {
+        if self.strikes.muted(from) {
+            self.counters.muted.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
         let ok = bytes.len() <= MAX_SEALED_DATAGRAM && self.envelope.precheck(bytes).is_ok();
         if !ok {
             self.counters
@@ -164,9 +181,11 @@ impl Transport {
         mut opener: Opener,
         counters: Arc<GateCounters>,
     ) -> (mpsc::Receiver<Datagram>, mpsc::Sender<Datagram>) {
+        let strikes = Arc::new(Strikes::new(self.settings.mute_after));
         let _ = self.early.set(EarlyCheck {
             envelope: opener.envelope().clone(),
             counters: Arc::clone(&counters),
+            strikes: Arc::clone(&strikes),
         });
         let quiet_for = self.settings.skew_warning_every;
         let (plain_tx, plain_rx) = mpsc::channel::<Datagram>(self.settings.queue);
@@ -182,6 +201,12 @@ impl Transport {
                     }
                     Err(refusal) => {
                         counters.count(&refusal);
+                        if strikes.strike(from) {
+                            tracing::warn!(
+                                %from,
+                                "muting a source for a second: its datagrams keep failing to open (a flood?)"
+                            );
+                        }
                         // At most one warning per `skew_warning_every`.
                         let quiet = last_warning.is_some_and(|t| t.elapsed() < quiet_for);
                         if !quiet || !matches!(refusal, Refusal::ClockSkew { .. }) {
@@ -218,7 +243,7 @@ impl Transport {
                 let mut buf = vec![0u8; size];
                 loop {
                     match socket.recv_from(&mut buf).await {
-                        Ok((n, _)) if !EarlyCheck::lets_through(&early, &buf[..n]) => {}
+                        Ok((n, from)) if !EarlyCheck::lets_through(&early, from, &buf[..n]) => {}
                         Ok((n, from)) => {
                             // A full queue means the agent is overloaded: drop,
                             // as the network would.
@@ -415,7 +440,8 @@ impl Route {
     /// Queue `bytes` from `from` if the early check lets them through and
     /// the queue has room (dropped otherwise, as the UDP reader drops).
     fn deliver(&self, from: SocketAddr, bytes: Vec<u8>) -> bool {
-        EarlyCheck::lets_through(&self.early, &bytes) && self.tx.try_send((from, bytes)).is_ok()
+        EarlyCheck::lets_through(&self.early, from, &bytes)
+            && self.tx.try_send((from, bytes)).is_ok()
     }
 }
 

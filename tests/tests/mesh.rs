@@ -205,6 +205,55 @@ async fn corrupted_and_truncated_packets_are_dropped_and_counted() {
     b.stop(StopMode::Crash).await;
 }
 
+/// A source flooding an agent with datagrams that carry the cluster's key id
+/// but do not open is muted: the reader drops the rest of its datagrams
+/// unread (counted), while the agent goes on hearing its peers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_source_is_muted_and_its_peers_are_still_heard() {
+    let env = new_envelope();
+    let a = udp_agent("a", 0, vec![], &env, Arc::new(NoChecks)).await;
+    let b = udp_agent("b", 0, vec![a.addr], &env, Arc::new(NoChecks)).await;
+    let agents = [a, b];
+    wait_converged(&agents, 2, LIMIT).await;
+    let [a, b] = agents;
+    let mut forged = Vec::new();
+    Sealer::new(env.clone(), WallClock::default())
+        .seal(b"\x00forged", &mut forged)
+        .unwrap();
+    let last = forged.len() - 1;
+    forged[last] ^= 0x01;
+    let target = a.addr;
+    // 4,000 forged datagrams as fast as one socket sends them, repeated
+    // for three seconds: well over the default 1,000 a second.
+    let flood = tokio::spawn(async move {
+        let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let end = tokio::time::Instant::now() + Duration::from_secs(3);
+        while tokio::time::Instant::now() < end {
+            for _ in 0..4_000 {
+                let _ = sock.send_to(&forged, target).await;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    wait_stats(&a, LIMIT, "the flooder muted", |s| s.dropped_muted > 0).await;
+    // While the flooder is muted, b's datagrams still open at a.
+    let heard = a.stats().await.unwrap().node.datagrams_in;
+    wait_stats(&a, LIMIT, "b heard while the flooder is muted", |s| {
+        s.node.datagrams_in > heard
+    })
+    .await;
+    flood.await.unwrap();
+    let after = a.stats().await.unwrap();
+    assert!(
+        after.dropped_unsealed >= 1_000,
+        "the strikes before each mute are counted as unsealed: {after:?}"
+    );
+    assert_eq!(b.stats().await.unwrap().dropped_muted, 0);
+    assert_eq!(count(&a.members().await.unwrap(), MemberState::Alive), 2);
+    a.stop(StopMode::Crash).await;
+    b.stop(StopMode::Crash).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_client_without_the_key_is_refused() {
     let env = new_envelope();

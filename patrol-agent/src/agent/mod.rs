@@ -88,6 +88,10 @@ pub struct AgentStats {
     /// Datagrams sent too far from this node's clock: one of the clocks is
     /// wrong (or the datagram is a capture replayed later).
     pub dropped_clock_skew: u64,
+    /// Datagrams dropped unread because their source was muted: it had
+    /// sent `transport.mute_after` datagrams that did not open within a
+    /// second (a flood).
+    pub dropped_muted: u64,
     /// Other refusals: no replay header, too many sender sessions, the
     /// queue to the node full.
     pub dropped_other: u64,
@@ -124,6 +128,7 @@ impl AgentStats {
             dropped_unsealed,
             dropped_replayed,
             dropped_clock_skew,
+            dropped_muted,
             dropped_other,
             dropped_outbound,
             audit_suppressed,
@@ -143,6 +148,7 @@ impl AgentStats {
                 DATAGRAMS_DROPPED.reason("unsealed", *dropped_unsealed),
                 DATAGRAMS_DROPPED.reason("replayed", *dropped_replayed),
                 DATAGRAMS_DROPPED.reason("clock_skew", *dropped_clock_skew),
+                DATAGRAMS_DROPPED.reason("muted", *dropped_muted),
                 DATAGRAMS_DROPPED.reason("other", *dropped_other),
                 DATAGRAMS_DROPPED.reason("outbound_full", *dropped_outbound),
             ],
@@ -298,6 +304,7 @@ impl Owner {
             dropped_unsealed: gate.unsealed + gate.oversized_or_unknown,
             dropped_replayed: gate.replayed,
             dropped_clock_skew: gate.clock_skew,
+            dropped_muted: gate.muted,
             dropped_other: gate.other,
             audit_suppressed: self.audit.as_ref().map_or(0, |a| a.suppressed()),
             refused_operator_concurrent: self
