@@ -189,6 +189,31 @@ impl Forge {
         self.send(to, &plain).await;
     }
 
+    /// A foca packet from a compromised node carrying custom broadcast
+    /// `items` (as [`Forge::foca`]), tagged under `key` (its pair key with
+    /// the receiver).
+    pub async fn tagged_broadcast(
+        &mut self,
+        to: SocketAddr,
+        header: &Header<NodeId>,
+        items: &[Vec<u8>],
+        key: &patrol_core::trust::PairKey,
+    ) {
+        let mut packet = Vec::new();
+        BincodeCodec
+            .encode_header(header, &mut packet)
+            .expect("encode the header");
+        for item in items {
+            packet.extend((item.len() as u16).to_be_bytes());
+            packet.extend(item);
+        }
+        let tag = key.packet_tag(&packet);
+        let mut plain = vec![Channel::Foca as u8];
+        plain.extend(packet);
+        plain.extend(tag);
+        self.send(to, &plain).await;
+    }
+
     /// What reached the forge within `window`: sender and plaintext.
     pub async fn heard(&mut self, window: Duration) -> Vec<(SocketAddr, Vec<u8>)> {
         let mut got = Vec::new();

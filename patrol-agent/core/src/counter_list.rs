@@ -160,6 +160,13 @@ pub const CERTIFICATES_LEARNED: Family = Family {
     help: "With [trust], node certificates learned and checked through the certificate exchange",
 };
 
+/// With `[trust]`: sweep requests refused for their authorization, over
+/// the sender's audit budget (counted in its next audit line instead).
+pub const REQUEST_REFUSALS_UNAUDITED: Family = Family {
+    name: "request_refusals_unaudited",
+    help: "With [trust], sweep requests refused for their authorization and not audited one by one: at most one line per sender a minute, which counts those suppressed before it",
+};
+
 /// With `[trust]`: audit lines of refusals nobody proved that were over
 /// their budget (counted in a `suppressed` audit line instead).
 pub const AUDIT_LINES_SUPPRESSED: Family = Family {
@@ -174,7 +181,7 @@ pub const CONTROL_REQUESTS_REFUSED: Family = Family {
 };
 
 /// Every family, in the order the list shows them.
-pub const FAMILIES: [Family; 18] = [
+pub const FAMILIES: [Family; 19] = [
     DATAGRAMS_RECEIVED,
     DATAGRAMS_SENT,
     DATAGRAMS_DROPPED,
@@ -191,6 +198,7 @@ pub const FAMILIES: [Family; 18] = [
     INCARNATIONS_CLEARED,
     DECLARED_AGAINST_SELF,
     CERTIFICATES_LEARNED,
+    REQUEST_REFUSALS_UNAUDITED,
     AUDIT_LINES_SUPPRESSED,
     CONTROL_REQUESTS_REFUSED,
 ];

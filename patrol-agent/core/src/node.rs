@@ -213,7 +213,7 @@ pub struct Node {
     foca: NodeFoca,
     rt: AccumulatingRuntime<NodeId>,
     core: SweepCore,
-    inbox: mpsc::Receiver<SweepRequest>,
+    inbox: mpsc::Receiver<crate::sweep::gossip::Inbound>,
     /// The gossip handler's clock (set on every call) and copy counter.
     gossip: Arc<GossipShared>,
     settings: NodeSettings,
@@ -250,11 +250,7 @@ impl Node {
         let (inbox_tx, inbox) = mpsc::channel();
         let shared = Arc::new(GossipShared::default());
         shared.unix_ms.store(now.unix_ms, Ordering::Relaxed);
-        let gossip = RequestGossip::new(
-            inbox_tx,
-            Arc::clone(&shared),
-            settings.sweep.clock_skew_tolerance,
-        );
+        let gossip = RequestGossip::new(inbox_tx, Arc::clone(&shared));
         let bucket = initial_bucket(&settings, 1);
         let config = membership::foca_config(bucket, settings.foca_payload(), &settings.foca);
         let peer = Peer {
@@ -516,11 +512,7 @@ impl Node {
         ));
         let me = self.foca.identity().clone().signed(signer);
         let (inbox_tx, inbox) = mpsc::channel();
-        let gossip = RequestGossip::new(
-            inbox_tx,
-            Arc::clone(&self.gossip),
-            self.settings.sweep.clock_skew_tolerance,
-        );
+        let gossip = RequestGossip::new(inbox_tx, Arc::clone(&self.gossip));
         let config = membership::foca_config(
             self.size_bucket,
             self.settings.foca_payload(),
@@ -1053,18 +1045,46 @@ impl Node {
         }
     }
 
-    /// New requests that arrived by gossip go to the core, and are pushed
-    /// on at once (eager push) instead of waiting for the gossip tick.
+    /// New requests that arrived by gossip go to the core; those it vouches
+    /// for are added back as our own broadcast and pushed on at once (eager
+    /// push) instead of waiting for the gossip tick. The others stop here.
     fn drain_gossip(&mut self, now: Now) {
         let mut fresh = false;
-        while let Ok(req) = self.inbox.try_recv() {
-            fresh = true;
-            if !self.misaddressed(&req) {
-                self.core.handle_request(now, req, &mut self.effects);
+        while let Ok((req, from)) = self.inbox.try_recv() {
+            if self.misaddressed(&req) {
+                continue;
+            }
+            let bytes = req.encode();
+            let id = req.id;
+            if self.core.handle_gossiped(now, req, from, &mut self.effects) {
+                fresh |= self.vouch(id, &bytes);
             }
         }
         if fresh {
             self.eager_push();
+        }
+    }
+
+    /// Add the request `bytes` (sweep `id`), which this node checked, as a
+    /// broadcast: the gossip handler takes it without handing it back.
+    fn vouch(&mut self, id: u64, bytes: &[u8]) -> bool {
+        *self
+            .gossip
+            .vouching
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(id);
+        let added = self.foca.add_broadcast(bytes);
+        *self
+            .gossip
+            .vouching
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
+        match added {
+            Ok(taken) => taken,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot spread the sweep request");
+                false
+            }
         }
     }
 
@@ -1257,9 +1277,8 @@ impl Node {
     /// A request this node coordinates: into foca's broadcasts and pushed
     /// at once, plus a direct copy to every member in a small mesh.
     fn spread(&mut self, req: SweepRequest) {
-        match self.foca.add_broadcast(&req.encode()) {
-            Ok(_) => self.eager_push(),
-            Err(e) => tracing::warn!(error = %e, "cannot spread the sweep request"),
+        if self.vouch(req.id, &req.encode()) {
+            self.eager_push();
         }
         if self.foca.num_members() <= self.settings.direct_spread_limit {
             let direct = SweepMessage::Request(req).encode();
@@ -1268,8 +1287,6 @@ impl Node {
                 self.emit(to, Channel::Sweep, &direct, DatagramKind::Request);
             }
         }
-        // Our own gossip handler saw it too; the core already has it.
-        while self.inbox.try_recv().is_ok() {}
     }
 }
 

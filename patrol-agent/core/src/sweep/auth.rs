@@ -62,7 +62,10 @@ pub(crate) struct SweepTrust {
     pub(crate) creds: Credentials,
     pub(crate) bundle: TrustBundle,
     pub(crate) peers: PeerKeys,
-    refused: VecDeque<u64>,
+    /// Refused requests: sweep id and the digest of the request's bytes
+    /// (another request under a refused id, the real one after a forged
+    /// copy, is still checked).
+    refused: VecDeque<(u64, [u8; 16])>,
     /// Admitted sweep ids and the end of their signing window (unix ms).
     admitted: std::collections::HashMap<u64, u64>,
     admitted_order: VecDeque<u64>,
@@ -180,7 +183,8 @@ impl SweepTrust {
         unix_ms: u64,
         settings: &SweepSettings,
     ) -> Result<Authorized, AuthRefusal> {
-        if self.refused.contains(&req.id) {
+        let digest = super::participant::digest(req);
+        if self.refused.contains(&(req.id, digest)) {
             return Err(AuthRefusal::RefusedBefore);
         }
         let result = self.check(req, unix_ms, settings).and_then(|authorized| {
@@ -209,7 +213,7 @@ impl SweepTrust {
             if self.refused.len() >= REFUSED_MEMORY {
                 self.refused.pop_front();
             }
-            self.refused.push_back(req.id);
+            self.refused.push_back((req.id, digest));
             return Err(AuthRefusal::Refused(reason.clone()));
         }
         result.map_err(AuthRefusal::Refused)

@@ -5,7 +5,8 @@
 //! ([`crate::counter_list`]).
 
 use crate::counter_list::{
-    Count, RELAYED_ANSWERS, RELAY_BATCHES_RESENT, RELAY_BATCHES_SENT, SWEEP_MESSAGES_REFUSED,
+    Count, RELAYED_ANSWERS, RELAY_BATCHES_RESENT, RELAY_BATCHES_SENT, REQUEST_REFUSALS_UNAUDITED,
+    SWEEP_MESSAGES_REFUSED,
 };
 
 /// What the sweep core refused, by reason. Every refusal is counted here.
@@ -39,6 +40,11 @@ pub struct SweepCounters {
     /// Batch acks not from the sweep's coordinator.
     #[serde(default)]
     pub batch_acks_refused: u64,
+    /// With certificates: requests refused for their authorization whose
+    /// audit line was suppressed (over the sender's budget of one a
+    /// minute; the next line says how many).
+    #[serde(default)]
+    pub refusals_unaudited: u64,
     /// What this node did as a relay.
     #[serde(default)]
     pub relay: RelayCounters,
@@ -85,6 +91,7 @@ impl SweepCounters {
             answers_forged,
             answers_unverified,
             batch_acks_refused,
+            refusals_unaudited,
             relay,
         } = self;
         let refused = |reason, n: &u64| SWEEP_MESSAGES_REFUSED.reason(reason, *n);
@@ -98,6 +105,7 @@ impl SweepCounters {
             refused("ack", acks_refused),
             refused("batch_ack", batch_acks_refused),
         ];
+        rows.push(REQUEST_REFUSALS_UNAUDITED.count(*refusals_unaudited));
         rows.extend(relay.counts());
         rows
     }

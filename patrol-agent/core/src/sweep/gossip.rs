@@ -2,35 +2,49 @@
 //! mesh.
 //!
 //! foca calls [`RequestGossip::receive_item`] for every request it finds in
-//! a packet (and for the coordinator's own `add_broadcast`). A request is
-//! new when its sweep id was not seen before and it has not expired; only a
-//! new request is handed to the inbox and returned as a key, so foca keeps
-//! re-broadcasting it for its usual number of transmissions and drops every
-//! duplicate. The shell drains the inbox into
-//! [`SweepCore::handle_request`](super::SweepCore::handle_request) and, when
-//! something new arrived, calls `foca.broadcast()` at once (eager push).
+//! a packet. A request is passed on only once this node has checked it:
+//! the handler hands a new request to the inbox with the address of the
+//! member that sent it, and returns no key, so foca does not spread it. The
+//! [`Node`](crate::node::Node) gives it to the sweep core, and only when
+//! the core vouches for it (unexpired, not issued in the future, and with
+//! `[trust]` signed by an operator the bundle accepts for this coordinator)
+//! adds it back as a broadcast of its own and pushes it at once (eager
+//! push). While it does, the id is in [`GossipShared::vouching`], and the
+//! handler returns the key: foca then re-broadcasts it for its usual number
+//! of transmissions and drops every later copy. A coordinator's own request
+//! is vouched for the same way.
 //!
-//! A request issued further in the future than the clock-skew tolerance
-//! (by this node's clock) is handed to the inbox, where the participant
-//! refuses and counts it, but neither remembered nor returned as a key:
-//! foca does not pass it on, so a forged future-dated request stops at the
-//! first node instead of reaching the whole mesh.
+//! So a forged, unsigned, replayed or future-dated request stops at the
+//! first node it reaches: no other node hears it from us, audits it, or
+//! spends a signature check on it.
+//!
+//! A request the core did not vouch for is remembered by id and a digest
+//! of its bytes, for at most [`REFUSED_FOR_MS`]: its copies are dropped
+//! here, while another request under the same id (the real one, after a
+//! forged copy raced it here) still reaches the core.
 //!
 //! Memory is bounded: ids are forgotten once their request expires, and at
-//! most [`MAX_REMEMBERED`] are kept (the earliest to expire go first).
+//! most [`MAX_REMEMBERED`] are kept (refused ones first, then the earliest
+//! to expire, go when it is full).
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 use foca::{BroadcastHandler, Invalidates};
+use sha2::{Digest, Sha256};
 
 use super::wire::{SweepRequest, WireError};
+use crate::identity::NodeId;
 
 /// Most sweep ids remembered at once for duplicate suppression.
 pub const MAX_REMEMBERED: usize = 4096;
+
+/// How long a request the core did not vouch for is remembered (its
+/// copies dropped unread): at most this, and never past its expiry.
+pub const REFUSED_FOR_MS: u64 = 10_000;
 
 /// foca broadcast key: the sweep id. Two broadcasts of one sweep are the
 /// same broadcast.
@@ -51,18 +65,32 @@ pub struct GossipShared {
     pub unix_ms: AtomicU64,
     /// Request copies received so far, duplicates included.
     pub copies: AtomicU64,
+    /// The sweep id the node is adding as a broadcast right now, having
+    /// vouched for it: the handler takes it without asking again.
+    pub vouching: Mutex<Option<u64>>,
+}
+
+/// A request for the node to check: the request, and the address of the
+/// member whose packet carried it (none for one added locally).
+pub type Inbound = (SweepRequest, Option<SocketAddr>);
+
+/// A remembered sweep id.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    /// Unix ms after which it is forgotten.
+    until: u64,
+    /// The node vouched for it and foca spreads it.
+    passed_on: bool,
+    /// For one not passed on: which bytes were refused.
+    digest: [u8; 16],
 }
 
 /// Decodes requests from foca broadcasts, drops duplicates and expired
-/// ones, and hands new ones to the shell through a channel.
+/// ones, and hands new ones to the node through a channel.
 pub struct RequestGossip {
-    inbox: Sender<SweepRequest>,
+    inbox: Sender<Inbound>,
     shared: Arc<GossipShared>,
-    /// Sweep id -> unix ms when its request expires.
-    seen: HashMap<u64, u64>,
-    /// Requests issued further ahead of our clock are not passed on
-    /// (`SweepSettings::clock_skew_tolerance`).
-    skew_tolerance_ms: u64,
+    seen: HashMap<u64, Seen>,
 }
 
 impl std::fmt::Debug for RequestGossip {
@@ -73,66 +101,89 @@ impl std::fmt::Debug for RequestGossip {
     }
 }
 
+fn digest(bytes: &[u8]) -> [u8; 16] {
+    let mut d = [0u8; 16];
+    d.copy_from_slice(&Sha256::digest(bytes)[..16]);
+    d
+}
+
 impl RequestGossip {
-    /// A handler reading the wall clock from `shared`: the
-    /// [`Node`](crate::node::Node) sets it from the time of each call.
-    /// Requests issued more than `skew_tolerance` ahead of it are not
-    /// passed on.
-    pub fn new(
-        inbox: Sender<SweepRequest>,
-        shared: Arc<GossipShared>,
-        skew_tolerance: Duration,
-    ) -> Self {
+    /// A handler reading the wall clock and the vouched id from `shared`:
+    /// the [`Node`](crate::node::Node) sets them.
+    pub fn new(inbox: Sender<Inbound>, shared: Arc<GossipShared>) -> Self {
         RequestGossip {
             inbox,
             shared,
             seen: HashMap::new(),
-            skew_tolerance_ms: u64::try_from(skew_tolerance.as_millis()).unwrap_or(u64::MAX),
         }
     }
 
-    fn remember(&mut self, id: u64, expires: u64, now: u64) {
-        if self.seen.len() >= MAX_REMEMBERED {
-            self.seen.retain(|_, exp| *exp >= now);
+    fn remember(&mut self, id: u64, seen: Seen, now: u64) {
+        if self.seen.len() >= MAX_REMEMBERED && !self.seen.contains_key(&id) {
+            self.seen.retain(|_, s| s.until >= now);
         }
-        if self.seen.len() >= MAX_REMEMBERED {
-            if let Some((&oldest, _)) = self.seen.iter().min_by_key(|(_, exp)| **exp) {
+        if self.seen.len() >= MAX_REMEMBERED && !self.seen.contains_key(&id) {
+            let oldest = self
+                .seen
+                .iter()
+                .min_by_key(|(_, s)| (s.passed_on, s.until))
+                .map(|(&id, _)| id);
+            if let Some(oldest) = oldest {
                 self.seen.remove(&oldest);
             }
         }
-        self.seen.insert(id, expires);
+        self.seen.insert(id, seen);
+    }
+
+    fn vouched(&self, id: u64) -> bool {
+        let vouching = self
+            .shared
+            .vouching
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *vouching == Some(id)
     }
 }
 
-impl<T> BroadcastHandler<T> for RequestGossip {
+impl BroadcastHandler<NodeId> for RequestGossip {
     type Key = SweepKey;
     type Error = WireError;
 
     fn receive_item(
         &mut self,
         data: &[u8],
-        _sender: Option<&T>,
+        sender: Option<&NodeId>,
     ) -> Result<Option<SweepKey>, WireError> {
         let req = SweepRequest::decode(data)?;
         self.shared.copies.fetch_add(1, Ordering::Relaxed);
         let now = self.shared.unix_ms.load(Ordering::Relaxed);
         let expires = req.expires_at_unix_ms();
-        if self.seen.contains_key(&req.id) || expires < now {
+        if self.vouched(req.id) {
+            let seen = Seen {
+                until: expires,
+                passed_on: true,
+                digest: [0; 16],
+            };
+            self.remember(req.id, seen, now);
+            return Ok(Some(SweepKey(req.id)));
+        }
+        if expires < now {
             return Ok(None);
         }
-        if req.issued_at_unix_ms.saturating_sub(now) > self.skew_tolerance_ms {
-            // The participant refuses and counts it; nobody else hears it
-            // from us.
-            let _ = self.inbox.send(req);
-            return Ok(None);
+        let d = digest(data);
+        match self.seen.get(&req.id) {
+            Some(s) if s.passed_on || (s.digest == d && s.until >= now) => return Ok(None),
+            _ => {}
         }
-        self.remember(req.id, expires, now);
-        let key = SweepKey(req.id);
-        // A closed inbox means the shell is shutting down: stop spreading.
-        match self.inbox.send(req) {
-            Ok(()) => Ok(Some(key)),
-            Err(_) => Ok(None),
-        }
+        let seen = Seen {
+            until: expires.min(now.saturating_add(REFUSED_FOR_MS)),
+            passed_on: false,
+            digest: d,
+        };
+        self.remember(req.id, seen, now);
+        // A closed inbox means the node is shutting down.
+        let _ = self.inbox.send((req, sender.map(|s| s.addr)));
+        Ok(None)
     }
 }
 
@@ -159,63 +210,105 @@ mod tests {
         }
     }
 
-    fn handler(now: u64) -> (RequestGossip, mpsc::Receiver<SweepRequest>) {
+    fn handler(now: u64) -> (RequestGossip, mpsc::Receiver<Inbound>) {
         let (tx, rx) = mpsc::channel();
         let shared = Arc::new(GossipShared::default());
         shared.unix_ms.store(now, Ordering::Relaxed);
-        (RequestGossip::new(tx, shared, Duration::from_secs(5)), rx)
+        (RequestGossip::new(tx, shared), rx)
+    }
+
+    fn receive(h: &mut RequestGossip, bytes: &[u8]) -> Option<SweepKey> {
+        let from = NodeId::new("m", "127.0.0.1:9".parse().unwrap(), 1, Default::default());
+        h.receive_item(bytes, Some(&from)).unwrap()
+    }
+
+    /// The node vouches for `id` and adds it back, as `Node` does.
+    fn vouch(h: &mut RequestGossip, bytes: &[u8], id: u64) -> Option<SweepKey> {
+        *h.shared.vouching.lock().unwrap() = Some(id);
+        let key = h.receive_item(bytes, None).unwrap();
+        *h.shared.vouching.lock().unwrap() = None;
+        key
     }
 
     #[test]
-    fn new_request_is_kept_once() {
+    fn a_new_request_goes_to_the_node_with_its_sender_and_is_not_spread_until_vouched_for() {
         let (mut h, rx) = handler(10_000);
         let bytes = req(5, 9_500).encode();
-        let first = BroadcastHandler::<()>::receive_item(&mut h, &bytes, None).unwrap();
-        assert_eq!(first, Some(SweepKey(5)));
-        let again = BroadcastHandler::<()>::receive_item(&mut h, &bytes, None).unwrap();
-        assert_eq!(again, None);
-        assert_eq!(rx.try_iter().count(), 1);
+        assert_eq!(receive(&mut h, &bytes), None, "not spread unchecked");
+        let (got, from) = rx.try_recv().unwrap();
+        assert_eq!(got.id, 5);
+        assert_eq!(from, Some("127.0.0.1:9".parse().unwrap()));
+        assert_eq!(
+            vouch(&mut h, &bytes, 5),
+            Some(SweepKey(5)),
+            "spread once vouched"
+        );
+        assert_eq!(
+            rx.try_iter().count(),
+            0,
+            "the vouched copy is not handed back"
+        );
+        assert_eq!(receive(&mut h, &bytes), None, "later copies are duplicates");
+        assert_eq!(rx.try_iter().count(), 0);
+    }
+
+    #[test]
+    fn copies_of_a_refused_request_are_dropped_but_other_bytes_under_its_id_are_checked() {
+        let (mut h, rx) = handler(10_000);
+        let forged = req(5, 9_500).encode();
+        assert_eq!(receive(&mut h, &forged), None);
+        assert_eq!(receive(&mut h, &forged), None);
+        assert_eq!(rx.try_iter().count(), 1, "one check for the forged bytes");
+        let mut real = req(5, 9_500);
+        real.deadline_ms = 2_000;
+        let real = real.encode();
+        assert_eq!(receive(&mut h, &real), None);
+        assert_eq!(
+            rx.try_iter().count(),
+            1,
+            "the real request still reaches the node"
+        );
+        assert_eq!(vouch(&mut h, &real, 5), Some(SweepKey(5)));
+    }
+
+    #[test]
+    fn a_refused_request_is_checked_again_after_a_while() {
+        let (mut h, rx) = handler(10_000);
+        let mut r = req(5, 9_500);
+        r.deadline_ms = 60_000;
+        let bytes = r.encode();
+        receive(&mut h, &bytes);
+        h.shared
+            .unix_ms
+            .store(10_000 + REFUSED_FOR_MS + 1, Ordering::Relaxed);
+        receive(&mut h, &bytes);
+        assert_eq!(rx.try_iter().count(), 2);
     }
 
     #[test]
     fn expired_request_is_dropped() {
         let (mut h, rx) = handler(10_000);
         let bytes = req(5, 8_000).encode();
-        assert_eq!(
-            BroadcastHandler::<()>::receive_item(&mut h, &bytes, None).unwrap(),
-            None
-        );
+        assert_eq!(receive(&mut h, &bytes), None);
         assert_eq!(rx.try_iter().count(), 0);
-    }
-
-    #[test]
-    fn a_future_dated_request_goes_to_the_inbox_but_is_not_passed_on() {
-        let (mut h, rx) = handler(10_000);
-        let bytes = req(5, 10_000 + 5_001).encode();
-        for _ in 0..2 {
-            let key = BroadcastHandler::<()>::receive_item(&mut h, &bytes, None).unwrap();
-            assert_eq!(key, None, "not spread");
-        }
-        assert_eq!(rx.try_iter().count(), 2, "each copy refused where it lands");
-        assert!(h.seen.is_empty(), "nothing remembered");
-        let within = req(6, 10_000 + 5_000).encode();
-        let key = BroadcastHandler::<()>::receive_item(&mut h, &within, None).unwrap();
-        assert_eq!(key, Some(SweepKey(6)));
     }
 
     #[test]
     fn garbage_is_an_error() {
         let (mut h, _rx) = handler(0);
-        assert!(BroadcastHandler::<()>::receive_item(&mut h, &[1, 2, 3], None).is_err());
+        assert!(h.receive_item(&[1, 2, 3], None).is_err());
     }
 
     #[test]
-    fn memory_is_bounded() {
+    fn memory_is_bounded_and_refused_ids_go_first() {
         let (mut h, _rx) = handler(10_000);
+        let kept = req(u64::MAX, 9_999).encode();
+        vouch(&mut h, &kept, u64::MAX);
         for id in 0..(MAX_REMEMBERED as u64 + 100) {
             let bytes = req(id, 9_999).encode();
-            BroadcastHandler::<()>::receive_item(&mut h, &bytes, None).unwrap();
+            receive(&mut h, &bytes);
         }
         assert!(h.seen.len() <= MAX_REMEMBERED);
+        assert!(h.seen[&u64::MAX].passed_on, "the vouched id is kept");
     }
 }

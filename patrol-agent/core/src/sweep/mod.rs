@@ -389,8 +389,24 @@ impl SweepCore {
     /// running, the node answers at once with a single `error` check
     /// `patrol.busy`, so the coordinator lists it as `failing`, not silent.
     pub fn handle_request(&mut self, now: Now, req: SweepRequest, out: &mut Vec<Effect>) {
-        self.take_request(now, req, None, out);
+        self.handle_gossiped(now, req, None, out);
+    }
+
+    /// [`SweepCore::handle_request`] for a request that member `sender`
+    /// gossiped to us (its refusals are audited under that sender's
+    /// budget). True when this node vouches for the request, so it may be
+    /// passed on: unexpired, not issued in the future, and with
+    /// certificates authorized (see [`gossip`]).
+    pub fn handle_gossiped(
+        &mut self,
+        now: Now,
+        req: SweepRequest,
+        sender: Option<SocketAddr>,
+        out: &mut Vec<Effect>,
+    ) -> bool {
+        let verdict = self.take_request(now, req, None, sender, out);
         self.deliver_local(now, out);
+        verdict.pass_on
     }
 
     /// A request, gossiped (`from` None) or direct: to the participant,
@@ -401,8 +417,9 @@ impl SweepCore {
         now: Now,
         req: SweepRequest,
         from: Option<SocketAddr>,
+        sender: Option<SocketAddr>,
         out: &mut Vec<Effect>,
-    ) {
+    ) -> participant::Verdict {
         let relay = req.relays.contains(&self.env.me.addr).then(|| {
             let left = req.expires_at_unix_ms().saturating_sub(now.unix_ms);
             (
@@ -412,11 +429,13 @@ impl SweepCore {
             )
         });
         let mut cx = self.env.ctx(now, out);
-        if self.participant.request(&mut cx, req, from) {
+        let verdict = self.participant.request(&mut cx, req, from, sender);
+        if verdict.taken {
             if let Some((id, coordinator, expires_at)) = relay {
                 self.relay.start(id, coordinator, expires_at);
             }
         }
+        verdict
     }
 
     /// A direct sweep message: backstop request, answer piece or ack.
@@ -428,7 +447,9 @@ impl SweepCore {
         out: &mut Vec<Effect>,
     ) {
         match msg {
-            SweepMessage::Request(req) => self.take_request(now, req, Some(from), out),
+            SweepMessage::Request(req) => {
+                self.take_request(now, req, Some(from), Some(from), out);
+            }
             msg => self.take_direct(now, from, msg, out),
         }
         self.deliver_local(now, out);

@@ -13,6 +13,7 @@
 //! 5. `max_participations` sweeps already remembered.
 
 use core::net::SocketAddr;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use patrol_model::selector::tags_match;
@@ -127,21 +128,99 @@ impl Participant {
     }
 }
 
+/// How often a refused authorization from one sender is audited: the
+/// first refusal in each period is written (with the number suppressed
+/// since the last line), the rest only counted.
+pub(crate) const REFUSAL_AUDIT_EVERY_MS: u64 = 60_000;
+
+/// Senders whose refusals are budgeted at once; the others share one
+/// budget.
+pub(crate) const MAX_BUDGETED_SENDERS: usize = 1024;
+
+/// Audit lines of refused authorizations, per sender: at most one per
+/// [`REFUSAL_AUDIT_EVERY_MS`], so a flood of unsigned or badly signed
+/// requests costs one line per sender and period, never a line each.
+#[derive(Debug, Default)]
+pub(crate) struct RefusalBudget {
+    /// Sender (None: the shared budget) -> (start of its period, refusals
+    /// suppressed since its last line).
+    senders: HashMap<Option<SocketAddr>, (u64, u64)>,
+}
+
+impl RefusalBudget {
+    /// Whether a refusal from `sender` at `now_ms` is written: `Some(n)`
+    /// with the number suppressed before it, or None (suppressed now).
+    pub(crate) fn allow(&mut self, sender: Option<SocketAddr>, now_ms: u64) -> Option<u64> {
+        let mut key = sender;
+        if !self.senders.contains_key(&key) && self.senders.len() >= MAX_BUDGETED_SENDERS {
+            self.senders.retain(|_, (start, n)| {
+                now_ms < start.saturating_add(REFUSAL_AUDIT_EVERY_MS) || *n > 0
+            });
+            if self.senders.len() >= MAX_BUDGETED_SENDERS {
+                key = None;
+            }
+        }
+        match self.senders.get_mut(&key) {
+            Some((start, n)) if now_ms < start.saturating_add(REFUSAL_AUDIT_EVERY_MS) => {
+                *n += 1;
+                None
+            }
+            Some((start, n)) => {
+                let before = std::mem::take(n);
+                *start = now_ms;
+                Some(before)
+            }
+            None => {
+                self.senders.insert(key, (now_ms, 0));
+                Some(0)
+            }
+        }
+    }
+}
+
 impl Refusal {
+    /// Whether the request is still passed on: this node checked it and
+    /// only its own circumstances refused it (its tags, its capacity).
+    pub(super) fn passes_on(&self) -> bool {
+        matches!(
+            self,
+            Refusal::NotForUs { .. } | Refusal::OverCapacity { .. }
+        )
+    }
+
     /// Count and audit the refusal and, where the coordinator asked us directly
     /// from its own address (its direct spread or backstop), tell it why.
     /// Never to an address a request merely names, so that no forged
     /// request can aim our answers at someone else. Nothing about the
     /// sweep is remembered (a forged future-dated request must not live
-    /// for its deadline window).
-    pub(super) fn answer(self, cx: &mut Ctx, req: &SweepRequest, from: Option<SocketAddr>) {
+    /// for its deadline window). A refused authorization is audited under
+    /// `sender`'s budget.
+    pub(super) fn answer(
+        self,
+        cx: &mut Ctx,
+        req: &SweepRequest,
+        from: Option<SocketAddr>,
+        sender: Option<SocketAddr>,
+        budget: &mut RefusalBudget,
+    ) {
         let asked_by_coordinator = from == Some(req.coordinator.addr);
         let settings = cx.settings;
         match self {
             Refusal::Stale | Refusal::RefusedBefore => {}
             Refusal::Unauthorized { audit, reason } => {
                 cx.counters.requests_unauthorized += 1;
-                audit_line(cx, *audit, AuditAction::Refused(reason));
+                match budget.allow(sender, cx.unix_ms()) {
+                    Some(0) => audit_line(cx, *audit, AuditAction::Refused(reason)),
+                    Some(n) => {
+                        let from =
+                            sender.map_or("senders over the budget".into(), |s| s.to_string());
+                        let why = format!(
+                            "{reason} (and {n} more refused from {from} since the last line)"
+                        );
+                        audit_line(cx, *audit, AuditAction::Refused(why));
+                    }
+                    None => cx.counters.refusals_unaudited += 1,
+                }
             }
             Refusal::NotForUs { audit } => {
                 let why = "the node filter does not match this node's tags";

@@ -18,8 +18,17 @@ use super::wire::{relay_index, AnswerChunk, PeerAddr, SweepRequest};
 use super::{AuditAction, AuditEntry, Effect, SweepTimer, TimerKind};
 use crate::trust::PairKey;
 
-use admission::Admitted;
+use admission::{Admitted, RefusalBudget};
 use answer::{chunks, send_pieces, Proof};
+
+/// A request's bytes, digested (the first 16 bytes of their SHA-256): two
+/// requests under one id with different contents differ here.
+pub(crate) fn digest(req: &SweepRequest) -> [u8; 16] {
+    use sha2::{Digest, Sha256};
+    let mut d = [0u8; 16];
+    d.copy_from_slice(&Sha256::digest(req.encode())[..16]);
+    d
+}
 
 /// How long after expiry a sweep id is still remembered (clock drift between
 /// the monotonic and wall clocks).
@@ -28,6 +37,19 @@ const FORGET_GRACE: Duration = Duration::from_secs(1);
 #[derive(Debug, Default)]
 pub(crate) struct Participant {
     sweeps: HashMap<u64, Participation>,
+    /// Audit lines of refused authorizations, per sender.
+    refusals: RefusalBudget,
+}
+
+/// What became of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Verdict {
+    /// This node takes part (new and admitted).
+    pub(crate) taken: bool,
+    /// This node checked the request and vouches for it: unexpired, not
+    /// issued in the future, and with `[trust]` authorized. Only such a
+    /// request is gossiped on.
+    pub(crate) pass_on: bool,
 }
 
 /// What became of an ack.
@@ -72,6 +94,9 @@ struct Participation {
     whole: Option<Vec<AnswerChunk>>,
     /// The audit line written when our checks are done.
     audit: AuditEntry,
+    /// The request's bytes, digested: another request under the same id
+    /// is not vouched for.
+    digest: [u8; 16],
 }
 
 #[derive(Debug)]
@@ -101,28 +126,42 @@ impl Participant {
             .count()
     }
 
-    /// A request, gossiped (`from` None) or direct. A known sweep is not
-    /// run again (a direct copy from its coordinator is the backstop); a
-    /// new one is admitted and run, or refused (counted, audited, and
-    /// answered when its coordinator asked directly). True when taken.
+    /// A request, gossiped (`from` None; `sender` the member whose packet
+    /// carried it) or direct (`from` and `sender` its source). A known
+    /// sweep is not run again (a direct copy from its coordinator is the
+    /// backstop); a new one is admitted and run, or refused (counted,
+    /// audited under the sender's budget, and answered when its
+    /// coordinator asked directly).
     pub(crate) fn request(
         &mut self,
         cx: &mut Ctx,
         req: SweepRequest,
         from: Option<SocketAddr>,
-    ) -> bool {
+        sender: Option<SocketAddr>,
+    ) -> Verdict {
         if let Some(p) = self.sweeps.get_mut(&req.id) {
+            let same = p.digest == digest(&req);
             p.asked_again(cx, &req, from);
-            return false;
+            return Verdict {
+                taken: false,
+                pass_on: same,
+            };
         }
         match self.admit(cx, &req) {
             Ok(admitted) => {
                 self.run(cx, req, admitted);
-                true
+                Verdict {
+                    taken: true,
+                    pass_on: true,
+                }
             }
             Err(refusal) => {
-                refusal.answer(cx, &req, from);
-                false
+                let pass_on = refusal.passes_on();
+                refusal.answer(cx, &req, from, sender, &mut self.refusals);
+                Verdict {
+                    taken: false,
+                    pass_on,
+                }
             }
         }
     }
@@ -153,6 +192,7 @@ impl Participant {
             tell_on_ack: false,
             whole: None,
             audit: admitted.audit,
+            digest: digest(&req),
         };
         cx.push(Effect::Schedule {
             after: remaining + FORGET_GRACE,

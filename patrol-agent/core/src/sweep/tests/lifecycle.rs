@@ -397,3 +397,85 @@ fn late_answer_after_the_deadline_is_acked_but_changes_nothing() {
         "{out:?}"
     );
 }
+
+/// With certificates, a participant vouches only for what it checked: an
+/// unsigned copy under a real sweep's id is refused and not passed on, and
+/// does not keep the real request (same id, other bytes) out.
+#[test]
+fn a_forged_copy_under_a_real_id_is_not_passed_on_nor_keeps_the_real_request_out() {
+    use crate::trust::authorization::SweepAsk;
+    use crate::trust::testing::{bundle, ca, creds};
+    use crate::trust::{Authorization, Role, Scope};
+
+    let ca = ca(1);
+    let trust_bundle = bundle(&[&ca]);
+    let mut cores: Vec<SweepCore> = (0..2)
+        .map(|i| {
+            let mut c = SweepCore::new(peer(i), "t".into(), SweepSettings::default(), i as u64);
+            c.set_trust(
+                creds(&ca, Role::Node, &peer(i).name, 10 + i as u8),
+                trust_bundle.clone(),
+            );
+            c
+        })
+        .collect();
+    let operator = creds(&ca, Role::Operator(Scope::full(600_000)), "alice", 99);
+    let (selector, filter) = (patrol_model::Selector::default(), BTreeMap::new());
+    let id = 0xfeed;
+    let ask = SweepAsk {
+        sweep_id: id,
+        selector: &selector,
+        node_filter: &filter,
+        deadline_ms: 5000,
+        coordinator: &peer(0).name,
+    };
+    let spec = StartSweep {
+        selector: selector.clone(),
+        node_filter: filter.clone(),
+        deadline: Duration::from_secs(5),
+        id: Some(id),
+        authorization: Some(Authorization::sign(&operator, &ask, UNIX0)),
+    };
+    let now = at(Duration::ZERO, UNIX0);
+    let members = (0..2)
+        .map(|i| MemberView {
+            rostered: false,
+            peer: peer(i),
+            alive: true,
+        })
+        .collect();
+    let mut out = Vec::new();
+    cores[0].start(now, spec, members, &mut out).unwrap();
+    let real = out
+        .iter()
+        .find_map(|e| match e {
+            Effect::Spread(r) => Some(r.clone()),
+            _ => None,
+        })
+        .expect("the coordinator spreads its request");
+    let mut forged = real.clone();
+    forged.auth = None;
+    let sender = Some(addr(7));
+    let mut out = Vec::new();
+    assert!(
+        !cores[1].handle_gossiped(now, forged.clone(), sender, &mut out),
+        "an unsigned copy is not passed on"
+    );
+    assert!(!out.iter().any(|e| matches!(e, Effect::RunChecks { .. })));
+    assert!(
+        !cores[1].handle_gossiped(now, forged, sender, &mut out),
+        "nor its second copy"
+    );
+    assert!(
+        cores[1].handle_gossiped(now, real, sender, &mut out),
+        "the real request is checked, taken and passed on"
+    );
+    assert!(out
+        .iter()
+        .any(|e| matches!(e, Effect::RunChecks { sweep_id, .. } if *sweep_id == id)));
+    let audits = out
+        .iter()
+        .filter(|e| matches!(e, Effect::Audit(a) if matches!(a.action, AuditAction::Refused(_))))
+        .count();
+    assert_eq!(audits, 1, "one refusal line for two forged copies: {out:?}");
+}
