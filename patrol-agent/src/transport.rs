@@ -303,6 +303,21 @@ struct MemoryInner {
     delivered: u64,
     /// Every datagram moved, while capturing (an eavesdropper's view).
     captured: Option<Vec<(SocketAddr, SocketAddr, Vec<u8>)>>,
+    /// A man in the middle: changes datagrams on the way.
+    rewriter: Option<Rewriter>,
+}
+
+/// What a man in the middle does to each datagram: `(from, to, bytes)` in,
+/// the bytes delivered out.
+type RewriteFn = dyn Fn(SocketAddr, SocketAddr, Vec<u8>) -> Vec<u8> + Send + Sync;
+
+#[derive(Clone)]
+struct Rewriter(Arc<RewriteFn>);
+
+impl std::fmt::Debug for Rewriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Rewriter")
+    }
 }
 
 impl MemoryNetwork {
@@ -325,6 +340,7 @@ impl MemoryNetwork {
                 dropped: 0,
                 delivered: 0,
                 captured: None,
+                rewriter: None,
             })),
         }
     }
@@ -353,7 +369,7 @@ impl MemoryNetwork {
         let net = self.clone();
         let mover = Box::pin(async move {
             while let Some((to, bytes)) = out_rx.recv().await {
-                let target = {
+                let (target, rewriter) = {
                     let mut inner = net.lock();
                     if let Some(c) = inner.captured.as_mut() {
                         c.push((local_addr, to, bytes.clone()));
@@ -361,15 +377,20 @@ impl MemoryNetwork {
                     let lost = inner.roll() < inner.loss
                         || inner.isolated.contains(&to)
                         || inner.isolated.contains(&local_addr);
-                    if lost {
+                    let target = if lost {
                         inner.dropped += 1;
                         None
                     } else {
                         inner.delivered += 1;
                         inner.routes.get(&to).cloned()
-                    }
+                    };
+                    (target, inner.rewriter.clone())
                 };
                 if let Some(route) = target {
+                    let bytes = match rewriter {
+                        Some(Rewriter(f)) => f(local_addr, to, bytes),
+                        None => bytes,
+                    };
                     route.deliver(local_addr, bytes);
                 }
             }
@@ -399,6 +420,12 @@ impl MemoryNetwork {
     /// make the network lossy).
     pub fn set_loss(&self, loss: f64) {
         self.lock().loss = loss;
+    }
+
+    /// Put a man in the middle (or take it away, with None): from now on
+    /// every datagram delivered is what `f(from, to, bytes)` returns.
+    pub fn rewrite(&self, f: Option<Arc<RewriteFn>>) {
+        self.lock().rewriter = f.map(Rewriter);
     }
 
     /// Start recording every datagram sent (as an eavesdropper on the

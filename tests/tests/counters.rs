@@ -164,6 +164,7 @@ fn send_hostile_traffic(key: &std::path::Path, to: SocketAddr, sweep_id: u64) {
             index: 0,
             count: 1,
             sent_unix_ms: patrol_agent::clock::unix_ms(),
+            sent_tag: None,
             payload: vec![1, 2, 3],
         })),
     );

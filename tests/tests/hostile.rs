@@ -112,6 +112,7 @@ fn piece(sweep_id: u64, node: &str, index: u16, count: u16, payload: Vec<u8>) ->
         count,
         payload,
         sent_unix_ms: patrol_agent::clock::unix_ms(),
+        sent_tag: None,
     })
 }
 

@@ -355,6 +355,7 @@ async fn an_answer_forged_in_another_nodes_name_is_dropped_counted_and_the_real_
             count: 1,
             payload: payload.encode(),
             sent_unix_ms: patrol_agent::clock::unix_ms(),
+            sent_tag: None,
         };
         send_sealed(&m.env, m.agents[0].addr, &SweepMessage::Answer(chunk)).await;
     }

@@ -103,7 +103,7 @@ pub const SWEEP_REQUEST_COPIES: Family = Family {
 /// Sweep messages refused, by reason (see `SweepCounters`).
 pub const SWEEP_MESSAGES_REFUSED: Family = Family {
     name: "sweep_messages_refused",
-    help: "Sweep messages this node refused: clock_skew (request issued too far in the future), over_capacity (request over max_participations), unauthorized (request's operator signature, scope, signing time or coordinator certificate), answer_piece (malformed, over a bound, or for an unknown sweep), forged_answer (no valid proof by the node it names), unverified_answer (names a certificate this coordinator does not have), ack and batch_ack (not from the sweep's coordinator, or not for this node and answer), relay_piece (a piece this node did not take as a relay)",
+    help: "Sweep messages this node refused: clock_skew (request issued too far in the future), over_capacity (request over max_participations), unauthorized (request's operator signature, scope, signing time or coordinator certificate), answer_piece (malformed, over a bound, or for an unknown sweep), forged_answer (no valid proof by the node it names), unverified_answer (names a certificate this coordinator does not have), ack and batch_ack (not from the sweep's coordinator, or not for this node and answer), forged_time (an answer's send time without the node's tag: changed on the way), relay_hold (a relay's hold time over relay_flush + 100 ms or more than the coordinator's own times allow: not taken off the trip), relay_piece (a piece this node did not take as a relay)",
 };
 
 /// Answers taken and acked as a relay.

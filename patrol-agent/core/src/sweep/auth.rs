@@ -308,7 +308,8 @@ impl SweepTrust {
     }
 
     /// Coordinator: whether `payload` is `node`'s own answer `nonce` to
-    /// `sweep_id`; the reason when not.
+    /// `sweep_id` (then the key the node's tags are checked with); the
+    /// reason when not.
     pub(crate) fn check_answer(
         &mut self,
         sweep_id: u64,
@@ -316,7 +317,7 @@ impl SweepTrust {
         nonce: u64,
         payload: &AnswerPayload,
         unix_ms: u64,
-    ) -> Result<(), ProofRefusal> {
+    ) -> Result<PairKey, ProofRefusal> {
         let Some(proof) = &payload.proof else {
             return Err(ProofRefusal::Forged(format!(
                 "an answer for `{node}` without a node proof"
@@ -350,6 +351,6 @@ impl SweepTrust {
                 "an answer for `{node}` whose proof does not check"
             )));
         }
-        Ok(())
+        Ok(peer.key.clone())
     }
 }

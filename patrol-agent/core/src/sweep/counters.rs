@@ -40,6 +40,16 @@ pub struct SweepCounters {
     /// Batch acks not from the sweep's coordinator.
     #[serde(default)]
     pub batch_acks_refused: u64,
+    /// With certificates: answers whose send time did not carry the node's
+    /// tag (changed on the way): a relayed one is dropped (the node is asked
+    /// directly), a direct one recorded without a clock measurement.
+    #[serde(default)]
+    pub times_forged: u64,
+    /// Relay hold times the coordinator did not take: over `relay_flush` +
+    /// 100 ms, or longer than its own times allow. The answer is recorded,
+    /// its trip measured as if the relay had not held it.
+    #[serde(default)]
+    pub relay_holds_refused: u64,
     /// With certificates: requests refused for their authorization whose
     /// audit line was suppressed (over the sender's budget of one a
     /// minute; the next line says how many).
@@ -92,6 +102,8 @@ impl SweepCounters {
             answers_unverified,
             batch_acks_refused,
             refusals_unaudited,
+            times_forged,
+            relay_holds_refused,
             relay,
         } = self;
         let refused = |reason, n: &u64| SWEEP_MESSAGES_REFUSED.reason(reason, *n);
@@ -104,6 +116,8 @@ impl SweepCounters {
             refused("unverified_answer", answers_unverified),
             refused("ack", acks_refused),
             refused("batch_ack", batch_acks_refused),
+            refused("forged_time", times_forged),
+            refused("relay_hold", relay_holds_refused),
         ];
         rows.push(REQUEST_REFUSALS_UNAUDITED.count(*refusals_unaudited));
         rows.extend(relay.counts());

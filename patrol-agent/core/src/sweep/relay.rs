@@ -221,6 +221,7 @@ impl RelaySweep {
                 .sent_unix_ms
                 .saturating_sub(body.received_unix_ms)
                 .min(u64::from(u32::MAX)) as u32,
+            sent_tag: chunk.sent_tag,
             // Set when the batch leaves; the largest value sizes it here.
             held_ms: u32::MAX,
             diff: Vec::new(),

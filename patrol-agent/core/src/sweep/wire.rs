@@ -23,7 +23,11 @@ use crate::trust::{Authorization, Certificate};
 /// the node's proof. 5: compact answers (a check's name once, its
 /// expectation and message text only when it did not pass), relays named
 /// in the request (`SweepRequest::relays`), relay batches and their acks.
-pub const PROTOCOL_VERSION: u16 = 5;
+/// 6: with certificates, each copy of an answer piece carries a tag by
+/// the node over its send time (`AnswerChunk::sent_tag`), and relays pass
+/// it on (`RelayedAnswer::sent_tag`), so nobody on the way can change the
+/// times a node's clock offset is measured from.
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// Hard limit on one decoded message (a datagram is far smaller; this bounds
 /// what a forged length prefix can make the decoder allocate).
@@ -194,6 +198,9 @@ pub struct AnswerChunk {
     /// with its own arrival time, so a retry measures as well as a first
     /// send.
     pub sent_unix_ms: u64,
+    /// With certificates: the node's tag over `sent_unix_ms`
+    /// ([`crate::trust::PairKey::sent_tag`]), set anew with it.
+    pub sent_tag: Option<[u8; 16]>,
     pub payload: Vec<u8>,
 }
 
@@ -387,8 +394,13 @@ pub struct RelayedAnswer {
     /// The node's clock when it sent the copy the relay took, less
     /// `received_unix_ms`.
     pub sent_after_ms: u32,
+    /// With certificates: the node's tag over its send time
+    /// (`received_unix_ms + sent_after_ms`), from the piece the relay took.
+    pub sent_tag: Option<[u8; 16]>,
     /// Milliseconds the relay held the answer before this batch left
-    /// (its monotonic clock): the coordinator takes it off the trip.
+    /// (its monotonic clock): the coordinator takes it off the trip, when
+    /// it is within `relay_flush` + 100 ms and the coordinator's own times
+    /// allow it (otherwise it is ignored and counted).
     pub held_ms: u32,
     /// `(index, result)` where this node's results differ from the base.
     pub diff: Vec<(u16, CheckResult)>,
@@ -557,7 +569,7 @@ mod tests {
         #[test]
         fn answer_round_trips(id in any::<u64>(), node in "[a-z0-9-]{0,40}", nonce in any::<u64>(), index in any::<u16>(),
                               count in any::<u16>(), payload in proptest::collection::vec(any::<u8>(), 0..1100)) {
-            let m = SweepMessage::Answer(AnswerChunk { sweep_id: id, node, nonce, index, count, sent_unix_ms: 1_800_000_000_000, payload });
+            let m = SweepMessage::Answer(AnswerChunk { sweep_id: id, node, nonce, index, count, sent_unix_ms: 1_800_000_000_000, sent_tag: None, payload });
             prop_assert_eq!(SweepMessage::decode(&m.encode()).unwrap(), m);
         }
 

@@ -25,6 +25,9 @@ use super::TrustError;
 const PAIR_SALT: &[u8] = b"patrol-pair-v1";
 const ANSWER_CONTEXT: &[u8] = b"patrol-answer-v1\0";
 const PACKET_CONTEXT: &[u8] = b"patrol-foca-v1\0";
+const SENT_CONTEXT: &[u8] = b"patrol-answer-sent-v1\0";
+/// Bytes of the tag over an answer piece's send time.
+pub const SENT_TAG_LEN: usize = 16;
 /// Bytes of a foca packet's tag (with `[trust]`).
 pub const PACKET_TAG_LEN: usize = 16;
 /// Bytes of an answer proof.
@@ -83,6 +86,52 @@ impl PairKey {
         mac.update(&nonce.to_le_bytes());
         mac.update(body);
         mac.finalize().into_bytes().into()
+    }
+
+    /// The tag over the send time of one copy of an answer's piece:
+    /// HMAC-SHA256 over sweep id, node, nonce and `sent_unix_ms`, first 16
+    /// bytes. A relay or anyone on the path who changes the time (to make
+    /// the node's clock look off) breaks it.
+    pub fn sent_tag(
+        &self,
+        sweep_id: u64,
+        node: &str,
+        nonce: u64,
+        sent_unix_ms: u64,
+    ) -> [u8; SENT_TAG_LEN] {
+        let full: [u8; 32] = self
+            .sent_mac(sweep_id, node, nonce, sent_unix_ms)
+            .finalize()
+            .into_bytes()
+            .into();
+        let mut tag = [0u8; SENT_TAG_LEN];
+        tag.copy_from_slice(&full[..SENT_TAG_LEN]);
+        tag
+    }
+
+    /// Whether `tag` is this key's [`PairKey::sent_tag`] (constant time).
+    pub fn check_sent_tag(
+        &self,
+        sweep_id: u64,
+        node: &str,
+        nonce: u64,
+        sent_unix_ms: u64,
+        tag: &[u8; SENT_TAG_LEN],
+    ) -> bool {
+        self.sent_mac(sweep_id, node, nonce, sent_unix_ms)
+            .verify_truncated_left(tag)
+            .is_ok()
+    }
+
+    fn sent_mac(&self, sweep_id: u64, node: &str, nonce: u64, sent_unix_ms: u64) -> Hmac<Sha256> {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("hmac takes any key");
+        mac.update(SENT_CONTEXT);
+        mac.update(&sweep_id.to_le_bytes());
+        mac.update(&(node.len() as u64).to_le_bytes());
+        mac.update(node.as_bytes());
+        mac.update(&nonce.to_le_bytes());
+        mac.update(&sent_unix_ms.to_le_bytes());
+        mac
     }
 
     /// Whether `proof` is this key's proof for the answer (constant time).

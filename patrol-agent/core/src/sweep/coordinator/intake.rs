@@ -26,8 +26,8 @@ use patrol_model::{ClockOffset, NodeEntry, NodeState, Status};
 use super::super::ctx::Ctx;
 use super::super::outcomes::{self, CLOCK_SKEW_CHECK_ID};
 use super::super::wire::{
-    AnswerBody, AnswerChunk, AnswerPayload, AnswerProof, GroupHeader, RelayBatch, SweepMessage,
-    WireError,
+    AnswerBody, AnswerChunk, AnswerPayload, AnswerProof, GroupHeader, RelayBatch, RelayedAnswer,
+    SweepMessage, WireError,
 };
 use super::super::{auth::ProofRefusal, Effect};
 use super::{Coordinator, SlotState, Sweep, MAX_NODE_NAME};
@@ -70,6 +70,10 @@ struct Partial {
 struct Trip {
     sent: u64,
     arrived: u64,
+    /// With certificates: the node's tag over `sent`.
+    tag: Option<[u8; 16]>,
+    /// Came through a relay.
+    relayed: bool,
 }
 
 impl Trip {
@@ -233,6 +237,8 @@ impl Sweep {
         let trip = Trip {
             sent: chunk.sent_unix_ms,
             arrived,
+            tag: chunk.sent_tag,
+            relayed: false,
         };
         if partial.trip.is_none_or(|best| trip.span() < best.span()) {
             partial.trip = Some(trip);
@@ -311,14 +317,38 @@ impl Sweep {
                     cx.counters.pieces_refused += 1;
                     continue;
                 };
+                let held = self.relay_hold(cx, node, arrived);
                 let trip = Trip {
                     sent: node.received_unix_ms + u64::from(node.sent_after_ms),
-                    arrived: arrived.saturating_sub(u64::from(node.held_ms)),
+                    arrived: arrived.saturating_sub(held),
+                    tag: node.sent_tag,
+                    relayed: true,
                 };
                 let answer = Answer::Rebuilt(body, node.proof.clone());
                 self.accept(cx, from, &node.node, node.nonce, answer, Some(trip));
             }
         }
+    }
+
+    /// What a relay says it held `node`'s answer, in ms, if it can be
+    /// true: at most `relay_flush` + 100 ms (an honest relay forwards
+    /// within `relay_flush`), and no more than our own times leave for it
+    /// (`arrived` less the request's issue time, less the node's own time
+    /// between receiving the request and sending the answer, 2 ms
+    /// rounding). Otherwise 0, counted: the trip then includes the hold,
+    /// which widens the offset's bound rather than moving it.
+    fn relay_hold(&self, cx: &mut Ctx, node: &RelayedAnswer, arrived: u64) -> u64 {
+        let held = u64::from(node.held_ms);
+        let most = cx.settings.relay_flush.as_millis() as u64 + 100;
+        let room = arrived
+            .saturating_sub(self.request.issued_at_unix_ms)
+            .saturating_sub(u64::from(node.sent_after_ms))
+            + 2;
+        if held > most || held > room {
+            cx.counters.relay_holds_refused += 1;
+            return 0;
+        }
+        held
     }
 
     /// Whether the late joiners (answered or partly answered) are at
@@ -350,9 +380,24 @@ impl Sweep {
                 (AnswerPayload { body: bytes, proof }, Some(body))
             }
         };
+        let mut trip = trip;
         if let Some(trust) = cx.trust.as_deref_mut() {
             match trust.check_answer(id, node, nonce, &payload, cx.now.unix_ms) {
-                Ok(()) => {}
+                Ok(pair) => {
+                    let forged = trip.filter(|t| {
+                        !t.tag
+                            .is_some_and(|tag| pair.check_sent_tag(id, node, nonce, t.sent, &tag))
+                    });
+                    if let Some(t) = forged {
+                        cx.counters.times_forged += 1;
+                        tracing::warn!(sweep = %format!("{id:016x}"), %from, node, relayed = t.relayed, "an answer's send time was changed on the way");
+                        if t.relayed {
+                            // Dropped: the backstop asks the node directly.
+                            return;
+                        }
+                        trip = None;
+                    }
+                }
                 Err(ProofRefusal::Forged(reason)) => {
                     tracing::warn!(sweep = %format!("{id:016x}"), %from, reason = %reason, "dropped a forged answer");
                     cx.counters.answers_forged += 1;

@@ -24,6 +24,7 @@ use super::super::ctx::Ctx;
 use super::super::outcomes;
 use super::super::wire::{AnswerBody, SweepMessage, SweepRequest};
 use super::super::{AuditAction, AuditEntry, Effect};
+use super::answer::stamped;
 use super::{chunks, Participant, Proof};
 use crate::trust::PairKey;
 
@@ -270,11 +271,10 @@ fn report(cx: &mut Ctx, req: &SweepRequest, outcome: CheckOutcome, pair: Option<
         whole: true,
     });
     let pieces = chunks(cx.me, cx.settings, req.id, nonce, body, proof);
-    for mut chunk in pieces {
-        chunk.sent_unix_ms = unix_ms;
+    for chunk in pieces {
         cx.push(Effect::Send {
             to: req.coordinator.addr,
-            msg: SweepMessage::Answer(chunk),
+            msg: SweepMessage::Answer(stamped(chunk, unix_ms, pair)),
         });
     }
 }

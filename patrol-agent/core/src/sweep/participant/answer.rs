@@ -135,26 +135,38 @@ pub(super) fn chunks(
             count,
             // Stamped when sent.
             sent_unix_ms: 0,
+            sent_tag: None,
             payload: part.to_vec(),
         })
         .collect()
 }
 
 /// Send every unacked piece, each stamped with `sent_unix_ms` (our clock
-/// now: a resent piece carries its resend time, not the first send's).
+/// now: a resent piece carries its resend time, not the first send's) and,
+/// with certificates, our tag over it under `pair`.
 pub(super) fn send_pieces(
     cx: &mut Ctx,
     to: SocketAddr,
     pieces: &[Option<AnswerChunk>],
     sent_unix_ms: u64,
+    pair: Option<&PairKey>,
 ) {
     for piece in pieces.iter().flatten() {
         cx.push(Effect::Send {
             to,
-            msg: SweepMessage::Answer(AnswerChunk {
-                sent_unix_ms,
-                ..piece.clone()
-            }),
+            msg: SweepMessage::Answer(stamped(piece.clone(), sent_unix_ms, pair)),
         });
     }
+}
+
+/// `piece` stamped with its send time, and tagged under `pair`.
+pub(super) fn stamped(
+    mut piece: AnswerChunk,
+    sent_unix_ms: u64,
+    pair: Option<&PairKey>,
+) -> AnswerChunk {
+    piece.sent_unix_ms = sent_unix_ms;
+    piece.sent_tag =
+        pair.map(|k| k.sent_tag(piece.sweep_id, &piece.node, piece.nonce, sent_unix_ms));
+    piece
 }

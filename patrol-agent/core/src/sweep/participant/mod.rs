@@ -246,7 +246,7 @@ impl Participant {
             p.relay = None;
         }
         let to = p.relay.unwrap_or(p.coordinator.addr);
-        send_pieces(cx, to, pieces, p.node_clock(cx.mono()));
+        send_pieces(cx, to, pieces, p.node_clock(cx.mono()), p.pair.as_ref());
         let after = cx.retry_delay(attempt);
         cx.push(Effect::Schedule {
             after,
@@ -344,7 +344,7 @@ impl Participation {
             // did not have our certificate. The whole one goes straight to
             // it now, resent until acked.
             let pieces: Vec<_> = whole.into_iter().map(Some).collect();
-            send_pieces(cx, to, &pieces, clock);
+            send_pieces(cx, to, &pieces, clock, self.pair.as_ref());
             if !matches!(self.phase, Phase::Answering(_)) {
                 self.schedule_first_resend(cx, req.id);
             }
@@ -354,14 +354,14 @@ impl Participation {
         }
         match std::mem::replace(&mut self.phase, Phase::Done) {
             Phase::Answering(pieces) => {
-                send_pieces(cx, to, &pieces, clock);
+                send_pieces(cx, to, &pieces, clock, self.pair.as_ref());
                 self.phase = Phase::Answering(pieces);
             }
             Phase::Relayed(piece) => {
                 // The relay acked but the coordinator never got it:
                 // straight to the coordinator, resent until acked.
                 let pieces = vec![Some(piece)];
-                send_pieces(cx, to, &pieces, clock);
+                send_pieces(cx, to, &pieces, clock, self.pair.as_ref());
                 self.phase = Phase::Answering(pieces);
                 self.schedule_first_resend(cx, req.id);
             }

@@ -57,6 +57,7 @@ fn malformed_piece_is_ignored_and_an_undecodable_answer_is_listed_failing() {
         index: 5,
         count: 2,
         sent_unix_ms: unix,
+        sent_tag: None,
         payload: vec![],
     };
     net.cores[0].handle_message(at(now, unix), addr(1), SweepMessage::Answer(bad), &mut out);
@@ -70,6 +71,7 @@ fn malformed_piece_is_ignored_and_an_undecodable_answer_is_listed_failing() {
         index: 0,
         count: 1,
         sent_unix_ms: unix,
+        sent_tag: None,
         payload: vec![0xff; 40],
     };
     net.cores[0].handle_message(

@@ -26,6 +26,7 @@ fn oversized_pieces_and_late_joiners_past_the_cap_are_refused() {
             index: 0,
             count,
             sent_unix_ms: unix,
+            sent_tag: None,
             payload,
         })
     };
@@ -78,6 +79,7 @@ fn buffered_answer_bytes_are_bounded_per_sweep() {
             index,
             count: 100,
             sent_unix_ms: unix,
+            sent_tag: None,
             payload: vec![7; 1000],
         });
         net.cores[0].handle_message(at(now, unix), addr(1), m, &mut out);
@@ -112,6 +114,7 @@ fn late_partial_answers_cannot_take_the_expected_nodes_room() {
             index,
             count: 10,
             sent_unix_ms: unix,
+            sent_tag: None,
             payload: vec![7; 1000],
         })
     };

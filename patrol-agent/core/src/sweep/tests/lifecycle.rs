@@ -376,6 +376,7 @@ fn late_answer_after_the_deadline_is_acked_but_changes_nothing() {
         index: 0,
         count: 1,
         sent_unix_ms: net.unix(),
+        sent_tag: None,
         payload: vec![],
     };
     let mut out = Vec::new();

@@ -88,7 +88,8 @@ struct Net {
     /// Milliseconds each node's wall clock is ahead of the true time.
     clock_offsets: BTreeMap<usize, i64>,
     /// Relays add 1,000 to every number they forward.
-    tamper: bool,
+    /// What a dishonest relay does to each batch it sends.
+    tamper: Option<fn(&mut RelayBatch)>,
 }
 
 impl Net {
@@ -111,7 +112,7 @@ impl Net {
             sent: Vec::new(),
             spreads: 0,
             clock_offsets: BTreeMap::new(),
-            tamper: false,
+            tamper: None,
         }
     }
 
@@ -169,10 +170,8 @@ impl Net {
                     }
                 }
                 Effect::Send { to, mut msg } => {
-                    if self.tamper {
-                        if let SweepMessage::Batch(b) = &mut msg {
-                            tamper(b);
-                        }
+                    if let (Some(tamper), SweepMessage::Batch(b)) = (self.tamper, &mut msg) {
+                        tamper(b);
                     }
                     assert!(
                         msg.encode().len() <= self.cores[i].settings().max_datagram,
@@ -247,7 +246,7 @@ impl Net {
 }
 
 /// What a dishonest relay does: every number it forwards, plus 1,000.
-fn tamper(batch: &mut RelayBatch) {
+fn tamper_values(batch: &mut RelayBatch) {
     let bump = |r: &mut CheckResult| {
         if let Observed::Number(n) = r.observed {
             r.observed = Observed::Number(n + 1000.0);
@@ -260,6 +259,20 @@ fn tamper(batch: &mut RelayBatch) {
         for n in &mut g.nodes {
             n.diff.iter_mut().for_each(|(_, r)| bump(r));
         }
+    }
+}
+
+/// A dishonest relay moves every node's send time an hour later.
+fn tamper_send_times(batch: &mut RelayBatch) {
+    for n in batch.groups.iter_mut().flat_map(|g| g.nodes.iter_mut()) {
+        n.sent_after_ms = n.sent_after_ms.saturating_add(3_600_000);
+    }
+}
+
+/// A dishonest relay says it held every answer for 900 ms.
+fn tamper_hold_times(batch: &mut RelayBatch) {
+    for n in batch.groups.iter_mut().flat_map(|g| g.nodes.iter_mut()) {
+        n.held_ms = 900;
     }
 }
 

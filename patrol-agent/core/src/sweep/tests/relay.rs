@@ -158,6 +158,7 @@ fn a_batch_from_a_node_that_is_no_relay_is_refused() {
                 received_unix_ms: UNIX0,
                 checks_ms: 1,
                 sent_after_ms: 1,
+                sent_tag: None,
                 held_ms: 0,
                 diff: Vec::new(),
                 proof: None,
@@ -187,7 +188,7 @@ fn a_batch_from_a_node_that_is_no_relay_is_refused() {
 /// Nine certified nodes with relays; with `told`, every node believes the
 /// coordinator has its certificate (as after an earlier sweep) though it
 /// does not. Starts a signed sweep.
-fn certified_relayed_sweep(told: bool, tamper: bool) -> Net {
+fn certified_relayed_sweep(told: bool, tamper: Option<fn(&mut RelayBatch)>) -> Net {
     use crate::trust::authorization::SweepAsk;
     use crate::trust::testing::{bundle, ca, creds};
     use crate::trust::{Authorization, Role, Scope};
@@ -239,7 +240,7 @@ fn certified_relayed_sweep(told: bool, tamper: bool) -> Net {
 
 #[test]
 fn with_certificates_answers_a_relay_changed_are_forged_and_the_nodes_asked_again() {
-    let mut net = certified_relayed_sweep(false, true);
+    let mut net = certified_relayed_sweep(false, Some(tamper_values));
     net.run_for(Duration::from_secs(5));
     let doc = net.doc();
     assert_accounted(doc);
@@ -255,7 +256,7 @@ fn with_certificates_answers_a_relay_changed_are_forged_and_the_nodes_asked_agai
 
 #[test]
 fn with_certificates_relayed_answers_carry_each_nodes_proof() {
-    let mut net = certified_relayed_sweep(false, false);
+    let mut net = certified_relayed_sweep(false, None);
     net.run_for(Duration::from_secs(2));
     let doc = net.doc();
     assert_accounted(doc);
@@ -271,7 +272,7 @@ fn with_certificates_relayed_answers_carry_each_nodes_proof() {
 
 #[test]
 fn with_certificates_a_digest_the_coordinator_lacks_is_asked_again_whole() {
-    let mut net = certified_relayed_sweep(true, false);
+    let mut net = certified_relayed_sweep(true, None);
     net.run_for(Duration::from_secs(5));
     let doc = net.doc();
     assert_accounted(doc);
@@ -281,5 +282,54 @@ fn with_certificates_a_digest_the_coordinator_lacks_is_asked_again_whole() {
     assert_eq!(doc.counts.ok, 9, "{counters:?}");
     for i in 0..9 {
         assert_eq!(observed_b(doc, i), Observed::Number(i as f64), "node {i}");
+    }
+}
+
+/// Issue 22, item 2: a relay that moves the nodes' send times an hour
+/// later. The node's tag over its send time no longer checks: the answers
+/// are dropped, the nodes asked directly, and nobody is reported skewed.
+#[test]
+fn with_certificates_send_times_a_relay_changed_are_refused_and_nobody_looks_skewed() {
+    let mut net = certified_relayed_sweep(false, Some(tamper_send_times));
+    net.run_for(Duration::from_secs(5));
+    let doc = net.doc();
+    assert_accounted(doc);
+    let counters = net.cores[0].counters().clone();
+    assert_eq!(counters.times_forged, 8, "{counters:?}");
+    assert_eq!(doc.counts.ok, 9, "{counters:?}");
+    for n in &doc.nodes {
+        assert!(
+            n.checks
+                .iter()
+                .all(|c| c.id != outcomes::CLOCK_SKEW_CHECK_ID),
+            "{} reported skewed: {:?}",
+            n.name,
+            n.clock
+        );
+        let clock = n.clock.expect("measured directly");
+        assert!(clock.offset_ms.abs() < 1_000, "{}: {clock:?}", n.name);
+    }
+}
+
+/// A relay that claims it held every answer 900 ms (it held them
+/// 10 ms): the claim is over what an honest relay holds, so it is not
+/// taken off the trip, and nobody looks skewed.
+#[test]
+fn a_hold_time_over_what_a_relay_holds_is_not_taken_off_the_trip() {
+    let mut net = certified_relayed_sweep(false, Some(tamper_hold_times));
+    net.run_for(Duration::from_secs(5));
+    let doc = net.doc();
+    assert_accounted(doc);
+    let counters = net.cores[0].counters().clone();
+    assert_eq!(counters.relay_holds_refused, 8, "{counters:?}");
+    assert_eq!(doc.counts.ok, 9, "{counters:?}");
+    for n in &doc.nodes {
+        assert!(
+            n.checks
+                .iter()
+                .all(|c| c.id != outcomes::CLOCK_SKEW_CHECK_ID),
+            "{} reported skewed",
+            n.name
+        );
     }
 }
