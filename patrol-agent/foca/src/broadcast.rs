@@ -1,7 +1,7 @@
 /* This Source Code Form is subject to the terms of the Mozilla Public
  * License, v. 2.0. If a copy of the MPL was not distributed with this
  * file, You can obtain one at https://mozilla.org/MPL/2.0/. */
-use alloc::vec::Vec;
+use alloc::{collections::BTreeMap, vec::Vec};
 use core::cmp::Ordering;
 
 use bytes::BufMut;
@@ -107,6 +107,24 @@ impl Invalidates for &[u8] {
 pub(crate) struct Broadcasts<V> {
     flip: alloc::collections::BinaryHeap<Entry<V>>,
     flop: alloc::collections::BinaryHeap<Entry<V>>,
+    // How many entries hold data of each length: the smallest tells
+    // `fill` when nothing else can fit in the buffer.
+    lengths: BTreeMap<usize, usize>,
+}
+
+fn count_in(lengths: &mut BTreeMap<usize, usize>, len: usize) {
+    *lengths.entry(len).or_default() += 1;
+}
+
+fn count_out(lengths: &mut BTreeMap<usize, usize>, len: usize) {
+    if let Some(count) = lengths.get_mut(&len) {
+        *count -= 1;
+        if *count == 0 {
+            lengths.remove(&len);
+        }
+    } else {
+        debug_assert!(false, "no entry of length {len} was counted");
+    }
 }
 
 impl<T> Broadcasts<T>
@@ -117,6 +135,7 @@ where
         Self {
             flip: Default::default(),
             flop: Default::default(),
+            lengths: BTreeMap::new(),
         }
     }
 
@@ -130,7 +149,15 @@ where
 
     pub(crate) fn add_or_replace(&mut self, item: T, data: Vec<u8>, max_tx: usize) {
         debug_assert!(max_tx > 0);
-        self.flip.retain(|node| !item.invalidates(&node.item));
+        let lengths = &mut self.lengths;
+        self.flip.retain(|node| {
+            let keep = !item.invalidates(&node.item);
+            if !keep {
+                count_out(lengths, node.data.len());
+            }
+            keep
+        });
+        count_in(&mut self.lengths, data.len());
         self.flip.push(Entry {
             remaining_tx: max_tx,
             item,
@@ -138,43 +165,30 @@ where
         });
     }
 
-    pub(crate) fn fill(&mut self, mut buffer: impl BufMut, max_items: usize) -> usize {
-        if self.flip.is_empty() {
-            return 0;
-        }
-        debug_assert!(self.flop.is_empty());
-
-        let mut num_taken = 0;
-        let mut remaining = max_items;
-
-        while buffer.has_remaining_mut() && remaining > 0 {
-            let Some(mut node) = self.flip.pop() else {
-                break;
-            };
-            debug_assert!(node.remaining_tx > 0);
-
-            if buffer.remaining_mut() >= node.data.len() {
-                num_taken += 1;
-                remaining -= 1;
-
-                buffer.put_slice(&node.data);
-                node.remaining_tx -= 1;
-            }
-
-            if node.remaining_tx > 0 {
-                self.flop.push(node);
-            }
-        }
-
-        self.flip.append(&mut self.flop);
-
-        num_taken
+    // The length of the shortest entry (zero if there are none): once the
+    // buffer has less room than this, no entry left can fit.
+    fn shortest(&self) -> usize {
+        self.lengths.keys().next().copied().unwrap_or(0)
     }
 
-    pub(crate) fn fill_with_len_prefix(
+    pub(crate) fn fill(&mut self, buffer: impl BufMut, max_items: usize) -> usize {
+        self.fill_with_overhead(buffer, max_items, 0)
+    }
+
+    pub(crate) fn fill_with_len_prefix(&mut self, buffer: impl BufMut, max_items: usize) -> usize {
+        self.fill_with_overhead(buffer, max_items, 2)
+    }
+
+    // Takes entries in order and writes those that fit, each prefixed by
+    // its length as a u16 if `overhead` is 2. Stops once the buffer is
+    // full: when it has no room left for the shortest entry (the
+    // shortest of all, so of those not yet looked at too), instead of
+    // popping every entry left to find that none fits.
+    fn fill_with_overhead(
         &mut self,
         mut buffer: impl BufMut,
         max_items: usize,
+        overhead: usize,
     ) -> usize {
         if self.flip.is_empty() {
             return 0;
@@ -183,25 +197,30 @@ where
 
         let mut num_taken = 0;
         let mut remaining = max_items;
+        let room_needed = usize::max(1, self.shortest() + overhead);
 
-        while buffer.has_remaining_mut() && remaining > 0 {
+        while buffer.remaining_mut() >= room_needed && remaining > 0 {
             let Some(mut node) = self.flip.pop() else {
                 break;
             };
             debug_assert!(node.remaining_tx > 0);
 
-            if buffer.remaining_mut() >= node.data.len() + 2 {
+            if buffer.remaining_mut() >= node.data.len() + overhead {
                 num_taken += 1;
                 remaining -= 1;
 
-                debug_assert!(u16::try_from(node.data.len()).is_ok());
-                buffer.put_u16(node.data.len() as u16);
+                if overhead == 2 {
+                    debug_assert!(u16::try_from(node.data.len()).is_ok());
+                    buffer.put_u16(node.data.len() as u16);
+                }
                 buffer.put_slice(&node.data);
                 node.remaining_tx -= 1;
             }
 
             if node.remaining_tx > 0 {
                 self.flop.push(node);
+            } else {
+                count_out(&mut self.lengths, node.data.len());
             }
         }
 
@@ -393,5 +412,83 @@ mod tests {
         assert_eq!(&b"foo"[..], &buf[..3]);
         buf.advance(3);
         assert!(buf.is_empty());
+    }
+
+    // The fill of foca 2.0.0, which looks at every entry whatever room is
+    // left: the reference `fill` must agree with.
+    fn fill_looking_at_every_entry(b: &mut Broadcasts<u32>, mut buffer: impl BufMut) -> usize {
+        let mut num_taken = 0;
+        while buffer.has_remaining_mut() {
+            let Some(mut node) = b.flip.pop() else {
+                break;
+            };
+            if buffer.remaining_mut() >= node.data.len() {
+                num_taken += 1;
+                buffer.put_slice(&node.data);
+                node.remaining_tx -= 1;
+            }
+            if node.remaining_tx > 0 {
+                b.flop.push(node);
+            } else {
+                count_out(&mut b.lengths, node.data.len());
+            }
+        }
+        b.flip.append(&mut b.flop);
+        num_taken
+    }
+
+    impl Invalidates for u32 {
+        fn invalidates(&self, other: &Self) -> bool {
+            self == other
+        }
+    }
+
+    fn assert_lengths_counted(b: &Broadcasts<u32>) {
+        let counted: usize = b.lengths.values().sum();
+        assert_eq!(b.flip.len(), counted, "every entry's length counted once");
+        let shortest = b.flip.iter().map(|e| e.data.len()).min().unwrap_or(0);
+        assert_eq!(shortest, b.shortest());
+    }
+
+    #[test]
+    fn fill_takes_what_looking_at_every_entry_takes() {
+        use rand::{RngExt, SeedableRng, rngs::SmallRng};
+        let mut rng = SmallRng::seed_from_u64(0xF0CA);
+
+        for _ in 0..200 {
+            let mut ours = Broadcasts::new();
+            let mut reference = Broadcasts::new();
+            // Distinct lengths, so that the order of entries is total and
+            // both take them in the same order
+            let mut lens: Vec<usize> = (1..=80).collect();
+            lens.retain(|_| rng.random_bool(0.5));
+            for (key, &len) in lens.iter().enumerate() {
+                let key = u32::try_from(key).unwrap();
+                let max_tx = rng.random_range(1..4);
+                let data = alloc::vec![(len % 251) as u8; len];
+                ours.add_or_replace(key, data.clone(), max_tx);
+                reference.add_or_replace(key, data, max_tx);
+            }
+            // And some replaced
+            for key in 0..5 {
+                if usize::try_from(key).unwrap() < lens.len() {
+                    ours.add_or_replace(key, alloc::vec![1; 90 + key as usize], 2);
+                    reference.add_or_replace(key, alloc::vec![1; 90 + key as usize], 2);
+                }
+            }
+            assert_lengths_counted(&ours);
+
+            while !ours.is_empty() {
+                let room = rng.random_range(0..200);
+                let mut got = Vec::new();
+                let mut want = Vec::new();
+                let n = ours.fill((&mut got).limit(room), usize::MAX);
+                let m = fill_looking_at_every_entry(&mut reference, (&mut want).limit(room));
+                assert_eq!((m, want), (n, got), "room {room}");
+                assert_lengths_counted(&ours);
+            }
+            assert!(reference.is_empty());
+            assert!(ours.lengths.is_empty());
+        }
     }
 }
