@@ -251,6 +251,8 @@ where
     ) -> Self {
         let max_indirect_probes = config.num_indirect_probes.get();
         let max_bytes = config.max_packet_size.get();
+        let mut rng = rng;
+        let hash_seed = rng.random::<u64>();
         Self {
             identity,
             config,
@@ -258,7 +260,7 @@ where
             codec,
             incarnation: Incarnation::default(),
             timer_token: TimerToken::default(),
-            members: Members::new(Vec::new()),
+            members: Members::with_hash_seed(Vec::new(), hash_seed),
             probe: Probe::new(Vec::with_capacity(max_indirect_probes)),
             updates_buf: Vec::new(),
             choice_buf: Vec::new(),

@@ -3,6 +3,10 @@
  * file, You can obtain one at https://mozilla.org/MPL/2.0/. */
 extern crate alloc;
 use alloc::vec::Vec;
+use core::hash::BuildHasher;
+
+use foldhash::quality::FixedState;
+use hashbrown::HashTable;
 
 use rand::{
     RngExt,
@@ -133,8 +137,17 @@ impl<T> Member<T> {
     }
 }
 
+/// The cluster members Foca knows, in a `Vec` (the order probes walk, and
+/// [`crate::Foca::iter_membership_state`]'s), with an index from each
+/// member's [`crate::Identity::Addr`] to its position so that finding a
+/// member does not scan the list.
+///
+/// Invariant: `index` holds exactly one entry per position of `inner`,
+/// found by hashing the address of the member at that position.
 pub(crate) struct Members<T> {
     pub(crate) inner: Vec<Member<T>>,
+    index: HashTable<usize>,
+    hasher: FixedState,
     cursor: usize,
     num_active: usize,
 }
@@ -146,6 +159,10 @@ impl<T> Members<T> {
     }
 }
 
+/// Random draws per wanted member, scaled by how rare candidates are,
+/// before [`Members::choose_members`] falls back to a full scan.
+const DRAWS_PER_WANTED: usize = 4;
+
 impl<T> Members<T>
 where
     T: PartialEq + Clone + crate::Identity,
@@ -154,17 +171,79 @@ where
         self.num_active
     }
 
+    #[cfg(test)]
     pub(crate) fn new(inner: Vec<Member<T>>) -> Self {
+        Self::with_hash_seed(inner, 0)
+    }
+
+    /// Members whose address index hashes with `seed` (Foca draws it from
+    /// its rng, so that colliding addresses cannot be chosen in advance).
+    pub(crate) fn with_hash_seed(inner: Vec<Member<T>>, seed: u64) -> Self {
         // XXX This doesn't prevent someone initializing with
         //     duplicated members... Not a problem (yet?) since
         //     inner is always empty outside of tests
         let num_active = inner.iter().filter(|member| member.is_active()).count();
 
-        Self {
+        let mut members = Self {
             cursor: 0,
             num_active,
             inner,
+            index: HashTable::new(),
+            hasher: FixedState::with_seed(seed),
+        };
+        members.rebuild_index();
+        members
+    }
+
+    fn hash(hasher: &FixedState, addr: &T::Addr) -> u64 {
+        hasher.hash_one(addr)
+    }
+
+    fn rebuild_index(&mut self) {
+        let Self {
+            inner,
+            index,
+            hasher,
+            ..
+        } = self;
+        index.clear();
+        index.reserve(inner.len(), |&pos| {
+            Self::hash(hasher, &inner[pos].id.addr())
+        });
+        for pos in 0..inner.len() {
+            let hash = Self::hash(hasher, &inner[pos].id.addr());
+            index.insert_unique(hash, pos, |&p| Self::hash(hasher, &inner[p].id.addr()));
         }
+    }
+
+    /// Position of the member whose address is `addr`.
+    fn position(&self, addr: &T::Addr) -> Option<usize> {
+        let hash = Self::hash(&self.hasher, addr);
+        self.index
+            .find(hash, |&pos| &self.inner[pos].id.addr() == addr)
+            .copied()
+    }
+
+    /// Record that the member at `from` now sits at `to`.
+    fn reindex(&mut self, from: usize, to: usize) {
+        let hash = Self::hash(&self.hasher, &self.inner[to].id.addr());
+        if let Some(slot) = self.index.find_mut(hash, |&pos| pos == from) {
+            *slot = to;
+        } else {
+            debug_assert!(false, "member at {from} was not indexed");
+        }
+    }
+
+    /// Index the member at `pos`, not indexed yet.
+    fn index_at(&mut self, pos: usize) {
+        let Self {
+            inner,
+            index,
+            hasher,
+            ..
+        } = self;
+        let hash = Self::hash(hasher, &inner[pos].id.addr());
+        index.insert_unique(hash, pos, |&p| Self::hash(hasher, &inner[p].id.addr()));
     }
 
     // Next member that's considered active
@@ -173,6 +252,8 @@ where
         // Round-robin with a shuffle at the end
         if self.cursor >= self.inner.len() {
             self.inner.shuffle(&mut rng);
+            // Once per walk through the whole list: O(1) per probe
+            self.rebuild_index();
             self.cursor = 0;
         }
 
@@ -210,7 +291,54 @@ where
         }
     }
 
+    /// Up to `wanted` distinct members that pass `picker`, chosen uniformly
+    /// at random, appended to `output`. `candidates` is an upper bound of
+    /// how many members may pass.
+    ///
+    /// When candidates are plenty, random positions are drawn until enough
+    /// pass (a handful of draws, whatever the size of the cluster); when
+    /// that takes too many draws, or candidates are few, every member is
+    /// looked at (reservoir sampling). Both give every subset of `wanted`
+    /// candidates the same chance.
     fn choose_members<F>(
+        &self,
+        wanted: usize,
+        candidates: usize,
+        output: &mut Vec<Member<T>>,
+        mut rng: impl RngExt,
+        picker: F,
+    ) where
+        F: Fn(&Member<T>) -> bool,
+    {
+        let len = self.inner.len();
+        if wanted == 0 || len == 0 {
+            return;
+        }
+        if wanted.saturating_mul(DRAWS_PER_WANTED) <= candidates {
+            let start = output.len();
+            let rarity = len.div_ceil(candidates);
+            let max_draws = wanted
+                .saturating_mul(DRAWS_PER_WANTED)
+                .saturating_mul(rarity)
+                .saturating_add(16);
+            let mut chosen: Vec<usize> = Vec::with_capacity(wanted);
+            for _ in 0..max_draws {
+                let pos = rng.random_range(0..len);
+                if chosen.contains(&pos) || !picker(&self.inner[pos]) {
+                    continue;
+                }
+                chosen.push(pos);
+                output.push(self.inner[pos].clone());
+                if chosen.len() == wanted {
+                    return;
+                }
+            }
+            output.truncate(start);
+        }
+        self.scan_members(wanted, output, rng, picker);
+    }
+
+    fn scan_members<F>(
         &self,
         wanted: usize,
         output: &mut Vec<Member<T>>,
@@ -220,6 +348,7 @@ where
         F: Fn(&Member<T>) -> bool,
     {
         // Basic reservoir sampling
+        let start = output.len();
         let mut num_chosen = 0;
         let mut num_seen = 0;
 
@@ -235,7 +364,7 @@ where
             } else {
                 let replace_at = rng.random_range(0..num_seen);
                 if replace_at < wanted {
-                    output[replace_at] = member.clone();
+                    output[start + replace_at] = member.clone();
                 }
             }
         }
@@ -247,7 +376,8 @@ where
         output: &mut Vec<Member<T>>,
         rng: impl RngExt,
     ) {
-        self.choose_members(wanted, output, rng, |member| !member.is_active());
+        let num_down = self.inner.len() - self.num_active;
+        self.choose_members(wanted, num_down, output, rng, |member| !member.is_active());
     }
 
     pub(crate) fn choose_active_members<F>(
@@ -259,18 +389,26 @@ where
     ) where
         F: Fn(&T) -> bool,
     {
-        self.choose_members(wanted, output, rng, |member| {
+        self.choose_members(wanted, self.num_active, output, rng, |member| {
             member.is_active() && picker(member.id())
         });
     }
 
     pub(crate) fn remove_if_down(&mut self, id: &T) -> Option<Member<T>> {
-        let position = self
-            .inner
-            .iter()
-            .position(|member| &member.id == id && member.state == State::Down);
+        let pos = self
+            .position(&id.addr())
+            .filter(|&pos| &self.inner[pos].id == id && self.inner[pos].state == State::Down)?;
 
-        position.map(|pos| self.inner.swap_remove(pos))
+        let hash = Self::hash(&self.hasher, &id.addr());
+        if let Ok(entry) = self.index.find_entry(hash, |&p| p == pos) {
+            entry.remove();
+        }
+        let last = self.inner.len() - 1;
+        let removed = self.inner.swap_remove(pos);
+        if pos != last {
+            self.reindex(last, pos);
+        }
+        Some(removed)
     }
 
     pub(crate) fn iter_active(&self) -> impl Iterator<Item = &Member<T>> {
@@ -278,9 +416,8 @@ where
     }
 
     pub(crate) fn is_active(&self, id: &T) -> bool {
-        self.inner
-            .iter()
-            .any(|member| &member.id == id && member.is_active())
+        self.position(&id.addr())
+            .is_some_and(|pos| &self.inner[pos].id == id && self.inner[pos].is_active())
     }
 
     pub(crate) fn apply_existing_if<F: Fn(&Member<T>) -> bool>(
@@ -288,72 +425,67 @@ where
         mut update: Member<T>,
         condition: F,
     ) -> Option<ApplySummary<T>> {
-        if let Some(known_member) = self
-            .inner
-            .iter_mut()
-            .find(|member| member.id.addr() == update.id().addr())
-        {
-            let id_conflict = known_member.id != update.id;
+        let pos = self.position(&update.id().addr())?;
+        let known_member = &mut self.inner[pos];
+        let id_conflict = known_member.id != update.id;
 
-            // If the update wins the conflict, the full member
-            // state is replaced (it's essentially a rejoin)
-            // If it doesn't, it gets discarded
-            if id_conflict && known_member.id.win_addr_conflict(&update.id) {
-                return Some(ApplySummary {
-                    is_active_now: known_member.is_active(),
-                    apply_successful: false,
-                    changed_active_set: false,
-                    conflict: ConflictResult::Lost,
-                });
-            }
-
-            if !condition(known_member) {
-                return Some(ApplySummary {
-                    is_active_now: known_member.is_active(),
-                    apply_successful: false,
-                    changed_active_set: false,
-                    conflict: if id_conflict {
-                        ConflictResult::FailedCondition
-                    } else {
-                        ConflictResult::NoConflict
-                    },
-                });
-            }
-            let was_active = known_member.is_active();
-
-            let (apply_successful, conflict) = if id_conflict {
-                core::mem::swap(&mut known_member.id, &mut update.id);
-                known_member.state = update.state;
-                known_member.incarnation = update.incarnation;
-                (true, ConflictResult::Replaced(update.id))
-            } else {
-                (
-                    known_member.change_state(update.incarnation, update.state),
-                    ConflictResult::NoConflict,
-                )
-            };
-
-            let is_active_now = known_member.is_active();
-            let changed_active_set = is_active_now != was_active;
-
-            if changed_active_set {
-                // XXX Overzealous checking
-                if is_active_now {
-                    self.num_active = self.num_active.saturating_add(1);
-                } else {
-                    self.num_active = self.num_active.saturating_sub(1);
-                }
-            }
-
-            Some(ApplySummary {
-                is_active_now,
-                apply_successful,
-                changed_active_set,
-                conflict,
-            })
-        } else {
-            None
+        // If the update wins the conflict, the full member
+        // state is replaced (it's essentially a rejoin)
+        // If it doesn't, it gets discarded
+        if id_conflict && known_member.id.win_addr_conflict(&update.id) {
+            return Some(ApplySummary {
+                is_active_now: known_member.is_active(),
+                apply_successful: false,
+                changed_active_set: false,
+                conflict: ConflictResult::Lost,
+            });
         }
+
+        if !condition(known_member) {
+            return Some(ApplySummary {
+                is_active_now: known_member.is_active(),
+                apply_successful: false,
+                changed_active_set: false,
+                conflict: if id_conflict {
+                    ConflictResult::FailedCondition
+                } else {
+                    ConflictResult::NoConflict
+                },
+            });
+        }
+        let was_active = known_member.is_active();
+
+        // The address, and so the index, is the same after a swap
+        let (apply_successful, conflict) = if id_conflict {
+            core::mem::swap(&mut known_member.id, &mut update.id);
+            known_member.state = update.state;
+            known_member.incarnation = update.incarnation;
+            (true, ConflictResult::Replaced(update.id))
+        } else {
+            (
+                known_member.change_state(update.incarnation, update.state),
+                ConflictResult::NoConflict,
+            )
+        };
+
+        let is_active_now = known_member.is_active();
+        let changed_active_set = is_active_now != was_active;
+
+        if changed_active_set {
+            // XXX Overzealous checking
+            if is_active_now {
+                self.num_active = self.num_active.saturating_add(1);
+            } else {
+                self.num_active = self.num_active.saturating_sub(1);
+            }
+        }
+
+        Some(ApplySummary {
+            is_active_now,
+            apply_successful,
+            changed_active_set,
+            conflict,
+        })
     }
 
     pub(crate) fn apply(&mut self, update: Member<T>, mut rng: impl RngExt) -> ApplySummary<T> {
@@ -371,6 +503,10 @@ where
                     .unwrap_or(inserted_at);
 
                 self.inner.swap(swap_idx, inserted_at);
+                if swap_idx != inserted_at {
+                    self.reindex(swap_idx, inserted_at);
+                }
+                self.index_at(swap_idx);
 
                 if is_active_now {
                     self.num_active = self.num_active.saturating_add(1);
@@ -840,5 +976,193 @@ mod tests {
 
         assert_eq!(ConflictResult::Lost, summary.conflict,);
         assert!(!summary.apply_successful, "must not apply if conflict lost");
+    }
+
+    // An identity with a wide address space, renewable (a bump that wins
+    // conflicts), for the index and sampling tests.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    struct Wide {
+        addr: u32,
+        bump: u8,
+    }
+
+    impl crate::Identity for Wide {
+        type Addr = u32;
+
+        fn renew(&self) -> Option<Self> {
+            Some(Wide {
+                addr: self.addr,
+                bump: self.bump.wrapping_add(1),
+            })
+        }
+
+        fn addr(&self) -> u32 {
+            self.addr
+        }
+
+        fn win_addr_conflict(&self, adversary: &Self) -> bool {
+            self.bump > adversary.bump
+        }
+    }
+
+    fn wide(addr: u32) -> Wide {
+        Wide { addr, bump: 0 }
+    }
+
+    // Every position is indexed once under its member's address, nothing
+    // else is, and `num_active` counts the active members.
+    fn assert_consistent<T: crate::Identity>(members: &Members<T>) {
+        assert_eq!(
+            members.index.len(),
+            members.inner.len(),
+            "one entry per member"
+        );
+        for (pos, member) in members.inner.iter().enumerate() {
+            assert_eq!(
+                Some(pos),
+                members.position(&member.id().addr()),
+                "member at {pos} found where it is"
+            );
+        }
+        assert_eq!(
+            members.inner.iter().filter(|m| m.is_active()).count(),
+            members.num_active()
+        );
+    }
+
+    #[test]
+    fn index_stays_consistent_under_apply_renew_remove_and_shuffle() {
+        let mut members = Members::with_hash_seed(Vec::new(), 7);
+        let mut rng = SmallRng::seed_from_u64(0xF0CA);
+        let mut known: Vec<Wide> = Vec::new();
+
+        for round in 0..4000u32 {
+            match rng.random_range(0..6) {
+                // A new member, inserted at a random position
+                0 | 1 => {
+                    let id = wide(round);
+                    let _ = members.apply(Member::alive(id.clone()), &mut rng);
+                    known.push(id);
+                }
+                // A renewed identity replaces the old one at its address
+                2 if !known.is_empty() => {
+                    let at = rng.random_range(0..known.len());
+                    let renewed = known[at].renew().unwrap();
+                    let summary = members.apply(Member::alive(renewed.clone()), &mut rng);
+                    if let ConflictResult::Replaced(old) = summary.conflict {
+                        assert_eq!(old, known[at]);
+                    }
+                    known[at] = renewed;
+                }
+                // Down, then removed (the last member moves into its place)
+                3 if !known.is_empty() => {
+                    let at = rng.random_range(0..known.len());
+                    let id = known[at].clone();
+                    let _ = members.apply(Member::down(id.clone()), &mut rng);
+                    assert_consistent(&members);
+                    assert_eq!(Some(Member::down(id.clone())), members.remove_if_down(&id));
+                    assert!(!members.is_active(&id));
+                    known.swap_remove(at);
+                }
+                // Probes walk the list and reshuffle it at the end
+                _ => {
+                    let _ = members.next(&mut rng);
+                }
+            }
+            assert_consistent(&members);
+        }
+
+        assert_eq!(known.len(), members.len());
+        for id in &known {
+            assert!(members.is_active(id), "{id:?} is known and active");
+        }
+    }
+
+    #[test]
+    fn index_is_built_from_initial_members() {
+        let members = Members::new((0..100).map(|i| Member::alive(wide(i))).collect());
+        assert_consistent(&members);
+        assert!(members.is_active(&wide(42)));
+        assert!(!members.is_active(&wide(100)));
+        assert!(
+            !members.is_active(&wide(42).renew().unwrap()),
+            "same address, another identity"
+        );
+    }
+
+    #[test]
+    fn sampling_chooses_distinct_members_that_pass_the_picker() {
+        let mut members = Members::new(Vec::new());
+        let mut rng = SmallRng::seed_from_u64(0xF0CA);
+        for i in 0..1000 {
+            let member = if i % 10 == 0 {
+                Member::down(wide(i))
+            } else {
+                Member::alive(wide(i))
+            };
+            let _ = members.apply(member, &mut rng);
+        }
+
+        let mut out = Vec::new();
+        for _ in 0..200 {
+            out.clear();
+            members.choose_active_members(20, &mut out, &mut rng, |id| id.addr % 2 == 1);
+            assert_eq!(20, out.len());
+            let mut addrs: Vec<u32> = out.iter().map(|m| m.id().addr).collect();
+            assert!(addrs.iter().all(|a| a % 2 == 1), "only picked members");
+            assert!(out.iter().all(|m| m.is_active()), "only active members");
+            addrs.sort_unstable();
+            addrs.dedup();
+            assert_eq!(20, addrs.len(), "no member twice");
+        }
+    }
+
+    #[test]
+    fn sampling_falls_back_to_a_scan_when_candidates_are_rare() {
+        let mut members = Members::new(Vec::new());
+        let mut rng = SmallRng::seed_from_u64(0xF0CA);
+        for i in 0..5000 {
+            let _ = members.apply(Member::alive(wide(i)), &mut rng);
+        }
+
+        // Active, but the picker accepts only 3 of 5000
+        let mut out = Vec::new();
+        members.choose_active_members(3, &mut out, &mut rng, |id| id.addr % 2000 == 7);
+        let mut addrs: Vec<u32> = out.iter().map(|m| m.id().addr).collect();
+        addrs.sort_unstable();
+        assert_eq!(vec![7, 2007, 4007], addrs);
+
+        // Down members: 2 of 5000
+        let _ = members.apply(Member::down(wide(11)), &mut rng);
+        let _ = members.apply(Member::down(wide(4000)), &mut rng);
+        out.clear();
+        members.choose_down_members(2, &mut out, &mut rng);
+        let mut addrs: Vec<u32> = out.iter().map(|m| m.id().addr).collect();
+        addrs.sort_unstable();
+        assert_eq!(vec![11, 4000], addrs);
+    }
+
+    #[test]
+    fn sampling_gives_every_member_the_same_chance() {
+        let members = Members::new((0..100).map(|i| Member::alive(wide(i))).collect());
+        let mut rng = SmallRng::seed_from_u64(0xF0CA);
+        let mut times = [0u32; 100];
+        let mut out = Vec::new();
+        let rounds = 50_000;
+        for _ in 0..rounds {
+            out.clear();
+            // 3 of 100: the sampling path, not the scan
+            members.choose_active_members(3, &mut out, &mut rng, |_| true);
+            for m in &out {
+                times[m.id().addr as usize] += 1;
+            }
+        }
+        let expected = rounds * 3 / 100;
+        for (addr, &n) in times.iter().enumerate() {
+            assert!(
+                n > expected * 9 / 10 && n < expected * 11 / 10,
+                "member {addr} chosen {n} times, expected about {expected}"
+            );
+        }
     }
 }
