@@ -375,7 +375,7 @@ fn churn(b: &mut Bench) -> (f64, Duration, usize) {
     let (mut cpu, mut ticks) = (Duration::ZERO, 0u32);
     while !stream.is_empty() || b.foca.updates_backlog() > 0 {
         let mut inbound = Vec::new();
-        for k in 0..fanout + usize::from(ticks as usize % pings_every == 0) {
+        for k in 0..fanout + usize::from((ticks as usize).is_multiple_of(pings_every)) {
             let j = b.random_member();
             let src = b.ids[j].clone();
             let message = if k < fanout {
