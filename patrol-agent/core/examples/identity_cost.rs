@@ -1,7 +1,7 @@
 //! What proven membership (`[trust]`, issue 21) costs, on this machine:
 //!
 //! ```text
-//! cargo run --release -p patrol-core --example membership_cost [ROUNDS]
+//! cargo run --release -p patrol-core --example identity_cost [ROUNDS]
 //! ```
 //!
 //! Prints the bytes a proof adds to an identity and to typical foca
