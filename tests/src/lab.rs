@@ -213,8 +213,19 @@ impl Lab {
     /// Start a sweep coordinated by `name` (signed by the lab's operator
     /// in a certified lab); its events.
     pub async fn start_sweep(&self, name: &str, deadline: Duration) -> mpsc::Receiver<SweepEvent> {
+        self.start_sweep_as(name, deadline, self.operator.as_ref())
+            .await
+    }
+
+    /// [`Lab::start_sweep`] signed by `operator` (none: unsigned).
+    pub async fn start_sweep_as(
+        &self,
+        name: &str,
+        deadline: Duration,
+        operator: Option<&patrol_core::trust::Credentials>,
+    ) -> mpsc::Receiver<SweepEvent> {
         let mut spec = sweep_spec(deadline);
-        if let Some(op) = &self.operator {
+        if let Some(op) = operator {
             let id = rand::random::<u64>();
             let ask = patrol_core::trust::authorization::SweepAsk {
                 sweep_id: id,

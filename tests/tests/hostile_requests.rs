@@ -159,3 +159,45 @@ async fn unsigned_requests_sent_directly_cost_one_audit_line_and_no_answer() {
     forge.stop().await;
     lab.stop().await;
 }
+
+/// Issue 22, item 5, at the participants: an operator allowed a narrow
+/// scope starts 64 long sweeps through four coordinators (so no one
+/// coordinator's quota stops it) and would fill every node's
+/// `max_participations` (64). Each node takes at most `operator_share`
+/// (16) of them and refuses the rest as `patrol.over_quota`; a full
+/// operator's sweep straight afterwards runs everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_operator_through_many_coordinators_cannot_lock_another_out() {
+    use patrol_core::trust::Scope;
+    let lab = Lab::start_certified(&REAL, node_settings(SweepSettings::default())).await;
+    let ca = lab.ca.clone().unwrap();
+    let narrow = ca.creds_for(
+        Role::Operator(Scope::full(60_000)),
+        "narrow",
+        Duration::from_secs(3600),
+    );
+    let coordinators = ["node-a", "node-b", "node-c", "node-a"];
+    let mut held = Vec::new();
+    for i in 0..64 {
+        let name = coordinators[i % coordinators.len()];
+        held.push(
+            lab.start_sweep_as(name, Duration::from_secs(20), Some(&narrow))
+                .await,
+        );
+    }
+    for name in REAL {
+        lab.wait_stats(name, "the narrow operator held to its share", |s| {
+            s.node.sweep.requests_over_quota >= 48
+        })
+        .await;
+    }
+    let doc = lab.sweep("node-b", Duration::from_secs(3)).await;
+    assert_eq!(doc.counts.ok, 3, "{:?}", doc.nodes);
+    for name in REAL {
+        let s = lab.stats(name).await;
+        assert_eq!(s.node.sweep.requests_over_capacity, 0, "{name}");
+        assert_eq!(s.node.sweep.requests_over_quota, 48, "{name}");
+    }
+    drop(held);
+    lab.stop().await;
+}

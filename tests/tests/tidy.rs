@@ -141,6 +141,7 @@ fn documented_defaults() -> BTreeMap<&'static str, String> {
     m.insert("clock_skew_tolerance", dur(s.clock_skew_tolerance));
     m.insert("clock_skew_limit", dur(s.clock_skew_limit));
     m.insert("max_participations", s.max_participations.to_string());
+    m.insert("operator_share", s.operator_share.to_string());
     m.insert("max_late_joiners", s.max_late_joiners.to_string());
     m.insert("max_partial_bytes", s.max_partial_bytes.to_string());
     m.insert(

@@ -67,7 +67,10 @@ pub(crate) struct SweepTrust {
     /// copy, is still checked).
     refused: VecDeque<(u64, [u8; 16])>,
     /// Admitted sweep ids and the end of their signing window (unix ms).
-    admitted: std::collections::HashMap<u64, u64>,
+    /// With the digest of the request admitted: another copy of the same
+    /// bytes is the same request (a gossip and a direct copy, or the
+    /// backstop), not a replay.
+    admitted: std::collections::HashMap<u64, (u64, [u8; 16])>,
     admitted_order: VecDeque<u64>,
     /// As a coordinator: the generation of `peers` (see
     /// `RequestAuth::peer_epoch`).
@@ -130,9 +133,15 @@ impl SweepTrust {
 
     /// Sweep `id` was admitted; its signature is good until `until_ms`.
     /// False when the memory is full of ids still in their window.
-    fn remember_admitted(&mut self, id: u64, until_ms: u64, unix_ms: u64) -> bool {
+    fn remember_admitted(
+        &mut self,
+        id: u64,
+        digest: [u8; 16],
+        until_ms: u64,
+        unix_ms: u64,
+    ) -> bool {
         while let Some(old) = self.admitted_order.front().copied() {
-            let expired = self.admitted.get(&old).is_none_or(|u| *u <= unix_ms);
+            let expired = self.admitted.get(&old).is_none_or(|(u, _)| *u <= unix_ms);
             if !expired && self.admitted.len() < ADMITTED_MEMORY {
                 break;
             }
@@ -142,7 +151,7 @@ impl SweepTrust {
             self.admitted_order.pop_front();
             self.admitted.remove(&old);
         }
-        self.admitted.insert(id, until_ms);
+        self.admitted.insert(id, (until_ms, digest));
         self.admitted_order.push_back(id);
         true
     }
@@ -196,13 +205,23 @@ impl SweepTrust {
                 .saturating_add(req.deadline_ms)
                 .saturating_add(window.slack_ms)
                 .saturating_add(window.skew_ms);
-            if self.admitted.get(&req.id).is_some_and(|u| *u > unix_ms) {
+            match self.admitted.get(&req.id) {
+                // The same request again: a refusal for this node's own
+                // reasons (its tags, its capacity) is judged again.
+                Some((u, d)) if *u > unix_ms && *d == digest => return Ok(authorized),
+                _ => {}
+            }
+            if self
+                .admitted
+                .get(&req.id)
+                .is_some_and(|(u, _)| *u > unix_ms)
+            {
                 return Err(format!(
                     "sweep {:016x} was admitted before: a replay of its request",
                     req.id
                 ));
             }
-            if !self.remember_admitted(req.id, until, unix_ms) {
+            if !self.remember_admitted(req.id, digest, until, unix_ms) {
                 return Err(format!(
                     "{ADMITTED_MEMORY} signed sweeps are still within their window here"
                 ));

@@ -18,6 +18,11 @@ pub struct SweepCounters {
     /// Requests refused because `max_participations` sweeps were remembered
     /// (reported to a coordinator that asked directly).
     pub requests_over_capacity: u64,
+    /// With certificates: requests refused because their operator already
+    /// held `operator_share` sweeps on this node (reported to a
+    /// coordinator that asked directly).
+    #[serde(default)]
+    pub requests_over_quota: u64,
     /// Answer pieces dropped at a coordinator: malformed, over a size or
     /// count bound, a late joiner over the cap, or for an unknown sweep.
     pub pieces_refused: u64,
@@ -95,6 +100,7 @@ impl SweepCounters {
         let SweepCounters {
             requests_clock_skew,
             requests_over_capacity,
+            requests_over_quota,
             pieces_refused,
             acks_refused,
             requests_unauthorized,
@@ -110,6 +116,7 @@ impl SweepCounters {
         let mut rows = vec![
             refused("clock_skew", requests_clock_skew),
             refused("over_capacity", requests_over_capacity),
+            refused("over_quota", requests_over_quota),
             refused("unauthorized", requests_unauthorized),
             refused("answer_piece", pieces_refused),
             refused("forged_answer", answers_forged),

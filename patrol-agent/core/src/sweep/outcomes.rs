@@ -22,6 +22,9 @@ pub const CLOCK_SKEW_CHECK_ID: &str = "patrol.clock_skew";
 /// A node answers with this single `error` (once, unretried) for a request
 /// that found `max_participations` sweeps remembered.
 pub const OVER_CAPACITY_CHECK_ID: &str = "patrol.over_capacity";
+/// A request refused because its operator holds its share of the node's
+/// participations.
+pub const OVER_QUOTA_CHECK_ID: &str = "patrol.over_quota";
 /// Listed for each of several alive members claiming one name.
 pub const NAME_CONFLICT_ID: &str = "patrol.name_conflict";
 /// Listed by a node (with `[trust]`) for each agent it saw claim a name
@@ -85,6 +88,17 @@ pub(crate) fn over_capacity(max_participations: usize) -> CheckOutcome {
         format!("at most {max_participations} sweeps remembered"),
         format!(
             "request refused: this node already takes part in {max_participations} sweeps (the most it remembers); its checks were not run"
+        ),
+    )
+}
+
+/// The operator already holds its share of this node's participations.
+pub(crate) fn over_quota(operator: &str, share: usize) -> CheckOutcome {
+    patrol_error(
+        OVER_QUOTA_CHECK_ID,
+        format!("at most {share} sweeps of one operator at once"),
+        format!(
+            "request refused: operator `{operator}` already holds {share} sweeps on this node, its share; its checks were not run (other operators still find room)"
         ),
     )
 }

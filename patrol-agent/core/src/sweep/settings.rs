@@ -125,6 +125,14 @@ pub struct SweepSettings {
     /// Bounds the participant's map and its timers. Default 64. Must not be
     /// zero (every request would be refused).
     pub max_participations: usize,
+    /// With certificates: most of those sweeps one operator may hold at
+    /// once on this node (its share); further requests of that operator
+    /// are refused and counted (`patrol.over_quota`), so one operator,
+    /// however many coordinators it uses, can never fill a node and lock
+    /// the others out. Default 16, a quarter of `max_participations`: four
+    /// operators at their share still leave room. Must not be zero nor
+    /// above `max_participations`.
+    pub operator_share: usize,
     /// Most nodes outside the expected set whose answers a coordinator
     /// keeps per sweep. Default 1,024.
     pub max_late_joiners: usize,
@@ -210,6 +218,7 @@ impl Default for SweepSettings {
             clock_skew_tolerance: Duration::from_secs(5),
             clock_skew_limit: Duration::from_secs(1),
             max_participations: 64,
+            operator_share: 16,
             max_late_joiners: 1024,
             max_partial_bytes: 64 * 1024 * 1024,
             signed_request_slack: Duration::from_secs(60),
@@ -254,6 +263,13 @@ impl SweepSettings {
         not_zero("sweep.max_answer_bytes", self.max_answer_bytes)?;
         not_zero("sweep.budget_floor", self.budget_floor)?;
         not_zero("sweep.max_participations", self.max_participations)?;
+        not_zero("sweep.operator_share", self.operator_share)?;
+        not_above(
+            "sweep.operator_share",
+            self.operator_share,
+            "sweep.max_participations",
+            self.max_participations,
+        )?;
         not_zero("sweep.peer_keys", self.peer_keys)?;
         not_above(
             "sweep.max_late_partial_bytes",

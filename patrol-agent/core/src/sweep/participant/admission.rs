@@ -10,7 +10,9 @@
 //!    cannot make a node a reflector);
 //! 3. the node filter against this node's tags;
 //! 4. a request issued too far in the future by this node's clock;
-//! 5. `max_participations` sweeps already remembered.
+//! 5. with certificates, the operator already holds `operator_share`
+//!    of them;
+//! 6. `max_participations` sweeps already remembered.
 
 use core::net::SocketAddr;
 use std::collections::HashMap;
@@ -62,6 +64,12 @@ pub(crate) enum Refusal {
         audit: Box<AuditEntry>,
         pair: Option<PairKey>,
         ahead_ms: u64,
+    },
+    /// The request's operator already holds `operator_share` sweeps here.
+    OverQuota {
+        audit: Box<AuditEntry>,
+        pair: Option<PairKey>,
+        operator: String,
     },
     /// `max_participations` sweeps already remembered.
     OverCapacity {
@@ -116,6 +124,15 @@ impl Participant {
                 pair,
                 ahead_ms,
             });
+        }
+        if let Some(operator) = audit.operator.clone().filter(|_| pair.is_some()) {
+            if self.held_by(&operator) >= settings.operator_share {
+                return Err(Refusal::OverQuota {
+                    audit,
+                    pair,
+                    operator,
+                });
+            }
         }
         if self.len() >= settings.max_participations {
             return Err(Refusal::OverCapacity { audit, pair });
@@ -185,7 +202,7 @@ impl Refusal {
     pub(super) fn passes_on(&self) -> bool {
         matches!(
             self,
-            Refusal::NotForUs { .. } | Refusal::OverCapacity { .. }
+            Refusal::NotForUs { .. } | Refusal::OverQuota { .. } | Refusal::OverCapacity { .. }
         )
     }
 
@@ -240,6 +257,25 @@ impl Refusal {
                 }
                 let why = format!("issued {ahead_ms} ms in the future by this node's clock");
                 audit_line(cx, *audit, AuditAction::Refused(why));
+            }
+            Refusal::OverQuota {
+                audit,
+                pair,
+                operator,
+            } => {
+                cx.counters.requests_over_quota += 1;
+                let share = settings.operator_share;
+                let why =
+                    format!("operator `{operator}` already holds {share} sweeps here, its share");
+                audit_line(cx, *audit, AuditAction::Refused(why));
+                if asked_by_coordinator {
+                    report(
+                        cx,
+                        req,
+                        outcomes::over_quota(&operator, share),
+                        pair.as_ref(),
+                    );
+                }
             }
             Refusal::OverCapacity { audit, pair } => {
                 cx.counters.requests_over_capacity += 1;

@@ -119,6 +119,14 @@ impl Participant {
         self.sweeps.len()
     }
 
+    /// Sweeps of `operator` remembered here.
+    pub(crate) fn held_by(&self, operator: &str) -> usize {
+        self.sweeps
+            .values()
+            .filter(|p| p.audit.operator.as_deref() == Some(operator))
+            .count()
+    }
+
     pub(crate) fn running(&self) -> usize {
         self.sweeps
             .values()

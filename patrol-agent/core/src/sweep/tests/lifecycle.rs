@@ -399,11 +399,9 @@ fn late_answer_after_the_deadline_is_acked_but_changes_nothing() {
     );
 }
 
-/// With certificates, a participant vouches only for what it checked: an
-/// unsigned copy under a real sweep's id is refused and not passed on, and
-/// does not keep the real request (same id, other bytes) out.
-#[test]
-fn a_forged_copy_under_a_real_id_is_not_passed_on_nor_keeps_the_real_request_out() {
+/// Two certified cores and a request signed for a sweep core 0
+/// coordinates, with `filter` as its node filter.
+fn certified_pair(filter: BTreeMap<String, String>) -> (Vec<SweepCore>, SweepRequest) {
     use crate::trust::authorization::SweepAsk;
     use crate::trust::testing::{bundle, ca, creds};
     use crate::trust::{Authorization, Role, Scope};
@@ -421,7 +419,7 @@ fn a_forged_copy_under_a_real_id_is_not_passed_on_nor_keeps_the_real_request_out
         })
         .collect();
     let operator = creds(&ca, Role::Operator(Scope::full(600_000)), "alice", 99);
-    let (selector, filter) = (patrol_model::Selector::default(), BTreeMap::new());
+    let selector = patrol_model::Selector::default();
     let id = 0xfeed;
     let ask = SweepAsk {
         sweep_id: id,
@@ -437,7 +435,6 @@ fn a_forged_copy_under_a_real_id_is_not_passed_on_nor_keeps_the_real_request_out
         id: Some(id),
         authorization: Some(Authorization::sign(&operator, &ask, UNIX0)),
     };
-    let now = at(Duration::ZERO, UNIX0);
     let members = (0..2)
         .map(|i| MemberView {
             rostered: false,
@@ -446,7 +443,9 @@ fn a_forged_copy_under_a_real_id_is_not_passed_on_nor_keeps_the_real_request_out
         })
         .collect();
     let mut out = Vec::new();
-    cores[0].start(now, spec, members, &mut out).unwrap();
+    cores[0]
+        .start(at(Duration::ZERO, UNIX0), spec, members, &mut out)
+        .unwrap();
     let real = out
         .iter()
         .find_map(|e| match e {
@@ -454,6 +453,17 @@ fn a_forged_copy_under_a_real_id_is_not_passed_on_nor_keeps_the_real_request_out
             _ => None,
         })
         .expect("the coordinator spreads its request");
+    (cores, real)
+}
+
+/// With certificates, a participant vouches only for what it checked: an
+/// unsigned copy under a real sweep's id is refused and not passed on, and
+/// does not keep the real request (same id, other bytes) out.
+#[test]
+fn a_forged_copy_under_a_real_id_is_not_passed_on_nor_keeps_the_real_request_out() {
+    let (mut cores, real) = certified_pair(BTreeMap::new());
+    let id = real.id;
+    let now = at(Duration::ZERO, UNIX0);
     let mut forged = real.clone();
     forged.auth = None;
     let sender = Some(addr(7));
@@ -479,4 +489,20 @@ fn a_forged_copy_under_a_real_id_is_not_passed_on_nor_keeps_the_real_request_out
         .filter(|e| matches!(e, Effect::Audit(a) if matches!(a.action, AuditAction::Refused(_))))
         .count();
     assert_eq!(audits, 1, "one refusal line for two forged copies: {out:?}");
+}
+
+/// A node outside a sweep's node filter gets the request twice (gossip and
+/// the coordinator's direct copy): the second copy is the same request,
+/// skipped again and passed on, never refused as a replay.
+#[test]
+fn a_second_copy_of_a_request_skipped_for_its_filter_is_no_replay() {
+    let filter = BTreeMap::from([("role".to_string(), "nosuch".to_string())]);
+    let (mut cores, real) = certified_pair(filter);
+    let now = at(Duration::ZERO, UNIX0);
+    let mut out = Vec::new();
+    for _ in 0..2 {
+        assert!(cores[1].handle_gossiped(now, real.clone(), Some(addr(0)), &mut out));
+    }
+    assert_eq!(cores[1].counters().requests_unauthorized, 0, "{out:?}");
+    assert!(!out.iter().any(|e| matches!(e, Effect::RunChecks { .. })));
 }
