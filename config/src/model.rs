@@ -212,7 +212,7 @@ pub struct Config {
 /// Most bytes `[node] name` and `[node] tags` may take together (name,
 /// plus key and value of each tag with two bytes of framing each): the
 /// identity rides in every gossip packet's header, up to three times in an
-/// indirect probe, within foca's 1,330-byte packet. `patrol_core` checks
+/// indirect probe, within foca's 1,296-byte packet. `patrol_core` checks
 /// the encoded identity again at start.
 pub const MAX_IDENTITY_TEXT: usize = 192;
 /// Largest `[checks] concurrency`.

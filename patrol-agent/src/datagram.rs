@@ -2,11 +2,15 @@
 //! (purpose `Gossip`), with a replay header inside the seal.
 //!
 //! ```text
-//! sealed( session: u64 BE | counter: u64 BE | sent_at_unix_ms: u64 BE | node plaintext )
+//! sealed( session: u64 BE | counter: u64 BE | sent_at_unix_ms: u64 BE
+//!         | to: 16-byte IPv6 (IPv4 mapped) | to port: u16 BE | node plaintext )
 //! ```
 //!
 //! `session` is drawn at random when an agent starts, `counter` counts its
-//! datagrams from 1, `sent_at_unix_ms` is its wall clock. The receiver's
+//! datagrams from 1, `sent_at_unix_ms` is its wall clock, `to` the address
+//! the sender sent the datagram to. The receiver refuses a datagram not
+//! addressed to one of its own addresses (a capture replayed to another
+//! node: counted as `misdirected`); then its
 //! [`ReplayGuard`] refuses a datagram sent further than
 //! [`ReplaySettings::skew_tolerance`] from its own clock (a capture replayed
 //! later, or a sender whose clock is wrong: counted apart, and logged, so
@@ -14,14 +18,18 @@
 //! whose (session, counter) it has seen or that is older than the last
 //! [`WINDOW`] counters of its session. Memory is bounded: at most
 //! `max_senders` sessions, idle ones forgotten once anything they sent is
-//! past the skew tolerance anyway.
+//! past the skew tolerance anyway, and at most [`SESSIONS_PER_SOURCE`] per
+//! source address: a new one from a source that has them all replaces its
+//! oldest only once that one is past the time window, and is refused
+//! before (so one key holder cannot fill the table from one address and
+//! lock new senders out, nor get a session forgotten early to replay it).
 //!
 //! **Invariant:** a datagram reaches the node only if it opens under a key
 //! of the keyring, for gossip, in this cluster, inside the time window, and
-//! for the first time.
+//! for the first time, addressed to this node.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -31,7 +39,10 @@ use crate::clock::WallClock;
 use crate::envelope::{Envelope, OpenError, Purpose, SealError};
 
 /// Bytes of the replay header inside the seal.
-pub const REPLAY_HEADER: usize = 24;
+pub const REPLAY_HEADER: usize = 42;
+/// Sessions remembered per source address (an agent has one per run; a
+/// restart starts another).
+pub const SESSIONS_PER_SOURCE: usize = 4;
 /// Counters of a session remembered behind the newest (a bitmap).
 pub const WINDOW: u64 = 128;
 
@@ -71,6 +82,8 @@ pub enum Refusal {
     Replayed,
     #[error("too many sender sessions remembered")]
     TooManySenders,
+    #[error("addressed to {0}, not to this node (a datagram replayed to another node?)")]
+    Misdirected(SocketAddr),
 }
 
 /// What the opener refused, by reason (shared with the owner task, which
@@ -84,6 +97,8 @@ pub struct GateCounters {
     pub replayed: AtomicU64,
     /// Opened, but sent too far from our clock.
     pub clock_skew: AtomicU64,
+    /// Opened, but addressed to another node (a capture replayed here).
+    pub misdirected: AtomicU64,
     /// Opened, but no room for a new sender session, or no header.
     pub other: AtomicU64,
     /// Dropped by the UDP reader before queueing: larger than any
@@ -101,6 +116,7 @@ pub struct GateStats {
     pub unsealed: u64,
     pub replayed: u64,
     pub clock_skew: u64,
+    pub misdirected: u64,
     pub other: u64,
     pub oversized_or_unknown: u64,
     pub muted: u64,
@@ -113,6 +129,7 @@ impl GateCounters {
             unsealed: get(&self.unsealed),
             replayed: get(&self.replayed),
             clock_skew: get(&self.clock_skew),
+            misdirected: get(&self.misdirected),
             other: get(&self.other),
             oversized_or_unknown: get(&self.oversized_or_unknown),
             muted: get(&self.muted),
@@ -124,6 +141,7 @@ impl GateCounters {
             Refusal::Unsealed(_) => &self.unsealed,
             Refusal::Replayed => &self.replayed,
             Refusal::ClockSkew { .. } => &self.clock_skew,
+            Refusal::Misdirected(_) => &self.misdirected,
             Refusal::NoHeader | Refusal::TooManySenders => &self.other,
         };
         c.fetch_add(1, Ordering::Relaxed);
@@ -149,16 +167,43 @@ impl Sealer {
         }
     }
 
-    /// Seal `plain` (the node's bytes), appending the packet to `out`.
-    pub fn seal(&mut self, plain: &[u8], out: &mut Vec<u8>) -> Result<(), SealError> {
+    /// Seal `plain` (the node's bytes) for `to`, appending the packet to
+    /// `out`.
+    pub fn seal(
+        &mut self,
+        plain: &[u8],
+        to: SocketAddr,
+        out: &mut Vec<u8>,
+    ) -> Result<(), SealError> {
         self.counter += 1;
         let mut inner = Vec::with_capacity(REPLAY_HEADER + plain.len());
         inner.extend_from_slice(&self.session.to_be_bytes());
         inner.extend_from_slice(&self.counter.to_be_bytes());
         inner.extend_from_slice(&self.clock.unix_ms().to_be_bytes());
+        inner.extend_from_slice(&address_bytes(to));
         inner.extend_from_slice(plain);
         self.envelope.seal(Purpose::Gossip, &inner, out)
     }
+}
+
+/// An address as the replay header carries it.
+fn address_bytes(a: SocketAddr) -> [u8; 18] {
+    let ip = match a.ip() {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
+    };
+    let mut b = [0u8; 18];
+    b[..16].copy_from_slice(&ip.octets());
+    b[16..].copy_from_slice(&a.port().to_be_bytes());
+    b
+}
+
+fn address_from(b: &[u8]) -> SocketAddr {
+    let mut octets = [0u8; 16];
+    octets.copy_from_slice(&b[..16]);
+    let v6 = Ipv6Addr::from(octets);
+    let ip = v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4);
+    SocketAddr::new(ip, u16::from_be_bytes([b[16], b[17]]))
 }
 
 /// Opens datagrams and refuses replays: the receiving half.
@@ -167,19 +212,36 @@ pub struct Opener {
     envelope: Envelope,
     clock: WallClock,
     guard: ReplayGuard,
+    /// The addresses datagrams for this node are sent to: its bound and
+    /// its advertised address. An unspecified IP (`0.0.0.0`, `::`) takes
+    /// any address with its port.
+    own: Vec<SocketAddr>,
 }
 
 impl Opener {
-    pub fn new(envelope: Envelope, clock: WallClock, settings: ReplaySettings) -> Opener {
+    /// An opener for the node whose own addresses are `own`.
+    pub fn new(
+        envelope: Envelope,
+        clock: WallClock,
+        settings: ReplaySettings,
+        own: Vec<SocketAddr>,
+    ) -> Opener {
         Opener {
             envelope,
             clock,
             guard: ReplayGuard::new(settings),
+            own,
         }
     }
 
-    /// The node's bytes of a datagram, or why it was refused.
-    pub fn open(&mut self, packet: &[u8]) -> Result<Vec<u8>, Refusal> {
+    fn is_own(&self, to: SocketAddr) -> bool {
+        self.own
+            .iter()
+            .any(|a| *a == to || (a.ip().is_unspecified() && a.port() == to.port()))
+    }
+
+    /// The node's bytes of a datagram from `from`, or why it was refused.
+    pub fn open(&mut self, from: SocketAddr, packet: &[u8]) -> Result<Vec<u8>, Refusal> {
         let inner = self
             .envelope
             .open(Purpose::Gossip, packet)
@@ -192,8 +254,12 @@ impl Opener {
             b.copy_from_slice(&inner[i * 8..i * 8 + 8]);
             u64::from_be_bytes(b)
         };
+        let to = address_from(&inner[24..REPLAY_HEADER]);
+        if !self.is_own(to) {
+            return Err(Refusal::Misdirected(to));
+        }
         self.guard
-            .admit(word(0), word(1), word(2), self.clock.unix_ms())?;
+            .admit(from, word(0), word(1), word(2), self.clock.unix_ms())?;
         Ok(inner[REPLAY_HEADER..].to_vec())
     }
 
@@ -217,6 +283,8 @@ struct Window {
 pub struct ReplayGuard {
     settings: ReplaySettings,
     sessions: HashMap<u64, Window>,
+    /// Each source address's sessions, oldest first.
+    sources: HashMap<SocketAddr, VecDeque<u64>>,
 }
 
 impl ReplayGuard {
@@ -224,13 +292,45 @@ impl ReplayGuard {
         ReplayGuard {
             settings,
             sessions: HashMap::new(),
+            sources: HashMap::new(),
         }
     }
 
-    /// Take (session, counter) sent at `sent_ms`, received at `now_ms`, or
-    /// refuse it.
+    /// A new `session` from `from`. When the source has
+    /// [`SESSIONS_PER_SOURCE`] already, its oldest goes if nothing it sent
+    /// can still pass the time window (so forgetting it lets no replay
+    /// through); otherwise the new session is refused.
+    fn add_session(
+        &mut self,
+        from: SocketAddr,
+        session: u64,
+        now_ms: u64,
+        tolerance: u64,
+    ) -> Result<(), Refusal> {
+        let list = self.sources.entry(from).or_default();
+        if list.len() >= SESSIONS_PER_SOURCE {
+            let oldest = list.front().copied();
+            let idle = oldest.is_none_or(|old| {
+                self.sessions
+                    .get(&old)
+                    .is_none_or(|w| w.last_sent_ms.saturating_add(tolerance) < now_ms)
+            });
+            if !idle {
+                return Err(Refusal::TooManySenders);
+            }
+            if let Some(old) = list.pop_front() {
+                self.sessions.remove(&old);
+            }
+        }
+        list.push_back(session);
+        Ok(())
+    }
+
+    /// Take (session, counter) from `from`, sent at `sent_ms`, received at
+    /// `now_ms`, or refuse it.
     pub fn admit(
         &mut self,
+        from: SocketAddr,
         session: u64,
         counter: u64,
         sent_ms: u64,
@@ -254,9 +354,17 @@ impl ReplayGuard {
             self.sessions.retain(|_, w| {
                 now_ms.saturating_sub(w.last_sent_ms) <= tolerance.saturating_mul(2)
             });
+            let sessions = &self.sessions;
+            self.sources.retain(|_, list| {
+                list.retain(|s| sessions.contains_key(s));
+                !list.is_empty()
+            });
             if self.sessions.len() >= self.settings.max_senders {
                 return Err(Refusal::TooManySenders);
             }
+        }
+        if !self.sessions.contains_key(&session) {
+            self.add_session(from, session, now_ms, tolerance)?;
         }
         let w = self.sessions.entry(session).or_insert(Window {
             top: 0,
@@ -304,6 +412,16 @@ mod tests {
     use crate::keyring::Keyring;
 
     const NOW: u64 = 1_800_000_000_000;
+    /// The receiving node's address in these tests.
+    const ME: SocketAddr = SocketAddr::new(
+        std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1)),
+        7946,
+    );
+
+    /// Source address `port` of one test sender host.
+    fn src(port: u16) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, 1], port))
+    }
 
     fn guard() -> ReplayGuard {
         ReplayGuard::new(ReplaySettings::default())
@@ -312,38 +430,41 @@ mod tests {
     #[test]
     fn a_datagram_is_taken_once() {
         let mut g = guard();
-        assert_eq!(g.admit(7, 1, NOW, NOW), Ok(()));
-        assert_eq!(g.admit(7, 1, NOW, NOW), Err(Refusal::Replayed));
-        assert_eq!(g.admit(8, 1, NOW, NOW), Ok(()), "another session");
+        assert_eq!(g.admit(src(1), 7, 1, NOW, NOW), Ok(()));
+        assert_eq!(g.admit(src(1), 7, 1, NOW, NOW), Err(Refusal::Replayed));
+        assert_eq!(g.admit(src(1), 8, 1, NOW, NOW), Ok(()), "another session");
     }
 
     #[test]
     fn reordering_within_the_window_is_taken_and_older_is_refused() {
         let mut g = guard();
-        assert_eq!(g.admit(7, 200, NOW, NOW), Ok(()));
-        assert_eq!(g.admit(7, 199, NOW, NOW), Ok(()));
-        assert_eq!(g.admit(7, 200 - WINDOW + 1, NOW, NOW), Ok(()));
-        assert_eq!(g.admit(7, 200 - WINDOW, NOW, NOW), Err(Refusal::Replayed));
-        assert_eq!(g.admit(7, 199, NOW, NOW), Err(Refusal::Replayed));
+        assert_eq!(g.admit(src(1), 7, 200, NOW, NOW), Ok(()));
+        assert_eq!(g.admit(src(1), 7, 199, NOW, NOW), Ok(()));
+        assert_eq!(g.admit(src(1), 7, 200 - WINDOW + 1, NOW, NOW), Ok(()));
         assert_eq!(
-            g.admit(7, 1000, NOW, NOW),
+            g.admit(src(1), 7, 200 - WINDOW, NOW, NOW),
+            Err(Refusal::Replayed)
+        );
+        assert_eq!(g.admit(src(1), 7, 199, NOW, NOW), Err(Refusal::Replayed));
+        assert_eq!(
+            g.admit(src(1), 7, 1000, NOW, NOW),
             Ok(()),
             "a jump clears the window"
         );
-        assert_eq!(g.admit(7, 999, NOW, NOW), Ok(()));
+        assert_eq!(g.admit(src(1), 7, 999, NOW, NOW), Ok(()));
     }
 
     #[test]
     fn a_datagram_from_outside_the_time_window_is_refused_either_way() {
         let mut g = guard();
         let t = ReplaySettings::default().skew_tolerance.as_millis() as u64;
-        assert_eq!(g.admit(1, 1, NOW - t, NOW), Ok(()));
+        assert_eq!(g.admit(src(1), 1, 1, NOW - t, NOW), Ok(()));
         assert!(matches!(
-            g.admit(1, 2, NOW - t - 1, NOW),
+            g.admit(src(1), 1, 2, NOW - t - 1, NOW),
             Err(Refusal::ClockSkew { .. })
         ));
         assert!(matches!(
-            g.admit(1, 3, NOW + t + 1, NOW),
+            g.admit(src(1), 1, 3, NOW + t + 1, NOW),
             Err(Refusal::ClockSkew { .. })
         ));
     }
@@ -356,34 +477,34 @@ mod tests {
     fn a_send_time_past_i64_max_is_refused_with_a_saturated_skew() {
         let mut g = guard();
         assert_eq!(
-            g.admit(1, 1, 1 << 63, NOW),
+            g.admit(src(1), 1, 1, 1 << 63, NOW),
             Err(Refusal::ClockSkew {
                 ms: i64::MAX - (NOW as i64 - 1),
                 tolerance_ms: 60_000
             })
         );
         assert_eq!(
-            g.admit(1, 2, u64::MAX, 0),
+            g.admit(src(1), 1, 2, u64::MAX, 0),
             Err(Refusal::ClockSkew {
                 ms: i64::MAX,
                 tolerance_ms: 60_000
             })
         );
         assert_eq!(
-            g.admit(1, 3, 0, u64::MAX),
+            g.admit(src(1), 1, 3, 0, u64::MAX),
             Err(Refusal::ClockSkew {
                 ms: i64::MIN,
                 tolerance_ms: 60_000
             })
         );
         assert_eq!(
-            g.admit(1, 4, NOW, NOW + (1 << 63)),
+            g.admit(src(1), 1, 4, NOW, NOW + (1 << 63)),
             Err(Refusal::ClockSkew {
                 ms: i64::MIN,
                 tolerance_ms: 60_000
             })
         );
-        assert_eq!(g.admit(1, 5, u64::MAX - 5, u64::MAX), Ok(()));
+        assert_eq!(g.admit(src(1), 1, 5, u64::MAX - 5, u64::MAX), Ok(()));
     }
 
     #[test]
@@ -393,13 +514,16 @@ mod tests {
             ..ReplaySettings::default()
         });
         for s in 0..10 {
-            g.admit(s, 1, NOW, NOW).unwrap();
+            g.admit(src(s as u16), s, 1, NOW, NOW).unwrap();
         }
-        assert_eq!(g.admit(99, 1, NOW, NOW), Err(Refusal::TooManySenders));
+        assert_eq!(
+            g.admit(src(99), 99, 1, NOW, NOW),
+            Err(Refusal::TooManySenders)
+        );
         assert_eq!(g.senders(), 10);
         // Three minutes later every old session is idle.
         let later = NOW + 180_000;
-        assert_eq!(g.admit(99, 1, later, later), Ok(()));
+        assert_eq!(g.admit(src(1), 99, 1, later, later), Ok(()));
         assert_eq!(g.senders(), 1);
     }
 
@@ -407,16 +531,26 @@ mod tests {
     fn a_captured_datagram_replayed_byte_for_byte_is_refused() {
         let env = Envelope::new(Keyring::generate(), "prod");
         let mut sealer = Sealer::new(env.clone(), WallClock::default());
-        let mut opener = Opener::new(env.clone(), WallClock::default(), ReplaySettings::default());
+        let mut opener = Opener::new(
+            env.clone(),
+            WallClock::default(),
+            ReplaySettings::default(),
+            vec![ME],
+        );
         let mut packet = Vec::new();
-        sealer.seal(b"\x00announce", &mut packet).unwrap();
-        assert_eq!(opener.open(&packet).unwrap(), b"\x00announce");
-        assert_eq!(opener.open(&packet), Err(Refusal::Replayed));
+        sealer.seal(b"\x00announce", ME, &mut packet).unwrap();
+        assert_eq!(opener.open(src(1), &packet).unwrap(), b"\x00announce");
+        assert_eq!(opener.open(src(1), &packet), Err(Refusal::Replayed));
         // The same capture at a receiver whose clock reads two minutes
         // later (as the replay would arrive then) is refused by time.
-        let mut later = Opener::new(env, WallClock::shifted(120_000), ReplaySettings::default());
+        let mut later = Opener::new(
+            env,
+            WallClock::shifted(120_000),
+            ReplaySettings::default(),
+            vec![ME],
+        );
         assert!(matches!(
-            later.open(&packet),
+            later.open(src(1), &packet),
             Err(Refusal::ClockSkew { .. })
         ));
     }
@@ -424,10 +558,84 @@ mod tests {
     #[test]
     fn gossip_does_not_open_as_a_control_frame_or_without_a_header() {
         let env = Envelope::new(Keyring::generate(), "prod");
-        let mut opener = Opener::new(env.clone(), WallClock::default(), ReplaySettings::default());
+        let mut opener = Opener::new(
+            env.clone(),
+            WallClock::default(),
+            ReplaySettings::default(),
+            vec![ME],
+        );
         let control = env.seal_to_vec(Purpose::ControlReply, &[0; 40]).unwrap();
-        assert!(matches!(opener.open(&control), Err(Refusal::Unsealed(_))));
+        assert!(matches!(
+            opener.open(src(1), &control),
+            Err(Refusal::Unsealed(_))
+        ));
         let short = env.seal_to_vec(Purpose::Gossip, b"hi").unwrap();
-        assert_eq!(opener.open(&short), Err(Refusal::NoHeader));
+        assert_eq!(opener.open(src(1), &short), Err(Refusal::NoHeader));
+    }
+
+    #[test]
+    fn a_datagram_replayed_to_another_node_is_refused_as_misdirected() {
+        let env = Envelope::new(Keyring::generate(), "prod");
+        let mut sealer = Sealer::new(env.clone(), WallClock::default());
+        let other: SocketAddr = "127.0.0.2:7946".parse().unwrap();
+        let mut to_other = Vec::new();
+        sealer.seal(b"\x00gossip", other, &mut to_other).unwrap();
+        let mut opener = Opener::new(
+            env.clone(),
+            WallClock::default(),
+            ReplaySettings::default(),
+            vec![ME],
+        );
+        assert_eq!(
+            opener.open(src(1), &to_other),
+            Err(Refusal::Misdirected(other))
+        );
+        // Nor does it use up the sender's counter here: the next datagram
+        // addressed to us opens.
+        let mut to_me = Vec::new();
+        sealer.seal(b"\x00gossip", ME, &mut to_me).unwrap();
+        assert!(opener.open(src(1), &to_me).is_ok());
+        // A node bound to every address takes any address with its port.
+        let mut any = Opener::new(
+            env,
+            WallClock::default(),
+            ReplaySettings::default(),
+            vec!["0.0.0.0:7946".parse().unwrap()],
+        );
+        assert!(any.open(src(1), &to_other).is_ok());
+    }
+
+    #[test]
+    fn one_source_holds_a_few_sessions_and_cannot_fill_the_table() {
+        let mut g = ReplayGuard::new(ReplaySettings {
+            max_senders: 100,
+            ..ReplaySettings::default()
+        });
+        for s in 0..1_000 {
+            let r = g.admit(src(1), s, 1, NOW, NOW);
+            let want = if s < SESSIONS_PER_SOURCE as u64 {
+                Ok(())
+            } else {
+                Err(Refusal::TooManySenders)
+            };
+            assert_eq!(r, want, "session {s}");
+        }
+        assert_eq!(g.senders(), SESSIONS_PER_SOURCE);
+        for s in 0..(10 - SESSIONS_PER_SOURCE) {
+            g.admit(src(2 + s as u16), 5_000 + s as u64, 1, NOW, NOW)
+                .unwrap();
+        }
+        assert_eq!(g.senders(), 10, "other senders still find room");
+        // A minute and more later the flooder's oldest session can go: all
+        // it sent is refused by time by then.
+        let later = NOW + 61_000;
+        assert_eq!(g.admit(src(1), 7_000, 1, later, later), Ok(()));
+        assert_eq!(
+            g.admit(src(1), 0, 1, NOW, later),
+            Err(Refusal::ClockSkew {
+                ms: -61_000,
+                tolerance_ms: 60_000
+            })
+        );
     }
 }

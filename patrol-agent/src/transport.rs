@@ -193,7 +193,7 @@ impl Transport {
         tasks.spawn(async move {
             let mut last_warning: Option<tokio::time::Instant> = None;
             while let Some((from, bytes)) = raw.recv().await {
-                match opener.open(&bytes) {
+                match opener.open(from, &bytes) {
                     Ok(plain) => {
                         if plain_tx.try_send((from, plain)).is_err() {
                             counters.other.fetch_add(1, Ordering::Relaxed);

@@ -48,6 +48,7 @@ impl Forge {
                 lab.env.clone(),
                 WallClock::default(),
                 ReplaySettings::default(),
+                vec![addr],
             ),
             inbound,
             outbound,
@@ -58,7 +59,7 @@ impl Forge {
     /// Seal `plain` (channel byte first) as a fresh datagram and send it.
     pub async fn send(&mut self, to: SocketAddr, plain: &[u8]) {
         let mut sealed = Vec::new();
-        self.sealer.seal(plain, &mut sealed).expect("seal");
+        self.sealer.seal(plain, to, &mut sealed).expect("seal");
         self.outbound
             .send((to, sealed))
             .await
@@ -220,7 +221,7 @@ impl Forge {
         let end = tokio::time::Instant::now() + window;
         while let Ok(Some((from, bytes))) = tokio::time::timeout_at(end, self.inbound.recv()).await
         {
-            if let Ok(plain) = self.opener.open(&bytes) {
+            if let Ok(plain) = self.opener.open(from, &bytes) {
                 got.push((from, plain));
             }
         }

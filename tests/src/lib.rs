@@ -267,11 +267,11 @@ pub async fn wait_stats(
 /// `NodeStats::dropped_malformed`. One sender's datagrams reach the node
 /// in order: once the marker is counted, everything sent before it from
 /// the same socket was handled ([`wait_stats`] on that counter).
-pub fn marker(envelope: &Envelope) -> Vec<u8> {
+pub fn marker(envelope: &Envelope, to: std::net::SocketAddr) -> Vec<u8> {
     const NO_SUCH_CHANNEL: u8 = 0xEE;
     let mut sealed = Vec::new();
     Sealer::new(envelope.clone(), WallClock::default())
-        .seal(&[NO_SUCH_CHANNEL], &mut sealed)
+        .seal(&[NO_SUCH_CHANNEL], to, &mut sealed)
         .expect("seal a marker");
     sealed
 }

@@ -140,7 +140,7 @@ fn send_hostile_traffic(key: &std::path::Path, to: SocketAddr, sweep_id: u64) {
     let mut sealer = Sealer::new(envelope.clone(), WallClock::default());
     let seal = |sealer: &mut Sealer, plain: &[u8]| {
         let mut out = Vec::new();
-        sealer.seal(plain, &mut out).unwrap();
+        sealer.seal(plain, to, &mut out).unwrap();
         out
     };
     let sweep = |msg: SweepMessage| {

@@ -98,7 +98,7 @@ async fn sniff_request(net: &MemoryNetwork, env: &Envelope) -> SweepRequest {
 }
 
 /// Payload bytes per answer piece for a node name of `len` bytes
-/// (PROTOCOL.md: `max_datagram - 40 - len(node name)`).
+/// (`SweepSettings::chunk_payload`: `max_datagram` less 64 and the node name).
 fn chunk_payload(len: usize) -> usize {
     SweepSettings::default().chunk_payload(len)
 }
@@ -171,11 +171,17 @@ async fn acks_replayed_by_an_eavesdropper_do_not_silence_waiting_participants() 
     assert!(replayed > 100, "replayed only {replayed}");
     // (1) node-c was not silenced: its answer arrived.
     assert_states(&second, &all_ok(&REAL));
-    // (2) counted: copies to their own recipient are replays; acks naming
-    // another node, at node-c while it waited, are forged acks.
+    // (2) counted: copies to their own recipient are replays; copies to
+    // another node are refused before anything reads them, as misdirected
+    // (each datagram names its recipient under the seal), so no ack
+    // naming another node ever reaches node-c's sweep core.
     let c = lab.stats("node-c").await;
     assert!(
-        c.node.sweep.acks_refused > before[2].node.sweep.acks_refused,
+        c.dropped_misdirected > before[2].dropped_misdirected,
+        "{c:?}"
+    );
+    assert_eq!(
+        c.node.sweep.acks_refused, before[2].node.sweep.acks_refused,
         "{c:?}"
     );
     let mut replays = 0;
@@ -252,11 +258,14 @@ async fn a_replayed_announce_neither_evicts_a_live_node_nor_brings_back_a_reaped
         let s = lab.stats(name).await;
         assert_eq!(s.dropped_replayed, want, "{name}");
     }
-    // And to every other node: another recipient's datagram is not for it.
+    // And to every other node: another recipient's datagram is not for it
+    // (it names its recipient under the seal): each is counted as
+    // misdirected, and refused.
+    let mut misdirected = [0u64; 3];
     for (from, to, bytes) in &captured {
-        for n in &lab.nodes {
-            if *to != n.addr {
-                lab.net.inject(*from, n.addr, bytes.clone());
+        for (i, n) in lab.nodes.iter().enumerate() {
+            if *to != n.addr && lab.net.inject(*from, n.addr, bytes.clone()) {
+                misdirected[i] += 1;
             }
         }
     }
@@ -282,7 +291,7 @@ async fn a_replayed_announce_neither_evicts_a_live_node_nor_brings_back_a_reaped
         let mut plain = vec![CH_SWEEP];
         plain.extend(marker.encode());
         let mut sealed = Vec::new();
-        sealer.seal(&plain, &mut sealed).expect("seal");
+        sealer.seal(&plain, n.addr, &mut sealed).expect("seal");
         assert_eq!(lab.stats(name).await.node.request_copies, 0, "{name}");
         // The queue may be full of replays: wait for room.
         while !lab.net.inject(d_addr, n.addr, sealed.clone()) {
@@ -292,6 +301,15 @@ async fn a_replayed_announce_neither_evicts_a_live_node_nor_brings_back_a_reaped
             s.node.request_copies >= 1
         })
         .await;
+    }
+    for (i, name) in REAL.iter().enumerate() {
+        let s = lab.stats(name).await;
+        assert_eq!(
+            s.dropped_misdirected - before[i].dropped_misdirected,
+            misdirected[i],
+            "{name}: every cross-node replay counted"
+        );
+        assert!(misdirected[i] > 0, "{name}: nothing was replayed to it");
     }
     for n in &lab.nodes {
         let members = n.members().await.unwrap();

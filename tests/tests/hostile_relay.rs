@@ -46,7 +46,7 @@ fn rewrite_batches(lab: &Lab, change: fn(&mut RelayBatch)) -> Arc<AtomicU64> {
     let env = lab.env.clone();
     let sealer = Mutex::new(Sealer::new(env.clone(), WallClock::default()));
     lab.net
-        .rewrite(Some(Arc::new(move |_from, _to, bytes: Vec<u8>| {
+        .rewrite(Some(Arc::new(move |_from, to, bytes: Vec<u8>| {
             let Ok(inner) = env.open(Purpose::Gossip, &bytes) else {
                 return bytes;
             };
@@ -67,7 +67,7 @@ fn rewrite_batches(lab: &Lab, change: fn(&mut RelayBatch)) -> Arc<AtomicU64> {
             sealer
                 .lock()
                 .unwrap()
-                .seal(&out, &mut sealed)
+                .seal(&out, to, &mut sealed)
                 .expect("seal");
             sealed
         })));

@@ -166,7 +166,9 @@ async fn corrupted_and_truncated_packets_are_dropped_and_counted() {
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let mut sealed = Vec::new();
     let mut sealer = Sealer::new(env.clone(), WallClock::default());
-    sealer.seal(b"\x00not a foca packet", &mut sealed).unwrap();
+    sealer
+        .seal(b"\x00not a foca packet", a.addr, &mut sealed)
+        .unwrap();
     let mut flipped = sealed.clone();
     let mid = flipped.len() / 2;
     flipped[mid] ^= 0x40;
@@ -218,7 +220,7 @@ async fn a_flooding_source_is_muted_and_its_peers_are_still_heard() {
     let [a, b] = agents;
     let mut forged = Vec::new();
     Sealer::new(env.clone(), WallClock::default())
-        .seal(b"\x00forged", &mut forged)
+        .seal(b"\x00forged", a.addr, &mut forged)
         .unwrap();
     let last = forged.len() - 1;
     forged[last] ^= 0x01;

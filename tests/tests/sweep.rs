@@ -256,16 +256,16 @@ async fn a_replayed_or_stale_request_runs_no_checks() {
     for req in [replay, stale] {
         let mut plain = vec![1u8]; // the sweep channel
         plain.extend(SweepMessage::Request(req).encode());
-        let mut sealed = Vec::new();
-        sealer.seal(&plain, &mut sealed).unwrap();
         for a in &agents {
+            let mut sealed = Vec::new();
+            sealer.seal(&plain, a.addr, &mut sealed).unwrap();
             sock.send_to(&sealed, a.addr).await.unwrap();
         }
     }
     // Barrier: a marker after them from the same socket; once each node
     // counted it, each has handled both requests.
     for (a, before) in agents.iter().zip(malformed) {
-        sock.send_to(&marker(&env), a.addr).await.unwrap();
+        sock.send_to(&marker(&env, a.addr), a.addr).await.unwrap();
         wait_stats(a, CONVERGE, "the marker after the requests", |s| {
             s.node.dropped_malformed > before
         })

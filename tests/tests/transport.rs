@@ -69,12 +69,13 @@ fn gated((a, b): (Transport, Transport)) -> Gated {
     let mut tasks = Tasks::new();
     let envelope = Envelope::new(patrol_agent::keyring::Keyring::generate(), "test");
     let refused = Arc::new(GateCounters::default());
+    let b_addr = b.local_addr;
     let opener = Opener::new(
         envelope.clone(),
         WallClock::default(),
         ReplaySettings::default(),
+        vec![b_addr],
     );
-    let b_addr = b.local_addr;
     let (rx, tx) = b.spawn_gated(&mut tasks, opener, Arc::clone(&refused));
     Gated {
         a: start(a, &mut tasks),
@@ -88,7 +89,7 @@ fn gated((a, b): (Transport, Transport)) -> Gated {
 impl Gated {
     fn seal(&mut self, plain: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        self.sealer.seal(plain, &mut out).expect("seals");
+        self.sealer.seal(plain, self.b.0, &mut out).expect("seals");
         out
     }
 
@@ -205,7 +206,9 @@ async fn gated_drops_oversized_and_unknown_datagrams_early(mut g: Gated) {
         WallClock::default(),
     );
     let mut foreign = Vec::new();
-    stranger.seal(b"not ours", &mut foreign).expect("seals");
+    stranger
+        .seal(b"not ours", g.b.0, &mut foreign)
+        .expect("seals");
     g.send(foreign).await;
     g.flush(b"after the junk").await;
     let refused = g.refused.snapshot();

@@ -155,7 +155,7 @@ async fn send_sealed(env: &Envelope, to: SocketAddr, msg: &SweepMessage) {
     plain.extend(msg.encode());
     let mut sealed = Vec::new();
     Sealer::new(env.clone(), WallClock::default())
-        .seal(&plain, &mut sealed)
+        .seal(&plain, to, &mut sealed)
         .unwrap();
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     socket.send_to(&sealed, to).await.unwrap();

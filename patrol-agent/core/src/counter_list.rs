@@ -76,10 +76,10 @@ pub const DATAGRAMS_SENT: Family = Family {
 };
 
 /// Datagrams dropped, by reason: by the shell (`unsealed`, `replayed`,
-/// `clock_skew`, `muted`, `other`, `outbound_full`) or the node (`malformed`).
+/// `clock_skew`, `muted`, `misdirected`, `other`, `outbound_full`) or the node (`malformed`).
 pub const DATAGRAMS_DROPPED: Family = Family {
     name: "datagrams_dropped",
-    help: "Datagrams dropped: unsealed (did not open: wrong key, corrupted, truncated, other cluster, too large, unknown key id), replayed (seen before or older than the sender's window), clock_skew (sent too far from this node's clock), other (no replay header, too many sender sessions, the queue to the node full), malformed (opened but did not decode) or outbound_full (not sent: the send queue was full)",
+    help: "Datagrams dropped: unsealed (did not open: wrong key, corrupted, truncated, other cluster, too large, unknown key id), replayed (seen before or older than the sender's window), clock_skew (sent too far from this node's clock), muted (from a source muted for sending datagrams that keep failing to open), misdirected (addressed to another node: a capture replayed here), other (no replay header, too many sender sessions, the queue to the node full), malformed (opened but did not decode) or outbound_full (not sent: the send queue was full)",
 };
 
 /// Sweeps this node coordinated.

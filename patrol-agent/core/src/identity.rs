@@ -127,7 +127,7 @@ impl std::hash::Hash for NodeId {
 /// Largest encoded identity a node starts with, and the largest the codec
 /// takes from anyone else (`codec.rs` refuses a packet carrying a larger
 /// one). foca puts the sender's identity in every packet's header and up
-/// to three identities in an indirect probe, all within one 1,330-byte
+/// to three identities in an indirect probe, all within one 1,296-byte
 /// packet; about 400 bytes of tags silently broke indirect probes and
 /// about 620 all gossip. The config keeps a name and its tags within 192
 /// bytes of text, which encodes to at most ~260.

@@ -30,9 +30,9 @@ pub struct NodeSettings {
     /// Default `"patrol"`.
     pub cluster: String,
     /// Largest plaintext datagram the node emits, in bytes, channel byte
-    /// included. The shell adds a 24-byte replay header and the envelope's
+    /// included. The shell adds a 42-byte replay header and the envelope's
     /// 45 bytes (`patrol_agent::datagram`, `patrol_agent::envelope`), so the
-    /// default 1,331 makes sealed datagrams of at most 1,400 bytes, which
+    /// default 1,313 makes sealed datagrams of at most 1,400 bytes, which
     /// fit a 1,500-byte Ethernet MTU with IP and UDP headers. Must be at
     /// least [`MIN_DATAGRAM`] (512).
     pub max_datagram: usize,
@@ -90,7 +90,7 @@ impl Default for NodeSettings {
     fn default() -> Self {
         NodeSettings {
             cluster: "patrol".to_string(),
-            max_datagram: 1331,
+            max_datagram: 1313,
             eager_push_rounds: 2,
             direct_spread_limit: 32,
             rejoin_initial: Duration::from_millis(200),
@@ -128,13 +128,17 @@ impl NodeSettings {
             "sweep.max_datagram",
             self.sweep.max_datagram,
             "max_datagram less its channel byte",
-            self.foca_payload(),
+            self.max_datagram.saturating_sub(1),
         )
     }
 
-    /// foca's `max_packet_size`: the datagram less the channel byte.
+    /// foca's `max_packet_size`: the datagram less the channel byte and
+    /// the 16-byte tag the membership gate appends to every foca packet
+    /// between certified nodes (reserved with or without `[trust]`, so a
+    /// full packet never grows past the datagram).
     pub fn foca_payload(&self) -> usize {
-        self.max_datagram.saturating_sub(1)
+        self.max_datagram
+            .saturating_sub(1 + crate::trust::PACKET_TAG_LEN)
     }
 }
 

@@ -92,6 +92,10 @@ pub struct AgentStats {
     /// sent `transport.mute_after` datagrams that did not open within a
     /// second (a flood).
     pub dropped_muted: u64,
+    /// Datagrams addressed to another node (a capture replayed here, or a
+    /// sender that reaches this node under an address it does not know as
+    /// its own: check `advertise`).
+    pub dropped_misdirected: u64,
     /// Other refusals: no replay header, too many sender sessions, the
     /// queue to the node full.
     pub dropped_other: u64,
@@ -129,6 +133,7 @@ impl AgentStats {
             dropped_replayed,
             dropped_clock_skew,
             dropped_muted,
+            dropped_misdirected,
             dropped_other,
             dropped_outbound,
             audit_suppressed,
@@ -149,6 +154,7 @@ impl AgentStats {
                 DATAGRAMS_DROPPED.reason("replayed", *dropped_replayed),
                 DATAGRAMS_DROPPED.reason("clock_skew", *dropped_clock_skew),
                 DATAGRAMS_DROPPED.reason("muted", *dropped_muted),
+                DATAGRAMS_DROPPED.reason("misdirected", *dropped_misdirected),
                 DATAGRAMS_DROPPED.reason("other", *dropped_other),
                 DATAGRAMS_DROPPED.reason("outbound_full", *dropped_outbound),
             ],
@@ -179,7 +185,13 @@ pub fn start(
     let bump = NodeId::bump_from_unix_ms(settings.started_at_unix_ms.unwrap_or(started));
     let me = NodeId::new(settings.name.clone(), addr, bump, settings.tags.clone());
     let gate = Arc::new(GateCounters::default());
-    let opener = Opener::new(envelope.clone(), settings.clock, ReplaySettings::default());
+    let own = vec![addr, transport.local_addr];
+    let opener = Opener::new(
+        envelope.clone(),
+        settings.clock,
+        ReplaySettings::default(),
+        own,
+    );
     let (inbound, outbound) = transport.spawn_gated(&mut tasks, opener, Arc::clone(&gate));
     let (timers, due) = timers::spawn::<NodeTimer>(&mut tasks);
     let (cmd_tx, commands) = mpsc::channel(64);
@@ -305,6 +317,7 @@ impl Owner {
             dropped_replayed: gate.replayed,
             dropped_clock_skew: gate.clock_skew,
             dropped_muted: gate.muted,
+            dropped_misdirected: gate.misdirected,
             dropped_other: gate.other,
             audit_suppressed: self.audit.as_ref().map_or(0, |a| a.suppressed()),
             refused_operator_concurrent: self
@@ -446,7 +459,7 @@ impl Owner {
     fn send(&mut self, to: SocketAddr, plain: &[u8]) {
         let mut sealed =
             Vec::with_capacity(plain.len() + crate::envelope::OVERHEAD + REPLAY_HEADER);
-        if let Err(e) = self.sealer.seal(plain, &mut sealed) {
+        if let Err(e) = self.sealer.seal(plain, to, &mut sealed) {
             tracing::warn!(error = %e, "cannot seal a datagram");
             return;
         }

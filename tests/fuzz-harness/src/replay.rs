@@ -101,7 +101,9 @@ pub fn fuzz(data: &[u8]) {
             }
         };
         let replay = taken_set.contains(&(session, counter, sent));
-        let result = guard.admit(session, counter, sent, now);
+        // Two sources, so a source's own session cap is exercised too.
+        let from = std::net::SocketAddr::from(([10, 0, 0, 1], 7000 + (session % 2) as u16));
+        let result = guard.admit(from, session, counter, sent, now);
         let skewed = sent.abs_diff(now) > TOLERANCE_MS;
         assert_eq!(
             matches!(result, Err(Refusal::ClockSkew { .. })),

@@ -10,8 +10,9 @@ use crate::constraint::{at_most, not_above, not_zero, SettingsError};
 
 /// Bytes of an encoded `AnswerChunk` besides its payload and node name, at
 /// most: version 1, variant 1, sweep id 9, name length 3, nonce 9, index
-/// 3, count 3, send time 9, payload length 3 (bincode varints), rounded up.
-const CHUNK_HEADER: usize = 48;
+/// 3, count 3, send time 9, send-time tag 17, payload length 3 (bincode
+/// varints), rounded up.
+const CHUNK_HEADER: usize = 64;
 
 /// Sweep settings. `Default` gives the tuned defaults.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,8 +24,8 @@ pub struct SweepSettings {
     pub max_concurrent: usize,
     /// Largest encoded sweep message the core emits, in bytes (the shell
     /// adds its channel byte, the replay header and the sealed envelope).
-    /// Answers are cut into pieces to fit. Default 1330: the node's
-    /// 1,331-byte plaintext limit less the channel byte, so a sealed sweep
+    /// Answers are cut into pieces to fit. Default 1312: the node's
+    /// 1,313-byte plaintext limit less the channel byte, so a sealed sweep
     /// datagram is at most 1,400 bytes, inside a 1,500-byte Ethernet MTU.
     /// Must not be zero, nor exceed the node's `max_datagram` less its
     /// channel byte (checked by `NodeSettings::validate`).
@@ -201,7 +202,7 @@ impl Default for SweepSettings {
     fn default() -> Self {
         SweepSettings {
             max_concurrent: 2,
-            max_datagram: 1330,
+            max_datagram: 1312,
             answer_spread_per_node: Duration::from_micros(30),
             answer_spread_max: Duration::from_secs(1),
             retry_initial: Duration::from_millis(150),

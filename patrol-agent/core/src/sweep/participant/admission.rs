@@ -212,7 +212,8 @@ impl Refusal {
     /// request can aim our answers at someone else. Nothing about the
     /// sweep is remembered (a forged future-dated request must not live
     /// for its deadline window). A refused authorization is audited under
-    /// `sender`'s budget.
+    /// `sender`'s budget. A `repeat` (another copy of a request refused
+    /// here before) is only answered, not counted or audited again.
     pub(super) fn answer(
         self,
         cx: &mut Ctx,
@@ -220,9 +221,16 @@ impl Refusal {
         from: Option<SocketAddr>,
         sender: Option<SocketAddr>,
         budget: &mut RefusalBudget,
+        repeat: bool,
     ) {
         let asked_by_coordinator = from == Some(req.coordinator.addr);
         let settings = cx.settings;
+        if repeat {
+            if asked_by_coordinator {
+                self.report_again(cx, req);
+            }
+            return;
+        }
         match self {
             Refusal::Stale | Refusal::RefusedBefore => {}
             Refusal::Unauthorized { audit, reason } => {
@@ -286,6 +294,25 @@ impl Refusal {
                     report(cx, req, outcomes::over_capacity(max), pair.as_ref());
                 }
             }
+        }
+    }
+}
+
+impl Refusal {
+    /// To a coordinator asking again for a request refused here: the same
+    /// answer, nothing counted or audited.
+    fn report_again(self, cx: &mut Ctx, req: &SweepRequest) {
+        let settings = cx.settings;
+        match self {
+            Refusal::OverQuota { pair, operator, .. } => {
+                let outcome = outcomes::over_quota(&operator, settings.operator_share);
+                report(cx, req, outcome, pair.as_ref());
+            }
+            Refusal::OverCapacity { pair, .. } => {
+                let outcome = outcomes::over_capacity(settings.max_participations);
+                report(cx, req, outcome, pair.as_ref());
+            }
+            _ => {}
         }
     }
 }

@@ -39,7 +39,14 @@ pub(crate) struct Participant {
     sweeps: HashMap<u64, Participation>,
     /// Audit lines of refused authorizations, per sender.
     refusals: RefusalBudget,
+    /// Requests refused for this node's own reasons (its tags, its
+    /// capacity, its operator's share): id -> (expiry, digest), so their
+    /// other copies are counted and audited once.
+    refused_here: HashMap<u64, (u64, [u8; 16])>,
 }
+
+/// Most requests remembered as refused here at once.
+const MAX_REFUSED_HERE: usize = 4096;
 
 /// What became of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +126,23 @@ impl Participant {
         self.sweeps.len()
     }
 
+    fn remember_refused(&mut self, id: u64, until: u64, d: [u8; 16], unix_ms: u64) {
+        if self.refused_here.len() >= MAX_REFUSED_HERE {
+            self.refused_here.retain(|_, (u, _)| *u > unix_ms);
+        }
+        if self.refused_here.len() >= MAX_REFUSED_HERE {
+            let first = self
+                .refused_here
+                .iter()
+                .min_by_key(|(_, (u, _))| *u)
+                .map(|(id, _)| *id);
+            if let Some(first) = first {
+                self.refused_here.remove(&first);
+            }
+        }
+        self.refused_here.insert(id, (until, d));
+    }
+
     /// Sweeps of `operator` remembered here.
     pub(crate) fn held_by(&self, operator: &str) -> usize {
         self.sweeps
@@ -155,8 +179,22 @@ impl Participant {
                 pass_on: same,
             };
         }
+        let d = digest(&req);
+        let unix_ms = cx.unix_ms();
+        let repeat = self
+            .refused_here
+            .get(&req.id)
+            .is_some_and(|(until, seen)| *seen == d && *until > unix_ms);
+        if repeat && from != Some(req.coordinator.addr) {
+            // Another copy of a request refused here: said once.
+            return Verdict {
+                taken: false,
+                pass_on: true,
+            };
+        }
         match self.admit(cx, &req) {
             Ok(admitted) => {
+                self.refused_here.remove(&req.id);
                 self.run(cx, req, admitted);
                 Verdict {
                     taken: true,
@@ -165,7 +203,10 @@ impl Participant {
             }
             Err(refusal) => {
                 let pass_on = refusal.passes_on();
-                refusal.answer(cx, &req, from, sender, &mut self.refusals);
+                if pass_on && !repeat {
+                    self.remember_refused(req.id, req.expires_at_unix_ms(), d, unix_ms);
+                }
+                refusal.answer(cx, &req, from, sender, &mut self.refusals, repeat);
                 Verdict {
                     taken: false,
                     pass_on,

@@ -191,7 +191,8 @@ fn participations_are_capped() {
     assert!(out.is_empty(), "answered a stranger: {out:?}");
     net.cores[1].handle_message(at(now, unix), addr(0), SweepMessage::Request(req), &mut out);
     out.retain(|e| !matches!(e, Effect::Audit(_)));
-    assert_eq!(net.cores[1].counters().requests_over_capacity, 4);
+    // Counted once for its two copies; the coordinator's copy answered.
+    assert_eq!(net.cores[1].counters().requests_over_capacity, 3);
     let [Effect::Send {
         to,
         msg: SweepMessage::Answer(chunk),
@@ -279,4 +280,30 @@ fn a_down_identity_and_an_alive_one_with_one_name_are_no_conflict() {
     let doc = net.doc();
     assert_accounted(doc);
     assert_eq!(doc.counts.ok, 3, "{:?}", doc.nodes);
+}
+
+/// Regression: the send-time tag (17 bytes) made full pieces 17 bytes
+/// larger than `max_datagram`, so a certified node's multi-piece answer
+/// was dropped as oversized at the coordinator. A full piece with every
+/// field at its largest still fits.
+#[test]
+fn a_full_piece_at_its_largest_fits_the_datagram() {
+    let settings = SweepSettings::default();
+    let name = "n".repeat(253);
+    let chunk = AnswerChunk {
+        sweep_id: u64::MAX,
+        node: name.clone(),
+        nonce: u64::MAX,
+        index: u16::MAX,
+        count: u16::MAX,
+        sent_unix_ms: u64::MAX,
+        sent_tag: Some([0xff; 16]),
+        payload: vec![0xff; settings.chunk_payload(name.len())],
+    };
+    let len = SweepMessage::Answer(chunk).encode().len();
+    assert!(
+        len <= settings.max_datagram,
+        "{len} > {}",
+        settings.max_datagram
+    );
 }
