@@ -92,8 +92,13 @@ pub fn check_trust(config: &Config) -> Result<Option<NodeTrust>, StartError> {
     let Some(t) = &config.trust else {
         return Ok(None);
     };
-    let creds = crate::trust_files::load_credentials(&t.cert, &t.key)?;
-    let bundle = crate::trust_files::load_bundle(&t.ca_bundle, t.deny_list.as_deref())?;
+    let (creds, chain) = crate::trust_files::load_identity(&t.cert, &t.key)?;
+    let bundle = crate::trust_files::load_bundle_with_chain(
+        &t.ca_bundle,
+        t.deny_list.as_deref(),
+        &t.cert,
+        &chain,
+    )?;
     if creds.name() != config.node.name {
         return Err(StartError::Trust {
             path: t.cert.clone(),
@@ -489,6 +494,7 @@ pub async fn run(
     let trust = match (&config.trust, daemon.bundle.take()) {
         (Some(t), Some(tx)) => Some(Reload {
             ca_bundle: t.ca_bundle.clone(),
+            cert: t.cert.clone(),
             deny_list: t.deny_list.clone(),
             watch: tx,
             commander: daemon.agent.commander(),
@@ -508,6 +514,9 @@ pub async fn run(
 /// What SIGHUP reloads besides the key file, with `[trust]`.
 struct Reload {
     ca_bundle: std::path::PathBuf,
+    /// The node's certificate file: the issuers after the certificate
+    /// join the bundle.
+    cert: std::path::PathBuf,
     deny_list: Option<std::path::PathBuf>,
     watch: tokio::sync::watch::Sender<patrol_core::trust::TrustBundle>,
     commander: agent::Commander,
@@ -518,7 +527,15 @@ impl Reload {
     /// the node use them from the next request on (the node checks every
     /// cached peer again). Files that do not load leave the old ones.
     async fn run(&self) {
-        match crate::trust_files::load_bundle(&self.ca_bundle, self.deny_list.as_deref()) {
+        let loaded = crate::trust_files::load_certs(&self.cert).and_then(|certs| {
+            crate::trust_files::load_bundle_with_chain(
+                &self.ca_bundle,
+                self.deny_list.as_deref(),
+                &self.cert,
+                certs.get(1..).unwrap_or_default(),
+            )
+        });
+        match loaded {
             Ok(bundle) => {
                 let revoked = bundle.revocations().len();
                 let cas = bundle.cas().count();
