@@ -14,7 +14,9 @@
 //! - [`control`]: the control channel, server and client;
 //! - identities on disk and in use: [`node_trust`], [`trust_files`],
 //!   [`audit`] (with its budget for refusals nobody proved), and
-//!   [`escaped`] (client text made safe for the agent's log);
+//!   [`escaped`] (client text made safe for the agent's log), and
+//!   [`enroll`] (certificates from an issuing CA: the service, the client
+//!   and the agent's renewal);
 //! - [`metrics`]: the OpenMetrics endpoint;
 //! - [`daemon`]: config in, running tasks out, with [`daemon::DaemonSettings`];
 //!   [`command_line`]: the binary's arguments.
@@ -31,6 +33,7 @@ pub mod command_line;
 pub mod control;
 pub mod daemon;
 pub mod datagram;
+pub mod enroll;
 pub mod envelope;
 pub mod escaped;
 pub mod inspector;

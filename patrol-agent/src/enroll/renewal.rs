@@ -1,0 +1,1 @@
+//! The agent's own enrollment and renewal (see the daemon).
