@@ -66,6 +66,8 @@ pub enum StartError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error("[trust] enroll: {0}")]
+    Enroll(#[from] crate::enroll::EnrollError),
 }
 
 /// Load `[trust]`: the node's key and certificate (its name must be
@@ -137,7 +139,10 @@ pub struct Daemon {
     pub ready: Ready,
     pub agent: AgentHandle,
     /// Where a reloaded CA bundle and deny list go (with `[trust]`).
-    pub bundle: Option<tokio::sync::watch::Sender<patrol_core::trust::TrustBundle>>,
+    pub bundle: Option<Arc<tokio::sync::watch::Sender<patrol_core::trust::TrustBundle>>>,
+    /// Where a renewed certificate goes for the control channel (with
+    /// `[trust]`).
+    pub node: Option<tokio::sync::watch::Sender<patrol_core::trust::Credentials>>,
 }
 
 impl Daemon {
@@ -306,6 +311,9 @@ async fn warn_when_alone(seeds: Vec<String>, commander: agent::Commander, after:
 /// Start a daemon from a loaded config and an envelope, with the
 /// identity from `[trust]` when the config has one.
 pub async fn start_with(config: &Config, envelope: Envelope) -> Result<Daemon, StartError> {
+    if let Some(e) = crate::enroll::renewal::Enrollment::from_config(config) {
+        crate::enroll::renewal::enroll_if_needed(&e).await?;
+    }
     let trust = load_trust(config)?;
     start_trusted(config, envelope, trust).await
 }
@@ -415,12 +423,13 @@ pub async fn start_trusted(
             .tasks()
             .spawn(crate::metrics::serve(l, exporter, settings.metrics.clone()));
     }
-    let bundle = match &trust {
+    let (bundle, node) = match &trust {
         Some(t) => {
             let (tx, rx) = tokio::sync::watch::channel(t.bundle.clone());
+            let (node_tx, node_rx) = tokio::sync::watch::channel(t.creds.clone());
             let auth = crate::control::server::CertAuth {
                 cluster: config.node.cluster.clone(),
-                node: t.creds.clone(),
+                node: node_rx,
                 bundle: rx,
                 audit: t.audit.clone(),
                 clock: crate::clock::WallClock::default(),
@@ -432,7 +441,7 @@ pub async fn start_trusted(
                 crate::control::server::ControlAuth::Certificates(Box::new(auth)),
                 commander,
             ));
-            Some(tx)
+            (Some(Arc::new(tx)), Some(node_tx))
         }
         None => {
             tracing::warn!("no [trust] section: the cluster key is the only trust boundary (any key holder can answer for any node and start sweeps); see `patrol ca`");
@@ -442,7 +451,7 @@ pub async fn start_trusted(
                 envelope,
                 commander,
             ));
-            None
+            (None, None)
         }
     };
     Ok(Daemon {
@@ -453,6 +462,7 @@ pub async fn start_trusted(
         },
         agent,
         bundle,
+        node,
     })
 }
 
@@ -491,6 +501,21 @@ pub async fn run(
     let keyring = Keyring::load(&config.node.key_file)?;
     let envelope = Envelope::new(keyring, &config.node.cluster);
     let mut daemon = start_with(config, envelope.clone()).await?;
+    let enrollment = crate::enroll::renewal::Enrollment::from_config(config);
+    if let (Some(e), Some(bundle), Some(node)) =
+        (enrollment, daemon.bundle.clone(), daemon.node.take())
+    {
+        let current = node.borrow().clone();
+        let targets = crate::enroll::renewal::Targets {
+            commander: daemon.agent.commander(),
+            node,
+            bundle,
+        };
+        daemon
+            .agent
+            .tasks()
+            .spawn(crate::enroll::renewal::run(e, current, targets));
+    }
     let trust = match (&config.trust, daemon.bundle.take()) {
         (Some(t), Some(tx)) => Some(Reload {
             ca_bundle: t.ca_bundle.clone(),
@@ -518,7 +543,7 @@ struct Reload {
     /// join the bundle.
     cert: std::path::PathBuf,
     deny_list: Option<std::path::PathBuf>,
-    watch: tokio::sync::watch::Sender<patrol_core::trust::TrustBundle>,
+    watch: Arc<tokio::sync::watch::Sender<patrol_core::trust::TrustBundle>>,
     commander: agent::Commander,
 }
 

@@ -209,6 +209,39 @@ pub fn write_new(path: &Path, text: &str, mode: u32) -> Result<(), TrustFileErro
     })
 }
 
+/// Replace `path` with `text` (mode `mode`): written whole to a
+/// temporary next to it, then renamed over it, so a reader sees the old
+/// file or the new one, never a part.
+pub fn replace(path: &Path, text: &str, mode: u32) -> Result<(), TrustFileError> {
+    let write_err = |source| TrustFileError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.new{}",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("identity"),
+        std::process::id()
+    ));
+    let _ = fs::remove_file(&tmp);
+    let result = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|_| f.sync_all()))
+        .and_then(|_| fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(write_err)
+}
+
 /// Write a private key (mode 0600).
 pub fn write_key(path: &Path, key: &SigningKey, what: &str) -> Result<(), TrustFileError> {
     write_new(path, &key_to_text(key, what), 0o600)

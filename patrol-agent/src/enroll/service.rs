@@ -205,6 +205,11 @@ impl Service {
             }
         }
         let now = now_s();
+        let life = self.settings.cert_life.as_secs();
+        // Valid a little before now, for nodes whose clock runs behind:
+        // a minute, or a tenth of a short life (renewal is planned from
+        // `not_before`).
+        let backdate = (life / 10).min(60);
         issue(
             &self.issuer,
             Issue {
@@ -212,7 +217,7 @@ impl Service {
                 name,
                 public_key: key,
                 serial: rand::random(),
-                not_before: now.saturating_sub(60),
+                not_before: now.saturating_sub(backdate),
                 not_after: now.saturating_add(self.settings.cert_life.as_secs()),
             },
         )
