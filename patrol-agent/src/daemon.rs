@@ -335,6 +335,23 @@ pub async fn start_trusted(
         config.node.tags.clone(),
         patrol_checks::Runner::for_checks(patrol_checks::host_for(&config.node), &config.checks),
     ));
+    // With `[trust]`: the node's certificate and bundle, replaced by
+    // renewals and SIGHUP, read by the control channel and by the
+    // `patrol.cert_expiry` outcome every answer carries.
+    let watches = trust.as_ref().map(|t| {
+        (
+            tokio::sync::watch::channel(t.creds.clone()),
+            tokio::sync::watch::channel(t.bundle.clone()),
+        )
+    });
+    let inspector: Arc<dyn agent::Inspector> = match &watches {
+        Some(((_, node), (_, bundle))) => Arc::new(crate::cert_expiry::ExpiryInspector::new(
+            inspector,
+            node.clone(),
+            bundle.clone(),
+        )),
+        None => inspector,
+    };
     let meter = crate::metrics::CheckMeter::default();
     let inspector = Arc::new(crate::metrics::MeteredInspector::new(
         inspector,
@@ -423,10 +440,8 @@ pub async fn start_trusted(
             .tasks()
             .spawn(crate::metrics::serve(l, exporter, settings.metrics.clone()));
     }
-    let (bundle, node) = match &trust {
-        Some(t) => {
-            let (tx, rx) = tokio::sync::watch::channel(t.bundle.clone());
-            let (node_tx, node_rx) = tokio::sync::watch::channel(t.creds.clone());
+    let (bundle, node) = match (&trust, watches) {
+        (Some(t), Some(((node_tx, node_rx), (tx, rx)))) => {
             let auth = crate::control::server::CertAuth {
                 cluster: config.node.cluster.clone(),
                 node: node_rx,
@@ -443,7 +458,7 @@ pub async fn start_trusted(
             ));
             (Some(Arc::new(tx)), Some(node_tx))
         }
-        None => {
+        _ => {
             tracing::warn!("no [trust] section: the cluster key is the only trust boundary (any key holder can answer for any node and start sweeps); see `patrol ca`");
             agent.tasks().spawn(crate::control::server::serve_with(
                 settings.control.clone(),

@@ -17,7 +17,8 @@
 //!   [`escaped`] (client text made safe for the agent's log), and
 //!   [`enroll`] (certificates from an issuing CA: the service, the client
 //!   and the agent's renewal);
-//! - [`metrics`]: the OpenMetrics endpoint;
+//! - [`metrics`]: the OpenMetrics endpoint; [`cert_expiry`]: the
+//!   `patrol.cert_expiry` outcome every certified answer carries;
 //! - [`daemon`]: config in, running tasks out, with [`daemon::DaemonSettings`];
 //!   [`command_line`]: the binary's arguments.
 //!
@@ -28,6 +29,7 @@
 
 pub mod agent;
 pub mod audit;
+pub mod cert_expiry;
 pub mod clock;
 pub mod command_line;
 pub mod control;

@@ -189,6 +189,8 @@ fn operator(dir: &Path, ca: &Path, issuer: &Path) -> PathBuf {
         "full",
         "--out",
         &s(&alice),
+        "--expires",
+        "3d",
     ]);
     std::fs::copy(issuer.join("bundle.crt"), alice.join("ca.crt")).unwrap();
     alice
@@ -256,6 +258,44 @@ fn agents_enroll_with_one_token_renew_while_sweeps_run_and_an_exhausted_token_is
             other => Err(format!("{other:?}")),
         },
     );
+
+    // Every answer carries `patrol.cert_expiry`: 30-second certificates
+    // warn. The operator's 3-day certificate is warned about too.
+    let out = patrol(&[
+        "sweep",
+        "--seed",
+        &control,
+        "--cluster",
+        "proc-test",
+        "--identity",
+        &s(&alice),
+        "--format",
+        "json",
+        "--deadline",
+        "3s",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("operator certificate `alice` expires in "),
+        "{err}"
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for node in doc["nodes"].as_array().unwrap() {
+        let expiry = node["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == "patrol.cert_expiry")
+            .unwrap_or_else(|| panic!("no patrol.cert_expiry: {node}"));
+        assert_eq!(expiry["status"], "warn", "{expiry}");
+        assert!(
+            expiry["message"]
+                .as_str()
+                .unwrap()
+                .contains("node certificate"),
+            "{expiry}"
+        );
+    }
 
     // 30-second certificates renew (at two thirds of their life) while
     // sweeps run; every sweep after the mesh formed answers from all four.
