@@ -93,7 +93,8 @@ async fn exchange(
     let sealed = frame::seal(&envelope, Purpose::ControlRequest, challenge, &request)?;
     write_frame(&mut stream, &sealed).await?;
     let reply = read_frame(&mut stream, MAX_ENROLL_FRAME).await?;
-    let answer: EnrollResponse = frame::open(&envelope, Purpose::ControlReply, challenge, &reply)?;
+    let answer: EnrollResponse =
+        wire::open_sealed(&envelope, Purpose::ControlReply, challenge, &reply)?;
     let (cert, chain) = match answer {
         EnrollResponse::Refused(reason) => return Err(EnrollError::Refused(reason)),
         EnrollResponse::Issued { cert, chain } => (*cert, chain),

@@ -120,6 +120,22 @@ impl Enrollment {
             .then_some(creds)
     }
 
+    /// Whether this node can enroll at start (for `patrol config check`
+    /// before the first start): the roots load and the token file reads.
+    pub fn check_ready(&self) -> Result<(), String> {
+        self.roots().map_err(|e| e.to_string())?;
+        let Some(file) = &self.token_file else {
+            return Err(
+                "no valid certificate yet, and no enroll_token_file to enroll with".to_string(),
+            );
+        };
+        match std::fs::read_to_string(file) {
+            Ok(t) if !t.trim().is_empty() => Ok(()),
+            Ok(_) => Err(format!("enroll_token_file {} is empty", file.display())),
+            Err(e) => Err(format!("enroll_token_file {}: {e}", file.display())),
+        }
+    }
+
     /// This node's key: the key file, or a new key written to it.
     fn key(&self) -> Result<SigningKey, TrustFileError> {
         match trust_files::load_key(&self.key) {

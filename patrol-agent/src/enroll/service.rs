@@ -325,7 +325,7 @@ async fn exchange(
     let envelope = wire::session(&mine, &client_eph, &transcript)?;
     let sealed = read_frame(&mut stream, MAX_ENROLL_FRAME).await?;
     let req: EnrollRequest =
-        match frame::open(&envelope, Purpose::ControlRequest, challenge, &sealed) {
+        match wire::open_sealed(&envelope, Purpose::ControlRequest, challenge, &sealed) {
             Ok(r) => r,
             Err(e) => {
                 // Not this session's: a replay, or another key.

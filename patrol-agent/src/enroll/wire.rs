@@ -149,6 +149,26 @@ pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, EnrollE
     }
 }
 
+/// Open a sealed frame of this session (sealed by
+/// [`crate::control::frame::seal`]: the challenge, then the body),
+/// decoding under [`MAX_ENROLL_FRAME`] so that a client of any session
+/// cannot make the service allocate more than that with a forged length.
+pub fn open_sealed<T: serde::de::DeserializeOwned>(
+    envelope: &Envelope,
+    purpose: crate::envelope::Purpose,
+    challenge: Challenge,
+    frame: &[u8],
+) -> Result<T, EnrollError> {
+    let plain = envelope
+        .open(purpose, frame)
+        .map_err(|e| EnrollError::Protocol(format!("the frame does not open: {e}")))?;
+    let (theirs, body): (Challenge, T) = decode(&plain)?;
+    if theirs != challenge {
+        return Err(EnrollError::Refused("a frame of another session".into()));
+    }
+    Ok(body)
+}
+
 /// Service side: the proof frame for this transcript.
 pub fn server_proof(issuer: &Credentials, transcript: &[u8]) -> Result<Vec<u8>, EnrollError> {
     let signature = issuer
@@ -362,6 +382,48 @@ mod tests {
         let current = bundle(&[&root]).verify(&node.cert, "node", 100).unwrap();
         assert!(renewal_signed(&current, &req, &t, signature));
         assert!(!renewal_signed(&current, &req, &other, signature));
+    }
+
+    #[test]
+    fn a_sealed_frame_opens_in_its_session_only_and_a_forged_length_allocates_nothing_big() {
+        let env = Envelope::new(
+            crate::keyring::Keyring::from_secret(2, [5; 32]),
+            SESSION_LABEL,
+        );
+        let req = token_request(&SigningKey::from_bytes(&[5; 32]), b"t", "n", "tok");
+        let sealed =
+            crate::control::frame::seal(&env, Purpose::ControlRequest, [1; CHALLENGE_LEN], &req)
+                .unwrap();
+        let back: EnrollRequest =
+            open_sealed(&env, Purpose::ControlRequest, [1; CHALLENGE_LEN], &sealed).unwrap();
+        assert_eq!(back.name, "n");
+        assert!(open_sealed::<EnrollRequest>(
+            &env,
+            Purpose::ControlRequest,
+            [2; CHALLENGE_LEN],
+            &sealed
+        )
+        .is_err());
+        assert!(open_sealed::<EnrollRequest>(
+            &env,
+            Purpose::ControlReply,
+            [1; CHALLENGE_LEN],
+            &sealed
+        )
+        .is_err());
+        // A name claiming 8 MiB in a frame of a few bytes: refused by the
+        // limit before any allocation of that size.
+        let mut forged = vec![1u8; CHALLENGE_LEN];
+        forged.extend([253, 0, 0, 128, 0, 0, 0, 0, 0]);
+        let sealed = env.seal_to_vec(Purpose::ControlRequest, &forged).unwrap();
+        let e = open_sealed::<EnrollRequest>(
+            &env,
+            Purpose::ControlRequest,
+            [1; CHALLENGE_LEN],
+            &sealed,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("undecodable"), "{e}");
     }
 
     #[test]
