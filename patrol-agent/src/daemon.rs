@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use crate::agent::{self, AgentHandle, AgentSettings, AgentStats, StopMode};
 use crate::control::server::ControlSettings;
 use crate::envelope::Envelope;
+use crate::hangup::Reload;
 use crate::inspector::CatalogInspector;
 use crate::keyring::Keyring;
 pub use crate::node_trust::NodeTrust;
@@ -516,21 +517,7 @@ pub async fn run(
     let keyring = Keyring::load(&config.node.key_file)?;
     let envelope = Envelope::new(keyring, &config.node.cluster);
     let mut daemon = start_with(config, envelope.clone()).await?;
-    let enrollment = crate::enroll::renewal::Enrollment::from_config(config);
-    if let (Some(e), Some(bundle), Some(node)) =
-        (enrollment, daemon.bundle.clone(), daemon.node.take())
-    {
-        let current = node.borrow().clone();
-        let targets = crate::enroll::renewal::Targets {
-            commander: daemon.agent.commander(),
-            node,
-            bundle,
-        };
-        daemon
-            .agent
-            .tasks()
-            .spawn(crate::enroll::renewal::run(e, current, targets));
-    }
+    crate::enroll::renewal::spawn(config, &mut daemon);
     let trust = match (&config.trust, daemon.bundle.take()) {
         (Some(t), Some(tx)) => Some(Reload {
             ca_bundle: t.ca_bundle.clone(),
@@ -541,7 +528,7 @@ pub async fn run(
         }),
         _ => None,
     };
-    daemon.agent.tasks().spawn(reload_on_hangup(
+    daemon.agent.tasks().spawn(crate::hangup::reload_on_hangup(
         envelope,
         config.node.key_file.clone(),
         trust,
@@ -549,75 +536,6 @@ pub async fn run(
     on_ready(&daemon.ready);
     shutdown.await;
     Ok(daemon.stop(StopMode::Leave).await)
-}
-
-/// What SIGHUP reloads besides the key file, with `[trust]`.
-struct Reload {
-    ca_bundle: std::path::PathBuf,
-    /// The node's certificate file: the issuers after the certificate
-    /// join the bundle.
-    cert: std::path::PathBuf,
-    deny_list: Option<std::path::PathBuf>,
-    watch: Arc<tokio::sync::watch::Sender<patrol_core::trust::TrustBundle>>,
-    commander: agent::Commander,
-}
-
-impl Reload {
-    /// Read the CA bundle and deny list again; the control channel and
-    /// the node use them from the next request on (the node checks every
-    /// cached peer again). Files that do not load leave the old ones.
-    async fn run(&self) {
-        let loaded = crate::trust_files::load_certs(&self.cert).and_then(|certs| {
-            crate::trust_files::load_bundle_with_chain(
-                &self.ca_bundle,
-                self.deny_list.as_deref(),
-                &self.cert,
-                certs.get(1..).unwrap_or_default(),
-            )
-        });
-        match loaded {
-            Ok(bundle) => {
-                let revoked = bundle.revocations().len();
-                let cas = bundle.cas().count();
-                self.watch.send_replace(bundle.clone());
-                if self.commander.set_bundle(bundle).await.is_ok() {
-                    tracing::info!(cas, revoked, "reloaded the CA bundle and deny list");
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "CA bundle or deny list not reloaded; the previous ones stay in use")
-            }
-        }
-    }
-}
-
-/// On SIGHUP, read the key file again and use its keys from then on (the
-/// gossip socket and the control channel both): key rotation without a
-/// restart. A file that does not load leaves the old keys in use. With
-/// `[trust]`, the CA bundle and the deny list are read again too.
-async fn reload_on_hangup(envelope: Envelope, key_file: std::path::PathBuf, trust: Option<Reload>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hangup = match signal(SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch SIGHUP; key file reload disabled");
-            return;
-        }
-    };
-    while hangup.recv().await.is_some() {
-        match Keyring::load(&key_file) {
-            Ok(ring) => {
-                let primary = envelope.reload(ring);
-                tracing::info!(primary, keys = ?envelope.key_ids(), file = %key_file.display(), "reloaded the key file");
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "key file not reloaded; the previous keys stay in use")
-            }
-        }
-        if let Some(t) = &trust {
-            t.run().await;
-        }
-    }
 }
 
 #[cfg(test)]

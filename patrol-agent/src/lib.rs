@@ -19,7 +19,8 @@
 //!   and the agent's renewal);
 //! - [`metrics`]: the OpenMetrics endpoint; [`cert_expiry`]: the
 //!   `patrol.cert_expiry` outcome every certified answer carries;
-//! - [`daemon`]: config in, running tasks out, with [`daemon::DaemonSettings`];
+//! - [`daemon`]: config in, running tasks out, with [`daemon::DaemonSettings`]
+//!   (`hangup`: what SIGHUP reloads);
 //!   [`command_line`]: the binary's arguments.
 //!
 //! The protocol logic (foca's glue, the sweep, trust, the counter list) is
@@ -38,6 +39,7 @@ pub mod datagram;
 pub mod enroll;
 pub mod envelope;
 pub mod escaped;
+mod hangup;
 pub mod inspector;
 pub mod keyring;
 pub mod metrics;

@@ -237,6 +237,23 @@ pub struct Targets {
     pub bundle: std::sync::Arc<tokio::sync::watch::Sender<TrustBundle>>,
 }
 
+/// With `[trust] enroll`: start renewing for a started daemon, with the
+/// watches its control channel and `patrol.cert_expiry` read.
+pub fn spawn(config: &patrol_config::Config, daemon: &mut crate::daemon::Daemon) {
+    let enrollment = Enrollment::from_config(config);
+    if let (Some(e), Some(bundle), Some(node)) =
+        (enrollment, daemon.bundle.clone(), daemon.node.take())
+    {
+        let current = node.borrow().clone();
+        let targets = Targets {
+            commander: daemon.agent.commander(),
+            node,
+            bundle,
+        };
+        daemon.agent.tasks().spawn(run(e, current, targets));
+    }
+}
+
 /// Renew for as long as the agent runs.
 pub async fn run(e: Enrollment, mut current: Credentials, targets: Targets) {
     loop {
