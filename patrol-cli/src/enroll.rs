@@ -150,12 +150,13 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             tokens,
         } => {
             let names = NamePatterns::parse(&names).context("--names")?;
-            let creds = load_issuer(&issuer)?;
-            if let Role::Issuer(own) = &creds.cert.body.role {
+            // The certificate is enough: making a token never reads the key.
+            let cert = trust_files::load_cert(&issuer.join("issuer.crt"))?;
+            if let Role::Issuer(own) = &cert.body.role {
                 anyhow::ensure!(
                     own.covers(&names),
                     "issuer `{}` signs only names {}: a token for {} would enroll names it refuses",
-                    creds.name(),
+                    cert.body.name,
                     own.describe(),
                     names.describe()
                 );

@@ -1,5 +1,6 @@
 //! The enrollment service (`patrol enroll serve`): accept connections (at
-//! most [`ServiceSettings::max_connections`] at once, each within
+//! most [`ServiceSettings::max_connections`] at once,
+//! [`ServiceSettings::max_per_peer`] from one address, each within
 //! [`ServiceSettings::exchange_timeout`]), prove the issuer, and answer
 //! one request per connection with a certificate or a refusal.
 //!
@@ -13,8 +14,8 @@
 //! and audited: issues in full, refusals within the audit log's budget
 //! for lines nobody proved ([`AuditLog::append_unproven`]).
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -40,6 +41,11 @@ pub struct ServiceSettings {
     /// serve thousands of enrollments a second, and a flood of idle
     /// connections holds at most 64 slots for `exchange_timeout`.
     pub max_connections: usize,
+    /// Connections one peer address may hold at once; more are closed at
+    /// once (`busy`). Default 8: an enrollment takes milliseconds, so a
+    /// host (or a NAT of many) needs few at a time, and one address
+    /// cannot hold every slot for `exchange_timeout`.
+    pub max_per_peer: usize,
     /// How long one connection may take from hello to answer. Default
     /// 10 s. Must not be zero.
     pub exchange_timeout: Duration,
@@ -52,6 +58,7 @@ impl Default for ServiceSettings {
     fn default() -> Self {
         ServiceSettings {
             max_connections: 64,
+            max_per_peer: 8,
             exchange_timeout: Duration::from_secs(10),
             cert_life: Duration::from_secs(30 * 86_400),
         }
@@ -271,8 +278,49 @@ impl Service {
 }
 
 /// Serve on `listener` until dropped.
+/// Connections held per peer address.
+#[derive(Debug, Default)]
+struct PeerSlots {
+    held: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One peer's connection slot, given back on drop.
+struct PeerSlot {
+    slots: Arc<PeerSlots>,
+    ip: IpAddr,
+}
+
+impl PeerSlots {
+    /// A slot for `ip`, unless it already holds `max`.
+    fn take(slots: &Arc<PeerSlots>, ip: IpAddr, max: usize) -> Option<PeerSlot> {
+        let mut held = slots.held.lock().unwrap_or_else(|p| p.into_inner());
+        let n = held.entry(ip).or_default();
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            slots: Arc::clone(slots),
+            ip,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut held = self.slots.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = held.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.ip);
+            }
+        }
+    }
+}
+
 pub async fn serve(listener: TcpListener, service: Arc<Service>) {
     let slots = Arc::new(Semaphore::new(service.settings.max_connections));
+    let peers = Arc::new(PeerSlots::default());
     let mut conns = tokio::task::JoinSet::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -280,13 +328,17 @@ pub async fn serve(listener: TcpListener, service: Arc<Service>) {
             _ = tick.tick() => service.audit.flush_unproven(crate::clock::unix_ms()),
             accepted = listener.accept() => {
                 let Ok((stream, peer)) = accepted else { continue };
+                let Some(mine) = PeerSlots::take(&peers, peer.ip(), service.settings.max_per_peer) else {
+                    service.record_early(&peer, "busy", "this address holds its share of connections");
+                    continue;
+                };
                 let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
                     service.record_early(&peer, "busy", "every connection slot is taken");
                     continue;
                 };
                 let service = Arc::clone(&service);
                 conns.spawn(async move {
-                    let _permit = permit;
+                    let _slots = (permit, mine);
                     let limit = service.settings.exchange_timeout;
                     let served = tokio::time::timeout(limit, exchange(stream, &service, peer)).await;
                     match served {
@@ -360,4 +412,27 @@ async fn send(
     let bytes = frame::seal(envelope, Purpose::ControlReply, challenge, answer)?;
     write_frame(stream, &bytes).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_address_holds_at_most_its_share_and_gets_it_back_when_done() {
+        let slots = Arc::new(PeerSlots::default());
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let held: Vec<_> = (0..3)
+            .map(|_| PeerSlots::take(&slots, a, 3).unwrap())
+            .collect();
+        assert!(PeerSlots::take(&slots, a, 3).is_none());
+        assert!(PeerSlots::take(&slots, b, 3).is_some());
+        drop(held);
+        assert!(PeerSlots::take(&slots, a, 3).is_some());
+        assert!(
+            slots.held.lock().unwrap().is_empty(),
+            "nothing held after every slot dropped"
+        );
+    }
 }
