@@ -367,13 +367,9 @@ fn agents_enroll_with_one_token_renew_while_sweeps_run_and_an_exhausted_token_is
     wait_blocking(
         Duration::from_secs(30),
         "sweeps refused by the other nodes",
-        || {
-            match sweep(&control, &alice) {
-                Ok((_, answered)) if answered <= 1 => Ok(()),
-                Ok(other) => Err(format!("{other:?}")),
-                // The coordinator's own certificate is refused too.
-                Err(_) => Ok(()),
-            }
+        || match sweep(&control, &alice)? {
+            (4, answered) if answered <= 1 => Ok(()),
+            other => Err(format!("{other:?}")),
         },
     );
     for a in agents {
