@@ -166,6 +166,17 @@ pub struct TrustSection {
     /// sweeps expect. Written by the agent (mode 0640), read at start.
     #[serde(default = "default_roster_file")]
     pub roster_file: PathBuf,
+    /// The enrollment service (`host:port`, `patrol enroll serve`). With
+    /// it, an agent without a valid certificate enrolls at start (with
+    /// `enroll_token_file`), writing `key` (made here) and `cert`; and it
+    /// renews its certificate at two thirds of its life. `ca_bundle` holds
+    /// the root the service's issuer must chain to. Default: none.
+    #[serde(default)]
+    pub enroll: Option<String>,
+    /// A file holding the bootstrap token (`patrol enroll token`); needed
+    /// only to enroll, not to renew. Default: none.
+    #[serde(default)]
+    pub enroll_token_file: Option<PathBuf>,
 }
 
 fn default_roster_file() -> PathBuf {
@@ -508,6 +519,28 @@ mod tests {
                 "{e}"
             ),
         }
+    }
+
+    #[test]
+    fn an_enrollment_service_must_be_host_port_and_a_token_file_needs_one() {
+        let trust = "[node]\nname = \"n\"\nbind = \"127.0.0.1:7946\"\n[trust]\nca_bundle = \"ca.crt\"\ncert = \"n.crt\"\nkey = \"n.key\"\n";
+        let c = parse(&format!(
+            "{trust}enroll = \"enroll.example.net:7947\"\nenroll_token_file = \"/etc/patrol/token\"\n"
+        ))
+        .unwrap();
+        let t = c.trust.unwrap();
+        assert_eq!(t.enroll.as_deref(), Some("enroll.example.net:7947"));
+        assert_eq!(
+            t.enroll_token_file,
+            Some(PathBuf::from("/etc/patrol/token"))
+        );
+        let e = parse(&format!("{trust}enroll = \"enroll.example.net\"\n")).unwrap_err();
+        assert_mentions(&e.to_string(), &["test.toml", "trust.enroll", "host:port"]);
+        let e = parse(&format!("{trust}enroll_token_file = \"t\"\n")).unwrap_err();
+        assert_mentions(
+            &e.to_string(),
+            &["test.toml", "trust.enroll_token_file", "trust.enroll"],
+        );
     }
 
     /// Regression (issue 12): the default name is the hostname, and images

@@ -313,6 +313,23 @@ impl TrustSection {
             );
         }
         in_range(problems, "trust.audit_keep", self.audit_keep, 100);
+        if let Some(addr) = &self.enroll {
+            let port = addr
+                .rsplit_once(':')
+                .map(|(host, port)| (host, port.parse::<u16>()));
+            if !matches!(port, Some((host, Ok(p))) if !host.is_empty() && p != 0) {
+                problems.push(
+                    "trust.enroll",
+                    format!("`{addr}` is not host:port (e.g. enroll.example.net:7947)"),
+                );
+            }
+        }
+        if self.enroll_token_file.is_some() && self.enroll.is_none() {
+            problems.push(
+                "trust.enroll_token_file",
+                "is used only with trust.enroll (the enrollment service's host:port)",
+            );
+        }
     }
 }
 

@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use crate::agent::{self, AgentHandle, AgentSettings, AgentStats, StopMode};
 use crate::control::server::ControlSettings;
 use crate::envelope::Envelope;
+use crate::hangup::Reload;
 use crate::inspector::CatalogInspector;
 use crate::keyring::Keyring;
 pub use crate::node_trust::NodeTrust;
@@ -66,6 +67,8 @@ pub enum StartError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error("[trust] enroll: {0}")]
+    Enroll(#[from] crate::enroll::EnrollError),
 }
 
 /// Load `[trust]`: the node's key and certificate (its name must be
@@ -92,8 +95,13 @@ pub fn check_trust(config: &Config) -> Result<Option<NodeTrust>, StartError> {
     let Some(t) = &config.trust else {
         return Ok(None);
     };
-    let creds = crate::trust_files::load_credentials(&t.cert, &t.key)?;
-    let bundle = crate::trust_files::load_bundle(&t.ca_bundle, t.deny_list.as_deref())?;
+    let (creds, chain) = crate::trust_files::load_identity(&t.cert, &t.key)?;
+    let bundle = crate::trust_files::load_bundle_with_chain(
+        &t.ca_bundle,
+        t.deny_list.as_deref(),
+        &t.cert,
+        &chain,
+    )?;
     if creds.name() != config.node.name {
         return Err(StartError::Trust {
             path: t.cert.clone(),
@@ -132,7 +140,10 @@ pub struct Daemon {
     pub ready: Ready,
     pub agent: AgentHandle,
     /// Where a reloaded CA bundle and deny list go (with `[trust]`).
-    pub bundle: Option<tokio::sync::watch::Sender<patrol_core::trust::TrustBundle>>,
+    pub bundle: Option<Arc<tokio::sync::watch::Sender<patrol_core::trust::TrustBundle>>>,
+    /// Where a renewed certificate goes for the control channel (with
+    /// `[trust]`).
+    pub node: Option<tokio::sync::watch::Sender<patrol_core::trust::Credentials>>,
 }
 
 impl Daemon {
@@ -301,6 +312,9 @@ async fn warn_when_alone(seeds: Vec<String>, commander: agent::Commander, after:
 /// Start a daemon from a loaded config and an envelope, with the
 /// identity from `[trust]` when the config has one.
 pub async fn start_with(config: &Config, envelope: Envelope) -> Result<Daemon, StartError> {
+    if let Some(e) = crate::enroll::renewal::Enrollment::from_config(config) {
+        crate::enroll::renewal::enroll_if_needed(&e).await?;
+    }
     let trust = load_trust(config)?;
     start_trusted(config, envelope, trust).await
 }
@@ -322,6 +336,23 @@ pub async fn start_trusted(
         config.node.tags.clone(),
         patrol_checks::Runner::for_checks(patrol_checks::host_for(&config.node), &config.checks),
     ));
+    // With `[trust]`: the node's certificate and bundle, replaced by
+    // renewals and SIGHUP, read by the control channel and by the
+    // `patrol.cert_expiry` outcome every answer carries.
+    let watches = trust.as_ref().map(|t| {
+        (
+            tokio::sync::watch::channel(t.creds.clone()),
+            tokio::sync::watch::channel(t.bundle.clone()),
+        )
+    });
+    let inspector: Arc<dyn agent::Inspector> = match &watches {
+        Some(((_, node), (_, bundle))) => Arc::new(crate::cert_expiry::ExpiryInspector::new(
+            inspector,
+            node.clone(),
+            bundle.clone(),
+        )),
+        None => inspector,
+    };
     let meter = crate::metrics::CheckMeter::default();
     let inspector = Arc::new(crate::metrics::MeteredInspector::new(
         inspector,
@@ -410,12 +441,11 @@ pub async fn start_trusted(
             .tasks()
             .spawn(crate::metrics::serve(l, exporter, settings.metrics.clone()));
     }
-    let bundle = match &trust {
-        Some(t) => {
-            let (tx, rx) = tokio::sync::watch::channel(t.bundle.clone());
+    let (bundle, node) = match (&trust, watches) {
+        (Some(t), Some(((node_tx, node_rx), (tx, rx)))) => {
             let auth = crate::control::server::CertAuth {
                 cluster: config.node.cluster.clone(),
-                node: t.creds.clone(),
+                node: node_rx,
                 bundle: rx,
                 audit: t.audit.clone(),
                 clock: crate::clock::WallClock::default(),
@@ -427,9 +457,9 @@ pub async fn start_trusted(
                 crate::control::server::ControlAuth::Certificates(Box::new(auth)),
                 commander,
             ));
-            Some(tx)
+            (Some(Arc::new(tx)), Some(node_tx))
         }
-        None => {
+        _ => {
             tracing::warn!("no [trust] section: the cluster key is the only trust boundary (any key holder can answer for any node and start sweeps); see `patrol ca`");
             agent.tasks().spawn(crate::control::server::serve_with(
                 settings.control.clone(),
@@ -437,7 +467,7 @@ pub async fn start_trusted(
                 envelope,
                 commander,
             ));
-            None
+            (None, None)
         }
     };
     Ok(Daemon {
@@ -448,6 +478,7 @@ pub async fn start_trusted(
         },
         agent,
         bundle,
+        node,
     })
 }
 
@@ -486,16 +517,18 @@ pub async fn run(
     let keyring = Keyring::load(&config.node.key_file)?;
     let envelope = Envelope::new(keyring, &config.node.cluster);
     let mut daemon = start_with(config, envelope.clone()).await?;
+    crate::enroll::renewal::spawn(config, &mut daemon);
     let trust = match (&config.trust, daemon.bundle.take()) {
         (Some(t), Some(tx)) => Some(Reload {
             ca_bundle: t.ca_bundle.clone(),
+            cert: t.cert.clone(),
             deny_list: t.deny_list.clone(),
             watch: tx,
             commander: daemon.agent.commander(),
         }),
         _ => None,
     };
-    daemon.agent.tasks().spawn(reload_on_hangup(
+    daemon.agent.tasks().spawn(crate::hangup::reload_on_hangup(
         envelope,
         config.node.key_file.clone(),
         trust,
@@ -503,64 +536,6 @@ pub async fn run(
     on_ready(&daemon.ready);
     shutdown.await;
     Ok(daemon.stop(StopMode::Leave).await)
-}
-
-/// What SIGHUP reloads besides the key file, with `[trust]`.
-struct Reload {
-    ca_bundle: std::path::PathBuf,
-    deny_list: Option<std::path::PathBuf>,
-    watch: tokio::sync::watch::Sender<patrol_core::trust::TrustBundle>,
-    commander: agent::Commander,
-}
-
-impl Reload {
-    /// Read the CA bundle and deny list again; the control channel and
-    /// the node use them from the next request on (the node checks every
-    /// cached peer again). Files that do not load leave the old ones.
-    async fn run(&self) {
-        match crate::trust_files::load_bundle(&self.ca_bundle, self.deny_list.as_deref()) {
-            Ok(bundle) => {
-                let revoked = bundle.revocations().len();
-                let cas = bundle.cas().count();
-                self.watch.send_replace(bundle.clone());
-                if self.commander.set_bundle(bundle).await.is_ok() {
-                    tracing::info!(cas, revoked, "reloaded the CA bundle and deny list");
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "CA bundle or deny list not reloaded; the previous ones stay in use")
-            }
-        }
-    }
-}
-
-/// On SIGHUP, read the key file again and use its keys from then on (the
-/// gossip socket and the control channel both): key rotation without a
-/// restart. A file that does not load leaves the old keys in use. With
-/// `[trust]`, the CA bundle and the deny list are read again too.
-async fn reload_on_hangup(envelope: Envelope, key_file: std::path::PathBuf, trust: Option<Reload>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hangup = match signal(SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch SIGHUP; key file reload disabled");
-            return;
-        }
-    };
-    while hangup.recv().await.is_some() {
-        match Keyring::load(&key_file) {
-            Ok(ring) => {
-                let primary = envelope.reload(ring);
-                tracing::info!(primary, keys = ?envelope.key_ids(), file = %key_file.display(), "reloaded the key file");
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "key file not reloaded; the previous keys stay in use")
-            }
-        }
-        if let Some(t) = &trust {
-            t.run().await;
-        }
-    }
 }
 
 #[cfg(test)]

@@ -14,9 +14,13 @@
 //! - [`control`]: the control channel, server and client;
 //! - identities on disk and in use: [`node_trust`], [`trust_files`],
 //!   [`audit`] (with its budget for refusals nobody proved), and
-//!   [`escaped`] (client text made safe for the agent's log);
-//! - [`metrics`]: the OpenMetrics endpoint;
-//! - [`daemon`]: config in, running tasks out, with [`daemon::DaemonSettings`];
+//!   [`escaped`] (client text made safe for the agent's log), and
+//!   [`enroll`] (certificates from an issuing CA: the service, the client
+//!   and the agent's renewal);
+//! - [`metrics`]: the OpenMetrics endpoint; [`cert_expiry`]: the
+//!   `patrol.cert_expiry` outcome every certified answer carries;
+//! - [`daemon`]: config in, running tasks out, with [`daemon::DaemonSettings`]
+//!   (`hangup`: what SIGHUP reloads);
 //!   [`command_line`]: the binary's arguments.
 //!
 //! The protocol logic (foca's glue, the sweep, trust, the counter list) is
@@ -26,13 +30,16 @@
 
 pub mod agent;
 pub mod audit;
+pub mod cert_expiry;
 pub mod clock;
 pub mod command_line;
 pub mod control;
 pub mod daemon;
 pub mod datagram;
+pub mod enroll;
 pub mod envelope;
 pub mod escaped;
+mod hangup;
 pub mod inspector;
 pub mod keyring;
 pub mod metrics;

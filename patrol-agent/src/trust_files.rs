@@ -10,6 +10,11 @@
 //! | `ca.key`, `ca.crt` | the CA (`patrol ca init`; keep `ca.key` offline) |
 //! | `node.key`, `node.crt`, `ca.crt` | a node (`patrol ca issue node`) |
 //! | `operator.key`, `operator.crt`, `ca.crt` | an operator (`patrol ca issue operator`) |
+//! | `issuer.key`, `issuer.crt`, `ca.crt`, `bundle.crt` | an issuing CA (`patrol ca issue issuer`) |
+//!
+//! A certificate file may carry its chain: the holder's certificate
+//! first, then the issuers it was signed by (what enrollment writes as
+//! `node.crt`). The issuers join the node's bundle when its root is there.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -95,11 +100,28 @@ pub fn load_cert(path: &Path) -> Result<Certificate, TrustFileError> {
     in_file(path, Certificate::parse_one(&text))
 }
 
-/// A key and its certificate, checked to belong together.
+/// A key and its certificate, checked to belong together (the first
+/// certificate of the file; see [`load_identity`] for its chain).
 pub fn load_credentials(cert: &Path, key: &Path) -> Result<Credentials, TrustFileError> {
-    let c = load_cert(cert)?;
+    load_identity(cert, key).map(|(creds, _)| creds)
+}
+
+/// A key and its certificate, checked to belong together, and the chain
+/// that follows the certificate in its file (issuer certificates).
+pub fn load_identity(
+    cert: &Path,
+    key: &Path,
+) -> Result<(Credentials, Vec<Certificate>), TrustFileError> {
+    let mut certs = load_certs(cert)?;
+    if certs.is_empty() {
+        return in_file(
+            cert,
+            Err(TrustError::Malformed("no certificate in the file".into())),
+        );
+    }
+    let own = certs.remove(0);
     let k = load_key(key)?;
-    in_file(key, Credentials::new(k, c))
+    Ok((in_file(key, Credentials::new(k, own))?, certs))
 }
 
 /// The deny list (an absent path: none).
@@ -121,6 +143,25 @@ pub fn load_bundle(
     let cas = load_certs(ca_bundle)?;
     let revoked = load_revocations(deny_list)?;
     in_file(ca_bundle, TrustBundle::new(cas, revoked))
+}
+
+/// The CA bundle and deny list, with the issuers of `chain` (from the
+/// certificate file `chain_file`) added: each must be signed by a root
+/// the bundle file holds, so a chain never brings a root of its own.
+pub fn load_bundle_with_chain(
+    ca_bundle: &Path,
+    deny_list: Option<&Path>,
+    chain_file: &Path,
+    chain: &[Certificate],
+) -> Result<TrustBundle, TrustFileError> {
+    let mut bundle = load_bundle(ca_bundle, deny_list)?;
+    for c in chain {
+        let held = bundle.issuers().any(|i| i.cert == *c) || bundle.cas().any(|r| r.cert == *c);
+        if !held {
+            in_file(chain_file, bundle.add_issuer(c.clone()))?;
+        }
+    }
+    Ok(bundle)
 }
 
 /// Write `text` to a new file `path` with `mode`; refuses to overwrite.
@@ -166,6 +207,39 @@ pub fn write_new(path: &Path, text: &str, mode: u32) -> Result<(), TrustFileErro
             write_err(e)
         }
     })
+}
+
+/// Replace `path` with `text` (mode `mode`): written whole to a
+/// temporary next to it, then renamed over it, so a reader sees the old
+/// file or the new one, never a part.
+pub fn replace(path: &Path, text: &str, mode: u32) -> Result<(), TrustFileError> {
+    let write_err = |source| TrustFileError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.new{}",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("identity"),
+        std::process::id()
+    ));
+    let _ = fs::remove_file(&tmp);
+    let result = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|_| f.sync_all()))
+        .and_then(|_| fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(write_err)
 }
 
 /// Write a private key (mode 0600).

@@ -1,8 +1,9 @@
 //! `patrol ca`: the cluster CA. `init` makes the CA (its key is meant to
 //! stay offline), `issue node` and `issue operator` make an identity
 //! folder (key, certificate, and a copy of the CA certificate to use as
-//! the bundle), `show` prints what certificate files hold, and `revoke`
-//! adds a serial to a deny list.
+//! the bundle), `issue issuer` makes an issuing CA below the root for the
+//! enrollment service (`patrol enroll`), `show` prints what certificate
+//! files hold, and `revoke` adds a serial to a deny list.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,7 +11,9 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
-use patrol_agent::trust::{issue, Certificate, Credentials, Issue, Role, Scope, SigningKey};
+use patrol_agent::trust::{
+    issue, Certificate, Credentials, Issue, NamePatterns, Role, Scope, SigningKey,
+};
 use patrol_agent::trust_files;
 
 #[derive(Debug, clap::Subcommand)]
@@ -101,6 +104,21 @@ pub enum IssueCommand {
         /// Longest sweep deadline allowed.
         #[arg(long, default_value = "600s", value_parser = parse_duration)]
         max_deadline: Duration,
+    },
+    /// An issuing CA for `patrol enroll serve`: `issuer.key`, `issuer.crt`,
+    /// `ca.crt` (the root) and `bundle.crt` (root and issuer: the bundle
+    /// for nodes and operators). It signs node certificates only, for the
+    /// names `--names` matches; revoking it revokes all it signed.
+    Issuer {
+        #[command(flatten)]
+        ca: CaArgs,
+        /// Name patterns it may certify, comma-separated (`*` is any run
+        /// of characters).
+        #[arg(long, default_value = "*")]
+        names: String,
+        /// How long it is valid (never longer than the root).
+        #[arg(long, default_value = "365d", value_parser = parse_duration)]
+        expires: Duration,
     },
 }
 
@@ -265,6 +283,27 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 ca.out.display()
             );
         }
+        Command::Issue(IssueCommand::Issuer { ca, names, expires }) => {
+            let names = NamePatterns::parse(&names).context("--names")?;
+            let authority = load_ca(&ca.ca)?;
+            let describe = names.describe();
+            let cert = issue_into(
+                &authority,
+                &ca.out,
+                "issuer",
+                Role::Issuer(names),
+                &ca.name,
+                expires,
+            )?;
+            trust_files::write_certs(&ca.out.join("bundle.crt"), &[&authority.cert, &cert])?;
+            crate::stdout::outln!(
+                "issuer `{}` (serial {:016x}, signs nodes named {describe}) written to {}: run `patrol enroll serve --issuer {}`; give bundle.crt to operators",
+                cert.body.name,
+                cert.body.serial,
+                ca.out.display(),
+                ca.out.display()
+            );
+        }
         Command::Show { files } => {
             for f in files {
                 for cert in trust_files::load_certs(&f)? {
@@ -330,6 +369,9 @@ pub fn show(cert: &Certificate) -> String {
     );
     if let Role::Operator(scope) = &b.role {
         out.push_str(&format!("  scope {}\n", scope.describe()));
+    }
+    if let Role::Issuer(names) = &b.role {
+        out.push_str(&format!("  signs nodes named {}\n", names.describe()));
     }
     out
 }

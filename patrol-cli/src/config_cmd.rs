@@ -71,7 +71,19 @@ fn check_file(file: &Path, check_key_file: bool) -> Vec<Problem> {
     let key_file = match Config::load(file) {
         Ok(config) => {
             problems.extend(check_problems(&config));
-            if check_key_file && config.trust.is_some() {
+            // An agent that enrolls has no certificate before its first
+            // start: then what enrolling needs is checked instead.
+            let enrolling = patrol_agent::enroll::renewal::Enrollment::from_config(&config)
+                .filter(|e| e.current().is_none());
+            if let (true, Some(e)) = (check_key_file, &enrolling) {
+                if let Err(message) = e.check_ready() {
+                    problems.push(Problem {
+                        file: file.to_path_buf(),
+                        key: "trust".into(),
+                        message,
+                    });
+                }
+            } else if check_key_file && config.trust.is_some() {
                 if let Err(e) = patrol_agent::daemon::check_trust(&config) {
                     problems.push(Problem {
                         file: file.to_path_buf(),

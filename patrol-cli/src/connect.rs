@@ -261,6 +261,9 @@ pub fn load_identity(dir: &std::path::Path, cluster: &str) -> anyhow::Result<Cli
     let creds =
         trust_files::load_credentials(&dir.join("operator.crt"), &dir.join("operator.key"))?;
     let bundle = trust_files::load_bundle(&dir.join("ca.crt"), None)?;
+    if let Some(warning) = expiry_warning(&creds.cert, patrol_agent::clock::unix_ms() / 1000) {
+        eprintln!("patrol: warning: {warning}");
+    }
     Ok(ClientAuth::Operator(std::sync::Arc::new(
         OperatorIdentity {
             creds,
@@ -268,4 +271,46 @@ pub fn load_identity(dir: &std::path::Path, cluster: &str) -> anyhow::Result<Cli
             cluster: cluster.to_string(),
         },
     )))
+}
+
+/// A warning when the operator certificate `cert` has under
+/// [`WARN_BELOW_S`](patrol_agent::cert_expiry::WARN_BELOW_S) left at
+/// `now_s` (an expired one is refused by the agent, which says so).
+pub fn expiry_warning(cert: &patrol_agent::trust::Certificate, now_s: u64) -> Option<String> {
+    use patrol_agent::cert_expiry::{span, WARN_BELOW_S};
+    let left = cert.body.not_after.checked_sub(now_s)?;
+    (left < WARN_BELOW_S).then(|| {
+        format!(
+            "operator certificate `{}` expires in {}: issue a new one (`patrol ca issue operator`)",
+            cert.body.name,
+            span(left)
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use patrol_agent::trust::testing::{ca, issued};
+    use patrol_agent::trust::{Role, Scope, SigningKey};
+
+    use super::expiry_warning;
+
+    #[test]
+    fn an_operator_certificate_with_under_seven_days_left_is_warned_about() {
+        let root = ca(1);
+        let key = SigningKey::from_bytes(&[2; 32]);
+        let op = issued(
+            &root,
+            key,
+            Role::Operator(Scope::full(1000)),
+            "alice",
+            3,
+            0..10 * 86_400,
+        );
+        assert_eq!(expiry_warning(&op.cert, 86_400), None);
+        let w = expiry_warning(&op.cert, 10 * 86_400 - 2 * 86_400 - 3600).unwrap();
+        assert!(w.contains("`alice` expires in 2d 1h"), "{w}");
+        // Expired: the agent refuses it and says so; no warning here.
+        assert_eq!(expiry_warning(&op.cert, 10 * 86_400 + 1), None);
+    }
 }

@@ -318,11 +318,21 @@ struct Throwaway {
     operator: Credentials,
 }
 
+/// Life of the demo's certificates, seconds: gone with the process, but
+/// long enough that `patrol.cert_expiry` (which warns under 7 days) passes.
+const DEMO_CERT_LIFE_S: u64 = 30 * 86_400;
+
 impl Throwaway {
     fn new() -> anyhow::Result<Throwaway> {
         let now = now_s();
         let key = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
-        let cert = Certificate::new_ca(&key, "demo-ca", rand::random(), now - 60, now + 86_400);
+        let cert = Certificate::new_ca(
+            &key,
+            "demo-ca",
+            rand::random(),
+            now - 60,
+            now + DEMO_CERT_LIFE_S,
+        );
         let ca = Credentials::new(key, cert)?;
         let operator = Self::issue(&ca, Role::Operator(Scope::full(600_000)), "demo")?;
         Ok(Throwaway { ca, operator })
@@ -339,7 +349,7 @@ impl Throwaway {
                 public_key: key.verifying_key(),
                 serial: rand::random(),
                 not_before: now - 60,
-                not_after: now + 86_400,
+                not_after: now + DEMO_CERT_LIFE_S,
             },
         )?;
         Ok(Credentials::new(key, cert)?)

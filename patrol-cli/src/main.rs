@@ -15,6 +15,7 @@ mod coverage;
 mod demo;
 mod demo_hosts;
 mod demo_netns;
+mod enroll;
 mod format;
 mod history;
 mod junit;
@@ -61,6 +62,10 @@ enum Command {
     /// show certificates, revoke serials.
     #[command(subcommand)]
     Ca(ca::Command),
+    /// Enrollment: a service that issues node certificates for tokens and
+    /// renews them, its tokens, and a manual request.
+    #[command(subcommand)]
+    Enroll(enroll::Command),
     /// Validate configuration files.
     #[command(subcommand)]
     Config(config_cmd::Command),
@@ -103,6 +108,7 @@ fn main() -> ExitCode {
             Command::History(c) => history::run(c),
             Command::Keys(c) => keys::run(c).await,
             Command::Ca(c) => ca::run(c).await,
+            Command::Enroll(c) => enroll::run(c).await,
             Command::Config(c) => config_cmd::run(c).await,
             Command::Demo(a) => demo::run(a).await,
             Command::Completions(a) => shell::completions(a),

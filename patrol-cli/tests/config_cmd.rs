@@ -132,6 +132,40 @@ fn a_certificate_for_another_name_or_a_readable_node_key_is_a_problem_at_trust()
 }
 
 #[test]
+fn an_agent_that_enrolls_is_ok_before_its_first_certificate_if_it_has_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("cluster.key");
+    Keyring::generate().write_new(&key).unwrap();
+    let config = example_with_key(dir.path(), &key);
+    // No certificate yet: the node enrolls at start.
+    fs::remove_file(dir.path().join("node/node.crt")).unwrap();
+    fs::remove_file(dir.path().join("node/node.key")).unwrap();
+    let token = dir.path().join("enroll.token");
+    let body = fs::read_to_string(&config).unwrap().replace(
+        "# enroll = \"enroll.example.net:7947\"\n# enroll_token_file = \"/etc/patrol/enroll.token\"",
+        &format!(
+            "enroll = \"enroll.example.net:7947\"\nenroll_token_file = \"{}\"",
+            token.display()
+        ),
+    );
+    assert!(
+        body.contains("\nenroll = "),
+        "the example no longer shows enroll"
+    );
+    fs::write(&config, body).unwrap();
+    let out = patrol(&["config", "check", config.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.starts_with(&format!("{}: trust: enroll_token_file", config.display())),
+        "{stdout}"
+    );
+    fs::write(&token, "ptok1.0011223344556677.aa\n").unwrap();
+    let out = patrol(&["config", "check", config.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stdout));
+}
+
+#[test]
 fn the_example_is_ok() {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("cluster.key");

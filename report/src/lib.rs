@@ -18,6 +18,7 @@
 //! - [`permissions`]: every file written 0640 in folders 0750;
 //! - [`silence`]: why a `no_answer` node is silent, in words;
 //! - [`roster`]: nodes gone from the roster, answers SWIM disagreed with;
+//! - [`expiry`]: certified nodes grouped by when their certificate expires;
 //! - [`sample`]: generated sweep documents for tests and benchmarks.
 
 pub mod aggregate;
@@ -28,6 +29,7 @@ pub mod diff;
 pub mod distribution;
 pub mod drift;
 pub mod error;
+pub mod expiry;
 pub mod family;
 pub mod history;
 pub mod mail;

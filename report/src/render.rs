@@ -114,6 +114,8 @@ pub struct View {
     /// Nodes that answered although SWIM did not count them alive: name,
     /// address, note (`answered; SWIM said down`).
     pub swim_disagreed: Vec<NodeView>,
+    /// Certified nodes by certificate expiry: (group, total, nodes).
+    pub expiry: Vec<(String, usize, String)>,
     /// One line per check: how its values spread (see
     /// [`crate::distribution::Distribution::line`]).
     /// Checks whose values differ across the nodes (or that some node
@@ -516,6 +518,11 @@ pub fn view(report: &Report, prefix: &str) -> View {
                 state: "SWIM DISAGREED",
                 why: d.note(),
             })
+            .collect(),
+        expiry: report
+            .expiry
+            .iter()
+            .map(|g| (g.label.clone(), g.total, g.line()))
             .collect(),
         distributions: spread
             .iter()

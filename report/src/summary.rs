@@ -50,6 +50,9 @@ pub struct Report {
     /// alive, by name.
     #[serde(default)]
     pub swim_disagreed: Vec<crate::roster::SwimDisagreed>,
+    /// Certified nodes by when their certificate expires.
+    #[serde(default)]
+    pub expiry: Vec<crate::expiry::ExpiryGroup>,
     /// The scope's last sweeps, oldest first, this one included (empty
     /// without a history).
     pub trend: Vec<crate::store::TrendPoint>,
@@ -123,6 +126,7 @@ pub fn build(doc: &SweepDocument, previous: Option<PreviousSweep<'_>>) -> Report
         warnings: Vec::new(),
         gone: crate::roster::gone(doc),
         swim_disagreed: crate::roster::swim_disagreed(doc),
+        expiry: crate::expiry::groups(doc),
         trend: Vec::new(),
         aggregate,
         groups,

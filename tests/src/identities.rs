@@ -149,7 +149,7 @@ pub async fn trusted_agent(
             let (tx, rx) = tokio::sync::watch::channel(t.bundle.clone());
             let auth = ControlAuth::Certificates(Box::new(CertAuth {
                 cluster: "test".into(),
-                node: t.creds,
+                node: tokio::sync::watch::channel(t.creds).1,
                 bundle: rx,
                 audit: t.audit,
                 clock: Default::default(),

@@ -271,7 +271,7 @@ fn a_stale_quoted_default_is_caught() {
 /// The files that define what travels between nodes and between the CLI
 /// and an agent. A change to any of them is a wire change, and PROTOCOL.md
 /// must say so: it keeps each file's SHA-256 in "Wire-format files".
-const WIRE_FILES: [&str; 10] = [
+const WIRE_FILES: [&str; 11] = [
     "patrol-agent/core/src/sweep/wire.rs",
     "patrol-agent/core/src/codec.rs",
     "patrol-agent/core/src/identity.rs",
@@ -282,6 +282,7 @@ const WIRE_FILES: [&str; 10] = [
     "patrol-agent/src/control/handshake.rs",
     "patrol-agent/src/envelope.rs",
     "patrol-agent/src/datagram.rs",
+    "patrol-agent/src/enroll/wire.rs",
 ];
 
 /// The part of a source file that can change the wire: everything before

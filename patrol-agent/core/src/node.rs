@@ -555,6 +555,42 @@ impl Node {
         self.core.set_bundle(bundle);
     }
 
+    /// A renewed certificate (enrollment): from now on this node proves
+    /// itself with `creds` and `bundle` (which must accept it). Its
+    /// identity is renewed as after a rejoin (the bump moves on, signed
+    /// with the new certificate's digest), so peers learn the new
+    /// certificate from the next packet; the old identity is announced
+    /// down by foca itself. No effect without `[trust]`.
+    pub fn renew_credentials(
+        &mut self,
+        now: Now,
+        creds: crate::trust::Credentials,
+        bundle: crate::trust::TrustBundle,
+    ) {
+        let Some(gate) = self.gate.as_mut() else {
+            return;
+        };
+        gate.book.set_bundle(bundle.clone());
+        if let Err(e) = gate.book.learn_cert(&creds.cert, now.unix_ms / 1000) {
+            tracing::warn!(error = %e, "the renewed certificate is not accepted by the bundle; keeping the current one");
+            return;
+        }
+        let signer = Arc::new(crate::identity::IdentitySigner::new(
+            creds.key.clone(),
+            crate::trust::cert_digest(&creds.cert),
+            &self.settings.cluster,
+        ));
+        let mut next = self.foca.identity().clone();
+        next.bump = next.bump.saturating_add(1);
+        let next = next.signed(signer);
+        if let Err(e) = self.foca.change_identity(next, &mut self.rt) {
+            tracing::warn!(error = ?e, "cannot renew the identity with the new certificate");
+        }
+        self.creds = Some(creds.clone());
+        self.core.set_trust(creds, bundle);
+        self.flush(now);
+    }
+
     /// With `[trust]`: the roster (None without).
     pub fn roster(&self) -> Option<&Roster> {
         self.gate.as_ref().map(|g| &g.roster)

@@ -42,6 +42,12 @@ pub(super) enum Command {
     Held(oneshot::Sender<Held>),
     StartSweep(Box<StartSweep>, mpsc::Sender<SweepEvent>),
     SetBundle(Box<patrol_core::trust::TrustBundle>),
+    RenewCredentials(
+        Box<(
+            patrol_core::trust::Credentials,
+            patrol_core::trust::TrustBundle,
+        )>,
+    ),
     Roster(oneshot::Sender<Option<RosterView>>),
     Forget(
         Box<patrol_core::trust::SignedForget>,
@@ -114,6 +120,19 @@ impl Commander {
     ) -> Result<(), AgentGone> {
         self.tx
             .send(Command::SetBundle(Box::new(bundle)))
+            .await
+            .map_err(|_| AgentGone)
+    }
+
+    /// A renewed certificate (and the bundle with its chain): the node
+    /// proves itself with it from now on, without a restart.
+    pub async fn renew_credentials(
+        &self,
+        creds: patrol_core::trust::Credentials,
+        bundle: patrol_core::trust::TrustBundle,
+    ) -> Result<(), AgentGone> {
+        self.tx
+            .send(Command::RenewCredentials(Box::new((creds, bundle))))
             .await
             .map_err(|_| AgentGone)
     }

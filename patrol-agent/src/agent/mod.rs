@@ -367,6 +367,10 @@ impl Owner {
                 }
             },
             Command::SetBundle(bundle) => self.node.set_bundle(self.now(), *bundle),
+            Command::RenewCredentials(renewed) => {
+                let (creds, bundle) = *renewed;
+                self.node.renew_credentials(self.now(), creds, bundle);
+            }
             Command::Roster(reply) => {
                 let _ = reply.send(self.node.roster_view(self.now()));
             }

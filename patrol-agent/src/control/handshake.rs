@@ -131,7 +131,7 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ControlErro
         .map_err(|e| ControlError::Protocol(format!("undecodable handshake: {e}")))
 }
 
-fn verify_sig(v: &Verified, message: &[u8], sig: &[u8]) -> bool {
+pub(crate) fn verify_sig(v: &Verified, message: &[u8], sig: &[u8]) -> bool {
     let Ok(sig) = <[u8; 64]>::try_from(sig) else {
         return false;
     };
@@ -141,7 +141,7 @@ fn verify_sig(v: &Verified, message: &[u8], sig: &[u8]) -> bool {
 }
 
 /// The session envelope both ends derive.
-fn session(
+pub(crate) fn session(
     mine: &Ephemeral,
     theirs: &[u8; EPH_LEN],
     hello: &[u8],

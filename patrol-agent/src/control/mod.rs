@@ -120,7 +120,7 @@ pub enum ControlError {
 }
 
 /// Read one length-prefixed frame of at most `limit` bytes.
-async fn read_frame(
+pub(crate) async fn read_frame(
     stream: &mut tokio::net::TcpStream,
     limit: usize,
 ) -> Result<Vec<u8>, ControlError> {
@@ -134,7 +134,10 @@ async fn read_frame(
 }
 
 /// Write one length-prefixed frame.
-async fn write_frame(stream: &mut tokio::net::TcpStream, bytes: &[u8]) -> Result<(), ControlError> {
+pub(crate) async fn write_frame(
+    stream: &mut tokio::net::TcpStream,
+    bytes: &[u8],
+) -> Result<(), ControlError> {
     use tokio::io::AsyncWriteExt;
     stream.write_all(&frame::len_header(bytes.len())?).await?;
     stream.write_all(bytes).await?;

@@ -69,8 +69,9 @@ impl From<Envelope> for ControlAuth {
 pub struct CertAuth {
     /// The cluster name, bound into every sealed frame.
     pub cluster: String,
-    /// This agent's own key and node certificate.
-    pub node: Credentials,
+    /// This agent's own key and node certificate, replaced when the
+    /// certificate is renewed (enrollment).
+    pub node: tokio::sync::watch::Receiver<Credentials>,
     /// The CAs and deny list, replaced on SIGHUP.
     pub bundle: tokio::sync::watch::Receiver<TrustBundle>,
     /// Where every control request is recorded, refused ones included.
@@ -329,16 +330,9 @@ impl Connection {
         .await
         .map_err(|_| ControlError::Timeout)??;
         let bundle = cert.bundle.borrow().clone();
+        let node = cert.node.borrow().clone();
         let now_s = cert.clock.unix_ms() / 1000;
-        match handshake::server_accept(
-            &cert.node,
-            &bundle,
-            &eph,
-            &hello,
-            &auth,
-            &cert.cluster,
-            now_s,
-        ) {
+        match handshake::server_accept(&node, &bundle, &eph, &hello, &auth, &cert.cluster, now_s) {
             Ok((operator, proof, session)) => {
                 self.write(&proof).await?;
                 self.envelope = Some(session);
@@ -409,12 +403,13 @@ impl Connection {
             ));
         }
         let bundle = cert.bundle.borrow().clone();
+        let node = cert.node.borrow().name().to_string();
         let ask = SweepAsk {
             sweep_id: signed.sweep_id,
             selector: &spec.selector,
             node_filter: &spec.node_filter,
             deadline_ms,
-            coordinator: cert.node.name(),
+            coordinator: &node,
         };
         check_signed_sweep(
             &signed.authorization,
@@ -449,7 +444,7 @@ impl Connection {
         r.request = Some(request);
         r.peer = Some(self.peer.clone());
         r.operator = self.operator.as_ref().map(|o| o.name().to_string());
-        r.coordinator = Some(cert.node.name().to_string());
+        r.coordinator = Some(cert.node.borrow().name().to_string());
         if let Some(spec) = spec {
             r.selector = Some(spec.selector.clone());
             r.node_filter = spec.node_filter.clone();

@@ -13,6 +13,7 @@
 pub mod codec;
 pub mod config;
 pub mod control;
+pub mod enroll;
 pub mod envelope;
 pub mod expect;
 mod node;
@@ -31,6 +32,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("sweep_wire", sweep_wire::fuzz),
     ("codec", codec::fuzz),
     ("control", control::fuzz),
+    ("enroll", enroll::fuzz),
     ("config", config::fuzz),
     ("perfdata", perfdata::fuzz),
     ("expect", expect::fuzz),

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use super::names::NamePatterns;
 use super::scope::Scope;
 use super::TrustError;
 
@@ -70,6 +71,10 @@ pub enum Role {
     Node,
     /// A person or a job that may ask what its scope allows.
     Operator(Scope),
+    /// An issuing CA below a root [`Role::Ca`] (`patrol ca issue
+    /// issuer`): signs node certificates only, for names its patterns
+    /// match. Bundles verify node → issuer → root.
+    Issuer(NamePatterns),
 }
 
 impl Role {
@@ -78,6 +83,7 @@ impl Role {
             Role::Ca => "ca",
             Role::Node => "node",
             Role::Operator(_) => "operator",
+            Role::Issuer(_) => "issuer",
         }
     }
 }
@@ -213,6 +219,9 @@ impl Certificate {
         );
         if let Role::Operator(scope) = &b.role {
             out.push_str(&format!("# scope: {}\n", scope.describe()));
+        }
+        if let Role::Issuer(names) = &b.role {
+            out.push_str(&format!("# signs nodes named: {}\n", names.describe()));
         }
         out.push_str(&armor(BEGIN_CERT, END_CERT, &self.encode()));
         out

@@ -6,8 +6,10 @@
 //!
 //! - [`cert`]: the certificate format (a small signed structure, not
 //!   X.509) and the armored text form of certificates and private keys;
-//! - [`bundle`]: the CAs a node accepts (several, for rotation) and the
-//!   deny list of revoked serials;
+//! - [`bundle`]: the CAs a node accepts (several, for rotation), the
+//!   issuing CAs below them, and the deny list of revoked serials;
+//! - [`names`]: the name patterns an issuing CA (and an enrollment token)
+//!   is limited to;
 //! - [`scope`]: what an operator's certificate lets it ask;
 //! - [`authorization`]: an operator's signature over one sweep request,
 //!   checked by the coordinator and again by every participant;
@@ -19,6 +21,7 @@ pub mod authorization;
 pub mod bundle;
 pub mod cert;
 pub mod forget;
+pub mod names;
 pub mod pairwise;
 pub mod scope;
 
@@ -26,6 +29,7 @@ pub use authorization::{AuthError, Authorization};
 pub use bundle::{Revocations, TrustBundle, Verified};
 pub use cert::{CertBody, Certificate, KeyId, Role, CERT_VERSION};
 pub use forget::SignedForget;
+pub use names::NamePatterns;
 pub use pairwise::{cert_digest, CertDigest, PairKey, PeerKeys, PACKET_TAG_LEN};
 pub use scope::{Scope, ScopeError};
 
@@ -56,6 +60,20 @@ pub enum TrustError {
     NameMismatch { cert: String, node: String },
     #[error("the private key does not belong to certificate `{name}`")]
     KeyMismatch { name: String },
+    #[error(
+        "issuer `{issuer}` signs node certificates only, not the {found} certificate `{name}`"
+    )]
+    IssuerRole {
+        issuer: String,
+        name: String,
+        found: &'static str,
+    },
+    #[error("issuer `{issuer}` may sign only names matching {patterns}, not `{name}`")]
+    NameOutsideIssuer {
+        issuer: String,
+        name: String,
+        patterns: String,
+    },
 }
 
 /// A node's or operator's own key and certificate, checked to match.
@@ -104,14 +122,43 @@ pub struct Issue<'a> {
     pub not_after: u64,
 }
 
-/// Sign `what` with the CA `ca` (its key and its own certificate).
+/// Sign `what` with the CA `ca` (its key and its own certificate): a
+/// root CA signs any role but another root; an issuer signs node
+/// certificates for the names its patterns match.
 pub fn issue(ca: &Credentials, what: Issue<'_>) -> Result<Certificate, TrustError> {
-    if ca.cert.body.role != Role::Ca {
-        return Err(TrustError::WrongRole {
-            name: ca.cert.body.name.clone(),
-            expected: "ca",
-            found: ca.cert.body.role.word(),
-        });
+    let signer = &ca.cert.body;
+    match (&signer.role, &what.role) {
+        (Role::Ca, Role::Ca) => {
+            return Err(TrustError::WrongRole {
+                name: what.name.to_string(),
+                expected: "node, operator or issuer",
+                found: "ca",
+            })
+        }
+        (Role::Ca, _) => {}
+        (Role::Issuer(names), Role::Node) => {
+            if !names.matches(what.name) {
+                return Err(TrustError::NameOutsideIssuer {
+                    issuer: signer.name.clone(),
+                    name: what.name.to_string(),
+                    patterns: names.describe(),
+                });
+            }
+        }
+        (Role::Issuer(_), other) => {
+            return Err(TrustError::IssuerRole {
+                issuer: signer.name.clone(),
+                name: what.name.to_string(),
+                found: other.word(),
+            })
+        }
+        (other, _) => {
+            return Err(TrustError::WrongRole {
+                name: signer.name.clone(),
+                expected: "ca or issuer",
+                found: other.word(),
+            })
+        }
     }
     if what.name.is_empty() || what.name.len() > cert::MAX_CERT_NAME {
         return Err(TrustError::Malformed(format!(
