@@ -32,6 +32,8 @@
 //! the request left to gossip, so every copy of it is counted; traffic
 //! figures cover the sweep's start to its completion.
 
+pub mod calibrate;
+mod cpu;
 mod network;
 mod render;
 mod report;
@@ -43,6 +45,7 @@ use std::time::Duration;
 
 use patrol_core::NodeSettings;
 
+pub use cpu::{CallKind, CostModel, CpuMode, KindCost, ModelError, Units};
 pub use network::{addr_of, index_of, LinkModel};
 pub use report::{
     Accounting, AnswerFigures, Completion, Population, Reach, SimReport, TrafficFigures,
@@ -104,10 +107,22 @@ pub struct SimSettings {
     /// it derives them as answers arrive. Warm, every node also knows the
     /// coordinator has its certificate and names it by digest.
     pub warm_keys: bool,
+    /// How each node's calls into its `Node` are charged on its virtual
+    /// clock (`cpu.rs`): the committed cost model by default.
+    pub cpu: CpuMode,
 }
 
 impl Default for SimSettings {
+    /// The defaults, charging CPU from the committed cost model (panics if
+    /// `tests/sim-cost-model.toml` does not parse).
     fn default() -> Self {
+        SimSettings::charging(CpuMode::model())
+    }
+}
+
+impl SimSettings {
+    /// The defaults, with node calls charged as `cpu` says.
+    pub fn charging(cpu: CpuMode) -> Self {
         SimSettings {
             nodes: 1000,
             view: 64,
@@ -135,6 +150,7 @@ impl Default for SimSettings {
             node: NodeSettings::default(),
             identities: false,
             warm_keys: false,
+            cpu,
         }
     }
 }
@@ -223,7 +239,7 @@ impl SimSettings {
 /// Run one simulated sweep and report on it.
 pub fn run(settings: &SimSettings) -> Result<SimReport, SimError> {
     settings.validate()?;
-    Ok(world::World::new(settings).run())
+    Ok(world::World::new(settings).run().0)
 }
 
 #[cfg(test)]
