@@ -11,8 +11,8 @@
 //! and the rest fitted again; a negative fixed part becomes none). With a
 //! fixed part, the fitted costs add up to the measured total over the
 //! calls fitted, so a node's load is right on average even where single
-//! calls scatter. The largest 0.1% of a kind's calls (with 1,000 or more
-//! of them) are left out: page faults and interrupts, not the code. A kind
+//! calls scatter (no call is left out: the rare costly ones, such as a
+//! prune of every member now and then, are real work). A kind
 //! with too few calls to tell units apart (the sweep start: one per size)
 //! gets the one unit that follows its cost best.
 //!
@@ -100,14 +100,9 @@ pub fn calibrate(
 
 /// Fit one kind's cost to its calls.
 fn fit(samples: &[&CallSample]) -> KindCost {
-    let mut samples: Vec<&CallSample> = samples.to_vec();
     let mut sorted: Vec<u64> = samples.iter().map(|s| s.nanos).collect();
     sorted.sort_unstable();
     let median = sorted.get(sorted.len() / 2).copied().unwrap_or(0) as f64;
-    if samples.len() >= 1000 {
-        let cut = sorted[sorted.len() - sorted.len() / 1000 - 1];
-        samples.retain(|s| s.nanos <= cut);
-    }
     if samples.is_empty() {
         return KindCost::from_fit(0.0, [0.0; UNITS], 0, 0.0);
     }
@@ -118,13 +113,18 @@ fn fit(samples: &[&CallSample]) -> KindCost {
         .filter(|&k| x.iter().any(|r| r[k] != x[0][k]))
         .collect();
     // Too few calls to tell units apart (the sweep start: one per size):
-    // the one unit that follows the cost best.
+    // the one unit that follows the cost best, members on a near tie (a
+    // coordinator's work grows with the members it expects).
     if samples.len() < 20 * (active.len() + 1) && active.len() > 1 {
+        const MEMBERS: usize = UNITS - 1;
+        let r = |k: usize| correlation(&x, &y, k);
         let best = active
             .iter()
             .copied()
-            .max_by(|&a, &b| correlation(&x, &y, a).total_cmp(&correlation(&x, &y, b)));
-        active = best.into_iter().collect();
+            .max_by(|&a, &b| r(a).total_cmp(&r(b)))
+            .unwrap_or(MEMBERS);
+        let members_close = active.contains(&MEMBERS) && r(MEMBERS) >= r(best) - 0.02;
+        active = vec![if members_close { MEMBERS } else { best }];
     }
     let mut intercept = true;
     loop {
