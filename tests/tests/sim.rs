@@ -1,11 +1,12 @@
 //! The simulator as a regular test: 1,000 nodes running the real foca and
 //! the real sweep core over a lossy simulated network with dead, dying and
 //! slow nodes. Asserts completeness and correct accounting (never timing),
-//! and that a seed fully determines the outcome.
+//! that a seed fully determines the outcome, and that the cost model
+//! charges the nodes' CPU.
 
 use std::time::Duration;
 
-use patrol_tests::sim::{self, SimReport, SimSettings};
+use patrol_tests::sim::{self, CpuMode, SimReport, SimSettings};
 
 fn faulty(seed: u64) -> SimSettings {
     SimSettings {
@@ -96,24 +97,60 @@ fn without_faults_every_node_answers_before_the_deadline() {
     assert!(r.completion.before_deadline, "{text}");
 }
 
-fn without_cpu(mut r: SimReport) -> SimReport {
-    r.cpu.coordinator_ms = 0.0;
-    r.cpu.node_mean_us = 0.0;
-    r
-}
-
 #[test]
 fn a_seed_determines_the_whole_report() {
+    // The default charges CPU from the cost model: the CPU figures repeat
+    // with everything else.
     let settings = faulty(11);
-    // The CPU figures are measured (real time), not simulated: everything
-    // else must repeat exactly.
-    let a = without_cpu(run(&settings));
-    let b = without_cpu(run(&settings));
+    let a = run(&settings);
+    let b = run(&settings);
+    assert_eq!(a.cpu.mode, "model");
     assert_eq!(a, b);
     let json = |r: &SimReport| serde_json::to_string(r).expect("report encodes");
     assert_eq!(json(&a), json(&b));
     let c = run(&faulty(12));
     assert_ne!(json(&a), json(&c), "another seed should give another run");
+}
+
+fn healthy(nodes: usize, cpu: CpuMode) -> SimSettings {
+    SimSettings {
+        nodes,
+        seed: 5,
+        cpu,
+        ..SimSettings::default()
+    }
+}
+
+#[test]
+fn the_cost_model_keeps_the_coordinator_busier_in_a_larger_mesh() {
+    let small = run(&healthy(500, CpuMode::model()));
+    let large = run(&healthy(1500, CpuMode::model()));
+    let text = format!("{}\n{}", small.render(), large.render());
+    for r in [&small, &large] {
+        assert!(r.cpu.coordinator_ms > 0.0, "{text}");
+        // Busy: the calls' charges plus 10 µs per datagram received.
+        let rx_only = r.traffic.coordinator_received_packets as f64 * 0.01;
+        assert!(r.cpu.coordinator_busy_ms > rx_only, "{text}");
+        assert!(r.cpu.coordinator_busy_share > 0.0, "{text}");
+    }
+    assert!(
+        large.cpu.coordinator_busy_ms > small.cpu.coordinator_busy_ms,
+        "{text}"
+    );
+    assert!(
+        large.cpu.coordinator_ms > small.cpu.coordinator_ms,
+        "{text}"
+    );
+}
+
+#[test]
+fn with_cpu_off_a_node_is_busy_only_receiving_datagrams() {
+    let r = run(&healthy(500, CpuMode::Off));
+    let text = r.render();
+    assert_eq!(r.cpu.mode, "off");
+    // 10 µs per datagram the coordinator took in, nothing for its calls.
+    let rx_only = r.traffic.coordinator_received_packets as f64 * 0.01;
+    assert!((r.cpu.coordinator_busy_ms - rx_only).abs() < 1e-6, "{text}");
 }
 
 /// A mesh large enough for relays, with the faults of `faulty`.

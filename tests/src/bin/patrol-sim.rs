@@ -3,19 +3,40 @@
 //!
 //! ```text
 //! cargo run --release -p patrol-tests --bin patrol-sim -- --nodes 10000 --loss 0.01
+//! cargo run --release -p patrol-tests --bin patrol-sim -- --nodes 10000 --cpu measured
+//! cargo run --release -p patrol-tests --bin patrol-sim -- calibrate   # rewrites tests/sim-cost-model.toml
 //! ```
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use clap::Parser;
-use patrol_tests::sim::{self, SimSettings};
+use clap::{Parser, Subcommand, ValueEnum};
+use patrol_tests::sim::{self, CostModel, CpuMode, SimSettings};
+
+/// The model file compiled into the simulator.
+const MODEL_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/sim-cost-model.toml");
 
 /// Simulate a sweep over a whole fleet in virtual time (real foca, real
 /// sweep core, simulated network). Same seed, same output.
 #[derive(Debug, Parser)]
-#[command(name = "patrol-sim", version)]
+#[command(name = "patrol-sim", version, args_conflicts_with_subcommands = true)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// How each node's calls into its code are charged on its clock:
+    /// `model` (the calibrated cost model), `measured` (live thread CPU)
+    /// or `off` (nothing; only --rx-service-us per datagram).
+    #[arg(long, value_enum, default_value_t = Cpu::Model)]
+    cpu: Cpu,
+    /// With --cpu model: a model file instead of the one compiled in
+    /// (tests/sim-cost-model.toml).
+    #[arg(long)]
+    cost_model: Option<PathBuf>,
+    /// With --cpu model: multiply every charge by this.
+    #[arg(long)]
+    cpu_scale: Option<f64>,
     /// Nodes in the mesh, the coordinator included.
     #[arg(long, default_value_t = 1000)]
     nodes: usize,
@@ -151,6 +172,81 @@ struct Args {
     relay_flush_ms: Option<f64>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Cpu {
+    Model,
+    Measured,
+    Off,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Measure what each kind of node call costs on this machine (thread
+    /// CPU) in healthy sweeps, fit the cost model and write it.
+    Calibrate {
+        /// Mesh sizes to measure at; the largest should reach the size you
+        /// simulate (the coordinator and relays hold every member).
+        #[arg(long, value_delimiter = ',', default_values_t = [3000, 30000, 100000])]
+        nodes: Vec<usize>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Where to write the model (default: the file compiled into the
+        /// simulator, tests/sim-cost-model.toml; rebuild to use it).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+fn cpu_mode(a: &Args) -> Result<CpuMode> {
+    Ok(match a.cpu {
+        Cpu::Measured => CpuMode::Measured,
+        Cpu::Off => CpuMode::Off,
+        Cpu::Model => {
+            let mut model = match &a.cost_model {
+                None => CostModel::builtin().context(
+                    "the compiled-in tests/sim-cost-model.toml (rewrite it with `patrol-sim calibrate`)",
+                )?,
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("read {}", path.display()))?;
+                    CostModel::parse(&text).with_context(|| format!("in {}", path.display()))?
+                }
+            };
+            if let Some(scale) = a.cpu_scale {
+                if !scale.is_finite() || scale < 0.0 {
+                    bail!("--cpu-scale must be a number >= 0 (got {scale})");
+                }
+                model.scale *= scale;
+            }
+            CpuMode::Model(Arc::new(model))
+        }
+    })
+}
+
+fn calibrate(nodes: &[usize], seed: u64, out: Option<PathBuf>) -> Result<()> {
+    let out = out.unwrap_or_else(|| PathBuf::from(MODEL_FILE));
+    let sizes: Vec<String> = nodes.iter().map(|n| n.to_string()).collect();
+    let command = format!(
+        "cargo run --release -p patrol-tests --bin patrol-sim -- calibrate --nodes {} --seed {seed}",
+        sizes.join(",")
+    );
+    let c = sim::calibrate::calibrate(nodes, seed, &command, |line| eprintln!("  {line}"))
+        .context("calibration run")?;
+    std::fs::write(&out, &c.text).with_context(|| format!("write {}", out.display()))?;
+    for (kind, n, measured, modelled) in &c.kinds {
+        println!(
+            "{kind:<18} {n:>9} calls: measured {measured:>9.1} ms, modelled {modelled:>9.1} ms"
+        );
+    }
+    for (nodes, measured, modelled) in &c.coordinator {
+        println!(
+            "coordinator at {nodes} nodes: measured {measured:.1} ms, modelled {modelled:.1} ms"
+        );
+    }
+    println!("wrote {} (rebuild patrol-sim to use it)", out.display());
+    Ok(())
+}
+
 fn millis(v: f64, what: &str) -> Result<Duration> {
     if !v.is_finite() || v < 0.0 {
         bail!("--{what} must be a non-negative number of milliseconds (got {v})");
@@ -178,7 +274,7 @@ fn settings(a: &Args) -> Result<SimSettings> {
         seed: a.seed,
         identities: a.identities,
         warm_keys: a.warm_keys,
-        ..SimSettings::default()
+        ..SimSettings::charging(cpu_mode(a)?)
     };
     s.link.latency_min = millis(a.latency_min_ms, "latency-min-ms")?;
     s.link.latency_max = millis(a.latency_max_ms, "latency-max-ms")?;
@@ -267,6 +363,9 @@ fn peak_memory() -> Option<String> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(Command::Calibrate { nodes, seed, out }) = args.command {
+        return calibrate(&nodes, seed, out);
+    }
     let base = settings(&args)?;
     let mut all_ok = true;
     for k in 0..args.runs.max(1) {
@@ -285,8 +384,14 @@ fn main() -> Result<()> {
         } else if args.runs > 1 {
             let f = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
             println!(
-                "seed {:>4}: reach p50 {} p99 {} p100 {} ms; accounted {} ms; last answer {} ms; copies/node {:.1}; reached by backstop {}; answers recovered by retry {} / backstop {}; backstop requests {}; coordinator rx {} packets {:.1} MiB, drops {}; relays {} (died {}) rx max {} packets, drops {}; all drops {}; accounting {}; coordinator cpu {:.1} ms; wall {wall:.1} s",
+                "seed {:>4}: cpu {}; accounted {} ms, no_answer {}, coordinator busy {:.1}% (queue max {}), all queue drops {}; reach p50 {} p99 {} p100 {} ms; accounted {} ms; last answer {} ms; copies/node {:.1}; reached by backstop {}; answers recovered by retry {} / backstop {}; backstop requests {}; coordinator rx {} packets {:.1} MiB, drops {}; relays {} (died {}) rx max {} packets, drops {}; all drops {}; accounting {}; coordinator cpu {:.1} ms; wall {wall:.1} s",
                 s.seed,
+                report.cpu.mode,
+                f(report.completion.completed_ms),
+                report.states.no_answer,
+                report.cpu.coordinator_busy_share * 100.0,
+                report.cpu.coordinator_queue_max,
+                report.traffic.queue_overflow,
                 f(report.reach.p50_ms),
                 f(report.reach.p99_ms),
                 f(report.reach.p100_ms),

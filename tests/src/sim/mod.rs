@@ -7,13 +7,31 @@
 //! push, direct spread, check budget, resizing). Only the shell differs:
 //! `shell.rs` feeds each node datagrams, timers and finished checks from
 //! one virtual-time event queue instead of sockets and tokio, and counts. The network (`network.rs`) adds one-way latency,
-//! random loss and a bounded receive queue with a service time per node.
-//! Same seed, same report: nothing reads the wall clock or the OS RNG.
+//! random loss and, per node, a CPU: a single server with a bounded
+//! receive queue in front.
+//!
+//! **Every call into a node costs it time** (`cpu.rs`, issue 25): a
+//! datagram, a timer, finished checks or the sweep start keeps the node
+//! busy for its charge (plus `rx_service` per datagram for the shell's
+//! socket read and envelope), its outputs leave when the charge has
+//! passed, and datagrams arriving meanwhile queue or, past `rx_queue`,
+//! are dropped. `--cpu model` (the default) charges from the cost model
+//! committed in `tests/sim-cost-model.toml`, per call kind a fixed part
+//! plus parts per byte in and out, per answer carried and per member held,
+//! fitted by `patrol-sim calibrate` (`calibrate.rs`) from thread CPU
+//! measured on this machine; `--cpu measured` charges each call's live
+//! thread CPU; `--cpu off` charges nothing but `rx_service`. Set-up work
+//! (joins, `view::know_mentioned`, the relays' full membership) is never
+//! charged. Same seed, same report (with `model`; with `off`, all but the
+//! CPU figures, measured there): nothing else reads the wall clock or the
+//! OS RNG.
 //!
 //! Membership starts converged without O(N²) work: each node gets a random
 //! *view* of about `view` members (a symmetric random graph, fed through
 //! foca's `apply_many` without broadcasting); the coordinator gets every
-//! member, since its snapshot is the sweep's expected set. Before foca reads
+//! member, since its snapshot is the sweep's expected set, and the relays it
+//! names get every member the moment it names them, so what foca costs the
+//! coordinator and the relays is what it costs them in a real mesh. Before foca reads
 //! a packet, members the packet mentions that the node does not hold yet
 //! are added silently in the state a fully informed node would hold, so
 //! foca reacts exactly as with a full member list (see
@@ -28,10 +46,13 @@
 //! during the sweep), check duration (slow nodes), the answer size and the
 //! share of nodes with a failing check. Sealing is not performed, only
 //! counted: every datagram is charged its channel byte and the envelope
-//! overhead. The run goes on after the sweep completes until no node has
+//! overhead in bytes (opening is in `rx_service`, sealing costs no CPU
+//! here). The run goes on after the sweep completes until no node has
 //! the request left to gossip, so every copy of it is counted; traffic
 //! figures cover the sweep's start to its completion.
 
+pub mod calibrate;
+mod cpu;
 mod network;
 mod render;
 mod report;
@@ -43,6 +64,7 @@ use std::time::Duration;
 
 use patrol_core::NodeSettings;
 
+pub use cpu::{CallKind, CostModel, CpuMode, KindCost, ModelError, Units};
 pub use network::{addr_of, index_of, LinkModel};
 pub use report::{
     Accounting, AnswerFigures, Completion, Population, Reach, SimReport, TrafficFigures,
@@ -104,10 +126,22 @@ pub struct SimSettings {
     /// it derives them as answers arrive. Warm, every node also knows the
     /// coordinator has its certificate and names it by digest.
     pub warm_keys: bool,
+    /// How each node's calls into its `Node` are charged on its virtual
+    /// clock (`cpu.rs`): the committed cost model by default.
+    pub cpu: CpuMode,
 }
 
 impl Default for SimSettings {
+    /// The defaults, charging CPU from the committed cost model (panics if
+    /// `tests/sim-cost-model.toml` does not parse).
     fn default() -> Self {
+        SimSettings::charging(CpuMode::model())
+    }
+}
+
+impl SimSettings {
+    /// The defaults, with node calls charged as `cpu` says.
+    pub fn charging(cpu: CpuMode) -> Self {
         SimSettings {
             nodes: 1000,
             view: 64,
@@ -135,6 +169,7 @@ impl Default for SimSettings {
             node: NodeSettings::default(),
             identities: false,
             warm_keys: false,
+            cpu,
         }
     }
 }
@@ -223,7 +258,7 @@ impl SimSettings {
 /// Run one simulated sweep and report on it.
 pub fn run(settings: &SimSettings) -> Result<SimReport, SimError> {
     settings.validate()?;
-    Ok(world::World::new(settings).run())
+    Ok(world::World::new(settings).run().0)
 }
 
 #[cfg(test)]

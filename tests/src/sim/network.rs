@@ -1,12 +1,13 @@
 //! The simulated network: one event queue in virtual time, node addresses,
-//! and the link model (one-way latency, random loss, and a receive queue
-//! per node that drops datagrams when it overflows, like a socket buffer).
+//! the link model (one-way latency, random loss) and each node's CPU: a
+//! single server with a receive queue that drops datagrams when it
+//! overflows, like a socket buffer.
 //!
 //! Nothing here sleeps or touches a socket; time only moves when the queue
 //! pops its next event.
 
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
@@ -115,10 +116,12 @@ pub struct LinkModel {
     pub latency_max: Duration,
     /// Probability that a datagram is lost, `0.0..1.0`.
     pub loss: f64,
-    /// Time a node spends receiving one datagram (open the envelope,
-    /// decode, hand to foca or the core). Datagrams queue behind each other.
-    /// Default 10 µs (opening a 1,200-byte envelope alone takes 3.3 µs
-    /// here, `envelope_throughput` example).
+    /// Time the agent's shell spends receiving one datagram outside the
+    /// node's code (read the socket, open the envelope), charged to the
+    /// node's CPU on top of what `--cpu` charges for the node's call.
+    /// Datagrams queue behind each other. Default 10 µs (opening a
+    /// 1,200-byte envelope alone takes 3.3 µs here, `envelope_throughput`
+    /// example).
     pub rx_service: Duration,
     /// Datagrams that fit in a node's receive queue; more are dropped.
     /// Default 4096: the agent's reader task drains the socket into an
@@ -142,28 +145,86 @@ impl LinkModel {
     }
 }
 
-/// A node's receive queue: a single server with a constant service time
-/// and a bounded queue.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RxQueue {
-    busy_until: Duration,
+/// A node's CPU: a single server with a bounded receive queue in front.
+///
+/// A piece of work (a datagram, or with `--cpu model|measured` a timer,
+/// finished checks or the sweep start) that arrives while the node is idle
+/// runs at once; otherwise it waits its turn. Datagrams are dropped when
+/// `rx_queue` of them are already in (the one being served counts), like
+/// a full socket buffer; other work always waits.
+#[derive(Debug)]
+pub struct Server<W> {
+    /// A piece of work is being served (a `Free` event is due).
+    busy: bool,
+    waiting: VecDeque<(W, bool)>,
+    datagrams_waiting: usize,
 }
 
-impl RxQueue {
-    /// A datagram arrives at `now`: `None` when the queue is full (dropped),
-    /// else the time it reaches the node's code.
-    pub fn admit(&mut self, now: Duration, link: &LinkModel) -> Option<Duration> {
-        if link.rx_service.is_zero() {
-            return Some(now);
+impl<W> Default for Server<W> {
+    fn default() -> Self {
+        Server {
+            busy: false,
+            waiting: VecDeque::new(),
+            datagrams_waiting: 0,
         }
-        let backlog = self.busy_until.saturating_sub(now);
-        let queued = backlog.as_nanos().div_ceil(link.rx_service.as_nanos());
-        if queued >= link.rx_queue as u128 {
-            return None;
+    }
+}
+
+/// What became of work offered to a [`Server`].
+#[derive(Debug, PartialEq)]
+pub enum Admission<W> {
+    /// The node is idle: serve it now.
+    Now(W),
+    Queued,
+    /// A datagram and the receive queue is full: dropped.
+    Full(W),
+}
+
+impl<W> Server<W> {
+    /// Offer `work` (`datagram`: it counts against `limit`).
+    pub fn offer(&mut self, work: W, datagram: bool, limit: usize) -> Admission<W> {
+        if !self.busy && self.waiting.is_empty() {
+            return Admission::Now(work);
         }
-        let start = self.busy_until.max(now);
-        self.busy_until = start + link.rx_service;
-        Some(start)
+        if datagram {
+            if self.datagrams_waiting + usize::from(self.busy) >= limit {
+                return Admission::Full(work);
+            }
+            self.datagrams_waiting += 1;
+        }
+        self.waiting.push_back((work, datagram));
+        Admission::Queued
+    }
+
+    /// The node took up a piece of work that keeps it busy (a `Free` event
+    /// is due when it ends).
+    pub fn occupy(&mut self) {
+        self.busy = true;
+    }
+
+    /// The work being served ended: the next piece waiting, if any.
+    pub fn free(&mut self) -> Option<W> {
+        self.busy = false;
+        self.take()
+    }
+
+    /// The next piece waiting, if any (the node is idle).
+    pub fn take(&mut self) -> Option<W> {
+        let (work, datagram) = self.waiting.pop_front()?;
+        if datagram {
+            self.datagrams_waiting -= 1;
+        }
+        Some(work)
+    }
+
+    /// Whether a piece of work is being served.
+    pub fn is_busy(&self) -> bool {
+        self.busy
+    }
+
+    /// Datagrams waiting, the one being served not included.
+    pub fn queued(&self) -> usize {
+        self.datagrams_waiting
     }
 }
 
@@ -192,22 +253,23 @@ mod tests {
     }
 
     #[test]
-    fn receive_queue_overflows() {
-        let link = LinkModel {
-            latency_min: Duration::ZERO,
-            latency_max: Duration::ZERO,
-            loss: 0.0,
-            rx_service: Duration::from_micros(10),
-            rx_queue: 3,
-        };
-        let mut rx = RxQueue::default();
-        let now = Duration::from_secs(1);
-        let admitted: Vec<_> = (0..5).map(|_| rx.admit(now, &link)).collect();
-        assert_eq!(admitted[0], Some(now));
-        assert_eq!(admitted[2], Some(now + Duration::from_micros(20)));
-        assert_eq!(admitted[3], None);
-        // Later the queue has drained again.
-        assert!(rx.admit(now + Duration::from_millis(1), &link).is_some());
+    fn the_receive_queue_drops_datagrams_when_full_but_keeps_other_work() {
+        let mut server: Server<&str> = Server::default();
+        assert_eq!(server.offer("a", true, 3), Admission::Now("a"));
+        server.occupy();
+        assert_eq!(server.offer("b", true, 3), Admission::Queued);
+        assert_eq!(server.offer("c", true, 3), Admission::Queued);
+        // "a" in service and two waiting: the queue of 3 is full.
+        assert_eq!(server.offer("d", true, 3), Admission::Full("d"));
+        assert_eq!(server.offer("timer", false, 3), Admission::Queued);
+        assert_eq!(server.queued(), 2);
+        assert_eq!(server.free(), Some("b"));
+        server.occupy();
+        assert_eq!(server.free(), Some("c"));
+        assert_eq!(server.take(), Some("timer"));
+        assert_eq!(server.take(), None);
+        assert!(!server.is_busy());
+        assert_eq!(server.offer("e", true, 3), Admission::Now("e"));
     }
 
     #[test]

@@ -168,13 +168,27 @@ impl SimReport {
                 let _ = writeln!(o, "    - {problem}");
             }
         }
+        let cpu = &self.cpu;
         let _ = writeln!(
             o,
-            "  cpu (real time in the nodes' code during the sweep, identities {}): coordinator {:.1} ms, other nodes {:.0} µs each on average; coordinator derived {} pair keys during the sweep",
-            if self.cpu.identities { "on" } else { "off" },
-            self.cpu.coordinator_ms,
-            self.cpu.node_mean_us,
-            self.cpu.pair_keys_derived
+            "  cpu --cpu {} (identities {}): coordinator busy {:.1} ms, {:.1}% of the sweep, largest queue {}, {} dropped by its full queue; its calls {:.1} ms{}, other nodes {:.0} µs each on average",
+            cpu.mode,
+            if cpu.identities { "on" } else { "off" },
+            cpu.coordinator_busy_ms,
+            cpu.coordinator_busy_share * 100.0,
+            cpu.coordinator_queue_max,
+            t.coordinator_queue_overflow,
+            cpu.coordinator_ms,
+            if cpu.mode == "off" { " (measured, not charged)" } else { "" },
+            cpu.node_mean_us,
+        );
+        let _ = writeln!(
+            o,
+            "    busiest relay {:.1}% busy, largest relay queue {}; {} dropped by full queues in all; coordinator derived {} pair keys during the sweep",
+            cpu.relay_busy_share_max * 100.0,
+            cpu.relay_queue_max,
+            t.queue_overflow,
+            cpu.pair_keys_derived
         );
         let _ = writeln!(o, "  simulated {} events", self.events);
         o

@@ -72,9 +72,14 @@ pub(crate) struct NodeMetrics {
     pub answer_rounds: u32,
     pub checks_started: bool,
     pub died_at: Option<Duration>,
-    /// Real (not virtual) time spent in this node's calls from the start
-    /// of the sweep: what the node's logic costs a CPU.
+    /// CPU of this node's calls from the start of the sweep to its
+    /// completion: modelled with `--cpu model`, else measured thread CPU.
     pub cpu: Duration,
+    /// Virtual time its CPU was busy over the same span: what was charged
+    /// plus `rx_service` per datagram.
+    pub busy: Duration,
+    /// Most datagrams waiting in its receive queue over the same span.
+    pub queue_max: usize,
     /// Datagrams its full receive queue dropped.
     pub rx_dropped: u64,
     /// Its answer body's encoded size before compact answers and now.
@@ -192,15 +197,29 @@ pub struct RelayFigures {
     pub answers_relayed: u64,
 }
 
-/// What the nodes' logic cost in real CPU time during the sweep.
+/// What the nodes' own code cost during the sweep (its start to its
+/// completion), and how busy it kept them.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CpuFigures {
+    /// How calls were charged: `model`, `measured` or `off` (see `cpu.rs`).
+    pub mode: String,
     pub identities: bool,
-    /// The coordinator's node calls, from the start of the sweep to the
-    /// end of the run.
+    /// CPU of the coordinator's node calls: modelled with `model`,
+    /// measured thread CPU otherwise (with `off`, measured but not
+    /// charged).
     pub coordinator_ms: f64,
     /// Mean over every other node.
     pub node_mean_us: f64,
+    /// Virtual time the coordinator was busy (its calls' charges plus
+    /// `rx_service` per datagram).
+    pub coordinator_busy_ms: f64,
+    /// That over the sweep's time (start to completion).
+    pub coordinator_busy_share: f64,
+    /// Most datagrams waiting in the coordinator's receive queue.
+    pub coordinator_queue_max: usize,
+    /// The busiest relay's busy share, and its largest queue.
+    pub relay_busy_share_max: f64,
+    pub relay_queue_max: usize,
     /// Peer certificates the coordinator checked and pair keys it derived.
     pub pair_keys_derived: u64,
 }
@@ -471,6 +490,14 @@ pub(crate) fn build(inp: Inputs<'_>) -> SimReport {
             .collect(),
     };
 
+    // Busy time over the sweep's time, to three places.
+    let span = inp.completed_at.map(|c| c.saturating_sub(start));
+    let share = |busy: Duration| match span {
+        Some(span) if !span.is_zero() => {
+            (busy.as_secs_f64() / span.as_secs_f64() * 1000.0).round() / 1000.0
+        }
+        _ => 0.0,
+    };
     let accounting = check(&inp);
     let states = inp.doc.map(|d| d.counts.clone()).unwrap_or_default();
     let config = patrol_core::membership::foca_config(
@@ -517,6 +544,21 @@ pub(crate) fn build(inp: Inputs<'_>) -> SimReport {
         states,
         accounting,
         cpu: CpuFigures {
+            mode: s.cpu.name().to_string(),
+            coordinator_busy_ms: inp.metrics[COORDINATOR].busy.as_secs_f64() * 1e3,
+            coordinator_busy_share: share(inp.metrics[COORDINATOR].busy),
+            coordinator_queue_max: inp.metrics[COORDINATOR].queue_max,
+            relay_busy_share_max: inp
+                .relays
+                .iter()
+                .map(|&r| share(inp.metrics[r].busy))
+                .fold(0.0, f64::max),
+            relay_queue_max: inp
+                .relays
+                .iter()
+                .map(|&r| inp.metrics[r].queue_max)
+                .max()
+                .unwrap_or(0),
             identities: s.identities,
             coordinator_ms: inp.metrics[0].cpu.as_secs_f64() * 1e3,
             node_mean_us: if n > 1 {

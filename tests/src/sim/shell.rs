@@ -3,10 +3,13 @@
 //! the shipped [`Node`] its datagrams, timers and finished checks, carries
 //! out the node's outputs, and counts. Every decision is the node's.
 //!
+//! Every call into the node is charged (`cpu.rs`): it returns the CPU it
+//! costs, and its outputs leave when that time has passed.
+//!
 //! Two things are the simulator's own: `view::know_mentioned` stands in for
-//! the full member list a real node holds, and check durations are drawn
-//! here (a check cut by the node's budget ends as `error`, so the node
-//! reports failing, as the agent's inspector would).
+//! the full member list a real node holds (never charged), and check
+//! durations are drawn here (a check cut by the node's budget ends as
+//! `error`, so the node reports failing, as the agent's inspector would).
 
 use bytes::Bytes;
 use foca::Member;
@@ -17,9 +20,10 @@ use patrol_core::sweep::{StartSweep, SweepMessage};
 use patrol_core::{Node, Now, Output};
 use rand::rngs::SmallRng;
 use rand::RngExt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::network::{addr_of, index_of, EventQueue, LinkModel, RxQueue};
+use super::cpu::{thread_cpu, CallKind, CallSample, CpuMode, Units};
+use super::network::{addr_of, index_of, EventQueue, LinkModel, Server};
 use super::report::{Kind, NodeFate, NodeMetrics, Tally};
 use super::view;
 use super::world::{Datagram, Event, BASE_UNIX_MS, COORDINATOR};
@@ -41,7 +45,10 @@ pub(super) struct SimNode {
     pub slow: bool,
     /// Reports a failing check (configured, or a check cut by the budget).
     pub failing: bool,
-    pub rx: RxQueue,
+    /// A relay of the sweep (set when the coordinator names them).
+    pub relay: bool,
+    /// The node's CPU and its receive queue.
+    pub cpu: Server<super::world::Work>,
     pub m: NodeMetrics,
 }
 
@@ -70,6 +77,12 @@ pub(super) struct Shared {
     pub done: Option<Box<SweepDocument>>,
     pub done_at: Option<Duration>,
     pub tally: Tally,
+    /// How node calls are charged.
+    pub cpu: CpuMode,
+    /// The thread CPU clock's own cost, taken off every measured call.
+    pub clock_overhead: Duration,
+    /// With `measured`, for calibration: every call measured.
+    pub samples: Option<Vec<CallSample>>,
 }
 
 impl Shared {
@@ -132,97 +145,216 @@ pub(super) fn join(
     members: impl Iterator<Item = Member<NodeId>>,
 ) {
     node.alive = true;
-    node.node.learn_members(sh.at(), members);
-    carry_out(i, node, sh);
+    learn(i, node, sh, members);
 }
 
-pub(super) fn start_sweep(node: &mut SimNode, sh: &mut Shared, spec: StartSweep) -> u64 {
+/// The node learns of `members` without telling anyone (set-up: never
+/// charged).
+pub(super) fn learn(
+    i: usize,
+    node: &mut SimNode,
+    sh: &mut Shared,
+    members: impl Iterator<Item = Member<NodeId>>,
+) {
+    node.node.learn_members(sh.at(), members);
+    let outputs = std::iter::from_fn(|| node.node.next_output()).collect();
+    carry_out(i, node, sh, outputs);
+}
+
+/// The coordinator starts the sweep; returns its id and the CPU charged.
+pub(super) fn start_sweep(
+    node: &mut SimNode,
+    sh: &mut Shared,
+    spec: StartSweep,
+) -> (u64, Duration) {
     node.m.reached_at = Some(sh.now);
     sh.cause = Cause::Start;
-    let t = Instant::now();
-    let id = match node.node.start_sweep(sh.at(), spec) {
-        Ok(id) => id,
-        Err(e) => panic!("the simulated coordinator refused its sweep: {e}"),
-    };
-    node.m.cpu += t.elapsed();
-    carry_out(COORDINATOR, node, sh);
-    id
-}
-
-pub(super) fn timer(i: usize, node: &mut SimNode, sh: &mut Shared, t: NodeTimer) {
-    sh.cause = Cause::Timer;
-    let started = Instant::now();
-    node.node.timer(sh.at(), t);
-    if sh.counting {
-        node.m.cpu += started.elapsed();
+    let mut id = Err(None);
+    let cost = charged(
+        COORDINATOR,
+        node,
+        sh,
+        CallKind::StartSweep,
+        Units::default(),
+        |n, at| id = n.start_sweep(at, spec).map_err(Some),
+    );
+    match id {
+        Ok(id) => (id, cost),
+        Err(e) => panic!("the simulated coordinator refused its sweep: {e:?}"),
     }
-    carry_out(i, node, sh);
 }
 
-pub(super) fn checks_done(i: usize, node: &mut SimNode, sh: &mut Shared, sweep_id: u64) {
+/// A timer is due; returns the CPU charged.
+pub(super) fn timer(i: usize, node: &mut SimNode, sh: &mut Shared, t: NodeTimer) -> Duration {
+    use foca::Timer;
+    sh.cause = Cause::Timer;
+    let kind = match &t {
+        NodeTimer::Foca(Timer::ProbeRandomMember(_) | Timer::SendIndirectProbe { .. }) => {
+            CallKind::ProbeTimer
+        }
+        NodeTimer::Foca(Timer::PeriodicGossip(_)) => CallKind::GossipTimer,
+        NodeTimer::Foca(_) | NodeTimer::Rejoin => CallKind::OtherTimer,
+        NodeTimer::Sweep(_) if i == COORDINATOR => CallKind::CoordinatorTimer,
+        NodeTimer::Sweep(_) if node.relay => CallKind::RelayTimer,
+        NodeTimer::Sweep(_) => CallKind::SweepTimer,
+    };
+    charged(i, node, sh, kind, Units::default(), |n, at| n.timer(at, t))
+}
+
+/// The node's checks finished; returns the CPU charged.
+pub(super) fn checks_done(
+    i: usize,
+    node: &mut SimNode,
+    sh: &mut Shared,
+    sweep_id: u64,
+) -> Duration {
     let outcomes = sh.answers.draw(node.failing, &mut sh.check_rng);
     node.m.answer_bytes = Some(answer_sizes(&outcomes));
     sh.cause = Cause::Other;
-    let t = Instant::now();
-    node.node.checks_done(sh.at(), sweep_id, outcomes);
-    if sh.counting {
-        node.m.cpu += t.elapsed();
-    }
-    carry_out(i, node, sh);
+    let units = Units {
+        answers: outcomes.len() as u32,
+        ..Units::default()
+    };
+    charged(i, node, sh, CallKind::ChecksDone, units, |n, at| {
+        n.checks_done(at, sweep_id, outcomes)
+    })
 }
 
-/// A datagram reached the node's code.
+/// Make one call into node `i`, charge it (`cpu.rs`), and carry out its
+/// outputs once the charge has passed. Returns the charge.
+fn charged(
+    i: usize,
+    node: &mut SimNode,
+    sh: &mut Shared,
+    kind: CallKind,
+    mut units: Units,
+    call: impl FnOnce(&mut Node, Now),
+) -> Duration {
+    let at = sh.at();
+    let measure = !matches!(sh.cpu, CpuMode::Model(_));
+    let before = if measure {
+        thread_cpu()
+    } else {
+        Duration::ZERO
+    };
+    call(&mut node.node, at);
+    let measured = if measure {
+        thread_cpu()
+            .saturating_sub(before)
+            .saturating_sub(sh.clock_overhead)
+    } else {
+        Duration::ZERO
+    };
+    let outputs: Vec<Output> = std::iter::from_fn(|| node.node.next_output()).collect();
+    for o in &outputs {
+        if let Output::Datagram { bytes, .. } = o {
+            units.out_datagrams += 1;
+            units.out_bytes += bytes.len() as u32;
+        }
+    }
+    units.members = node.node.num_members() as u32;
+    let (cost, spent) = match &sh.cpu {
+        CpuMode::Model(model) => {
+            let cost = model.cost(kind, &units);
+            (cost, cost)
+        }
+        CpuMode::Measured => (measured, measured),
+        CpuMode::Off => (Duration::ZERO, measured),
+    };
+    if let Some(samples) = sh.samples.as_mut() {
+        samples.push(CallSample {
+            kind,
+            units,
+            nanos: measured.as_nanos() as u64,
+            coordinator: i == COORDINATOR,
+        });
+    }
+    if sh.counting {
+        node.m.cpu += spent;
+    }
+    let start = sh.now;
+    sh.now = start + cost;
+    carry_out(i, node, sh, outputs);
+    sh.now = start;
+    cost
+}
+
+/// A datagram reached the node's code; returns the CPU charged.
 pub(super) fn datagram(
     i: usize,
     node: &mut SimNode,
     sh: &mut Shared,
     d: Datagram,
     fates: &[NodeFate],
-) {
+) -> Duration {
     if sh.counting {
         node.m.recv_packets += 1;
         node.m.recv_bytes += d.wire_len();
     }
     sh.cause = Cause::Other;
     let body = &d.bytes[1..];
+    let mut kind = CallKind::OtherDatagram;
+    let mut answers = 0;
     match Channel::from_byte(d.bytes[0]) {
-        Some(Channel::Foca) => view::know_mentioned(&mut node.node, sh.at(), body, fates),
+        Some(Channel::Foca) => {
+            kind = CallKind::FocaDatagram;
+            view::know_mentioned(&mut node.node, sh.at(), body, fates);
+        }
         Some(Channel::Sweep) => match SweepMessage::decode(body) {
-            Ok(SweepMessage::Request(_)) => sh.cause = Cause::DirectRequest,
-            Ok(SweepMessage::Answer(chunk)) if i == COORDINATOR => {
-                if let Some(from) = node_index(&chunk.node, sh.n) {
-                    sh.tally
-                        .piece_arrived(from, chunk.index, chunk.count, d.kind, sh.now);
+            Ok(SweepMessage::Request(_)) => {
+                kind = CallKind::RequestDatagram;
+                sh.cause = Cause::DirectRequest;
+            }
+            Ok(SweepMessage::Answer(chunk)) => {
+                answers = 1;
+                kind = CallKind::RelayAnswer;
+                if i == COORDINATOR {
+                    kind = CallKind::CoordinatorAnswer;
+                    if let Some(from) = node_index(&chunk.node, sh.n) {
+                        sh.tally
+                            .piece_arrived(from, chunk.index, chunk.count, d.kind, sh.now);
+                    }
                 }
             }
-            Ok(SweepMessage::Batch(batch)) if i == COORDINATOR => {
+            Ok(SweepMessage::Batch(batch)) => {
+                kind = CallKind::BatchDatagram;
                 for node in batch.groups.iter().flat_map(|g| &g.nodes) {
+                    answers += 1;
+                    if i != COORDINATOR {
+                        continue;
+                    }
                     if let Some(from) = node_index(&node.node, sh.n) {
                         sh.tally.piece_arrived(from, 0, 1, Kind::Batch, sh.now);
                     }
                 }
             }
-            Ok(_) => {}
+            Ok(SweepMessage::Ack { .. }) => kind = CallKind::AnswerAck,
+            Ok(SweepMessage::BatchAck { .. }) => kind = CallKind::BatchAck,
             Err(_) => sh.tally.malformed += 1,
         },
         _ => sh.tally.malformed += 1,
     }
-    let t = Instant::now();
-    node.node.datagram(sh.at(), addr_of(d.from), &d.bytes);
-    if sh.counting {
-        node.m.cpu += t.elapsed();
-    }
+    let units = Units {
+        in_bytes: d.bytes.len() as u32,
+        answers,
+        ..Units::default()
+    };
+    let from = addr_of(d.from);
+    let by_backstop = d.kind == Kind::Backstop;
+    let cost = charged(i, node, sh, kind, units, |n, at| {
+        n.datagram(at, from, &d.bytes)
+    });
     if node.m.reached_at.is_none() && node.node.stats().request_copies > 0 {
         node.m.reached_at = Some(sh.now);
-        node.m.reached_by_backstop = d.kind == Kind::Backstop;
+        node.m.reached_by_backstop = by_backstop;
     }
-    carry_out(i, node, sh);
+    cost
 }
 
 /// Do what the node asked for, until it asks for nothing more.
-fn carry_out(i: usize, node: &mut SimNode, sh: &mut Shared) {
+fn carry_out(i: usize, node: &mut SimNode, sh: &mut Shared, outputs: Vec<Output>) {
     sh.round = None;
-    while let Some(output) = node.node.next_output() {
+    for output in outputs {
         match output {
             Output::Datagram { to, bytes, kind } => {
                 let kind = classify(node, sh, kind);

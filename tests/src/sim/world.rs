@@ -1,6 +1,7 @@
 //! The simulated world: node set-up (faults, partial views, timers out of
 //! phase), the event loop in virtual time, and delivery of datagrams
-//! through the link model to each node's shell (`shell.rs`).
+//! through the link model and each node's CPU (`network::Server`) to its
+//! shell (`shell.rs`).
 
 use patrol_core::trust::authorization::SweepAsk;
 use patrol_core::trust::testing::{bundle, ca_with, issued};
@@ -20,7 +21,8 @@ use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 
-use super::network::{addr_of, index_of, EventQueue, RxQueue};
+use super::cpu::{self, CallSample, CpuMode};
+use super::network::{addr_of, index_of, Admission, EventQueue, Server};
 use super::report::{self, Kind, NodeFate, NodeMetrics, Tally};
 use super::shell::{self, Cause, Shared, SimNode};
 use super::SimSettings;
@@ -40,14 +42,23 @@ pub(super) enum Event {
     Join(usize),
     /// A datagram reaches a node's receive queue.
     Arrive(Datagram),
-    /// A datagram leaves the receive queue and reaches the node's code.
-    Deliver(Datagram),
     Timer(usize, NodeTimer),
     ChecksDone(usize, u64),
     StartSweep,
+    /// Node `i` is done with what it was serving: the next work in.
+    Free(usize),
     Die(usize),
     /// After completion: stop once no node has the request left to send.
     DrainCheck,
+}
+
+/// Work for a node's CPU.
+#[derive(Debug)]
+pub(super) enum Work {
+    Datagram(Datagram),
+    Timer(NodeTimer),
+    ChecksDone(u64),
+    StartSweep,
 }
 
 #[derive(Debug)]
@@ -171,7 +182,8 @@ impl World {
                 alive: false,
                 slow: slow[i],
                 failing: failing[i],
-                rx: RxQueue::default(),
+                relay: false,
+                cpu: Server::default(),
                 m: NodeMetrics::default(),
             })
             .collect();
@@ -235,11 +247,23 @@ impl World {
                 done: None,
                 done_at: None,
                 tally: Tally::new(n),
+                clock_overhead: match settings.cpu {
+                    CpuMode::Model(_) => Duration::ZERO,
+                    _ => cpu::clock_overhead(),
+                },
+                cpu: settings.cpu.clone(),
+                samples: None,
             },
         }
     }
 
-    pub(crate) fn run(mut self) -> super::SimReport {
+    /// Keep every measured call (with `--cpu measured`), for calibration.
+    pub(crate) fn recording(mut self) -> World {
+        self.sh.samples = Some(Vec::new());
+        self
+    }
+
+    pub(crate) fn run(mut self) -> (super::SimReport, Vec<CallSample>) {
         // Stop well after the deadline even if the sweep never completes
         // (that would be a bug the report then shows).
         let horizon = self.settings.warmup + self.settings.deadline + Duration::from_secs(5);
@@ -263,7 +287,7 @@ impl World {
             .collect();
         let failing: Vec<bool> = self.nodes.iter().map(|n| n.failing).collect();
         let slow: Vec<bool> = self.nodes.iter().map(|n| n.slow).collect();
-        report::build(report::Inputs {
+        let report = report::build(report::Inputs {
             settings: &self.settings,
             ids: &self.ids,
             fates: &self.fates,
@@ -277,7 +301,8 @@ impl World {
             events: self.sh.queue.popped(),
             pair_keys_derived: self.nodes[COORDINATOR].node.pair_keys_derived() - self.keys_before,
             relays: &self.sh.relays,
-        })
+        });
+        (report, self.sh.samples.take().unwrap_or_default())
     }
 
     fn handle(&mut self, event: Event) {
@@ -297,75 +322,26 @@ impl World {
                 shell::join(i, &mut self.nodes[i], sh, members);
             }
             Event::Arrive(d) => {
-                let node = &mut self.nodes[d.to];
-                if !node.alive {
-                    sh.tally.to_dead[d.kind as usize] += 1;
+                let (to, kind) = (d.to, d.kind);
+                if !self.nodes[to].alive {
+                    sh.tally.to_dead[kind as usize] += 1;
                     return;
                 }
-                match node.rx.admit(sh.now, &sh.link) {
-                    None => {
-                        sh.tally.overflow[d.kind as usize] += 1;
-                        if sh.counting {
-                            node.m.rx_dropped += 1;
-                        }
-                    }
-                    Some(at) if at <= sh.now => shell::datagram(d.to, node, sh, d, &self.fates),
-                    Some(at) => sh.queue.push(at, Event::Deliver(d)),
-                }
+                self.offer(to, Work::Datagram(d));
             }
-            Event::Deliver(d) => {
-                let node = &mut self.nodes[d.to];
-                if node.alive {
-                    shell::datagram(d.to, node, sh, d, &self.fates);
-                } else {
-                    sh.tally.to_dead[d.kind as usize] += 1;
+            Event::Timer(i, timer) => self.offer(i, Work::Timer(timer)),
+            Event::ChecksDone(i, sweep_id) => self.offer(i, Work::ChecksDone(sweep_id)),
+            Event::StartSweep => self.offer(COORDINATOR, Work::StartSweep),
+            Event::Free(i) => {
+                let mut next = self.nodes[i].cpu.free();
+                while let Some(work) = next {
+                    self.serve(i, work);
+                    next = if self.nodes[i].cpu.is_busy() {
+                        None
+                    } else {
+                        self.nodes[i].cpu.take()
+                    };
                 }
-            }
-            Event::Timer(i, timer) => {
-                let node = &mut self.nodes[i];
-                if node.alive {
-                    shell::timer(i, node, sh, timer);
-                }
-            }
-            Event::ChecksDone(i, sweep_id) => {
-                let node = &mut self.nodes[i];
-                if node.alive {
-                    shell::checks_done(i, node, sh, sweep_id);
-                }
-            }
-            Event::StartSweep => {
-                self.keys_before = self.nodes[COORDINATOR].node.pair_keys_derived();
-                sh.sweep_started = Some(sh.now);
-                sh.counting = true;
-                let spec = StartSweep {
-                    selector: Selector {
-                        checks: Vec::new(),
-                        labels: Vec::new(),
-                        profile: Some("k8s-node".to_string()),
-                    },
-                    node_filter: Default::default(),
-                    deadline: self.settings.deadline,
-                    id: None,
-                    authorization: None,
-                };
-                let spec = match &self.operator {
-                    Some(op) => sign(
-                        op,
-                        spec,
-                        mix(self.settings.seed, 0, 9),
-                        sh.at().unix_ms,
-                        &self.ids[COORDINATOR].name,
-                    ),
-                    None => spec,
-                };
-                let id = shell::start_sweep(&mut self.nodes[COORDINATOR], sh, spec);
-                sh.relays = self.nodes[COORDINATOR]
-                    .node
-                    .relays(id)
-                    .iter()
-                    .filter_map(|a| index_of(*a, sh.n))
-                    .collect();
-                self.relay_deaths();
             }
             Event::DrainCheck => {
                 let busy = self
@@ -385,9 +361,125 @@ impl World {
             }
         }
     }
+
+    /// Work reaches node `i`: served now if the node is idle, else queued
+    /// (or dropped: a datagram on a full receive queue). With `--cpu off`
+    /// only datagrams wait for the node, as before CPU was charged.
+    fn offer(&mut self, i: usize, work: Work) {
+        let datagram = matches!(work, Work::Datagram(_));
+        if !datagram && !self.sh.cpu.queues_every_call() {
+            return self.serve(i, work);
+        }
+        let node = &mut self.nodes[i];
+        match node.cpu.offer(work, datagram, self.sh.link.rx_queue) {
+            Admission::Now(work) => self.serve(i, work),
+            Admission::Queued => {
+                if self.sh.counting {
+                    node.m.queue_max = node.m.queue_max.max(node.cpu.queued());
+                }
+            }
+            Admission::Full(work) => {
+                if let Work::Datagram(d) = work {
+                    self.sh.tally.overflow[d.kind as usize] += 1;
+                }
+                if self.sh.counting {
+                    node.m.rx_dropped += 1;
+                }
+            }
+        }
+    }
+
+    /// Node `i` takes up `work`: it is busy for the charge (plus
+    /// `rx_service` for a datagram), and `Free` is due when that ends.
+    fn serve(&mut self, i: usize, work: Work) {
+        let counting = self.sh.counting;
+        let sh = &mut self.sh;
+        let node = &mut self.nodes[i];
+        if !node.alive {
+            if let Work::Datagram(d) = work {
+                sh.tally.to_dead[d.kind as usize] += 1;
+            }
+            return;
+        }
+        let busy = match work {
+            Work::Datagram(d) => shell::datagram(i, node, sh, d, &self.fates) + sh.link.rx_service,
+            Work::Timer(t) => shell::timer(i, node, sh, t),
+            Work::ChecksDone(id) => shell::checks_done(i, node, sh, id),
+            Work::StartSweep => self.start_sweep(),
+        };
+        let node = &mut self.nodes[i];
+        if counting || self.sh.counting {
+            node.m.busy += busy;
+        }
+        if !busy.is_zero() {
+            node.cpu.occupy();
+            self.sh.queue.push(self.sh.now + busy, Event::Free(i));
+        }
+    }
+
+    /// The coordinator starts the sweep; the relays it names get the full
+    /// membership (set-up, not charged). Returns the CPU charged.
+    fn start_sweep(&mut self) -> Duration {
+        let sh = &mut self.sh;
+        self.keys_before = self.nodes[COORDINATOR].node.pair_keys_derived();
+        sh.sweep_started = Some(sh.now);
+        sh.counting = true;
+        let spec = StartSweep {
+            selector: Selector {
+                checks: Vec::new(),
+                labels: Vec::new(),
+                profile: Some("k8s-node".to_string()),
+            },
+            node_filter: Default::default(),
+            deadline: self.settings.deadline,
+            id: None,
+            authorization: None,
+        };
+        let spec = match &self.operator {
+            Some(op) => sign(
+                op,
+                spec,
+                mix(self.settings.seed, 0, 9),
+                sh.at().unix_ms,
+                &self.ids[COORDINATOR].name,
+            ),
+            None => spec,
+        };
+        let (id, cost) = shell::start_sweep(&mut self.nodes[COORDINATOR], sh, spec);
+        sh.relays = self.nodes[COORDINATOR]
+            .node
+            .relays(id)
+            .iter()
+            .filter_map(|a| index_of(*a, sh.n))
+            .collect();
+        for &r in &self.sh.relays {
+            self.nodes[r].relay = true;
+        }
+        self.relays_know_everyone();
+        self.relay_deaths();
+        cost
+    }
 }
 
 impl World {
+    /// The relays hold every member, as in a real mesh (the other nodes
+    /// keep their partial views): what foca costs them per datagram and
+    /// per timer then is what it costs a real relay. Set-up: not charged.
+    fn relays_know_everyone(&mut self) {
+        let (ids, fates) = (&self.ids, &self.fates);
+        for r in self.sh.relays.clone() {
+            let members = (0..ids.len()).filter(|&j| j != r).map(|j| {
+                let id = ids[j].clone();
+                if fates[j] == NodeFate::DownBefore {
+                    Member::down(id)
+                } else {
+                    Member::alive(id)
+                }
+            });
+            shell::learn(r, &mut self.nodes[r], &mut self.sh, members);
+        }
+    }
+
     /// Kill `relays_die` of the relays (at least one when the share is
     /// above zero) at uniform times within `die_within` of the start.
     fn relay_deaths(&mut self) {
