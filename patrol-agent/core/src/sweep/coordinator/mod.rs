@@ -18,6 +18,7 @@
 
 mod document;
 mod intake;
+mod record;
 
 use core::net::SocketAddr;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -59,6 +60,10 @@ struct Sweep {
     conflicts: BTreeMap<String, Vec<Peer>>,
     /// Answers on their way in.
     intake: intake::Intake,
+    /// The check names and base results direct answers are kept against.
+    shapes: record::Shapes,
+    /// The (answered, settled) counts last reported as progress.
+    reported: (u64, u64),
     /// Expected nodes that answered.
     answered: u64,
     /// Expected nodes that answered or are down.
@@ -89,7 +94,7 @@ pub(crate) enum SlotState {
     /// answer from it.
     Unreached,
     Down,
-    Answered(NodeEntry),
+    Answered(Box<record::Recorded>),
 }
 
 /// Names claimed by more than one alive member (at different addresses),
@@ -243,7 +248,7 @@ impl Coordinator {
                 });
             }
         }
-        let sweep = Sweep {
+        let mut sweep = Sweep {
             request: request.clone(),
             started_at: cx.mono(),
             deadline_at: cx.mono() + deadline,
@@ -252,6 +257,8 @@ impl Coordinator {
             late: BTreeMap::new(),
             conflicts,
             intake: intake::Intake::default(),
+            shapes: record::Shapes::default(),
+            reported: (0, settled),
             answered: 0,
             settled,
             unreached,
@@ -332,6 +339,10 @@ impl Coordinator {
             sweep.rounds += 1;
             sweep.next_round_at = Some(now + wait);
         }
+        // Progress is reported per tick, not per answer.
+        if (sweep.answered, sweep.settled) != sweep.reported {
+            cx.push(sweep.progress());
+        }
         if sweep.deadline_at > now + settings.tick {
             cx.push(Effect::Schedule {
                 after: settings.tick,
@@ -373,9 +384,12 @@ impl Coordinator {
     }
 
     fn complete(&mut self, cx: &mut Ctx, id: u64) {
-        let Some(sweep) = self.sweeps.remove(&id) else {
+        let Some(mut sweep) = self.sweeps.remove(&id) else {
             return;
         };
+        if (sweep.answered, sweep.settled) != sweep.reported {
+            cx.push(sweep.progress());
+        }
         if self.recent.len() >= RECENT_COMPLETED {
             self.recent.pop_front();
         }
@@ -403,7 +417,9 @@ impl Sweep {
         }
     }
 
-    fn progress(&self) -> Effect {
+    /// Progress now, remembered as reported.
+    fn progress(&mut self) -> Effect {
+        self.reported = (self.answered, self.settled);
         Effect::Progress {
             sweep_id: self.request.id,
             answered: self.answered,
