@@ -75,7 +75,15 @@ impl Sweep {
 /// An expected node's entry: its answer, or why there is none.
 fn entry(slot: Slot) -> NodeEntry {
     let pending = match slot.state {
-        SlotState::Answered(entry) => return entry,
+        SlotState::Answered(recorded) => {
+            return recorded.entry(
+                slot.peer.name,
+                slot.peer.addr.to_string(),
+                slot.peer.tags,
+                false,
+                slot.swim_down,
+            )
+        }
         SlotState::Pending => true,
         // Not alive to SWIM and silent to the direct requests: down.
         SlotState::Unreached | SlotState::Down => false,

@@ -21,15 +21,18 @@ use core::net::SocketAddr;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use patrol_model::{ClockOffset, NodeEntry, NodeState, Status};
+use std::sync::Arc;
+
+use patrol_model::ClockOffset;
 
 use super::super::ctx::Ctx;
-use super::super::outcomes::{self, CLOCK_SKEW_CHECK_ID};
+use super::super::outcomes;
 use super::super::wire::{
-    AnswerBody, AnswerChunk, AnswerPayload, AnswerProof, GroupHeader, RelayBatch, RelayedAnswer,
-    SweepMessage, WireError,
+    AnswerBody, AnswerChunk, AnswerPayload, CheckResult, RelayBatch, RelayedAnswer, SweepMessage,
+    WireError,
 };
 use super::super::{auth::ProofRefusal, Effect};
+use super::record::{Recorded, Shape, Times};
 use super::{Coordinator, SlotState, Sweep, MAX_NODE_NAME};
 
 /// Most relay group headers a coordinator keeps per sweep (a few per relay
@@ -44,7 +47,7 @@ const SLOT_BYTES: usize = std::mem::size_of::<Option<Vec<u8>>>();
 pub(super) struct Intake {
     /// The group headers relays sent, by (relay, group number); bounded by
     /// `MAX_RELAY_GROUPS`.
-    relay_groups: HashMap<(SocketAddr, u32), GroupHeader>,
+    relay_groups: HashMap<(SocketAddr, u32), Arc<Shape>>,
     /// Incomplete answers by (node, nonce).
     partial: HashMap<(String, u64), Partial>,
     /// Bytes held in `partial` (payloads and a [`SLOT_BYTES`] slot per
@@ -86,12 +89,12 @@ impl Trip {
     }
 }
 
-/// A whole answer as the coordinator got it.
-enum Answer {
-    /// Reassembled from the node's own pieces.
-    Received(AnswerPayload),
-    /// Rebuilt from a relay's batch, with the node's proof.
-    Rebuilt(AnswerBody, Option<AnswerProof>),
+/// What [`Sweep::record`] takes from an answer besides its checks.
+struct Parts<'a> {
+    received_unix_ms: u64,
+    checks_ms: u64,
+    /// The node's tags (kept for a late joiner).
+    tags: &'a BTreeMap<String, String>,
 }
 
 /// The ack of `chunk`, to `to` (from a coordinator or a relay).
@@ -134,7 +137,8 @@ impl Coordinator {
 
     /// A relay's batch: every answer in it is rebuilt, checked (with
     /// certificates, against its own node's proof) and recorded like a
-    /// direct one; the batch is acked once it has been read.
+    /// direct one; the batch is acked on receipt, from a relay the
+    /// request named.
     pub(crate) fn batch(&mut self, cx: &mut Ctx, from: SocketAddr, batch: RelayBatch) {
         let id = batch.sweep_id;
         let batch_ack = Effect::Send {
@@ -158,8 +162,10 @@ impl Coordinator {
             cx.counters.pieces_refused += answers;
             return;
         }
-        sweep.take_batch(cx, from, batch);
+        // Acked on receipt, before its answers are checked: the relay
+        // stops resending at once, whatever the checking costs.
         cx.push(batch_ack);
+        sweep.take_batch(cx, from, batch);
         self.complete_if_settled(cx, id);
     }
 }
@@ -259,26 +265,31 @@ impl Sweep {
     fn whole_answer(&mut self, cx: &mut Ctx, from: SocketAddr, chunk: &AnswerChunk, bytes: &[u8]) {
         let key = (chunk.node.clone(), chunk.nonce);
         let trip = self.intake.partial.remove(&key).and_then(|p| p.trip);
-        match AnswerPayload::decode(bytes) {
+        let body = match AnswerPayload::decode(bytes) {
             Ok(payload) => {
-                self.accept(
-                    cx,
-                    from,
-                    &chunk.node,
-                    chunk.nonce,
-                    Answer::Received(payload),
-                    trip,
-                );
+                let Some(trip) = self.verify(cx, from, &chunk.node, chunk.nonce, &payload, trip)
+                else {
+                    return;
+                };
+                match AnswerBody::decode(&payload.body) {
+                    Ok(body) => Ok((body, trip)),
+                    Err(e) => Err(e),
+                }
             }
-            Err(e) => {
-                // The node answered (every piece arrived and was acked),
-                // but its answer does not decode: list it as failing with
-                // the reason, not as silent (and with no clock offset: its
-                // receive time is unknown).
-                let body = self.unreadable(cx.mono(), &e);
-                self.record(cx, from, chunk.node.clone(), body, None);
-            }
-        }
+            Err(e) => Err(e),
+        };
+        // An answer that arrived whole (every piece acked) but does not
+        // decode is listed as failing with the reason, not as silent (and
+        // with no clock offset: its receive time is unknown).
+        let (mut body, trip) = body.unwrap_or_else(|e| (self.unreadable(cx.mono(), &e), None));
+        let tags = std::mem::take(&mut body.tags);
+        let parts = Parts {
+            received_unix_ms: body.received_unix_ms,
+            checks_ms: body.checks_ms,
+            tags: &tags,
+        };
+        let (shape, diff) = self.shapes.intern(body);
+        self.record(cx, from, &chunk.node, shape, diff, parts, trip);
     }
 
     /// Every answer of a relay's batch, rebuilt and accepted.
@@ -292,42 +303,71 @@ impl Sweep {
                     cx.counters.pieces_refused += group.nodes.len() as u64;
                     continue;
                 }
-                groups.insert(slot, header);
+                groups.insert(slot, Arc::new(Shape::from_header(header)));
             }
-            let Some(header) = self.intake.relay_groups.get(&slot).cloned() else {
+            let Some(shape) = self.intake.relay_groups.get(&slot).cloned() else {
                 // A header this coordinator never had: the relay thinks
                 // it was acked (a restart in between). The backstop asks
                 // these nodes directly.
                 cx.counters.pieces_refused += group.nodes.len() as u64;
                 continue;
             };
-            for node in &group.nodes {
-                if node.node.len() > MAX_NODE_NAME {
-                    cx.counters.pieces_refused += 1;
-                    continue;
-                }
-                if self.has_answer(&node.node) || self.conflicts.contains_key(&node.node) {
-                    continue;
-                }
-                if !self.expected.contains_key(&node.node) && self.late_is_full(cx) {
-                    cx.counters.pieces_refused += 1;
-                    continue;
-                }
-                let Some(body) = header.body(node) else {
-                    cx.counters.pieces_refused += 1;
-                    continue;
-                };
-                let held = self.relay_hold(cx, node, arrived);
-                let trip = Trip {
-                    sent: node.received_unix_ms + u64::from(node.sent_after_ms),
-                    arrived: arrived.saturating_sub(held),
-                    tag: node.sent_tag,
-                    relayed: true,
-                };
-                let answer = Answer::Rebuilt(body, node.proof.clone());
-                self.accept(cx, from, &node.node, node.nonce, answer, Some(trip));
+            for node in group.nodes {
+                self.take_relayed(cx, from, &shape, node, arrived);
             }
         }
+    }
+
+    /// One answer of a relay's group `shape`, checked and recorded.
+    fn take_relayed(
+        &mut self,
+        cx: &mut Ctx,
+        from: SocketAddr,
+        shape: &Arc<Shape>,
+        node: RelayedAnswer,
+        arrived: u64,
+    ) {
+        if node.node.len() > MAX_NODE_NAME {
+            cx.counters.pieces_refused += 1;
+            return;
+        }
+        if self.has_answer(&node.node) || self.conflicts.contains_key(&node.node) {
+            return;
+        }
+        if !self.expected.contains_key(&node.node) && self.late_is_full(cx) {
+            cx.counters.pieces_refused += 1;
+            return;
+        }
+        if !shape.fits(&node.diff) {
+            cx.counters.pieces_refused += 1;
+            return;
+        }
+        let held = self.relay_hold(cx, &node, arrived);
+        let trip = Trip {
+            sent: node.received_unix_ms + u64::from(node.sent_after_ms),
+            arrived: arrived.saturating_sub(held),
+            tag: node.sent_tag,
+            relayed: true,
+        };
+        let mut trip = Some(trip);
+        if cx.trust.is_some() {
+            // What the node's proof covers: its body's bytes, encoded
+            // from the group and its diff.
+            let payload = AnswerPayload {
+                body: shape.encode_body(&node),
+                proof: node.proof,
+            };
+            match self.verify(cx, from, &node.node, node.nonce, &payload, trip) {
+                Some(t) => trip = t,
+                None => return,
+            }
+        }
+        let parts = Parts {
+            received_unix_ms: node.received_unix_ms,
+            checks_ms: node.checks_ms,
+            tags: &shape.tags,
+        };
+        self.record(cx, from, &node.node, shape.clone(), node.diff, parts, trip);
     }
 
     /// What a relay says it held `node`'s answer, in ms, if it can be
@@ -357,67 +397,50 @@ impl Sweep {
         self.late.len() + self.late_partial() >= cx.settings.max_late_joiners
     }
 
-    /// A whole answer of `node`: checked against the node's proof (with
-    /// certificates), then recorded. `trip` is the node's send time and our
-    /// arrival time (less what a relay held it).
-    fn accept(
+    /// With certificates, whether `payload` is `node`'s own answer, and
+    /// its send time (`trip`) its own: Some(trip to measure the clock
+    /// with) to record it, None when it is dropped (counted). Without
+    /// certificates, Some(trip).
+    fn verify(
         &mut self,
         cx: &mut Ctx,
         from: SocketAddr,
         node: &str,
         nonce: u64,
-        answer: Answer,
+        payload: &AnswerPayload,
         trip: Option<Trip>,
-    ) {
+    ) -> Option<Option<Trip>> {
         let id = self.request.id;
-        let trusted = cx.trust.is_some();
-        // A relayed answer is rebuilt as a struct; its bytes (what the
-        // node's proof covers) are only needed with certificates.
-        let (payload, body) = match answer {
-            Answer::Received(payload) => (payload, None),
-            Answer::Rebuilt(body, proof) => {
-                let bytes = if trusted { body.encode() } else { Vec::new() };
-                (AnswerPayload { body: bytes, proof }, Some(body))
-            }
+        let Some(trust) = cx.trust.as_deref_mut() else {
+            return Some(trip);
         };
-        let mut trip = trip;
-        if let Some(trust) = cx.trust.as_deref_mut() {
-            match trust.check_answer(id, node, nonce, &payload, cx.now.unix_ms) {
-                Ok(pair) => {
-                    let forged = trip.filter(|t| {
-                        !t.tag
-                            .is_some_and(|tag| pair.check_sent_tag(id, node, nonce, t.sent, &tag))
-                    });
-                    if let Some(t) = forged {
-                        cx.counters.times_forged += 1;
-                        tracing::warn!(sweep = %format!("{id:016x}"), %from, node, relayed = t.relayed, "an answer's send time was changed on the way");
-                        if t.relayed {
-                            // Dropped: the backstop asks the node directly.
-                            return;
-                        }
-                        trip = None;
+        match trust.check_answer(id, node, nonce, payload, cx.now.unix_ms) {
+            Ok(pair) => {
+                let forged = trip.filter(|t| {
+                    !t.tag
+                        .is_some_and(|tag| pair.check_sent_tag(id, node, nonce, t.sent, &tag))
+                });
+                if let Some(t) = forged {
+                    cx.counters.times_forged += 1;
+                    tracing::warn!(sweep = %format!("{id:016x}"), %from, node, relayed = t.relayed, "an answer's send time was changed on the way");
+                    if t.relayed {
+                        // Dropped: the backstop asks the node directly.
+                        return None;
                     }
+                    return Some(None);
                 }
-                Err(ProofRefusal::Forged(reason)) => {
-                    tracing::warn!(sweep = %format!("{id:016x}"), %from, reason = %reason, "dropped a forged answer");
-                    cx.counters.answers_forged += 1;
-                    return;
-                }
-                Err(ProofRefusal::Unknown) => {
-                    cx.counters.answers_unverified += 1;
-                    return;
-                }
+                Some(trip)
+            }
+            Err(ProofRefusal::Forged(reason)) => {
+                tracing::warn!(sweep = %format!("{id:016x}"), %from, reason = %reason, "dropped a forged answer");
+                cx.counters.answers_forged += 1;
+                None
+            }
+            Err(ProofRefusal::Unknown) => {
+                cx.counters.answers_unverified += 1;
+                None
             }
         }
-        let body = match body {
-            Some(body) => Ok(body),
-            None => AnswerBody::decode(&payload.body),
-        };
-        let (body, trip) = match body {
-            Ok(body) => (body, trip),
-            Err(e) => (self.unreadable(cx.mono(), &e), None),
-        };
-        self.record(cx, from, node.to_string(), body, trip);
     }
 
     /// The body recorded for an answer that arrived whole but does not
@@ -432,66 +455,42 @@ impl Sweep {
         )
     }
 
-    /// The node's entry: its outcomes (with the clock-skew verdict), its
-    /// times, under the expected slot or as a late joiner.
+    /// The node's answer (`diff` against `shape`), with the clock-skew
+    /// verdict and its times, under the expected slot or as a late joiner.
+    #[allow(clippy::too_many_arguments)]
     fn record(
         &mut self,
         cx: &mut Ctx,
         from: SocketAddr,
-        node: String,
-        body: AnswerBody,
+        node: &str,
+        shape: Arc<Shape>,
+        diff: Vec<(u16, CheckResult)>,
+        parts: Parts<'_>,
         trip: Option<Trip>,
     ) {
         let now = cx.mono();
         let clock = trip.map(|t| {
             ClockOffset::from_times(
                 self.request.issued_at_unix_ms,
-                body.received_unix_ms,
+                parts.received_unix_ms,
                 t.sent,
                 t.arrived,
             )
         });
         let limit_ms = cx.settings.clock_skew_limit.as_millis() as u64;
-        let skew = clock.and_then(|c| outcomes::clock_skew(limit_ms, c));
-        let mut checks = match body.outcomes() {
-            Ok(outcomes) => outcomes,
-            Err(e) => vec![outcomes::malformed(&e)],
-        };
-        if let Some(skew) = skew {
-            // A node that refused the request for its clock already says so.
-            if !checks.iter().any(|o| o.id == CLOCK_SKEW_CHECK_ID) {
-                checks.push(skew);
-            }
-        }
-        let failing = checks.iter().any(|o| o.status != Status::Pass);
-        let mut entry = NodeEntry {
-            name: node.clone(),
-            addr: from.to_string(),
-            tags: body.tags,
-            state: if failing {
-                NodeState::Failing
-            } else {
-                NodeState::Ok
-            },
-            late_joiner: false,
-            reached_ms: Some(
-                body.received_unix_ms
-                    .saturating_sub(self.request.issued_at_unix_ms),
-            ),
-            answered_ms: Some(now.saturating_sub(self.started_at).as_millis() as u64),
-            checks_ms: Some(body.checks_ms),
-            checks,
+        let times = Times {
+            reached_ms: parts
+                .received_unix_ms
+                .saturating_sub(self.request.issued_at_unix_ms),
+            answered_ms: now.saturating_sub(self.started_at).as_millis() as u64,
+            checks_ms: parts.checks_ms,
             clock,
-            silence: None,
-            swim: None,
+            skew: clock.and_then(|c| outcomes::clock_skew(limit_ms, c)),
         };
+        let recorded = Recorded::new(shape, diff, times);
         self.last_answer_at = Some(now);
-        match self.expected.get_mut(&node) {
+        match self.expected.get_mut(node) {
             Some(slot) => {
-                // The snapshot's view of the node (address, tags) is what
-                // the filter was applied to; keep it.
-                entry.addr = slot.peer.addr.to_string();
-                entry.tags = slot.peer.tags.clone();
                 match slot.state {
                     SlotState::Pending => self.settled += 1,
                     SlotState::Unreached => {
@@ -500,20 +499,20 @@ impl Sweep {
                     }
                     SlotState::Down | SlotState::Answered(_) => {}
                 }
-                // An answer from a node SWIM called down proves it alive;
-                // the document says SWIM disagreed.
-                if slot.swim_down {
-                    entry.swim = Some(patrol_model::SwimState::Down);
-                }
-                slot.state = SlotState::Answered(entry);
+                slot.state = SlotState::Answered(Box::new(recorded));
                 self.answered += 1;
             }
             None => {
-                entry.late_joiner = true;
-                self.late.insert(node, entry);
+                let entry = recorded.entry(
+                    node.to_string(),
+                    from.to_string(),
+                    parts.tags.clone(),
+                    true,
+                    false,
+                );
+                self.late.insert(node.to_string(), entry);
             }
         }
-        cx.push(self.progress());
     }
 
     /// Bytes held for incomplete answers, counted from the pieces

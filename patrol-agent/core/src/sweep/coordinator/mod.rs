@@ -14,10 +14,16 @@
 //! as soon as the reachable nodes are done) while a sweep whose answers are
 //! still streaming in does not flood nodes that are merely slow. Later
 //! rounds follow after `backstop_interval`, doubling, and never within the
-//! last tick before the deadline.
+//! last tick before the deadline. While the coordinator is behind (a tick
+//! arrives a whole tick after it was due: its inputs queue up), a round
+//! is put off by a tick, at most `MAX_DEFERRED` ticks in a row, so the
+//! backstop does not add requests and answers to a queue that is already
+//! long. Progress is reported per tick (and when the sweep completes or a
+//! member goes down), not per answer.
 
 mod document;
 mod intake;
+mod record;
 
 use core::net::SocketAddr;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -32,6 +38,10 @@ use super::wire::{RequestAuth, SweepMessage, SweepRequest};
 use super::{Effect, MemberView, Peer, StartSweep, SweepTimer, TimerKind};
 
 pub(crate) use intake::ack;
+
+/// Most ticks in a row a backstop round is put off while the coordinator
+/// is behind (its ticks arrive late): 4 ticks, 200 ms at the default tick.
+pub(crate) const MAX_DEFERRED: u32 = 4;
 
 /// Completed sweep ids remembered so late answer pieces still get acked.
 const RECENT_COMPLETED: usize = 256;
@@ -59,6 +69,10 @@ struct Sweep {
     conflicts: BTreeMap<String, Vec<Peer>>,
     /// Answers on their way in.
     intake: intake::Intake,
+    /// The check names and base results direct answers are kept against.
+    shapes: record::Shapes,
+    /// The (answered, settled) counts last reported as progress.
+    reported: (u64, u64),
     /// Expected nodes that answered.
     answered: u64,
     /// Expected nodes that answered or are down.
@@ -66,6 +80,11 @@ struct Sweep {
     /// Rostered nodes SWIM does not count that have not answered yet.
     unreached: u64,
     last_answer_at: Option<Duration>,
+    /// When the next tick is due (it was scheduled for then).
+    tick_due: Duration,
+    /// Consecutive ticks that found the coordinator behind and put a
+    /// backstop round off.
+    deferred: u32,
     rounds: u32,
     next_round_at: Option<Duration>,
 }
@@ -89,24 +108,32 @@ pub(crate) enum SlotState {
     /// answer from it.
     Unreached,
     Down,
-    Answered(NodeEntry),
+    Answered(Box<record::Recorded>),
 }
 
 /// Names claimed by more than one alive member (at different addresses),
-/// with every alive claimant.
+/// with every alive claimant. One hash lookup per member; a list only for
+/// a name in conflict.
 fn name_conflicts(members: &[MemberView]) -> BTreeMap<String, Vec<Peer>> {
-    let mut by_name: BTreeMap<&str, Vec<&Peer>> = BTreeMap::new();
+    let mut first: HashMap<&str, &Peer> = HashMap::with_capacity(members.len());
+    let mut conflicts: BTreeMap<String, Vec<Peer>> = BTreeMap::new();
     for m in members.iter().filter(|m| m.alive) {
-        let claimants = by_name.entry(m.peer.name.as_str()).or_default();
-        if !claimants.iter().any(|p| p.addr == m.peer.addr) {
-            claimants.push(&m.peer);
+        match first.entry(m.peer.name.as_str()) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(&m.peer);
+            }
+            std::collections::hash_map::Entry::Occupied(o) => {
+                let claimants = conflicts
+                    .entry(m.peer.name.clone())
+                    .or_insert_with(|| vec![(*o.get()).clone()]);
+                if !claimants.iter().any(|p| p.addr == m.peer.addr) {
+                    claimants.push(m.peer.clone());
+                }
+            }
         }
     }
-    by_name
-        .into_iter()
-        .filter(|(_, c)| c.len() > 1)
-        .map(|(name, c)| (name.to_string(), c.into_iter().cloned().collect()))
-        .collect()
+    conflicts.retain(|_, c| c.len() > 1);
+    conflicts
 }
 
 /// The expected set: `members` (this node added) after the node filter,
@@ -128,34 +155,38 @@ fn expected_set(
         });
     }
     let conflicts = name_conflicts(&members);
-    // Alive members first, so that a name held by a down identity (a
-    // node that came back at another address) and an alive one is
-    // expected at the alive one.
-    members.sort_by_key(|m| !m.alive);
-    let mut expected = BTreeMap::new();
-    for m in members {
-        if conflicts.contains_key(&m.peer.name) || expected.contains_key(&m.peer.name) {
-            continue;
-        }
-        let state = if m.alive {
-            SlotState::Pending
-        } else if m.rostered {
-            SlotState::Unreached
-        } else {
-            SlotState::Down
-        };
-        expected.insert(
-            m.peer.name.clone(),
-            Slot {
-                peer: m.peer,
+    // By name, alive members first, so that a name held by a down
+    // identity (a node that came back at another address) and an alive
+    // one is expected at the alive one; then the first of each name.
+    members.sort_by(|a, b| {
+        a.peer
+            .name
+            .cmp(&b.peer.name)
+            .then_with(|| b.alive.cmp(&a.alive))
+    });
+    members.dedup_by(|later, first| later.peer.name == first.peer.name);
+    let slots = members
+        .into_iter()
+        .filter(|m| conflicts.is_empty() || !conflicts.contains_key(&m.peer.name))
+        .map(|m| {
+            let state = if m.alive {
+                SlotState::Pending
+            } else if m.rostered {
+                SlotState::Unreached
+            } else {
+                SlotState::Down
+            };
+            let slot = Slot {
                 state,
                 backstops: 0,
                 swim_down: !m.alive,
                 rostered: m.rostered,
-            },
-        );
-    }
-    (expected, conflicts)
+                peer: m.peer,
+            };
+            (slot.peer.name.clone(), slot)
+        });
+    // Sorted already: the map is built in one pass.
+    (slots.collect(), conflicts)
 }
 
 impl Coordinator {
@@ -243,7 +274,7 @@ impl Coordinator {
                 });
             }
         }
-        let sweep = Sweep {
+        let mut sweep = Sweep {
             request: request.clone(),
             started_at: cx.mono(),
             deadline_at: cx.mono() + deadline,
@@ -252,10 +283,14 @@ impl Coordinator {
             late: BTreeMap::new(),
             conflicts,
             intake: intake::Intake::default(),
+            shapes: record::Shapes::default(),
+            reported: (0, settled),
             answered: 0,
             settled,
             unreached,
             last_answer_at: None,
+            tick_due: cx.mono() + settings.tick,
+            deferred: 0,
             rounds: 0,
             next_round_at: None,
         };
@@ -324,7 +359,15 @@ impl Coordinator {
             Some(at) => now >= at,
         };
         let room = sweep.deadline_at.saturating_sub(now) > settings.tick;
-        if ready && (quiet || late) && room {
+        // Behind: this tick came a whole tick late, so the node's inputs
+        // queue up (answers waiting to be read). A backstop round now
+        // would add requests, then answers, to that queue: put it off to
+        // the next tick, at most MAX_DEFERRED ticks in a row.
+        let behind = now.saturating_sub(sweep.tick_due) >= settings.tick;
+        if ready && (quiet || late) && room && behind && sweep.deferred < MAX_DEFERRED {
+            sweep.deferred += 1;
+        } else if ready && (quiet || late) && room {
+            sweep.deferred = 0;
             sweep.backstop(cx);
             let wait = settings
                 .backstop_interval
@@ -332,7 +375,12 @@ impl Coordinator {
             sweep.rounds += 1;
             sweep.next_round_at = Some(now + wait);
         }
+        // Progress is reported per tick, not per answer.
+        if (sweep.answered, sweep.settled) != sweep.reported {
+            cx.push(sweep.progress());
+        }
         if sweep.deadline_at > now + settings.tick {
+            sweep.tick_due = now + settings.tick;
             cx.push(Effect::Schedule {
                 after: settings.tick,
                 timer: SweepTimer(TimerKind::Tick(id)),
@@ -373,9 +421,12 @@ impl Coordinator {
     }
 
     fn complete(&mut self, cx: &mut Ctx, id: u64) {
-        let Some(sweep) = self.sweeps.remove(&id) else {
+        let Some(mut sweep) = self.sweeps.remove(&id) else {
             return;
         };
+        if (sweep.answered, sweep.settled) != sweep.reported {
+            cx.push(sweep.progress());
+        }
         if self.recent.len() >= RECENT_COMPLETED {
             self.recent.pop_front();
         }
@@ -403,7 +454,9 @@ impl Sweep {
         }
     }
 
-    fn progress(&self) -> Effect {
+    /// Progress now, remembered as reported.
+    fn progress(&mut self) -> Effect {
+        self.reported = (self.answered, self.settled);
         Effect::Progress {
             sweep_id: self.request.id,
             answered: self.answered,

@@ -3,6 +3,7 @@
 //! node, members going down, late joiners and late answers.
 
 use super::*;
+use crate::sweep::coordinator::MAX_DEFERRED as MAX_DEFERRED_TICKS;
 
 #[test]
 fn healthy_sweep_completes_early_with_everyone_ok() {
@@ -505,4 +506,102 @@ fn a_second_copy_of_a_request_skipped_for_its_filter_is_no_replay() {
     }
     assert_eq!(cores[1].counters().requests_unauthorized, 0, "{out:?}");
     assert!(!out.iter().any(|e| matches!(e, Effect::RunChecks { .. })));
+}
+
+/// The tick timer among `out`.
+fn tick_timer(out: &[Effect]) -> SweepTimer {
+    out.iter()
+        .find_map(|e| match e {
+            Effect::Schedule {
+                timer: t @ SweepTimer(TimerKind::Tick(_)),
+                ..
+            } => Some(t.clone()),
+            _ => None,
+        })
+        .expect("a tick scheduled")
+}
+
+fn requests_sent(out: &[Effect]) -> usize {
+    out.iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Effect::Send {
+                    msg: SweepMessage::Request(_),
+                    ..
+                }
+            )
+        })
+        .count()
+}
+
+#[test]
+fn a_coordinator_that_is_behind_puts_the_backstop_off_and_runs_it_once_it_keeps_up() {
+    let settings = SweepSettings::default();
+    let tick = settings.tick;
+    let mut core = SweepCore::new(peer(0), "test".into(), settings, 7);
+    let spec = StartSweep {
+        selector: Default::default(),
+        node_filter: BTreeMap::new(),
+        deadline: Duration::from_secs(10),
+        id: None,
+        authorization: None,
+    };
+    let mut out = Vec::new();
+    let members = vec![MemberView {
+        peer: peer(1),
+        alive: true,
+        rostered: false,
+    }];
+    core.start(at(Duration::ZERO, UNIX0), spec, members, &mut out)
+        .unwrap();
+    let mut timer = tick_timer(&out);
+    // The first tick, due at one tick, comes a second late: behind. The
+    // backstop would be due (node 1 never answered), but is put off.
+    let mut now = Duration::from_secs(1);
+    for _ in 0..MAX_DEFERRED_TICKS {
+        out.clear();
+        core.handle_timer(at(now, UNIX0 + now.as_millis() as u64), timer, &mut out);
+        assert_eq!(requests_sent(&out), 0, "a backstop round while behind");
+        timer = tick_timer(&out);
+        now += tick * 3;
+    }
+    // On time again: the round runs.
+    now -= tick * 2;
+    out.clear();
+    core.handle_timer(at(now, UNIX0 + now.as_millis() as u64), timer, &mut out);
+    assert_eq!(requests_sent(&out), 1);
+}
+
+#[test]
+fn a_coordinator_behind_for_long_still_runs_the_backstop() {
+    let settings = SweepSettings::default();
+    let tick = settings.tick;
+    let mut core = SweepCore::new(peer(0), "test".into(), settings, 7);
+    let spec = StartSweep {
+        selector: Default::default(),
+        node_filter: BTreeMap::new(),
+        deadline: Duration::from_secs(10),
+        id: None,
+        authorization: None,
+    };
+    let mut out = Vec::new();
+    let members = vec![MemberView {
+        peer: peer(1),
+        alive: true,
+        rostered: false,
+    }];
+    core.start(at(Duration::ZERO, UNIX0), spec, members, &mut out)
+        .unwrap();
+    let mut timer = tick_timer(&out);
+    let mut now = Duration::from_secs(1);
+    let mut sent = 0;
+    for _ in 0..=MAX_DEFERRED_TICKS {
+        out.clear();
+        core.handle_timer(at(now, UNIX0 + now.as_millis() as u64), timer, &mut out);
+        sent += requests_sent(&out);
+        timer = tick_timer(&out);
+        now += tick * 3;
+    }
+    assert_eq!(sent, 1, "put off at most {MAX_DEFERRED_TICKS} ticks");
 }
