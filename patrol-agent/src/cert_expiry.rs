@@ -18,36 +18,13 @@ use tokio::sync::watch;
 
 use crate::agent::Inspector;
 
-/// The outcome's check id.
-pub const CERT_EXPIRY_ID: &str = "patrol.cert_expiry";
+/// The outcome's check id, and how it words spans and days (shared with
+/// the coordinator's outcome for an answer proven by an expired
+/// certificate).
+pub use patrol_core::sweep::outcomes::{days, span, CERT_EXPIRY_ID};
 /// Under this much life left a certificate warns: 7 days, a week for a
 /// person to see it in a nightly report and act.
 pub const WARN_BELOW_S: u64 = 7 * 86_400;
-
-/// Days, two decimals, from seconds (negative once expired).
-fn days(seconds: i64) -> f64 {
-    (seconds as f64 / 864.0).round() / 100.0
-}
-
-/// `3d 4h`, `2h 5m`, `1h`, `40s`: the two largest units.
-pub fn span(seconds: u64) -> String {
-    let units = [(86_400, "d"), (3600, "h"), (60, "m"), (1, "s")];
-    let mut parts = Vec::new();
-    let mut rest = seconds;
-    for (size, unit) in units {
-        if rest >= size && parts.len() < 2 {
-            parts.push(format!("{}{unit}", rest / size));
-            rest %= size;
-        } else if !parts.is_empty() {
-            break;
-        }
-    }
-    if parts.is_empty() {
-        "0s".to_string()
-    } else {
-        parts.join(" ")
-    }
-}
 
 /// The outcome for `node` and `bundle` at `now_s`.
 pub fn outcome(node: &Certificate, bundle: &TrustBundle, now_s: u64) -> CheckOutcome {
@@ -187,6 +164,12 @@ mod tests {
             "{o:?}"
         );
         assert!(o.message.contains("expired 1m ago"), "{}", o.message);
+        // A minute past its end is below zero days, so the report groups
+        // it as expired (rounded to the nearest it was `-0.0`).
+        let Observed::Named(named) = &o.observed else {
+            panic!("{o:?}")
+        };
+        assert_eq!(named[0].1, Observed::Number(-0.01));
     }
 
     #[test]

@@ -69,6 +69,34 @@ pub enum StartError {
     },
     #[error("[trust] enroll: {0}")]
     Enroll(#[from] crate::enroll::EnrollError),
+    /// `[trust]` names files that are not there: a fresh install, before
+    /// the node has its identity. Says which and how to provide it.
+    #[error("{0}")]
+    NoIdentity(String),
+}
+
+/// What a `[trust]` node lacks before it can start, in words: the root
+/// CA's certificate, and (without `enroll`) its own certificate. Checked
+/// before enrolling and before loading, so a fresh install says what to
+/// provide instead of failing on the first file it cannot read.
+pub fn check_identity_files(config: &Config) -> Result<(), StartError> {
+    let Some(t) = &config.trust else {
+        return Ok(());
+    };
+    if !t.ca_bundle.exists() {
+        return Err(StartError::NoIdentity(format!(
+            "[trust] ca_bundle {} does not exist: this node runs with identities: put the root CA's certificate there (`patrol ca init`'s ca.crt)",
+            t.ca_bundle.display()
+        )));
+    }
+    if t.enroll.is_none() && !t.cert.exists() {
+        return Err(StartError::NoIdentity(format!(
+            "[trust] cert {} does not exist: this node has no certificate. Set [trust] enroll and enroll_token_file and the agent enrolls itself, or issue one (`patrol ca issue node --name {}`) and put its node.crt and node.key at [trust] cert and key",
+            t.cert.display(),
+            config.node.name
+        )));
+    }
+    Ok(())
 }
 
 /// Load `[trust]`: the node's key and certificate (its name must be
@@ -95,6 +123,7 @@ pub fn check_trust(config: &Config) -> Result<Option<NodeTrust>, StartError> {
     let Some(t) = &config.trust else {
         return Ok(None);
     };
+    check_identity_files(config)?;
     let (creds, chain) = crate::trust_files::load_identity(&t.cert, &t.key)?;
     let bundle = crate::trust_files::load_bundle_with_chain(
         &t.ca_bundle,
@@ -312,6 +341,7 @@ async fn warn_when_alone(seeds: Vec<String>, commander: agent::Commander, after:
 /// Start a daemon from a loaded config and an envelope, with the
 /// identity from `[trust]` when the config has one.
 pub async fn start_with(config: &Config, envelope: Envelope) -> Result<Daemon, StartError> {
+    check_identity_files(config)?;
     if let Some(e) = crate::enroll::renewal::Enrollment::from_config(config) {
         crate::enroll::renewal::enroll_if_needed(&e).await?;
     }

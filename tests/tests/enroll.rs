@@ -1,7 +1,9 @@
 //! Enrollment on real processes: a real `patrol enroll serve`, real
 //! `patrol-agent`s with `[trust] enroll` and no certificate on disk, and
-//! `patrol enroll request`. Agents enroll with one token, sweep under
-//! identities, renew 30-second certificates while sweeps run; and each
+//! `patrol enroll request`. Twenty agents enroll with one token and sweep
+//! under identities; four renew 30-second certificates while sweeps run;
+//! a revoked node cannot renew, and once its certificate expires the
+//! sweep lists it as expired, not silent; and each
 //! attack of PROTOCOL.md's enrollment threat model is refused, counted and
 //! audited: a used-up, an expired and a guessed token, a token for
 //! another name pattern, a replayed request, a renewal by a revoked
@@ -126,6 +128,11 @@ fn token(issuer: &Path, names: &str, uses: &str, expires: &str, file: &Path) -> 
     file.to_path_buf()
 }
 
+/// One check that passes anywhere: a sweep with only `patrol.*` outcomes
+/// covers nothing and exits 5.
+const CHECKS: &str =
+    "[[check]]\nid = \"pid-max\"\ntype = \"sysctl\"\nkey = \"kernel.pid_max\"\nexpect = { min = 1 }\n";
+
 /// `[trust]` of an agent that enrolls itself into `DIR/NAME/`.
 fn enrolling_trust(dir: &Path, ca: &Path, name: &str, service: &str, token: &Path) -> String {
     let (ca, own, dir, token) = (s(ca), s(&dir.join(name)), s(dir), s(token));
@@ -196,9 +203,9 @@ fn operator(dir: &Path, ca: &Path, issuer: &Path) -> PathBuf {
     alice
 }
 
-/// A sweep as `alice` through `control`: (expected, answered: ok or
-/// failing).
-fn sweep(control: &str, alice: &Path) -> Result<(u64, u64), String> {
+/// A sweep as `alice` through `control` in `format`: its output and
+/// exit code.
+fn sweep_as(control: &str, alice: &Path, format: &str) -> std::process::Output {
     let out = patrol(&[
         "sweep",
         "--seed",
@@ -208,16 +215,110 @@ fn sweep(control: &str, alice: &Path) -> Result<(u64, u64), String> {
         "--identity",
         &s(alice),
         "--format",
-        "json",
+        format,
         "--deadline",
         "3s",
     ]);
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&out.stderr)))?;
-    let n = |k: &str| doc["counts"][k].as_u64().unwrap_or(0);
     // An operator may start 30 sweeps a minute through one agent.
     std::thread::sleep(Duration::from_millis(500));
+    out
+}
+
+/// A sweep as `alice` through `control`: its document and exit code.
+fn sweep_doc(control: &str, alice: &Path) -> Result<(serde_json::Value, Option<i32>), String> {
+    let out = sweep_as(control, alice, "json");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&out.stderr)))?;
+    Ok((doc, out.status.code()))
+}
+
+/// A sweep as `alice` through `control`: (expected, answered: ok or
+/// failing).
+fn sweep(control: &str, alice: &Path) -> Result<(u64, u64), String> {
+    let (doc, _) = sweep_doc(control, alice)?;
+    let n = |k: &str| doc["counts"][k].as_u64().unwrap_or(0);
     Ok((n("expected"), n("ok") + n("failing")))
+}
+
+/// The entry of node `name` in a sweep document.
+fn node_of<'a>(doc: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+    doc["nodes"].as_array()?.iter().find(|n| n["name"] == name)
+}
+
+#[test]
+fn twenty_agents_enroll_with_one_token_and_sweep_under_identities() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("revoked.txt"), "").unwrap();
+    let key = patrol_tests::process::cluster_key(d, "cluster.key");
+    let (ca, issuer) = authority(d, "node-*");
+    // Default certificate life (30 days): `patrol.cert_expiry` passes, so
+    // every node that answered is `ok`.
+    let service = EnrollService::start(&issuer, &[]);
+    let tok = token(&issuer, "node-*", "20", "1h", &d.join("fleet.token"));
+    let names: Vec<String> = (1..=20).map(|i| format!("node-{i:02}")).collect();
+    let mut agents: Vec<AgentProcess> = Vec::new();
+    for name in &names {
+        // Every node seeds from the first two, as a fleet's config would.
+        let seeds: Vec<_> = agents.iter().take(2).map(|a| a.gossip).collect();
+        let trust = enrolling_trust(d, &ca, name, &service.addr, &tok);
+        agents.push(AgentProcess::start(&write_config(
+            d,
+            name,
+            &key,
+            &seeds,
+            0,
+            &format!("{trust}{CHECKS}"),
+        )));
+    }
+    // One token, twenty enrollments, each node's own key and certificate
+    // from the issuer: no per-node `patrol ca`.
+    assert_eq!(count(&issuer, "issued", None), 20);
+    let records = std::fs::read_to_string(issuer.join("tokens.toml")).unwrap();
+    assert!(records.contains("used = 20\n"), "{records}");
+    for name in &names {
+        let shown = ok(&["ca", "show", &s(&d.join(name).join("node.crt"))]);
+        assert!(
+            shown.contains(&format!("node `{name}`")) && shown.contains("issuer `enroll-1`"),
+            "{shown}"
+        );
+    }
+    // A sweep under an operator identity, coordinated by a node that did
+    // not seed anyone, accounts for all twenty, each with its proof.
+    let alice = operator(d, &ca, &issuer);
+    let control = agents[19].control.to_string();
+    let mut last = None;
+    wait_blocking(
+        Duration::from_secs(90),
+        "a sweep of the twenty enrolled nodes, all ok",
+        || {
+            let (doc, code) = sweep_doc(&control, &alice)?;
+            let n = |k: &str| doc["counts"][k].as_u64().unwrap_or(0);
+            let counts = (n("expected"), n("ok"));
+            last = Some((doc, code));
+            match counts {
+                (20, 20) => Ok(()),
+                other => Err(format!("(expected, ok) = {other:?}")),
+            }
+        },
+    );
+    let (doc, code) = last.expect("a sweep ran");
+    assert_eq!(code, Some(0), "{doc}");
+    assert_eq!(doc["operator"], "alice");
+    for name in &names {
+        let node = node_of(&doc, name).unwrap_or_else(|| panic!("{name} not in {doc}"));
+        assert_eq!(node["state"], "ok", "{node}");
+        let expiry = node["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == "patrol.cert_expiry")
+            .unwrap_or_else(|| panic!("no patrol.cert_expiry: {node}"));
+        assert_eq!(expiry["status"], "pass", "{expiry}");
+    }
+    for a in agents {
+        a.terminate();
+    }
 }
 
 #[test]
@@ -520,33 +621,69 @@ fn stolen_expired_foreign_and_replayed_enrollments_are_refused_counted_and_audit
 }
 
 #[test]
-fn a_revoked_node_cannot_renew_and_its_refusal_is_audited() {
+fn a_revoked_node_cannot_renew_and_as_its_certificate_expires_the_sweep_lists_it_expired() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
+    // The agents' deny list stays empty: the node is revoked at the
+    // enrollment service only (as when the deny list is not pushed to
+    // every node). Its short life does the rest.
     std::fs::write(d.join("revoked.txt"), "").unwrap();
+    let service_deny = d.join("service-revoked.txt");
+    std::fs::write(&service_deny, "").unwrap();
     let key = patrol_tests::process::cluster_key(d, "cluster.key");
     let (ca, issuer) = authority(d, "*");
     let service = EnrollService::start(
         &issuer,
-        &[
-            "--cert-life",
-            "30s",
-            "--deny-list",
-            &s(&d.join("revoked.txt")),
-        ],
+        &["--cert-life", "30s", "--deny-list", &s(&service_deny)],
     );
-    let tok = token(&issuer, "*", "1", "1h", &d.join("one.token"));
-    let trust = enrolling_trust(d, &ca, "lost", &service.addr, &tok);
+    // One use each: once its certificate expires, `lost` cannot enroll
+    // again with its token either.
+    let hub_tok = token(&issuer, "hub", "1", "1h", &d.join("hub.token"));
+    let lost_tok = token(&issuer, "lost", "1", "1h", &d.join("lost.token"));
+    let hub_trust = enrolling_trust(d, &ca, "hub", &service.addr, &hub_tok);
+    let hub_config = write_config(d, "hub", &key, &[], 0, &format!("{hub_trust}{CHECKS}"));
+    let hub = AgentProcess::start(&hub_config);
+    let trust = enrolling_trust(d, &ca, "lost", &service.addr, &lost_tok);
     let log = d.join("lost.log");
-    let agent = AgentProcess::start_logging(&write_config(d, "lost", &key, &[], 0, &trust), &log);
+    let agent = AgentProcess::start_logging(
+        &write_config(
+            d,
+            "lost",
+            &key,
+            &[hub.gossip],
+            0,
+            &format!("{trust}{CHECKS}"),
+        ),
+        &log,
+    );
     let first = serial(&d.join("lost").join("node.crt"));
-    ok(&[
-        "ca",
-        "revoke",
-        &first,
-        "--deny-list",
-        &s(&d.join("revoked.txt")),
-    ]);
+    ok(&["ca", "revoke", &first, "--deny-list", &s(&service_deny)]);
+    // Until its certificate expires, the revoked node answers as before:
+    // its own checks, its own `patrol.cert_expiry` (30 s: a warning).
+    let alice = operator(d, &ca, &issuer);
+    let control = hub.control.to_string();
+    wait_blocking(
+        Duration::from_secs(20),
+        "a sweep with `lost`'s own answer",
+        || {
+            let (doc, _) = sweep_doc(&control, &alice)?;
+            let lost = node_of(&doc, "lost").ok_or("`lost` not in the sweep")?;
+            let own = lost["checks"].as_array().is_some_and(|c| {
+                c.iter().any(|c| {
+                    c["id"] == "patrol.cert_expiry"
+                        && c["status"] == "warn"
+                        && c["message"]
+                            .as_str()
+                            .is_some_and(|m| m.contains("expires in"))
+                })
+            });
+            if own {
+                Ok(())
+            } else {
+                Err(format!("lost: {lost}"))
+            }
+        },
+    );
     wait_blocking(
         Duration::from_secs(60),
         "the revoked node's renewal refused",
@@ -555,9 +692,57 @@ fn a_revoked_node_cannot_renew_and_its_refusal_is_audited() {
             _ => Ok(()),
         },
     );
-    assert_eq!(count(&issuer, "renewed", None), 0);
+    assert_eq!(count(&issuer, "renewed", Some("lost")), 0);
     assert_eq!(serial(&d.join("lost").join("node.crt")), first);
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(text.contains("renewal refused"), "{text}");
+
+    // Its certificate expires (30 s at most): the node still answers, but
+    // the coordinator records no check proven by an expired certificate.
+    // The sweep lists it failing with `patrol.cert_expiry` saying so (not
+    // `no_answer`, silent), and exits 2.
+    let mut last = None;
+    wait_blocking(
+        Duration::from_secs(60),
+        "a sweep listing `lost` with an expired certificate",
+        || {
+            let (doc, code) = sweep_doc(&control, &alice)?;
+            let lost = node_of(&doc, "lost").cloned();
+            last = Some((doc, code));
+            let lost = lost.ok_or("`lost` not in the sweep")?;
+            let checks = lost["checks"].as_array().cloned().unwrap_or_default();
+            match checks.as_slice() {
+                [only] if only["id"] == "patrol.cert_expiry" && only["status"] == "fail" => Ok(()),
+                _ => Err(format!("lost: {lost}")),
+            }
+        },
+    );
+    let (doc, code) = last.expect("a sweep ran");
+    assert_eq!(code, Some(2), "{doc}");
+    assert_eq!(doc["counts"]["expected"], 2, "{doc}");
+    assert_eq!(doc["counts"]["no_answer"], 0, "{doc}");
+    let lost = node_of(&doc, "lost").unwrap();
+    assert_eq!(lost["state"], "failing", "{lost}");
+    assert!(lost["silence"].is_null(), "{lost}");
+    let message = lost["checks"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!(
+            "node certificate `lost` (serial {first}) expired "
+        )),
+        "{message}"
+    );
+    assert!(
+        lost["checks"][0]["observed"]["node"].as_f64().unwrap() < 0.0,
+        "{lost}"
+    );
+    // The hub, whose renewals went through, answered for itself.
+    let hub_entry = node_of(&doc, "hub").unwrap();
+    assert!(hub_entry["answered_ms"].is_u64(), "{hub_entry}");
+    // The table says it too, in words.
+    let table = sweep_as(&control, &alice, "table");
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("lost") && text.contains("expired"), "{text}");
+    assert_eq!(table.status.code(), Some(2), "{text}");
     agent.terminate();
+    hub.terminate();
 }

@@ -139,3 +139,70 @@ fn accept(
         issuer: issuer_name,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use patrol_core::trust::testing::{bundle, ca, issued};
+    use patrol_core::trust::{NamePatterns, Role};
+
+    use super::*;
+
+    /// A compromised enrollment host holds the issuer key: it can sign a
+    /// certificate for the enrolling node's name, but to a key of its own
+    /// (which it would then hold), or for another name. The client keeps
+    /// neither: it takes only a certificate for its own name and the key it
+    /// made.
+    #[test]
+    fn a_certificate_for_another_key_or_another_name_is_refused_by_the_client() {
+        let root = ca(1);
+        let issuer = issued(
+            &root,
+            SigningKey::from_bytes(&[2; 32]),
+            Role::Issuer(NamePatterns::any()),
+            "enroll-1",
+            2,
+            0..u64::MAX / 4,
+        );
+        let roots = bundle(&[&root]);
+        let mine = SigningKey::from_bytes(&[3; 32]);
+        let theirs = SigningKey::from_bytes(&[4; 32]);
+        let cert = |key: &SigningKey, name: &str| {
+            issued(&issuer, key.clone(), Role::Node, name, 9, 0..u64::MAX / 8).cert
+        };
+        let chain = vec![issuer.cert.clone()];
+        let now = 1_000;
+        let took = accept(
+            &roots,
+            &issuer.cert,
+            cert(&mine, "web-1"),
+            chain.clone(),
+            &mine,
+            "web-1",
+            now,
+        )
+        .expect("its own certificate");
+        assert_eq!(took.creds.name(), "web-1");
+        let e = accept(
+            &roots,
+            &issuer.cert,
+            cert(&theirs, "web-1"),
+            chain.clone(),
+            &mine,
+            "web-1",
+            now,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("is for another key"), "{e}");
+        let e = accept(
+            &roots,
+            &issuer.cert,
+            cert(&mine, "web-2"),
+            chain,
+            &mine,
+            "web-1",
+            now,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("is for `web-2`"), "{e}");
+    }
+}

@@ -89,6 +89,12 @@ pub(crate) enum ProofRefusal {
     /// restarted, reloaded or evicted it): the backstop asks the node
     /// again, and it sends its whole certificate.
     Unknown,
+    /// The node's own answer (its key's proof checks), proven by
+    /// certificate `serial`, which the bundle accepted until it expired at
+    /// `not_after` (Unix seconds). Its checks are not recorded; the node is
+    /// listed with `patrol.cert_expiry` failing instead, so a node whose
+    /// certificate lapsed is named as such, not silent.
+    Expired { serial: u64, not_after: u64 },
 }
 
 /// A request whose authorization a participant accepted: who asked, and
@@ -342,34 +348,100 @@ impl SweepTrust {
                 "an answer for `{node}` without a node proof"
             )));
         };
+        let now_s = unix_ms / 1000;
         let peer = match &proof.cert {
-            CertRef::Whole(cert) => self
-                .peers
-                .peer(&self.bundle, cert, unix_ms / 1000)
-                .map_err(|e| {
-                    ProofRefusal::Forged(format!(
-                        "an answer for `{node}` with a refused certificate: {e}"
-                    ))
-                })?,
-            CertRef::Known(digest) => self
-                .peers
-                .known(digest, unix_ms / 1000)
-                .ok_or(ProofRefusal::Unknown)?,
+            CertRef::Whole(cert) if now_s > cert.body.not_after => {
+                return Err(self.expired(sweep_id, node, nonce, payload, &proof.mac, cert));
+            }
+            CertRef::Whole(cert) => self.peers.peer(&self.bundle, cert, now_s).map_err(|e| {
+                ProofRefusal::Forged(format!(
+                    "an answer for `{node}` with a refused certificate: {e}"
+                ))
+            })?,
+            CertRef::Known(digest) => match self.peers.known(digest, now_s) {
+                Some(peer) => peer,
+                None => {
+                    return Err(match self.peers.lapsed(digest, now_s) {
+                        Some(p) => {
+                            let cert = p.verified.cert.clone();
+                            self.expired(sweep_id, node, nonce, payload, &proof.mac, &cert)
+                        }
+                        None => ProofRefusal::Unknown,
+                    })
+                }
+            },
         };
-        if peer.verified.name() != node {
-            return Err(ProofRefusal::Forged(format!(
-                "an answer for `{node}` proved by `{}`",
-                peer.verified.name()
-            )));
-        }
-        if !peer
-            .key
-            .check_answer(sweep_id, node, nonce, &payload.body, &proof.mac)
-        {
-            return Err(ProofRefusal::Forged(format!(
-                "an answer for `{node}` whose proof does not check"
-            )));
-        }
+        check_mac(
+            &peer.verified,
+            &peer.key,
+            sweep_id,
+            node,
+            nonce,
+            payload,
+            &proof.mac,
+        )?;
         Ok(peer.key.clone())
     }
+
+    /// Coordinator: what an answer proven by `cert`, which has expired,
+    /// is: [`ProofRefusal::Expired`] when the bundle accepted `cert` at
+    /// its last valid second (its chain, its role, not revoked) and the
+    /// node's proof checks under it; forged otherwise. Costs a certificate
+    /// check and an X25519 every time (an expired certificate is not
+    /// cached), as a certificate not seen before does.
+    fn expired(
+        &self,
+        sweep_id: u64,
+        node: &str,
+        nonce: u64,
+        payload: &AnswerPayload,
+        mac: &[u8],
+        cert: &crate::trust::Certificate,
+    ) -> ProofRefusal {
+        let refused = |e: &dyn std::fmt::Display| {
+            ProofRefusal::Forged(format!(
+                "an answer for `{node}` with a refused certificate: {e}"
+            ))
+        };
+        let verified = match self.bundle.verify(cert, "node", cert.body.not_after) {
+            Ok(v) => v,
+            Err(e) => return refused(&e),
+        };
+        let pair = match self.peers.derive(&verified) {
+            Ok(pair) => pair,
+            Err(e) => return refused(&e),
+        };
+        match check_mac(&verified, &pair, sweep_id, node, nonce, payload, mac) {
+            Ok(()) => ProofRefusal::Expired {
+                serial: cert.body.serial,
+                not_after: cert.body.not_after,
+            },
+            Err(forged) => forged,
+        }
+    }
+}
+
+/// Whether the answer's `mac` is `node`'s proof by `verified` (the node
+/// certificate it names) under `pair`.
+fn check_mac(
+    verified: &Verified,
+    pair: &PairKey,
+    sweep_id: u64,
+    node: &str,
+    nonce: u64,
+    payload: &AnswerPayload,
+    mac: &[u8],
+) -> Result<(), ProofRefusal> {
+    if verified.name() != node {
+        return Err(ProofRefusal::Forged(format!(
+            "an answer for `{node}` proved by `{}`",
+            verified.name()
+        )));
+    }
+    if !pair.check_answer(sweep_id, node, nonce, &payload.body, mac) {
+        return Err(ProofRefusal::Forged(format!(
+            "an answer for `{node}` whose proof does not check"
+        )));
+    }
+    Ok(())
 }

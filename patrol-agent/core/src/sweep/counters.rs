@@ -42,6 +42,11 @@ pub struct SweepCounters {
     /// (after a restart or reload); the backstop asks those nodes again.
     #[serde(default)]
     pub answers_unverified: u64,
+    /// With certificates: whole answers a node proved with a certificate
+    /// that has expired (the bundle accepted it until then): its checks
+    /// not recorded, the node listed failing with `patrol.cert_expiry`.
+    #[serde(default)]
+    pub answers_expired: u64,
     /// Batch acks not from the sweep's coordinator.
     #[serde(default)]
     pub batch_acks_refused: u64,
@@ -106,6 +111,7 @@ impl SweepCounters {
             requests_unauthorized,
             answers_forged,
             answers_unverified,
+            answers_expired,
             batch_acks_refused,
             refusals_unaudited,
             times_forged,
@@ -121,6 +127,7 @@ impl SweepCounters {
             refused("answer_piece", pieces_refused),
             refused("forged_answer", answers_forged),
             refused("unverified_answer", answers_unverified),
+            refused("expired_answer", answers_expired),
             refused("ack", acks_refused),
             refused("batch_ack", batch_acks_refused),
             refused("forged_time", times_forged),

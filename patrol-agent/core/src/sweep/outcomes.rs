@@ -1,6 +1,7 @@
 //! Every outcome the sweep raises itself (check ids `patrol.*`), rather
 //! than a configured check: why a node was busy, refused a request, sent
-//! an answer too large or unreadable, shares its name, or has a clock off.
+//! an answer too large or unreadable, shares its name, has a clock off, or
+//! proved its answer with a certificate that has expired.
 //! A report reads them like any check, so a problem of the sweep is listed
 //! with the node it concerns instead of making the node look silent.
 
@@ -32,6 +33,40 @@ pub const NAME_CONFLICT_ID: &str = "patrol.name_conflict";
 pub const INTRUDER_ID: &str = "patrol.intruder";
 /// Recorded for a node whose answer arrived whole but did not decode.
 pub const UNREADABLE_ANSWER_ID: &str = "patrol.unreadable_answer";
+/// Every certified node adds this outcome to its answer (the agent's
+/// `cert_expiry`); a coordinator lists a node whose answer is proven by a
+/// certificate that has expired with a `fail` of the same id
+/// ([`cert_expired`]), so the report groups it with the other expired
+/// nodes.
+pub const CERT_EXPIRY_ID: &str = "patrol.cert_expiry";
+
+/// Days, two decimals, rounded down, from seconds: how
+/// `patrol.cert_expiry` observes a certificate's life left. Rounded down
+/// so that a certificate expired a second ago is below zero (the report's
+/// `expired` group), not `-0.0`.
+pub fn days(seconds: i64) -> f64 {
+    (seconds as f64 / 864.0).floor() / 100.0
+}
+
+/// `3d 4h`, `2h 5m`, `1h`, `40s`: the two largest units.
+pub fn span(seconds: u64) -> String {
+    let units = [(86_400, "d"), (3600, "h"), (60, "m"), (1, "s")];
+    let mut parts = Vec::new();
+    let mut rest = seconds;
+    for (size, unit) in units {
+        if rest >= size && parts.len() < 2 {
+            parts.push(format!("{}{unit}", rest / size));
+            rest %= size;
+        } else if !parts.is_empty() {
+            break;
+        }
+    }
+    if parts.is_empty() {
+        "0s".to_string()
+    } else {
+        parts.join(" ")
+    }
+}
 
 /// An `error` raised by the sweep itself.
 pub(crate) fn patrol_error(id: &str, expected: String, message: String) -> CheckOutcome {
@@ -133,6 +168,35 @@ pub(crate) fn malformed(e: &dyn Display) -> CheckOutcome {
         "an answer this coordinator can decode".to_string(),
         format!("the node's answer is malformed ({e})"),
     )
+}
+
+/// The coordinator's `patrol.cert_expiry` for node `name`, whose answer
+/// is its own (its key's proof checks) but proven by certificate `serial`,
+/// which the bundle accepted until it expired at `not_after` (Unix
+/// seconds): a `fail` in place of the node's checks, which are not
+/// recorded. Observed like the node's own outcome (`node`: days left,
+/// negative), so the report groups the node as expired.
+pub(crate) fn cert_expired(name: &str, serial: u64, not_after: u64, now_s: u64) -> CheckOutcome {
+    let ago = now_s.saturating_sub(not_after);
+    CheckOutcome {
+        id: CERT_EXPIRY_ID.to_string(),
+        kind: "patrol".to_string(),
+        status: Status::Fail,
+        severity: Severity::Fail,
+        observed: Observed::Named(vec![(
+            "node".to_string(),
+            Observed::Number(days(-(ago.min(i64::MAX as u64) as i64))),
+        )]),
+        expected: "a valid node certificate".to_string(),
+        message: format!(
+            "node certificate `{name}` (serial {serial:016x}) expired {} ago: the node answered, but its checks were not recorded (not renewed: a revoked node's renewal is refused, or its enrollment service is unreachable)",
+            span(ago)
+        ),
+        duration_us: 0,
+        description: "raised by the coordinator: an answer proven by a certificate that has expired"
+            .to_string(),
+        remediation: "see the node's agent log (`renewal refused` or `cannot renew`); with `[trust] enroll` give it a new token (`enroll_token_file`) if it should stay, else stop its agent; without, `patrol ca issue node` and SIGHUP".to_string(),
+    }
 }
 
 /// The `patrol.clock_skew` outcome for a node whose clock is certainly

@@ -271,6 +271,20 @@ impl PeerKeys {
             .get(digest)
             .filter(|p| now_s <= p.verified.cert.body.not_after)
     }
+
+    /// The cached peer whose certificate has digest `digest` and expired
+    /// by `now_s` (what [`PeerKeys::known`] no longer gives).
+    pub fn lapsed(&self, digest: &CertDigest, now_s: u64) -> Option<&Peer> {
+        self.peers
+            .get(digest)
+            .filter(|p| now_s > p.verified.cert.body.not_after)
+    }
+
+    /// The key this node shares with `peer`, derived now and not cached
+    /// (for a certificate the cache does not take: an expired one).
+    pub fn derive(&self, peer: &Verified) -> Result<PairKey, TrustError> {
+        PairKey::derive(&self.mine, &peer.key)
+    }
 }
 
 #[cfg(test)]

@@ -23,13 +23,12 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use patrol_model::ClockOffset;
+use patrol_model::{CheckOutcome, ClockOffset};
 
 use super::super::ctx::Ctx;
 use super::super::outcomes;
 use super::super::wire::{
     AnswerBody, AnswerChunk, AnswerPayload, CheckResult, RelayBatch, RelayedAnswer, SweepMessage,
-    WireError,
 };
 use super::super::{auth::ProofRefusal, Effect};
 use super::record::{Recorded, Shape, Times};
@@ -87,6 +86,20 @@ impl Trip {
     fn span(&self) -> i128 {
         i128::from(self.arrived) - i128::from(self.sent)
     }
+}
+
+/// What [`Sweep::verify`] made of an answer's proof.
+enum Proof {
+    /// The node's own answer: record it, measuring the node's clock with
+    /// the trip (None: its send time was changed on the way, so no
+    /// measurement).
+    Taken(Option<Trip>),
+    /// The node's own answer, proven by a certificate that has expired:
+    /// record this `patrol.cert_expiry` failure in place of its checks.
+    Expired(CheckOutcome),
+    /// Not recorded (counted): forged, or named by a certificate digest
+    /// this coordinator does not have.
+    Dropped,
 }
 
 /// What [`Sweep::record`] takes from an answer besides its checks.
@@ -266,22 +279,20 @@ impl Sweep {
         let key = (chunk.node.clone(), chunk.nonce);
         let trip = self.intake.partial.remove(&key).and_then(|p| p.trip);
         let body = match AnswerPayload::decode(bytes) {
-            Ok(payload) => {
-                let Some(trip) = self.verify(cx, from, &chunk.node, chunk.nonce, &payload, trip)
-                else {
-                    return;
-                };
-                match AnswerBody::decode(&payload.body) {
-                    Ok(body) => Ok((body, trip)),
-                    Err(e) => Err(e),
-                }
-            }
+            Ok(payload) => match self.verify(cx, from, &chunk.node, chunk.nonce, &payload, trip) {
+                Proof::Dropped => return,
+                Proof::Expired(outcome) => Ok((self.stand_in(cx.mono(), outcome), None)),
+                Proof::Taken(trip) => AnswerBody::decode(&payload.body).map(|body| (body, trip)),
+            },
             Err(e) => Err(e),
         };
         // An answer that arrived whole (every piece acked) but does not
         // decode is listed as failing with the reason, not as silent (and
         // with no clock offset: its receive time is unknown).
-        let (mut body, trip) = body.unwrap_or_else(|e| (self.unreadable(cx.mono(), &e), None));
+        let (mut body, trip) = body.unwrap_or_else(|e| {
+            let outcome = outcomes::undecodable(&e);
+            (self.stand_in(cx.mono(), outcome), None)
+        });
         let tags = std::mem::take(&mut body.tags);
         let parts = Parts {
             received_unix_ms: body.received_unix_ms,
@@ -358,8 +369,19 @@ impl Sweep {
                 proof: node.proof,
             };
             match self.verify(cx, from, &node.node, node.nonce, &payload, trip) {
-                Some(t) => trip = t,
-                None => return,
+                Proof::Taken(t) => trip = t,
+                Proof::Dropped => return,
+                Proof::Expired(outcome) => {
+                    let body = self.stand_in(cx.mono(), outcome);
+                    let parts = Parts {
+                        received_unix_ms: body.received_unix_ms,
+                        checks_ms: 0,
+                        tags: &shape.tags,
+                    };
+                    let (own, diff) = self.shapes.intern(body);
+                    self.record(cx, from, &node.node, own, diff, parts, None);
+                    return;
+                }
             }
         }
         let parts = Parts {
@@ -398,9 +420,8 @@ impl Sweep {
     }
 
     /// With certificates, whether `payload` is `node`'s own answer, and
-    /// its send time (`trip`) its own: Some(trip to measure the clock
-    /// with) to record it, None when it is dropped (counted). Without
-    /// certificates, Some(trip).
+    /// its send time (`trip`) its own (see [`Proof`]). Without
+    /// certificates, taken with `trip`.
     fn verify(
         &mut self,
         cx: &mut Ctx,
@@ -409,10 +430,10 @@ impl Sweep {
         nonce: u64,
         payload: &AnswerPayload,
         trip: Option<Trip>,
-    ) -> Option<Option<Trip>> {
+    ) -> Proof {
         let id = self.request.id;
         let Some(trust) = cx.trust.as_deref_mut() else {
-            return Some(trip);
+            return Proof::Taken(trip);
         };
         match trust.check_answer(id, node, nonce, payload, cx.now.unix_ms) {
             Ok(pair) => {
@@ -425,33 +446,43 @@ impl Sweep {
                     tracing::warn!(sweep = %format!("{id:016x}"), %from, node, relayed = t.relayed, "an answer's send time was changed on the way");
                     if t.relayed {
                         // Dropped: the backstop asks the node directly.
-                        return None;
+                        return Proof::Dropped;
                     }
-                    return Some(None);
+                    return Proof::Taken(None);
                 }
-                Some(trip)
+                Proof::Taken(trip)
             }
             Err(ProofRefusal::Forged(reason)) => {
                 tracing::warn!(sweep = %format!("{id:016x}"), %from, reason = %reason, "dropped a forged answer");
                 cx.counters.answers_forged += 1;
-                None
+                Proof::Dropped
             }
             Err(ProofRefusal::Unknown) => {
                 cx.counters.answers_unverified += 1;
-                None
+                Proof::Dropped
+            }
+            Err(ProofRefusal::Expired { serial, not_after }) => {
+                // Debug, not warn: a fleet whose enrollment service is
+                // down would log one line per node and sweep; the
+                // document lists every one, and the counter sums them.
+                tracing::debug!(sweep = %format!("{id:016x}"), %from, node, serial = %format!("{serial:016x}"), not_after, "an answer proven by an expired certificate");
+                cx.counters.answers_expired += 1;
+                let now_s = cx.now.unix_ms / 1000;
+                Proof::Expired(outcomes::cert_expired(node, serial, not_after, now_s))
             }
         }
     }
 
-    /// The body recorded for an answer that arrived whole but does not
-    /// decode: one `patrol.unreadable_answer` error saying why.
-    fn unreadable(&self, now: Duration, e: &WireError) -> AnswerBody {
+    /// The body recorded in place of an answer's own: `outcome` alone,
+    /// saying why (an answer that arrived whole but does not decode, or
+    /// one proven by an expired certificate).
+    fn stand_in(&self, now: Duration, outcome: CheckOutcome) -> AnswerBody {
         AnswerBody::compact(
             BTreeMap::new(),
             // Unknown; the answer's arrival is an upper bound.
             self.coordinator_clock(now),
             0,
-            vec![outcomes::undecodable(e)],
+            vec![outcome],
         )
     }
 

@@ -1,11 +1,13 @@
 //! Unit tests that drive the sweep core by hand through a tiny in-test
 //! network: lost packets, duplicates, late answers, replays, a busy node, a
 //! coordinator that hears nothing, members going down, chunked answers,
-//! clocks, bounds and relays: one file a topic, one harness ([`Net`]) here.
+//! clocks, bounds, relays and expired certificates: one file a topic, one
+//! harness ([`Net`]) here.
 
 mod answers;
 mod bounds;
 mod clock;
+mod expiry;
 mod lifecycle;
 mod relay;
 
