@@ -555,7 +555,9 @@ fn stolen_expired_foreign_and_replayed_enrollments_are_refused_counted_and_audit
     // A guessed secret for a real token id.
     let text = std::fs::read_to_string(&web).unwrap();
     let guessed = d.join("guessed.token");
-    std::fs::write(&guessed, format!("{}0", &text[..text.len() - 1])).unwrap();
+    let text = text.trim_end();
+    let last = if text.ends_with('0') { '1' } else { '0' };
+    std::fs::write(&guessed, format!("{}{last}\n", &text[..text.len() - 1])).unwrap();
     let e = stderr(request("web-1", &guessed, "w1"));
     assert!(e.contains("token_unknown"), "{e}");
 
