@@ -130,9 +130,10 @@ pub struct SweepSettings {
     /// once on this node (its share); further requests of that operator
     /// are refused and counted (`patrol.over_quota`), so one operator,
     /// however many coordinators it uses, can never fill a node and lock
-    /// the others out. Default 16, a quarter of `max_participations`: four
-    /// operators at their share still leave room. Must not be zero nor
-    /// above `max_participations`.
+    /// the others out. An operator whose certificate scope carries a
+    /// `share` gets the smaller of the two (a scope only narrows). Default
+    /// 16, a quarter of `max_participations`: four operators at their share
+    /// still leave room. Must not be zero nor above `max_participations`.
     pub operator_share: usize,
     /// Most nodes outside the expected set whose answers a coordinator
     /// keeps per sweep. Default 1,024.

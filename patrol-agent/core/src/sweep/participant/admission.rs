@@ -10,8 +10,9 @@
 //!    cannot make a node a reflector);
 //! 3. the node filter against this node's tags;
 //! 4. a request issued too far in the future by this node's clock;
-//! 5. with certificates, the operator already holds `operator_share`
-//!    of them;
+//! 5. with certificates, the operator already holds its share of them:
+//!    the smaller of its scope's `share` and this node's
+//!    `operator_share`;
 //! 6. `max_participations` sweeps already remembered.
 
 use core::net::SocketAddr;
@@ -65,11 +66,13 @@ pub(crate) enum Refusal {
         pair: Option<PairKey>,
         ahead_ms: u64,
     },
-    /// The request's operator already holds `operator_share` sweeps here.
+    /// The request's operator already holds its `share` of sweeps here
+    /// (the smaller of its scope's and `operator_share`).
     OverQuota {
         audit: Box<AuditEntry>,
         pair: Option<PairKey>,
         operator: String,
+        share: usize,
     },
     /// `max_participations` sweeps already remembered.
     OverCapacity {
@@ -101,12 +104,14 @@ impl Participant {
         });
         let mut pair = None;
         let mut cert_known = false;
+        let mut scope_share = None;
         if let Some(trust) = cx.trust.as_deref_mut() {
             match trust.admit(req, unix_ms, settings) {
                 Ok(authorized) => {
                     audit.operator = Some(authorized.operator);
                     pair = Some(authorized.pair);
                     cert_known = authorized.told;
+                    scope_share = authorized.share;
                 }
                 Err(AuthRefusal::RefusedBefore) => return Err(Refusal::RefusedBefore),
                 Err(AuthRefusal::Refused(reason)) => {
@@ -126,11 +131,16 @@ impl Participant {
             });
         }
         if let Some(operator) = audit.operator.clone().filter(|_| pair.is_some()) {
-            if self.held_by(&operator) >= settings.operator_share {
+            // A scope only narrows: its share, never more than the node's.
+            let share = scope_share.map_or(settings.operator_share, |s| {
+                usize::from(s).min(settings.operator_share)
+            });
+            if self.held_by(&operator) >= share {
                 return Err(Refusal::OverQuota {
                     audit,
                     pair,
                     operator,
+                    share,
                 });
             }
         }
@@ -270,9 +280,9 @@ impl Refusal {
                 audit,
                 pair,
                 operator,
+                share,
             } => {
                 cx.counters.requests_over_quota += 1;
-                let share = settings.operator_share;
                 let why =
                     format!("operator `{operator}` already holds {share} sweeps here, its share");
                 audit_line(cx, *audit, AuditAction::Refused(why));
@@ -304,8 +314,13 @@ impl Refusal {
     fn report_again(self, cx: &mut Ctx, req: &SweepRequest) {
         let settings = cx.settings;
         match self {
-            Refusal::OverQuota { pair, operator, .. } => {
-                let outcome = outcomes::over_quota(&operator, settings.operator_share);
+            Refusal::OverQuota {
+                pair,
+                operator,
+                share,
+                ..
+            } => {
+                let outcome = outcomes::over_quota(&operator, share);
                 report(cx, req, outcome, pair.as_ref());
             }
             Refusal::OverCapacity { pair, .. } => {

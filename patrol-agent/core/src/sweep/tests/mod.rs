@@ -7,6 +7,7 @@ mod answers;
 mod bounds;
 mod clock;
 mod lifecycle;
+mod participation;
 mod relay;
 
 use core::net::SocketAddr;
