@@ -163,13 +163,24 @@ async fn unsigned_requests_sent_directly_cost_one_audit_line_and_no_answer() {
 /// Issue 22, item 5, at the participants: an operator allowed a narrow
 /// scope starts 64 long sweeps through four coordinators (so no one
 /// coordinator's quota stops it) and would fill every node's
-/// `max_participations` (64). Each node takes at most `operator_share`
-/// (16) of them and refuses the rest as `patrol.over_quota`; a full
-/// operator's sweep straight afterwards runs everywhere.
+/// `max_participations` (64). Its checks are slow, so every sweep a node
+/// takes stays held (an answered one would be settled and free its slot).
+/// Each node takes at most `operator_share` (16) of them and refuses the
+/// rest as `patrol.over_quota`; a full operator's sweep straight
+/// afterwards runs everywhere. Once their answers are acked, the narrow
+/// sweeps hold nothing but their records, well inside their deadline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_operator_through_many_coordinators_cannot_lock_another_out() {
     use patrol_core::trust::Scope;
-    let lab = Lab::start_certified(&REAL, node_settings(SweepSettings::default())).await;
+    let settings = SweepSettings {
+        // Every sweep a node takes runs at once: none is answered `busy`.
+        max_concurrent: 64,
+        ..SweepSettings::default()
+    };
+    let lab = Lab::start_certified(&REAL, node_settings(settings)).await;
+    for p in &lab.probes {
+        p.set_delay(Duration::from_secs(4));
+    }
     let ca = lab.ca.clone().unwrap();
     let narrow = ca.creds_for(
         Role::Operator(Scope::full(60_000)),
@@ -191,12 +202,31 @@ async fn one_operator_through_many_coordinators_cannot_lock_another_out() {
         })
         .await;
     }
+    for p in &lab.probes {
+        p.set_delay(Duration::ZERO);
+    }
     let doc = lab.sweep("node-b", Duration::from_secs(3)).await;
     assert_eq!(doc.counts.ok, 3, "{:?}", doc.nodes);
     for name in REAL {
         let s = lab.stats(name).await;
         assert_eq!(s.node.sweep.requests_over_capacity, 0, "{name}");
         assert_eq!(s.node.sweep.requests_over_quota, 48, "{name}");
+    }
+    // Answered and acked: each node holds none of them any more, and
+    // remembers the narrow 16 as records (and the full one until it is
+    // forgotten, 1 s past its deadline).
+    for name in REAL {
+        patrol_tests::wait_for(
+            Duration::from_secs(10),
+            "the narrow sweeps settled",
+            || async {
+                let held = lab.node(name).held().await.map_err(|e| e.to_string())?;
+                (held.participations == 0 && held.settled >= 16)
+                    .then_some(())
+                    .ok_or(format!("{name}: {held:?}"))
+            },
+        )
+        .await;
     }
     drop(held);
     lab.stop().await;

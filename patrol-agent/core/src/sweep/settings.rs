@@ -121,10 +121,13 @@ pub struct SweepSettings {
     /// zero. A node behind by more than `clock_skew_tolerance` refuses the
     /// request instead (and says so with the same check id).
     pub clock_skew_limit: Duration,
-    /// Most sweeps a participant remembers at once (running, answering or
-    /// waiting to be forgotten); further requests are refused and counted.
-    /// Bounds the participant's map and its timers. Default 64. Must not be
-    /// zero (every request would be refused).
+    /// Most sweeps a participant holds at once (checks running, or an
+    /// answer the coordinator has not acked yet); further requests are
+    /// refused and counted. An acked sweep is settled: a record of about
+    /// 100 bytes, bounded apart (`participant::MAX_SETTLED`), that no
+    /// longer counts here. Bounds the participant's heavy state and its
+    /// resend timers. Default 64. Must not be zero (every request would be
+    /// refused).
     pub max_participations: usize,
     /// With certificates: most of those sweeps one operator may hold at
     /// once on this node (its share); further requests of that operator

@@ -13,7 +13,9 @@
 //! 5. with certificates, the operator already holds its share of them:
 //!    the smaller of its scope's `share` and this node's
 //!    `operator_share`;
-//! 6. `max_participations` sweeps already remembered.
+//! 6. `max_participations` sweeps already held (checks running, or an
+//!    answer not acked yet: a settled sweep no longer counts), or
+//!    `MAX_SETTLED` settled ones remembered.
 
 use core::net::SocketAddr;
 use std::collections::HashMap;
@@ -28,7 +30,7 @@ use super::super::outcomes;
 use super::super::wire::{AnswerBody, SweepMessage, SweepRequest};
 use super::super::{AuditAction, AuditEntry, Effect};
 use super::answer::stamped;
-use super::{chunks, Participant, Proof};
+use super::{chunks, Participant, Proof, MAX_SETTLED};
 use crate::trust::PairKey;
 
 /// A request this node takes part in.
@@ -74,10 +76,12 @@ pub(crate) enum Refusal {
         operator: String,
         share: usize,
     },
-    /// `max_participations` sweeps already remembered.
+    /// `max` sweeps already remembered: `max_participations` held, or
+    /// `MAX_SETTLED` settled.
     OverCapacity {
         audit: Box<AuditEntry>,
         pair: Option<PairKey>,
+        max: usize,
     },
 }
 
@@ -145,7 +149,12 @@ impl Participant {
             }
         }
         if self.len() >= settings.max_participations {
-            return Err(Refusal::OverCapacity { audit, pair });
+            let max = settings.max_participations;
+            return Err(Refusal::OverCapacity { audit, pair, max });
+        }
+        if self.settled() >= MAX_SETTLED {
+            let max = MAX_SETTLED;
+            return Err(Refusal::OverCapacity { audit, pair, max });
         }
         Ok(Admitted {
             audit: *audit,
@@ -295,9 +304,8 @@ impl Refusal {
                     );
                 }
             }
-            Refusal::OverCapacity { audit, pair } => {
+            Refusal::OverCapacity { audit, pair, max } => {
                 cx.counters.requests_over_capacity += 1;
-                let max = settings.max_participations;
                 let why = format!("{max} sweeps already remembered");
                 audit_line(cx, *audit, AuditAction::Refused(why));
                 if asked_by_coordinator {
@@ -312,7 +320,6 @@ impl Refusal {
     /// To a coordinator asking again for a request refused here: the same
     /// answer, nothing counted or audited.
     fn report_again(self, cx: &mut Ctx, req: &SweepRequest) {
-        let settings = cx.settings;
         match self {
             Refusal::OverQuota {
                 pair,
@@ -323,8 +330,8 @@ impl Refusal {
                 let outcome = outcomes::over_quota(&operator, share);
                 report(cx, req, outcome, pair.as_ref());
             }
-            Refusal::OverCapacity { pair, .. } => {
-                let outcome = outcomes::over_capacity(settings.max_participations);
+            Refusal::OverCapacity { pair, max, .. } => {
+                let outcome = outcomes::over_capacity(max);
                 report(cx, req, outcome, pair.as_ref());
             }
             _ => {}
