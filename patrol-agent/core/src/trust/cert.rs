@@ -448,6 +448,37 @@ Kbl2npOnM1Z1rpecvHkI
         assert!(e.to_string().contains("certificate version 3"), "{e}");
     }
 
+    /// Every single bit flipped in a version 1 and a version 2
+    /// certificate: decoding never panics, and whatever still decodes no
+    /// longer carries the CA's signature (or is the same certificate: a
+    /// flip in the version byte that lands on the other layout must fail
+    /// to decode, never read the rest in the wrong layout and verify).
+    #[test]
+    fn a_flipped_bit_in_either_version_never_decodes_into_a_signed_certificate() {
+        use super::super::testing::{ca, creds};
+        let ca = ca(7);
+        let v1 = Certificate::parse_one(V1_OPERATOR).unwrap();
+        let capped = Scope {
+            share: Some(2),
+            ..Scope::full(60_000)
+        };
+        let v2 = creds(&ca, Role::Operator(capped), "capped", 9).cert;
+        for cert in [v1, v2] {
+            let bytes = cert.encode();
+            for bit in 0..bytes.len() * 8 {
+                let mut b = bytes.clone();
+                b[bit / 8] ^= 1 << (bit % 8);
+                if let Ok(back) = Certificate::decode(&b) {
+                    assert!(
+                        back == cert || !back.signed_by(&ca.key.verifying_key()),
+                        "bit {bit} of a version {} certificate",
+                        cert.body.version
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_private_key_survives_its_text_form() {
         let (key, _) = ca();
