@@ -25,7 +25,7 @@
 //! | `datagrams_received_total`, `datagrams_sent_total` | counter | |
 //! | `datagrams_dropped_total` | counter | `reason` (unsealed, replayed, clock_skew, muted, misdirected, other, malformed, outbound_full) |
 //! | `sweeps_coordinated_total`, `check_runs_total`, `sweep_request_copies_total` | counter | |
-//! | `sweep_messages_refused_total` | counter | `reason` (clock_skew, over_capacity, over_quota, unauthorized, answer_piece, forged_answer, unverified_answer, expired_answer, ack, batch_ack, forged_time, relay_hold, relay_piece) |
+//! | `sweep_messages_refused_total` | counter | `reason` (clock_skew, over_capacity, over_quota, unauthorized, answer_piece, forged_answer, unverified_answer, expired_answer, ack, batch_ack, forged_time, relay_hold, relay_piece, answered_before) |
 //! | `relayed_answers_total`, `relay_batches_sent_total`, `relay_batches_resent_total` | counter | |
 //! | `sweeps_joined_total` | counter | |
 //! | `check_duration_seconds` | histogram | `kind` |

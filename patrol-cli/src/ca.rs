@@ -104,6 +104,13 @@ pub enum IssueCommand {
         /// Longest sweep deadline allowed.
         #[arg(long, default_value = "600s", value_parser = parse_duration)]
         max_deadline: Duration,
+        /// Most of this operator's sweeps a node holds at once (running,
+        /// or answered and not acked yet); each node takes the smaller of
+        /// this and its own `operator_share`, and answers the rest
+        /// `patrol.over_quota`. Makes a version 2 certificate, which
+        /// agents older than it refuse: upgrade the agents first.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+        share: Option<u16>,
     },
     /// An issuing CA for `patrol enroll serve`: `issuer.key`, `issuer.crt`,
     /// `ca.crt` (the root) and `bundle.crt` (root and issuer: the bundle
@@ -236,6 +243,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             checks,
             node_filter,
             max_deadline,
+            share,
         }) => {
             let max_deadline_ms = u64::try_from(max_deadline.as_millis()).unwrap_or(u64::MAX);
             let restricted = !(profiles.is_empty()
@@ -243,13 +251,13 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 && checks.is_empty()
                 && node_filter.is_empty());
             let scope = match scope.as_str() {
-                "read-only" if restricted => {
-                    bail!("a read-only scope starts no sweep: it takes no --profile/--label/--check/--where")
+                "read-only" if restricted || share.is_some() => {
+                    bail!("a read-only scope starts no sweep: it takes no --profile/--label/--check/--where/--share")
                 }
                 "read-only" => Scope::read_only(),
                 name => {
-                    if name != "full" && !restricted {
-                        bail!("scope `{name}` restricts nothing: use --scope full, or give --profile, --label, --check or --where");
+                    if name != "full" && !restricted && share.is_none() {
+                        bail!("scope `{name}` restricts nothing: use --scope full, or give --profile, --label, --check, --where or --share");
                     }
                     if name == "full" && restricted {
                         bail!("scope `full` takes no restriction: give the restricted scope a name of its own (e.g. --scope nightly)");
@@ -262,6 +270,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
                         checks,
                         node_filter: node_filter.into_iter().collect::<BTreeMap<_, _>>(),
                         max_deadline_ms,
+                        share,
                     }
                 }
             };
@@ -359,13 +368,14 @@ pub fn show(cert: &Certificate) -> String {
             .unwrap_or_else(|_| s.to_string())
     };
     let mut out = format!(
-        "{} `{}` serial {:016x}, valid {} to {}, issuer {}\n",
+        "{} `{}` serial {:016x}, valid {} to {}, issuer {}, version {}\n",
         b.role.word(),
         b.name,
         b.serial,
         when(b.not_before),
         when(b.not_after),
-        b.issuer
+        b.issuer,
+        b.version
     );
     if let Role::Operator(scope) = &b.role {
         out.push_str(&format!("  scope {}\n", scope.describe()));

@@ -248,7 +248,7 @@ async fn a_scoped_operators_64_sweeps_leave_room_for_a_full_operators_sweep() {
 
     // An operator allowed one check, with a 60 s deadline: 64 sweeps in
     // its scope, one after the other (each ends as soon as both nodes
-    // answered, but participants remember it for its whole deadline).
+    // answered; this agent's quota counts it for its whole deadline).
     let probe = Scope {
         name: "probe-only".into(),
         checks: vec!["probe".into()],

@@ -163,13 +163,24 @@ async fn unsigned_requests_sent_directly_cost_one_audit_line_and_no_answer() {
 /// Issue 22, item 5, at the participants: an operator allowed a narrow
 /// scope starts 64 long sweeps through four coordinators (so no one
 /// coordinator's quota stops it) and would fill every node's
-/// `max_participations` (64). Each node takes at most `operator_share`
-/// (16) of them and refuses the rest as `patrol.over_quota`; a full
-/// operator's sweep straight afterwards runs everywhere.
+/// `max_participations` (64). Its checks are slow, so every sweep a node
+/// takes stays held (an answered one would be settled and free its slot).
+/// Each node takes at most `operator_share` (16) of them and refuses the
+/// rest as `patrol.over_quota`; a full operator's sweep straight
+/// afterwards runs everywhere. Once their answers are acked, the narrow
+/// sweeps hold nothing but their records, well inside their deadline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_operator_through_many_coordinators_cannot_lock_another_out() {
     use patrol_core::trust::Scope;
-    let lab = Lab::start_certified(&REAL, node_settings(SweepSettings::default())).await;
+    let settings = SweepSettings {
+        // Every sweep a node takes runs at once: none is answered `busy`.
+        max_concurrent: 64,
+        ..SweepSettings::default()
+    };
+    let lab = Lab::start_certified(&REAL, node_settings(settings)).await;
+    for p in &lab.probes {
+        p.set_delay(Duration::from_secs(4));
+    }
     let ca = lab.ca.clone().unwrap();
     let narrow = ca.creds_for(
         Role::Operator(Scope::full(60_000)),
@@ -191,6 +202,9 @@ async fn one_operator_through_many_coordinators_cannot_lock_another_out() {
         })
         .await;
     }
+    for p in &lab.probes {
+        p.set_delay(Duration::ZERO);
+    }
     let doc = lab.sweep("node-b", Duration::from_secs(3)).await;
     assert_eq!(doc.counts.ok, 3, "{:?}", doc.nodes);
     for name in REAL {
@@ -198,6 +212,93 @@ async fn one_operator_through_many_coordinators_cannot_lock_another_out() {
         assert_eq!(s.node.sweep.requests_over_capacity, 0, "{name}");
         assert_eq!(s.node.sweep.requests_over_quota, 48, "{name}");
     }
+    // Answered and acked: each node holds none of them any more, and
+    // remembers the narrow 16 as records (and the full one until it is
+    // forgotten, 1 s past its deadline).
+    for name in REAL {
+        patrol_tests::wait_for(
+            Duration::from_secs(10),
+            "the narrow sweeps settled",
+            || async {
+                let held = lab.node(name).held().await.map_err(|e| e.to_string())?;
+                (held.participations == 0 && held.settled >= 16)
+                    .then_some(())
+                    .ok_or(format!("{name}: {held:?}"))
+            },
+        )
+        .await;
+    }
     drop(held);
+    lab.stop().await;
+}
+
+/// Issue 22, item 5: the share is also the operator's, in its
+/// certificate's scope. An operator whose scope allows 2 sweeps at once
+/// per node starts two long sweeps; its third, started while they run, is
+/// answered `patrol.over_quota` by the nodes it reaches (and refused by its
+/// coordinator's own participant), while another operator's sweep started
+/// at the same time runs everywhere. Before scopes carried a share, the
+/// node's own share (16) let the third run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_holds_at_most_the_share_its_scope_allows() {
+    use patrol_checks::NodeState;
+    use patrol_core::trust::Scope;
+    use patrol_tests::{finish, lab::LIMIT};
+    let settings = SweepSettings {
+        // Room for the capped operator's two and another's sweep at once.
+        max_concurrent: 4,
+        ..SweepSettings::default()
+    };
+    let lab = Lab::start_certified(&REAL, node_settings(settings)).await;
+    let ca = lab.ca.clone().unwrap();
+    let capped = ca.creds_for(
+        Role::Operator(Scope {
+            share: Some(2),
+            ..Scope::full(60_000)
+        }),
+        "capped",
+        Duration::from_secs(3600),
+    );
+    for p in &lab.probes {
+        p.set_delay(Duration::from_secs(4));
+    }
+    let long = Duration::from_secs(10);
+    let first = lab.start_sweep_as("node-a", long, Some(&capped)).await;
+    let second = lab.start_sweep_as("node-b", long, Some(&capped)).await;
+    for name in REAL {
+        patrol_tests::wait_for(LIMIT, "both capped sweeps running", || async {
+            let held = lab.node(name).held().await.map_err(|e| e.to_string())?;
+            (held.participations == 2)
+                .then_some(())
+                .ok_or(format!("{name}: {held:?}"))
+        })
+        .await;
+    }
+    let third = lab
+        .start_sweep_as("node-c", Duration::from_secs(2), Some(&capped))
+        .await;
+    let other = lab.start_sweep("node-a", Duration::from_secs(8)).await;
+    let third = finish(third, LIMIT).await.doc;
+    for name in ["node-a", "node-b"] {
+        let n = third.nodes.iter().find(|n| n.name == name).unwrap();
+        assert_eq!(n.state, NodeState::Failing, "{n:?}");
+        assert_eq!(n.checks[0].id, "patrol.over_quota", "{n:?}");
+        assert!(n.checks[0].message.contains("holds 2 sweeps"), "{n:?}");
+    }
+    let other = finish(other, LIMIT).await.doc;
+    assert_eq!(other.counts.ok, 3, "{:?}", other.nodes);
+    for doc in [
+        finish(first, LIMIT).await.doc,
+        finish(second, LIMIT).await.doc,
+    ] {
+        assert_eq!(doc.counts.ok, 3, "{:?}", doc.nodes);
+    }
+    for (i, name) in REAL.iter().enumerate() {
+        let s = lab.stats(name).await;
+        assert_eq!(s.node.sweep.requests_over_quota, 1, "{name}");
+        assert_eq!(s.node.sweep.requests_over_capacity, 0, "{name}");
+        // The capped operator's two and the other operator's one ran.
+        assert_eq!(lab.probes[i].runs(), 3, "{name}");
+    }
     lab.stop().await;
 }

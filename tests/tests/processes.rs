@@ -511,6 +511,49 @@ fn identities_from_patrol_ca_sweep_and_a_revocation_applies_on_sighup() {
         .and_then(|t| t.split(',').next())
         .unwrap()
         .to_string();
+    // A share in the scope: a version 2 certificate, and `ca show` says
+    // both; a read-only scope takes none.
+    let capped = p(&[
+        "ca",
+        "issue",
+        "operator",
+        "--ca",
+        &s("ca"),
+        "--name",
+        "capped",
+        "--scope",
+        "full",
+        "--share",
+        "2",
+        "--out",
+        &s("capped"),
+    ]);
+    assert!(
+        capped.contains("at most 2 sweeps at once per node"),
+        "{capped}"
+    );
+    let shown = p(&["ca", "show", &s("capped/operator.crt")]);
+    assert!(
+        shown.contains("version 2") && shown.contains("at most 2 sweeps at once per node"),
+        "{shown}"
+    );
+    assert!(p(&["ca", "show", &s("alice/operator.crt")]).contains("version 1"));
+    let out = patrol(&[
+        "ca",
+        "issue",
+        "operator",
+        "--ca",
+        &s("ca"),
+        "--name",
+        "ro",
+        "--scope",
+        "read-only",
+        "--share",
+        "2",
+        "--out",
+        &s("ro"),
+    ]);
+    assert!(!out.status.success(), "a read-only scope took a share");
     let control = a.control.to_string();
     let sweep = || {
         patrol(&[

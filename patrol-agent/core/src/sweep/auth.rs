@@ -102,6 +102,9 @@ pub(crate) enum ProofRefusal {
 #[derive(Debug)]
 pub(crate) struct Authorized {
     pub(crate) operator: String,
+    /// The share of this node's participations the operator's scope allows
+    /// (`Scope::share`; None: the node's `operator_share` alone).
+    pub(crate) share: Option<u16>,
     pub(crate) pair: PairKey,
     /// The coordinator has our certificate (this peer epoch): the answer
     /// names it by digest.
@@ -292,8 +295,13 @@ impl SweepTrust {
         auth.authorization
             .fresh(req.deadline_ms, unix_ms, signing_window(settings))
             .map_err(|e| e.to_string())?;
+        let share = match operator.role() {
+            crate::trust::Role::Operator(scope) => scope.share,
+            _ => None,
+        };
         Ok(Authorized {
             operator: operator.name().to_string(),
+            share,
             pair,
             told: self.knows_us(&req.coordinator.name, auth.peer_epoch),
         })

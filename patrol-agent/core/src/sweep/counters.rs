@@ -65,6 +65,12 @@ pub struct SweepCounters {
     /// minute; the next line says how many).
     #[serde(default)]
     pub refusals_unaudited: u64,
+    /// Requests a coordinator sent again, directly, for a sweep whose
+    /// whole answer it had acked and this node had settled (it could not
+    /// record the answer: it lost our certificate mid-sweep). Nothing is
+    /// sent; counted once per sweep.
+    #[serde(default)]
+    pub requests_answered_before: u64,
     /// What this node did as a relay.
     #[serde(default)]
     pub relay: RelayCounters,
@@ -90,9 +96,12 @@ pub struct Held {
     /// Of those, the bytes of incomplete answers from nodes outside the
     /// expected set; bounded by `max_late_partial_bytes`.
     pub late_partial_bytes: usize,
-    /// Sweeps this node takes part in (running, answering or waiting to be
-    /// forgotten); bounded by `max_participations`.
+    /// Sweeps this node holds as a participant (checks running, or an
+    /// answer not acked yet); bounded by `max_participations`.
     pub participations: usize,
+    /// Sweeps whose answer the coordinator acked, kept as compact records
+    /// until forgotten; bounded by `participant::MAX_SETTLED`.
+    pub settled: usize,
     /// Sweeps this node relays answers for (each one it takes part in at
     /// most).
     pub relaying: usize,
@@ -114,6 +123,7 @@ impl SweepCounters {
             answers_expired,
             batch_acks_refused,
             refusals_unaudited,
+            requests_answered_before,
             times_forged,
             relay_holds_refused,
             relay,
@@ -132,6 +142,7 @@ impl SweepCounters {
             refused("batch_ack", batch_acks_refused),
             refused("forged_time", times_forged),
             refused("relay_hold", relay_holds_refused),
+            refused("answered_before", requests_answered_before),
         ];
         rows.push(REQUEST_REFUSALS_UNAUDITED.count(*refusals_unaudited));
         rows.extend(relay.counts());

@@ -318,6 +318,7 @@ impl SweepCore {
     pub fn held(&self) -> Held {
         let mut held = self.coordinator.held();
         held.participations = self.participant.len();
+        held.settled = self.participant.settled();
         held.relaying = self.relay.len();
         held
     }

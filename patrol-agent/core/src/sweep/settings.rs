@@ -121,18 +121,22 @@ pub struct SweepSettings {
     /// zero. A node behind by more than `clock_skew_tolerance` refuses the
     /// request instead (and says so with the same check id).
     pub clock_skew_limit: Duration,
-    /// Most sweeps a participant remembers at once (running, answering or
-    /// waiting to be forgotten); further requests are refused and counted.
-    /// Bounds the participant's map and its timers. Default 64. Must not be
-    /// zero (every request would be refused).
+    /// Most sweeps a participant holds at once (checks running, or an
+    /// answer the coordinator has not acked yet); further requests are
+    /// refused and counted. An acked sweep is settled: a record of about
+    /// 100 bytes, bounded apart (`participant::MAX_SETTLED`), that no
+    /// longer counts here. Bounds the participant's heavy state and its
+    /// resend timers. Default 64. Must not be zero (every request would be
+    /// refused).
     pub max_participations: usize,
     /// With certificates: most of those sweeps one operator may hold at
     /// once on this node (its share); further requests of that operator
     /// are refused and counted (`patrol.over_quota`), so one operator,
     /// however many coordinators it uses, can never fill a node and lock
-    /// the others out. Default 16, a quarter of `max_participations`: four
-    /// operators at their share still leave room. Must not be zero nor
-    /// above `max_participations`.
+    /// the others out. An operator whose certificate scope carries a
+    /// `share` gets the smaller of the two (a scope only narrows). Default
+    /// 16, a quarter of `max_participations`: four operators at their share
+    /// still leave room. Must not be zero nor above `max_participations`.
     pub operator_share: usize,
     /// Most nodes outside the expected set whose answers a coordinator
     /// keeps per sweep. Default 1,024.

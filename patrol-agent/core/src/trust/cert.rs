@@ -4,16 +4,18 @@
 //! ```text
 //! certificate = bincode { body: CertBody, signature: [u8; 64] }
 //! signature   = Ed25519(CA key, "patrol-cert-v1\0" || bincode(body))
-//! CertBody    = { version: u8 = 1, serial: u64, role: Role, name: String,
-//!                 public_key: [u8; 32], not_before: u64, not_after: u64,
-//!                 issuer: [u8; 8] }
+//! CertBody    = { version: u8 = 1 | 2, serial: u64, role: Role,
+//!                 name: String, public_key: [u8; 32], not_before: u64,
+//!                 not_after: u64, issuer: [u8; 8] }
 //! ```
 //!
 //! Times are unix seconds; `issuer` is the [`KeyId`] of the signing CA
 //! (a CA certificate names itself). A certificate is about 130 bytes plus
-//! its name (an operator's also carries its [`Scope`]). In files it is
-//! base64 between `-----BEGIN PATROL CERTIFICATE-----` lines, after `#`
-//! comment lines a person can read; PROTOCOL.md documents the format.
+//! its name (an operator's also carries its [`Scope`]). Version 2 adds an
+//! operator scope's `share`; a body is written in the lowest version that
+//! holds it, and both are read (`cert_layout.rs`). In files it is base64
+//! between `-----BEGIN PATROL CERTIFICATE-----` lines, after `#` comment
+//! lines a person can read; PROTOCOL.md documents the format.
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
@@ -24,8 +26,12 @@ use super::names::NamePatterns;
 use super::scope::Scope;
 use super::TrustError;
 
-/// Version of [`CertBody`]'s layout.
-pub const CERT_VERSION: u8 = 1;
+/// Newest layout of [`CertBody`] this build reads and writes (it reads
+/// every version from 1). A body is written in the lowest version that
+/// holds it ([`CertBody::version_for`]): 2 only for an operator scope with
+/// a `share`, so every other certificate stays what version 1 readers
+/// read.
+pub const CERT_VERSION: u8 = 2;
 /// Domain separation for certificate signatures.
 const CERT_CONTEXT: &[u8] = b"patrol-cert-v1\0";
 /// A certificate text or file larger than this is refused unread.
@@ -88,9 +94,11 @@ impl Role {
     }
 }
 
-/// The signed part of a certificate.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The signed part of a certificate. Encoded in the layout of its
+/// `version` (`cert_layout.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertBody {
+    /// 1, or 2 for an operator scope with a share.
     pub version: u8,
     /// Random, chosen by the CA; what a deny list names.
     pub serial: u64,
@@ -137,7 +145,7 @@ impl Certificate {
     ) -> Self {
         let public = key.verifying_key();
         let body = CertBody {
-            version: CERT_VERSION,
+            version: CertBody::version_for(&Role::Ca),
             serial,
             role: Role::Ca,
             name: name.to_string(),
@@ -186,9 +194,9 @@ impl Certificate {
                 bytes.len() - used
             )));
         }
-        if cert.body.version != CERT_VERSION {
+        if !(1..=CERT_VERSION).contains(&cert.body.version) {
             return Err(TrustError::Malformed(format!(
-                "certificate version {} (this build reads {CERT_VERSION})",
+                "certificate version {} (this build reads 1 to {CERT_VERSION})",
                 cert.body.version
             )));
         }
@@ -356,6 +364,119 @@ mod tests {
         let mut forged = cert;
         forged.body.not_after -= 1;
         assert!(!forged.signed_by(&key.verifying_key()));
+    }
+
+    /// An operator certificate of scope `nightly` (profile `k8s-node`,
+    /// nodes `env=prod`, deadline up to 60 s) for `cron`, issued by
+    /// `testing::ca(7)` with the code before version 2 existed.
+    const V1_OPERATOR: &str = "\
+-----BEGIN PATROL CERTIFICATE-----
+AfsZJwIHbmlnaHRseQEBCGs4cy1ub2RlAAABA2VudgRwcm9k+2DqBGNyb279FyQ4
+WqDHW2T7eM1gL6HZkf3r92sTxY7XAurINen2GAD9/////////3/+gSwS86tM5kCl
+pzQ1NpmLLkYhD80nuXgeJ4afhl623+toq2VRsUNtKKZNKVJoKA6uyfx2hMKU2aNo
+Kbl2npOnM1Z1rpecvHkI
+-----END PATROL CERTIFICATE-----
+";
+
+    #[test]
+    fn a_version_1_certificate_still_decodes_and_verifies() {
+        use super::super::testing::{bundle, ca};
+        let ca = ca(7);
+        let cert = Certificate::parse_one(V1_OPERATOR).unwrap();
+        assert_eq!(cert.body.version, 1);
+        let Role::Operator(scope) = &cert.body.role else {
+            panic!("{:?}", cert.body.role);
+        };
+        assert_eq!(scope.name, "nightly");
+        assert_eq!(scope.max_deadline_ms, 60_000);
+        assert_eq!(scope.share, None);
+        assert!(cert.signed_by(&ca.key.verifying_key()));
+        let verified = bundle(&[&ca]).verify(&cert, "operator", 1_000).unwrap();
+        assert_eq!(verified.name(), "cron");
+        // Encoded again, it is the very bytes the CA signed.
+        let again = Certificate::parse_one(&cert.to_text()).unwrap();
+        assert_eq!(again, cert);
+        assert!(cert.to_text().ends_with(V1_OPERATOR));
+    }
+
+    #[test]
+    fn a_scope_with_a_share_is_version_2_and_its_share_round_trips() {
+        use super::super::testing::{bundle, ca, creds};
+        let ca = ca(7);
+        let capped = Scope {
+            share: Some(2),
+            ..Scope::full(60_000)
+        };
+        let op = creds(&ca, Role::Operator(capped.clone()), "capped", 9);
+        assert_eq!(op.cert.body.version, 2);
+        let text = op.cert.to_text();
+        assert!(text.contains("at most 2 sweeps at once per node"), "{text}");
+        let back = Certificate::parse_one(&text).unwrap();
+        assert_eq!(back.body.role, Role::Operator(capped));
+        assert!(back.signed_by(&ca.key.verifying_key()));
+        assert!(bundle(&[&ca]).verify(&back, "operator", 1_000).is_ok());
+        // Without a share, and every other role: still version 1.
+        let plain = creds(&ca, Role::Operator(Scope::full(60_000)), "alice", 10);
+        assert_eq!(plain.cert.body.version, 1);
+        assert_eq!(creds(&ca, Role::Node, "n", 11).cert.body.version, 1);
+        // The share is signed: changing it breaks the signature.
+        let mut forged = back;
+        if let Role::Operator(scope) = &mut forged.body.role {
+            scope.share = Some(64);
+        }
+        assert!(!forged.signed_by(&ca.key.verifying_key()));
+    }
+
+    #[test]
+    fn a_share_cannot_hide_in_a_version_1_body_and_other_versions_are_refused() {
+        use super::super::testing::{ca, creds};
+        let ca = ca(7);
+        let capped = Scope {
+            share: Some(2),
+            ..Scope::full(60_000)
+        };
+        let mut op = creds(&ca, Role::Operator(capped), "capped", 9).cert;
+        op.body.version = 1;
+        assert!(
+            op.encode().is_empty(),
+            "a version 1 body with a share encodes"
+        );
+        assert!(!op.signed_by(&ca.key.verifying_key()));
+        let mut bytes = creds(&ca, Role::Node, "n", 11).cert.encode();
+        bytes[0] = 3;
+        let e = Certificate::decode(&bytes).unwrap_err();
+        assert!(e.to_string().contains("certificate version 3"), "{e}");
+    }
+
+    /// Every single bit flipped in a version 1 and a version 2
+    /// certificate: decoding never panics, and whatever still decodes no
+    /// longer carries the CA's signature (or is the same certificate: a
+    /// flip in the version byte that lands on the other layout must fail
+    /// to decode, never read the rest in the wrong layout and verify).
+    #[test]
+    fn a_flipped_bit_in_either_version_never_decodes_into_a_signed_certificate() {
+        use super::super::testing::{ca, creds};
+        let ca = ca(7);
+        let v1 = Certificate::parse_one(V1_OPERATOR).unwrap();
+        let capped = Scope {
+            share: Some(2),
+            ..Scope::full(60_000)
+        };
+        let v2 = creds(&ca, Role::Operator(capped), "capped", 9).cert;
+        for cert in [v1, v2] {
+            let bytes = cert.encode();
+            for bit in 0..bytes.len() * 8 {
+                let mut b = bytes.clone();
+                b[bit / 8] ^= 1 << (bit % 8);
+                if let Ok(back) = Certificate::decode(&b) {
+                    assert!(
+                        back == cert || !back.signed_by(&ca.key.verifying_key()),
+                        "bit {bit} of a version {} certificate",
+                        cert.body.version
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //!
 //! - [`cert`]: the certificate format (a small signed structure, not
 //!   X.509) and the armored text form of certificates and private keys;
+//!   `cert_layout.rs` lays its body out in each version (1, and 2 with an
+//!   operator scope's share);
 //! - [`bundle`]: the CAs a node accepts (several, for rotation), the
 //!   issuing CAs below them, and the deny list of revoked serials;
 //! - [`names`]: the name patterns an issuing CA (and an enrollment token)
@@ -20,6 +22,7 @@
 pub mod authorization;
 pub mod bundle;
 pub mod cert;
+mod cert_layout;
 pub mod forget;
 pub mod names;
 pub mod pairwise;
@@ -170,7 +173,7 @@ pub fn issue(ca: &Credentials, what: Issue<'_>) -> Result<Certificate, TrustErro
     let not_after = what.not_after.min(ca.cert.body.not_after);
     Ok(Certificate::sign(
         CertBody {
-            version: CERT_VERSION,
+            version: CertBody::version_for(&what.role),
             serial: what.serial,
             role: what.role,
             name: what.name.to_string(),

@@ -5,7 +5,9 @@
 //! labels and profile are conjunctive; extra node-filter pairs select fewer
 //! nodes). The coordinator checks it before it starts a sweep, and every
 //! participant checks it again before it runs a check, so a coordinator
-//! cannot widen what the operator signed.
+//! cannot widen what the operator signed. Its `share` narrows what a
+//! node gives the operator: how many of its participations the operator
+//! may hold at once, never more than the node's own `operator_share`.
 
 use std::collections::BTreeMap;
 
@@ -30,6 +32,12 @@ pub struct Scope {
     pub node_filter: BTreeMap<String, String>,
     /// Longest deadline a request may carry, milliseconds.
     pub max_deadline_ms: u64,
+    /// Most sweeps of this operator a node holds at once (running, or
+    /// answered and not acked yet): every participant takes the smaller
+    /// of this and its own `SweepSettings::operator_share`, and refuses
+    /// the rest as `patrol.over_quota`. None: the node's share alone.
+    /// Certificate version 2 (a version 1 certificate has none).
+    pub share: Option<u16>,
 }
 
 /// Why a request falls outside a scope.
@@ -92,6 +100,7 @@ impl Scope {
             checks: Vec::new(),
             node_filter: BTreeMap::new(),
             max_deadline_ms,
+            share: None,
         }
     }
 
@@ -103,6 +112,13 @@ impl Scope {
             max_deadline_ms: 0,
             ..Scope::full(0)
         }
+    }
+
+    /// The most sweeps of this operator a node whose own share is
+    /// `node_share` holds at once: the smaller of the two.
+    pub fn share_on(&self, node_share: usize) -> usize {
+        self.share
+            .map_or(node_share, |s| usize::from(s).min(node_share))
     }
 
     /// Whether a sweep with this selector, node filter and deadline is
@@ -188,6 +204,9 @@ impl Scope {
             parts.push(format!("nodes {k}={v}"));
         }
         parts.push(format!("deadline up to {} ms", self.max_deadline_ms));
+        if let Some(share) = self.share {
+            parts.push(format!("at most {share} sweeps at once per node"));
+        }
         parts.join(", ")
     }
 }
@@ -301,5 +320,29 @@ mod tests {
         assert!(s
             .permits(&selector(None, &["net"], &["a", "c"]), &none, 1)
             .is_err());
+    }
+
+    #[test]
+    fn a_share_only_ever_narrows_the_nodes_share() {
+        let full = Scope::full(10_000);
+        assert_eq!(full.share_on(16), 16);
+        let capped = Scope {
+            share: Some(2),
+            ..Scope::full(10_000)
+        };
+        assert_eq!(capped.share_on(16), 2);
+        let generous = Scope {
+            share: Some(100),
+            ..Scope::full(10_000)
+        };
+        assert_eq!(
+            generous.share_on(16),
+            16,
+            "a scope never widens the node's share"
+        );
+        assert!(capped
+            .describe()
+            .ends_with("at most 2 sweeps at once per node"));
+        assert!(!full.describe().contains("at once"));
     }
 }

@@ -8,8 +8,10 @@
 //! - **concurrent**: at most [`QuotaSettings::max_sweeps`] of its sweeps
 //!   held at once. A sweep is held from its start until its deadline plus
 //!   [`QuotaSettings::hold_after_deadline`], the time participants
-//!   remember it (a sweep that completes early still occupies their
-//!   participations);
+//!   remember it. Participants now free a sweep's participation once its
+//!   answer is acked (keeping a compact record), so for a sweep that
+//!   completes early this count is conservative: it also bounds the
+//!   sweeps whose answers are slow or never acked;
 //! - **rate**: at most [`QuotaSettings::per_minute`] starts in any minute.
 //!
 //! Pure: the caller passes the clock. An operator's entry is dropped when

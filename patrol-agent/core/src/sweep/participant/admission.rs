@@ -10,9 +10,12 @@
 //!    cannot make a node a reflector);
 //! 3. the node filter against this node's tags;
 //! 4. a request issued too far in the future by this node's clock;
-//! 5. with certificates, the operator already holds `operator_share`
-//!    of them;
-//! 6. `max_participations` sweeps already remembered.
+//! 5. with certificates, the operator already holds its share of them:
+//!    the smaller of its scope's `share` and this node's
+//!    `operator_share`;
+//! 6. `max_participations` sweeps already held (checks running, or an
+//!    answer not acked yet: a settled sweep no longer counts), or
+//!    `MAX_SETTLED` settled ones remembered.
 
 use core::net::SocketAddr;
 use std::collections::HashMap;
@@ -27,7 +30,7 @@ use super::super::outcomes;
 use super::super::wire::{AnswerBody, SweepMessage, SweepRequest};
 use super::super::{AuditAction, AuditEntry, Effect};
 use super::answer::stamped;
-use super::{chunks, Participant, Proof};
+use super::{chunks, Participant, Proof, MAX_SETTLED};
 use crate::trust::PairKey;
 
 /// A request this node takes part in.
@@ -65,16 +68,20 @@ pub(crate) enum Refusal {
         pair: Option<PairKey>,
         ahead_ms: u64,
     },
-    /// The request's operator already holds `operator_share` sweeps here.
+    /// The request's operator already holds its `share` of sweeps here
+    /// (the smaller of its scope's and `operator_share`).
     OverQuota {
         audit: Box<AuditEntry>,
         pair: Option<PairKey>,
         operator: String,
+        share: usize,
     },
-    /// `max_participations` sweeps already remembered.
+    /// `max` sweeps already remembered: `max_participations` held, or
+    /// `MAX_SETTLED` settled.
     OverCapacity {
         audit: Box<AuditEntry>,
         pair: Option<PairKey>,
+        max: usize,
     },
 }
 
@@ -101,12 +108,14 @@ impl Participant {
         });
         let mut pair = None;
         let mut cert_known = false;
+        let mut scope_share = None;
         if let Some(trust) = cx.trust.as_deref_mut() {
             match trust.admit(req, unix_ms, settings) {
                 Ok(authorized) => {
                     audit.operator = Some(authorized.operator);
                     pair = Some(authorized.pair);
                     cert_known = authorized.told;
+                    scope_share = authorized.share;
                 }
                 Err(AuthRefusal::RefusedBefore) => return Err(Refusal::RefusedBefore),
                 Err(AuthRefusal::Refused(reason)) => {
@@ -126,16 +135,26 @@ impl Participant {
             });
         }
         if let Some(operator) = audit.operator.clone().filter(|_| pair.is_some()) {
-            if self.held_by(&operator) >= settings.operator_share {
+            // A scope only narrows: its share, never more than the node's.
+            let share = scope_share.map_or(settings.operator_share, |s| {
+                usize::from(s).min(settings.operator_share)
+            });
+            if self.held_by(&operator) >= share {
                 return Err(Refusal::OverQuota {
                     audit,
                     pair,
                     operator,
+                    share,
                 });
             }
         }
         if self.len() >= settings.max_participations {
-            return Err(Refusal::OverCapacity { audit, pair });
+            let max = settings.max_participations;
+            return Err(Refusal::OverCapacity { audit, pair, max });
+        }
+        if self.settled() >= MAX_SETTLED {
+            let max = MAX_SETTLED;
+            return Err(Refusal::OverCapacity { audit, pair, max });
         }
         Ok(Admitted {
             audit: *audit,
@@ -270,9 +289,9 @@ impl Refusal {
                 audit,
                 pair,
                 operator,
+                share,
             } => {
                 cx.counters.requests_over_quota += 1;
-                let share = settings.operator_share;
                 let why =
                     format!("operator `{operator}` already holds {share} sweeps here, its share");
                 audit_line(cx, *audit, AuditAction::Refused(why));
@@ -285,9 +304,8 @@ impl Refusal {
                     );
                 }
             }
-            Refusal::OverCapacity { audit, pair } => {
+            Refusal::OverCapacity { audit, pair, max } => {
                 cx.counters.requests_over_capacity += 1;
-                let max = settings.max_participations;
                 let why = format!("{max} sweeps already remembered");
                 audit_line(cx, *audit, AuditAction::Refused(why));
                 if asked_by_coordinator {
@@ -302,14 +320,18 @@ impl Refusal {
     /// To a coordinator asking again for a request refused here: the same
     /// answer, nothing counted or audited.
     fn report_again(self, cx: &mut Ctx, req: &SweepRequest) {
-        let settings = cx.settings;
         match self {
-            Refusal::OverQuota { pair, operator, .. } => {
-                let outcome = outcomes::over_quota(&operator, settings.operator_share);
+            Refusal::OverQuota {
+                pair,
+                operator,
+                share,
+                ..
+            } => {
+                let outcome = outcomes::over_quota(&operator, share);
                 report(cx, req, outcome, pair.as_ref());
             }
-            Refusal::OverCapacity { pair, .. } => {
-                let outcome = outcomes::over_capacity(settings.max_participations);
+            Refusal::OverCapacity { pair, max, .. } => {
+                let outcome = outcomes::over_capacity(max);
                 report(cx, req, outcome, pair.as_ref());
             }
             _ => {}

@@ -1,10 +1,18 @@
 //! The participant side of a sweep: take a request once ([`admission`]),
 //! run the checks, answer the coordinator in acked pieces ([`answer`]),
 //! resend with backoff until every piece is acked or the request expires,
-//! and refuse replays.
+//! then keep only a compact record of the sweep ([`settled`]), and refuse
+//! replays.
+//!
+//! A sweep is *held* (a [`Participation`], counted against
+//! `max_participations` and its operator's share) while its checks run
+//! and until the coordinator acks its whole answer; then it is *settled*
+//! (a [`settled::Settled`] record, bounded by [`settled::MAX_SETTLED`]).
+//! Both are forgotten 1 s after the request expires.
 
 mod admission;
 mod answer;
+mod settled;
 
 use core::net::SocketAddr;
 use std::collections::HashMap;
@@ -20,6 +28,10 @@ use crate::trust::PairKey;
 
 use admission::{Admitted, RefusalBudget};
 use answer::{chunks, send_pieces, Proof};
+#[cfg(test)]
+use settled::footprint;
+use settled::Settled;
+pub(crate) use settled::MAX_SETTLED;
 
 /// A request's bytes, digested (the first 16 bytes of their SHA-256): two
 /// requests under one id with different contents differ here.
@@ -36,7 +48,11 @@ const FORGET_GRACE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Default)]
 pub(crate) struct Participant {
+    /// Sweeps held: checks running, or an answer not yet acked by the
+    /// coordinator.
     sweeps: HashMap<u64, Participation>,
+    /// Sweeps whose answer the coordinator acked, as compact records.
+    settled: HashMap<u64, Settled>,
     /// Audit lines of refused authorizations, per sender.
     refusals: RefusalBudget,
     /// Requests refused for this node's own reasons (its tags, its
@@ -112,18 +128,44 @@ enum Phase {
     Running,
     /// The answer is built; `None` marks a piece the coordinator acked.
     Answering(Vec<Option<AnswerChunk>>),
-    /// Our relay acked our (one-piece) answer. Kept: a backstop request
-    /// from the coordinator means the relay never delivered it, and the
-    /// answer then goes to the coordinator directly.
+    /// Our relay acked our (one-piece) answer. Kept until the sweep is
+    /// forgotten (the coordinator acks the relay's batch, never us): a
+    /// backstop request from the coordinator means the relay never
+    /// delivered it, and the answer then goes to the coordinator directly.
     Relayed(AnswerChunk),
-    /// Every piece acked.
-    Done,
+}
+
+/// Whether a direct copy of `req` from its coordinator can be the
+/// backstop rather than one of its first direct copies (its direct spread
+/// in a small mesh, its copy to each relay), which can arrive after a
+/// gossip copy and after we answered: only a copy sent after the spread
+/// window and half the backstop's delay (judged on our clock, so a clock
+/// far off costs at most a needless resend or one backstop round).
+fn backstop_time(cx: &Ctx, req: &SweepRequest) -> bool {
+    let since_issue = cx.unix_ms().saturating_sub(req.issued_at_unix_ms);
+    let backstop_from =
+        u64::from(req.answer_spread_ms) + cx.settings.backstop_min_delay.as_millis() as u64 / 2;
+    since_issue >= backstop_from
 }
 
 impl Participant {
-    /// Sweeps remembered.
+    /// Sweeps held (running or answering; not the settled ones).
     pub(crate) fn len(&self) -> usize {
         self.sweeps.len()
+    }
+
+    /// Settled sweeps remembered.
+    pub(crate) fn settled(&self) -> usize {
+        self.settled.len()
+    }
+
+    /// Settled sweeps remembered past their expiry (their forget timer is
+    /// late) are dropped, once the records are full.
+    fn drop_expired_settled(&mut self, now: Duration) {
+        if self.settled.len() >= MAX_SETTLED {
+            self.settled
+                .retain(|_, s| s.expires_at + FORGET_GRACE > now);
+        }
     }
 
     fn remember_refused(&mut self, id: u64, until: u64, d: [u8; 16], unix_ms: u64) {
@@ -143,7 +185,7 @@ impl Participant {
         self.refused_here.insert(id, (until, d));
     }
 
-    /// Sweeps of `operator` remembered here.
+    /// Sweeps of `operator` held here (settled ones do not count).
     pub(crate) fn held_by(&self, operator: &str) -> usize {
         self.sweeps
             .values()
@@ -160,10 +202,10 @@ impl Participant {
 
     /// A request, gossiped (`from` None; `sender` the member whose packet
     /// carried it) or direct (`from` and `sender` its source). A known
-    /// sweep is not run again (a direct copy from its coordinator is the
-    /// backstop); a new one is admitted and run, or refused (counted,
-    /// audited under the sender's budget, and answered when its
-    /// coordinator asked directly).
+    /// sweep, held or settled, is not run again (a direct copy from its
+    /// coordinator is the backstop); a new one is admitted and run, or
+    /// refused (counted, audited under the sender's budget, and answered
+    /// when its coordinator asked directly).
     pub(crate) fn request(
         &mut self,
         cx: &mut Ctx,
@@ -179,6 +221,15 @@ impl Participant {
                 pass_on: same,
             };
         }
+        if let Some(s) = self.settled.get_mut(&req.id) {
+            let same = s.digest == digest(&req);
+            s.asked_again(cx, &req, from);
+            return Verdict {
+                taken: false,
+                pass_on: same,
+            };
+        }
+        self.drop_expired_settled(cx.mono());
         let d = digest(&req);
         let unix_ms = cx.unix_ms();
         let repeat = self
@@ -306,7 +357,8 @@ impl Participant {
     /// An ack from `from`. Taken only when it names us and our answer's
     /// nonce and comes from the coordinator's address, or from our relay's
     /// while the answer goes there; an ack for a sweep we no longer
-    /// remember is ignored.
+    /// remember is ignored. The coordinator's ack of the last unacked
+    /// piece settles the sweep.
     pub(crate) fn ack(
         &mut self,
         cx: &mut Ctx,
@@ -316,16 +368,21 @@ impl Participant {
         nonce: u64,
         index: u16,
     ) -> AckVerdict {
+        if let Some(s) = self.settled.get(&sweep_id) {
+            // A late copy of the coordinator's ack, or a forged one.
+            return if node == cx.me.name && from == s.coordinator && nonce == s.nonce {
+                AckVerdict::Taken
+            } else {
+                AckVerdict::Forged
+            };
+        }
         let Some(p) = self.sweeps.get_mut(&sweep_id) else {
             return AckVerdict::Ignored;
         };
         let by_relay = p.relay == Some(from) && from != p.coordinator.addr;
         if node != cx.me.name
             || (from != p.coordinator.addr && !by_relay)
-            || !matches!(
-                p.phase,
-                Phase::Answering(_) | Phase::Relayed(_) | Phase::Done
-            )
+            || !matches!(p.phase, Phase::Answering(_) | Phase::Relayed(_))
             || nonce != p.nonce
         {
             return AckVerdict::Forged;
@@ -348,7 +405,11 @@ impl Participant {
                 *slot = None;
             }
             if pieces.iter().all(Option::is_none) {
-                p.phase = Phase::Done;
+                // The whole answer is in the coordinator's hands: keep
+                // only the record.
+                if let Some(p) = self.sweeps.remove(&sweep_id) {
+                    self.settled.insert(sweep_id, Settled::of(p));
+                }
             }
         }
         AckVerdict::Taken
@@ -356,7 +417,35 @@ impl Participant {
 
     pub(crate) fn forget(&mut self, sweep_id: u64) {
         self.sweeps.remove(&sweep_id);
+        self.settled.remove(&sweep_id);
     }
+
+    /// What the participant keeps for `sweep_id`, in bytes, about: held
+    /// (everything but the answer's pieces, the pieces) or settled.
+    #[cfg(test)]
+    pub(crate) fn footprint(&self, sweep_id: u64) -> Option<Footprint> {
+        if let Some(p) = self.sweeps.get(&sweep_id) {
+            let (kept, pieces) = footprint::participation(p);
+            return Some(Footprint::Held { kept, pieces });
+        }
+        self.settled
+            .get(&sweep_id)
+            .map(|s| Footprint::Settled(footprint::settled(s)))
+    }
+}
+
+/// What a participant keeps for one sweep, in bytes.
+#[cfg(test)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Footprint {
+    /// Held: what stays once the pieces are acked (before this record
+    /// existed, what an answered sweep kept until forgotten), and the
+    /// answer's pieces.
+    Held {
+        kept: usize,
+        pieces: usize,
+    },
+    Settled(usize),
 }
 
 impl Participation {
@@ -369,20 +458,11 @@ impl Participation {
             .saturating_add(now.saturating_sub(self.received_at).as_millis() as u64)
     }
 
-    /// A request for a sweep we know. A direct copy from its coordinator is
-    /// the backstop: it has not got our answer, so what is unacked goes to
-    /// it again, directly.
-    ///
-    /// The coordinator's first direct copies (its direct spread in a small
-    /// mesh, its copy to each relay) can arrive after a gossip copy and
-    /// after we answered: only a copy sent after the spread window and half
-    /// the backstop's delay can be the backstop (judged on our clock, so a
-    /// clock far off costs at most a needless resend or one backstop round).
+    /// A request for a sweep we hold. A direct copy from its coordinator
+    /// at backstop time ([`backstop_time`]) is the backstop: it has not
+    /// got our answer, so what is unacked goes to it again, directly.
     fn asked_again(&mut self, cx: &mut Ctx, req: &SweepRequest, from: Option<SocketAddr>) {
-        let since_issue = cx.unix_ms().saturating_sub(req.issued_at_unix_ms);
-        let backstop_from =
-            u64::from(req.answer_spread_ms) + cx.settings.backstop_min_delay.as_millis() as u64 / 2;
-        if from != Some(self.coordinator.addr) || since_issue < backstop_from {
+        if from != Some(self.coordinator.addr) || !backstop_time(cx, req) {
             return;
         }
         self.relay = None;
@@ -401,21 +481,19 @@ impl Participation {
             self.tell_on_ack = true;
             return;
         }
-        match std::mem::replace(&mut self.phase, Phase::Done) {
+        let pieces = match &self.phase {
+            Phase::Running => return,
             Phase::Answering(pieces) => {
-                send_pieces(cx, to, &pieces, clock, self.pair.as_ref());
-                self.phase = Phase::Answering(pieces);
+                send_pieces(cx, to, pieces, clock, self.pair.as_ref());
+                return;
             }
-            Phase::Relayed(piece) => {
-                // The relay acked but the coordinator never got it:
-                // straight to the coordinator, resent until acked.
-                let pieces = vec![Some(piece)];
-                send_pieces(cx, to, &pieces, clock, self.pair.as_ref());
-                self.phase = Phase::Answering(pieces);
-                self.schedule_first_resend(cx, req.id);
-            }
-            other => self.phase = other,
-        }
+            // The relay acked but the coordinator never got it: straight
+            // to the coordinator, resent until acked.
+            Phase::Relayed(piece) => vec![Some(piece.clone())],
+        };
+        send_pieces(cx, to, &pieces, clock, self.pair.as_ref());
+        self.phase = Phase::Answering(pieces);
+        self.schedule_first_resend(cx, req.id);
     }
 
     fn schedule_first_resend(&self, cx: &mut Ctx, sweep_id: u64) {

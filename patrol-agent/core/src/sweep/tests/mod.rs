@@ -9,6 +9,7 @@ mod bounds;
 mod clock;
 mod expiry;
 mod lifecycle;
+mod participation;
 mod relay;
 
 use core::net::SocketAddr;
