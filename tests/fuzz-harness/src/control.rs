@@ -4,7 +4,8 @@
 //!
 //! Input: one control byte, then the bytes. The low two bits pick what the
 //! bytes are:
-//! - 0: a raw frame: a hello (`decode_hello`), a refusal (`decode_deny`),
+//! - 0: a raw frame: a hello (`decode_hello`), a refusal (`decode_deny`:
+//!   its reason one safe line, the text itself where it already was one),
 //!   a length header (`frame_len`), and a sealed frame that must not open;
 //! - 1: the plaintext of a sealed request as the server opens it
 //!   (`frame::open::<ControlRequest>`), sealed here with the cluster key so
@@ -44,8 +45,17 @@ fn raw(bytes: &[u8]) {
     }
     if let Some(reason) = frame::decode_deny(bytes) {
         assert!(bytes.starts_with(frame::DENY_MAGIC));
+        // The agent's reason is shown to a person: cut and made one safe
+        // line (control characters escaped), equal to the text only where
+        // the text already was one.
+        use patrol_checks::printable::is_unsafe;
+        assert!(!reason.chars().any(|c| is_unsafe(c, false)), "{reason:?}");
         if let Ok(text) = std::str::from_utf8(&bytes[frame::DENY_MAGIC.len()..]) {
-            assert_eq!(reason, text);
+            if text.chars().count() <= frame::MAX_DENY_REASON
+                && !text.chars().any(|c| is_unsafe(c, false))
+            {
+                assert_eq!(reason, text);
+            }
         }
     }
     if let Some(header) = bytes.first_chunk::<{ frame::LEN_PREFIX }>() {
