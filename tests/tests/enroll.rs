@@ -295,10 +295,17 @@ fn twenty_agents_enroll_with_one_token_and_sweep_under_identities() {
             let (doc, code) = sweep_doc(&control, &alice)?;
             let n = |k: &str| doc["counts"][k].as_u64().unwrap_or(0);
             let counts = (n("expected"), n("ok"));
+            let not_ok: Vec<String> = doc["nodes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|n| n["state"] != "ok")
+                .map(|n| n.to_string())
+                .collect();
             last = Some((doc, code));
             match counts {
                 (20, 20) => Ok(()),
-                other => Err(format!("(expected, ok) = {other:?}")),
+                other => Err(format!("(expected, ok) = {other:?}; not ok: {not_ok:?}")),
             }
         },
     );

@@ -358,7 +358,9 @@ impl Participant {
     /// nonce and comes from the coordinator's address, or from our relay's
     /// while the answer goes there; an ack for a sweep we no longer
     /// remember is ignored. The coordinator's ack of the last unacked
-    /// piece settles the sweep.
+    /// piece settles the sweep, unless the answer named our certificate by
+    /// digest (then it is held to its deadline, as the coordinator may
+    /// still ask for the certificate).
     pub(crate) fn ack(
         &mut self,
         cx: &mut Ctx,
@@ -404,9 +406,12 @@ impl Participant {
             if let Some(slot) = pieces.get_mut(usize::from(index)) {
                 *slot = None;
             }
-            if pieces.iter().all(Option::is_none) {
-                // The whole answer is in the coordinator's hands: keep
-                // only the record.
+            // The whole answer is in the coordinator's hands: keep only
+            // the record. Not while the answer named our certificate by
+            // digest (`whole` kept): the coordinator acks pieces on
+            // receipt, before it checks the proof, and one that lacks the
+            // certificate asks again and needs the whole copy.
+            if pieces.iter().all(Option::is_none) && p.whole.is_none() {
                 if let Some(p) = self.sweeps.remove(&sweep_id) {
                     self.settled.insert(sweep_id, Settled::of(p));
                 }

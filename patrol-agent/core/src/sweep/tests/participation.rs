@@ -370,16 +370,33 @@ fn an_acked_sweep_keeps_a_small_fraction_of_what_it_held() {
     let req = plain_request(&mut cores, 0x901, now, deadline);
     let pieces = answer(&mut cores[1], req, vec![outcome("a", Status::Pass)], now);
     cases.push(("no certificates, one passing check", cores, pieces));
-    // With certificates, the coordinator has ours (the answer names it by
-    // digest, and keeps a copy with the whole certificate), and 40 checks
-    // that did not pass: several pieces.
+    // With certificates (the answer carries the whole certificate: the
+    // coordinator has not had it yet), and 40 checks that did not pass:
+    // several pieces.
     let (mut cores, ca) = certified(SweepSettings::default());
-    let epoch = cores[0].peer_epoch().unwrap();
-    cores[1].mark_told(&peer(0).name, epoch);
     let alice = operator(&ca, "alice", None, 90);
     let req = signed_request(&mut cores, &alice, 0x902, now, deadline);
     let pieces = answer(&mut cores[1], req, failing_outcomes(40), now);
     cases.push(("certificates, 40 checks failing", cores, pieces));
+
+    // An answer that names the certificate by digest is held to its
+    // deadline even once acked: the coordinator acks pieces before it
+    // checks the proof, and one that lacks the certificate asks again for
+    // the whole copy (a node that had forgot it would stay no_answer).
+    let (mut cores, ca) = certified(SweepSettings::default());
+    let epoch = cores[0].peer_epoch().unwrap();
+    cores[1].mark_told(&peer(0).name, epoch);
+    let alice = operator(&ca, "alice", None, 90);
+    let req = signed_request(&mut cores, &alice, 0x903, now, deadline);
+    let pieces = answer(&mut cores[1], req, failing_outcomes(40), now);
+    ack_all(&mut cores[1], &pieces, now);
+    assert!(
+        matches!(
+            cores[1].participant.footprint(pieces[0].sweep_id),
+            Some(Footprint::Held { .. })
+        ),
+        "an answer by digest settled before its deadline"
+    );
 
     for (what, mut cores, pieces) in cases {
         let id = pieces[0].sweep_id;
