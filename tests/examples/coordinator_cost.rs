@@ -57,6 +57,7 @@ use patrol_core::trust::{
 };
 use patrol_core::Now;
 use patrol_model::{CheckOutcome, Observed, Selector, Status};
+use patrol_tests::sim::thread_cpu;
 use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
 
 #[global_allocator]
@@ -83,11 +84,6 @@ struct Args {
     failing_percent: u64,
     #[arg(long, default_value_t = 1)]
     seed: u64,
-}
-
-fn thread_cpu() -> Duration {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
-    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
 fn live_heap() -> usize {

@@ -47,6 +47,7 @@ use patrol_core::identity::NodeId;
 use patrol_core::membership::{foca_config, size_bucket};
 use patrol_core::sweep::{GossipShared, RequestGossip};
 use patrol_core::NodeSettings;
+use patrol_tests::sim::thread_cpu;
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
@@ -75,11 +76,6 @@ struct Args {
     /// Seed of every random choice.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-}
-
-fn thread_cpu() -> Duration {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
-    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
 fn live_heap() -> usize {

@@ -64,7 +64,7 @@ use std::time::Duration;
 
 use patrol_core::NodeSettings;
 
-pub use cpu::{CallKind, CostModel, CpuMode, KindCost, ModelError, Units};
+pub use cpu::{thread_cpu, CallKind, CostModel, CpuMode, KindCost, ModelError, Units};
 pub use network::{addr_of, index_of, LinkModel};
 pub use report::{
     Accounting, AnswerFigures, Completion, Population, Reach, SimReport, TrafficFigures,
