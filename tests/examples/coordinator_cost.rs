@@ -47,8 +47,8 @@ use std::time::Duration;
 use clap::Parser;
 use patrol_core::sweep::{
     relay_index, AnswerBody, AnswerChunk, AnswerPayload, AnswerProof, Effect, GroupHeader,
-    MemberView, Peer, RelayBatch, RelayGroup, RelayedAnswer, StartSweep, SweepCore, SweepMessage,
-    SweepSettings, SweepTimer,
+    MemberView, Peer, RelayBatch, RelayGroup, RelayedAnswer, StartHead, StartSweep, SweepCore,
+    SweepMessage, SweepSettings, SweepTimer,
 };
 use patrol_core::trust::authorization::SweepAsk;
 use patrol_core::trust::testing::{bundle, ca_with, issued};
@@ -389,7 +389,7 @@ fn main() {
         addr: SocketAddr::new(Ipv4Addr::new(10, 255, 255, 254).into(), 7946),
         tags: tags(0),
     };
-    let mut core = SweepCore::new(me, "bench".to_string(), settings.clone(), args.seed);
+    let mut core = SweepCore::new(me.clone(), "bench".to_string(), settings.clone(), args.seed);
     let ids = args.identities.then(|| identities(&names));
     let mut spec = StartSweep {
         selector: Selector {
@@ -463,9 +463,15 @@ fn main() {
         .collect();
     let snapshot_cpu = thread_cpu().saturating_sub(t0);
     let now = bench.at(Duration::ZERO);
+    // The request goes out first, built from a count of the members and
+    // the ones that may relay (`Node::start_sweep`); the expected set is
+    // snapshot after (`Node::snapshot_sweeps`).
     let start_cpu = bench.timed(Duration::ZERO, |core, out| {
-        core.start(now, spec, members, out)
-            .expect("the sweep starts");
+        let head = StartHead::of(&me, &spec.node_filter, &members);
+        core.open(now, spec, head, out).expect("the sweep starts");
+    });
+    let expected_cpu = bench.timed(Duration::ZERO, |core, out| {
+        core.snapshot(now, SWEEP_ID, members, out);
     });
     let start_heap = live_heap().saturating_sub(bench.base_heap);
     let relays: Vec<SocketAddr> = bench.core.relays(SWEEP_ID).to_vec();
@@ -547,8 +553,12 @@ fn main() {
         ms(snapshot_cpu)
     );
     println!(
-        "start_sweep (SweepCore::start + encoding its sends): {:.1} ms",
+        "start_sweep, request out (StartHead + SweepCore::open + encoding its sends): {:.1} ms",
         ms(start_cpu)
+    );
+    println!(
+        "expected set after the request (SweepCore::snapshot): {:.1} ms",
+        ms(expected_cpu)
     );
     println!(
         "per direct answer: {:.2} µs ({} answers)",

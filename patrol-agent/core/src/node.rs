@@ -33,6 +33,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use foca::{AccumulatingRuntime, Foca, Member, OwnedNotification};
+use patrol_model::selector::tags_match;
 use patrol_model::{CheckOutcome, Selector, SweepDocument, SwimState};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
@@ -468,29 +469,93 @@ impl Node {
     }
 
     /// Coordinate a sweep: the expected set is every member foca holds
-    /// (alive or suspect as alive, down as down) after the node filter.
-    /// Returns the sweep id; progress and the document come as outputs.
-    /// With certificates, a sweep without a valid operator authorization
-    /// is refused.
+    /// (alive or suspect as alive, down as down) after the node filter;
+    /// with certificates, the roster. Returns the sweep id; progress and
+    /// the document come as outputs. With certificates, a sweep without a
+    /// valid operator authorization is refused.
+    ///
+    /// The request goes out first, built from a count of the members and
+    /// the ones that may relay; the expected set is snapshot by
+    /// [`Node::snapshot_sweeps`], which the caller runs once this call's
+    /// outputs are on their way, and which any later input runs first
+    /// otherwise (no answer is ever taken in before it).
     pub fn start_sweep(
         &mut self,
         now: Now,
         spec: StartSweep,
     ) -> Result<u64, crate::sweep::StartRefused> {
         self.tick(now);
-        let members = match self.gate.as_mut() {
-            None => membership_snapshot(self.foca.iter_membership_state()),
-            Some(gate) => {
-                gate.roster.expire(now.unix_ms);
-                roster_snapshot(&gate.roster, self.foca.iter_membership_state())
-            }
-        };
-        let id = self.core.start(now, spec, members, &mut self.effects);
+        let head = self.start_head(now, &spec.node_filter);
+        let id = self.core.open(now, spec, head, &mut self.effects);
         if id.is_ok() {
             self.stats.sweeps_coordinated += 1;
         }
         self.flush(now);
         id
+    }
+
+    /// Snapshot the expected set of every sweep [`Node::start_sweep`]
+    /// opened (none most of the time).
+    pub fn snapshot_sweeps(&mut self, now: Now) {
+        self.tick(now);
+        self.flush(now);
+    }
+
+    /// The members `filter` keeps and the ones that may relay, without
+    /// copying any identity.
+    fn start_head(&mut self, now: Now, filter: &Tags) -> crate::sweep::StartHead {
+        let me = self.foca.identity();
+        let mut head = crate::sweep::StartHead {
+            members: usize::from(tags_match(filter, &me.tags)),
+            relay_candidates: Vec::new(),
+        };
+        let me = me.name.clone();
+        match self.gate.as_mut() {
+            None => {
+                for m in self.foca.iter_membership_state() {
+                    let id = m.id();
+                    if id.name == me || !tags_match(filter, &id.tags) {
+                        continue;
+                    }
+                    head.members += 1;
+                    if m.state() != foca::State::Down {
+                        head.relay_candidates.push(id.addr);
+                    }
+                }
+            }
+            Some(gate) => {
+                gate.roster.expire(now.unix_ms);
+                head.members += gate
+                    .roster
+                    .entries()
+                    .filter(|e| e.name != me && tags_match(filter, &e.tags))
+                    .count();
+                for m in self.foca.iter_membership_state() {
+                    let id = m.id();
+                    if m.state() == foca::State::Down
+                        || id.name == me
+                        || !tags_match(filter, &id.tags)
+                        || gate.roster.get(&id.name).is_none()
+                    {
+                        continue;
+                    }
+                    head.relay_candidates.push(id.addr);
+                }
+            }
+        }
+        head
+    }
+
+    /// The expected set of the sweeps opened and not snapshot yet.
+    fn snapshot_opened(&mut self, now: Now) {
+        let ids = self.core.awaiting_snapshot();
+        for id in ids {
+            let members = match self.gate.as_mut() {
+                None => membership_snapshot(self.foca.iter_membership_state()),
+                Some(gate) => roster_snapshot(&gate.roster, self.foca.iter_membership_state()),
+            };
+            self.core.snapshot(now, id, members, &mut self.effects);
+        }
     }
 
     /// Run with certificates (see [`crate::sweep::SweepCore::set_trust`]):
@@ -1036,8 +1101,13 @@ impl Node {
         self.departures.record_leave(&leave.name);
     }
 
+    /// Every input starts here: the clock, then the expected set of a
+    /// sweep opened by the previous call, before anything else is taken in.
     fn tick(&mut self, now: Now) {
         self.gossip.unix_ms.store(now.unix_ms, Ordering::Relaxed);
+        if self.core.coordinating() > 0 {
+            self.snapshot_opened(now);
+        }
     }
 
     fn emit(&mut self, to: SocketAddr, channel: Channel, payload: &[u8], kind: DatagramKind) {

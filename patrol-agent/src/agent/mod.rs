@@ -361,6 +361,10 @@ impl Owner {
             Command::StartSweep(spec, events) => match self.node.start_sweep(self.now(), *spec) {
                 Ok(id) => {
                     self.requesters.insert(id, events);
+                    // The request is on its way before the expected set
+                    // is snapshot.
+                    self.carry_out();
+                    self.node.snapshot_sweeps(self.now());
                 }
                 Err(e) => {
                     let _ = events.try_send(SweepEvent::Refused(e.to_string()));

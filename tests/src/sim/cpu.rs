@@ -97,11 +97,13 @@ pub enum CallKind {
     SweepTimer,
     /// Finished checks: build, encode and send the answer.
     ChecksDone,
-    /// The coordinator starts the sweep.
+    /// The coordinator starts the sweep: builds and sends the request.
     StartSweep,
+    /// The coordinator snapshots the expected set, right after the start.
+    SweepSnapshot,
 }
 
-pub const CALL_KINDS: usize = 16;
+pub const CALL_KINDS: usize = 17;
 
 impl CallKind {
     pub const ALL: [CallKind; CALL_KINDS] = [
@@ -121,6 +123,7 @@ impl CallKind {
         CallKind::SweepTimer,
         CallKind::ChecksDone,
         CallKind::StartSweep,
+        CallKind::SweepSnapshot,
     ];
 
     /// The kind's name in the model file.
@@ -142,6 +145,7 @@ impl CallKind {
             CallKind::SweepTimer => "sweep_timer",
             CallKind::ChecksDone => "checks_done",
             CallKind::StartSweep => "start_sweep",
+            CallKind::SweepSnapshot => "sweep_snapshot",
         }
     }
 }

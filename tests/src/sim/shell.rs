@@ -184,6 +184,20 @@ pub(super) fn start_sweep(
     }
 }
 
+/// The coordinator snapshots the expected set of the sweep it just
+/// started (its request already sent); returns the CPU charged.
+pub(super) fn snapshot(node: &mut SimNode, sh: &mut Shared) -> Duration {
+    sh.cause = Cause::Start;
+    charged(
+        COORDINATOR,
+        node,
+        sh,
+        CallKind::SweepSnapshot,
+        Units::default(),
+        |n, at| n.snapshot_sweeps(at),
+    )
+}
+
 /// A timer is due; returns the CPU charged.
 pub(super) fn timer(i: usize, node: &mut SimNode, sh: &mut Shared, t: NodeTimer) -> Duration {
     use foca::Timer;

@@ -446,6 +446,12 @@ impl World {
             None => spec,
         };
         let (id, cost) = shell::start_sweep(&mut self.nodes[COORDINATOR], sh, spec);
+        // The request is out; the expected set is snapshot next, the
+        // coordinator busy all along.
+        let start = sh.now;
+        sh.now = start + cost;
+        let cost = cost + shell::snapshot(&mut self.nodes[COORDINATOR], sh);
+        sh.now = start;
         sh.relays = self.nodes[COORDINATOR]
             .node
             .relays(id)

@@ -249,6 +249,43 @@ fn a_late_request_still_gets_the_budget_floor() {
 }
 
 #[test]
+fn the_request_goes_out_before_the_expected_set_and_no_answer_is_taken_before_it() {
+    let mut mesh = Mesh::new(5, NodeSettings::default());
+    mesh.join_all();
+    let id = mesh.sweep(2, Duration::from_secs(2));
+    // start_sweep's own outputs carry the request to the other four, and
+    // the progress counts the five members it will expect...
+    assert_eq!(mesh.sent(2, DatagramKind::Request), 4);
+    assert!(mesh.seen[2].iter().any(|o| matches!(
+        o,
+        Output::Progress { sweep_id, answered: 0, expected: 5 } if *sweep_id == id
+    )));
+    // ...while the expected set is not built yet.
+    assert_eq!(mesh.nodes[2].core.awaiting_snapshot(), vec![id]);
+    // The first input (here the first answer or foca packet) builds it
+    // before it is taken in: every answer counts as expected, none as a
+    // late joiner.
+    mesh.run_for(Duration::from_secs(3));
+    assert!(mesh.nodes[2].core.awaiting_snapshot().is_empty());
+    let (done_id, doc) = mesh.documents.last().expect("a completed sweep");
+    assert_eq!(*done_id, id);
+    doc.check_accounting().unwrap();
+    assert_eq!((doc.counts.expected, doc.counts.ok), (5, 5));
+    assert_eq!(doc.counts.late_joiners, 0);
+
+    // The shell may build it itself once the start's outputs are out.
+    let id = mesh.sweep(2, Duration::from_secs(2));
+    let now = mesh.at();
+    mesh.nodes[2].snapshot_sweeps(now);
+    assert!(mesh.nodes[2].core.awaiting_snapshot().is_empty());
+    mesh.drain(2);
+    mesh.run_for(Duration::from_secs(3));
+    let (done_id, doc) = mesh.documents.last().expect("a completed sweep");
+    assert_eq!(*done_id, id);
+    assert_eq!((doc.counts.expected, doc.counts.ok), (5, 5));
+}
+
+#[test]
 fn small_meshes_get_the_request_directly_and_large_ones_do_not() {
     let mut mesh = Mesh::new(4, NodeSettings::default());
     mesh.join_all();

@@ -46,6 +46,7 @@ use core::net::SocketAddr;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use patrol_model::selector::tags_match;
 use patrol_model::{CheckOutcome, Selector, SweepDocument};
 
 pub use counters::{Held, RelayCounters, SweepCounters};
@@ -93,6 +94,39 @@ pub struct MemberView {
     /// when SWIM does not count it; `down` only if it stays silent while
     /// the others settle.
     pub rostered: bool,
+}
+
+/// What a sweep's request is built from before its expected set exists
+/// ([`SweepCore::open`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StartHead {
+    /// Members the node filter keeps, this node included.
+    pub members: usize,
+    /// Members the node filter keeps that SWIM counts alive, other than
+    /// this node: the relays are drawn from them. With `[trust]`, only
+    /// proven members on the roster.
+    pub relay_candidates: Vec<SocketAddr>,
+}
+
+impl StartHead {
+    /// The head of `members` as a snapshot lists them, `me` included
+    /// when the filter keeps it.
+    pub fn of(me: &Peer, filter: &BTreeMap<String, String>, members: &[MemberView]) -> StartHead {
+        let mut head = StartHead {
+            members: usize::from(tags_match(filter, &me.tags)),
+            relay_candidates: Vec::new(),
+        };
+        for m in members.iter().filter(|m| tags_match(filter, &m.peer.tags)) {
+            if m.peer.name == me.name {
+                continue;
+            }
+            head.members += 1;
+            if m.alive {
+                head.relay_candidates.push(m.peer.addr);
+            }
+        }
+        head
+    }
 }
 
 /// The control command that starts a sweep.
@@ -334,17 +368,36 @@ impl SweepCore {
         self.participant.running()
     }
 
-    /// Coordinator: snapshot `members` (after the node filter; this node is
-    /// added when missing) as the expected set, spread the request, and take
-    /// part ourselves. Returns the sweep id.
-    /// With certificates the sweep must carry an operator's authorization
-    /// for its id ([`check_signed_sweep`], checked here and again by every
-    /// participant).
+    /// Coordinator: [`SweepCore::open`] the sweep, then
+    /// [`SweepCore::snapshot`] `members` as its expected set, in one call.
+    /// Returns the sweep id.
     pub fn start(
         &mut self,
         now: Now,
-        mut spec: StartSweep,
+        spec: StartSweep,
         members: Vec<MemberView>,
+        out: &mut Vec<Effect>,
+    ) -> Result<u64, StartRefused> {
+        let head = StartHead::of(&self.env.me, &spec.node_filter, &members);
+        let id = self.open(now, spec, head, out)?;
+        self.snapshot(now, id, members, out);
+        Ok(id)
+    }
+
+    /// Coordinator: spread the request of a new sweep and take part
+    /// ourselves, knowing only `head` (how many members the node filter
+    /// keeps, and which may relay). Returns the sweep id. The expected set
+    /// comes after, from [`SweepCore::snapshot`], which must be called
+    /// before any other input: sending first keeps a 100,000-member
+    /// snapshot (tens of milliseconds) off the request's path.
+    /// With certificates the sweep must carry an operator's authorization
+    /// for its id ([`check_signed_sweep`], checked here and again by every
+    /// participant).
+    pub fn open(
+        &mut self,
+        now: Now,
+        mut spec: StartSweep,
+        head: StartHead,
         out: &mut Vec<Effect>,
     ) -> Result<u64, StartRefused> {
         let id = spec.id.unwrap_or_else(|| self.env.rng.next_u64());
@@ -378,10 +431,25 @@ impl SweepCore {
             }
         };
         let mut cx = self.env.ctx(now, out);
-        let req = self.coordinator.start(&mut cx, id, spec, auth, members);
+        let req = self.coordinator.open(&mut cx, id, spec, auth, head);
         cx.push(Effect::Spread(req.clone()));
         self.handle_request(now, req, out);
         Ok(id)
+    }
+
+    /// Coordinator: `members` (after the node filter; this node is added
+    /// when missing) become the expected set of sweep `id`, opened by
+    /// [`SweepCore::open`]. Nothing happens for a sweep already snapshot
+    /// or over.
+    pub fn snapshot(&mut self, now: Now, id: u64, members: Vec<MemberView>, out: &mut Vec<Effect>) {
+        let mut cx = self.env.ctx(now, out);
+        self.coordinator.snapshot(&mut cx, id, members);
+    }
+
+    /// Sweeps opened by [`SweepCore::open`] whose expected set is not
+    /// snapshot yet.
+    pub fn awaiting_snapshot(&self) -> Vec<u64> {
+        self.coordinator.unsnapshot().collect()
     }
 
     /// A request arrived through gossip. Duplicates, expired requests,

@@ -21,9 +21,7 @@ use core::net::SocketAddr;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use std::collections::BTreeMap;
-
-use super::coordinator::{ack, Slot, SlotState};
+use super::coordinator::ack;
 use super::ctx::{Ctx, Prng};
 use super::wire::{
     AnswerBody, AnswerChunk, AnswerPayload, CheckResult, GroupHeader, RelayBatch, RelayGroup,
@@ -381,25 +379,21 @@ fn encoded_len<T: serde::Serialize>(value: &T) -> usize {
 }
 
 /// The relays of sweep `id`: none below `relay_min_nodes`, else
-/// `relays_for` alive expected members other than the coordinator, drawn
-/// at random (seeded by the sweep id).
+/// `relays_for` of `candidates` (alive members the node filter keeps,
+/// other than the coordinator), drawn at random (seeded by the sweep id).
+/// `expected` is the number of members the filter keeps.
 pub(crate) fn choose_relays(
     settings: &SweepSettings,
     id: u64,
-    me: &str,
-    expected: &BTreeMap<String, Slot>,
+    expected: usize,
+    mut candidates: Vec<SocketAddr>,
 ) -> Vec<SocketAddr> {
-    let mut alive: Vec<SocketAddr> = expected
-        .values()
-        .filter(|s| matches!(s.state, SlotState::Pending) && s.peer.name != me)
-        .map(|s| s.peer.addr)
-        .collect();
-    let count = settings.relays_for(expected.len(), alive.len());
+    let count = settings.relays_for(expected, candidates.len());
     let mut rng = Prng::new(id ^ 0x7265_6c61_7973);
     for i in 0..count {
-        let j = i + (rng.next_u64() % (alive.len() - i) as u64) as usize;
-        alive.swap(i, j);
+        let j = i + (rng.next_u64() % (candidates.len() - i) as u64) as usize;
+        candidates.swap(i, j);
     }
-    alive.truncate(count);
-    alive
+    candidates.truncate(count);
+    candidates
 }

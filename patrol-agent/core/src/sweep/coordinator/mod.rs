@@ -35,7 +35,7 @@ use patrol_model::NodeEntry;
 use super::ctx::Ctx;
 use super::relay::choose_relays;
 use super::wire::{RequestAuth, SweepMessage, SweepRequest};
-use super::{Effect, MemberView, Peer, StartSweep, SweepTimer, TimerKind};
+use super::{Effect, MemberView, Peer, StartHead, StartSweep, SweepTimer, TimerKind};
 
 pub(crate) use intake::ack;
 
@@ -63,6 +63,9 @@ struct Sweep {
     deadline_at: Duration,
     spread: Duration,
     expected: BTreeMap<String, Slot>,
+    /// Opened, the expected set not snapshot yet: how many members the
+    /// node filter kept when the request was built.
+    planned: Option<u64>,
     late: BTreeMap<String, NodeEntry>,
     /// Names claimed by more than one alive member: not expected under the
     /// name, listed once per claimant as `failing`, their answers ignored.
@@ -220,26 +223,29 @@ impl Coordinator {
         held
     }
 
-    /// Snapshot `members` as the expected set of sweep `id` and build its
-    /// request; the relays it names hear it first, directly.
-    pub(crate) fn start(
+    /// Open sweep `id` and build its request from `head` alone (how many
+    /// members the filter keeps, the ones that may relay), before the
+    /// expected set exists: the relays hear it first, directly. The
+    /// expected set follows in [`Coordinator::snapshot`], which must come
+    /// before any answer is taken in.
+    pub(crate) fn open(
         &mut self,
         cx: &mut Ctx,
         id: u64,
         spec: StartSweep,
         auth: Option<Box<RequestAuth>>,
-        members: Vec<MemberView>,
+        head: StartHead,
     ) -> SweepRequest {
         let settings = cx.settings;
-        let (expected, conflicts) = expected_set(cx.me, &spec.node_filter, members);
         let deadline = spec.deadline.min(settings.max_deadline);
-        let relays = choose_relays(settings, id, &cx.me.name, &expected);
+        let planned = head.members;
+        let relays = choose_relays(settings, id, planned, head.relay_candidates);
         // With certificates, a node whose key we have not cached sends its
         // whole certificate (about 150 bytes more, three times the room in
         // a relay's batch): count it four times when sizing the window.
         let cached_peers = cx.trust.as_ref().map(|t| t.peers.len());
-        let cold = cached_peers.map_or(0, |c| expected.len().saturating_sub(c));
-        let spread = settings.spread_for(expected.len() + 3 * cold, !relays.is_empty());
+        let cold = cached_peers.map_or(0, |c| planned.saturating_sub(c));
+        let spread = settings.spread_for(planned + 3 * cold, !relays.is_empty());
         let request = SweepRequest {
             id,
             coordinator: cx.me.peer_addr(),
@@ -259,35 +265,21 @@ impl Coordinator {
                 msg: SweepMessage::Request(request.clone()),
             });
         }
-        let settled = expected
-            .values()
-            .filter(|s| matches!(s.state, SlotState::Down))
-            .count() as u64;
-        // Rostered nodes SWIM does not count hear it straight from us.
-        let mut unreached = 0;
-        for slot in expected.values() {
-            if matches!(slot.state, SlotState::Unreached) {
-                unreached += 1;
-                cx.push(Effect::Send {
-                    to: slot.peer.addr,
-                    msg: SweepMessage::Request(request.clone()),
-                });
-            }
-        }
         let mut sweep = Sweep {
             request: request.clone(),
             started_at: cx.mono(),
             deadline_at: cx.mono() + deadline,
             spread,
-            expected,
+            expected: BTreeMap::new(),
+            planned: Some(planned as u64),
             late: BTreeMap::new(),
-            conflicts,
+            conflicts: BTreeMap::new(),
             intake: intake::Intake::default(),
             shapes: record::Shapes::default(),
-            reported: (0, settled),
+            reported: (0, 0),
             answered: 0,
-            settled,
-            unreached,
+            settled: 0,
+            unreached: 0,
             last_answer_at: None,
             tick_due: cx.mono() + settings.tick,
             deferred: 0,
@@ -304,8 +296,46 @@ impl Coordinator {
             timer: SweepTimer(TimerKind::Tick(id)),
         });
         self.sweeps.insert(id, sweep);
-        self.complete_if_settled(cx, id);
         request
+    }
+
+    /// Snapshot `members` as the expected set of sweep `id`, opened by
+    /// [`Coordinator::open`] and not snapshot yet (otherwise nothing
+    /// happens): rostered nodes SWIM does not count hear the request
+    /// straight from us.
+    pub(crate) fn snapshot(&mut self, cx: &mut Ctx, id: u64, members: Vec<MemberView>) {
+        let Some(sweep) = self.sweeps.get_mut(&id) else {
+            return;
+        };
+        if sweep.planned.take().is_none() {
+            return;
+        }
+        let (expected, conflicts) = expected_set(cx.me, &sweep.request.node_filter, members);
+        sweep.settled = expected
+            .values()
+            .filter(|s| matches!(s.state, SlotState::Down))
+            .count() as u64;
+        for slot in expected.values() {
+            if matches!(slot.state, SlotState::Unreached) {
+                sweep.unreached += 1;
+                cx.push(Effect::Send {
+                    to: slot.peer.addr,
+                    msg: SweepMessage::Request(sweep.request.clone()),
+                });
+            }
+        }
+        sweep.expected = expected;
+        sweep.conflicts = conflicts;
+        cx.push(sweep.progress());
+        self.complete_if_settled(cx, id);
+    }
+
+    /// Sweeps opened and not snapshot yet.
+    pub(crate) fn unsnapshot(&self) -> impl Iterator<Item = u64> + '_ {
+        self.sweeps
+            .iter()
+            .filter(|(_, s)| s.planned.is_some())
+            .map(|(id, _)| *id)
     }
 
     /// The relays sweep `id` named (empty when it has none or is over).
@@ -401,6 +431,9 @@ impl Coordinator {
         let Some(sweep) = self.sweeps.get_mut(&id) else {
             return;
         };
+        if sweep.planned.is_some() {
+            return;
+        }
         let all = sweep.expected.len() as u64;
         if sweep.unreached > 0 && sweep.settled + sweep.unreached == all {
             let waited = cx.mono().saturating_sub(sweep.started_at)
@@ -460,7 +493,7 @@ impl Sweep {
         Effect::Progress {
             sweep_id: self.request.id,
             answered: self.answered,
-            expected: self.expected.len() as u64,
+            expected: self.planned.unwrap_or(self.expected.len() as u64),
         }
     }
 
