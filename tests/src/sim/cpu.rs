@@ -101,9 +101,14 @@ pub enum CallKind {
     StartSweep,
     /// The coordinator snapshots the expected set, right after the start.
     SweepSnapshot,
+    /// The coordinator's call that completes the sweep (the last answer
+    /// or the deadline) and builds its document; `answers` counts the
+    /// document's nodes. A kind of its own so that the build is charged
+    /// where it happens, not spread over every answer.
+    SweepDocument,
 }
 
-pub const CALL_KINDS: usize = 17;
+pub const CALL_KINDS: usize = 18;
 
 impl CallKind {
     pub const ALL: [CallKind; CALL_KINDS] = [
@@ -124,6 +129,7 @@ impl CallKind {
         CallKind::ChecksDone,
         CallKind::StartSweep,
         CallKind::SweepSnapshot,
+        CallKind::SweepDocument,
     ];
 
     /// The kind's name in the model file.
@@ -146,6 +152,7 @@ impl CallKind {
             CallKind::ChecksDone => "checks_done",
             CallKind::StartSweep => "start_sweep",
             CallKind::SweepSnapshot => "sweep_snapshot",
+            CallKind::SweepDocument => "sweep_document",
         }
     }
 }

@@ -73,9 +73,10 @@ impl SimReport {
         };
         let _ = writeln!(
             o,
-            "  accounted for: {} ({how}); last answer {}",
+            "  accounted for: {} ({how}); last answer {}; document built {}",
             opt_ms(c.completed_ms),
-            opt_ms(c.last_answer_ms)
+            opt_ms(c.last_answer_ms),
+            opt_ms(c.document_ms)
         );
         let _ = writeln!(
             o,
@@ -182,6 +183,12 @@ impl SimReport {
             if cpu.mode == "off" { " (measured, not charged)" } else { "" },
             cpu.node_mean_us,
         );
+        let kinds: Vec<String> = cpu
+            .coordinator_by_kind
+            .iter()
+            .map(|(kind, calls, ms)| format!("{kind} {calls} × {ms:.1} ms"))
+            .collect();
+        let _ = writeln!(o, "    coordinator's calls by kind: {}", kinds.join(", "));
         let _ = writeln!(
             o,
             "    busiest relay {:.1}% busy, largest relay queue {}; {} dropped by full queues in all; coordinator derived {} pair keys during the sweep",

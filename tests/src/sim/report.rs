@@ -103,6 +103,9 @@ pub(crate) struct Tally {
     pub overflow: [u64; KINDS],
     pub to_dead: [u64; KINDS],
     pub malformed: u64,
+    /// The coordinator's calls by kind ([`super::cpu::CallKind`] order):
+    /// how many, and the CPU charged (or measured with `off`).
+    pub coordinator_calls: [(u64, Duration); super::cpu::CALL_KINDS],
     answers: Vec<AnswerArrival>,
 }
 
@@ -115,6 +118,7 @@ impl Tally {
             overflow: [0; KINDS],
             to_dead: [0; KINDS],
             malformed: 0,
+            coordinator_calls: [(0, Duration::ZERO); super::cpu::CALL_KINDS],
             answers: vec![AnswerArrival::default(); n],
         }
     }
@@ -156,6 +160,8 @@ pub(crate) struct Inputs<'a> {
     pub sweep_started: Option<Duration>,
     pub doc: Option<&'a SweepDocument>,
     pub completed_at: Option<Duration>,
+    /// When the call that completed the sweep began.
+    pub settled_at: Option<Duration>,
     pub events: u64,
     /// Pair keys the coordinator derived (certificate check plus X25519).
     pub pair_keys_derived: u64,
@@ -208,6 +214,9 @@ pub struct CpuFigures {
     /// measured thread CPU otherwise (with `off`, measured but not
     /// charged).
     pub coordinator_ms: f64,
+    /// The coordinator's calls by kind, the costliest first: kind, calls,
+    /// milliseconds (as `coordinator_ms`).
+    pub coordinator_by_kind: Vec<(String, u64, f64)>,
     /// Mean over every other node.
     pub node_mean_us: f64,
     /// Virtual time the coordinator was busy (its calls' charges plus
@@ -286,6 +295,9 @@ pub struct Completion {
     /// The coordinator completed the sweep (every node accounted for, or
     /// the deadline), ms from the start; `None` if it never did.
     pub completed_ms: Option<f64>,
+    /// The document of the completed sweep was built, ms from the start:
+    /// `completed_ms` plus the completing call's CPU.
+    pub document_ms: Option<f64>,
     /// The coordinator completed before the deadline: every expected node
     /// answered or was known down.
     pub before_deadline: bool,
@@ -420,7 +432,8 @@ pub(crate) fn build(inp: Inputs<'_>) -> SimReport {
     };
 
     let deadline_ms = ms(s.deadline);
-    let completed_ms = inp.completed_at.map(since);
+    let completed_ms = inp.settled_at.or(inp.completed_at).map(since);
+    let document_ms = inp.completed_at.map(since);
     let last_answer = t
         .answers
         .iter()
@@ -428,6 +441,7 @@ pub(crate) fn build(inp: Inputs<'_>) -> SimReport {
         .max();
     let completion = Completion {
         completed_ms,
+        document_ms,
         before_deadline: completed_ms.is_some_and(|c| c + 0.5 < deadline_ms),
         last_answer_ms: last_answer.map(since),
         deadline_ms,
@@ -561,6 +575,7 @@ pub(crate) fn build(inp: Inputs<'_>) -> SimReport {
                 .unwrap_or(0),
             identities: s.identities,
             coordinator_ms: inp.metrics[0].cpu.as_secs_f64() * 1e3,
+            coordinator_by_kind: by_kind(&inp.tally.coordinator_calls),
             node_mean_us: if n > 1 {
                 inp.metrics[1..]
                     .iter()
@@ -742,4 +757,17 @@ fn check(inp: &Inputs<'_>) -> Accounting {
         problem_count,
         problems,
     }
+}
+
+/// The coordinator's calls by kind, the costliest first, kinds it never
+/// had left out.
+fn by_kind(calls: &[(u64, Duration); super::cpu::CALL_KINDS]) -> Vec<(String, u64, f64)> {
+    let mut rows: Vec<(String, u64, f64)> = super::cpu::CallKind::ALL
+        .iter()
+        .zip(calls)
+        .filter(|(_, (n, _))| *n > 0)
+        .map(|(k, (n, d))| (k.name().to_string(), *n, d.as_secs_f64() * 1e3))
+        .collect();
+    rows.sort_by(|a, b| b.2.total_cmp(&a.2));
+    rows
 }

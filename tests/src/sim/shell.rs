@@ -76,6 +76,9 @@ pub(super) struct Shared {
     pub finished: bool,
     pub done: Option<Box<SweepDocument>>,
     pub done_at: Option<Duration>,
+    /// When the call that completed the sweep began: every node was
+    /// accounted for then; `done_at` adds the document's build.
+    pub settled_at: Option<Duration>,
     pub tally: Tally,
     /// How node calls are charged.
     pub cpu: CpuMode,
@@ -260,10 +263,19 @@ fn charged(
         Duration::ZERO
     };
     let outputs: Vec<Output> = std::iter::from_fn(|| node.node.next_output()).collect();
+    let mut kind = kind;
     for o in &outputs {
-        if let Output::Datagram { bytes, .. } = o {
-            units.out_datagrams += 1;
-            units.out_bytes += bytes.len() as u32;
+        match o {
+            Output::Datagram { bytes, .. } => {
+                units.out_datagrams += 1;
+                units.out_bytes += bytes.len() as u32;
+            }
+            Output::Completed { document, .. } => {
+                kind = CallKind::SweepDocument;
+                units.answers = document.nodes.len() as u32;
+                sh.settled_at = Some(sh.now);
+            }
+            _ => {}
         }
     }
     units.members = node.node.num_members() as u32;
@@ -285,6 +297,11 @@ fn charged(
     }
     if sh.counting {
         node.m.cpu += spent;
+        if i == COORDINATOR {
+            let kind = &mut sh.tally.coordinator_calls[kind as usize];
+            kind.0 += 1;
+            kind.1 += spent;
+        }
     }
     let start = sh.now;
     sh.now = start + cost;

@@ -246,6 +246,7 @@ impl World {
                 finished: false,
                 done: None,
                 done_at: None,
+                settled_at: None,
                 tally: Tally::new(n),
                 clock_overhead: match settings.cpu {
                     CpuMode::Model(_) => Duration::ZERO,
@@ -298,6 +299,7 @@ impl World {
             sweep_started: self.sh.sweep_started,
             doc: self.sh.done.as_deref(),
             completed_at: self.sh.done_at,
+            settled_at: self.sh.settled_at,
             events: self.sh.queue.popped(),
             pair_keys_derived: self.nodes[COORDINATOR].node.pair_keys_derived() - self.keys_before,
             relays: &self.sh.relays,

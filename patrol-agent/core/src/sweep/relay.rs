@@ -61,8 +61,20 @@ struct RelaySweep {
     /// A flush timer is scheduled.
     flush_pending: bool,
     /// Batches sent and not acked yet, by number.
-    unacked: HashMap<u32, RelayBatch>,
+    unacked: HashMap<u32, Unacked>,
     next_batch: u32,
+    /// How long the coordinator takes to ack a batch, as TCP estimates a
+    /// round trip (RFC 6298): smoothed and its variation, from batches
+    /// acked without a resend. A coordinator that falls behind acks late;
+    /// the resend waits for that instead of adding copies to its queue.
+    rtt: Option<(Duration, Duration)>,
+}
+
+#[derive(Debug)]
+struct Unacked {
+    batch: RelayBatch,
+    sent_at: Duration,
+    resent: bool,
 }
 
 #[derive(Debug)]
@@ -95,6 +107,7 @@ impl Relay {
             flush_pending: false,
             unacked: HashMap::new(),
             next_batch: 0,
+            rtt: None,
         });
     }
 
@@ -141,33 +154,50 @@ impl Relay {
 
     /// Resend batch `batch` unless acked (attempt `attempt`).
     pub(crate) fn resend(&mut self, cx: &mut Ctx, sweep_id: u64, batch: u32, attempt: u32) {
-        let Some(sweep) = self.sweeps.get(&sweep_id) else {
+        let Some(sweep) = self.sweeps.get_mut(&sweep_id) else {
             return;
         };
-        let Some(b) = sweep.unacked.get(&batch) else {
+        let Some(b) = sweep.unacked.get_mut(&batch) else {
             return;
         };
         if cx.mono() >= sweep.expires_at {
             return;
         }
+        b.resent = true;
         cx.counters.relay.batches_resent += 1;
         cx.push(Effect::Send {
             to: sweep.coordinator,
-            msg: SweepMessage::Batch(b.clone()),
+            msg: SweepMessage::Batch(b.batch.clone()),
         });
-        schedule_resend(cx, sweep_id, batch, attempt + 1);
+        let rtt = sweep.rtt;
+        schedule_resend(cx, sweep_id, batch, attempt + 1, rtt);
     }
 
-    /// The coordinator acked batch `batch`: the headers it carried are
-    /// known from now on. Acks from anyone else are refused (false).
-    pub(crate) fn batch_acked(&mut self, from: SocketAddr, sweep_id: u64, batch: u32) -> bool {
+    /// The coordinator acked batch `batch` at `now`: the headers it
+    /// carried are known from now on, and a batch never resent tells how
+    /// long acks take. Acks from anyone else are refused (false).
+    pub(crate) fn batch_acked(
+        &mut self,
+        now: Duration,
+        from: SocketAddr,
+        sweep_id: u64,
+        batch: u32,
+    ) -> bool {
         let Some(sweep) = self.sweeps.get_mut(&sweep_id) else {
             return true;
         };
         if sweep.coordinator != from {
             return false;
         }
-        if let Some(b) = sweep.unacked.remove(&batch) {
+        if let Some(Unacked {
+            batch: b,
+            sent_at,
+            resent,
+        }) = sweep.unacked.remove(&batch)
+        {
+            if !resent {
+                sweep.rtt = Some(next_rtt(sweep.rtt, now.saturating_sub(sent_at)));
+            }
             for g in b.groups.iter().filter(|g| g.header.is_some()) {
                 if let Some(group) = sweep.groups.get_mut(g.key as usize) {
                     group.known = true;
@@ -349,14 +379,61 @@ impl RelaySweep {
                 to: self.coordinator,
                 msg: SweepMessage::Batch(batch.clone()),
             });
-            schedule_resend(cx, sweep_id, batch.batch, 1);
-            self.unacked.insert(batch.batch, batch);
+            schedule_resend(cx, sweep_id, batch.batch, 1, self.rtt);
+            self.unacked.insert(
+                batch.batch,
+                Unacked {
+                    batch,
+                    sent_at: cx.mono(),
+                    resent: false,
+                },
+            );
         }
     }
 }
 
-fn schedule_resend(cx: &mut Ctx, sweep_id: u64, batch: u32, attempt: u32) {
-    let after = cx.retry_delay(attempt.saturating_sub(1));
+/// The round-trip estimate after one more sample (RFC 6298: smoothed
+/// with gain 1/8, its variation with gain 1/4).
+fn next_rtt(rtt: Option<(Duration, Duration)>, sample: Duration) -> (Duration, Duration) {
+    match rtt {
+        None => (sample, sample / 2),
+        Some((srtt, var)) => {
+            let diff = srtt.abs_diff(sample);
+            ((srtt * 7 + sample) / 8, (var * 3 + diff) / 4)
+        }
+    }
+}
+
+/// The wait before resend `n` (0 for the first): `retry` (the answer
+/// retry delay of that attempt), or longer when acks take longer: the
+/// smoothed round trip plus four times its variation, doubled per
+/// attempt, up to `retry_max`.
+fn resend_after(
+    retry: Duration,
+    n: u32,
+    rtt: Option<(Duration, Duration)>,
+    retry_max: Duration,
+) -> Duration {
+    let Some((srtt, var)) = rtt else {
+        return retry;
+    };
+    let rto = (srtt + var * 4).saturating_mul(1u32 << n.min(16));
+    retry.max(rto.min(retry_max))
+}
+
+/// A batch's resend: after the retry delay of its attempt, or the time
+/// acks take now (smoothed plus four times its variation, doubling with
+/// every attempt) when that is longer, so that a coordinator behind on
+/// its queue is not sent copies of what waits in it.
+fn schedule_resend(
+    cx: &mut Ctx,
+    sweep_id: u64,
+    batch: u32,
+    attempt: u32,
+    rtt: Option<(Duration, Duration)>,
+) {
+    let n = attempt.saturating_sub(1);
+    let after = resend_after(cx.retry_delay(n), n, rtt, cx.settings.retry_max);
     cx.push(Effect::Schedule {
         after,
         timer: SweepTimer(TimerKind::RelayResend(sweep_id, batch, attempt)),
@@ -396,4 +473,36 @@ pub(crate) fn choose_relays(
     }
     candidates.truncate(count);
     candidates
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn the_round_trip_estimate_follows_acks_as_tcp_does() {
+        let rtt = next_rtt(None, 40 * MS);
+        assert_eq!(rtt, (40 * MS, 20 * MS));
+        // A coordinator falling behind: acks take 400 ms.
+        let rtt = next_rtt(Some(rtt), 400 * MS);
+        assert_eq!(rtt, (85 * MS, 105 * MS));
+    }
+
+    #[test]
+    fn a_resend_waits_for_acks_that_come_late_and_no_longer_than_retry_max() {
+        let retry = 150 * MS;
+        let max = 800 * MS;
+        // No ack timed yet, or acks quick: the retry delay.
+        assert_eq!(resend_after(retry, 0, None, max), retry);
+        assert_eq!(resend_after(retry, 0, Some((5 * MS, 2 * MS)), max), retry);
+        // Acks take about 200 ms, varying by 30: 320 ms, then doubled.
+        let slow = Some((200 * MS, 30 * MS));
+        assert_eq!(resend_after(retry, 0, slow, max), 320 * MS);
+        assert_eq!(resend_after(300 * MS, 1, slow, max), 640 * MS);
+        // Never past retry_max for the round trip's sake.
+        assert_eq!(resend_after(600 * MS, 2, slow, max), max);
+        assert_eq!(resend_after(retry, 0, Some((2 * max, MS)), max), max);
+    }
 }
