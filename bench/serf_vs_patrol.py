@@ -175,7 +175,7 @@ def serf_query(n, rpc, work):
 # -------------------------------------------------------------- Patrol
 
 
-def patrol_cluster(n, work):
+def patrol_cluster(n, work, converge_timeout=120):
     key = os.path.join(work, "cluster.key")
     subprocess.run([os.path.join(RELEASE, "patrol"), "keys", "generate", "--out", key], check=True,
                    capture_output=True)
@@ -200,7 +200,7 @@ def patrol_cluster(n, work):
         controls.append(fields["control"])
         pids.append(p.pid)
     cfg0 = os.path.join(work, "p000.toml")
-    deadline = time.time() + 120
+    deadline = time.time() + converge_timeout
     while time.time() < deadline:
         ok = True
         for c in (controls[0], controls[-1], controls[n // 2]):
