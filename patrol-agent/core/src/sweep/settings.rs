@@ -182,14 +182,16 @@ pub struct SweepSettings {
     pub relay_flush: Duration,
     /// With relays, the answer spread window is `expected *
     /// relay_spread_per_node` (capped by `answer_spread_max`): sized for
-    /// what the relays and the coordinator receive, rather than for one
-    /// datagram per node at the coordinator. Default 1 µs: 100 ms at
-    /// 100,000 nodes, 2,000 answers per relay and about 13,000 datagrams
-    /// at the coordinator in that window plus the stragglers, with no
-    /// receive queue overflowing in the simulator; the backstop's first
-    /// round then comes at 200 ms (3 µs put it at 400 ms). With
-    /// certificates, each expected node beyond the peer keys cached counts
-    /// four times (its answer carries the whole certificate).
+    /// what the coordinator can take in, rather than for one datagram per
+    /// node at the coordinator. Default 3 µs: 300 ms at 100,000 nodes,
+    /// 2,000 answers per relay. With every node's CPU charged in the
+    /// simulator (`patrol-sim --cpu model`), 1 µs crowded the answers of
+    /// 100,000 nodes into 100 ms, more than the coordinator takes in: its
+    /// receive queue overflowed and the retries and backstop that followed
+    /// took the sweep past a second (`bench/RESULTS.md`, "Charged CPU at
+    /// scale"). With certificates, each expected node beyond the peer keys
+    /// cached counts four times (its answer carries the whole
+    /// certificate).
     pub relay_spread_per_node: Duration,
     /// Sends of an answer to its relay before the node gives up on the
     /// relay and sends to the coordinator directly (the first send counts;
@@ -233,7 +235,7 @@ impl Default for SweepSettings {
             nodes_per_relay: 2000,
             max_relays: 64,
             relay_flush: Duration::from_millis(10),
-            relay_spread_per_node: Duration::from_micros(1),
+            relay_spread_per_node: Duration::from_micros(3),
             relay_attempts: 1,
             max_relayed_nodes: 65_536,
         }
