@@ -22,11 +22,11 @@
 //! for is signed at once; received copies never hold one.
 
 use core::net::SocketAddr;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::tags::Tags;
 use crate::trust::{CertDigest, SigningKey};
 
 /// A node's identity: name (unique in the cluster), gossip address, a bump
@@ -37,7 +37,9 @@ pub struct NodeId {
     pub name: String,
     pub addr: SocketAddr,
     pub bump: u64,
-    pub tags: BTreeMap<String, String>,
+    /// Interned, and on the wire a `BTreeMap<String, String>` (see
+    /// [`Tags`]).
+    pub tags: Tags,
     /// The node's signature over the four fields above (with `[trust]`).
     pub proof: Option<MemberProof>,
     /// Our own identity's key, to sign its renewals. Never sent.
@@ -154,13 +156,13 @@ impl NodeId {
         name: impl Into<String>,
         addr: SocketAddr,
         bump: u64,
-        tags: BTreeMap<String, String>,
+        tags: impl Into<Tags>,
     ) -> Self {
         NodeId {
             name: name.into(),
             addr,
             bump,
-            tags,
+            tags: tags.into(),
             proof: None,
             signer: None,
         }
@@ -198,7 +200,7 @@ impl NodeId {
     /// accepts an announce whose destination has the receiver's address,
     /// and learns the seed's real identity from its reply.
     pub fn seed_placeholder(addr: SocketAddr) -> Self {
-        NodeId::new(format!("seed@{addr}"), addr, 0, BTreeMap::new())
+        NodeId::new(format!("seed@{addr}"), addr, 0, Tags::default())
     }
 }
 
@@ -223,6 +225,8 @@ impl foca::Identity for NodeId {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use foca::Identity;
 
     use super::*;

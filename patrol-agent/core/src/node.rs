@@ -256,7 +256,7 @@ impl Node {
         let peer = Peer {
             name: me.name.clone(),
             addr: me.addr,
-            tags: me.tags.clone(),
+            tags: me.tags.to_map(),
         };
         let core = SweepCore::new(peer, settings.cluster.clone(), settings.sweep.clone(), seed);
         let rng = SmallRng::seed_from_u64(seed);
@@ -1298,7 +1298,7 @@ impl Node {
         doc.gone = gate
             .roster
             .gone()
-            .filter(|g| patrol_model::selector::tags_match(&doc.node_filter, &g.entry.tags))
+            .filter(|g| g.entry.tags.matches(&doc.node_filter))
             .filter(|g| !doc.nodes.iter().any(|n| n.name == g.entry.name))
             .map(|g| patrol_model::GoneNode {
                 name: g.entry.name.clone(),
@@ -1342,7 +1342,7 @@ fn membership_snapshot<'a>(
             peer: Peer {
                 name: m.id().name.clone(),
                 addr: m.id().addr,
-                tags: m.id().tags.clone(),
+                tags: m.id().tags.to_map(),
             },
             alive: m.state() != foca::State::Down,
             rostered: false,
@@ -1367,7 +1367,7 @@ fn roster_snapshot<'a>(
             peer: Peer {
                 name: e.name.clone(),
                 addr: e.addr,
-                tags: e.tags.clone(),
+                tags: e.tags.to_map(),
             },
             alive: alive.contains(e.name.as_str()),
             rostered: true,
