@@ -41,7 +41,10 @@ pub struct NodeId {
     /// [`Tags`]).
     pub tags: Tags,
     /// The node's signature over the four fields above (with `[trust]`).
-    pub proof: Option<MemberProof>,
+    /// Boxed: every member holds an identity, and without `[trust]` a
+    /// pointer's width is all this costs it (on the wire the same bytes as
+    /// an unboxed `Option<MemberProof>`).
+    pub proof: Option<Box<MemberProof>>,
     /// Our own identity's key, to sign its renewals. Never sent.
     #[serde(skip)]
     pub signer: Option<Arc<IdentitySigner>>,
@@ -54,7 +57,8 @@ pub struct NodeId {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberProof {
     pub cert: CertDigest,
-    pub sig: Vec<u8>,
+    /// 64 bytes from an honest node; on the wire a `Vec<u8>`'s bytes.
+    pub sig: Box<[u8]>,
 }
 
 /// Bytes a [`MemberProof`] adds to an identity on the wire: the option
@@ -84,13 +88,13 @@ impl IdentitySigner {
     }
 
     /// The proof of `id` by this key.
-    pub fn prove(&self, id: &NodeId) -> MemberProof {
+    pub fn prove(&self, id: &NodeId) -> Box<MemberProof> {
         use ed25519_dalek::Signer;
         let sig = self.key.sign(&id.signed_bytes(&self.cluster));
-        MemberProof {
+        Box::new(MemberProof {
             cert: self.cert,
-            sig: sig.to_bytes().to_vec(),
-        }
+            sig: Box::new(sig.to_bytes()),
+        })
     }
 }
 

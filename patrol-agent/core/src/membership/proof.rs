@@ -274,7 +274,7 @@ impl MemberBook {
             return Check::Refused(Refusal::WrongCertificate);
         }
         let serial = cert.serial();
-        let Ok(sig) = <[u8; 64]>::try_from(proof.sig.as_slice()) else {
+        let Ok(sig) = <[u8; 64]>::try_from(&*proof.sig) else {
             return Check::Refused(Refusal::BadSignature);
         };
         if cert
