@@ -260,4 +260,84 @@ mod tests {
             assert!(!old.win_addr_conflict(&new));
         }
     }
+
+    /// `NodeId` as it was before its tags were interned and its proof
+    /// boxed: what older agents send and sign.
+    #[derive(Serialize, Deserialize)]
+    struct OldNodeId {
+        name: String,
+        addr: SocketAddr,
+        bump: u64,
+        tags: BTreeMap<String, String>,
+        proof: Option<OldMemberProof>,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct OldMemberProof {
+        cert: CertDigest,
+        sig: Vec<u8>,
+    }
+
+    fn bincode_of<T: Serialize>(value: &T) -> Vec<u8> {
+        bincode::serde::encode_to_vec(value, bincode::config::standard()).unwrap()
+    }
+
+    fn old_signed_bytes(old: &OldNodeId, cluster: &str) -> Vec<u8> {
+        let mut bytes = b"patrol-member-v1\0".to_vec();
+        bytes.extend_from_slice(&(cluster.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(cluster.as_bytes());
+        bytes.extend(bincode_of(&(&old.name, &old.addr, old.bump, &old.tags)));
+        bytes
+    }
+
+    #[test]
+    fn identities_and_the_bytes_they_sign_are_what_they_were_before_tags_were_interned() {
+        let addr: SocketAddr = "10.1.2.3:7946".parse().unwrap();
+        let signer = Arc::new(IdentitySigner::new(
+            SigningKey::from_bytes(&[7; 32]),
+            [9; 16],
+            "c1",
+        ));
+        let tag_sets: [&[(&str, &str)]; 3] = [
+            &[],
+            &[("role", "worker")],
+            &[("zone", "b"), ("role", "db"), ("rack", "r7")],
+        ];
+        for pairs in tag_sets {
+            let tags: BTreeMap<String, String> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let id = NodeId::new("host-7", addr, 1_800_000_000_000, tags.clone())
+                .signed(Arc::clone(&signer));
+            let proof = id.proof.as_ref().unwrap();
+            let old = OldNodeId {
+                name: "host-7".into(),
+                addr,
+                bump: 1_800_000_000_000,
+                tags,
+                proof: Some(OldMemberProof {
+                    cert: proof.cert,
+                    sig: proof.sig.to_vec(),
+                }),
+            };
+            assert_eq!(id.signed_bytes("c1"), old_signed_bytes(&old, "c1"));
+            assert_eq!(bincode_of(&id), bincode_of(&old));
+            assert_eq!(id.encoded_len(), bincode_of(&old).len());
+            let (back, _): (NodeId, usize) =
+                bincode::serde::decode_from_slice(&bincode_of(&old), bincode::config::standard())
+                    .unwrap();
+            assert_eq!(back, id);
+            assert_eq!(back.proof, id.proof);
+        }
+        let unproven = NodeId::new("host-7", addr, 1, BTreeMap::new());
+        let old_unproven = OldNodeId {
+            name: "host-7".into(),
+            addr,
+            bump: 1,
+            tags: BTreeMap::new(),
+            proof: None,
+        };
+        assert_eq!(bincode_of(&unproven), bincode_of(&old_unproven));
+    }
 }
