@@ -256,7 +256,7 @@ impl Node {
         let peer = Peer {
             name: me.name.clone(),
             addr: me.addr,
-            tags: me.tags.to_map(),
+            tags: me.tags.clone(),
         };
         let core = SweepCore::new(peer, settings.cluster.clone(), settings.sweep.clone(), seed);
         let rng = SmallRng::seed_from_u64(seed);
@@ -1342,7 +1342,7 @@ fn membership_snapshot<'a>(
             peer: Peer {
                 name: m.id().name.clone(),
                 addr: m.id().addr,
-                tags: m.id().tags.to_map(),
+                tags: m.id().tags.clone(),
             },
             alive: m.state() != foca::State::Down,
             rostered: false,
@@ -1367,7 +1367,7 @@ fn roster_snapshot<'a>(
             peer: Peer {
                 name: e.name.clone(),
                 addr: e.addr,
-                tags: e.tags.to_map(),
+                tags: e.tags.clone(),
             },
             alive: alive.contains(e.name.as_str()),
             rostered: true,

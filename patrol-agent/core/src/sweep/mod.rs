@@ -70,7 +70,9 @@ use crate::clock::Now;
 pub struct Peer {
     pub name: String,
     pub addr: SocketAddr,
-    pub tags: BTreeMap<String, String>,
+    /// The identity's interned tags: one expected set holds a peer per
+    /// member.
+    pub tags: crate::tags::Tags,
 }
 
 impl Peer {
