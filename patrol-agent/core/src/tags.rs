@@ -21,11 +21,11 @@
 //! [`INTERN_MAX_SETS`] sets, each of at most [`INTERN_MAX_PAIRS`] pairs and
 //! [`INTERN_MAX_TEXT`] bytes of text. A set over those bounds, or arriving
 //! when the interner is full of sets still in use, gets an allocation of
-//! its own: the tags are the same, only not shared
-//! ([`interner_stats`] counts them). Sets no identity holds any more are
-//! dropped when the interner is full. The interner is process-wide: it
-//! changes where tags live, never what they are, so the simulator's nodes
-//! may share it.
+//! its own: the tags are the same, only not shared ([`interner_stats`]
+//! counts them, and the agent's `tag_sets_unshared` counter). Sets no
+//! identity holds any more are dropped when the interner is full. The
+//! interner is process-wide: it changes where tags live, never what they
+//! are, so the simulator's nodes may share it.
 
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
