@@ -387,7 +387,7 @@ fn main() {
     let me = Peer {
         name: "coordinator".to_string(),
         addr: SocketAddr::new(Ipv4Addr::new(10, 255, 255, 254).into(), 7946),
-        tags: tags(0),
+        tags: tags(0).into(),
     };
     let mut core = SweepCore::new(me.clone(), "bench".to_string(), settings.clone(), args.seed);
     let ids = args.identities.then(|| identities(&names));
@@ -455,7 +455,7 @@ fn main() {
             peer: Peer {
                 name: fleet.names[i].clone(),
                 addr: addr(i),
-                tags: tags(i),
+                tags: tags(i).into(),
             },
             alive: true,
             rostered: false,

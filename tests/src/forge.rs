@@ -130,7 +130,7 @@ impl Forge {
             creds.cert.body.name.clone(),
             self.addr,
             WallClock::default().unix_ms(),
-            Default::default(),
+            patrol_core::tags::Tags::default(),
         )
         .signed(signer);
         let hello = CertMessage::Want {

@@ -769,7 +769,7 @@ async fn an_oversized_identity_is_refused() {
         1,
         (0..30)
             .map(|i| (format!("tag-{i:02}-{}", "k".repeat(12)), "v".repeat(16)))
-            .collect(),
+            .collect::<BTreeMap<_, _>>(),
     );
     for big in [&long_name, &many_tags] {
         assert!(big.encoded_len() > patrol_agent::identity::MAX_IDENTITY_BYTES);

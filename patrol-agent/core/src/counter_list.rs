@@ -180,8 +180,14 @@ pub const CONTROL_REQUESTS_REFUSED: Family = Family {
     help: "Sweeps refused on the control channel by the per-operator quotas: operator_concurrent (the operator already runs its share of this agent's sweeps) or operator_rate (the operator started too many sweeps in the last minute)",
 };
 
+/// Tag sets not shared (see [`crate::tags`]).
+pub const TAG_SETS_UNSHARED: Family = Family {
+    name: "tag_sets_unshared",
+    help: "Identities' tag sets given a copy of their own instead of the shared one, in this process: over the interner's bounds (32 tags, 256 bytes), or while it held 1,024 sets in use (far more distinct tag sets than a fleet has: made-up tags)",
+};
+
 /// Every family, in the order the list shows them.
-pub const FAMILIES: [Family; 19] = [
+pub const FAMILIES: [Family; 20] = [
     DATAGRAMS_RECEIVED,
     DATAGRAMS_SENT,
     DATAGRAMS_DROPPED,
@@ -201,6 +207,7 @@ pub const FAMILIES: [Family; 19] = [
     REQUEST_REFUSALS_UNAUDITED,
     AUDIT_LINES_SUPPRESSED,
     CONTROL_REQUESTS_REFUSED,
+    TAG_SETS_UNSHARED,
 ];
 
 impl NodeStats {

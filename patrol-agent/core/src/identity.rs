@@ -22,11 +22,11 @@
 //! for is signed at once; received copies never hold one.
 
 use core::net::SocketAddr;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::tags::Tags;
 use crate::trust::{CertDigest, SigningKey};
 
 /// A node's identity: name (unique in the cluster), gossip address, a bump
@@ -37,9 +37,14 @@ pub struct NodeId {
     pub name: String,
     pub addr: SocketAddr,
     pub bump: u64,
-    pub tags: BTreeMap<String, String>,
+    /// Interned, and on the wire a `BTreeMap<String, String>` (see
+    /// [`Tags`]).
+    pub tags: Tags,
     /// The node's signature over the four fields above (with `[trust]`).
-    pub proof: Option<MemberProof>,
+    /// Boxed: every member holds an identity, and without `[trust]` a
+    /// pointer's width is all this costs it (on the wire the same bytes as
+    /// an unboxed `Option<MemberProof>`).
+    pub proof: Option<Box<MemberProof>>,
     /// Our own identity's key, to sign its renewals. Never sent.
     #[serde(skip)]
     pub signer: Option<Arc<IdentitySigner>>,
@@ -52,7 +57,8 @@ pub struct NodeId {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberProof {
     pub cert: CertDigest,
-    pub sig: Vec<u8>,
+    /// 64 bytes from an honest node; on the wire a `Vec<u8>`'s bytes.
+    pub sig: Box<[u8]>,
 }
 
 /// Bytes a [`MemberProof`] adds to an identity on the wire: the option
@@ -82,13 +88,13 @@ impl IdentitySigner {
     }
 
     /// The proof of `id` by this key.
-    pub fn prove(&self, id: &NodeId) -> MemberProof {
+    pub fn prove(&self, id: &NodeId) -> Box<MemberProof> {
         use ed25519_dalek::Signer;
         let sig = self.key.sign(&id.signed_bytes(&self.cluster));
-        MemberProof {
+        Box::new(MemberProof {
             cert: self.cert,
-            sig: sig.to_bytes().to_vec(),
-        }
+            sig: Box::new(sig.to_bytes()),
+        })
     }
 }
 
@@ -154,13 +160,13 @@ impl NodeId {
         name: impl Into<String>,
         addr: SocketAddr,
         bump: u64,
-        tags: BTreeMap<String, String>,
+        tags: impl Into<Tags>,
     ) -> Self {
         NodeId {
             name: name.into(),
             addr,
             bump,
-            tags,
+            tags: tags.into(),
             proof: None,
             signer: None,
         }
@@ -198,7 +204,7 @@ impl NodeId {
     /// accepts an announce whose destination has the receiver's address,
     /// and learns the seed's real identity from its reply.
     pub fn seed_placeholder(addr: SocketAddr) -> Self {
-        NodeId::new(format!("seed@{addr}"), addr, 0, BTreeMap::new())
+        NodeId::new(format!("seed@{addr}"), addr, 0, Tags::default())
     }
 }
 
@@ -223,6 +229,8 @@ impl foca::Identity for NodeId {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use foca::Identity;
 
     use super::*;
@@ -251,5 +259,85 @@ mod tests {
             assert!(new.win_addr_conflict(&old), "{days} days later");
             assert!(!old.win_addr_conflict(&new));
         }
+    }
+
+    /// `NodeId` as it was before its tags were interned and its proof
+    /// boxed: what older agents send and sign.
+    #[derive(Serialize, Deserialize)]
+    struct OldNodeId {
+        name: String,
+        addr: SocketAddr,
+        bump: u64,
+        tags: BTreeMap<String, String>,
+        proof: Option<OldMemberProof>,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct OldMemberProof {
+        cert: CertDigest,
+        sig: Vec<u8>,
+    }
+
+    fn bincode_of<T: Serialize>(value: &T) -> Vec<u8> {
+        bincode::serde::encode_to_vec(value, bincode::config::standard()).unwrap()
+    }
+
+    fn old_signed_bytes(old: &OldNodeId, cluster: &str) -> Vec<u8> {
+        let mut bytes = b"patrol-member-v1\0".to_vec();
+        bytes.extend_from_slice(&(cluster.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(cluster.as_bytes());
+        bytes.extend(bincode_of(&(&old.name, &old.addr, old.bump, &old.tags)));
+        bytes
+    }
+
+    #[test]
+    fn identities_and_the_bytes_they_sign_are_what_they_were_before_tags_were_interned() {
+        let addr: SocketAddr = "10.1.2.3:7946".parse().unwrap();
+        let signer = Arc::new(IdentitySigner::new(
+            SigningKey::from_bytes(&[7; 32]),
+            [9; 16],
+            "c1",
+        ));
+        let tag_sets: [&[(&str, &str)]; 3] = [
+            &[],
+            &[("role", "worker")],
+            &[("zone", "b"), ("role", "db"), ("rack", "r7")],
+        ];
+        for pairs in tag_sets {
+            let tags: BTreeMap<String, String> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let id = NodeId::new("host-7", addr, 1_800_000_000_000, tags.clone())
+                .signed(Arc::clone(&signer));
+            let proof = id.proof.as_ref().unwrap();
+            let old = OldNodeId {
+                name: "host-7".into(),
+                addr,
+                bump: 1_800_000_000_000,
+                tags,
+                proof: Some(OldMemberProof {
+                    cert: proof.cert,
+                    sig: proof.sig.to_vec(),
+                }),
+            };
+            assert_eq!(id.signed_bytes("c1"), old_signed_bytes(&old, "c1"));
+            assert_eq!(bincode_of(&id), bincode_of(&old));
+            assert_eq!(id.encoded_len(), bincode_of(&old).len());
+            let (back, _): (NodeId, usize) =
+                bincode::serde::decode_from_slice(&bincode_of(&old), bincode::config::standard())
+                    .unwrap();
+            assert_eq!(back, id);
+            assert_eq!(back.proof, id.proof);
+        }
+        let unproven = NodeId::new("host-7", addr, 1, BTreeMap::new());
+        let old_unproven = OldNodeId {
+            name: "host-7".into(),
+            addr,
+            bump: 1,
+            tags: BTreeMap::new(),
+            proof: None,
+        };
+        assert_eq!(bincode_of(&unproven), bincode_of(&old_unproven));
     }
 }

@@ -21,6 +21,7 @@ pub mod membership;
 pub mod node;
 pub mod settings;
 pub mod sweep;
+pub mod tags;
 pub mod trust;
 
 pub use constraint::SettingsError;

@@ -33,7 +33,6 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use foca::{AccumulatingRuntime, Foca, Member, OwnedNotification};
-use patrol_model::selector::tags_match;
 use patrol_model::{CheckOutcome, Selector, SweepDocument, SwimState};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
@@ -506,7 +505,7 @@ impl Node {
     fn start_head(&mut self, now: Now, filter: &Tags) -> crate::sweep::StartHead {
         let me = self.foca.identity();
         let mut head = crate::sweep::StartHead {
-            members: usize::from(tags_match(filter, &me.tags)),
+            members: usize::from(me.tags.matches(filter)),
             relay_candidates: Vec::new(),
         };
         let me = me.name.clone();
@@ -514,7 +513,7 @@ impl Node {
             None => {
                 for m in self.foca.iter_membership_state() {
                     let id = m.id();
-                    if id.name == me || !tags_match(filter, &id.tags) {
+                    if id.name == me || !id.tags.matches(filter) {
                         continue;
                     }
                     head.members += 1;
@@ -528,13 +527,13 @@ impl Node {
                 head.members += gate
                     .roster
                     .entries()
-                    .filter(|e| e.name != me && tags_match(filter, &e.tags))
+                    .filter(|e| e.name != me && e.tags.matches(filter))
                     .count();
                 for m in self.foca.iter_membership_state() {
                     let id = m.id();
                     if m.state() == foca::State::Down
                         || id.name == me
-                        || !tags_match(filter, &id.tags)
+                        || !id.tags.matches(filter)
                         || gate.roster.get(&id.name).is_none()
                     {
                         continue;
@@ -1368,7 +1367,7 @@ impl Node {
         doc.gone = gate
             .roster
             .gone()
-            .filter(|g| patrol_model::selector::tags_match(&doc.node_filter, &g.entry.tags))
+            .filter(|g| g.entry.tags.matches(&doc.node_filter))
             .filter(|g| !doc.nodes.iter().any(|n| n.name == g.entry.name))
             .map(|g| patrol_model::GoneNode {
                 name: g.entry.name.clone(),

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use patrol_checks::{CheckOutcome, Selector};
 use patrol_core::counter_list::{
-    Count, AUDIT_LINES_SUPPRESSED, CONTROL_REQUESTS_REFUSED, DATAGRAMS_DROPPED,
+    Count, AUDIT_LINES_SUPPRESSED, CONTROL_REQUESTS_REFUSED, DATAGRAMS_DROPPED, TAG_SETS_UNSHARED,
 };
 use patrol_core::node::{MemberEvent, NodeStats, NodeTimer};
 use patrol_core::{Node, NodeSettings, Now, Output};
@@ -111,6 +111,9 @@ pub struct AgentStats {
     /// Sweeps the control channel refused because their operator started
     /// too many in the last minute.
     pub refused_operator_rate: u64,
+    /// Tag sets given a copy of their own by the process's tag interner
+    /// (`patrol_core::tags`): shared by every node in the process.
+    pub tag_sets_unshared: u64,
     pub node: NodeStats,
 }
 
@@ -139,6 +142,7 @@ impl AgentStats {
             audit_suppressed,
             refused_operator_concurrent,
             refused_operator_rate,
+            tag_sets_unshared,
             node,
         } = self;
         let mut rows = node.counts();
@@ -163,6 +167,7 @@ impl AgentStats {
             AUDIT_LINES_SUPPRESSED.count(*audit_suppressed),
             CONTROL_REQUESTS_REFUSED.reason("operator_concurrent", *refused_operator_concurrent),
             CONTROL_REQUESTS_REFUSED.reason("operator_rate", *refused_operator_rate),
+            TAG_SETS_UNSHARED.count(*tag_sets_unshared),
         ]);
         rows
     }
@@ -325,6 +330,7 @@ impl Owner {
                 .refused_operator_concurrent
                 .load(Ordering::Relaxed),
             refused_operator_rate: self.control.refused_operator_rate.load(Ordering::Relaxed),
+            tag_sets_unshared: patrol_core::tags::interner_stats().fresh,
             node: self.node.stats(),
             ..self.stats.clone()
         }

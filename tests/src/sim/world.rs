@@ -106,7 +106,14 @@ impl World {
         };
 
         let ids: Vec<NodeId> = (0..n)
-            .map(|i| NodeId::new(node_name(i), addr_of(i), 0, Default::default()))
+            .map(|i| {
+                NodeId::new(
+                    node_name(i),
+                    addr_of(i),
+                    0,
+                    patrol_core::tags::Tags::default(),
+                )
+            })
             .collect();
 
         // Faults: distinct nodes, never the coordinator.

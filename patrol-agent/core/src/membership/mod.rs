@@ -209,7 +209,7 @@ pub fn member_view<'a>(
                 name: m.id().name.clone(),
                 addr: m.id().addr.to_string(),
                 state,
-                tags: m.id().tags.clone(),
+                tags: m.id().tags.to_map(),
                 is_self: false,
                 name_conflict: false,
             }
@@ -219,7 +219,7 @@ pub fn member_view<'a>(
         name: me.name.clone(),
         addr: me.addr.to_string(),
         state: MemberState::Alive,
-        tags: me.tags.clone(),
+        tags: me.tags.to_map(),
         is_self: true,
         name_conflict: false,
     });

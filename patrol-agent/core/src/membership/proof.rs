@@ -274,7 +274,7 @@ impl MemberBook {
             return Check::Refused(Refusal::WrongCertificate);
         }
         let serial = cert.serial();
-        let Ok(sig) = <[u8; 64]>::try_from(proof.sig.as_slice()) else {
+        let Ok(sig) = <[u8; 64]>::try_from(&*proof.sig) else {
             return Check::Refused(Refusal::BadSignature);
         };
         if cert
@@ -434,7 +434,9 @@ mod tests {
         let mut moved = real.clone();
         moved.addr = SocketAddr::from(([127, 0, 0, 1], 9));
         let mut retagged = real.clone();
-        retagged.tags.insert("role".into(), "x".into());
+        let mut tags = retagged.tags.to_map();
+        tags.insert("role".into(), "x".into());
+        retagged.tags = tags.into();
         for bad in [advanced, moved, retagged] {
             assert_eq!(
                 book.check(&bad, NOW, Duration::ZERO),

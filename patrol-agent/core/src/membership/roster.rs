@@ -44,7 +44,8 @@ pub struct RosterEntry {
     pub addr: SocketAddr,
     /// The bump of its latest proven identity (its start time, ms).
     pub bump: u64,
-    pub tags: BTreeMap<String, String>,
+    /// Interned as an identity's are; in the file, a map.
+    pub tags: crate::tags::Tags,
     pub first_seen_unix_ms: u64,
     pub last_seen_unix_ms: u64,
 }

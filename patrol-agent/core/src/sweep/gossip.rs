@@ -218,7 +218,12 @@ mod tests {
     }
 
     fn receive(h: &mut RequestGossip, bytes: &[u8]) -> Option<SweepKey> {
-        let from = NodeId::new("m", "127.0.0.1:9".parse().unwrap(), 1, Default::default());
+        let from = NodeId::new(
+            "m",
+            "127.0.0.1:9".parse().unwrap(),
+            1,
+            crate::tags::Tags::default(),
+        );
         h.receive_item(bytes, Some(&from)).unwrap()
     }
 

@@ -46,7 +46,6 @@ use core::net::SocketAddr;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use patrol_model::selector::tags_match;
 use patrol_model::{CheckOutcome, Selector, SweepDocument};
 
 pub use counters::{Held, RelayCounters, SweepCounters};
@@ -71,7 +70,9 @@ use crate::clock::Now;
 pub struct Peer {
     pub name: String,
     pub addr: SocketAddr,
-    pub tags: BTreeMap<String, String>,
+    /// The identity's interned tags: one expected set holds a peer per
+    /// member.
+    pub tags: crate::tags::Tags,
 }
 
 impl Peer {
@@ -113,10 +114,10 @@ impl StartHead {
     /// when the filter keeps it.
     pub fn of(me: &Peer, filter: &BTreeMap<String, String>, members: &[MemberView]) -> StartHead {
         let mut head = StartHead {
-            members: usize::from(tags_match(filter, &me.tags)),
+            members: usize::from(me.tags.matches(filter)),
             relay_candidates: Vec::new(),
         };
-        for m in members.iter().filter(|m| tags_match(filter, &m.peer.tags)) {
+        for m in members.iter().filter(|m| m.peer.tags.matches(filter)) {
             if m.peer.name == me.name {
                 continue;
             }

@@ -41,7 +41,7 @@ impl Sweep {
                 nodes.push(NodeEntry {
                     name: format!("{name}@{}", peer.addr),
                     addr: peer.addr.to_string(),
-                    tags: peer.tags.clone(),
+                    tags: peer.tags.to_map(),
                     state: NodeState::Failing,
                     late_joiner: false,
                     reached_ms: None,
@@ -79,7 +79,7 @@ fn entry(slot: Slot) -> NodeEntry {
             return recorded.entry(
                 slot.peer.name,
                 slot.peer.addr.to_string(),
-                slot.peer.tags,
+                slot.peer.tags.to_map(),
                 false,
                 slot.swim_down,
             )
@@ -91,7 +91,7 @@ fn entry(slot: Slot) -> NodeEntry {
     NodeEntry {
         name: slot.peer.name,
         addr: slot.peer.addr.to_string(),
-        tags: slot.peer.tags,
+        tags: slot.peer.tags.to_map(),
         state: if pending {
             NodeState::NoAnswer
         } else {

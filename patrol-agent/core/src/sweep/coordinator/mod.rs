@@ -29,7 +29,6 @@ use core::net::SocketAddr;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
-use patrol_model::selector::tags_match;
 use patrol_model::NodeEntry;
 
 use super::ctx::Ctx;
@@ -148,9 +147,9 @@ fn expected_set(
 ) -> (BTreeMap<String, Slot>, BTreeMap<String, Vec<Peer>>) {
     let mut members: Vec<MemberView> = members
         .into_iter()
-        .filter(|m| tags_match(filter, &m.peer.tags))
+        .filter(|m| m.peer.tags.matches(filter))
         .collect();
-    if tags_match(filter, &me.tags) {
+    if me.tags.matches(filter) {
         members.push(MemberView {
             peer: me.clone(),
             alive: true,

@@ -21,7 +21,6 @@ use core::net::SocketAddr;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use patrol_model::selector::tags_match;
 use patrol_model::CheckOutcome;
 
 use super::super::auth::AuthRefusal;
@@ -123,7 +122,7 @@ impl Participant {
                 }
             }
         }
-        if !tags_match(&req.node_filter, &cx.me.tags) {
+        if !cx.me.tags.matches(&req.node_filter) {
             return Err(Refusal::NotForUs { audit });
         }
         let ahead_ms = req.issued_at_unix_ms.saturating_sub(unix_ms);
@@ -348,7 +347,7 @@ fn audit_line(cx: &mut Ctx, audit: AuditEntry, action: AuditAction) {
 /// certificates, with our whole certificate.
 fn report(cx: &mut Ctx, req: &SweepRequest, outcome: CheckOutcome, pair: Option<&PairKey>) {
     let unix_ms = cx.unix_ms();
-    let body = AnswerBody::compact(cx.me.tags.clone(), unix_ms, 0, vec![outcome]);
+    let body = AnswerBody::compact(cx.me.tags.to_map(), unix_ms, 0, vec![outcome]);
     let nonce = cx.rng.next_u64();
     let proof = cx.trust.as_deref().zip(pair).map(|(trust, pair)| Proof {
         trust,

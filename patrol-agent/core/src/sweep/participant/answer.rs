@@ -35,7 +35,7 @@ impl Participation {
     pub(super) fn answer(&mut self, cx: &mut Ctx, sweep_id: u64, outcomes: Vec<CheckOutcome>) {
         let now = cx.mono();
         let body = AnswerBody::compact(
-            cx.me.tags.clone(),
+            cx.me.tags.to_map(),
             self.received_unix_ms,
             now.saturating_sub(self.received_at).as_millis() as u64,
             outcomes,

@@ -42,7 +42,7 @@ fn peer(i: usize) -> Peer {
     Peer {
         name: format!("node-{i:02}"),
         addr: addr(i),
-        tags,
+        tags: tags.into(),
     }
 }
 
