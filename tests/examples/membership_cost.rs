@@ -78,6 +78,22 @@ struct Args {
     seed: u64,
 }
 
+/// The process's resident set (`VmRSS` of /proc/self/status), bytes.
+fn rss() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn mib(bytes: usize) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
 fn live_heap() -> usize {
     let s = GLOBAL.stats();
     s.bytes_allocated.saturating_sub(s.bytes_deallocated)
@@ -113,7 +129,7 @@ struct Bench {
 impl Bench {
     /// A foca built as `Node::new` builds one, holding `n` members; returns
     /// it with the live heap bytes the members took.
-    fn new(args: &Args) -> (Bench, usize) {
+    fn new(args: &Args) -> (Bench, usize, (usize, usize)) {
         let settings = NodeSettings::default();
         let n = args.nodes;
         let config = foca_config(size_bucket(n), settings.foca_payload(), &settings.foca);
@@ -136,6 +152,7 @@ impl Bench {
             max_packet,
         };
         let before = live_heap();
+        let rss_before = rss();
         let members = (0..n).map(|i| Member::alive(identity(i, args.tags)));
         bench
             .foca
@@ -145,8 +162,9 @@ impl Bench {
         // The runtime's queues grew to hold N notifications: not foca's.
         bench.rt = Rt::new();
         let bytes = live_heap().saturating_sub(before);
+        let rss_after = rss();
         bench.ids = (0..n).map(|i| identity(i, args.tags)).collect();
-        (bench, bytes)
+        (bench, bytes, (rss_before, rss_after))
     }
 
     /// Empty the runtime: sends dropped, the periodic gossip timer and
@@ -399,7 +417,7 @@ fn us(d: Duration) -> String {
 fn main() {
     let args = Args::parse();
     let start = thread_cpu();
-    let (mut b, bytes) = Bench::new(&args);
+    let (mut b, bytes, (rss_before, rss_after)) = Bench::new(&args);
     let n = args.nodes;
     println!(
         "members {n}, {} tag(s) each, built in {:.1} s of thread CPU",
@@ -409,6 +427,12 @@ fn main() {
     println!(
         "memory per member      {:.0} B ({bytes} B live heap in all)",
         bytes as f64 / n as f64
+    );
+    println!(
+        "process RSS            {:.1} MiB before the members, {:.1} MiB holding them (+{:.1} MiB)",
+        mib(rss_before),
+        mib(rss_after),
+        mib(rss_after.saturating_sub(rss_before))
     );
     let r = args.rounds;
     println!("update                 {}", us(update_cost(&mut b, r)));
