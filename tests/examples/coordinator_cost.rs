@@ -264,7 +264,7 @@ struct Bench {
     sent_bytes: u64,
     progress: u64,
     spread_ms: u32,
-    document: Option<Box<patrol_model::SweepDocument>>,
+    document: Option<Box<patrol_model::CompactDocument>>,
 }
 
 impl Bench {
@@ -581,10 +581,24 @@ fn main() {
         mib(bench.peak_heap)
     );
     let held = live_heap();
+    // What the agent then sends the CLI: the document's control-channel
+    // pieces, held with the document until sent.
+    let encode_start = thread_cpu();
+    let pieces = patrol_agent::control::frame::document_pieces(&document).expect("encodes");
+    let encode_cpu = thread_cpu().saturating_sub(encode_start);
+    let with_pieces = live_heap();
+    let piece_bytes: usize = pieces.iter().map(Vec::len).sum();
+    drop(pieces);
     drop(document);
     println!(
         "document alone: {:.1} MiB",
         mib(held.saturating_sub(live_heap()))
+    );
+    println!(
+        "control-channel pieces: {:.1} MiB, encoded in {:.1} ms; document and pieces held: {:.1} MiB over the base",
+        mib(piece_bytes),
+        ms(encode_cpu),
+        mib(with_pieces.saturating_sub(bench.base_heap))
     );
 }
 

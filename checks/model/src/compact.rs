@@ -36,8 +36,8 @@ use serde::ser::{SerializeSeq, SerializeStruct, Serializer};
 use serde::{Deserialize, Serialize};
 
 use crate::document::{
-    ClockOffset, GoneNode, NodeEntry, NodeState, Silence, StateCounts, SweepDocument, SweepTiming,
-    SwimState,
+    AccountingError, ClockOffset, GoneNode, NodeEntry, NodeState, Silence, StateCounts,
+    SweepDocument, SweepTiming, SwimState,
 };
 use crate::{CheckOutcome, Observed, Selector, Severity, Status};
 
@@ -507,6 +507,27 @@ impl CompactDocument {
             crate::document::count(&mut c, n.late_joiner, n.state);
         }
         self.counts = c;
+    }
+
+    /// The accounting invariant, as [`SweepDocument::check_accounting`].
+    pub fn check_accounting(&self) -> Result<(), AccountingError> {
+        let mut seen = std::collections::BTreeSet::new();
+        for n in &self.nodes {
+            if !seen.insert(n.name.as_str()) {
+                return Err(AccountingError::ListedTwice(n.name.clone()));
+            }
+        }
+        let mut recounted = StateCounts::default();
+        for n in &self.nodes {
+            crate::document::count(&mut recounted, n.late_joiner, n.state);
+        }
+        if recounted != self.counts {
+            return Err(AccountingError::CountsDisagree {
+                stated: self.counts.clone(),
+                recounted,
+            });
+        }
+        Ok(())
     }
 
     /// Bring a document read from version-1 JSON to the current version
