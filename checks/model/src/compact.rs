@@ -7,11 +7,13 @@
 //! [`CheckTemplate`] in the document's [`Catalog`], and the node keeps
 //! only the template's index, the status, the observed value, the
 //! duration and the message. A check that did not pass is kept whole.
+//! Nodes with the same tags share one tag set of the catalog.
 //! Each node's checks are packed into one byte string ([`PackedChecks`],
 //! bincode of [`Packed`] items, about 14 bytes for a passing check with a
 //! number), so a node costs one allocation for its checks instead of a
-//! `CheckOutcome` (10 fields, up to six strings) per check: a 100,000-node
-//! document with 20 checks a node went from 637 MiB to tens of MiB.
+//! `CheckOutcome` (10 fields, up to six strings) per check: the document
+//! of a 100,000-node sweep with 20 checks a node went from 637 MiB to
+//! 66 MiB (`coordinator_cost`).
 //!
 //! Lossless: [`CompactDocument::to_document`] and
 //! [`CompactDocument::expand_node`] give back exactly the document it was
@@ -97,17 +99,24 @@ impl<'a> TemplateRef<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TemplateId(u32);
 
-/// The templates of a document, each once.
+/// The index of a tag set in the [`Catalog`] that gave it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TagsId(u32);
+
+/// What repeats across the nodes of a document, each once: check templates
+/// and tag sets.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     templates: Vec<CheckTemplate>,
     /// Indices of the templates of each check id.
     by_id: HashMap<String, Vec<u32>>,
+    tag_sets: Vec<BTreeMap<String, String>>,
+    tags_index: HashMap<BTreeMap<String, String>, u32>,
 }
 
 impl PartialEq for Catalog {
     fn eq(&self, other: &Self) -> bool {
-        self.templates == other.templates
+        self.templates == other.templates && self.tag_sets == other.tag_sets
     }
 }
 
@@ -143,12 +152,48 @@ impl Catalog {
         &self.templates
     }
 
-    fn from_templates(templates: Vec<CheckTemplate>) -> Catalog {
+    /// The index of tag set `tags`, added if new. Not bounded: a document
+    /// has at most one tag set per node.
+    pub fn intern_tags(&mut self, tags: &BTreeMap<String, String>) -> TagsId {
+        if let Some(&i) = self.tags_index.get(tags) {
+            return TagsId(i);
+        }
+        let i = self.tag_sets.len() as u32;
+        self.tag_sets.push(tags.clone());
+        self.tags_index.insert(tags.clone(), i);
+        TagsId(i)
+    }
+
+    /// Tag set `id` (empty for an id of another catalog).
+    pub fn tags(&self, id: TagsId) -> &BTreeMap<String, String> {
+        static EMPTY: BTreeMap<String, String> = BTreeMap::new();
+        self.tag_sets.get(id.0 as usize).unwrap_or(&EMPTY)
+    }
+
+    /// The tag sets, in index order.
+    pub fn tag_sets(&self) -> &[BTreeMap<String, String>] {
+        &self.tag_sets
+    }
+
+    fn from_parts(
+        templates: Vec<CheckTemplate>,
+        tag_sets: Vec<BTreeMap<String, String>>,
+    ) -> Catalog {
         let mut by_id: HashMap<String, Vec<u32>> = HashMap::new();
         for (i, t) in templates.iter().enumerate() {
             by_id.entry(t.id.clone()).or_default().push(i as u32);
         }
-        Catalog { templates, by_id }
+        let tags_index = tag_sets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
+        Catalog {
+            templates,
+            by_id,
+            tag_sets,
+            tags_index,
+        }
     }
 
     /// `checks` packed: passing ones against this catalog's templates.
@@ -352,12 +397,12 @@ impl<'de> Deserialize<'de> for PackedChecks {
 }
 
 /// A node's line of a [`CompactDocument`]: a [`NodeEntry`] whose checks
-/// are packed.
+/// are packed and whose tags are a tag set of the catalog.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CompactNode {
     pub name: String,
     pub addr: String,
-    pub tags: BTreeMap<String, String>,
+    pub tags: TagsId,
     pub state: NodeState,
     pub late_joiner: bool,
     pub reached_ms: Option<u64>,
@@ -375,7 +420,7 @@ impl CompactNode {
         CompactNode {
             name: n.name.clone(),
             addr: n.addr.clone(),
-            tags: n.tags.clone(),
+            tags: catalog.intern_tags(&n.tags),
             state: n.state,
             late_joiner: n.late_joiner,
             reached_ms: n.reached_ms,
@@ -393,7 +438,7 @@ impl CompactNode {
         NodeEntry {
             name: self.name.clone(),
             addr: self.addr.clone(),
-            tags: self.tags.clone(),
+            tags: catalog.tags(self.tags).clone(),
             state: self.state,
             late_joiner: self.late_joiner,
             reached_ms: self.reached_ms,
@@ -555,6 +600,13 @@ impl CompactDocument {
             )));
         }
         for n in &self.nodes {
+            if n.tags.0 as usize >= self.catalog.tag_sets.len() {
+                return Err(CompactError(format!(
+                    "tag set {} is not in the catalog of {}",
+                    n.tags.0,
+                    self.catalog.tag_sets.len()
+                )));
+            }
             n.checks.decode_each(&self.catalog, drop)?;
         }
         Ok(())
@@ -581,6 +633,7 @@ struct WireRef<'a> {
     node_filter: &'a BTreeMap<String, String>,
     counts: &'a StateCounts,
     catalog: &'a [CheckTemplate],
+    tag_sets: &'a [BTreeMap<String, String>],
     nodes: &'a [CompactNode],
     timing: &'a SweepTiming,
     gone: &'a [GoneNode],
@@ -600,9 +653,121 @@ struct Wire {
     node_filter: BTreeMap<String, String>,
     counts: StateCounts,
     catalog: Vec<CheckTemplate>,
+    tag_sets: Vec<BTreeMap<String, String>>,
     nodes: Vec<CompactNode>,
     timing: SweepTiming,
     gone: Vec<GoneNode>,
+}
+
+/// What comes before the nodes in [`WireRef`], encoded alone.
+#[derive(Serialize)]
+struct WireHead<'a> {
+    version: u32,
+    sweep_id: &'a str,
+    cluster: &'a str,
+    coordinator: &'a str,
+    operator: &'a Option<String>,
+    started_at_unix_ms: u64,
+    deadline_ms: u64,
+    selector: &'a Selector,
+    node_filter: &'a BTreeMap<String, String>,
+    counts: &'a StateCounts,
+    catalog: &'a [CheckTemplate],
+    tag_sets: &'a [BTreeMap<String, String>],
+    nodes: usize,
+}
+
+/// What comes after the nodes in [`WireRef`].
+#[derive(Serialize)]
+struct WireTail<'a> {
+    timing: &'a SweepTiming,
+    gone: &'a [GoneNode],
+}
+
+/// A document's compact encoding (bincode 2 standard) in pieces of `piece`
+/// bytes (the last one shorter; at least one), encoded as they are taken:
+/// each node is encoded and dropped when its turn comes, so the encoded
+/// document is never held whole. Concatenated, the pieces are exactly
+/// what `bincode::serde::encode_to_vec` writes for the document.
+#[derive(Debug)]
+pub struct EncodedPieces {
+    piece: usize,
+    buf: Vec<u8>,
+    nodes: std::vec::IntoIter<CompactNode>,
+    /// The rest of the document, until its tail is encoded.
+    tail: Option<(SweepTiming, Vec<GoneNode>)>,
+    done: bool,
+}
+
+impl CompactDocument {
+    /// This document's encoding, piece by piece (`piece` at least 1).
+    pub fn into_pieces(self, piece: usize) -> EncodedPieces {
+        let mut buf = Vec::new();
+        encode_into(
+            &WireHead {
+                version: self.version,
+                sweep_id: &self.sweep_id,
+                cluster: &self.cluster,
+                coordinator: &self.coordinator,
+                operator: &self.operator,
+                started_at_unix_ms: self.started_at_unix_ms,
+                deadline_ms: self.deadline_ms,
+                selector: &self.selector,
+                node_filter: &self.node_filter,
+                counts: &self.counts,
+                catalog: &self.catalog.templates,
+                tag_sets: &self.catalog.tag_sets,
+                nodes: self.nodes.len(),
+            },
+            &mut buf,
+        );
+        EncodedPieces {
+            piece: piece.max(1),
+            buf,
+            nodes: self.nodes.into_iter(),
+            tail: Some((self.timing, self.gone)),
+            done: false,
+        }
+    }
+}
+
+fn encode_into<T: Serialize>(value: &T, buf: &mut Vec<u8>) {
+    // Writing to a Vec fails only on a type serde cannot encode, and the
+    // document's types are all encodable.
+    bincode::serde::encode_into_std_write(value, buf, packing())
+        .expect("a document part encodes into a Vec");
+}
+
+impl Iterator for EncodedPieces {
+    type Item = Vec<u8>;
+
+    fn next(&mut self) -> Option<Vec<u8>> {
+        if self.done {
+            return None;
+        }
+        while self.buf.len() < self.piece {
+            if let Some(n) = self.nodes.next() {
+                encode_into(&n, &mut self.buf);
+            } else if let Some((timing, gone)) = self.tail.take() {
+                encode_into(
+                    &WireTail {
+                        timing: &timing,
+                        gone: &gone,
+                    },
+                    &mut self.buf,
+                );
+            } else {
+                break;
+            }
+        }
+        let finished = self.tail.is_none() && self.nodes.len() == 0;
+        if finished && self.buf.len() <= self.piece {
+            self.done = true;
+            return Some(std::mem::take(&mut self.buf));
+        }
+        let rest = self.buf.split_off(self.piece);
+        Some(std::mem::replace(&mut self.buf, rest))
+    }
 }
 
 /// The nodes of a document, expanded one at a time as they are written.
@@ -635,6 +800,7 @@ impl Serialize for CompactDocument {
                 node_filter: &self.node_filter,
                 counts: &self.counts,
                 catalog: &self.catalog.templates,
+                tag_sets: &self.catalog.tag_sets,
                 nodes: &self.nodes,
                 timing: &self.timing,
                 gone: &self.gone,
@@ -684,7 +850,7 @@ impl<'de> Deserialize<'de> for CompactDocument {
                 selector: w.selector,
                 node_filter: w.node_filter,
                 counts: w.counts,
-                catalog: Catalog::from_templates(w.catalog),
+                catalog: Catalog::from_parts(w.catalog, w.tag_sets),
                 nodes: w.nodes,
                 timing: w.timing,
                 gone: w.gone,

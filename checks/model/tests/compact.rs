@@ -232,6 +232,19 @@ fn a_compact_form_whose_checks_name_no_template_is_refused() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("not in the catalog"), "{err}");
+    // Tag sets likewise.
+    let mut untagged = compact.clone();
+    untagged.catalog = patrol_model::compact::Catalog::default();
+    for n in &mut untagged.nodes {
+        n.checks = Default::default();
+    }
+    let forged = bincode::serde::encode_to_vec(&untagged, bincode::config::standard()).unwrap();
+    let err = bincode::serde::decode_from_slice::<CompactDocument, _>(
+        &forged,
+        bincode::config::standard(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("tag set"), "{err}");
     // Every truncation is refused, never a panic.
     for cut in 0..bytes.len() {
         assert!(bincode::serde::decode_from_slice::<CompactDocument, _>(
@@ -240,6 +253,36 @@ fn a_compact_form_whose_checks_name_no_template_is_refused() {
         )
         .is_err());
     }
+}
+
+#[test]
+fn the_pieces_are_the_compact_encoding_cut_at_any_size() {
+    let compact = CompactDocument::from_document(edge_cases());
+    let whole = bincode::serde::encode_to_vec(&compact, bincode::config::standard()).unwrap();
+    for piece in [
+        1,
+        7,
+        64,
+        whole.len() - 1,
+        whole.len(),
+        whole.len() + 1,
+        1 << 22,
+    ] {
+        let pieces: Vec<Vec<u8>> = compact.clone().into_pieces(piece).collect();
+        assert!(!pieces.is_empty());
+        assert!(pieces.iter().all(|p| p.len() <= piece));
+        assert!(pieces[..pieces.len() - 1].iter().all(|p| p.len() == piece));
+        assert_eq!(pieces.concat(), whole, "pieces of {piece}");
+    }
+}
+
+#[test]
+fn nodes_with_the_same_tags_share_a_tag_set() {
+    let compact = CompactDocument::from_document(edge_cases());
+    // Four nodes tagged zone=z1, one (the late joiner) untagged.
+    assert_eq!(compact.catalog.tag_sets().len(), 2);
+    assert_eq!(compact.nodes[0].tags, compact.nodes[4].tags);
+    assert!(compact.catalog.tags(compact.nodes[3].tags).is_empty());
 }
 
 #[test]

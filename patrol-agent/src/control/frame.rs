@@ -13,6 +13,7 @@
 //! [`DOC_PIECE`] bytes; [`DocumentAssembler`] puts them back together under
 //! [`MAX_DOCUMENT`].
 
+use patrol_checks::compact::EncodedPieces;
 use patrol_checks::CompactDocument;
 use serde::{Deserialize, Serialize};
 
@@ -173,40 +174,12 @@ pub fn open<T: serde::de::DeserializeOwned>(
     Ok(sealed.body)
 }
 
-/// A document, bincode-encoded in its compact form, cut into pieces of at
-/// most [`DOC_PIECE`] bytes (at least one). Encoded straight into the
-/// pieces: the encoded document is held once.
-pub fn document_pieces(doc: &CompactDocument) -> Result<Vec<Vec<u8>>, ControlError> {
-    let mut pieces = Pieces(vec![Vec::new()]);
-    bincode::serde::encode_into_std_write(doc, &mut pieces, bincode::config::standard())
-        .map_err(|e| ControlError::Protocol(format!("cannot encode the sweep: {e}")))?;
-    Ok(pieces.0)
-}
-
-/// Bytes written into pieces of at most [`DOC_PIECE`] bytes.
-struct Pieces(Vec<Vec<u8>>);
-
-impl std::io::Write for Pieces {
-    fn write(&mut self, mut buf: &[u8]) -> std::io::Result<usize> {
-        let written = buf.len();
-        while !buf.is_empty() {
-            let last = match self.0.last_mut() {
-                Some(p) if p.len() < DOC_PIECE => p,
-                _ => {
-                    self.0.push(Vec::new());
-                    self.0.last_mut().expect("just pushed")
-                }
-            };
-            let n = (DOC_PIECE - last.len()).min(buf.len());
-            last.extend_from_slice(&buf[..n]);
-            buf = &buf[n..];
-        }
-        Ok(written)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+/// A document, bincode-encoded in its compact form, in pieces of
+/// [`DOC_PIECE`] bytes (the last one shorter; at least one), encoded as
+/// they are taken: the sender holds one piece at a time, and each node of
+/// the document is dropped once encoded.
+pub fn document_pieces(doc: CompactDocument) -> EncodedPieces {
+    doc.into_pieces(DOC_PIECE)
 }
 
 /// Puts a document's pieces back together, refusing more than
@@ -474,7 +447,7 @@ mod tests {
     #[test]
     fn a_document_past_the_smallest_limit_still_reassembles() {
         let d = doc(20_000);
-        let pieces = document_pieces(&d).unwrap();
+        let pieces: Vec<Vec<u8>> = document_pieces(d.clone()).collect();
         assert!(pieces[0].len() * CLAIM_PER_BYTE > 1 << 16);
         let mut asm = DocumentAssembler::default();
         assert_eq!(asm.push(&pieces[0], true).unwrap(), Some(d));
@@ -483,7 +456,9 @@ mod tests {
     #[test]
     fn a_big_document_is_cut_into_full_pieces_that_reassemble() {
         let d = doc(300_000);
-        let pieces = document_pieces(&d).unwrap();
+        let whole = bincode::serde::encode_to_vec(&d, bincode::config::standard()).unwrap();
+        let pieces: Vec<Vec<u8>> = document_pieces(d.clone()).collect();
+        assert_eq!(pieces.concat(), whole);
         assert!(pieces.len() > 1);
         assert!(pieces[..pieces.len() - 1]
             .iter()
@@ -499,7 +474,7 @@ mod tests {
     #[test]
     fn document_pieces_reassemble() {
         let d = doc(3);
-        let pieces = document_pieces(&d).unwrap();
+        let pieces: Vec<Vec<u8>> = document_pieces(d.clone()).collect();
         assert_eq!(pieces.len(), 1);
         let mut asm = DocumentAssembler::default();
         assert_eq!(asm.push(&pieces[0], true).unwrap(), Some(d));

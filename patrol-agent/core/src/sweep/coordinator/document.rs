@@ -67,7 +67,7 @@ impl Sweep {
                 nodes.push(CompactNode {
                     name: format!("{name}@{}", peer.addr),
                     addr: peer.addr.to_string(),
-                    tags: peer.tags.clone(),
+                    tags: catalog.intern_tags(&peer.tags),
                     state: NodeState::Failing,
                     late_joiner: false,
                     reached_ms: None,
@@ -119,7 +119,7 @@ fn entry(slot: Slot, catalog: &mut Catalog, templates: &mut ShapeTemplates) -> C
     CompactNode {
         name: slot.peer.name,
         addr: slot.peer.addr.to_string(),
-        tags: slot.peer.tags,
+        tags: catalog.intern_tags(&slot.peer.tags),
         state: if pending {
             NodeState::NoAnswer
         } else {

@@ -238,7 +238,7 @@ impl Recorded {
         CompactNode {
             name: who.name,
             addr: who.addr,
-            tags: who.tags,
+            tags: catalog.intern_tags(&who.tags),
             state: if self.failing {
                 NodeState::Failing
             } else {
