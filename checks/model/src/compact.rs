@@ -325,9 +325,8 @@ impl PackedChecks {
     ) -> Result<(), CompactError> {
         let mut rest: &[u8] = &self.0;
         while !rest.is_empty() {
-            let (item, used): (Packed, usize) =
-                bincode::serde::decode_from_slice(rest, packing().with_limit::<{ 1 << 24 }>())
-                    .map_err(|e| CompactError(format!("undecodable packed check: {e}")))?;
+            let (item, used) = decode_packed(rest)
+                .map_err(|e| CompactError(format!("undecodable packed check: {e}")))?;
             rest = &rest[used..];
             each(match item {
                 Packed::Full(o) => o,
@@ -368,6 +367,34 @@ impl PackedChecks {
         self.decode_each(catalog, |c| out.push(c))
             .expect("packed checks decode against their catalog (the module's invariant)");
         out
+    }
+}
+
+/// One packed check from the front of `bytes`, under a decode limit that
+/// grows with `bytes` (16 times, rounded up to a power of 16): bincode
+/// allocates what a length prefix claims, up to its limit, before it reads,
+/// so a forged prefix in bytes from the network claims little, while the
+/// longest honest check (a message as long as the bytes) still decodes.
+fn decode_packed(bytes: &[u8]) -> Result<(Packed, usize), bincode::error::DecodeError> {
+    fn under<const LIMIT: usize>(
+        bytes: &[u8],
+    ) -> Result<(Packed, usize), bincode::error::DecodeError> {
+        bincode::serde::decode_from_slice(bytes, packing().with_limit::<LIMIT>())
+    }
+    let claim = bytes.len().saturating_mul(16);
+    if claim <= 0x1_0000 {
+        under::<0x1_0000>(bytes)
+    } else if claim <= 0x10_0000 {
+        under::<0x10_0000>(bytes)
+    } else if claim <= 0x100_0000 {
+        under::<0x100_0000>(bytes)
+    } else if claim <= 0x1000_0000 {
+        under::<0x1000_0000>(bytes)
+    } else {
+        // Over 16 MiB of packed checks: only a document this process
+        // packed itself or one that passed the control channel's own
+        // limit (which scales with the bytes received) gets here.
+        under::<{ 1 << 34 }>(bytes)
     }
 }
 

@@ -286,6 +286,17 @@ fn nodes_with_the_same_tags_share_a_tag_set() {
 }
 
 #[test]
+fn a_check_with_a_message_of_many_megabytes_still_expands() {
+    let mut doc = edge_cases();
+    let mut long = outcome("long", Status::Pass, Observed::Text("x".repeat(1 << 20)));
+    long.message = "m".repeat(17 << 20);
+    doc.nodes[1].checks.push(long);
+    let compact = CompactDocument::from_document(doc.clone());
+    assert_eq!(compact.expand_node(1).as_ref(), Some(&doc.nodes[1]));
+    assert_eq!(bincode_round_trip(&compact), compact);
+}
+
+#[test]
 fn a_full_catalog_keeps_further_passing_checks_whole() {
     let mut catalog = patrol_model::compact::Catalog::default();
     let checks: Vec<CheckOutcome> = (0..MAX_CATALOG + 3)
