@@ -268,7 +268,7 @@ impl Demo<'_> {
                     bar.set_length(expected);
                     bar.set_position(answered);
                 }
-                Some(SweepEvent::Done(doc)) => break *doc,
+                Some(SweepEvent::Done(doc)) => break doc.to_document(),
                 Some(SweepEvent::Refused(reason)) => {
                     bail!("the coordinator refused the sweep: {reason}")
                 }

@@ -244,7 +244,7 @@ async fn sweep_target(
             .with_context(|| format!("sweep through {addr}"))?
         {
             Reply::Progress { answered, expected } => on_progress(answered, expected),
-            Reply::SweepDone(doc) => return Ok(*doc),
+            Reply::SweepDone(doc) => return Ok(doc.to_document()),
             Reply::Error(e) => bail!("{addr}: {e}"),
             other => bail!("{addr}: unexpected reply {other:?}"),
         }

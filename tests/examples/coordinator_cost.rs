@@ -29,14 +29,20 @@
 //! Heap: live bytes (a counting allocator) sampled after every input,
 //! less what the benchmark held before the snapshot was built (the
 //! snapshot counts: the node builds it for the core), the peak over the
-//! sweep with the finished document still held.
+//! sweep with the finished document still held. Then the document is
+//! encoded into its control-channel pieces as the agent sends it (each
+//! node dropped once encoded), sampling the heap after each piece.
 //!
-//! Measured on this machine (2 cores shared with other builds; medians of
-//! 3 runs):
+//! Measured on this machine (2 cores shared with other builds; one run
+//! each, the heap figures do not vary between runs), before and after the
+//! compact document (issue 25, "memory that fits the agent's own limits"):
 //!
 //! | command | measure | before | after | target |
 //! |---|---|---|---|---|
-//! | (filled in by the issue-25 coordinator work) | | | | |
+//! | `--nodes 100000` | peak heap, document held | 659.5 MiB | 101.3 MiB | <= 128 MiB |
+//! | `--nodes 100000` | the finished document alone | 637.2 MiB | 65.7 MiB | |
+//! | `--nodes 100000` | peak heap while sending the document | not measured (document and its whole encoding held) | 88.7 MiB | |
+//! | `--nodes 100000` | completing input (last answer + document build), thread CPU | 1194.7 ms | 298.6 ms | |
 
 use std::alloc::System;
 use std::cmp::Reverse;
@@ -264,7 +270,7 @@ struct Bench {
     sent_bytes: u64,
     progress: u64,
     spread_ms: u32,
-    document: Option<Box<patrol_model::SweepDocument>>,
+    document: Option<Box<patrol_model::CompactDocument>>,
 }
 
 impl Bench {
@@ -591,10 +597,26 @@ fn main() {
         mib(bench.peak_heap)
     );
     let held = live_heap();
-    drop(document);
+    // What the agent then sends the CLI: the document's control-channel
+    // pieces, encoded one at a time as they are sent, each node dropped
+    // once encoded.
+    let encode_start = thread_cpu();
+    let mut piece_bytes = 0;
+    let mut peak = live_heap();
+    for piece in patrol_agent::control::frame::document_pieces(*document) {
+        piece_bytes += piece.len();
+        peak = peak.max(live_heap());
+    }
+    let encode_cpu = thread_cpu().saturating_sub(encode_start);
     println!(
         "document alone: {:.1} MiB",
         mib(held.saturating_sub(live_heap()))
+    );
+    println!(
+        "control-channel pieces: {:.1} MiB, encoded in {:.1} ms; peak heap while sending: {:.1} MiB",
+        mib(piece_bytes),
+        ms(encode_cpu),
+        mib(peak.saturating_sub(bench.base_heap))
     );
 }
 

@@ -195,8 +195,9 @@ pub async fn sweep_as(
         match client.recv().await.map_err(|e| e.to_string())? {
             patrol_agent::control::Reply::Progress { .. } => {}
             patrol_agent::control::Reply::SweepDone(doc) => {
+                let doc = doc.to_document();
                 crate::assert_accounted(&doc);
-                return Ok(*doc);
+                return Ok(doc);
             }
             patrol_agent::control::Reply::Error(e) => return Err(e),
             other => return Err(format!("unexpected {other:?}")),

@@ -329,11 +329,9 @@ pub async fn finish(mut events: mpsc::Receiver<SweepEvent>, limit: Duration) -> 
                 progress.push((answered, expected));
             }
             Ok(Some(SweepEvent::Done(doc))) => {
+                let doc = doc.to_document();
                 assert_accounted(&doc);
-                return Finished {
-                    doc: *doc,
-                    progress,
-                };
+                return Finished { doc, progress };
             }
             Ok(Some(SweepEvent::Refused(reason))) => panic!("the sweep was refused: {reason}"),
             Ok(None) => panic!("the agent dropped the sweep"),

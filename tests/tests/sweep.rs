@@ -343,7 +343,7 @@ async fn a_sweep_over_the_control_channel_needs_the_key() {
     let doc = loop {
         match client.recv().await.unwrap() {
             patrol_agent::control::Reply::Progress { .. } => progress += 1,
-            patrol_agent::control::Reply::SweepDone(doc) => break doc,
+            patrol_agent::control::Reply::SweepDone(doc) => break doc.to_document(),
             other => panic!("unexpected {other:?}"),
         }
     };

@@ -271,7 +271,8 @@ fn a_stale_quoted_default_is_caught() {
 /// The files that define what travels between nodes and between the CLI
 /// and an agent. A change to any of them is a wire change, and PROTOCOL.md
 /// must say so: it keeps each file's SHA-256 in "Wire-format files".
-const WIRE_FILES: [&str; 12] = [
+const WIRE_FILES: [&str; 13] = [
+    "checks/model/src/compact.rs",
     "patrol-agent/core/src/sweep/wire.rs",
     "patrol-agent/core/src/codec.rs",
     "patrol-agent/core/src/identity.rs",

@@ -407,19 +407,24 @@ impl SweepDocument {
     pub fn recount(&mut self) {
         let mut c = StateCounts::default();
         for n in &self.nodes {
-            if n.late_joiner {
-                c.late_joiners += 1;
-            } else {
-                c.expected += 1;
-            }
-            match n.state {
-                NodeState::Ok => c.ok += 1,
-                NodeState::Failing => c.failing += 1,
-                NodeState::NoAnswer => c.no_answer += 1,
-                NodeState::Down => c.down += 1,
-            }
+            count(&mut c, n.late_joiner, n.state);
         }
         self.counts = c;
+    }
+}
+
+/// Count one node into `c`.
+pub(crate) fn count(c: &mut StateCounts, late_joiner: bool, state: NodeState) {
+    if late_joiner {
+        c.late_joiners += 1;
+    } else {
+        c.expected += 1;
+    }
+    match state {
+        NodeState::Ok => c.ok += 1,
+        NodeState::Failing => c.failing += 1,
+        NodeState::NoAnswer => c.no_answer += 1,
+        NodeState::Down => c.down += 1,
     }
 }
 

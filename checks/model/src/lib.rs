@@ -1,6 +1,7 @@
 //! The observation model every Patrol stage shares: a check's outcome
 //! ([`CheckOutcome`], [`Status`], [`Observed`]), what a sweep asks for
-//! ([`Selector`]) and the finished sweep ([`SweepDocument`]); and
+//! ([`Selector`]) and the finished sweep ([`SweepDocument`], and
+//! [`CompactDocument`], the same held compact); and
 //! [`printable`], the one rule that makes text from a node safe to print.
 //!
 //! Data only: no I/O and no runtime, so the sans-IO agent core
@@ -18,12 +19,14 @@
 //! the schema of the sweep document is kept in `schema/` next to this
 //! crate.
 
+pub mod compact;
 pub mod document;
 mod fields;
 pub mod outcome;
 pub mod printable;
 pub mod selector;
 
+pub use compact::{CompactDocument, CompactNode};
 pub use document::{
     AccountingError, ClockOffset, GoneNode, NodeEntry, NodeState, Silence, StateCounts,
     SweepDocument, SweepTiming, SwimState, MAX_DEADLINE,

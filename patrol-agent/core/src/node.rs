@@ -33,7 +33,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use foca::{AccumulatingRuntime, Foca, Member, OwnedNotification};
-use patrol_model::{CheckOutcome, Selector, SweepDocument, SwimState};
+use patrol_model::{CheckOutcome, CompactDocument, Selector, SwimState};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
@@ -163,7 +163,7 @@ pub enum Output {
     /// A sweep this node coordinates is complete (once per sweep).
     Completed {
         sweep_id: u64,
-        document: Box<SweepDocument>,
+        document: Box<CompactDocument>,
     },
     Member(MemberEvent),
     /// Append this line to the node's audit trail.
@@ -1320,7 +1320,7 @@ impl Node {
     /// it last arrived, and its SWIM state now. A name foca holds more than
     /// once (a restart under the same name) takes its liveliest identity
     /// and the latest datagram from any of its addresses.
-    fn explain_silence(&self, now: Now, doc: &mut SweepDocument) {
+    fn explain_silence(&self, now: Now, doc: &mut CompactDocument) {
         if !doc.nodes.iter().any(|n| n.silence.is_some()) {
             return;
         }
@@ -1360,7 +1360,7 @@ impl Node {
 
     /// With certificates: the nodes that left the roster (within the
     /// sweep's node filter), with when they were last seen.
-    fn list_gone(&self, doc: &mut SweepDocument) {
+    fn list_gone(&self, doc: &mut CompactDocument) {
         let Some(gate) = self.gate.as_ref() else {
             return;
         };

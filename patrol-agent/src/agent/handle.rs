@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use patrol_checks::SweepDocument;
+use patrol_checks::CompactDocument;
 use patrol_core::membership::roster::RosterView;
 use tokio::sync::{mpsc, oneshot};
 
@@ -20,7 +20,7 @@ pub enum SweepEvent {
         answered: u64,
         expected: u64,
     },
-    Done(Box<SweepDocument>),
+    Done(Box<CompactDocument>),
     /// The node would not start the sweep (with certificates: no valid
     /// operator authorization), and why.
     Refused(String),

@@ -13,7 +13,8 @@
 //! [`DOC_PIECE`] bytes; [`DocumentAssembler`] puts them back together under
 //! [`MAX_DOCUMENT`].
 
-use patrol_checks::SweepDocument;
+use patrol_checks::compact::EncodedPieces;
+use patrol_checks::CompactDocument;
 use serde::{Deserialize, Serialize};
 
 use super::ControlError;
@@ -33,7 +34,8 @@ pub const HELLO_LEN: usize = HELLO_MAGIC.len() + 1 + CHALLENGE_LEN;
 /// version). The one number for the whole control channel; PROTOCOL.md
 /// ("Versions and rolling upgrades") quotes it and says what each version
 /// changed. 6: one version for both handshakes, stats as the counter list.
-pub const CONTROL_VERSION: u8 = 7;
+/// 8: the sweep document travels compact ([`CompactDocument`]).
+pub const CONTROL_VERSION: u8 = 8;
 /// Largest frame either side accepts. Sweep documents travel in pieces of
 /// [`DOC_PIECE`] bytes, so a document of any size fits.
 pub const MAX_FRAME: usize = 8 * 1024 * 1024;
@@ -172,11 +174,12 @@ pub fn open<T: serde::de::DeserializeOwned>(
     Ok(sealed.body)
 }
 
-/// A document cut into pieces of at most [`DOC_PIECE`] bytes (at least one).
-pub fn document_pieces(doc: &SweepDocument) -> Result<Vec<Vec<u8>>, ControlError> {
-    let bytes = bincode::serde::encode_to_vec(doc, bincode::config::standard())
-        .map_err(|e| ControlError::Protocol(format!("cannot encode the sweep: {e}")))?;
-    Ok(bytes.chunks(DOC_PIECE).map(<[u8]>::to_vec).collect())
+/// A document, bincode-encoded in its compact form, in pieces of
+/// [`DOC_PIECE`] bytes (the last one shorter; at least one), encoded as
+/// they are taken: the sender holds one piece at a time, and each node of
+/// the document is dropped once encoded.
+pub fn document_pieces(doc: CompactDocument) -> EncodedPieces {
+    doc.into_pieces(DOC_PIECE)
 }
 
 /// Puts a document's pieces back together, refusing more than
@@ -192,7 +195,7 @@ impl DocumentAssembler {
         &mut self,
         piece: &[u8],
         last: bool,
-    ) -> Result<Option<SweepDocument>, ControlError> {
+    ) -> Result<Option<CompactDocument>, ControlError> {
         if self.buf.len() + piece.len() > MAX_DOCUMENT {
             return Err(ControlError::Protocol("sweep document over 1 GiB".into()));
         }
@@ -234,10 +237,10 @@ fn document_limit(len: usize) -> usize {
         .min(MAX_DOCUMENT)
 }
 
-fn decode_document(bytes: &[u8]) -> Result<SweepDocument, bincode::error::DecodeError> {
+fn decode_document(bytes: &[u8]) -> Result<CompactDocument, bincode::error::DecodeError> {
     fn under<const LIMIT: usize>(
         bytes: &[u8],
-    ) -> Result<SweepDocument, bincode::error::DecodeError> {
+    ) -> Result<CompactDocument, bincode::error::DecodeError> {
         let cfg = bincode::config::standard().with_limit::<LIMIT>();
         bincode::serde::decode_from_slice(bytes, cfg).map(|(doc, _)| doc)
     }
@@ -317,15 +320,15 @@ mod tests {
         assert_eq!(reason.chars().count(), MAX_DENY_REASON + 6);
     }
 
-    fn doc(nodes: usize) -> SweepDocument {
+    fn doc(nodes: usize) -> CompactDocument {
         let mut d = patrol_report_free_sample(nodes);
         d.recount();
-        d
+        CompactDocument::from_document(d)
     }
 
     /// A document with `nodes` entries (no dependency on the report crate).
-    fn patrol_report_free_sample(nodes: usize) -> SweepDocument {
-        SweepDocument {
+    fn patrol_report_free_sample(nodes: usize) -> patrol_checks::SweepDocument {
+        patrol_checks::SweepDocument {
             version: 1,
             sweep_id: "00000000000000aa".into(),
             cluster: "c".into(),
@@ -346,7 +349,18 @@ mod tests {
                     reached_ms: Some(1),
                     answered_ms: Some(2),
                     checks_ms: Some(i as u64),
-                    checks: Vec::new(),
+                    checks: vec![patrol_checks::CheckOutcome {
+                        id: "c".into(),
+                        kind: "k".into(),
+                        status: patrol_checks::Status::Pass,
+                        severity: patrol_checks::Severity::Fail,
+                        observed: patrol_checks::Observed::Number(i as f64),
+                        expected: String::new(),
+                        message: String::new(),
+                        duration_us: 0,
+                        description: String::new(),
+                        remediation: String::new(),
+                    }],
                     clock: Some(patrol_checks::ClockOffset {
                         offset_ms: -(i as i64),
                         bound_ms: 1,
@@ -433,16 +447,34 @@ mod tests {
     #[test]
     fn a_document_past_the_smallest_limit_still_reassembles() {
         let d = doc(20_000);
-        let pieces = document_pieces(&d).unwrap();
+        let pieces: Vec<Vec<u8>> = document_pieces(d.clone()).collect();
         assert!(pieces[0].len() * CLAIM_PER_BYTE > 1 << 16);
         let mut asm = DocumentAssembler::default();
         assert_eq!(asm.push(&pieces[0], true).unwrap(), Some(d));
     }
 
     #[test]
+    fn a_big_document_is_cut_into_full_pieces_that_reassemble() {
+        let d = doc(300_000);
+        let whole = bincode::serde::encode_to_vec(&d, bincode::config::standard()).unwrap();
+        let pieces: Vec<Vec<u8>> = document_pieces(d.clone()).collect();
+        assert_eq!(pieces.concat(), whole);
+        assert!(pieces.len() > 1);
+        assert!(pieces[..pieces.len() - 1]
+            .iter()
+            .all(|p| p.len() == DOC_PIECE));
+        let mut asm = DocumentAssembler::default();
+        let mut got = None;
+        for (i, p) in pieces.iter().enumerate() {
+            got = asm.push(p, i + 1 == pieces.len()).unwrap();
+        }
+        assert_eq!(got, Some(d));
+    }
+
+    #[test]
     fn document_pieces_reassemble() {
         let d = doc(3);
-        let pieces = document_pieces(&d).unwrap();
+        let pieces: Vec<Vec<u8>> = document_pieces(d.clone()).collect();
         assert_eq!(pieces.len(), 1);
         let mut asm = DocumentAssembler::default();
         assert_eq!(asm.push(&pieces[0], true).unwrap(), Some(d));

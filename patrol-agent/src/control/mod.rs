@@ -26,7 +26,7 @@ pub mod server;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use patrol_checks::{Selector, SweepDocument};
+use patrol_checks::{CompactDocument, Selector};
 use serde::{Deserialize, Serialize};
 
 use crate::agent::AgentStats;
@@ -73,7 +73,8 @@ pub enum ControlResponse {
         answered: u64,
         expected: u64,
     },
-    /// A piece of the bincode-encoded sweep document; `last` ends it.
+    /// A piece of the bincode-encoded sweep document (its compact form,
+    /// [`CompactDocument`]); `last` ends it.
     SweepPiece {
         last: bool,
         bytes: Vec<u8>,
@@ -87,13 +88,14 @@ pub enum ControlResponse {
 }
 
 /// What a client hears: the frames, with a sweep document already
-/// reassembled.
+/// reassembled (compact: [`CompactDocument::expanded_nodes`] spells its
+/// nodes out one at a time).
 #[derive(Debug, Clone)]
 pub enum Reply {
     Members(Vec<MemberInfo>),
     Stats(Box<AgentStats>),
     Progress { answered: u64, expected: u64 },
-    SweepDone(Box<SweepDocument>),
+    SweepDone(Box<CompactDocument>),
     Error(String),
     Roster(Box<patrol_core::membership::roster::RosterView>),
     Forgot { was_on_roster: bool },

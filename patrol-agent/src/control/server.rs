@@ -557,10 +557,9 @@ impl Connection {
                     return self.send(ControlResponse::Error(reason)).await;
                 }
                 SweepEvent::Done(doc) => {
-                    let pieces = frame::document_pieces(&doc)?;
-                    let count = pieces.len();
-                    for (i, bytes) in pieces.into_iter().enumerate() {
-                        let last = i + 1 == count;
+                    let mut pieces = frame::document_pieces(*doc).peekable();
+                    while let Some(bytes) = pieces.next() {
+                        let last = pieces.peek().is_none();
                         self.send(ControlResponse::SweepPiece { last, bytes })
                             .await?;
                     }

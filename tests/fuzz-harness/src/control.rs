@@ -99,7 +99,7 @@ fn document(piece: usize, bytes: &[u8]) {
         }
     }
     let Some(doc) = doc else { return };
-    let again = frame::document_pieces(&doc).expect("a decoded document encodes");
+    let again: Vec<Vec<u8>> = frame::document_pieces(doc.clone()).collect();
     let mut asm = DocumentAssembler::default();
     let last = again.len() - 1;
     let mut back = None;

@@ -407,7 +407,7 @@ fn carry_out(i: usize, node: &mut SimNode, sh: &mut Shared, outputs: Vec<Output>
                     .push(sh.now + after, Event::ChecksDone(i, sweep_id));
             }
             Output::Completed { document, .. } => {
-                sh.done = Some(document);
+                sh.done = Some(Box::new(document.to_document()));
                 sh.done_at = Some(sh.now);
                 sh.counting = false;
                 // Keep going until the request dies out, to count every copy.

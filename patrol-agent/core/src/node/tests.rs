@@ -39,7 +39,7 @@ struct Mesh {
     seen: Vec<Vec<Output>>,
     /// Budgets handed out with `RunChecks`.
     budgets: Vec<Duration>,
-    documents: Vec<(u64, SweepDocument)>,
+    documents: Vec<(u64, patrol_model::SweepDocument)>,
 }
 
 fn addr(i: usize) -> SocketAddr {
@@ -129,7 +129,7 @@ impl Mesh {
                     }
                 }
                 Output::Completed { sweep_id, document } => {
-                    self.documents.push((*sweep_id, (**document).clone()))
+                    self.documents.push((*sweep_id, document.to_document()))
                 }
                 Output::Progress { .. }
                 | Output::Member(_)

@@ -5,7 +5,7 @@
 //! packets, control commands, membership changes and timer expiries, each
 //! with the current time, and carries out the [`Effect`]s it returns:
 //! spread a request through foca, send a direct message, schedule a timer,
-//! run checks, report progress, hand over the finished [`SweepDocument`].
+//! run checks, report progress, hand over the finished [`CompactDocument`].
 //!
 //! Time comes as a [`Now`] with every input: a monotonic time since any
 //! epoch (virtual in the simulator) for timers and expiry, and wall-clock
@@ -46,7 +46,7 @@ use core::net::SocketAddr;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use patrol_model::{CheckOutcome, Selector, SweepDocument};
+use patrol_model::{CheckOutcome, CompactDocument, Selector};
 
 pub use counters::{Held, RelayCounters, SweepCounters};
 pub use gossip::{GossipShared, RequestGossip, SweepKey};
@@ -174,7 +174,7 @@ pub enum Effect {
     /// A sweep this node coordinates is complete (emitted once per sweep).
     Completed {
         sweep_id: u64,
-        document: Box<SweepDocument>,
+        document: Box<CompactDocument>,
     },
     /// Append this line to the node's audit trail.
     Audit(AuditEntry),

@@ -534,14 +534,12 @@ impl Sweep {
                 self.answered += 1;
             }
             None => {
-                let entry = recorded.entry(
-                    node.to_string(),
-                    from.to_string(),
-                    parts.tags.clone(),
-                    true,
-                    false,
-                );
-                self.late.insert(node.to_string(), entry);
+                let late = super::Late {
+                    addr: from.to_string(),
+                    tags: parts.tags.clone(),
+                    recorded,
+                };
+                self.late.insert(node.to_string(), late);
             }
         }
     }

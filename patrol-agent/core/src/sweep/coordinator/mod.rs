@@ -3,7 +3,7 @@
 //!   backstop, members going down, the deadline and completion;
 //! - [`intake`]: answers coming in, direct (reassembled from pieces) or in
 //!   relay batches, checked and recorded, each node once;
-//! - [`document`]: the finished sweep as a [`SweepDocument`] that puts every
+//! - [`document`]: the finished sweep as a [`patrol_model::CompactDocument`] that puts every
 //!   expected node in exactly one state.
 //!
 //! Backstop timing: every `tick` the coordinator looks at the sweep. The
@@ -28,8 +28,6 @@ mod record;
 use core::net::SocketAddr;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
-
-use patrol_model::NodeEntry;
 
 use super::ctx::Ctx;
 use super::relay::choose_relays;
@@ -65,7 +63,7 @@ struct Sweep {
     /// Opened, the expected set not snapshot yet: how many members the
     /// node filter kept when the request was built.
     planned: Option<u64>,
-    late: BTreeMap<String, NodeEntry>,
+    late: BTreeMap<String, Late>,
     /// Names claimed by more than one alive member: not expected under the
     /// name, listed once per claimant as `failing`, their answers ignored.
     conflicts: BTreeMap<String, Vec<Peer>>,
@@ -89,6 +87,14 @@ struct Sweep {
     deferred: u32,
     rounds: u32,
     next_round_at: Option<Duration>,
+}
+
+/// A late joiner's answer (a node outside the expected set), by name.
+#[derive(Debug)]
+struct Late {
+    addr: String,
+    tags: BTreeMap<String, String>,
+    recorded: record::Recorded,
 }
 
 #[derive(Debug)]

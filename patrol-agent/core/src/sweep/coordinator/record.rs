@@ -1,10 +1,12 @@
 //! What the coordinator keeps of an answer until the document is built:
 //! a [`Recorded`] answer names a shared [`Shape`] (check names and the
 //! results most nodes share) and keeps only where the node differs, its
-//! times and its verdict. The document's entries, with every check spelled
-//! out, are built once, when the sweep completes ([`Recorded::entry`]).
+//! times and its verdict. The document's compact entries are built once,
+//! when the sweep completes ([`Recorded::compact`]): a passing check is
+//! written against the catalog template of its shape's check name
+//! ([`ShapeTemplates`]), without spelling the outcome out.
 //!
-//! Why: at 100,000 nodes, building a [`NodeEntry`] per answer as it came in
+//! Why: at 100,000 nodes, building a [`patrol_model::NodeEntry`] per answer as it came in
 //! cost about 10 µs and 5 KiB per answer (20 outcomes, two strings each,
 //! cloned from the answer); an answer recorded against a shape costs a
 //! comparison per check and a few dozen bytes (issue 25).
@@ -20,7 +22,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use patrol_model::{CheckOutcome, ClockOffset, NodeEntry, NodeState, Status};
+use patrol_model::compact::{Catalog, ChecksWriter, TagsId, TemplateId, TemplateRef};
+use patrol_model::{CheckOutcome, ClockOffset, CompactNode, NodeState, Severity, Status};
 use serde::ser::SerializeSeq;
 use serde::Serialize;
 
@@ -198,55 +201,105 @@ impl Recorded {
         }
     }
 
-    /// The document's entry for this answer of `name`.
-    pub(crate) fn entry(
+    /// The document's compact entry for this answer of `name`: each check
+    /// as [`outcome`] spells it, packed against `catalog` (a passing one
+    /// without spelling it out).
+    pub(crate) fn compact(
         &self,
-        name: String,
-        addr: String,
-        tags: BTreeMap<String, String>,
-        late_joiner: bool,
-        swim_down: bool,
-    ) -> NodeEntry {
+        who: Who,
+        catalog: &mut Catalog,
+        templates: &mut ShapeTemplates,
+    ) -> CompactNode {
         let shape = &*self.shape;
-        let mut checks = if shape.aligned() {
+        let mut checks = ChecksWriter::default();
+        if shape.aligned() {
+            let passing = templates.of(&self.shape, catalog);
             let patched = Patched {
                 base: &shape.base,
                 diff: &self.diff,
             };
-            shape
-                .catalog
-                .iter()
-                .enumerate()
-                .map(|(i, n)| outcome(n, patched.get(i)))
-                .collect()
+            for (i, name) in shape.catalog.iter().enumerate() {
+                let r = patched.get(i);
+                match (r.status, &r.detail, passing[i]) {
+                    (Status::Pass, None, Some(t)) => checks.shared(t, r.status, &r.observed, 0, ""),
+                    _ => checks.push(catalog, &outcome(name, r)),
+                }
+            }
         } else {
             let e = super::super::wire::Misaligned {
                 names: shape.catalog.len(),
                 results: shape.base.len(),
             };
-            vec![outcomes::malformed(&e)]
-        };
-        checks.extend(self.extra.as_deref().cloned());
-        NodeEntry {
-            name,
-            addr,
-            tags,
+            checks.push(catalog, &outcomes::malformed(&e));
+        }
+        if let Some(extra) = self.extra.as_deref() {
+            checks.push(catalog, extra);
+        }
+        CompactNode {
+            name: who.name,
+            addr: who.addr,
+            tags: who.tags,
             state: if self.failing {
                 NodeState::Failing
             } else {
                 NodeState::Ok
             },
-            late_joiner,
+            late_joiner: who.late_joiner,
             reached_ms: Some(self.reached_ms),
             answered_ms: Some(self.answered_ms),
             checks_ms: Some(self.checks_ms),
-            checks,
+            checks: checks.finish(),
             clock: self.clock,
             silence: None,
             // An answer from a node SWIM called down proves it alive; the
             // document says SWIM disagreed.
-            swim: swim_down.then_some(patrol_model::SwimState::Down),
+            swim: who.swim_down.then_some(patrol_model::SwimState::Down),
         }
+    }
+}
+
+/// Whose answer a [`Recorded::compact`] entry is.
+pub(crate) struct Who {
+    pub(crate) name: String,
+    pub(crate) addr: String,
+    pub(crate) tags: TagsId,
+    pub(crate) late_joiner: bool,
+    pub(crate) swim_down: bool,
+}
+
+/// The catalog template of a passing check of each name of a shape (what
+/// [`outcome`] gives for a passing result without detail: no text,
+/// severity `fail`), looked up once per shape rather than once per check.
+#[derive(Debug, Default)]
+pub(crate) struct ShapeTemplates {
+    /// By the shape's address; the shape is held so the address stays its.
+    by_shape: HashMap<usize, (Arc<Shape>, Vec<Option<TemplateId>>)>,
+}
+
+impl ShapeTemplates {
+    fn of(&mut self, shape: &Arc<Shape>, catalog: &mut Catalog) -> &[Option<TemplateId>] {
+        let key = Arc::as_ptr(shape) as usize;
+        &self
+            .by_shape
+            .entry(key)
+            .or_insert_with(|| {
+                let ids = shape
+                    .catalog
+                    .iter()
+                    .map(|n| {
+                        catalog.intern(TemplateRef {
+                            id: &n.id,
+                            kind: &n.kind,
+                            severity: Severity::Fail,
+                            expected: "",
+                            description: "",
+                            remediation: "",
+                        })
+                    })
+                    .collect();
+                (shape.clone(), ids)
+            })
+            .1
     }
 }
 
@@ -335,6 +388,62 @@ mod tests {
             .map(|(n, r)| outcome(n, r))
             .collect();
         assert_eq!(listed, own.outcomes().unwrap());
+    }
+
+    #[test]
+    fn a_compact_entry_spells_out_the_nodes_own_outcomes_and_shares_its_passing_checks() {
+        let names: Vec<CheckName> = ["a", "b", "c"]
+            .map(|id| CheckName {
+                id: id.into(),
+                kind: "k".into(),
+            })
+            .to_vec();
+        let shape = Arc::new(Shape {
+            tags: BTreeMap::new(),
+            catalog: names.clone(),
+            base: vec![result(1.0, Status::Pass); 3],
+        });
+        let mine = vec![
+            result(1.0, Status::Pass),
+            result(7.0, Status::Fail),
+            result(2.0, Status::Pass),
+        ];
+        let own = AnswerBody {
+            tags: BTreeMap::new(),
+            received_unix_ms: 0,
+            checks_ms: 5,
+            catalog: names,
+            results: mine.clone(),
+        };
+        let times = || Times {
+            reached_ms: 1,
+            answered_ms: 2,
+            checks_ms: 5,
+            clock: None,
+            skew: None,
+        };
+        let diff = vec![(1, mine[1].clone()), (2, mine[2].clone())];
+        let recorded = Recorded::new(shape.clone(), diff, times());
+        let same = Recorded::new(shape, Vec::new(), times());
+        let mut catalog = Catalog::default();
+        let mut templates = ShapeTemplates::default();
+        let no_tags = catalog.intern_tags(&BTreeMap::new());
+        let who = |name: &str| Who {
+            name: name.into(),
+            addr: "10.0.0.1:7946".into(),
+            tags: no_tags,
+            late_joiner: false,
+            swim_down: true,
+        };
+        let node = recorded.compact(who("n1"), &mut catalog, &mut templates);
+        let other = same.compact(who("n2"), &mut catalog, &mut templates);
+        let entry = node.expand(&catalog);
+        assert_eq!(entry.checks, own.outcomes().unwrap());
+        assert_eq!(entry.state, NodeState::Failing);
+        assert_eq!(entry.swim, Some(patrol_model::SwimState::Down));
+        assert_eq!(other.expand(&catalog).state, NodeState::Ok);
+        // One template per check name, shared by both nodes.
+        assert_eq!(catalog.templates().len(), 3);
     }
 
     #[test]

@@ -194,7 +194,7 @@ impl Net {
                 Effect::Progress {
                     answered, expected, ..
                 } => assert!(answered <= expected),
-                Effect::Completed { document, .. } => self.completed.push(*document),
+                Effect::Completed { document, .. } => self.completed.push(document.to_document()),
                 Effect::Audit(entry) => self.audits.push((i, entry)),
             }
         }
