@@ -646,24 +646,15 @@ impl From<SweepDocument> for CompactDocument {
     }
 }
 
-/// The document's fields as the wire carries them (compact formats).
+/// The document's fields as the wire carries them (compact formats):
+/// bincode writes a struct as its fields one after the other, so this is
+/// the head, the nodes (their count, then each) and the tail, which
+/// [`EncodedPieces`] writes apart.
 #[derive(Serialize)]
 struct WireRef<'a> {
-    version: u32,
-    sweep_id: &'a str,
-    cluster: &'a str,
-    coordinator: &'a str,
-    operator: &'a Option<String>,
-    started_at_unix_ms: u64,
-    deadline_ms: u64,
-    selector: &'a Selector,
-    node_filter: &'a BTreeMap<String, String>,
-    counts: &'a StateCounts,
-    catalog: &'a [CheckTemplate],
-    tag_sets: &'a [BTreeMap<String, String>],
+    head: WireHead<'a>,
     nodes: &'a [CompactNode],
-    timing: &'a SweepTiming,
-    gone: &'a [GoneNode],
+    tail: WireTail<'a>,
 }
 
 /// [`WireRef`] as read back.
@@ -686,7 +677,7 @@ struct Wire {
     gone: Vec<GoneNode>,
 }
 
-/// What comes before the nodes in [`WireRef`], encoded alone.
+/// What comes before the nodes in [`WireRef`].
 #[derive(Serialize)]
 struct WireHead<'a> {
     version: u32,
@@ -701,7 +692,6 @@ struct WireHead<'a> {
     counts: &'a StateCounts,
     catalog: &'a [CheckTemplate],
     tag_sets: &'a [BTreeMap<String, String>],
-    nodes: usize,
 }
 
 /// What comes after the nodes in [`WireRef`].
@@ -727,27 +717,28 @@ pub struct EncodedPieces {
 }
 
 impl CompactDocument {
+    fn head(&self) -> WireHead<'_> {
+        WireHead {
+            version: self.version,
+            sweep_id: &self.sweep_id,
+            cluster: &self.cluster,
+            coordinator: &self.coordinator,
+            operator: &self.operator,
+            started_at_unix_ms: self.started_at_unix_ms,
+            deadline_ms: self.deadline_ms,
+            selector: &self.selector,
+            node_filter: &self.node_filter,
+            counts: &self.counts,
+            catalog: &self.catalog.templates,
+            tag_sets: &self.catalog.tag_sets,
+        }
+    }
+
     /// This document's encoding, piece by piece (`piece` at least 1).
     pub fn into_pieces(self, piece: usize) -> EncodedPieces {
         let mut buf = Vec::new();
-        encode_into(
-            &WireHead {
-                version: self.version,
-                sweep_id: &self.sweep_id,
-                cluster: &self.cluster,
-                coordinator: &self.coordinator,
-                operator: &self.operator,
-                started_at_unix_ms: self.started_at_unix_ms,
-                deadline_ms: self.deadline_ms,
-                selector: &self.selector,
-                node_filter: &self.node_filter,
-                counts: &self.counts,
-                catalog: &self.catalog.templates,
-                tag_sets: &self.catalog.tag_sets,
-                nodes: self.nodes.len(),
-            },
-            &mut buf,
-        );
+        // The head, then the nodes' count as a sequence's length prefix.
+        encode_into(&(self.head(), self.nodes.len()), &mut buf);
         EncodedPieces {
             piece: piece.max(1),
             buf,
@@ -816,21 +807,12 @@ impl Serialize for CompactDocument {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         if !serializer.is_human_readable() {
             return WireRef {
-                version: self.version,
-                sweep_id: &self.sweep_id,
-                cluster: &self.cluster,
-                coordinator: &self.coordinator,
-                operator: &self.operator,
-                started_at_unix_ms: self.started_at_unix_ms,
-                deadline_ms: self.deadline_ms,
-                selector: &self.selector,
-                node_filter: &self.node_filter,
-                counts: &self.counts,
-                catalog: &self.catalog.templates,
-                tag_sets: &self.catalog.tag_sets,
+                head: self.head(),
                 nodes: &self.nodes,
-                timing: &self.timing,
-                gone: &self.gone,
+                tail: WireTail {
+                    timing: &self.timing,
+                    gone: &self.gone,
+                },
             }
             .serialize(serializer);
         }
