@@ -152,6 +152,7 @@ fn documented_defaults() -> BTreeMap<&'static str, String> {
     m.insert("nodes_per_relay", s.nodes_per_relay.to_string());
     m.insert("max_relays", s.max_relays.to_string());
     m.insert("relay_flush", dur(s.relay_flush));
+    m.insert("relay_window", s.relay_window.to_string());
     m.insert("relay_spread_per_node", dur(s.relay_spread_per_node));
     m.insert("relay_attempts", s.relay_attempts.to_string());
     m.insert("max_relayed_nodes", s.max_relayed_nodes.to_string());

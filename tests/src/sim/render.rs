@@ -137,8 +137,8 @@ impl SimReport {
         } else {
             let _ = writeln!(
                 o,
-                "  relays: {} ({} died); {} answers came in relay batches",
-                rl.relays, rl.died, rl.answers_relayed
+                "  relays: {} ({} died); {} answers came in relay batches; batches sent {}, resent {}",
+                rl.relays, rl.died, rl.answers_relayed, rl.batches_sent, rl.batches_resent
             );
             let _ = writeln!(
                 o,

@@ -167,6 +167,9 @@ pub(crate) struct Inputs<'a> {
     pub pair_keys_derived: u64,
     /// The relays the coordinator named (node indices).
     pub relays: &'a [usize],
+    /// Batches the relays sent the coordinator: first sends, and sends
+    /// again for want of an ack (their own counters).
+    pub relay_batches: (u64, u64),
 }
 
 /// Answer sizes over the nodes that answered.
@@ -201,6 +204,10 @@ pub struct RelayFigures {
     pub queue_overflow: u64,
     /// Answers that reached the coordinator in a relay's batch.
     pub answers_relayed: u64,
+    /// Batches the relays sent, first sends.
+    pub batches_sent: u64,
+    /// Batches sent again for want of an ack.
+    pub batches_resent: u64,
 }
 
 /// What the nodes' own code cost during the sweep (its start to its
@@ -652,6 +659,8 @@ fn relay_figures(inp: &Inputs<'_>) -> RelayFigures {
             .iter()
             .filter(|a| a.complete.is_some_and(|(k, _)| k == Kind::Batch))
             .count() as u64,
+        batches_sent: inp.relay_batches.0,
+        batches_resent: inp.relay_batches.1,
     }
 }
 

@@ -310,6 +310,10 @@ impl World {
             events: self.sh.queue.popped(),
             pair_keys_derived: self.nodes[COORDINATOR].node.pair_keys_derived() - self.keys_before,
             relays: &self.sh.relays,
+            relay_batches: self.sh.relays.iter().fold((0, 0), |(sent, resent), &i| {
+                let relay = self.nodes[i].node.stats().sweep.relay;
+                (sent + relay.batches_sent, resent + relay.batches_resent)
+            }),
         });
         (report, self.sh.samples.take().unwrap_or_default())
     }

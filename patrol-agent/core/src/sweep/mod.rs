@@ -557,7 +557,7 @@ impl SweepCore {
             }
             SweepMessage::Batch(batch) => self.coordinator.batch(&mut cx, from, batch),
             SweepMessage::BatchAck { sweep_id, batch } => {
-                if !self.relay.batch_acked(now.mono, from, sweep_id, batch) {
+                if !self.relay.batch_acked(&mut cx, from, sweep_id, batch) {
                     cx.counters.batch_acks_refused += 1;
                 }
             }

@@ -60,6 +60,9 @@ struct RelaySweep {
     waiting_bytes: usize,
     /// A flush timer is scheduled.
     flush_pending: bool,
+    /// The flush timer fired while `relay_window` batches were in flight:
+    /// what waits is due, and goes with the next ack, however little.
+    overdue: bool,
     /// Batches sent and not acked yet, by number.
     unacked: HashMap<u32, Unacked>,
     next_batch: u32,
@@ -105,6 +108,7 @@ impl Relay {
             waiting: Vec::new(),
             waiting_bytes: 0,
             flush_pending: false,
+            overdue: false,
             unacked: HashMap::new(),
             next_batch: 0,
             rtt: None,
@@ -133,9 +137,10 @@ impl Relay {
         sweep.waiting_bytes += len;
         cx.counters.relay.answers_relayed += 1;
         cx.push(ack(from, &chunk));
-        if BATCH_HEADER + sweep.waiting_bytes >= cx.settings.max_datagram {
+        let full = BATCH_HEADER + sweep.waiting_bytes >= cx.settings.max_datagram;
+        if full && sweep.unacked.len() < cx.settings.relay_window {
             sweep.flush(cx, id, true);
-        } else if !sweep.flush_pending {
+        } else if !full && !sweep.flush_pending {
             sweep.flush_pending = true;
             cx.push(Effect::Schedule {
                 after: cx.settings.relay_flush,
@@ -144,11 +149,13 @@ impl Relay {
         }
     }
 
-    /// The flush timer: forward whatever waits.
+    /// The flush timer: forward whatever waits, as far as the window
+    /// lets; the rest goes with the next ack.
     pub(crate) fn flush(&mut self, cx: &mut Ctx, sweep_id: u64) {
         if let Some(sweep) = self.sweeps.get_mut(&sweep_id) {
             sweep.flush_pending = false;
             sweep.flush(cx, sweep_id, false);
+            sweep.overdue = !sweep.waiting.is_empty();
         }
     }
 
@@ -173,16 +180,18 @@ impl Relay {
         schedule_resend(cx, sweep_id, batch, attempt + 1, rtt);
     }
 
-    /// The coordinator acked batch `batch` at `now`: the headers it
-    /// carried are known from now on, and a batch never resent tells how
-    /// long acks take. Acks from anyone else are refused (false).
+    /// The coordinator acked batch `batch`: the headers it carried are
+    /// known from now on, a batch never resent tells how long acks take,
+    /// and its place in the window goes to what waits. Acks from anyone
+    /// else are refused (false).
     pub(crate) fn batch_acked(
         &mut self,
-        now: Duration,
+        cx: &mut Ctx,
         from: SocketAddr,
         sweep_id: u64,
         batch: u32,
     ) -> bool {
+        let now = cx.mono();
         let Some(sweep) = self.sweeps.get_mut(&sweep_id) else {
             return true;
         };
@@ -202,6 +211,12 @@ impl Relay {
                 if let Some(group) = sweep.groups.get_mut(g.key as usize) {
                     group.known = true;
                 }
+            }
+            if !sweep.waiting.is_empty() && now < sweep.expires_at {
+                // Full batches go now; a small rest waits for its flush
+                // timer unless that has already fired.
+                sweep.flush(cx, sweep_id, !sweep.overdue);
+                sweep.overdue = sweep.overdue && !sweep.waiting.is_empty();
             }
         }
         true
@@ -297,8 +312,9 @@ impl RelaySweep {
     }
 
     /// Forward what waits in batches of at most one datagram each, grouped
-    /// by group; with `full_only`, a last batch less than half full keeps
-    /// waiting for the flush timer.
+    /// by group, as many as `relay_window` leaves room for (the others
+    /// keep waiting, for the next ack); with `full_only`, a last batch
+    /// less than half full keeps waiting for the flush timer.
     fn flush(&mut self, cx: &mut Ctx, sweep_id: u64, full_only: bool) {
         let settings = cx.settings;
         let now = cx.mono();
@@ -343,29 +359,38 @@ impl RelaySweep {
         if !current.0.is_empty() {
             batches.push(current);
         }
+        // Beyond the window's room: back to wait for an ack. With
+        // `full_only`, a last batch less than half full is not worth a
+        // datagram yet: back to wait for the flush timer.
+        let room = settings
+            .relay_window
+            .saturating_sub(self.unacked.len())
+            .min(batches.len());
+        let mut held = batches.split_off(room);
         if full_only
+            && held.is_empty()
             && batches
                 .last()
                 .is_some_and(|b| b.1 < settings.max_datagram / 2)
         {
-            if let Some((groups, bytes, arrivals)) = batches.pop() {
-                // Not worth a datagram yet: back to wait for the timer.
-                let mut arrivals = arrivals.into_iter();
-                for group in groups {
-                    for answer in group.nodes {
-                        let arrived = arrivals.next().unwrap_or(now);
-                        self.waiting.push((group.key, answer, arrived));
-                    }
-                }
-                self.waiting_bytes = bytes - BATCH_HEADER;
-                if !self.flush_pending {
-                    self.flush_pending = true;
-                    cx.push(Effect::Schedule {
-                        after: settings.relay_flush,
-                        timer: SweepTimer(TimerKind::RelayFlush(sweep_id)),
-                    });
+            held.extend(batches.pop());
+            if !self.flush_pending {
+                self.flush_pending = true;
+                cx.push(Effect::Schedule {
+                    after: settings.relay_flush,
+                    timer: SweepTimer(TimerKind::RelayFlush(sweep_id)),
+                });
+            }
+        }
+        for (groups, bytes, arrivals) in held {
+            let mut arrivals = arrivals.into_iter();
+            for group in groups {
+                for answer in group.nodes {
+                    let arrived = arrivals.next().unwrap_or(now);
+                    self.waiting.push((group.key, answer, arrived));
                 }
             }
+            self.waiting_bytes += bytes - BATCH_HEADER;
         }
         for (groups, _, _) in batches {
             let batch = RelayBatch {

@@ -180,6 +180,13 @@ pub struct SweepSettings {
     /// A relay forwards what it holds this long after the first answer of
     /// a batch arrived, or at once when a datagram is full. Default 10 ms.
     pub relay_flush: Duration,
+    /// Batches a relay has in flight to the coordinator (sent and not yet
+    /// acked) at most. Further answers wait at the relay, packed into
+    /// full batches, until an ack frees a place, so a coordinator that is
+    /// behind holds at most `relays * relay_window` batches in its queue
+    /// instead of an overflowing queue and the resends it causes. Default
+    /// 4. Must not be zero.
+    pub relay_window: usize,
     /// With relays, the answer spread window is `expected *
     /// relay_spread_per_node` (capped by `answer_spread_max`): sized for
     /// what the coordinator can take in, rather than for one datagram per
@@ -235,6 +242,7 @@ impl Default for SweepSettings {
             nodes_per_relay: 2000,
             max_relays: 64,
             relay_flush: Duration::from_millis(10),
+            relay_window: 4,
             relay_spread_per_node: Duration::from_micros(3),
             relay_attempts: 1,
             max_relayed_nodes: 65_536,
@@ -286,6 +294,7 @@ impl SweepSettings {
         )?;
         not_zero("sweep.nodes_per_relay", self.nodes_per_relay)?;
         not_zero("sweep.max_datagram", self.max_datagram)?;
+        not_zero("sweep.relay_window", self.relay_window)?;
         Ok(())
     }
 

@@ -178,7 +178,21 @@ impl Coordinator {
         // Acked on receipt, before its answers are checked: the relay
         // stops resending at once, whatever the checking costs.
         cx.push(batch_ack);
+        // A relay numbers its batches in order: one numbered above all
+        // its earlier ones is new, not the resend of a batch whose ack
+        // was lost (no sign that answers still wait at the relay).
+        let newest = sweep
+            .relay_newest
+            .get(&from)
+            .is_none_or(|&newest| batch.batch > newest);
+        if newest {
+            sweep.relay_newest.insert(from, batch.batch);
+        }
+        let taken = sweep.answered + sweep.late.len() as u64;
         sweep.take_batch(cx, from, batch);
+        if newest && sweep.answered + sweep.late.len() as u64 > taken {
+            sweep.last_batch_at = Some(cx.mono());
+        }
         self.complete_if_settled(cx, id);
     }
 }

@@ -12,7 +12,13 @@
 //! for `backstop_quiet`) or `backstop_deadline_percent` of the deadline has
 //! passed. So a fast, healthy sweep backstops early (answers stop arriving
 //! as soon as the reachable nodes are done) while a sweep whose answers are
-//! still streaming in does not flood nodes that are merely slow. Later
+//! still streaming in does not flood nodes that are merely slow. With
+//! relays, the first round also waits while new batches keep bringing
+//! answers (one within `backstop_min_delay`; resends do not count): answers queued at a relay are on their
+//! way, and asking their nodes again would only add direct answers to the
+//! coordinator's queue. It waits until `backstop_deadline_percent` of the
+//! deadline at most, so a relay that trickles batches cannot keep its
+//! nodes from being asked. Later
 //! rounds follow after `backstop_interval`, doubling, and never within the
 //! last tick before the deadline. While the coordinator is behind (a tick
 //! arrives a whole tick after it was due: its inputs queue up), a round
@@ -80,6 +86,13 @@ struct Sweep {
     /// Rostered nodes SWIM does not count that have not answered yet.
     unreached: u64,
     last_answer_at: Option<Duration>,
+    /// When a relay's batch last came in: while batches keep coming, the
+    /// answers still waiting at the relays are on their way, and the
+    /// first backstop round waits for them (see the module's doc).
+    last_batch_at: Option<Duration>,
+    /// The highest batch number each relay has sent (only the relays the
+    /// request named: at most `max_relays` entries).
+    relay_newest: HashMap<SocketAddr, u32>,
     /// When the next tick is due (it was scheduled for then).
     tick_due: Duration,
     /// Consecutive ticks that found the coordinator behind and put a
@@ -286,6 +299,8 @@ impl Coordinator {
             settled: 0,
             unreached: 0,
             last_answer_at: None,
+            last_batch_at: None,
+            relay_newest: HashMap::new(),
             tick_due: cx.mono() + settings.tick,
             deferred: 0,
             rounds: 0,
@@ -389,8 +404,16 @@ impl Coordinator {
         let quiet = now.saturating_sub(sweep.last_answer_at.unwrap_or(sweep.started_at))
             >= settings.backstop_quiet;
         let late = elapsed * 100 >= deadline * settings.backstop_deadline_percent;
+        // The relays are still forwarding: a new batch (not a resend) with
+        // an answer not had before came in within `backstop_min_delay`. Their nodes' answers wait in them (a relay
+        // holds at most `relay_window` batches in flight), so the first
+        // round waits, until `late` at most: a relay that trickles
+        // batches cannot keep its nodes from being asked.
+        let relays_busy = sweep
+            .last_batch_at
+            .is_some_and(|at| now.saturating_sub(at) < settings.backstop_min_delay);
         let ready = match sweep.next_round_at {
-            None => elapsed >= sweep.spread + settings.backstop_min_delay,
+            None => elapsed >= sweep.spread + settings.backstop_min_delay && (!relays_busy || late),
             Some(at) => now >= at,
         };
         let room = sweep.deadline_at.saturating_sub(now) > settings.tick;

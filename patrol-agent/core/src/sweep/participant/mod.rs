@@ -148,6 +148,15 @@ fn backstop_time(cx: &Ctx, req: &SweepRequest) -> bool {
     since_issue >= backstop_from
 }
 
+/// What is left of the request's answer spread window, which runs from
+/// its issue time (judged on our clock, as [`backstop_time`] is): a node
+/// reached late, by the backstop, is past it and answers at once rather
+/// than waiting out a window the first wave has long used.
+fn spread_left(cx: &Ctx, req: &SweepRequest) -> Duration {
+    let since_issue = cx.unix_ms().saturating_sub(req.issued_at_unix_ms);
+    Duration::from_millis(u64::from(req.answer_spread_ms).saturating_sub(since_issue))
+}
+
 impl Participant {
     /// Sweeps held (running or answering; not the settled ones).
     pub(crate) fn len(&self) -> usize {
@@ -283,7 +292,7 @@ impl Participant {
             received_unix_ms: cx.unix_ms(),
             received_at: now,
             expires_at: now + remaining,
-            spread: Duration::from_millis(u64::from(req.answer_spread_ms)),
+            spread: spread_left(cx, &req),
             phase: Phase::Running,
             pair: admitted.pair,
             relay,

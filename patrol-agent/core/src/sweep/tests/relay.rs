@@ -333,3 +333,151 @@ fn a_hold_time_over_what_a_relay_holds_is_not_taken_off_the_trip() {
         );
     }
 }
+
+/// Two relays for `nodes` nodes, batches of a few answers each (a small
+/// `max_datagram`), and `relay_window` batches in flight per relay.
+fn windowed_settings(window: usize) -> SweepSettings {
+    SweepSettings {
+        relay_min_nodes: 2,
+        nodes_per_relay: 100_000,
+        max_relays: 2,
+        max_datagram: 400,
+        relay_window: window,
+        ..SweepSettings::default()
+    }
+}
+
+/// The batch numbers each relay sent the coordinator (first sends and
+/// resends alike).
+fn batch_numbers(net: &Net, relay: usize) -> BTreeSet<u32> {
+    net.sent
+        .iter()
+        .filter(|(from, _)| *from == relay)
+        .filter_map(|(_, m)| match m {
+            SweepMessage::Batch(b) => Some(b.batch),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_relay_keeps_at_most_its_window_of_batches_in_flight() {
+    let mut net = Net::new(100, windowed_settings(2));
+    net.outcomes = Box::new(per_node_values);
+    // The coordinator's acks never arrive: a coordinator far behind.
+    net.drop = Box::new(|ev| matches!(ev, Ev::Msg(_, _, SweepMessage::BatchAck { .. })));
+    let members = net.members();
+    let id = net.start(0, Duration::from_secs(3), members);
+    let relays = relays_of(&net, id);
+    net.run_for(Duration::from_secs(4));
+    for &r in &relays {
+        // About 50 answers each, several batches' worth: only the first
+        // two went out (and were resent), the rest waited at the relay.
+        assert_eq!(
+            batch_numbers(&net, r),
+            BTreeSet::from([0, 1]),
+            "relay {r} sent batches beyond its window"
+        );
+        assert!(net.cores[r].counters().relay.batches_resent > 0);
+    }
+    // Nobody is lost: the coordinator took what the batches carried, and
+    // the backstop asked the others, who answered directly.
+    let doc = net.doc();
+    assert_accounted(doc);
+    assert_eq!(doc.counts.ok, 100);
+}
+
+#[test]
+fn acks_open_the_window_and_every_answer_comes_through_the_relays() {
+    let mut net = Net::new(100, windowed_settings(1));
+    net.outcomes = Box::new(per_node_values);
+    let members = net.members();
+    let id = net.start(0, Duration::from_secs(3), members);
+    let relays = relays_of(&net, id);
+    net.run_for(Duration::from_secs(4));
+    let doc = net.doc();
+    assert_accounted(doc);
+    assert_eq!(doc.counts.ok, 100);
+    for i in 0..100 {
+        assert_eq!(observed_b(doc, i), Observed::Number(i as f64), "node {i}");
+    }
+    for &r in &relays {
+        let relay = &net.cores[r].counters().relay;
+        assert!(relay.batches_sent >= 3, "{relay:?}");
+        assert_eq!(relay.batches_resent, 0, "{relay:?}");
+    }
+    // Every other node sent its one piece once (to its relay): none had
+    // to resend it or go to the coordinator.
+    let pieces = net
+        .sent
+        .iter()
+        .filter(|(from, m)| {
+            !relays.contains(from) && *from != 0 && matches!(m, SweepMessage::Answer(_))
+        })
+        .count();
+    assert_eq!(pieces, 97, "one piece per node");
+}
+
+#[test]
+fn the_first_backstop_waits_while_the_relays_still_bring_answers() {
+    // 3,000 nodes, two relays, one batch of a few answers in flight each:
+    // draining their queues takes a round trip (2 ms) per batch, several
+    // hundred ms, well past the spread window and `backstop_min_delay`.
+    let n = 3000;
+    let mut net = Net::new(n, windowed_settings(1));
+    net.outcomes = Box::new(per_node_values);
+    let members = net.members();
+    let id = net.start(0, Duration::from_secs(5), members);
+    let relays = relays_of(&net, id);
+    net.run_for(Duration::from_secs(6));
+    let doc = net.doc();
+    assert_accounted(doc);
+    assert_eq!(doc.counts.ok as usize, n);
+    // No backstop request: every node's answer was still on its way in a
+    // relay's queue, and came from there.
+    let asked = net
+        .sent
+        .iter()
+        .filter(|(from, m)| *from == 0 && matches!(m, SweepMessage::Request(r) if r.id == id))
+        .count();
+    assert_eq!(
+        asked,
+        relays.len(),
+        "only the relays' own copies of the request"
+    );
+    // And the relays did take longer than the backstop's first chance.
+    let last = (1..n)
+        .filter_map(|i| entry(doc, i).answered_ms)
+        .max()
+        .unwrap_or(0);
+    assert!(
+        last > 100 + 100,
+        "the relays drained within the backstop's delay ({last} ms): the test shows nothing"
+    );
+}
+
+#[test]
+fn a_node_reached_after_the_spread_window_answers_at_once() {
+    // A 300 ms spread window (100 ms a node).
+    let settings = SweepSettings {
+        answer_spread_per_node: Duration::from_millis(100),
+        ..SweepSettings::default()
+    };
+    let mut net = Net::new(3, settings);
+    let members = net.members();
+    // Node 2 hears nothing of the first copies; the backstop reaches it.
+    net.drop = Box::new(|ev| matches!(ev, Ev::Req(2, _)));
+    net.start(0, Duration::from_secs(3), members);
+    net.run_for(Duration::from_secs(4));
+    let doc = net.doc();
+    assert_accounted(doc);
+    assert_eq!(doc.counts.ok, 3);
+    let reached = entry(doc, 2).reached_ms.unwrap();
+    let answered = entry(doc, 2).answered_ms.unwrap();
+    assert!(reached >= 300, "reached by the backstop at {reached} ms");
+    // Its checks (5 ms) and two hops, no spread on top.
+    assert!(
+        answered <= reached + 5 + 2 + 1,
+        "reached at {reached} ms, answered at {answered} ms"
+    );
+}
