@@ -24,10 +24,11 @@ pub use catalog::{check_units, Catalog};
 pub use expect::Expect;
 pub use host::{host_for, FixtureHost, Host, RealHost, RootedHost};
 pub use kinds::CheckKind;
-pub use patrol_model::{compact, document, outcome, printable, selector};
+pub use patrol_model::{compact, document, outcome, printable, selector, view};
 pub use patrol_model::{
-    CheckOutcome, ClockOffset, CompactDocument, CompactNode, NodeEntry, NodeState, Observed,
-    Selector, Severity, Silence, StateCounts, Status, SweepDocument, SweepTiming, SwimState,
+    CheckOutcome, ClockOffset, CompactDocument, CompactNode, DocumentJson, NodeEntry, NodeState,
+    Observed, Selector, Severity, Silence, StateCounts, Status, SweepDocument, SweepTiming,
+    SweepView, SwimState,
 };
 pub use runner::Runner;
 pub use spec::CheckSpec;

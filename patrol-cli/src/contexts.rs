@@ -32,7 +32,7 @@ use anyhow::{bail, Context as _};
 use patrol_agent::envelope::Envelope;
 use patrol_agent::keyring::Keyring;
 use patrol_checks::{
-    CheckOutcome, NodeEntry, NodeState, Observed, Severity, Status, SweepDocument,
+    CheckOutcome, CompactDocument, CompactNode, NodeEntry, NodeState, Observed, Severity, Status,
 };
 use serde::Deserialize;
 
@@ -166,22 +166,24 @@ impl ContextsFile {
 pub struct ClusterResult {
     /// The context (or cluster) name shown when the sweep failed.
     pub label: String,
-    pub result: Result<SweepDocument, String>,
+    pub result: Result<CompactDocument, String>,
 }
 
 /// One document for several clusters' sweeps (see the module doc). The
-/// order of `parts` does not matter: nodes are sorted by name.
-pub fn merge(parts: Vec<ClusterResult>) -> SweepDocument {
-    let mut nodes = Vec::new();
+/// order of `parts` does not matter: nodes are sorted by name. Made node
+/// by node, compact: each part is dropped once its nodes are in.
+pub fn merge(parts: Vec<ClusterResult>) -> CompactDocument {
+    let mut catalog = patrol_checks::compact::Catalog::default();
+    let mut nodes: Vec<CompactNode> = Vec::new();
     let mut clusters = Vec::new();
     let mut ids = Vec::new();
     let mut coordinators = Vec::new();
-    let mut template: Option<SweepDocument> = None;
+    let mut template: Option<CompactDocument> = None;
     let mut timing = patrol_checks::SweepTiming::default();
     let max = |a: Option<u64>, b: Option<u64>| a.max(b);
     for part in parts {
         match part.result {
-            Ok(doc) => {
+            Ok(mut doc) => {
                 let cluster = doc.cluster.clone();
                 clusters.push(cluster.clone());
                 ids.push(doc.sweep_id.clone());
@@ -189,11 +191,13 @@ pub fn merge(parts: Vec<ClusterResult>) -> SweepDocument {
                 timing.reached_max_ms = max(timing.reached_max_ms, doc.timing.reached_max_ms);
                 timing.last_answer_ms = max(timing.last_answer_ms, doc.timing.last_answer_ms);
                 timing.completed_ms = timing.completed_ms.max(doc.timing.completed_ms);
-                for mut n in doc.nodes.iter().cloned() {
+                for mut n in doc.expanded_nodes() {
                     n.name = format!("{cluster}/{}", n.name);
                     n.tags.insert("cluster".into(), cluster.clone());
-                    nodes.push(n);
+                    nodes.push(CompactNode::pack(&n, &mut catalog));
                 }
+                // Only the earliest part's fields are kept, not its nodes.
+                doc.nodes = Vec::new();
                 template = match template {
                     Some(t) if t.started_at_unix_ms <= doc.started_at_unix_ms => Some(t),
                     _ => Some(doc),
@@ -201,11 +205,14 @@ pub fn merge(parts: Vec<ClusterResult>) -> SweepDocument {
             }
             Err(reason) => {
                 clusters.push(part.label.clone());
-                nodes.push(unreachable(&part.label, &reason));
+                nodes.push(CompactNode::pack(
+                    &unreachable(&part.label, &reason),
+                    &mut catalog,
+                ));
             }
         }
     }
-    let mut doc = template.unwrap_or_else(|| SweepDocument {
+    let mut doc = template.unwrap_or_else(|| CompactDocument {
         version: patrol_checks::document::DOCUMENT_VERSION,
         sweep_id: String::new(),
         cluster: String::new(),
@@ -216,6 +223,7 @@ pub fn merge(parts: Vec<ClusterResult>) -> SweepDocument {
         selector: Default::default(),
         node_filter: Default::default(),
         counts: Default::default(),
+        catalog: Default::default(),
         nodes: Vec::new(),
         timing: Default::default(),
         gone: Vec::new(),
@@ -225,6 +233,7 @@ pub fn merge(parts: Vec<ClusterResult>) -> SweepDocument {
     doc.sweep_id = ids.join("+");
     doc.coordinator = coordinators.join("+");
     nodes.sort_by(|a, b| a.name.cmp(&b.name));
+    doc.catalog = catalog;
     doc.nodes = nodes;
     // Percentiles of different sweeps do not merge; the bounds do.
     doc.timing = timing;
@@ -294,7 +303,7 @@ mod tests {
         let doc = merge(vec![
             ClusterResult {
                 label: "beta".into(),
-                result: Ok(b),
+                result: Ok(b.into()),
             },
             ClusterResult {
                 label: "gamma".into(),
@@ -302,9 +311,10 @@ mod tests {
             },
             ClusterResult {
                 label: "alpha".into(),
-                result: Ok(a),
+                result: Ok(a.into()),
             },
-        ]);
+        ])
+        .to_document();
         let names: Vec<&str> = doc.nodes.iter().map(|n| n.name.as_str()).collect();
         assert_eq!(names, ["alpha/n0", "alpha/n1", "beta/n0", "gamma/*"]);
         assert!(doc.nodes.iter().all(|n| n.tags.contains_key("cluster")));

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 use patrol_checks::printable::one_line;
-use patrol_checks::{Catalog, NodeState, SweepDocument};
+use patrol_checks::{Catalog, NodeState, SweepView};
 
 /// The exit code of a sweep with a gap (wins over 0, 1 and 2: the result
 /// does not answer the question that was asked).
@@ -34,10 +34,11 @@ pub struct Asked<'a> {
 
 /// Every gap between what was asked and what the sweep covered, one line
 /// each (empty: the sweep covered what it was asked to).
-pub fn gaps(doc: &SweepDocument, asked: &Asked<'_>) -> Vec<String> {
+pub fn gaps(doc: &dyn SweepView, asked: &Asked<'_>) -> Vec<String> {
     let mut out = Vec::new();
-    if doc.counts.expected == 0 && doc.counts.late_joiners == 0 {
-        out.push(if doc.node_filter.is_empty() {
+    let h = doc.head();
+    if h.counts.expected == 0 && h.counts.late_joiners == 0 {
+        out.push(if h.node_filter.is_empty() {
             "the coordinator expected no node at all".to_string()
         } else {
             format!(
@@ -47,19 +48,26 @@ pub fn gaps(doc: &SweepDocument, asked: &Asked<'_>) -> Vec<String> {
         });
         return out;
     }
-    let answered: Vec<_> = doc
-        .nodes
-        .iter()
-        .filter(|n| matches!(n.state, NodeState::Ok | NodeState::Failing))
-        .collect();
-    if !answered.is_empty() {
-        let ran: BTreeSet<&str> = answered
-            .iter()
-            .flat_map(|n| n.checks.iter().map(|c| c.id.as_str()))
-            .filter(|id| !id.starts_with(COORDINATOR_PREFIX))
-            .collect();
-        let known = known_ids(doc, asked.config);
-        let unknown: Vec<&String> = doc
+    // One pass: the nodes that answered, the ids they ran (coordinator
+    // checks aside), and every id any node has.
+    let mut answered = 0;
+    let mut ran: BTreeSet<String> = BTreeSet::new();
+    let mut in_doc: BTreeSet<String> = BTreeSet::new();
+    for n in doc.nodes() {
+        let replied = matches!(n.state, NodeState::Ok | NodeState::Failing);
+        answered += usize::from(replied);
+        for c in &n.checks {
+            if replied && !c.id.starts_with(COORDINATOR_PREFIX) && !ran.contains(&c.id) {
+                ran.insert(c.id.clone());
+            }
+            if !in_doc.contains(&c.id) {
+                in_doc.insert(c.id.clone());
+            }
+        }
+    }
+    if answered > 0 {
+        let known = known_ids(in_doc, asked.config);
+        let unknown: Vec<&String> = h
             .selector
             .checks
             .iter()
@@ -69,14 +77,14 @@ pub fn gaps(doc: &SweepDocument, asked: &Asked<'_>) -> Vec<String> {
             out.push(format!(
                 "--checks {}: no node that answered ({}) has a check with this id{}",
                 one_line(id),
-                answered.len(),
+                answered,
                 closest(id, &known)
                     .map(|k| format!(" (closest known id: {})", one_line(k)))
                     .unwrap_or_default()
             ));
         }
         if ran.is_empty() && unknown.is_empty() {
-            out.push(no_check_ran(doc, answered.len()));
+            out.push(no_check_ran(doc, answered));
         }
     }
     if let Some(line) = alone(doc, asked) {
@@ -85,8 +93,9 @@ pub fn gaps(doc: &SweepDocument, asked: &Asked<'_>) -> Vec<String> {
     out
 }
 
-fn filter_text(doc: &SweepDocument) -> String {
-    doc.node_filter
+fn filter_text(doc: &dyn SweepView) -> String {
+    doc.head()
+        .node_filter
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
@@ -94,8 +103,8 @@ fn filter_text(doc: &SweepDocument) -> String {
 }
 
 /// Why nothing ran, in the words that point at the fix.
-fn no_check_ran(doc: &SweepDocument, answered: usize) -> String {
-    let s = &doc.selector;
+fn no_check_ran(doc: &dyn SweepView, answered: usize) -> String {
+    let s = doc.head().selector;
     let mut line = format!(
         "no check ran on any of the {answered} nodes that answered: {}",
         if s.checks.is_empty() && s.labels.is_empty() && s.profile.is_none() {
@@ -122,9 +131,10 @@ fn no_check_ran(doc: &SweepDocument, answered: usize) -> String {
 
 /// The coordinator alone: one node expected, no `--where`, and the config
 /// lists seeds besides this node's own address.
-fn alone(doc: &SweepDocument, asked: &Asked<'_>) -> Option<String> {
+fn alone(doc: &dyn SweepView, asked: &Asked<'_>) -> Option<String> {
     let config = asked.config?;
-    if !asked.single_cluster || !doc.node_filter.is_empty() || doc.counts.expected != 1 {
+    let h = doc.head();
+    if !asked.single_cluster || !h.node_filter.is_empty() || h.counts.expected != 1 {
         return None;
     }
     let own: Vec<SocketAddr> = [Some(config.node.bind), config.node.advertise]
@@ -142,7 +152,7 @@ fn alone(doc: &SweepDocument, asked: &Asked<'_>) -> Option<String> {
     }
     Some(format!(
         "the coordinator {} sees no other node, yet {} lists seeds {}: none of them has joined it (check the seed addresses, that their gossip port is open, and that they share the cluster name and key; `patrol members` shows what the agent sees)",
-        one_line(&doc.coordinator),
+        one_line(h.coordinator),
         config.source.display(),
         one_line(
             &others
@@ -156,7 +166,7 @@ fn alone(doc: &SweepDocument, asked: &Asked<'_>) -> Option<String> {
 
 /// Every check id the CLI can know of: the built-in profiles', the
 /// config's own `[[check]]` ids, and the ids in the document.
-fn known_ids(doc: &SweepDocument, config: Option<&patrol_config::Config>) -> BTreeSet<String> {
+fn known_ids(in_doc: BTreeSet<String>, config: Option<&patrol_config::Config>) -> BTreeSet<String> {
     let mut known: BTreeSet<String> = Catalog::builtin_profile_names()
         .iter()
         .filter_map(|name| Catalog::builtin_profile(name))
@@ -170,11 +180,7 @@ fn known_ids(doc: &SweepDocument, config: Option<&patrol_config::Config>) -> BTr
                 .filter_map(|t| t.get("id").and_then(|v| v.as_str()).map(str::to_string)),
         );
     }
-    known.extend(
-        doc.nodes
-            .iter()
-            .flat_map(|n| n.checks.iter().map(|c| c.id.clone())),
-    );
+    known.extend(in_doc);
     known
 }
 

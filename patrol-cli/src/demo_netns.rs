@@ -216,7 +216,7 @@ fn sweep(exe: &Path, key: &Path, out: &Path) -> anyhow::Result<SweepDocument> {
     if !matches!(status.code(), Some(0..=2)) {
         bail!("patrol sweep inside {} failed ({status})", ns(0));
     }
-    Ok(patrol_report::history::read_document(out)?)
+    Ok(patrol_report::history::read_document(out)?.to_document())
 }
 
 fn wait_for_mesh(exe: &Path, key: &Path) -> anyhow::Result<()> {

@@ -5,7 +5,8 @@
 //! on failures only). A node that did not answer gets one case,
 //! `patrol.reachable`, with an `<error>` saying why.
 
-use std::fmt::Write;
+use std::fmt::Write as _;
+use std::io::Write as _;
 
 use patrol_checks::{CheckOutcome, Status};
 
@@ -20,70 +21,112 @@ pub struct Suite<'a> {
 
 /// The XML document for these suites.
 pub fn render<'a>(suites: impl IntoIterator<Item = Suite<'a>>) -> String {
-    let mut body = String::new();
-    let (mut tests, mut failures, mut errors) = (0usize, 0usize, 0usize);
-    for s in suites {
-        let node = escape(s.node);
-        let mut cases = String::new();
-        let (mut t, mut f, mut e) = (0usize, 0usize, 0usize);
-        if let Some(reason) = s.unreachable {
-            t += 1;
-            e += 1;
-            let _ = writeln!(
-                cases,
-                "    <testcase classname=\"{node}\" name=\"patrol.reachable\" time=\"0\">\n      <error message=\"{}\" type=\"unreachable\"/>\n    </testcase>",
-                escape(reason)
-            );
-        }
-        for c in s.checks {
-            t += 1;
-            let _ = write!(
-                cases,
-                "    <testcase classname=\"{node}\" name=\"{}\" time=\"{:.6}\">",
-                escape(&c.id),
-                c.duration_us as f64 / 1e6
-            );
-            let detail = escape(&format!("observed {}, expected {}", c.observed, c.expected));
-            match c.status {
-                Status::Pass => {}
-                Status::Warn => {
-                    let _ = write!(
-                        cases,
-                        "\n      <system-out>WARN: {}</system-out>\n    ",
-                        escape(&c.message)
-                    );
-                }
-                Status::Fail => {
-                    f += 1;
-                    let _ = write!(
-                        cases,
-                        "\n      <failure message=\"{}\" type=\"{}\">{detail}</failure>\n    ",
-                        escape(&c.message),
-                        escape(&c.kind)
-                    );
-                }
-                Status::Error => {
-                    e += 1;
-                    let _ = write!(
-                        cases,
-                        "\n      <error message=\"{}\" type=\"{}\">{detail}</error>\n    ",
-                        escape(&c.message),
-                        escape(&c.kind)
-                    );
-                }
-            }
-            cases.push_str("</testcase>\n");
-        }
-        let _ = write!(
-            body,
-            "  <testsuite name=\"{node}\" tests=\"{t}\" failures=\"{f}\" errors=\"{e}\">\n{cases}  </testsuite>\n"
+    let suites: Vec<Suite<'a>> = suites.into_iter().collect();
+    let mut totals = Totals::default();
+    for s in &suites {
+        totals.add(s);
+    }
+    let mut out = Vec::new();
+    // Writing to a Vec cannot fail.
+    let _ = head(&mut out, &totals);
+    for s in &suites {
+        let _ = out.write_all(suite(s).as_bytes());
+    }
+    let _ = foot(&mut out);
+    // Every piece is a `String`, so the bytes are UTF-8.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// The counts the document's root element carries.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    tests: usize,
+    failures: usize,
+    errors: usize,
+}
+
+impl Totals {
+    /// Count the cases of `s` in.
+    pub fn add(&mut self, s: &Suite<'_>) {
+        let unreachable = usize::from(s.unreachable.is_some());
+        let count = |status| s.checks.iter().filter(|c| c.status == status).count();
+        self.tests += unreachable + s.checks.len();
+        self.failures += count(Status::Fail);
+        self.errors += unreachable + count(Status::Error);
+    }
+}
+
+/// What comes before the suites: the root element with `totals`. A large
+/// sweep is written as [`head`], each [`suite`], [`foot`], with `totals`
+/// counted in a first pass, so its XML is never held whole.
+pub fn head(out: &mut dyn std::io::Write, totals: &Totals) -> std::io::Result<()> {
+    write!(
+        out,
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"patrol\" tests=\"{}\" failures=\"{}\" errors=\"{}\">\n",
+        totals.tests, totals.failures, totals.errors
+    )
+}
+
+/// What comes after the suites.
+pub fn foot(out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    out.write_all(b"</testsuites>\n")
+}
+
+/// One suite's XML.
+pub fn suite(s: &Suite<'_>) -> String {
+    let node = escape(s.node);
+    let mut cases = String::new();
+    let (mut t, mut f, mut e) = (0usize, 0usize, 0usize);
+    if let Some(reason) = s.unreachable {
+        t += 1;
+        e += 1;
+        let _ = writeln!(
+            cases,
+            "    <testcase classname=\"{node}\" name=\"patrol.reachable\" time=\"0\">\n      <error message=\"{}\" type=\"unreachable\"/>\n    </testcase>",
+            escape(reason)
         );
-        tests += t;
-        failures += f;
-        errors += e;
+    }
+    for c in s.checks {
+        t += 1;
+        let _ = write!(
+            cases,
+            "    <testcase classname=\"{node}\" name=\"{}\" time=\"{:.6}\">",
+            escape(&c.id),
+            c.duration_us as f64 / 1e6
+        );
+        let detail = escape(&format!("observed {}, expected {}", c.observed, c.expected));
+        match c.status {
+            Status::Pass => {}
+            Status::Warn => {
+                let _ = write!(
+                    cases,
+                    "\n      <system-out>WARN: {}</system-out>\n    ",
+                    escape(&c.message)
+                );
+            }
+            Status::Fail => {
+                f += 1;
+                let _ = write!(
+                    cases,
+                    "\n      <failure message=\"{}\" type=\"{}\">{detail}</failure>\n    ",
+                    escape(&c.message),
+                    escape(&c.kind)
+                );
+            }
+            Status::Error => {
+                e += 1;
+                let _ = write!(
+                    cases,
+                    "\n      <error message=\"{}\" type=\"{}\">{detail}</error>\n    ",
+                    escape(&c.message),
+                    escape(&c.kind)
+                );
+            }
+        }
+        cases.push_str("</testcase>\n");
     }
     format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"patrol\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\">\n{body}</testsuites>\n"
+        "  <testsuite name=\"{node}\" tests=\"{t}\" failures=\"{f}\" errors=\"{e}\">\n{cases}  </testsuite>\n"
     )
 }
 

@@ -117,8 +117,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     if let Some(path) = &args.csv {
-        patrol_report::permissions::write_file(path, rendered.csv.as_bytes())
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        // Node by node: the CSV of a large fleet is never held whole.
+        let write = || -> std::io::Result<()> {
+            let mut w = std::io::BufWriter::new(patrol_report::permissions::create_file(path)?);
+            patrol_report::attachment::write_csv(&doc, &mut w)?;
+            std::io::Write::flush(&mut w)
+        };
+        write().with_context(|| format!("cannot write {}", path.display()))?;
     }
     if args.text || (args.html.is_none() && args.csv.is_none()) {
         crate::stdout::out!("{}", rendered.text);

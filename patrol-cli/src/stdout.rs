@@ -32,6 +32,18 @@ pub fn write(args: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
     }
 }
 
+/// What `write` writes to stdout (through a buffer), then flush; a
+/// broken pipe is [`Closed`]. For output too large to format first (the
+/// JSON or JUnit of a 100,000-node sweep).
+pub fn write_with(write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> anyhow::Result<()> {
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    match write(&mut stdout).and_then(|()| stdout.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(Closed.into()),
+        Err(e) => Err(anyhow::Error::new(e).context("cannot write to stdout")),
+    }
+}
+
 /// Whether `e` (or what caused it) is a closed stdout.
 pub fn is_closed(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {

@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use patrol_agent::control::{ControlRequest, Reply};
 use patrol_checks::printable::one_line;
-use patrol_checks::{NodeState, Selector, Status, SweepDocument};
+use patrol_checks::{CompactDocument, NodeEntry, NodeState, Selector, Status, SweepView};
 
 use crate::connect::{ControlArgs, Target};
 use crate::format::Format;
@@ -108,33 +108,46 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         deadline_ms: u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
         signed: None,
     };
-    let (doc, per_cluster, unreachable) = match &args.from {
+    // The document is held compact, and read one node at a time by each
+    // output below (issue 25: a 100,000-node document is 66 MiB so).
+    let (doc, textfile) = match &args.from {
         Some(path) => {
             let doc = patrol_report::history::read_document(path)?;
-            (doc.clone(), vec![doc], Vec::new())
+            let textfile = args
+                .prometheus
+                .as_ref()
+                .map(|_| crate::textfile::render([&doc as &dyn SweepView], &[]));
+            (doc, textfile)
         }
         None => sweep_targets(&args, &request).await?,
     };
 
     if let Some(path) = &args.out {
-        let json = serde_json::to_vec_pretty(&doc)?;
-        patrol_report::permissions::write_file(path, &json)
+        let file = patrol_report::permissions::create_file(path)
+            .with_context(|| format!("writing {}", path.display()))?;
+        let mut w = std::io::BufWriter::new(file);
+        serde_json::to_writer_pretty(&mut w, &doc)
+            .map_err(std::io::Error::from)
+            .and_then(|()| std::io::Write::flush(&mut w))
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    if let Some(path) = &args.prometheus {
-        crate::textfile::write_atomic(path, &crate::textfile::render(&per_cluster, &unreachable))?;
+    if let (Some(path), Some(text)) = (&args.prometheus, &textfile) {
+        crate::textfile::write_atomic(path, text)?;
     }
     match args.format {
-        Format::Json => crate::stdout::outln!("{}", serde_json::to_string_pretty(&doc)?),
+        Format::Json => crate::stdout::write_with(|w| {
+            serde_json::to_writer_pretty(&mut *w, &doc)?;
+            w.write_all(b"\n")
+        })?,
         Format::Ndjson => {
             // One line per node, from the finished document (the control
             // channel streams counts only, not node entries, while the
             // sweep runs).
-            for n in &doc.nodes {
-                crate::stdout::outln!("{}", serde_json::to_string(n)?);
+            for n in doc.expanded_nodes() {
+                crate::stdout::outln!("{}", serde_json::to_string(&n)?);
             }
         }
-        Format::Junit => crate::stdout::out!("{}", junit(&doc)),
+        Format::Junit => crate::stdout::write_with(|w| junit(&doc, w))?,
         Format::Table => {
             crate::stdout::out!("{}", table(&doc, args.all, &zone));
             let units = patrol_checks::check_units(loaded.as_ref());
@@ -188,12 +201,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// The sweep of every target the arguments name (one `--seed` list, or
-/// contexts), with one progress bar: the merged document, each cluster's
-/// own document, and the clusters that could not be swept.
+/// contexts), with one progress bar: the merged document, and with
+/// `--prometheus` the textfile of each cluster's own document and the
+/// clusters that could not be swept (made before the documents are
+/// merged, so that only one copy is held).
 async fn sweep_targets(
     args: &Args,
     request: &ControlRequest,
-) -> anyhow::Result<(SweepDocument, Vec<SweepDocument>, Vec<String>)> {
+) -> anyhow::Result<(CompactDocument, Option<String>)> {
     let targets = args.control.targets()?;
     let bar = progress_bar(None);
     bar.enable_steady_tick(Duration::from_millis(100));
@@ -205,14 +220,14 @@ async fn sweep_targets(
         .await;
         bar.finish_and_clear();
         let doc = doc?;
-        return Ok((doc.clone(), vec![doc], Vec::new()));
+        let textfile = args
+            .prometheus
+            .as_ref()
+            .map(|_| crate::textfile::render([&doc as &dyn SweepView], &[]));
+        return Ok((doc, textfile));
     }
     let parts = sweep_all(&targets, request, &bar).await;
     bar.finish_and_clear();
-    let per_cluster: Vec<SweepDocument> = parts
-        .iter()
-        .filter_map(|p| p.result.as_ref().ok().cloned())
-        .collect();
     let mut unreachable = Vec::new();
     for p in &parts {
         if let Err(e) = &p.result {
@@ -226,7 +241,14 @@ async fn sweep_targets(
             unreachable.push(p.label.clone());
         }
     }
-    Ok((crate::contexts::merge(parts), per_cluster, unreachable))
+    let textfile = args.prometheus.as_ref().map(|_| {
+        let per_cluster = parts
+            .iter()
+            .filter_map(|p| p.result.as_ref().ok())
+            .map(|d| d as &dyn SweepView);
+        crate::textfile::render(per_cluster, &unreachable)
+    });
+    Ok((crate::contexts::merge(parts), textfile))
 }
 
 /// One cluster's sweep: connect to the first seed that answers, follow the
@@ -235,7 +257,7 @@ async fn sweep_target(
     target: &Target,
     request: &ControlRequest,
     on_progress: impl Fn(u64, u64),
-) -> anyhow::Result<SweepDocument> {
+) -> anyhow::Result<CompactDocument> {
     let (addr, mut client) = target.open(request).await?;
     loop {
         match client
@@ -244,7 +266,7 @@ async fn sweep_target(
             .with_context(|| format!("sweep through {addr}"))?
         {
             Reply::Progress { answered, expected } => on_progress(answered, expected),
-            Reply::SweepDone(doc) => return Ok(doc.to_document()),
+            Reply::SweepDone(doc) => return Ok(*doc),
             Reply::Error(e) => bail!("{addr}: {e}"),
             other => bail!("{addr}: unexpected reply {other:?}"),
         }
@@ -311,50 +333,70 @@ pub fn progress_bar(expected: Option<u64>) -> ProgressBar {
 /// returns 3 when the sweep could not run, 4 when `--email` could not
 /// send the report, which is then kept on disk, and 5 when the sweep did
 /// not cover what it was asked to: see `coverage.rs`.)
-pub fn exit_code(doc: &SweepDocument) -> ExitCode {
-    let unreachable = doc.counts.no_answer + doc.counts.down > 0;
-    crate::format::exit_code(doc.nodes.iter().map(|n| n.worst()), unreachable)
+pub fn exit_code(doc: &dyn SweepView) -> ExitCode {
+    let c = doc.head().counts;
+    let unreachable = c.no_answer + c.down > 0;
+    crate::format::exit_code(doc.nodes().map(|n| n.worst()), unreachable)
 }
 
-/// The sweep as JUnit XML: a suite per node, a case per check; nodes
-/// that did not answer get one erroring case.
-pub fn junit(doc: &SweepDocument) -> String {
-    let why: Vec<Option<String>> = doc
-        .nodes
-        .iter()
-        .map(|n| {
-            n.silence
-                .as_ref()
-                .map(|s| patrol_report::silence::explain(s, doc.timing.completed_ms))
-        })
-        .collect();
-    crate::junit::render(doc.nodes.iter().zip(&why).map(|(n, why)| {
-        crate::junit::Suite {
-            node: &n.name,
-            unreachable: match n.state {
-                NodeState::NoAnswer => Some(
-                    why.as_deref()
-                        .unwrap_or("believed alive, no answer before the deadline"),
-                ),
-                NodeState::Down => Some("SWIM reports the node down or left"),
-                NodeState::Ok | NodeState::Failing => None,
-            },
-            checks: &n.checks,
-        }
-    }))
+/// The sweep as JUnit XML, into `out`: a suite per node, a case per
+/// check; nodes that did not answer get one erroring case. Two passes
+/// over the nodes (the totals come first), none of them held.
+pub fn junit(doc: &dyn SweepView, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let completed_ms = doc.head().timing.completed_ms;
+    let mut totals = crate::junit::Totals::default();
+    for n in doc.nodes() {
+        with_suite(&n, completed_ms, |s| totals.add(s));
+    }
+    crate::junit::head(out, &totals)?;
+    for n in doc.nodes() {
+        with_suite(&n, completed_ms, |s| {
+            out.write_all(crate::junit::suite(s).as_bytes())
+        })?;
+    }
+    crate::junit::foot(out)
+}
+
+/// What `f` makes of node `n` as a JUnit suite.
+fn with_suite<R>(
+    n: &NodeEntry,
+    completed_ms: u64,
+    f: impl FnOnce(&crate::junit::Suite<'_>) -> R,
+) -> R {
+    let why = n
+        .silence
+        .as_ref()
+        .map(|s| patrol_report::silence::explain(s, completed_ms));
+    f(&crate::junit::Suite {
+        node: &n.name,
+        unreachable: match n.state {
+            NodeState::NoAnswer => Some(
+                why.as_deref()
+                    .unwrap_or("believed alive, no answer before the deadline"),
+            ),
+            NodeState::Down => Some("SWIM reports the node down or left"),
+            NodeState::Ok | NodeState::Failing => None,
+        },
+        checks: &n.checks,
+    })
 }
 
 /// `--distribution CHECK`: how each named check's values spread, with
 /// the units of the checks as `units` (from the config) gives them.
 pub fn distributions(
-    doc: &SweepDocument,
+    doc: &dyn SweepView,
     checks: &[String],
     units: &std::collections::BTreeMap<String, &str>,
 ) -> String {
     let mut out = String::new();
+    if checks.is_empty() {
+        return out;
+    }
+    // One pass over the nodes for every check asked.
+    let all = patrol_report::distribution::distributions(doc);
     for check in checks {
         out.push('\n');
-        match patrol_report::distribution::distribution(doc, check) {
+        match all.iter().find(|d| &d.check == check).cloned() {
             Some(mut d) => {
                 patrol_report::distribution::label_units(std::slice::from_mut(&mut d), units);
                 out.push_str(&d.table())
@@ -365,47 +407,66 @@ pub fn distributions(
     out
 }
 
+/// What the table keeps of a node it may list: its row's cells and its
+/// problem set, never its checks.
+struct Listed {
+    /// The node's name.
+    node: String,
+    /// The NODE cell: the name with notes.
+    name: String,
+    state: NodeState,
+    /// The PASSED cell.
+    checks: String,
+    /// The ANSWER cell.
+    time: String,
+    /// The NOT PASSING cell of the node's own row.
+    detail: String,
+    /// [`problem_set`].
+    set: String,
+    /// Ok with no check: listed even without `--all`.
+    empty: bool,
+}
+
+/// The checks not passing, grouped across nodes: (worst first, id,
+/// status, message) -> node names, in the document's order.
+type NotPassing = BTreeMap<(u8, String, String, String), Vec<String>>;
+
 /// The human table: nodes with problems first (down, silent, failing),
 /// then the checks that did not pass grouped across nodes, then the
 /// counts and timing. Text from nodes is printed through
 /// [`one_line`] (the table's cells by [`crate::columns::render`]).
-pub fn table(doc: &SweepDocument, all: bool, zone: &jiff::tz::TimeZone) -> String {
+/// One pass over the nodes: it keeps the nodes it lists (without
+/// `--all`, those with problems) and the groups of checks not passing.
+pub fn table(doc: &dyn SweepView, all: bool, zone: &jiff::tz::TimeZone) -> String {
+    let h = doc.head();
+    let sweep_ms = h.timing.completed_ms;
     let mut out = format!(
         "sweep {} coordinated by {}{} at {} ({}, deadline {})\n\n",
-        one_line(&doc.sweep_id),
-        one_line(&doc.coordinator),
-        doc.operator
-            .as_ref()
+        one_line(h.sweep_id),
+        one_line(h.coordinator),
+        h.operator
             .map(|o| format!(" for operator {}", one_line(o)))
             .unwrap_or_default(),
-        patrol_report::text::date_time(doc.started_at_unix_ms, zone),
-        one_line(&doc.selector.describe()),
-        patrol_config::format_duration(Duration::from_millis(doc.deadline_ms))
+        patrol_report::text::date_time(h.started_at_unix_ms, zone),
+        one_line(&h.selector.describe()),
+        patrol_config::format_duration(Duration::from_millis(h.deadline_ms))
     );
-    let mut nodes: Vec<_> = doc.nodes.iter().collect();
-    nodes.sort_by(|a, b| {
-        // NodeState orders ok < failing < no_answer < down: worst first.
-        b.state.cmp(&a.state).then(a.name.cmp(&b.name))
-    });
-    let listed = nodes
-        .iter()
-        .filter(|n| all || n.state != NodeState::Ok || n.checks.is_empty())
-        .count();
-    // Nodes with the same problems share a row whenever that makes the
-    // table shorter (25 identical failing nodes are one row, not 25), and
-    // always above a screenful.
-    let sets: std::collections::BTreeSet<(NodeState, String)> = nodes
-        .iter()
-        .filter(|n| n.state != NodeState::Ok || n.checks.is_empty())
-        .map(|n| (n.state, problem_set(n, doc.timing.completed_ms)))
-        .collect();
-    if !all && (listed > SCREENFUL || sets.len() < listed) {
-        out.push_str(&grouped_rows(&nodes, doc.timing.completed_ms));
-        return footer(doc, out, true, zone);
-    }
-    let mut rows: Vec<[String; 5]> = Vec::new();
+    let mut nodes: Vec<Listed> = Vec::new();
+    // Nodes with every check passing that are not listed.
     let mut hidden = 0;
-    for n in nodes {
+    let mut not_passing = NotPassing::new();
+    for n in doc.nodes() {
+        for c in n.checks.iter().filter(|c| c.status != Status::Pass) {
+            not_passing
+                .entry((
+                    u8::MAX - c.status.badness(),
+                    c.id.clone(),
+                    c.status.to_string(),
+                    c.message.clone(),
+                ))
+                .or_default()
+                .push(n.name.clone());
+        }
         // A node none of whose checks matched the selector answered "ok"
         // having checked nothing: always shown, so nobody reads it as a pass.
         let empty = n.state == NodeState::Ok && n.checks.is_empty();
@@ -414,11 +475,6 @@ pub fn table(doc: &SweepDocument, all: bool, zone: &jiff::tz::TimeZone) -> Strin
             continue;
         }
         let passed = n.checks.iter().filter(|c| c.status == Status::Pass).count();
-        let checks = match n.state {
-            NodeState::Ok | NodeState::Failing => format!("{passed}/{}", n.checks.len()),
-            _ => "-".into(),
-        };
-        let detail = problem_detail(n, doc.timing.completed_ms);
         let mut name = n.name.clone();
         if n.late_joiner {
             name.push_str(" (joined late)");
@@ -426,12 +482,43 @@ pub fn table(doc: &SweepDocument, all: bool, zone: &jiff::tz::TimeZone) -> Strin
         if let Some(swim) = n.swim {
             name.push_str(&format!(" ({})", patrol_report::roster::swim_note(swim)));
         }
-        let time = n
-            .answered_ms
-            .map(|ms| format!("{ms} ms"))
-            .unwrap_or_else(|| "-".into());
-        rows.push([name, n.state.to_string(), checks, time, detail]);
+        nodes.push(Listed {
+            checks: match n.state {
+                NodeState::Ok | NodeState::Failing => format!("{passed}/{}", n.checks.len()),
+                _ => "-".into(),
+            },
+            time: n
+                .answered_ms
+                .map(|ms| format!("{ms} ms"))
+                .unwrap_or_else(|| "-".into()),
+            detail: problem_detail(&n, sweep_ms),
+            set: problem_set(&n, sweep_ms),
+            node: n.name.clone(),
+            name,
+            state: n.state,
+            empty: n.checks.is_empty(),
+        });
     }
+    // NodeState orders ok < failing < no_answer < down: worst first. The
+    // sort is stable, as it was over the whole node list.
+    nodes.sort_by(|a, b| b.state.cmp(&a.state).then(a.node.cmp(&b.node)));
+    let listed = nodes.len();
+    // Nodes with the same problems share a row whenever that makes the
+    // table shorter (25 identical failing nodes are one row, not 25), and
+    // always above a screenful.
+    let sets: std::collections::BTreeSet<(NodeState, &str)> = nodes
+        .iter()
+        .filter(|n| n.state != NodeState::Ok || n.empty)
+        .map(|n| (n.state, n.set.as_str()))
+        .collect();
+    if !all && (listed > SCREENFUL || sets.len() < listed) {
+        out.push_str(&grouped_rows(&nodes, hidden));
+        return footer(doc, not_passing, out, true, zone);
+    }
+    let rows: Vec<[String; 5]> = nodes
+        .into_iter()
+        .map(|n| [n.name, n.state.to_string(), n.checks, n.time, n.detail])
+        .collect();
     if !rows.is_empty() {
         out.push_str(&crate::columns::render(
             ["NODE", "STATE", "PASSED", "ANSWER", "NOT PASSING"],
@@ -444,7 +531,7 @@ pub fn table(doc: &SweepDocument, all: bool, zone: &jiff::tz::TimeZone) -> Strin
         ));
     }
 
-    footer(doc, out, false, zone)
+    footer(doc, not_passing, out, false, zone)
 }
 
 /// Above this many node rows (a screenful), nodes share rows by their set
@@ -458,25 +545,19 @@ const MAX_CHECK_LINES: usize = 20;
 const SET_SAMPLES: usize = 3;
 
 /// One row per (state, set of problems): how many nodes, which problems,
-/// a few names. Worst state first, then most nodes.
-fn grouped_rows(nodes: &[&patrol_checks::NodeEntry], sweep_ms: u64) -> String {
-    let mut sets: BTreeMap<(NodeState, String), Vec<&str>> = BTreeMap::new();
-    let mut hidden = 0;
+/// a few names. Worst state first, then most nodes. `nodes` are the
+/// listed ones, worst first; `hidden` nodes passed every check.
+fn grouped_rows(nodes: &[Listed], hidden: usize) -> String {
+    let mut sets: BTreeMap<(NodeState, &str), Vec<&str>> = BTreeMap::new();
     for n in nodes {
-        if n.state == NodeState::Ok && !n.checks.is_empty() {
-            hidden += 1;
-            continue;
-        }
-        sets.entry((n.state, problem_set(n, sweep_ms)))
-            .or_default()
-            .push(&n.name);
+        sets.entry((n.state, &n.set)).or_default().push(&n.node);
     }
     let mut list: Vec<_> = sets.into_iter().collect();
     list.sort_by(|a, b| {
         b.0 .0
             .cmp(&a.0 .0)
             .then(b.1.len().cmp(&a.1.len()))
-            .then(a.0 .1.cmp(&b.0 .1))
+            .then(a.0 .1.cmp(b.0 .1))
     });
     let more = list.len().saturating_sub(MAX_SET_ROWS);
     let rows: Vec<[String; 4]> = list
@@ -495,7 +576,7 @@ fn grouped_rows(nodes: &[&patrol_checks::NodeEntry], sweep_ms: u64) -> String {
             [
                 names.len().to_string(),
                 state.to_string(),
-                problems.clone(),
+                problems.to_string(),
                 sample,
             ]
         })
@@ -512,7 +593,7 @@ fn grouped_rows(nodes: &[&patrol_checks::NodeEntry], sweep_ms: u64) -> String {
 
 /// What a node's own row says is wrong: its problem set, and for a silent
 /// node why, with the times and counts it rests on.
-fn problem_detail(n: &patrol_checks::NodeEntry, sweep_ms: u64) -> String {
+fn problem_detail(n: &NodeEntry, sweep_ms: u64) -> String {
     match (&n.silence, n.state) {
         (Some(silence), NodeState::NoAnswer) => patrol_report::silence::explain(silence, sweep_ms),
         _ => problem_set(n, sweep_ms),
@@ -521,7 +602,7 @@ fn problem_detail(n: &patrol_checks::NodeEntry, sweep_ms: u64) -> String {
 
 /// What a node's row says is wrong, the same words for the same problems
 /// (a silent node: the verdict on why, without its times).
-fn problem_set(n: &patrol_checks::NodeEntry, sweep_ms: u64) -> String {
+fn problem_set(n: &NodeEntry, sweep_ms: u64) -> String {
     if let (Some(silence), NodeState::NoAnswer) = (&n.silence, n.state) {
         return patrol_report::silence::cause(silence, sweep_ms)
             .words()
@@ -563,26 +644,13 @@ fn problem_set(n: &patrol_checks::NodeEntry, sweep_ms: u64) -> String {
 /// The checks not passing, grouped across nodes (bounded when `grouped`),
 /// then counts and timing.
 fn footer(
-    doc: &SweepDocument,
+    doc: &dyn SweepView,
+    groups: NotPassing,
     mut out: String,
     grouped: bool,
     zone: &jiff::tz::TimeZone,
 ) -> String {
     // The same problem on many nodes is one line.
-    let mut groups: BTreeMap<(u8, String, String, String), Vec<&str>> = BTreeMap::new();
-    for n in &doc.nodes {
-        for c in n.checks.iter().filter(|c| c.status != Status::Pass) {
-            groups
-                .entry((
-                    u8::MAX - c.status.badness(),
-                    c.id.clone(),
-                    c.status.to_string(),
-                    c.message.clone(),
-                ))
-                .or_default()
-                .push(&n.name);
-        }
-    }
     if !groups.is_empty() {
         out.push_str("\nchecks not passing:\n");
         let mut list: Vec<_> = groups.into_iter().collect();
@@ -595,7 +663,7 @@ fn footer(
         let shown = if grouped { MAX_CHECK_LINES } else { usize::MAX };
         let more = list.len().saturating_sub(shown);
         for ((_, id, status, message), names) in list.into_iter().take(shown) {
-            let sample: Vec<&str> = names.iter().take(3).copied().collect();
+            let sample: Vec<&str> = names.iter().take(3).map(String::as_str).collect();
             let more = if names.len() > 3 {
                 format!(" (+{})", names.len() - 3)
             } else {
@@ -616,7 +684,8 @@ fn footer(
             ));
         }
     }
-    let c = &doc.counts;
+    let h = doc.head();
+    let c = h.counts;
     out.push_str(&format!(
         "\n{} expected: {} ok, {} failing, {} no answer, {} down",
         c.expected, c.ok, c.failing, c.no_answer, c.down
@@ -634,7 +703,7 @@ fn footer(
             out.push_str(&format!("{}\n", one_line(&line)));
         }
     }
-    let t = &doc.timing;
+    let t = h.timing;
     let ms = |v: Option<u64>| v.map(|v| format!("{v} ms")).unwrap_or_else(|| "-".into());
     out.push_str(&format!(
         "request reached 50% in {}, 99% in {}, all in {}; last answer at {}; accounted for in {} ms\n",

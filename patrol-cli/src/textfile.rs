@@ -26,7 +26,7 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
-use patrol_checks::{NodeState, Status, SweepDocument};
+use patrol_checks::{NodeState, Status, SweepView};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -54,7 +54,7 @@ type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
 /// The textfile for one or more sweeps (one per cluster) and the clusters
 /// that could not be swept, in the classic Prometheus text format.
 pub fn render<'a>(
-    docs: impl IntoIterator<Item = &'a SweepDocument>,
+    docs: impl IntoIterator<Item = &'a dyn SweepView>,
     unreachable: &[String],
 ) -> String {
     let up = Family::<ClusterLabel, Gauge>::default();
@@ -71,34 +71,45 @@ pub fn render<'a>(
     let started = Family::<ClusterLabel, FloatGauge>::default();
     let duration = Family::<ClusterLabel, FloatGauge>::default();
     for doc in docs {
-        let cluster = doc.cluster.clone();
+        let h = doc.head();
+        let cluster = h.cluster.to_string();
+        // One pass over the nodes: by state, and per check.
+        let mut by_state: BTreeMap<NodeState, i64> = BTreeMap::new();
+        let mut per_check: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+        for n in doc.nodes() {
+            *by_state.entry(n.state).or_default() += 1;
+            for c in &n.checks {
+                if !per_check.contains_key(&c.id) {
+                    per_check.insert(c.id.clone(), (0, 0));
+                }
+                let Some(entry) = per_check.get_mut(&c.id) else {
+                    continue;
+                };
+                match c.status {
+                    Status::Fail | Status::Error => entry.0 += 1,
+                    Status::Warn => entry.1 += 1,
+                    Status::Pass => {}
+                }
+            }
+        }
         for state in [
             NodeState::Ok,
             NodeState::Failing,
             NodeState::NoAnswer,
             NodeState::Down,
         ] {
-            let n = doc.nodes.iter().filter(|n| n.state == state).count();
+            let n = by_state.get(&state).copied().unwrap_or(0);
             nodes
                 .get_or_create(&StateLabels {
                     cluster: cluster.clone(),
                     state: state.as_str().to_string(),
                 })
-                .set(n as i64);
-        }
-        let mut per_check: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
-        for c in doc.nodes.iter().flat_map(|n| &n.checks) {
-            let entry = per_check.entry(c.id.as_str()).or_default();
-            match c.status {
-                Status::Fail | Status::Error => entry.0 += 1,
-                Status::Warn => entry.1 += 1,
-                Status::Pass => {}
-            }
+                .set(n);
         }
         for (check, (f, w)) in per_check {
             let labels = CheckLabels {
                 cluster: cluster.clone(),
-                check: check.to_string(),
+                check,
             };
             failing.get_or_create(&labels).set(f);
             warning.get_or_create(&labels).set(w);
@@ -110,10 +121,10 @@ pub fn render<'a>(
             .set(patrol_report::aggregate::group_anomalies(doc).len() as i64);
         started
             .get_or_create(&label)
-            .set(doc.started_at_unix_ms as f64 / 1000.0);
+            .set(h.started_at_unix_ms as f64 / 1000.0);
         duration
             .get_or_create(&label)
-            .set(doc.timing.completed_ms as f64 / 1000.0);
+            .set(h.timing.completed_ms as f64 / 1000.0);
     }
     let mut registry = Registry::with_prefix("patrol_sweep");
     registry.register("nodes", "Nodes of the last sweep by state", nodes);
@@ -210,7 +221,7 @@ mod tests {
                 node("d", &[], NodeState::Down, vec![]),
             ],
         );
-        let text = render([&doc], &["gone".to_string()]);
+        let text = render([&doc as &dyn SweepView], &["gone".to_string()]);
         for line in [
             "patrol_sweep_nodes{cluster=\"prod\",state=\"failing\"} 2",
             "patrol_sweep_nodes{cluster=\"prod\",state=\"ok\"} 1",

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use patrol_checks::{NodeState, Status, SweepDocument};
+use patrol_checks::{NodeState, Status, SweepView};
 use serde::{Deserialize, Serialize};
 
 /// The figures at the top of the report.
@@ -103,10 +103,10 @@ pub struct Aggregate {
 }
 
 /// Headline figures of `doc`.
-pub fn headline(doc: &SweepDocument) -> Headline {
+pub fn headline(doc: &dyn SweepView) -> Headline {
     let mut checks_run = 0u64;
     let mut checks_passed = 0u64;
-    for node in &doc.nodes {
+    for node in doc.nodes() {
         for c in &node.checks {
             checks_run += 1;
             if c.status == Status::Pass {
@@ -119,7 +119,8 @@ pub fn headline(doc: &SweepDocument) -> Headline {
     } else {
         checks_passed as f64 * 100.0 / checks_run as f64
     };
-    let c = &doc.counts;
+    let h = doc.head();
+    let c = h.counts;
     Headline {
         expected: c.expected,
         ok: c.ok,
@@ -130,17 +131,17 @@ pub fn headline(doc: &SweepDocument) -> Headline {
         checks_run,
         checks_passed,
         pass_rate_pct,
-        duration_ms: doc.timing.completed_ms,
-        reached_p99_ms: doc.timing.reached_p99_ms,
-        reached_max_ms: doc.timing.reached_max_ms,
+        duration_ms: h.timing.completed_ms,
+        reached_p99_ms: h.timing.reached_p99_ms,
+        reached_max_ms: h.timing.reached_max_ms,
     }
 }
 
 /// Group every non-passing outcome of `doc` by (check, status, observed).
-pub fn group_anomalies(doc: &SweepDocument) -> Vec<AnomalyGroup> {
+pub fn group_anomalies(doc: &dyn SweepView) -> Vec<AnomalyGroup> {
     let mut index: HashMap<GroupKey, usize> = HashMap::new();
     let mut groups: Vec<AnomalyGroup> = Vec::new();
-    for node in &doc.nodes {
+    for node in doc.nodes() {
         for c in &node.checks {
             if c.status == Status::Pass {
                 continue;
@@ -182,10 +183,10 @@ pub fn group_anomalies(doc: &SweepDocument) -> Vec<AnomalyGroup> {
 }
 
 /// Nodes that did not answer: no answer first, then down.
-pub fn unreachable(doc: &SweepDocument) -> Vec<Unreachable> {
+pub fn unreachable(doc: &dyn SweepView) -> Vec<Unreachable> {
+    let completed_ms = doc.head().timing.completed_ms;
     let mut out: Vec<Unreachable> = doc
-        .nodes
-        .iter()
+        .nodes()
         .filter(|n| matches!(n.state, NodeState::NoAnswer | NodeState::Down))
         .map(|n| Unreachable {
             name: n.name.clone(),
@@ -194,7 +195,7 @@ pub fn unreachable(doc: &SweepDocument) -> Vec<Unreachable> {
             why: n
                 .silence
                 .as_ref()
-                .map(|s| crate::silence::explain(s, doc.timing.completed_ms))
+                .map(|s| crate::silence::explain(s, completed_ms))
                 .unwrap_or_default(),
         })
         .collect();
@@ -203,7 +204,7 @@ pub fn unreachable(doc: &SweepDocument) -> Vec<Unreachable> {
 }
 
 /// Headline, anomaly groups and unreachable nodes of `doc`.
-pub fn aggregate(doc: &SweepDocument) -> Aggregate {
+pub fn aggregate(doc: &dyn SweepView) -> Aggregate {
     Aggregate {
         headline: headline(doc),
         groups: group_anomalies(doc),

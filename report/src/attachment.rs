@@ -15,9 +15,11 @@
 //! stay a number, and a number is never a formula.
 
 use std::borrow::Cow;
+use std::io::Write;
 
 use patrol_checks::printable::lines;
-use patrol_checks::{CheckOutcome, NodeEntry, NodeState, Status, SweepDocument};
+
+use patrol_checks::{CheckOutcome, NodeEntry, NodeState, Status, SweepView};
 
 /// Header row of the CSV.
 pub const CSV_HEADER: &str = "node,addr,state,tags,check,kind,status,observed,expected,message";
@@ -25,35 +27,57 @@ pub const CSV_HEADER: &str = "node,addr,state,tags,check,kind,status,observed,ex
 /// The whole per-node detail of `doc` as CSV. A node with no check
 /// outcomes (unreachable, or nothing selected) has one row with empty
 /// check columns; for a silent node its `message` says why
-/// ([`crate::silence::explain`]).
-pub fn csv(doc: &SweepDocument) -> String {
-    rows(doc, |_, _| true)
+/// ([`crate::silence::explain`]). Held whole: for a large fleet write it
+/// with [`write_csv`].
+pub fn csv(doc: &dyn SweepView) -> String {
+    in_memory(|w| write_csv(doc, w))
+}
+
+/// [`csv`], written to `out` one node at a time (at 100,000 nodes the
+/// CSV is hundreds of megabytes: never held whole).
+pub fn write_csv(doc: &dyn SweepView, out: impl Write) -> std::io::Result<()> {
+    rows(doc, out, |_, _| true)
 }
 
 /// The rows worth reading, as CSV with the same columns as [`csv`]: every
 /// check that did not pass, and every node not `ok` that has no check to
 /// show (silent, down, or nothing selected). The mail attaches this; the
 /// full [`csv`] stays in the report folder.
-pub fn anomalies_csv(doc: &SweepDocument) -> String {
-    rows(doc, |node, check| match check {
-        Some(c) => c.status != Status::Pass,
-        None => node.state != NodeState::Ok,
+pub fn anomalies_csv(doc: &dyn SweepView) -> String {
+    in_memory(|w| {
+        rows(doc, w, |node, check| match check {
+            Some(c) => c.status != Status::Pass,
+            None => node.state != NodeState::Ok,
+        })
     })
 }
 
-/// The CSV of the rows `keep` keeps: `(node, Some(check))` for each
-/// outcome, `(node, None)` for a node without outcomes.
-fn rows(doc: &SweepDocument, keep: impl Fn(&NodeEntry, Option<&CheckOutcome>) -> bool) -> String {
+/// What `write` writes, as a string.
+fn in_memory(write: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>) -> String {
+    let mut bytes = Vec::new();
+    // Writing to a Vec cannot fail.
+    let _ = write(&mut bytes);
+    // Every field came from a `&str`, so the bytes are UTF-8.
+    String::from_utf8(bytes).unwrap_or_default()
+}
+
+/// The CSV of the rows `keep` keeps, into `out`: `(node, Some(check))` for
+/// each outcome, `(node, None)` for a node without outcomes.
+fn rows(
+    doc: &dyn SweepView,
+    out: impl Write,
+    keep: impl Fn(&NodeEntry, Option<&CheckOutcome>) -> bool,
+) -> std::io::Result<()> {
+    let completed_ms = doc.head().timing.completed_ms;
     let mut w = csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
-        .from_writer(Vec::with_capacity(doc.nodes.len() * 256));
-    // Writing to a Vec cannot fail; a record the writer refused would only
-    // shorten the attachment, never stop the report.
+        .from_writer(out);
     let mut row = |fields: &[&str]| {
-        let _ = w.write_record(fields.iter().map(|f| cell(f).into_owned()));
+        w.write_record(fields.iter().map(|f| cell(f).into_owned()))
+            .map_err(std::io::Error::other)
     };
-    row(&CSV_HEADER.split(',').collect::<Vec<_>>());
-    for n in &doc.nodes {
+    row(&CSV_HEADER.split(',').collect::<Vec<_>>())?;
+    for n in doc.nodes() {
         let tags = n
             .tags
             .iter()
@@ -61,15 +85,15 @@ fn rows(doc: &SweepDocument, keep: impl Fn(&NodeEntry, Option<&CheckOutcome>) ->
             .collect::<Vec<_>>()
             .join(";");
         let state = n.state.as_str();
-        if n.checks.is_empty() && keep(n, None) {
+        if n.checks.is_empty() && keep(&n, None) {
             let why = n
                 .silence
                 .as_ref()
-                .map(|s| crate::silence::explain(s, doc.timing.completed_ms))
+                .map(|s| crate::silence::explain(s, completed_ms))
                 .unwrap_or_default();
-            row(&[&n.name, &n.addr, state, &tags, "", "", "", "", "", &why]);
+            row(&[&n.name, &n.addr, state, &tags, "", "", "", "", "", &why])?;
         }
-        for c in n.checks.iter().filter(|c| keep(n, Some(c))) {
+        for c in n.checks.iter().filter(|c| keep(&n, Some(c))) {
             let observed = c.observed.to_string();
             row(&[
                 &n.name,
@@ -82,12 +106,10 @@ fn rows(doc: &SweepDocument, keep: impl Fn(&NodeEntry, Option<&CheckOutcome>) ->
                 &observed,
                 &c.expected,
                 &c.message,
-            ]);
+            ])?;
         }
     }
-    let bytes = w.into_inner().unwrap_or_default();
-    // Every field came from a `&str`, so the bytes are UTF-8.
-    String::from_utf8(bytes).unwrap_or_default()
+    w.flush()
 }
 
 /// Characters that make a spreadsheet read a cell as a formula when they

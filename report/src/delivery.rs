@@ -19,11 +19,11 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use patrol_checks::SweepDocument;
+use patrol_checks::{DocumentJson, SweepView};
 use patrol_config::{Config, MailSection, DEFAULT_MAIL_MAX_BYTES};
 
 use crate::error::ReportError;
-use crate::history::{self, write_atomic};
+use crate::history::{self, write_atomic, write_atomic_with};
 use crate::mail::{self, MailFile, Parts};
 use crate::render;
 use crate::store::{History, Stored, SweepSummary};
@@ -78,8 +78,6 @@ pub struct Rendered {
     pub html: String,
     /// The HTML as mailed (the chart is the inline part `cid:...`).
     pub mail_html: String,
-    /// Every node and check ([`CSV_NAME`]).
-    pub csv: String,
     /// The rows worth reading ([`ANOMALIES_NAME`]): what the mail attaches.
     pub anomalies_csv: String,
     /// The trend chart, when the history has two sweeps or more.
@@ -98,9 +96,11 @@ fn prefix(config: &Config) -> &str {
 }
 
 /// Render `doc` (compared with `previous` when given) into memory: the
-/// subject, text and HTML bodies and the CSV attachment. Pure.
+/// subject, text and HTML bodies and the CSV attachment (the rows worth
+/// reading; the CSV of every node is [`crate::attachment::write_csv`]).
+/// Pure.
 pub fn render_report(
-    doc: &SweepDocument,
+    doc: &dyn SweepView,
     previous: Option<PreviousSweep<'_>>,
     subject_prefix: &str,
     time_zone: &jiff::tz::TimeZone,
@@ -111,7 +111,7 @@ pub fn render_report(
 }
 
 fn render_built(
-    doc: &SweepDocument,
+    doc: &dyn SweepView,
     report: &Report,
     prefix: &str,
 ) -> Result<Rendered, ReportError> {
@@ -130,7 +130,6 @@ fn render_built(
         text,
         html,
         mail_html,
-        csv: crate::attachment::csv(doc),
         anomalies_csv: crate::attachment::anomalies_csv(doc),
         subject: view.subject.clone(),
         chart_png,
@@ -138,7 +137,7 @@ fn render_built(
     })
 }
 
-fn write_files(doc: &SweepDocument, r: &Rendered, dir: &Path) -> Result<ReportFiles, ReportError> {
+fn write_files(doc: &dyn SweepView, r: &Rendered, dir: &Path) -> Result<ReportFiles, ReportError> {
     crate::permissions::create_dir(dir).map_err(|e| ReportError::io("create", dir, e))?;
     let files = ReportFiles {
         dir: dir.to_path_buf(),
@@ -153,14 +152,14 @@ fn write_files(doc: &SweepDocument, r: &Rendered, dir: &Path) -> Result<ReportFi
             .as_ref()
             .map(|_| dir.join(crate::chart::FILE_NAME)),
     };
-    let json = serde_json::to_vec_pretty(doc).map_err(|source| ReportError::Encode {
-        what: "the sweep document",
-        source,
+    // The document and the CSV of every node are written node by node:
+    // at 100,000 nodes each is hundreds of megabytes.
+    write_atomic_with(&files.json, |w| {
+        serde_json::to_writer_pretty(w, &DocumentJson(doc)).map_err(std::io::Error::from)
     })?;
-    write_atomic(&files.json, &json)?;
     write_atomic(&files.html, r.html.as_bytes())?;
     write_atomic(&files.text, r.text.as_bytes())?;
-    write_atomic(&files.csv, r.csv.as_bytes())?;
+    write_atomic_with(&files.csv, |w| crate::attachment::write_csv(doc, w))?;
     write_atomic(&dir.join(ANOMALIES_NAME), r.anomalies_csv.as_bytes())?;
     if let (Some(path), Some(png)) = (&files.chart, &r.chart_png) {
         write_atomic(path, png)?;
@@ -177,7 +176,7 @@ pub const TREND_SWEEPS: usize = 30;
 /// that cannot be rebuilt, is a warning in the report (and on the
 /// returned report's `warnings`), and the sweep is then compared with
 /// nothing; a failed store is a warning too.
-fn build_with_history(doc: &SweepDocument, config: &Config) -> Report {
+fn build_with_history(doc: &dyn SweepView, config: &Config) -> Report {
     let mut warnings = Vec::new();
     let mut db = match History::open(&config.report.history_dir) {
         Ok(h) => Some(h),
@@ -240,7 +239,7 @@ fn build_with_history(doc: &SweepDocument, config: &Config) -> Report {
 /// sweep of the same scope there, and write `sweep.json`, `report.html`,
 /// `report.txt` and `nodes.csv` into `dir` (created if missing).
 pub fn write_report(
-    doc: &SweepDocument,
+    doc: &dyn SweepView,
     config: &Config,
     dir: &Path,
 ) -> Result<ReportFiles, ReportError> {
@@ -252,14 +251,15 @@ pub fn write_report(
 }
 
 /// The folder of one report under `out_dir`: `<date-time>-<sweep id>`.
-pub fn report_dir(out_dir: &Path, doc: &SweepDocument) -> PathBuf {
-    let id: String = doc
+pub fn report_dir(out_dir: &Path, doc: &dyn SweepView) -> PathBuf {
+    let h = doc.head();
+    let id: String = h
         .sweep_id
         .chars()
         .filter(|c| c.is_ascii_alphanumeric())
         .take(32)
         .collect();
-    out_dir.join(format!("{}-{id}", stamp(doc.started_at_unix_ms)))
+    out_dir.join(format!("{}-{id}", stamp(h.started_at_unix_ms)))
 }
 
 /// `patrol sweep --email`: store `doc` in the history
@@ -269,7 +269,7 @@ pub fn report_dir(out_dir: &Path, doc: &SweepDocument) -> PathBuf {
 /// `config.mail`, or write `message.eml` there when no `smtp_host` is
 /// configured. When sending fails, the files and `message.eml` stay on
 /// disk and the error ([`ReportError::Send`]) names them.
-pub async fn email_sweep(doc: &SweepDocument, config: &Config) -> Result<Delivered, ReportError> {
+pub async fn email_sweep(doc: &dyn SweepView, config: &Config) -> Result<Delivered, ReportError> {
     let report = build_with_history(doc, config);
     let rendered = render_built(doc, &report, prefix(config))?;
     let dir = report_dir(&config.report.out_dir, doc);

@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use patrol_checks::kinds::{value_nature, ValueNature};
-use patrol_checks::{NodeState, Observed, Status, SweepDocument};
+use patrol_checks::{NodeState, Observed, Status, SweepView};
 use serde::{Deserialize, Serialize};
 
 /// The majority must hold at least this share of a peer group (percent)
@@ -99,13 +99,67 @@ impl Drift {
     }
 }
 
+/// What one (peer group, check) pair of [`find_drift`] keeps while the
+/// nodes go by: never the rows themselves, which would hold every node's
+/// every check (2,000,000 at 100,000 nodes), but what each rule needs.
+/// The nature is the first row's, as the rule is chosen by it.
+enum Series {
+    /// Per value: the nodes holding it (by index into the names) and
+    /// whether every one of them passed; and how many rows there were.
+    Discrete {
+        rows: usize,
+        values: HashMap<String, (Vec<u32>, bool)>,
+    },
+    /// Per component: (node, value, passing) of every finite number.
+    Gauge(BTreeMap<String, Vec<(u32, f64, bool)>>),
+    Ignored,
+}
+
+impl Series {
+    fn new(kind: &str, first: &Observed) -> Series {
+        match value_nature(kind, first) {
+            ValueNature::Discrete => Series::Discrete {
+                rows: 0,
+                values: HashMap::new(),
+            },
+            ValueNature::Gauge => Series::Gauge(BTreeMap::new()),
+            ValueNature::Ignored => Series::Ignored,
+        }
+    }
+
+    fn add(&mut self, node: u32, observed: &Observed, passing: bool) {
+        match self {
+            Series::Discrete { rows, values } => {
+                *rows += 1;
+                let e = values
+                    .entry(observed.to_string())
+                    .or_insert_with(|| (Vec::new(), true));
+                e.0.push(node);
+                e.1 &= passing;
+            }
+            Series::Gauge(series) => {
+                for (component, value) in components(observed).unwrap_or_default() {
+                    if value.is_finite() {
+                        series
+                            .entry(component)
+                            .or_default()
+                            .push((node, value, passing));
+                    }
+                }
+            }
+            Series::Ignored => {}
+        }
+    }
+}
+
 /// Every drift in `doc`, ordered by check, peer group, then fewest nodes
 /// first. Failing values are left to the anomaly groups.
-pub fn find_drift(doc: &SweepDocument) -> Vec<Drift> {
-    // (peer tags, check id) -> per node: (name, kind, observed, passing)
-    type Row<'a> = (&'a str, &'a str, &'a Observed, bool);
-    let mut table: BTreeMap<(String, &str), Vec<Row<'_>>> = BTreeMap::new();
-    for node in &doc.nodes {
+pub fn find_drift(doc: &dyn SweepView) -> Vec<Drift> {
+    // The names of the nodes that answered; the series name them by index.
+    let mut names: Vec<String> = Vec::new();
+    // peer tags -> check id -> series
+    let mut table: BTreeMap<String, BTreeMap<String, Series>> = BTreeMap::new();
+    for node in doc.nodes() {
         if !matches!(node.state, NodeState::Ok | NodeState::Failing) {
             continue;
         }
@@ -115,46 +169,43 @@ pub fn find_drift(doc: &SweepDocument) -> Vec<Drift> {
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(",");
+        let at = names.len() as u32;
+        names.push(node.name.clone());
+        let checks = table.entry(peer).or_default();
         for c in &node.checks {
             if c.status == Status::Error {
                 continue; // nothing observed
             }
-            table
-                .entry((peer.clone(), c.id.as_str()))
-                .or_default()
-                .push((
-                    node.name.as_str(),
-                    c.kind.as_str(),
-                    &c.observed,
-                    c.status == Status::Pass,
-                ));
+            if !checks.contains_key(&c.id) {
+                checks.insert(c.id.clone(), Series::new(&c.kind, &c.observed));
+            }
+            if let Some(series) = checks.get_mut(&c.id) {
+                series.add(at, &c.observed, c.status == Status::Pass);
+            }
         }
     }
     let mut out = Vec::new();
-    for ((peer, check), rows) in table {
-        let Some(&(_, kind, first, _)) = rows.first() else {
-            continue;
-        };
-        match value_nature(kind, first) {
-            ValueNature::Discrete => out.extend(majority_drift(&peer, check, &rows)),
-            ValueNature::Gauge => out.extend(gauge_drift(&peer, check, &rows)),
-            ValueNature::Ignored => {}
+    for (peer, checks) in table {
+        for (check, series) in checks {
+            match series {
+                Series::Discrete { rows, values } => {
+                    out.extend(majority_drift(&peer, &check, rows, values, &names))
+                }
+                Series::Gauge(series) => out.extend(gauge_drift(&peer, &check, series, &names)),
+                Series::Ignored => {}
+            }
         }
     }
     out
 }
 
-fn majority_drift(peer: &str, check: &str, rows: &[(&str, &str, &Observed, bool)]) -> Vec<Drift> {
-    // value -> (nodes, all passing)
-    let mut values: HashMap<String, (Vec<&str>, bool)> = HashMap::new();
-    for (name, _, observed, passing) in rows {
-        let e = values
-            .entry(observed.to_string())
-            .or_insert_with(|| (Vec::new(), true));
-        e.0.push(name);
-        e.1 &= *passing;
-    }
-    let total = rows.len();
+fn majority_drift(
+    peer: &str,
+    check: &str,
+    total: usize,
+    values: HashMap<String, (Vec<u32>, bool)>,
+    names: &[String],
+) -> Vec<Drift> {
     if total < MIN_PEERS || values.len() < 2 {
         return Vec::new();
     }
@@ -173,7 +224,7 @@ fn majority_drift(peer: &str, check: &str, rows: &[(&str, &str, &Observed, bool)
         .map(|(v, (nodes, _))| Drift {
             check: check.to_string(),
             value: v.clone(),
-            nodes: sorted(nodes),
+            nodes: sorted(nodes.iter().map(|&i| names[i as usize].as_str())),
             majority_value: maj_value.clone(),
             majority_count: maj_nodes.len(),
             peer_tags: peer.to_string(),
@@ -205,19 +256,12 @@ fn components(observed: &Observed) -> Option<Vec<(String, f64)>> {
     }
 }
 
-fn gauge_drift(peer: &str, check: &str, rows: &[(&str, &str, &Observed, bool)]) -> Vec<Drift> {
-    // component -> (node, value, passing)
-    let mut series: BTreeMap<String, Vec<(&str, f64, bool)>> = BTreeMap::new();
-    for (name, _, observed, passing) in rows {
-        for (component, value) in components(observed).unwrap_or_default() {
-            if value.is_finite() {
-                series
-                    .entry(component)
-                    .or_default()
-                    .push((name, value, *passing));
-            }
-        }
-    }
+fn gauge_drift(
+    peer: &str,
+    check: &str,
+    series: BTreeMap<String, Vec<(u32, f64, bool)>>,
+    names: &[String],
+) -> Vec<Drift> {
     let mut out = Vec::new();
     for (component, points) in series {
         if points.len() < MIN_GAUGE_PEERS {
@@ -227,7 +271,7 @@ fn gauge_drift(peer: &str, check: &str, rows: &[(&str, &str, &Observed, bool)]) 
         let Some(rule) = OutlierRule::fit(&values) else {
             continue;
         };
-        let outliers: Vec<&(&str, f64, bool)> = points
+        let outliers: Vec<&(u32, f64, bool)> = points
             .iter()
             .filter(|(_, v, passing)| *passing && rule.is_outlier(*v))
             .collect();
@@ -244,7 +288,7 @@ fn gauge_drift(peer: &str, check: &str, rows: &[(&str, &str, &Observed, bool)]) 
         } else {
             format!("{} .. {}", Observed::Number(lo), Observed::Number(hi))
         };
-        let names: Vec<&str> = outliers.iter().map(|p| p.0).collect();
+        let outlier_names = outliers.iter().map(|p| names[p.0 as usize].as_str());
         out.push(Drift {
             check: if component.is_empty() {
                 check.to_string()
@@ -252,7 +296,7 @@ fn gauge_drift(peer: &str, check: &str, rows: &[(&str, &str, &Observed, bool)]) 
                 format!("{check}[{component}]")
             },
             value,
-            nodes: sorted(&names),
+            nodes: sorted(outlier_names),
             majority_value: Observed::Number(round_sig(rule.median)).to_string(),
             majority_count: points.len() - outliers.len(),
             peer_tags: peer.to_string(),
@@ -319,8 +363,8 @@ fn round_sig(x: f64) -> f64 {
     (x * f).round() / f
 }
 
-fn sorted(nodes: &[&str]) -> Vec<String> {
-    let mut v: Vec<String> = nodes.iter().map(|s| s.to_string()).collect();
+fn sorted<'a>(nodes: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut v: Vec<String> = nodes.map(str::to_string).collect();
     v.sort();
     v
 }

@@ -3,7 +3,7 @@
 //! (its observed `node` entry: days left). Nodes without the outcome
 //! (no `[trust]`, or no answer) are not counted. Pure.
 
-use patrol_checks::{Observed, SweepDocument};
+use patrol_checks::{Observed, SweepView};
 use serde::{Deserialize, Serialize};
 
 /// The check id of the outcome (the agent's `cert_expiry::CERT_EXPIRY_ID`).
@@ -55,10 +55,9 @@ fn node_days(observed: &Observed) -> Option<f64> {
 }
 
 /// The non-empty groups of `doc`'s certified nodes.
-pub fn groups(doc: &SweepDocument) -> Vec<ExpiryGroup> {
+pub fn groups(doc: &dyn SweepView) -> Vec<ExpiryGroup> {
     let mut all: Vec<(String, f64)> = doc
-        .nodes
-        .iter()
+        .nodes()
         .filter_map(|n| {
             let o = n.checks.iter().find(|c| c.id == CERT_EXPIRY_CHECK)?;
             Some((n.name.clone(), node_days(&o.observed)?))

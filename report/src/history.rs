@@ -12,9 +12,11 @@
 //! ```
 
 use std::fs;
+use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use patrol_checks::SweepDocument;
+use patrol_checks::CompactDocument;
+use serde::Deserialize;
 
 use crate::diff::FirstSeen;
 use crate::error::ReportError;
@@ -23,22 +25,42 @@ use crate::store::{History, Stored, SweepSummary};
 /// Write `bytes` to `path` through a temporary file and a rename, mode
 /// 0640 ([`crate::permissions`]).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
+    write_atomic_with(path, |w| w.write_all(bytes))
+}
+
+/// What `write` writes (through a buffer), into `path` through a
+/// temporary file and a rename, mode 0640 ([`crate::permissions`]).
+pub(crate) fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(), ReportError> {
     // `report.html` -> `report.html.tmp`: never shared by two files.
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    crate::permissions::write_file(&tmp, bytes).map_err(|e| ReportError::io("write", &tmp, e))?;
+    let file =
+        crate::permissions::create_file(&tmp).map_err(|e| ReportError::io("write", &tmp, e))?;
+    let mut w = BufWriter::new(file);
+    write(&mut w)
+        .and_then(|()| w.flush())
+        .map_err(|e| ReportError::io("write", &tmp, e))?;
     fs::rename(&tmp, path).map_err(|e| ReportError::io("rename into place", path, e))
 }
 
-/// Read a sweep document from a JSON file.
-pub fn read_document(path: &Path) -> Result<SweepDocument, ReportError> {
-    let bytes = fs::read(path).map_err(|e| ReportError::io("read", path, e))?;
-    let mut doc: SweepDocument =
-        serde_json::from_slice(&bytes).map_err(|source| ReportError::Document {
-            path: path.to_path_buf(),
-            source,
-        })?;
+/// Read a sweep document from a JSON file, node by node into its compact
+/// form: the file is never held whole, nor the expanded document (a
+/// 100,000-node document is about 240 MB of JSON and 66 MiB compact).
+/// A malformed file is an error naming the file, the line and the column.
+pub fn read_document(path: &Path) -> Result<CompactDocument, ReportError> {
+    let file = fs::File::open(path).map_err(|e| ReportError::io("read", path, e))?;
+    let broken = |source| ReportError::Document {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut de = serde_json::Deserializer::from_reader(BufReader::new(file));
+    let mut doc = CompactDocument::deserialize(&mut de).map_err(broken)?;
+    // Only white space may follow, as `serde_json::from_slice` demands.
+    de.end().map_err(broken)?;
     // Fields may be added within a version (serde ignores what it does not
     // know); a newer version may mean something else by the same fields.
     if doc.version > patrol_checks::document::DOCUMENT_VERSION {
@@ -98,7 +120,7 @@ fn documents_in(dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
 /// cannot be read is a warning and is skipped; the others are imported.
 pub fn import_dir(history: &mut History, dir: &Path, keep: usize) -> Result<Imported, ReportError> {
     let mut done = Imported::default();
-    let mut docs: Vec<(PathBuf, SweepDocument)> = Vec::new();
+    let mut docs: Vec<(PathBuf, CompactDocument)> = Vec::new();
     for path in documents_in(dir)? {
         match read_document(&path) {
             Ok(doc) => docs.push((path, doc)),

@@ -6,7 +6,7 @@
 
 use jiff::tz::TimeZone;
 use patrol_checks::document::GoneNode;
-use patrol_checks::{SweepDocument, SwimState};
+use patrol_checks::{SweepView, SwimState};
 use serde::{Deserialize, Serialize};
 
 use crate::text::date_time;
@@ -40,10 +40,9 @@ pub fn swim_note(swim: SwimState) -> String {
 }
 
 /// The nodes of `doc` whose answer SWIM disagreed with, by name.
-pub fn swim_disagreed(doc: &SweepDocument) -> Vec<SwimDisagreed> {
+pub fn swim_disagreed(doc: &dyn SweepView) -> Vec<SwimDisagreed> {
     let mut list: Vec<SwimDisagreed> = doc
-        .nodes
-        .iter()
+        .nodes()
         .filter_map(|n| {
             n.swim.map(|swim| SwimDisagreed {
                 name: n.name.clone(),
@@ -57,8 +56,8 @@ pub fn swim_disagreed(doc: &SweepDocument) -> Vec<SwimDisagreed> {
 }
 
 /// The gone nodes of `doc`, most recently gone first.
-pub fn gone(doc: &SweepDocument) -> Vec<GoneNode> {
-    let mut list = doc.gone.clone();
+pub fn gone(doc: &dyn SweepView) -> Vec<GoneNode> {
+    let mut list = doc.head().gone.to_vec();
     list.sort_by(|a, b| {
         b.gone_unix_ms
             .cmp(&a.gone_unix_ms)
@@ -118,7 +117,7 @@ fn when(unix_ms: u64, zone: &TimeZone) -> String {
 /// The terminal's one line: `2 gone: node-7 (expired, last seen
 /// 2026-11-28 03:12 UTC), node-9 (left, last seen ...)`; empty when none.
 /// Names come from nodes: the caller prints it through `one_line`.
-pub fn gone_line(doc: &SweepDocument, zone: &TimeZone) -> String {
+pub fn gone_line(doc: &dyn SweepView, zone: &TimeZone) -> String {
     const NAMED: usize = 5;
     let list = gone(doc);
     if list.is_empty() {
@@ -148,7 +147,7 @@ pub fn gone_line(doc: &SweepDocument, zone: &TimeZone) -> String {
 }
 
 /// The terminal's line for nodes SWIM disagreed with; empty when none.
-pub fn swim_line(doc: &SweepDocument) -> String {
+pub fn swim_line(doc: &dyn SweepView) -> String {
     let list = swim_disagreed(doc);
     if list.is_empty() {
         return String::new();

@@ -1,8 +1,8 @@
 //! The whole report of one sweep: aggregation, the diff against the
 //! previous sweep of the same scope, and drift. Pure: built from documents
-//! already in memory.
+//! already in memory, read node by node ([`SweepView`]).
 
-use patrol_checks::SweepDocument;
+use patrol_checks::SweepView;
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{self, Aggregate};
@@ -11,11 +11,20 @@ use crate::distribution::{self, Distribution};
 use crate::drift::{self, Drift};
 
 /// The previous sweep of the same scope, as the diff sees it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct PreviousSweep<'a> {
-    pub doc: &'a SweepDocument,
+    pub doc: &'a dyn SweepView,
     /// First-seen times stored with it in the history, when known.
     pub first_seen: Option<&'a FirstSeen>,
+}
+
+impl std::fmt::Debug for PreviousSweep<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreviousSweep")
+            .field("sweep_id", &self.doc.head().sweep_id)
+            .field("first_seen", &self.first_seen)
+            .finish()
+    }
 }
 
 /// Everything the rendered report shows.
@@ -82,10 +91,11 @@ impl Report {
 }
 
 /// Scope text of a sweep: what it checked and on which nodes.
-pub fn scope_text(doc: &SweepDocument) -> String {
-    let mut s = doc.selector.describe();
-    if !doc.node_filter.is_empty() {
-        let f: Vec<String> = doc
+pub fn scope_text(doc: &dyn SweepView) -> String {
+    let h = doc.head();
+    let mut s = h.selector.describe();
+    if !h.node_filter.is_empty() {
+        let f: Vec<String> = h
             .node_filter
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
@@ -96,13 +106,14 @@ pub fn scope_text(doc: &SweepDocument) -> String {
 }
 
 /// Build the report of `doc`, compared with `previous` when given.
-pub fn build(doc: &SweepDocument, previous: Option<PreviousSweep<'_>>) -> Report {
+pub fn build(doc: &dyn SweepView, previous: Option<PreviousSweep<'_>>) -> Report {
+    let h = doc.head();
     let aggregate = aggregate::aggregate(doc);
     let prev_groups = previous.map(|p| aggregate::group_anomalies(p.doc));
     let prev = match (previous, prev_groups.as_deref()) {
         (Some(p), Some(groups)) => Some(Previous {
             groups,
-            started_at_unix_ms: p.doc.started_at_unix_ms,
+            started_at_unix_ms: p.doc.head().started_at_unix_ms,
             first_seen: p.first_seen,
         }),
         _ => None,
@@ -114,15 +125,18 @@ pub fn build(doc: &SweepDocument, previous: Option<PreviousSweep<'_>>) -> Report
         .collect();
     let (groups, resolved) = diff::diff(&aggregate.groups, &unanswered, prev);
     Report {
-        cluster: doc.cluster.clone(),
-        sweep_id: doc.sweep_id.clone(),
-        coordinator: doc.coordinator.clone(),
-        operator: doc.operator.clone(),
-        started_at_unix_ms: doc.started_at_unix_ms,
+        cluster: h.cluster.to_string(),
+        sweep_id: h.sweep_id.to_string(),
+        coordinator: h.coordinator.to_string(),
+        operator: h.operator.map(str::to_string),
+        started_at_unix_ms: h.started_at_unix_ms,
         scope: scope_text(doc),
         drift: drift::find_drift(doc),
         distributions: distribution::distributions(doc),
-        previous: previous.map(|p| (p.doc.sweep_id.clone(), p.doc.started_at_unix_ms)),
+        previous: previous.map(|p| {
+            let h = p.doc.head();
+            (h.sweep_id.to_string(), h.started_at_unix_ms)
+        }),
         warnings: Vec::new(),
         gone: crate::roster::gone(doc),
         swim_disagreed: crate::roster::swim_disagreed(doc),

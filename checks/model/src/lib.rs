@@ -1,7 +1,8 @@
 //! The observation model every Patrol stage shares: a check's outcome
 //! ([`CheckOutcome`], [`Status`], [`Observed`]), what a sweep asks for
 //! ([`Selector`]) and the finished sweep ([`SweepDocument`], and
-//! [`CompactDocument`], the same held compact); and
+//! [`CompactDocument`], the same held compact, both read through
+//! [`SweepView`] one node at a time); and
 //! [`printable`], the one rule that makes text from a node safe to print.
 //!
 //! Data only: no I/O and no runtime, so the sans-IO agent core
@@ -25,6 +26,7 @@ mod fields;
 pub mod outcome;
 pub mod printable;
 pub mod selector;
+pub mod view;
 
 pub use compact::{CompactDocument, CompactNode};
 pub use document::{
@@ -33,3 +35,4 @@ pub use document::{
 };
 pub use outcome::{CheckOutcome, Observed, Severity, Status};
 pub use selector::Selector;
+pub use view::{DocumentJson, Head, SweepView};

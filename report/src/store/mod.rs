@@ -39,7 +39,7 @@ mod write;
 
 use std::path::{Path, PathBuf};
 
-use patrol_checks::SweepDocument;
+use patrol_checks::{CompactDocument, SweepView};
 use rusqlite::{Connection, OptionalExtension, Params, Row};
 use serde::{Deserialize, Serialize};
 
@@ -83,7 +83,7 @@ pub enum Stored {
 /// and check outcomes (no timings, no durations).
 #[derive(Debug, Clone)]
 pub struct StoredSweep {
-    pub doc: SweepDocument,
+    pub doc: CompactDocument,
     pub first_seen: FirstSeen,
 }
 
@@ -147,8 +147,8 @@ impl std::fmt::Debug for History {
 }
 
 /// Scope key of a document: cluster and scope text.
-fn scope_key(doc: &SweepDocument) -> String {
-    format!("{}\n{}", doc.cluster, scope_text(doc))
+fn scope_key(doc: &dyn SweepView) -> String {
+    format!("{}\n{}", doc.head().cluster, scope_text(doc))
 }
 
 /// The id of the scope with `key`, if it was ever stored.
@@ -202,7 +202,7 @@ impl History {
         }
     }
 
-    fn scope_id(&self, doc: &SweepDocument) -> Result<Option<i64>, ReportError> {
+    fn scope_id(&self, doc: &dyn SweepView) -> Result<Option<i64>, ReportError> {
         scope_of(&self.conn, &scope_key(doc)).map_err(|e| self.err(e))
     }
 }

@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use patrol_checks::{CheckOutcome, NodeEntry, NodeState, Observed, SweepDocument};
+use patrol_checks::{
+    CheckOutcome, CompactDocument, NodeEntry, NodeState, Observed, SweepDocument, SweepView,
+};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::schema::{state_of, status_of, NodeRow, ObsRow, Spec};
@@ -46,18 +48,19 @@ struct StateRow {
 impl History {
     /// The latest stored sweep of `doc`'s scope that started before it,
     /// rebuilt from the database.
-    pub fn previous(&self, doc: &SweepDocument) -> Result<Option<StoredSweep>, ReportError> {
+    pub fn previous(&self, doc: &dyn SweepView) -> Result<Option<StoredSweep>, ReportError> {
         let Some(scope) = self.scope_id(doc)? else {
             return Ok(None);
         };
         let e = |x| self.err(x);
+        let h = doc.head();
         let row = self
             .conn
             .query_row(
                 "SELECT seq, meta, first_seen FROM sweep WHERE scope = ?1 AND sweep_id <> ?2
                    AND (started_ms < ?3 OR (started_ms = ?3 AND sweep_id < ?2))
                  ORDER BY started_ms DESC, sweep_id DESC LIMIT 1",
-                params![scope, doc.sweep_id, doc.started_at_unix_ms as i64],
+                params![scope, h.sweep_id, h.started_at_unix_ms as i64],
                 |r| {
                     Ok(PreviousRow {
                         seq: r.get(0)?,
@@ -89,7 +92,8 @@ impl History {
             .map_err(e)?;
         prev.nodes = self.nodes_as_of(scope, row.seq, row.seq == newest)?;
         Ok(Some(StoredSweep {
-            doc: prev,
+            // Compact while the report is built against it.
+            doc: CompactDocument::from_document(prev),
             first_seen,
         }))
     }
@@ -142,7 +146,7 @@ impl History {
     }
 
     /// The last `n` sweeps of `doc`'s scope, oldest first.
-    pub fn trend(&self, doc: &SweepDocument, n: usize) -> Result<Vec<TrendPoint>, ReportError> {
+    pub fn trend(&self, doc: &dyn SweepView, n: usize) -> Result<Vec<TrendPoint>, ReportError> {
         let Some(scope) = self.scope_id(doc)? else {
             return Ok(Vec::new());
         };

@@ -5,7 +5,9 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use patrol_checks::{CheckOutcome, NodeEntry, NodeState, Severity, Status, SweepDocument};
+use patrol_checks::{
+    CheckOutcome, NodeEntry, NodeState, Severity, Status, SweepDocument, SweepView,
+};
 use rusqlite::{params, CachedStatement, Connection, OptionalExtension, Transaction};
 
 use super::schema::{state_code, status_code, NodeRow, ObsRow, Spec, GONE};
@@ -20,7 +22,7 @@ impl History {
     /// previous sweep. Then keep only the newest `keep` sweeps of the scope.
     pub fn store(
         &mut self,
-        doc: &SweepDocument,
+        doc: &dyn SweepView,
         first_seen: &FirstSeen,
         summary: SweepSummary,
         keep: usize,
@@ -54,22 +56,23 @@ impl History {
 }
 
 /// The document without its nodes, as stored in `sweep.meta`.
-fn meta_json(doc: &SweepDocument) -> Result<String, ReportError> {
+fn meta_json(doc: &dyn SweepView) -> Result<String, ReportError> {
     // Field by field: cloning the whole document would copy every node.
+    let h = doc.head();
     let bare = SweepDocument {
-        version: doc.version,
-        sweep_id: doc.sweep_id.clone(),
-        cluster: doc.cluster.clone(),
-        coordinator: doc.coordinator.clone(),
-        started_at_unix_ms: doc.started_at_unix_ms,
-        deadline_ms: doc.deadline_ms,
-        selector: doc.selector.clone(),
-        node_filter: doc.node_filter.clone(),
-        counts: doc.counts.clone(),
+        version: h.version,
+        sweep_id: h.sweep_id.to_string(),
+        cluster: h.cluster.to_string(),
+        coordinator: h.coordinator.to_string(),
+        started_at_unix_ms: h.started_at_unix_ms,
+        deadline_ms: h.deadline_ms,
+        selector: h.selector.clone(),
+        node_filter: h.node_filter.clone(),
+        counts: h.counts.clone(),
         nodes: Vec::new(),
-        timing: doc.timing.clone(),
+        timing: h.timing.clone(),
         operator: None,
-        gone: doc.gone.clone(),
+        gone: h.gone.to_vec(),
     };
     serde_json::to_string(&bare).map_err(|source| ReportError::Encode {
         what: "the sweep document",
@@ -94,17 +97,18 @@ enum Placed {
 
 /// Add `doc`'s scope if it is new and its `sweep` row, unless the sweep is
 /// stored already or older than the newest of its scope.
-fn add_sweep(tx: &Connection, doc: &SweepDocument, row: &SweepRow) -> rusqlite::Result<Placed> {
+fn add_sweep(tx: &Connection, doc: &dyn SweepView, row: &SweepRow) -> rusqlite::Result<Placed> {
     let key = scope_key(doc);
+    let h = doc.head();
     tx.execute(
         "INSERT OR IGNORE INTO scope (key, cluster, text) VALUES (?1, ?2, ?3)",
-        params![key, doc.cluster, scope_text(doc)],
+        params![key, h.cluster, scope_text(doc)],
     )?;
     let scope = scope_of(tx, &key)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
     let known: Option<i64> = tx
         .query_row(
             "SELECT seq FROM sweep WHERE scope = ?1 AND sweep_id = ?2",
-            params![scope, doc.sweep_id],
+            params![scope, h.sweep_id],
             |r| r.get(0),
         )
         .optional()?;
@@ -116,18 +120,18 @@ fn add_sweep(tx: &Connection, doc: &SweepDocument, row: &SweepRow) -> rusqlite::
         [scope],
         |r| r.get(0),
     )?;
-    if newest.is_some_and(|n| n > doc.started_at_unix_ms as i64) {
+    if newest.is_some_and(|n| n > h.started_at_unix_ms as i64) {
         return Ok(Placed::Not(Stored::Older));
     }
-    let c = &doc.counts;
+    let c = h.counts;
     tx.execute(
         "INSERT INTO sweep (scope, sweep_id, started_ms, meta, expected, failing, unreachable,
            groups, new_groups, drift, first_seen)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         params![
             scope,
-            doc.sweep_id,
-            doc.started_at_unix_ms as i64,
+            h.sweep_id,
+            h.started_at_unix_ms as i64,
             row.meta,
             c.expected as i64,
             c.failing as i64,
@@ -148,13 +152,13 @@ fn add_sweep(tx: &Connection, doc: &SweepDocument, row: &SweepRow) -> rusqlite::
 /// returns the number of value rows written.
 fn add_values(
     tx: &Connection,
-    doc: &SweepDocument,
+    doc: &dyn SweepView,
     scope: i64,
     seq: i64,
 ) -> rusqlite::Result<usize> {
     let mut w = ValueWriter::new(tx, scope, seq)?;
-    for n in &doc.nodes {
-        w.node(n)?;
+    for n in doc.nodes() {
+        w.node(&n)?;
     }
     w.retire_missing()?;
     let mut add_count = tx.prepare_cached(
@@ -265,16 +269,25 @@ impl<'d> Words<'d> {
         }
     }
 
-    /// The `spec.body` of these words.
-    fn body(self) -> String {
-        serde_json::to_string(&Spec {
+    /// These words, owned (the document lends a node only while it is
+    /// written).
+    fn spec(self) -> Spec {
+        Spec {
             kind: self.kind.to_string(),
             severity: self.severity,
             expected: self.expected.to_string(),
             description: self.description.to_string(),
             remediation: self.remediation.to_string(),
-        })
-        .unwrap_or_default()
+        }
+    }
+
+    /// Whether `spec` holds these words.
+    fn are(&self, spec: &Spec) -> bool {
+        self.kind == spec.kind
+            && self.severity == spec.severity
+            && self.expected == spec.expected
+            && self.description == spec.description
+            && self.remediation == spec.remediation
     }
 }
 
@@ -305,7 +318,7 @@ impl<'t> Statements<'t> {
 
 /// The value rows of one sweep being written: each new value retires the
 /// current row it replaces and becomes the current one.
-struct ValueWriter<'t, 'd> {
+struct ValueWriter<'t> {
     scope: i64,
     seq: i64,
     sql: Statements<'t>,
@@ -313,7 +326,7 @@ struct ValueWriter<'t, 'd> {
     specs: Interner<'t>,
     /// The words last seen for each check and their spec id: most nodes
     /// share a check's words, so they are compared before being encoded.
-    last_spec: HashMap<i64, (Words<'d>, i64)>,
+    last_spec: HashMap<i64, (Spec, i64)>,
     obs_now: HashMap<(i64, i64), Current<ObsRow>>,
     nodes_now: HashMap<i64, Current<NodeRow>>,
     /// Nodes in this sweep, nodes that answered, and their checks.
@@ -326,8 +339,8 @@ struct ValueWriter<'t, 'd> {
     changes: usize,
 }
 
-impl<'t, 'd> ValueWriter<'t, 'd> {
-    fn new(tx: &'t Connection, scope: i64, seq: i64) -> rusqlite::Result<ValueWriter<'t, 'd>> {
+impl<'t> ValueWriter<'t> {
+    fn new(tx: &'t Connection, scope: i64, seq: i64) -> rusqlite::Result<ValueWriter<'t>> {
         Ok(ValueWriter {
             scope,
             seq,
@@ -354,7 +367,7 @@ impl<'t, 'd> ValueWriter<'t, 'd> {
     }
 
     /// A node's state row when it changed, then its checks if it answered.
-    fn node(&mut self, n: &'d NodeEntry) -> rusqlite::Result<()> {
+    fn node(&mut self, n: &NodeEntry) -> rusqlite::Result<()> {
         let node = self.names.id(&n.name)?;
         self.seen_nodes.insert(node);
         let tags = serde_json::to_string(&n.tags).unwrap_or_default();
@@ -392,7 +405,7 @@ impl<'t, 'd> ValueWriter<'t, 'd> {
     }
 
     /// One outcome: counted, and a value row when it changed.
-    fn check(&mut self, node: i64, o: &'d CheckOutcome) -> rusqlite::Result<()> {
+    fn check(&mut self, node: i64, o: &CheckOutcome) -> rusqlite::Result<()> {
         let check = self.names.id(&o.id)?;
         self.seen_obs.insert((node, check));
         let spec = self.spec_id(check, o)?;
@@ -426,15 +439,18 @@ impl<'t, 'd> ValueWriter<'t, 'd> {
     }
 
     /// The spec id of `o`'s words.
-    fn spec_id(&mut self, check: i64, o: &'d CheckOutcome) -> rusqlite::Result<i64> {
+    fn spec_id(&mut self, check: i64, o: &CheckOutcome) -> rusqlite::Result<i64> {
         let words = Words::of(o);
         if let Some((w, id)) = self.last_spec.get(&check) {
-            if *w == words {
+            if words.are(w) {
                 return Ok(*id);
             }
         }
-        let id = self.specs.id(&words.body())?;
-        self.last_spec.insert(check, (words, id));
+        let spec = words.spec();
+        let id = self
+            .specs
+            .id(&serde_json::to_string(&spec).unwrap_or_default())?;
+        self.last_spec.insert(check, (spec, id));
         Ok(id)
     }
 
