@@ -5,7 +5,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use patrol_checks::{
-    CheckOutcome, CompactDocument, NodeEntry, NodeState, Observed, SweepDocument, SweepView,
+    CheckOutcome, CompactDocument, CompactNode, NodeEntry, NodeState, Observed, SweepDocument,
+    SweepView,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -90,29 +91,51 @@ impl History {
                 |r| r.get(0),
             )
             .map_err(e)?;
-        prev.nodes = self.nodes_as_of(scope, row.seq, row.seq == newest)?;
-        Ok(Some(StoredSweep {
-            // Compact while the report is built against it.
-            doc: CompactDocument::from_document(prev),
-            first_seen,
-        }))
+        // Compact while the report is built against it: each node is
+        // packed as soon as its rows are read, never all of them spelled
+        // out at once (a 100,000-node sweep has two million value rows).
+        prev.nodes = Vec::new();
+        let mut doc = CompactDocument::from_document(prev);
+        self.pack_nodes_as_of(scope, row.seq, row.seq == newest, &mut doc)?;
+        Ok(Some(StoredSweep { doc, first_seen }))
     }
 
     /// Every node of `scope` with its checks as they were at sweep `seq`
     /// (`newest`: `seq` is the scope's newest sweep, whose values are the
-    /// `current` rows).
-    fn nodes_as_of(
+    /// `current` rows), packed into `doc` one node at a time, sorted by
+    /// name and each node's checks by id.
+    fn pack_nodes_as_of(
         &self,
         scope: i64,
         seq: i64,
         newest: bool,
-    ) -> Result<Vec<NodeEntry>, ReportError> {
+        doc: &mut CompactDocument,
+    ) -> Result<(), ReportError> {
         let e = |x| self.err(x);
         let names = names(&self.conn).map_err(e)?;
         let specs = specs(&self.conn).map_err(e)?;
         let mut nodes = node_entries(&self.conn, scope, seq, newest, &names).map_err(e)?;
-        for row in obs_rows(&self.conn, scope, seq, newest).map_err(e)? {
-            let (Some(status), Some(n)) = (status_of(row.status), nodes.get_mut(&row.node)) else {
+        let mut pack = |mut n: NodeEntry| {
+            n.checks.sort_by(|a, b| a.id.cmp(&b.id));
+            doc.nodes.push(CompactNode::pack(&n, &mut doc.catalog));
+        };
+        // The rows come node by node: a node is complete, and packed, when
+        // the next one's rows begin.
+        let mut stmt = self.conn.prepare(obs_sql(newest)).map_err(e)?;
+        let mut rows = stmt.query(params![scope, seq]).map_err(e)?;
+        let mut current: Option<(i64, Option<NodeEntry>)> = None;
+        while let Some(r) = rows.next().map_err(e)? {
+            let row = ObsRow::read(r).map_err(e)?;
+            if current.as_ref().is_none_or(|(node, _)| *node != row.node) {
+                if let Some((_, Some(done))) = current.take() {
+                    pack(done);
+                }
+                current = Some((row.node, nodes.remove(&row.node)));
+            }
+            let Some((_, Some(n))) = current.as_mut() else {
+                continue; // gone
+            };
+            let Some(status) = status_of(row.status) else {
                 continue;
             };
             if !matches!(n.state, NodeState::Ok | NodeState::Failing) {
@@ -137,12 +160,15 @@ impl History {
                 remediation: spec.remediation,
             });
         }
-        let mut out: Vec<NodeEntry> = nodes.into_values().collect();
-        for n in &mut out {
-            n.checks.sort_by(|a, b| a.id.cmp(&b.id));
+        if let Some((_, Some(done))) = current.take() {
+            pack(done);
         }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        // Nodes without a value row (down, no answer).
+        for n in std::mem::take(&mut nodes).into_values() {
+            pack(n);
+        }
+        doc.nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(())
     }
 
     /// The last `n` sweeps of `doc`'s scope, oldest first.
@@ -328,22 +354,17 @@ fn node_entries(
 }
 
 /// The `obs` rows of `scope` that held at sweep `seq`.
-fn obs_rows(
-    conn: &Connection,
-    scope: i64,
-    seq: i64,
-    newest: bool,
-) -> rusqlite::Result<Vec<ObsRow>> {
-    let sql = if newest {
+fn obs_sql(newest: bool) -> &'static str {
+    if newest {
         "SELECT node, check_id, status, spec, observed, message FROM obs
-         WHERE scope = ?1 AND current = 1 AND seq <= ?2"
+         WHERE scope = ?1 AND current = 1 AND seq <= ?2 ORDER BY node"
     } else {
         "SELECT node, check_id, status, spec, observed, message FROM obs o
          WHERE scope = ?1 AND seq <= ?2 AND NOT EXISTS (
            SELECT 1 FROM obs n WHERE n.scope = o.scope AND n.node = o.node
-             AND n.check_id = o.check_id AND n.seq > o.seq AND n.seq <= ?2)"
-    };
-    select(conn, sql, params![scope, seq], ObsRow::read)
+             AND n.check_id = o.check_id AND n.seq > o.seq AND n.seq <= ?2)
+         ORDER BY node"
+    }
 }
 
 /// Every change of `node`'s state, as timeline entries `(node)`.
