@@ -170,6 +170,9 @@ struct Args {
     /// Tuning: a relay forwards what it holds after this long (ms).
     #[arg(long)]
     relay_flush_ms: Option<f64>,
+    /// Tuning: batches a relay has in flight to the coordinator at most.
+    #[arg(long)]
+    relay_window: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -336,6 +339,9 @@ fn settings(a: &Args) -> Result<SimSettings> {
     }
     if let Some(n) = a.max_relays {
         w.max_relays = n;
+    }
+    if let Some(n) = a.relay_window {
+        w.relay_window = n;
     }
     set(
         &mut w.relay_spread_per_node,

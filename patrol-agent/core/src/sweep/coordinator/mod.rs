@@ -13,8 +13,9 @@
 //! passed. So a fast, healthy sweep backstops early (answers stop arriving
 //! as soon as the reachable nodes are done) while a sweep whose answers are
 //! still streaming in does not flood nodes that are merely slow. With
-//! relays, the first round also waits while new batches keep bringing
-//! answers (one within `backstop_min_delay`; resends do not count): answers queued at a relay are on their
+//! relays, when more than 1,024 nodes have not answered, the first round
+//! also waits while new batches keep bringing answers (one within
+//! `backstop_min_delay`; resends do not count): answers queued at a relay are on their
 //! way, and asking their nodes again would only add direct answers to the
 //! coordinator's queue. It waits until `backstop_deadline_percent` of the
 //! deadline at most, so a relay that trickles batches cannot keep its
@@ -41,6 +42,13 @@ use super::wire::{RequestAuth, SweepMessage, SweepRequest};
 use super::{Effect, MemberView, Peer, StartHead, StartSweep, SweepTimer, TimerKind};
 
 pub(crate) use intake::ack;
+
+/// A first backstop round that would ask at most this many nodes does
+/// not wait for the relays: it costs the coordinator a few milliseconds
+/// (a request out and, at worst, an answer in per node). More, while the
+/// relays still bring answers, are mostly answers on their way, and asking
+/// them all again could cost it hundreds of milliseconds.
+const BACKSTOP_WITHOUT_WAITING: u64 = 1024;
 
 /// Most ticks in a row a backstop round is put off while the coordinator
 /// is behind (its ticks arrive late): 4 ticks, 200 ms at the default tick.
@@ -409,9 +417,11 @@ impl Coordinator {
         // holds at most `relay_window` batches in flight), so the first
         // round waits, until `late` at most: a relay that trickles
         // batches cannot keep its nodes from being asked.
-        let relays_busy = sweep
-            .last_batch_at
-            .is_some_and(|at| now.saturating_sub(at) < settings.backstop_min_delay);
+        let missing = (sweep.expected.len() as u64).saturating_sub(sweep.settled);
+        let relays_busy = missing > BACKSTOP_WITHOUT_WAITING
+            && sweep
+                .last_batch_at
+                .is_some_and(|at| now.saturating_sub(at) < settings.backstop_min_delay);
         let ready = match sweep.next_round_at {
             None => elapsed >= sweep.spread + settings.backstop_min_delay && (!relays_busy || late),
             Some(at) => now >= at,

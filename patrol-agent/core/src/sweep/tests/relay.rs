@@ -422,7 +422,8 @@ fn acks_open_the_window_and_every_answer_comes_through_the_relays() {
 fn the_first_backstop_waits_while_the_relays_still_bring_answers() {
     // 3,000 nodes, two relays, one batch of a few answers in flight each:
     // draining their queues takes a round trip (2 ms) per batch, several
-    // hundred ms, well past the spread window and `backstop_min_delay`.
+    // hundred ms, well past the spread window and `backstop_min_delay`,
+    // when about 2,000 answers still wait at the relays.
     let n = 3000;
     let mut net = Net::new(n, windowed_settings(1));
     net.outcomes = Box::new(per_node_values);
@@ -433,17 +434,17 @@ fn the_first_backstop_waits_while_the_relays_still_bring_answers() {
     let doc = net.doc();
     assert_accounted(doc);
     assert_eq!(doc.counts.ok as usize, n);
-    // No backstop request: every node's answer was still on its way in a
-    // relay's queue, and came from there.
+    // The first round waited until at most 1,024 nodes were missing (it
+    // then asks them, a few milliseconds of work): it asked no more.
     let asked = net
         .sent
         .iter()
         .filter(|(from, m)| *from == 0 && matches!(m, SweepMessage::Request(r) if r.id == id))
-        .count();
-    assert_eq!(
-        asked,
-        relays.len(),
-        "only the relays' own copies of the request"
+        .count()
+        - relays.len();
+    assert!(
+        asked <= 1024,
+        "the backstop asked {asked} nodes whose answers waited at their relays"
     );
     // And the relays did take longer than the backstop's first chance.
     let last = (1..n)
