@@ -482,3 +482,30 @@ fn a_node_reached_after_the_spread_window_answers_at_once() {
         "reached at {reached} ms, answered at {answered} ms"
     );
 }
+
+#[test]
+fn relays_that_keep_forwarding_delay_the_backstop_only_until_half_the_deadline() {
+    // As above, but with a 500 ms deadline: the relays are still
+    // forwarding at 250 ms, half of it, and the first round goes then.
+    let n = 3000;
+    let mut net = Net::new(n, windowed_settings(1));
+    net.outcomes = Box::new(per_node_values);
+    let members = net.members();
+    let id = net.start(0, Duration::from_millis(500), members);
+    let relays = relays_of(&net, id);
+    net.run_for(Duration::from_millis(240));
+    let asked_before = |net: &Net| {
+        net.sent
+            .iter()
+            .filter(|(from, m)| *from == 0 && matches!(m, SweepMessage::Request(r) if r.id == id))
+            .count()
+            - relays.len()
+    };
+    assert_eq!(asked_before(&net), 0, "no round before half the deadline");
+    net.run_for(Duration::from_millis(60));
+    let asked = asked_before(&net);
+    assert!(
+        asked > 1024,
+        "by 300 ms the backstop asked {asked} nodes: no round at half the deadline while more than 1,024 were missing"
+    );
+}
