@@ -663,7 +663,10 @@ impl Node {
     /// With certificates: keep `certs` as checked without checking them
     /// (certificates the caller vouches for: the simulator's converged
     /// start, next to [`Node::learn_members`]).
-    pub fn vouch_certs<'a>(&mut self, certs: impl Iterator<Item = &'a crate::trust::Certificate>) {
+    pub fn vouch_certs<'a>(
+        &mut self,
+        certs: impl Iterator<Item = &'a std::sync::Arc<crate::trust::Verified>>,
+    ) {
         if let Some(gate) = self.gate.as_mut() {
             for c in certs {
                 gate.book.vouch_cert(c);

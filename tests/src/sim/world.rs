@@ -5,7 +5,7 @@
 
 use patrol_core::trust::authorization::SweepAsk;
 use patrol_core::trust::testing::{bundle, ca_with, issued};
-use patrol_core::trust::{Authorization, Credentials, Role, Scope, SigningKey};
+use patrol_core::trust::{Authorization, Credentials, Role, Scope, SigningKey, Verified};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -691,11 +691,21 @@ fn identities(
         signed.signer = None;
         ids[i] = signed;
     }
+    // Each certificate once, shared by every node that holds it.
+    let verified: Vec<std::sync::Arc<Verified>> = certs
+        .iter()
+        .map(|cert| {
+            std::sync::Arc::new(Verified {
+                cert: cert.clone(),
+                key: cert.public_key().expect("a certificate the run made"),
+            })
+        })
+        .collect();
     for (i, node) in nodes.iter_mut().enumerate() {
         // Its view and the coordinator (whom every node of a converged
         // mesh has heard from).
         let known = views[i].iter().map(|j| *j as usize).chain([COORDINATOR]);
-        node.node.vouch_certs(known.map(|j| &certs[j]));
+        node.node.vouch_certs(known.map(|j| &verified[j]));
     }
     if warm {
         let now = Now {

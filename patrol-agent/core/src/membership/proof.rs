@@ -28,6 +28,7 @@
 
 use core::net::SocketAddr;
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::Signature;
@@ -111,7 +112,9 @@ pub struct MemberBook {
     cluster: String,
     bundle: TrustBundle,
     settings: BookSettings,
-    certs: HashMap<CertDigest, Verified>,
+    /// Shared: a certificate is kept once however many books hold it
+    /// (the simulator's nodes vouch for the same ones).
+    certs: HashMap<CertDigest, Arc<Verified>>,
     cert_order: VecDeque<CertDigest>,
     proven: HashMap<String, Proven>,
     /// Which name was last heard from an address, and when (monotonic).
@@ -157,7 +160,7 @@ impl MemberBook {
                 self.certs.remove(&old);
             }
         }
-        self.certs.insert(digest, verified);
+        self.certs.insert(digest, Arc::new(verified));
         self.cert_order.push_back(digest);
         Ok(digest)
     }
@@ -203,25 +206,18 @@ impl MemberBook {
         );
     }
 
-    /// Keep `cert` without checking it: a certificate the caller vouches
-    /// for (the simulator's, which made it).
-    pub fn vouch_cert(&mut self, cert: &Certificate) {
-        let digest = cert_digest(cert);
-        if let Ok(key) = cert.public_key() {
-            self.certs.insert(
-                digest,
-                Verified {
-                    cert: cert.clone(),
-                    key,
-                },
-            );
+    /// Keep a certificate without checking it: one the caller vouches for
+    /// (the simulator's, which made it), shared with the caller.
+    pub fn vouch_cert(&mut self, verified: &Arc<Verified>) {
+        let digest = cert_digest(&verified.cert);
+        if self.certs.insert(digest, verified.clone()).is_none() {
             self.cert_order.push_back(digest);
         }
     }
 
     /// The checked certificate `digest` names.
     pub fn verified(&self, digest: &CertDigest) -> Option<&Verified> {
-        self.certs.get(digest)
+        self.certs.get(digest).map(|v| &**v)
     }
 
     /// The certificate digest of `name`'s latest proven identity.
