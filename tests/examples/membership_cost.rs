@@ -23,6 +23,14 @@
 //! - **memory per member**: live heap bytes (a counting allocator) of the
 //!   foca holding N members, over N.
 //!
+//! With `--identities` every member's identity carries its proof (signed
+//! with its own key, of a certificate of a test CA), and a
+//! `MemberBook` as the agent's gate keeps one certificate and one proven
+//! identity per member. Then also: **learning a member** (its
+//! certificate checked against the bundle, then its identity's proof,
+//! as the gate does for a member it has never seen) and **memory per
+//! member** of the book and the proofs.
+//!
 //! **1% churn**: 1% of the members restart (same address, a new identity
 //! that wins the conflict). Each node sends every update on
 //! `max_transmissions` times, so each node receives about that many copies
@@ -43,9 +51,12 @@ use bytes::BufMut;
 use clap::Parser;
 use foca::{AccumulatingRuntime, Codec, Foca, Header, Member, Message, State, Timer};
 use patrol_core::codec::BincodeCodec;
-use patrol_core::identity::NodeId;
+use patrol_core::identity::{IdentitySigner, NodeId};
+use patrol_core::membership::proof::{BookSettings, Check, MemberBook};
 use patrol_core::membership::{foca_config, size_bucket};
 use patrol_core::sweep::{GossipShared, RequestGossip};
+use patrol_core::trust::testing::{bundle, ca_with, issued};
+use patrol_core::trust::{cert_digest, Credentials, Role, SigningKey, TrustBundle};
 use patrol_core::NodeSettings;
 use patrol_tests::sim::thread_cpu;
 use rand::rngs::SmallRng;
@@ -76,6 +87,10 @@ struct Args {
     /// Seed of every random choice.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Proven identities and a member book (certificates), as with
+    /// `[trust]`.
+    #[arg(long)]
+    identities: bool,
 }
 
 /// The process's resident set (`VmRSS` of /proc/self/status), bytes.
@@ -105,11 +120,81 @@ fn addr(i: usize) -> SocketAddr {
     SocketAddr::new(ip.into(), 7946)
 }
 
-fn identity(i: usize, tags: usize) -> NodeId {
+fn identity(i: usize, tags: usize, creds: Option<&Credentials>) -> NodeId {
     let tags: BTreeMap<String, String> = (0..tags)
         .map(|k| (format!("tag-{k}"), format!("value-{k}")))
         .collect();
-    NodeId::new(format!("node-{i:06}"), addr(i), 1_800_000_000_000, tags)
+    let mut id = NodeId::new(format!("node-{i:06}"), addr(i), BUMP, tags);
+    if let Some(c) = creds {
+        let signer = IdentitySigner::new(c.key.clone(), cert_digest(&c.cert), CLUSTER);
+        id.proof = Some(signer.prove(&id));
+    }
+    id
+}
+
+/// The members' bump (start time, Unix ms) and the clock they are checked
+/// at.
+const BUMP: u64 = 1_800_000_000_000;
+const CLUSTER: &str = "bench";
+
+/// The test CA and every member's certificate and key (`--identities`).
+struct Certs {
+    bundle: TrustBundle,
+    members: Vec<Credentials>,
+}
+
+fn certs(n: usize, seed: u64) -> Certs {
+    let key = |i: u64| {
+        let mut bytes = [0u8; 32];
+        bytes[..8].copy_from_slice(&i.to_le_bytes());
+        bytes[8..16].copy_from_slice(&seed.to_le_bytes());
+        bytes[16] = 1;
+        SigningKey::from_bytes(&bytes)
+    };
+    let ca = ca_with(key(u64::MAX), "bench-ca", 1, 0..u64::MAX / 2);
+    let members = (0..n)
+        .map(|i| {
+            let name = format!("node-{i:06}");
+            issued(
+                &ca,
+                key(i as u64),
+                Role::Node,
+                &name,
+                i as u64 + 10,
+                0..u64::MAX / 2,
+            )
+        })
+        .collect();
+    Certs {
+        bundle: bundle(&[&ca]),
+        members,
+    }
+}
+
+/// A member book learning every member (certificate, then identity), as
+/// the gate does for members it has never seen: the thread CPU per member,
+/// and the book's and the proofs' live heap, bytes.
+fn learn(certs: &Certs, ids: &[NodeId]) -> (MemberBook, Duration, usize) {
+    let settings = BookSettings {
+        capacity: ids.len().max(BookSettings::default().capacity),
+        ..BookSettings::default()
+    };
+    let before = live_heap();
+    let mut book = MemberBook::new(CLUSTER, certs.bundle.clone(), settings);
+    let start = thread_cpu();
+    for (c, id) in certs.members.iter().zip(ids) {
+        book.learn_cert(&c.cert, BUMP / 1000)
+            .expect("a certificate of the bench's CA");
+        let check = book.check(id, BUMP, Duration::ZERO);
+        assert!(
+            matches!(check, Check::Proven { new: true, .. }),
+            "{}: {check:?}",
+            id.name
+        );
+        book.heard_from(id, Duration::ZERO);
+    }
+    let cpu = thread_cpu().saturating_sub(start) / ids.len().max(1) as u32;
+    (book, cpu, live_heap().saturating_sub(before))
 }
 
 /// The node under test, its runtime and what it knows of the others.
@@ -127,9 +212,10 @@ struct Bench {
 }
 
 impl Bench {
-    /// A foca built as `Node::new` builds one, holding `n` members; returns
-    /// it with the live heap bytes the members took.
-    fn new(args: &Args) -> (Bench, usize, (usize, usize)) {
+    /// A foca built as `Node::new` builds one, holding `n` members (proven
+    /// by `certs`' keys when given); returns it with the live heap bytes
+    /// the members took.
+    fn new(args: &Args, certs: Option<&Certs>) -> (Bench, usize, (usize, usize)) {
         let settings = NodeSettings::default();
         let n = args.nodes;
         let config = foca_config(size_bucket(n), settings.foca_payload(), &settings.foca);
@@ -151,9 +237,13 @@ impl Bench {
             tags: args.tags,
             max_packet,
         };
+        // Made before the measure: a node receives its members' identities.
+        let ids: Vec<NodeId> = (0..n)
+            .map(|i| identity(i, args.tags, certs.map(|c| &c.members[i])))
+            .collect();
         let before = live_heap();
         let rss_before = rss();
-        let members = (0..n).map(|i| Member::alive(identity(i, args.tags)));
+        let members = ids.iter().cloned().map(Member::alive);
         bench
             .foca
             .apply_many(members, false, &mut bench.rt)
@@ -163,7 +253,7 @@ impl Bench {
         bench.rt = Rt::new();
         let bytes = live_heap().saturating_sub(before);
         let rss_after = rss();
-        bench.ids = (0..n).map(|i| identity(i, args.tags)).collect();
+        bench.ids = ids;
         (bench, bytes, (rss_before, rss_after))
     }
 
@@ -307,7 +397,7 @@ fn announce_cost(b: &mut Bench, rounds: usize) -> Duration {
     b.time(
         rounds,
         |b, i| {
-            let joiner = identity(first + i, b.tags);
+            let joiner = identity(first + i, b.tags, None);
             b.packet(&joiner, Message::Announce, &mut Vec::new())
         },
         |b, data| {
@@ -417,7 +507,8 @@ fn us(d: Duration) -> String {
 fn main() {
     let args = Args::parse();
     let start = thread_cpu();
-    let (mut b, bytes, (rss_before, rss_after)) = Bench::new(&args);
+    let certs = args.identities.then(|| certs(args.nodes, args.seed));
+    let (mut b, bytes, (rss_before, rss_after)) = Bench::new(&args, certs.as_ref());
     let n = args.nodes;
     println!(
         "members {n}, {} tag(s) each, built in {:.1} s of thread CPU",
@@ -434,6 +525,22 @@ fn main() {
         mib(rss_after),
         mib(rss_after.saturating_sub(rss_before))
     );
+    if let Some(certs) = &certs {
+        let rss_before = rss();
+        let (book, cpu, book_bytes) = learn(certs, &b.ids);
+        let rss_after = rss();
+        println!(
+            "with identities        proofs in the members above; the member book: {} certificates, {} names, {:.0} B per member ({book_bytes} B live heap), RSS +{:.1} MiB",
+            book.certs_held(),
+            book.names_held(),
+            book_bytes as f64 / n as f64,
+            mib(rss_after.saturating_sub(rss_before)),
+        );
+        println!(
+            "learning a member      {} (its certificate, then its identity's proof)",
+            us(cpu)
+        );
+    }
     let r = args.rounds;
     println!("update                 {}", us(update_cost(&mut b, r)));
     println!("datagram (ping)        {}", us(datagram_cost(&mut b, r)));
