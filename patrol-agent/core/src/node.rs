@@ -600,7 +600,10 @@ impl Node {
         let roster = Roster::new(self.settings.roster_capacity, self.settings.roster_expiry);
         self.gate = Some(Gate::new(book, roster, creds.key.clone()));
         self.creds = Some(creds.clone());
+        let own = crate::trust::cert_digest(&creds.cert);
         self.core.set_trust(creds, bundle);
+        // Our own too: as a coordinator we check our own answer's proof.
+        self.derive_keys(&[own]);
     }
 
     /// A reloaded CA bundle or deny list: proofs are checked again, and
@@ -663,14 +666,24 @@ impl Node {
     /// With certificates: keep `certs` as checked without checking them
     /// (certificates the caller vouches for: the simulator's converged
     /// start, next to [`Node::learn_members`]).
+    ///
+    /// With `derive_keys`, their pair keys are derived as when the node
+    /// learns a certificate (the simulator asks it of the coordinator
+    /// only: the set-up of 100,000 nodes would otherwise derive millions).
     pub fn vouch_certs<'a>(
         &mut self,
         certs: impl Iterator<Item = &'a std::sync::Arc<crate::trust::Verified>>,
+        derive_keys: bool,
     ) {
+        let mut learned = Vec::new();
         if let Some(gate) = self.gate.as_mut() {
             for c in certs {
                 gate.book.vouch_cert(c);
+                learned.push(crate::trust::cert_digest(&c.cert));
             }
+        }
+        if derive_keys {
+            self.derive_keys(&learned);
         }
     }
 
@@ -811,7 +824,8 @@ impl Node {
     }
 
     /// Check a peer's certificate and derive the pair key with it ahead of
-    /// its answers (see [`crate::sweep::SweepCore::learn_peer`]).
+    /// its answers, as a coordinator that swept before has it (see
+    /// [`crate::sweep::SweepCore::learn_peer`]).
     pub fn learn_peer(
         &mut self,
         now: Now,
@@ -981,6 +995,25 @@ impl Node {
         }
     }
 
+    /// Certificates the book just learned: the pair key with each member
+    /// is derived now, once, for both the sweep (its answers' proofs) and
+    /// the gate (its membership packets' tags). Learning a member already
+    /// costs two signature checks; this adds an X25519, so a coordinator's
+    /// first sweep does not pay one per node.
+    fn derive_keys(&mut self, learned: &[crate::trust::CertDigest]) {
+        let Some(gate) = self.gate.as_mut() else {
+            return;
+        };
+        for digest in learned {
+            let Some(verified) = gate.book.shared(digest).cloned() else {
+                continue;
+            };
+            if let Some(key) = self.core.adopt_peer(*digest, verified) {
+                gate.keep_key(*digest, key);
+            }
+        }
+    }
+
     /// A certificate exchange message from `from`.
     fn cert_message(&mut self, now: Now, from: SocketAddr, msg: CertMessage) {
         let (mine, learn, want) = match msg {
@@ -992,12 +1025,14 @@ impl Node {
         let mut introduce = false;
         let mut released = Vec::new();
         let mut packets = Vec::new();
+        let mut learned = Vec::new();
         if let Some(gate) = self.gate.as_mut() {
             for cert in &learn {
                 let known = gate.book.cert(&crate::trust::cert_digest(cert)).is_some();
                 match gate.book.learn_cert(cert, now.unix_ms / 1000) {
                     Ok(digest) if !known => {
                         gate.counters.certs_learned += 1;
+                        learned.push(digest);
                         introduce = want.is_some();
                         released.extend(gate.take_pending(&digest));
                         packets.extend(gate.take_pending_packets(&digest));
@@ -1010,6 +1045,7 @@ impl Node {
                 }
             }
         }
+        self.derive_keys(&learned);
         // The sender's own certificate was checked above: it is who
         // speaks from that address (a seed we know by address only).
         let introduced = self.gate.as_mut().is_some_and(|gate| {

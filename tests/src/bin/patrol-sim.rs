@@ -113,10 +113,17 @@ struct Args {
     /// checked by every node, answers proved by their node.
     #[arg(long)]
     identities: bool,
-    /// With --identities: the coordinator's peer keys are cached before
-    /// the sweep (as after its first sweep).
+    /// With --identities: every node knows the coordinator has its
+    /// certificate, as after a first sweep (without: every answer carries
+    /// its whole certificate, as in the first sweep after a coordinator
+    /// start).
     #[arg(long, requires = "identities")]
     warm_keys: bool,
+    /// With --identities: the coordinator did not derive its members'
+    /// pair keys when it learned their certificates, but derives each as
+    /// its answer arrives (as the agent did before; for comparison).
+    #[arg(long, requires = "identities", conflicts_with = "warm_keys")]
+    cold_keys: bool,
 
     /// Tuning: foca max_transmissions (default: from foca_config).
     #[arg(long)]
@@ -277,6 +284,7 @@ fn settings(a: &Args) -> Result<SimSettings> {
         seed: a.seed,
         identities: a.identities,
         warm_keys: a.warm_keys,
+        cold_keys: a.cold_keys,
         ..SimSettings::charging(cpu_mode(a)?)
     };
     s.link.latency_min = millis(a.latency_min_ms, "latency-min-ms")?;

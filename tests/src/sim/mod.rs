@@ -121,11 +121,15 @@ pub struct SimSettings {
     /// one CA, the sweep is signed by an operator, every participant checks
     /// it and every answer carries its node's proof.
     pub identities: bool,
-    /// With identities: the coordinator has every peer's certificate and
-    /// pair key cached before the sweep (as after a first sweep); without,
-    /// it derives them as answers arrive. Warm, every node also knows the
-    /// coordinator has its certificate and names it by digest.
+    /// With identities: every node also knows the coordinator has its
+    /// certificate (as after a first sweep) and names it by digest;
+    /// without, every answer carries its whole certificate (the first
+    /// sweep after a coordinator start).
     pub warm_keys: bool,
+    /// With identities: the coordinator has not derived its members' pair
+    /// keys when it learned their certificates, and derives them as
+    /// answers arrive (as before it derived them on learning; to compare).
+    pub cold_keys: bool,
     /// How each node's calls into its `Node` are charged on its virtual
     /// clock (`cpu.rs`): the committed cost model by default.
     pub cpu: CpuMode,
@@ -169,6 +173,7 @@ impl SimSettings {
             node: NodeSettings::default(),
             identities: false,
             warm_keys: false,
+            cold_keys: false,
             cpu,
         }
     }

@@ -224,6 +224,7 @@ impl World {
                 &views,
                 settings.seed,
                 settings.warm_keys,
+                !settings.cold_keys,
             )
         });
         World {
@@ -658,13 +659,15 @@ impl AnswerModel {
 /// signed identities, which is what the nodes learn of each other.
 ///
 /// Each node also holds the certificates of the members it knows at the
-/// start (its view), as a node of a converged mesh does.
+/// start (its view), as a node of a converged mesh does, and the
+/// coordinator (with `derive`) the pair keys it derived on learning them.
 fn identities(
     nodes: &mut [SimNode],
     ids: &mut [NodeId],
     views: &[Vec<u32>],
     seed: u64,
     warm: bool,
+    derive: bool,
 ) -> Credentials {
     let key = |i: u64, salt: u64| {
         let mut bytes = [0u8; 32];
@@ -705,7 +708,8 @@ fn identities(
         // Its view and the coordinator (whom every node of a converged
         // mesh has heard from).
         let known = views[i].iter().map(|j| *j as usize).chain([COORDINATOR]);
-        node.node.vouch_certs(known.map(|j| &verified[j]));
+        node.node
+            .vouch_certs(known.map(|j| &verified[j]), derive && i == COORDINATOR);
     }
     if warm {
         let now = Now {

@@ -159,14 +159,24 @@ impl Gate {
         }
         let theirs = self.book.verified(digest)?.key;
         let key = PairKey::derive(&self.mine, &theirs).ok()?;
+        self.keep_key(*digest, key.clone());
+        Some(key)
+    }
+
+    /// Keep the pair key with the holder of certificate `digest`, derived
+    /// elsewhere (when the node learned the certificate) from this
+    /// node's key.
+    pub fn keep_key(&mut self, digest: CertDigest, key: PairKey) {
+        if self.keys.contains_key(&digest) {
+            return;
+        }
         if self.keys.len() >= MAX_KEYS {
             if let Some(old) = self.key_order.pop_front() {
                 self.keys.remove(&old);
             }
         }
-        self.keys.insert(*digest, key.clone());
-        self.key_order.push_back(*digest);
-        Some(key)
+        self.keys.insert(digest, key);
+        self.key_order.push_back(digest);
     }
 
     /// `addr` introduced itself with certificate `digest`.

@@ -220,6 +220,12 @@ impl MemberBook {
         self.certs.get(digest).map(|v| &**v)
     }
 
+    /// The checked certificate `digest` names, to share (the sweep's pair
+    /// keys keep the same one).
+    pub fn shared(&self, digest: &CertDigest) -> Option<&Arc<Verified>> {
+        self.certs.get(digest)
+    }
+
     /// The certificate digest of `name`'s latest proven identity.
     pub fn cert_of(&self, name: &str) -> Option<CertDigest> {
         self.proven.get(name).map(|p| p.cert)

@@ -488,3 +488,60 @@ fn nodes_with_the_largest_allowed_identity_join_and_sweep() {
     let (_, doc) = mesh.documents.last().expect("a completed sweep");
     assert_eq!(doc.counts.ok, 5);
 }
+
+/// With certificates, a node derives the pair key of each member when it
+/// learns the member's certificate: a coordinator's first sweep then
+/// checks every answer with a key it has, and derives none. (With the
+/// derivation on learning removed, the coordinator derives one per
+/// member during the sweep and this fails.)
+#[test]
+fn pair_keys_are_derived_when_a_certificate_is_learned_not_during_the_first_sweep() {
+    use crate::trust::authorization::SweepAsk;
+    use crate::trust::testing::{bundle, ca, creds};
+    use crate::trust::{Authorization, Role, Scope};
+    let ca = ca(1);
+    let bundle = bundle(&[&ca]);
+    let mut mesh = Mesh::new(5, NodeSettings::default());
+    let now = mesh.at();
+    for (i, node) in mesh.nodes.iter_mut().enumerate() {
+        let c = creds(&ca, Role::Node, &format!("n{i}"), 10 + i as u8);
+        node.set_trust(c, bundle.clone(), now);
+    }
+    mesh.join_all();
+    for node in &mesh.nodes {
+        assert_eq!(node.num_members(), 4, "{node:?} has not converged");
+    }
+    let learned = mesh.nodes[2].pair_keys_derived();
+    assert_eq!(
+        learned, 5,
+        "n2 derived a key per member as it learned their certificates, and its own"
+    );
+    let operator = creds(&ca, Role::Operator(Scope::full(600_000)), "op", 40);
+    let (selector, filter) = (Selector::default(), Tags::new());
+    let ask = SweepAsk {
+        sweep_id: 0xbeef,
+        selector: &selector,
+        node_filter: &filter,
+        deadline_ms: 2000,
+        coordinator: "n2",
+    };
+    let spec = StartSweep {
+        selector: selector.clone(),
+        node_filter: filter.clone(),
+        deadline: Duration::from_secs(2),
+        id: Some(0xbeef),
+        authorization: Some(Authorization::sign(&operator, &ask, mesh.at().unix_ms)),
+    };
+    let now = mesh.at();
+    mesh.nodes[2].start_sweep(now, spec).unwrap();
+    mesh.drain(2);
+    mesh.run_for(Duration::from_secs(3));
+    let (_, doc) = mesh.documents.last().expect("a completed sweep");
+    doc.check_accounting().unwrap();
+    assert_eq!(doc.counts.ok, 5, "every node's proven answer was taken");
+    assert_eq!(
+        mesh.nodes[2].pair_keys_derived(),
+        learned,
+        "the coordinator derived no key during its first sweep"
+    );
+}

@@ -309,9 +309,10 @@ impl SweepCore {
         self.env.trust.is_some()
     }
 
-    /// Check a peer's node certificate and derive the pair key with it now
-    /// (ahead of its answers: what a coordinator that swept before has
-    /// cached). No effect without certificates.
+    /// Check a peer's node certificate, derive the pair key with it now
+    /// and count it as a peer whose answer was taken: what a coordinator
+    /// that swept before has (the simulator's and the benchmarks' warm
+    /// start). No effect without certificates.
     pub fn learn_peer(
         &mut self,
         cert: &crate::trust::Certificate,
@@ -319,11 +320,24 @@ impl SweepCore {
     ) -> Result<(), crate::trust::TrustError> {
         match self.env.trust.as_mut() {
             Some(t) => {
-                let bundle = t.bundle.clone();
-                t.peers.peer(&bundle, cert, unix_ms / 1000).map(|_| ())
+                t.peers.peer(&t.bundle, cert, unix_ms / 1000)?;
+                t.peers.mark_answered(&crate::trust::cert_digest(cert));
+                Ok(())
             }
             None => Ok(()),
         }
+    }
+
+    /// A node certificate the member book checked and learned: its pair
+    /// key is derived now and cached (see [`crate::trust::PeerKeys::adopt`]);
+    /// returned for the gate. None without certificates or for a key of
+    /// small order.
+    pub fn adopt_peer(
+        &mut self,
+        digest: crate::trust::CertDigest,
+        verified: std::sync::Arc<crate::trust::Verified>,
+    ) -> Option<crate::trust::PairKey> {
+        self.env.trust.as_mut()?.peers.adopt(digest, verified).ok()
     }
 
     /// Peer certificates verified and pair keys derived so far.

@@ -12,6 +12,7 @@
 //! not once per answer.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use hmac::{Hmac, Mac};
@@ -174,11 +175,16 @@ impl PairKey {
     }
 }
 
-/// What the cache holds per peer certificate.
+/// What the cache holds per peer certificate. The certificate is shared
+/// with the member book that checked it (see [`PeerKeys::adopt`]).
 #[derive(Debug, Clone)]
 pub struct Peer {
-    pub verified: Verified,
+    pub verified: Arc<Verified>,
     pub key: PairKey,
+    /// An answer proven with this certificate was taken: its node names
+    /// the certificate by digest from then on, rather than sending it
+    /// whole.
+    pub answered: bool,
 }
 
 /// A certificate's digest: the first 16 bytes of the SHA-256 of its
@@ -203,8 +209,10 @@ pub struct PeerKeys {
     capacity: usize,
     peers: HashMap<CertDigest, Peer>,
     order: VecDeque<CertDigest>,
-    /// Derivations done (each a signature check and an X25519).
+    /// Derivations done (each an X25519, after a certificate check).
     pub derived: u64,
+    /// Entries whose `answered` is set.
+    answered: usize,
 }
 
 impl PeerKeys {
@@ -215,6 +223,7 @@ impl PeerKeys {
             peers: HashMap::new(),
             order: VecDeque::new(),
             derived: 0,
+            answered: 0,
         }
     }
 
@@ -229,6 +238,24 @@ impl PeerKeys {
     pub fn clear(&mut self) {
         self.peers.clear();
         self.order.clear();
+        self.answered = 0;
+    }
+
+    /// An answer proven with certificate `digest` was taken.
+    pub fn mark_answered(&mut self, digest: &CertDigest) {
+        if let Some(p) = self.peers.get_mut(digest) {
+            if !p.answered {
+                p.answered = true;
+                self.answered += 1;
+            }
+        }
+    }
+
+    /// Cached peers whose answer was taken: those that name their
+    /// certificate by digest (a coordinator's estimate of how many answers
+    /// come without their whole certificate).
+    pub fn answered(&self) -> usize {
+        self.answered
     }
 
     /// The verified node certificate `cert` and the key this node shares
@@ -247,21 +274,57 @@ impl PeerKeys {
             .get(&digest)
             .is_some_and(|p| now_s <= p.verified.cert.body.not_after);
         if !fresh {
-            let verified = bundle.verify(cert, "node", now_s)?;
-            let key = PairKey::derive(&self.mine, &verified.key)?;
-            self.derived += 1;
-            if self.peers.len() >= self.capacity && !self.peers.contains_key(&digest) {
-                if let Some(old) = self.order.pop_front() {
-                    self.peers.remove(&old);
-                }
-            }
-            if self.peers.insert(digest, Peer { verified, key }).is_none() {
-                self.order.push_back(digest);
-            }
+            let verified = Arc::new(bundle.verify(cert, "node", now_s)?);
+            self.insert(digest, verified)?;
         }
         self.peers
             .get(&digest)
             .ok_or_else(|| TrustError::Malformed("peer cache lost an entry".into()))
+    }
+
+    /// Take a node certificate the member book checked (against the same
+    /// bundle) when it learned the member, and derive the pair key with
+    /// it now: a member's key is ready before its first answer, so a
+    /// coordinator's first sweep after it learned the mesh costs an HMAC
+    /// per answer, not a certificate check and an X25519. Returns the key
+    /// (the gate tags membership packets with the same one). A
+    /// certificate already cached is not derived again.
+    pub fn adopt(
+        &mut self,
+        digest: CertDigest,
+        verified: Arc<Verified>,
+    ) -> Result<PairKey, TrustError> {
+        if let Some(p) = self.peers.get(&digest) {
+            return Ok(p.key.clone());
+        }
+        self.insert(digest, verified)
+    }
+
+    fn insert(
+        &mut self,
+        digest: CertDigest,
+        verified: Arc<Verified>,
+    ) -> Result<PairKey, TrustError> {
+        let key = PairKey::derive(&self.mine, &verified.key)?;
+        self.derived += 1;
+        if self.peers.len() >= self.capacity && !self.peers.contains_key(&digest) {
+            if let Some(old) = self.order.pop_front() {
+                if self.peers.remove(&old).is_some_and(|p| p.answered) {
+                    self.answered -= 1;
+                }
+            }
+        }
+        let peer = Peer {
+            verified,
+            key: key.clone(),
+            answered: false,
+        };
+        match self.peers.insert(digest, peer) {
+            None => self.order.push_back(digest),
+            Some(old) if old.answered => self.answered -= 1,
+            Some(_) => {}
+        }
+        Ok(key)
     }
 
     /// The cached peer whose certificate has digest `digest`, unless its

@@ -266,10 +266,11 @@ impl Coordinator {
         let deadline = spec.deadline.min(settings.max_deadline);
         let planned = head.members;
         let relays = choose_relays(settings, id, planned, head.relay_candidates);
-        // With certificates, a node whose key we have not cached sends its
-        // whole certificate (about 150 bytes more, three times the room in
-        // a relay's batch): count it four times when sizing the window.
-        let cached_peers = cx.trust.as_ref().map(|t| t.peers.len());
+        // With certificates, a node whose answer we have not taken since
+        // our start (or the last bundle reload) sends its whole
+        // certificate (about 150 bytes more, three times the room in a
+        // relay's batch): count it four times when sizing the window.
+        let cached_peers = cx.trust.as_ref().map(|t| t.peers.answered());
         let cold = cached_peers.map_or(0, |c| planned.saturating_sub(c));
         let spread = settings.spread_for(planned + 3 * cold, !relays.is_empty());
         let request = SweepRequest {
