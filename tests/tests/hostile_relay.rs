@@ -32,6 +32,12 @@ fn relayed() -> patrol_core::NodeSettings {
         relay_min_nodes: 2,
         nodes_per_relay: 4,
         relay_spread_per_node: Duration::from_millis(1),
+        // Every answer goes through a relay, however loaded the machine:
+        // a node keeps to its relay, and the backstop (which asks nodes
+        // directly) waits 2 s, so no direct answer can take a node's
+        // place before its relay's (rewritten) batch is looked at.
+        relay_attempts: 20,
+        backstop_min_delay: Duration::from_secs(2),
         ..SweepSettings::default()
     });
     s.direct_spread_limit = 0;
