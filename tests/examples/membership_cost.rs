@@ -28,8 +28,8 @@
 //! `MemberBook` as the agent's gate keeps one certificate and one proven
 //! identity per member. Then also: **learning a member** (its
 //! certificate checked against the bundle, then its identity's proof,
-//! as the gate does for a member it has never seen) and **memory per
-//! member** of the book and the proofs.
+//! then the pair key derived, as the node does for a member it has never
+//! seen) and **memory per member** of the book and the pair keys.
 //!
 //! **1% churn**: 1% of the members restart (same address, a new identity
 //! that wins the conflict). Each node sends every update on
@@ -56,7 +56,7 @@ use patrol_core::membership::proof::{BookSettings, Check, MemberBook};
 use patrol_core::membership::{foca_config, size_bucket};
 use patrol_core::sweep::{GossipShared, RequestGossip};
 use patrol_core::trust::testing::{bundle, ca_with, issued};
-use patrol_core::trust::{cert_digest, Credentials, Role, SigningKey, TrustBundle};
+use patrol_core::trust::{cert_digest, Credentials, PeerKeys, Role, SigningKey, TrustBundle};
 use patrol_core::NodeSettings;
 use patrol_tests::sim::thread_cpu;
 use rand::rngs::SmallRng;
@@ -141,6 +141,8 @@ const CLUSTER: &str = "bench";
 struct Certs {
     bundle: TrustBundle,
     members: Vec<Credentials>,
+    /// The node under test's own key.
+    mine: SigningKey,
 }
 
 fn certs(n: usize, seed: u64) -> Certs {
@@ -168,12 +170,14 @@ fn certs(n: usize, seed: u64) -> Certs {
     Certs {
         bundle: bundle(&[&ca]),
         members,
+        mine: key(u64::MAX - 1),
     }
 }
 
-/// A member book learning every member (certificate, then identity), as
-/// the gate does for members it has never seen: the thread CPU per member,
-/// and the book's and the proofs' live heap, bytes.
+/// A member book learning every member (certificate, then identity, then
+/// the pair key with it), as the node does for members it has never
+/// seen: the thread CPU per member, and the live heap of the book and the
+/// pair keys, bytes.
 fn learn(certs: &Certs, ids: &[NodeId]) -> (MemberBook, Duration, usize) {
     let settings = BookSettings {
         capacity: ids.len().max(BookSettings::default().capacity),
@@ -181,10 +185,14 @@ fn learn(certs: &Certs, ids: &[NodeId]) -> (MemberBook, Duration, usize) {
     };
     let before = live_heap();
     let mut book = MemberBook::new(CLUSTER, certs.bundle.clone(), settings);
+    let mut keys = PeerKeys::new(certs.mine.clone(), ids.len());
     let start = thread_cpu();
     for (c, id) in certs.members.iter().zip(ids) {
-        book.learn_cert(&c.cert, BUMP / 1000)
+        let digest = book
+            .learn_cert(&c.cert, BUMP / 1000)
             .expect("a certificate of the bench's CA");
+        let shared = book.shared(&digest).expect("just learned").clone();
+        keys.adopt(digest, shared).expect("a pair key");
         let check = book.check(id, BUMP, Duration::ZERO);
         assert!(
             matches!(check, Check::Proven { new: true, .. }),
@@ -194,7 +202,10 @@ fn learn(certs: &Certs, ids: &[NodeId]) -> (MemberBook, Duration, usize) {
         book.heard_from(id, Duration::ZERO);
     }
     let cpu = thread_cpu().saturating_sub(start) / ids.len().max(1) as u32;
-    (book, cpu, live_heap().saturating_sub(before))
+    assert_eq!(keys.len(), ids.len());
+    let bytes = live_heap().saturating_sub(before);
+    drop(keys);
+    (book, cpu, bytes)
 }
 
 /// The node under test, its runtime and what it knows of the others.
@@ -530,14 +541,14 @@ fn main() {
         let (book, cpu, book_bytes) = learn(certs, &b.ids);
         let rss_after = rss();
         println!(
-            "with identities        proofs in the members above; the member book: {} certificates, {} names, {:.0} B per member ({book_bytes} B live heap), RSS +{:.1} MiB",
+            "with identities        proofs in the members above; the member book ({} certificates, {} names) and the pair keys: {:.0} B per member ({book_bytes} B live heap), RSS +{:.1} MiB",
             book.certs_held(),
             book.names_held(),
             book_bytes as f64 / n as f64,
             mib(rss_after.saturating_sub(rss_before)),
         );
         println!(
-            "learning a member      {} (its certificate, then its identity's proof)",
+            "learning a member      {} (its certificate, its identity's proof, the pair key)",
             us(cpu)
         );
     }
