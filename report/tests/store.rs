@@ -256,3 +256,77 @@ fn persisting_groups_say_since_when_from_the_database() {
         "{text}"
     );
 }
+
+#[test]
+fn a_check_a_node_stopped_reporting_is_gone_and_a_silent_node_keeps_its_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = History::open(dir.path()).unwrap();
+    store(&mut h, &day_one());
+    // Day two: node-a no longer reports vm.swappiness; node-c is silent.
+    let mut two = day_one();
+    two.sweep_id = "00000000000000b2".into();
+    two.started_at_unix_ms = T0 + DAY;
+    let a = two.nodes.iter_mut().find(|n| n.name == "node-a").unwrap();
+    a.checks.retain(|c| c.id != "vm.swappiness");
+    let c = two.nodes.iter_mut().find(|n| n.name == "node-c").unwrap();
+    c.state = patrol_checks::NodeState::NoAnswer;
+    c.checks.clear();
+    // node-a's check gone, node-c's state: nothing else changed.
+    assert_eq!(store(&mut h, &two), Stored::Added { changes: 2 });
+    let swappiness_of = |h: &History, node: &str| -> Vec<String> {
+        h.node_timeline(node, Some("vm.swappiness"))
+            .unwrap()
+            .into_iter()
+            .map(|c| format!("{} {}", c.status, c.value))
+            .collect()
+    };
+    assert_eq!(swappiness_of(&h, "node-a"), ["pass 0", "gone (nothing)"]);
+    // A silent node observed nothing: its last values stand.
+    assert_eq!(swappiness_of(&h, "node-c"), ["pass 60"]);
+    let mut three = day_one();
+    three.sweep_id = "00000000000000b3".into();
+    three.started_at_unix_ms = T0 + 2 * DAY;
+    let prev = h.previous(&three).unwrap().unwrap().doc.to_document();
+    let a = prev.nodes.iter().find(|n| n.name == "node-a").unwrap();
+    assert!(a.checks.iter().all(|c| c.id != "vm.swappiness"), "{a:?}");
+    assert_eq!(a.checks.len(), 2);
+    let c = prev.nodes.iter().find(|n| n.name == "node-c").unwrap();
+    assert_eq!(c.state, patrol_checks::NodeState::NoAnswer);
+    // Reported again, the check is current again; node-c answers again.
+    assert_eq!(store(&mut h, &three), Stored::Added { changes: 2 });
+    assert_eq!(swappiness_of(&h, "node-a"), ["pass 0", "gone (nothing)", "pass 0"]);
+    let prev = h.previous(&day_three_after(&three)).unwrap().unwrap();
+    assert_eq!(prev.doc.to_document().nodes, {
+        let mut want = three.clone();
+        for n in &mut want.nodes {
+            strip_to_stored(n);
+        }
+        want.nodes
+    });
+}
+
+/// A sweep a day after `doc`, of the same scope.
+fn day_three_after(doc: &patrol_checks::SweepDocument) -> patrol_checks::SweepDocument {
+    let mut next = doc.clone();
+    next.sweep_id = format!("{}f", doc.sweep_id);
+    next.started_at_unix_ms += DAY;
+    next
+}
+
+/// `n` as the history rebuilds it: no timings, checks by id, no message
+/// for a passing check, no checks for a node that did not answer.
+fn strip_to_stored(n: &mut patrol_checks::NodeEntry) {
+    n.reached_ms = None;
+    n.answered_ms = None;
+    n.checks_ms = None;
+    n.clock = None;
+    n.silence = None;
+    n.swim = None;
+    n.checks.sort_by(|a, b| a.id.cmp(&b.id));
+    for c in &mut n.checks {
+        c.duration_us = 0;
+        if c.status == Status::Pass {
+            c.message.clear();
+        }
+    }
+}
