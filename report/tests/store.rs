@@ -330,3 +330,69 @@ fn strip_to_stored(n: &mut patrol_checks::NodeEntry) {
         }
     }
 }
+
+/// `patrol history import` orders the files by the start of their sweep,
+/// read from each file (wherever the field is in it), never by name or
+/// listing order; a file that is cut short, and one whose head reads but
+/// whose nodes do not, are each named with the problem, and the others
+/// are still imported.
+#[test]
+fn an_import_goes_by_each_documents_start_and_names_every_broken_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let old = tmp.path().join("old-history");
+    std::fs::create_dir_all(old.join("prod-0123456789abcdef")).unwrap();
+    // File names in the opposite order of the sweeps' starts.
+    let write = |name: &str, doc: &patrol_checks::SweepDocument| {
+        // Through a `Value`: its keys come out sorted, so `nodes` comes
+        // before `started_at_unix_ms` and `sweep_id`.
+        let value = serde_json::to_value(doc).unwrap();
+        std::fs::write(old.join(name), serde_json::to_vec(&value).unwrap()).unwrap();
+    };
+    write("a.json", &day_three());
+    write("prod-0123456789abcdef/b.json", &day_two());
+    write("c.json", &day_one());
+    let text = serde_json::to_string(&day_one()).unwrap();
+    // A sweep of its own (its id is new), whose first node's state no
+    // Patrol knows.
+    let mut head_ok = serde_json::from_str::<serde_json::Value>(&text).unwrap();
+    head_ok["sweep_id"] = "00000000000000c1".into();
+    let head_ok = serde_json::to_string(&head_ok).unwrap();
+    let bad_node = head_ok.replacen("\"state\":\"ok\"", "\"state\":\"sideways\"", 1);
+    assert_ne!(bad_node, head_ok);
+    std::fs::write(old.join("0-head-ok.json"), bad_node).unwrap();
+    std::fs::write(old.join("0-cut-short.json"), &text[..text.len() / 2]).unwrap();
+
+    let mut h = History::open(&tmp.path().join("db")).unwrap();
+    let done = patrol_report::history::import_dir(&mut h, &old, 400).unwrap();
+    assert_eq!(
+        (done.stored, done.already, done.older),
+        (3, 0, 0),
+        "{done:?}"
+    );
+    assert_eq!(done.warnings.len(), 2, "{:?}", done.warnings);
+    let warned = |file: &str, problem: &str| {
+        done.warnings
+            .iter()
+            .any(|w| w.starts_with("skipped: ") && w.contains(file) && w.contains(problem))
+    };
+    assert!(warned("0-cut-short.json", "EOF"), "{:?}", done.warnings);
+    assert!(
+        warned("0-head-ok.json", "unknown variant `sideways`"),
+        "{:?}",
+        done.warnings
+    );
+    let trend = h.trend(&day_three(), 30).unwrap();
+    let ids: Vec<&str> = trend.iter().map(|p| p.sweep_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["00000000000000a1", "00000000000000a2", "00000000000000a3"]
+    );
+    // Each compared with the one before: node-e's swappiness changed on
+    // day three, and the timeline says between which sweeps.
+    let t = h.node_timeline("node-e", Some("vm.swappiness")).unwrap();
+    assert_eq!(t.len(), 2, "{t:#?}");
+    assert_eq!(
+        t[1].previous_sweep,
+        Some(("00000000000000a2".to_string(), T0 + DAY))
+    );
+}
