@@ -294,7 +294,10 @@ fn a_check_a_node_stopped_reporting_is_gone_and_a_silent_node_keeps_its_values()
     assert_eq!(c.state, patrol_checks::NodeState::NoAnswer);
     // Reported again, the check is current again; node-c answers again.
     assert_eq!(store(&mut h, &three), Stored::Added { changes: 2 });
-    assert_eq!(swappiness_of(&h, "node-a"), ["pass 0", "gone (nothing)", "pass 0"]);
+    assert_eq!(
+        swappiness_of(&h, "node-a"),
+        ["pass 0", "gone (nothing)", "pass 0"]
+    );
     let prev = h.previous(&day_three_after(&three)).unwrap().unwrap();
     assert_eq!(prev.doc.to_document().nodes, {
         let mut want = three.clone();
