@@ -42,13 +42,18 @@ pub fn write_csv(doc: &dyn SweepView, out: impl Write) -> std::io::Result<()> {
 /// The rows worth reading, as CSV with the same columns as [`csv`]: every
 /// check that did not pass, and every node not `ok` that has no check to
 /// show (silent, down, or nothing selected). The mail attaches this; the
-/// full [`csv`] stays in the report folder.
+/// full [`csv`] stays in the report folder. Held whole: the report
+/// writes it with [`write_anomalies_csv`].
 pub fn anomalies_csv(doc: &dyn SweepView) -> String {
-    in_memory(|w| {
-        rows(doc, w, |node, check| match check {
-            Some(c) => c.status != Status::Pass,
-            None => node.state != NodeState::Ok,
-        })
+    in_memory(|w| write_anomalies_csv(doc, w))
+}
+
+/// [`anomalies_csv`], written to `out` one node at a time (a fleet where
+/// most nodes fail a check has as many rows as nodes).
+pub fn write_anomalies_csv(doc: &dyn SweepView, out: impl Write) -> std::io::Result<()> {
+    rows(doc, out, |node, check| match check {
+        Some(c) => c.status != Status::Pass,
+        None => node.state != NodeState::Ok,
     })
 }
 

@@ -11,12 +11,16 @@
 //! `anomalies.csv` (gzipped when large), or nothing when even that would
 //! break the limit, and its footer says where the full detail is.
 //!
+//! The CSV files are written node by node and the attachment is read
+//! back from `anomalies.csv` on disk (gzipped as it is read, and kept only
+//! while it can fit in the mail): neither is ever held whole in memory.
+//!
 //! **Invariant:** the report files are on disk before any SMTP exchange
 //! starts, and a failed send writes `message.eml` next to them and returns
 //! [`ReportError::Send`] naming both. Nothing is lost.
 
 use std::fs;
-use std::io::Write;
+use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use patrol_checks::{DocumentJson, SweepView};
@@ -78,8 +82,6 @@ pub struct Rendered {
     pub html: String,
     /// The HTML as mailed (the chart is the inline part `cid:...`).
     pub mail_html: String,
-    /// The rows worth reading ([`ANOMALIES_NAME`]): what the mail attaches.
-    pub anomalies_csv: String,
     /// The trend chart, when the history has two sweeps or more.
     pub chart_png: Option<Vec<u8>>,
     /// The view as mailed, to render the mail's bodies with their own
@@ -96,9 +98,9 @@ fn prefix(config: &Config) -> &str {
 }
 
 /// Render `doc` (compared with `previous` when given) into memory: the
-/// subject, text and HTML bodies and the CSV attachment (the rows worth
-/// reading; the CSV of every node is [`crate::attachment::write_csv`]).
-/// Pure.
+/// subject, text and HTML bodies (the CSV files are written node by node:
+/// [`crate::attachment::write_csv`],
+/// [`crate::attachment::write_anomalies_csv`]). Pure.
 pub fn render_report(
     doc: &dyn SweepView,
     previous: Option<PreviousSweep<'_>>,
@@ -107,14 +109,10 @@ pub fn render_report(
 ) -> Result<Rendered, ReportError> {
     let mut report = summary::build(doc, previous);
     report.time_zone = time_zone.clone();
-    render_built(doc, &report, subject_prefix)
+    render_built(&report, subject_prefix)
 }
 
-fn render_built(
-    doc: &dyn SweepView,
-    report: &Report,
-    prefix: &str,
-) -> Result<Rendered, ReportError> {
+fn render_built(report: &Report, prefix: &str) -> Result<Rendered, ReportError> {
     let mut view = render::view(report, prefix);
     let chart_png = crate::chart::trend_png(&report.trend, &report.time_zone)?;
     let text = render::text(&view)?;
@@ -130,14 +128,49 @@ fn render_built(
         text,
         html,
         mail_html,
-        anomalies_csv: crate::attachment::anomalies_csv(doc),
         subject: view.subject.clone(),
         chart_png,
         mail_view: view,
     })
 }
 
-fn write_files(doc: &dyn SweepView, r: &Rendered, dir: &Path) -> Result<ReportFiles, ReportError> {
+/// `anomalies.csv` as written into a report folder.
+struct AnomaliesFile {
+    path: PathBuf,
+    /// Its size in bytes.
+    bytes: u64,
+    /// Its line feeds: the lines `str::lines` would count in it (a cell
+    /// may hold a line break), the header's included.
+    lines: usize,
+}
+
+/// A writer that counts the bytes and line feeds that go through it.
+struct Counting<W> {
+    inner: W,
+    bytes: u64,
+    lines: usize,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        self.lines += buf[..n].iter().filter(|&&b| b == b'\n').count();
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Write the report's files into `dir`; returns them, and what the mail
+/// needs to know of `anomalies.csv`.
+fn write_files(
+    doc: &dyn SweepView,
+    r: &Rendered,
+    dir: &Path,
+) -> Result<(ReportFiles, AnomaliesFile), ReportError> {
     crate::permissions::create_dir(dir).map_err(|e| ReportError::io("create", dir, e))?;
     let files = ReportFiles {
         dir: dir.to_path_buf(),
@@ -160,11 +193,25 @@ fn write_files(doc: &dyn SweepView, r: &Rendered, dir: &Path) -> Result<ReportFi
     write_atomic(&files.html, r.html.as_bytes())?;
     write_atomic(&files.text, r.text.as_bytes())?;
     write_atomic_with(&files.csv, |w| crate::attachment::write_csv(doc, w))?;
-    write_atomic(&dir.join(ANOMALIES_NAME), r.anomalies_csv.as_bytes())?;
+    let mut anomalies = AnomaliesFile {
+        path: dir.join(ANOMALIES_NAME),
+        bytes: 0,
+        lines: 0,
+    };
+    write_atomic_with(&anomalies.path, |w| {
+        let mut counted = Counting {
+            inner: w,
+            bytes: 0,
+            lines: 0,
+        };
+        crate::attachment::write_anomalies_csv(doc, &mut counted)?;
+        (anomalies.bytes, anomalies.lines) = (counted.bytes, counted.lines);
+        Ok(())
+    })?;
     if let (Some(path), Some(png)) = (&files.chart, &r.chart_png) {
         write_atomic(path, png)?;
     }
-    Ok(files)
+    Ok((files, anomalies))
 }
 
 /// Sweeps shown in the trend chart.
@@ -204,6 +251,9 @@ fn build_with_history(doc: &dyn SweepView, config: &Config) -> Report {
             first_seen: Some(&p.first_seen),
         }),
     );
+    // The report holds what it needs of the previous sweep: its packed
+    // nodes (tens of megabytes at 100,000 nodes) go before the store.
+    drop(previous);
     if let Some(h) = db.as_mut() {
         let summary = SweepSummary::of(&report);
         match h.store(
@@ -244,8 +294,8 @@ pub fn write_report(
     dir: &Path,
 ) -> Result<ReportFiles, ReportError> {
     let report = build_with_history(doc, config);
-    let rendered = render_built(doc, &report, prefix(config))?;
-    let mut files = write_files(doc, &rendered, dir)?;
+    let rendered = render_built(&report, prefix(config))?;
+    let (mut files, _) = write_files(doc, &rendered, dir)?;
     files.warnings = report.warnings;
     Ok(files)
 }
@@ -271,13 +321,13 @@ pub fn report_dir(out_dir: &Path, doc: &dyn SweepView) -> PathBuf {
 /// disk and the error ([`ReportError::Send`]) names them.
 pub async fn email_sweep(doc: &dyn SweepView, config: &Config) -> Result<Delivered, ReportError> {
     let report = build_with_history(doc, config);
-    let rendered = render_built(doc, &report, prefix(config))?;
+    let rendered = render_built(&report, prefix(config))?;
     let dir = report_dir(&config.report.out_dir, doc);
-    let mut files = write_files(doc, &rendered, &dir)?;
+    let (mut files, anomalies) = write_files(doc, &rendered, &dir)?;
     files.warnings = report.warnings.clone();
     let mail_cfg = config.mail.as_ref();
     let max_bytes = mail_cfg.map_or(DEFAULT_MAIL_MAX_BYTES, |m| m.max_bytes);
-    let message = mail_message(mail_cfg, &rendered, &dir, max_bytes)?;
+    let message = mail_message(mail_cfg, &rendered, &anomalies, &dir, max_bytes)?;
     let eml = dir.join(EML_NAME);
     match mail_cfg.filter(|m| m.smtp_host.is_some()) {
         Some(m) => match mail::send(m, message.clone()).await {
@@ -307,30 +357,84 @@ pub async fn email_sweep(doc: &dyn SweepView, config: &Config) -> Result<Deliver
     }
 }
 
+/// The mail's attachment, read back from `anomalies.csv`: its name, MIME
+/// type and bytes (None when it is over `max_bytes`, so that no message
+/// with it could fit), and its size.
+struct Attached {
+    name: String,
+    content_type: &'static str,
+    bytes: Option<Vec<u8>>,
+    len: u64,
+}
+
 /// The mail's attachment: [`ANOMALIES_NAME`], gzipped when it is over
-/// [`GZIP_OVER`] bytes (CSV of a large fleet shrinks about twentyfold).
-fn attachment(anomalies_csv: &str) -> (String, &'static str, Vec<u8>) {
-    if anomalies_csv.len() <= GZIP_OVER {
-        return (
-            ANOMALIES_NAME.to_string(),
-            "text/csv; charset=utf-8",
-            anomalies_csv.as_bytes().to_vec(),
-        );
+/// [`GZIP_OVER`] bytes (CSV of a large fleet shrinks about twentyfold),
+/// read from `file` as a stream. Bytes past `max_bytes` are counted, not
+/// kept: the attachment alone would break the limit.
+fn attachment(file: &AnomaliesFile, max_bytes: u64) -> Result<Attached, ReportError> {
+    let path = &file.path;
+    let read = |e| ReportError::io("read", path, e);
+    if file.bytes <= GZIP_OVER as u64 {
+        return Ok(Attached {
+            name: ANOMALIES_NAME.to_string(),
+            content_type: "text/csv; charset=utf-8",
+            bytes: Some(fs::read(path).map_err(read)?),
+            len: file.bytes,
+        });
     }
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let mut csv = BufReader::new(fs::File::open(path).map_err(read)?);
+    let mut gz = flate2::write::GzEncoder::new(
+        Capped {
+            kept: Vec::new(),
+            limit: max_bytes,
+            len: 0,
+        },
+        flate2::Compression::default(),
+    );
+    std::io::copy(&mut csv, &mut gz).map_err(read)?;
     // Writing to a Vec cannot fail.
-    let _ = gz.write_all(anomalies_csv.as_bytes());
-    let bytes = gz.finish().unwrap_or_default();
-    (format!("{ANOMALIES_NAME}.gz"), "application/gzip", bytes)
+    let gz = gz.finish().map_err(read)?;
+    Ok(Attached {
+        name: format!("{ANOMALIES_NAME}.gz"),
+        content_type: "application/gzip",
+        bytes: (gz.len <= gz.limit).then_some(gz.kept),
+        len: gz.len,
+    })
+}
+
+/// A sink that keeps the first `limit` bytes written to it and counts
+/// them all.
+struct Capped {
+    kept: Vec<u8>,
+    limit: u64,
+    len: u64,
+}
+
+impl Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.len += buf.len() as u64;
+        if self.len <= self.limit {
+            self.kept.extend_from_slice(buf);
+        } else {
+            self.kept = Vec::new();
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The report's mail, at most `max_bytes` as encoded: with the attachment
-/// when it fits, else without it, the footer saying which and where the
-/// full detail is. Bodies alone over the limit are an error (the files and
-/// the report folder are already written).
+/// (`anomalies`, read back from the report folder) when it fits, else
+/// without it, the footer saying which and where the full detail is.
+/// Bodies alone over the limit are an error (the files and the report
+/// folder are already written).
 fn mail_message(
     mail_cfg: Option<&MailSection>,
     rendered: &Rendered,
+    anomalies: &AnomaliesFile,
     dir: &Path,
     max_bytes: u64,
 ) -> Result<lettre::Message, ReportError> {
@@ -338,19 +442,30 @@ fn mail_message(
         .ok()
         .and_then(|h| h.into_string().ok())
         .unwrap_or_else(|| "the host that ran the sweep".to_string());
-    let rows = rendered.anomalies_csv.lines().count().saturating_sub(1);
-    let (name, content_type, bytes) = attachment(&rendered.anomalies_csv);
+    let rows = anomalies.lines.saturating_sub(1);
+    let attached = attachment(anomalies, max_bytes)?;
+    let name = &attached.name;
     let folder = format!(
         "the full detail of every node is in {} on {host} ({CSV_NAME}, sweep.json, {ANOMALIES_NAME})",
         dir.display()
     );
     let mut size = 0;
     for attach in [true, false] {
+        let file = match (attach, &attached.bytes) {
+            (true, Some(bytes)) => Some(MailFile {
+                name,
+                content_type: attached.content_type,
+                bytes,
+            }),
+            // Over the limit alone: a message with it cannot fit.
+            (true, None) => continue,
+            (false, _) => None,
+        };
         let mut view = rendered.mail_view.clone();
         view.detail = if attach {
             format!("Attached: {name}, the {rows} rows worth reading (checks that did not pass, nodes not ok); {folder}.")
         } else {
-            format!("The {rows} rows worth reading ({name}, {} bytes) were not attached: the message would be over [mail] max_bytes ({max_bytes}); {folder}.", bytes.len())
+            format!("The {rows} rows worth reading ({name}, {} bytes) were not attached: the message would be over [mail] max_bytes ({max_bytes}); {folder}.", attached.len)
         };
         let text = render::text(&view)?;
         let html = render::html(&view)?;
@@ -360,11 +475,7 @@ fn mail_message(
                 subject: &rendered.subject,
                 text: &text,
                 html: &html,
-                attachment: attach.then_some(MailFile {
-                    name: &name,
-                    content_type,
-                    bytes: &bytes,
-                }),
+                attachment: file,
                 chart_png: rendered.chart_png.as_deref(),
             },
         )?;
@@ -429,5 +540,78 @@ pub async fn send_file(file: &Path, config: &Config) -> Result<Sent, ReportError
             to: d.sent_to,
             renamed: None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `anomalies.csv` of `rows` rows in a temporary folder.
+    fn anomalies_file(dir: &Path, rows: usize) -> (AnomaliesFile, Vec<u8>) {
+        let doc = crate::sample::generate(rows / 4 + 10, rows, 7);
+        let path = dir.join(ANOMALIES_NAME);
+        let csv = crate::attachment::anomalies_csv(&doc).into_bytes();
+        std::fs::write(&path, &csv).unwrap();
+        let file = AnomaliesFile {
+            path,
+            bytes: csv.len() as u64,
+            lines: csv.iter().filter(|&&b| b == b'\n').count(),
+        };
+        (file, csv)
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(bytes).unwrap();
+        gz.finish().unwrap()
+    }
+
+    #[test]
+    fn a_large_attachment_is_the_gzip_of_the_file_read_as_a_stream() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (file, csv) = anomalies_file(tmp.path(), 4_000);
+        assert!(csv.len() > GZIP_OVER, "{}", csv.len());
+        let a = attachment(&file, DEFAULT_MAIL_MAX_BYTES).unwrap();
+        let whole = gzip(&csv);
+        assert_eq!(a.name, "anomalies.csv.gz");
+        assert_eq!(a.len, whole.len() as u64);
+        assert!(a.bytes == Some(whole), "the same bytes as gzip of it whole");
+    }
+
+    #[test]
+    fn an_attachment_over_the_limit_alone_is_counted_not_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (file, csv) = anomalies_file(tmp.path(), 4_000);
+        let whole = gzip(&csv).len() as u64;
+        let a = attachment(&file, whole - 1).unwrap();
+        assert_eq!((a.bytes, a.len), (None, whole));
+        let a = attachment(&file, whole).unwrap();
+        assert_eq!(a.bytes.map(|b| b.len() as u64), Some(whole));
+    }
+
+    #[test]
+    fn a_small_attachment_is_the_file_as_it_is() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (file, csv) = anomalies_file(tmp.path(), 20);
+        assert!(csv.len() <= GZIP_OVER);
+        let a = attachment(&file, DEFAULT_MAIL_MAX_BYTES).unwrap();
+        assert_eq!(a.name, ANOMALIES_NAME);
+        assert_eq!(a.content_type, "text/csv; charset=utf-8");
+        assert_eq!((a.bytes, a.len), (Some(csv.clone()), csv.len() as u64));
+    }
+
+    #[test]
+    fn the_counting_writer_counts_what_lines_counts() {
+        let text = "node,check\r\na,\"two\nlines\"\r\nb,x\r\n";
+        let mut counted = Counting {
+            inner: Vec::new(),
+            bytes: 0,
+            lines: 0,
+        };
+        counted.write_all(text.as_bytes()).unwrap();
+        assert_eq!(counted.inner, text.as_bytes());
+        assert_eq!(counted.bytes, text.len() as u64);
+        assert_eq!(counted.lines, text.lines().count());
     }
 }

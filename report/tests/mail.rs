@@ -263,6 +263,41 @@ async fn without_smtp_the_message_is_written_as_eml() {
     assert_eq!(eml.parent(), Some(d.files.dir.as_path()));
 }
 
+/// An attachment that alone is over `[mail] max_bytes` is gzipped from
+/// the file on disk and counted, not kept: the message goes without it
+/// and names its size (the gzip of `anomalies.csv` as written).
+#[tokio::test]
+async fn an_attachment_over_the_limit_by_itself_is_named_with_its_size_in_the_kept_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = config(tmp.path(), 25);
+    let max_bytes = 65_536; // the least the config accepts
+    if let Some(m) = cfg.mail.as_mut() {
+        m.smtp_host = None;
+        m.max_bytes = max_bytes;
+    }
+    let doc = patrol_report::sample::generate(2_000, 40_000, 11);
+    let d = email_sweep(&doc, &cfg).await.expect("write the eml");
+    let csv = std::fs::read(d.files.dir.join("anomalies.csv")).unwrap();
+    assert_eq!(
+        csv,
+        patrol_report::attachment::anomalies_csv(&doc).as_bytes()
+    );
+    let gz = gzip(&csv).len();
+    assert!(gz as u64 > max_bytes, "{gz}: not over the limit alone");
+    let raw = std::fs::read_to_string(d.eml.expect("an .eml path")).unwrap();
+    assert!(raw.len() as u64 <= max_bytes, "{}", raw.len());
+    assert!(!raw.contains("application/gzip"));
+    // Quoted-printable: soft line breaks joined.
+    let text = raw.replace("=\r\n", "");
+    let rows = csv.iter().filter(|&&b| b == b'\n').count() - 1;
+    assert!(
+        text.contains(&format!(
+            "The {rows} rows worth reading (anomalies.csv.gz, {gz} bytes) were not attached"
+        )),
+        "{text}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "full tier: needs python3-aiosmtpd (a real SMTP server)"]
 async fn authenticates_with_the_password_file_and_a_wrong_password_keeps_the_report() {

@@ -256,3 +256,146 @@ fn persisting_groups_say_since_when_from_the_database() {
         "{text}"
     );
 }
+
+#[test]
+fn a_check_a_node_stopped_reporting_is_gone_and_a_silent_node_keeps_its_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = History::open(dir.path()).unwrap();
+    store(&mut h, &day_one());
+    // Day two: node-a no longer reports vm.swappiness; node-c is silent.
+    let mut two = day_one();
+    two.sweep_id = "00000000000000b2".into();
+    two.started_at_unix_ms = T0 + DAY;
+    let a = two.nodes.iter_mut().find(|n| n.name == "node-a").unwrap();
+    a.checks.retain(|c| c.id != "vm.swappiness");
+    let c = two.nodes.iter_mut().find(|n| n.name == "node-c").unwrap();
+    c.state = patrol_checks::NodeState::NoAnswer;
+    c.checks.clear();
+    // node-a's check gone, node-c's state: nothing else changed.
+    assert_eq!(store(&mut h, &two), Stored::Added { changes: 2 });
+    let swappiness_of = |h: &History, node: &str| -> Vec<String> {
+        h.node_timeline(node, Some("vm.swappiness"))
+            .unwrap()
+            .into_iter()
+            .map(|c| format!("{} {}", c.status, c.value))
+            .collect()
+    };
+    assert_eq!(swappiness_of(&h, "node-a"), ["pass 0", "gone (nothing)"]);
+    // A silent node observed nothing: its last values stand.
+    assert_eq!(swappiness_of(&h, "node-c"), ["pass 60"]);
+    let mut three = day_one();
+    three.sweep_id = "00000000000000b3".into();
+    three.started_at_unix_ms = T0 + 2 * DAY;
+    let prev = h.previous(&three).unwrap().unwrap().doc.to_document();
+    let a = prev.nodes.iter().find(|n| n.name == "node-a").unwrap();
+    assert!(a.checks.iter().all(|c| c.id != "vm.swappiness"), "{a:?}");
+    assert_eq!(a.checks.len(), 2);
+    let c = prev.nodes.iter().find(|n| n.name == "node-c").unwrap();
+    assert_eq!(c.state, patrol_checks::NodeState::NoAnswer);
+    // Reported again, the check is current again; node-c answers again.
+    assert_eq!(store(&mut h, &three), Stored::Added { changes: 2 });
+    assert_eq!(
+        swappiness_of(&h, "node-a"),
+        ["pass 0", "gone (nothing)", "pass 0"]
+    );
+    let prev = h.previous(&day_three_after(&three)).unwrap().unwrap();
+    assert_eq!(prev.doc.to_document().nodes, {
+        let mut want = three.clone();
+        for n in &mut want.nodes {
+            strip_to_stored(n);
+        }
+        want.nodes
+    });
+}
+
+/// A sweep a day after `doc`, of the same scope.
+fn day_three_after(doc: &patrol_checks::SweepDocument) -> patrol_checks::SweepDocument {
+    let mut next = doc.clone();
+    next.sweep_id = format!("{}f", doc.sweep_id);
+    next.started_at_unix_ms += DAY;
+    next
+}
+
+/// `n` as the history rebuilds it: no timings, checks by id, no message
+/// for a passing check, no checks for a node that did not answer.
+fn strip_to_stored(n: &mut patrol_checks::NodeEntry) {
+    n.reached_ms = None;
+    n.answered_ms = None;
+    n.checks_ms = None;
+    n.clock = None;
+    n.silence = None;
+    n.swim = None;
+    n.checks.sort_by(|a, b| a.id.cmp(&b.id));
+    for c in &mut n.checks {
+        c.duration_us = 0;
+        if c.status == Status::Pass {
+            c.message.clear();
+        }
+    }
+}
+
+/// `patrol history import` orders the files by the start of their sweep,
+/// read from each file (wherever the field is in it), never by name or
+/// listing order; a file that is cut short, and one whose head reads but
+/// whose nodes do not, are each named with the problem, and the others
+/// are still imported.
+#[test]
+fn an_import_goes_by_each_documents_start_and_names_every_broken_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let old = tmp.path().join("old-history");
+    std::fs::create_dir_all(old.join("prod-0123456789abcdef")).unwrap();
+    // File names in the opposite order of the sweeps' starts.
+    let write = |name: &str, doc: &patrol_checks::SweepDocument| {
+        // Through a `Value`: its keys come out sorted, so `nodes` comes
+        // before `started_at_unix_ms` and `sweep_id`.
+        let value = serde_json::to_value(doc).unwrap();
+        std::fs::write(old.join(name), serde_json::to_vec(&value).unwrap()).unwrap();
+    };
+    write("a.json", &day_three());
+    write("prod-0123456789abcdef/b.json", &day_two());
+    write("c.json", &day_one());
+    let text = serde_json::to_string(&day_one()).unwrap();
+    // A sweep of its own (its id is new), whose first node's state no
+    // Patrol knows.
+    let mut head_ok = serde_json::from_str::<serde_json::Value>(&text).unwrap();
+    head_ok["sweep_id"] = "00000000000000c1".into();
+    let head_ok = serde_json::to_string(&head_ok).unwrap();
+    let bad_node = head_ok.replacen("\"state\":\"ok\"", "\"state\":\"sideways\"", 1);
+    assert_ne!(bad_node, head_ok);
+    std::fs::write(old.join("0-head-ok.json"), bad_node).unwrap();
+    std::fs::write(old.join("0-cut-short.json"), &text[..text.len() / 2]).unwrap();
+
+    let mut h = History::open(&tmp.path().join("db")).unwrap();
+    let done = patrol_report::history::import_dir(&mut h, &old, 400).unwrap();
+    assert_eq!(
+        (done.stored, done.already, done.older),
+        (3, 0, 0),
+        "{done:?}"
+    );
+    assert_eq!(done.warnings.len(), 2, "{:?}", done.warnings);
+    let warned = |file: &str, problem: &str| {
+        done.warnings
+            .iter()
+            .any(|w| w.starts_with("skipped: ") && w.contains(file) && w.contains(problem))
+    };
+    assert!(warned("0-cut-short.json", "EOF"), "{:?}", done.warnings);
+    assert!(
+        warned("0-head-ok.json", "unknown variant `sideways`"),
+        "{:?}",
+        done.warnings
+    );
+    let trend = h.trend(&day_three(), 30).unwrap();
+    let ids: Vec<&str> = trend.iter().map(|p| p.sweep_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["00000000000000a1", "00000000000000a2", "00000000000000a3"]
+    );
+    // Each compared with the one before: node-e's swappiness changed on
+    // day three, and the timeline says between which sweeps.
+    let t = h.node_timeline("node-e", Some("vm.swappiness")).unwrap();
+    assert_eq!(t.len(), 2, "{t:#?}");
+    assert_eq!(
+        t[1].previous_sweep,
+        Some(("00000000000000a2".to_string(), T0 + DAY))
+    );
+}

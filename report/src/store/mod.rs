@@ -28,6 +28,13 @@
 //! cache is 64 MiB (SQLite's default 2 MiB made a 10,000-node store read
 //! the same pages from the file again and again).
 //!
+//! **Invariant:** storing a sweep and rebuilding one read the value rows
+//! node by node (each node's `current` rows as it is written; the node
+//! and value rows side by side, in node order, as a sweep is rebuilt):
+//! neither holds the rows of a whole scope, about a million at 100,000
+//! nodes. Besides the documents they hold the page cache, the interned
+//! names and one node.
+//!
 //! - `schema`: the tables, the stored codes and the rows read back;
 //! - `write`: [`History::store`], one sweep in one transaction, and
 //!   retention;

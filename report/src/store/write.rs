@@ -205,46 +205,56 @@ struct Current<T> {
     row: T,
 }
 
-/// The scope's current `obs` rows by (node, check).
-fn current_obs(
-    tx: &Connection,
-    scope: i64,
-) -> rusqlite::Result<HashMap<(i64, i64), Current<ObsRow>>> {
-    select(
-        tx,
-        "SELECT node, check_id, status, spec, observed, message, rowid FROM obs
-         WHERE scope = ?1 AND current = 1",
-        [scope],
-        |r| {
-            let row = ObsRow::read(r)?;
-            Ok((
-                (row.node, row.check),
-                Current {
-                    rowid: r.get(6)?,
-                    row,
-                },
-            ))
-        },
-    )
+/// The `current = 1` rows of one node of a scope: its state row, and one
+/// `obs` row per check. Read node by node as the sweep is written, never
+/// the whole scope at once: at 100,000 nodes a scope has about a million
+/// current `obs` rows, and a map of them all took 180 MB of the 390 MB
+/// that `patrol sweep --email` peaked at (bench/RESULTS.md).
+struct NodeNow {
+    state: Option<Current<NodeRow>>,
+    /// By check id; a node has a few dozen checks at most.
+    obs: Vec<Current<ObsRow>>,
 }
 
-/// The scope's current `node_state` rows by node.
-fn current_nodes(tx: &Connection, scope: i64) -> rusqlite::Result<HashMap<i64, Current<NodeRow>>> {
+/// The current rows of `node` in `scope`. `INDEXED BY` keeps SQLite on
+/// the (scope, node) prefix: the partial `*_current` indexes cover the
+/// whole scope.
+fn current_of(tx: &Connection, scope: i64, node: i64) -> rusqlite::Result<NodeNow> {
+    let state = tx
+        .prepare_cached(
+            "SELECT node, state, addr, tags, late, rowid FROM node_state INDEXED BY node_state_key
+             WHERE scope = ?1 AND node = ?2 AND current = 1",
+        )?
+        .query_row(params![scope, node], |r| {
+            Ok(Current {
+                rowid: r.get(5)?,
+                row: NodeRow::read(r)?,
+            })
+        })
+        .optional()?;
+    let obs = select(
+        tx,
+        "SELECT node, check_id, status, spec, observed, message, rowid FROM obs INDEXED BY obs_key
+         WHERE scope = ?1 AND node = ?2 AND current = 1",
+        params![scope, node],
+        |r| {
+            Ok(Current {
+                rowid: r.get(6)?,
+                row: ObsRow::read(r)?,
+            })
+        },
+    )?;
+    Ok(NodeNow { state, obs })
+}
+
+/// The scope's nodes whose current state row is not `GONE`, with that
+/// row's rowid: (node, rowid).
+fn present_nodes(tx: &Connection, scope: i64) -> rusqlite::Result<Vec<(i64, i64)>> {
     select(
         tx,
-        "SELECT node, state, addr, tags, late, rowid FROM node_state
-         WHERE scope = ?1 AND current = 1",
-        [scope],
-        |r| {
-            let row = NodeRow::read(r)?;
-            Ok((
-                row.node,
-                Current {
-                    rowid: r.get(5)?,
-                    row,
-                },
-            ))
-        },
+        "SELECT node, rowid FROM node_state WHERE scope = ?1 AND current = 1 AND state <> ?2",
+        params![scope, GONE],
+        |r| Ok((r.get(0)?, r.get(1)?)),
     )
 }
 
@@ -319,6 +329,7 @@ impl<'t> Statements<'t> {
 /// The value rows of one sweep being written: each new value retires the
 /// current row it replaces and becomes the current one.
 struct ValueWriter<'t> {
+    tx: &'t Connection,
     scope: i64,
     seq: i64,
     sql: Statements<'t>,
@@ -327,12 +338,8 @@ struct ValueWriter<'t> {
     /// The words last seen for each check and their spec id: most nodes
     /// share a check's words, so they are compared before being encoded.
     last_spec: HashMap<i64, (Spec, i64)>,
-    obs_now: HashMap<(i64, i64), Current<ObsRow>>,
-    nodes_now: HashMap<i64, Current<NodeRow>>,
-    /// Nodes in this sweep, nodes that answered, and their checks.
+    /// Nodes in this sweep.
     seen_nodes: HashSet<i64>,
-    answered: HashSet<i64>,
-    seen_obs: HashSet<(i64, i64)>,
     /// Per check: nodes passing, warning, failing, in error.
     counts: BTreeMap<i64, [i64; 4]>,
     /// Value rows written.
@@ -342,6 +349,7 @@ struct ValueWriter<'t> {
 impl<'t> ValueWriter<'t> {
     fn new(tx: &'t Connection, scope: i64, seq: i64) -> rusqlite::Result<ValueWriter<'t>> {
         Ok(ValueWriter {
+            tx,
             scope,
             seq,
             names: Interner::load(
@@ -354,25 +362,23 @@ impl<'t> ValueWriter<'t> {
                 "SELECT body, id FROM spec",
                 "INSERT INTO spec (body) VALUES (?1)",
             )?,
-            obs_now: current_obs(tx, scope)?,
-            nodes_now: current_nodes(tx, scope)?,
             sql: Statements::prepare(tx)?,
             last_spec: HashMap::new(),
             seen_nodes: HashSet::new(),
-            answered: HashSet::new(),
-            seen_obs: HashSet::new(),
             counts: BTreeMap::new(),
             changes: 0,
         })
     }
 
-    /// A node's state row when it changed, then its checks if it answered.
+    /// A node's state row when it changed, then, if it answered, its
+    /// checks, and `GONE` rows for the checks it stopped reporting.
     fn node(&mut self, n: &NodeEntry) -> rusqlite::Result<()> {
         let node = self.names.id(&n.name)?;
         self.seen_nodes.insert(node);
+        let now = current_of(self.tx, self.scope, node)?;
         let tags = serde_json::to_string(&n.tags).unwrap_or_default();
         let state = state_code(n.state);
-        let prev = self.nodes_now.get(&node);
+        let prev = now.state.as_ref();
         let same = prev.is_some_and(|c| {
             c.row.state == state
                 && c.row.addr == n.addr
@@ -397,17 +403,44 @@ impl<'t> ValueWriter<'t> {
         if !matches!(n.state, NodeState::Ok | NodeState::Failing) {
             return Ok(()); // nothing observed: the last values stand
         }
-        self.answered.insert(node);
+        let mut seen = vec![false; now.obs.len()];
         for o in &n.checks {
-            self.check(node, o)?;
+            let check = self.names.id(&o.id)?;
+            let at = now.obs.iter().position(|c| c.row.check == check);
+            if let Some(i) = at {
+                seen[i] = true;
+            }
+            self.check(node, check, at.map(|i| &now.obs[i]), o)?;
+        }
+        for (c, _) in now.obs.iter().zip(seen).filter(|(_, seen)| !seen) {
+            if c.row.status == GONE {
+                continue;
+            }
+            self.sql.retire_obs.execute([c.rowid])?;
+            self.sql.add_obs.execute(params![
+                self.scope,
+                node,
+                c.row.check,
+                self.seq,
+                GONE,
+                c.row.spec,
+                "null",
+                ""
+            ])?;
+            self.changes += 1;
         }
         Ok(())
     }
 
-    /// One outcome: counted, and a value row when it changed.
-    fn check(&mut self, node: i64, o: &CheckOutcome) -> rusqlite::Result<()> {
-        let check = self.names.id(&o.id)?;
-        self.seen_obs.insert((node, check));
+    /// One outcome of check `check` (`prev`: its current row): counted,
+    /// and a value row when it changed.
+    fn check(
+        &mut self,
+        node: i64,
+        check: i64,
+        prev: Option<&Current<ObsRow>>,
+        o: &CheckOutcome,
+    ) -> rusqlite::Result<()> {
         let spec = self.spec_id(check, o)?;
         let status = status_code(o.status);
         self.counts.entry(check).or_default()[status as usize] += 1;
@@ -418,7 +451,6 @@ impl<'t> ValueWriter<'t> {
         } else {
             o.message.as_str()
         };
-        let prev = self.obs_now.get(&(node, check));
         let same = prev.is_some_and(|c| {
             c.row.status == status
                 && c.row.spec == spec
@@ -454,27 +486,13 @@ impl<'t> ValueWriter<'t> {
         Ok(id)
     }
 
-    /// `GONE` rows for checks a node that answered stopped reporting, and
-    /// for nodes no longer in the sweep.
+    /// `GONE` rows for the nodes no longer in the sweep.
     fn retire_missing(&mut self) -> rusqlite::Result<()> {
-        for (&(node, check), c) in &self.obs_now {
-            if c.row.status == GONE
-                || self.seen_obs.contains(&(node, check))
-                || !self.answered.contains(&node)
-            {
+        for (node, rowid) in present_nodes(self.tx, self.scope)? {
+            if self.seen_nodes.contains(&node) {
                 continue;
             }
-            self.sql.retire_obs.execute([c.rowid])?;
-            self.sql.add_obs.execute(params![
-                self.scope, node, check, self.seq, GONE, c.row.spec, "null", ""
-            ])?;
-            self.changes += 1;
-        }
-        for (&node, c) in &self.nodes_now {
-            if c.row.state == GONE || self.seen_nodes.contains(&node) {
-                continue;
-            }
-            self.sql.retire_node.execute([c.rowid])?;
+            self.sql.retire_node.execute([rowid])?;
             self.sql
                 .add_node
                 .execute(params![self.scope, node, self.seq, GONE, "", "{}", false])?;
