@@ -496,9 +496,8 @@ fn nodes_with_the_largest_allowed_identity_join_and_sweep() {
 /// member during the sweep and this fails.)
 #[test]
 fn pair_keys_are_derived_when_a_certificate_is_learned_not_during_the_first_sweep() {
-    use crate::trust::authorization::SweepAsk;
     use crate::trust::testing::{bundle, ca, creds};
-    use crate::trust::{Authorization, Role, Scope};
+    use crate::trust::Role;
     let ca = ca(1);
     let bundle = bundle(&[&ca]);
     let mut mesh = Mesh::new(5, NodeSettings::default());
@@ -516,25 +515,7 @@ fn pair_keys_are_derived_when_a_certificate_is_learned_not_during_the_first_swee
         learned, 5,
         "n2 derived a key per member as it learned their certificates, and its own"
     );
-    let operator = creds(&ca, Role::Operator(Scope::full(600_000)), "op", 40);
-    let (selector, filter) = (Selector::default(), Tags::new());
-    let ask = SweepAsk {
-        sweep_id: 0xbeef,
-        selector: &selector,
-        node_filter: &filter,
-        deadline_ms: 2000,
-        coordinator: "n2",
-    };
-    let spec = StartSweep {
-        selector: selector.clone(),
-        node_filter: filter.clone(),
-        deadline: Duration::from_secs(2),
-        id: Some(0xbeef),
-        authorization: Some(Authorization::sign(&operator, &ask, mesh.at().unix_ms)),
-    };
-    let now = mesh.at();
-    mesh.nodes[2].start_sweep(now, spec).unwrap();
-    mesh.drain(2);
+    signed_sweep(&mut mesh, &ca, 2);
     mesh.run_for(Duration::from_secs(3));
     let (_, doc) = mesh.documents.last().expect("a completed sweep");
     doc.check_accounting().unwrap();
@@ -544,4 +525,76 @@ fn pair_keys_are_derived_when_a_certificate_is_learned_not_during_the_first_swee
         learned,
         "the coordinator derived no key during its first sweep"
     );
+}
+
+/// A certificate renewed for the same key keeps the pair keys: the
+/// membership learns every member's certificate again after a renewal,
+/// and finds its key ready. (Without keeping them, the renewing node
+/// derives one per member again and this fails.)
+#[test]
+fn a_renewal_for_the_same_key_keeps_the_pair_keys() {
+    use crate::trust::testing::{bundle, ca, creds, issued};
+    use crate::trust::{Role, SigningKey};
+    let ca = ca(1);
+    let bundle = bundle(&[&ca]);
+    let mut mesh = Mesh::new(5, NodeSettings::default());
+    let now = mesh.at();
+    for (i, node) in mesh.nodes.iter_mut().enumerate() {
+        let c = creds(&ca, Role::Node, &format!("n{i}"), 10 + i as u8);
+        node.set_trust(c, bundle.clone(), now);
+    }
+    mesh.join_all();
+    let before = mesh.nodes[2].pair_keys_derived();
+    assert_eq!(before, 5, "a key per member and its own");
+    // The same key (seed 12, as `creds` made it), a new certificate.
+    let key = SigningKey::from_bytes(&[12; 32]);
+    let renewed = issued(&ca, key, Role::Node, "n2", 77, 0..u64::MAX);
+    let now = mesh.at();
+    mesh.nodes[2].renew_credentials(now, renewed, bundle.clone());
+    mesh.drain(2);
+    mesh.run_for(Duration::from_secs(5));
+    let learned = mesh.nodes[2]
+        .gate
+        .as_ref()
+        .map_or(0, |g| g.counters.certs_learned);
+    assert!(
+        learned >= 4 + 4,
+        "n2 learned its members' certificates again after the renewal ({learned})"
+    );
+    assert_eq!(
+        mesh.nodes[2].pair_keys_derived(),
+        before,
+        "no key derived again for the members learned again"
+    );
+    signed_sweep(&mut mesh, &ca, 2);
+    mesh.run_for(Duration::from_secs(3));
+    let (_, doc) = mesh.documents.last().expect("a completed sweep");
+    assert_eq!(doc.counts.ok, 5, "{:?}", doc.counts);
+}
+
+/// Node `i` starts a sweep signed by an operator of `ca`.
+fn signed_sweep(mesh: &mut Mesh, ca: &crate::trust::Credentials, i: usize) {
+    use crate::trust::authorization::SweepAsk;
+    use crate::trust::testing::creds;
+    use crate::trust::{Authorization, Role, Scope};
+    let operator = creds(ca, Role::Operator(Scope::full(600_000)), "op", 40);
+    let (selector, filter) = (Selector::default(), Tags::new());
+    let coordinator = format!("n{i}");
+    let ask = SweepAsk {
+        sweep_id: 0xbeef,
+        selector: &selector,
+        node_filter: &filter,
+        deadline_ms: 2000,
+        coordinator: &coordinator,
+    };
+    let spec = StartSweep {
+        selector: selector.clone(),
+        node_filter: filter.clone(),
+        deadline: Duration::from_secs(2),
+        id: Some(0xbeef),
+        authorization: Some(Authorization::sign(&operator, &ask, mesh.at().unix_ms)),
+    };
+    let now = mesh.at();
+    mesh.nodes[i].start_sweep(now, spec).unwrap();
+    mesh.drain(i);
 }

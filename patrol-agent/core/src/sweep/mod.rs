@@ -274,12 +274,20 @@ impl SweepCore {
         bundle: crate::trust::TrustBundle,
     ) {
         let epoch = self.env.rng.next_u64();
-        self.env.trust = Some(auth::SweepTrust::new(
-            creds,
-            bundle,
-            &self.env.settings,
-            epoch,
-        ));
+        // A renewed certificate for the same key, under the same bundle:
+        // every pair key is still the same, so they are kept (a node's
+        // membership learns its members again after a renewal, and would
+        // otherwise derive every key again). The new epoch still makes
+        // every node send its certificate whole once.
+        let kept = self.env.trust.take().filter(|t| {
+            t.creds.key.verifying_key() == creds.key.verifying_key() && t.bundle == bundle
+        });
+        let mut trust = auth::SweepTrust::new(creds, bundle, &self.env.settings, epoch);
+        if let Some(old) = kept {
+            trust.peers = old.peers;
+            trust.peers.forget_answers();
+        }
+        self.env.trust = Some(trust);
     }
 
     /// A reloaded CA bundle or deny list (no effect without certificates).

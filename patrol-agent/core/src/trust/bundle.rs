@@ -91,7 +91,7 @@ impl Revocations {
 }
 
 /// Accepted CAs and issuers by key id, plus the deny list.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TrustBundle {
     cas: BTreeMap<KeyId, Verified>,
     /// Issuers whose signature by a root in `cas` was checked (their

@@ -241,6 +241,15 @@ impl PeerKeys {
         self.answered = 0;
     }
 
+    /// No peer counts as having answered (a new peer epoch: every node
+    /// sends its whole certificate again); keys are kept.
+    pub fn forget_answers(&mut self) {
+        for p in self.peers.values_mut() {
+            p.answered = false;
+        }
+        self.answered = 0;
+    }
+
     /// An answer proven with certificate `digest` was taken.
     pub fn mark_answered(&mut self, digest: &CertDigest) {
         if let Some(p) = self.peers.get_mut(digest) {
