@@ -333,21 +333,24 @@ impl MemberBook {
     }
 
     /// Verify a signature by `name`'s proven certificate key over `bytes`
-    /// (a signed leave notice).
+    /// (a signed leave notice): the certificate its latest proven
+    /// identity names, found by digest (not by a scan of every
+    /// certificate held).
     pub fn verify_by(&self, name: &str, bytes: &[u8], sig: &[u8]) -> bool {
-        let Some(serial) = self.serial_of(name) else {
+        let Some(proven) = self.proven.get(name) else {
+            return false;
+        };
+        let Some(v) = self.certs.get(&proven.cert) else {
             return false;
         };
         let Ok(sig) = <[u8; 64]>::try_from(sig) else {
             return false;
         };
-        self.certs.values().any(|v| {
-            v.serial() == serial
-                && v.name() == name
-                && v.key
-                    .verify_strict(bytes, &Signature::from_bytes(&sig))
-                    .is_ok()
-        })
+        v.serial() == proven.serial
+            && v.name() == name
+            && v.key
+                .verify_strict(bytes, &Signature::from_bytes(&sig))
+                .is_ok()
     }
 
     pub fn cluster(&self) -> &str {
