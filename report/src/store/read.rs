@@ -124,22 +124,20 @@ impl History {
         let mut node_rows = node_stmt.query(params![scope, seq]).map_err(e)?;
         let mut obs_stmt = self.conn.prepare(obs_sql(newest)).map_err(e)?;
         let mut obs_rows = obs_stmt.query(params![scope, seq]).map_err(e)?;
-        let mut next_obs = obs_rows
-            .next()
-            .map_err(e)?
-            .map(ObsRow::read)
-            .transpose()
-            .map_err(e)?;
+        let mut read_obs = || -> Result<Option<ObsRow>, _> {
+            obs_rows
+                .next()
+                .map_err(e)?
+                .map(ObsRow::read)
+                .transpose()
+                .map_err(e)
+        };
+        let mut next_obs = read_obs()?;
         while let Some(r) = node_rows.next().map_err(e)? {
             let row = NodeRow::read(r).map_err(e)?;
             // Value rows of a node without a state row: none to attach to.
             while next_obs.as_ref().is_some_and(|o| o.node < row.node) {
-                next_obs = obs_rows
-                    .next()
-                    .map_err(e)?
-                    .map(ObsRow::read)
-                    .transpose()
-                    .map_err(e)?;
+                next_obs = read_obs()?;
             }
             let mut node = node_entry(row, &names);
             while let Some(o) =
@@ -148,12 +146,7 @@ impl History {
                 if let Some((_, n)) = node.as_mut() {
                     self.add_check(n, o, &names, &specs)?;
                 }
-                next_obs = obs_rows
-                    .next()
-                    .map_err(e)?
-                    .map(ObsRow::read)
-                    .transpose()
-                    .map_err(e)?;
+                next_obs = read_obs()?;
             }
             if let Some((_, mut n)) = node {
                 n.checks.sort_by(|a, b| a.id.cmp(&b.id));

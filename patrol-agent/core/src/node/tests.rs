@@ -496,17 +496,7 @@ fn nodes_with_the_largest_allowed_identity_join_and_sweep() {
 /// member during the sweep and this fails.)
 #[test]
 fn pair_keys_are_derived_when_a_certificate_is_learned_not_during_the_first_sweep() {
-    use crate::trust::testing::{bundle, ca, creds};
-    use crate::trust::Role;
-    let ca = ca(1);
-    let bundle = bundle(&[&ca]);
-    let mut mesh = Mesh::new(5, NodeSettings::default());
-    let now = mesh.at();
-    for (i, node) in mesh.nodes.iter_mut().enumerate() {
-        let c = creds(&ca, Role::Node, &format!("n{i}"), 10 + i as u8);
-        node.set_trust(c, bundle.clone(), now);
-    }
-    mesh.join_all();
+    let (ca, _, mut mesh) = certified_mesh();
     for node in &mesh.nodes {
         assert_eq!(node.num_members(), 4, "{node:?} has not converged");
     }
@@ -533,17 +523,9 @@ fn pair_keys_are_derived_when_a_certificate_is_learned_not_during_the_first_swee
 /// derives one per member again and this fails.)
 #[test]
 fn a_renewal_for_the_same_key_keeps_the_pair_keys() {
-    use crate::trust::testing::{bundle, ca, creds, issued};
+    use crate::trust::testing::issued;
     use crate::trust::{Role, SigningKey};
-    let ca = ca(1);
-    let bundle = bundle(&[&ca]);
-    let mut mesh = Mesh::new(5, NodeSettings::default());
-    let now = mesh.at();
-    for (i, node) in mesh.nodes.iter_mut().enumerate() {
-        let c = creds(&ca, Role::Node, &format!("n{i}"), 10 + i as u8);
-        node.set_trust(c, bundle.clone(), now);
-    }
-    mesh.join_all();
+    let (ca, bundle, mut mesh) = certified_mesh();
     let before = mesh.nodes[2].pair_keys_derived();
     assert_eq!(before, 5, "a key per member and its own");
     // The same key (seed 12, as `creds` made it), a new certificate.
@@ -570,6 +552,23 @@ fn a_renewal_for_the_same_key_keeps_the_pair_keys() {
     mesh.run_for(Duration::from_secs(3));
     let (_, doc) = mesh.documents.last().expect("a completed sweep");
     assert_eq!(doc.counts.ok, 5, "{:?}", doc.counts);
+}
+
+/// Five nodes with certificates of one CA (node `ni`'s key from seed
+/// 10 + i), joined: the CA, its bundle and the mesh.
+fn certified_mesh() -> (crate::trust::Credentials, crate::trust::TrustBundle, Mesh) {
+    use crate::trust::testing::{bundle, ca, creds};
+    use crate::trust::Role;
+    let ca = ca(1);
+    let bundle = bundle(&[&ca]);
+    let mut mesh = Mesh::new(5, NodeSettings::default());
+    let now = mesh.at();
+    for (i, node) in mesh.nodes.iter_mut().enumerate() {
+        let c = creds(&ca, Role::Node, &format!("n{i}"), 10 + i as u8);
+        node.set_trust(c, bundle.clone(), now);
+    }
+    mesh.join_all();
+    (ca, bundle, mesh)
 }
 
 /// Node `i` starts a sweep signed by an operator of `ca`.
