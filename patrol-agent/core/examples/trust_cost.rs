@@ -91,7 +91,7 @@ fn main() {
         })
         .collect();
     let later = time(rounds, |i| {
-        let peer = cache.peer(&bundle, &peers[i].cert, 100).unwrap();
+        let (_, peer) = cache.peer(&bundle, &peers[i].cert, 100).unwrap();
         assert!(peer
             .key
             .check_answer(42, &peers[i].cert.body.name, 9, &body, &proofs[i]));

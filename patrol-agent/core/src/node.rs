@@ -679,12 +679,12 @@ impl Node {
         if let Some(gate) = self.gate.as_mut() {
             for c in certs {
                 gate.book.vouch_cert(c);
-                learned.push(crate::trust::cert_digest(&c.cert));
+                if derive_keys {
+                    learned.push(crate::trust::cert_digest(&c.cert));
+                }
             }
         }
-        if derive_keys {
-            self.derive_keys(&learned);
-        }
+        self.derive_keys(&learned);
     }
 
     /// With `[trust]`: the roster for `patrol roster`.

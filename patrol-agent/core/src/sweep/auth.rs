@@ -282,7 +282,7 @@ impl SweepTrust {
             .authorization
             .verify(&self.bundle, &ask, unix_ms)
             .map_err(|e| e.to_string())?;
-        let coordinator = self
+        let (_, coordinator) = self
             .peers
             .peer(&self.bundle, &auth.coordinator, unix_ms / 1000)
             .map_err(|e| format!("coordinator certificate refused: {e}"))?;
@@ -359,7 +359,7 @@ impl SweepTrust {
             )));
         };
         let now_s = unix_ms / 1000;
-        let peer = match &proof.cert {
+        let (digest, peer) = match &proof.cert {
             CertRef::Whole(cert) if now_s > cert.body.not_after => {
                 return Err(self.expired(sweep_id, node, nonce, payload, &proof.mac, cert));
             }
@@ -369,7 +369,7 @@ impl SweepTrust {
                 ))
             })?,
             CertRef::Known(digest) => match self.peers.known(digest, now_s) {
-                Some(peer) => peer,
+                Some(peer) => (*digest, peer),
                 None => {
                     return Err(match self.peers.lapsed(digest, now_s) {
                         Some(p) => {
@@ -391,10 +391,6 @@ impl SweepTrust {
             &proof.mac,
         )?;
         let key = peer.key.clone();
-        let digest = match &proof.cert {
-            CertRef::Whole(cert) => crate::trust::cert_digest(cert),
-            CertRef::Known(digest) => *digest,
-        };
         self.peers.mark_answered(&digest);
         Ok(key)
     }

@@ -328,8 +328,8 @@ impl SweepCore {
     ) -> Result<(), crate::trust::TrustError> {
         match self.env.trust.as_mut() {
             Some(t) => {
-                t.peers.peer(&t.bundle, cert, unix_ms / 1000)?;
-                t.peers.mark_answered(&crate::trust::cert_digest(cert));
+                let (digest, _) = t.peers.peer(&t.bundle, cert, unix_ms / 1000)?;
+                t.peers.mark_answered(&digest);
                 Ok(())
             }
             None => Ok(()),

@@ -276,7 +276,7 @@ impl PeerKeys {
         bundle: &TrustBundle,
         cert: &Certificate,
         now_s: u64,
-    ) -> Result<&Peer, TrustError> {
+    ) -> Result<(CertDigest, &Peer), TrustError> {
         let digest = cert_digest(cert);
         let fresh = self
             .peers
@@ -288,6 +288,7 @@ impl PeerKeys {
         }
         self.peers
             .get(&digest)
+            .map(|p| (digest, p))
             .ok_or_else(|| TrustError::Malformed("peer cache lost an entry".into()))
     }
 
