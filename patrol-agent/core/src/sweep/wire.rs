@@ -236,6 +236,140 @@ pub struct CheckName {
     pub kind: String,
 }
 
+/// A [`CheckName`] borrowed from an answer's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct CheckNameRef<'a> {
+    pub id: &'a str,
+    pub kind: &'a str,
+}
+
+impl CheckNameRef<'_> {
+    pub fn owned(self) -> CheckName {
+        CheckName {
+            id: self.id.to_string(),
+            kind: self.kind.to_string(),
+        }
+    }
+}
+
+/// An encoded [`AnswerBody`] read in place: its tags and check names
+/// borrowed from the bytes, and each result's bytes, checked to decode.
+/// How a coordinator takes a direct answer (issue 25): most share their
+/// check names with an earlier answer, and most of their results with
+/// that answer's; those are matched by their bytes
+/// ([`BodyParts::catalog_bytes`], [`BodyParts::results`]) instead of being
+/// copied into strings, compared and freed. Only a result that differs is
+/// decoded ([`BodyParts::result`]). Accepts and refuses exactly what
+/// [`AnswerBody::decode`] does.
+#[derive(Debug)]
+pub struct BodyParts<'a> {
+    pub tags: BTreeMap<&'a str, &'a str>,
+    pub received_unix_ms: u64,
+    pub checks_ms: u64,
+    pub catalog: Vec<CheckNameRef<'a>>,
+    /// The catalog as encoded (its length, then each name).
+    pub catalog_bytes: &'a [u8],
+    /// Each result as encoded.
+    pub results: Vec<&'a [u8]>,
+}
+
+/// The fields of an [`AnswerBody`] before its catalog, borrowed.
+type BodyHead<'a> = (BTreeMap<&'a str, &'a str>, u64, u64);
+
+/// A [`CheckResult`] read in place, to find where its bytes end: the same
+/// fields, types and variants, so that it accepts exactly the bytes
+/// [`CheckResult`] does (the property test below holds them together).
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct CheckResultRef<'a> {
+    status: Status,
+    #[serde(borrow)]
+    observed: ObservedRef<'a>,
+    #[serde(borrow)]
+    detail: Option<CheckDetailRef<'a>>,
+}
+
+/// [`Observed`] as bincode carries it (`patrol_model`'s `Wire`), borrowed.
+#[derive(Deserialize)]
+#[allow(dead_code)]
+enum ObservedRef<'a> {
+    None,
+    Number(f64),
+    Text(&'a str),
+    Version(&'a str),
+    List(#[serde(borrow)] Vec<ObservedRef<'a>>),
+    Named(#[serde(borrow)] Vec<(&'a str, ObservedRef<'a>)>),
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct CheckDetailRef<'a> {
+    severity: Severity,
+    expected: &'a str,
+    message: &'a str,
+    duration_us: u64,
+    description: &'a str,
+    remediation: &'a str,
+}
+
+impl<'a> BodyParts<'a> {
+    pub fn decode(bytes: &'a [u8]) -> Result<BodyParts<'a>, WireError> {
+        let cfg = bincode::config::standard().with_limit::<ANSWER_DECODE_LIMIT>();
+        let bad = |e: bincode::error::DecodeError| WireError::Decode(e.to_string());
+        let ((tags, received_unix_ms, checks_ms), head): (BodyHead<'a>, usize) =
+            bincode::serde::borrow_decode_from_slice(bytes, cfg).map_err(bad)?;
+        let rest = &bytes[head..];
+        let (catalog, names): (Vec<CheckNameRef<'a>>, usize) =
+            bincode::serde::borrow_decode_from_slice(rest, cfg).map_err(bad)?;
+        let (catalog_bytes, rest) = rest.split_at(names);
+        let (count, mut at): (u64, usize) =
+            bincode::serde::decode_from_slice(rest, cfg).map_err(bad)?;
+        // Every result takes at least a byte: a count past the bytes left
+        // is refused before anything is reserved for it.
+        let count = usize::try_from(count).unwrap_or(usize::MAX);
+        if count > rest.len() - at {
+            return Err(WireError::Decode(format!(
+                "{count} results in {} bytes",
+                rest.len() - at
+            )));
+        }
+        let mut results = Vec::with_capacity(count);
+        for _ in 0..count {
+            let (_, used): (CheckResultRef<'a>, usize) =
+                bincode::serde::borrow_decode_from_slice(&rest[at..], cfg).map_err(bad)?;
+            results.push(&rest[at..at + used]);
+            at += used;
+        }
+        if at != rest.len() {
+            return Err(WireError::Trailing(rest.len() - at));
+        }
+        Ok(BodyParts {
+            tags,
+            received_unix_ms,
+            checks_ms,
+            catalog,
+            catalog_bytes,
+            results,
+        })
+    }
+
+    /// One of [`BodyParts::results`], decoded.
+    pub fn result(bytes: &[u8]) -> Result<CheckResult, WireError> {
+        let cfg = bincode::config::standard().with_limit::<ANSWER_DECODE_LIMIT>();
+        let (result, used): (CheckResult, usize) = bincode::serde::decode_from_slice(bytes, cfg)
+            .map_err(|e| WireError::Decode(e.to_string()))?;
+        if used != bytes.len() {
+            return Err(WireError::Trailing(bytes.len() - used));
+        }
+        Ok(result)
+    }
+
+    /// Every result, decoded.
+    pub fn decoded_results(&self) -> Result<Vec<CheckResult>, WireError> {
+        self.results.iter().map(|r| BodyParts::result(r)).collect()
+    }
+}
+
 /// What a check found, as an answer carries it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckResult {
@@ -646,6 +780,77 @@ mod tests {
             let _ = SweepMessage::decode(&bytes);
             let _ = SweepRequest::decode(&bytes);
             let _ = AnswerBody::decode(&bytes);
+        }
+
+        #[test]
+        fn a_body_read_in_place_is_the_body_decoded_whole(
+            tags in proptest::collection::btree_map("[a-z]{1,6}", "[a-z0-9é]{0,8}", 0..4),
+            received in any::<u64>(),
+            checks_ms in any::<u64>(),
+            names in proptest::collection::vec(("[a-z-]{1,12}", "[a-z]{1,6}"), 0..6),
+            failing in any::<u8>(),
+            cut in any::<proptest::sample::Index>(),
+            flip in any::<proptest::sample::Index>(),
+            xor in 1u8..,
+        ) {
+            let outcomes: Vec<CheckOutcome> = names
+                .iter()
+                .enumerate()
+                .map(|(i, (id, kind))| CheckOutcome {
+                    id: id.clone(),
+                    kind: kind.clone(),
+                    status: if failing >> (i % 8) & 1 == 1 { Status::Fail } else { Status::Pass },
+                    severity: Severity::Fail,
+                    observed: match i % 6 {
+                        0 => Observed::Number(i as f64 - 0.5),
+                        1 => Observed::Text(id.clone()),
+                        2 => Observed::Version(kind.clone()),
+                        3 => Observed::List(vec![Observed::Number(1.0), Observed::Text(kind.clone())]),
+                        4 => Observed::Named(vec![(id.clone(), Observed::List(vec![Observed::None]))]),
+                        _ => Observed::None,
+                    },
+                    expected: "= 1".into(),
+                    message: format!("observed {i}"),
+                    duration_us: 5,
+                    description: String::new(),
+                    remediation: "fix it".into(),
+                })
+                .collect();
+            let body = AnswerBody::compact(tags, received, checks_ms, outcomes);
+            let bytes = body.encode();
+            let parts = BodyParts::decode(&bytes).unwrap();
+            let owned: BTreeMap<String, String> =
+                parts.tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            prop_assert_eq!(&owned, &body.tags);
+            prop_assert_eq!(parts.received_unix_ms, body.received_unix_ms);
+            prop_assert_eq!(parts.checks_ms, body.checks_ms);
+            let catalog: Vec<CheckName> = parts.catalog.iter().map(|n| n.owned()).collect();
+            prop_assert_eq!(&catalog, &body.catalog);
+            let mut names = Vec::new();
+            let _ = bincode::serde::encode_into_std_write(&body.catalog, &mut names, bincode::config::standard());
+            prop_assert_eq!(parts.catalog_bytes, &names[..]);
+            prop_assert_eq!(&parts.decoded_results().unwrap(), &body.results);
+            // Cut, lengthened or with a byte changed, both refuse the same
+            // bytes or read the same body.
+            let mut long = bytes.clone();
+            long.push(0);
+            let mut flipped = bytes.clone();
+            if !flipped.is_empty() {
+                let i = flip.index(flipped.len());
+                flipped[i] ^= xor;
+            }
+            let short = &bytes[..cut.index(bytes.len())];
+            for b in [short, &long[..], &flipped[..]] {
+                match (AnswerBody::decode(b), BodyParts::decode(b)) {
+                    (Ok(whole), Ok(parts)) => {
+                        prop_assert_eq!(parts.tags.len(), whole.tags.len());
+                        prop_assert_eq!(parts.catalog.len(), whole.catalog.len());
+                        prop_assert_eq!(parts.decoded_results().unwrap(), whole.results);
+                    }
+                    (Err(_), Err(_)) => {}
+                    (whole, parts) => prop_assert!(false, "whole {:?}, in place {:?}", whole.is_ok(), parts.is_ok()),
+                }
+            }
         }
 
         #[test]

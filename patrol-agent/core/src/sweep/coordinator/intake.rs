@@ -28,7 +28,8 @@ use patrol_model::{CheckOutcome, ClockOffset};
 use super::super::ctx::Ctx;
 use super::super::outcomes;
 use super::super::wire::{
-    AnswerBody, AnswerChunk, AnswerPayload, CheckResult, RelayBatch, RelayedAnswer, SweepMessage,
+    AnswerBody, AnswerChunk, AnswerPayload, BodyParts, CheckResult, RelayBatch, RelayedAnswer,
+    SweepMessage,
 };
 use super::super::{auth::ProofRefusal, Effect};
 use super::record::{Recorded, Shape, Times};
@@ -107,7 +108,28 @@ struct Parts<'a> {
     received_unix_ms: u64,
     checks_ms: u64,
     /// The node's tags (kept for a late joiner).
-    tags: &'a BTreeMap<String, String>,
+    tags: TagsOf<'a>,
+}
+
+/// An answer's tags, copied only for a late joiner.
+enum TagsOf<'a> {
+    None,
+    Owned(&'a BTreeMap<String, String>),
+    /// Borrowed from a direct answer's bytes.
+    Borrowed(&'a BTreeMap<&'a str, &'a str>),
+}
+
+impl TagsOf<'_> {
+    fn to_map(&self) -> BTreeMap<String, String> {
+        match self {
+            TagsOf::None => BTreeMap::new(),
+            TagsOf::Owned(tags) => (*tags).clone(),
+            TagsOf::Borrowed(tags) => tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
 }
 
 /// The ack of `chunk`, to `to` (from a coordinator or a relay).
@@ -132,7 +154,7 @@ impl Coordinator {
     /// An answer piece from `from`. Acked when taken (or taken before);
     /// malformed pieces, pieces over a bound and pieces for an unknown
     /// sweep are refused and counted.
-    pub(crate) fn answer_chunk(&mut self, cx: &mut Ctx, from: SocketAddr, chunk: AnswerChunk) {
+    pub(crate) fn answer_chunk(&mut self, cx: &mut Ctx, from: SocketAddr, mut chunk: AnswerChunk) {
         let id = chunk.sweep_id;
         let Some(sweep) = self.sweeps.get_mut(&id) else {
             if self.recent.contains(&id) {
@@ -142,8 +164,8 @@ impl Coordinator {
             }
             return;
         };
-        if let Some(bytes) = sweep.take_piece(cx, from, &chunk) {
-            sweep.whole_answer(cx, from, &chunk, &bytes);
+        if let Some((bytes, trip)) = sweep.take_piece(cx, from, &mut chunk) {
+            sweep.whole_answer(cx, from, &chunk, &bytes, trip);
             self.complete_if_settled(cx, id);
         }
     }
@@ -199,13 +221,14 @@ impl Coordinator {
 
 impl Sweep {
     /// Take one piece into its node's incomplete answer (acking it); the
-    /// whole answer's bytes once its last piece is in.
+    /// whole answer's bytes, and the trip its clock is measured with, once
+    /// its last piece is in. The piece's payload is taken out of `chunk`.
     fn take_piece(
         &mut self,
         cx: &mut Ctx,
         from: SocketAddr,
-        chunk: &AnswerChunk,
-    ) -> Option<Vec<u8>> {
+        chunk: &mut AnswerChunk,
+    ) -> Option<(Vec<u8>, Option<Trip>)> {
         let settings = cx.settings;
         let count = usize::from(chunk.count);
         let index = usize::from(chunk.index);
@@ -228,11 +251,26 @@ impl Sweep {
             return None;
         }
         let expected = self.expected.contains_key(&chunk.node);
-        let key = (chunk.node.clone(), chunk.nonce);
-        if !expected && !self.intake.partial.contains_key(&key) && self.late_is_full(cx) {
+        let partial = &self.intake.partial;
+        let started =
+            !partial.is_empty() && partial.contains_key(&(chunk.node.clone(), chunk.nonce));
+        if !expected && !started && self.late_is_full(cx) {
             cx.counters.pieces_refused += 1;
             return None;
         }
+        let arrived = self.coordinator_clock(cx.mono());
+        let trip = Trip {
+            sent: chunk.sent_unix_ms,
+            arrived,
+            tag: chunk.sent_tag,
+            relayed: false,
+        };
+        if count == 1 && !started {
+            // The whole answer in one piece (most are): nothing to hold.
+            cx.push(ack(from, chunk));
+            return Some((std::mem::take(&mut chunk.payload), Some(trip)));
+        }
+        let key = (chunk.node.clone(), chunk.nonce);
         // What the node's incomplete answer holds now and would hold with
         // this piece: a piece with another `count` starts it again, with a
         // slot for every piece it announces (counted, so that pieces
@@ -258,7 +296,6 @@ impl Sweep {
         if !expected {
             intake.late_partial_bytes = intake.late_partial_bytes - held_now + held_then;
         }
-        let arrived = self.coordinator_clock(cx.mono());
         let intake = &mut self.intake;
         let partial = intake.partial.entry(key.clone()).or_default();
         if partial.pieces.len() != count {
@@ -267,54 +304,82 @@ impl Sweep {
                 trip: None,
             };
         }
-        let trip = Trip {
-            sent: chunk.sent_unix_ms,
-            arrived,
-            tag: chunk.sent_tag,
-            relayed: false,
-        };
         if partial.trip.is_none_or(|best| trip.span() < best.span()) {
             partial.trip = Some(trip);
         }
-        partial.pieces[index] = Some(chunk.payload.clone());
+        partial.pieces[index] = Some(std::mem::take(&mut chunk.payload));
         if partial.pieces.iter().any(Option::is_none) {
             return None;
         }
-        let bytes: Vec<u8> = partial.pieces.iter().flatten().flatten().copied().collect();
         intake.partial_bytes -= held_then;
         if !expected {
             intake.late_partial_bytes -= held_then;
         }
-        Some(bytes)
+        let partial = intake.partial.remove(&key)?;
+        let bytes: Vec<u8> = partial.pieces.into_iter().flatten().flatten().collect();
+        Some((bytes, partial.trip))
     }
 
     /// Record the answer whose last piece was `chunk`.
-    fn whole_answer(&mut self, cx: &mut Ctx, from: SocketAddr, chunk: &AnswerChunk, bytes: &[u8]) {
-        let key = (chunk.node.clone(), chunk.nonce);
-        let trip = self.intake.partial.remove(&key).and_then(|p| p.trip);
-        let body = match AnswerPayload::decode(bytes) {
-            Ok(payload) => match self.verify(cx, from, &chunk.node, chunk.nonce, &payload, trip) {
-                Proof::Dropped => return,
-                Proof::Expired(outcome) => Ok((self.stand_in(cx.mono(), outcome), None)),
-                Proof::Taken(trip) => AnswerBody::decode(&payload.body).map(|body| (body, trip)),
-            },
-            Err(e) => Err(e),
-        };
+    fn whole_answer(
+        &mut self,
+        cx: &mut Ctx,
+        from: SocketAddr,
+        chunk: &AnswerChunk,
+        bytes: &[u8],
+        trip: Option<Trip>,
+    ) {
         // An answer that arrived whole (every piece acked) but does not
         // decode is listed as failing with the reason, not as silent (and
         // with no clock offset: its receive time is unknown).
-        let (mut body, trip) = body.unwrap_or_else(|e| {
-            let outcome = outcomes::undecodable(&e);
-            (self.stand_in(cx.mono(), outcome), None)
-        });
-        let tags = std::mem::take(&mut body.tags);
+        let payload = match AnswerPayload::decode(bytes) {
+            Ok(payload) => payload,
+            Err(e) => {
+                return self.record_stand_in(cx, from, &chunk.node, outcomes::undecodable(&e))
+            }
+        };
+        let trip = match self.verify(cx, from, &chunk.node, chunk.nonce, &payload, trip) {
+            Proof::Dropped => return,
+            Proof::Expired(outcome) => return self.record_stand_in(cx, from, &chunk.node, outcome),
+            Proof::Taken(trip) => trip,
+        };
+        let body = match BodyParts::decode(&payload.body) {
+            Ok(body) => body,
+            Err(e) => {
+                return self.record_stand_in(cx, from, &chunk.node, outcomes::undecodable(&e))
+            }
+        };
         let parts = Parts {
             received_unix_ms: body.received_unix_ms,
             checks_ms: body.checks_ms,
-            tags: &tags,
+            tags: TagsOf::Borrowed(&body.tags),
+        };
+        let (shape, diff) = match self.shapes.intern_parts(&body) {
+            Ok(interned) => interned,
+            Err(e) => {
+                return self.record_stand_in(cx, from, &chunk.node, outcomes::undecodable(&e))
+            }
+        };
+        self.record(cx, from, &chunk.node, shape, diff, parts, trip);
+    }
+
+    /// `outcome` alone recorded as `node`'s answer, with no tags and no
+    /// clock offset (see [`Sweep::stand_in`]).
+    fn record_stand_in(
+        &mut self,
+        cx: &mut Ctx,
+        from: SocketAddr,
+        node: &str,
+        outcome: CheckOutcome,
+    ) {
+        let body = self.stand_in(cx.mono(), outcome);
+        let parts = Parts {
+            received_unix_ms: body.received_unix_ms,
+            checks_ms: 0,
+            tags: TagsOf::None,
         };
         let (shape, diff) = self.shapes.intern(body);
-        self.record(cx, from, &chunk.node, shape, diff, parts, trip);
+        self.record(cx, from, node, shape, diff, parts, None);
     }
 
     /// Every answer of a relay's batch, rebuilt and accepted.
@@ -390,7 +455,7 @@ impl Sweep {
                     let parts = Parts {
                         received_unix_ms: body.received_unix_ms,
                         checks_ms: 0,
-                        tags: &shape.tags,
+                        tags: TagsOf::Owned(&shape.tags),
                     };
                     let (own, diff) = self.shapes.intern(body);
                     self.record(cx, from, &node.node, own, diff, parts, None);
@@ -401,7 +466,7 @@ impl Sweep {
         let parts = Parts {
             received_unix_ms: node.received_unix_ms,
             checks_ms: node.checks_ms,
-            tags: &shape.tags,
+            tags: TagsOf::Owned(&shape.tags),
         };
         self.record(cx, from, &node.node, shape.clone(), node.diff, parts, trip);
     }
@@ -550,7 +615,7 @@ impl Sweep {
             None => {
                 let late = super::Late {
                     addr: from.to_string(),
-                    tags: parts.tags.clone(),
+                    tags: parts.tags.to_map(),
                     recorded,
                 };
                 self.late.insert(node.to_string(), late);

@@ -14,21 +14,24 @@
 //! Relayed answers already come as a diff against their group's base:
 //! their shape is the group header, kept once per (relay, group).
 //! Direct answers are compared against the first answer with the same
-//! check names ([`Shapes::intern`]). With certificates, the bytes a
-//! relayed node's proof covers are encoded straight from the shape and the
-//! diff ([`Shape::encode_body`]), the same bytes as the node's own
-//! [`AnswerBody::encode`], without rebuilding the body.
+//! check names ([`Shapes::intern_parts`]), matched by their encoded bytes
+//! so that a direct answer's names are never copied into strings. With
+//! certificates, the bytes a relayed node's proof covers are spliced from
+//! the shape's parts, encoded once, and the node's diff
+//! ([`Shape::encode_body`]): the same bytes as the node's own
+//! [`AnswerBody::encode`], without rebuilding or serializing the body.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use patrol_model::compact::{Catalog, ChecksWriter, TagsId, TemplateId, TemplateRef};
 use patrol_model::{CheckOutcome, ClockOffset, CompactNode, NodeState, Severity, Status};
-use serde::ser::SerializeSeq;
 use serde::Serialize;
 
 use super::super::outcomes::{self, CLOCK_SKEW_CHECK_ID};
-use super::super::wire::{AnswerBody, CheckName, CheckResult, GroupHeader, RelayedAnswer};
+use super::super::wire::{
+    AnswerBody, BodyParts, CheckName, CheckResult, GroupHeader, RelayedAnswer, WireError,
+};
 
 /// Most distinct check-name lists a sweep interns; answers with other
 /// lists keep their own shape (correct, only larger).
@@ -40,15 +43,76 @@ pub(crate) struct Shape {
     pub(crate) tags: BTreeMap<String, String>,
     pub(crate) catalog: Vec<CheckName>,
     pub(crate) base: Vec<CheckResult>,
+    /// The shape's parts already encoded, made at the first
+    /// [`Shape::encode_body`] (with certificates only).
+    encoded: OnceLock<Encoded>,
+}
+
+/// A shape's parts as an [`AnswerBody`] encodes them, so that a relayed
+/// node's body is spliced from bytes rather than serialized again: the
+/// tags, the check names with the results' count, and each base result.
+/// Bincode's standard layout writes a struct's fields one after the other
+/// and a sequence as its length then its elements, so the pieces
+/// concatenate to the whole.
+#[derive(Debug)]
+struct Encoded {
+    tags: Vec<u8>,
+    /// The catalog, then the number of results.
+    catalog: Vec<u8>,
+    /// Every base result, back to back.
+    results: Vec<u8>,
+    /// Where base result `i` starts in `results` (and one past the last).
+    starts: Vec<usize>,
+}
+
+fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+    // Encoding our own plain data into a Vec cannot fail.
+    let _ = bincode::serde::encode_into_std_write(value, out, bincode::config::standard());
+}
+
+impl Encoded {
+    fn new(shape: &Shape) -> Encoded {
+        let mut tags = Vec::new();
+        encode_into(&shape.tags, &mut tags);
+        let mut catalog = Vec::new();
+        encode_into(&shape.catalog, &mut catalog);
+        encode_into(&(shape.base.len() as u64), &mut catalog);
+        let mut results = Vec::new();
+        let mut starts = Vec::with_capacity(shape.base.len() + 1);
+        for r in &shape.base {
+            starts.push(results.len());
+            encode_into(r, &mut results);
+        }
+        starts.push(results.len());
+        Encoded {
+            tags,
+            catalog,
+            results,
+            starts,
+        }
+    }
 }
 
 impl Shape {
-    pub(crate) fn from_header(h: GroupHeader) -> Shape {
+    pub(crate) fn new(
+        tags: BTreeMap<String, String>,
+        catalog: Vec<CheckName>,
+        base: Vec<CheckResult>,
+    ) -> Shape {
         Shape {
-            tags: h.tags,
-            catalog: h.catalog,
-            base: h.base,
+            tags,
+            catalog,
+            base,
+            encoded: OnceLock::new(),
         }
+    }
+
+    pub(crate) fn from_header(h: GroupHeader) -> Shape {
+        Shape::new(h.tags, h.catalog, h.base)
+    }
+
+    fn encoded(&self) -> &Encoded {
+        self.encoded.get_or_init(|| Encoded::new(self))
     }
 
     /// Whether the check names and results pair up.
@@ -64,28 +128,25 @@ impl Shape {
     /// The encoded [`AnswerBody`] of relayed answer `n` (which must
     /// [`Shape::fits`]): what the node's proof covers.
     pub(crate) fn encode_body(&self, n: &RelayedAnswer) -> Vec<u8> {
-        let body = BodyRef {
-            tags: &self.tags,
-            received_unix_ms: n.received_unix_ms,
-            checks_ms: n.checks_ms,
-            catalog: &self.catalog,
-            results: Patched {
-                base: &self.base,
-                diff: &n.diff,
-            },
+        let enc = self.encoded();
+        let mut out = Vec::with_capacity(
+            enc.tags.len() + enc.catalog.len() + enc.results.len() + 20 + 64 * n.diff.len(),
+        );
+        out.extend_from_slice(&enc.tags);
+        encode_into(&(n.received_unix_ms, n.checks_ms), &mut out);
+        out.extend_from_slice(&enc.catalog);
+        let patched = Patched {
+            base: &self.base,
+            diff: &n.diff,
         };
-        bincode::serde::encode_to_vec(&body, bincode::config::standard()).unwrap_or_default()
+        for i in 0..self.base.len() {
+            match patched.changed(i) {
+                Some(r) => encode_into(r, &mut out),
+                None => out.extend_from_slice(&enc.results[enc.starts[i]..enc.starts[i + 1]]),
+            }
+        }
+        out
     }
-}
-
-/// An [`AnswerBody`] by reference; encodes to the same bytes.
-#[derive(Serialize)]
-struct BodyRef<'a> {
-    tags: &'a BTreeMap<String, String>,
-    received_unix_ms: u64,
-    checks_ms: u64,
-    catalog: &'a [CheckName],
-    results: Patched<'a>,
 }
 
 /// `base` with `diff` applied, as a sequence.
@@ -95,57 +156,91 @@ struct Patched<'a> {
 }
 
 impl Patched<'_> {
-    fn get(&self, i: usize) -> &CheckResult {
+    /// The node's own result `i` where it differs from the base (the
+    /// last of the diff's entries for `i`, as the node's body has it).
+    fn changed(&self, i: usize) -> Option<&CheckResult> {
         self.diff
             .iter()
             .rev()
             .find(|(k, _)| usize::from(*k) == i)
-            .map_or(&self.base[i], |(_, r)| r)
+            .map(|(_, r)| r)
+    }
+
+    fn get(&self, i: usize) -> &CheckResult {
+        self.changed(i).unwrap_or(&self.base[i])
     }
 }
 
-impl Serialize for Patched<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(self.base.len()))?;
-        for i in 0..self.base.len() {
-            seq.serialize_element(self.get(i))?;
-        }
-        seq.end()
-    }
-}
+/// An answer's shape, and where its results differ from the shape's base.
+pub(crate) type Interned = (Arc<Shape>, Vec<(u16, CheckResult)>);
 
-/// The shapes of a sweep's direct answers, by check names.
+/// The shapes of a sweep's direct answers, by check names (as encoded:
+/// a direct answer's names are matched without decoding them into
+/// strings).
 #[derive(Debug, Default)]
 pub(crate) struct Shapes {
-    by_catalog: HashMap<Vec<CheckName>, Arc<Shape>>,
+    by_catalog: HashMap<Box<[u8]>, Arc<Shape>>,
 }
 
 impl Shapes {
     /// `body` as a shape shared with earlier answers of the same check
     /// names, and where its results differ from that shape's base.
-    pub(crate) fn intern(&mut self, body: AnswerBody) -> (Arc<Shape>, Vec<(u16, CheckResult)>) {
-        if let Some(shape) = self.by_catalog.get(body.catalog.as_slice()) {
-            if shape.base.len() == body.results.len() {
-                let diff = body
-                    .results
-                    .into_iter()
-                    .enumerate()
-                    .filter(|(i, r)| shape.base[*i] != *r)
-                    .map(|(i, r)| (i as u16, r))
-                    .collect();
-                return (shape.clone(), diff);
-            }
+    pub(crate) fn intern(&mut self, body: AnswerBody) -> Interned {
+        let mut names = Vec::new();
+        encode_into(&body.catalog, &mut names);
+        if let Some(shape) = self.known(&names, body.results.len()) {
+            let diff = body
+                .results
+                .into_iter()
+                .enumerate()
+                .filter(|(i, r)| shape.base[*i] != *r)
+                .map(|(i, r)| (i as u16, r))
+                .collect();
+            return (shape, diff);
         }
-        let shape = Arc::new(Shape {
-            tags: BTreeMap::new(),
-            catalog: body.catalog,
-            base: body.results,
-        });
+        self.add(&names, body.catalog, body.results)
+    }
+
+    /// A direct answer read in place, as [`Shapes::intern`]: its check
+    /// names matched by their bytes, and only the results whose bytes
+    /// differ from the shape's base decoded.
+    pub(crate) fn intern_parts(&mut self, body: &BodyParts<'_>) -> Result<Interned, WireError> {
+        if let Some(shape) = self.known(body.catalog_bytes, body.results.len()) {
+            let enc = shape.encoded();
+            let mut diff = Vec::new();
+            for (i, bytes) in body.results.iter().enumerate() {
+                if *bytes != &enc.results[enc.starts[i]..enc.starts[i + 1]] {
+                    diff.push((i as u16, BodyParts::result(bytes)?));
+                }
+            }
+            return Ok((shape, diff));
+        }
+        let catalog = body.catalog.iter().map(|n| n.owned()).collect();
+        Ok(self.add(body.catalog_bytes, catalog, body.decoded_results()?))
+    }
+
+    /// The shape of check names `names` (encoded), if it has `results`
+    /// results.
+    fn known(&self, names: &[u8], results: usize) -> Option<Arc<Shape>> {
+        self.by_catalog
+            .get(names)
+            .filter(|shape| shape.base.len() == results)
+            .cloned()
+    }
+
+    /// A new shape, kept for later answers while there is room.
+    fn add(
+        &mut self,
+        names: &[u8],
+        catalog: Vec<CheckName>,
+        results: Vec<CheckResult>,
+    ) -> Interned {
+        let shape = Arc::new(Shape::new(BTreeMap::new(), catalog, results));
         if shape.aligned()
             && shape.catalog.len() <= usize::from(u16::MAX)
             && self.by_catalog.len() < MAX_SHAPES
         {
-            self.by_catalog.insert(shape.catalog.clone(), shape.clone());
+            self.by_catalog.insert(names.into(), shape.clone());
         }
         (shape, Vec::new())
     }
@@ -352,11 +447,11 @@ mod tests {
             kind: "k".into(),
         });
         let tags = BTreeMap::from([("zone".to_string(), "z1".to_string())]);
-        let shape = Shape {
-            tags: tags.clone(),
-            catalog: names.to_vec(),
-            base: vec![result(1.0, Status::Pass); 3],
-        };
+        let shape = Shape::new(
+            tags.clone(),
+            names.to_vec(),
+            vec![result(1.0, Status::Pass); 3],
+        );
         let mine = vec![
             result(1.0, Status::Pass),
             result(7.0, Status::Fail),
@@ -381,6 +476,38 @@ mod tests {
             results: mine,
         };
         assert_eq!(shape.encode_body(&n), own.encode());
+        // Again from the shape's cached encoding, for another node whose
+        // diff names a result twice (the last counts, as in its body), a
+        // large clock and no change at all.
+        let twice = RelayedAnswer {
+            received_unix_ms: u64::MAX,
+            checks_ms: 70_000,
+            diff: vec![
+                (0, result(9.0, Status::Fail)),
+                (0, result(3.0, Status::Pass)),
+            ],
+            ..n.clone()
+        };
+        let theirs = AnswerBody {
+            received_unix_ms: u64::MAX,
+            checks_ms: 70_000,
+            results: vec![
+                result(3.0, Status::Pass),
+                result(1.0, Status::Pass),
+                result(1.0, Status::Pass),
+            ],
+            ..own.clone()
+        };
+        assert_eq!(shape.encode_body(&twice), theirs.encode());
+        let same = RelayedAnswer {
+            diff: Vec::new(),
+            ..n.clone()
+        };
+        let base = AnswerBody {
+            results: vec![result(1.0, Status::Pass); 3],
+            ..own.clone()
+        };
+        assert_eq!(shape.encode_body(&same), base.encode());
         let listed: Vec<CheckOutcome> = own
             .catalog
             .iter()
@@ -398,11 +525,11 @@ mod tests {
                 kind: "k".into(),
             })
             .to_vec();
-        let shape = Arc::new(Shape {
-            tags: BTreeMap::new(),
-            catalog: names.clone(),
-            base: vec![result(1.0, Status::Pass); 3],
-        });
+        let shape = Arc::new(Shape::new(
+            BTreeMap::new(),
+            names.clone(),
+            vec![result(1.0, Status::Pass); 3],
+        ));
         let mine = vec![
             result(1.0, Status::Pass),
             result(7.0, Status::Fail),
