@@ -236,27 +236,19 @@ pub struct CheckName {
     pub kind: String,
 }
 
-/// A [`CheckName`] borrowed from an answer's bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub struct CheckNameRef<'a> {
-    pub id: &'a str,
-    pub kind: &'a str,
+/// A [`CheckName`] read in place, to find where a catalog's bytes end.
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct CheckNameRef<'a> {
+    id: &'a str,
+    kind: &'a str,
 }
 
-impl CheckNameRef<'_> {
-    pub fn owned(self) -> CheckName {
-        CheckName {
-            id: self.id.to_string(),
-            kind: self.kind.to_string(),
-        }
-    }
-}
-
-/// An encoded [`AnswerBody`] read in place: its tags and check names
-/// borrowed from the bytes, and each result's bytes, checked to decode.
-/// How a coordinator takes a direct answer (issue 25): most share their
-/// check names with an earlier answer, and most of their results with
-/// that answer's; those are matched by their bytes
+/// An encoded [`AnswerBody`] read in place: its tags borrowed from the
+/// bytes, its check names and each result left as bytes, checked to
+/// decode. How a coordinator takes a direct answer (issue 25): most share
+/// their check names with an earlier answer, and most of their results
+/// with that answer's; those are matched by their bytes
 /// ([`BodyParts::catalog_bytes`], [`BodyParts::results`]) instead of being
 /// copied into strings, compared and freed. Only a result that differs is
 /// decoded ([`BodyParts::result`]). Accepts and refuses exactly what
@@ -266,11 +258,31 @@ pub struct BodyParts<'a> {
     pub tags: BTreeMap<&'a str, &'a str>,
     pub received_unix_ms: u64,
     pub checks_ms: u64,
-    pub catalog: Vec<CheckNameRef<'a>>,
     /// The catalog as encoded (its length, then each name).
     pub catalog_bytes: &'a [u8],
     /// Each result as encoded.
     pub results: Vec<&'a [u8]>,
+}
+
+/// What a body is likely to share with an earlier one, as encoded: its
+/// check names (without the results' count) and its results. Bincode's
+/// encodings delimit themselves, so where a body's bytes begin with the
+/// encoding of a value, reading that value would take exactly those
+/// bytes: matched parts are taken without reading them again.
+#[derive(Debug, Clone, Copy)]
+pub struct Likely<'s> {
+    pub catalog: &'s [u8],
+    /// The results back to back, and where each starts (and one past the
+    /// last).
+    pub results: &'s [u8],
+    pub starts: &'s [usize],
+}
+
+impl<'s> Likely<'s> {
+    fn result(&self, i: usize) -> Option<&'s [u8]> {
+        let (start, end) = (*self.starts.get(i)?, *self.starts.get(i + 1)?);
+        self.results.get(start..end)
+    }
 }
 
 /// The fields of an [`AnswerBody`] before its catalog, borrowed.
@@ -314,13 +326,28 @@ struct CheckDetailRef<'a> {
 
 impl<'a> BodyParts<'a> {
     pub fn decode(bytes: &'a [u8]) -> Result<BodyParts<'a>, WireError> {
+        BodyParts::decode_likely(bytes, None)
+    }
+
+    /// [`BodyParts::decode`], taking the parts that match `likely` as they
+    /// are.
+    pub fn decode_likely(
+        bytes: &'a [u8],
+        likely: Option<Likely<'_>>,
+    ) -> Result<BodyParts<'a>, WireError> {
         let cfg = bincode::config::standard().with_limit::<ANSWER_DECODE_LIMIT>();
         let bad = |e: bincode::error::DecodeError| WireError::Decode(e.to_string());
         let ((tags, received_unix_ms, checks_ms), head): (BodyHead<'a>, usize) =
             bincode::serde::borrow_decode_from_slice(bytes, cfg).map_err(bad)?;
         let rest = &bytes[head..];
-        let (catalog, names): (Vec<CheckNameRef<'a>>, usize) =
-            bincode::serde::borrow_decode_from_slice(rest, cfg).map_err(bad)?;
+        let names = match likely {
+            Some(l) if rest.starts_with(l.catalog) => l.catalog.len(),
+            _ => {
+                let (_, names): (Vec<CheckNameRef<'a>>, usize) =
+                    bincode::serde::borrow_decode_from_slice(rest, cfg).map_err(bad)?;
+                names
+            }
+        };
         let (catalog_bytes, rest) = rest.split_at(names);
         let (count, mut at): (u64, usize) =
             bincode::serde::decode_from_slice(rest, cfg).map_err(bad)?;
@@ -334,10 +361,17 @@ impl<'a> BodyParts<'a> {
             )));
         }
         let mut results = Vec::with_capacity(count);
-        for _ in 0..count {
-            let (_, used): (CheckResultRef<'a>, usize) =
-                bincode::serde::borrow_decode_from_slice(&rest[at..], cfg).map_err(bad)?;
-            results.push(&rest[at..at + used]);
+        for i in 0..count {
+            let left = &rest[at..];
+            let used = match likely.and_then(|l| l.result(i)) {
+                Some(same) if left.starts_with(same) => same.len(),
+                _ => {
+                    let (_, used): (CheckResultRef<'a>, usize) =
+                        bincode::serde::borrow_decode_from_slice(left, cfg).map_err(bad)?;
+                    used
+                }
+            };
+            results.push(&left[..used]);
             at += used;
         }
         if at != rest.len() {
@@ -347,10 +381,18 @@ impl<'a> BodyParts<'a> {
             tags,
             received_unix_ms,
             checks_ms,
-            catalog,
             catalog_bytes,
             results,
         })
+    }
+
+    /// The check names, decoded.
+    pub fn catalog(&self) -> Result<Vec<CheckName>, WireError> {
+        let cfg = bincode::config::standard().with_limit::<ANSWER_DECODE_LIMIT>();
+        let (catalog, _): (Vec<CheckName>, usize) =
+            bincode::serde::decode_from_slice(self.catalog_bytes, cfg)
+                .map_err(|e| WireError::Decode(e.to_string()))?;
+        Ok(catalog)
     }
 
     /// One of [`BodyParts::results`], decoded.
@@ -667,6 +709,10 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn enc<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+        bincode::serde::encode_to_vec(value, bincode::config::standard()).unwrap()
+    }
+
     fn request(id: u64, name: String, checks: Vec<String>) -> SweepRequest {
         SweepRequest {
             id,
@@ -789,66 +835,87 @@ mod tests {
             checks_ms in any::<u64>(),
             names in proptest::collection::vec(("[a-z-]{1,12}", "[a-z]{1,6}"), 0..6),
             failing in any::<u8>(),
+            others_failing in any::<u8>(),
+            renamed in any::<bool>(),
             cut in any::<proptest::sample::Index>(),
             flip in any::<proptest::sample::Index>(),
             xor in 1u8..,
         ) {
-            let outcomes: Vec<CheckOutcome> = names
-                .iter()
-                .enumerate()
-                .map(|(i, (id, kind))| CheckOutcome {
-                    id: id.clone(),
-                    kind: kind.clone(),
-                    status: if failing >> (i % 8) & 1 == 1 { Status::Fail } else { Status::Pass },
-                    severity: Severity::Fail,
-                    observed: match i % 6 {
-                        0 => Observed::Number(i as f64 - 0.5),
-                        1 => Observed::Text(id.clone()),
-                        2 => Observed::Version(kind.clone()),
-                        3 => Observed::List(vec![Observed::Number(1.0), Observed::Text(kind.clone())]),
-                        4 => Observed::Named(vec![(id.clone(), Observed::List(vec![Observed::None]))]),
-                        _ => Observed::None,
-                    },
-                    expected: "= 1".into(),
-                    message: format!("observed {i}"),
-                    duration_us: 5,
-                    description: String::new(),
-                    remediation: "fix it".into(),
-                })
-                .collect();
-            let body = AnswerBody::compact(tags, received, checks_ms, outcomes);
+            let body_of = |names: &[(String, String)], failing: u8| {
+                let outcomes: Vec<CheckOutcome> = names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (id, kind))| CheckOutcome {
+                        id: id.clone(),
+                        kind: kind.clone(),
+                        status: if failing >> (i % 8) & 1 == 1 { Status::Fail } else { Status::Pass },
+                        severity: Severity::Fail,
+                        observed: match i % 6 {
+                            0 => Observed::Number(i as f64 - 0.5),
+                            1 => Observed::Text(id.clone()),
+                            2 => Observed::Version(kind.clone()),
+                            3 => Observed::List(vec![Observed::Number(1.0), Observed::Text(kind.clone())]),
+                            4 => Observed::Named(vec![(id.clone(), Observed::List(vec![Observed::None]))]),
+                            _ => Observed::None,
+                        },
+                        expected: "= 1".into(),
+                        message: format!("observed {i}"),
+                        duration_us: 5,
+                        description: String::new(),
+                        remediation: "fix it".into(),
+                    })
+                    .collect();
+                AnswerBody::compact(tags.clone(), received, checks_ms, outcomes)
+            };
+            let body = body_of(&names, failing);
             let bytes = body.encode();
-            let parts = BodyParts::decode(&bytes).unwrap();
-            let owned: BTreeMap<String, String> =
-                parts.tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-            prop_assert_eq!(&owned, &body.tags);
-            prop_assert_eq!(parts.received_unix_ms, body.received_unix_ms);
-            prop_assert_eq!(parts.checks_ms, body.checks_ms);
-            let catalog: Vec<CheckName> = parts.catalog.iter().map(|n| n.owned()).collect();
-            prop_assert_eq!(&catalog, &body.catalog);
-            let mut names = Vec::new();
-            let _ = bincode::serde::encode_into_std_write(&body.catalog, &mut names, bincode::config::standard());
-            prop_assert_eq!(parts.catalog_bytes, &names[..]);
-            prop_assert_eq!(&parts.decoded_results().unwrap(), &body.results);
-            // Cut, lengthened or with a byte changed, both refuse the same
-            // bytes or read the same body.
-            let mut long = bytes.clone();
-            long.push(0);
-            let mut flipped = bytes.clone();
-            if !flipped.is_empty() {
-                let i = flip.index(flipped.len());
-                flipped[i] ^= xor;
+            // An earlier answer's parts, as a coordinator's shape keeps
+            // them: the same names (or one renamed) and other statuses.
+            let mut other_names = names.clone();
+            if renamed {
+                if let Some(first) = other_names.first_mut() {
+                    first.0.push('x');
+                }
             }
-            let short = &bytes[..cut.index(bytes.len())];
-            for b in [short, &long[..], &flipped[..]] {
-                match (AnswerBody::decode(b), BodyParts::decode(b)) {
-                    (Ok(whole), Ok(parts)) => {
-                        prop_assert_eq!(parts.tags.len(), whole.tags.len());
-                        prop_assert_eq!(parts.catalog.len(), whole.catalog.len());
-                        prop_assert_eq!(parts.decoded_results().unwrap(), whole.results);
+            let other = body_of(&other_names, others_failing);
+            let catalog = enc(&other.catalog);
+            let mut results = Vec::new();
+            let mut starts = vec![0];
+            for r in &other.results {
+                results.extend(enc(r));
+                starts.push(results.len());
+            }
+            let likely = Likely { catalog: &catalog, results: &results, starts: &starts };
+            for likely in [None, Some(likely)] {
+                let parts = BodyParts::decode_likely(&bytes, likely).unwrap();
+                let owned: BTreeMap<String, String> =
+                    parts.tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+                prop_assert_eq!(&owned, &body.tags);
+                prop_assert_eq!(parts.received_unix_ms, body.received_unix_ms);
+                prop_assert_eq!(parts.checks_ms, body.checks_ms);
+                prop_assert_eq!(&parts.catalog().unwrap(), &body.catalog);
+                prop_assert_eq!(parts.catalog_bytes, &enc(&body.catalog)[..]);
+                prop_assert_eq!(&parts.decoded_results().unwrap(), &body.results);
+                // Cut, lengthened or with a byte changed, both refuse the
+                // same bytes or read the same body.
+                let mut long = bytes.clone();
+                long.push(0);
+                let mut flipped = bytes.clone();
+                if !flipped.is_empty() {
+                    let i = flip.index(flipped.len());
+                    flipped[i] ^= xor;
+                }
+                let short = &bytes[..cut.index(bytes.len())];
+                for b in [short, &long[..], &flipped[..]] {
+                    match (AnswerBody::decode(b), BodyParts::decode_likely(b, likely)) {
+                        (Ok(whole), Ok(parts)) => {
+                            prop_assert_eq!(parts.tags.len(), whole.tags.len());
+                            prop_assert_eq!(parts.catalog().unwrap(), whole.catalog);
+                            prop_assert_eq!(parts.decoded_results().unwrap(), whole.results);
+                        }
+                        (Err(_), Err(_)) => {}
+                        (whole, parts) => prop_assert!(false, "whole {:?}, in place {:?}", whole.is_ok(), parts.is_ok()),
                     }
-                    (Err(_), Err(_)) => {}
-                    (whole, parts) => prop_assert!(false, "whole {:?}, in place {:?}", whole.is_ok(), parts.is_ok()),
                 }
             }
         }

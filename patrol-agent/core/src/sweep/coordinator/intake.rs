@@ -343,12 +343,14 @@ impl Sweep {
             Proof::Expired(outcome) => return self.record_stand_in(cx, from, &chunk.node, outcome),
             Proof::Taken(trip) => trip,
         };
-        let body = match BodyParts::decode(&payload.body) {
-            Ok(body) => body,
-            Err(e) => {
-                return self.record_stand_in(cx, from, &chunk.node, outcomes::undecodable(&e))
-            }
-        };
+        let likely = self.shapes.last();
+        let body =
+            match BodyParts::decode_likely(&payload.body, likely.as_deref().map(Shape::likely)) {
+                Ok(body) => body,
+                Err(e) => {
+                    return self.record_stand_in(cx, from, &chunk.node, outcomes::undecodable(&e))
+                }
+            };
         let parts = Parts {
             received_unix_ms: body.received_unix_ms,
             checks_ms: body.checks_ms,

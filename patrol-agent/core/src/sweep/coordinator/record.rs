@@ -30,7 +30,7 @@ use serde::Serialize;
 
 use super::super::outcomes::{self, CLOCK_SKEW_CHECK_ID};
 use super::super::wire::{
-    AnswerBody, BodyParts, CheckName, CheckResult, GroupHeader, RelayedAnswer, WireError,
+    AnswerBody, BodyParts, CheckName, CheckResult, GroupHeader, Likely, RelayedAnswer, WireError,
 };
 
 /// Most distinct check-name lists a sweep interns; answers with other
@@ -59,6 +59,8 @@ struct Encoded {
     tags: Vec<u8>,
     /// The catalog, then the number of results.
     catalog: Vec<u8>,
+    /// How much of `catalog` is the catalog.
+    names: usize,
     /// Every base result, back to back.
     results: Vec<u8>,
     /// Where base result `i` starts in `results` (and one past the last).
@@ -76,6 +78,7 @@ impl Encoded {
         encode_into(&shape.tags, &mut tags);
         let mut catalog = Vec::new();
         encode_into(&shape.catalog, &mut catalog);
+        let names = catalog.len();
         encode_into(&(shape.base.len() as u64), &mut catalog);
         let mut results = Vec::new();
         let mut starts = Vec::with_capacity(shape.base.len() + 1);
@@ -87,6 +90,7 @@ impl Encoded {
         Encoded {
             tags,
             catalog,
+            names,
             results,
             starts,
         }
@@ -113,6 +117,16 @@ impl Shape {
 
     fn encoded(&self) -> &Encoded {
         self.encoded.get_or_init(|| Encoded::new(self))
+    }
+
+    /// The parts a direct answer of this shape likely shares, encoded.
+    pub(crate) fn likely(&self) -> Likely<'_> {
+        let enc = self.encoded();
+        Likely {
+            catalog: &enc.catalog[..enc.names],
+            results: &enc.results,
+            starts: &enc.starts,
+        }
     }
 
     /// Whether the check names and results pair up.
@@ -180,6 +194,7 @@ pub(crate) type Interned = (Arc<Shape>, Vec<(u16, CheckResult)>);
 #[derive(Debug, Default)]
 pub(crate) struct Shapes {
     by_catalog: HashMap<Box<[u8]>, Arc<Shape>>,
+    last: Option<Arc<Shape>>,
 }
 
 impl Shapes {
@@ -213,10 +228,18 @@ impl Shapes {
                     diff.push((i as u16, BodyParts::result(bytes)?));
                 }
             }
+            self.last = Some(shape.clone());
             return Ok((shape, diff));
         }
-        let catalog = body.catalog.iter().map(|n| n.owned()).collect();
-        Ok(self.add(body.catalog_bytes, catalog, body.decoded_results()?))
+        let interned = self.add(body.catalog_bytes, body.catalog()?, body.decoded_results()?);
+        self.last = Some(interned.0.clone());
+        Ok(interned)
+    }
+
+    /// The shape the last direct answer had: the next one most likely
+    /// shares its parts ([`BodyParts::decode_likely`]).
+    pub(crate) fn last(&self) -> Option<Arc<Shape>> {
+        self.last.clone()
     }
 
     /// The shape of check names `names` (encoded), if it has `results`
