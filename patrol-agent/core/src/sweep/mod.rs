@@ -52,9 +52,9 @@ pub use counters::{Held, RelayCounters, SweepCounters};
 pub use gossip::{GossipShared, RequestGossip, SweepKey};
 pub use settings::SweepSettings;
 pub use wire::{
-    relay_index, AnswerBody, AnswerChunk, AnswerPayload, AnswerProof, CheckDetail, CheckName,
-    CheckResult, GroupHeader, PeerAddr, RelayBatch, RelayGroup, RelayedAnswer, RequestAuth,
-    SweepMessage, SweepRequest, WireError, PROTOCOL_VERSION,
+    relay_index, AnswerBody, AnswerChunk, AnswerPayload, AnswerProof, BodyParts, CheckDetail,
+    CheckName, CheckResult, GroupHeader, PeerAddr, RelayBatch, RelayGroup, RelayedAnswer,
+    RequestAuth, SweepMessage, SweepRequest, WireError, PROTOCOL_VERSION,
 };
 
 pub use auth::{check_signed_sweep, signing_window};
