@@ -189,6 +189,16 @@ impl SimReport {
             .map(|(kind, calls, ms)| format!("{kind} {calls} × {ms:.1} ms"))
             .collect();
         let _ = writeln!(o, "    coordinator's calls by kind: {}", kinds.join(", "));
+        let others = self.settings.nodes.saturating_sub(1).max(1) as f64;
+        let kinds: Vec<String> = cpu
+            .others_by_kind
+            .iter()
+            .take(6)
+            .map(|(kind, calls, ms)| {
+                format!("{kind} {calls} × {:.1} µs a node", ms * 1e3 / others)
+            })
+            .collect();
+        let _ = writeln!(o, "    other nodes' calls by kind: {}", kinds.join(", "));
         let _ = writeln!(
             o,
             "    busiest relay {:.1}% busy, largest relay queue {}; {} dropped by full queues in all; coordinator derived {} pair keys during the sweep",

@@ -106,6 +106,8 @@ pub(crate) struct Tally {
     /// The coordinator's calls by kind ([`super::cpu::CallKind`] order):
     /// how many, and the CPU charged (or measured with `off`).
     pub coordinator_calls: [(u64, Duration); super::cpu::CALL_KINDS],
+    /// Every other node's calls by kind, summed.
+    pub other_calls: [(u64, Duration); super::cpu::CALL_KINDS],
     answers: Vec<AnswerArrival>,
 }
 
@@ -119,6 +121,7 @@ impl Tally {
             to_dead: [0; KINDS],
             malformed: 0,
             coordinator_calls: [(0, Duration::ZERO); super::cpu::CALL_KINDS],
+            other_calls: [(0, Duration::ZERO); super::cpu::CALL_KINDS],
             answers: vec![AnswerArrival::default(); n],
         }
     }
@@ -224,6 +227,9 @@ pub struct CpuFigures {
     /// The coordinator's calls by kind, the costliest first: kind, calls,
     /// milliseconds (as `coordinator_ms`).
     pub coordinator_by_kind: Vec<(String, u64, f64)>,
+    /// Every other node's calls by kind, summed, the costliest first (as
+    /// `coordinator_by_kind`).
+    pub others_by_kind: Vec<(String, u64, f64)>,
     /// Mean over every other node.
     pub node_mean_us: f64,
     /// Virtual time the coordinator was busy (its calls' charges plus
@@ -583,6 +589,7 @@ pub(crate) fn build(inp: Inputs<'_>) -> SimReport {
             identities: s.identities,
             coordinator_ms: inp.metrics[0].cpu.as_secs_f64() * 1e3,
             coordinator_by_kind: by_kind(&inp.tally.coordinator_calls),
+            others_by_kind: by_kind(&inp.tally.other_calls),
             node_mean_us: if n > 1 {
                 inp.metrics[1..]
                     .iter()
@@ -768,8 +775,7 @@ fn check(inp: &Inputs<'_>) -> Accounting {
     }
 }
 
-/// The coordinator's calls by kind, the costliest first, kinds it never
-/// had left out.
+/// Calls by kind, the costliest first, kinds never called left out.
 fn by_kind(calls: &[(u64, Duration); super::cpu::CALL_KINDS]) -> Vec<(String, u64, f64)> {
     let mut rows: Vec<(String, u64, f64)> = super::cpu::CallKind::ALL
         .iter()

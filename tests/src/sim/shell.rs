@@ -297,11 +297,14 @@ fn charged(
     }
     if sh.counting {
         node.m.cpu += spent;
-        if i == COORDINATOR {
-            let kind = &mut sh.tally.coordinator_calls[kind as usize];
-            kind.0 += 1;
-            kind.1 += spent;
-        }
+        let calls = if i == COORDINATOR {
+            &mut sh.tally.coordinator_calls
+        } else {
+            &mut sh.tally.other_calls
+        };
+        let kind = &mut calls[kind as usize];
+        kind.0 += 1;
+        kind.1 += spent;
     }
     let start = sh.now;
     sh.now = start + cost;
