@@ -23,19 +23,21 @@
 //!   live victim's address and displace it (foca keys members by address).
 //!
 //! Certificates arrive separately (`membership::gate`, the `CH_CERT`
-//! exchange) and are kept by digest, bounded; an identity whose certificate
-//! is not known yet is [`Check::UnknownCert`], and the gate asks the sender.
+//! exchange) and are kept by digest, bounded, as [`CompactCert`]s (the
+//! book holds one per member: its encoding and the few fields read often,
+//! the Edwards point decompressed only for a new identity's proof); an
+//! identity whose certificate is not known yet is [`Check::UnknownCert`],
+//! and the gate asks the sender.
 
 use core::net::SocketAddr;
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::Signature;
 use sha2::{Digest, Sha256};
 
 use crate::identity::NodeId;
-use crate::trust::{cert_digest, CertDigest, Certificate, TrustBundle, TrustError, Verified};
+use crate::trust::{cert_digest, CertDigest, Certificate, CompactCert, TrustBundle, TrustError};
 
 /// Bounds and tolerances of the book.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,9 +114,9 @@ pub struct MemberBook {
     cluster: String,
     bundle: TrustBundle,
     settings: BookSettings,
-    /// Shared: a certificate is kept once however many books hold it
-    /// (the simulator's nodes vouch for the same ones).
-    certs: HashMap<CertDigest, Arc<Verified>>,
+    /// Shared: a certificate is kept once however many books (and pair-key
+    /// caches) hold it (the simulator's nodes vouch for the same ones).
+    certs: HashMap<CertDigest, CompactCert>,
     cert_order: VecDeque<CertDigest>,
     proven: HashMap<String, Proven>,
     /// Which name was last heard from an address, and when (monotonic).
@@ -154,20 +156,27 @@ impl MemberBook {
         if self.certs.contains_key(&digest) {
             return Ok(digest);
         }
-        let verified = self.bundle.verify(cert, "node", now_s)?;
+        self.bundle.verify(cert, "node", now_s)?;
+        let compact = CompactCert::new(cert)?;
         if self.certs.len() >= self.settings.capacity {
             if let Some(old) = self.cert_order.pop_front() {
                 self.certs.remove(&old);
             }
         }
-        self.certs.insert(digest, Arc::new(verified));
+        self.certs.insert(digest, compact);
         self.cert_order.push_back(digest);
         Ok(digest)
     }
 
-    /// A certificate the book holds, to answer a peer that wants it.
-    pub fn cert(&self, digest: &CertDigest) -> Option<&Certificate> {
-        self.certs.get(digest).map(|v| &v.cert)
+    /// A certificate the book holds, decoded, to answer a peer that wants
+    /// it.
+    pub fn cert(&self, digest: &CertDigest) -> Option<Certificate> {
+        self.certs.get(digest)?.certificate().ok()
+    }
+
+    /// Whether the book holds certificate `digest`.
+    pub fn has_cert(&self, digest: &CertDigest) -> bool {
+        self.certs.contains_key(digest)
     }
 
     /// Node certificates held.
@@ -208,21 +217,16 @@ impl MemberBook {
 
     /// Keep a certificate without checking it: one the caller vouches for
     /// (the simulator's, which made it), shared with the caller.
-    pub fn vouch_cert(&mut self, verified: &Arc<Verified>) {
-        let digest = cert_digest(&verified.cert);
-        if self.certs.insert(digest, verified.clone()).is_none() {
+    pub fn vouch_cert(&mut self, cert: &CompactCert) {
+        let digest = cert.digest();
+        if self.certs.insert(digest, cert.clone()).is_none() {
             self.cert_order.push_back(digest);
         }
     }
 
-    /// The checked certificate `digest` names.
-    pub fn verified(&self, digest: &CertDigest) -> Option<&Verified> {
-        self.certs.get(digest).map(|v| &**v)
-    }
-
-    /// The checked certificate `digest` names, to share (the sweep's pair
-    /// keys keep the same one).
-    pub fn shared(&self, digest: &CertDigest) -> Option<&Arc<Verified>> {
+    /// The checked certificate `digest` names; clone it to share it (the
+    /// sweep's pair keys keep the same one).
+    pub fn held(&self, digest: &CertDigest) -> Option<&CompactCert> {
         self.certs.get(digest)
     }
 
@@ -279,8 +283,12 @@ impl MemberBook {
         let Ok(sig) = <[u8; 64]>::try_from(&*proof.sig) else {
             return Check::Refused(Refusal::BadSignature);
         };
-        if cert
-            .key
+        // Decompressed now: once per new identity, next to the signature
+        // check it serves.
+        let Ok(key) = cert.verifying_key() else {
+            return Check::Refused(Refusal::BadSignature);
+        };
+        if key
             .verify_strict(
                 &id.signed_bytes(&self.cluster),
                 &Signature::from_bytes(&sig),
@@ -348,9 +356,10 @@ impl MemberBook {
         };
         v.serial() == proven.serial
             && v.name() == name
-            && v.key
-                .verify_strict(bytes, &Signature::from_bytes(&sig))
-                .is_ok()
+            && v.verifying_key().is_ok_and(|key| {
+                key.verify_strict(bytes, &Signature::from_bytes(&sig))
+                    .is_ok()
+            })
     }
 
     pub fn cluster(&self) -> &str {
