@@ -31,6 +31,7 @@
 
 use core::net::SocketAddr;
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::Signature;
@@ -118,9 +119,25 @@ pub struct MemberBook {
     /// caches) hold it (the simulator's nodes vouch for the same ones).
     certs: HashMap<CertDigest, CompactCert>,
     cert_order: VecDeque<CertDigest>,
-    proven: HashMap<String, Proven>,
-    /// Which name was last heard from an address, and when (monotonic).
-    heard: HashMap<SocketAddr, (String, Duration)>,
+    /// By name; the name is shared with `heard` (one allocation per
+    /// member, not two).
+    proven: HashMap<Arc<str>, Proven>,
+    /// Which name was last heard from an address, and when.
+    heard: HashMap<SocketAddr, Heard>,
+}
+
+/// The name last heard from an address.
+#[derive(Debug, Clone)]
+struct Heard {
+    name: Arc<str>,
+    /// When, in nanoseconds of the monotonic clock (a `Duration` takes 16
+    /// bytes; 64 bits of nanoseconds last 584 years).
+    at_ns: u64,
+}
+
+/// `mono` in nanoseconds (saturating, centuries away).
+fn nanos(mono: Duration) -> u64 {
+    u64::try_from(mono.as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl MemberBook {
@@ -204,8 +221,8 @@ impl MemberBook {
     pub fn vouch(&mut self, id: &NodeId, serial: u64) {
         let content = self.content(id);
         let cert = id.proof.as_ref().map(|p| p.cert).unwrap_or_default();
-        self.proven.insert(
-            id.name.clone(),
+        self.keep_proven(
+            id,
             Proven {
                 bump: id.bump,
                 content,
@@ -238,21 +255,41 @@ impl MemberBook {
     /// A datagram whose header names `id` as its sender arrived from `id`'s
     /// address: the address is held by that name for `address_hold`.
     pub fn heard_from(&mut self, id: &NodeId, mono: Duration) {
-        if let Some((name, at)) = self.heard.get_mut(&id.addr) {
-            if name == &id.name {
-                *at = mono;
+        let now = nanos(mono);
+        if let Some(heard) = self.heard.get_mut(&id.addr) {
+            if *heard.name == *id.name {
+                heard.at_ns = now;
                 return;
             }
         }
         if self.heard.len() >= self.settings.capacity {
-            let hold = self.settings.address_hold;
+            let hold = nanos(self.settings.address_hold);
             self.heard
-                .retain(|_, (_, at)| mono.saturating_sub(*at) < hold);
+                .retain(|_, heard| now.saturating_sub(heard.at_ns) < hold);
             if self.heard.len() >= self.settings.capacity {
                 return;
             }
         }
-        self.heard.insert(id.addr, (id.name.clone(), mono));
+        let name = match self.proven.get_key_value(id.name.as_str()) {
+            Some((name, _)) => Arc::clone(name),
+            None => Arc::from(id.name.as_str()),
+        };
+        self.heard.insert(id.addr, Heard { name, at_ns: now });
+    }
+
+    /// `proven` is the latest proven identity of `id`'s name. A name held
+    /// keeps its key; a new one shares the name `heard` holds for its
+    /// address, if that is the same (a name proven again after `forget`).
+    fn keep_proven(&mut self, id: &NodeId, proven: Proven) {
+        if let Some(p) = self.proven.get_mut(id.name.as_str()) {
+            *p = proven;
+            return;
+        }
+        let name = match self.heard.get(&id.addr) {
+            Some(heard) if *heard.name == *id.name => Arc::clone(&heard.name),
+            _ => Arc::from(id.name.as_str()),
+        };
+        self.proven.insert(name, proven);
     }
 
     /// Is `id` proven? `unix_ms` bounds its bump; `mono` dates address
@@ -262,7 +299,7 @@ impl MemberBook {
             return Check::Refused(Refusal::Unproven);
         };
         let content = self.content(id);
-        if let Some(p) = self.proven.get(&id.name) {
+        if let Some(p) = self.proven.get(id.name.as_str()) {
             if p.bump == id.bump && p.content == content {
                 return Check::Proven {
                     serial: p.serial,
@@ -300,23 +337,31 @@ impl MemberBook {
         if id.bump > unix_ms.saturating_add(self.settings.bump_slack.as_millis() as u64) {
             return Check::Refused(Refusal::FutureBump);
         }
-        if self.proven.get(&id.name).is_some_and(|p| p.bump == id.bump) {
+        if self
+            .proven
+            .get(id.name.as_str())
+            .is_some_and(|p| p.bump == id.bump)
+        {
             return Check::Refused(Refusal::TwoContents);
         }
-        if let Some((holder, at)) = self.heard.get(&id.addr) {
-            if holder != &id.name && mono.saturating_sub(*at) < self.settings.address_hold {
+        if let Some(heard) = self.heard.get(&id.addr) {
+            if *heard.name != *id.name
+                && nanos(mono).saturating_sub(heard.at_ns) < nanos(self.settings.address_hold)
+            {
                 return Check::Refused(Refusal::AddressTaken);
             }
         }
-        if self.proven.len() >= self.settings.capacity && !self.proven.contains_key(&id.name) {
+        if self.proven.len() >= self.settings.capacity
+            && !self.proven.contains_key(id.name.as_str())
+        {
             // Full of names: make room from names whose certificate is gone.
             let certs = &self.certs;
             let serials: std::collections::HashSet<u64> =
                 certs.values().map(|v| v.serial()).collect();
             self.proven.retain(|_, p| serials.contains(&p.serial));
         }
-        self.proven.insert(
-            id.name.clone(),
+        self.keep_proven(
+            id,
             Proven {
                 bump: id.bump,
                 content,
