@@ -191,7 +191,7 @@ fn learn(certs: &Certs, ids: &[NodeId]) -> (MemberBook, Duration, usize) {
         let digest = book
             .learn_cert(&c.cert, BUMP / 1000)
             .expect("a certificate of the bench's CA");
-        let shared = book.shared(&digest).expect("just learned").clone();
+        let shared = book.held(&digest).expect("just learned").clone();
         keys.adopt(digest, shared).expect("a pair key");
         let check = book.check(id, BUMP, Duration::ZERO);
         assert!(

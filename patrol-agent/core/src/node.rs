@@ -672,7 +672,7 @@ impl Node {
     /// only: the set-up of 100,000 nodes would otherwise derive millions).
     pub fn vouch_certs<'a>(
         &mut self,
-        certs: impl Iterator<Item = &'a std::sync::Arc<crate::trust::Verified>>,
+        certs: impl Iterator<Item = &'a crate::trust::CompactCert>,
         derive_keys: bool,
     ) {
         let mut learned = Vec::new();
@@ -680,7 +680,7 @@ impl Node {
             for c in certs {
                 gate.book.vouch_cert(c);
                 if derive_keys {
-                    learned.push(crate::trust::cert_digest(&c.cert));
+                    learned.push(c.digest());
                 }
             }
         }
@@ -1005,10 +1005,10 @@ impl Node {
             return;
         };
         for digest in learned {
-            let Some(verified) = gate.book.shared(digest).cloned() else {
+            let Some(cert) = gate.book.held(digest).cloned() else {
                 continue;
             };
-            if let Some(key) = self.core.adopt_peer(*digest, verified) {
+            if let Some(key) = self.core.adopt_peer(*digest, cert) {
                 gate.keep_key(*digest, key);
             }
         }
@@ -1028,7 +1028,7 @@ impl Node {
         let mut learned = Vec::new();
         if let Some(gate) = self.gate.as_mut() {
             for cert in &learn {
-                let known = gate.book.cert(&crate::trust::cert_digest(cert)).is_some();
+                let known = gate.book.has_cert(&crate::trust::cert_digest(cert));
                 match gate.book.learn_cert(cert, now.unix_ms / 1000) {
                     Ok(digest) if !known => {
                         gate.counters.certs_learned += 1;
@@ -1050,7 +1050,7 @@ impl Node {
         // speaks from that address (a seed we know by address only).
         let introduced = self.gate.as_mut().is_some_and(|gate| {
             let digest = crate::trust::cert_digest(&mine);
-            let known = gate.book.verified(&digest).is_some();
+            let known = gate.book.has_cert(&digest);
             if known {
                 gate.introduced(from, digest);
             }
@@ -1061,11 +1061,7 @@ impl Node {
             let certs: Vec<crate::trust::Certificate> = self
                 .gate
                 .as_ref()
-                .map(|gate| {
-                    want.iter()
-                        .filter_map(|d| gate.book.cert(d).cloned())
-                        .collect()
-                })
+                .map(|gate| want.iter().filter_map(|d| gate.book.cert(d)).collect())
                 .unwrap_or_default();
             // An empty list is an introduction: always answered with
             // ours (the asker may have restarted and forgotten it).

@@ -5,7 +5,7 @@
 
 use patrol_core::trust::authorization::SweepAsk;
 use patrol_core::trust::testing::{bundle, ca_with, issued};
-use patrol_core::trust::{Authorization, Credentials, Role, Scope, SigningKey, Verified};
+use patrol_core::trust::{Authorization, CompactCert, Credentials, Role, Scope, SigningKey};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -695,14 +695,9 @@ fn identities(
         ids[i] = signed;
     }
     // Each certificate once, shared by every node that holds it.
-    let verified: Vec<std::sync::Arc<Verified>> = certs
+    let verified: Vec<CompactCert> = certs
         .iter()
-        .map(|cert| {
-            std::sync::Arc::new(Verified {
-                cert: cert.clone(),
-                key: cert.public_key().expect("a certificate the run made"),
-            })
-        })
+        .map(|cert| CompactCert::new(cert).expect("a certificate the run made"))
         .collect();
     for (i, node) in nodes.iter_mut().enumerate() {
         // Its view and the coordinator (whom every node of a converged

@@ -157,7 +157,7 @@ impl Gate {
         if let Some(k) = self.keys.get(digest) {
             return Some(k.clone());
         }
-        let theirs = self.book.verified(digest)?.key;
+        let theirs = self.book.held(digest)?.verifying_key().ok()?;
         let key = PairKey::derive(&self.mine, &theirs).ok()?;
         self.keep_key(*digest, key.clone());
         Some(key)
@@ -200,11 +200,11 @@ impl Gate {
     ) -> Result<[u8; PACKET_TAG_LEN], Option<CertDigest>> {
         let named = to.proof.as_ref().map(|p| p.cert);
         let digest = named
-            .filter(|d| self.book.verified(d).is_some())
+            .filter(|d| self.book.has_cert(d))
             .or_else(|| {
                 self.book
                     .cert_of(&to.name)
-                    .filter(|d| self.book.verified(d).is_some())
+                    .filter(|d| self.book.has_cert(d))
             })
             .or_else(|| self.addr_certs.get(&to.addr).copied());
         match digest.and_then(|d| self.pair_key(&d)) {

@@ -23,8 +23,11 @@
 //!   live victim's address and displace it (foca keys members by address).
 //!
 //! Certificates arrive separately (`membership::gate`, the `CH_CERT`
-//! exchange) and are kept by digest, bounded; an identity whose certificate
-//! is not known yet is [`Check::UnknownCert`], and the gate asks the sender.
+//! exchange) and are kept by digest, bounded, as [`CompactCert`]s (the
+//! book holds one per member: its encoding and the few fields read often,
+//! the Edwards point decompressed only for a new identity's proof); an
+//! identity whose certificate is not known yet is [`Check::UnknownCert`],
+//! and the gate asks the sender.
 
 use core::net::SocketAddr;
 use std::collections::{HashMap, VecDeque};
@@ -35,7 +38,7 @@ use ed25519_dalek::Signature;
 use sha2::{Digest, Sha256};
 
 use crate::identity::NodeId;
-use crate::trust::{cert_digest, CertDigest, Certificate, TrustBundle, TrustError, Verified};
+use crate::trust::{cert_digest, CertDigest, Certificate, CompactCert, TrustBundle, TrustError};
 
 /// Bounds and tolerances of the book.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,13 +115,29 @@ pub struct MemberBook {
     cluster: String,
     bundle: TrustBundle,
     settings: BookSettings,
-    /// Shared: a certificate is kept once however many books hold it
-    /// (the simulator's nodes vouch for the same ones).
-    certs: HashMap<CertDigest, Arc<Verified>>,
+    /// Shared: a certificate is kept once however many books (and pair-key
+    /// caches) hold it (the simulator's nodes vouch for the same ones).
+    certs: HashMap<CertDigest, CompactCert>,
     cert_order: VecDeque<CertDigest>,
-    proven: HashMap<String, Proven>,
-    /// Which name was last heard from an address, and when (monotonic).
-    heard: HashMap<SocketAddr, (String, Duration)>,
+    /// By name; the name is shared with `heard` (one allocation per
+    /// member, not two).
+    proven: HashMap<Arc<str>, Proven>,
+    /// Which name was last heard from an address, and when.
+    heard: HashMap<SocketAddr, Heard>,
+}
+
+/// The name last heard from an address.
+#[derive(Debug, Clone)]
+struct Heard {
+    name: Arc<str>,
+    /// When, in nanoseconds of the monotonic clock (a `Duration` takes 16
+    /// bytes; 64 bits of nanoseconds last 584 years).
+    at_ns: u64,
+}
+
+/// `mono` in nanoseconds (saturating, centuries away).
+fn nanos(mono: Duration) -> u64 {
+    u64::try_from(mono.as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl MemberBook {
@@ -154,20 +173,27 @@ impl MemberBook {
         if self.certs.contains_key(&digest) {
             return Ok(digest);
         }
-        let verified = self.bundle.verify(cert, "node", now_s)?;
+        self.bundle.verify(cert, "node", now_s)?;
+        let compact = CompactCert::new(cert)?;
         if self.certs.len() >= self.settings.capacity {
             if let Some(old) = self.cert_order.pop_front() {
                 self.certs.remove(&old);
             }
         }
-        self.certs.insert(digest, Arc::new(verified));
+        self.certs.insert(digest, compact);
         self.cert_order.push_back(digest);
         Ok(digest)
     }
 
-    /// A certificate the book holds, to answer a peer that wants it.
-    pub fn cert(&self, digest: &CertDigest) -> Option<&Certificate> {
-        self.certs.get(digest).map(|v| &v.cert)
+    /// A certificate the book holds, decoded, to answer a peer that wants
+    /// it.
+    pub fn cert(&self, digest: &CertDigest) -> Option<Certificate> {
+        self.certs.get(digest)?.certificate().ok()
+    }
+
+    /// Whether the book holds certificate `digest`.
+    pub fn has_cert(&self, digest: &CertDigest) -> bool {
+        self.certs.contains_key(digest)
     }
 
     /// Node certificates held.
@@ -195,8 +221,8 @@ impl MemberBook {
     pub fn vouch(&mut self, id: &NodeId, serial: u64) {
         let content = self.content(id);
         let cert = id.proof.as_ref().map(|p| p.cert).unwrap_or_default();
-        self.proven.insert(
-            id.name.clone(),
+        self.keep_proven(
+            id,
             Proven {
                 bump: id.bump,
                 content,
@@ -208,21 +234,16 @@ impl MemberBook {
 
     /// Keep a certificate without checking it: one the caller vouches for
     /// (the simulator's, which made it), shared with the caller.
-    pub fn vouch_cert(&mut self, verified: &Arc<Verified>) {
-        let digest = cert_digest(&verified.cert);
-        if self.certs.insert(digest, verified.clone()).is_none() {
+    pub fn vouch_cert(&mut self, cert: &CompactCert) {
+        let digest = cert.digest();
+        if self.certs.insert(digest, cert.clone()).is_none() {
             self.cert_order.push_back(digest);
         }
     }
 
-    /// The checked certificate `digest` names.
-    pub fn verified(&self, digest: &CertDigest) -> Option<&Verified> {
-        self.certs.get(digest).map(|v| &**v)
-    }
-
-    /// The checked certificate `digest` names, to share (the sweep's pair
-    /// keys keep the same one).
-    pub fn shared(&self, digest: &CertDigest) -> Option<&Arc<Verified>> {
+    /// The checked certificate `digest` names; clone it to share it (the
+    /// sweep's pair keys keep the same one).
+    pub fn held(&self, digest: &CertDigest) -> Option<&CompactCert> {
         self.certs.get(digest)
     }
 
@@ -234,21 +255,41 @@ impl MemberBook {
     /// A datagram whose header names `id` as its sender arrived from `id`'s
     /// address: the address is held by that name for `address_hold`.
     pub fn heard_from(&mut self, id: &NodeId, mono: Duration) {
-        if let Some((name, at)) = self.heard.get_mut(&id.addr) {
-            if name == &id.name {
-                *at = mono;
+        let now = nanos(mono);
+        if let Some(heard) = self.heard.get_mut(&id.addr) {
+            if *heard.name == *id.name {
+                heard.at_ns = now;
                 return;
             }
         }
         if self.heard.len() >= self.settings.capacity {
-            let hold = self.settings.address_hold;
+            let hold = nanos(self.settings.address_hold);
             self.heard
-                .retain(|_, (_, at)| mono.saturating_sub(*at) < hold);
+                .retain(|_, heard| now.saturating_sub(heard.at_ns) < hold);
             if self.heard.len() >= self.settings.capacity {
                 return;
             }
         }
-        self.heard.insert(id.addr, (id.name.clone(), mono));
+        let name = match self.proven.get_key_value(id.name.as_str()) {
+            Some((name, _)) => Arc::clone(name),
+            None => Arc::from(id.name.as_str()),
+        };
+        self.heard.insert(id.addr, Heard { name, at_ns: now });
+    }
+
+    /// `proven` is the latest proven identity of `id`'s name. A name held
+    /// keeps its key; a new one shares the name `heard` holds for its
+    /// address, if that is the same (a name proven again after `forget`).
+    fn keep_proven(&mut self, id: &NodeId, proven: Proven) {
+        if let Some(p) = self.proven.get_mut(id.name.as_str()) {
+            *p = proven;
+            return;
+        }
+        let name = match self.heard.get(&id.addr) {
+            Some(heard) if *heard.name == *id.name => Arc::clone(&heard.name),
+            _ => Arc::from(id.name.as_str()),
+        };
+        self.proven.insert(name, proven);
     }
 
     /// Is `id` proven? `unix_ms` bounds its bump; `mono` dates address
@@ -258,7 +299,7 @@ impl MemberBook {
             return Check::Refused(Refusal::Unproven);
         };
         let content = self.content(id);
-        if let Some(p) = self.proven.get(&id.name) {
+        if let Some(p) = self.proven.get(id.name.as_str()) {
             if p.bump == id.bump && p.content == content {
                 return Check::Proven {
                     serial: p.serial,
@@ -279,8 +320,12 @@ impl MemberBook {
         let Ok(sig) = <[u8; 64]>::try_from(&*proof.sig) else {
             return Check::Refused(Refusal::BadSignature);
         };
-        if cert
-            .key
+        // Decompressed now: once per new identity, next to the signature
+        // check it serves.
+        let Ok(key) = cert.verifying_key() else {
+            return Check::Refused(Refusal::BadSignature);
+        };
+        if key
             .verify_strict(
                 &id.signed_bytes(&self.cluster),
                 &Signature::from_bytes(&sig),
@@ -292,23 +337,31 @@ impl MemberBook {
         if id.bump > unix_ms.saturating_add(self.settings.bump_slack.as_millis() as u64) {
             return Check::Refused(Refusal::FutureBump);
         }
-        if self.proven.get(&id.name).is_some_and(|p| p.bump == id.bump) {
+        if self
+            .proven
+            .get(id.name.as_str())
+            .is_some_and(|p| p.bump == id.bump)
+        {
             return Check::Refused(Refusal::TwoContents);
         }
-        if let Some((holder, at)) = self.heard.get(&id.addr) {
-            if holder != &id.name && mono.saturating_sub(*at) < self.settings.address_hold {
+        if let Some(heard) = self.heard.get(&id.addr) {
+            if *heard.name != *id.name
+                && nanos(mono).saturating_sub(heard.at_ns) < nanos(self.settings.address_hold)
+            {
                 return Check::Refused(Refusal::AddressTaken);
             }
         }
-        if self.proven.len() >= self.settings.capacity && !self.proven.contains_key(&id.name) {
+        if self.proven.len() >= self.settings.capacity
+            && !self.proven.contains_key(id.name.as_str())
+        {
             // Full of names: make room from names whose certificate is gone.
             let certs = &self.certs;
             let serials: std::collections::HashSet<u64> =
                 certs.values().map(|v| v.serial()).collect();
             self.proven.retain(|_, p| serials.contains(&p.serial));
         }
-        self.proven.insert(
-            id.name.clone(),
+        self.keep_proven(
+            id,
             Proven {
                 bump: id.bump,
                 content,
@@ -348,9 +401,10 @@ impl MemberBook {
         };
         v.serial() == proven.serial
             && v.name() == name
-            && v.key
-                .verify_strict(bytes, &Signature::from_bytes(&sig))
-                .is_ok()
+            && v.verifying_key().is_ok_and(|key| {
+                key.verify_strict(bytes, &Signature::from_bytes(&sig))
+                    .is_ok()
+            })
     }
 
     pub fn cluster(&self) -> &str {

@@ -286,11 +286,11 @@ impl SweepTrust {
             .peers
             .peer(&self.bundle, &auth.coordinator, unix_ms / 1000)
             .map_err(|e| format!("coordinator certificate refused: {e}"))?;
-        if coordinator.verified.name() != req.coordinator.name {
+        if coordinator.cert.name() != req.coordinator.name {
             return Err(format!(
                 "the request names coordinator `{}` but carries the certificate of `{}`",
                 req.coordinator.name,
-                coordinator.verified.name()
+                coordinator.cert.name()
             ));
         }
         let pair = coordinator.key.clone();
@@ -372,17 +372,21 @@ impl SweepTrust {
                 Some(peer) => (*digest, peer),
                 None => {
                     return Err(match self.peers.lapsed(digest, now_s) {
-                        Some(p) => {
-                            let cert = p.verified.cert.clone();
-                            self.expired(sweep_id, node, nonce, payload, &proof.mac, &cert)
-                        }
+                        Some(p) => match p.cert.certificate() {
+                            Ok(cert) => {
+                                self.expired(sweep_id, node, nonce, payload, &proof.mac, &cert)
+                            }
+                            Err(e) => ProofRefusal::Forged(format!(
+                                "an answer for `{node}` with a refused certificate: {e}"
+                            )),
+                        },
                         None => ProofRefusal::Unknown,
                     })
                 }
             },
         };
         check_mac(
-            &peer.verified,
+            peer.cert.name(),
             &peer.key,
             sweep_id,
             node,
@@ -423,7 +427,7 @@ impl SweepTrust {
             Ok(pair) => pair,
             Err(e) => return refused(&e),
         };
-        match check_mac(&verified, &pair, sweep_id, node, nonce, payload, mac) {
+        match check_mac(verified.name(), &pair, sweep_id, node, nonce, payload, mac) {
             Ok(()) => ProofRefusal::Expired {
                 serial: cert.body.serial,
                 not_after: cert.body.not_after,
@@ -433,10 +437,10 @@ impl SweepTrust {
     }
 }
 
-/// Whether the answer's `mac` is `node`'s proof by `verified` (the node
-/// certificate it names) under `pair`.
+/// Whether the answer's `mac` is `node`'s proof by the node certificate it
+/// names (whose name is `cert_name`) under `pair`.
 fn check_mac(
-    verified: &Verified,
+    cert_name: &str,
     pair: &PairKey,
     sweep_id: u64,
     node: &str,
@@ -444,10 +448,9 @@ fn check_mac(
     payload: &AnswerPayload,
     mac: &[u8],
 ) -> Result<(), ProofRefusal> {
-    if verified.name() != node {
+    if cert_name != node {
         return Err(ProofRefusal::Forged(format!(
-            "an answer for `{node}` proved by `{}`",
-            verified.name()
+            "an answer for `{node}` proved by `{cert_name}`"
         )));
     }
     if !pair.check_answer(sweep_id, node, nonce, &payload.body, mac) {

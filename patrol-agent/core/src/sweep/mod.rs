@@ -343,9 +343,9 @@ impl SweepCore {
     pub fn adopt_peer(
         &mut self,
         digest: crate::trust::CertDigest,
-        verified: std::sync::Arc<crate::trust::Verified>,
+        cert: crate::trust::CompactCert,
     ) -> Option<crate::trust::PairKey> {
-        self.env.trust.as_mut()?.peers.adopt(digest, verified).ok()
+        self.env.trust.as_mut()?.peers.adopt(digest, cert).ok()
     }
 
     /// Peer certificates verified and pair keys derived so far.

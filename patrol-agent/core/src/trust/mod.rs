@@ -8,6 +8,8 @@
 //!   X.509) and the armored text form of certificates and private keys;
 //!   `cert_layout.rs` lays its body out in each version (1, and 2 with an
 //!   operator scope's share);
+//! - [`compact`]: a checked node certificate as a member book keeps it,
+//!   compactly (one per member);
 //! - [`bundle`]: the CAs a node accepts (several, for rotation), the
 //!   issuing CAs below them, and the deny list of revoked serials;
 //! - [`names`]: the name patterns an issuing CA (and an enrollment token)
@@ -23,6 +25,7 @@ pub mod authorization;
 pub mod bundle;
 pub mod cert;
 mod cert_layout;
+pub mod compact;
 pub mod forget;
 pub mod names;
 pub mod pairwise;
@@ -31,6 +34,7 @@ pub mod scope;
 pub use authorization::{AuthError, Authorization};
 pub use bundle::{Revocations, TrustBundle, Verified};
 pub use cert::{CertBody, Certificate, KeyId, Role, CERT_VERSION};
+pub use compact::CompactCert;
 pub use forget::SignedForget;
 pub use names::NamePatterns;
 pub use pairwise::{cert_digest, CertDigest, PairKey, PeerKeys, PACKET_TAG_LEN};

@@ -12,7 +12,6 @@
 //! not once per answer.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use hmac::{Hmac, Mac};
@@ -21,6 +20,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use super::bundle::{TrustBundle, Verified};
 use super::cert::Certificate;
+use super::compact::CompactCert;
 use super::TrustError;
 
 const PAIR_SALT: &[u8] = b"patrol-pair-v1";
@@ -176,10 +176,12 @@ impl PairKey {
 }
 
 /// What the cache holds per peer certificate. The certificate is shared
-/// with the member book that checked it (see [`PeerKeys::adopt`]).
+/// with the member book that checked it (see [`PeerKeys::adopt`]), and
+/// kept compactly: its name and expiry are read per answer, the whole
+/// certificate only for an answer under an expired one.
 #[derive(Debug, Clone)]
 pub struct Peer {
-    pub verified: Arc<Verified>,
+    pub cert: CompactCert,
     pub key: PairKey,
     /// An answer proven with this certificate was taken: its node names
     /// the certificate by digest from then on, rather than sending it
@@ -281,10 +283,11 @@ impl PeerKeys {
         let fresh = self
             .peers
             .get(&digest)
-            .is_some_and(|p| now_s <= p.verified.cert.body.not_after);
+            .is_some_and(|p| now_s <= p.cert.not_after());
         if !fresh {
-            let verified = Arc::new(bundle.verify(cert, "node", now_s)?);
-            self.insert(digest, verified)?;
+            let verified = bundle.verify(cert, "node", now_s)?;
+            let key = PairKey::derive(&self.mine, &verified.key)?;
+            self.insert(digest, CompactCert::new(cert)?, key);
         }
         self.peers
             .get(&digest)
@@ -299,23 +302,17 @@ impl PeerKeys {
     /// per answer, not a certificate check and an X25519. Returns the key
     /// (the gate tags membership packets with the same one). A
     /// certificate already cached is not derived again.
-    pub fn adopt(
-        &mut self,
-        digest: CertDigest,
-        verified: Arc<Verified>,
-    ) -> Result<PairKey, TrustError> {
+    pub fn adopt(&mut self, digest: CertDigest, cert: CompactCert) -> Result<PairKey, TrustError> {
         if let Some(p) = self.peers.get(&digest) {
             return Ok(p.key.clone());
         }
-        self.insert(digest, verified)
+        let key = PairKey::derive(&self.mine, &cert.verifying_key()?)?;
+        self.insert(digest, cert, key.clone());
+        Ok(key)
     }
 
-    fn insert(
-        &mut self,
-        digest: CertDigest,
-        verified: Arc<Verified>,
-    ) -> Result<PairKey, TrustError> {
-        let key = PairKey::derive(&self.mine, &verified.key)?;
+    /// Cache `cert` and the key derived with it.
+    fn insert(&mut self, digest: CertDigest, cert: CompactCert, key: PairKey) {
         self.derived += 1;
         if self.peers.len() >= self.capacity && !self.peers.contains_key(&digest) {
             if let Some(old) = self.order.pop_front() {
@@ -325,8 +322,8 @@ impl PeerKeys {
             }
         }
         let peer = Peer {
-            verified,
-            key: key.clone(),
+            cert,
+            key,
             answered: false,
         };
         match self.peers.insert(digest, peer) {
@@ -334,7 +331,6 @@ impl PeerKeys {
             Some(old) if old.answered => self.answered -= 1,
             Some(_) => {}
         }
-        Ok(key)
     }
 
     /// The cached peer whose certificate has digest `digest`, unless its
@@ -342,7 +338,7 @@ impl PeerKeys {
     pub fn known(&self, digest: &CertDigest, now_s: u64) -> Option<&Peer> {
         self.peers
             .get(digest)
-            .filter(|p| now_s <= p.verified.cert.body.not_after)
+            .filter(|p| now_s <= p.cert.not_after())
     }
 
     /// The cached peer whose certificate has digest `digest` and expired
@@ -350,7 +346,7 @@ impl PeerKeys {
     pub fn lapsed(&self, digest: &CertDigest, now_s: u64) -> Option<&Peer> {
         self.peers
             .get(digest)
-            .filter(|p| now_s > p.verified.cert.body.not_after)
+            .filter(|p| now_s > p.cert.not_after())
     }
 
     /// The key this node shares with `peer`, derived now and not cached
