@@ -29,8 +29,8 @@ use patrol_core::membership::gate::Gate;
 use patrol_core::membership::proof::{BookSettings, MemberBook};
 use patrol_core::membership::roster::Roster;
 use patrol_core::trust::{
-    cert_digest, issue, Certificate, Credentials, Issue, PairKey, Revocations, Role, SigningKey,
-    TrustBundle, PACKET_TAG_LEN,
+    cert_digest, issue, Certificate, Credentials, Issue, PairKey, PeerKeys, Revocations, Role,
+    SigningKey, TrustBundle, PACKET_TAG_LEN,
 };
 use patrol_core::Now;
 
@@ -197,12 +197,21 @@ fn main() {
     let ups: Vec<NodeId> = f.ids[2..8].to_vec();
     let full = tagged(&f, 1, 0, packet(&f.ids[1], me, Message::Gossip, &ups));
     let mut g = gate(&f, 0, 1..rounds + 8);
-    let _ = g.filter(now, from, me, &full);
+    // The node's pair-key cache, which the gate shares with the sweep.
+    let keys = || PeerKeys::new(f.creds[0].key.clone(), 131_072);
+    let mut k = keys();
+    let _ = g.filter(now, from, me, &full, Some(&mut k));
     let cached_probe = time(rounds, |_| {
-        assert!(g.filter(now, from, me, &probe).packet.is_some());
+        assert!(g
+            .filter(now, from, me, &probe, Some(&mut k))
+            .packet
+            .is_some());
     });
     let cached_gossip = time(rounds, |_| {
-        assert!(g.filter(now, from, me, &full).packet.is_some());
+        assert!(g
+            .filter(now, from, me, &full, Some(&mut k))
+            .packet
+            .is_some());
     });
     // One identity in each packet the gate has not seen (its certificate
     // known): one signature check.
@@ -214,13 +223,18 @@ fn main() {
         })
         .collect();
     let mut g2 = gate(&f, 0, 1..rounds + 8);
-    let _ = g2.filter(now, from, me, &full);
+    let mut k2 = keys();
+    let _ = g2.filter(now, from, me, &full, Some(&mut k2));
     let one_new = time(rounds, |i| {
-        assert!(g2.filter(now, from, me, &fresh[i]).packet.is_some());
+        assert!(g2
+            .filter(now, from, me, &fresh[i], Some(&mut k2))
+            .packet
+            .is_some());
     });
     // A sender met for the first time: its certificate arrives (checked),
     // then its probe (its identity checked, the pair key derived).
     let mut g3 = gate(&f, 0, std::iter::empty());
+    let mut k3 = keys();
     let probes: Vec<Vec<u8>> = (1..=rounds)
         .map(|i| tagged(&f, i, 0, packet(&f.ids[i], me, Message::Ping(1), &[])))
         .collect();
@@ -228,7 +242,10 @@ fn main() {
         g3.book
             .learn_cert(&f.creds[i + 1].cert, NOW_MS / 1000)
             .unwrap();
-        assert!(g3.filter(now, from, me, &probes[i]).packet.is_some());
+        assert!(g3
+            .filter(now, from, me, &probes[i], Some(&mut k3))
+            .packet
+            .is_some());
     });
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     println!("thread CPU, medians of {rounds} rounds:");

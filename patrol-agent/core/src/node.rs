@@ -894,7 +894,7 @@ impl Node {
             None => body,
             Some(gate) => {
                 let me = self.foca.identity().clone();
-                let f = gate.filter(now, from, &me, body);
+                let f = gate.filter(now, from, &me, body, self.core.peer_keys());
                 self.want_certs(from, f.want);
                 match f.packet {
                     Some(p) => {
@@ -919,7 +919,7 @@ impl Node {
     fn send_foca(&mut self, now: Now, to: &NodeId, data: &[u8]) {
         match self.gate.as_mut() {
             None => self.emit(to.addr, Channel::Foca, data, DatagramKind::Foca),
-            Some(gate) => match gate.tag_for(now, to, data) {
+            Some(gate) => match gate.tag_for(now, to, data, self.core.peer_keys()) {
                 Ok(tag) => {
                     let mut tagged = Vec::with_capacity(data.len() + tag.len());
                     tagged.extend_from_slice(data);
@@ -1008,9 +1008,8 @@ impl Node {
             let Some(cert) = gate.book.held(digest).cloned() else {
                 continue;
             };
-            if let Some(key) = self.core.adopt_peer(*digest, cert) {
-                gate.keep_key(*digest, key);
-            }
+            // One cache for the sweep and the gate.
+            let _ = self.core.adopt_peer(*digest, cert);
         }
     }
 

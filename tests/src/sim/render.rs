@@ -194,9 +194,7 @@ impl SimReport {
             .others_by_kind
             .iter()
             .take(6)
-            .map(|(kind, calls, ms)| {
-                format!("{kind} {calls} × {:.1} µs a node", ms * 1e3 / others)
-            })
+            .map(|(kind, calls, ms)| format!("{kind} {calls} × {:.1} µs a node", ms * 1e3 / others))
             .collect();
         let _ = writeln!(o, "    other nodes' calls by kind: {}", kinds.join(", "));
         let _ = writeln!(

@@ -20,7 +20,8 @@
 //!
 //! Every foca packet between certified nodes also ends in a 16-byte tag,
 //! an HMAC under the pair key of its sender and its receiver (X25519 of
-//! their certified keys, derived once and cached): a proven identity is
+//! their certified keys, derived once and cached in the sweep's
+//! [`PeerKeys`], which proves answers with the same key): a proven identity is
 //! public, and anyone holding the cluster key could name it as a packet's
 //! sender; the tag proves the node itself sent it. A packet whose tag does
 //! not check is dropped and its source recorded as an intruder.
@@ -43,7 +44,7 @@ use super::roster::{Roster, Sighting};
 use crate::clock::Now;
 use crate::codec::BincodeCodec;
 use crate::identity::NodeId;
-use crate::trust::{CertDigest, PairKey, SigningKey, PACKET_TAG_LEN};
+use crate::trust::{CertDigest, PairKey, PeerKeys, SigningKey, PACKET_TAG_LEN};
 
 pub use super::wire::{CertMessage, MAX_HAVE, MAX_WANT};
 
@@ -53,8 +54,7 @@ const MAX_PENDING: usize = 1024;
 const MAX_PENDING_PACKETS: usize = 256;
 /// A digest is asked for again after this long.
 const ASK_AGAIN: Duration = Duration::from_secs(1);
-/// Most pair keys and address-certificate pairs kept.
-const MAX_KEYS: usize = 131_072;
+/// Most address-certificate pairs kept.
 const MAX_ADDR_CERTS: usize = 4096;
 /// Most intruders remembered.
 const MAX_INTRUDERS: usize = 256;
@@ -126,10 +126,8 @@ pub struct Gate {
     pending_packets: VecDeque<(CertDigest, SocketAddr, Vec<u8>)>,
     asked: HashMap<CertDigest, Duration>,
     intruders: BTreeMap<(String, SocketAddr), Intruder>,
-    /// This node's key, for pair keys.
+    /// This node's key, for pair keys when no cache is given.
     mine: SigningKey,
-    keys: HashMap<CertDigest, PairKey>,
-    key_order: VecDeque<CertDigest>,
     /// The certificate each address introduced itself with (for seeds,
     /// known by address only).
     addr_certs: HashMap<SocketAddr, CertDigest>,
@@ -146,37 +144,21 @@ impl Gate {
             asked: HashMap::new(),
             intruders: BTreeMap::new(),
             mine,
-            keys: HashMap::new(),
-            key_order: VecDeque::new(),
             addr_certs: HashMap::new(),
         }
     }
 
-    /// The pair key with the holder of certificate `digest` (derived once).
-    fn pair_key(&mut self, digest: &CertDigest) -> Option<PairKey> {
-        if let Some(k) = self.keys.get(digest) {
-            return Some(k.clone());
+    /// The pair key with the holder of certificate `digest`: from `keys`,
+    /// the sweep's cache (derived there once, when the node learned the
+    /// certificate, or now), so that each key is held once for both the
+    /// membership packets' tags and the answers' proofs. Without a cache,
+    /// derived each time.
+    fn pair_key(&self, keys: Option<&mut PeerKeys>, digest: &CertDigest) -> Option<PairKey> {
+        let cert = self.book.held(digest)?;
+        match keys {
+            Some(keys) => keys.adopt(*digest, cert.clone()).ok(),
+            None => PairKey::derive(&self.mine, &cert.verifying_key().ok()?).ok(),
         }
-        let theirs = self.book.held(digest)?.verifying_key().ok()?;
-        let key = PairKey::derive(&self.mine, &theirs).ok()?;
-        self.keep_key(*digest, key.clone());
-        Some(key)
-    }
-
-    /// Keep the pair key with the holder of certificate `digest`, derived
-    /// elsewhere (when the node learned the certificate) from this
-    /// node's key.
-    pub fn keep_key(&mut self, digest: CertDigest, key: PairKey) {
-        if self.keys.contains_key(&digest) {
-            return;
-        }
-        if self.keys.len() >= MAX_KEYS {
-            if let Some(old) = self.key_order.pop_front() {
-                self.keys.remove(&old);
-            }
-        }
-        self.keys.insert(digest, key);
-        self.key_order.push_back(digest);
     }
 
     /// `addr` introduced itself with certificate `digest`.
@@ -197,6 +179,7 @@ impl Gate {
         now: Now,
         to: &NodeId,
         packet: &[u8],
+        keys: Option<&mut PeerKeys>,
     ) -> Result<[u8; PACKET_TAG_LEN], Option<CertDigest>> {
         let named = to.proof.as_ref().map(|p| p.cert);
         let digest = named
@@ -207,7 +190,7 @@ impl Gate {
                     .filter(|d| self.book.has_cert(d))
             })
             .or_else(|| self.addr_certs.get(&to.addr).copied());
-        match digest.and_then(|d| self.pair_key(&d)) {
+        match digest.and_then(|d| self.pair_key(keys, &d)) {
             Some(key) => Ok(key.packet_tag(packet)),
             None => {
                 self.counters.packets_untagged += 1;
@@ -261,7 +244,14 @@ impl Gate {
     }
 
     /// Filter one foca packet `body` from `from`, for node `me`.
-    pub fn filter(&mut self, now: Now, from: SocketAddr, me: &NodeId, body: &[u8]) -> Filtered {
+    pub fn filter(
+        &mut self,
+        now: Now,
+        from: SocketAddr,
+        me: &NodeId,
+        body: &[u8],
+        keys: Option<&mut PeerKeys>,
+    ) -> Filtered {
         let mut out = Filtered::default();
         let mut codec = BincodeCodec;
         let mut buf = body;
@@ -290,7 +280,7 @@ impl Gate {
                 // Proven identities are public: the tag says the node
                 // itself sent this.
                 let digest = header.src.proof.as_ref().map(|p| p.cert);
-                let key = digest.and_then(|d| self.pair_key(&d));
+                let key = digest.and_then(|d| self.pair_key(keys, &d));
                 if !key.is_some_and(|k| k.check_packet_tag(packet, tag)) {
                     self.counters.packets_forged += 1;
                     self.intruder(

@@ -337,15 +337,22 @@ impl SweepCore {
     }
 
     /// A node certificate the member book checked and learned: its pair
-    /// key is derived now and cached (see [`crate::trust::PeerKeys::adopt`]);
-    /// returned for the gate. None without certificates or for a key of
-    /// small order.
+    /// key is derived now and cached (see [`crate::trust::PeerKeys::adopt`]),
+    /// for the answers' proofs and the membership gate's packet tags
+    /// alike ([`SweepCore::peer_keys`]). None without certificates or for
+    /// a key of small order.
     pub fn adopt_peer(
         &mut self,
         digest: crate::trust::CertDigest,
         cert: crate::trust::CompactCert,
     ) -> Option<crate::trust::PairKey> {
         self.env.trust.as_mut()?.peers.adopt(digest, cert).ok()
+    }
+
+    /// The pair-key cache, with certificates (the membership gate tags
+    /// and checks its packets with the same keys).
+    pub fn peer_keys(&mut self) -> Option<&mut crate::trust::PeerKeys> {
+        self.env.trust.as_mut().map(|t| &mut t.peers)
     }
 
     /// Peer certificates verified and pair keys derived so far.
