@@ -133,6 +133,11 @@ pub enum MemberEvent {
     Defunct,
 }
 
+/// Entries a drained output queue keeps room for; a burst that grew one
+/// past twice this gives the memory back once it is drained (a node that
+/// learns 100,000 members would otherwise keep a slot per member in each).
+const QUEUE_KEEP: usize = 64;
+
 /// What the shell must do on the node's behalf.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
@@ -331,7 +336,13 @@ impl Node {
     /// The next thing the shell must do, if any. Call until `None` after
     /// every input.
     pub fn next_output(&mut self) -> Option<Output> {
-        self.out.pop_front()
+        let next = self.out.pop_front();
+        if next.is_none() && self.out.capacity() > 2 * QUEUE_KEEP {
+            // A burst (thousands of members learned at once) is not kept
+            // as capacity for good.
+            self.out.shrink_to(QUEUE_KEEP);
+        }
+        next
     }
 
     /// Join through `seeds` (gossip addresses): announce to each, retried
@@ -1262,6 +1273,7 @@ impl Node {
                 break;
             }
         }
+        self.rt.release(QUEUE_KEEP);
     }
 
     fn on_notification(&mut self, now: Now, n: OwnedNotification<NodeId>) {

@@ -390,6 +390,22 @@ impl<T> AccumulatingRuntime<T> {
     pub fn backlog(&self) -> usize {
         self.to_send.len() + self.to_schedule.len() + self.notifications.len()
     }
+
+    /// Gives back the memory of queues left much longer than `keep`
+    /// entries by a burst (e.g. thousands of members applied at once),
+    /// once they are drained. A queue keeps its longest length otherwise:
+    /// one node holding many members would keep a notification slot per
+    /// member for good.
+    pub fn release(&mut self, keep: usize) {
+        fn shrink<X>(q: &mut VecDeque<X>, keep: usize) {
+            if q.is_empty() && q.capacity() > keep.saturating_mul(2) {
+                q.shrink_to(keep);
+            }
+        }
+        shrink(&mut self.to_send, keep);
+        shrink(&mut self.to_schedule, keep);
+        shrink(&mut self.notifications, keep);
+    }
 }
 
 #[cfg(test)]
@@ -449,6 +465,34 @@ impl<T: PartialEq> AccumulatingRuntime<T> {
 #[cfg(test)]
 mod tests {
     use super::Timer;
+
+    #[test]
+    fn a_drained_queue_gives_back_what_a_burst_took() {
+        use super::AccumulatingRuntime;
+        use core::time::Duration;
+        let mut rt = AccumulatingRuntime::<u8>::new();
+        for i in 0..10_000u32 {
+            rt.to_schedule
+                .push_back((Duration::ZERO, Timer::RemoveDown((i % 251) as u8)));
+        }
+        rt.release(16);
+        assert_eq!(
+            rt.backlog(),
+            10_000,
+            "a queue still holding entries is left alone"
+        );
+        while rt.to_schedule().is_some() {}
+        assert!(rt.to_schedule.capacity() >= 10_000);
+        rt.release(16);
+        assert!(rt.to_schedule.capacity() < 64);
+        // A queue within twice `keep` is left as it is.
+        rt.to_schedule
+            .push_back((Duration::ZERO, Timer::RemoveDown(1)));
+        let _ = rt.to_schedule();
+        let capacity = rt.to_schedule.capacity();
+        rt.release(capacity);
+        assert_eq!(rt.to_schedule.capacity(), capacity);
+    }
 
     #[test]
     fn timers_sort() {

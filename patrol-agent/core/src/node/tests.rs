@@ -597,3 +597,27 @@ fn signed_sweep(mesh: &mut Mesh, ca: &crate::trust::Credentials, i: usize) {
     mesh.nodes[i].start_sweep(now, spec).unwrap();
     mesh.drain(i);
 }
+
+#[test]
+fn a_burst_of_members_is_not_kept_as_queue_capacity() {
+    let now = Now {
+        mono: Duration::ZERO,
+        unix_ms: 1_800_000_000_000,
+    };
+    let me = NodeId::new("me", addr(0), 1, BTreeMap::new());
+    let mut node = Node::new(me, NodeSettings::default(), 5, now);
+    let members = (1..5_000)
+        .map(|i| Member::alive(NodeId::new(format!("n{i}"), addr(i), 1, BTreeMap::new())));
+    node.learn_members(now, members);
+    let mut outputs = 0;
+    while node.next_output().is_some() {
+        outputs += 1;
+    }
+    assert!(outputs > 0, "learning members schedules foca's timers");
+    assert_eq!(node.num_members(), 4_999);
+    assert!(
+        node.out.capacity() <= 2 * super::QUEUE_KEEP,
+        "the drained output queue kept room for {}",
+        node.out.capacity()
+    );
+}
