@@ -395,7 +395,10 @@ impl SweepTrust {
             &proof.mac,
         )?;
         let key = peer.key.clone();
-        self.peers.mark_answered(&digest);
+        if !peer.answered {
+            // Looked up again only the first time.
+            self.peers.mark_answered(&digest);
+        }
         Ok(key)
     }
 

@@ -56,6 +56,8 @@ pub(super) struct Intake {
     /// Of those, the bytes of nodes outside the expected set, bounded by
     /// `max_late_partial_bytes`.
     late_partial_bytes: usize,
+    /// Room for a relayed body's bytes, reused from one answer to the next.
+    body: Vec<u8>,
 }
 
 /// An answer whose pieces are still coming in.
@@ -445,11 +447,15 @@ impl Sweep {
         if cx.trust.is_some() {
             // What the node's proof covers: its body's bytes, encoded
             // from the group and its diff.
+            let mut body = std::mem::take(&mut self.intake.body);
+            shape.encode_body_into(&node, &mut body);
             let payload = AnswerPayload {
-                body: shape.encode_body(&node),
+                body,
                 proof: node.proof,
             };
-            match self.verify(cx, from, &node.node, node.nonce, &payload, trip) {
+            let proof = self.verify(cx, from, &node.node, node.nonce, &payload, trip);
+            self.intake.body = payload.body;
+            match proof {
                 Proof::Taken(t) => trip = t,
                 Proof::Dropped => return,
                 Proof::Expired(outcome) => {

@@ -141,13 +141,23 @@ impl Shape {
 
     /// The encoded [`AnswerBody`] of relayed answer `n` (which must
     /// [`Shape::fits`]): what the node's proof covers.
+    #[cfg(test)]
     pub(crate) fn encode_body(&self, n: &RelayedAnswer) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode_body_into(n, &mut out);
+        out
+    }
+
+    /// [`Shape::encode_body`] into `out` (cleared first; its room is
+    /// reused from one answer to the next).
+    pub(crate) fn encode_body_into(&self, n: &RelayedAnswer, out: &mut Vec<u8>) {
         let enc = self.encoded();
-        let mut out = Vec::with_capacity(
+        out.clear();
+        out.reserve(
             enc.tags.len() + enc.catalog.len() + enc.results.len() + 20 + 64 * n.diff.len(),
         );
         out.extend_from_slice(&enc.tags);
-        encode_into(&(n.received_unix_ms, n.checks_ms), &mut out);
+        encode_into(&(n.received_unix_ms, n.checks_ms), out);
         out.extend_from_slice(&enc.catalog);
         let patched = Patched {
             base: &self.base,
@@ -155,11 +165,10 @@ impl Shape {
         };
         for i in 0..self.base.len() {
             match patched.changed(i) {
-                Some(r) => encode_into(r, &mut out),
+                Some(r) => encode_into(r, out),
                 None => out.extend_from_slice(&enc.results[enc.starts[i]..enc.starts[i + 1]]),
             }
         }
-        out
     }
 }
 
