@@ -713,8 +713,8 @@ impl Node {
                 .roster
                 .entries()
                 .map(|e| RosterMember {
-                    entry: e.clone(),
-                    swim: swim.get(&e.name).copied().unwrap_or("absent").to_string(),
+                    entry: e.to_entry(),
+                    swim: swim.get(e.name).copied().unwrap_or("absent").to_string(),
                 })
                 .collect(),
             gone: gate.roster.gone().cloned().collect(),
@@ -1480,11 +1480,11 @@ fn roster_snapshot<'a>(
         .entries()
         .map(|e| MemberView {
             peer: Peer {
-                name: e.name.clone(),
+                name: e.name.to_string(),
                 addr: e.addr,
                 tags: e.tags.clone(),
             },
-            alive: alive.contains(e.name.as_str()),
+            alive: alive.contains(e.name),
             rostered: true,
         })
         .collect()

@@ -50,6 +50,84 @@ pub struct RosterEntry {
     pub last_seen_unix_ms: u64,
 }
 
+/// A roster entry as the roster holds it: everything but the name, which
+/// is the map's key (one allocation a name; at 100,000 members an entry
+/// with its name twice cost about 240 bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Held {
+    serial: u64,
+    addr: SocketAddr,
+    bump: u64,
+    tags: crate::tags::Tags,
+    first_seen_unix_ms: u64,
+    last_seen_unix_ms: u64,
+}
+
+impl Held {
+    fn of(e: RosterEntry) -> (Box<str>, Held) {
+        let held = Held {
+            serial: e.serial,
+            addr: e.addr,
+            bump: e.bump,
+            tags: e.tags,
+            first_seen_unix_ms: e.first_seen_unix_ms,
+            last_seen_unix_ms: e.last_seen_unix_ms,
+        };
+        (e.name.into_boxed_str(), held)
+    }
+
+    fn entry(&self, name: &str) -> RosterEntry {
+        RosterEntry {
+            name: name.to_string(),
+            serial: self.serial,
+            addr: self.addr,
+            bump: self.bump,
+            tags: self.tags.clone(),
+            first_seen_unix_ms: self.first_seen_unix_ms,
+            last_seen_unix_ms: self.last_seen_unix_ms,
+        }
+    }
+}
+
+/// A roster entry, borrowed from the roster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryRef<'a> {
+    pub name: &'a str,
+    pub serial: u64,
+    pub addr: SocketAddr,
+    pub bump: u64,
+    pub tags: &'a crate::tags::Tags,
+    pub first_seen_unix_ms: u64,
+    pub last_seen_unix_ms: u64,
+}
+
+impl<'a> EntryRef<'a> {
+    fn new(name: &'a str, h: &'a Held) -> EntryRef<'a> {
+        EntryRef {
+            name,
+            serial: h.serial,
+            addr: h.addr,
+            bump: h.bump,
+            tags: &h.tags,
+            first_seen_unix_ms: h.first_seen_unix_ms,
+            last_seen_unix_ms: h.last_seen_unix_ms,
+        }
+    }
+
+    /// The entry, owned (as a file and `patrol roster` list it).
+    pub fn to_entry(self) -> RosterEntry {
+        RosterEntry {
+            name: self.name.to_string(),
+            serial: self.serial,
+            addr: self.addr,
+            bump: self.bump,
+            tags: self.tags.clone(),
+            first_seen_unix_ms: self.first_seen_unix_ms,
+            last_seen_unix_ms: self.last_seen_unix_ms,
+        }
+    }
+}
+
 /// How a proven identity was seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sighting {
@@ -144,7 +222,7 @@ struct RosterFile {
 /// The roster and its bounds.
 #[derive(Debug, Clone)]
 pub struct Roster {
-    entries: BTreeMap<String, RosterEntry>,
+    entries: BTreeMap<Box<str>, Held>,
     gone: BTreeMap<String, GoneEntry>,
     capacity: usize,
     expiry: Duration,
@@ -181,16 +259,18 @@ impl Roster {
         self.capacity
     }
 
-    pub fn entries(&self) -> impl Iterator<Item = &RosterEntry> {
-        self.entries.values()
+    pub fn entries(&self) -> impl Iterator<Item = EntryRef<'_>> {
+        self.entries.iter().map(|(name, h)| EntryRef::new(name, h))
     }
 
     pub fn gone(&self) -> impl Iterator<Item = &GoneEntry> {
         self.gone.values()
     }
 
-    pub fn get(&self, name: &str) -> Option<&RosterEntry> {
-        self.entries.get(name)
+    pub fn get(&self, name: &str) -> Option<EntryRef<'_>> {
+        self.entries
+            .get_key_value(name)
+            .map(|(name, h)| EntryRef::new(name, h))
     }
 
     /// Changed since the last [`Roster::saved`].
@@ -248,9 +328,8 @@ impl Roster {
         }
         self.gone.remove(name);
         self.entries.insert(
-            name.to_string(),
-            RosterEntry {
-                name: name.to_string(),
+            name.into(),
+            Held {
                 serial,
                 addr,
                 bump: id.bump,
@@ -264,9 +343,10 @@ impl Roster {
 
     /// `name` leaves the roster for `reason`. Returns whether it was there.
     pub fn remove(&mut self, name: &str, reason: GoneReason, unix_ms: u64) -> bool {
-        let Some(entry) = self.entries.remove(name) else {
+        let Some(held) = self.entries.remove(name) else {
             return false;
         };
+        let entry = held.entry(name);
         if self.gone.len() >= self.capacity {
             let oldest = self
                 .gone
@@ -293,9 +373,9 @@ impl Roster {
     pub fn revoke(&mut self, revoked: impl Fn(u64) -> bool, unix_ms: u64) -> Vec<String> {
         let names: Vec<String> = self
             .entries
-            .values()
-            .filter(|e| revoked(e.serial))
-            .map(|e| e.name.clone())
+            .iter()
+            .filter(|(_, h)| revoked(h.serial))
+            .map(|(name, _)| name.to_string())
             .collect();
         for n in &names {
             self.remove(n, GoneReason::Revoked, unix_ms);
@@ -309,9 +389,9 @@ impl Roster {
         let limit = self.expiry.as_millis() as u64;
         let names: Vec<String> = self
             .entries
-            .values()
-            .filter(|e| unix_ms.saturating_sub(e.last_seen_unix_ms) > limit)
-            .map(|e| e.name.clone())
+            .iter()
+            .filter(|(_, h)| unix_ms.saturating_sub(h.last_seen_unix_ms) > limit)
+            .map(|(name, _)| name.to_string())
             .collect();
         for n in &names {
             self.remove(n, GoneReason::Expired, unix_ms);
@@ -332,7 +412,7 @@ impl Roster {
             cluster: cluster.to_string(),
             node: node.to_string(),
             saved_unix_ms: unix_ms,
-            members: self.entries.values().cloned().collect(),
+            members: self.entries().map(EntryRef::to_entry).collect(),
             gone: self.gone.values().cloned().collect(),
         };
         // Plain data: serializing cannot fail.
@@ -366,13 +446,15 @@ impl Roster {
         let mut roster = Roster::new(capacity, expiry);
         for e in file.members {
             check_entry(&e)?;
-            if roster.entries.insert(e.name.clone(), e.clone()).is_some() {
-                return Err(entry_error(&e.name, "listed twice"));
+            let (name, held) = Held::of(e);
+            if roster.entries.contains_key(&name) {
+                return Err(entry_error(&name, "listed twice"));
             }
+            roster.entries.insert(name, held);
         }
         for g in file.gone {
             check_entry(&g.entry)?;
-            if roster.entries.contains_key(&g.entry.name) {
+            if roster.entries.contains_key(g.entry.name.as_str()) {
                 return Err(entry_error(&g.entry.name, "both a member and gone"));
             }
             roster.gone.insert(g.entry.name.clone(), g);
