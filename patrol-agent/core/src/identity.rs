@@ -58,7 +58,67 @@ pub struct NodeId {
 pub struct MemberProof {
     pub cert: CertDigest,
     /// 64 bytes from an honest node; on the wire a `Vec<u8>`'s bytes.
-    pub sig: Box<[u8]>,
+    pub sig: ProofSig,
+}
+
+/// A [`MemberProof`]'s signature bytes. Every member's identity holds
+/// one, so the 64 bytes an honest node sends are kept inline (in the
+/// proof's own allocation, not a second one); any other length is kept
+/// as received, so the identity encodes again to the very bytes it came
+/// in (and no check accepts it: it is not an Ed25519 signature).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProofSig(SigBytes);
+
+#[derive(Clone, PartialEq, Eq)]
+enum SigBytes {
+    Ed25519([u8; 64]),
+    /// Never 64 bytes (those are `Ed25519`), so equal bytes compare equal.
+    Other(Box<[u8]>),
+}
+
+impl From<[u8; 64]> for ProofSig {
+    fn from(bytes: [u8; 64]) -> ProofSig {
+        ProofSig(SigBytes::Ed25519(bytes))
+    }
+}
+
+impl From<Vec<u8>> for ProofSig {
+    fn from(bytes: Vec<u8>) -> ProofSig {
+        match <[u8; 64]>::try_from(bytes.as_slice()) {
+            Ok(sig) => ProofSig(SigBytes::Ed25519(sig)),
+            Err(_) => ProofSig(SigBytes::Other(bytes.into_boxed_slice())),
+        }
+    }
+}
+
+impl std::ops::Deref for ProofSig {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match &self.0 {
+            SigBytes::Ed25519(sig) => sig,
+            SigBytes::Other(bytes) => bytes,
+        }
+    }
+}
+
+impl std::fmt::Debug for ProofSig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ProofSig({} bytes)", self.len())
+    }
+}
+
+/// As a `Vec<u8>` (and the `Box<[u8]>` it was): a sequence of bytes.
+impl Serialize for ProofSig {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        <[u8]>::serialize(self, serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for ProofSig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<ProofSig, D::Error> {
+        Vec::<u8>::deserialize(deserializer).map(ProofSig::from)
+    }
 }
 
 /// Bytes a [`MemberProof`] adds to an identity on the wire: the option
@@ -93,7 +153,7 @@ impl IdentitySigner {
         let sig = self.key.sign(&id.signed_bytes(&self.cluster));
         Box::new(MemberProof {
             cert: self.cert,
-            sig: Box::new(sig.to_bytes()),
+            sig: ProofSig::from(sig.to_bytes()),
         })
     }
 }
@@ -288,6 +348,31 @@ mod tests {
         bytes.extend_from_slice(cluster.as_bytes());
         bytes.extend(bincode_of(&(&old.name, &old.addr, old.bump, &old.tags)));
         bytes
+    }
+
+    #[test]
+    fn a_proof_of_any_signature_length_encodes_as_it_came() {
+        let addr: SocketAddr = "10.1.2.3:7946".parse().unwrap();
+        for len in [0, 1, 63, 64, 65, 200] {
+            let sig: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let old = OldNodeId {
+                name: "host-7".into(),
+                addr,
+                bump: 5,
+                tags: BTreeMap::new(),
+                proof: Some(OldMemberProof {
+                    cert: [3; 16],
+                    sig: sig.clone(),
+                }),
+            };
+            let (back, _): (NodeId, usize) =
+                bincode::serde::decode_from_slice(&bincode_of(&old), bincode::config::standard())
+                    .unwrap();
+            let proof = back.proof.as_ref().unwrap();
+            assert_eq!(&*proof.sig, &sig[..]);
+            assert_eq!(proof.sig, ProofSig::from(sig.clone()));
+            assert_eq!(bincode_of(&back), bincode_of(&old), "{len} bytes");
+        }
     }
 
     #[test]
