@@ -245,14 +245,14 @@ impl Sweep {
             cx.counters.pieces_refused += 1;
             return None;
         }
-        if self.has_answer(&chunk.node) || self.conflicts.contains_key(&chunk.node) {
+        let (expected, answered) = self.standing(&chunk.node);
+        if answered || self.conflicts.contains_key(&chunk.node) {
             // Acked so the node stops resending; a claimant of a name in
             // conflict cannot be told apart from its twin, so its answer
             // is not recorded.
             cx.push(ack(from, chunk));
             return None;
         }
-        let expected = self.expected.contains_key(&chunk.node);
         let partial = &self.intake.partial;
         let started =
             !partial.is_empty() && partial.contains_key(&(chunk.node.clone(), chunk.nonce));
@@ -425,10 +425,11 @@ impl Sweep {
             cx.counters.pieces_refused += 1;
             return;
         }
-        if self.has_answer(&node.node) || self.conflicts.contains_key(&node.node) {
+        let (expected, answered) = self.standing(&node.node);
+        if answered || self.conflicts.contains_key(&node.node) {
             return;
         }
-        if !self.expected.contains_key(&node.node) && self.late_is_full(cx) {
+        if !expected && self.late_is_full(cx) {
             cx.counters.pieces_refused += 1;
             return;
         }
@@ -661,11 +662,16 @@ impl Sweep {
         names.len()
     }
 
-    fn has_answer(&self, node: &str) -> bool {
-        self.late.contains_key(node)
-            || self
-                .expected
-                .get(node)
-                .is_some_and(|s| matches!(s.state, SlotState::Answered(_)))
+    /// Whether `node` is in the expected set, and whether its answer is
+    /// already in (expected or late): one lookup of the expected set, the
+    /// costliest map an answer meets at 100,000 nodes.
+    fn standing(&self, node: &str) -> (bool, bool) {
+        match self.expected.get(node) {
+            Some(slot) => (
+                true,
+                matches!(slot.state, SlotState::Answered(_)) || self.late.contains_key(node),
+            ),
+            None => (false, self.late.contains_key(node)),
+        }
     }
 }
