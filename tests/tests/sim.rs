@@ -251,3 +251,32 @@ fn impossible_settings_are_refused() {
     };
     assert!(sim::run(&bad).is_err());
 }
+
+#[test]
+fn with_converged_keys_the_participants_derive_no_pair_key_during_the_sweep() {
+    // Without --converged-keys a node holds its view's certificates only
+    // and derives keys as it meets members; with it, as a node of a
+    // converged mesh, it derived them all before the sweep. The count is
+    // deterministic (thread CPU is not involved).
+    let base = SimSettings {
+        identities: true,
+        ..relayed(400, 31)
+    };
+    let partial = run(&base);
+    let converged = run(&SimSettings {
+        converged_keys: true,
+        ..base
+    });
+    assert!(
+        partial.cpu.others_keys_derived > 100,
+        "{}",
+        partial.render()
+    );
+    assert_eq!(
+        converged.cpu.others_keys_derived,
+        0,
+        "{}",
+        converged.render()
+    );
+    assert_every_answer_counted_once(&converged);
+}

@@ -124,6 +124,13 @@ struct Args {
     /// its answer arrives (as the agent did before; for comparison).
     #[arg(long, requires = "identities", conflicts_with = "warm_keys")]
     cold_keys: bool,
+    /// With --identities: every node also holds the certificate and pair
+    /// key of each member a packet mentions, as a node of a converged mesh
+    /// learned them before the sweep (set-up, not charged; slower to set
+    /// up). Without: nodes hold their view's only, and meet the others'
+    /// certificates during the sweep.
+    #[arg(long, requires = "identities")]
+    converged_keys: bool,
 
     /// Tuning: foca max_transmissions (default: from foca_config).
     #[arg(long)]
@@ -285,6 +292,7 @@ fn settings(a: &Args) -> Result<SimSettings> {
         identities: a.identities,
         warm_keys: a.warm_keys,
         cold_keys: a.cold_keys,
+        converged_keys: a.converged_keys,
         ..SimSettings::charging(cpu_mode(a)?)
     };
     s.link.latency_min = millis(a.latency_min_ms, "latency-min-ms")?;

@@ -130,6 +130,13 @@ pub struct SimSettings {
     /// keys when it learned their certificates, and derives them as
     /// answers arrive (as before it derived them on learning; to compare).
     pub cold_keys: bool,
+    /// With identities: a node also holds the certificate and pair key of
+    /// every member a packet mentions before it reads it (set-up, not
+    /// charged), as a node of a converged mesh learned them before the
+    /// sweep. Without, nodes hold those of their view only, and a packet
+    /// from another member costs a certificate exchange and an X25519
+    /// during the sweep, which a real converged mesh does not pay.
+    pub converged_keys: bool,
     /// How each node's calls into its `Node` are charged on its virtual
     /// clock (`cpu.rs`): the committed cost model by default.
     pub cpu: CpuMode,
@@ -174,6 +181,7 @@ impl SimSettings {
             identities: false,
             warm_keys: false,
             cold_keys: false,
+            converged_keys: false,
             cpu,
         }
     }

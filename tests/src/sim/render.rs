@@ -199,11 +199,12 @@ impl SimReport {
         let _ = writeln!(o, "    other nodes' calls by kind: {}", kinds.join(", "));
         let _ = writeln!(
             o,
-            "    busiest relay {:.1}% busy, largest relay queue {}; {} dropped by full queues in all; coordinator derived {} pair keys during the sweep",
+            "    busiest relay {:.1}% busy, largest relay queue {}; {} dropped by full queues in all; coordinator derived {} pair keys during the sweep, the other nodes {}",
             cpu.relay_busy_share_max * 100.0,
             cpu.relay_queue_max,
             t.queue_overflow,
-            cpu.pair_keys_derived
+            cpu.pair_keys_derived,
+            cpu.others_keys_derived
         );
         let _ = writeln!(o, "  simulated {} events", self.events);
         o

@@ -168,6 +168,8 @@ pub(crate) struct Inputs<'a> {
     pub events: u64,
     /// Pair keys the coordinator derived (certificate check plus X25519).
     pub pair_keys_derived: u64,
+    /// Pair keys every other node derived during the sweep.
+    pub others_keys_derived: u64,
     /// The relays the coordinator named (node indices).
     pub relays: &'a [usize],
     /// Batches the relays sent the coordinator: first sends, and sends
@@ -244,6 +246,10 @@ pub struct CpuFigures {
     pub relay_queue_max: usize,
     /// Peer certificates the coordinator checked and pair keys it derived.
     pub pair_keys_derived: u64,
+    /// Pair keys the other nodes derived during the sweep (a node of a
+    /// converged mesh derived its members' keys before: see
+    /// `--converged-keys`).
+    pub others_keys_derived: u64,
 }
 
 /// The run's settings, as plain numbers.
@@ -601,6 +607,7 @@ pub(crate) fn build(inp: Inputs<'_>) -> SimReport {
                 0.0
             },
             pair_keys_derived: inp.pair_keys_derived,
+            others_keys_derived: inp.others_keys_derived,
         },
         sizes: sizes(&inp),
         relays: relay_figures(&inp),

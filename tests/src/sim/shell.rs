@@ -320,6 +320,7 @@ pub(super) fn datagram(
     sh: &mut Shared,
     d: Datagram,
     fates: &[NodeFate],
+    certs: Option<&[patrol_core::trust::CompactCert]>,
 ) -> Duration {
     if sh.counting {
         node.m.recv_packets += 1;
@@ -332,7 +333,7 @@ pub(super) fn datagram(
     match Channel::from_byte(d.bytes[0]) {
         Some(Channel::Foca) => {
             kind = CallKind::FocaDatagram;
-            view::know_mentioned(&mut node.node, sh.at(), body, fates);
+            view::know_mentioned(&mut node.node, sh.at(), body, fates, certs);
         }
         Some(Channel::Sweep) => match SweepMessage::decode(body) {
             Ok(SweepMessage::Request(_)) => {

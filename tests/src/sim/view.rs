@@ -24,7 +24,18 @@ use super::report::NodeFate;
 /// cascade of O(N²) membership updates that a real, fully-meshed cluster
 /// never sees. With it, foca's own handling of the packet sees exactly the
 /// changes a fully informed node would see, and broadcasts only those.
-pub(super) fn know_mentioned(node: &mut Node, now: Now, payload: &[u8], fates: &[NodeFate]) {
+///
+/// With `certs` (`--converged-keys`), the node also holds each mentioned
+/// member's certificate and the pair key with it, as a node that learned
+/// every member before the sweep does; without, it asks for a certificate
+/// it lacks and derives the key when the packet is read (charged).
+pub(super) fn know_mentioned(
+    node: &mut Node,
+    now: Now,
+    payload: &[u8],
+    fates: &[NodeFate],
+    certs: Option<&[patrol_core::trust::CompactCert]>,
+) {
     use bytes::Buf;
     use foca::{Codec, Message, State};
 
@@ -65,6 +76,13 @@ pub(super) fn know_mentioned(node: &mut Node, now: Now, payload: &[u8], fates: &
                 known.push(baseline(update.id().clone(), inc, state));
             }
         }
+    }
+    if let Some(certs) = certs {
+        let mentioned = known
+            .iter()
+            .filter_map(|m| index_of(m.id().addr, certs.len()))
+            .map(|j| &certs[j]);
+        node.vouch_certs(mentioned, true);
     }
     // Already known members are left as they are: the baseline is never
     // newer than what the node holds.

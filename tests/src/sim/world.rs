@@ -87,8 +87,13 @@ pub(crate) struct World {
     sh: Shared,
     /// With identities: the operator who signs the sweep.
     operator: Option<Credentials>,
+    /// With `converged_keys`: every node's certificate, by index, which a
+    /// node takes (with its pair key) for each member a packet mentions.
+    certs: Option<Vec<CompactCert>>,
     /// Pair keys the coordinator had derived when the sweep started.
     keys_before: u64,
+    /// Pair keys every other node had derived then.
+    others_keys_before: u64,
 }
 
 impl World {
@@ -217,7 +222,7 @@ impl World {
         };
 
         let mut ids = ids;
-        let operator = settings.identities.then(|| {
+        let made = settings.identities.then(|| {
             identities(
                 &mut nodes,
                 &mut ids,
@@ -225,11 +230,18 @@ impl World {
                 settings.seed,
                 settings.warm_keys,
                 !settings.cold_keys,
+                settings.converged_keys,
             )
         });
+        let (operator, certs) = match made {
+            Some((operator, certs)) => (Some(operator), settings.converged_keys.then_some(certs)),
+            None => (None, None),
+        };
         World {
             operator,
+            certs,
             keys_before: 0,
+            others_keys_before: 0,
             settings: settings.clone(),
             nodes,
             views,
@@ -310,6 +322,7 @@ impl World {
             settled_at: self.sh.settled_at,
             events: self.sh.queue.popped(),
             pair_keys_derived: self.nodes[COORDINATOR].node.pair_keys_derived() - self.keys_before,
+            others_keys_derived: self.others_keys_derived() - self.others_keys_before,
             relays: &self.sh.relays,
             relay_batches: self.sh.relays.iter().fold((0, 0), |(sent, resent), &i| {
                 let relay = self.nodes[i].node.stats().sweep.relay;
@@ -416,7 +429,10 @@ impl World {
             return;
         }
         let busy = match work {
-            Work::Datagram(d) => shell::datagram(i, node, sh, d, &self.fates) + sh.link.rx_service,
+            Work::Datagram(d) => {
+                let certs = self.certs.as_deref();
+                shell::datagram(i, node, sh, d, &self.fates, certs) + sh.link.rx_service
+            }
             Work::Timer(t) => shell::timer(i, node, sh, t),
             Work::ChecksDone(id) => shell::checks_done(i, node, sh, id),
             Work::StartSweep => self.start_sweep(),
@@ -434,6 +450,7 @@ impl World {
     /// The coordinator starts the sweep; the relays it names get the full
     /// membership (set-up, not charged). Returns the CPU charged.
     fn start_sweep(&mut self) -> Duration {
+        self.others_keys_before = self.others_keys_derived();
         let sh = &mut self.sh;
         self.keys_before = self.nodes[COORDINATOR].node.pair_keys_derived();
         sh.sweep_started = Some(sh.now);
@@ -482,6 +499,15 @@ impl World {
 }
 
 impl World {
+    /// Pair keys derived by every node but the coordinator, so far.
+    fn others_keys_derived(&self) -> u64 {
+        self.nodes
+            .iter()
+            .skip(1)
+            .map(|n| n.node.pair_keys_derived())
+            .sum()
+    }
+
     /// The relays hold every member, as in a real mesh (the other nodes
     /// keep their partial views): what foca costs them per datagram and
     /// per timer then is what it costs a real relay. Set-up: not charged.
@@ -668,7 +694,8 @@ fn identities(
     seed: u64,
     warm: bool,
     derive: bool,
-) -> Credentials {
+    converged: bool,
+) -> (Credentials, Vec<CompactCert>) {
     let key = |i: u64, salt: u64| {
         let mut bytes = [0u8; 32];
         for (k, chunk) in bytes.chunks_mut(8).enumerate() {
@@ -703,8 +730,13 @@ fn identities(
         // Its view and the coordinator (whom every node of a converged
         // mesh has heard from).
         let known = views[i].iter().map(|j| *j as usize).chain([COORDINATOR]);
-        node.node
-            .vouch_certs(known.map(|j| &verified[j]), derive && i == COORDINATOR);
+        // Its pair keys too with `converged` (every node of a converged
+        // mesh derived them on learning); otherwise the coordinator's only,
+        // so that the set-up of 100,000 nodes does not derive millions.
+        node.node.vouch_certs(
+            known.map(|j| &verified[j]),
+            derive && (i == COORDINATOR || converged),
+        );
     }
     if warm {
         let now = Now {
@@ -728,12 +760,13 @@ fn identities(
             node.node.mark_told(&coordinator, epoch);
         }
     }
-    make(
+    let operator = make(
         Role::Operator(Scope::full(600_000)),
         "sim-operator",
         key(u64::MAX - 1, 300),
         2,
-    )
+    );
+    (operator, verified)
 }
 
 /// `spec` signed by `operator` under sweep id `id`.
