@@ -93,16 +93,8 @@ struct Args {
     identities: bool,
 }
 
-/// The process's resident set (`VmRSS` of /proc/self/status), bytes.
 fn rss() -> usize {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
+    patrol_tests::process::rss_of("self") as usize
 }
 
 fn mib(bytes: usize) -> f64 {

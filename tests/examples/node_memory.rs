@@ -62,14 +62,7 @@ struct Args {
 }
 
 fn rss() -> usize {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
+    patrol_tests::process::rss_of("self") as usize
 }
 
 fn live_heap() -> usize {

@@ -121,14 +121,7 @@ impl AgentProcess {
 
     /// Resident memory now, bytes (from /proc; 0 when gone).
     pub fn rss_bytes(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("VmRSS:"))
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            })
-            .map_or(0, |kb| kb * 1024)
+        rss_of(&self.pid().to_string())
     }
 
     /// SIGHUP: the agent reloads its key file.
@@ -282,4 +275,17 @@ pub fn write_cluster_config(
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, text).expect("write the config");
     path
+}
+
+/// The resident memory of process `pid` (`self` for this one), bytes, from
+/// `/proc/PID/status`; 0 when it is gone.
+pub fn rss_of(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
 }

@@ -77,15 +77,7 @@ impl Held {
     }
 
     fn entry(&self, name: &str) -> RosterEntry {
-        RosterEntry {
-            name: name.to_string(),
-            serial: self.serial,
-            addr: self.addr,
-            bump: self.bump,
-            tags: self.tags.clone(),
-            first_seen_unix_ms: self.first_seen_unix_ms,
-            last_seen_unix_ms: self.last_seen_unix_ms,
-        }
+        EntryRef::new(name, self).to_entry()
     }
 }
 

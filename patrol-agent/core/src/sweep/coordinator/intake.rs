@@ -337,12 +337,20 @@ impl Sweep {
         let payload = match AnswerPayload::decode(bytes) {
             Ok(payload) => payload,
             Err(e) => {
-                return self.record_stand_in(cx, from, &chunk.node, outcomes::undecodable(&e))
+                return self.record_stand_in(
+                    cx,
+                    from,
+                    &chunk.node,
+                    outcomes::undecodable(&e),
+                    TagsOf::None,
+                )
             }
         };
         let trip = match self.verify(cx, from, &chunk.node, chunk.nonce, &payload, trip) {
             Proof::Dropped => return,
-            Proof::Expired(outcome) => return self.record_stand_in(cx, from, &chunk.node, outcome),
+            Proof::Expired(outcome) => {
+                return self.record_stand_in(cx, from, &chunk.node, outcome, TagsOf::None)
+            }
             Proof::Taken(trip) => trip,
         };
         let likely = self.shapes.last();
@@ -350,7 +358,13 @@ impl Sweep {
             match BodyParts::decode_likely(&payload.body, likely.as_deref().map(Shape::likely)) {
                 Ok(body) => body,
                 Err(e) => {
-                    return self.record_stand_in(cx, from, &chunk.node, outcomes::undecodable(&e))
+                    return self.record_stand_in(
+                        cx,
+                        from,
+                        &chunk.node,
+                        outcomes::undecodable(&e),
+                        TagsOf::None,
+                    )
                 }
             };
         let parts = Parts {
@@ -361,13 +375,19 @@ impl Sweep {
         let (shape, diff) = match self.shapes.intern_parts(&body) {
             Ok(interned) => interned,
             Err(e) => {
-                return self.record_stand_in(cx, from, &chunk.node, outcomes::undecodable(&e))
+                return self.record_stand_in(
+                    cx,
+                    from,
+                    &chunk.node,
+                    outcomes::undecodable(&e),
+                    TagsOf::None,
+                )
             }
         };
         self.record(cx, from, &chunk.node, shape, diff, parts, trip);
     }
 
-    /// `outcome` alone recorded as `node`'s answer, with no tags and no
+    /// `outcome` alone recorded as `node`'s answer, with `tags` and no
     /// clock offset (see [`Sweep::stand_in`]).
     fn record_stand_in(
         &mut self,
@@ -375,12 +395,13 @@ impl Sweep {
         from: SocketAddr,
         node: &str,
         outcome: CheckOutcome,
+        tags: TagsOf<'_>,
     ) {
         let body = self.stand_in(cx.mono(), outcome);
         let parts = Parts {
             received_unix_ms: body.received_unix_ms,
             checks_ms: 0,
-            tags: TagsOf::None,
+            tags,
         };
         let (shape, diff) = self.shapes.intern(body);
         self.record(cx, from, node, shape, diff, parts, None);
@@ -460,15 +481,8 @@ impl Sweep {
                 Proof::Taken(t) => trip = t,
                 Proof::Dropped => return,
                 Proof::Expired(outcome) => {
-                    let body = self.stand_in(cx.mono(), outcome);
-                    let parts = Parts {
-                        received_unix_ms: body.received_unix_ms,
-                        checks_ms: 0,
-                        tags: TagsOf::Owned(&shape.tags),
-                    };
-                    let (own, diff) = self.shapes.intern(body);
-                    self.record(cx, from, &node.node, own, diff, parts, None);
-                    return;
+                    let tags = TagsOf::Owned(&shape.tags);
+                    return self.record_stand_in(cx, from, &node.node, outcome, tags);
                 }
             }
         }

@@ -50,17 +50,14 @@ pub(crate) struct Shape {
 
 /// A shape's parts as an [`AnswerBody`] encodes them, so that a relayed
 /// node's body is spliced from bytes rather than serialized again: the
-/// tags, the check names with the results' count, and each base result.
+/// tags, the check names and each base result.
 /// Bincode's standard layout writes a struct's fields one after the other
 /// and a sequence as its length then its elements, so the pieces
 /// concatenate to the whole.
 #[derive(Debug)]
 struct Encoded {
     tags: Vec<u8>,
-    /// The catalog, then the number of results.
     catalog: Vec<u8>,
-    /// How much of `catalog` is the catalog.
-    names: usize,
     /// Every base result, back to back.
     results: Vec<u8>,
     /// Where base result `i` starts in `results` (and one past the last).
@@ -78,8 +75,6 @@ impl Encoded {
         encode_into(&shape.tags, &mut tags);
         let mut catalog = Vec::new();
         encode_into(&shape.catalog, &mut catalog);
-        let names = catalog.len();
-        encode_into(&(shape.base.len() as u64), &mut catalog);
         let mut results = Vec::new();
         let mut starts = Vec::with_capacity(shape.base.len() + 1);
         for r in &shape.base {
@@ -90,10 +85,14 @@ impl Encoded {
         Encoded {
             tags,
             catalog,
-            names,
             results,
             starts,
         }
+    }
+
+    /// Base result `i`, as encoded.
+    fn result(&self, i: usize) -> &[u8] {
+        &self.results[self.starts[i]..self.starts[i + 1]]
     }
 }
 
@@ -123,7 +122,7 @@ impl Shape {
     pub(crate) fn likely(&self) -> Likely<'_> {
         let enc = self.encoded();
         Likely {
-            catalog: &enc.catalog[..enc.names],
+            catalog: &enc.catalog,
             results: &enc.results,
             starts: &enc.starts,
         }
@@ -159,6 +158,7 @@ impl Shape {
         out.extend_from_slice(&enc.tags);
         encode_into(&(n.received_unix_ms, n.checks_ms), out);
         out.extend_from_slice(&enc.catalog);
+        encode_into(&(self.base.len() as u64), out);
         let patched = Patched {
             base: &self.base,
             diff: &n.diff,
@@ -166,7 +166,7 @@ impl Shape {
         for i in 0..self.base.len() {
             match patched.changed(i) {
                 Some(r) => encode_into(r, out),
-                None => out.extend_from_slice(&enc.results[enc.starts[i]..enc.starts[i + 1]]),
+                None => out.extend_from_slice(enc.result(i)),
             }
         }
     }
@@ -233,7 +233,7 @@ impl Shapes {
             let enc = shape.encoded();
             let mut diff = Vec::new();
             for (i, bytes) in body.results.iter().enumerate() {
-                if *bytes != &enc.results[enc.starts[i]..enc.starts[i + 1]] {
+                if *bytes != enc.result(i) {
                     diff.push((i as u16, BodyParts::result(bytes)?));
                 }
             }
