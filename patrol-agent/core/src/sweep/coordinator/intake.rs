@@ -669,7 +669,7 @@ impl Sweep {
             .partial
             .keys()
             .map(|(n, _)| n.as_str())
-            .filter(|n| !self.expected.contains_key(*n))
+            .filter(|n| !self.expected.contains_key(n))
             .collect();
         names.sort_unstable();
         names.dedup();

@@ -29,6 +29,7 @@
 //! member goes down), not per answer.
 
 mod document;
+mod expected;
 mod intake;
 mod record;
 
@@ -73,7 +74,7 @@ struct Sweep {
     started_at: Duration,
     deadline_at: Duration,
     spread: Duration,
-    expected: BTreeMap<String, Slot>,
+    expected: expected::Expected,
     /// Opened, the expected set not snapshot yet: how many members the
     /// node filter kept when the request was built.
     planned: Option<u64>,
@@ -171,7 +172,7 @@ fn expected_set(
     me: &Peer,
     filter: &BTreeMap<String, String>,
     members: Vec<MemberView>,
-) -> (BTreeMap<String, Slot>, BTreeMap<String, Vec<Peer>>) {
+) -> (Vec<Slot>, BTreeMap<String, Vec<Peer>>) {
     let mut members: Vec<MemberView> = members
         .into_iter()
         .filter(|m| m.peer.tags.matches(filter))
@@ -205,16 +206,15 @@ fn expected_set(
             } else {
                 SlotState::Down
             };
-            let slot = Slot {
+            Slot {
                 state,
                 backstops: 0,
                 swim_down: !m.alive,
                 rostered: m.rostered,
                 peer: m.peer,
-            };
-            (slot.peer.name.clone(), slot)
+            }
         });
-    // Sorted already: the map is built in one pass.
+    // Sorted by name, each name once.
     (slots.collect(), conflicts)
 }
 
@@ -297,7 +297,7 @@ impl Coordinator {
             started_at: cx.mono(),
             deadline_at: cx.mono() + deadline,
             spread,
-            expected: BTreeMap::new(),
+            expected: expected::Expected::default(),
             planned: Some(planned as u64),
             late: BTreeMap::new(),
             conflicts: BTreeMap::new(),
@@ -339,7 +339,8 @@ impl Coordinator {
         if sweep.planned.take().is_none() {
             return;
         }
-        let (expected, conflicts) = expected_set(cx.me, &sweep.request.node_filter, members);
+        let (slots, conflicts) = expected_set(cx.me, &sweep.request.node_filter, members);
+        let expected = expected::Expected::new(slots, cx.rng.next_u64());
         sweep.settled = expected
             .values()
             .filter(|s| matches!(s.state, SlotState::Down))

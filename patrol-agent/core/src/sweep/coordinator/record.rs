@@ -133,6 +133,13 @@ impl Shape {
         self.catalog.len() == self.base.len()
     }
 
+    /// Whether answers with this shape's names and `results` results are
+    /// kept against it: its names and results pair up, within a diff's
+    /// index.
+    fn serves(&self, results: usize) -> bool {
+        self.aligned() && self.base.len() == results && self.catalog.len() <= usize::from(u16::MAX)
+    }
+
     /// Whether `diff` only points at results this shape has.
     pub(crate) fn fits(&self, diff: &[(u16, CheckResult)]) -> bool {
         diff.iter().all(|(i, _)| usize::from(*i) < self.base.len())
@@ -229,7 +236,15 @@ impl Shapes {
     /// names matched by their bytes, and only the results whose bytes
     /// differ from the shape's base decoded.
     pub(crate) fn intern_parts(&mut self, body: &BodyParts<'_>) -> Result<Interned, WireError> {
-        if let Some(shape) = self.known(body.catalog_bytes, body.results.len()) {
+        // Most answers have the last one's names: compared in place, no
+        // hashing of the catalog's bytes.
+        let last = self.last.as_ref().filter(|last| {
+            last.encoded().catalog == body.catalog_bytes && last.serves(body.results.len())
+        });
+        if let Some(shape) = last
+            .cloned()
+            .or_else(|| self.known(body.catalog_bytes, body.results.len()))
+        {
             let enc = shape.encoded();
             let mut diff = Vec::new();
             for (i, bytes) in body.results.iter().enumerate() {
@@ -268,10 +283,7 @@ impl Shapes {
         results: Vec<CheckResult>,
     ) -> Interned {
         let shape = Arc::new(Shape::new(BTreeMap::new(), catalog, results));
-        if shape.aligned()
-            && shape.catalog.len() <= usize::from(u16::MAX)
-            && self.by_catalog.len() < MAX_SHAPES
-        {
+        if shape.serves(shape.base.len()) && self.by_catalog.len() < MAX_SHAPES {
             self.by_catalog.insert(names.into(), shape.clone());
         }
         (shape, Vec::new())
