@@ -129,6 +129,7 @@ fn main() {
         ..NodeSettings::default()
     };
     let me = NodeId::new("me", addr(n + 7), NOW_MS, tags.clone());
+    let bare = live_heap();
     let mut node = Node::new(me, settings, args.seed, now);
     if args.identities {
         let mine = cert_of(n + 7, "me");
@@ -155,6 +156,10 @@ fn main() {
         args.tags,
         if args.identities { "on" } else { "off" },
         node.num_members()
+    );
+    println!(
+        "node alone           {:.1} KiB of live heap (made, trust set, no member)",
+        heap0.saturating_sub(bare) as f64 / 1024.0
     );
     let held = heap1.saturating_sub(heap0);
     println!(

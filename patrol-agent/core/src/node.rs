@@ -29,7 +29,7 @@
 use core::net::SocketAddr;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::Duration;
 
 use foca::{AccumulatingRuntime, Foca, Member, OwnedNotification};
@@ -135,8 +135,11 @@ pub enum MemberEvent {
 
 /// Entries a drained output queue keeps room for; a burst that grew one
 /// past twice this gives the memory back once it is drained (a node that
-/// learns 100,000 members would otherwise keep a slot per member in each).
-const QUEUE_KEEP: usize = 64;
+/// learns 100,000 members would otherwise keep a slot per member in each,
+/// and one that joined knowing 64 members 128 outputs' worth: about 37 KiB
+/// with foca's queues, which the simulator paid 100,000 times). An input
+/// rarely leaves more than a few outputs.
+const QUEUE_KEEP: usize = 16;
 
 /// What the shell must do on the node's behalf.
 #[derive(Debug, Clone, PartialEq)]
@@ -218,7 +221,6 @@ pub struct Node {
     foca: NodeFoca,
     rt: AccumulatingRuntime<NodeId>,
     core: SweepCore,
-    inbox: mpsc::Receiver<crate::sweep::gossip::Inbound>,
     /// The gossip handler's clock (set on every call) and copy counter.
     gossip: Arc<GossipShared>,
     settings: NodeSettings,
@@ -252,10 +254,9 @@ impl Node {
     /// A node with identity `me` that knows nobody yet. `seed` makes every
     /// random choice (foca's and the sweep core's) reproducible.
     pub fn new(me: NodeId, settings: NodeSettings, seed: u64, now: Now) -> Node {
-        let (inbox_tx, inbox) = mpsc::channel();
         let shared = Arc::new(GossipShared::default());
         shared.unix_ms.store(now.unix_ms, Ordering::Relaxed);
-        let gossip = RequestGossip::new(inbox_tx, Arc::clone(&shared));
+        let gossip = RequestGossip::new(Arc::clone(&shared));
         let bucket = initial_bucket(&settings, 1);
         let config = membership::foca_config(bucket, settings.foca_payload(), &settings.foca);
         let peer = Peer {
@@ -270,7 +271,6 @@ impl Node {
             foca,
             rt: AccumulatingRuntime::new(),
             core,
-            inbox,
             gossip: shared,
             rejoin_backoff: settings.rejoin_initial,
             settings,
@@ -586,8 +586,9 @@ impl Node {
             &cluster,
         ));
         let me = self.foca.identity().clone().signed(signer);
-        let (inbox_tx, inbox) = mpsc::channel();
-        let gossip = RequestGossip::new(inbox_tx, Arc::clone(&self.gossip));
+        // Requests gossiped to the foca being replaced are not checked.
+        self.gossip.clear_inbound();
+        let gossip = RequestGossip::new(Arc::clone(&self.gossip));
         let config = membership::foca_config(
             self.size_bucket,
             self.settings.foca_payload(),
@@ -595,7 +596,6 @@ impl Node {
         );
         let rng = SmallRng::seed_from_u64(self.seed);
         self.foca = Foca::with_custom_broadcast(me, config, rng, BincodeCodec, gossip);
-        self.inbox = inbox;
         let mut book = MemberBook::new(
             &cluster,
             bundle.clone(),
@@ -1200,7 +1200,7 @@ impl Node {
     /// push) instead of waiting for the gossip tick. The others stop here.
     fn drain_gossip(&mut self, now: Now) {
         let mut fresh = false;
-        while let Ok((req, from)) = self.inbox.try_recv() {
+        while let Some((req, from)) = self.gossip.take_inbound() {
             if self.misaddressed(&req) {
                 continue;
             }

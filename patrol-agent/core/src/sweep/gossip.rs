@@ -27,10 +27,9 @@
 //! most [`MAX_REMEMBERED`] are kept (refused ones first, then the earliest
 //! to expire, go when it is full).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 
 use foca::{BroadcastHandler, Invalidates};
@@ -68,6 +67,32 @@ pub struct GossipShared {
     /// The sweep id the node is adding as a broadcast right now, having
     /// vouched for it: the handler takes it without asking again.
     pub vouching: Mutex<Option<u64>>,
+    /// New requests for the node to check, oldest first. A queue both
+    /// hold, not a channel: a channel keeps a block of 31 slots (about
+    /// 8 KiB) from its first message on, and every node gets a request.
+    inbox: Mutex<VecDeque<Inbound>>,
+}
+
+impl GossipShared {
+    fn inbox(&self) -> std::sync::MutexGuard<'_, VecDeque<Inbound>> {
+        self.inbox.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The oldest new request not taken yet. An emptied queue gives its
+    /// room back (a request comes once a sweep).
+    pub fn take_inbound(&self) -> Option<Inbound> {
+        let mut inbox = self.inbox();
+        let next = inbox.pop_front();
+        if inbox.is_empty() {
+            *inbox = VecDeque::new();
+        }
+        next
+    }
+
+    /// Forget the requests not taken yet.
+    pub fn clear_inbound(&self) {
+        *self.inbox() = VecDeque::new();
+    }
 }
 
 /// A request for the node to check: the request, and the address of the
@@ -86,9 +111,8 @@ struct Seen {
 }
 
 /// Decodes requests from foca broadcasts, drops duplicates and expired
-/// ones, and hands new ones to the node through a channel.
+/// ones, and hands new ones to the node through [`GossipShared`].
 pub struct RequestGossip {
-    inbox: Sender<Inbound>,
     shared: Arc<GossipShared>,
     seen: HashMap<u64, Seen>,
 }
@@ -110,9 +134,8 @@ fn digest(bytes: &[u8]) -> [u8; 16] {
 impl RequestGossip {
     /// A handler reading the wall clock and the vouched id from `shared`:
     /// the [`Node`](crate::node::Node) sets them.
-    pub fn new(inbox: Sender<Inbound>, shared: Arc<GossipShared>) -> Self {
+    pub fn new(shared: Arc<GossipShared>) -> Self {
         RequestGossip {
-            inbox,
             shared,
             seen: HashMap::new(),
         }
@@ -181,8 +204,7 @@ impl BroadcastHandler<NodeId> for RequestGossip {
             digest: d,
         };
         self.remember(req.id, seen, now);
-        // A closed inbox means the node is shutting down.
-        let _ = self.inbox.send((req, sender.map(|s| s.addr)));
+        self.shared.inbox().push_back((req, sender.map(|s| s.addr)));
         Ok(None)
     }
 }
@@ -191,8 +213,6 @@ impl BroadcastHandler<NodeId> for RequestGossip {
 mod tests {
     use super::*;
     use crate::sweep::wire::PeerAddr;
-    use std::sync::mpsc;
-
     fn req(id: u64, issued: u64) -> SweepRequest {
         SweepRequest {
             id,
@@ -210,11 +230,15 @@ mod tests {
         }
     }
 
-    fn handler(now: u64) -> (RequestGossip, mpsc::Receiver<Inbound>) {
-        let (tx, rx) = mpsc::channel();
+    fn handler(now: u64) -> (RequestGossip, Arc<GossipShared>) {
         let shared = Arc::new(GossipShared::default());
         shared.unix_ms.store(now, Ordering::Relaxed);
-        (RequestGossip::new(tx, shared), rx)
+        (RequestGossip::new(Arc::clone(&shared)), shared)
+    }
+
+    /// The requests handed to the node since the last call.
+    fn taken(shared: &GossipShared) -> usize {
+        std::iter::from_fn(|| shared.take_inbound()).count()
     }
 
     fn receive(h: &mut RequestGossip, bytes: &[u8]) -> Option<SweepKey> {
@@ -240,7 +264,7 @@ mod tests {
         let (mut h, rx) = handler(10_000);
         let bytes = req(5, 9_500).encode();
         assert_eq!(receive(&mut h, &bytes), None, "not spread unchecked");
-        let (got, from) = rx.try_recv().unwrap();
+        let (got, from) = rx.take_inbound().unwrap();
         assert_eq!(got.id, 5);
         assert_eq!(from, Some("127.0.0.1:9".parse().unwrap()));
         assert_eq!(
@@ -248,13 +272,9 @@ mod tests {
             Some(SweepKey(5)),
             "spread once vouched"
         );
-        assert_eq!(
-            rx.try_iter().count(),
-            0,
-            "the vouched copy is not handed back"
-        );
+        assert_eq!(taken(&rx), 0, "the vouched copy is not handed back");
         assert_eq!(receive(&mut h, &bytes), None, "later copies are duplicates");
-        assert_eq!(rx.try_iter().count(), 0);
+        assert_eq!(taken(&rx), 0);
     }
 
     #[test]
@@ -263,16 +283,12 @@ mod tests {
         let forged = req(5, 9_500).encode();
         assert_eq!(receive(&mut h, &forged), None);
         assert_eq!(receive(&mut h, &forged), None);
-        assert_eq!(rx.try_iter().count(), 1, "one check for the forged bytes");
+        assert_eq!(taken(&rx), 1, "one check for the forged bytes");
         let mut real = req(5, 9_500);
         real.deadline_ms = 2_000;
         let real = real.encode();
         assert_eq!(receive(&mut h, &real), None);
-        assert_eq!(
-            rx.try_iter().count(),
-            1,
-            "the real request still reaches the node"
-        );
+        assert_eq!(taken(&rx), 1, "the real request still reaches the node");
         assert_eq!(vouch(&mut h, &real, 5), Some(SweepKey(5)));
     }
 
@@ -287,7 +303,7 @@ mod tests {
             .unix_ms
             .store(10_000 + REFUSED_FOR_MS + 1, Ordering::Relaxed);
         receive(&mut h, &bytes);
-        assert_eq!(rx.try_iter().count(), 2);
+        assert_eq!(taken(&rx), 2);
     }
 
     #[test]
@@ -295,7 +311,7 @@ mod tests {
         let (mut h, rx) = handler(10_000);
         let bytes = req(5, 8_000).encode();
         assert_eq!(receive(&mut h, &bytes), None);
-        assert_eq!(rx.try_iter().count(), 0);
+        assert_eq!(taken(&rx), 0);
     }
 
     #[test]
