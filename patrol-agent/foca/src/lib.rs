@@ -349,6 +349,13 @@ where
         self.members.iter_active()
     }
 
+    /// The member, active or down, whose address is `addr`: one lookup
+    /// in the address index, where [`Foca::iter_membership_state`] would
+    /// walk the whole list.
+    pub fn member_at(&self, addr: &T::Addr) -> Option<&Member<T>> {
+        self.members.find(addr)
+    }
+
     /// Returns the number of active members in the cluster.
     ///
     /// May only be used as a bound for [`Foca::iter_members`] if no
@@ -1816,6 +1823,29 @@ mod tests {
         );
         assert_eq!(Ok(()), foca.change_identity(ID::new(43), &mut runtime));
         assert_eq!(&ID::new(43), foca.identity());
+    }
+
+    #[test]
+    fn a_member_is_found_by_its_address_down_or_alive() {
+        let mut foca = Foca::new(ID::new(1), config(), rng(), codec());
+        let mut runtime = AccumulatingRuntime::new();
+        let members = (2..=200).map(|a| {
+            if a % 7 == 0 {
+                Member::down(ID::new(a))
+            } else {
+                Member::alive(ID::new(a))
+            }
+        });
+        assert_eq!(Ok(()), foca.apply_many(members, false, &mut runtime));
+        for a in 2..=200u8 {
+            let found = foca.member_at(&a).expect("an applied member is found");
+            assert_eq!(found.id(), &ID::new(a));
+            assert_eq!(found.is_active(), a % 7 != 0);
+        }
+        // Ourselves and addresses never applied are not members.
+        for a in [0u8, 1, 201, 255] {
+            assert!(foca.member_at(&a).is_none(), "{a} is no member");
+        }
     }
 
     #[test]

@@ -224,6 +224,11 @@ where
             .copied()
     }
 
+    /// The member whose address is `addr`, active or down.
+    pub(crate) fn find(&self, addr: &T::Addr) -> Option<&Member<T>> {
+        self.position(addr).map(|pos| &self.inner[pos])
+    }
+
     /// Record that the member at `from` now sits at `to`.
     fn reindex(&mut self, from: usize, to: usize) {
         let hash = Self::hash(&self.hasher, &self.inner[to].id.addr());

@@ -426,8 +426,23 @@ impl SweepCore {
     pub fn open(
         &mut self,
         now: Now,
+        spec: StartSweep,
+        head: StartHead,
+        out: &mut Vec<Effect>,
+    ) -> Result<u64, StartRefused> {
+        self.open_checking(now, spec, head, &mut |_| true, out)
+    }
+
+    /// [`SweepCore::open`], with `accept` asked about each relay drawn
+    /// from `head`'s candidates before it is chosen (one refused is passed
+    /// over): what the caller checks only for the few it draws, not for
+    /// every member.
+    pub fn open_checking(
+        &mut self,
+        now: Now,
         mut spec: StartSweep,
         head: StartHead,
+        accept: &mut dyn FnMut(SocketAddr) -> bool,
         out: &mut Vec<Effect>,
     ) -> Result<u64, StartRefused> {
         let id = spec.id.unwrap_or_else(|| self.env.rng.next_u64());
@@ -461,7 +476,7 @@ impl SweepCore {
             }
         };
         let mut cx = self.env.ctx(now, out);
-        let req = self.coordinator.open(&mut cx, id, spec, auth, head);
+        let req = self.coordinator.open(&mut cx, id, spec, auth, head, accept);
         cx.push(Effect::Spread(req.clone()));
         self.handle_request(now, req, out);
         Ok(id)

@@ -489,20 +489,71 @@ pub(crate) fn choose_relays(
     id: u64,
     expected: usize,
     mut candidates: Vec<SocketAddr>,
+    mut accept: impl FnMut(SocketAddr) -> bool,
 ) -> Vec<SocketAddr> {
     let count = settings.relays_for(expected, candidates.len());
     let mut rng = Prng::new(id ^ 0x7265_6c61_7973);
-    for i in 0..count {
+    // A partial shuffle, each draw looked at as it comes: a candidate
+    // `accept` refuses is passed over, so only about `count` are looked
+    // at (when every one is accepted, the draws are those of a plain
+    // partial shuffle).
+    let mut chosen = 0;
+    for i in 0..candidates.len() {
+        if chosen == count {
+            break;
+        }
         let j = i + (rng.next_u64() % (candidates.len() - i) as u64) as usize;
         candidates.swap(i, j);
+        if accept(candidates[i]) {
+            candidates.swap(chosen, i);
+            chosen += 1;
+        }
     }
-    candidates.truncate(count);
+    candidates.truncate(chosen);
     candidates
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relays_refused_by_the_check_are_passed_over_and_the_rest_drawn_as_before() {
+        let settings = SweepSettings::default();
+        let candidates: Vec<SocketAddr> = (0..20_000u16)
+            .map(|i| SocketAddr::from(([127, 0, (i >> 8) as u8, i as u8], 7946)))
+            .collect();
+        let expected = 100_000;
+        let count = settings.relays_for(expected, candidates.len());
+        assert!(count > 10, "{count} relays");
+        let all = choose_relays(&settings, 7, expected, candidates.clone(), |_| true);
+        assert_eq!(all.len(), count);
+        // The same sweep id draws the same relays.
+        assert_eq!(
+            all,
+            choose_relays(&settings, 7, expected, candidates.clone(), |_| true)
+        );
+        // Refusing every other address: still `count` relays, none refused,
+        // and the checker asked about few more than it was given.
+        let odd = |a: SocketAddr| match a.ip() {
+            std::net::IpAddr::V4(ip) => ip.octets()[3] % 2 == 1,
+            std::net::IpAddr::V6(_) => false,
+        };
+        let mut asked = 0;
+        let some = choose_relays(&settings, 7, expected, candidates.clone(), |a| {
+            asked += 1;
+            odd(a)
+        });
+        assert_eq!(some.len(), count);
+        assert!(some.iter().all(|a| odd(*a)), "a refused candidate relays");
+        assert!(asked < 4 * count, "{asked} asked for {count} relays");
+        // Too few accepted: only those.
+        let one = candidates[123];
+        assert_eq!(
+            choose_relays(&settings, 7, expected, candidates, |a| a == one),
+            vec![one]
+        );
+    }
 
     const MS: Duration = Duration::from_millis(1);
 

@@ -261,11 +261,12 @@ impl Coordinator {
         spec: StartSweep,
         auth: Option<Box<RequestAuth>>,
         head: StartHead,
+        accept: &mut dyn FnMut(SocketAddr) -> bool,
     ) -> SweepRequest {
         let settings = cx.settings;
         let deadline = spec.deadline.min(settings.max_deadline);
         let planned = head.members;
-        let relays = choose_relays(settings, id, planned, head.relay_candidates);
+        let relays = choose_relays(settings, id, planned, head.relay_candidates, accept);
         // With certificates, a node whose answer we have not taken since
         // our start (or the last bundle reload) sends its whole
         // certificate (about 150 bytes more, three times the room in a
