@@ -223,8 +223,7 @@ impl Bench {
         let n = args.nodes;
         let config = foca_config(size_bucket(n), settings.foca_payload(), &settings.foca);
         let max_packet = config.max_packet_size.get();
-        let (tx, _rx) = std::sync::mpsc::channel();
-        let gossip = RequestGossip::new(tx, Arc::new(GossipShared::default()));
+        let gossip = RequestGossip::new(Arc::new(GossipShared::default()));
         let me = NodeId::new("me", addr(usize::from(u16::MAX) << 8), 1, BTreeMap::new());
         let rng = SmallRng::seed_from_u64(args.seed);
         let foca = Foca::with_custom_broadcast(me, config.clone(), rng, BincodeCodec, gossip);
