@@ -336,15 +336,7 @@ impl Sweep {
         // with no clock offset: its receive time is unknown).
         let payload = match AnswerPayload::decode(bytes) {
             Ok(payload) => payload,
-            Err(e) => {
-                return self.record_stand_in(
-                    cx,
-                    from,
-                    &chunk.node,
-                    outcomes::undecodable(&e),
-                    TagsOf::None,
-                )
-            }
+            Err(e) => return self.record_undecodable(cx, from, &chunk.node, &e),
         };
         let trip = match self.verify(cx, from, &chunk.node, chunk.nonce, &payload, trip) {
             Proof::Dropped => return,
@@ -354,37 +346,33 @@ impl Sweep {
             Proof::Taken(trip) => trip,
         };
         let likely = self.shapes.last();
-        let body =
-            match BodyParts::decode_likely(&payload.body, likely.as_deref().map(Shape::likely)) {
-                Ok(body) => body,
-                Err(e) => {
-                    return self.record_stand_in(
-                        cx,
-                        from,
-                        &chunk.node,
-                        outcomes::undecodable(&e),
-                        TagsOf::None,
-                    )
-                }
-            };
+        let read = BodyParts::decode_likely(&payload.body, likely.as_deref().map(Shape::likely))
+            .and_then(|body| {
+                let interned = self.shapes.intern_parts(&body)?;
+                Ok((body, interned))
+            });
+        let (body, (shape, diff)) = match read {
+            Ok(read) => read,
+            Err(e) => return self.record_undecodable(cx, from, &chunk.node, &e),
+        };
         let parts = Parts {
             received_unix_ms: body.received_unix_ms,
             checks_ms: body.checks_ms,
             tags: TagsOf::Borrowed(&body.tags),
         };
-        let (shape, diff) = match self.shapes.intern_parts(&body) {
-            Ok(interned) => interned,
-            Err(e) => {
-                return self.record_stand_in(
-                    cx,
-                    from,
-                    &chunk.node,
-                    outcomes::undecodable(&e),
-                    TagsOf::None,
-                )
-            }
-        };
         self.record(cx, from, &chunk.node, shape, diff, parts, trip);
+    }
+
+    /// An answer that arrived whole but does not decode, recorded as
+    /// failing with the reason `e`.
+    fn record_undecodable(
+        &mut self,
+        cx: &mut Ctx,
+        from: SocketAddr,
+        node: &str,
+        e: &dyn std::fmt::Display,
+    ) {
+        self.record_stand_in(cx, from, node, outcomes::undecodable(e), TagsOf::None);
     }
 
     /// `outcome` alone recorded as `node`'s answer, with `tags` and no
